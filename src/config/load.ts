@@ -1,0 +1,88 @@
+import { readFile } from 'node:fs/promises';
+import type { z } from 'zod';
+import { ConfigError, type ConfigProblem } from '../errors.js';
+import { type Config, configSchema } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/zshield/zshield.conf';
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file read, or null when none exists at the default path and defaults are used. */
+  file: string | null;
+  warnings: ConfigProblem[];
+}
+
+/**
+ * Read and validate the config. A missing file at the default path means "all defaults" (the seed
+ * layout); a missing file that was named explicitly is an error. Every problem is reported at once.
+ */
+export async function loadConfig(file: string | undefined): Promise<LoadedConfig> {
+  const target = file ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await readFile(target, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && file === undefined) return { config: configSchema.parse({}), file: null, warnings: [] };
+    throw new ConfigError([{ where: target, message: `cannot read: ${code ?? String(err)}` }]);
+  }
+  return { ...parseConfigText(text, target), file: target };
+}
+
+export function parseConfigText(text: string, where: string): { config: Config; warnings: ConfigProblem[] } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError([{ where: jsonErrorLocation(text, where, err as Error), message: jsonErrorMessage(err as Error) }], {
+      hint: 'the config is JSON; see rc/zshield.conf.example',
+    });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError([{ where, message: 'must be a JSON object' }]);
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => issueToProblem(i, where)));
+  const config = parsed.data;
+  const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
+  // Rules that need more than one field.
+  if (config.lvm.snapshot === config.lvm.rootLv) {
+    problems.push({ where: `${where}: lvm.snapshot`, message: 'must differ from lvm.rootLv' });
+  }
+  if (config.snapshot.warnPercent >= config.snapshot.errorPercent) {
+    problems.push({ where: `${where}: snapshot.warnPercent`, message: 'must be below snapshot.errorPercent' });
+  }
+  if (config.snapshot.size.kind === 'percent' && config.snapshot.size.percent < 5) {
+    warnings.push({
+      where: `${where}: snapshot.size`,
+      message: 'under 5% of lv-root: a busy day can overflow the snapshot and invalidate the backup',
+    });
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { config, warnings };
+}
+
+function issueToProblem(issue: z.core.$ZodIssue, file: string): ConfigProblem {
+  const at = issue.path.length ? issue.path.join('.') : '(top level)';
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') message = `unknown setting(s): ${issue.keys.join(', ')}`;
+  return { where: `${file}: ${at}`, message };
+}
+
+function jsonErrorMessage(err: Error): string {
+  return err.message.replace(/\s*(in JSON )?at position \d+.*$/s, '').replace(/^JSON\.parse: /, '');
+}
+
+function jsonErrorLocation(text: string, file: string, err: Error): string {
+  const m = /position (\d+)/.exec(err.message);
+  if (!m) {
+    const lc = /line (\d+) column (\d+)/.exec(err.message);
+    return lc ? `${file}:${lc[1]}:${lc[2]}` : file;
+  }
+  const pos = Number(m[1]);
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const col = pos - before.lastIndexOf('\n');
+  return `${file}:${line}:${col}`;
+}

@@ -1,0 +1,13 @@
+import type { Config } from './schema.js';
+import type { SizeSpec } from './size.js';
+
+const sizeText = (s: SizeSpec): string | number => (s.kind === 'percent' ? `${s.percent}%` : s.bytes);
+
+/** The config in the file's own form (what `config show` prints and `config check` accepts). */
+export function renderConfig(config: Config): unknown {
+  return {
+    ...config,
+    snapshot: { ...config.snapshot, size: sizeText(config.snapshot.size) },
+    daemon: { ...config.daemon, dailyAt: config.daemon.dailyAt.text },
+  };
+}

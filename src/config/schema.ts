@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { parseSize, type SizeSpec } from './size.js';
+
+// LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
+const lvmName = z
+  .string()
+  .regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$/, 'not a valid LVM name (letters, digits, + _ . -; not starting with -)')
+  .refine((s) => s !== '.' && s !== '..' && s.length <= 127, 'not a valid LVM name');
+
+const absPath = z.string().startsWith('/', 'must be an absolute path');
+
+const size = (allowPercent: boolean) =>
+  z.union([z.string(), z.number()]).transform((v, ctx): SizeSpec => {
+    const r = parseSize(v, allowPercent);
+    if (typeof r === 'string') {
+      ctx.addIssue({ code: 'custom', message: r });
+      return z.NEVER;
+    }
+    return r;
+  });
+
+const clockTime = z
+  .string()
+  .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time of day as HH:MM (24 h)')
+  .transform((s) => {
+    const [h, m] = s.split(':').map(Number);
+    return { hour: h!, minute: m!, text: s };
+  });
+
+export const configSchema = z
+  .object({
+    lvm: z
+      .object({
+        vg: lvmName.default('vgroup'),
+        rootLv: lvmName.default('lv-root'),
+        snapshot: lvmName.default('snap0'),
+      })
+      .strict()
+      .prefault({}),
+    snapshot: z
+      .object({
+        /** Size of snap0's copy-on-write store: a share of lv-root ("20%") or absolute ("10G"). */
+        size: size(true).default({ kind: 'percent', percent: 20 }),
+        /**
+         * auto: make the new snapshot before dropping the old when the VG has room for both, else
+         * drop first (space is checked before either). create-first: refuse unless both fit.
+         */
+        rotation: z.enum(['auto', 'create-first']).default('auto'),
+        warnPercent: z.number().min(1).max(99).default(80),
+        errorPercent: z.number().min(1).max(100).default(95),
+      })
+      .strict()
+      .prefault({}),
+    boot: z
+      .object({
+        /** Copy /boot into lv-root before each snapshot, so a restore can put the matching kernel back. */
+        capture: z.boolean().default(true),
+        dir: absPath.default('/boot'),
+      })
+      .strict()
+      .prefault({}),
+    daemon: z
+      .object({
+        dailyAt: clockTime.default({ hour: 3, minute: 0, text: '03:00' }),
+        /** Take the daily backup at start when the box was off at dailyAt. */
+        catchUp: z.boolean().default(true),
+        /** How often the daemon wakes to check the schedule and the snapshot's fill level. */
+        checkEverySeconds: z.number().int().min(1).max(3600).default(60),
+      })
+      .strict()
+      .prefault({}),
+    paths: z
+      .object({
+        /** State that belongs with the root it describes (last backup result): lives in lv-root. */
+        stateDir: absPath.default('/var/lib/zshield'),
+        /** Lock and pid files: a tmpfs, so a reboot clears them. */
+        runDir: absPath.default('/run/zshield'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        file: z.union([absPath, z.null()]).default('/var/log/zshield/zshield.log'),
+        level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+
+export function defaultConfig(): Config {
+  return configSchema.parse({});
+}

@@ -1,0 +1,151 @@
+import type { Context } from '../context.js';
+import { VerifyError } from '../errors.js';
+import { type Plan, applyPlan, formatPlan } from '../plan.js';
+import { acquireLvmLock } from '../system/lock.js';
+import { probeVg, type VgState } from '../system/lvm.js';
+import { deviceOf } from '../system/mounts.js';
+import { requireTools, toolsOf } from '../system/tools.js';
+import { type BackupRecord, lastBackupFile, writeJsonAtomic } from '../state/store.js';
+import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
+
+export interface BackupOutcome {
+  snapshot: string;
+  reason: Reason;
+  sizeBytes: number;
+  time: Date;
+  /** A cut-short rotation that was repaired first. */
+  repaired: boolean;
+}
+
+export interface BackupOptions {
+  reason: Reason;
+  /** How long to queue behind another holder of the LVM lock. */
+  waitMs: number;
+}
+
+/**
+ * `zshield backup`: lock, probe, repair a cut-short rotation, plan the rotation, show it, apply
+ * it, check the result by probing again, record the outcome. Dry-run stops after showing.
+ */
+export async function runBackup(ctx: Context, opts: BackupOptions): Promise<BackupOutcome | null> {
+  const names = namesOf(ctx.config);
+  const started = ctx.clock.now();
+  const lock = ctx.dryRun
+    ? null
+    : await acquireLvmLock({
+        runDir: ctx.config.paths.runDir,
+        log: ctx.log,
+        purpose: `backup (${opts.reason})`,
+        waitMs: opts.waitMs,
+      });
+  try {
+    await requireTools(ctx.runner, ['lvs', 'vgs']);
+    let state = await probeVg(ctx.runner, names.vg);
+    requireRoot(state, names);
+    const repair = planRepair(state, names);
+    if (repair) {
+      await show(ctx, repair);
+      if (ctx.dryRun) {
+        ctx.out.print('(dry run: the backup is planned after the repair has run)');
+        return null;
+      }
+      await requireTools(ctx.runner, toolsOf(repair));
+      await applyPlan(repair, ctx);
+      state = await probeVg(ctx.runner, names.vg);
+    }
+    const plan = planRotation({
+      state,
+      config: ctx.config,
+      reason: opts.reason,
+      now: started,
+      rootIsRunning: rootIsRunning(state, names.root),
+    });
+    await show(ctx, plan);
+    if (ctx.dryRun) return null;
+    await requireTools(ctx.runner, toolsOf(plan));
+    await applyPlan(plan, ctx);
+
+    const after = await probeVg(ctx.runner, names.vg);
+    const snap = after.lvs.find((l) => l.name === names.snap);
+    if (!snap || snap.kind !== 'snapshot' || snap.invalid) {
+      throw new VerifyError(`after the rotation ${names.vg}/${names.snap} is missing or invalid`);
+    }
+    const outcome: BackupOutcome = {
+      snapshot: `${names.vg}/${names.snap}`,
+      reason: opts.reason,
+      sizeBytes: snap.sizeBytes,
+      time: labelOf(snap).time ?? started,
+      repaired: repair !== null,
+    };
+    record(ctx, {
+      result: 'ok',
+      reason: opts.reason,
+      at: started.toISOString(),
+      durationMs: ctx.clock.now().getTime() - started.getTime(),
+      snapshot: outcome.snapshot,
+      sizeBytes: outcome.sizeBytes,
+    });
+    ctx.log.info(`backup done: ${outcome.snapshot} (${opts.reason}) at ${outcome.time.toISOString()}`);
+    return outcome;
+  } catch (err) {
+    if (!ctx.dryRun) {
+      record(ctx, {
+        result: 'failed',
+        reason: opts.reason,
+        at: started.toISOString(),
+        durationMs: ctx.clock.now().getTime() - started.getTime(),
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+    throw err;
+  } finally {
+    await lock?.release();
+  }
+}
+
+/**
+ * Repair a cut-short rotation, if any (the daemon does this at start). When the repair leaves no
+ * snapshot at all (the old one had been dropped first), a backup is taken so a restore point exists.
+ */
+export async function repairIfNeeded(ctx: Context, waitMs: number): Promise<'none' | 'repaired' | 'backed-up'> {
+  const names = namesOf(ctx.config);
+  const lock = await acquireLvmLock({ runDir: ctx.config.paths.runDir, log: ctx.log, purpose: 'repair', waitMs });
+  let plan: Plan | null;
+  let state: VgState;
+  try {
+    state = await probeVg(ctx.runner, names.vg);
+    plan = planRepair(state, names);
+    if (!plan) return 'none';
+    await show(ctx, plan);
+    await requireTools(ctx.runner, toolsOf(plan));
+    await applyPlan(plan, ctx);
+    state = await probeVg(ctx.runner, names.vg);
+  } finally {
+    await lock.release();
+  }
+  if (state.lvs.some((l) => l.name === names.snap)) return 'repaired';
+  ctx.log.warn(`no ${names.snap} is left after the repair: taking a backup now`);
+  await runBackup(ctx, { reason: 'repair', waitMs });
+  return 'backed-up';
+}
+
+async function show(ctx: Context, plan: Plan): Promise<void> {
+  const text = formatPlan(plan);
+  if (ctx.dryRun) ctx.out.print(text);
+  else for (const line of text.split('\n')) ctx.log.info(line);
+}
+
+function rootIsRunning(state: VgState, rootLv: string): boolean {
+  const root = state.lvs.find((l) => l.name === rootLv);
+  const dev = deviceOf('/');
+  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
+}
+
+function record(ctx: Context, rec: BackupRecord): void {
+  try {
+    writeJsonAtomic(lastBackupFile(ctx.config.paths.stateDir), rec);
+  } catch (err) {
+    ctx.log.warn(`could not record the backup result: ${(err as Error).message}`);
+  }
+}
+

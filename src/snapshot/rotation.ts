@@ -1,0 +1,214 @@
+import type { Config } from '../config/schema.js';
+import { formatBytes, resolveSize } from '../config/size.js';
+import { NotFoundError, RefusedError } from '../errors.js';
+import type { Plan, Step } from '../plan.js';
+import {
+  type LvInfo,
+  TAG_REASON,
+  TAG_TIME,
+  type VgState,
+  lvRemoveCommand,
+  lvRenameCommand,
+  snapshotCreateCommand,
+  tagValue,
+  vgTagCommand,
+} from '../system/lvm.js';
+
+export const REASONS = ['daily', 'manual', 'pre-upgrade', 'post-restore', 'factory', 'repair'] as const;
+export type Reason = (typeof REASONS)[number];
+
+/**
+ * While a rotation runs, the VG carries this tag. VG metadata lives outside lv-root, so the mark
+ * survives a power cut and is not rolled back by a restore; a run that finds it knows a rotation
+ * was cut short and repairs it before anything else.
+ */
+export const ROTATING_TAG = 'zshield_rotating';
+export const TAG_BOOT = 'zshield_boot=';
+
+export interface SnapshotNames {
+  vg: string;
+  root: string;
+  snap: string;
+  /** The new snapshot's name until the old one is gone. */
+  next: string;
+}
+
+export function namesOf(config: Config): SnapshotNames {
+  return { vg: config.lvm.vg, root: config.lvm.rootLv, snap: config.lvm.snapshot, next: `${config.lvm.snapshot}-next` };
+}
+
+export interface SnapshotLabel {
+  reason: string | null;
+  time: Date | null;
+}
+
+export function labelOf(lv: LvInfo): SnapshotLabel {
+  const reason = tagValue(lv.tags, TAG_REASON);
+  const t = tagValue(lv.tags, TAG_TIME);
+  const time = t && /^\d+$/.test(t) ? new Date(Number(t) * 1000) : lv.created;
+  return { reason, time };
+}
+
+function find(state: VgState, name: string): LvInfo | undefined {
+  return state.lvs.find((l) => l.name === name);
+}
+
+export function requireRoot(state: VgState, names: SnapshotNames): LvInfo {
+  const root = find(state, names.root);
+  if (!root) {
+    throw new NotFoundError(`logical volume "${names.vg}/${names.root}" not found`, {
+      hint: 'check lvm.rootLv in the config; `lvs` lists the logical volumes',
+    });
+  }
+  return root;
+}
+
+/**
+ * A rotation cut short (crash, kill, power cut) leaves one of these behind, told apart by the
+ * snapshots that exist:
+ * - `next` exists: the new snapshot was made; finish the job (drop the old one, rename the new).
+ *   An invalid `next`, or one of another origin, is not a restore point: it is removed instead.
+ * - only the tag: nothing was made (or the old was dropped first); just clear the mark. The
+ *   caller then takes a backup if no snapshot is left.
+ */
+export function planRepair(state: VgState, names: SnapshotNames): Plan | null {
+  const next = find(state, names.next);
+  const cur = find(state, names.snap);
+  const tagged = state.vg.tags.includes(ROTATING_TAG);
+  if (!next && !tagged) return null;
+  const steps: Step[] = [];
+  const notes: string[] = ['a previous backup rotation did not finish'];
+  if (next) {
+    const usable = next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
+    if (usable) {
+      notes.push(`${names.next} was completed; it becomes ${names.snap}`);
+      if (cur) steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
+      steps.push({
+        title: `rename ${names.next} to ${names.snap}`,
+        command: lvRenameCommand(names.vg, names.next, names.snap),
+      });
+    } else {
+      notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
+      steps.push({ title: `remove the unusable ${names.next}`, command: lvRemoveCommand(names.vg, names.next) });
+    }
+  }
+  if (tagged) {
+    steps.push({ title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) });
+  }
+  return { title: `Repair the interrupted rotation in ${names.vg}`, notes, steps };
+}
+
+export interface RotationInput {
+  state: VgState;
+  config: Config;
+  reason: Reason;
+  now: Date;
+  /** Is lv-root the file system mounted at / right now? Only then is /boot this root's /boot. */
+  rootIsRunning: boolean;
+}
+
+/** Plan a backup: a new snapshot of lv-root, replacing the old one, never leaving none by choice. */
+export function planRotation(input: RotationInput): Plan {
+  const { state, config, reason, now } = input;
+  const names = namesOf(config);
+  const root = requireRoot(state, names);
+  if (root.merging) {
+    throw new RefusedError(`a merge of a snapshot into ${names.vg}/${names.root} is pending`, {
+      hint: 'the restore finishes when lv-root is next activated (reboot); take the backup after that',
+    });
+  }
+  if (find(state, names.next) || state.vg.tags.includes(ROTATING_TAG)) {
+    throw new RefusedError('an interrupted rotation must be repaired first');
+  }
+  const cur = find(state, names.snap);
+  if (cur && cur.kind !== 'snapshot') {
+    throw new RefusedError(`${names.vg}/${names.snap} exists but is not a snapshot; zshield will not remove it`, {
+      hint: 'rename that volume or choose another lvm.snapshot name',
+    });
+  }
+  if (cur && cur.origin !== names.root) {
+    throw new RefusedError(`${names.vg}/${names.snap} is a snapshot of ${cur.origin}, not of ${names.root}`);
+  }
+
+  const extent = state.vg.extentBytes;
+  const want = resolveSize(config.snapshot.size, root.sizeBytes);
+  const need = Math.ceil(want / extent) * extent;
+  const free = state.vg.freeExtents * extent;
+  const curSize = cur ? cur.sizeBytes : 0;
+  const tags = [`${TAG_REASON}${reason}`, `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`];
+  const capture = config.boot.capture && input.rootIsRunning;
+  tags.push(`${TAG_BOOT}${capture ? 'captured' : 'none'}`);
+
+  const notes = [
+    `snapshot size ${formatBytes(need)} (${config.snapshot.size.kind === 'percent' ? `${config.snapshot.size.percent}% of` : 'for'} ${names.root} of ${formatBytes(root.sizeBytes)}); VG ${names.vg} has ${formatBytes(free)} free`,
+  ];
+  const steps: Step[] = [];
+  if (capture) {
+    const dest = `${config.paths.stateDir}/boot`;
+    notes.push(`${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`);
+    steps.push({
+      title: `make ${dest}`,
+      command: { file: 'mkdir', args: ['-p', dest], mutates: true },
+    });
+    steps.push({
+      title: `capture ${config.boot.dir} inside ${names.root}`,
+      command: {
+        file: 'rsync',
+        args: ['-a', '--delete', '--numeric-ids', `${config.boot.dir}/`, `${dest}/`],
+        mutates: true,
+        timeoutMs: 600_000,
+      },
+    });
+  } else if (config.boot.capture) {
+    notes.push(`${names.root} is not the running root: ${config.boot.dir} is not captured`);
+  }
+
+  const create = (name: string): Step => ({
+    title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
+    command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
+  });
+  const mark = { title: 'mark the rotation as started', command: vgTagCommand(names.vg, 'add', ROTATING_TAG) };
+  const unmark = { title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) };
+
+  if (!cur) {
+    if (free < need) throw noSpace(names, need, free, null);
+    notes.push(`there is no ${names.snap} yet: this is the first restore point`);
+    steps.push(create(names.snap));
+  } else if (free >= need) {
+    notes.push(`the old ${names.snap}${describe(cur)} is removed only after the new one exists`);
+    steps.push(
+      mark,
+      create(names.next),
+      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
+      { title: `rename ${names.next} to ${names.snap}`, command: lvRenameCommand(names.vg, names.next, names.snap) },
+      unmark,
+    );
+  } else if (config.snapshot.rotation === 'auto' && free + curSize >= need) {
+    notes.push(
+      `VG ${names.vg} has no room for two snapshots: the old ${names.snap}${describe(cur)} is removed first, and until the new one exists there is no restore point`,
+    );
+    steps.push(
+      mark,
+      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
+      create(names.snap),
+      unmark,
+    );
+  } else {
+    throw noSpace(names, need, free, config.snapshot.rotation === 'auto' ? free + curSize : null);
+  }
+  return { title: `Back up ${names.vg}/${names.root} to ${names.snap} (reason: ${reason})`, notes, steps };
+}
+
+function describe(lv: LvInfo): string {
+  const { reason, time } = labelOf(lv);
+  const parts = [time ? time.toISOString() : null, reason].filter(Boolean);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
+function noSpace(names: SnapshotNames, need: number, free: number, freeIfDropped: number | null): RefusedError {
+  const dropped = freeIfDropped === null ? '' : `, ${formatBytes(freeIfDropped)} even without the old one`;
+  return new RefusedError(
+    `not enough space in VG ${names.vg} for a new ${names.snap}: need ${formatBytes(need)}, ${formatBytes(free)} free${dropped}; the old ${names.snap} is kept`,
+    { hint: 'free space in the VG (vgextend, or shrink another LV), or lower snapshot.size in the config' },
+  );
+}

@@ -1,0 +1,134 @@
+import type { Context } from '../context.js';
+import { formatBytes } from '../config/size.js';
+import { NotFoundError } from '../errors.js';
+import { readLiveDaemon } from '../daemon/info.js';
+import { nextDailyRun } from '../daemon/schedule.js';
+import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
+import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
+import { type BackupRecord, lastBackupFile, readJson } from '../state/store.js';
+import { probeVg } from '../system/lvm.js';
+import { requireTools } from '../system/tools.js';
+
+export interface StatusReport {
+  vg: { name: string; sizeBytes: number; freeBytes: number } | null;
+  root: { name: string; sizeBytes: number; mergePending: boolean } | null;
+  snapshot: {
+    name: string;
+    present: boolean;
+    valid: boolean;
+    merging: boolean;
+    fillPercent: number | null;
+    sizeBytes: number | null;
+    reason: string | null;
+    time: string | null;
+    ageSeconds: number | null;
+  };
+  health: { level: HealthLevel; message: string };
+  rotationInterrupted: boolean;
+  lastBackup: BackupRecord | null;
+  daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
+}
+
+/** Gather everything `zshield status` shows. Reads only; takes no lock. */
+export async function gatherStatus(ctx: Context): Promise<StatusReport> {
+  const names = namesOf(ctx.config);
+  await requireTools(ctx.runner, ['lvs', 'vgs']);
+  const now = ctx.clock.now();
+  const lastBackup = readJson<BackupRecord>(lastBackupFile(ctx.config.paths.stateDir));
+  const daemon = readLiveDaemon(ctx.config.paths.runDir);
+  let state: Awaited<ReturnType<typeof probeVg>> | null = null;
+  try {
+    state = await probeVg(ctx.runner, names.vg);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+  const root = state?.lvs.find((l) => l.name === names.root);
+  const snap = state?.lvs.find((l) => l.name === names.snap);
+  const label = snap ? labelOf(snap) : null;
+  const health = state
+    ? root
+      ? snapshotHealth(snap, ctx.config)
+      : { level: 'error' as const, message: `logical volume ${names.vg}/${names.root} not found` }
+    : { level: 'error' as const, message: `volume group ${names.vg} not found` };
+  const nextRun = daemon
+    ? daemon.nextRun
+    : nextDailyRun({
+        now,
+        at: ctx.config.daemon.dailyAt,
+        lastBackup: label?.time ?? null,
+        startedAt: now,
+        catchUp: ctx.config.daemon.catchUp,
+      }).toISOString();
+  return {
+    vg: state ? { name: state.vg.name, sizeBytes: state.vg.sizeBytes, freeBytes: state.vg.freeBytes } : null,
+    root: root ? { name: root.name, sizeBytes: root.sizeBytes, mergePending: root.merging } : null,
+    snapshot: {
+      name: names.snap,
+      present: !!snap,
+      valid: !!snap && snap.kind === 'snapshot' && !snap.invalid,
+      merging: !!snap?.merging,
+      fillPercent: snap?.snapPercent ?? null,
+      sizeBytes: snap?.sizeBytes ?? null,
+      reason: label?.reason ?? null,
+      time: label?.time?.toISOString() ?? null,
+      ageSeconds: label?.time ? Math.round((now.getTime() - label.time.getTime()) / 1000) : null,
+    },
+    health,
+    rotationInterrupted:
+      !!state && (state.vg.tags.includes(ROTATING_TAG) || state.lvs.some((l) => l.name === names.next)),
+    lastBackup,
+    daemon: {
+      running: !!daemon,
+      pid: daemon?.pid ?? null,
+      nextRun,
+      lastHealth: daemon?.lastHealth ?? null,
+    },
+  };
+}
+
+export function formatStatus(r: StatusReport): string {
+  const lines: string[] = [];
+  const mark = r.health.level === 'ok' ? 'OK' : r.health.level === 'warn' ? 'WARNING' : 'ERROR';
+  lines.push(`health:        ${mark}: ${r.health.message}`);
+  lines.push(
+    r.vg
+      ? `volume group:  ${r.vg.name}, ${formatBytes(r.vg.sizeBytes)}, ${formatBytes(r.vg.freeBytes)} free`
+      : 'volume group:  not found',
+  );
+  if (r.root) {
+    lines.push(
+      `root:          ${r.root.name}, ${formatBytes(r.root.sizeBytes)}${r.root.mergePending ? ', restore (merge) pending' : ''}`,
+    );
+  }
+  const s = r.snapshot;
+  if (!s.present) lines.push(`restore point: none (${s.name} does not exist)`);
+  else {
+    const state = s.merging ? 'merging' : s.valid ? 'valid' : 'INVALID';
+    const fill = s.fillPercent === null ? 'fill unknown' : `${s.fillPercent.toFixed(1)}% full`;
+    const size = s.sizeBytes === null ? '' : ` of ${formatBytes(s.sizeBytes)}`;
+    lines.push(`restore point: ${s.name}, ${state}, ${fill}${size}`);
+    lines.push(
+      `  taken:       ${s.time ?? 'unknown'}${s.ageSeconds === null ? '' : ` (${formatAge(s.ageSeconds)} ago)`}, reason: ${s.reason ?? 'unknown'}`,
+    );
+  }
+  if (r.rotationInterrupted) lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
+  const lb = r.lastBackup;
+  lines.push(
+    lb
+      ? `last backup:   ${lb.result === 'ok' ? 'ok' : `FAILED: ${lb.error}`} (${lb.reason}, ${lb.at})`
+      : 'last backup:   no record',
+  );
+  lines.push(
+    r.daemon.running
+      ? `daemon:        running (pid ${r.daemon.pid}), next daily backup ${r.daemon.nextRun ?? 'unknown'}`
+      : `daemon:        not running; a daemon would take the daily backup ${r.daemon.nextRun ?? 'unknown'}`,
+  );
+  return lines.join('\n');
+}
+
+function formatAge(seconds: number): string {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}

@@ -1,0 +1,65 @@
+import { CommandError, MissingToolError } from '../errors.js';
+import { type Command, type CommandResult, type Runner, argvOf, formatArgv } from './runner.js';
+
+export interface CannedReply {
+  exitCode?: number;
+  stdout?: string;
+  stderr?: string;
+}
+
+type Matcher = string | RegExp | ((argv: readonly string[]) => boolean);
+
+/**
+ * A runner for fast unit tests: records every argv and answers from canned replies. It honours
+ * dry-run exactly like the real one, so transcripts show what would and would not run.
+ */
+export class RecordingRunner implements Runner {
+  readonly calls: { argv: string[]; mutates: boolean; skipped: boolean; input?: string }[] = [];
+  private readonly replies: { match: Matcher; reply: CannedReply | ((argv: readonly string[]) => CannedReply) }[] =
+    [];
+  private readonly missing = new Set<string>();
+
+  constructor(readonly dryRun = false) {}
+
+  /** Reply to commands whose formatted argv starts with (string) or matches (RegExp) the matcher. Later rules win. */
+  on(match: Matcher, reply: CannedReply | ((argv: readonly string[]) => CannedReply)): this {
+    this.replies.unshift({ match, reply });
+    return this;
+  }
+
+  withoutTool(tool: string): this {
+    this.missing.add(tool);
+    return this;
+  }
+
+  async which(tool: string): Promise<string | null> {
+    return this.missing.has(tool) ? null : `/usr/sbin/${tool}`;
+  }
+
+  async run(cmd: Command): Promise<CommandResult> {
+    const argv = argvOf(cmd);
+    const input = cmd.input === undefined ? undefined : String(cmd.input);
+    if (cmd.mutates && this.dryRun) {
+      this.calls.push({ argv, mutates: true, skipped: true, ...(input === undefined ? {} : { input }) });
+      return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
+    }
+    if (this.missing.has(cmd.file)) throw new MissingToolError(cmd.file);
+    this.calls.push({ argv, mutates: cmd.mutates, skipped: false, ...(input === undefined ? {} : { input }) });
+    const text = formatArgv(argv);
+    const rule = this.replies.find(({ match }) =>
+      typeof match === 'string' ? text.startsWith(match) : match instanceof RegExp ? match.test(text) : match(argv),
+    );
+    const reply = rule ? (typeof rule.reply === 'function' ? rule.reply(argv) : rule.reply) : {};
+    const exitCode = reply.exitCode ?? 0;
+    const res = { argv, exitCode, stdout: reply.stdout ?? '', stderr: reply.stderr ?? '', skipped: false };
+    if (!(cmd.okCodes ?? [0]).includes(exitCode)) {
+      throw new CommandError({ argv, code: exitCode, signal: undefined, stdout: res.stdout, stderr: res.stderr });
+    }
+    return res;
+  }
+
+  /** The argv lines run so far, formatted; skipped ones prefixed with `!`. */
+  transcript(): string[] {
+    return this.calls.map((c) => `${c.skipped ? '!' : '$'} ${formatArgv(c.argv)}`);
+  }
+}

@@ -1,0 +1,172 @@
+import { constants as fsConstants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { CommandError, InterruptedError, MissingToolError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+
+/** One external command. Always an argument array; there is no shell anywhere in zshield. */
+export interface Command {
+  file: string;
+  args: readonly string[];
+  /** Does this command change the system? Dry-run skips mutating commands and only those. */
+  mutates: boolean;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Written to the child's stdin (used for sfdisk scripts and secrets: never argv). */
+  input?: string | Buffer;
+  timeoutMs?: number;
+  /** Exit codes that are not failures (default: only 0). */
+  okCodes?: readonly number[];
+  /** Called for each stdout/stderr line as it arrives (progress). */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+export interface CommandResult {
+  argv: readonly string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** True when dry-run skipped the command. */
+  skipped: boolean;
+}
+
+export interface Runner {
+  readonly dryRun: boolean;
+  run(cmd: Command): Promise<CommandResult>;
+  /** Absolute path of a tool on PATH, or null. */
+  which(tool: string): Promise<string | null>;
+}
+
+export function argvOf(cmd: Pick<Command, 'file' | 'args'>): string[] {
+  return [cmd.file, ...cmd.args];
+}
+
+/** How an argv is shown to people: quoted only where needed, so it can be pasted into a shell. */
+export function formatArgv(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface ExecaRunnerOptions {
+  log: Logger;
+  dryRun?: boolean;
+  /** PATH used to find tools; default: the process PATH plus the sbin directories. */
+  pathEnv?: string;
+  /** Aborted on SIGINT/SIGTERM: running children are killed and the run rejects InterruptedError. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The only place zshield starts processes. The child gets a small, fixed environment (C locale for
+ * parseable output, no inherited secrets) and never a shell.
+ */
+export class ExecaRunner implements Runner {
+  readonly dryRun: boolean;
+  private readonly log: Logger;
+  private readonly pathEnv: string;
+  private readonly signal: AbortSignal | undefined;
+  private readonly found = new Map<string, string>();
+
+  constructor(opts: ExecaRunnerOptions) {
+    this.log = opts.log;
+    this.dryRun = opts.dryRun ?? false;
+    this.signal = opts.signal;
+    const inherited = process.env['PATH'] ?? '';
+    this.pathEnv = opts.pathEnv ?? [inherited, DEFAULT_PATH].filter(Boolean).join(':');
+  }
+
+  async which(tool: string): Promise<string | null> {
+    if (tool.includes('/')) return (await isExecutable(tool)) ? tool : null;
+    const cached = this.found.get(tool);
+    if (cached) return cached;
+    for (const dir of this.pathEnv.split(':')) {
+      if (!dir) continue;
+      const candidate = path.join(dir, tool);
+      if (await isExecutable(candidate)) {
+        this.found.set(tool, candidate);
+        return candidate;
+      }
+    }
+    return null;
+  }
+
+  async run(cmd: Command): Promise<CommandResult> {
+    const argv = argvOf(cmd);
+    if (cmd.mutates && this.dryRun) {
+      this.log.info(`! ${formatArgv(argv)}`);
+      return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
+    }
+    const resolved = await this.which(cmd.file);
+    if (!resolved) throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
+    if (this.signal?.aborted) throw new InterruptedError('interrupted before running ' + cmd.file);
+    this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
+
+    const child = execa(resolved, [...cmd.args], {
+      reject: false,
+      shell: false,
+      extendEnv: false,
+      env: {
+        PATH: this.pathEnv,
+        LC_ALL: 'C',
+        LANG: 'C',
+        // LVM complains about every inherited descriptor (node keeps some open); it is noise.
+        LVM_SUPPRESS_FD_WARNINGS: '1',
+        ...cmd.env,
+      },
+      cwd: cmd.cwd,
+      input: cmd.input,
+      stdin: cmd.input === undefined ? 'ignore' : undefined,
+      timeout: cmd.timeoutMs,
+      cancelSignal: this.signal,
+      stripFinalNewline: false,
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+      buffer: true,
+    });
+    if (cmd.onLine) attachLineReaders(child, cmd.onLine);
+    const res = await child;
+    const stdout = String(res.stdout ?? '');
+    const stderr = String(res.stderr ?? '');
+    if (res.isCanceled) throw new InterruptedError(`interrupted while running ${cmd.file}`);
+    const ok = cmd.okCodes ?? [0];
+    if (res.exitCode === undefined || !ok.includes(res.exitCode) || res.signal) {
+      throw new CommandError({
+        argv,
+        code: res.exitCode,
+        signal: res.signal ?? (res.timedOut ? 'timeout' : undefined),
+        stdout,
+        stderr,
+      });
+    }
+    return { argv, exitCode: res.exitCode, stdout, stderr, skipped: false };
+  }
+}
+
+function attachLineReaders(
+  child: { stdout: NodeJS.ReadableStream | null; stderr: NodeJS.ReadableStream | null },
+  onLine: (line: string, stream: 'stdout' | 'stderr') => void,
+): void {
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const s = child[stream];
+    if (!s) continue;
+    let pending = '';
+    s.on('data', (chunk: Buffer | string) => {
+      pending += chunk.toString();
+      // rsync --info=progress2 rewrites its line with \r: treat both as line ends.
+      const parts = pending.split(/[\r\n]/);
+      pending = parts.pop() ?? '';
+      for (const p of parts) if (p.trim()) onLine(p, stream);
+    });
+  }
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await access(file, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

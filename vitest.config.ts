@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: fast unit tests (recording runner, parsers, planning) and the appliance tests,
+// which boot a QEMU virtual appliance and drive the real single binary against real LVM.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'appliance',
+          include: ['test/appliance/**/*.test.ts'],
+          globalSetup: ['test/appliance/global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+          // One guest at a time: the machine has 2 cores and TCG is single-threaded per guest.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
