@@ -41,8 +41,12 @@ cp "$base_node" "$tmp"
 chmod u+w "$tmp"
 # Strip before injecting (the blob goes into a note section strip would not keep); ~88 MB after.
 strip "$tmp" >/dev/null 2>&1 || true
-"$root/node_modules/.bin/postject" "$tmp" NODE_SEA_BLOB "$out/zshield.blob" \
-  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >/dev/null
+# postject (LIEF) warns about note sections it cannot name; show its output only when it fails.
+if ! "$root/node_modules/.bin/postject" "$tmp" NODE_SEA_BLOB "$out/zshield.blob" \
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$out/postject.log" 2>&1; then
+  cat "$out/postject.log" >&2
+  exit 1
+fi
 chmod 0755 "$tmp"
 mv -f "$tmp" "$out/zshield"
 rm -f "$out/zshield.blob"

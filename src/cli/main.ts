@@ -5,7 +5,7 @@ import { renderConfig } from '../config/render.js';
 import type { Config } from '../config/schema.js';
 import { type Context, systemClock } from '../context.js';
 import { runDaemon } from '../daemon/daemon.js';
-import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
+import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { runBackup } from '../snapshot/backup.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
@@ -98,6 +98,9 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         const ctx = await setup(a as unknown as GlobalArgs, true);
         const report = await gatherStatus(ctx);
         ctx.out.print(a['json'] ? JSON.stringify(report, null, 2) : formatStatus(report));
+        // The report is printed either way; a missing VG or root LV also makes the exit code say so.
+        if (!report.vg) throw new NotFoundError(`volume group "${ctx.config.lvm.vg}" not found`);
+        if (!report.root) throw new NotFoundError(`logical volume "${ctx.config.lvm.vg}/${ctx.config.lvm.rootLv}" not found`);
       },
     )
     .command(

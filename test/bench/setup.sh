@@ -321,7 +321,7 @@ VMLINUZ=$vmlinuz
 INITRD=$initrd
 ROOTFS=$rootfs
 ZSHIELD_BIN=$ZSHIELD_BIN
-KEY=$appkey
+KEY="$appkey"
 EOF
   mv "$BENCH_DIR/bench.env.tmp" "$BENCH_DIR/bench.env"
 }

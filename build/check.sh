@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one gate, run by developers and by CI (.ci/run): install, typecheck, lint, format check,
+# build the single executable, unit tests, then the appliance tests in the QEMU bench.
+#   bash build/check.sh            everything
+#   bash build/check.sh --unit     skip the appliance tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash build/deps.sh
+# node_modules/.bin first: its `node` is the Node 22 that also runs inside the binary.
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+step "typecheck";     tsc --noEmit
+step "lint";          biome lint src test build
+step "format check";  biome format src test build
+step "build";         bash build/build.sh
+
+results=$(mktemp -d)
+step "unit tests"
+vitest run --project unit --reporter=default --reporter=json --outputFile.json="$results/unit.json"
+if [ "${1:-}" != "--unit" ]; then
+  step "appliance tests (QEMU bench)"
+  vitest run --project appliance --reporter=default --reporter=json --outputFile.json="$results/appliance.json"
+fi
+node -e '
+  let p = 0, f = 0, s = 0;
+  for (const file of process.argv.slice(1)) {
+    const r = JSON.parse(require("fs").readFileSync(file, "utf8"));
+    p += r.numPassedTests; f += r.numFailedTests; s += r.numPendingTests + (r.numTodoTests || 0);
+  }
+  console.log(`\n${p} passed, ${f} failed, ${s} skipped`);
+' "$results"/*.json

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what building and testing zshield needs on a fresh Debian machine: node and npm (if
+# absent), the npm packages (npm ci), and the tools the unit tests use. The appliance bench installs
+# its own host packages (QEMU, LVM, GRUB, kernel) in test/bench/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+    apt-get update >/dev/null
+    apt-get install -y --no-install-recommends "${missing[@]}"
+  }
+}
+
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+# strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools.
+apt_install binutils rsync util-linux ca-certificates
+
+# npm ci only when node_modules does not match the lock file.
+stamp=node_modules/.zshield-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  npm ci --no-audit --no-fund
+  cp package-lock.json "$stamp"
+fi
