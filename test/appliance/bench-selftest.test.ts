@@ -1,0 +1,170 @@
+// Self-test of the QEMU virtual appliance bench (test/bench/): the guest boots, finds its disks by
+// serial, runs real LVM (PV, VG, LV, snapshot, JSON reports), runs the zshield binary, moves binary
+// and multi-megabyte data both ways, runs background jobs, reads fw_cfg, shuts down cleanly and
+// keeps its disks across boots; hangs fail with the console tail instead of hanging the test.
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Appliance, BENCH_DIR, type BootOptions } from '../bench/appliance.js';
+
+const WORK = path.join(BENCH_DIR, 'work', 'bench-selftest');
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+const bootOpts: BootOptions = {
+  workDir: WORK,
+  disks: [
+    { name: 'golden', sizeMiB: 2048, serial: 'ZSB-GOLDEN-0' },
+    { name: 'system', sizeMiB: 4096, serial: 'ZSB-SYSTEM-0' },
+  ],
+  fwCfg: { 'zshield/selftest': 'hello, fw_cfg' },
+  appendCmdline: 'zshield_selftest=1',
+};
+
+/** Shell snippet: the /dev node of the disk with serial $1. */
+const bySerial = (serial: string) =>
+  `$(for b in /sys/block/vd*; do [ "$(cat $b/serial)" = ${serial} ] && echo /dev/\${b##*/}; done)`;
+
+describe('appliance bench', () => {
+  let app: Appliance;
+
+  beforeAll(async () => {
+    fs.rmSync(WORK, { recursive: true, force: true });
+    app = await Appliance.boot(bootOpts);
+    console.log(`bench boot: agent ready after ${app.bootMs} ms`);
+  });
+
+  afterAll(async () => {
+    await app?.kill();
+  });
+
+  it('sees both disks by serial, the kernel command line and fw_cfg', async () => {
+    const serials = await app.shOk('for b in /sys/block/vd*; do echo "${b##*/} $(cat $b/serial)"; done');
+    expect(serials).toContain('vda ZSB-GOLDEN-0');
+    expect(serials).toContain('vdb ZSB-SYSTEM-0');
+    expect(await app.shOk(`blockdev --getsize64 ${bySerial('ZSB-SYSTEM-0')}`)).toBe(`${4096 * 1024 * 1024}\n`);
+    expect(await app.shOk('cat /proc/cmdline')).toContain('zshield_selftest=1');
+    expect(await app.shOk('cat /sys/firmware/qemu_fw_cfg/by_name/opt/zshield/selftest/raw')).toBe(
+      'hello, fw_cfg',
+    );
+    expect(app.consoleLog()).toContain('BENCH-READY');
+  });
+
+  it('runs real LVM: PV, VG, LV, ext4, snapshot, JSON report', async () => {
+    const dev = bySerial('ZSB-SYSTEM-0');
+    await app.shOk(
+      `set -e; d=${dev}; pvcreate -y -ff "$d"; vgcreate vgroup "$d"
+       lvcreate -y -n lv-root -L 1G vgroup; mkfs.ext4 -q /dev/vgroup/lv-root
+       mkdir -p /mnt/root; mount /dev/vgroup/lv-root /mnt/root; echo kept > /mnt/root/marker`,
+      { timeoutMs: 120_000 },
+    );
+    await app.shOk('lvcreate -y -s -n snap0 -L 256M vgroup/lv-root', { timeoutMs: 120_000 });
+    const r = await app.run(['lvs', '--reportformat', 'json', '-o', 'lv_name,vg_name,lv_attr,origin']);
+    expect(r.code).toBe(0);
+    const lvs = (JSON.parse(r.stdout) as { report: { lv: Record<string, string>[] }[] }).report[0]!.lv;
+    expect(lvs.map((lv) => lv.lv_name).sort()).toEqual(['lv-root', 'snap0']);
+    expect(lvs.find((lv) => lv.lv_name === 'snap0')).toMatchObject({ vg_name: 'vgroup', origin: 'lv-root' });
+    expect(lvs.find((lv) => lv.lv_name === 'snap0')!.lv_attr).toMatch(/^s/);
+    expect(await app.shOk('ls /dev/mapper')).toContain('vgroup-lv--root');
+  });
+
+  it('runs the zshield binary (and zshield_backup is the same file)', async () => {
+    const r = await app.run(['zshield', '--version'], { timeoutMs: 60_000 });
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    expect(r.stdout.trim()).not.toBe('');
+    expect(await app.shOk('readlink /usr/sbin/zshield_backup')).toBe('zshield\n');
+  });
+
+  it('moves binary and multi-megabyte data both ways, with stdin and exit codes', async () => {
+    const data = randomBytes(5 * 1024 * 1024);
+    await app.writeFile('/tmp/in/blob', data, 0o600);
+    expect(await app.shOk('sha256sum /tmp/in/blob; stat -c %a /tmp/in/blob')).toBe(
+      `${sha256(data)}  /tmp/in/blob\n600\n`,
+    );
+    expect(sha256(await app.readFile('/tmp/in/blob'))).toBe(sha256(data));
+    const big = await app.exec('head -c 3000000 /dev/urandom | tee /tmp/r; sha256sum /tmp/r >&2');
+    expect(big.stdout.length).toBe(3_000_000);
+    expect(big.stderr.toString()).toBe(`${sha256(big.stdout)}  /tmp/r\n`);
+    expect(await app.sh('echo out; echo err >&2; exit 7')).toEqual({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+    expect(await app.sh('tr a-z A-Z', { stdin: 'piped\n' })).toMatchObject({ stdout: 'PIPED\n' });
+    expect((await app.run(['printf', '%s|', "it's", 'a b', '$HOME', '*'])).stdout).toBe("it's|a b|$HOME|*|");
+    await expect(app.readFile('/no/such/file')).rejects.toThrow(/No such file/);
+  });
+
+  it('runs background jobs concurrently, and kills them', async () => {
+    const a = app.spawn('for i in $(seq 1 20000); do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done');
+    const b = app.spawn('for i in $(seq 1 20000); do echo bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; done');
+    const sleeper = app.spawn('echo started; exec sleep 600');
+    const [ra, rb] = await Promise.all([a.wait({ timeoutMs: 120_000 }), b.wait({ timeoutMs: 120_000 })]);
+    expect(ra.stdout).toBe(`${'a'.repeat(48)}\n`.repeat(20000));
+    expect(rb.stdout).toBe(`${'b'.repeat(48)}\n`.repeat(20000));
+    const pid = await sleeper.pid();
+    expect(pid).toBeGreaterThan(1);
+    expect((await sleeper.output()).stdout).toBe('started\n');
+    expect(await app.shOk(`cat /proc/${pid}/comm`)).toBe('sleep\n');
+    expect(sleeper.finished).toBe(false);
+    await sleeper.kill();
+    const rs = await sleeper.wait({ timeoutMs: 30_000 });
+    expect(rs.code).toBe(137);
+    expect((await app.sh(`test -d /proc/${pid}`)).code).not.toBe(0);
+  });
+
+  it('a guest command that hangs past its timeout throws with the console tail, and is killed', async () => {
+    const err = await app.sh('echo hanging >/dev/console; exec sleep 600', { timeoutMs: 2_000 }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect(err!.message).toMatch(/timed out after 2000 ms/);
+    expect(err!.message).toContain('--- console tail');
+    expect(err!.message).toContain('BENCH-READY');
+    // The timed-out job is killed in the guest.
+    let left = '';
+    for (let i = 0; i < 50; i++) {
+      left = await app.shOk('for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo ${p#/proc/}; done; true');
+      if (left === '') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(left).toBe('');
+  });
+
+  it('powers off cleanly, and the disks keep the VG and its data on the next boot', async () => {
+    await app.poweroff();
+    expect(app.running).toBe(false);
+    expect(app.consoleLog()).toMatch(/reboot: Power down/);
+    app = await Appliance.boot(bootOpts);
+    console.log(`bench boot (second): agent ready after ${app.bootMs} ms`);
+    const vgs = JSON.parse(await app.shOk('vgs --reportformat json -o vg_name,lv_count')) as {
+      report: { vg: { vg_name: string; lv_count: string }[] }[];
+    };
+    expect(vgs.report[0]!.vg).toEqual([{ vg_name: 'vgroup', lv_count: '2' }]);
+    await app.shOk('vgchange -ay vgroup && mkdir -p /mnt/root && mount -o ro /dev/vgroup/lv-root /mnt/root');
+    expect(await app.shOk('cat /mnt/root/marker')).toBe('kept\n');
+  });
+});
+
+describe('appliance bench failures', () => {
+  it('a boot that does not finish in time throws with the console tail and leaves no qemu behind', async () => {
+    const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-timeout');
+    const err = await Appliance.boot({ workDir, disks: [], timeoutMs: 2_500 }).then(
+      (a) => a.kill().then(() => undefined),
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect(err!.message).toMatch(/timed out/);
+    expect(err!.message).toContain('--- console tail');
+    expect(err!.message).toMatch(/\[ *\d+\.\d+\] /); // kernel messages
+    // No qemu process is still using this work folder.
+    const users = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(workDir);
+        } catch {
+          return false;
+        }
+      });
+    expect(users).toEqual([]);
+  });
+});

@@ -1,0 +1,79 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Appliance, BENCH_DIR, type ShResult } from '../bench/appliance.js';
+
+/** Serials the guest finds its disks by (device names are not stable on a real box either). */
+export const GOLDEN_SERIAL = 'ZS-GOLDEN-CF';
+export const SYSTEM_SERIAL = 'ZS-SYSTEM-HDD';
+
+/** A work folder of its own for a scenario, emptied first so each run starts from blank disks. */
+export function freshWorkDir(name: string): string {
+  const dir = path.join(BENCH_DIR, 'work', name);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Boot the appliance with a 2 GiB golden medium and a 4 GiB blank system disk. */
+export async function bootAppliance(workDir: string, extra: { appendCmdline?: string } = {}): Promise<Appliance> {
+  return Appliance.boot({
+    workDir,
+    disks: [
+      { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL },
+      { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL },
+    ],
+    ...extra,
+  });
+}
+
+/** Shell snippet: the /dev node of the disk with this serial. */
+export const diskBySerial = (serial: string) =>
+  `$(for d in /sys/block/vd*; do [ "$(cat $d/serial)" = ${serial} ] && echo /dev/\${d##*/}; done)`;
+
+/**
+ * Lay out the system disk as the seed does (done by hand here; factory reset does it for real):
+ * one LVM partition, VG vgroup, lv-root with an ext4 file system holding a marker, and a user data
+ * LV that backups never touch.
+ */
+export async function makeSeedLayout(vm: Appliance, rootMiB = 1024): Promise<void> {
+  await vm.shOk(
+    `set -e
+     disk=${diskBySerial(SYSTEM_SERIAL)}
+     echo 'start=2048, type=8e' | sfdisk -q "$disk"
+     pvcreate -q "\${disk}1"
+     vgcreate -q vgroup "\${disk}1"
+     lvcreate -q -y -L ${rootMiB}M -n lv-root vgroup
+     lvcreate -q -y -L 256M -n lv-data vgroup
+     mkfs.ext4 -q /dev/vgroup/lv-root
+     mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && echo before > /mnt/root/marker && umount /mnt/root`,
+    { timeoutMs: 180_000 },
+  );
+}
+
+export interface LvRow {
+  lv_name: string;
+  lv_attr: string;
+  lv_uuid: string;
+  lv_tags: string;
+  lv_size: string;
+  origin: string;
+  snap_percent: string;
+}
+
+export async function lvs(vm: Appliance): Promise<LvRow[]> {
+  const out = await vm.shOk(
+    'lvs --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_uuid,lv_tags,lv_size,origin,snap_percent vgroup',
+  );
+  return (JSON.parse(out) as { report: { lv: LvRow[] }[] }).report[0]!.lv;
+}
+
+export async function lv(vm: Appliance, name: string): Promise<LvRow | undefined> {
+  return (await lvs(vm)).find((l) => l.lv_name === name);
+}
+
+export async function writeConfig(vm: Appliance, config: unknown): Promise<void> {
+  await vm.writeFile('/etc/zshield/zshield.conf', JSON.stringify(config, null, 2));
+}
+
+/** The first line of stderr: what the operator sees of an error. */
+export const firstErrLine = (r: ShResult) => r.stderr.split('\n')[0] ?? '';

@@ -1,0 +1,671 @@
+// Host side of the QEMU "virtual appliance bench".
+//
+// A guest boots the Debian cloud kernel with the bench initramfs (.bench/initramfs.cpio, built by
+// test/bench/setup.sh from the golden root .bench/rootfs/). Its busybox init starts a command
+// agent on a virtio-serial port; this module talks to it over a unix socket, so one boot can run
+// many guest commands. Disks are sparse raw files in the caller's work folder and persist across
+// boots. Every wait has a timeout, and every failure message carries the tail of the console log.
+//
+// Wire protocol (see test/bench/guest/agent):
+//   host -> guest  "<id> RUN <scriptlen> <stdinlen>\n" <script> <stdin>
+//   guest -> host  "<id> OUT <n>\n" <n bytes> "<id> ERR <n>\n" <n bytes> "<id> RC <code>\n"
+
+import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The repository root (test/bench/../..). */
+export const REPO_ROOT = path.resolve(HERE, '../..');
+/** Where setup.sh puts the kernel, the golden root tree and the initramfs. */
+export const BENCH_DIR = process.env['BENCH_DIR'] ?? path.join(REPO_ROOT, '.bench');
+export const SETUP_SCRIPT = path.join(HERE, 'setup.sh');
+
+const MiB = 1024 * 1024;
+const CONSOLE_TAIL_LINES = 80;
+
+export interface DiskSpec {
+  /** File name stem: the disk is `<workDir>/<name>.img` (sparse, created if missing, kept). */
+  name: string;
+  sizeMiB: number;
+  /** virtio-blk serial, visible in the guest as /sys/block/vdX/serial (max 20 characters). */
+  serial: string;
+}
+
+export interface BootOptions {
+  /** Folder for the disk images and the console log (created if missing). */
+  workDir: string;
+  /** Disks in order: the first is vda, the second vdb, ... */
+  disks: DiskSpec[];
+  /** Boot until the agent answers; default 90 s (TCG boots take ~8 s when the host is idle). */
+  timeoutMs?: number;
+  /** `-fw_cfg name=opt/<key>,string=<value>`; read in the guest from
+   * /sys/firmware/qemu_fw_cfg/by_name/opt/<key>/raw. A key without the `opt/` prefix gets it. */
+  fwCfg?: Record<string, string>;
+  /** Appended to the kernel command line (e.g. `zshield_recovery=latest`). */
+  appendCmdline?: string;
+  /** Guest memory, default 1024 (384 and below cannot unpack the initramfs). */
+  memoryMiB?: number;
+}
+
+export interface ShOptions {
+  /** Default 120 s. On timeout the call throws (with the console tail) and the job is killed. */
+  timeoutMs?: number;
+  /** Bytes fed to the script's stdin (default: empty). */
+  stdin?: string | Buffer;
+}
+
+export interface ShResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RawResult {
+  code: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** Quote one word for a POSIX shell. */
+export function shQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Building the bench
+// ------------------------------------------------------------------------------------------------
+
+interface BenchEnv {
+  KERNEL_VERSION: string;
+  VMLINUZ: string;
+  INITRD: string;
+  ROOTFS: string;
+  ZSHIELD_BIN: string;
+}
+
+function readBenchEnv(): BenchEnv | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(BENCH_DIR, 'bench.env'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(line);
+    if (m) env[m[1]!] = m[2]!.replace(/^"(.*)"$/, '$1');
+  }
+  if (!env['VMLINUZ'] || !env['INITRD']) return undefined;
+  return env as unknown as BenchEnv;
+}
+
+/** Are the kernel and the initramfs built? (Not whether they are up to date: see ensureBench.) */
+export function benchReady(): boolean {
+  const env = readBenchEnv();
+  return env !== undefined && fs.existsSync(env.VMLINUZ) && fs.existsSync(env.INITRD);
+}
+
+/** Kernel version, kernel, initramfs and golden root of the built bench. */
+export function benchInfo(): {
+  kernelVersion: string;
+  vmlinuz: string;
+  initrd: string;
+  rootfs: string;
+  zshieldBin: string;
+} {
+  const env = readBenchEnv();
+  if (!env) throw new Error(`the bench is not built (run ${SETUP_SCRIPT} or ensureBench())`);
+  return {
+    kernelVersion: env.KERNEL_VERSION,
+    vmlinuz: env.VMLINUZ,
+    initrd: env.INITRD,
+    rootfs: env.ROOTFS,
+    zshieldBin: env.ZSHIELD_BIN,
+  };
+}
+
+let ensuring: Promise<void> | undefined;
+
+/**
+ * Build or refresh the bench (host packages, kernel, golden root, initramfs) by running setup.sh,
+ * which is quick when everything is up to date and holds a lock, so parallel callers build once.
+ * Honours ZSHIELD_BIN (default build/out/zshield) and BENCH_DIR.
+ */
+export function ensureBench(): Promise<void> {
+  ensuring ??= (async () => {
+    const r = await execa('bash', [SETUP_SCRIPT], {
+      reject: false,
+      all: true,
+      timeout: 20 * 60_000,
+      env: { BENCH_DIR },
+    });
+    if (r.exitCode !== 0 || r.timedOut) {
+      throw new Error(`bench setup failed (${SETUP_SCRIPT}, exit ${r.exitCode}):\n${tail(r.all ?? '', 60)}`);
+    }
+  })();
+  const p = ensuring;
+  p.catch(() => {
+    if (ensuring === p) ensuring = undefined;
+  });
+  return p;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Appliance
+// ------------------------------------------------------------------------------------------------
+
+interface Pending {
+  resolve: (r: RawResult) => void;
+  reject: (e: Error) => void;
+  out: Buffer[];
+  err: Buffer[];
+}
+
+interface BodyState {
+  id: string;
+  stream: 'OUT' | 'ERR';
+  remaining: number;
+}
+
+const live = new Set<Appliance>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort against orphans (qemu also gets SIGKILL from setpriv --pdeathsig).
+  process.on('exit', () => {
+    for (const a of live) a.killNow();
+  });
+}
+
+function tail(text: string, lines: number): string {
+  const all = text.split('\n');
+  return all.slice(Math.max(0, all.length - lines)).join('\n');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class Appliance {
+  /** Milliseconds from starting qemu to the agent's first answer. */
+  bootMs = 0;
+  readonly consolePath: string;
+  readonly workDir: string;
+
+  private readonly proc: ChildProcess;
+  private readonly sockDir: string;
+  private sock: net.Socket | undefined;
+  private readonly pending = new Map<string, Pending>();
+  private nextId = 1;
+  private headerBuf: Buffer = Buffer.alloc(0);
+  private body: BodyState | undefined;
+  private qemuStderr = '';
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private readonly exited: Promise<void>;
+  private readonly diskPaths = new Map<string, string>();
+
+  private constructor(proc: ChildProcess, workDir: string, consolePath: string, sockDir: string) {
+    this.proc = proc;
+    this.workDir = workDir;
+    this.consolePath = consolePath;
+    this.sockDir = sockDir;
+    proc.stderr?.on('data', (d: Buffer) => {
+      this.qemuStderr = tail(this.qemuStderr + d.toString('utf8'), 40);
+    });
+    proc.stdout?.on('data', () => {});
+    this.exited = new Promise<void>((resolve) => {
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.exitInfo) return;
+        this.exitInfo = { code, signal };
+        live.delete(this);
+        this.sock?.destroy();
+        fs.rmSync(this.sockDir, { recursive: true, force: true });
+        const err = this.failure(`the appliance stopped (qemu ${this.describeExit()})`);
+        for (const p of this.pending.values()) p.reject(err);
+        this.pending.clear();
+        resolve();
+      };
+      proc.on('exit', onExit);
+      proc.on('error', (e) => {
+        this.qemuStderr += `\nspawn failed: ${e.message}`;
+        onExit(null, null);
+      });
+    });
+    live.add(this);
+    installExitHook();
+  }
+
+  /** Boot a guest and wait until its command agent answers. */
+  static async boot(opts: BootOptions): Promise<Appliance> {
+    if (!benchReady()) await ensureBench();
+    const info = benchInfo();
+    const timeoutMs = opts.timeoutMs ?? 90_000;
+    const workDir = path.resolve(opts.workDir);
+    fs.mkdirSync(workDir, { recursive: true });
+
+    const consolePath = path.join(workDir, 'console.log');
+    if (fs.existsSync(consolePath)) fs.renameSync(consolePath, path.join(workDir, 'console.prev.log'));
+    // Unix socket paths are limited to 108 bytes: keep the socket in a short temporary folder.
+    const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsb-'));
+    const sockPath = path.join(sockDir, 'agent.sock');
+
+    const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
+    const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
+    const args = [
+      '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024),
+      '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none',
+      '-no-reboot',
+      '-kernel', info.vmlinuz, '-initrd', info.initrd, '-append', cmdline,
+      '-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con',
+      '-device', 'virtio-serial-pci',
+      '-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`,
+      '-device', 'virtserialport,chardev=agent,name=bench',
+    ];
+    const diskPaths = new Map<string, string>();
+    opts.disks.forEach((d, i) => {
+      if (!/^[A-Za-z0-9_.-]+$/.test(d.name)) throw new Error(`bad disk name: ${d.name}`);
+      if (!/^[A-Za-z0-9_.-]{1,20}$/.test(d.serial)) throw new Error(`bad disk serial: ${d.serial}`);
+      const file = path.join(workDir, `${d.name}.img`);
+      if (!fs.existsSync(file)) {
+        const fd = fs.openSync(file, 'w');
+        fs.ftruncateSync(fd, d.sizeMiB * MiB);
+        fs.closeSync(fd);
+      }
+      diskPaths.set(d.name, file);
+      args.push(
+        '-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`,
+        '-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}`,
+      );
+    });
+    for (const [key, value] of Object.entries(opts.fwCfg ?? {})) {
+      const name = key.startsWith('opt/') ? key : `opt/${key}`;
+      args.push('-fw_cfg', `name=${q(name)},string=${q(value)}`);
+    }
+
+    const started = Date.now();
+    // setpriv --pdeathsig: qemu dies with the process that started it (no orphans).
+    const proc = spawnProcess('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const app = new Appliance(proc, workDir, consolePath, sockDir);
+    for (const [k, v] of diskPaths) app.diskPaths.set(k, v);
+
+    try {
+      await app.connect(sockPath, started + timeoutMs);
+      const left = started + timeoutMs - Date.now();
+      const ping = await app.exec('echo ready', { timeoutMs: Math.max(left, 1) }, 'boot');
+      if (ping.code !== 0 || ping.stdout.toString() !== 'ready\n') {
+        throw app.failure(`the agent answered the first request wrongly: ${JSON.stringify(ping)}`);
+      }
+    } catch (e) {
+      await app.kill();
+      throw e instanceof Error && e.message.includes('--- console') ? e : app.failure(`boot failed: ${e}`);
+    }
+    app.bootMs = Date.now() - started;
+    return app;
+  }
+
+  private async connect(sockPath: string, deadline: number): Promise<void> {
+    for (;;) {
+      if (this.exitInfo) throw this.failure(`qemu exited during boot (${this.describeExit()})`);
+      if (Date.now() > deadline) throw this.failure('boot timed out waiting for the agent socket');
+      if (fs.existsSync(sockPath)) {
+        const sock = await new Promise<net.Socket | undefined>((resolve) => {
+          const s = net.createConnection(sockPath);
+          s.once('connect', () => resolve(s));
+          s.once('error', () => {
+            s.destroy();
+            resolve(undefined);
+          });
+        });
+        if (sock) {
+          this.sock = sock;
+          sock.on('data', (d: Buffer) => this.onData(d));
+          sock.on('error', () => {});
+          sock.on('close', () => {
+            if (this.sock === sock) this.sock = undefined;
+          });
+          return;
+        }
+      }
+      await sleep(25);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reply parsing
+
+  private onData(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.body) {
+        const take = Math.min(this.body.remaining, chunk.length - off);
+        const part = chunk.subarray(off, off + take);
+        off += take;
+        this.body.remaining -= take;
+        const p = this.pending.get(this.body.id);
+        if (p) (this.body.stream === 'OUT' ? p.out : p.err).push(Buffer.from(part));
+        if (this.body.remaining === 0) this.body = undefined;
+        continue;
+      }
+      const nl = chunk.indexOf(10, off);
+      if (nl < 0) {
+        this.headerBuf = Buffer.concat([this.headerBuf, chunk.subarray(off)]);
+        if (this.headerBuf.length > 4096) {
+          this.headerBuf = Buffer.alloc(0);
+          this.protocolError('reply header too long');
+        }
+        return;
+      }
+      const line = Buffer.concat([this.headerBuf, chunk.subarray(off, nl)]).toString('latin1');
+      this.headerBuf = Buffer.alloc(0);
+      off = nl + 1;
+      this.onHeader(line);
+    }
+  }
+
+  private onHeader(line: string): void {
+    const m = /^(\S+) (OUT|ERR|RC) (\d+)$/.exec(line);
+    if (!m) {
+      this.protocolError(`bad reply header ${JSON.stringify(line)}`);
+      return;
+    }
+    const [, id, kind, num] = m as unknown as [string, string, 'OUT' | 'ERR' | 'RC', string];
+    const n = Number(num);
+    if (kind === 'RC') {
+      const p = this.pending.get(id);
+      if (p) {
+        this.pending.delete(id);
+        p.resolve({ code: n, stdout: Buffer.concat(p.out), stderr: Buffer.concat(p.err) });
+      }
+      return;
+    }
+    if (n > 0) this.body = { id, stream: kind, remaining: n };
+  }
+
+  private protocolError(msg: string): void {
+    const err = this.failure(`agent protocol error: ${msg}`);
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Commands
+
+  /** Run a shell script (busybox sh) in the guest; binary output as Buffers. */
+  exec(script: string, opts: ShOptions = {}, label?: string): Promise<RawResult> {
+    return this.start(script, opts, label).result;
+  }
+
+  private start(
+    script: string,
+    opts: ShOptions & { noTimeout?: boolean },
+    label?: string,
+  ): { id: string; result: Promise<RawResult> } {
+    const id = `r${this.nextId++}`;
+    const result = new Promise<RawResult>((resolve, reject) => {
+      if (this.exitInfo) {
+        reject(this.failure(`the appliance is not running (qemu ${this.describeExit()})`));
+        return;
+      }
+      const sock = this.sock;
+      if (!sock) {
+        reject(this.failure('not connected to the guest agent'));
+        return;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+      };
+      this.pending.set(id, {
+        resolve: (r) => {
+          done();
+          resolve(r);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+        out: [],
+        err: [],
+      });
+      if (!opts.noTimeout) {
+        const timeoutMs = opts.timeoutMs ?? 120_000;
+        timer = setTimeout(() => {
+          if (!this.pending.delete(id)) return;
+          const what = label ?? `guest command ${JSON.stringify(script.length > 300 ? `${script.slice(0, 300)}...` : script)}`;
+          reject(this.failure(`${what} timed out after ${timeoutMs} ms`));
+          if (label !== 'boot') this.killJob(id, 'KILL').catch(() => {});
+        }, timeoutMs);
+      }
+      const body = Buffer.from(script, 'utf8');
+      const stdin = opts.stdin === undefined ? Buffer.alloc(0) : Buffer.from(opts.stdin);
+      sock.write(`${id} RUN ${body.length} ${stdin.length}\n`);
+      sock.write(body);
+      if (stdin.length > 0) sock.write(stdin);
+    });
+    return { id, result };
+  }
+
+  /** Run a shell script in the guest (cwd /, stdin empty unless given, PATH set). */
+  async sh(script: string, opts: ShOptions = {}): Promise<ShResult> {
+    const r = await this.exec(script, opts);
+    return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
+  }
+
+  /** Like sh(), but a non-zero exit throws (with stdout, stderr and the console tail). Returns stdout. */
+  async shOk(script: string, opts: ShOptions = {}): Promise<string> {
+    const r = await this.sh(script, opts);
+    if (r.code !== 0) {
+      throw this.failure(
+        `guest command failed with exit ${r.code}: ${script}\n--- stdout ---\n${tail(r.stdout, 40)}\n--- stderr ---\n${tail(r.stderr, 40)}`,
+      );
+    }
+    return r.stdout;
+  }
+
+  /** Run one command given as an argument array (quoted safely; no shell interpretation). */
+  run(argv: string[], opts: ShOptions = {}): Promise<ShResult> {
+    if (argv.length === 0) throw new Error('run: empty argv');
+    return this.sh(`exec ${argv.map(shQuote).join(' ')}`, opts);
+  }
+
+  /** Write a file in the guest (parent folders created). */
+  async writeFile(guestPath: string, data: string | Buffer, mode = 0o644): Promise<void> {
+    const p = shQuote(guestPath);
+    const r = await this.exec(
+      `set -e; mkdir -p "$(dirname ${p})"; cat > ${p}; chmod ${mode.toString(8)} ${p}`,
+      { stdin: data, timeoutMs: 300_000 },
+    );
+    if (r.code !== 0) throw this.failure(`writeFile ${guestPath} failed: ${r.stderr.toString()}`);
+  }
+
+  /** Read a file from the guest. */
+  async readFile(guestPath: string): Promise<Buffer> {
+    const r = await this.exec(`exec cat -- ${shQuote(guestPath)}`, { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`readFile ${guestPath} failed: ${r.stderr.toString().trim()}`);
+    return r.stdout;
+  }
+
+  /**
+   * Start a guest script in the background and return a handle to wait on or kill it. The script
+   * runs in its own session; kill() signals the whole process group.
+   */
+  spawn(script: string, opts: { stdin?: string | Buffer } = {}): GuestJob {
+    const { id, result } = this.start(script, { ...opts, noTimeout: true });
+    return new GuestJob(this, id, result);
+  }
+
+  /** @internal Signal the process group of a running job (no-op once it has ended). */
+  async killJob(id: string, signal: string): Promise<void> {
+    if (!/^[A-Z0-9]+$/.test(signal)) throw new Error(`bad signal ${signal}`);
+    const d = `/run/bench/agent/${id}`;
+    await this.exec(
+      `i=0; while [ -d ${d} ] && [ ! -s ${d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+       [ -s ${d}/pid ] && kill -s ${signal} -- -$(cat ${d}/pid) 2>/dev/null; exit 0`,
+      { timeoutMs: 30_000 },
+    );
+  }
+
+  /** @internal The pid of a job's script (its process group id), once it has started. */
+  async jobPid(id: string): Promise<number | undefined> {
+    const d = `/run/bench/agent/${id}`;
+    const r = await this.sh(
+      `i=0; while [ -d ${d} ] && [ ! -s ${d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat ${d}/pid 2>/dev/null`,
+      { timeoutMs: 30_000 },
+    );
+    const pid = Number.parseInt(r.stdout, 10);
+    return Number.isNaN(pid) ? undefined : pid;
+  }
+
+  /** @internal Output of a running job so far. */
+  async jobOutput(id: string): Promise<{ stdout: string; stderr: string }> {
+    const d = `/run/bench/agent/${id}`;
+    const [o, e] = await Promise.all([
+      this.exec(`cat ${d}/out 2>/dev/null; exit 0`, { timeoutMs: 30_000 }),
+      this.exec(`cat ${d}/err 2>/dev/null; exit 0`, { timeoutMs: 30_000 }),
+    ]);
+    return { stdout: o.stdout.toString('utf8'), stderr: e.stdout.toString('utf8') };
+  }
+
+  /** Wait until the console log matches `pattern`; returns the match. */
+  async waitForConsole(pattern: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.consoleLog().match(pattern);
+      if (m) return m;
+      if (this.exitInfo) throw this.failure(`qemu exited before the console showed ${pattern}`);
+      if (Date.now() > deadline) throw this.failure(`console did not show ${pattern} within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
+  /** Clean shutdown: busybox init stops every process, unmounts, syncs and powers off. */
+  async poweroff(timeoutMs = 60_000): Promise<void> {
+    if (this.exitInfo) return;
+    this.exec('sync; exec poweroff', { timeoutMs }).catch(() => {});
+    const stopped = await Promise.race([this.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+    if (!stopped) {
+      const err = this.failure(`poweroff did not finish within ${timeoutMs} ms`);
+      await this.kill();
+      throw err;
+    }
+  }
+
+  /** Power cut: SIGKILL qemu. Guest writes not yet handed to the virtual disk are lost. */
+  async kill(): Promise<void> {
+    if (!this.exitInfo) this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** @internal Synchronous kill for process exit hooks. */
+  killNow(): void {
+    if (!this.exitInfo) {
+      try {
+        this.proc.kill('SIGKILL');
+      } catch {}
+    }
+  }
+
+  /** Is qemu still running? */
+  get running(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  /** Resolves when qemu has exited. */
+  waitForExit(): Promise<void> {
+    return this.exited;
+  }
+
+  /** Host path of a disk image by its DiskSpec name. */
+  diskPath(name: string): string {
+    const p = this.diskPaths.get(name);
+    if (!p) throw new Error(`no disk named ${name}`);
+    return p;
+  }
+
+  /** The serial console log of this boot (kernel messages, init, BENCH-READY, ...). */
+  consoleLog(): string {
+    try {
+      return fs.readFileSync(this.consolePath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  private describeExit(): string {
+    if (!this.exitInfo) return 'running';
+    const { code, signal } = this.exitInfo;
+    return signal ? `killed by ${signal}` : `exit code ${code}`;
+  }
+
+  /** An Error whose message ends with the console tail (and qemu's stderr, if any). */
+  failure(message: string): Error {
+    let text = `${message}\n--- console tail (${this.consolePath}) ---\n${tail(this.consoleLog(), CONSOLE_TAIL_LINES)}`;
+    if (this.qemuStderr.trim()) text += `\n--- qemu stderr ---\n${this.qemuStderr}`;
+    return new Error(text);
+  }
+}
+
+/** A guest command started with Appliance.spawn(). */
+export class GuestJob {
+  private result: Promise<RawResult>;
+  private settled = false;
+
+  constructor(
+    private readonly app: Appliance,
+    readonly id: string,
+    result: Promise<RawResult>,
+  ) {
+    this.result = result;
+    const mark = () => {
+      this.settled = true;
+    };
+    result.then(mark, mark); // also keeps a rejection from being unhandled
+  }
+
+  /** Has the job ended (or the appliance stopped)? */
+  get finished(): boolean {
+    return this.settled;
+  }
+
+  /** Wait for the job to end. A timeout throws (with the console tail) but leaves the job running. */
+  async wait(opts: { timeoutMs?: number } = {}): Promise<ShResult> {
+    const timeoutMs = opts.timeoutMs ?? 600_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(this.app.failure(`guest job ${this.id} did not end within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      const r = await Promise.race([this.result, timeout]);
+      return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Guest pid of the job's script (= its process group); undefined once it has ended. */
+  pid(): Promise<number | undefined> {
+    return this.app.jobPid(this.id);
+  }
+
+  /** Send a signal (default KILL) to the job's whole process group. */
+  kill(signal = 'KILL'): Promise<void> {
+    return this.app.killJob(this.id, signal);
+  }
+
+  /** What the job has written so far. */
+  output(): Promise<{ stdout: string; stderr: string }> {
+    return this.app.jobOutput(this.id);
+  }
+}
