@@ -59,6 +59,30 @@ export function parseConfigText(text: string, where: string): { config: Config; 
       message: 'under 5% of lv-root: a busy day can overflow the snapshot and invalidate the backup',
     });
   }
+  const vols = config.layout.volumes;
+  const root = vols.find((v) => v.name === config.lvm.rootLv);
+  if (!root) {
+    problems.push({ where: `${where}: layout.volumes`, message: `must include lvm.rootLv (${config.lvm.rootLv})` });
+  } else if (root.mount !== '/') {
+    problems.push({ where: `${where}: layout.volumes`, message: `${config.lvm.rootLv} must be mounted at /` });
+  }
+  const seen = new Set<string>();
+  vols.forEach((v, i) => {
+    if (seen.has(v.name)) problems.push({ where: `${where}: layout.volumes.${i}.name`, message: `duplicate volume ${v.name}` });
+    seen.add(v.name);
+    if (v.name === config.lvm.snapshot || v.name === `${config.lvm.snapshot}-next`) {
+      problems.push({ where: `${where}: layout.volumes.${i}.name`, message: 'clashes with the snapshot name' });
+    }
+  });
+  const pct = vols.reduce((n, v) => n + (v.size.kind === 'percent' ? v.size.percent : 0), 0);
+  const rootPct = root?.size.kind === 'percent' ? root.size.percent : 0;
+  const snapPct = config.snapshot.size.kind === 'percent' ? (rootPct * config.snapshot.size.percent) / 100 : 0;
+  if (pct + snapPct > 100) {
+    problems.push({
+      where: `${where}: layout.volumes`,
+      message: `the volumes take ${pct}% of the VG and the snapshot ${snapPct.toFixed(1)}%: more than 100%`,
+    });
+  }
   if (problems.length) throw new ConfigError(problems);
   return { config, warnings };
 }
@@ -71,18 +95,49 @@ function issueToProblem(issue: z.core.$ZodIssue, file: string): ConfigProblem {
 }
 
 function jsonErrorMessage(err: Error): string {
-  return err.message.replace(/\s*(in JSON )?at position \d+.*$/s, '').replace(/^JSON\.parse: /, '');
+  return (
+    err.message
+      .replace(/\s*(in JSON )?at position \d+.*$/s, '')
+      .replace(/^JSON\.parse: /, '')
+      // V8 quotes the text itself for "Unexpected token" (`, "# my con"... is not valid JSON`): the
+      // file's content, newlines and all, does not belong in a one-line error.
+      .replace(/, ".*"(\.\.\.)? is not valid JSON$/s, '')
+  );
 }
 
 function jsonErrorLocation(text: string, file: string, err: Error): string {
   const m = /position (\d+)/.exec(err.message);
-  if (!m) {
-    const lc = /line (\d+) column (\d+)/.exec(err.message);
-    return lc ? `${file}:${lc[1]}:${lc[2]}` : file;
-  }
-  const pos = Number(m[1]);
+  const lc = /line (\d+) column (\d+)/.exec(err.message);
+  if (!m && lc) return `${file}:${lc[1]}:${lc[2]}`;
+  const pos = m ? Number(m[1]) : firstBadOffset(text);
   const before = text.slice(0, pos);
   const line = before.split('\n').length;
   const col = pos - before.lastIndexOf('\n');
   return `${file}:${line}:${col}`;
+}
+
+/**
+ * V8 gives no position for "Unexpected token" (a `#` comment, an unquoted `yes`) nor for
+ * "Unexpected end of JSON input". Find it: the shortest prefix that fails anywhere but at its own
+ * end (bisection; a prefix of the text before the bad character is the start of valid JSON).
+ */
+function firstBadOffset(text: string): number {
+  const failsInside = (len: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, len));
+      return false;
+    } catch (err) {
+      const p = /position (\d+)/.exec((err as Error).message);
+      return p ? Number(p[1]) < len : !/end of JSON/i.test((err as Error).message);
+    }
+  };
+  if (!failsInside(text.length)) return text.length;
+  let lo = 0;
+  let hi = text.length;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (failsInside(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi - 1;
 }

@@ -9,5 +9,10 @@ export function renderConfig(config: Config): unknown {
     ...config,
     snapshot: { ...config.snapshot, size: sizeText(config.snapshot.size) },
     daemon: { ...config.daemon, dailyAt: config.daemon.dailyAt.text },
+    disks: { ...config.disks, system: { ...config.disks.system, minSize: sizeText(config.disks.system.minSize) } },
+    layout: {
+      bootSize: sizeText(config.layout.bootSize),
+      volumes: config.layout.volumes.map((v) => ({ ...v, size: sizeText(v.size) })),
+    },
   };
 }

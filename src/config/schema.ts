@@ -75,6 +75,69 @@ export const configSchema = z
         stateDir: absPath.default('/var/lib/zshield'),
         /** Lock and pid files: a tmpfs, so a reboot clears them. */
         runDir: absPath.default('/run/zshield'),
+        /**
+         * Recovery events (restores, factory resets), on the system disk's /boot partition: outside
+         * lv-root, so a rollback does not erase the record of itself.
+         */
+        eventLog: absPath.default('/boot/zshield/events.jsonl'),
+      })
+      .strict()
+      .prefault({}),
+    disks: z
+      .object({
+        /** The system disk, by identity. Unset: the one eligible disk found by probing (refused if not exactly one). */
+        system: z
+          .object({
+            serial: z.string().min(1).nullable().default(null),
+            wwn: z.string().min(1).nullable().default(null),
+            /** A candidate smaller than this is refused. */
+            minSize: size(false).default({ kind: 'bytes', bytes: 4 * 1024 ** 3 }),
+          })
+          .strict()
+          .prefault({}),
+        /** The golden medium, by identity (for `golden prepare` and to never pick it as a target). */
+        golden: z
+          .object({ serial: z.string().min(1).nullable().default(null) })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    layout: z
+      .object({
+        /** The /boot partition at the start of the system disk (after 1 MiB left for GRUB's core image). */
+        bootSize: size(false).default({ kind: 'bytes', bytes: 512 * 1024 ** 2 }),
+        /** Logical volumes made by a factory reset; sizes are absolute or a share of the VG ("50%"). */
+        volumes: z
+          .array(
+            z
+              .object({
+                name: lvmName,
+                size: size(true),
+                mount: z.union([absPath, z.null()]).default(null),
+                fs: z.enum(['ext4']).default('ext4'),
+              })
+              .strict(),
+          )
+          .min(1)
+          .default([
+            { name: 'lv-root', size: { kind: 'percent', percent: 45 }, mount: '/', fs: 'ext4' },
+            { name: 'lv-data', size: { kind: 'percent', percent: 20 }, mount: '/data', fs: 'ext4' },
+            { name: 'lv-audit', size: { kind: 'percent', percent: 10 }, mount: '/var/log/audit', fs: 'ext4' },
+          ]),
+      })
+      .strict()
+      .prefault({}),
+    recovery: z
+      .object({
+        /** Seconds the console shows the plan before a boot-time recovery starts; the operator can cancel. */
+        countdownSeconds: z.number().int().min(0).max(600).default(10),
+        /** Reboot into the system disk after a successful boot-time recovery. */
+        reboot: z.boolean().default(true),
+        /** Executables run after a factory reset and after a restore (the OEM's factory test). */
+        hooksDir: absPath.default('/etc/zshield/hooks.d'),
+        /** Paths left out of the golden root's copy (besides the system mount points). */
+        exclude: z.array(z.string().min(1)).default([]),
       })
       .strict()
       .prefault({}),

@@ -28,8 +28,6 @@ export interface BackupOptions {
  * it, check the result by probing again, record the outcome. Dry-run stops after showing.
  */
 export async function runBackup(ctx: Context, opts: BackupOptions): Promise<BackupOutcome | null> {
-  const names = namesOf(ctx.config);
-  const started = ctx.clock.now();
   const lock = ctx.dryRun
     ? null
     : await acquireLvmLock({
@@ -38,6 +36,17 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
         purpose: `backup (${opts.reason})`,
         waitMs: opts.waitMs,
       });
+  try {
+    return await backupLocked(ctx, opts.reason);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** The backup itself, for callers that already hold the LVM lock (restore, factory reset). */
+export async function backupLocked(ctx: Context, reason: Reason): Promise<BackupOutcome | null> {
+  const names = namesOf(ctx.config);
+  const started = ctx.clock.now();
   try {
     await requireTools(ctx.runner, ['lvs', 'vgs']);
     let state = await probeVg(ctx.runner, names.vg);
@@ -56,7 +65,7 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
     const plan = planRotation({
       state,
       config: ctx.config,
-      reason: opts.reason,
+      reason,
       now: started,
       rootIsRunning: rootIsRunning(state, names.root),
     });
@@ -72,34 +81,32 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
     }
     const outcome: BackupOutcome = {
       snapshot: `${names.vg}/${names.snap}`,
-      reason: opts.reason,
+      reason,
       sizeBytes: snap.sizeBytes,
       time: labelOf(snap).time ?? started,
       repaired: repair !== null,
     };
     record(ctx, {
       result: 'ok',
-      reason: opts.reason,
+      reason,
       at: started.toISOString(),
       durationMs: ctx.clock.now().getTime() - started.getTime(),
       snapshot: outcome.snapshot,
       sizeBytes: outcome.sizeBytes,
     });
-    ctx.log.info(`backup done: ${outcome.snapshot} (${opts.reason}) at ${outcome.time.toISOString()}`);
+    ctx.log.info(`backup done: ${outcome.snapshot} (${reason}) at ${outcome.time.toISOString()}`);
     return outcome;
   } catch (err) {
     if (!ctx.dryRun) {
       record(ctx, {
         result: 'failed',
-        reason: opts.reason,
+        reason,
         at: started.toISOString(),
         durationMs: ctx.clock.now().getTime() - started.getTime(),
         error: err instanceof Error ? err.message : String(err),
       });
     }
     throw err;
-  } finally {
-    await lock?.release();
   }
 }
 
@@ -129,7 +136,7 @@ export async function repairIfNeeded(ctx: Context, waitMs: number): Promise<'non
   return 'backed-up';
 }
 
-async function show(ctx: Context, plan: Plan): Promise<void> {
+export async function show(ctx: Context, plan: Plan): Promise<void> {
   const text = formatPlan(plan);
   if (ctx.dryRun) ctx.out.print(text);
   else for (const line of text.split('\n')) ctx.log.info(line);

@@ -159,6 +159,11 @@ function attachLineReaders(
       pending = parts.pop() ?? '';
       for (const p of parts) if (p.trim()) onLine(p, stream);
     });
+    // The last line may have no newline (a final progress line, an error without one).
+    s.on('end', () => {
+      if (pending.trim()) onLine(pending, stream);
+      pending = '';
+    });
   }
 }
 

@@ -30,10 +30,14 @@ MODE=${1:-all}
 
 # Host tools needed to build and run the bench.
 HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod grub-pc-bin grub-common
-  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash coreutils file)
+  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
 # Debian packages whose files (minus docs, man pages, locales, systemd/udev glue) make up the guest.
+# busybox-static fills in the remaining commands, but only where no real tool exists. dash,
+# coreutils and findutils are there because Debian's busybox prefers its own applets to PATH
+# (FEATURE_PREFER_APPLETS): as /bin/sh, or as env/xargs/timeout/chroot/nohup/find, it would run
+# busybox mount, busybox setsid, ... instead of the util-linux ones.
 GUEST_PKGS=(lvm2 dmsetup kmod rsync e2fsprogs fdisk util-linux mount grub-common grub2-common grub-pc-bin
-  zstd tar dosfstools bash)
+  zstd tar dosfstools bash dash coreutils findutils grep sed)
 # Kernel modules loaded at boot (their dependencies are added by modprobe --show-depends).
 GUEST_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot dm_bufio dm_mirror
   dm_zero dm_thin_pool loop vfat nls_cp437 nls_ascii nls_utf8 isofs squashfs)
@@ -196,6 +200,8 @@ build_rootfs() {
   local applet name
   while IFS= read -r applet; do
     name=${applet##*/}
+    # Not the fake package managers (tools guess the distribution from them) nor linuxrc.
+    case "$name" in dpkg | dpkg-deb | rpm | rpm2cpio | linuxrc) continue ;; esac
     [ -e "$root/usr/bin/$name" ] || [ -e "$root/usr/sbin/$name" ] || [ -L "$root/usr/bin/$name" ] ||
       [ -L "$root/usr/sbin/$name" ] && continue
     case "$applet" in
@@ -203,7 +209,7 @@ build_rootfs() {
       *) ln -s /usr/bin/busybox "$root/usr/bin/$name" ;;
     esac
   done < <("$root/usr/bin/busybox" --list-full)
-  ln -sf busybox "$root/usr/bin/sh"
+  [ "$(readlink "$root/usr/bin/sh")" = dash ] || die "guest /bin/sh is not dash"
 
   # Kernel, its config and System.map in /boot (for a later GRUB-booted medium), modules.
   cp "$kdir/boot/vmlinuz-$ver" "$kdir/boot/config-$ver" "$kdir/boot/System.map-$ver" "$root/boot/"

@@ -1,0 +1,294 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers/context.js';
+import { GiB, type LvRow, lvsJson, vgsJson } from './helpers/lvm-json.js';
+
+// The CLI as shipped: the esbuild bundle run by node, as a real process. Fake `lvs`/`vgs` (shell
+// scripts printing canned JSON) stand in for LVM; fake mutating tools only leave a trace.
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+const BUNDLE = path.join(REPO, 'dist/zshield.cjs');
+const SEA = path.join(REPO, 'build/out/zshield');
+const NODE = process.execPath;
+const LVM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+function newestMtime(p: string): number {
+  const st = statSync(p);
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(st.mtimeMs, ...readdirSync(p).map((f) => newestMtime(path.join(p, f))));
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], opts: { env?: Record<string, string>; argv0?: string[] } = {}): Run {
+  const [file, ...pre] = opts.argv0 ?? [NODE, BUNDLE];
+  const r = spawnSync(file!, [...pre, ...args], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', ...opts.env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const stderrLines = (r: Run) => r.stderr.split('\n').filter(Boolean);
+
+/** A usage error: exit 2, one `zshield:` line, optionally one `  hint:` line, nothing on stdout. */
+function expectUsageError(r: Run, message: RegExp): void {
+  expect(r.code).toBe(2);
+  const lines = stderrLines(r);
+  expect(lines[0]).toMatch(/^zshield: /);
+  expect(lines[0]).toMatch(message);
+  expect(lines.length).toBeLessThanOrEqual(2);
+  if (lines[1] !== undefined) expect(lines[1]).toMatch(/^ {2}hint: /);
+  expect(r.stdout).toBe('');
+}
+
+let root: string;
+let cleanup: () => void;
+
+beforeAll(() => {
+  ({ dir: root, cleanup } = tempDir('zshield-cli-'));
+  const stale =
+    !existsSync(BUNDLE) ||
+    statSync(BUNDLE).mtimeMs < Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
+  if (stale) {
+    const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 170_000 });
+    if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
+  }
+}, 180_000);
+afterAll(() => cleanup());
+
+let boxes = 0;
+/** A fake box: fake LVM tools on a PATH directory, a config pointing state and locks into it. */
+function box(opts: { lvs?: LvRow[]; vgFree?: number; config?: object } = {}) {
+  const dir = path.join(root, `box${boxes++}`);
+  const bin = path.join(dir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  const calls = path.join(dir, 'calls.log');
+  const mutated = path.join(dir, 'mutated.log');
+  writeFileSync(path.join(dir, 'vgs.json'), vgsJson([{ name: 'vgroup', extentBytes: 4 * 1024 ** 2, extentCount: 7679, freeExtents: opts.vgFree ?? 2000 }]));
+  writeFileSync(path.join(dir, 'lvs.json'), lvsJson('vgroup', opts.lvs ?? []));
+  // The runner gives children a fixed environment, so the scripts carry absolute paths.
+  for (const tool of ['lvs', 'vgs']) {
+    writeFileSync(
+      path.join(bin, tool),
+      `#!/bin/sh\nprintf '%s ' "${tool}" "$@" >> '${calls}'\necho >> '${calls}'\ncat '${path.join(dir, `${tool}.json`)}'\n`,
+      { mode: 0o755 },
+    );
+  }
+  for (const tool of ['lvcreate', 'lvremove', 'lvrename', 'vgchange', 'lvconvert', 'rsync', 'mkdir']) {
+    writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> '${mutated}'\n`, { mode: 0o755 });
+  }
+  const config = path.join(dir, 'zshield.conf');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      paths: { stateDir: path.join(dir, 'state'), runDir: path.join(dir, 'run') },
+      log: { file: null },
+      ...opts.config,
+    }),
+  );
+  return {
+    dir,
+    config,
+    env: { PATH: `${bin}:/usr/bin:/bin` },
+    calls: () => (existsSync(calls) ? readFileSync(calls, 'utf8').trim().split('\n') : []),
+    mutated: () => existsSync(mutated),
+  };
+}
+
+const ROOT: LvRow = { name: 'lv-root', attr: 'owi-aos---', size: 10 * GiB, major: 253, minor: 200 };
+const SNAP: LvRow = {
+  name: 'snap0',
+  attr: 'swi-a-s---',
+  size: 2 * GiB,
+  origin: 'lv-root',
+  snapPercent: '12.50',
+  tags: ['zshield_reason=daily', 'zshield_time=1763690400'],
+  minor: 201,
+};
+
+describe('zshield CLI (bundle)', () => {
+  it('--help: exit 0, lists the commands', () => {
+    const r = run(['--help']);
+    expect(r.code).toBe(0);
+    for (const c of ['backup', 'status', 'daemon', 'config']) expect(r.stdout).toMatch(new RegExp(`zshield ${c}\\b`));
+  });
+
+  it('--version prints the package version', () => {
+    const r = run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')).version);
+  });
+
+  it('an unknown subcommand: exit 2, one line', () => {
+    expectUsageError(run(['frobnicate']), /frobnicate/);
+  });
+
+  it('an unknown flag: exit 2', () => {
+    expectUsageError(run(['status', '--frobnicate']), /frobnicate/);
+  });
+
+  it('no command: exit 2', () => {
+    expectUsageError(run([]), /command/);
+  });
+
+  it('a bad option value: exit 2', () => {
+    expectUsageError(run(['backup', '--reason', 'whim']), /reason/);
+  });
+
+  it('config check with an invalid file: exit 3, every problem listed with its path', () => {
+    const b = box({ config: { snapshot: { size: 'lots', warnPercent: 'high' }, lvm: { vg: '-x' } } });
+    const r = run(['config', 'check', '--config', b.config]);
+    expect(r.code).toBe(3);
+    const lines = stderrLines(r);
+    expect(lines[0]).toMatch(/^zshield: config: .*\(and 2 more problem\(s\)\)$/);
+    for (const p of ['snapshot.size', 'snapshot.warnPercent', 'lvm.vg']) {
+      expect(lines.some((l) => l.startsWith(`  ${b.config}: ${p}: `))).toBe(true);
+    }
+    expect(r.stdout).toBe('');
+  });
+
+  it('config check with a JSON syntax error: exit 3 with file:line:col', () => {
+    const b = box();
+    writeFileSync(b.config, '{\n  "lvm": {"vg": "vgroup",}\n}\n');
+    const r = run(['config', 'check', '-c', b.config]);
+    expect(r.code).toBe(3);
+    expect(stderrLines(r)[0]).toMatch(new RegExp(`^zshield: config: ${b.config.replaceAll('.', '\\.')}:2:27: `));
+  });
+
+  it('a missing or unreadable --config file: exit 3', () => {
+    const missing = run(['config', 'check', '--config', path.join(root, 'nope.conf')]);
+    expect(missing.code).toBe(3);
+    expect(stderrLines(missing)[0]).toBe(`zshield: config: ${path.join(root, 'nope.conf')}: cannot read: ENOENT`);
+    const dir = run(['status', '--config', root]);
+    expect(dir.code).toBe(3);
+    expect(dir.stderr).toContain('cannot read: EISDIR');
+  });
+
+  it('config check OK: exit 0; config show prints a config that checks', () => {
+    const b = box({ config: { daemon: { dailyAt: '04:30' } } });
+    const ok = run(['config', 'check', '--config', b.config]);
+    expect(ok).toMatchObject({ code: 0, stdout: `config OK: ${b.config}\n` });
+    const show = run(['config', 'show', '--config', b.config]);
+    expect(show.code).toBe(0);
+    const shown = JSON.parse(show.stdout);
+    expect(shown.daemon.dailyAt).toBe('04:30');
+    expect(shown.snapshot.size).toBe('20%');
+    writeFileSync(path.join(b.dir, 'shown.conf'), show.stdout);
+    expect(run(['config', 'check', '-c', path.join(b.dir, 'shown.conf')]).code).toBe(0);
+  });
+
+  it('status with the fake LVM: exit 0, health OK, machine-readable with --json', () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    const r = run(['status', '-c', b.config], { env: b.env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^health: +OK: vgroup\/snap0 is 12\.5% full$/m);
+    const j = run(['status', '--json', '-c', b.config], { env: b.env });
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      health: { level: 'ok' },
+      snapshot: { name: 'snap0', present: true, valid: true, fillPercent: 12.5, reason: 'daily' },
+      rotationInterrupted: false,
+    });
+    expect(b.mutated()).toBe(false);
+  });
+
+  it('backup --dry-run: prints the plan, exit 0, runs only lvs/vgs (with the right arguments)', () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    const r = run(['backup', '--dry-run', '-c', b.config], { env: b.env });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('Back up vgroup/lv-root to snap0 (reason: manual)');
+    expect(lines).toContain('     $ vgchange --addtag zshield_rotating vgroup');
+    expect(lines.some((l) => l.startsWith('     $ lvcreate --snapshot --name snap0-next --size 2147483648b '))).toBe(true);
+    expect(lines).toContain('     $ lvremove --yes vgroup/snap0');
+    expect(b.mutated()).toBe(false);
+    expect(b.calls()).toEqual([
+      'vgs --reportformat json --units b --nosuffix -o vg_name,vg_size,vg_free,vg_extent_size,vg_free_count,vg_tags vgroup',
+      'lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_path,lv_attr,lv_size,origin,snap_percent,lv_tags,lv_time,lv_kernel_major,lv_kernel_minor --config report/time_format="%s" vgroup',
+    ]);
+    expect(existsSync(path.join(b.dir, 'state', 'last-backup.json'))).toBe(false);
+  });
+
+  it('backup against a VG without lv-root: exit 5, nothing changed, the failure recorded', () => {
+    const b = box({ lvs: [{ name: 'lv-data', attr: '-wi-ao----', size: GiB }] });
+    const r = run(['backup', '-c', b.config], { env: b.env });
+    expect(r.code).toBe(5);
+    expect(stderrLines(r)[0]).toBe('zshield: logical volume "vgroup/lv-root" not found');
+    expect(b.mutated()).toBe(false);
+    const rec = JSON.parse(readFileSync(path.join(b.dir, 'state', 'last-backup.json'), 'utf8'));
+    expect(rec).toMatchObject({ result: 'failed', reason: 'manual' });
+  });
+
+  it('backup without room: exit 6, the old snapshot kept', () => {
+    const b = box({ lvs: [ROOT, { ...SNAP, size: GiB }], vgFree: 10 });
+    const r = run(['backup', '-c', b.config], { env: b.env });
+    expect(r.code).toBe(6);
+    expect(stderrLines(r)[0]).toMatch(/^zshield: not enough space .* the old snap0 is kept$/);
+    expect(b.mutated()).toBe(false);
+  });
+
+  it('invoked as zshield_backup (symlink to the bundle): a pre-upgrade backup', () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    const link = path.join(b.dir, 'zshield_backup.cjs');
+    symlinkSync(BUNDLE, link);
+    const r = run(['--dry-run', '-c', b.config], { env: b.env, argv0: [NODE, link] });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('Back up vgroup/lv-root to snap0 (reason: pre-upgrade)');
+    expect(r.stdout).toContain('--addtag zshield_reason=pre-upgrade');
+    expect(b.mutated()).toBe(false);
+  });
+
+  it('invoked as zshield_backup (symlink to the single binary): a pre-upgrade backup', () => {
+    // build/build.sh makes both the bundle and the binary, so the binary is present here.
+    expect(existsSync(SEA)).toBe(true);
+    const b = box({ lvs: [ROOT, SNAP] });
+    const link = path.join(b.dir, 'zshield_backup');
+    symlinkSync(SEA, link);
+    const r = run(['--dry-run', '-c', b.config], { env: b.env, argv0: [link] });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('Back up vgroup/lv-root to snap0 (reason: pre-upgrade)');
+    expect(b.mutated()).toBe(false);
+  });
+});
+
+/**
+ * `status` where lvs/vgs cannot be found. The runner also looks in the standard sbin directories
+ * (rc.local and cron run with a minimal PATH), so on a host with LVM installed an empty PATH is not
+ * enough: the tools are hidden in a private mount namespace (root and util-linux `unshare`).
+ */
+describe('zshield CLI without LVM tools', () => {
+  const installed = LVM_DIRS.flatMap((d) => ['lvs', 'vgs'].map((t) => path.join(d, t))).filter((p) => existsSync(p));
+  const canUnshare =
+    process.getuid?.() === 0 && spawnSync('unshare', ['--mount', 'true'], { timeout: 5000 }).status === 0;
+
+  it.runIf(installed.length === 0 || canUnshare)('status: exit 4, "required tool not found: lvs"', () => {
+    const b = box();
+    let r: Run;
+    if (installed.length === 0) {
+      r = run(['status', '-c', b.config], { env: { PATH: '/nonexistent' } });
+    } else {
+      // Cover each installed lvs/vgs (symlinks resolve to lvm) with an empty, non-executable file.
+      const empty = path.join(b.dir, 'not-lvm');
+      writeFileSync(empty, '', { mode: 0o644 });
+      const script = `${installed.map((p) => `mount --bind '${empty}' '${p}'`).join(' && ')} && exec "$@"`;
+      r = run(['status', '-c', b.config], {
+        env: { PATH: '/nonexistent' },
+        argv0: ['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', NODE, BUNDLE],
+      });
+    }
+    expect(r.code).toBe(4);
+    const lines = stderrLines(r);
+    expect(lines[0]).toMatch(/^zshield: required tool not found: lvs(, vgs)?$/);
+    expect(lines[1]).toMatch(/^ {2}hint: install lvm2/);
+    expect(r.stdout).toBe('');
+  });
+});

@@ -1,0 +1,66 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Config } from '../../../src/config/schema.js';
+import { defaultConfig } from '../../../src/config/schema.js';
+import type { Clock, Context } from '../../../src/context.js';
+import { memoryLogger } from '../../../src/log/logger.js';
+import type { Runner } from '../../../src/system/runner.js';
+
+/** A clock the test moves by hand. */
+export class FakeClock implements Clock {
+  constructor(public t: Date) {}
+  now(): Date {
+    return new Date(this.t);
+  }
+  set(d: Date): void {
+    this.t = d;
+  }
+}
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'zshield-unit-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface TestContext extends Context {
+  log: ReturnType<typeof memoryLogger>;
+  printed: string[];
+}
+
+/** A Context with state and run directories under `dir`, a memory logger and no log file. */
+export function testContext(opts: {
+  runner: Runner;
+  dir: string;
+  clock: Clock;
+  dryRun?: boolean;
+  edit?: (c: Config) => void;
+}): TestContext {
+  const config = defaultConfig();
+  config.paths.stateDir = path.join(opts.dir, 'state');
+  config.paths.runDir = path.join(opts.dir, 'run');
+  config.log.file = null;
+  opts.edit?.(config);
+  const printed: string[] = [];
+  return {
+    config,
+    configFile: null,
+    runner: opts.runner,
+    log: memoryLogger(),
+    clock: opts.clock,
+    out: { print: (t) => printed.push(t) },
+    printed,
+    dryRun: opts.dryRun ?? false,
+    signal: new AbortController().signal,
+  };
+}
+
+/** Poll until `cond` holds; fail with `what` after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 4000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
