@@ -31,7 +31,13 @@ cat > "$out/sea-config.json" <<JSON
   "output": "$out/zshield.blob",
   "disableExperimentalSEAWarning": true,
   "useCodeCache": true,
-  "useSnapshot": false
+  "useSnapshot": false,
+  "assets": {
+    "grub/40_zshield": "grub/40_zshield",
+    "rc/zshield-boot.service": "rc/zshield-boot.service",
+    "rc/zshield.service": "rc/zshield.service",
+    "rc/rc.local.snippet": "rc/rc.local.snippet"
+  }
 }
 JSON
 "$base_node" --experimental-sea-config "$out/sea-config.json" >/dev/null 2>&1 || "$base_node" --experimental-sea-config "$out/sea-config.json"

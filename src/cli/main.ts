@@ -7,7 +7,11 @@ import { type Context, systemClock } from '../context.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
+import { readCmdline, resumeInterrupted, runFactoryReset, runGoldenPrepare, runRestore } from '../recovery/run.js';
+import { recoveryRequest } from '../recovery/cmdline.js';
 import { runBackup } from '../snapshot/backup.js';
+import { probeVg } from '../system/lvm.js';
+import { isRunningRoot } from '../system/mounts.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
 import { formatStatus, gatherStatus } from '../status/status.js';
 import { ExecaRunner } from '../system/runner.js';
@@ -119,6 +123,97 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         });
       },
     )
+    .command(
+      'boot',
+      'run at every boot: act on zshield_recovery= from the kernel command line (factory reset, restore latest)',
+      (y: Argv) =>
+        y
+          .option('cmdline-file', { type: 'string', default: '/proc/cmdline', describe: 'where to read the kernel command line' })
+          .option('daemon', {
+            type: 'boolean',
+            default: false,
+            describe: 'then go on as the backup daemon (only when running from the system disk)',
+          }),
+      async (a) => {
+        const ctx = await setup(a as unknown as GlobalArgs);
+        const request = recoveryRequest(readCmdline(String(a['cmdline-file'])));
+        const confirm = { confirm: 'countdown' as const };
+        let acted: string;
+        if (request === 'default') {
+          await runFactoryReset(ctx, confirm);
+          acted = 'factory';
+        } else if (request === 'latest') {
+          await runRestore(ctx, confirm);
+          acted = 'restore';
+        } else {
+          acted = await resumeInterrupted(ctx, confirm);
+          if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');
+        }
+        if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
+          ctx.out.print('zshield: rebooting into the system disk');
+          await ctx.log.close();
+          await ctx.runner.run({ file: 'reboot', args: [], mutates: true });
+          return;
+        }
+        if (a['daemon'] && (await lvRootIsRunning(ctx))) {
+          await runDaemon(ctx, { reloadConfig: async () => (await loadConfig((a as unknown as GlobalArgs).config)).config });
+        }
+      },
+    )
+    .command('recover', 'recover the system disk now (what the GRUB recovery entries do)', (y: Argv) =>
+      y
+        .command(
+          'factory',
+          'factory reset: rebuild the system disk from the golden root (erases it)',
+          (yy: Argv) =>
+            yy
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
+              .option('target', { type: 'string', describe: 'serial or WWN of the system disk (overrides the config)' })
+              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+          async (a) => {
+            const ctx = await setup(a as unknown as GlobalArgs);
+            await runFactoryReset(ctx, {
+              confirm: a['yes'] ? 'yes' : 'ask',
+              json: Boolean(a['json']),
+              ...(a['target'] ? { target: String(a['target']) } : {}),
+            });
+          },
+        )
+        .command(
+          'latest',
+          'restore the latest backup: merge snap0 into lv-root, put /boot back, take a new snap0',
+          (yy: Argv) =>
+            yy
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: roll lv-root back' })
+              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+          async (a) => {
+            const ctx = await setup(a as unknown as GlobalArgs);
+            await runRestore(ctx, { confirm: a['yes'] ? 'yes' : 'ask', json: Boolean(a['json']) });
+          },
+        )
+        .demandCommand(1, 'say which: recover factory | recover latest'),
+    )
+    .command('golden', 'the golden medium', (y: Argv) =>
+      y
+        .command(
+          'prepare',
+          'write a golden medium from this (prototype) system: GRUB, read-only root, recovery entries, boot hook',
+          (yy: Argv) =>
+            yy
+              .option('target', { type: 'string', describe: 'serial or WWN of the medium (else disks.golden.serial)' })
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the medium' })
+              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+          async (a) => {
+            const ctx = await setup(a as unknown as GlobalArgs);
+            await runGoldenPrepare(ctx, {
+              confirm: a['yes'] ? 'yes' : 'ask',
+              json: Boolean(a['json']),
+              ...(a['target'] ? { target: String(a['target']) } : {}),
+            });
+          },
+        )
+        .demandCommand(1, 'say which: golden prepare'),
+    )
     .command('config', 'check or show the configuration', (y: Argv) =>
       y
         .command(
@@ -152,7 +247,9 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
     .exitProcess(false)
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(msg ?? 'invalid command line', { hint: 'see zshield --help' });
+      // yargs spreads some messages over lines ("Invalid values:\n  Argument: ..."): errors are one line.
+      const oneLine = (msg ?? 'invalid command line').replace(/\s*\n\s*/g, ' ').trim();
+      throw new UsageError(oneLine, { hint: 'see zshield --help' });
     });
 
   try {
@@ -165,6 +262,15 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
     await log?.close();
   }
   return exit;
+}
+
+async function lvRootIsRunning(ctx: Context): Promise<boolean> {
+  try {
+    const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
+    return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));
+  } catch {
+    return false;
+  }
 }
 
 function report(err: unknown, log: Logger | undefined): number {

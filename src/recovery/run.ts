@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { asset } from '../assets.js';
 import type { Context } from '../context.js';
+import { type PrototypeFacts, planGoldenMedium } from '../golden/prepare.js';
 import { InterruptedError, RefusedError, UsageError } from '../errors.js';
 import { type Plan, applyPlan, formatPlan, planToJson } from '../plan.js';
 import { backupLocked } from '../snapshot/backup.js';
@@ -10,7 +12,7 @@ import { labelOf, namesOf, TAG_BOOT } from '../snapshot/rotation.js';
 import { probeDisks } from '../system/disks.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { type VgState, probeVg, tagValue, vgsCommand, parseVgs } from '../system/lvm.js';
-import { deviceOf } from '../system/mounts.js';
+import { isRunningRoot } from '../system/mounts.js';
 import { partitionPath } from '../system/partitions.js';
 import { probePvs } from '../system/pvs.js';
 import { requireTools, toolsOf } from '../system/tools.js';
@@ -192,9 +194,7 @@ async function activateAndProbe(ctx: Context): Promise<VgState | null> {
 }
 
 function rootIsRunning(state: VgState, rootLv: string): boolean {
-  const root = state.lvs.find((l) => l.name === rootLv);
-  const dev = deviceOf('/');
-  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
+  return isRunningRoot(state.lvs.find((l) => l.name === rootLv));
 }
 
 /** Restore the latest backup: refuse what cannot be restored, merge, put /boot back, new snap0, record. */
@@ -357,4 +357,51 @@ export function readCmdline(file: string): string {
   } catch (err) {
     throw new UsageError(`cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`);
   }
+}
+
+async function probePrototype(ctx: Context): Promise<PrototypeFacts> {
+  const golden = await probeGolden(ctx);
+  let kernels: string[] = [];
+  try {
+    kernels = readdirSync('/boot')
+      .filter((f) => /^vmlinu[xz]-/.test(f))
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  } catch {
+    kernels = [];
+  }
+  const kernel = kernels.at(-1) ?? null;
+  const version = kernel?.replace(/^vmlinu[xz]-/, '') ?? '';
+  const initrd = [`initrd.img-${version}`, `initramfs-${version}.img`, `initrd-${version}`].find((f) => kernel && existsSync(`/boot/${f}`));
+  const rcLocalPath = existsSync('/etc/rc.d') ? '/etc/rc.d/rc.local' : '/etc/rc.local';
+  return {
+    grubInstall: golden.grubInstall,
+    grubMkconfig: golden.grubMkconfig,
+    grubCfg: golden.grubCfg,
+    fstab: golden.fstab,
+    kernel: kernel ? `/boot/${kernel}` : null,
+    initrd: initrd ? `/boot/${initrd}` : null,
+    init: existsSync('/run/systemd/system') ? 'systemd' : 'rc.local',
+    rcLocal: existsSync(rcLocalPath) ? readFileSync(rcLocalPath, 'utf8') : null,
+    rcLocalPath,
+  };
+}
+
+/** `zshield golden prepare`: write a golden medium from the running prototype system. */
+export async function runGoldenPrepare(ctx: Context, opts: ConfirmOptions & { target?: string }): Promise<void> {
+  await requireTools(ctx.runner, ['lsblk']);
+  const plan = planGoldenMedium({
+    config: ctx.config,
+    disks: await probeDisks(),
+    facts: await probePrototype(ctx),
+    ...(opts.target ? { target: opts.target } : {}),
+    uuid: randomUUID(),
+    now: ctx.clock.now(),
+    assets: { grubScript: asset('grubScript'), bootUnit: asset('bootUnit'), rcLocalLine: asset('rcLocal') },
+  });
+  present(ctx, plan, opts.json);
+  if (ctx.dryRun) return;
+  await requireTools(ctx.runner, toolsOf(plan));
+  await confirmPlan(ctx, 'Writing the golden medium', opts);
+  await applyPlan(withProgress(plan, ctx), ctx);
+  ctx.out.print('golden medium written');
 }

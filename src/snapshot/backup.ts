@@ -3,7 +3,7 @@ import { VerifyError } from '../errors.js';
 import { type Plan, applyPlan, formatPlan } from '../plan.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
-import { deviceOf } from '../system/mounts.js';
+import { isRunningRoot } from '../system/mounts.js';
 import { requireTools, toolsOf } from '../system/tools.js';
 import { type BackupRecord, lastBackupFile, writeJsonAtomic } from '../state/store.js';
 import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
@@ -143,9 +143,7 @@ export async function show(ctx: Context, plan: Plan): Promise<void> {
 }
 
 function rootIsRunning(state: VgState, rootLv: string): boolean {
-  const root = state.lvs.find((l) => l.name === rootLv);
-  const dev = deviceOf('/');
-  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
+  return isRunningRoot(state.lvs.find((l) => l.name === rootLv));
 }
 
 function record(ctx: Context, rec: BackupRecord): void {

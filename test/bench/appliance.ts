@@ -551,7 +551,14 @@ export class Appliance {
   async poweroff(timeoutMs = 60_000): Promise<void> {
     if (this.exitInfo) return;
     this.exec('sync; exec poweroff', { timeoutMs }).catch(() => {});
-    const stopped = await Promise.race([this.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
     if (!stopped) {
       const err = this.failure(`poweroff did not finish within ${timeoutMs} ms`);
       await this.kill();

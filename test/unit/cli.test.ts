@@ -78,7 +78,7 @@ function box(opts: { lvs?: LvRow[]; vgFree?: number; config?: object } = {}) {
   for (const tool of ['lvs', 'vgs']) {
     writeFileSync(
       path.join(bin, tool),
-      `#!/bin/sh\nprintf '%s ' "${tool}" "$@" >> '${calls}'\necho >> '${calls}'\ncat '${path.join(dir, `${tool}.json`)}'\n`,
+      `#!/bin/sh\necho "${tool} $*" >> '${calls}'\ncat '${path.join(dir, `${tool}.json`)}'\n`,
       { mode: 0o755 },
     );
   }
@@ -160,7 +160,7 @@ describe('zshield CLI (bundle)', () => {
     writeFileSync(b.config, '{\n  "lvm": {"vg": "vgroup",}\n}\n');
     const r = run(['config', 'check', '-c', b.config]);
     expect(r.code).toBe(3);
-    expect(stderrLines(r)[0]).toMatch(new RegExp(`^zshield: config: ${b.config.replaceAll('.', '\\.')}:2:27: `));
+    expect(stderrLines(r)[0]).toMatch(new RegExp(`^zshield: config: ${b.config.replaceAll('.', '\\.')}:2:26: `));
   });
 
   it('a missing or unreadable --config file: exit 3', () => {
@@ -267,8 +267,9 @@ describe('zshield CLI (bundle)', () => {
  */
 describe('zshield CLI without LVM tools', () => {
   const installed = LVM_DIRS.flatMap((d) => ['lvs', 'vgs'].map((t) => path.join(d, t))).filter((p) => existsSync(p));
+  const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p));
   const canUnshare =
-    process.getuid?.() === 0 && spawnSync('unshare', ['--mount', 'true'], { timeout: 5000 }).status === 0;
+    !!unshare && process.getuid?.() === 0 && spawnSync(unshare, ['--mount', 'true'], { timeout: 5000 }).status === 0;
 
   it.runIf(installed.length === 0 || canUnshare)('status: exit 4, "required tool not found: lvs"', () => {
     const b = box();
@@ -279,10 +280,11 @@ describe('zshield CLI without LVM tools', () => {
       // Cover each installed lvs/vgs (symlinks resolve to lvm) with an empty, non-executable file.
       const empty = path.join(b.dir, 'not-lvm');
       writeFileSync(empty, '', { mode: 0o644 });
-      const script = `${installed.map((p) => `mount --bind '${empty}' '${p}'`).join(' && ')} && exec "$@"`;
+      const mounts = installed.map((p) => `mount --bind '${empty}' '${p}'`).join(' && ');
+      const script = `PATH=/usr/sbin:/usr/bin:/sbin:/bin && ${mounts} && PATH=/nonexistent && exec "$@"`;
       r = run(['status', '-c', b.config], {
         env: { PATH: '/nonexistent' },
-        argv0: ['unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', NODE, BUNDLE],
+        argv0: [unshare!, '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', NODE, BUNDLE],
       });
     }
     expect(r.code).toBe(4);

@@ -1,0 +1,166 @@
+import path from 'node:path';
+import type { Config } from '../config/schema.js';
+import { NotFoundError, RefusedError, UsageError } from '../errors.js';
+import type { Plan, Step } from '../plan.js';
+import type { DiskProbe } from '../system/disks.js';
+import { partitionPath } from '../system/partitions.js';
+import type { Command } from '../system/runner.js';
+import { describeDisk } from '../recovery/target.js';
+
+/** What the prototype system (the running root, the source) offers. */
+export interface PrototypeFacts {
+  grubInstall: string | null;
+  grubMkconfig: string | null;
+  grubCfg: string;
+  fstab: string;
+  /** The newest kernel and its initramfs in /boot (paths), for the recovery entries. */
+  kernel: string | null;
+  initrd: string | null;
+  /** systemd (a unit is installed) or rc.local (a line is added). */
+  init: 'systemd' | 'rc.local';
+  /** The prototype's rc.local, when init is rc.local. */
+  rcLocal: string | null;
+  rcLocalPath: string;
+}
+
+export interface GoldenInput {
+  config: Config;
+  disks: DiskProbe;
+  facts: PrototypeFacts;
+  /** Serial or WWN of the medium from the command line (else disks.golden.serial). */
+  target?: string;
+  uuid: string;
+  now: Date;
+  assets: { grubScript: string; bootUnit: string; rcLocalLine: string };
+}
+
+const SYSTEM_EXCLUDES = ['/proc', '/sys', '/dev', '/run', '/tmp', '/mnt', '/media', '/lost+found', '/var/tmp'];
+
+const cmd = (file: string, args: string[], extra: Partial<Command> = {}): Command => ({
+  file,
+  args,
+  mutates: true,
+  timeoutMs: 600_000,
+  ...extra,
+});
+
+/**
+ * Make a golden medium from the prototype system, as the seed's "Prototype system creation" does
+ * by hand: one partition holding the root and /boot, mounted read-only at boot, GRUB on the
+ * medium, the zshield recovery entries (grub.d script) and the boot hook. The medium is named
+ * explicitly (never guessed): it is erased.
+ */
+export function planGoldenMedium(input: GoldenInput): Plan {
+  const { config, facts } = input;
+  const wanted = input.target ?? config.disks.golden.serial;
+  if (!wanted) {
+    throw new UsageError('name the golden medium: --target SERIAL or disks.golden.serial in the config');
+  }
+  const matches = input.disks.disks.filter((d) => d.serial === wanted || (d.wwn !== '' && d.wwn === wanted));
+  if (matches.length === 0) throw new NotFoundError(`no disk with serial or WWN "${wanted}"`);
+  if (matches.length > 1) throw new RefusedError(`more than one disk matches "${wanted}"`);
+  const disk = matches[0]!;
+  if (input.disks.bootDisks.includes(disk.name)) {
+    throw new RefusedError(`${describeDisk(disk)} is the disk the running system booted from; it is never a target`);
+  }
+  const inUse = disk.partitions.filter((p) => p.mount);
+  if (inUse.length || disk.mounted.length) {
+    throw new RefusedError(`${describeDisk(disk)} is in use: ${[...inUse.map((p) => `${p.path} on ${p.mount}`), ...disk.mounted].join(', ')}`);
+  }
+  if (!facts.grubInstall || !facts.grubMkconfig) {
+    throw new RefusedError('the prototype has no grub-install/grub-mkconfig (nor grub2-*): the medium could not boot');
+  }
+  const part = partitionPath(disk.path, 1);
+  const mnt = path.join(config.paths.runDir, 'golden');
+  const steps: Step[] = [];
+  const add = (title: string, command: Command) => steps.push({ title, command });
+  for (const p of disk.partitions) add(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]));
+  add(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path]));
+  add(
+    `partition ${disk.path}`,
+    cmd('sfdisk', ['--wipe', 'always', '--wipe-partitions', 'always', '-q', disk.path], {
+      input: 'label: dos\nstart=2048, type=83, bootable\n',
+    }),
+  );
+  add('make the golden file system', cmd('mkfs.ext4', ['-q', '-F', '-U', input.uuid, '-L', 'zs-golden', part]));
+  add(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt]));
+  add('mount the golden file system', cmd('mount', ['-t', 'ext4', part, mnt]));
+  add(
+    'copy the prototype root',
+    cmd(
+      'rsync',
+      ['-aHAXx', '--numeric-ids', '--delete', '--info=progress2', ...SYSTEM_EXCLUDES.map((e) => `--exclude=${e}/*`), '/', `${mnt}/`],
+      { timeoutMs: 4 * 3600_000 },
+    ),
+  );
+  add('copy the prototype /boot', cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]));
+  add('make the system mount points', cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.map((d) => `${mnt}${d}`)]));
+  add('write /etc/fstab: the golden root is read-only', cmd('tee', [`${mnt}/etc/fstab`], { input: goldenFstab(input) }));
+  add(
+    'write /etc/default/zshield-grub',
+    cmd('tee', [`${mnt}/etc/default/zshield-grub`], {
+      input: [
+        `# written by zshield golden prepare on ${input.now.toISOString()}`,
+        `ZSHIELD_GOLDEN_UUID=${input.uuid}`,
+        `ZSHIELD_GOLDEN_KERNEL=${facts.kernel ?? ''}`,
+        `ZSHIELD_GOLDEN_INITRD=${facts.initrd ?? ''}`,
+        '',
+      ].join('\n'),
+    }),
+  );
+  add('make /etc/grub.d', cmd('mkdir', ['-p', `${mnt}/etc/grub.d`]));
+  add('install the recovery menu entries (grub.d script)', cmd('tee', [`${mnt}/etc/grub.d/40_zshield`], { input: input.assets.grubScript }));
+  add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
+  if (facts.init === 'systemd') {
+    const unit = `${mnt}/etc/systemd/system/zshield-boot.service`;
+    add('install the boot hook (systemd unit)', cmd('tee', [unit], { input: input.assets.bootUnit }));
+    add('make the unit wants folder', cmd('mkdir', ['-p', `${mnt}/etc/systemd/system/multi-user.target.wants`]));
+    add(
+      'enable the boot hook',
+      cmd('ln', ['-sf', '/etc/systemd/system/zshield-boot.service', `${mnt}/etc/systemd/system/multi-user.target.wants/zshield-boot.service`]),
+    );
+  } else {
+    const rc = `${mnt}${facts.rcLocalPath}`;
+    add('install the boot hook (rc.local)', cmd('tee', [rc], { input: rcLocalWith(facts.rcLocal, input.assets.rcLocalLine) }));
+    add('make rc.local executable', cmd('chmod', ['0755', rc]));
+  }
+  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
+  add(`install GRUB on ${disk.path}`, cmd('chroot', [mnt, facts.grubInstall, '--target=i386-pc', disk.path]));
+  add('write the GRUB menu', cmd('chroot', [mnt, facts.grubMkconfig, '-o', facts.grubCfg]));
+  for (const d of ['dev', 'sys', 'proc']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
+  add('unmount the golden file system', cmd('umount', [mnt]));
+  add('flush to disk', cmd('sync', []));
+  return {
+    title: `Golden medium on ${disk.path}`,
+    notes: [
+      `medium: ${describeDisk(disk)}; EVERYTHING on it is erased`,
+      `one partition ${part} (ext4, UUID ${input.uuid}) holding the root and /boot, mounted read-only`,
+      `recovery entries boot ${facts.kernel ?? '(no kernel found)'} with zshield_recovery=default|latest`,
+      `boot hook: ${facts.init === 'systemd' ? 'zshield-boot.service' : facts.rcLocalPath}`,
+    ],
+    steps,
+  };
+}
+
+function goldenFstab(input: GoldenInput): string {
+  const kept = input.facts.fstab
+    .split('\n')
+    .filter((l) => l.trim() && !l.trim().startsWith('#'))
+    .filter((l) => !['/', '/boot'].includes(l.trim().split(/\s+/)[1] ?? ''));
+  return `${[
+    `# Written by zshield golden prepare on ${input.now.toISOString()}: the golden root is read-only.`,
+    `UUID=${input.uuid}\t/\text4\tro,errors=remount-ro\t0\t1`,
+    ...kept,
+  ].join('\n')}\n`;
+}
+
+export function rcLocalWith(existing: string | null, line: string): string {
+  const base = existing ?? '#!/bin/sh\n';
+  if (base.includes('zshield boot')) return base;
+  const lines = base.replace(/\n+$/, '').split('\n');
+  // Before a final "exit 0", which Debian's template ends with.
+  const exitAt = lines.findLastIndex((l) => /^\s*exit\s+0\s*$/.test(l));
+  if (exitAt >= 0) lines.splice(exitAt, 0, ...line.trimEnd().split('\n'));
+  else lines.push(...line.trimEnd().split('\n'));
+  return `${lines.join('\n')}\n`;
+}
