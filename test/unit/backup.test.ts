@@ -114,7 +114,12 @@ describe('runBackup', () => {
     expect(ctx.printed).toEqual([]);
     expect(ctx.log.lines).toContain('info: [4/5] rename snap0-next to snap0');
     // The lock was released.
-    const again = await acquireLvmLock({ runDir: ctx.config.paths.runDir, log: ctx.log, purpose: 't', waitMs: 0 });
+    const again = await acquireLvmLock({
+      runDir: ctx.config.paths.runDir,
+      log: ctx.log,
+      purpose: 't',
+      waitMs: 0,
+    });
     await again.release();
   });
 
@@ -155,7 +160,9 @@ describe('runBackup', () => {
   it('captures /boot when lv-root is the running root (kernel numbers of /)', async () => {
     const dev = deviceOf('/');
     expect(dev).not.toBeNull();
-    const { ctx } = setup([{ ...ROOT, attr: '-wi-ao----', major: dev!.major, minor: dev!.minor }], { dryRun: true });
+    const { ctx } = setup([{ ...ROOT, attr: '-wi-ao----', major: dev!.major, minor: dev!.minor }], {
+      dryRun: true,
+    });
     await runBackup(ctx, { reason: 'daily', waitMs: 0 });
     const boot = path.join(dir, 'state', 'boot');
     expect(ctx.printed[0]).toContain(`     $ mkdir -p ${boot}`);
@@ -167,7 +174,8 @@ describe('runBackup', () => {
     const { lvm, runner, ctx, record } = setup([ROOT, SNAP]);
     lvm.failOnce('lvcreate', {
       exitCode: 5,
-      stderr: '  device-mapper: reload ioctl on (253:5) failed: Cannot allocate memory\n  Failed to lock logical volume vgroup/lv-root.\n',
+      stderr:
+        '  device-mapper: reload ioctl on (253:5) failed: Cannot allocate memory\n  Failed to lock logical volume vgroup/lv-root.\n',
     });
     const err = await runBackup(ctx, { reason: 'daily', waitMs: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
@@ -208,7 +216,10 @@ describe('runBackup', () => {
     const err = await runBackup(ctx, { reason: 'manual', waitMs: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RefusedError);
     expect(runner.calls.every((c) => !c.mutates)).toBe(true);
-    expect(record()).toMatchObject({ result: 'failed', error: expect.stringContaining('the old snap0 is kept') });
+    expect(record()).toMatchObject({
+      result: 'failed',
+      error: expect.stringContaining('the old snap0 is kept'),
+    });
   });
 
   it('lv-root missing: NotFoundError, nothing changed', async () => {
@@ -230,9 +241,16 @@ describe('runBackup', () => {
 
   it('another holder of the LVM lock: BusyError, nothing probed', async () => {
     const { runner, ctx } = setup([ROOT, SNAP]);
-    const other = await acquireLvmLock({ runDir: ctx.config.paths.runDir, log: ctx.log, purpose: 'daemon', waitMs: 0 });
+    const other = await acquireLvmLock({
+      runDir: ctx.config.paths.runDir,
+      log: ctx.log,
+      purpose: 'daemon',
+      waitMs: 0,
+    });
     try {
-      await expect(runBackup(ctx, { reason: 'manual', waitMs: 0 })).rejects.toThrow(/LVM is locked by pid \d+ \(daemon/);
+      await expect(runBackup(ctx, { reason: 'manual', waitMs: 0 })).rejects.toThrow(
+        /LVM is locked by pid \d+ \(daemon/,
+      );
       expect(runner.calls).toEqual([]);
     } finally {
       await other.release();

@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/context.js';
@@ -56,7 +64,8 @@ beforeAll(() => {
   ({ dir: root, cleanup } = tempDir('zshield-cli-'));
   const stale =
     !existsSync(BUNDLE) ||
-    statSync(BUNDLE).mtimeMs < Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
+    statSync(BUNDLE).mtimeMs <
+      Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
   if (stale) {
     const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 170_000 });
     if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
@@ -72,7 +81,12 @@ function box(opts: { lvs?: LvRow[]; vgFree?: number; config?: object } = {}) {
   mkdirSync(bin, { recursive: true });
   const calls = path.join(dir, 'calls.log');
   const mutated = path.join(dir, 'mutated.log');
-  writeFileSync(path.join(dir, 'vgs.json'), vgsJson([{ name: 'vgroup', extentBytes: 4 * 1024 ** 2, extentCount: 7679, freeExtents: opts.vgFree ?? 2000 }]));
+  writeFileSync(
+    path.join(dir, 'vgs.json'),
+    vgsJson([
+      { name: 'vgroup', extentBytes: 4 * 1024 ** 2, extentCount: 7679, freeExtents: opts.vgFree ?? 2000 },
+    ]),
+  );
   writeFileSync(path.join(dir, 'lvs.json'), lvsJson('vgroup', opts.lvs ?? []));
   // The runner gives children a fixed environment, so the scripts carry absolute paths.
   for (const tool of ['lvs', 'vgs']) {
@@ -118,7 +132,8 @@ describe('zshield CLI (bundle)', () => {
   it('--help: exit 0, lists the commands', () => {
     const r = run(['--help']);
     expect(r.code).toBe(0);
-    for (const c of ['backup', 'status', 'daemon', 'config']) expect(r.stdout).toMatch(new RegExp(`zshield ${c}\\b`));
+    for (const c of ['backup', 'status', 'daemon', 'config'])
+      expect(r.stdout).toMatch(new RegExp(`zshield ${c}\\b`));
   });
 
   it('--version prints the package version', () => {
@@ -160,13 +175,17 @@ describe('zshield CLI (bundle)', () => {
     writeFileSync(b.config, '{\n  "lvm": {"vg": "vgroup",}\n}\n');
     const r = run(['config', 'check', '-c', b.config]);
     expect(r.code).toBe(3);
-    expect(stderrLines(r)[0]).toMatch(new RegExp(`^zshield: config: ${b.config.replaceAll('.', '\\.')}:2:26: `));
+    expect(stderrLines(r)[0]).toMatch(
+      new RegExp(`^zshield: config: ${b.config.replaceAll('.', '\\.')}:2:26: `),
+    );
   });
 
   it('a missing or unreadable --config file: exit 3', () => {
     const missing = run(['config', 'check', '--config', path.join(root, 'nope.conf')]);
     expect(missing.code).toBe(3);
-    expect(stderrLines(missing)[0]).toBe(`zshield: config: ${path.join(root, 'nope.conf')}: cannot read: ENOENT`);
+    expect(stderrLines(missing)[0]).toBe(
+      `zshield: config: ${path.join(root, 'nope.conf')}: cannot read: ENOENT`,
+    );
     const dir = run(['status', '--config', root]);
     expect(dir.code).toBe(3);
     expect(dir.stderr).toContain('cannot read: EISDIR');
@@ -208,7 +227,9 @@ describe('zshield CLI (bundle)', () => {
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe('Back up vgroup/lv-root to snap0 (reason: manual)');
     expect(lines).toContain('     $ vgchange --addtag zshield_rotating vgroup');
-    expect(lines.some((l) => l.startsWith('     $ lvcreate --snapshot --name snap0-next --size 2147483648b '))).toBe(true);
+    expect(
+      lines.some((l) => l.startsWith('     $ lvcreate --snapshot --name snap0-next --size 2147483648b ')),
+    ).toBe(true);
     expect(lines).toContain('     $ lvremove --yes vgroup/snap0');
     expect(b.mutated()).toBe(false);
     expect(b.calls()).toEqual([
@@ -266,10 +287,14 @@ describe('zshield CLI (bundle)', () => {
  * enough: the tools are hidden in a private mount namespace (root and util-linux `unshare`).
  */
 describe('zshield CLI without LVM tools', () => {
-  const installed = LVM_DIRS.flatMap((d) => ['lvs', 'vgs'].map((t) => path.join(d, t))).filter((p) => existsSync(p));
+  const installed = LVM_DIRS.flatMap((d) => ['lvs', 'vgs'].map((t) => path.join(d, t))).filter((p) =>
+    existsSync(p),
+  );
   const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p));
   const canUnshare =
-    !!unshare && process.getuid?.() === 0 && spawnSync(unshare, ['--mount', 'true'], { timeout: 5000 }).status === 0;
+    !!unshare &&
+    process.getuid?.() === 0 &&
+    spawnSync(unshare, ['--mount', 'true'], { timeout: 5000 }).status === 0;
 
   it.runIf(installed.length === 0 || canUnshare)('status: exit 4, "required tool not found: lvs"', () => {
     const b = box();

@@ -44,7 +44,12 @@ describe('runDaemon (fake clock, recording runner, 1 s ticks)', () => {
     cleanup();
   });
 
-  function start(opts: { now: Date; lvs: LvRow[]; edit?: (c: Config) => void; reload?: () => Promise<Config> }) {
+  function start(opts: {
+    now: Date;
+    lvs: LvRow[];
+    edit?: (c: Config) => void;
+    reload?: () => Promise<Config>;
+  }) {
     const clock = new FakeClock(opts.now);
     const lvm = new FakeLvm({ lvs: opts.lvs });
     const runner = lvm.install(new RecordingRunner());
@@ -143,7 +148,9 @@ describe('runDaemon (fake clock, recording runner, 1 s ticks)', () => {
     expect(t.ctx.log.lines).toContain(
       'warn: daemon: daily backup skipped: a merge (restore) is pending; it finishes at the next activation',
     );
-    expect(t.ctx.log.lines).toContain('warn: health: vgroup/snap0 is being merged into lv-root (a restore is pending)');
+    expect(t.ctx.log.lines).toContain(
+      'warn: health: vgroup/snap0 is being merged into lv-root (a restore is pending)',
+    );
     await stop(t.ctx);
   });
 
@@ -162,7 +169,10 @@ describe('runDaemon (fake clock, recording runner, 1 s ticks)', () => {
       now: d(21, 10),
       lvs: [ROOT, snapTakenAt(d(21, 3)), snapTakenAt(d(21, 9), { name: 'snap0-next', minor: 202 })],
     });
-    await waitFor(() => t.ctx.log.lines.includes('info: daemon: interrupted rotation repaired'), 'the repair');
+    await waitFor(
+      () => t.ctx.log.lines.includes('info: daemon: interrupted rotation repaired'),
+      'the repair',
+    );
     expect(t.runner.calls.filter((c) => c.mutates).map((c) => c.argv.join(' '))).toEqual([
       'lvremove --yes vgroup/snap0',
       'lvrename vgroup snap0-next snap0',
@@ -176,13 +186,19 @@ describe('runDaemon (fake clock, recording runner, 1 s ticks)', () => {
   it('a failed daily backup is retried after 15 minutes, not on every tick', async () => {
     const t = start({ now: d(21, 10), lvs: [ROOT, snapTakenAt(d(20, 3))] });
     t.lvm.failOnce('lvcreate', { exitCode: 5, stderr: '  Insufficient free space: 512 extents needed\n' });
-    await waitFor(() => t.ctx.log.lines.some((l) => l.startsWith('error: daemon: daily backup failed')), 'the failure');
+    await waitFor(
+      () => t.ctx.log.lines.some((l) => l.startsWith('error: daemon: daily backup failed')),
+      'the failure',
+    );
     const after = t.probes();
     await waitFor(() => t.probes() >= after + 1, 'one more tick');
     expect(t.count('lvcreate')).toBe(1);
     t.clock.set(d(21, 10, 16));
     await waitFor(() => t.count('lvcreate') === 2, 'the retry');
-    await waitFor(() => t.lvm.vg.tags?.length === 0 && t.lvm.find('snap0-next') === undefined, 'the retry to finish');
+    await waitFor(
+      () => t.lvm.vg.tags?.length === 0 && t.lvm.find('snap0-next') === undefined,
+      'the retry to finish',
+    );
     expect(t.lvm.find('snap0')?.tags).toContain(`zshield_time=${epoch(d(21, 10, 16))}`);
     await stop(t.ctx);
   });

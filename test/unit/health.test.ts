@@ -30,7 +30,9 @@ describe('snapshotHealth', () => {
     expect(snapshotHealth(snap({ snapPercent: '85.00' }), config).message).toBe(
       'vgroup/snap0 is 85.0% full: grow it (lvextend -L +1G vgroup/snap0) or take a new backup (zshield backup) before it overflows',
     );
-    expect(snapshotHealth(snap({ snapPercent: '96.00' }), config).message).toMatch(/becomes invalid at 100%: .* now$/);
+    expect(snapshotHealth(snap({ snapPercent: '96.00' }), config).message).toMatch(
+      /becomes invalid at 100%: .* now$/,
+    );
   });
 
   it('follows the configured thresholds', () => {

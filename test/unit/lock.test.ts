@@ -37,7 +37,9 @@ describe('acquireLvmLock', () => {
     const started = Date.now();
     const err = await acquire('backup (manual)').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyError);
-    expect((err as BusyError).message).toMatch(new RegExp(`^LVM is locked by pid ${process.pid} \\(backup \\(daily\\), since `));
+    expect((err as BusyError).message).toMatch(
+      new RegExp(`^LVM is locked by pid ${process.pid} \\(backup \\(daily\\), since `),
+    );
     expect((err as BusyError).hint).toMatch(/--wait/);
     expect((err as BusyError).exitCode).toBe(7);
     expect(Date.now() - started).toBeLessThan(1000);
@@ -59,9 +61,9 @@ describe('acquireLvmLock', () => {
     await acquire('second', 5000, log);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     expect(Date.now() - started).toBeLessThan(3000);
-    expect(log.lines.some((l) => l.startsWith(`info: waiting for the LVM lock held by pid ${process.pid} (first`))).toBe(
-      true,
-    );
+    expect(
+      log.lines.some((l) => l.startsWith(`info: waiting for the LVM lock held by pid ${process.pid} (first`)),
+    ).toBe(true);
     const owner = JSON.parse(readFileSync(path.join(dir, 'run', 'lvm.lock.owner'), 'utf8'));
     expect(owner.purpose).toBe('second');
   });
@@ -108,7 +110,9 @@ describe('acquireLvmLock', () => {
     leaveLock(process.pid, 8);
     const err = await acquire('backup (manual)').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyError);
-    expect((err as Error).message).toContain(`pid ${process.pid} (backup (daily), since 2026-11-21T03:00:00.000Z)`);
+    expect((err as Error).message).toContain(
+      `pid ${process.pid} (backup (daily), since 2026-11-21T03:00:00.000Z)`,
+    );
   });
 
   it('a lock dir without an owner record is "another zshield"', async () => {

@@ -131,18 +131,35 @@ describe('parseLvs (LVM 2.03 JSON)', () => {
 
   it('a plain open LV (-wi-ao----)', () => {
     const data = byName(lvs, 'lv-data');
-    expect(data).toMatchObject({ kind: 'plain', active: true, merging: false, kernelMajor: 253, kernelMinor: 1 });
+    expect(data).toMatchObject({
+      kind: 'plain',
+      active: true,
+      merging: false,
+      kernelMajor: 253,
+      kernelMinor: 1,
+    });
   });
 
   it('an invalidated snapshot (swi-I-s---)', () => {
     const snap = byName(parseLvs(fixture('lvs-invalid.json')), 'snap0');
-    expect(snap).toMatchObject({ kind: 'snapshot', invalid: true, active: false, merging: false, snapPercent: 100 });
+    expect(snap).toMatchObject({
+      kind: 'snapshot',
+      invalid: true,
+      active: false,
+      merging: false,
+      snapPercent: 100,
+    });
   });
 
   it('a merge in progress: Swi-a-s--- snapshot and Owi-a-s--- origin; a "log" section is ignored', () => {
     const merging = parseLvs(fixture('lvs-merging.json'));
     expect(merging).toHaveLength(2);
-    expect(byName(merging, 'snap0')).toMatchObject({ kind: 'snapshot', merging: true, invalid: false, active: true });
+    expect(byName(merging, 'snap0')).toMatchObject({
+      kind: 'snapshot',
+      merging: true,
+      invalid: false,
+      active: true,
+    });
     expect(byName(merging, 'lv-root')).toMatchObject({ kind: 'origin', merging: true, active: true });
   });
 
@@ -187,11 +204,9 @@ describe('parseVgs', () => {
 
 describe('probeVg', () => {
   it('runs vgs then lvs for the VG and keeps only that VG', async () => {
-    const runner = new RecordingRunner()
-      .on('vgs', { stdout: fixture('vgs-two.json') })
-      .on('lvs', {
-        stdout: `{"report":[{"lv":[{"lv_name":"lv-root","vg_name":"vgroup","lv_attr":"-wi-ao----","lv_size":"4194304"},{"lv_name":"other","vg_name":"data","lv_attr":"-wi-ao----","lv_size":"4194304"}]}]}`,
-      });
+    const runner = new RecordingRunner().on('vgs', { stdout: fixture('vgs-two.json') }).on('lvs', {
+      stdout: `{"report":[{"lv":[{"lv_name":"lv-root","vg_name":"vgroup","lv_attr":"-wi-ao----","lv_size":"4194304"},{"lv_name":"other","vg_name":"data","lv_attr":"-wi-ao----","lv_size":"4194304"}]}]}`,
+    });
     const state = await probeVg(runner, 'vgroup');
     expect(state.vg.name).toBe('vgroup');
     expect(state.lvs.map((l) => l.name)).toEqual(['lv-root']);
@@ -276,7 +291,9 @@ function checkLv(lv: LvInfo, all: LvInfo[]): void {
   expect(lv.path, where).toBe(`/dev/${lv.vg}/${lv.name}`);
   expect(lv.attr, where).toMatch(/^.{10}$/);
   expect(Number.isSafeInteger(lv.sizeBytes) && lv.sizeBytes > 0, `${where}: size in whole bytes`).toBe(true);
-  expect(lv.kind, where).toBe(/[sS]/.test(lv.attr[0]!) ? 'snapshot' : /[oO]/.test(lv.attr[0]!) ? 'origin' : 'plain');
+  expect(lv.kind, where).toBe(
+    /[sS]/.test(lv.attr[0]!) ? 'snapshot' : /[oO]/.test(lv.attr[0]!) ? 'origin' : 'plain',
+  );
   expect(lv.merging, where).toBe(/[SO]/.test(lv.attr[0]!));
   expect(lv.active, where).toBe(lv.attr[4] === 'a');
   expect(lv.created === null || !Number.isNaN(lv.created.getTime()), `${where}: lv_time`).toBe(true);

@@ -22,12 +22,20 @@ const SNAP: LvRow = {
   tags: ['zshield_reason=daily', 'zshield_time=1763690400'],
   minor: 3,
 };
-const NEXT: LvRow = { ...SNAP, name: 'snap0-next', snapPercent: '0.01', minor: 4, tags: ['zshield_reason=manual'] };
+const NEXT: LvRow = {
+  ...SNAP,
+  name: 'snap0-next',
+  snapPercent: '0.01',
+  minor: 4,
+  tags: ['zshield_reason=manual'],
+};
 
 /** A VG state as probeVg would return it: built as LVM's JSON, then parsed. */
 function vgState(lvs: LvRow[], freeExtents: number, tags: string[] = []): VgState {
   return {
-    vg: parseVgs(vgsJson([{ name: 'vgroup', extentBytes: EXTENT, extentCount: 7679, freeExtents, tags }]))[0]!,
+    vg: parseVgs(
+      vgsJson([{ name: 'vgroup', extentBytes: EXTENT, extentCount: 7679, freeExtents, tags }]),
+    )[0]!,
     lvs: parseLvs(lvsJson('vgroup', lvs)),
   };
 }
@@ -114,7 +122,9 @@ describe('planRotation', () => {
       createArgv('snap0', 2 * GiB, 'manual'),
       ['vgchange', '--deltag', 'zshield_rotating', 'vgroup'],
     ]);
-    expect(p.notes.join('\n')).toMatch(/removed first, and until the new one exists there is no restore point/);
+    expect(p.notes.join('\n')).toMatch(
+      /removed first, and until the new one exists there is no restore point/,
+    );
   });
 
   it('refuses when even dropping the old one would not make room; the old one is kept', () => {
@@ -167,7 +177,13 @@ describe('planRotation', () => {
   it('refuses while a merge into lv-root is pending', () => {
     const err = refusal(() =>
       plan(
-        vgState([{ ...ROOT, attr: 'Owi-a-s---' }, { ...SNAP, attr: 'Swi-a-s---' }], 4000),
+        vgState(
+          [
+            { ...ROOT, attr: 'Owi-a-s---' },
+            { ...SNAP, attr: 'Swi-a-s---' },
+          ],
+          4000,
+        ),
       ),
     );
     expect(err.message).toBe('a merge of a snapshot into vgroup/lv-root is pending');
@@ -179,7 +195,9 @@ describe('planRotation', () => {
   });
 
   it('refuses to touch a snap0 that is not a snapshot', () => {
-    const err = refusal(() => plan(vgState([PLAIN_ROOT, { name: 'snap0', attr: '-wi-a-----', size: GiB }], 4000)));
+    const err = refusal(() =>
+      plan(vgState([PLAIN_ROOT, { name: 'snap0', attr: '-wi-a-----', size: GiB }], 4000)),
+    );
     expect(err.message).toBe('vgroup/snap0 exists but is not a snapshot; zshield will not remove it');
   });
 
@@ -226,16 +244,29 @@ describe('planRotation', () => {
   it('honours other names from the config', () => {
     const config = defaultConfig();
     config.lvm = { vg: 'vgroup', rootLv: 'root', snapshot: 'restore' };
-    const state = vgState([{ ...PLAIN_ROOT, name: 'root' }, { ...SNAP, name: 'restore', origin: 'root' }], 4000);
+    const state = vgState(
+      [
+        { ...PLAIN_ROOT, name: 'root' },
+        { ...SNAP, name: 'restore', origin: 'root' },
+      ],
+      4000,
+    );
     const p = planRotation({ state, config, reason: 'daily', now: NOW, rootIsRunning: false });
-    expect(argvs(p).map((a) => a.at(-1))).toEqual(['vgroup', 'vgroup/root', 'vgroup/restore', 'restore', 'vgroup']);
+    expect(argvs(p).map((a) => a.at(-1))).toEqual([
+      'vgroup',
+      'vgroup/root',
+      'vgroup/restore',
+      'restore',
+      'vgroup',
+    ]);
     expect(namesOf(config).next).toBe('restore-next');
   });
 });
 
 describe('planRepair (a rotation cut short)', () => {
   const names = namesOf(defaultConfig());
-  const repair = (lvs: LvRow[], tags: string[] = ['zshield_rotating']) => planRepair(vgState(lvs, 100, tags), names);
+  const repair = (lvs: LvRow[], tags: string[] = ['zshield_rotating']) =>
+    planRepair(vgState(lvs, 100, tags), names);
 
   it('nothing to repair: null', () => {
     expect(repair([ROOT, SNAP], [])).toBeNull();
@@ -307,7 +338,9 @@ describe('labels and plan output', () => {
     expect(lines).toContain('     $ vgchange --addtag zshield_rotating vgroup');
     expect(lines).toContain('     $ lvrename vgroup snap0-next snap0');
     expect(lines.filter((l) => l.startsWith('     $ '))).toHaveLength(p.steps.length);
-    expect(planToJson(p)).toMatchObject({ steps: p.steps.map((s) => ({ mutates: true, argv: [s.command.file, ...s.command.args] })) });
+    expect(planToJson(p)).toMatchObject({
+      steps: p.steps.map((s) => ({ mutates: true, argv: [s.command.file, ...s.command.args] })),
+    });
     expect(formatPlan({ title: 'Nothing', notes: [], steps: [] })).toBe('Nothing\n  No changes.');
   });
 });

@@ -21,7 +21,17 @@ describe('ExecaRunner (real processes)', () => {
   it('passes every argument verbatim: no shell, no splitting, no expansion', async () => {
     const log = memoryLogger();
     const runner = new ExecaRunner({ log });
-    const tricky = ['two words', `it's "quoted"`, '$(touch pwned)', '`id`', '*', '~', '; rm -rf x', '', 'a\\b'];
+    const tricky = [
+      'two words',
+      `it's "quoted"`,
+      '$(touch pwned)',
+      '`id`',
+      '*',
+      '~',
+      '; rm -rf x',
+      '',
+      'a\\b',
+    ];
     const res = await runner.run({ file: PRINTF, args: ['%s\\n', ...tricky], mutates: false, cwd: dir });
     expect(res.stdout).toBe(tricky.map((a) => `${a}\n`).join(''));
     expect(res.exitCode).toBe(0);
@@ -40,7 +50,11 @@ describe('ExecaRunner (real processes)', () => {
   it('a non-zero exit is a CommandError carrying argv, code and stderr', async () => {
     const runner = new ExecaRunner({ log: memoryLogger() });
     const err = await runner
-      .run({ file: 'sh', args: ['-c', 'echo partial; echo "  Volume group \\"vgx\\" not found" >&2; exit 5'], mutates: false })
+      .run({
+        file: 'sh',
+        args: ['-c', 'echo partial; echo "  Volume group \\"vgx\\" not found" >&2; exit 5'],
+        mutates: false,
+      })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     const ce = err as CommandError;
@@ -57,16 +71,18 @@ describe('ExecaRunner (real processes)', () => {
     const runner = new ExecaRunner({ log: memoryLogger() });
     const res = await runner.run({ file: 'sh', args: ['-c', 'exit 1'], mutates: false, okCodes: [0, 1] });
     expect(res.exitCode).toBe(1);
-    await expect(runner.run({ file: 'sh', args: ['-c', 'exit 2'], mutates: false, okCodes: [0, 1] })).rejects.toThrow(
-      CommandError,
-    );
+    await expect(
+      runner.run({ file: 'sh', args: ['-c', 'exit 2'], mutates: false, okCodes: [0, 1] }),
+    ).rejects.toThrow(CommandError);
   });
 
   it('a missing tool is a MissingToolError before anything is spawned', async () => {
     const log = memoryLogger();
     const runner = new ExecaRunner({ log, pathEnv: dir });
     expect(await runner.which('zshield-no-such-tool')).toBeNull();
-    const err = await runner.run({ file: 'zshield-no-such-tool', args: [], mutates: false }).catch((e: unknown) => e);
+    const err = await runner
+      .run({ file: 'zshield-no-such-tool', args: [], mutates: false })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MissingToolError);
     expect((err as MissingToolError).tool).toBe('zshield-no-such-tool');
     expect((err as MissingToolError).exitCode).toBe(4);
@@ -81,7 +97,9 @@ describe('ExecaRunner (real processes)', () => {
 
   it('requireTools names every missing tool at once, with an lvm2 hint for LVM tools', async () => {
     const runner = new ExecaRunner({ log: memoryLogger(), pathEnv: dir });
-    const err = (await requireTools(runner, ['lvs', 'vgs', 'lvs']).catch((e: unknown) => e)) as MissingToolError;
+    const err = (await requireTools(runner, ['lvs', 'vgs', 'lvs']).catch(
+      (e: unknown) => e,
+    )) as MissingToolError;
     expect(err).toBeInstanceOf(MissingToolError);
     expect(err.message).toBe('required tool not found: lvs, vgs');
     expect(err.hint).toMatch(/lvm2/);
@@ -124,7 +142,12 @@ describe('ExecaRunner (real processes)', () => {
 
   it('input goes to stdin, not argv', async () => {
     const runner = new ExecaRunner({ log: memoryLogger() });
-    const res = await runner.run({ file: 'sh', args: ['-c', 'cat; echo " args=$#"'], mutates: false, input: 's3cret' });
+    const res = await runner.run({
+      file: 'sh',
+      args: ['-c', 'cat; echo " args=$#"'],
+      mutates: false,
+      input: 's3cret',
+    });
     expect(res.stdout).toBe('s3cret args=0\n');
   });
 
@@ -137,14 +160,21 @@ describe('ExecaRunner (real processes)', () => {
       mutates: false,
       onLine: (line, stream) => lines.push(`${stream}:${line}`),
     });
-    expect(lines.filter((l) => l.startsWith('stdout:'))).toEqual(['stdout:one', 'stdout:two', 'stdout: three', 'stdout:last']);
+    expect(lines.filter((l) => l.startsWith('stdout:'))).toEqual([
+      'stdout:one',
+      'stdout:two',
+      'stdout: three',
+      'stdout:last',
+    ]);
     expect(lines.filter((l) => l.startsWith('stderr:'))).toEqual(['stderr:oops']);
   });
 
   it('a timeout kills the child and fails the command', async () => {
     const runner = new ExecaRunner({ log: memoryLogger() });
     const started = Date.now();
-    const err = await runner.run({ file: 'sleep', args: ['5'], mutates: false, timeoutMs: 200 }).catch((e: unknown) => e);
+    const err = await runner
+      .run({ file: 'sleep', args: ['5'], mutates: false, timeoutMs: 200 })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).signal).toBeTruthy();
     expect(Date.now() - started).toBeLessThan(3000);
@@ -155,9 +185,13 @@ describe('ExecaRunner (real processes)', () => {
     const runner = new ExecaRunner({ log: memoryLogger(), signal: ac.signal });
     const started = Date.now();
     setTimeout(() => ac.abort(), 150);
-    await expect(runner.run({ file: 'sleep', args: ['5'], mutates: false })).rejects.toBeInstanceOf(InterruptedError);
+    await expect(runner.run({ file: 'sleep', args: ['5'], mutates: false })).rejects.toBeInstanceOf(
+      InterruptedError,
+    );
     expect(Date.now() - started).toBeLessThan(3000);
-    await expect(runner.run({ file: PRINTF, args: ['x'], mutates: false })).rejects.toBeInstanceOf(InterruptedError);
+    await expect(runner.run({ file: PRINTF, args: ['x'], mutates: false })).rejects.toBeInstanceOf(
+      InterruptedError,
+    );
   });
 });
 
@@ -181,7 +215,9 @@ describe('RecordingRunner', () => {
       .withoutTool('sfdisk');
     expect((await runner.run({ file: 'lvs', args: ['-o', 'x'], mutates: false })).stdout).toBe('new');
     await expect(runner.run({ file: 'vgs', args: ['vgroup'], mutates: false })).rejects.toThrow(CommandError);
-    expect((await runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true })).skipped).toBe(true);
+    expect(
+      (await runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true })).skipped,
+    ).toBe(true);
     await expect(runner.run({ file: 'sfdisk', args: [], mutates: false })).rejects.toThrow(MissingToolError);
     expect(await runner.which('sfdisk')).toBeNull();
     expect(runner.transcript()).toEqual(['$ lvs -o x', '$ vgs vgroup', '! lvremove --yes vgroup/snap0']);

@@ -1,10 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { type DueInput, dailyDue, lastOccurrence, nextDailyRun, nextOccurrence } from '../../src/daemon/schedule.js';
+import {
+  type DueInput,
+  dailyDue,
+  lastOccurrence,
+  nextDailyRun,
+  nextOccurrence,
+} from '../../src/daemon/schedule.js';
 
 // Every moment is built with the local-time constructor, so these hold in any time zone (the
 // schedule is in the appliance's local time). November has no DST change in common zones.
 const at3 = { hour: 3, minute: 0 };
-const d = (day: number, h: number, m = 0, s = 0, month = 10, year = 2026) => new Date(year, month, day, h, m, s);
+const d = (day: number, h: number, m = 0, s = 0, month = 10, year = 2026) =>
+  new Date(year, month, day, h, m, s);
 
 describe('lastOccurrence / nextOccurrence', () => {
   it('later the same day', () => {
@@ -97,6 +104,8 @@ describe('dailyDue / nextDailyRun', () => {
     const late = { hour: 23, minute: 30 };
     expect(dailyDue(base({ at: late, now: d(22, 0, 15), lastBackup: d(21, 1) }))).toBe(true);
     expect(dailyDue(base({ at: late, now: d(22, 0, 15), lastBackup: d(21, 23, 31) }))).toBe(false);
-    expect(nextDailyRun(base({ at: late, now: d(22, 0, 15), lastBackup: d(21, 23, 31) }))).toEqual(d(22, 23, 30));
+    expect(nextDailyRun(base({ at: late, now: d(22, 0, 15), lastBackup: d(21, 23, 31) }))).toEqual(
+      d(22, 23, 30),
+    );
   });
 });

@@ -44,7 +44,10 @@ export class FakeLvm {
       // The VG name, when asked for one, is the last argument (after the -o field list).
       const want = argv.at(-1) ?? '';
       if (!want.includes('vg_name') && want !== this.vg.name) {
-        return { exitCode: 5, stderr: `  Volume group "${want}" not found\n  Cannot process volume group ${want}\n` };
+        return {
+          exitCode: 5,
+          stderr: `  Volume group "${want}" not found\n  Cannot process volume group ${want}\n`,
+        };
       }
       return { stdout: vgsJson([this.vg]) };
     });
@@ -61,7 +64,8 @@ export class FakeLvm {
     const tags = argv.flatMap((a, i) => (argv[i - 1] === '--addtag' ? [a] : []));
     const [, originName] = (argv.at(-1) ?? '').split('/');
     const origin = this.find(originName ?? '');
-    if (!argv.includes('--snapshot') || !origin) return { exitCode: 5, stderr: '  fake lvcreate: unsupported\n' };
+    if (!argv.includes('--snapshot') || !origin)
+      return { exitCode: 5, stderr: '  fake lvcreate: unsupported\n' };
     const bytes = Number(opt('--size').replace(/b$/, ''));
     const extents = Math.ceil(bytes / this.vg.extentBytes);
     if (extents > this.vg.freeExtents) {
