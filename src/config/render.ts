@@ -1,7 +1,13 @@
 import type { Config } from './schema.js';
 import type { SizeSpec } from './size.js';
 
-const sizeText = (s: SizeSpec): string | number => (s.kind === 'percent' ? `${s.percent}%` : s.bytes);
+function sizeText(s: SizeSpec): string | number {
+  if (s.kind === 'percent') return `${s.percent}%`;
+  for (const [unit, n] of [['T', 1024 ** 4], ['G', 1024 ** 3], ['M', 1024 ** 2], ['K', 1024]] as const) {
+    if (s.bytes % n === 0) return `${s.bytes / n}${unit}`;
+  }
+  return s.bytes;
+}
 
 /** The config in the file's own form (what `config show` prints and `config check` accepts). */
 export function renderConfig(config: Config): unknown {

@@ -7,6 +7,9 @@ import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
 import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
 import { type BackupRecord, lastBackupFile, readJson } from '../state/store.js';
 import { probeVg } from '../system/lvm.js';
+import { type RecoveryEvent, readEvents } from '../recovery/events.js';
+import { FACTORY_TAG } from '../recovery/factory.js';
+import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
 
 export interface StatusReport {
@@ -25,6 +28,10 @@ export interface StatusReport {
   };
   health: { level: HealthLevel; message: string };
   rotationInterrupted: boolean;
+  /** A factory reset or a restore was started and not finished (the next boot finishes it). */
+  recoveryPending: 'factory-reset' | 'restore' | null;
+  /** The last recovery events (newest last), from the event log on /boot. */
+  events: RecoveryEvent[];
   lastBackup: BackupRecord | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
 }
@@ -76,6 +83,12 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
     health,
     rotationInterrupted:
       !!state && (state.vg.tags.includes(ROTATING_TAG) || state.lvs.some((l) => l.name === names.next)),
+    recoveryPending: state?.vg.tags.includes(FACTORY_TAG)
+      ? 'factory-reset'
+      : state?.vg.tags.includes(RESTORE_TAG)
+        ? 'restore'
+        : null,
+    events: readEvents(ctx.config.paths.eventLog).slice(-5),
     lastBackup,
     daemon: {
       running: !!daemon,
@@ -112,6 +125,14 @@ export function formatStatus(r: StatusReport): string {
     );
   }
   if (r.rotationInterrupted) lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
+  if (r.recoveryPending) {
+    lines.push(`recovery:      ${r.recoveryPending.toUpperCase()} UNFINISHED; the next boot finishes it`);
+  }
+  for (const e of r.events) {
+    lines.push(
+      `event:         ${e.at} ${e.event} ${e.result}: ${e.detail}${e.snapshotTime ? ` (restore point of ${e.snapshotTime}, ${e.snapshotReason ?? '?'})` : ''}`,
+    );
+  }
   const lb = r.lastBackup;
   lines.push(
     lb

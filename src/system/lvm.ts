@@ -28,7 +28,7 @@ export interface LvInfo {
   origin: string | null;
   /** lv_attr[0] is S (merging snapshot) or O (origin of a merging snapshot). */
   merging: boolean;
-  /** lv_attr[4] is I: the snapshot overflowed and the kernel invalidated it. */
+  /** lv_attr[4] is I (or S, invalid and suspended): the snapshot overflowed and the kernel invalidated it. */
   invalid: boolean;
   active: boolean;
   /** Copy-on-write fill of a snapshot, 0–100; null for other LVs or when inactive. */
@@ -115,7 +115,7 @@ export function parseLvs(json: string): LvInfo[] {
       kind: type === 's' || type === 'S' ? 'snapshot' : type === 'o' || type === 'O' ? 'origin' : 'plain',
       origin: r['origin'] || null,
       merging: type === 'S' || type === 'O',
-      invalid: attr[4] === 'I',
+      invalid: attr[4] === 'I' || attr[4] === 'S',
       active: attr[4] === 'a',
       snapPercent: pct === undefined || pct === '' ? null : Number(pct),
       tags: tags(r['lv_tags']),

@@ -103,7 +103,11 @@ function box(opts: { lvs?: LvRow[]; vgFree?: number; config?: object } = {}) {
   writeFileSync(
     config,
     JSON.stringify({
-      paths: { stateDir: path.join(dir, 'state'), runDir: path.join(dir, 'run') },
+      paths: {
+        stateDir: path.join(dir, 'state'),
+        runDir: path.join(dir, 'run'),
+        eventLog: path.join(dir, 'boot', 'events.jsonl'),
+      },
       log: { file: null },
       ...opts.config,
     }),

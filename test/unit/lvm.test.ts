@@ -151,6 +151,13 @@ describe('parseLvs (LVM 2.03 JSON)', () => {
     });
   });
 
+  it('an invalidated snapshot that is also suspended (swi-S-s---) is invalid too', () => {
+    const [snap] = parseLvs(
+      '{"report":[{"lv":[{"lv_name":"snap0","vg_name":"vgroup","lv_attr":"swi-S-s---","lv_size":"4194304","origin":"lv-root","snap_percent":"100.00"}]}]}',
+    );
+    expect(snap).toMatchObject({ kind: 'snapshot', invalid: true, active: false });
+  });
+
   it('a merge in progress: Swi-a-s--- snapshot and Owi-a-s--- origin; a "log" section is ignored', () => {
     const merging = parseLvs(fixture('lvs-merging.json'));
     expect(merging).toHaveLength(2);
@@ -296,6 +303,7 @@ function checkLv(lv: LvInfo, all: LvInfo[]): void {
   );
   expect(lv.merging, where).toBe(/[SO]/.test(lv.attr[0]!));
   expect(lv.active, where).toBe(lv.attr[4] === 'a');
+  expect(lv.invalid, where).toBe(/[IS]/.test(lv.attr[4]!));
   expect(lv.created === null || !Number.isNaN(lv.created.getTime()), `${where}: lv_time`).toBe(true);
   if (lv.active) {
     expect(lv.kernelMajor, where).not.toBeNull();

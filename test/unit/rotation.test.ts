@@ -289,14 +289,17 @@ describe('planRepair (a rotation cut short)', () => {
     ]);
   });
 
-  it('an invalid new one is discarded and the old one kept', () => {
-    const p = repair([ROOT, SNAP, { ...NEXT, attr: 'swi-I-s---', snapPercent: '100.00' }])!;
-    expect(argvs(p)).toEqual([
-      ['lvremove', '--yes', 'vgroup/snap0-next'],
-      ['vgchange', '--deltag', 'zshield_rotating', 'vgroup'],
-    ]);
-    expect(p.notes).toContain('snap0-next is not a usable snapshot of lv-root; it is discarded');
-  });
+  it.each(['swi-I-s---', 'swi-S-s---'])(
+    'an invalid new one (%s) is discarded and the old one kept',
+    (attr) => {
+      const p = repair([ROOT, SNAP, { ...NEXT, attr, snapPercent: '100.00' }])!;
+      expect(argvs(p)).toEqual([
+        ['lvremove', '--yes', 'vgroup/snap0-next'],
+        ['vgchange', '--deltag', 'zshield_rotating', 'vgroup'],
+      ]);
+      expect(p.notes).toContain('snap0-next is not a usable snapshot of lv-root; it is discarded');
+    },
+  );
 
   it('a next that is not a snapshot of lv-root is discarded', () => {
     const data = { ...DATA, attr: 'owi-ao----' };

@@ -40,6 +40,7 @@ export function testContext(opts: {
   const config = defaultConfig();
   config.paths.stateDir = path.join(opts.dir, 'state');
   config.paths.runDir = path.join(opts.dir, 'run');
+  config.paths.eventLog = path.join(opts.dir, 'boot', 'events.jsonl');
   config.log.file = null;
   opts.edit?.(config);
   const printed: string[] = [];
