@@ -7,7 +7,13 @@ import { type Context, systemClock } from '../context.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
-import { readCmdline, resumeInterrupted, runFactoryReset, runGoldenPrepare, runRestore } from '../recovery/run.js';
+import {
+  readCmdline,
+  resumeInterrupted,
+  runFactoryReset,
+  runGoldenPrepare,
+  runRestore,
+} from '../recovery/run.js';
 import { recoveryRequest } from '../recovery/cmdline.js';
 import { runBackup } from '../snapshot/backup.js';
 import { probeVg } from '../system/lvm.js';
@@ -65,12 +71,28 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
 
   const parser = yargs(args)
     .scriptName('zshield')
-    .usage('$0 <command> [options]\n\nOn-device recovery agent: restore points of the root file system, factory reset, restore.')
+    .usage(
+      '$0 <command> [options]\n\nOn-device recovery agent: restore points of the root file system, factory reset, restore.',
+    )
     .version(VERSION)
-    .option('config', { alias: 'c', type: 'string', describe: 'config file (default /etc/zshield/zshield.conf)' })
-    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'show what would be done; change nothing' })
+    .option('config', {
+      alias: 'c',
+      type: 'string',
+      describe: 'config file (default /etc/zshield/zshield.conf)',
+    })
+    .option('dry-run', {
+      alias: 'n',
+      type: 'boolean',
+      default: false,
+      describe: 'show what would be done; change nothing',
+    })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show every command run' })
-    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'only warnings and errors on the terminal' })
+    .option('quiet', {
+      alias: 'q',
+      type: 'boolean',
+      default: false,
+      describe: 'only warnings and errors on the terminal',
+    })
     .command(
       'backup',
       'take a backup now: a new restore point (snapshot of lv-root) replacing the old one',
@@ -81,11 +103,16 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
             default: 'manual',
             describe: 'why: recorded on the snapshot (zshield_backup uses pre-upgrade)',
           })
-          .option('wait', { type: 'number', default: 0, describe: 'seconds to wait for another zshield holding the LVM lock' }),
+          .option('wait', {
+            type: 'number',
+            default: 0,
+            describe: 'seconds to wait for another zshield holding the LVM lock',
+          }),
       async (a) => {
         const ctx = await setup(a as unknown as GlobalArgs);
         const wait = Number(a['wait']);
-        if (!Number.isFinite(wait) || wait < 0) throw new UsageError('--wait must be a number of seconds >= 0');
+        if (!Number.isFinite(wait) || wait < 0)
+          throw new UsageError('--wait must be a number of seconds >= 0');
         const outcome = await runBackup(ctx, { reason: a['reason'] as Reason, waitMs: wait * 1000 });
         if (outcome) {
           ctx.out.print(
@@ -104,7 +131,8 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         ctx.out.print(a['json'] ? JSON.stringify(report, null, 2) : formatStatus(report));
         // The report is printed either way; a missing VG or root LV also makes the exit code say so.
         if (!report.vg) throw new NotFoundError(`volume group "${ctx.config.lvm.vg}" not found`);
-        if (!report.root) throw new NotFoundError(`logical volume "${ctx.config.lvm.vg}/${ctx.config.lvm.rootLv}" not found`);
+        if (!report.root)
+          throw new NotFoundError(`logical volume "${ctx.config.lvm.vg}/${ctx.config.lvm.rootLv}" not found`);
       },
     )
     .command(
@@ -128,7 +156,11 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
       'run at every boot: act on zshield_recovery= from the kernel command line (factory reset, restore latest)',
       (y: Argv) =>
         y
-          .option('cmdline-file', { type: 'string', default: '/proc/cmdline', describe: 'where to read the kernel command line' })
+          .option('cmdline-file', {
+            type: 'string',
+            default: '/proc/cmdline',
+            describe: 'where to read the kernel command line',
+          })
           .option('daemon', {
             type: 'boolean',
             default: false,
@@ -156,7 +188,9 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           return;
         }
         if (a['daemon'] && (await lvRootIsRunning(ctx))) {
-          await runDaemon(ctx, { reloadConfig: async () => (await loadConfig((a as unknown as GlobalArgs).config)).config });
+          await runDaemon(ctx, {
+            reloadConfig: async () => (await loadConfig((a as unknown as GlobalArgs).config)).config,
+          });
         }
       },
     )
@@ -168,7 +202,10 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           (yy: Argv) =>
             yy
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
-              .option('target', { type: 'string', describe: 'serial or WWN of the system disk (overrides the config)' })
+              .option('target', {
+                type: 'string',
+                describe: 'serial or WWN of the system disk (overrides the config)',
+              })
               .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
             const ctx = await setup(a as unknown as GlobalArgs);
@@ -200,7 +237,10 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           'write a golden medium from this (prototype) system: GRUB, read-only root, recovery entries, boot hook',
           (yy: Argv) =>
             yy
-              .option('target', { type: 'string', describe: 'serial or WWN of the medium (else disks.golden.serial)' })
+              .option('target', {
+                type: 'string',
+                describe: 'serial or WWN of the medium (else disks.golden.serial)',
+              })
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the medium' })
               .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
@@ -223,7 +263,8 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           async (a) => {
             const ga = a as unknown as GlobalArgs;
             const loaded = await loadConfig(ga.config);
-            for (const w of loaded.warnings) process.stderr.write(`zshield: warning: ${w.where}: ${w.message}\n`);
+            for (const w of loaded.warnings)
+              process.stderr.write(`zshield: warning: ${w.where}: ${w.message}\n`);
             process.stdout.write(`config OK: ${loaded.file ?? 'no file, built-in defaults'}\n`);
           },
         )

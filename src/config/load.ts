@@ -23,7 +23,8 @@ export async function loadConfig(file: string | undefined): Promise<LoadedConfig
     text = await readFile(target, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && file === undefined) return { config: configSchema.parse({}), file: null, warnings: [] };
+    if (code === 'ENOENT' && file === undefined)
+      return { config: configSchema.parse({}), file: null, warnings: [] };
     throw new ConfigError([{ where: target, message: `cannot read: ${code ?? String(err)}` }]);
   }
   return { ...parseConfigText(text, target), file: target };
@@ -34,9 +35,12 @@ export function parseConfigText(text: string, where: string): { config: Config; 
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError([{ where: jsonErrorLocation(text, where, err as Error), message: jsonErrorMessage(err as Error) }], {
-      hint: 'the config is JSON; see rc/zshield.conf.example',
-    });
+    throw new ConfigError(
+      [{ where: jsonErrorLocation(text, where, err as Error), message: jsonErrorMessage(err as Error) }],
+      {
+        hint: 'the config is JSON; see rc/zshield.conf.example',
+      },
+    );
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([{ where, message: 'must be a JSON object' }]);
@@ -51,7 +55,10 @@ export function parseConfigText(text: string, where: string): { config: Config; 
     problems.push({ where: `${where}: lvm.snapshot`, message: 'must differ from lvm.rootLv' });
   }
   if (config.snapshot.warnPercent >= config.snapshot.errorPercent) {
-    problems.push({ where: `${where}: snapshot.warnPercent`, message: 'must be below snapshot.errorPercent' });
+    problems.push({
+      where: `${where}: snapshot.warnPercent`,
+      message: 'must be below snapshot.errorPercent',
+    });
   }
   if (config.snapshot.size.kind === 'percent' && config.snapshot.size.percent < 5) {
     warnings.push({
@@ -62,21 +69,32 @@ export function parseConfigText(text: string, where: string): { config: Config; 
   const vols = config.layout.volumes;
   const root = vols.find((v) => v.name === config.lvm.rootLv);
   if (!root) {
-    problems.push({ where: `${where}: layout.volumes`, message: `must include lvm.rootLv (${config.lvm.rootLv})` });
+    problems.push({
+      where: `${where}: layout.volumes`,
+      message: `must include lvm.rootLv (${config.lvm.rootLv})`,
+    });
   } else if (root.mount !== '/') {
-    problems.push({ where: `${where}: layout.volumes`, message: `${config.lvm.rootLv} must be mounted at /` });
+    problems.push({
+      where: `${where}: layout.volumes`,
+      message: `${config.lvm.rootLv} must be mounted at /`,
+    });
   }
   const seen = new Set<string>();
   vols.forEach((v, i) => {
-    if (seen.has(v.name)) problems.push({ where: `${where}: layout.volumes.${i}.name`, message: `duplicate volume ${v.name}` });
+    if (seen.has(v.name))
+      problems.push({ where: `${where}: layout.volumes.${i}.name`, message: `duplicate volume ${v.name}` });
     seen.add(v.name);
     if (v.name === config.lvm.snapshot || v.name === `${config.lvm.snapshot}-next`) {
-      problems.push({ where: `${where}: layout.volumes.${i}.name`, message: 'clashes with the snapshot name' });
+      problems.push({
+        where: `${where}: layout.volumes.${i}.name`,
+        message: 'clashes with the snapshot name',
+      });
     }
   });
   const pct = vols.reduce((n, v) => n + (v.size.kind === 'percent' ? v.size.percent : 0), 0);
   const rootPct = root?.size.kind === 'percent' ? root.size.percent : 0;
-  const snapPct = config.snapshot.size.kind === 'percent' ? (rootPct * config.snapshot.size.percent) / 100 : 0;
+  const snapPct =
+    config.snapshot.size.kind === 'percent' ? (rootPct * config.snapshot.size.percent) / 100 : 0;
   if (pct + snapPct > 100) {
     problems.push({
       where: `${where}: layout.volumes`,

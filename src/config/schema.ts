@@ -4,7 +4,10 @@ import { parseSize, type SizeSpec } from './size.js';
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
   .string()
-  .regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$/, 'not a valid LVM name (letters, digits, + _ . -; not starting with -)')
+  .regex(
+    /^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$/,
+    'not a valid LVM name (letters, digits, + _ . -; not starting with -)',
+  )
   .refine((s) => s !== '.' && s !== '..' && s.length <= 127, 'not a valid LVM name');
 
 const absPath = z.string().startsWith('/', 'must be an absolute path');

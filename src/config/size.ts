@@ -12,7 +12,9 @@ const UNITS: Record<string, number> = {
 
 export function parseSize(text: string | number, allowPercent: boolean): SizeSpec | string {
   if (typeof text === 'number') {
-    return Number.isInteger(text) && text > 0 ? { kind: 'bytes', bytes: text } : 'must be a positive whole number of bytes';
+    return Number.isInteger(text) && text > 0
+      ? { kind: 'bytes', bytes: text }
+      : 'must be a positive whole number of bytes';
   }
   const t = text.trim();
   const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(t);

@@ -129,7 +129,9 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
     };
     if (!dailyDue(dueInput)) return nextDailyRun(dueInput);
     if (root.merging || snap?.merging) {
-      ctx.log.warn('daemon: daily backup skipped: a merge (restore) is pending; it finishes at the next activation');
+      ctx.log.warn(
+        'daemon: daily backup skipped: a merge (restore) is pending; it finishes at the next activation',
+      );
       return now;
     }
     if (now.getTime() < retryAfter) return new Date(retryAfter);
@@ -139,7 +141,9 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
       retryAfter = 0;
     } catch (err) {
       retryAfter = now.getTime() + RETRY_AFTER_FAILURE_MS;
-      ctx.log.error(`daemon: daily backup failed: ${describe(err)}; retrying at ${new Date(retryAfter).toISOString()}`);
+      ctx.log.error(
+        `daemon: daily backup failed: ${describe(err)}; retrying at ${new Date(retryAfter).toISOString()}`,
+      );
       return new Date(retryAfter);
     }
     const after = ctx.clock.now();

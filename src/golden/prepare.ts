@@ -34,7 +34,17 @@ export interface GoldenInput {
   assets: { grubScript: string; bootUnit: string; rcLocalLine: string };
 }
 
-const SYSTEM_EXCLUDES = ['/proc', '/sys', '/dev', '/run', '/tmp', '/mnt', '/media', '/lost+found', '/var/tmp'];
+const SYSTEM_EXCLUDES = [
+  '/proc',
+  '/sys',
+  '/dev',
+  '/run',
+  '/tmp',
+  '/mnt',
+  '/media',
+  '/lost+found',
+  '/var/tmp',
+];
 
 const cmd = (file: string, args: string[], extra: Partial<Command> = {}): Command => ({
   file,
@@ -61,14 +71,20 @@ export function planGoldenMedium(input: GoldenInput): Plan {
   if (matches.length > 1) throw new RefusedError(`more than one disk matches "${wanted}"`);
   const disk = matches[0]!;
   if (input.disks.bootDisks.includes(disk.name)) {
-    throw new RefusedError(`${describeDisk(disk)} is the disk the running system booted from; it is never a target`);
+    throw new RefusedError(
+      `${describeDisk(disk)} is the disk the running system booted from; it is never a target`,
+    );
   }
   const inUse = disk.partitions.filter((p) => p.mount);
   if (inUse.length || disk.mounted.length) {
-    throw new RefusedError(`${describeDisk(disk)} is in use: ${[...inUse.map((p) => `${p.path} on ${p.mount}`), ...disk.mounted].join(', ')}`);
+    throw new RefusedError(
+      `${describeDisk(disk)} is in use: ${[...inUse.map((p) => `${p.path} on ${p.mount}`), ...disk.mounted].join(', ')}`,
+    );
   }
   if (!facts.grubInstall || !facts.grubMkconfig) {
-    throw new RefusedError('the prototype has no grub-install/grub-mkconfig (nor grub2-*): the medium could not boot');
+    throw new RefusedError(
+      'the prototype has no grub-install/grub-mkconfig (nor grub2-*): the medium could not boot',
+    );
   }
   const part = partitionPath(disk.path, 1);
   const mnt = path.join(config.paths.runDir, 'golden');
@@ -82,20 +98,37 @@ export function planGoldenMedium(input: GoldenInput): Plan {
       input: 'label: dos\nstart=2048, type=83, bootable\n',
     }),
   );
-  add('make the golden file system', cmd('mkfs.ext4', ['-q', '-F', '-U', input.uuid, '-L', 'zs-golden', part]));
+  add(
+    'make the golden file system',
+    cmd('mkfs.ext4', ['-q', '-F', '-U', input.uuid, '-L', 'zs-golden', part]),
+  );
   add(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt]));
   add('mount the golden file system', cmd('mount', ['-t', 'ext4', part, mnt]));
   add(
     'copy the prototype root',
     cmd(
       'rsync',
-      ['-aHAXx', '--numeric-ids', '--delete', '--info=progress2', ...SYSTEM_EXCLUDES.map((e) => `--exclude=${e}/*`), '/', `${mnt}/`],
+      [
+        '-aHAXx',
+        '--numeric-ids',
+        '--delete',
+        '--info=progress2',
+        ...SYSTEM_EXCLUDES.map((e) => `--exclude=${e}/*`),
+        '/',
+        `${mnt}/`,
+      ],
       { timeoutMs: 4 * 3600_000 },
     ),
   );
-  add('copy the prototype /boot', cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]));
+  add(
+    'copy the prototype /boot',
+    cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
+  );
   add('make the system mount points', cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.map((d) => `${mnt}${d}`)]));
-  add('write /etc/fstab: the golden root is read-only', cmd('tee', [`${mnt}/etc/fstab`], { input: goldenFstab(input) }));
+  add(
+    'write /etc/fstab: the golden root is read-only',
+    cmd('tee', [`${mnt}/etc/fstab`], { input: goldenFstab(input) }),
+  );
   add(
     'write /etc/default/zshield-grub',
     cmd('tee', [`${mnt}/etc/default/zshield-grub`], {
@@ -109,19 +142,32 @@ export function planGoldenMedium(input: GoldenInput): Plan {
     }),
   );
   add('make /etc/grub.d', cmd('mkdir', ['-p', `${mnt}/etc/grub.d`]));
-  add('install the recovery menu entries (grub.d script)', cmd('tee', [`${mnt}/etc/grub.d/40_zshield`], { input: input.assets.grubScript }));
+  add(
+    'install the recovery menu entries (grub.d script)',
+    cmd('tee', [`${mnt}/etc/grub.d/40_zshield`], { input: input.assets.grubScript }),
+  );
   add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
   if (facts.init === 'systemd') {
     const unit = `${mnt}/etc/systemd/system/zshield-boot.service`;
     add('install the boot hook (systemd unit)', cmd('tee', [unit], { input: input.assets.bootUnit }));
-    add('make the unit wants folder', cmd('mkdir', ['-p', `${mnt}/etc/systemd/system/multi-user.target.wants`]));
+    add(
+      'make the unit wants folder',
+      cmd('mkdir', ['-p', `${mnt}/etc/systemd/system/multi-user.target.wants`]),
+    );
     add(
       'enable the boot hook',
-      cmd('ln', ['-sf', '/etc/systemd/system/zshield-boot.service', `${mnt}/etc/systemd/system/multi-user.target.wants/zshield-boot.service`]),
+      cmd('ln', [
+        '-sf',
+        '/etc/systemd/system/zshield-boot.service',
+        `${mnt}/etc/systemd/system/multi-user.target.wants/zshield-boot.service`,
+      ]),
     );
   } else {
     const rc = `${mnt}${facts.rcLocalPath}`;
-    add('install the boot hook (rc.local)', cmd('tee', [rc], { input: rcLocalWith(facts.rcLocal, input.assets.rcLocalLine) }));
+    add(
+      'install the boot hook (rc.local)',
+      cmd('tee', [rc], { input: rcLocalWith(facts.rcLocal, input.assets.rcLocalLine) }),
+    );
     add('make rc.local executable', cmd('chmod', ['0755', rc]));
   }
   for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));

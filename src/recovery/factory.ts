@@ -42,7 +42,18 @@ export interface FactoryInput {
 }
 
 /** Mount points of the running system that are never copied into the new root (their contents). */
-const SYSTEM_EXCLUDES = ['/proc', '/sys', '/dev', '/run', '/tmp', '/mnt', '/media', '/lost+found', '/var/tmp', '/boot'];
+const SYSTEM_EXCLUDES = [
+  '/proc',
+  '/sys',
+  '/dev',
+  '/run',
+  '/tmp',
+  '/mnt',
+  '/media',
+  '/lost+found',
+  '/var/tmp',
+  '/boot',
+];
 
 const cmd = (file: string, args: string[], extra: Partial<Command> = {}): Command => ({
   file,
@@ -67,7 +78,9 @@ export function planFactoryReset(input: FactoryInput): Plan {
   const lvmPart = partitionPath(disk.path, 2);
 
   if (!golden.grubInstall || !golden.grubMkconfig) {
-    throw new RefusedError('the golden root has no grub-install/grub-mkconfig (nor grub2-*): the new disk could not boot');
+    throw new RefusedError(
+      'the golden root has no grub-install/grub-mkconfig (nor grub2-*): the new disk could not boot',
+    );
   }
   // The same VG name on another disk would make /dev/vgroup ambiguous: refuse rather than guess.
   const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
@@ -83,11 +96,15 @@ export function planFactoryReset(input: FactoryInput): Plan {
       `${describeDisk(disk)} is in use: ${foreignMounts.map((p) => `${p.path} on ${p.mount}`).join(', ')}`,
     );
   }
-  const vgsOnTarget = [...new Set(input.pvs.filter((p) => partNames.has(p.pvName) && p.vgName).map((p) => p.vgName))];
+  const vgsOnTarget = [
+    ...new Set(input.pvs.filter((p) => partNames.has(p.pvName) && p.vgName).map((p) => p.vgName)),
+  ];
   for (const other of vgsOnTarget) {
     const spans = input.pvs.filter((p) => p.vgName === other && !partNames.has(p.pvName));
     if (spans.length) {
-      throw new RefusedError(`volume group ${other} spans the target and ${spans.map((p) => p.pvName).join(', ')}`);
+      throw new RefusedError(
+        `volume group ${other} spans the target and ${spans.map((p) => p.pvName).join(', ')}`,
+      );
     }
   }
 
@@ -120,7 +137,9 @@ export function planFactoryReset(input: FactoryInput): Plan {
   }
 
   // 0. Leftovers of an interrupted run in this boot, and old volume groups on the target.
-  for (const p of [...disk.partitions].filter((x) => x.mount).sort((a, b) => b.mount.length - a.mount.length)) {
+  for (const p of [...disk.partitions]
+    .filter((x) => x.mount)
+    .sort((a, b) => b.mount.length - a.mount.length)) {
     add(`unmount ${p.mount} (left by an interrupted run)`, cmd('umount', [p.mount]));
   }
   for (const old of vgsOnTarget) add(`deactivate the old volume group ${old}`, cmd('vgchange', ['-an', old]));
@@ -142,9 +161,15 @@ export function planFactoryReset(input: FactoryInput): Plan {
     add(`create ${v.name}`, cmd('lvcreate', ['-y', '-W', 'y', '-Z', 'y', '-n', v.name, ...size, vg]));
   }
   // 3. File systems. /boot gets a UUID chosen now, so fstab can name it.
-  add('make the /boot file system', cmd('mkfs.ext4', ['-q', '-F', '-U', input.bootUuid, '-L', 'zs-boot', bootPart]));
+  add(
+    'make the /boot file system',
+    cmd('mkfs.ext4', ['-q', '-F', '-U', input.bootUuid, '-L', 'zs-boot', bootPart]),
+  );
   for (const v of config.layout.volumes) {
-    add(`make the ${v.fs} file system on ${v.name}`, cmd('mkfs.ext4', ['-q', '-F', '-L', v.name.slice(0, 16), `/dev/${vg}/${v.name}`]));
+    add(
+      `make the ${v.fs} file system on ${v.name}`,
+      cmd('mkfs.ext4', ['-q', '-F', '-L', v.name.slice(0, 16), `/dev/${vg}/${v.name}`]),
+    );
   }
   // 4. Copy the golden root.
   const rootDev = `/dev/${vg}/${rootVol.name}`;
@@ -152,7 +177,9 @@ export function planFactoryReset(input: FactoryInput): Plan {
   add(`mount ${rootVol.name}`, cmd('mount', ['-t', 'ext4', rootDev, mnt]));
   add('make /boot in the new root', cmd('mkdir', ['-p', `${mnt}/boot`]));
   add('mount the new /boot', cmd('mount', ['-t', 'ext4', bootPart, `${mnt}/boot`]));
-  const excludes = [...SYSTEM_EXCLUDES, ...config.recovery.exclude].flatMap((e) => [`--exclude=${e.replace(/\/+$/, '')}/*`]);
+  const excludes = [...SYSTEM_EXCLUDES, ...config.recovery.exclude].flatMap((e) => [
+    `--exclude=${e.replace(/\/+$/, '')}/*`,
+  ]);
   add(
     'copy the golden root into the new root',
     cmd('rsync', ['-aHAXx', '--numeric-ids', '--delete', '--info=progress2', ...excludes, '/', `${mnt}/`], {
@@ -163,35 +190,57 @@ export function planFactoryReset(input: FactoryInput): Plan {
     'copy the golden /boot',
     cmd('rsync', ['-aHAX', '--numeric-ids', '--delete', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
   );
-  const mountDirs = config.layout.volumes.filter((v) => v.mount && v.mount !== '/').map((v) => `${mnt}${v.mount}`);
+  const mountDirs = config.layout.volumes
+    .filter((v) => v.mount && v.mount !== '/')
+    .map((v) => `${mnt}${v.mount}`);
   add(
     'make the system mount points',
-    cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`), ...mountDirs]),
+    cmd('mkdir', [
+      '-p',
+      ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`),
+      ...mountDirs,
+    ]),
   );
   // 5. Configuration of the new root.
   add('write the new /etc/fstab', writeFile(`${mnt}/etc/fstab`, fstabFor(input, rootDev)));
   if (golden.defaultGrub !== null) {
-    add('set GRUB to name the root by its LV path', writeFile(`${mnt}/etc/default/grub`, defaultGrubFor(golden.defaultGrub)));
+    add(
+      'set GRUB to name the root by its LV path',
+      writeFile(`${mnt}/etc/default/grub`, defaultGrubFor(golden.defaultGrub)),
+    );
   }
   if (golden.goldenUuid) {
     add(
       'point the recovery menu entries at the golden medium',
-      writeFile(`${mnt}/etc/default/zshield-grub`, `# written by zshield factory reset\nZSHIELD_GOLDEN_UUID=${golden.goldenUuid}\n`),
+      writeFile(
+        `${mnt}/etc/default/zshield-grub`,
+        `# written by zshield factory reset\nZSHIELD_GOLDEN_UUID=${golden.goldenUuid}\n`,
+      ),
     );
   }
   // 6. Boot loader, from inside the new root.
-  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
+  for (const d of ['proc', 'sys', 'dev'])
+    add(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
   if (golden.initramfsTool === 'update-initramfs') {
-    add('regenerate the initramfs (root on LVM)', cmd('chroot', [mnt, 'update-initramfs', '-u', '-k', 'all']));
+    add(
+      'regenerate the initramfs (root on LVM)',
+      cmd('chroot', [mnt, 'update-initramfs', '-u', '-k', 'all']),
+    );
   } else if (golden.initramfsTool === 'dracut') {
     add('regenerate the initramfs (root on LVM)', cmd('chroot', [mnt, 'dracut', '-f', '--regenerate-all']));
   }
-  add(`install GRUB on ${disk.path}`, cmd('chroot', [mnt, golden.grubInstall, '--target=i386-pc', disk.path]));
+  add(
+    `install GRUB on ${disk.path}`,
+    cmd('chroot', [mnt, golden.grubInstall, '--target=i386-pc', disk.path]),
+  );
   add('write the GRUB menu', cmd('chroot', [mnt, golden.grubMkconfig, '-o', golden.grubCfg]));
   // 7. Keep this /boot inside lv-root, so a later restore can put it back.
   const capture = `${mnt}${config.paths.stateDir}/boot`;
   add('make the /boot capture folder', cmd('mkdir', ['-p', capture]));
-  add('capture /boot inside the new root', cmd('rsync', ['-a', '--delete', '--numeric-ids', `${mnt}/boot/`, `${capture}/`]));
+  add(
+    'capture /boot inside the new root',
+    cmd('rsync', ['-a', '--delete', '--numeric-ids', `${mnt}/boot/`, `${capture}/`]),
+  );
   for (const d of ['dev', 'sys', 'proc', 'boot']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
   add(`unmount ${rootVol.name}`, cmd('umount', [mnt]));
   // 8. The first restore point, then clear the mark.
@@ -199,10 +248,21 @@ export function planFactoryReset(input: FactoryInput): Plan {
     config.snapshot.size.kind === 'percent'
       ? ['-l', `${config.snapshot.size.percent}%ORIGIN`]
       : ['-L', `${config.snapshot.size.bytes}b`];
-  const tags = [`${TAG_REASON}factory`, `${TAG_TIME}${Math.floor(input.now.getTime() / 1000)}`, `${TAG_BOOT}captured`];
+  const tags = [
+    `${TAG_REASON}factory`,
+    `${TAG_TIME}${Math.floor(input.now.getTime() / 1000)}`,
+    `${TAG_BOOT}captured`,
+  ];
   add(
     `take the first ${config.lvm.snapshot}`,
-    cmd('lvcreate', ['--snapshot', '-n', config.lvm.snapshot, ...snapSize, ...tags.flatMap((t) => ['--addtag', t]), `${vg}/${rootVol.name}`]),
+    cmd('lvcreate', [
+      '--snapshot',
+      '-n',
+      config.lvm.snapshot,
+      ...snapSize,
+      ...tags.flatMap((t) => ['--addtag', t]),
+      `${vg}/${rootVol.name}`,
+    ]),
   );
   add('clear the factory-reset mark', cmd('vgchange', ['--deltag', FACTORY_TAG, vg]));
   add('flush to disk', cmd('sync', []));
@@ -216,7 +276,11 @@ function writeFile(file: string, content: string): Command {
 
 export function fstabFor(input: FactoryInput, rootDev: string): string {
   const { config } = input;
-  const ours = new Set(['/', '/boot', ...config.layout.volumes.map((v) => v.mount).filter((m): m is string => !!m)]);
+  const ours = new Set([
+    '/',
+    '/boot',
+    ...config.layout.volumes.map((v) => v.mount).filter((m): m is string => !!m),
+  ]);
   const kept = input.golden.fstab
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'))

@@ -13,7 +13,11 @@ export interface HookResult {
  * Each gets the event in ZSHIELD_EVENT; a failing hook is reported and recorded, not fatal: the
  * recovery itself is done by then.
  */
-export async function runHooks(ctx: Context, event: string, env: Record<string, string>): Promise<HookResult[]> {
+export async function runHooks(
+  ctx: Context,
+  event: string,
+  env: Record<string, string>,
+): Promise<HookResult[]> {
   const dir = ctx.config.recovery.hooksDir;
   let names: string[];
   try {

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan.js';
-import { type LvInfo, type VgState, tagValue, vgTagCommand } from '../system/lvm.js';
+import { type LvInfo, type VgState, tagValue, } from '../system/lvm.js';
 import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
 
 /**
@@ -12,7 +12,11 @@ export const RESTORE_TAG = 'zshield_restoring';
 /** Which restore point is being restored, for a boot that finishes the job after snap0 is merged away: `<epoch>.<reason>.<boot>`. */
 export const RESTORE_OF_TAG = 'zshield_restore_of=';
 
-export function restoreLabelOf(vgTags: readonly string[]): { time: Date | null; reason: string | null; captured: boolean } {
+export function restoreLabelOf(vgTags: readonly string[]): {
+  time: Date | null;
+  reason: string | null;
+  captured: boolean;
+} {
   const v = vgTags.find((t) => t.startsWith(RESTORE_OF_TAG))?.slice(RESTORE_OF_TAG.length);
   const [epoch, reason, boot] = (v ?? '').split('.');
   return {
@@ -37,7 +41,10 @@ export function checkRestorable(state: VgState | null, config: Config): LvInfo {
     });
   }
   const root = state.lvs.find((l) => l.name === n.root);
-  if (!root) throw new NotFoundError(`no ${n.vg}/${n.root}: there is nothing to restore into`, { hint: 'use the factory reset' });
+  if (!root)
+    throw new NotFoundError(`no ${n.vg}/${n.root}: there is nothing to restore into`, {
+      hint: 'use the factory reset',
+    });
   const snap = state.lvs.find((l) => l.name === n.snap);
   if (root.merging || snap?.merging) {
     throw new RefusedError(`a restore (merge of ${n.snap} into ${n.root}) is already pending`, {
@@ -69,7 +76,9 @@ export function planMerge(config: Config, facts: MergeFacts): Plan {
     `${n.root} is rolled back to that moment; the other volumes are not touched`,
   ];
   if (facts.originOpen) {
-    notes.push(`${n.root} is in use: the kernel starts the merge when it is next activated (at the next boot)`);
+    notes.push(
+      `${n.root} is in use: the kernel starts the merge when it is next activated (at the next boot)`,
+    );
   }
   const steps: Step[] = [
     {
@@ -113,7 +122,8 @@ export interface FinishFacts {
 /** Phase 2 (after the merge): put back the /boot that belongs to the restored root. */
 export function planPutBackBoot(config: Config, f: FinishFacts): Plan {
   const steps: Step[] = [];
-  for (const [, dir] of f.mounts) steps.push({ title: `make ${dir}`, command: { file: 'mkdir', args: ['-p', dir], mutates: true } });
+  for (const [, dir] of f.mounts)
+    steps.push({ title: `make ${dir}`, command: { file: 'mkdir', args: ['-p', dir], mutates: true } });
   for (const [dev, dir, ro] of f.mounts) {
     steps.push({
       title: `mount ${dev} on ${dir}`,
@@ -128,13 +138,23 @@ export function planPutBackBoot(config: Config, f: FinishFacts): Plan {
       command: {
         file: 'rsync',
         // /boot/zshield holds the event log: it describes the restores and must outlive them.
-        args: ['-a', '--delete', '--numeric-ids', '--exclude=/zshield/', '--exclude=/lost+found', src, `${f.bootDir}/`],
+        args: [
+          '-a',
+          '--delete',
+          '--numeric-ids',
+          '--exclude=/zshield/',
+          '--exclude=/lost+found',
+          src,
+          `${f.bootDir}/`,
+        ],
         mutates: true,
         timeoutMs: 600_000,
       },
     });
   } else {
-    notes.push('the restored root holds no captured /boot (taken before this version, or not the running root): /boot is left as it is');
+    notes.push(
+      'the restored root holds no captured /boot (taken before this version, or not the running root): /boot is left as it is',
+    );
   }
   return { title: 'Put back /boot', notes, steps };
 }

@@ -19,7 +19,15 @@ import { requireTools, toolsOf } from '../system/tools.js';
 import { appendEvent, eventLogUnder, type RecoveryEvent } from './events.js';
 import { FACTORY_TAG, type GoldenFacts, planFactoryReset } from './factory.js';
 import { runHooks } from './hooks.js';
-import { RESTORE_OF_TAG, RESTORE_TAG, checkRestorable, restoreLabelOf, planMerge, planPutBackBoot, planUnmount } from './restore.js';
+import {
+  RESTORE_OF_TAG,
+  RESTORE_TAG,
+  checkRestorable,
+  restoreLabelOf,
+  planMerge,
+  planPutBackBoot,
+  planUnmount,
+} from './restore.js';
 
 export interface ConfirmOptions {
   /** 'countdown': at boot, the console shows the plan and counts down; 'yes': confirmed by a flag. */
@@ -85,7 +93,11 @@ async function probeGolden(ctx: Context): Promise<GoldenFacts> {
     grubInstall,
     grubMkconfig,
     grubCfg: grubMkconfig === 'grub2-mkconfig' ? '/boot/grub2/grub.cfg' : '/boot/grub/grub.cfg',
-    initramfsTool: (await which('update-initramfs')) ? 'update-initramfs' : (await which('dracut')) ? 'dracut' : null,
+    initramfsTool: (await which('update-initramfs'))
+      ? 'update-initramfs'
+      : (await which('dracut'))
+        ? 'dracut'
+        : null,
     fstab: read('/etc/fstab') ?? '',
     defaultGrub: read('/etc/default/grub'),
     goldenUuid,
@@ -145,7 +157,9 @@ export async function runFactoryReset(ctx: Context, opts: FactoryOptions): Promi
     await confirmPlan(ctx, 'The factory reset', opts);
     await applyPlan(withProgress(plan, ctx), ctx);
     const bootPart = plan.steps.find((s) => s.title === 'make the /boot file system')!.command.args.at(-1)!;
-    ctx.out.print(`factory reset done in ${Math.round((ctx.clock.now().getTime() - started.getTime()) / 1000)} s`);
+    ctx.out.print(
+      `factory reset done in ${Math.round((ctx.clock.now().getTime() - started.getTime()) / 1000)} s`,
+    );
     await withBootMounted(ctx, bootPart, async (bootDir) => {
       const hooks = await runHooks(ctx, 'factory-reset', { ZSHIELD_BOOT_DIR: bootDir });
       record(ctx, bootDir, {
@@ -208,7 +222,8 @@ export async function runRestore(ctx: Context, opts: ConfirmOptions): Promise<vo
     const label = labelOf(snap);
     const running = rootIsRunning(state!, ctx.config.lvm.rootLv);
     // lv_attr[5] = o: the device is open (mounted or otherwise held).
-    const originOpen = running || state!.lvs.some((l) => l.name === ctx.config.lvm.rootLv && l.attr[5] === 'o');
+    const originOpen =
+      running || state!.lvs.some((l) => l.name === ctx.config.lvm.rootLv && l.attr[5] === 'o');
     const plan = planMerge(ctx.config, { snapshot: snap, originOpen });
     present(ctx, plan, opts.json);
     if (ctx.dryRun) return;
@@ -291,9 +306,17 @@ async function finishRestore(
     await applyPlan(planUnmount(mounts), ctx);
   }
   await backupLocked(ctx, 'post-restore');
-  const marks = (await probeVg(ctx.runner, n.vg)).vg.tags.filter((t) => t === RESTORE_TAG || t.startsWith(RESTORE_OF_TAG));
-  await ctx.runner.run({ file: 'vgchange', args: [...marks.flatMap((t) => ['--deltag', t]), n.vg], mutates: true });
-  ctx.out.print(`restore done: ${n.root} is back at ${label.time?.toISOString() ?? 'the backup'}; a new ${n.snap} was taken`);
+  const marks = (await probeVg(ctx.runner, n.vg)).vg.tags.filter(
+    (t) => t === RESTORE_TAG || t.startsWith(RESTORE_OF_TAG),
+  );
+  await ctx.runner.run({
+    file: 'vgchange',
+    args: [...marks.flatMap((t) => ['--deltag', t]), n.vg],
+    mutates: true,
+  });
+  ctx.out.print(
+    `restore done: ${n.root} is back at ${label.time?.toISOString() ?? 'the backup'}; a new ${n.snap} was taken`,
+  );
 }
 
 /** The system disk's /boot: partition 1 of the disk that holds the VG (the layout a factory reset makes). */
@@ -310,7 +333,10 @@ async function bootPartitionOf(ctx: Context): Promise<string> {
  * factory reset is reset again; a VG marked by a restore has its restore finished once the kernel
  * has completed the merge.
  */
-export async function resumeInterrupted(ctx: Context, opts: ConfirmOptions): Promise<'none' | 'factory' | 'restore'> {
+export async function resumeInterrupted(
+  ctx: Context,
+  opts: ConfirmOptions,
+): Promise<'none' | 'factory' | 'restore'> {
   if (!(await ctx.runner.which('vgs'))) return 'none';
   const vgs = parseVgs((await ctx.runner.run(vgsCommand())).stdout);
   const vg = vgs.find((v) => v.name === ctx.config.lvm.vg);
@@ -345,7 +371,9 @@ async function waitForMerge(ctx: Context, vg: string): Promise<void> {
     const state = await probeVg(ctx.runner, vg);
     const merging = state.lvs.find((l) => l.kind === 'snapshot' && l.merging);
     if (!merging) return;
-    ctx.log.info(`  merge in progress: ${merging.snapPercent === null ? '?' : (100 - merging.snapPercent).toFixed(1)}% merged`);
+    ctx.log.info(
+      `  merge in progress: ${merging.snapPercent === null ? '?' : (100 - merging.snapPercent).toFixed(1)}% merged`,
+    );
     await new Promise((r) => setTimeout(r, 2000));
     if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for the merge');
   }
@@ -355,7 +383,9 @@ export function readCmdline(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`);
+    throw new UsageError(
+      `cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`,
+    );
   }
 }
 
@@ -371,7 +401,9 @@ async function probePrototype(ctx: Context): Promise<PrototypeFacts> {
   }
   const kernel = kernels.at(-1) ?? null;
   const version = kernel?.replace(/^vmlinu[xz]-/, '') ?? '';
-  const initrd = [`initrd.img-${version}`, `initramfs-${version}.img`, `initrd-${version}`].find((f) => kernel && existsSync(`/boot/${f}`));
+  const initrd = [`initrd.img-${version}`, `initramfs-${version}.img`, `initrd-${version}`].find(
+    (f) => kernel && existsSync(`/boot/${f}`),
+  );
   const rcLocalPath = existsSync('/etc/rc.d') ? '/etc/rc.d/rc.local' : '/etc/rc.local';
   return {
     grubInstall: golden.grubInstall,
@@ -387,7 +419,10 @@ async function probePrototype(ctx: Context): Promise<PrototypeFacts> {
 }
 
 /** `zshield golden prepare`: write a golden medium from the running prototype system. */
-export async function runGoldenPrepare(ctx: Context, opts: ConfirmOptions & { target?: string }): Promise<void> {
+export async function runGoldenPrepare(
+  ctx: Context,
+  opts: ConfirmOptions & { target?: string },
+): Promise<void> {
   await requireTools(ctx.runner, ['lsblk']);
   const plan = planGoldenMedium({
     config: ctx.config,

@@ -40,17 +40,23 @@ export function chooseTarget(probe: DiskProbe, config: Config, override?: string
     disk = matches[0]!;
     why = `named by ${override ? 'the command line' : 'the config'} (${wanted})`;
     if (isBoot(disk)) {
-      throw new RefusedError(`${describe(disk)} is the disk the running system booted from; it is never a target`);
+      throw new RefusedError(
+        `${describe(disk)} is the disk the running system booted from; it is never a target`,
+      );
     }
-    if (isGolden(disk)) throw new RefusedError(`${describe(disk)} is the golden medium; it is never a target`);
+    if (isGolden(disk))
+      throw new RefusedError(`${describe(disk)} is the golden medium; it is never a target`);
   } else {
     const candidates = probe.disks.filter((d) => !isBoot(d) && !isGolden(d) && !d.removable && !d.readOnly);
     const bigEnough = candidates.filter((d) => d.sizeBytes >= minBytes);
     if (bigEnough.length === 0) {
       const small = candidates.length ? `; too small: ${candidates.map(describe).join(', ')}` : '';
-      throw new RefusedError(`no eligible system disk found (at least ${formatBytes(minBytes)}, not the boot disk${small})`, {
-        hint: 'connect the system disk, or name it with disks.system.serial in the config',
-      });
+      throw new RefusedError(
+        `no eligible system disk found (at least ${formatBytes(minBytes)}, not the boot disk${small})`,
+        {
+          hint: 'connect the system disk, or name it with disks.system.serial in the config',
+        },
+      );
     }
     if (bigEnough.length > 1) {
       throw new RefusedError(`two or more candidate system disks: ${bigEnough.map(describe).join(', ')}`, {

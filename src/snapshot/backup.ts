@@ -76,7 +76,7 @@ export async function backupLocked(ctx: Context, reason: Reason): Promise<Backup
 
     const after = await probeVg(ctx.runner, names.vg);
     const snap = after.lvs.find((l) => l.name === names.snap);
-    if (!snap || snap.kind !== 'snapshot' || snap.invalid) {
+    if (snap?.kind !== 'snapshot' || snap.invalid) {
       throw new VerifyError(`after the rotation ${names.vg}/${names.snap} is missing or invalid`);
     }
     const outcome: BackupOutcome = {
@@ -114,9 +114,17 @@ export async function backupLocked(ctx: Context, reason: Reason): Promise<Backup
  * Repair a cut-short rotation, if any (the daemon does this at start). When the repair leaves no
  * snapshot at all (the old one had been dropped first), a backup is taken so a restore point exists.
  */
-export async function repairIfNeeded(ctx: Context, waitMs: number): Promise<'none' | 'repaired' | 'backed-up'> {
+export async function repairIfNeeded(
+  ctx: Context,
+  waitMs: number,
+): Promise<'none' | 'repaired' | 'backed-up'> {
   const names = namesOf(ctx.config);
-  const lock = await acquireLvmLock({ runDir: ctx.config.paths.runDir, log: ctx.log, purpose: 'repair', waitMs });
+  const lock = await acquireLvmLock({
+    runDir: ctx.config.paths.runDir,
+    log: ctx.log,
+    purpose: 'repair',
+    waitMs,
+  });
   let plan: Plan | null;
   let state: VgState;
   try {
@@ -153,4 +161,3 @@ function record(ctx: Context, rec: BackupRecord): void {
     ctx.log.warn(`could not record the backup result: ${(err as Error).message}`);
   }
 }
-

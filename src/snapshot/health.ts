@@ -27,7 +27,10 @@ export function snapshotHealth(snap: LvInfo | undefined, config: Config): Health
     };
   }
   if (snap.merging) {
-    return { level: 'warn', message: `${name} is being merged into ${config.lvm.rootLv} (a restore is pending)` };
+    return {
+      level: 'warn',
+      message: `${name} is being merged into ${config.lvm.rootLv} (a restore is pending)`,
+    };
   }
   const pct = snap.snapPercent;
   if (pct === null || Number.isNaN(pct)) {
@@ -35,7 +38,10 @@ export function snapshotHealth(snap: LvInfo | undefined, config: Config): Health
   }
   const grow = `grow it (lvextend -L +1G ${name}) or take a new backup (zshield backup)`;
   if (pct >= config.snapshot.errorPercent) {
-    return { level: 'error', message: `${name} is ${pct.toFixed(1)}% full and becomes invalid at 100%: ${grow} now` };
+    return {
+      level: 'error',
+      message: `${name} is ${pct.toFixed(1)}% full and becomes invalid at 100%: ${grow} now`,
+    };
   }
   if (pct >= config.snapshot.warnPercent) {
     return { level: 'warn', message: `${name} is ${pct.toFixed(1)}% full: ${grow} before it overflows` };

@@ -34,7 +34,12 @@ export interface SnapshotNames {
 }
 
 export function namesOf(config: Config): SnapshotNames {
-  return { vg: config.lvm.vg, root: config.lvm.rootLv, snap: config.lvm.snapshot, next: `${config.lvm.snapshot}-next` };
+  return {
+    vg: config.lvm.vg,
+    root: config.lvm.rootLv,
+    snap: config.lvm.snapshot,
+    next: `${config.lvm.snapshot}-next`,
+  };
 }
 
 export interface SnapshotLabel {
@@ -82,14 +87,18 @@ export function planRepair(state: VgState, names: SnapshotNames): Plan | null {
     const usable = next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
     if (usable) {
       notes.push(`${names.next} was completed; it becomes ${names.snap}`);
-      if (cur) steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
+      if (cur)
+        steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
       steps.push({
         title: `rename ${names.next} to ${names.snap}`,
         command: lvRenameCommand(names.vg, names.next, names.snap),
       });
     } else {
       notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
-      steps.push({ title: `remove the unusable ${names.next}`, command: lvRemoveCommand(names.vg, names.next) });
+      steps.push({
+        title: `remove the unusable ${names.next}`,
+        command: lvRemoveCommand(names.vg, names.next),
+      });
     }
   }
   if (tagged) {
@@ -122,9 +131,12 @@ export function planRotation(input: RotationInput): Plan {
   }
   const cur = find(state, names.snap);
   if (cur && cur.kind !== 'snapshot') {
-    throw new RefusedError(`${names.vg}/${names.snap} exists but is not a snapshot; zshield will not remove it`, {
-      hint: 'rename that volume or choose another lvm.snapshot name',
-    });
+    throw new RefusedError(
+      `${names.vg}/${names.snap} exists but is not a snapshot; zshield will not remove it`,
+      {
+        hint: 'rename that volume or choose another lvm.snapshot name',
+      },
+    );
   }
   if (cur && cur.origin !== names.root) {
     throw new RefusedError(`${names.vg}/${names.snap} is a snapshot of ${cur.origin}, not of ${names.root}`);
@@ -145,7 +157,9 @@ export function planRotation(input: RotationInput): Plan {
   const steps: Step[] = [];
   if (capture) {
     const dest = `${config.paths.stateDir}/boot`;
-    notes.push(`${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`);
+    notes.push(
+      `${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`,
+    );
     steps.push({
       title: `make ${dest}`,
       command: { file: 'mkdir', args: ['-p', dest], mutates: true },
@@ -167,7 +181,10 @@ export function planRotation(input: RotationInput): Plan {
     title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
     command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
   });
-  const mark = { title: 'mark the rotation as started', command: vgTagCommand(names.vg, 'add', ROTATING_TAG) };
+  const mark = {
+    title: 'mark the rotation as started',
+    command: vgTagCommand(names.vg, 'add', ROTATING_TAG),
+  };
   const unmark = { title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) };
 
   if (!cur) {
@@ -180,7 +197,10 @@ export function planRotation(input: RotationInput): Plan {
       mark,
       create(names.next),
       { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
-      { title: `rename ${names.next} to ${names.snap}`, command: lvRenameCommand(names.vg, names.next, names.snap) },
+      {
+        title: `rename ${names.next} to ${names.snap}`,
+        command: lvRenameCommand(names.vg, names.next, names.snap),
+      },
       unmark,
     );
   } else if (config.snapshot.rotation === 'auto' && free + curSize >= need) {
@@ -205,7 +225,12 @@ function describe(lv: LvInfo): string {
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
-function noSpace(names: SnapshotNames, need: number, free: number, freeIfDropped: number | null): RefusedError {
+function noSpace(
+  names: SnapshotNames,
+  need: number,
+  free: number,
+  freeIfDropped: number | null,
+): RefusedError {
   const dropped = freeIfDropped === null ? '' : `, ${formatBytes(freeIfDropped)} even without the old one`;
   return new RefusedError(
     `not enough space in VG ${names.vg} for a new ${names.snap}: need ${formatBytes(need)}, ${formatBytes(free)} free${dropped}; the old ${names.snap} is kept`,

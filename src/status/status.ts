@@ -124,7 +124,8 @@ export function formatStatus(r: StatusReport): string {
       `  taken:       ${s.time ?? 'unknown'}${s.ageSeconds === null ? '' : ` (${formatAge(s.ageSeconds)} ago)`}, reason: ${s.reason ?? 'unknown'}`,
     );
   }
-  if (r.rotationInterrupted) lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
+  if (r.rotationInterrupted)
+    lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
   if (r.recoveryPending) {
     lines.push(`recovery:      ${r.recoveryPending.toUpperCase()} UNFINISHED; the next boot finishes it`);
   }

@@ -37,7 +37,9 @@ type SiDevice = Awaited<ReturnType<typeof si.blockDevices>>[number];
 export async function probeDisks(sysRoot = '/sys'): Promise<DiskProbe> {
   const devices = await si.blockDevices();
   if (!devices || devices.length === 0) {
-    throw new MissingToolError('lsblk', { hint: 'the disk probe returned nothing: install util-linux (lsblk)' });
+    throw new MissingToolError('lsblk', {
+      hint: 'the disk probe returned nothing: install util-linux (lsblk)',
+    });
   }
   return { disks: disksFromDevices(devices, sysRoot), bootDisks: runningRootDisks(sysRoot) };
 }
@@ -47,9 +49,17 @@ export function disksFromDevices(devices: SiDevice[], sysRoot = '/sys'): Disk[] 
   return disks.map((d) => {
     const parts = devices.filter((p) => p.type === 'part' && p.name.startsWith(d.name) && p.name !== d.name);
     const sys = path.join(sysRoot, 'block', d.name);
-    const serial = (d.serial || readSys(path.join(sys, 'serial')) || readSys(path.join(sys, 'device/serial'))).trim();
+    const serial = (
+      d.serial ||
+      readSys(path.join(sys, 'serial')) ||
+      readSys(path.join(sys, 'device/serial'))
+    ).trim();
     const wwn = readSys(path.join(sys, 'device/wwid')) || readSys(path.join(sys, 'wwid'));
-    const holders = holdersOf(sys, parts.map((p) => p.name), sysRoot);
+    const holders = holdersOf(
+      sys,
+      parts.map((p) => p.name),
+      sysRoot,
+    );
     const mounted = [
       ...[d, ...parts].filter((x) => x.mount).map((x) => `${x.name} on ${x.mount}`),
       ...holders.map((h) => `${h} (device-mapper)`),

@@ -58,13 +58,24 @@ const VG_FIELDS = ['vg_name', 'vg_size', 'vg_free', 'vg_extent_size', 'vg_free_c
 const REPORT_ARGS = ['--reportformat', 'json', '--units', 'b', '--nosuffix'];
 
 export function vgsCommand(vg?: string): Command {
-  return { file: 'vgs', args: [...REPORT_ARGS, '-o', VG_FIELDS.join(','), ...(vg ? [vg] : [])], mutates: false };
+  return {
+    file: 'vgs',
+    args: [...REPORT_ARGS, '-o', VG_FIELDS.join(','), ...(vg ? [vg] : [])],
+    mutates: false,
+  };
 }
 
 export function lvsCommand(vg?: string): Command {
   return {
     file: 'lvs',
-    args: [...REPORT_ARGS, '-o', LV_FIELDS.join(','), '--config', 'report/time_format="%s"', ...(vg ? [vg] : [])],
+    args: [
+      ...REPORT_ARGS,
+      '-o',
+      LV_FIELDS.join(','),
+      '--config',
+      'report/time_format="%s"',
+      ...(vg ? [vg] : []),
+    ],
     mutates: false,
   };
 }

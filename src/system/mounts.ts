@@ -21,7 +21,9 @@ export function deviceOf(p: string): DeviceNumber | null {
 }
 
 /** Is this LV (with its kernel device number from lvs) the file system mounted at / right now? */
-export function isRunningRoot(lv: { kernelMajor: number | null; kernelMinor: number | null } | undefined): boolean {
+export function isRunningRoot(
+  lv: { kernelMajor: number | null; kernelMinor: number | null } | undefined,
+): boolean {
   const dev = deviceOf('/');
   return !!lv && !!dev && lv.kernelMajor === dev.major && lv.kernelMinor === dev.minor;
 }

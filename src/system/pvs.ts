@@ -17,5 +17,7 @@ export async function probePvs(runner: Runner): Promise<PvInfo[]> {
 
 export function parsePvs(json: string): PvInfo[] {
   const parsed = JSON.parse(json) as { report?: { pv?: Record<string, string>[] }[] };
-  return (parsed.report ?? []).flatMap((r) => r.pv ?? []).map((p) => ({ pvName: p['pv_name'] ?? '', vgName: p['vg_name'] ?? '' }));
+  return (parsed.report ?? [])
+    .flatMap((r) => r.pv ?? [])
+    .map((p) => ({ pvName: p['pv_name'] ?? '', vgName: p['vg_name'] ?? '' }));
 }

@@ -15,8 +15,10 @@ type Matcher = string | RegExp | ((argv: readonly string[]) => boolean);
  */
 export class RecordingRunner implements Runner {
   readonly calls: { argv: string[]; mutates: boolean; skipped: boolean; input?: string }[] = [];
-  private readonly replies: { match: Matcher; reply: CannedReply | ((argv: readonly string[]) => CannedReply) }[] =
-    [];
+  private readonly replies: {
+    match: Matcher;
+    reply: CannedReply | ((argv: readonly string[]) => CannedReply);
+  }[] = [];
   private readonly missing = new Set<string>();
 
   constructor(readonly dryRun = false) {}
@@ -44,16 +46,31 @@ export class RecordingRunner implements Runner {
       return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
     }
     if (this.missing.has(cmd.file)) throw new MissingToolError(cmd.file);
-    this.calls.push({ argv, mutates: cmd.mutates, skipped: false, ...(input === undefined ? {} : { input }) });
+    this.calls.push({
+      argv,
+      mutates: cmd.mutates,
+      skipped: false,
+      ...(input === undefined ? {} : { input }),
+    });
     const text = formatArgv(argv);
     const rule = this.replies.find(({ match }) =>
-      typeof match === 'string' ? text.startsWith(match) : match instanceof RegExp ? match.test(text) : match(argv),
+      typeof match === 'string'
+        ? text.startsWith(match)
+        : match instanceof RegExp
+          ? match.test(text)
+          : match(argv),
     );
     const reply = rule ? (typeof rule.reply === 'function' ? rule.reply(argv) : rule.reply) : {};
     const exitCode = reply.exitCode ?? 0;
     const res = { argv, exitCode, stdout: reply.stdout ?? '', stderr: reply.stderr ?? '', skipped: false };
     if (!(cmd.okCodes ?? [0]).includes(exitCode)) {
-      throw new CommandError({ argv, code: exitCode, signal: undefined, stdout: res.stdout, stderr: res.stderr });
+      throw new CommandError({
+        argv,
+        code: exitCode,
+        signal: undefined,
+        stdout: res.stdout,
+        stderr: res.stderr,
+      });
     }
     return res;
   }

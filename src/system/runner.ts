@@ -99,7 +99,8 @@ export class ExecaRunner implements Runner {
       return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
     }
     const resolved = await this.which(cmd.file);
-    if (!resolved) throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
+    if (!resolved)
+      throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
     if (this.signal?.aborted) throw new InterruptedError('interrupted before running ' + cmd.file);
     this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
 
@@ -135,7 +136,7 @@ export class ExecaRunner implements Runner {
       throw new CommandError({
         argv,
         code: res.exitCode,
-        signal: res.signal ?? (res.timedOut ? 'timeout' : undefined),
+        signal: res.timedOut ? `timeout after ${cmd.timeoutMs} ms` : res.signal,
         stdout,
         stderr,
       });

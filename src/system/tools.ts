@@ -16,5 +16,7 @@ export function toolsOf(plan: Plan): string[] {
 
 function hintFor(tools: string[]): string {
   const lvm = tools.some((t) => /^(lv|vg|pv)/.test(t));
-  return lvm ? 'install lvm2 (it provides lvs, vgs, lvcreate, lvconvert, ...)' : `install ${tools.join(', ')}`;
+  return lvm
+    ? 'install lvm2 (it provides lvs, vgs, lvcreate, lvconvert, ...)'
+    : `install ${tools.join(', ')}`;
 }

@@ -39,10 +39,14 @@ describe('appliance bench', () => {
   });
 
   it('sees both disks by serial, the kernel command line and fw_cfg', async () => {
-    const serials = await app.shOk('for b in /sys/block/vd*; do echo "${b##*/} $(cat $b/serial)"; done');
+    const serials = await app.shOk(
+      'for b in /sys/block/vd*; do echo "$(basename $b) $(cat $b/serial)"; done',
+    );
     expect(serials).toContain('vda ZSB-GOLDEN-0');
     expect(serials).toContain('vdb ZSB-SYSTEM-0');
-    expect(await app.shOk(`blockdev --getsize64 ${bySerial('ZSB-SYSTEM-0')}`)).toBe(`${4096 * 1024 * 1024}\n`);
+    expect(await app.shOk(`blockdev --getsize64 ${bySerial('ZSB-SYSTEM-0')}`)).toBe(
+      `${4096 * 1024 * 1024}\n`,
+    );
     expect(await app.shOk('cat /proc/cmdline')).toContain('zshield_selftest=1');
     expect(await app.shOk('cat /sys/firmware/qemu_fw_cfg/by_name/opt/zshield/selftest/raw')).toBe(
       'hello, fw_cfg',
@@ -85,15 +89,23 @@ describe('appliance bench', () => {
     const big = await app.exec('head -c 3000000 /dev/urandom | tee /tmp/r; sha256sum /tmp/r >&2');
     expect(big.stdout.length).toBe(3_000_000);
     expect(big.stderr.toString()).toBe(`${sha256(big.stdout)}  /tmp/r\n`);
-    expect(await app.sh('echo out; echo err >&2; exit 7')).toEqual({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+    expect(await app.sh('echo out; echo err >&2; exit 7')).toEqual({
+      code: 7,
+      stdout: 'out\n',
+      stderr: 'err\n',
+    });
     expect(await app.sh('tr a-z A-Z', { stdin: 'piped\n' })).toMatchObject({ stdout: 'PIPED\n' });
     expect((await app.run(['printf', '%s|', "it's", 'a b', '$HOME', '*'])).stdout).toBe("it's|a b|$HOME|*|");
     await expect(app.readFile('/no/such/file')).rejects.toThrow(/No such file/);
   });
 
   it('runs background jobs concurrently, and kills them', async () => {
-    const a = app.spawn('for i in $(seq 1 20000); do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done');
-    const b = app.spawn('for i in $(seq 1 20000); do echo bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; done');
+    const a = app.spawn(
+      'for i in $(seq 1 20000); do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done',
+    );
+    const b = app.spawn(
+      'for i in $(seq 1 20000); do echo bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; done',
+    );
     const sleeper = app.spawn('echo started; exec sleep 600');
     const [ra, rb] = await Promise.all([a.wait({ timeoutMs: 120_000 }), b.wait({ timeoutMs: 120_000 })]);
     expect(ra.stdout).toBe(`${'a'.repeat(48)}\n`.repeat(20000));
@@ -121,7 +133,9 @@ describe('appliance bench', () => {
     // The timed-out job is killed in the guest.
     let left = '';
     for (let i = 0; i < 50; i++) {
-      left = await app.shOk('for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo ${p#/proc/}; done; true');
+      left = await app.shOk(
+        'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo $p; done; true',
+      );
       if (left === '') break;
       await new Promise((r) => setTimeout(r, 200));
     }

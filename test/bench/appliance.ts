@@ -259,14 +259,39 @@ export class Appliance {
     const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
     const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
     const args = [
-      '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024),
-      '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      '1',
+      '-m',
+      String(opts.memoryMiB ?? 1024),
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-nic',
+      'none',
       '-no-reboot',
-      '-kernel', info.vmlinuz, '-initrd', info.initrd, '-append', cmdline,
-      '-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con',
-      '-device', 'virtio-serial-pci',
-      '-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`,
-      '-device', 'virtserialport,chardev=agent,name=bench',
+      '-kernel',
+      info.vmlinuz,
+      '-initrd',
+      info.initrd,
+      '-append',
+      cmdline,
+      '-chardev',
+      `file,id=con,path=${q(consolePath)}`,
+      '-serial',
+      'chardev:con',
+      '-device',
+      'virtio-serial-pci',
+      '-chardev',
+      `socket,id=agent,path=${q(sockPath)},server=on,wait=off`,
+      '-device',
+      'virtserialport,chardev=agent,name=bench',
     ];
     const diskPaths = new Map<string, string>();
     opts.disks.forEach((d, i) => {
@@ -280,8 +305,10 @@ export class Appliance {
       }
       diskPaths.set(d.name, file);
       args.push(
-        '-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`,
-        '-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}`,
+        '-drive',
+        `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`,
+        '-device',
+        `virtio-blk-pci,drive=disk${i},serial=${d.serial}`,
       );
     });
     for (const [key, value] of Object.entries(opts.fwCfg ?? {})) {
@@ -440,7 +467,9 @@ export class Appliance {
         const timeoutMs = opts.timeoutMs ?? 120_000;
         timer = setTimeout(() => {
           if (!this.pending.delete(id)) return;
-          const what = label ?? `guest command ${JSON.stringify(script.length > 300 ? `${script.slice(0, 300)}...` : script)}`;
+          const what =
+            label ??
+            `guest command ${JSON.stringify(script.length > 300 ? `${script.slice(0, 300)}...` : script)}`;
           reject(this.failure(`${what} timed out after ${timeoutMs} ms`));
           if (label !== 'boot') this.killJob(id, 'KILL').catch(() => {});
         }, timeoutMs);

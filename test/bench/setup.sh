@@ -17,7 +17,7 @@
 #   bench.env             KERNEL_VERSION=, VMLINUZ=, INITRD=, ... for the host-side API
 #
 # Caching: the base tree is keyed on this script, test/bench/guest/*, the kernel version and the
-# versions of the Debian packages it is made of; the zshield layer on the binary's sha256.
+# versions of the Debian packages it is made of; the zshield layer on the binary's identity.
 # The whole run holds an exclusive lock ($BENCH_DIR/.lock), so parallel callers build once.
 set -euo pipefail
 
@@ -54,11 +54,10 @@ flock 9
 # 1. Host packages
 # ---------------------------------------------------------------------------------------------
 ensure_host_packages() {
-  local missing=() p
+  local missing=() p installed
+  installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' "${HOST_PKGS[@]}" 2>/dev/null || true) "
   for p in "${HOST_PKGS[@]}"; do
-    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
-      missing+=("$p")
-    fi
+    case "$installed" in *" $p:installed "*) ;; *) missing+=("$p") ;; esac
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing host packages: ${missing[*]}"
@@ -75,13 +74,21 @@ ensure_host_packages() {
 # 2. Kernel: linux-image-<ver>-cloud-amd64, downloaded (not installed) and extracted
 # ---------------------------------------------------------------------------------------------
 resolve_kernel_version() {
-  local pkg
+  # apt-cache takes ~2 s: reuse the last answer while the package lists are unchanged.
+  local lists_key pkg cache="$BENCH_DIR/kernel/resolved"
+  lists_key=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -d' ' -f1)
+  if [ -f "$cache" ] && [ "$(sed -n 1p "$cache")" = "$lists_key" ] &&
+    [ -e "$BENCH_DIR/kernel/$(sed -n 2p "$cache")/.done" ]; then
+    sed -n 2p "$cache"
+    return
+  fi
   pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
     awk '/Depends: linux-image-[0-9]/ { print $2; exit }') || true
   if [ -z "$pkg" ]; then
     apt-get update >>"$BENCH_DIR/apt.log" 2>&1 || true
     pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
       awk '/Depends: linux-image-[0-9]/ { print $2; exit }') || true
+    lists_key=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -d' ' -f1)
   fi
   if [ -z "$pkg" ]; then
     # Offline and no package lists: fall back to a kernel extracted earlier.
@@ -91,6 +98,8 @@ resolve_kernel_version() {
     echo "$k"
     return
   fi
+  mkdir -p "$BENCH_DIR/kernel"
+  printf '%s\n%s\n' "$lists_key" "${pkg#linux-image-}" >"$cache"
   echo "${pkg#linux-image-}"
 }
 
@@ -180,7 +189,7 @@ build_rootfs() {
   ln -s usr/lib64 "$root/lib64"
   mkdir -p "$root"/{proc,sys,dev,run,tmp,mnt,root,boot,home,srv,opt,media} \
     "$root"/etc/{lvm/archive,lvm/backup,bench} "$root"/var/{lib,log,tmp,cache,spool,backups} \
-    "$root"/usr/local/{bin,sbin} "$root/boot/grub"
+    "$root"/usr/local/{bin,sbin} "$root/boot/grub" "$root/usr/share/locale"
   chmod 1777 "$root/tmp" "$root/var/tmp"
   chmod 0700 "$root/root"
   ln -s ../run "$root/var/run"
@@ -302,8 +311,10 @@ main() {
   fi
 
   [ -f "$ZSHIELD_BIN" ] || die "zshield binary not found: $ZSHIELD_BIN (build it first, or set ZSHIELD_BIN)"
+  # The zshield layer is keyed on the binary's identity (path, size, mtime in ns, inode), which
+  # every rebuild changes, rather than on a hash (1 s for ~100 MB).
   local appkey
-  appkey="$key $(sha256sum "$ZSHIELD_BIN" | cut -d' ' -f1)"
+  appkey="$key $(stat -L -c '%s %.9Y %i' "$ZSHIELD_BIN" | tr ' ' '-')-$(printf '%s' "$ZSHIELD_BIN" | sha256sum | cut -c1-16)"
   if [ "$(cat "$BENCH_DIR/app.key" 2>/dev/null)" != "$appkey" ]; then
     log "installing $ZSHIELD_BIN as /usr/sbin/zshield"
     rm -f "$BENCH_DIR/app.key"

@@ -5,7 +5,12 @@ import { NotFoundError, RefusedError, UsageError } from '../../src/errors.js';
 import { planGoldenMedium, rcLocalWith } from '../../src/golden/prepare.js';
 import { formatPlan } from '../../src/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
-import { FACTORY_TAG, type FactoryInput, defaultGrubFor, planFactoryReset } from '../../src/recovery/factory.js';
+import {
+  FACTORY_TAG,
+  type FactoryInput,
+  defaultGrubFor,
+  planFactoryReset,
+} from '../../src/recovery/factory.js';
 import { RESTORE_TAG, checkRestorable, planMerge, restoreLabelOf } from '../../src/recovery/restore.js';
 import { chooseTarget } from '../../src/recovery/target.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
@@ -82,7 +87,9 @@ describe('choosing the system disk', () => {
   });
   it('refuses when no disk is eligible, and when the only one is too small', () => {
     expect(() => chooseTarget(probe([golden]), config)).toThrow(/no eligible system disk found/);
-    expect(() => chooseTarget(probe([golden, disk('vdb', 'SMALL', 1)]), config)).toThrow(/too small: \/dev\/vdb/);
+    expect(() => chooseTarget(probe([golden, disk('vdb', 'SMALL', 1)]), config)).toThrow(
+      /too small: \/dev\/vdb/,
+    );
   });
   it('picks by serial from the config or the command line, and refuses the boot disk named as target', () => {
     const c = defaultConfig();
@@ -91,7 +98,9 @@ describe('choosing the system disk', () => {
     expect(chooseTarget(probe([golden, system, other]), c).disk.name).toBe('vdb');
     expect(chooseTarget(probe([golden, system, other]), c, 'SPARE').disk.name).toBe('vdc');
     expect(() => chooseTarget(probe([golden, system]), c, 'ZS-GOLDEN-CF')).toThrow(RefusedError);
-    expect(() => chooseTarget(probe([golden, system]), c, 'ZS-GOLDEN-CF')).toThrow(/booted from; it is never a target/);
+    expect(() => chooseTarget(probe([golden, system]), c, 'ZS-GOLDEN-CF')).toThrow(
+      /booted from; it is never a target/,
+    );
     expect(() => chooseTarget(probe([golden, system]), c, 'NOPE')).toThrow(NotFoundError);
   });
   it('never picks the configured golden medium even when it is not the boot disk', () => {
@@ -124,11 +133,16 @@ describe('factory reset plan', () => {
       new RegExp(`^vgchange --deltag ${FACTORY_TAG} vgroup$`),
     ];
     const idx = order.map(at);
-    expect(idx.every((i) => i >= 0), JSON.stringify(argv, null, 1)).toBe(true);
+    expect(
+      idx.every((i) => i >= 0),
+      JSON.stringify(argv, null, 1),
+    ).toBe(true);
     expect([...idx].sort((a, b) => a - b)).toEqual(idx);
     expect(plan.steps.every((s) => s.command.mutates)).toBe(true);
     const sfdisk = plan.steps.find((s) => s.command.file === 'sfdisk')!;
-    expect(sfdisk.command.input).toBe('label: dos\nstart=2048, size=1048576, type=83, bootable\nstart=1050624, type=8e\n');
+    expect(sfdisk.command.input).toBe(
+      'label: dos\nstart=2048, size=1048576, type=83, bootable\nstart=1050624, type=8e\n',
+    );
   });
 
   it('writes an fstab that mounts the root by LV path and keeps foreign lines', () => {
@@ -145,9 +159,23 @@ describe('factory reset plan', () => {
   });
 
   it('regenerates the initramfs where the distribution has a tool, and says so where not', () => {
-    const withTool = planFactoryReset(factoryInput({ golden: { ...facts, initramfsTool: 'update-initramfs' } }));
-    expect(withTool.steps.some((s) => s.command.args.join(' ').includes('update-initramfs -u -k all'))).toBe(true);
-    const dracut = planFactoryReset(factoryInput({ golden: { ...facts, initramfsTool: 'dracut', grubInstall: 'grub2-install', grubMkconfig: 'grub2-mkconfig', grubCfg: '/boot/grub2/grub.cfg' } }));
+    const withTool = planFactoryReset(
+      factoryInput({ golden: { ...facts, initramfsTool: 'update-initramfs' } }),
+    );
+    expect(withTool.steps.some((s) => s.command.args.join(' ').includes('update-initramfs -u -k all'))).toBe(
+      true,
+    );
+    const dracut = planFactoryReset(
+      factoryInput({
+        golden: {
+          ...facts,
+          initramfsTool: 'dracut',
+          grubInstall: 'grub2-install',
+          grubMkconfig: 'grub2-mkconfig',
+          grubCfg: '/boot/grub2/grub.cfg',
+        },
+      }),
+    );
     const text = formatPlan(dracut);
     expect(text).toContain('chroot /run/zshield/target dracut -f --regenerate-all');
     expect(text).toContain('chroot /run/zshield/target grub2-install --target=i386-pc /dev/vdb');
@@ -158,11 +186,19 @@ describe('factory reset plan', () => {
   it('starts over cleanly after an interrupted run: old VG deactivated, old partitions wiped, leftovers unmounted', () => {
     const used = disk('vdb', 'ZS-SYSTEM-HDD', 8, {
       partitions: [
-        { name: 'vdb1', path: '/dev/vdb1', fsType: 'ext4', mount: '/run/zshield/target/boot', label: 'zs-boot' },
+        {
+          name: 'vdb1',
+          path: '/dev/vdb1',
+          fsType: 'ext4',
+          mount: '/run/zshield/target/boot',
+          label: 'zs-boot',
+        },
         { name: 'vdb2', path: '/dev/vdb2', fsType: 'LVM2_member', mount: '', label: '' },
       ],
     });
-    const plan = planFactoryReset(factoryInput({ disks: probe([golden, used]), pvs: [{ pvName: '/dev/vdb2', vgName: 'vgroup' }] }));
+    const plan = planFactoryReset(
+      factoryInput({ disks: probe([golden, used]), pvs: [{ pvName: '/dev/vdb2', vgName: 'vgroup' }] }),
+    );
     const argv = plan.steps.map((s) => [s.command.file, ...s.command.args].join(' '));
     expect(argv.slice(0, 5)).toEqual([
       'umount /run/zshield/target/boot',
@@ -177,11 +213,15 @@ describe('factory reset plan', () => {
     const mounted = disk('vdb', 'ZS-SYSTEM-HDD', 8, {
       partitions: [{ name: 'vdb1', path: '/dev/vdb1', fsType: 'ext4', mount: '/data', label: '' }],
     });
-    expect(() => planFactoryReset(factoryInput({ disks: probe([golden, mounted]) }))).toThrow(/is in use: \/dev\/vdb1 on \/data/);
-    expect(() => planFactoryReset(factoryInput({ pvs: [{ pvName: '/dev/vdc1', vgName: 'vgroup' }] }))).toThrow(
-      /a volume group named vgroup already exists on \/dev\/vdc1/,
+    expect(() => planFactoryReset(factoryInput({ disks: probe([golden, mounted]) }))).toThrow(
+      /is in use: \/dev\/vdb1 on \/data/,
     );
-    expect(() => planFactoryReset(factoryInput({ golden: { ...facts, grubInstall: null } }))).toThrow(/no grub-install/);
+    expect(() =>
+      planFactoryReset(factoryInput({ pvs: [{ pvName: '/dev/vdc1', vgName: 'vgroup' }] })),
+    ).toThrow(/a volume group named vgroup already exists on \/dev\/vdc1/);
+    expect(() => planFactoryReset(factoryInput({ golden: { ...facts, grubInstall: null } }))).toThrow(
+      /no grub-install/,
+    );
   });
 
   it('refuses a disk too small for fixed-size volumes', () => {
@@ -225,20 +265,34 @@ const snap0 = lv({
   tags: ['zshield_reason=daily', 'zshield_time=1763780400', 'zshield_boot=captured'],
 });
 const vgState = (lvs: LvInfo[]): VgState => ({
-  vg: { name: 'vgroup', sizeBytes: 8 * GiB, freeBytes: 2 * GiB, extentBytes: 4 * 1024 ** 2, freeExtents: 512, tags: [] },
+  vg: {
+    name: 'vgroup',
+    sizeBytes: 8 * GiB,
+    freeBytes: 2 * GiB,
+    extentBytes: 4 * 1024 ** 2,
+    freeExtents: 512,
+    tags: [],
+  },
   lvs,
 });
 
 describe('restore latest', () => {
   const config = defaultConfig();
   it('refuses with what to do instead: no VG, no snap0, invalid, merge pending', () => {
-    expect(() => checkRestorable(null, config)).toThrow(/no volume group vgroup: there is no backup to restore/);
-    expect(() => checkRestorable(vgState([lv({})]), config)).toThrow(/there is no backup to restore: vgroup\/snap0 does not exist/);
-    expect(() => checkRestorable(vgState([lv({}), { ...snap0, invalid: true, attr: 'swi-I-s---' }]), config)).toThrow(
-      /is invalid \(it overflowed\)/,
+    expect(() => checkRestorable(null, config)).toThrow(
+      /no volume group vgroup: there is no backup to restore/,
+    );
+    expect(() => checkRestorable(vgState([lv({})]), config)).toThrow(
+      /there is no backup to restore: vgroup\/snap0 does not exist/,
     );
     expect(() =>
-      checkRestorable(vgState([lv({ merging: true, attr: 'Owi-a-s---' }), { ...snap0, merging: true }]), config),
+      checkRestorable(vgState([lv({}), { ...snap0, invalid: true, attr: 'swi-I-s---' }]), config),
+    ).toThrow(/is invalid \(it overflowed\)/);
+    expect(() =>
+      checkRestorable(
+        vgState([lv({ merging: true, attr: 'Owi-a-s---' }), { ...snap0, merging: true }]),
+        config,
+      ),
     ).toThrow(/already pending/);
   });
 
@@ -250,7 +304,9 @@ describe('restore latest', () => {
       'lvconvert --merge -i 1 vgroup/snap0',
     ]);
     expect(plan.notes[0]).toBe('restore point: vgroup/snap0, taken 2025-11-22T03:00:00.000Z (reason: daily)');
-    expect(formatPlan(planMerge(config, { snapshot: s, originOpen: true }))).toContain('the kernel starts the merge when it is next activated');
+    expect(formatPlan(planMerge(config, { snapshot: s, originOpen: true }))).toContain(
+      'the kernel starts the merge when it is next activated',
+    );
     expect(restoreLabelOf(['x', 'zshield_restore_of=1763780400.daily.none'])).toEqual({
       time: new Date(1763780400 * 1000),
       reason: 'daily',
@@ -260,7 +316,11 @@ describe('restore latest', () => {
 });
 
 describe('golden medium', () => {
-  const assets = { grubScript: '#! /bin/sh\n', bootUnit: '[Unit]\n', rcLocalLine: 'zshield boot --daemon &\n' };
+  const assets = {
+    grubScript: '#! /bin/sh\n',
+    bootUnit: '[Unit]\n',
+    rcLocalLine: 'zshield boot --daemon &\n',
+  };
   const prototype = {
     grubInstall: 'grub-install',
     grubMkconfig: 'grub-mkconfig',
@@ -273,20 +333,36 @@ describe('golden medium', () => {
     rcLocalPath: '/etc/rc.local',
   };
   const medium = disk('vda', 'ZS-GOLDEN-CF', 2);
-  const base = { config: defaultConfig(), disks: probe([medium, system], []), facts: prototype, uuid: 'u-u-i-d', now: new Date(0), assets };
+  const base = {
+    config: defaultConfig(),
+    disks: probe([medium, system], []),
+    facts: prototype,
+    uuid: 'u-u-i-d',
+    now: new Date(0),
+    assets,
+  };
 
   it('must be named; is never the boot disk', () => {
     expect(() => planGoldenMedium(base)).toThrow(UsageError);
-    expect(() => planGoldenMedium({ ...base, target: 'ZS-GOLDEN-CF', disks: probe([medium], ['vda']) })).toThrow(/booted from/);
+    expect(() =>
+      planGoldenMedium({ ...base, target: 'ZS-GOLDEN-CF', disks: probe([medium], ['vda']) }),
+    ).toThrow(/booted from/);
   });
 
   it('makes a read-only root with the recovery entries and the boot hook', () => {
     const plan = planGoldenMedium({ ...base, target: 'ZS-GOLDEN-CF' });
-    const byFile = (suffix: string) => plan.steps.find((s) => s.command.file === 'tee' && s.command.args[0]!.endsWith(suffix));
-    expect(String(byFile('/etc/fstab')?.command.input)).toMatch(/^UUID=u-u-i-d\t\/\text4\tro,errors=remount-ro/m);
-    expect(String(byFile('/etc/default/zshield-grub')?.command.input)).toContain('ZSHIELD_GOLDEN_UUID=u-u-i-d');
+    const byFile = (suffix: string) =>
+      plan.steps.find((s) => s.command.file === 'tee' && s.command.args[0]!.endsWith(suffix));
+    expect(String(byFile('/etc/fstab')?.command.input)).toMatch(
+      /^UUID=u-u-i-d\t\/\text4\tro,errors=remount-ro/m,
+    );
+    expect(String(byFile('/etc/default/zshield-grub')?.command.input)).toContain(
+      'ZSHIELD_GOLDEN_UUID=u-u-i-d',
+    );
     expect(byFile('/etc/grub.d/40_zshield')?.command.input).toBe(assets.grubScript);
-    expect(String(byFile('/etc/rc.local')?.command.input)).toBe('#!/bin/sh\necho hello\nzshield boot --daemon &\nexit 0\n');
+    expect(String(byFile('/etc/rc.local')?.command.input)).toBe(
+      '#!/bin/sh\necho hello\nzshield boot --daemon &\nexit 0\n',
+    );
     expect(formatPlan(plan)).toContain('chroot /run/zshield/golden grub-install --target=i386-pc /dev/vda');
   });
 
