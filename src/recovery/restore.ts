@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan.js';
-import { type LvInfo, type VgState, tagValue, } from '../system/lvm.js';
+import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
 import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
 
 /**

@@ -22,9 +22,12 @@ async function slowTool(vm: Appliance, tool: string, seconds: number): Promise<v
 const SLOW_PATH = 'PATH=/tmp/slow:/usr/sbin:/usr/bin:/sbin:/bin';
 
 async function waitFor(vm: Appliance, file: string, timeoutMs = 120_000): Promise<void> {
-  const r = await vm.sh(`i=0; while [ ! -e ${file} ] && [ $i -lt ${timeoutMs / 200} ]; do sleep 0.2; i=$((i+1)); done; [ -e ${file} ]`, {
-    timeoutMs: timeoutMs + 10_000,
-  });
+  const r = await vm.sh(
+    `i=0; while [ ! -e ${file} ] && [ $i -lt ${timeoutMs / 200} ]; do sleep 0.2; i=$((i+1)); done; [ -e ${file} ]`,
+    {
+      timeoutMs: timeoutMs + 10_000,
+    },
+  );
   if (r.code !== 0) throw vm.failure(`${file} did not appear`);
 }
 
@@ -88,7 +91,9 @@ describe('backups on the virtual appliance', () => {
     await writeConfig(vm, { snapshot: { size: '3G' } });
     const r = await vm.run(['zshield', 'backup']);
     expect(r.code).toBe(6);
-    expect(firstErrLine(r)).toMatch(/^zshield: not enough space in VG vgroup for a new snap0: need 3 GiB, .* the old snap0 is kept$/);
+    expect(firstErrLine(r)).toMatch(
+      /^zshield: not enough space in VG vgroup for a new snap0: need 3 GiB, .* the old snap0 is kept$/,
+    );
     const snap = await lv(vm, 'snap0');
     expect(snap?.lv_uuid).toBe(old?.lv_uuid);
     expect(snap?.lv_attr[4]).toBe('a');
@@ -101,7 +106,9 @@ describe('backups on the virtual appliance', () => {
     await waitFor(vm, '/tmp/slow/lvremove.entered');
     const second = await vm.run(['zshield', 'backup']);
     expect(second.code).toBe(7);
-    expect(firstErrLine(second)).toMatch(/^zshield: LVM is locked by pid \d+ \(backup \(manual\), since .*\)$/);
+    expect(firstErrLine(second)).toMatch(
+      /^zshield: LVM is locked by pid \d+ \(backup \(manual\), since .*\)$/,
+    );
     const queued = vm.spawn('exec zshield backup --wait 120');
     const a = await first.wait();
     const b = await queued.wait();
@@ -148,9 +155,12 @@ describe('backups on the virtual appliance', () => {
     expect((await vm.shOk('vgs --noheadings -o vg_tags vgroup')).trim()).toBe('zshield_rotating');
 
     const daemon = vm.spawn('exec zshield daemon');
-    await vm.shOk('i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done', {
-      timeoutMs: 150_000,
-    });
+    await vm.shOk(
+      'i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
+      {
+        timeoutMs: 150_000,
+      },
+    );
     await daemon.kill('TERM');
     const d = await daemon.wait();
     expect(d.code, d.stderr).toBe(0);
@@ -194,9 +204,12 @@ describe('backups on the virtual appliance', () => {
 
   it('no backup while a merge is pending: the daemon skips, backup refuses', async () => {
     // A merge into an origin that is open is deferred to its next activation ("Delaying merge").
-    await vm.shOk('mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && lvconvert --merge -i 1 vgroup/snap0', {
-      timeoutMs: 120_000,
-    });
+    await vm.shOk(
+      'mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && lvconvert --merge -i 1 vgroup/snap0',
+      {
+        timeoutMs: 120_000,
+      },
+    );
     const r = await vm.run(['zshield', 'backup']);
     expect(r.code).toBe(6);
     expect(firstErrLine(r)).toBe('zshield: a merge of a snapshot into vgroup/lv-root is pending');
@@ -206,17 +219,23 @@ describe('backups on the virtual appliance', () => {
 
     await vm.shOk('date -s "2026-12-05 09:00:00" >/dev/null');
     const daemon = vm.spawn('exec zshield daemon');
-    await vm.shOk('i=0; until grep -q "daily backup skipped: a merge" /var/log/zshield/zshield.log; do sleep 1; i=$((i+1)); [ $i -lt 60 ] || exit 1; done', {
-      timeoutMs: 90_000,
-    });
+    await vm.shOk(
+      'i=0; until grep -q "daily backup skipped: a merge" /var/log/zshield/zshield.log; do sleep 1; i=$((i+1)); [ $i -lt 60 ] || exit 1; done',
+      {
+        timeoutMs: 90_000,
+      },
+    );
     await daemon.kill('TERM');
     expect((await daemon.wait()).code).toBe(0);
     expect(await lv(vm, 'snap0')).toBeDefined();
 
     // Let the merge finish: unmount and reactivate, as the next boot would.
-    await vm.shOk('umount /mnt/root && lvchange -an vgroup/lv-root && lvchange -ay vgroup/lv-root && i=0; while lvs vgroup/snap0 >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done', {
-      timeoutMs: 180_000,
-    });
+    await vm.shOk(
+      'umount /mnt/root && lvchange -an vgroup/lv-root && lvchange -ay vgroup/lv-root && i=0; while lvs vgroup/snap0 >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
+      {
+        timeoutMs: 180_000,
+      },
+    );
     const again = await vm.run(['zshield', 'backup']);
     expect(again.code, again.stderr).toBe(0);
   });
@@ -225,16 +244,21 @@ describe('backups on the virtual appliance', () => {
     await writeConfig(vm, { snapshot: { size: '16M' } });
     expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
     // Overwrite 64 MiB of lv-root: the 16 MiB copy-on-write store overflows and the kernel drops it.
-    await vm.shOk('dd if=/dev/urandom of=/dev/vgroup/lv-root bs=1M count=64 seek=256 oflag=direct 2>/dev/null; sync', {
-      timeoutMs: 120_000,
-    });
+    await vm.shOk(
+      'dd if=/dev/urandom of=/dev/vgroup/lv-root bs=1M count=64 seek=256 oflag=direct 2>/dev/null; sync',
+      {
+        timeoutMs: 120_000,
+      },
+    );
     const snap = await lv(vm, 'snap0');
     expect(snap?.lv_attr[4]).toBe('I');
     const json = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
     expect(json.snapshot).toMatchObject({ present: true, valid: false });
     expect(json.health.level).toBe('error');
     const human = await vm.run(['zshield', 'status']);
-    expect(human.stdout).toMatch(/health: +ERROR: vgroup\/snap0 is INVALID \(it overflowed\): it cannot be restored; run `zshield backup`/);
+    expect(human.stdout).toMatch(
+      /health: +ERROR: vgroup\/snap0 is INVALID \(it overflowed\): it cannot be restored; run `zshield backup`/,
+    );
     expect(human.stdout).toMatch(/restore point: snap0, INVALID/);
     // A new backup replaces the invalid one.
     await writeConfig(vm, {});
@@ -247,7 +271,11 @@ describe('backups on the virtual appliance', () => {
     const cases: { argv: string[]; code: number; line: RegExp; setup?: string; undo?: string }[] = [
       { argv: ['zshield', 'frobnicate'], code: 2, line: /^zshield: Unknown argument: frobnicate$/ },
       { argv: ['zshield', 'backup', '--colour'], code: 2, line: /^zshield: Unknown argument: colour$/ },
-      { argv: ['zshield', 'backup', '--config', '/nonexistent.conf'], code: 3, line: /^zshield: config: \/nonexistent.conf: cannot read: ENOENT$/ },
+      {
+        argv: ['zshield', 'backup', '--config', '/nonexistent.conf'],
+        code: 3,
+        line: /^zshield: config: \/nonexistent.conf: cannot read: ENOENT$/,
+      },
       {
         argv: ['zshield', 'backup', '--config', '/tmp/broken.conf'],
         code: 3,

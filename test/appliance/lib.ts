@@ -15,7 +15,10 @@ export function freshWorkDir(name: string): string {
 }
 
 /** Boot the appliance with a 2 GiB golden medium and a 4 GiB blank system disk. */
-export async function bootAppliance(workDir: string, extra: { appendCmdline?: string } = {}): Promise<Appliance> {
+export async function bootAppliance(
+  workDir: string,
+  extra: { appendCmdline?: string } = {},
+): Promise<Appliance> {
   return Appliance.boot({
     workDir,
     disks: [
