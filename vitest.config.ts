@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: fast unit tests (recording runner, parsers, planning) and the appliance tests,
-// which boot a QEMU virtual appliance and drive the real single binary against real LVM.
+// Three projects: fast unit tests (recording runner, parsers, planning) and the appliance tests,
+// which boot a QEMU virtual appliance and drive the real single binary against real LVM, and the
+// remote tests, which drive the bundle against a real OpenSSH server on 127.0.0.1.
 export default defineConfig({
   test: {
     projects: [
@@ -20,6 +21,17 @@ export default defineConfig({
           testTimeout: 600_000,
           hookTimeout: 600_000,
           // One guest at a time: the machine has 2 cores and TCG is single-threaded per guest.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'remote',
+          include: ['test/remote/**/*.test.ts'],
+          globalSetup: ['test/remote/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 600_000,
+          // The files share two sshd and the test users; the bandwidth and resume tests time things.
           fileParallelism: false,
         },
       },

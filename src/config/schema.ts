@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
+import { remoteSchema } from '../remote/config.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
@@ -144,6 +145,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    remote: remoteSchema.prefault({}),
     log: z
       .object({
         file: z.union([absPath, z.null()]).default('/var/log/zshield/zshield.log'),

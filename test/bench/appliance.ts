@@ -50,6 +50,8 @@ export interface BootOptions {
   appendCmdline?: string;
   /** Guest memory, default 1024 (384 and below cannot unpack the initramfs). */
   memoryMiB?: number;
+  /** More qemu arguments, appended last (e.g. `['-machine', 'q35']`). */
+  extraQemuArgs?: string[];
 }
 
 export interface ShOptions {
@@ -250,6 +252,11 @@ export class Appliance {
     const workDir = path.resolve(opts.workDir);
     fs.mkdirSync(workDir, { recursive: true });
 
+    for (const d of opts.disks) {
+      if (!/^[A-Za-z0-9_.-]+$/.test(d.name)) throw new Error(`bad disk name: ${d.name}`);
+      if (!/^[A-Za-z0-9_.-]{1,20}$/.test(d.serial)) throw new Error(`bad disk serial: ${d.serial}`);
+    }
+
     const consolePath = path.join(workDir, 'console.log');
     if (fs.existsSync(consolePath)) fs.renameSync(consolePath, path.join(workDir, 'console.prev.log'));
     // Unix socket paths are limited to 108 bytes: keep the socket in a short temporary folder.
@@ -258,45 +265,17 @@ export class Appliance {
 
     const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
     const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
-    const args = [
-      '-accel',
-      'tcg',
-      '-cpu',
-      'max',
-      '-smp',
-      '1',
-      '-m',
-      String(opts.memoryMiB ?? 1024),
-      '-nodefaults',
-      '-no-user-config',
-      '-display',
-      'none',
-      '-monitor',
-      'none',
-      '-nic',
-      'none',
-      '-no-reboot',
-      '-kernel',
-      info.vmlinuz,
-      '-initrd',
-      info.initrd,
-      '-append',
-      cmdline,
-      '-chardev',
-      `file,id=con,path=${q(consolePath)}`,
-      '-serial',
-      'chardev:con',
-      '-device',
-      'virtio-serial-pci',
-      '-chardev',
-      `socket,id=agent,path=${q(sockPath)},server=on,wait=off`,
-      '-device',
-      'virtserialport,chardev=agent,name=bench',
-    ];
+    const args: string[] = [
+      ['-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024)],
+      ['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none'],
+      ['-no-reboot', '-kernel', info.vmlinuz, '-initrd', info.initrd, '-append', cmdline],
+      ['-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con'],
+      ['-device', 'virtio-serial-pci'],
+      ['-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`],
+      ['-device', 'virtserialport,chardev=agent,name=bench'],
+    ].flat();
     const diskPaths = new Map<string, string>();
     opts.disks.forEach((d, i) => {
-      if (!/^[A-Za-z0-9_.-]+$/.test(d.name)) throw new Error(`bad disk name: ${d.name}`);
-      if (!/^[A-Za-z0-9_.-]{1,20}$/.test(d.serial)) throw new Error(`bad disk serial: ${d.serial}`);
       const file = path.join(workDir, `${d.name}.img`);
       if (!fs.existsSync(file)) {
         const fd = fs.openSync(file, 'w');
@@ -304,17 +283,15 @@ export class Appliance {
         fs.closeSync(fd);
       }
       diskPaths.set(d.name, file);
-      args.push(
-        '-drive',
-        `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`,
-        '-device',
-        `virtio-blk-pci,drive=disk${i},serial=${d.serial}`,
-      );
+      args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`);
+      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}`);
     });
     for (const [key, value] of Object.entries(opts.fwCfg ?? {})) {
       const name = key.startsWith('opt/') ? key : `opt/${key}`;
       args.push('-fw_cfg', `name=${q(name)},string=${q(value)}`);
     }
+
+    args.push(...(opts.extraQemuArgs ?? []));
 
     const started = Date.now();
     // setpriv --pdeathsig: qemu dies with the process that started it (no orphans).

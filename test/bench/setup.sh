@@ -38,9 +38,12 @@ HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod gru
 # busybox mount, busybox setsid, ... instead of the util-linux ones.
 GUEST_PKGS=(lvm2 dmsetup kmod rsync e2fsprogs fdisk util-linux mount grub-common grub2-common grub-pc-bin
   zstd tar dosfstools bash dash coreutils findutils grep sed)
-# Kernel modules loaded at boot (their dependencies are added by modprobe --show-depends).
+# Kernel modules in the guest (their dependencies are added by modprobe --show-depends). Those in
+# BOOT_MODULES are loaded by rcS; the kernel loads the others on demand (device-mapper targets on
+# first use, file systems on mount) through /sbin/modprobe.
 GUEST_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot dm_bufio dm_mirror
   dm_zero dm_thin_pool loop vfat nls_cp437 nls_ascii nls_utf8 isofs squashfs)
+BOOT_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot loop)
 
 log() { printf '[bench-setup] %s\n' "$*" >&2; }
 die() { printf '[bench-setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -237,17 +240,17 @@ build_rootfs() {
     cp "$path" "$kmroot/$rel"
   done
   depmod -b "$root" "$ver"
-  printf '%s\n' "${GUEST_MODULES[@]}" >"$root/etc/bench/modules"
+  printf '%s\n' "${BOOT_MODULES[@]}" >"$root/etc/bench/modules"
 
   # /etc and the bench's init, agent and shutdown scripts.
   install -m 0644 "$GUEST_SRC/lvm.conf" "$root/etc/lvm/lvm.conf"
   install -m 0644 "$GUEST_SRC/inittab" "$root/etc/inittab"
-  install -m 0644 "$GUEST_SRC/default-grub" "$root/etc/default/grub" 2>/dev/null ||
-    { mkdir -p "$root/etc/default" && install -m 0644 "$GUEST_SRC/default-grub" "$root/etc/default/grub"; }
+  mkdir -p "$root/etc/default"
+  install -m 0644 "$GUEST_SRC/default-grub" "$root/etc/default/grub"
   install -m 0755 "$GUEST_SRC/rcS" "$root/etc/bench/rcS"
   install -m 0755 "$GUEST_SRC/agent" "$root/etc/bench/agent"
   install -m 0755 "$GUEST_SRC/shutdown" "$root/etc/bench/shutdown"
-  ln -s /usr/bin/busybox "$root/sbin/init" 2>/dev/null || ln -sf /usr/bin/busybox "$root/usr/sbin/init"
+  ln -sf /usr/bin/busybox "$root/usr/sbin/init" # busybox init is PID 1 (reaps orphans)
   ln -sf /sbin/init "$root/init"
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"

@@ -1,0 +1,131 @@
+import { lstatSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log/logger.js';
+
+/**
+ * Which files are zshield's backups, and how they group. A backup file is named
+ *
+ *     zshield-<kind>-<YYYYMMDDTHHMMSSZ>.<ext>
+ *
+ * `kind` is what made it (for images the host name, e.g. `zshield-appliance7-20260101T030000Z.img.zst`;
+ * for logs `log`): letters, digits, `_ . -`, starting with a letter or digit. The time is UTC.
+ * `ext` is anything after the first dot following the time. All files with the same kind and time
+ * are ONE backup (an image, its `.manifest.json` and its `.sha256` count once against the limit,
+ * are copied and pruned together). A name that does not match is not ours: retention never touches
+ * it, locally or remotely. Names ending in `.tmp`, `.part`, `.partial` or `.zshield-part` are work
+ * in progress, never a backup.
+ */
+export const BACKUP_NAME = /^zshield-([A-Za-z0-9][A-Za-z0-9_.-]*)-(\d{8}T\d{6}Z)\.([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
+
+/** The suffix of an upload in progress on the remote (renamed away once verified). */
+export const PART_SUFFIX = '.zshield-part';
+
+const IN_PROGRESS = /\.(tmp|part|partial|zshield-part)$/;
+
+export interface BackupName {
+  kind: string;
+  /** `YYYYMMDDTHHMMSSZ`: sorts as text in time order. */
+  stamp: string;
+}
+
+export function parseBackupName(name: string): BackupName | null {
+  if (IN_PROGRESS.test(name)) return null;
+  const m = BACKUP_NAME.exec(name);
+  if (!m) return null;
+  const stamp = m[2]!;
+  if (!validStamp(stamp)) return null;
+  return { kind: m[1]!, stamp };
+}
+
+function validStamp(s: string): boolean {
+  const iso = `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`;
+  const t = Date.parse(iso);
+  return Number.isFinite(t) && new Date(t).toISOString().startsWith(iso.slice(0, 19));
+}
+
+/** The name of a backup's file for `time` (what the image and log writers use). */
+export function backupFileName(kind: string, time: Date, ext: string): string {
+  const stamp = time.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
+  return `zshield-${kind}-${stamp}.${ext}`;
+}
+
+export interface FileEntry {
+  name: string;
+  size: number;
+}
+
+export interface LocalFile extends FileEntry {
+  /** Absolute path on this box. */
+  path: string;
+}
+
+export interface BackupGroup<F extends FileEntry = FileEntry> {
+  kind: string;
+  stamp: string;
+  files: F[];
+}
+
+export const groupKey = (g: BackupName) => `${g.kind}@${g.stamp}`;
+
+/** Group backup files by (kind, time); other names are dropped. Each kind's groups newest first. */
+export function groupBackups<F extends FileEntry>(files: readonly F[]): Map<string, BackupGroup<F>[]> {
+  const groups = new Map<string, BackupGroup<F>>();
+  for (const f of files) {
+    const b = parseBackupName(f.name);
+    if (!b) continue;
+    const key = groupKey(b);
+    let g = groups.get(key);
+    if (!g) {
+      g = { kind: b.kind, stamp: b.stamp, files: [] };
+      groups.set(key, g);
+    }
+    g.files.push(f);
+  }
+  const byKind = new Map<string, BackupGroup<F>[]>();
+  for (const g of groups.values()) {
+    g.files.sort((a, b) => a.name.localeCompare(b.name));
+    const list = byKind.get(g.kind) ?? [];
+    list.push(g);
+    byKind.set(g.kind, list);
+  }
+  for (const list of byKind.values()) list.sort((a, b) => b.stamp.localeCompare(a.stamp));
+  return new Map([...byKind].sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * The backup files in the source directories (not recursive; symlinks and other non-files are
+ * skipped, so a link cannot make us copy or delete something outside). A missing directory is
+ * reported and treated as empty: an appliance that has not made an image yet has none.
+ */
+export function scanLocal(sources: readonly string[], log: Logger): LocalFile[] {
+  const out: LocalFile[] = [];
+  const seen = new Map<string, string>();
+  for (const dir of sources) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        log.warn(`remote: source directory ${dir} does not exist; nothing to copy from it`);
+        continue;
+      }
+      throw err;
+    }
+    for (const name of names.sort()) {
+      if (!parseBackupName(name)) continue;
+      const p = path.join(dir, name);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st?.isFile()) continue;
+      const prior = seen.get(name);
+      if (prior) {
+        // The remote directory is flat: two sources with the same name would overwrite each other.
+        log.warn(`remote: ${p} has the same name as ${prior}; only the first is copied`);
+        continue;
+      }
+      seen.set(name, p);
+      out.push({ name, size: st.size, path: p });
+    }
+  }
+  return out;
+}

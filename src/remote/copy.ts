@@ -1,0 +1,322 @@
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import lockfile from 'proper-lockfile';
+import type { Context } from '../context.js';
+import { BusyError, InterruptedError, UsageError, ZshieldError } from '../errors.js';
+import { pidAlive } from '../system/lock.js';
+import { scanLocal } from './backups.js';
+import { loadCredentials, remoteTarget, type Target } from './credentials.js';
+import {
+  type CopyPlan,
+  classifyRemote,
+  planCopy,
+  planRetention,
+  type RemoteListing,
+  type RetentionPlan,
+} from './plan.js';
+import { type Credentials, endpointText, RemoteSession, TransientRemoteError } from './ssh.js';
+import { formatBytes, RateLimiter, RemoteMismatchError, uploadFile } from './transfer.js';
+
+export interface CopyOptions {
+  /** `--limit`: wins over remote.limit (which wins over the default, 5). */
+  limit?: number;
+  /** `--bwlimit` in KiB/s: wins over remote.bandwidthKiBps. */
+  bandwidthKiBps?: number;
+  /** The first pause between tries; it doubles each time, up to a minute. */
+  retryBaseMs?: number;
+}
+
+export interface CopiedFile {
+  name: string;
+  size: number;
+  resumedFrom: number;
+  sent: number;
+  sha256: string;
+  verifiedBy: string;
+}
+
+export interface CopyReport {
+  target: string;
+  limit: number;
+  plan: CopyPlan;
+  copied: CopiedFile[];
+  retention: RetentionPlan;
+  deletedLocal: string[];
+  deletedRemote: string[];
+  dryRun: boolean;
+}
+
+const MAX_BACKOFF_MS = 60_000;
+
+/**
+ * `zshield remote copy`: copy what the remote lacks, then prune both sides to the limit. The plan
+ * is made from the two listings and printed; dry-run stops there (it still connects and lists,
+ * which changes nothing). Transfer failures of the link are retried with exponential backoff, each
+ * try resuming where the last stopped; settings failures (authentication, host key, permissions)
+ * are not. Retention runs only after every planned file arrived verified.
+ */
+export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promise<CopyReport> {
+  const target = remoteTarget(ctx);
+  const limit = opts.limit ?? target.remote.limit;
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number >= 1');
+  const kibps = opts.bandwidthKiBps ?? target.remote.bandwidthKiBps;
+  if (kibps !== null && (!Number.isFinite(kibps) || kibps <= 0))
+    throw new UsageError('--bwlimit must be a number of KiB/s > 0');
+  const credentials = loadCredentials(ctx, target);
+  const where = `${target.user}@${endpointText(target.endpoint)}:${target.destination}`;
+  const lock = await acquireRemoteLock(ctx);
+  const conn = new Connection(ctx, target, credentials, opts.retryBaseMs ?? 2000);
+  try {
+    const local = scanLocal(target.remote.sources, ctx.log);
+    const listing = await conn.retry('list the destination', async (s) => {
+      if (!ctx.dryRun) await s.mkdirs(target.destination);
+      else if ((await s.isDirectory(target.destination)) !== true) return { files: [], parts: [] };
+      return classifyRemote(await s.list(target.destination));
+    });
+    const plan = planCopy(local, listing, limit);
+    printPlan(ctx, where, plan);
+    const report: CopyReport = {
+      target: where,
+      limit,
+      plan,
+      copied: [],
+      retention: planRetention(local, afterCopy(listing, plan), limit),
+      deletedLocal: [],
+      deletedRemote: [],
+      dryRun: ctx.dryRun,
+    };
+    if (ctx.dryRun) {
+      printRetention(ctx, report.retention, true);
+      return report;
+    }
+
+    const limiter = kibps ? new RateLimiter(kibps * 1024) : null;
+    for (const up of plan.uploads) {
+      const r = await conn.retry(`copy ${up.file.name}`, (session) =>
+        uploadFile({
+          session,
+          file: up.file,
+          destination: target.destination,
+          log: ctx.log,
+          limiter,
+          signal: ctx.signal,
+        }),
+      );
+      ctx.log.info(
+        `remote copy: ${up.file.name} copied and verified (${formatBytes(up.file.size)}, SHA-256 ${r.sha256.slice(0, 16)}…, by ${r.verifiedBy}${r.resumedFrom ? `, resumed at ${formatBytes(r.resumedFrom)}` : ''})`,
+      );
+      report.copied.push({ name: up.file.name, size: up.file.size, ...r });
+    }
+
+    // Retention from a fresh listing: it must see what is really there now, not what we meant.
+    const after = await conn.retry('list the destination', async (s) =>
+      classifyRemote(await s.list(target.destination)),
+    );
+    report.retention = planRetention(local, after, limit);
+    await applyRetention(ctx, conn, target, report);
+    printSummary(ctx, report);
+    return report;
+  } finally {
+    conn.close();
+    await lock.release();
+  }
+}
+
+/** The listing as it will be once the plan's uploads are done (for the dry-run's retention). */
+function afterCopy(listing: RemoteListing, plan: CopyPlan): RemoteListing {
+  const names = new Set(plan.uploads.map((u) => u.file.name));
+  return {
+    files: [
+      ...listing.files.filter((f) => !names.has(f.name)),
+      ...plan.uploads.map((u) => ({ name: u.file.name, size: u.file.size })),
+    ],
+    parts: listing.parts.filter((p) => !names.has(p.name.replace(/\.zshield-part$/, ''))),
+  };
+}
+
+async function applyRetention(ctx: Context, conn: Connection, target: Target, report: CopyReport): Promise<void> {
+  const plan = report.retention;
+  for (const k of plan.kept) {
+    ctx.log.warn(`remote retention: kept ${k.where} backup ${k.kind} ${k.stamp} over the limit: ${k.reason}`);
+  }
+  for (const f of plan.deleteLocal) {
+    // The plan saw this file at this size; if it changed since, it is not the file we judged.
+    const st = statSync(f.path, { throwIfNoEntry: false });
+    if (!st) continue;
+    if (st.size !== f.size) {
+      ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
+      continue;
+    }
+    rmSync(f.path, { force: true });
+    report.deletedLocal.push(f.path);
+    ctx.log.info(`remote retention: deleted local ${f.path}`);
+  }
+  for (const name of plan.deleteRemote) {
+    const file = path.posix.join(target.destination, name);
+    await conn.retry(`delete ${name}`, (s) => s.unlink(file));
+    report.deletedRemote.push(name);
+    ctx.log.info(`remote retention: deleted remote ${file}`);
+  }
+}
+
+function printPlan(ctx: Context, where: string, plan: CopyPlan): void {
+  ctx.out.print(`remote copy to ${where} (keeping ${plan.limit} of each kind)`);
+  for (const u of plan.uploads) {
+    const how = u.resumeFrom > 0 ? `resume at ${formatBytes(u.resumeFrom)}` : u.replaces !== null ? 'replace' : 'copy';
+    ctx.out.print(`  ${ctx.dryRun ? 'would ' : ''}${how}: ${u.file.name} (${formatBytes(u.file.size)})`);
+  }
+  if (plan.tooOld.length) {
+    ctx.out.print(
+      `  not copied: ${plan.tooOld.length} file(s) older than the newest ${plan.limit} backups of their kind`,
+    );
+  }
+  if (plan.uploads.length === 0) {
+    ctx.out.print(`  nothing to copy: the remote has all ${plan.present.length} backup file(s)`);
+  }
+}
+
+function printRetention(ctx: Context, plan: RetentionPlan, dry: boolean): void {
+  const verb = dry ? 'would delete' : 'deleted';
+  for (const f of plan.deleteLocal) ctx.out.print(`  ${verb} local: ${f.path}`);
+  for (const n of plan.deleteRemote) ctx.out.print(`  ${verb} remote: ${n}`);
+  for (const k of plan.kept) ctx.out.print(`  kept ${k.where}: ${k.kind} ${k.stamp} (${k.reason})`);
+}
+
+function printSummary(ctx: Context, r: CopyReport): void {
+  const bytes = r.copied.reduce((n, c) => n + c.sent, 0);
+  if (r.copied.length) {
+    ctx.out.print(`copied ${r.copied.length} file(s), ${formatBytes(bytes)} sent, each verified by SHA-256`);
+  }
+  printRetention(ctx, { ...r.retention, deleteLocal: [], deleteRemote: [] }, false);
+  for (const p of r.deletedLocal) ctx.out.print(`  deleted local: ${p}`);
+  for (const n of r.deletedRemote) ctx.out.print(`  deleted remote: ${n}`);
+  if (!r.copied.length && !r.deletedLocal.length && !r.deletedRemote.length) ctx.out.print('No changes.');
+}
+
+/** The session, reopened after a lost link, and the retry policy around every use of it. */
+class Connection {
+  private session: RemoteSession | null = null;
+  constructor(
+    private readonly ctx: Context,
+    private readonly target: Target,
+    private readonly credentials: Credentials,
+    private readonly baseMs: number,
+  ) {}
+
+  async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
+    const tries = this.target.remote.retries + 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (!this.session || this.session.lost) {
+          this.session?.close();
+          this.session = await RemoteSession.open({
+            endpoint: this.target.endpoint,
+            credentials: this.credentials,
+            hostKey: this.target.remote.hostKey,
+            timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
+            log: this.ctx.log,
+            signal: this.ctx.signal,
+          });
+          this.ctx.log.debug(`remote: connected to ${this.session.where}`);
+        }
+        return await fn(this.session);
+      } catch (err) {
+        if (this.ctx.signal.aborted) {
+          throw err instanceof InterruptedError ? err : new InterruptedError(`interrupted: ${what}`);
+        }
+        const retryable = err instanceof TransientRemoteError || err instanceof RemoteMismatchError;
+        if (!retryable || attempt >= tries) throw err;
+        const delay = Math.min(this.baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+        this.ctx.log.warn(
+          `remote copy: ${what}: ${(err as ZshieldError).message}; try ${attempt + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+        );
+        this.session?.close();
+        this.session = null;
+        await sleep(delay, this.ctx.signal);
+      }
+    }
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = null;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new InterruptedError('interrupted'));
+      return;
+    }
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new InterruptedError('interrupted while waiting to retry'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * One remote copy at a time (the daemon's and a manual one would write the same part files). A
+ * holder killed outright (the copy is long, and kill -9 or a power cut happens) leaves the lock
+ * behind; its recorded pid being gone is what lets the next copy take it over at once.
+ */
+async function acquireRemoteLock(ctx: Context): Promise<{ release(): Promise<void> }> {
+  const dir = ctx.config.paths.runDir;
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const file = path.join(dir, 'remote.lock');
+  const ownerFile = `${file}.owner`;
+  writeFileSync(file, '', { flag: 'a' });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const release = await lockfile.lock(file, { realpath: false, stale: 15_000, update: 2_000 });
+      writeFileSync(ownerFile, String(process.pid));
+      return {
+        release: async () => {
+          rmSync(ownerFile, { force: true });
+          await release().catch(() => {});
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+      const owner = readOwner(ownerFile);
+      if (attempt === 0 && owner > 0 && !pidAlive(owner)) {
+        ctx.log.warn(`taking over the remote copy lock left by pid ${owner}, which is gone`);
+        rmSync(`${file}.lock`, { recursive: true, force: true });
+        continue;
+      }
+      throw new BusyError(`another remote copy is running${owner > 0 ? ` (pid ${owner})` : ''}`, {
+        hint: 'wait for it to finish',
+      });
+    }
+  }
+}
+
+function readOwner(file: string): number {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) ? pid : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** For the daemon: after a backup or image job, copy if the config asks for it. Never throws. */
+export async function copyAfterJob(ctx: Context, job: 'backup' | 'image'): Promise<CopyReport | null> {
+  const r = ctx.config.remote;
+  if (!r.enabled || !r.after.includes(job)) return null;
+  try {
+    ctx.log.info(`remote copy after the ${job}`);
+    return await runRemoteCopy(ctx);
+  } catch (err) {
+    const msg = err instanceof ZshieldError ? err.message : String((err as Error)?.message ?? err);
+    ctx.log.error(`remote copy after the ${job} failed: ${msg}`);
+    return null;
+  }
+}
+

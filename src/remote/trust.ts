@@ -1,0 +1,61 @@
+import type { Context } from '../context.js';
+import { ConfigError, RefusedError, UsageError } from '../errors.js';
+import { FINGERPRINT_PATTERN } from './config.js';
+import { writeRemoteSection } from './config-file.js';
+import type { Prompter } from './prompt.js';
+import { endpointText, probeHostKey } from './ssh.js';
+
+export interface TrustOptions {
+  configFile: string;
+  /** The fingerprint the operator checked out of band; recorded only if the server offers it. */
+  fingerprint?: string;
+  /** On a terminal: ask. Null: --fingerprint is required. */
+  prompter: Prompter | null;
+}
+
+/**
+ * `zshield remote trust`: fetch the server's host key (without logging in), show its fingerprint,
+ * and pin it in the config once the operator has compared it: by answering "yes" on the terminal,
+ * or by passing the fingerprint they expect.
+ */
+export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> {
+  const r = ctx.config.remote;
+  if (!r.server) {
+    throw new ConfigError([{ where: `${opts.configFile}: remote.server`, message: 'must be set to trust its key' }], {
+      hint: 'set it with zshield config edit',
+    });
+  }
+  if (opts.fingerprint !== undefined && !FINGERPRINT_PATTERN.test(opts.fingerprint)) {
+    throw new UsageError('--fingerprint must look like SHA256:<43 base64 characters> (as ssh-keygen -l prints it)');
+  }
+  const endpoint = { host: r.server, port: r.port };
+  const key = await probeHostKey(endpoint, r.connectTimeoutSeconds * 1000);
+  ctx.out.print(`${endpointText(endpoint)} offers ${key.type} key ${key.fingerprint}`);
+  if (r.hostKey === key.fingerprint) {
+    ctx.out.print('already trusted: it is the pinned key. No changes.');
+    return;
+  }
+  if (r.hostKey) ctx.out.print(`WARNING: this is not the pinned key ${r.hostKey}; trusting it replaces that one`);
+  if (opts.fingerprint !== undefined) {
+    if (opts.fingerprint !== key.fingerprint) {
+      throw new RefusedError(
+        `${endpointText(endpoint)} offers ${key.fingerprint}, not the expected ${opts.fingerprint}: not trusted`,
+        { hint: 'the key you checked is not the one this server offers; find out why before trusting it' },
+      );
+    }
+  } else if (opts.prompter) {
+    const a = await opts.prompter.line('Is this the server\'s key? Type "yes" to trust it: ');
+    if (a.trim().toLowerCase() !== 'yes') {
+      throw new RefusedError('host key not trusted (not confirmed); nothing written');
+    }
+  } else {
+    throw new UsageError('not on a terminal: check the key, then pass --fingerprint SHA256:...');
+  }
+  if (ctx.dryRun) {
+    ctx.out.print(`dry run: would pin ${key.fingerprint} in ${opts.configFile}`);
+    return;
+  }
+  writeRemoteSection(opts.configFile, { ...r, hostKey: key.fingerprint });
+  ctx.log.info(`remote trust: pinned ${key.type} ${key.fingerprint} for ${endpointText(endpoint)}`);
+  ctx.out.print(`trusted: remote.hostKey = ${key.fingerprint} written to ${opts.configFile}`);
+}

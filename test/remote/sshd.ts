@@ -1,0 +1,226 @@
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+/**
+ * A real OpenSSH server for the remote tests and the benchmark: installed with apt when missing,
+ * run as root on 127.0.0.1 with its own config, host key and port (`sshd -D -e -f cfg`), never the
+ * system's sshd. Two test users: one that logs in with a password, one with a key.
+ */
+
+export const PASSWORD_USER = 'zshield-pw';
+export const KEY_USER = 'zshield-key';
+
+function run(file: string, args: string[], input?: string): string {
+  const r = spawnSync(file, args, { encoding: 'utf8', input, timeout: 600_000 });
+  if (r.status !== 0) {
+    throw new Error(`${file} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
+  }
+  return r.stdout;
+}
+
+function installed(pkg: string): boolean {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('ok installed');
+}
+
+/** apt-get install what is missing (update first only if the install fails). */
+export function ensurePackages(pkgs: string[]): void {
+  const missing = pkgs.filter((p) => !installed(p));
+  if (!missing.length) return;
+  // A package's postinst must not start the system's sshd (on port 22) as a side effect.
+  const policy = '/usr/sbin/policy-rc.d';
+  const madePolicy = !existsSync(policy);
+  if (madePolicy) {
+    writeFileSync(policy, '#!/bin/sh\nexit 101\n');
+    chmodSync(policy, 0o755);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    const args = ['install', '-y', '--no-install-recommends', ...missing];
+    let r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 600_000 });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { encoding: 'utf8', env, timeout: 600_000 });
+      r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 600_000 });
+    }
+    if (r.status !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed:\n${r.stderr}`);
+  } finally {
+    if (madePolicy) spawnSync('rm', ['-f', policy]);
+  }
+}
+
+function userExists(user: string): boolean {
+  return spawnSync('id', ['-u', user]).status === 0;
+}
+
+export function uidOf(user: string): { uid: number; gid: number } {
+  return {
+    uid: Number(run('id', ['-u', user]).trim()),
+    gid: Number(run('id', ['-g', user]).trim()),
+  };
+}
+
+/**
+ * The test users, created when absent, with a fresh password each run (chpasswd reads it on
+ * stdin). The key user gets one too: with UsePAM no, sshd refuses a locked account (`!` in
+ * shadow) even for key logins.
+ */
+export function ensureUsers(password: string): void {
+  for (const user of [PASSWORD_USER, KEY_USER]) {
+    if (!userExists(user)) run('useradd', ['--create-home', '--shell', '/bin/sh', user]);
+  }
+  const keyUserPassword = randomBytes(18).toString('base64url');
+  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${keyUserPassword}\n`);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function fingerprintOf(pubKeyFile: string): string {
+  const out = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', pubKeyFile]);
+  const m = /(SHA256:[A-Za-z0-9+/]{43})/.exec(out);
+  if (!m) throw new Error(`no fingerprint in: ${out}`);
+  return m[1]!;
+}
+
+export interface Sshd {
+  port: number;
+  pid: number;
+  hostKey: string;
+  fingerprint: string;
+  log: string;
+  stop(): Promise<void>;
+}
+
+/** Start sshd on a free port of 127.0.0.1 with its own host key; resolves when it answers. */
+export async function startSshd(opts: { dir: string; name: string; authorizedKeysDir: string }): Promise<Sshd> {
+  const dir = path.join(opts.dir, opts.name);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const hostKey = path.join(dir, 'ssh_host_ed25519_key');
+  if (!existsSync(hostKey)) run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', opts.name, '-f', hostKey]);
+  const port = await freePort();
+  const cfg = path.join(dir, 'sshd_config');
+  writeFileSync(
+    cfg,
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${hostKey}`,
+      `PidFile ${path.join(dir, 'sshd.pid')}`,
+      'UsePAM no',
+      'PermitRootLogin no',
+      'PasswordAuthentication yes',
+      'KbdInteractiveAuthentication no',
+      'PubkeyAuthentication yes',
+      // Keys live in the test's directory, not in the users' homes (root-owned: StrictModes off).
+      `AuthorizedKeysFile ${opts.authorizedKeysDir}/%u`,
+      'StrictModes no',
+      `AllowUsers ${PASSWORD_USER} ${KEY_USER}`,
+      'Subsystem sftp internal-sftp',
+      'MaxStartups 64',
+      'MaxSessions 64',
+      'LogLevel VERBOSE',
+      'UseDNS no',
+      '',
+    ].join('\n'),
+  );
+  const log = path.join(dir, 'sshd.log');
+  const out = openSync(log, 'a');
+  const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', cfg], {
+    stdio: ['ignore', out, out],
+    detached: false,
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  await waitForBanner(port, child, log);
+  return {
+    port,
+    pid: child.pid!,
+    hostKey,
+    fingerprint: fingerprintOf(`${hostKey}.pub`),
+    log,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      }
+    },
+  };
+}
+
+async function waitForBanner(port: number, child: ChildProcess, log: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`sshd exited (${child.exitCode}):\n${readFileSync(log, 'utf8')}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.setTimeout(1000);
+      s.once('data', (d) => {
+        s.destroy();
+        resolve(d.toString().startsWith('SSH-2.0'));
+      });
+      s.once('error', () => resolve(false));
+      s.once('timeout', () => {
+        s.destroy();
+        resolve(false);
+      });
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`sshd did not answer on ${port}:\n${readFileSync(log, 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The sshd processes serving connections (children of the listener we started). */
+export function sessionPids(sshdPid: number): number[] {
+  const r = spawnSync('ps', ['-o', 'pid=', '--ppid', String(sshdPid)], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0);
+}
+
+export interface RemoteEnv {
+  base: string;
+  password: string;
+  clientKey: string;
+  serverA: { port: number; pid: number; fingerprint: string; log: string };
+  serverB: { port: number; pid: number; fingerprint: string; log: string };
+}
+
+/** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
+export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
+  ensurePackages(['openssh-server', 'openssh-client', 'tmux']);
+  // Printable, with characters a shell or a URL would mangle, never ':' (chpasswd's separator).
+  const password = `pw 'q"$x ${randomBytes(9).toString('base64url')}`;
+  ensureUsers(password);
+  const base = mkdtempSync('/tmp/zshield-remote-');
+  // sshd reads the authorized keys as the user: the path must be traversable by everyone.
+  chmodSync(base, 0o755);
+  const keys = path.join(base, 'authorized_keys');
+  mkdirSync(keys, { mode: 0o755 });
+  const clientKey = path.join(base, 'client_ed25519');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'zshield-test', '-f', clientKey]);
+  writeFileSync(path.join(keys, KEY_USER), readFileSync(`${clientKey}.pub`), { mode: 0o644 });
+  const a = await startSshd({ dir: base, name: 'server-a', authorizedKeysDir: keys });
+  const b = await startSshd({ dir: base, name: 'server-b', authorizedKeysDir: keys });
+  const pick = (s: Sshd) => ({ port: s.port, pid: s.pid, fingerprint: s.fingerprint, log: s.log });
+  return {
+    env: { base, password, clientKey, serverA: pick(a), serverB: pick(b) },
+    stop: async () => {
+      await a.stop();
+      await b.stop();
+      spawnSync('rm', ['-rf', base]);
+    },
+  };
+}
