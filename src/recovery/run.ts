@@ -366,16 +366,24 @@ export async function resumeInterrupted(
   return 'none';
 }
 
+/**
+ * A merge that the kernel started at activation (after a reboot) is finished in the metadata only
+ * by a poller; without lvmpolld nobody runs one, so run LVM's own in the foreground (`lvm lvpoll`,
+ * what lvmpolld would run) on the origin, with progress, until the snapshot is gone.
+ */
 async function waitForMerge(ctx: Context, vg: string): Promise<void> {
-  for (;;) {
-    const state = await probeVg(ctx.runner, vg);
-    const merging = state.lvs.find((l) => l.kind === 'snapshot' && l.merging);
-    if (!merging) return;
-    ctx.log.info(
-      `  merge in progress: ${merging.snapPercent === null ? '?' : (100 - merging.snapPercent).toFixed(1)}% merged`,
-    );
-    await new Promise((r) => setTimeout(r, 2000));
-    if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for the merge');
+  await ctx.runner.run({
+    file: 'lvm',
+    args: ['lvpoll', '--polloperation', 'merge', '-i', '1', `${vg}/${ctx.config.lvm.rootLv}`],
+    mutates: true,
+    timeoutMs: 24 * 3600_000,
+    onLine: (l) => ctx.log.info(`  ${l.trim()}`),
+  });
+  const state = await probeVg(ctx.runner, vg);
+  if (state.lvs.some((l) => l.kind === 'snapshot' && l.merging)) {
+    throw new RefusedError(`the merge into ${vg}/${ctx.config.lvm.rootLv} has not finished`, {
+      hint: 'reboot; the next boot continues it',
+    });
   }
 }
 
