@@ -15,7 +15,8 @@ import type { Logger } from '../log/logger.js';
  * it, locally or remotely. Names ending in `.tmp`, `.part`, `.partial` or `.zshield-part` are work
  * in progress, never a backup.
  */
-export const BACKUP_NAME = /^zshield-([A-Za-z0-9][A-Za-z0-9_.-]*)-(\d{8}T\d{6}Z)\.([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
+export const BACKUP_NAME =
+  /^zshield-([A-Za-z0-9][A-Za-z0-9_.-]*)-(\d{8}T\d{6}Z)\.([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
 
 /** The suffix of an upload in progress on the remote (renamed away once verified). */
 export const PART_SUFFIX = '.zshield-part';
@@ -45,7 +46,11 @@ function validStamp(s: string): boolean {
 
 /** The name of a backup's file for `time` (what the image and log writers use). */
 export function backupFileName(kind: string, time: Date, ext: string): string {
-  const stamp = time.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
+  const stamp = time
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replaceAll('-', '')
+    .replaceAll(':', '');
   return `zshield-${kind}-${stamp}.${ext}`;
 }
 

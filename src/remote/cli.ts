@@ -2,11 +2,10 @@ import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import { runRemoteCopy } from './copy.js';
-import { editRemoteSettings } from './editor.js';
-import { runKeygen } from './keygen.js';
-import { type Prompter, StreamPrompter } from './prompt.js';
-import { runTrust } from './trust.js';
+import type { Prompter } from './prompt.js';
+
+// The implementations (and ssh2 with them) are loaded when a remote command runs, not at every
+// start of the binary.
 
 /** The global options every command has (cli/main.ts). */
 export interface SetupArgs {
@@ -21,8 +20,14 @@ type Args = SetupArgs & Record<string, unknown>;
 
 const configFileOf = (ctx: Context) => ctx.configFile ?? DEFAULT_CONFIG_PATH;
 
-async function withPrompter<T>(ctx: Context, tty: boolean, fn: (p: Prompter | null) => Promise<T>): Promise<T> {
-  const p = !tty || process.stdin.isTTY ? new StreamPrompter(process.stdin, process.stdout, ctx.signal) : null;
+async function withPrompter<T>(
+  ctx: Context,
+  tty: boolean,
+  fn: (p: Prompter | null) => Promise<T>,
+): Promise<T> {
+  const { StreamPrompter } = await import('./prompt.js');
+  const p =
+    !tty || process.stdin.isTTY ? new StreamPrompter(process.stdin, process.stdout, ctx.signal) : null;
   try {
     return await fn(p);
   } finally {
@@ -59,12 +64,19 @@ export function remoteCommand(setup: Setup): CommandModule {
               .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args, Boolean(args['json']));
+            const json = Boolean(args['json']);
+            const ctx = await setup(args, json);
+            // With --json, stdout carries the report alone.
+            const out = ctx.out;
+            if (json) ctx.out = { print: () => {} };
+            const { runRemoteCopy } = await import('./copy.js');
             const report = await runRemoteCopy(ctx, {
               ...(args['limit'] !== undefined ? { limit: positive('--limit', args['limit'])! } : {}),
-              ...(args['bwlimit'] !== undefined ? { bandwidthKiBps: positive('--bwlimit', args['bwlimit'])! } : {}),
+              ...(args['bwlimit'] !== undefined
+                ? { bandwidthKiBps: positive('--bwlimit', args['bwlimit'])! }
+                : {}),
             });
-            if (args['json']) ctx.out.print(JSON.stringify(report, null, 2));
+            if (json) out.print(JSON.stringify(report, null, 2));
           },
         )
         .command(
@@ -73,11 +85,13 @@ export function remoteCommand(setup: Setup): CommandModule {
           (yy: Argv) =>
             yy.option('fingerprint', {
               type: 'string',
-              describe: 'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
+              describe:
+                'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
             }),
           async (a) => {
             const args = a as unknown as Args;
             const ctx = await setup(args);
+            const { runTrust } = await import('./trust.js');
             await withPrompter(ctx, true, (prompter) =>
               runTrust(ctx, {
                 configFile: configFileOf(ctx),
@@ -101,12 +115,14 @@ export function keygenCommand(setup: Setup): CommandModule {
         .option('ask-password', {
           type: 'boolean',
           default: false,
-          describe: 'type the password (no echo) instead of decrypting the stored one, e.g. when the old key is lost',
+          describe:
+            'type the password (no echo) instead of decrypting the stored one, e.g. when the old key is lost',
         })
         .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' }),
     handler: async (argv) => {
       const a = argv as unknown as Args;
       const ctx = await setup(a);
+      const { runKeygen } = await import('./keygen.js');
       await withPrompter(ctx, true, (prompter) =>
         runKeygen(ctx, {
           configFile: configFileOf(ctx),
@@ -127,6 +143,7 @@ export function configEditCommand(setup: Setup): CommandModule {
     builder: (y: Argv) => y,
     handler: async (argv) => {
       const ctx = await setup(argv as unknown as Args);
+      const { editRemoteSettings } = await import('./editor.js');
       await withPrompter(ctx, false, (prompter) =>
         editRemoteSettings({
           prompter: prompter!,

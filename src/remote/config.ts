@@ -16,7 +16,9 @@ const hostName = z
   .max(253)
   .refine(
     (s) =>
-      /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(s) ||
+      /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
+        s,
+      ) ||
       /^\d{1,3}(\.\d{1,3}){3}$/.test(s) ||
       (/^[0-9A-Fa-f:.]+$/.test(s) && s.includes(':')),
     'must be a host name or an IP address (no user@, no :port: those are remote.user and remote.port)',
@@ -48,7 +50,10 @@ export const remoteSchema = z
     /** The user's password, encrypted with keyFile (`zshield config edit` writes it). */
     password: z
       .string()
-      .regex(CIPHERTEXT_PATTERN, 'must be a password encrypted by zshield (v1:...); set it with zshield config edit')
+      .regex(
+        CIPHERTEXT_PATTERN,
+        'must be a password encrypted by zshield (v1:...); set it with zshield config edit',
+      )
       .nullable()
       .default(null),
     /** 32 random bytes (base64) that encrypt the password; mode 0600. `zshield keygen` replaces it. */

@@ -66,6 +66,10 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
   const where = `${target.user}@${endpointText(target.endpoint)}:${target.destination}`;
   const lock = await acquireRemoteLock(ctx);
   const conn = new Connection(ctx, target, credentials, opts.retryBaseMs ?? 2000);
+  // SIGINT/SIGTERM: drop the link, so a request waiting on the server (a checksum of a large file)
+  // ends now; the part file stays for the next run to resume.
+  const onAbort = () => conn.close();
+  ctx.signal.addEventListener('abort', onAbort);
   try {
     const local = scanLocal(target.remote.sources, ctx.log);
     const listing = await conn.retry('list the destination', async (s) => {
@@ -117,6 +121,7 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     printSummary(ctx, report);
     return report;
   } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
     conn.close();
     await lock.release();
   }
@@ -134,7 +139,12 @@ function afterCopy(listing: RemoteListing, plan: CopyPlan): RemoteListing {
   };
 }
 
-async function applyRetention(ctx: Context, conn: Connection, target: Target, report: CopyReport): Promise<void> {
+async function applyRetention(
+  ctx: Context,
+  conn: Connection,
+  target: Target,
+  report: CopyReport,
+): Promise<void> {
   const plan = report.retention;
   for (const k of plan.kept) {
     ctx.log.warn(`remote retention: kept ${k.where} backup ${k.kind} ${k.stamp} over the limit: ${k.reason}`);
@@ -162,7 +172,8 @@ async function applyRetention(ctx: Context, conn: Connection, target: Target, re
 function printPlan(ctx: Context, where: string, plan: CopyPlan): void {
   ctx.out.print(`remote copy to ${where} (keeping ${plan.limit} of each kind)`);
   for (const u of plan.uploads) {
-    const how = u.resumeFrom > 0 ? `resume at ${formatBytes(u.resumeFrom)}` : u.replaces !== null ? 'replace' : 'copy';
+    const how =
+      u.resumeFrom > 0 ? `resume at ${formatBytes(u.resumeFrom)}` : u.replaces !== null ? 'replace' : 'copy';
     ctx.out.print(`  ${ctx.dryRun ? 'would ' : ''}${how}: ${u.file.name} (${formatBytes(u.file.size)})`);
   }
   if (plan.tooOld.length) {
@@ -319,4 +330,3 @@ export async function copyAfterJob(ctx: Context, job: 'backup' | 'image'): Promi
     return null;
   }
 }
-

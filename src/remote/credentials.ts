@@ -18,7 +18,10 @@ export function remoteTarget(ctx: Context): Target {
   const missing = missingSettings(remote);
   if (missing.length) {
     throw new ConfigError(
-      missing.map((m) => ({ where: `${ctx.configFile ?? 'config'}: ${m}`, message: 'must be set for a remote copy' })),
+      missing.map((m) => ({
+        where: `${ctx.configFile ?? 'config'}: ${m}`,
+        message: 'must be set for a remote copy',
+      })),
       { hint: 'set them with zshield config edit' },
     );
   }

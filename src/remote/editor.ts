@@ -30,7 +30,8 @@ const list = (t: string): unknown =>
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-const bool = (t: string): unknown => (/^(y|yes|true|on)$/i.test(t) ? true : /^(n|no|false|off)$/i.test(t) ? false : t);
+const bool = (t: string): unknown =>
+  /^(y|yes|true|on)$/i.test(t) ? true : /^(n|no|false|off)$/i.test(t) ? false : t;
 
 const FIELDS: FieldSpec[] = [
   { key: 'server', label: 'server', clearable: true, parse: text },
@@ -121,7 +122,8 @@ export async function editRemoteSettings(opts: {
       if (change) {
         const pw = await askNewPassword(p, '   ');
         if (pw === '') {
-          if (await askYesNo(p, '   no password entered: remove the stored password? (y/n) ')) newPassword = null;
+          if (await askYesNo(p, '   no password entered: remove the stored password? (y/n) '))
+            newPassword = null;
         } else newPassword = pw;
       }
     }

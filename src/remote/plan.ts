@@ -103,7 +103,11 @@ export interface RetentionPlan {
  *   fewer than `limit` whole backups.
  * Files whose names are not zshield's backup pattern are not in any group and are never listed.
  */
-export function planRetention(local: readonly LocalFile[], remote: RemoteListing, limit: number): RetentionPlan {
+export function planRetention(
+  local: readonly LocalFile[],
+  remote: RemoteListing,
+  limit: number,
+): RetentionPlan {
   const keep = keepSet(local, remote.files, limit);
   const remoteSize = new Map(remote.files.map((f) => [f.name, f.size]));
   const onRemote = (f: FileEntry) => remoteSize.get(f.name) === f.size;
@@ -135,7 +139,14 @@ export function planRetention(local: readonly LocalFile[], remote: RemoteListing
   }
   // An upload in progress is kept while its file is still one to copy; otherwise it can never be
   // finished, and it is ours (the suffix is zshield's), so it goes.
-  const wanted = new Set(local.filter((f) => keep.has(groupKey(parseBackupName(f.name)!))).map((f) => f.name));
+  const wanted = new Set(
+    local
+      .filter((f) => {
+        const b = parseBackupName(f.name);
+        return b !== null && keep.has(groupKey(b));
+      })
+      .map((f) => f.name),
+  );
   for (const p of remote.parts) {
     const base = p.name.slice(0, -PART_SUFFIX.length);
     if (!p.name.endsWith(PART_SUFFIX) || !parseBackupName(base)) continue;

@@ -83,7 +83,11 @@ export class DecryptError extends ConfigError {
 export function decryptPassword(text: string, key: Buffer, keyFile: string): string {
   const c = parseCiphertext(text);
   if (!c) {
-    throw new DecryptError('is not a password encrypted by zshield', 'malformed', 'set it with zshield config edit');
+    throw new DecryptError(
+      'is not a password encrypted by zshield',
+      'malformed',
+      'set it with zshield config edit',
+    );
   }
   const id = keyId(key);
   if (c.keyId !== id) {
@@ -134,8 +138,10 @@ export function checkPrivateFile(file: string, what: string): void {
 }
 
 function hintFor(what: string): string {
-  if (what === 'key file') return 'create one with zshield keygen (or set the password with zshield config edit)';
-  if (what === 'private key') return 'set remote.privateKey to an existing key, or clear it with zshield config edit';
+  if (what === 'key file')
+    return 'create one with zshield keygen (or set the password with zshield config edit)';
+  if (what === 'private key')
+    return 'set remote.privateKey to an existing key, or clear it with zshield config edit';
   return 'check the path in the config';
 }
 

@@ -16,7 +16,8 @@ export interface Endpoint {
   port: number;
 }
 
-export const endpointText = (e: Endpoint) => (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
+export const endpointText = (e: Endpoint) =>
+  e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
 
 export interface Credentials {
   user: string;
@@ -173,7 +174,10 @@ export class RemoteSession {
     );
   }
 
-  private call<T>(what: string, fn: (cb: (err: Error | undefined | null, v?: T) => void) => void): Promise<T> {
+  private call<T>(
+    what: string,
+    fn: (cb: (err: Error | undefined | null, v?: T) => void) => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.closed) {
         reject(this.wrap(new Error('closed'), what));
@@ -228,7 +232,8 @@ export class RemoteSession {
       cur += `/${p}`;
       const isDir = await this.isDirectory(cur);
       if (isDir === true) continue;
-      if (isDir === false) throw new RemoteError(`remote ${this.where}: ${cur} exists and is not a directory`);
+      if (isDir === false)
+        throw new RemoteError(`remote ${this.where}: ${cur} exists and is not a directory`);
       await this.call(`mkdir ${cur}`, (cb) => this.sftp.mkdir(cur, { mode: 0o700 }, cb));
       this.log.info(`remote: created ${cur} on ${this.where}`);
     }
@@ -248,7 +253,8 @@ export class RemoteSession {
       await this.call(`rename ${from}`, (cb) => this.sftp.ext_openssh_rename(from, to, cb));
       return;
     } catch (err) {
-      if (!(err instanceof TransientRemoteError) || this.closed || !/not support/i.test(err.message)) throw err;
+      if (!(err instanceof TransientRemoteError) || this.closed || !/not support/i.test(err.message))
+        throw err;
     }
     if ((await this.size(to)) !== null) await this.unlink(to);
     await this.call(`rename ${from}`, (cb) => this.sftp.rename(from, to, cb));
@@ -297,6 +303,9 @@ export class RemoteSession {
           reject(this.wrap(err, 'exec'));
           return;
         }
+        // Nothing is sent on stdin: close it, so a command that reads it (or an account whose
+        // ForceCommand is internal-sftp) ends instead of waiting.
+        stream.end();
         let stdout = '';
         let stderr = '';
         let code: number | null = null;
@@ -350,7 +359,9 @@ function connectClient(opts: ConnectOptions): Promise<Client> {
       }
       finish(classifyConnectError(err, where, credentials, opts.timeoutMs));
     });
-    client.on('close', () => finish(new TransientRemoteError(`remote ${where}: connection closed during login`)));
+    client.on('close', () =>
+      finish(new TransientRemoteError(`remote ${where}: connection closed during login`)),
+    );
     const methods: ('publickey' | 'password')[] = [];
     if (credentials.privateKey) methods.push('publickey');
     if (credentials.password !== null) methods.push('password');
@@ -364,7 +375,9 @@ function connectClient(opts: ConnectOptions): Promise<Client> {
       hostVerifier: (blob: Buffer) => {
         offered = hostKeyInfo(blob);
         const ok = hostKey !== null && offered.fingerprint === hostKey;
-        log.debug(`remote: ${endpointText(endpoint)} offers ${offered.type} ${offered.fingerprint} (${ok ? 'pinned' : 'NOT pinned'})`);
+        log.debug(
+          `remote: ${endpointText(endpoint)} offers ${offered.type} ${offered.fingerprint} (${ok ? 'pinned' : 'NOT pinned'})`,
+        );
         return ok;
       },
       authHandler: methods,
@@ -386,7 +399,10 @@ function classifyConnectError(
   timeoutMs: number,
 ): ZshieldError {
   if (err.level === 'client-authentication') {
-    const how = [credentials.privateKey ? 'private key' : null, credentials.password !== null ? 'password' : null]
+    const how = [
+      credentials.privateKey ? 'private key' : null,
+      credentials.password !== null ? 'password' : null,
+    ]
       .filter(Boolean)
       .join(' and ');
     return new RemoteError(`remote ${where}: authentication failed (the server refused the ${how})`, {
@@ -394,7 +410,9 @@ function classifyConnectError(
     });
   }
   if (err.level === 'client-timeout') {
-    return new TransientRemoteError(`remote ${where}: unreachable: no SSH answer within ${Math.round(timeoutMs / 1000)} s`);
+    return new TransientRemoteError(
+      `remote ${where}: unreachable: no SSH answer within ${Math.round(timeoutMs / 1000)} s`,
+    );
   }
   const reasons: Record<string, string> = {
     ECONNREFUSED: 'connection refused (no SSH server on that port)',
@@ -429,10 +447,27 @@ export function probeHostKey(endpoint: Endpoint, timeoutMs: number): Promise<Hos
     };
     client.on('error', (err: Error & { level?: string; code?: string }) => {
       if (offered) finish(offered);
-      else finish(classifyConnectError(err, endpointText(endpoint), { user: '', password: null, privateKey: null }, timeoutMs));
+      else
+        finish(
+          classifyConnectError(
+            err,
+            endpointText(endpoint),
+            { user: '', password: null, privateKey: null },
+            timeoutMs,
+          ),
+        );
     });
-    client.on('close', () => finish(offered ?? new TransientRemoteError(`remote ${endpointText(endpoint)}: connection closed before the key exchange`)));
-    client.on('ready', () => finish(new RemoteError('internal: a server was accepted without a host key check')));
+    client.on('close', () =>
+      finish(
+        offered ??
+          new TransientRemoteError(
+            `remote ${endpointText(endpoint)}: connection closed before the key exchange`,
+          ),
+      ),
+    );
+    client.on('ready', () =>
+      finish(new RemoteError('internal: a server was accepted without a host key check')),
+    );
     client.connect({
       host: endpoint.host,
       port: endpoint.port,

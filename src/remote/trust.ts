@@ -21,12 +21,17 @@ export interface TrustOptions {
 export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> {
   const r = ctx.config.remote;
   if (!r.server) {
-    throw new ConfigError([{ where: `${opts.configFile}: remote.server`, message: 'must be set to trust its key' }], {
-      hint: 'set it with zshield config edit',
-    });
+    throw new ConfigError(
+      [{ where: `${opts.configFile}: remote.server`, message: 'must be set to trust its key' }],
+      {
+        hint: 'set it with zshield config edit',
+      },
+    );
   }
   if (opts.fingerprint !== undefined && !FINGERPRINT_PATTERN.test(opts.fingerprint)) {
-    throw new UsageError('--fingerprint must look like SHA256:<43 base64 characters> (as ssh-keygen -l prints it)');
+    throw new UsageError(
+      '--fingerprint must look like SHA256:<43 base64 characters> (as ssh-keygen -l prints it)',
+    );
   }
   const endpoint = { host: r.server, port: r.port };
   const key = await probeHostKey(endpoint, r.connectTimeoutSeconds * 1000);
@@ -35,7 +40,8 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> 
     ctx.out.print('already trusted: it is the pinned key. No changes.');
     return;
   }
-  if (r.hostKey) ctx.out.print(`WARNING: this is not the pinned key ${r.hostKey}; trusting it replaces that one`);
+  if (r.hostKey)
+    ctx.out.print(`WARNING: this is not the pinned key ${r.hostKey}; trusting it replaces that one`);
   if (opts.fingerprint !== undefined) {
     if (opts.fingerprint !== key.fingerprint) {
       throw new RefusedError(

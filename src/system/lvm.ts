@@ -70,6 +70,8 @@ export function lvsCommand(vg?: string): Command {
     file: 'lvs',
     args: [
       ...REPORT_ARGS,
+      // A snapshot being merged is hidden ("[snap0]"): without -a it vanishes from the report.
+      '-a',
       '-o',
       LV_FIELDS.join(','),
       '--config',
@@ -118,7 +120,7 @@ export function parseLvs(json: string): LvInfo[] {
     const major = num(r['lv_kernel_major']);
     const minor = num(r['lv_kernel_minor']);
     return {
-      name: r['lv_name'] ?? '',
+      name: (r['lv_name'] ?? '').replace(/^\[(.*)\]$/, '$1'),
       vg: r['vg_name'] ?? '',
       path: r['lv_path'] ?? '',
       attr,

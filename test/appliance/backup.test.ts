@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Appliance } from '../bench/appliance.js';
 import { bootAppliance, firstErrLine, freshWorkDir, lv, lvs, makeSeedLayout, writeConfig } from './lib.js';
 
@@ -41,6 +41,13 @@ describe('backups on the virtual appliance', () => {
   });
   afterAll(async () => {
     await vm?.kill();
+  });
+  // Each scenario writes the config it needs; a failed one must not leave its config (or slow
+  // tool wrappers) to the next.
+  afterEach(async () => {
+    if (!vm?.running) return;
+    await writeConfig(vm, { log: { file: '/var/log/zshield/zshield.log', level: 'debug' } });
+    await vm.sh('rm -rf /tmp/slow');
   });
 
   it('dry-run shows the plan and changes nothing', async () => {
@@ -92,7 +99,7 @@ describe('backups on the virtual appliance', () => {
     const r = await vm.run(['zshield', 'backup']);
     expect(r.code).toBe(6);
     expect(firstErrLine(r)).toMatch(
-      /^zshield: not enough space in VG vgroup for a new snap0: need 3 GiB, .* the old snap0 is kept$/,
+      /^zshield: not enough space in VG vgroup for a new snap0: need 3\.0 GiB, .* the old snap0 is kept$/,
     );
     const snap = await lv(vm, 'snap0');
     expect(snap?.lv_uuid).toBe(old?.lv_uuid);
@@ -297,7 +304,7 @@ describe('backups on the virtual appliance', () => {
       {
         argv: ['zshield', 'backup', '--config', '/tmp/nolv.conf'],
         code: 5,
-        setup: `echo '{"lvm":{"rootLv":"nosuchlv"}}' > /tmp/nolv.conf`,
+        setup: `echo '{"lvm":{"rootLv":"nosuchlv"},"layout":{"volumes":[{"name":"nosuchlv","size":"40%","mount":"/"}]}}' > /tmp/nolv.conf`,
         line: /^zshield: logical volume "vgroup\/nosuchlv" not found$/,
       },
       {

@@ -2,11 +2,22 @@
 // serial, runs real LVM (PV, VG, LV, snapshot, JSON reports), runs the zshield binary, moves binary
 // and multi-megabyte data both ways, runs background jobs, reads fw_cfg, shuts down cleanly and
 // keeps its disks across boots; hangs fail with the console tail instead of hanging the test.
+// Then the disk-boot mode: the real `zshield golden prepare` writes a golden medium, which boots
+// through SeaBIOS, its own GRUB and the bench's boot initramfs; a GRUB entry picked from the host
+// (setNextBootEntry) boots once with zshield_recovery=default and the boot hook counts down.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, BENCH_DIR, type BootOptions } from '../bench/appliance.js';
+import {
+  Appliance,
+  BENCH_DIR,
+  type BootOptions,
+  benchInfo,
+  readGrubEnv,
+  readPartitionTable,
+  setNextBootEntry,
+} from '../bench/appliance.js';
 
 const WORK = path.join(BENCH_DIR, 'work', 'bench-selftest');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -155,6 +166,74 @@ describe('appliance bench', () => {
   });
 });
 
+describe('appliance bench: a golden medium booted through GRUB', () => {
+  const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-grub');
+  const disks = [
+    { name: 'golden', sizeMiB: 2048, serial: 'ZS-GOLDEN-CF' },
+    { name: 'system', sizeMiB: 4096, serial: 'ZS-SYSTEM-HDD' },
+  ];
+  const fromGolden: BootOptions = { workDir, disks, boot: { from: 'disk', disk: 'golden' } };
+  let app: Appliance | undefined;
+  let goldenUuid = '';
+
+  afterAll(async () => {
+    await app?.kill();
+  });
+
+  it('zshield golden prepare writes a golden medium from the prototype', async () => {
+    fs.rmSync(workDir, { recursive: true, force: true });
+    app = await Appliance.boot({ workDir, disks });
+    // A long countdown: the recovery boot below shows its plan and waits; nothing is written.
+    await app.writeFile('/etc/zshield/zshield.conf', JSON.stringify({ recovery: { countdownSeconds: 600 } }));
+    const t0 = Date.now();
+    const r = await app.sh('zshield golden prepare --target ZS-GOLDEN-CF --yes', { timeoutMs: 480_000 });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    console.log(`golden prepare: ${Date.now() - t0} ms`);
+    await app.poweroff();
+    expect(readPartitionTable(app.diskPath('golden'))).toMatchObject([
+      { number: 1, type: 0x83, bootable: true, startBytes: 1024 * 1024 },
+    ]);
+  });
+
+  it('boots the golden medium through SeaBIOS, GRUB and the boot initramfs: root read-only, agent up', async () => {
+    app = await Appliance.boot(fromGolden);
+    console.log(`golden disk boot: agent ready after ${app.bootMs} ms`);
+    const log = app.consoleLog();
+    expect(log).toContain('bench-initrd: switching to /dev/vda1 (ro)');
+    expect(await app.shOk("grep ' / ' /proc/mounts")).toMatch(/^\/dev\/vda1 \/ ext4 ro[, ]/);
+    const cmdline = await app.shOk('cat /proc/cmdline');
+    expect(cmdline).toMatch(/^BOOT_IMAGE=\/boot\/vmlinuz-\S+ root=\S+ ro console=ttyS0/); // from grub.cfg
+    expect(cmdline).not.toContain('zshield_recovery');
+    goldenUuid = (await app.shOk('findmnt -n -o UUID /')).trim();
+    expect(await app.shOk('cat /etc/default/zshield-grub')).toContain(`ZSHIELD_GOLDEN_UUID=${goldenUuid}`);
+    expect(await app.shOk('grep -o "menuentry .* --id zshield-[a-z]*" /boot/grub/grub.cfg')).toMatch(
+      /Recover to factory default.*zshield-factory\n.*Recover to latest backup.*zshield-latest/,
+    );
+    // Read-only root, with tmpfs where programs write; LVM works; zshield runs.
+    expect((await app.sh('touch /etc/probe')).stderr).toMatch(/Read-only file system/);
+    await app.shOk('touch /var/log/probe /var/lib/zshield/probe /tmp/probe /run/probe');
+    await app.shOk('vgs');
+    expect(await app.shOk('ls -l /etc/rc.local; cat /etc/rc.local')).toContain('zshield boot');
+    await app.poweroff();
+  });
+
+  it('setNextBootEntry picks "Recover to factory default" for one boot: zshield_recovery=default, the boot hook counts down', async () => {
+    setNextBootEntry(workDir, 'golden', 'zshield-factory');
+    expect(readGrubEnv(workDir, 'golden')).toMatchObject({ next_entry: 'zshield-factory' });
+    app = await Appliance.boot(fromGolden);
+    expect(app.consoleLog()).toContain('zshield: Recover to factory default'); // the entry's echo
+    expect(await app.shOk('cat /proc/cmdline')).toMatch(
+      new RegExp(`root=UUID=${goldenUuid} ro console=ttyS0\\S* .*zshield_recovery=default`),
+    );
+    // rc.local's `zshield boot` shows the plan on the console and counts down (600 s here).
+    await app.waitForConsole(/starts in 600 s\. Type c and Enter to cancel/, 120_000);
+    expect(app.consoleLog()).toMatch(/EVERYTHING on \/dev\/vdb is erased/);
+    await app.kill();
+    // GRUB cleared next_entry (save_env): the next boot is the default entry again.
+    expect(readGrubEnv(workDir, 'golden').next_entry ?? '').toBe('');
+  });
+});
+
 describe('appliance bench failures', () => {
   it('a boot that does not finish in time throws with the console tail and leaves no qemu behind', async () => {
     const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-timeout');
@@ -178,5 +257,31 @@ describe('appliance bench failures', () => {
         }
       });
     expect(users).toEqual([]);
+  });
+
+  it('the boot initramfs powers off with a clear message when the root does not appear; bootUntilExit returns the console', async () => {
+    const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-noroot');
+    const log = await Appliance.bootUntilExit({
+      workDir,
+      disks: [{ name: 'blank', sizeMiB: 64, serial: 'ZSB-BLANK' }],
+      boot: { from: 'kernel', initrd: benchInfo().bootInitrd },
+      appendCmdline: 'root=UUID=00000000-0000-4000-8000-000000000000 rootdelay=2',
+      timeoutMs: 120_000,
+    });
+    expect(log).toContain(
+      'bench-initrd: FATAL: the root device UUID=00000000-0000-4000-8000-000000000000 did not appear within 2s',
+    );
+    expect(log).toMatch(/reboot: Power down/);
+    expect(Appliance.lastExit?.code).toBe(0);
+  });
+
+  it('bootUntilExit throws with the console tail when the guest does not stop in time', async () => {
+    const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-noexit');
+    const err = await Appliance.bootUntilExit({ workDir, disks: [], timeoutMs: 3_000 }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/did not exit within/);
+    expect(err?.message).toContain('--- console tail');
   });
 });

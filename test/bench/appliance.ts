@@ -10,7 +10,7 @@
 //   host -> guest  "<id> RUN <scriptlen> <stdinlen>\n" <script> <stdin>
 //   guest -> host  "<id> OUT <n>\n" <n bytes> "<id> ERR <n>\n" <n bytes> "<id> RC <code>\n"
 
-import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
+import { type ChildProcess, spawn as spawnProcess, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -36,17 +36,39 @@ export interface DiskSpec {
   serial: string;
 }
 
+/**
+ * What the guest boots.
+ * - `{ from: 'kernel' }` (the default): the bench kernel with the bench initramfs, which IS the
+ *   golden root (qemu -kernel/-initrd/-append; the prototype system). `initrd` replaces the
+ *   initramfs: e.g. `benchInfo().bootInitrd` (the disks' boot initramfs) with
+ *   `appendCmdline: 'root=/dev/vgroup/lv-root'` boots a root on a disk without GRUB.
+ * - `{ from: 'disk', disk }`: the firmware (SeaBIOS) boots the MBR of the disk named `disk` (a
+ *   DiskSpec name): its GRUB, its grub.cfg, its kernel and initramfs (/boot/initrd.img-<kver>,
+ *   which activates LVM and mounts the root), its root's busybox init and rcS (which runs
+ *   /etc/rc.local on the console, e.g. the `zshield boot` hook). The kernel command line comes
+ *   from GRUB (appendCmdline is refused; pick a menu entry with setNextBootEntry()). That disk gets
+ *   bootindex 0 and the other disks the following ones in order, as a BIOS boot order would (a
+ *   disk without a boot loader falls through to the next); `only: true` makes that disk the only
+ *   boot device (`-boot strict=on`).
+ */
+export type BootSource = { from: 'kernel'; initrd?: string } | { from: 'disk'; disk: string; only?: boolean };
+
 export interface BootOptions {
   /** Folder for the disk images and the console log (created if missing). */
   workDir: string;
   /** Disks in order: the first is vda, the second vdb, ... */
   disks: DiskSpec[];
-  /** Boot until the agent answers; default 90 s (TCG boots take ~8 s when the host is idle). */
+  /** Default: the bench kernel + initramfs. See BootSource. */
+  boot?: BootSource;
+  /**
+   * Boot until the agent answers; default 90 s with the kernel, 150 s from a disk (TCG boots take
+   * ~8 s / ~15 s when the host is idle). For bootUntilExit(): until qemu exits, default 600 s.
+   */
   timeoutMs?: number;
   /** `-fw_cfg name=opt/<key>,string=<value>`; read in the guest from
    * /sys/firmware/qemu_fw_cfg/by_name/opt/<key>/raw. A key without the `opt/` prefix gets it. */
   fwCfg?: Record<string, string>;
-  /** Appended to the kernel command line (e.g. `zshield_recovery=latest`). */
+  /** Appended to the kernel command line (e.g. `zshield_recovery=latest`). Kernel boots only. */
   appendCmdline?: string;
   /** Guest memory, default 1024 (384 and below cannot unpack the initramfs). */
   memoryMiB?: number;
@@ -120,6 +142,8 @@ export function benchInfo(): {
   initrd: string;
   rootfs: string;
   zshieldBin: string;
+  /** The boot initramfs of disk-booted roots (/boot/initrd.img-<kver> of the golden root). */
+  bootInitrd: string;
 } {
   const env = readBenchEnv();
   if (!env) throw new Error(`the bench is not built (run ${SETUP_SCRIPT} or ensureBench())`);
@@ -127,6 +151,7 @@ export function benchInfo(): {
     kernelVersion: env.KERNEL_VERSION,
     vmlinuz: env.VMLINUZ,
     initrd: env.INITRD,
+    bootInitrd: path.join(env.ROOTFS, 'boot', `initrd.img-${env.KERNEL_VERSION}`),
     rootfs: env.ROOTFS,
     zshieldBin: env.ZSHIELD_BIN,
   };
@@ -246,15 +271,66 @@ export class Appliance {
 
   /** Boot a guest and wait until its command agent answers. */
   static async boot(opts: BootOptions): Promise<Appliance> {
+    const { app, sockPath, started, timeoutMs } = await Appliance.launch(opts, false);
+    try {
+      await app.connect(sockPath, started + timeoutMs);
+      const left = started + timeoutMs - Date.now();
+      const ping = await app.exec('echo ready', { timeoutMs: Math.max(left, 1) }, 'boot');
+      if (ping.code !== 0 || ping.stdout.toString() !== 'ready\n') {
+        throw app.failure(`the agent answered the first request wrongly: ${JSON.stringify(ping)}`);
+      }
+    } catch (e) {
+      await app.kill();
+      throw e instanceof Error && e.message.includes('--- console') ? e : app.failure(`boot failed: ${e}`);
+    }
+    app.bootMs = Date.now() - started;
+    return app;
+  }
+
+  /**
+   * Boot a guest and wait for qemu to exit by itself (the guest powers off, reboots — qemu runs
+   * with -no-reboot — or panics), without talking to the agent: e.g. a recovery boot that ends
+   * with a reboot. Returns the whole console log (Appliance.lastExit has the duration and qemu's
+   * exit status). A guest still running after `timeoutMs` (default 600 s) is killed and the call
+   * throws with the console tail.
+   */
+  static async bootUntilExit(opts: BootOptions): Promise<string> {
+    const { app, started, timeoutMs } = await Appliance.launch(opts, true);
+    await app.waitForExit(timeoutMs - (Date.now() - started));
+    Appliance.lastExit = {
+      ms: Date.now() - started,
+      code: app.exitInfo?.code ?? null,
+      signal: app.exitInfo?.signal ?? null,
+    };
+    return app.consoleLog();
+  }
+
+  /** Duration and exit status of the last bootUntilExit() that returned. */
+  static lastExit: { ms: number; code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  /** Start qemu for a boot (see BootOptions); does not wait for anything. */
+  private static async launch(
+    opts: BootOptions,
+    untilExit: boolean,
+  ): Promise<{ app: Appliance; sockPath: string; started: number; timeoutMs: number }> {
     if (!benchReady()) await ensureBench();
     const info = benchInfo();
-    const timeoutMs = opts.timeoutMs ?? 90_000;
+    const source: BootSource = opts.boot ?? { from: 'kernel' };
+    const timeoutMs = opts.timeoutMs ?? (untilExit ? 600_000 : source.from === 'disk' ? 150_000 : 90_000);
     const workDir = path.resolve(opts.workDir);
     fs.mkdirSync(workDir, { recursive: true });
 
     for (const d of opts.disks) {
       if (!/^[A-Za-z0-9_.-]+$/.test(d.name)) throw new Error(`bad disk name: ${d.name}`);
       if (!/^[A-Za-z0-9_.-]{1,20}$/.test(d.serial)) throw new Error(`bad disk serial: ${d.serial}`);
+    }
+    let bootDisk = -1;
+    if (source.from === 'disk') {
+      bootDisk = opts.disks.findIndex((d) => d.name === source.disk);
+      if (bootDisk < 0) throw new Error(`boot from disk ${source.disk}: no DiskSpec of that name`);
+      if (opts.appendCmdline) {
+        throw new Error('appendCmdline needs a kernel boot: from a disk, GRUB makes the command line');
+      }
     }
 
     const consolePath = path.join(workDir, 'console.log');
@@ -264,16 +340,21 @@ export class Appliance {
     const sockPath = path.join(sockDir, 'agent.sock');
 
     const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
-    const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
     const args: string[] = [
       ['-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024)],
       ['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none'],
-      ['-no-reboot', '-kernel', info.vmlinuz, '-initrd', info.initrd, '-append', cmdline],
+      ['-no-reboot'],
       ['-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con'],
       ['-device', 'virtio-serial-pci'],
       ['-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`],
       ['-device', 'virtserialport,chardev=agent,name=bench'],
     ].flat();
+    if (source.from === 'kernel') {
+      const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
+      args.push('-kernel', info.vmlinuz, '-initrd', source.initrd ?? info.initrd, '-append', cmdline);
+    } else if (source.only) {
+      args.push('-boot', 'strict=on');
+    }
     const diskPaths = new Map<string, string>();
     opts.disks.forEach((d, i) => {
       const file = path.join(workDir, `${d.name}.img`);
@@ -283,8 +364,14 @@ export class Appliance {
         fs.closeSync(fd);
       }
       diskPaths.set(d.name, file);
+      let bootIndex = '';
+      if (bootDisk >= 0 && source.from === 'disk') {
+        // The boot disk first, then the others in order (unless it is the only boot device).
+        const order = i === bootDisk ? 0 : i < bootDisk ? i + 1 : i;
+        if (i === bootDisk || !source.only) bootIndex = `,bootindex=${order}`;
+      }
       args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`);
-      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}`);
+      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}${bootIndex}`);
     });
     for (const [key, value] of Object.entries(opts.fwCfg ?? {})) {
       const name = key.startsWith('opt/') ? key : `opt/${key}`;
@@ -300,20 +387,7 @@ export class Appliance {
     });
     const app = new Appliance(proc, workDir, consolePath, sockDir);
     for (const [k, v] of diskPaths) app.diskPaths.set(k, v);
-
-    try {
-      await app.connect(sockPath, started + timeoutMs);
-      const left = started + timeoutMs - Date.now();
-      const ping = await app.exec('echo ready', { timeoutMs: Math.max(left, 1) }, 'boot');
-      if (ping.code !== 0 || ping.stdout.toString() !== 'ready\n') {
-        throw app.failure(`the agent answered the first request wrongly: ${JSON.stringify(ping)}`);
-      }
-    } catch (e) {
-      await app.kill();
-      throw e instanceof Error && e.message.includes('--- console') ? e : app.failure(`boot failed: ${e}`);
-    }
-    app.bootMs = Date.now() - started;
-    return app;
+    return { app, sockPath, started, timeoutMs };
   }
 
   private async connect(sockPath: string, deadline: number): Promise<void> {
@@ -592,9 +666,36 @@ export class Appliance {
     return this.exitInfo === undefined;
   }
 
-  /** Resolves when qemu has exited. */
-  waitForExit(): Promise<void> {
-    return this.exited;
+  /**
+   * Resolves when qemu has exited (e.g. after `zshield boot` rebooted the guest: -no-reboot makes
+   * qemu exit). With a timeout, a guest still running then is killed and the call throws with the
+   * console tail.
+   */
+  async waitForExit(timeoutMs?: number): Promise<void> {
+    if (timeoutMs === undefined) return this.exited;
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), Math.max(timeoutMs, 0));
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!stopped) {
+      const err = this.failure(`qemu did not exit within ${timeoutMs} ms`);
+      await this.kill();
+      throw err;
+    }
+  }
+
+  /** qemu's exit code and signal, once it has exited. */
+  get exitStatus(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.exitInfo;
+  }
+
+  /** @internal Is this (running) appliance using the disk image `file`? */
+  usesImage(file: string): boolean {
+    return !this.exitInfo && [...this.diskPaths.values()].some((p) => path.resolve(p) === path.resolve(file));
   }
 
   /** Host path of a disk image by its DiskSpec name. */
@@ -625,6 +726,190 @@ export class Appliance {
     if (this.qemuStderr.trim()) text += `\n--- qemu stderr ---\n${this.qemuStderr}`;
     return new Error(text);
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Disk images, offline (qemu not running): partitions, GRUB's environment block
+// ------------------------------------------------------------------------------------------------
+
+export interface MbrPartition {
+  /** 1..4 */
+  number: number;
+  /** MBR type: 0x83 Linux, 0x8e Linux LVM, ... */
+  type: number;
+  bootable: boolean;
+  startBytes: number;
+  sizeBytes: number;
+}
+
+/** The primary partitions of a disk image with a DOS partition table. */
+export function readPartitionTable(imagePath: string): MbrPartition[] {
+  const mbr = Buffer.alloc(512);
+  const fd = fs.openSync(imagePath, 'r');
+  try {
+    fs.readSync(fd, mbr, 0, 512, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (mbr[510] !== 0x55 || mbr[511] !== 0xaa) {
+    throw new Error(`${imagePath}: no DOS partition table (no MBR signature)`);
+  }
+  const parts: MbrPartition[] = [];
+  for (let i = 0; i < 4; i++) {
+    const e = mbr.subarray(446 + 16 * i, 446 + 16 * (i + 1));
+    const type = e[4]!;
+    const start = e.readUInt32LE(8);
+    const count = e.readUInt32LE(12);
+    if (type === 0 || count === 0) continue;
+    parts.push({
+      number: i + 1,
+      type,
+      bootable: e[0] === 0x80,
+      startBytes: start * 512,
+      sizeBytes: count * 512,
+    });
+  }
+  return parts;
+}
+
+/** `<workDir>/<diskName>.img`, which must exist and must not be in use by a running qemu. */
+export function diskImagePath(workDir: string, diskName: string): string {
+  const file = path.join(path.resolve(workDir), `${diskName}.img`);
+  if (!fs.existsSync(file)) throw new Error(`no disk image ${file}`);
+  return file;
+}
+
+function assertOffline(file: string): void {
+  if ([...live].some((a) => a.usesImage(file))) {
+    throw new Error(`${file} is in use by a running appliance: power it off first`);
+  }
+  // Also a qemu started by another process (another test run).
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmd = '';
+    try {
+      cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.startsWith('qemu-system') && cmd.includes(`file=${file.replace(/,/g, ',,')},`)) {
+      throw new Error(`${file} is in use by qemu (pid ${pid}): power it off first`);
+    }
+  }
+}
+
+/** Run a host command synchronously; a failure throws with its output. */
+function hostRun(file: string, args: string[]): string {
+  const r = spawnSync(file, args, { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) {
+    throw new Error(
+      `${file} ${args.join(' ')} failed (${r.error ?? `exit ${r.status}`}): ${r.stderr}${r.stdout}`,
+    );
+  }
+  return r.stdout;
+}
+
+/**
+ * Mount partition `partition` (1..4) of a disk image on the host (`mount -o loop,offset=...`:
+ * partition scanning of loop devices creates no pN nodes here), run `fn` with the mount point,
+ * unmount. Synchronous. The image must not be in use by qemu. Needs root.
+ */
+export function withImagePartition<T>(
+  imagePath: string,
+  partition: number,
+  fn: (mountPoint: string) => T,
+): T {
+  assertOffline(imagePath);
+  const part = readPartitionTable(imagePath).find((p) => p.number === partition);
+  if (!part) throw new Error(`${imagePath}: no partition ${partition}`);
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'zsb-mnt-'));
+  try {
+    hostRun('mount', ['-o', `loop,offset=${part.startBytes},sizelimit=${part.sizeBytes}`, imagePath, mnt]);
+  } catch (e) {
+    fs.rmdirSync(mnt);
+    throw e;
+  }
+  try {
+    return fn(mnt);
+  } finally {
+    let err: unknown;
+    for (let i = 0; i < 20; i++) {
+      try {
+        hostRun('umount', [mnt]);
+        err = undefined;
+        break;
+      } catch (e) {
+        err = e;
+        spawnSync('sleep', ['0.1']);
+      }
+    }
+    if (err === undefined) fs.rmdirSync(mnt);
+    else console.error(`withImagePartition: ${err}`);
+  }
+}
+
+/** Where GRUB's files may be, relative to the partition's root (a root with /boot, or a /boot). */
+const GRUB_DIRS = ['boot/grub', 'grub', 'boot/grub2', 'grub2'];
+
+/** Run fn on the grubenv path of the first Linux partition (or `partition`) holding a grub.cfg. */
+function withGrubEnv<T>(
+  workDir: string,
+  diskName: string,
+  partition: number | undefined,
+  fn: (grubenv: string) => T,
+): T {
+  const image = diskImagePath(workDir, diskName);
+  const candidates =
+    partition !== undefined
+      ? [partition]
+      : readPartitionTable(image)
+          .filter((p) => p.type === 0x83)
+          .map((p) => p.number);
+  for (const n of candidates) {
+    const found = withImagePartition(image, n, (mnt) => {
+      const dir = GRUB_DIRS.find((d) => fs.existsSync(path.join(mnt, d, 'grub.cfg')));
+      if (!dir) return { ok: false as const };
+      return { ok: true as const, value: fn(path.join(mnt, dir, 'grubenv')) };
+    });
+    if (found.ok) return found.value;
+  }
+  throw new Error(`no partition of ${image} holds a GRUB configuration (${GRUB_DIRS.join('|')}/grub.cfg)`);
+}
+
+/**
+ * Choose the GRUB menu entry of the next boot of a disk, as an operator would pick it in the menu:
+ * sets `next_entry=<entry>` (a menuentry id such as `zshield-latest`, or a title) in the grubenv
+ * next to the disk's grub.cfg (created with grub-editenv when missing). Offline (the disk's qemu
+ * must not run) and synchronous. grub-mkconfig's 00_header boots that entry once and clears it
+ * (save_env). The partition is the first Linux one holding a grub.cfg unless given.
+ */
+export function setNextBootEntry(
+  workDir: string,
+  diskName: string,
+  entry: string,
+  opts: { partition?: number } = {},
+): void {
+  if (!entry || /[\n\r]/.test(entry)) throw new Error(`bad GRUB entry ${JSON.stringify(entry)}`);
+  withGrubEnv(workDir, diskName, opts.partition, (env) => {
+    if (!fs.existsSync(env)) hostRun('grub-editenv', [env, 'create']);
+    hostRun('grub-editenv', [env, 'set', `next_entry=${entry}`]);
+  });
+}
+
+/** The variables of a disk's grubenv ({} when there is none), read offline. */
+export function readGrubEnv(
+  workDir: string,
+  diskName: string,
+  opts: { partition?: number } = {},
+): Record<string, string> {
+  return withGrubEnv(workDir, diskName, opts.partition, (env) => {
+    const vars: Record<string, string> = {};
+    if (!fs.existsSync(env)) return vars;
+    for (const line of hostRun('grub-editenv', [env, 'list']).split('\n')) {
+      const eq = line.indexOf('=');
+      if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    return vars;
+  });
 }
 
 /** A guest command started with Appliance.spawn(). */

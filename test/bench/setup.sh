@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the QEMU "virtual appliance bench": host packages, the Debian cloud kernel, the guest
-# root tree (the "golden root") and an uncompressed cpio initramfs made from it.
+# root tree (the "golden root", with a small boot initramfs in its /boot for roots booted from a
+# disk through GRUB) and an uncompressed cpio initramfs made from the tree.
 #
 #   test/bench/setup.sh                 # everything (idempotent, fast when up to date)
 #   test/bench/setup.sh rootfs          # only (re)build .bench/rootfs/ (for a disk image builder)
@@ -12,7 +13,8 @@
 #
 # Outputs (in $BENCH_DIR):
 #   kernel/<ver>/         the extracted linux-image-<ver> package (depmod'ed)
-#   rootfs/               the guest root tree: busybox, LVM, GRUB, e2fsprogs, ..., zshield
+#   rootfs/               the guest root tree: busybox, LVM, GRUB, e2fsprogs, ..., zshield;
+#                         /boot has vmlinuz-<ver> and initrd.img-<ver> (guest/initrd-init as /init)
 #   initramfs.cpio        newc cpio of rootfs/ (uncompressed: boots fastest under TCG)
 #   bench.env             KERNEL_VERSION=, VMLINUZ=, INITRD=, ... for the host-side API
 #
@@ -44,6 +46,9 @@ GUEST_PKGS=(lvm2 dmsetup kmod rsync e2fsprogs fdisk util-linux mount grub-common
 GUEST_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot dm_bufio dm_mirror
   dm_zero dm_thin_pool loop vfat nls_cp437 nls_ascii nls_utf8 isofs squashfs)
 BOOT_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot loop)
+# Modules of the boot initramfs (/boot/initrd.img-<ver>, for roots booted from a disk through GRUB):
+# the disks and device-mapper, so that it can activate LVM and mount the root (ext4 is built in).
+INITRD_MODULES=(virtio_pci virtio_blk dm_mod dm_snapshot)
 
 log() { printf '[bench-setup] %s\n' "$*" >&2; }
 die() { printf '[bench-setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -179,6 +184,45 @@ copy_libs() {
   rm -f "$list"
 }
 
+# The boot initramfs of disk-booted roots: static busybox, lvm (+ its shared libraries), the
+# INITRD_MODULES and guest/initrd-init as /init. Written gzip'ed to $3 (/boot/initrd.img-<ver> of
+# the tree, where grub-mkconfig's 10_linux and zshield's 40_zshield find it).
+build_boot_initrd() {
+  local ver=$1 kdir=$2 out=$3
+  local ir
+  ir=$(mktemp -d)
+  mkdir -p "$ir"/{bin,sbin,etc/lvm,lib/modules,proc,sys,dev,run,tmp,newroot}
+  cp /bin/busybox "$ir/bin/busybox"
+  file -b "$ir/bin/busybox" | grep -q 'statically linked' || die "/bin/busybox is not static (busybox-static)"
+  local a
+  for a in $("$ir/bin/busybox" --list); do
+    [ "$a" = busybox ] || ln -s busybox "$ir/bin/$a"
+  done
+  cp -L /usr/sbin/lvm "$ir/sbin/lvm"
+  local lib
+  while IFS= read -r lib; do
+    mkdir -p "$ir$(dirname "$lib")"
+    cp -L "$lib" "$ir$lib"
+  done < <(ldd /usr/sbin/lvm | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | sort -u)
+  install -m 0644 "$GUEST_SRC/lvm.conf" "$ir/etc/lvm/lvm.conf"
+  install -m 0755 "$GUEST_SRC/initrd-init" "$ir/init"
+  local m path rel seen=" "
+  for m in "${INITRD_MODULES[@]}"; do
+    while read -r kind path _; do
+      [ "$kind" = insmod ] || continue
+      rel=${path#"$kdir/lib/modules/$ver/"}
+      case "$seen" in *" $rel "*) continue ;; esac
+      seen="$seen$rel "
+      mkdir -p "$ir/lib/modules/$(dirname "$rel")"
+      cp "$path" "$ir/lib/modules/$rel"
+      echo "$rel" >>"$ir/etc/initrd-modules"
+    done < <(modprobe -d "$kdir" -S "$ver" --show-depends "$m")
+  done
+  mknod -m 0600 "$ir/dev/console" c 5 1
+  (cd "$ir" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -6 >"$out"
+  rm -rf "$ir"
+}
+
 build_rootfs() {
   local ver=$1 out=$2
   local kdir="$BENCH_DIR/kernel/$ver"
@@ -192,6 +236,7 @@ build_rootfs() {
   ln -s usr/lib64 "$root/lib64"
   mkdir -p "$root"/{proc,sys,dev,run,tmp,mnt,root,boot,home,srv,opt,media} \
     "$root"/etc/{lvm/archive,lvm/backup,bench} "$root"/var/{lib,log,tmp,cache,spool,backups} \
+    "$root"/var/lib/zshield \
     "$root"/usr/local/{bin,sbin} "$root/boot/grub" "$root/usr/share/locale"
   chmod 1777 "$root/tmp" "$root/var/tmp"
   chmod 0700 "$root/root"
@@ -241,6 +286,7 @@ build_rootfs() {
   done
   depmod -b "$root" "$ver"
   printf '%s\n' "${BOOT_MODULES[@]}" >"$root/etc/bench/modules"
+  build_boot_initrd "$ver" "$kdir" "$root/boot/initrd.img-$ver"
 
   # /etc and the bench's init, agent and shutdown scripts.
   install -m 0644 "$GUEST_SRC/lvm.conf" "$root/etc/lvm/lvm.conf"

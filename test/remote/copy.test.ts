@@ -15,6 +15,7 @@ import {
   zshield,
   zshieldAsync,
 } from './lib.js';
+import { ExitCode } from '../../src/errors.js';
 import { sessionPids, uidOf } from './sshd.js';
 
 const env = inject('remote');
@@ -29,11 +30,12 @@ describe('remote copy against a real OpenSSH server', () => {
     const first = zshield(box, ['remote', 'copy']);
     expect(first.code, first.stderr).toBe(0);
     expect(ls(box.dest)).toEqual([...img, ...log].sort());
-    for (const n of [...img, ...log]) expect(sha256(path.join(box.dest, n))).toBe(sha256(path.join(box.backups, n)));
+    for (const n of [...img, ...log])
+      expect(sha256(path.join(box.dest, n))).toBe(sha256(path.join(box.backups, n)));
     expect(first.stdout).toMatch(/copied 4 file\(s\)/);
     // Files on the remote are the owner's only: they are a copy of the system.
     expect(statSync(path.join(box.dest, img[0]!)).mode & 0o777).toBe(0o600);
-    expect(logText(box)).toMatch(/copied and verified .*by sha256sum/);
+    expect(logText(box)).toMatch(/copied and verified .*by openssl/);
 
     const before = dirState(box.dest);
     const second = zshield(box, ['remote', 'copy']);
@@ -52,6 +54,19 @@ describe('remote copy against a real OpenSSH server', () => {
     expect(ls(box.dest)).toEqual(img.sort());
     for (const n of img) expect(sha256(path.join(box.dest, n))).toBe(sha256(path.join(box.backups, n)));
     expectNoSecrets(box, env, [r]);
+  });
+
+  it('an SFTP-only account (no shell for a checksum command) is verified by reading the file back', () => {
+    const box = makeBox(env, {
+      auth: 'key',
+      remote: { port: env.serverB.port, hostKey: env.serverB.fingerprint },
+    });
+    const img = makeBackup(box.backups, 'appliance', day(2), { 'img.zst': 700_000 });
+    const r = zshield(box, ['remote', 'copy']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(ls(box.dest)).toEqual(img);
+    expect(sha256(path.join(box.dest, img[0]!))).toBe(sha256(path.join(box.backups, img[0]!)));
+    expect(logText(box)).toMatch(/copied and verified .*by read-back/);
   });
 
   it('creates a missing destination directory; dry-run changes nothing', () => {
@@ -90,7 +105,8 @@ describe('remote copy against a real OpenSSH server', () => {
     const newest = [...made[3]!, ...made[4]!].sort();
     expect(ls(box.backups)).toEqual([...newest, ...foreignLocal].sort());
     expect(ls(box.dest)).toEqual([...newest, ...foreignRemote].sort());
-    for (const f of foreignRemote) expect(readFileSync(path.join(box.dest, f), 'utf8')).toBe(`not ours: ${f}\n`);
+    for (const f of foreignRemote)
+      expect(readFileSync(path.join(box.dest, f), 'utf8')).toBe(`not ours: ${f}\n`);
     const log = logText(box);
     expect(log).toMatch(/remote retention: deleted local .*zshield-appliance-20260101T030000Z\.img\.zst/);
     expect(log).toMatch(/remote retention: deleted remote .*zshield-log-20260102T030000Z\.log/);
@@ -158,6 +174,45 @@ describe('remote copy against a real OpenSSH server', () => {
     expect(ls(box.dest)).toEqual([name]);
     expect(sha256(path.join(box.dest, name!))).toBe(sha256(path.join(box.backups, name!)));
     expectNoSecrets(box, env, [r]);
+  });
+
+  it('SIGINT mid-upload stops it (exit 9), keeps the part and the lock free; the next run resumes', async () => {
+    const box = makeBox(env, { auth: 'key' });
+    const [name] = makeBackup(box.backups, 'appliance', day(8), { 'img.zst': 12 * 1024 * 1024 });
+    const part = path.join(box.dest, `${name}.zshield-part`);
+    const { child, done } = zshieldAsync(box, ['remote', 'copy', '--bwlimit', '2048']);
+    await waitUntil(
+      () => (statSync(part, { throwIfNoEntry: false })?.size ?? 0) >= 2 * 1024 * 1024,
+      'the upload',
+      60_000,
+    );
+    child.kill('SIGINT');
+    const stopped = await done;
+    expect(stopped.code).toBe(ExitCode.interrupted);
+    expect(stopped.stderr).toMatch(/^zshield: interrupted/m);
+    expect(ls(box.dest)).toEqual([`${name}.zshield-part`]);
+    const r = zshield(box, ['remote', 'copy', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    // Released, not taken over from a dead holder.
+    expect(r.stderr).not.toMatch(/taking over/);
+    const report = JSON.parse(r.stdout);
+    expect(report.copied).toHaveLength(1);
+    expect(report.copied[0].resumedFrom).toBeGreaterThan(0);
+    expect(report.copied[0].sha256).toBe(sha256(path.join(box.backups, name!)));
+    expect(ls(box.dest)).toEqual([name]);
+  });
+
+  it('a part that is not the start of the file fails the checksum and is uploaded again', () => {
+    const box = makeBox(env, { remote: { retries: 1 } });
+    const [name] = makeBackup(box.backups, 'log', day(9), { log: 200_000 });
+    // Garbage of half the size where the resumable part would be.
+    makeForeign(box.dest, `${name}.zshield-part`, 'zshield-pw');
+    writeFileSync(path.join(box.dest, `${name}.zshield-part`), Buffer.alloc(100_000, 7));
+    const r = zshield(box, ['remote', 'copy']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/does not match: SHA-256 .*the partial upload was removed; try 2 of 2/);
+    expect(ls(box.dest)).toEqual([name]);
+    expect(sha256(path.join(box.dest, name!))).toBe(sha256(path.join(box.backups, name!)));
   });
 
   it('the bandwidth limit holds the upload to the rate', () => {

@@ -1,4 +1,5 @@
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { encryptPassword } from '../../src/remote/secrets.js';
@@ -94,7 +95,11 @@ describe('remote copy failures', () => {
 
     const box2 = makeBox(env);
     chmodSync(box2.keyFile, 0o644);
-    const r = failing(box2, ExitCode.refused, /key file .*remote\.key is accessible by group or others \(mode 0644\)/);
+    const r = failing(
+      box2,
+      ExitCode.refused,
+      /key file .*remote\.key is accessible by group or others \(mode 0644\)/,
+    );
     expect(r.stderr).toMatch(/hint: chmod 600/);
   });
 
@@ -119,6 +124,21 @@ describe('remote copy failures', () => {
     expect(r.stderr).toMatch(/try 2 of 2 in 2\.0 s/);
   });
 
+  it('a server that accepts but never speaks SSH times out as unreachable (exit 11)', async () => {
+    // A silent listener on 127.0.0.1: the connection is made, the SSH banner never comes.
+    const silent = net.createServer((sock) => sock.on('error', () => {}));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const box = makeBox(env, { remote: { port, retries: 0, connectTimeoutSeconds: 2 } });
+      const t = Date.now();
+      failing(box, ExitCode.remoteFailed, /unreachable: no SSH answer within 2 s/);
+      expect(Date.now() - t).toBeLessThan(10_000);
+    } finally {
+      silent.close();
+    }
+  });
+
   it('a destination the user may not write is a clear error (exit 11)', () => {
     const box = makeBox(env, { auth: 'key' });
     box.config.remote['destination'] = '/root/zshield-backups';
@@ -135,4 +155,3 @@ describe('remote copy failures', () => {
     expect(r.stderr).toMatch(/remote\.destination: must be set/);
   });
 });
-

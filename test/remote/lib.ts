@@ -28,7 +28,8 @@ function newestMtime(p: string): number {
 export function ensureBundle(): void {
   const stale =
     !existsSync(BUNDLE) ||
-    statSync(BUNDLE).mtimeMs < Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
+    statSync(BUNDLE).mtimeMs <
+      Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
   if (!stale) return;
   const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
   if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
@@ -41,7 +42,11 @@ export interface Run {
 }
 
 // A bare environment: nothing of the test runner's leaks in, and nothing secret is in it.
-const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C' };
+const ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C',
+};
 
 export function zshield(box: Box, args: string[], timeoutMs = 110_000): Run {
   const r = spawnSync(process.execPath, [BUNDLE, '-c', box.configFile, ...args], {
@@ -63,9 +68,7 @@ export function zshieldAsync(box: Box, args: string[]): { child: ChildProcess; d
   child.stderr!.on('data', (d) => {
     stderr += d;
   });
-  const done = new Promise<Run>((resolve) =>
-    child.on('close', (code) => resolve({ code, stdout, stderr })),
-  );
+  const done = new Promise<Run>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
   return { child, done };
 }
 
@@ -142,12 +145,7 @@ export function writeConfig(box: Box): void {
 }
 
 /** Write one backup (all its files) with random content; returns the names. */
-export function makeBackup(
-  dir: string,
-  kind: string,
-  time: Date,
-  files: Record<string, number>,
-): string[] {
+export function makeBackup(dir: string, kind: string, time: Date, files: Record<string, number>): string[] {
   const names: string[] = [];
   for (const [ext, size] of Object.entries(files)) {
     const name = backupFileName(kind, time, ext);
@@ -178,11 +176,15 @@ export const ls = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : 
  * encryption key, the private key's body, and the ciphertext (not a secret alone, but never shown).
  */
 export function expectNoSecrets(box: Box, env: RemoteEnv, runs: Run[]): void {
-  const texts = [...runs.flatMap((r) => [r.stdout, r.stderr]), existsSync(box.logFile) ? readFileSync(box.logFile, 'utf8') : ''];
+  const texts = [
+    ...runs.flatMap((r) => [r.stdout, r.stderr]),
+    existsSync(box.logFile) ? readFileSync(box.logFile, 'utf8') : '',
+  ];
   const secrets = [env.password, box.key.toString('base64'), ...privateKeyLines(env.clientKey)];
   const cipher = box.config.remote['password'];
   if (typeof cipher === 'string') secrets.push(cipher, cipher.slice(12, 40));
-  for (const t of texts) for (const s of secrets) expect(t.includes(s), `a secret leaked: ${s.slice(0, 6)}…`).toBe(false);
+  for (const t of texts)
+    for (const s of secrets) expect(t.includes(s), `a secret leaked: ${s.slice(0, 6)}…`).toBe(false);
 }
 
 function privateKeyLines(file: string): string[] {

@@ -1,6 +1,14 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -22,7 +30,7 @@ function run(file: string, args: string[], input?: string): string {
 }
 
 function installed(pkg: string): boolean {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  const r = spawnSync('dpkg-query', ['-W', `-f=\${Status}`, pkg], { encoding: 'utf8' });
   return r.status === 0 && r.stdout.includes('ok installed');
 }
 
@@ -103,12 +111,18 @@ export interface Sshd {
 }
 
 /** Start sshd on a free port of 127.0.0.1 with its own host key; resolves when it answers. */
-export async function startSshd(opts: { dir: string; name: string; authorizedKeysDir: string }): Promise<Sshd> {
+export async function startSshd(opts: {
+  dir: string;
+  name: string;
+  authorizedKeysDir: string;
+  extraConfig?: string[];
+}): Promise<Sshd> {
   const dir = path.join(opts.dir, opts.name);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const hostKey = path.join(dir, 'ssh_host_ed25519_key');
-  if (!existsSync(hostKey)) run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', opts.name, '-f', hostKey]);
+  if (!existsSync(hostKey))
+    run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', opts.name, '-f', hostKey]);
   const port = await freePort();
   const cfg = path.join(dir, 'sshd_config');
   writeFileSync(
@@ -132,6 +146,7 @@ export async function startSshd(opts: { dir: string; name: string; authorizedKey
       'MaxSessions 64',
       'LogLevel VERBOSE',
       'UseDNS no',
+      ...(opts.extraConfig ?? []),
       '',
     ].join('\n'),
   );
@@ -161,7 +176,8 @@ export async function startSshd(opts: { dir: string; name: string; authorizedKey
 async function waitForBanner(port: number, child: ChildProcess, log: string): Promise<void> {
   const end = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`sshd exited (${child.exitCode}):\n${readFileSync(log, 'utf8')}`);
+    if (child.exitCode !== null)
+      throw new Error(`sshd exited (${child.exitCode}):\n${readFileSync(log, 'utf8')}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
       s.setTimeout(1000);
@@ -213,7 +229,13 @@ export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promis
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'zshield-test', '-f', clientKey]);
   writeFileSync(path.join(keys, KEY_USER), readFileSync(`${clientKey}.pub`), { mode: 0o644 });
   const a = await startSshd({ dir: base, name: 'server-a', authorizedKeysDir: keys });
-  const b = await startSshd({ dir: base, name: 'server-b', authorizedKeysDir: keys });
+  // B: another host key, and SFTP only (no shell: a remote command cannot run there).
+  const b = await startSshd({
+    dir: base,
+    name: 'server-b',
+    authorizedKeysDir: keys,
+    extraConfig: ['ForceCommand internal-sftp'],
+  });
   const pick = (s: Sshd) => ({ port: s.port, pid: s.pid, fingerprint: s.fingerprint, log: s.log });
   return {
     env: { base, password, clientKey, serverA: pick(a), serverB: pick(b) },

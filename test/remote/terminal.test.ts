@@ -37,7 +37,17 @@ class Terminal {
     const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
     const cmd = [process.execPath, BUNDLE, '-c', box.configFile, ...args].map(q).join(' ');
     // The shell after the CLI shows its exit code on the screen and keeps the pane open.
-    this.tmux(['new-session', '-d', '-s', 'main', '-x', '160', '-y', '50', `${cmd}; echo "[exit $?]"; sleep 600`]);
+    this.tmux([
+      'new-session',
+      '-d',
+      '-s',
+      'main',
+      '-x',
+      '160',
+      '-y',
+      '50',
+      `${cmd}; echo "[exit $?]"; sleep 600`,
+    ]);
   }
 
   /** Type text (literally) and press Enter. */
@@ -54,7 +64,7 @@ class Terminal {
     return this.tmux(['capture-pane', '-p', '-t', 'main', '-S', '-500']);
   }
 
-  /** Wait until the screen's text after `from` matches; returns the screen. */
+  /** Wait until the screen matches (capture-pane drops trailing spaces: end prompts with \s*$). */
   async waitFor(re: RegExp, timeoutMs = 20_000): Promise<string> {
     const end = Date.now() + timeoutMs;
     for (;;) {
@@ -94,13 +104,14 @@ describe('config edit and keygen on a real terminal', () => {
     makeBackup(box.backups, 'appliance', day(1), { 'img.zst': 10_000 });
     term = new Terminal();
     term.start(box, ['config', 'edit']);
-    const first = await term.waitFor(/Would you like to edit these settings\? \(y\/n\) $/m);
+    const first = await term.waitFor(/Would you like to edit these settings\? \(y\/n\)\s*$/);
     expect(first).toMatch(/password\s+: \(not set\)/);
     term.type('y');
     await term.answer(/ server \[\(none\)\]:/, '127.0.0.1');
-    await term.answer(/ port \[22\]:/, '99999');
-    await term.waitFor(/port: .*65535.*try again/i);
-    await term.answer(/ port \[22\]:/, String(env.serverA.port));
+    const port = new RegExp(` port \\[${env.serverA.port}\\]:`);
+    await term.answer(port, '99999');
+    await term.waitFor(/port: .*65535.*try again\s+port \[\d+\]:\s*$/i);
+    await term.answer(port, '');
     await term.answer(/ user \[\(none\)\]:/, 'zshield-pw');
     await term.answer(/ destination \[\(none\)\]:/, box.dest);
     await term.answer(/ password \[not set\]: change it\? \(y\/n\)/, 'y');
@@ -116,8 +127,8 @@ describe('config edit and keygen on a real terminal', () => {
     await term.answer(/ retries \[1\]:/, '');
     await term.answer(/ sources \[.*\]:/, '');
     await term.answer(/ enabled \[no\]:/, 'yes');
-    const review = await term.waitFor(/Write .*zshield\.conf\? \(y\/n\) $/m);
-    expect(review).toMatch(/#####  New remote copy settings/);
+    const review = await term.waitFor(/Write .*zshield\.conf\? \(y\/n\)\s*$/);
+    expect(review).toMatch(/##### {2}New remote copy settings/);
     expect(review).toMatch(/a new key file .*new\.key will be made/);
     term.type('y');
     const end = await term.waitFor(/\[exit \d+\]/);
@@ -161,7 +172,7 @@ describe('config edit and keygen on a real terminal', () => {
     await term.answer(/ user \[zshield-pw\]:/, '');
     await term.answer(/ destination \[.*\]:/, '');
     await term.answer(/ password \[set\]: change it\? \(y\/n\)/, 'y');
-    await term.waitFor(/ new password: $/m);
+    await term.waitFor(/ new password:\s*$/);
     term.key('C-c');
     const end = await term.waitFor(/\[exit \d+\]/);
     expect(end).toMatch(new RegExp(`\\[exit ${ExitCode.interrupted}\\]`));
@@ -176,7 +187,10 @@ describe('config edit and keygen on a real terminal', () => {
     const oldCipher = remoteOf(box).password;
     term = new Terminal();
     term.start(box, ['keygen']);
-    await term.answer(/This will replace the key file .*remote\.key and re-encrypt the password with the new key\. Go on\? \(y\/n\)/, 'y');
+    await term.answer(
+      /This will replace the key file .*remote\.key and re-encrypt the password with the new key\. Go on\? \(y\/n\)/,
+      'y',
+    );
     const end = await term.waitFor(/\[exit \d+\]/);
     expect(end).toMatch(/\[exit 0\]/);
     const newKeyText = readFileSync(box.keyFile, 'utf8');
@@ -227,7 +241,7 @@ describe('config edit and keygen on a real terminal', () => {
     const box = makeBox(env, { remote: { hostKey: null } });
     term = new Terminal();
     term.start(box, ['remote', 'trust']);
-    const s = await term.waitFor(/Type "yes" to trust it: $/m);
+    const s = await term.waitFor(/Type "yes" to trust it:\s*$/);
     expect(s).toContain(`offers ssh-ed25519 key ${env.serverA.fingerprint}`);
     term.type('yes');
     expect(await term.waitFor(/\[exit \d+\]/)).toMatch(/\[exit 0\]/);

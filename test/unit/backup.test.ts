@@ -28,6 +28,7 @@ const LVS = [
   '--units',
   'b',
   '--nosuffix',
+  '-a',
   '-o',
   'lv_name,vg_name,lv_path,lv_attr,lv_size,origin,snap_percent,lv_tags,lv_time,lv_kernel_major,lv_kernel_minor',
   '--config',

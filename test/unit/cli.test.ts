@@ -238,7 +238,7 @@ describe('zshield CLI (bundle)', () => {
     expect(b.mutated()).toBe(false);
     expect(b.calls()).toEqual([
       'vgs --reportformat json --units b --nosuffix -o vg_name,vg_size,vg_free,vg_extent_size,vg_free_count,vg_tags vgroup',
-      'lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_path,lv_attr,lv_size,origin,snap_percent,lv_tags,lv_time,lv_kernel_major,lv_kernel_minor --config report/time_format="%s" vgroup',
+      'lvs --reportformat json --units b --nosuffix -a -o lv_name,vg_name,lv_path,lv_attr,lv_size,origin,snap_percent,lv_tags,lv_time,lv_kernel_major,lv_kernel_minor --config report/time_format="%s" vgroup',
     ]);
     expect(existsSync(path.join(b.dir, 'state', 'last-backup.json'))).toBe(false);
   });

@@ -31,6 +31,7 @@ describe('probe commands', () => {
       '--units',
       'b',
       '--nosuffix',
+      '-a',
       '-o',
       'lv_name,vg_name,lv_path,lv_attr,lv_size,origin,snap_percent,lv_tags,lv_time,lv_kernel_major,lv_kernel_minor',
       '--config',
@@ -323,3 +324,39 @@ function checkLv(lv: LvInfo, all: LvInfo[]): void {
     expect(lv.origin, where).toBeNull();
   }
 }
+
+describe('hidden LVs', () => {
+  it('a snapshot being merged is reported hidden, [snap0], and parsed by its name', () => {
+    const json = JSON.stringify({
+      report: [
+        {
+          lv: [
+            {
+              lv_name: 'lv-root',
+              vg_name: 'vgroup',
+              lv_attr: 'Owi-aos---',
+              lv_size: '1073741824',
+              origin: '',
+              snap_percent: '',
+              lv_tags: '',
+            },
+            {
+              lv_name: '[snap0]',
+              vg_name: 'vgroup',
+              lv_attr: 'Swi-a-s---',
+              lv_size: '218103808',
+              origin: 'lv-root',
+              snap_percent: '1.01',
+              lv_tags: '',
+            },
+          ],
+        },
+      ],
+    });
+    const lvs = parseLvs(json);
+    expect(lvs.map((l) => [l.name, l.merging, l.kind])).toEqual([
+      ['lv-root', true, 'origin'],
+      ['snap0', true, 'snapshot'],
+    ]);
+  });
+});

@@ -1,0 +1,137 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RefusedError } from '../../src/errors.js';
+import { memoryLogger } from '../../src/log/logger.js';
+import { HostKeyError, hostKeyInfo, parsePrivateKey, quoteForShell } from '../../src/remote/ssh.js';
+import { formatBytes, Progress, RateLimiter } from '../../src/remote/transfer.js';
+import { tempDir } from './helpers/context.js';
+
+let dir: string;
+let cleanup: () => void;
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir('zshield-remote-transfer-'));
+});
+afterEach(() => cleanup());
+
+describe('RateLimiter', () => {
+  it('spreads bytes over time at the rate, after a quarter-second burst', async () => {
+    let now = 0;
+    const waits: number[] = [];
+    const limiter = new RateLimiter(
+      1000,
+      () => now,
+      async (ms) => {
+        waits.push(ms);
+        now += ms;
+      },
+    );
+    // 250 bytes fit in the burst; each further 100 bytes waits 100 ms.
+    await limiter.take(250);
+    expect(waits).toEqual([]);
+    for (let i = 0; i < 5; i++) await limiter.take(100);
+    expect(waits.map((w) => Math.round(w))).toEqual([100, 100, 100, 100, 100]);
+    expect(now).toBe(500);
+  });
+
+  it('an idle period does not bank more than the burst', async () => {
+    let now = 0;
+    let waited = 0;
+    const limiter = new RateLimiter(
+      1000,
+      () => now,
+      async (ms) => {
+        waited += ms;
+        now += ms;
+      },
+    );
+    now = 60_000;
+    await limiter.take(1250);
+    expect(Math.round(waited)).toBe(1000);
+  });
+});
+
+describe('Progress', () => {
+  it('prints at each new 10 % step, not more than once per 2 s, and always the end', () => {
+    const log = memoryLogger();
+    let t = 0;
+    const p = new Progress(log, 'f.img', 1000, 0, () => t);
+    const at = (ms: number, done: number) => {
+      t = ms;
+      p.update(done);
+    };
+    at(1000, 50); // 5 %: no new step
+    at(2500, 120); // 12 %
+    at(3000, 250); // 25 %, but 0.5 s after the last line
+    at(5000, 260); // 26 %
+    at(9000, 290); // same step
+    at(9500, 1000); // the end
+    at(9600, 1000);
+    expect(log.lines.map((l) => /(\d+)%/.exec(l)?.[1])).toEqual(['12', '26', '100']);
+    expect(log.lines[0]).toMatch(/^info: remote copy: f\.img 12% \(120 B of 1000 B, 48 B\/s\)$/);
+  });
+
+  it('a resumed upload starts counting after what was there', () => {
+    const log = memoryLogger();
+    let t = 0;
+    const p = new Progress(log, 'f', 1000, 500, () => t);
+    t = 3000;
+    p.update(550);
+    expect(log.lines).toEqual([]);
+    p.update(600);
+    expect(log.lines[0]).toMatch(/60% .*, 33 B\/s\)/);
+  });
+
+  it('formats sizes', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(1024 ** 3)).toBe('1.0 GiB');
+  });
+});
+
+describe('shell quoting for the one remote command', () => {
+  it('single-quotes, so /bin/sh gives back exactly the string', () => {
+    for (const s of ['/plain/path', "it's", 'a b$c`d`"e\\f', "'''", '-n', 'x\ty']) {
+      const r = spawnSync('/bin/sh', ['-c', `printf '%s' ${quoteForShell(s)}`], { encoding: 'utf8' });
+      expect(r.stdout).toBe(s);
+    }
+  });
+});
+
+describe('host keys', () => {
+  it('the fingerprint is the one ssh-keygen -l prints, with the key type', () => {
+    const key = path.join(dir, 'host');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const pub = readFileSync(`${key}.pub`, 'utf8').split(' ');
+    const blob = Buffer.from(pub[1]!, 'base64');
+    const expected = /(SHA256:\S+)/.exec(
+      execFileSync('ssh-keygen', ['-l', '-f', `${key}.pub`], { encoding: 'utf8' }),
+    )![1];
+    expect(hostKeyInfo(blob)).toEqual({ fingerprint: expected, type: 'ssh-ed25519' });
+  });
+
+  it('an unknown key and a changed key say what to do', () => {
+    const e = { host: '192.0.2.7', port: 22 };
+    const offered = { fingerprint: 'SHA256:new', type: 'ssh-ed25519' };
+    const unknown = new HostKeyError(e, offered, null);
+    expect(unknown).toBeInstanceOf(RefusedError);
+    expect(unknown.message).toBe(
+      'remote host 192.0.2.7:22 is not trusted: it offers ssh-ed25519 key SHA256:new, and remote.hostKey is not set',
+    );
+    expect(unknown.hint).toMatch(/zshield remote trust --fingerprint SHA256:new$/);
+    const changed = new HostKeyError({ host: 'fe80::1', port: 2222 }, offered, 'SHA256:old');
+    expect(changed.message).toMatch(
+      /^remote host key for \[fe80::1\]:2222 has CHANGED: .*SHA256:new.*SHA256:old/,
+    );
+  });
+
+  it('a private key with a passphrase, or not a key at all, is refused clearly (without its content)', () => {
+    const key = path.join(dir, 'id');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'passphrase', '-f', key]);
+    expect(() => parsePrivateKey(readFileSync(key), key)).toThrow(/protected by a passphrase/);
+    expect(() => parsePrivateKey(Buffer.from('not a key'), '/k')).toThrow(/is not a private key/);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${key}2`]);
+    expect(parsePrivateKey(readFileSync(`${key}2`), key).length).toBeGreaterThan(0);
+  });
+});
