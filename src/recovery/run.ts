@@ -47,7 +47,7 @@ function present(ctx: Context, plan: Plan, json = false): void {
 async function confirmPlan(ctx: Context, what: string, opts: ConfirmOptions): Promise<void> {
   if (opts.confirm === 'yes') return;
   if (opts.confirm === 'ask') {
-    throw new RefusedError(`${what} not started: it needs confirmation`, {
+    throw new RefusedError(`${what} was not started: it needs confirmation`, {
       hint: 'read the plan above, then run again with --yes (or --dry-run to only see the plan)',
     });
   }
@@ -71,7 +71,7 @@ async function confirmPlan(ctx: Context, what: string, opts: ConfirmOptions): Pr
       if (/^\s*[cn]/i.test(line)) done(true);
     });
   });
-  if (cancelled) throw new InterruptedError(`${what} cancelled by the operator; nothing was written`);
+  if (cancelled) throw new InterruptedError(`${what} was cancelled by the operator; nothing was written`);
 }
 
 async function probeGolden(ctx: Context): Promise<GoldenFacts> {
@@ -351,10 +351,28 @@ export async function resumeInterrupted(
     try {
       ctx.out.print('zshield: a restore was interrupted or deferred: finishing it');
       await ctx.runner.run({ file: 'vgchange', args: ['-ay', vg.name], mutates: false });
-      // The kernel merges on activation; wait for it (lvconvert without --merge polls a running merge).
-      const state = await probeVg(ctx.runner, vg.name);
-      const root = state.lvs.find((l) => l.name === ctx.config.lvm.rootLv);
-      if (root?.merging) {
+      const n = namesOf(ctx.config);
+      let state = await probeVg(ctx.runner, vg.name);
+      const snap = state.lvs.find((l) => l.name === n.snap);
+      if (snap && !snap.merging && !snap.invalid) {
+        // Cut before the merge began: start it now. On a running root the kernel defers it to the
+        // next activation, so the job goes on after a reboot.
+        ctx.out.print(`zshield: the merge of ${n.snap} had not started: starting it`);
+        await ctx.runner.run({
+          file: 'lvconvert',
+          args: ['--merge', '-i', '1', `${vg.name}/${n.snap}`],
+          mutates: true,
+          timeoutMs: 24 * 3600_000,
+          onLine: (l) => ctx.log.info(`  ${l.trim()}`),
+        });
+        state = await probeVg(ctx.runner, vg.name);
+        if (state.lvs.find((l) => l.name === n.root)?.merging && rootIsRunning(state, n.root)) {
+          ctx.out.print('zshield: the merge starts at the next boot: rebooting');
+          return 'restore';
+        }
+      }
+      if (state.lvs.find((l) => l.name === n.root)?.merging) {
+        // The kernel merges on activation; finish it (and its metadata) in the foreground.
         await waitForMerge(ctx, vg.name);
       }
       await finishRestore(ctx, ctx.clock.now(), restoreLabelOf(vg.tags));

@@ -14,6 +14,10 @@ import type { Logger } from '../log/logger.js';
  * are copied and pruned together). A name that does not match is not ours: retention never touches
  * it, locally or remotely. Names ending in `.tmp`, `.part`, `.partial` or `.zshield-part` are work
  * in progress, never a backup.
+ *
+ * Retention counts per kind in the destination directory, so two appliances sharing one directory
+ * must not share a kind: a writer whose files are not per-host by nature (logs) puts the host in
+ * the kind (`zshield-appliance7.log-...`), or each appliance gets its own destination.
  */
 export const BACKUP_NAME =
   /^zshield-([A-Za-z0-9][A-Za-z0-9_.-]*)-(\d{8}T\d{6}Z)\.([A-Za-z0-9][A-Za-z0-9_.-]*)$/;

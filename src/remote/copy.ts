@@ -78,7 +78,10 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
       return classifyRemote(await s.list(target.destination));
     });
     const plan = planCopy(local, listing, limit);
-    printPlan(ctx, where, plan);
+    ctx.log.info(
+      `remote copy to ${where}: ${plan.uploads.length} file(s) to copy, ${plan.present.length} already there, ${plan.tooOld.length} over the limit of ${limit}`,
+    );
+    printPlan(ctx, where, plan, target.remote.sources);
     const report: CopyReport = {
       target: where,
       limit,
@@ -169,7 +172,7 @@ async function applyRetention(
   }
 }
 
-function printPlan(ctx: Context, where: string, plan: CopyPlan): void {
+function printPlan(ctx: Context, where: string, plan: CopyPlan, sources: readonly string[]): void {
   ctx.out.print(`remote copy to ${where} (keeping ${plan.limit} of each kind)`);
   for (const u of plan.uploads) {
     const how =
@@ -181,7 +184,9 @@ function printPlan(ctx: Context, where: string, plan: CopyPlan): void {
       `  not copied: ${plan.tooOld.length} file(s) older than the newest ${plan.limit} backups of their kind`,
     );
   }
-  if (plan.uploads.length === 0) {
+  if (plan.uploads.length === 0 && plan.present.length === 0 && plan.tooOld.length === 0) {
+    ctx.out.print(`  nothing to copy: no backup files in ${sources.join(', ')}`);
+  } else if (plan.uploads.length === 0) {
     ctx.out.print(`  nothing to copy: the remote has all ${plan.present.length} backup file(s)`);
   }
 }
@@ -195,6 +200,9 @@ function printRetention(ctx: Context, plan: RetentionPlan, dry: boolean): void {
 
 function printSummary(ctx: Context, r: CopyReport): void {
   const bytes = r.copied.reduce((n, c) => n + c.sent, 0);
+  ctx.log.info(
+    `remote copy done: ${r.copied.length} file(s) copied (${formatBytes(bytes)} sent), ${r.deletedLocal.length} local and ${r.deletedRemote.length} remote file(s) deleted by retention`,
+  );
   if (r.copied.length) {
     ctx.out.print(`copied ${r.copied.length} file(s), ${formatBytes(bytes)} sent, each verified by SHA-256`);
   }

@@ -3,7 +3,7 @@ import type { Logger } from '../log/logger.js';
 import { type RemoteConfig, remoteSchema } from './config.js';
 import { writeRemoteSection } from './config-file.js';
 import { askNewPassword, askYesNo, type Prompter } from './prompt.js';
-import { encryptPassword, newKey, openPassword, readKeyFile, writeKeyFile } from './secrets.js';
+import { checkPrivateFile, encryptPassword, newKey, openPassword, readKeyFile, writeKeyFile } from './secrets.js';
 
 /**
  * `zshield config edit`: the seed's iniEditor for the remote settings. It shows them (the password
@@ -102,7 +102,7 @@ export async function editRemoteSettings(opts: {
           p.print(`   ${f.label} cannot be cleared`);
           continue;
         }
-        value = f.key === 'sources' ? undefined : null;
+        value = null;
       } else value = f.parse(answer);
       const r = remoteSchema.shape[f.key].safeParse(value);
       if (!r.success) {
@@ -111,6 +111,12 @@ export async function editRemoteSettings(opts: {
       }
       (next as Record<string, unknown>)[f.key] = r.data;
       if (f.key === 'hostKey') hostKeyEdited = true;
+      // A key path is accepted even if the file is not there yet (it may be installed later),
+      // but the operator hears now what a copy would refuse.
+      if ((f.key === 'privateKey' || (f.key === 'keyFile' && current.password)) && typeof r.data === 'string') {
+        const problem = secretFileProblem(r.data, f.key === 'keyFile' ? 'key file' : 'private key');
+        if (problem) p.print(`   warning: ${problem}`);
+      }
       break;
     }
     if (f.key === 'destination') {
@@ -179,4 +185,13 @@ export async function editRemoteSettings(opts: {
   p.print(`#####  Updated ${configFile} (mode 0600)  #####`);
   log.info(`config edit: remote settings written to ${configFile}`);
   return { written: true, remote: next };
+}
+
+function secretFileProblem(file: string, what: string): string | null {
+  try {
+    checkPrivateFile(file, what);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

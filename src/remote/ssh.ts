@@ -352,15 +352,17 @@ function connectClient(opts: ConnectOptions): Promise<Client> {
     const onAbort = () => finish(new InterruptedError(`interrupted while connecting to ${where}`));
     signal?.addEventListener('abort', onAbort);
     client.on('ready', () => finish(null));
+    // Whatever ends the handshake (an error, or the socket closing first), a key we refused is the
+    // reason, and it must not be reported as something a retry could fix.
+    const refusedKey = () =>
+      offered && (hostKey === null || offered.fingerprint !== hostKey)
+        ? new HostKeyError(endpoint, offered, hostKey)
+        : null;
     client.on('error', (err: Error & { level?: string; code?: string }) => {
-      if (offered && (hostKey === null || offered.fingerprint !== hostKey)) {
-        finish(new HostKeyError(endpoint, offered, hostKey));
-        return;
-      }
-      finish(classifyConnectError(err, where, credentials, opts.timeoutMs));
+      finish(refusedKey() ?? classifyConnectError(err, where, credentials, opts.timeoutMs));
     });
     client.on('close', () =>
-      finish(new TransientRemoteError(`remote ${where}: connection closed during login`)),
+      finish(refusedKey() ?? new TransientRemoteError(`remote ${where}: connection closed during login`)),
     );
     const methods: ('publickey' | 'password')[] = [];
     if (credentials.privateKey) methods.push('publickey');

@@ -21,8 +21,8 @@ import { quoteForShell, type RemoteSession } from './ssh.js';
 const WRITE_BYTES = 248 * 1024;
 /** Write requests in flight: enough to fill a long fat link without acknowledgements stalling it. */
 const IN_FLIGHT = 32;
-/** Local read size. */
-const READ_BYTES = 1024 * 1024;
+/** Local read size: whole write requests. */
+const READ_BYTES = 4 * WRITE_BYTES;
 
 /** A token bucket: `take(n)` resolves when n more bytes fit in the rate. */
 export class RateLimiter {

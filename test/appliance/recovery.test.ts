@@ -1,0 +1,305 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Appliance, type DiskSpec, setNextBootEntry } from '../bench/appliance.js';
+import {
+  GOLDEN_SERIAL,
+  SYSTEM_SERIAL,
+  firstErrLine,
+  freshWorkDir,
+  lv,
+  makeSeedLayout,
+  writeConfig,
+} from './lib.js';
+
+// Boot-time recovery through real GRUB: a golden medium made by `zshield golden prepare`, its
+// "Recover to factory default" and "Recover to latest backup" entries picked as an operator would
+// (grubenv next_entry, what grub-reboot does), the system disk booting on its own, power cuts.
+
+const GOLDEN: DiskSpec = { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL };
+const SYSTEM: DiskSpec = { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL };
+const disks = [GOLDEN, SYSTEM];
+const fromGolden = { from: 'disk', disk: 'golden' } as const;
+const fromSystem = { from: 'disk', disk: 'system', only: true } as const;
+
+const tag = (row: { lv_tags: string } | undefined, key: string) =>
+  row?.lv_tags
+    .split(',')
+    .find((t) => t.startsWith(`zshield_${key}=`))
+    ?.split('=')[1];
+
+/** What a system disk must look like after it booted on its own. */
+async function expectBootedFromLvm(vm: Appliance): Promise<void> {
+  expect((await vm.shOk("grep ' / ' /proc/mounts")).split(' ')[0]).toBe('/dev/mapper/vgroup-lv--root');
+  // The kernel that booted matches the modules in the root it booted.
+  expect((await vm.sh('test -d "/lib/modules/$(uname -r)"')).code).toBe(0);
+}
+
+describe('recovery through the golden medium', () => {
+  let workDir: string;
+  let vm: Appliance | undefined;
+
+  beforeAll(async () => {
+    workDir = freshWorkDir('recovery');
+    // The prototype system (the bench's root) is turned into the golden medium.
+    const proto = await Appliance.boot({ workDir, disks });
+    await writeConfig(proto, {
+      disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } },
+      recovery: { countdownSeconds: 2 },
+    });
+    // The OEM's factory test, run after a factory reset and after a restore.
+    await proto.writeFile(
+      '/etc/zshield/hooks.d/10-factory-test',
+      '#!/bin/sh\necho "factory test: $ZSHIELD_EVENT ok"\n',
+      0o755,
+    );
+    const r = await proto.run(['zshield', 'golden', 'prepare', '--target', GOLDEN_SERIAL, '--yes'], {
+      timeoutMs: 900_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    await proto.poweroff();
+  });
+  afterAll(async () => {
+    await vm?.kill();
+  });
+
+  it('the golden medium boots read-only through its GRUB, and refuses itself as a target', async () => {
+    vm = await Appliance.boot({ workDir, disks, boot: fromGolden });
+    const root = (await vm.shOk("grep ' / ' /proc/mounts")).split(' ');
+    expect(root[0]).toBe('/dev/vda1');
+    expect(root[3]).toMatch(/^ro\b/);
+    expect(await vm.shOk('cat /proc/cmdline')).not.toContain('zshield_recovery');
+    const menu = await vm.shOk('cat /boot/grub/grub.cfg');
+    expect(menu).toMatch(/menuentry 'Recover to factory default' --class recovery --id zshield-factory/);
+    expect(menu).toMatch(/menuentry 'Recover to latest backup' --class recovery --id zshield-latest/);
+    const self = await vm.run(['zshield', 'recover', 'factory', '--target', GOLDEN_SERIAL, '--yes']);
+    expect(self.code).toBe(6);
+    expect(firstErrLine(self)).toMatch(
+      /^zshield: \/dev\/vda .* is the disk the running system booted from; it is never a target$/,
+    );
+    const plan = await vm.run(['zshield', 'recover', 'factory', '--dry-run', '--json']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(JSON.parse(plan.stdout).title).toBe('Factory reset of /dev/vdb');
+    await vm.poweroff();
+  });
+
+  it('"Recover to factory default" rebuilds the blank system disk, which then boots on its own into root on LVM', async () => {
+    setNextBootEntry(workDir, 'golden', 'zshield-factory');
+    const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromGolden, timeoutMs: 900_000 });
+    expect(log).toContain('Factory reset of /dev/vdb');
+    expect(log).toMatch(/The factory reset starts in 2 s/);
+    expect(log).toMatch(/factory reset done in \d+ s/);
+    expect(log).toContain('factory test: factory-reset ok');
+    expect(log).toContain('zshield: rebooting into the system disk');
+
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await expectBootedFromLvm(vm);
+    const snap = await lv(vm, 'snap0');
+    expect(snap?.origin).toBe('lv-root');
+    expect(tag(snap, 'reason')).toBe('factory');
+    for (const name of ['lv-root', 'lv-data', 'lv-audit']) expect(await lv(vm, name)).toBeDefined();
+    const status = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
+    expect(status.events.at(-1)).toMatchObject({
+      event: 'factory-reset',
+      result: 'ok',
+      hooks: [{ hook: '10-factory-test', code: 0 }],
+    });
+    expect(status.recoveryPending).toBeNull();
+  });
+
+  it('"Recover to latest backup": the change after the backup is gone, earlier files and user data stay', async () => {
+    const sys = vm!;
+    await sys.shOk('echo kept > /etc/before-backup; echo user > /data/user-file; sync');
+    const b = await sys.run(['zshield', 'backup']);
+    expect(b.code, b.stderr).toBe(0);
+    await sys.shOk(
+      'echo lost > /etc/after-backup; rm /etc/before-backup.none 2>/dev/null; echo more >> /data/user-file; sync',
+    );
+    await sys.poweroff();
+
+    setNextBootEntry(workDir, 'golden', 'zshield-latest');
+    const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromGolden, timeoutMs: 900_000 });
+    expect(log).toMatch(/restore point: vgroup\/snap0, taken \S+ \(reason: manual\)/);
+    expect(log).toContain('factory test: restore ok');
+    expect(log).toMatch(/restore done: lv-root is back at/);
+
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await expectBootedFromLvm(vm);
+    expect((await vm.sh('test -e /etc/after-backup')).code).not.toBe(0);
+    expect(await vm.shOk('cat /etc/before-backup')).toBe('kept\n');
+    expect(await vm.shOk('cat /data/user-file')).toBe('user\nmore\n');
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+    const status = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
+    expect(status.events.at(-1)).toMatchObject({ event: 'restore', result: 'ok', snapshotReason: 'manual' });
+    await vm.poweroff();
+  });
+
+  it("a power cut during the factory reset's copy: the next boot runs it again and the disk boots", async () => {
+    setNextBootEntry(workDir, 'golden', 'zshield-factory');
+    const cut = await Appliance.boot({ workDir, disks, boot: fromGolden, timeoutMs: 300_000 });
+    await cut.waitForConsole(/copy the golden root into the new root/, 600_000);
+    await cut.kill();
+    // An ordinary boot of the golden medium (next_entry was used up) finds the mark and finishes.
+    const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromGolden, timeoutMs: 900_000 });
+    expect(log).toContain('a factory reset was interrupted (power cut?): running it again');
+    expect(log).toMatch(/factory reset done in \d+ s/);
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await expectBootedFromLvm(vm);
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('factory');
+    expect((await vm.sh('test -e /data/user-file')).code).not.toBe(0);
+  });
+
+  it("a power cut during the merge: the system disk's next boot finishes the restore", async () => {
+    const sys = vm!;
+    // Enough changed blocks that the merge takes a while.
+    await sys.shOk('dd if=/dev/urandom of=/opt/big bs=1M count=120 2>/dev/null; sync', {
+      timeoutMs: 300_000,
+    });
+    await sys.poweroff();
+    setNextBootEntry(workDir, 'golden', 'zshield-latest');
+    const cut = await Appliance.boot({ workDir, disks, boot: fromGolden, timeoutMs: 300_000 });
+    await cut.waitForConsole(/merge snap0 into lv-root/, 600_000);
+    await cut.kill();
+    // The system disk boots (the merge continues on activation); its boot hook finishes the job and reboots.
+    const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromSystem, timeoutMs: 900_000 });
+    expect(log).toMatch(/a restore was interrupted or deferred: finishing it/);
+    expect(log).toMatch(/restore done/);
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await expectBootedFromLvm(vm);
+    expect((await vm.sh('test -e /opt/big')).code).not.toBe(0);
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+    const status = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
+    expect(status.recoveryPending).toBeNull();
+    await vm.poweroff();
+  });
+});
+
+describe('recovery refusals: nothing is written', () => {
+  let vm: Appliance;
+  const fingerprint = () =>
+    vm.shOk(
+      'sfdisk -d /dev/vdb 2>&1; lvs -a --noheadings -o lv_name,lv_attr,lv_uuid 2>&1; head -c 4194304 /dev/vdb | sha256sum',
+    );
+
+  beforeAll(async () => {
+    vm = await Appliance.boot({ workDir: freshWorkDir('refusals'), disks });
+    await vm.shOk(
+      `printf 'ro zshield_recovery=bogus\\n' > /tmp/cmdline-bogus; printf 'ro zshield_recovery=default\\n' > /tmp/cmdline-default`,
+    );
+  });
+  afterAll(async () => {
+    await vm?.kill();
+  });
+
+  const refuse = async (
+    config: unknown,
+    argv: string[],
+    code: number,
+    line: RegExp,
+    opts: { stdin?: string; setup?: string; undo?: string } = {},
+  ) => {
+    await writeConfig(vm, config);
+    const before = await fingerprint();
+    if (opts.setup) await vm.shOk(opts.setup);
+    let r: Awaited<ReturnType<Appliance['run']>>;
+    try {
+      r = await vm.sh(argv.map((a) => `'${a}'`).join(' '), { stdin: opts.stdin ?? '' });
+    } finally {
+      if (opts.undo) await vm.shOk(opts.undo);
+    }
+    expect({ argv, code: r.code, err: r.stderr }).toMatchObject({ argv, code });
+    expect(r.stderr.split('\n').find((l) => l.startsWith('zshield: ')) ?? '').toMatch(line);
+    expect(await fingerprint()).toBe(before);
+  };
+  const named = { disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } } };
+
+  it('factory reset refusals', async () => {
+    await refuse(
+      {},
+      ['zshield', 'boot', '--cmdline-file', '/tmp/cmdline-bogus'],
+      2,
+      /^zshield: unknown zshield_recovery value "bogus" on the kernel command line$/,
+    );
+    await refuse(
+      {},
+      ['zshield', 'recover', 'factory', '--yes'],
+      6,
+      /^zshield: two or more candidate system disks: \/dev\/vda .*, \/dev\/vdb /,
+    );
+    await refuse(
+      { disks: { golden: { serial: GOLDEN_SERIAL }, system: { minSize: '100G' } } },
+      ['zshield', 'recover', 'factory', '--yes'],
+      6,
+      /^zshield: no eligible system disk found \(at least 100 GiB/,
+    );
+    await refuse(
+      { disks: { system: { serial: SYSTEM_SERIAL, minSize: '8G' } } },
+      ['zshield', 'recover', 'factory', '--yes'],
+      6,
+      /^zshield: \/dev\/vdb .* is too small: at least 8.0 GiB is needed$/,
+    );
+    await refuse(
+      { disks: { system: { serial: 'NO-SUCH-DISK' } } },
+      ['zshield', 'recover', 'factory', '--yes'],
+      5,
+      /^zshield: no disk with serial or WWN "NO-SUCH-DISK"$/,
+    );
+    await refuse(
+      named,
+      ['zshield', 'recover', 'factory'],
+      6,
+      /^zshield: The factory reset was not started: it needs confirmation$/,
+    );
+    await refuse(
+      named,
+      ['zshield', 'recover', 'factory', '--yes'],
+      4,
+      /^zshield: required tool not found: sfdisk$/,
+      {
+        setup: 'command -v sfdisk > /tmp/sfdisk.path && mv "$(cat /tmp/sfdisk.path)" /tmp/sfdisk.hidden',
+        undo: 'mv /tmp/sfdisk.hidden "$(cat /tmp/sfdisk.path)"',
+      },
+    );
+    await refuse(
+      { ...named, recovery: { countdownSeconds: 20 } },
+      ['zshield', 'boot', '--cmdline-file', '/tmp/cmdline-default'],
+      9,
+      /^zshield: The factory reset was cancelled by the operator; nothing was written$/,
+      { stdin: 'c\n' },
+    );
+  });
+
+  it('restore refusals: no VG, no snap0, an invalid snap0, a merge pending', async () => {
+    await refuse(
+      named,
+      ['zshield', 'recover', 'latest', '--yes'],
+      5,
+      /^zshield: no volume group vgroup: there is no backup to restore$/,
+    );
+    await makeSeedLayout(vm);
+    await refuse(
+      named,
+      ['zshield', 'recover', 'latest', '--yes'],
+      6,
+      /^zshield: there is no backup to restore: vgroup\/snap0 does not exist$/,
+    );
+    await vm.shOk(
+      'lvcreate -q -s -n snap0 -L 16M vgroup/lv-root && dd if=/dev/urandom of=/dev/vgroup/lv-root bs=1M count=48 seek=300 oflag=direct 2>/dev/null',
+      { timeoutMs: 180_000 },
+    );
+    await refuse(
+      named,
+      ['zshield', 'recover', 'latest', '--yes'],
+      6,
+      /^zshield: the backup vgroup\/snap0 is invalid \(it overflowed\) and cannot be restored$/,
+    );
+    await vm.shOk(
+      'lvremove -q -y vgroup/snap0 && lvcreate -q -s -n snap0 -L 200M vgroup/lv-root && mkdir -p /mnt/r && mount /dev/vgroup/lv-root /mnt/r && lvconvert --merge -i 1 vgroup/snap0',
+      { timeoutMs: 180_000 },
+    );
+    await refuse(
+      named,
+      ['zshield', 'recover', 'latest', '--yes'],
+      6,
+      /^zshield: a restore \(merge of snap0 into lv-root\) is already pending$/,
+    );
+  });
+});
