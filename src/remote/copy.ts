@@ -166,7 +166,13 @@ async function applyRetention(
   }
   for (const name of plan.deleteRemote) {
     const file = path.posix.join(target.destination, name);
-    await conn.retry(`delete ${name}`, (s) => s.unlink(file));
+    const gone = await conn.retry(`delete ${name}`, async (s) => {
+      // Already gone (deleted by hand, or by a run that stopped right after): nothing to do.
+      if ((await s.size(file)) === null) return false;
+      await s.unlink(file);
+      return true;
+    });
+    if (!gone) continue;
     report.deletedRemote.push(name);
     ctx.log.info(`remote retention: deleted remote ${file}`);
   }

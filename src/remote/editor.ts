@@ -3,7 +3,14 @@ import type { Logger } from '../log/logger.js';
 import { type RemoteConfig, remoteSchema } from './config.js';
 import { writeRemoteSection } from './config-file.js';
 import { askNewPassword, askYesNo, type Prompter } from './prompt.js';
-import { checkPrivateFile, encryptPassword, newKey, openPassword, readKeyFile, writeKeyFile } from './secrets.js';
+import {
+  checkPrivateFile,
+  encryptPassword,
+  newKey,
+  openPassword,
+  readKeyFile,
+  writeKeyFile,
+} from './secrets.js';
 
 /**
  * `zshield config edit`: the seed's iniEditor for the remote settings. It shows them (the password
@@ -113,7 +120,10 @@ export async function editRemoteSettings(opts: {
       if (f.key === 'hostKey') hostKeyEdited = true;
       // A key path is accepted even if the file is not there yet (it may be installed later),
       // but the operator hears now what a copy would refuse.
-      if ((f.key === 'privateKey' || (f.key === 'keyFile' && current.password)) && typeof r.data === 'string') {
+      if (
+        (f.key === 'privateKey' || (f.key === 'keyFile' && current.password)) &&
+        typeof r.data === 'string'
+      ) {
         const problem = secretFileProblem(r.data, f.key === 'keyFile' ? 'key file' : 'private key');
         if (problem) p.print(`   warning: ${problem}`);
       }

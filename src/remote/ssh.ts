@@ -1,8 +1,13 @@
 import { createHash } from 'node:crypto';
-import { type ClientChannel, Client, type ConnectConfig, type SFTPWrapper, utils } from 'ssh2';
+import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { InterruptedError, RefusedError, RemoteError, type ZshieldError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { FileEntry } from './backups.js';
+
+// ssh2 is CommonJS whose exports Node's ESM loader cannot all name statically (`utils` is not
+// found under plain Node ESM): take them from the module object.
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
 
 /**
  * The SSH side: one ssh2 connection with its SFTP channel, in this process. ssh2 rather than the

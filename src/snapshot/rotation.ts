@@ -144,7 +144,12 @@ export function planRotation(input: RotationInput): Plan {
 
   const extent = state.vg.extentBytes;
   const want = resolveSize(config.snapshot.size, root.sizeBytes);
-  const need = Math.ceil(want / extent) * extent;
+  // LVM never gives a snapshot more than it can use ("Reducing COW size ... down to maximum usable
+  // size"): the origin plus 16 bytes of exception table per 4 KiB chunk, plus a chunk of header.
+  // Plan with the size LVM will really allocate, or the space sums below are wrong.
+  const CHUNK = 4096;
+  const maxCow = root.sizeBytes + Math.ceil(root.sizeBytes / CHUNK) * 16 + CHUNK;
+  const need = Math.ceil(Math.min(want, maxCow) / extent) * extent;
   const free = state.vg.freeExtents * extent;
   const curSize = cur ? cur.sizeBytes : 0;
   const tags = [`${TAG_REASON}${reason}`, `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`];

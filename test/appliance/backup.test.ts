@@ -95,16 +95,21 @@ describe('backups on the virtual appliance', () => {
 
   it('refuses clearly when the VG has too little space, and keeps the old snap0 valid', async () => {
     const old = await lv(vm, 'snap0');
-    await writeConfig(vm, { snapshot: { size: '3G' } });
-    const r = await vm.run(['zshield', 'backup']);
-    expect(r.code).toBe(6);
-    expect(firstErrLine(r)).toMatch(
-      /^zshield: not enough space in VG vgroup for a new snap0: need 3\.0 GiB, .* the old snap0 is kept$/,
-    );
-    const snap = await lv(vm, 'snap0');
-    expect(snap?.lv_uuid).toBe(old?.lv_uuid);
-    expect(snap?.lv_attr[4]).toBe('a');
-    await writeConfig(vm, {});
+    // Fill the VG: about 300 MiB stay free besides the old 208 MiB snap0.
+    await vm.shOk('lvcreate -q -y -L 2300M -n filler vgroup');
+    try {
+      await writeConfig(vm, { snapshot: { size: '600M' } });
+      const r = await vm.run(['zshield', 'backup']);
+      expect(r.code).toBe(6);
+      expect(firstErrLine(r)).toMatch(
+        /^zshield: not enough space in VG vgroup for a new snap0: need 600 MiB, \d+ MiB free, \d+ MiB even without the old one; the old snap0 is kept$/,
+      );
+      const snap = await lv(vm, 'snap0');
+      expect(snap?.lv_uuid).toBe(old?.lv_uuid);
+      expect(snap?.lv_attr[4]).toBe('a');
+    } finally {
+      await vm.shOk('lvremove -q -y vgroup/filler');
+    }
   });
 
   it('two backups at once: the second fails cleanly on the lock, or queues with --wait; never both rotate', async () => {
@@ -141,7 +146,6 @@ describe('backups on the virtual appliance', () => {
     const r = await vm.run(['zshield', 'backup']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/after repairing an interrupted rotation/);
-    expect(r.stderr).toMatch(/taking over the LVM lock left by pid \d+/);
     const rows = await lvs(vm);
     expect(rows.map((l) => l.lv_name).sort()).toEqual(['lv-data', 'lv-root', 'snap0']);
     expect(rows.find((l) => l.lv_name === 'snap0')?.lv_uuid).not.toBe(next?.lv_uuid);
@@ -150,30 +154,32 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('a drop-first rotation killed before the new snapshot exists is repaired by the daemon at start', async () => {
-    // 1600 MiB snapshots: the VG (about 2.7 GiB free) holds one but not two, so the old goes first.
-    await writeConfig(vm, { snapshot: { size: '1600M' }, daemon: { checkEverySeconds: 1 } });
-    expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
-    await slowTool(vm, 'lvcreate', 120);
-    const job = vm.spawn(`${SLOW_PATH} exec zshield backup`);
-    await waitFor(vm, '/tmp/slow/lvcreate.entered');
-    await job.kill('KILL');
-    await job.wait();
-    expect(await lv(vm, 'snap0')).toBeUndefined();
-    expect((await vm.shOk('vgs --noheadings -o vg_tags vgroup')).trim()).toBe('zshield_rotating');
+    // A VG with room for one 1000 MiB snapshot but not two: the old one goes first.
+    await vm.shOk('lvcreate -q -y -L 1200M -n filler vgroup');
+    try {
+      await writeConfig(vm, { snapshot: { size: '1000M' }, daemon: { checkEverySeconds: 1 } });
+      expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
+      await slowTool(vm, 'lvcreate', 120);
+      const job = vm.spawn(`${SLOW_PATH} exec zshield backup`);
+      await waitFor(vm, '/tmp/slow/lvcreate.entered');
+      await job.kill('KILL');
+      await job.wait();
+      expect(await lv(vm, 'snap0')).toBeUndefined();
+      expect((await vm.shOk('vgs --noheadings -o vg_tags vgroup')).trim()).toBe('zshield_rotating');
 
-    const daemon = vm.spawn('exec zshield daemon');
-    await vm.shOk(
-      'i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
-      {
-        timeoutMs: 150_000,
-      },
-    );
-    await daemon.kill('TERM');
-    const d = await daemon.wait();
-    expect(d.code, d.stderr).toBe(0);
-    expect(d.stderr).toMatch(/no snap0 is left after the repair: taking a backup now/);
-    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('repair');
-    await writeConfig(vm, {});
+      const daemon = vm.spawn('exec zshield daemon');
+      await vm.shOk(
+        'i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
+        { timeoutMs: 150_000 },
+      );
+      await daemon.kill('TERM');
+      const d = await daemon.wait();
+      expect(d.code, d.stderr).toBe(0);
+      expect(d.stderr).toMatch(/no snap0 is left after the repair: taking a backup now/);
+      expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('repair');
+    } finally {
+      await vm.shOk('lvremove -q -y vgroup/filler');
+    }
   });
 
   it('the daemon takes a catch-up backup at start and the daily one at the set time (moved clock)', async () => {
@@ -313,7 +319,7 @@ describe('backups on the virtual appliance', () => {
         // lvs, vgs, lvcreate... are links to lvm: hide it and they are all gone.
         setup: 'command -v lvm > /tmp/lvm.path && mv "$(cat /tmp/lvm.path)" /tmp/lvm.hidden',
         undo: 'mv /tmp/lvm.hidden "$(cat /tmp/lvm.path)"',
-        line: /^zshield: required tool not found: lvs$/,
+        line: /^zshield: required tool not found: lvs, vgs$/,
       },
     ];
     for (const c of cases) {

@@ -65,9 +65,13 @@ export interface LvRow {
 
 export async function lvs(vm: Appliance): Promise<LvRow[]> {
   const out = await vm.shOk(
-    'lvs --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_uuid,lv_tags,lv_size,origin,snap_percent vgroup',
+    'lvs -a --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_uuid,lv_tags,lv_size,origin,snap_percent vgroup',
   );
-  return (JSON.parse(out) as { report: { lv: LvRow[] }[] }).report[0]!.lv;
+  // -a: a snapshot being merged is hidden and reported as "[snap0]".
+  return (JSON.parse(out) as { report: { lv: LvRow[] }[] }).report[0]!.lv.map((l) => ({
+    ...l,
+    lv_name: l.lv_name.replace(/^\[(.*)\]$/, '$1'),
+  }));
 }
 
 export async function lv(vm: Appliance, name: string): Promise<LvRow | undefined> {

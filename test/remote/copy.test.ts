@@ -46,6 +46,16 @@ describe('remote copy against a real OpenSSH server', () => {
     expectNoSecrets(box, env, [first, second]);
   });
 
+  it('the single executable (ssh2 inside it, its native addons left out) copies too', () => {
+    const box = makeBox(env);
+    const log = makeBackup(box.backups, 'log', day(4), { log: 50_000 });
+    const r = zshield(box, ['remote', 'copy'], { sea: true });
+    expect(r.code, r.stderr).toBe(0);
+    expect(ls(box.dest)).toEqual(log);
+    expect(sha256(path.join(box.dest, log[0]!))).toBe(sha256(path.join(box.backups, log[0]!)));
+    expectNoSecrets(box, env, [r]);
+  });
+
   it('copies with a private key', () => {
     const box = makeBox(env, { auth: 'key' });
     const img = makeBackup(box.backups, 'appliance', day(2), IMAGE);

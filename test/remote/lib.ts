@@ -28,6 +28,7 @@ function newestMtime(p: string): number {
 export function ensureBundle(): void {
   const stale =
     !existsSync(BUNDLE) ||
+    !existsSync(SEA) ||
     statSync(BUNDLE).mtimeMs <
       Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
   if (!stale) return;
@@ -48,10 +49,14 @@ const ENV = {
   LANG: 'C',
 };
 
-export function zshield(box: Box, args: string[], timeoutMs = 110_000): Run {
-  const r = spawnSync(process.execPath, [BUNDLE, '-c', box.configFile, ...args], {
+/** The single executable (build/build.sh makes it with the bundle). */
+export const SEA = path.join(REPO, 'build/out/zshield');
+
+export function zshield(box: Box, args: string[], opts: { timeoutMs?: number; sea?: boolean } = {}): Run {
+  const [file, pre] = opts.sea ? [SEA, []] : [process.execPath, [BUNDLE]];
+  const r = spawnSync(file, [...pre, '-c', box.configFile, ...args], {
     encoding: 'utf8',
-    timeout: timeoutMs,
+    timeout: opts.timeoutMs ?? 110_000,
     env: ENV,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

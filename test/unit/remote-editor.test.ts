@@ -176,6 +176,36 @@ describe('config edit', () => {
     expect(decryptPassword(r.password!, readKeyFile(other), other)).toBe('pw');
   });
 
+  it('a private key path is checked as it is entered: missing or readable by others is a warning', async () => {
+    const { configFile, remote } = setUp({ server: 'h' });
+    const open = path.join(dir, 'id_open');
+    writeFileSync(open, 'key', { mode: 0o644 });
+    const s = scripted([
+      'y',
+      '',
+      '',
+      '',
+      '',
+      'n',
+      '',
+      path.join(dir, 'id_none'),
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      'n',
+    ]);
+    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    expect(s.shown()).toMatch(/warning: private key .*id_none does not exist/);
+    const t = scripted(['y', '', '', '', '', 'n', '', open, '', '', '', '', '', '', 'n']);
+    await editRemoteSettings({ prompter: t.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    expect(t.shown()).toMatch(
+      /warning: private key .*id_open is accessible by group or others \(mode 0644\)/,
+    );
+  });
+
   it('dry-run shows the result and writes nothing', async () => {
     const { configFile, keyFile, remote } = setUp();
     const before = readFileSync(configFile, 'utf8');

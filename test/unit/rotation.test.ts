@@ -347,3 +347,16 @@ describe('labels and plan output', () => {
     expect(formatPlan({ title: 'Nothing', notes: [], steps: [] })).toBe('Nothing\n  No changes.');
   });
 });
+
+describe('snapshot size cap', () => {
+  it('plans with what LVM really allocates: never more than the origin plus its exception table', () => {
+    // 10 GiB origin: at most 10 GiB + 16 bytes per 4 KiB chunk + one chunk, rounded up to 4 MiB extents.
+    const p = plan(vgState([PLAIN_ROOT], 7679 - 2560), {
+      edit: (c) => {
+        c.snapshot.size = { kind: 'bytes', bytes: 30 * GiB };
+      },
+    });
+    const size = p.steps.at(-1)!.command.args[p.steps.at(-1)!.command.args.indexOf('--size') + 1];
+    expect(size).toBe(`${10 * GiB + 40 * MiB + 4 * MiB}b`);
+  });
+});
