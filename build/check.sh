@@ -18,6 +18,8 @@ step "build";         bash build/build.sh
 results=$(mktemp -d)
 step "unit tests"
 vitest run --project unit --reporter=default --reporter=json --outputFile.json="$results/unit.json"
+step "remote tests (OpenSSH on 127.0.0.1)"
+vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json"
 if [ "${1:-}" != "--unit" ]; then
   step "appliance tests (QEMU bench)"
   vitest run --project appliance --reporter=default --reporter=json --outputFile.json="$results/appliance.json"

@@ -66,7 +66,12 @@ async function main(): Promise<void> {
 
   say('2. The OEM boots the golden medium and picks "Recover to factory default"');
   setNextBootEntry(workDir, 'golden', 'zshield-factory');
-  const reset = await Appliance.bootUntilExit({ workDir, disks, boot: { from: 'disk', disk: 'golden' }, timeoutMs: 900_000 });
+  const reset = await Appliance.bootUntilExit({
+    workDir,
+    disks,
+    boot: { from: 'disk', disk: 'golden' },
+    timeoutMs: 900_000,
+  });
   show('   console of that boot (zshield lines):', zshieldLines(reset));
 
   say('3. The system disk boots on its own, through its own GRUB, into root on LVM');
@@ -77,13 +82,21 @@ async function main(): Promise<void> {
   say('4. A backup before an upgrade, then the upgrade goes wrong');
   await run(vm, 'echo "user data written before the upgrade" > /data/user-file');
   await run(vm, 'zshield_backup');
-  await run(vm, 'echo "BROKEN by a bad upgrade" > /etc/motd; mkdir -p /opt/junk; echo junk > /opt/junk/file; sync');
+  await run(
+    vm,
+    'echo "BROKEN by a bad upgrade" > /etc/motd; mkdir -p /opt/junk; echo junk > /opt/junk/file; sync',
+  );
   await run(vm, 'cat /etc/motd');
   await vm.poweroff();
 
   say('5. The operator picks "Recover to latest backup" in the golden medium\'s menu');
   setNextBootEntry(workDir, 'golden', 'zshield-latest');
-  const restore = await Appliance.bootUntilExit({ workDir, disks, boot: { from: 'disk', disk: 'golden' }, timeoutMs: 900_000 });
+  const restore = await Appliance.bootUntilExit({
+    workDir,
+    disks,
+    boot: { from: 'disk', disk: 'golden' },
+    timeoutMs: 900_000,
+  });
   show('   console of that boot (zshield lines):', zshieldLines(restore));
 
   say('6. The system disk boots again: the bad upgrade is gone, the user data is not');

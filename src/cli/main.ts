@@ -160,7 +160,9 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
       async (a) => {
         const ctx = await setup(a as unknown as GlobalArgs);
         const { recoveryRequest } = await import('../recovery/cmdline.js');
-        const { readCmdline, resumeInterrupted, runFactoryReset, runRestore } = await import('../recovery/run.js');
+        const { readCmdline, resumeInterrupted, runFactoryReset, runRestore } = await import(
+          '../recovery/run.js'
+        );
         const request = recoveryRequest(readCmdline(String(a['cmdline-file'])));
         const confirm = { confirm: 'countdown' as const };
         let acted: string;
@@ -325,11 +327,11 @@ function report(err: unknown, log: Logger | undefined): number {
       for (const p of err.problems) process.stderr.write(`  ${p.where}: ${p.message}\n`);
     }
     if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
-    log?.error(err.message);
+    log?.toFile('error', err.message);
   } else {
     const e = err as Error;
     process.stderr.write(`zshield: internal error: ${e?.message ?? String(err)}\n`);
-    log?.error(`internal error: ${e?.stack ?? String(err)}`);
+    log?.toFile('error', `internal error: ${e?.stack ?? String(err)}`);
   }
   return code;
 }

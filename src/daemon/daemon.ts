@@ -139,6 +139,9 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
       ctx.log.info('daemon: daily backup due');
       await runBackup(ctx, { reason: 'daily', waitMs: LOCK_WAIT_MS });
       retryAfter = 0;
+      // Off the box as well, when remote copy is configured (never throws: a failure is logged).
+      const { copyAfterJob } = await import('../remote/copy.js');
+      await copyAfterJob(ctx, 'backup');
     } catch (err) {
       retryAfter = now.getTime() + RETRY_AFTER_FAILURE_MS;
       ctx.log.error(

@@ -12,6 +12,8 @@ export interface Logger {
   log(level: Level, message: string): void;
   /** Register a secret: it is replaced by *** in every line written from now on. */
   redact(secret: string): void;
+  /** Write to the log file only (the terminal already saw it, e.g. the final error line). */
+  toFile(level: Level, message: string): void;
   /** Flush the file transport; call before the process exits. */
   close(): Promise<void>;
 }
@@ -64,6 +66,7 @@ export function createLogger(opts: LoggerOptions): Logger {
         level: opts.consoleLevel,
         stderrLevels: ['error', 'warn', 'info', 'debug'],
         format: winston.format.combine(
+          winston.format((info) => (info['fileOnly'] ? false : info))(),
           scrub(),
           winston.format.printf((i) => (i.level === 'info' ? String(i.message) : `${i.level}: ${i.message}`)),
         ),
@@ -83,6 +86,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     redact: (s) => {
       if (s) secrets.add(s);
     },
+    toFile: (level, m) => w.log({ level, message: m, fileOnly: true }),
     close: () =>
       new Promise<void>((resolve) => {
         if (!fileTransport) return resolve();
@@ -115,6 +119,7 @@ export function memoryLogger(): Logger & { lines: string[] } {
     redact: (s) => {
       if (s) secrets.add(s);
     },
+    toFile: (l, m) => put(l, m),
     close: async () => {},
   };
 }

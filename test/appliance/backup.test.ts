@@ -113,7 +113,9 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('two backups at once: the second fails cleanly on the lock, or queues with --wait; never both rotate', async () => {
-    await slowTool(vm, 'lvremove', 6);
+    // The first holds the lock for 40 s inside lvremove: ample for the second to start (zshield takes
+    // seconds to start under emulation).
+    await slowTool(vm, 'lvremove', 40);
     const first = vm.spawn(`${SLOW_PATH} exec zshield backup`);
     await waitFor(vm, '/tmp/slow/lvremove.entered');
     const second = await vm.run(['zshield', 'backup']);

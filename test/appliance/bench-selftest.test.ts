@@ -281,6 +281,22 @@ describe('appliance bench failures', () => {
     expect(Appliance.lastExit?.code).toBe(0);
   });
 
+  it('a disk boot from a disk without a boot loader fails with the firmware log', async () => {
+    const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-noboot');
+    const err = await Appliance.boot({
+      workDir,
+      disks: [{ name: 'blank', sizeMiB: 64, serial: 'ZSB-BLANK' }],
+      boot: { from: 'disk', disk: 'blank', only: true },
+      timeoutMs: 15_000,
+    }).then(
+      (a) => a.kill().then(() => undefined),
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/boot timed out/);
+    expect(err?.message).toContain('--- firmware (SeaBIOS) log tail');
+    expect(err?.message).toMatch(/Boot failed: not a bootable disk/);
+  });
+
   it('bootUntilExit throws with the console tail when the guest does not stop in time', async () => {
     const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-noexit');
     const err = await Appliance.bootUntilExit({ workDir, disks: [], timeoutMs: 3_000 }).then(

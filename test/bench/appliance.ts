@@ -237,6 +237,8 @@ export class Appliance {
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly exited: Promise<void>;
   private readonly diskPaths = new Map<string, string>();
+  /** SeaBIOS's debug log of a disk boot. */
+  private firmwareLog: string | undefined;
 
   private constructor(proc: ChildProcess, workDir: string, consolePath: string, sockDir: string) {
     this.proc = proc;
@@ -349,11 +351,17 @@ export class Appliance {
       ['-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`],
       ['-device', 'virtserialport,chardev=agent,name=bench'],
     ].flat();
+    let fwLog: string | undefined;
     if (source.from === 'kernel') {
       const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
       args.push('-kernel', info.vmlinuz, '-initrd', source.initrd ?? info.initrd, '-append', cmdline);
-    } else if (source.only) {
-      args.push('-boot', 'strict=on');
+    } else {
+      // SeaBIOS writes what it boots (or "No bootable device") to the debug port, not the serial
+      // console: keep it, for failure messages.
+      fwLog = path.join(workDir, 'firmware.log');
+      fs.rmSync(fwLog, { force: true });
+      args.push('-chardev', `file,id=fw,path=${q(fwLog)}`, '-device', 'isa-debugcon,iobase=0x402,chardev=fw');
+      if (source.only) args.push('-boot', 'strict=on');
     }
     const diskPaths = new Map<string, string>();
     opts.disks.forEach((d, i) => {
@@ -387,6 +395,7 @@ export class Appliance {
     });
     const app = new Appliance(proc, workDir, consolePath, sockDir);
     for (const [k, v] of diskPaths) app.diskPaths.set(k, v);
+    app.firmwareLog = fwLog;
     return { app, sockPath, started, timeoutMs };
   }
 
@@ -724,6 +733,12 @@ export class Appliance {
   failure(message: string): Error {
     let text = `${message}\n--- console tail (${this.consolePath}) ---\n${tail(this.consoleLog(), CONSOLE_TAIL_LINES)}`;
     if (this.qemuStderr.trim()) text += `\n--- qemu stderr ---\n${this.qemuStderr}`;
+    const fwLog = this.firmwareLog;
+    if (fwLog && fs.existsSync(fwLog) && !/Linux version/.test(this.consoleLog())) {
+      // A disk boot where the kernel never started: what the firmware did.
+      const fw = fs.readFileSync(fwLog, 'latin1').replace(/\r/g, '');
+      text += `\n--- firmware (SeaBIOS) log tail (${fwLog}) ---\n${tail(fw, 15)}`;
+    }
     return new Error(text);
   }
 }
