@@ -178,7 +178,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         }
         if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
           ctx.out.print('zshield: rebooting into the system disk');
-          await ctx.log.close();
+          // busybox and systemd reboot return once init has the request; the log is closed after.
           await ctx.runner.run({ file: 'reboot', args: [], mutates: true });
           return;
         }

@@ -119,17 +119,26 @@ export interface FinishFacts {
   captured: boolean;
 }
 
-/** Phase 2 (after the merge): put back the /boot that belongs to the restored root. */
-export function planPutBackBoot(config: Config, f: FinishFacts): Plan {
+/** Phase 2 (after the merge), when booted from the golden medium: mount the restored root and /boot. */
+export function planRestoreMounts(mounts: [string, string, boolean][]): Plan {
   const steps: Step[] = [];
-  for (const [, dir] of f.mounts)
+  for (const [, dir] of mounts)
     steps.push({ title: `make ${dir}`, command: { file: 'mkdir', args: ['-p', dir], mutates: true } });
-  for (const [dev, dir, ro] of f.mounts) {
+  for (const [dev, dir, ro] of mounts) {
     steps.push({
       title: `mount ${dev} on ${dir}`,
       command: { file: 'mount', args: [...(ro ? ['-o', 'ro'] : []), dev, dir], mutates: true },
     });
   }
+  return { title: 'Mount the restored root and /boot', notes: [], steps };
+}
+
+/** Phase 3: put back the /boot that belongs to the restored root (captured inside it at backup time). */
+export function planPutBackBoot(
+  config: Config,
+  f: { rootDir: string; bootDir: string; captured: boolean },
+): Plan {
+  const steps: Step[] = [];
   const notes: string[] = [];
   if (f.captured) {
     const src = `${f.rootDir === '/' ? '' : f.rootDir}${config.paths.stateDir}/boot/`;

@@ -26,6 +26,7 @@ import {
   restoreLabelOf,
   planMerge,
   planPutBackBoot,
+  planRestoreMounts,
   planUnmount,
 } from './restore.js';
 
@@ -281,13 +282,15 @@ async function finishRestore(
   }
   // Whether the restored root holds a captured /boot is known only once it is mounted: plan the
   // mounts, apply them, then plan the copy from what is there.
-  const mountPlan = planPutBackBoot(ctx.config, { rootDir, bootDir, mounts, captured: false });
-  present(ctx, mountPlan);
-  await applyPlan(mountPlan, ctx);
+  if (mounts.length) {
+    const mountPlan = planRestoreMounts(mounts);
+    present(ctx, mountPlan);
+    await applyPlan(mountPlan, ctx);
+  }
   let hooks: Awaited<ReturnType<typeof runHooks>> = [];
   try {
     const captured = label.captured && existsSync(path.join(rootDir, ctx.config.paths.stateDir, 'boot'));
-    const copy = planPutBackBoot(ctx.config, { rootDir, bootDir, mounts: [], captured });
+    const copy = planPutBackBoot(ctx.config, { rootDir, bootDir, captured });
     present(ctx, copy);
     await applyPlan(copy, ctx);
     hooks = await runHooks(ctx, 'restore', { ZSHIELD_BOOT_DIR: bootDir, ZSHIELD_ROOT_DIR: rootDir });
