@@ -1,4 +1,5 @@
-import { CommandError, MissingToolError } from '../errors.js';
+import { CommandError, InterruptedError, MissingToolError } from '../errors.js';
+import { type Pipeline, type PipelineResult, formatPipeline } from './pipeline.js';
 import { type Command, type CommandResult, type Runner, argvOf, formatArgv } from './runner.js';
 
 export interface CannedReply {
@@ -14,7 +15,14 @@ type Matcher = string | RegExp | ((argv: readonly string[]) => boolean);
  * dry-run exactly like the real one, so transcripts show what would and would not run.
  */
 export class RecordingRunner implements Runner {
-  readonly calls: { argv: string[]; mutates: boolean; skipped: boolean; input?: string }[] = [];
+  readonly calls: {
+    argv: string[];
+    mutates: boolean;
+    skipped: boolean;
+    input?: string;
+    /** For a pipeline: each stage's argv (argv is then the stages joined by '|'). */
+    stages?: string[][];
+  }[] = [];
   private readonly replies: {
     match: Matcher;
     reply: CannedReply | ((argv: readonly string[]) => CannedReply);
@@ -52,6 +60,29 @@ export class RecordingRunner implements Runner {
       skipped: false,
       ...(input === undefined ? {} : { input }),
     });
+    const res = this.answer(argv);
+    if (!(cmd.okCodes ?? [0]).includes(res.exitCode)) throw failed(res);
+    return res;
+  }
+
+  /** Recorded as one call; each stage answered by the rules. The last failing stage is the error. */
+  async pipeline(p: Pipeline): Promise<PipelineResult> {
+    const stages = p.stages.map((s) => argvOf(s));
+    const argv = stages.flatMap((a, i) => (i === 0 ? a : ['|', ...a]));
+    if (p.mutates && this.dryRun) {
+      this.calls.push({ argv, mutates: true, skipped: true, stages });
+      return { stages: stages.map((a) => ({ argv: a, exitCode: 0, stdout: '', stderr: '', skipped: true })), skipped: true };
+    }
+    for (const s of p.stages) if (this.missing.has(s.file)) throw new MissingToolError(s.file);
+    if (p.signal?.aborted) throw new InterruptedError(`interrupted before running ${formatPipeline(p)}`);
+    this.calls.push({ argv, mutates: p.mutates, skipped: false, stages });
+    const results = stages.map((a) => this.answer(a));
+    const bad = results.findLast((r, i) => !(p.stages[i]!.okCodes ?? [0]).includes(r.exitCode));
+    if (bad) throw failed(bad);
+    return { stages: results, skipped: false };
+  }
+
+  private answer(argv: readonly string[]): CommandResult {
     const text = formatArgv(argv);
     const rule = this.replies.find(({ match }) =>
       typeof match === 'string'
@@ -61,22 +92,29 @@ export class RecordingRunner implements Runner {
           : match(argv),
     );
     const reply = rule ? (typeof rule.reply === 'function' ? rule.reply(argv) : rule.reply) : {};
-    const exitCode = reply.exitCode ?? 0;
-    const res = { argv, exitCode, stdout: reply.stdout ?? '', stderr: reply.stderr ?? '', skipped: false };
-    if (!(cmd.okCodes ?? [0]).includes(exitCode)) {
-      throw new CommandError({
-        argv,
-        code: exitCode,
-        signal: undefined,
-        stdout: res.stdout,
-        stderr: res.stderr,
-      });
-    }
-    return res;
+    return {
+      argv,
+      exitCode: reply.exitCode ?? 0,
+      stdout: reply.stdout ?? '',
+      stderr: reply.stderr ?? '',
+      skipped: false,
+    };
   }
 
   /** The argv lines run so far, formatted; skipped ones prefixed with `!`. */
   transcript(): string[] {
-    return this.calls.map((c) => `${c.skipped ? '!' : '$'} ${formatArgv(c.argv)}`);
+    return this.calls.map(
+      (c) => `${c.skipped ? '!' : '$'} ${c.stages ? c.stages.map((a) => formatArgv(a)).join(' | ') : formatArgv(c.argv)}`,
+    );
   }
+}
+
+function failed(res: CommandResult): CommandError {
+  return new CommandError({
+    argv: res.argv,
+    code: res.exitCode,
+    signal: undefined,
+    stdout: res.stdout,
+    stderr: res.stderr,
+  });
 }

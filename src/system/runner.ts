@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { CommandError, InterruptedError, MissingToolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { type Pipeline, type PipelineResult, formatPipeline, spawnPipeline } from './pipeline.js';
 
 /** One external command. Always an argument array; there is no shell anywhere in zshield. */
 export interface Command {
@@ -20,6 +21,11 @@ export interface Command {
   okCodes?: readonly number[];
   /** Called for each stdout/stderr line as it arrives (progress). */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /**
+   * Runs even after SIGINT/SIGTERM. Only for removing what the interrupted job itself made (the
+   * image job's temporary snapshot): anything else stops at the signal.
+   */
+  runsAfterAbort?: boolean;
 }
 
 export interface CommandResult {
@@ -34,6 +40,8 @@ export interface CommandResult {
 export interface Runner {
   readonly dryRun: boolean;
   run(cmd: Command): Promise<CommandResult>;
+  /** Commands joined stdout-to-stdin, without a shell (see pipeline.ts). */
+  pipeline(p: Pipeline): Promise<PipelineResult>;
   /** Absolute path of a tool on PATH, or null. */
   which(tool: string): Promise<string | null>;
 }
@@ -101,26 +109,20 @@ export class ExecaRunner implements Runner {
     const resolved = await this.which(cmd.file);
     if (!resolved)
       throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
-    if (this.signal?.aborted) throw new InterruptedError('interrupted before running ' + cmd.file);
+    if (this.signal?.aborted && !cmd.runsAfterAbort)
+      throw new InterruptedError('interrupted before running ' + cmd.file);
     this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
 
     const child = execa(resolved, [...cmd.args], {
       reject: false,
       shell: false,
       extendEnv: false,
-      env: {
-        PATH: this.pathEnv,
-        LC_ALL: 'C',
-        LANG: 'C',
-        // LVM complains about every inherited descriptor (node keeps some open); it is noise.
-        LVM_SUPPRESS_FD_WARNINGS: '1',
-        ...cmd.env,
-      },
+      env: this.childEnv(cmd),
       cwd: cmd.cwd,
       input: cmd.input,
       stdin: cmd.input === undefined ? 'ignore' : undefined,
       timeout: cmd.timeoutMs,
-      cancelSignal: this.signal,
+      cancelSignal: cmd.runsAfterAbort ? undefined : this.signal,
       stripFinalNewline: false,
       encoding: 'utf8',
       maxBuffer: 256 * 1024 * 1024,
@@ -142,6 +144,34 @@ export class ExecaRunner implements Runner {
       });
     }
     return { argv, exitCode: res.exitCode, stdout, stderr, skipped: false };
+  }
+
+  async pipeline(p: Pipeline): Promise<PipelineResult> {
+    const text = formatPipeline(p);
+    if (p.mutates && this.dryRun) {
+      this.log.info(`! ${text}`);
+      const stages = p.stages.map((s) => ({ argv: argvOf(s), exitCode: 0, stdout: '', stderr: '', skipped: true }));
+      return { stages, skipped: true };
+    }
+    const resolved: string[] = [];
+    for (const s of p.stages) {
+      const r = await this.which(s.file);
+      if (!r) throw new MissingToolError(s.file, { hint: `install the package that provides ${s.file}` });
+      resolved.push(r);
+    }
+    this.log.log(p.mutates ? 'info' : 'debug', `$ ${text}`);
+    return spawnPipeline(p, { resolved, env: (c) => this.childEnv(c), signals: [this.signal, p.signal] });
+  }
+
+  private childEnv(cmd: Command): Record<string, string> {
+    return {
+      PATH: this.pathEnv,
+      LC_ALL: 'C',
+      LANG: 'C',
+      // LVM complains about every inherited descriptor (node keeps some open); it is noise.
+      LVM_SUPPRESS_FD_WARNINGS: '1',
+      ...cmd.env,
+    };
   }
 }
 
