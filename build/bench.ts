@@ -90,9 +90,10 @@ async function main(): Promise<void> {
       disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } },
     });
     const reset = await timed(vm, 'zshield recover factory --yes');
+    console.log(`factory reset: ${reset.toFixed(2)} s`);
     const bareCopy = await timed(
       vm,
-      'lvcreate -q -y -L 1G -n bench-copy vgroup && mkfs.ext4 -q /dev/vgroup/bench-copy && mkdir -p /mnt/bc && mount /dev/vgroup/bench-copy /mnt/bc && rsync -aHAXx --numeric-ids --exclude=/proc/* --exclude=/sys/* --exclude=/dev/* --exclude=/run/* --exclude=/tmp/* / /mnt/bc/ && umount /mnt/bc && lvremove -q -y vgroup/bench-copy',
+      'lvcreate -q -y -L 512M -n bench-copy vgroup && mkfs.ext4 -q /dev/vgroup/bench-copy && mkdir -p /mnt/bc && mount /dev/vgroup/bench-copy /mnt/bc && rsync -aHAXx --numeric-ids --exclude=/proc/* --exclude=/sys/* --exclude=/dev/* --exclude=/run/* --exclude=/tmp/* / /mnt/bc/ && umount /mnt/bc && lvremove -q -y vgroup/bench-copy',
     );
     ratio('factory reset', reset, bareCopy, 'mkfs + rsync of the root');
 
