@@ -23,6 +23,8 @@ apt_install binutils rsync util-linux ca-certificates
 # npm ci only when node_modules does not match the lock file.
 stamp=node_modules/.zshield-lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund
+  # The lock lists only the platform packages of @biomejs/biome that the registry serves here
+  # (linux x64/arm64); should `npm ci` still refuse the lock, install from it rather than stop.
+  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
   cp package-lock.json "$stamp"
 fi

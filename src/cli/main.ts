@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import { type Context, systemClock } from '../context.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
+import { imageCommand } from '../image/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand } from '../remote/cli.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
 import { ExecaRunner } from '../system/runner.js';
@@ -279,6 +280,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         .command(configEditCommand(setup))
         .demandCommand(1, 'say which: config check | config show | config edit'),
     )
+    .command(imageCommand(setup))
     .command(remoteCommand(setup))
     .command(keygenCommand(setup))
     .demandCommand(1, 'a command is needed; see zshield --help')

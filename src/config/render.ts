@@ -28,5 +28,6 @@ export function renderConfig(config: Config): unknown {
       bootSize: sizeText(config.layout.bootSize),
       volumes: config.layout.volumes.map((v) => ({ ...v, size: sizeText(v.size) })),
     },
+    image: { ...config.image, tempSnapshotSize: sizeText(config.image.tempSnapshotSize) },
   };
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from '../remote/config.js';
+import { imageSchema } from '../image/config.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
@@ -146,6 +147,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     remote: remoteSchema.prefault({}),
+    image: imageSchema.prefault({}),
     log: z
       .object({
         file: z.union([absPath, z.null()]).default('/var/log/zshield/zshield.log'),

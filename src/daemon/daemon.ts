@@ -34,10 +34,13 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
   let wake: (() => void) | null = null;
   let lastHealth: Health | null = null;
   let retryAfter = 0;
+  // Stops a long job (an image) on SIGTERM; a backup still finishes first.
+  const jobs = new AbortController();
 
   const onTerm = () => {
     ctx.log.info('daemon: stop requested');
     stopping = true;
+    jobs.abort();
     wake?.();
   };
   const onHup = () => {
@@ -142,6 +145,9 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
       // Off the box as well, when remote copy is configured (never throws: a failure is logged).
       const { copyAfterJob } = await import('../remote/copy.js');
       await copyAfterJob(ctx, 'backup');
+      // The scheduled image, when due; never throws (image/schedule.ts).
+      const { imageAfterBackup } = await import('../image/schedule.js');
+      await imageAfterBackup({ ...ctx, signal: jobs.signal }, LOCK_WAIT_MS);
     } catch (err) {
       retryAfter = now.getTime() + RETRY_AFTER_FAILURE_MS;
       ctx.log.error(

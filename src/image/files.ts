@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { InterruptedError } from '../errors.js';
 import { backupFileName, parseBackupName } from '../remote/backups.js';
 
 /**
@@ -200,7 +201,12 @@ export function planPrune(listing: DirListing, keep: number, jobRunning: boolean
 export async function sha256File(file: string, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   const stream = createReadStream(file, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
+  try {
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw new InterruptedError(`interrupted while reading ${file}`);
+    throw err;
+  }
   return hash.digest('hex');
 }
 

@@ -50,7 +50,8 @@ export function parseDumpe2fs(text: string): Record<string, string> {
 export function fsFacts(blkid: string, dumpe2fs: string): FsFacts | string {
   const b = parseBlkid(blkid);
   const type = b['TYPE'] ?? '';
-  if (!/^ext[234]$/.test(type)) return `holds ${type ? `a ${type} file system` : 'no file system blkid knows'}, not ext2/3/4`;
+  if (!/^ext[234]$/.test(type))
+    return `holds ${type ? `a ${type} file system` : 'no file system blkid knows'}, not ext2/3/4`;
   const d = parseDumpe2fs(dumpe2fs);
   const blockSize = Number(d['Block size']);
   const blockCount = Number(d['Block count']);
@@ -135,7 +136,9 @@ export function readManifest(file: string): Manifest {
   const r = manifestSchema.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw new VerifyError(`the manifest ${file} is not a zshield image manifest: ${i.path.join('.')}: ${i.message}`);
+    throw new VerifyError(
+      `the manifest ${file} is not a zshield image manifest: ${i.path.join('.')}: ${i.message}`,
+    );
   }
   return r.data;
 }

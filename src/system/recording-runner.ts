@@ -71,7 +71,10 @@ export class RecordingRunner implements Runner {
     const argv = stages.flatMap((a, i) => (i === 0 ? a : ['|', ...a]));
     if (p.mutates && this.dryRun) {
       this.calls.push({ argv, mutates: true, skipped: true, stages });
-      return { stages: stages.map((a) => ({ argv: a, exitCode: 0, stdout: '', stderr: '', skipped: true })), skipped: true };
+      return {
+        stages: stages.map((a) => ({ argv: a, exitCode: 0, stdout: '', stderr: '', skipped: true })),
+        skipped: true,
+      };
     }
     for (const s of p.stages) if (this.missing.has(s.file)) throw new MissingToolError(s.file);
     if (p.signal?.aborted) throw new InterruptedError(`interrupted before running ${formatPipeline(p)}`);
@@ -104,7 +107,8 @@ export class RecordingRunner implements Runner {
   /** The argv lines run so far, formatted; skipped ones prefixed with `!`. */
   transcript(): string[] {
     return this.calls.map(
-      (c) => `${c.skipped ? '!' : '$'} ${c.stages ? c.stages.map((a) => formatArgv(a)).join(' | ') : formatArgv(c.argv)}`,
+      (c) =>
+        `${c.skipped ? '!' : '$'} ${c.stages ? c.stages.map((a) => formatArgv(a)).join(' | ') : formatArgv(c.argv)}`,
     );
   }
 }

@@ -150,7 +150,13 @@ export class ExecaRunner implements Runner {
     const text = formatPipeline(p);
     if (p.mutates && this.dryRun) {
       this.log.info(`! ${text}`);
-      const stages = p.stages.map((s) => ({ argv: argvOf(s), exitCode: 0, stdout: '', stderr: '', skipped: true }));
+      const stages = p.stages.map((s) => ({
+        argv: argvOf(s),
+        exitCode: 0,
+        stdout: '',
+        stderr: '',
+        skipped: true,
+      }));
       return { stages, skipped: true };
     }
     const resolved: string[] = [];

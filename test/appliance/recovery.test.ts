@@ -81,7 +81,9 @@ describe('recovery through the golden medium', () => {
     await vm.poweroff();
   });
 
-  it('"Recover to factory default" rebuilds the blank system disk, which then boots on its own into root on LVM', async () => {
+  it('"Recover to factory default" rebuilds the blank system disk, which then boots on its own into root on LVM', {
+    timeout: 1_200_000,
+  }, async () => {
     setNextBootEntry(workDir, 'golden', 'zshield-factory');
     const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromGolden, timeoutMs: 900_000 });
     expect(log).toContain('Factory reset of /dev/vdb');
@@ -105,7 +107,9 @@ describe('recovery through the golden medium', () => {
     expect(status.recoveryPending).toBeNull();
   });
 
-  it('"Recover to latest backup": the change after the backup is gone, earlier files and user data stay', async () => {
+  it('"Recover to latest backup": the change after the backup is gone, earlier files and user data stay', {
+    timeout: 1_200_000,
+  }, async () => {
     const sys = vm!;
     await sys.shOk('echo kept > /etc/before-backup; echo user > /data/user-file; sync');
     const b = await sys.run(['zshield', 'backup']);

@@ -1,0 +1,442 @@
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import type { Context } from '../context.js';
+import { formatBytes } from '../config/size.js';
+import { CommandError, RefusedError, VerifyError } from '../errors.js';
+import { namesOf } from '../snapshot/rotation.js';
+import { writeJsonAtomic } from '../state/store.js';
+import { type LockHandle, acquireLvmLock } from '../system/lock.js';
+import { type LvInfo, probeVg } from '../system/lvm.js';
+import type { Pipeline } from '../system/pipeline.js';
+import { argvOf } from '../system/runner.js';
+import { requireTools } from '../system/tools.js';
+import { VERSION } from '../version.js';
+import { hostKind, listImages, planPrune, type PrunePlan, sumFileText, sha256File } from './files.js';
+import { claimImageJob } from './job.js';
+import {
+  blkidCommand,
+  dumpe2fsCommand,
+  type FsFacts,
+  fsFacts,
+  MANIFEST_FORMAT,
+  type Manifest,
+} from './manifest.js';
+import { type CreatePlan, formatImagePlan, planCreate } from './plan.js';
+import { applyPrune } from './prune.js';
+import { deviceOfDir, freeBytesAt } from './space.js';
+import { checkContent } from './verify.js';
+
+export interface CreateOptions {
+  /** Wins over image.source. */
+  source?: 'temporary' | 'snap0';
+  /** How long to queue behind another holder of the LVM lock. */
+  waitMs: number;
+  /** The host part of the image's name; default this host's name. */
+  kind?: string;
+}
+
+export interface CreateOutcome {
+  image: string;
+  manifest: Manifest;
+  /** The attempt that succeeded (1 = the first). */
+  tries: number;
+  /** Files of older images removed to keep image.keep. */
+  pruned: string[];
+}
+
+/** Where the last image job's result is kept, for status. */
+export const lastImageFile = (stateDir: string) => path.join(stateDir, 'last-image.json');
+
+/**
+ * `zshield image create`: a compressed image of lv-root's file system, from snap0 or from a
+ * temporary snapshot, checked before it counts. One attempt: probe and plan under the LVM lock,
+ * make the temporary snapshot, copy (e2image | zstd), remove the snapshot, verify the written file
+ * (checksum, unpack, fsck, look inside), write checksum and manifest, give all three their final
+ * names. A failed attempt leaves nothing behind; up to image.tries attempts are made. SIGINT or
+ * SIGTERM stops it the same way (exit 9). Dry-run shows the plan of the first attempt.
+ */
+export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise<CreateOutcome | null> {
+  const cfg = ctx.config.image;
+  const source = opts.source ?? cfg.source;
+  const kind = opts.kind ?? hostKind();
+  await requireTools(ctx.runner, [
+    'lvs',
+    'vgs',
+    'blkid',
+    'dumpe2fs',
+    'e2image',
+    'zstd',
+    'e2fsck',
+    'debugfs',
+    ...(source === 'temporary' ? ['lvcreate', 'lvremove'] : []),
+  ]);
+  if (ctx.dryRun) {
+    const plan = await prepare(ctx, source, kind);
+    ctx.out.print(formatImagePlan(plan));
+    return null;
+  }
+  const job = claimImageJob(ctx.config.paths.runDir, 'image create', ctx.log);
+  const started = ctx.clock.now();
+  try {
+    mkdirSync(cfg.dir, { recursive: true, mode: 0o755 });
+    removeLeftovers(ctx, kind);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const manifest = await attemptImage(ctx, { source, kind, attempt, waitMs: opts.waitMs });
+        const image = path.join(cfg.dir, manifest.image);
+        ctx.log.info(
+          `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
+        );
+        const pruned = pruneOwn(ctx, kind);
+        record(ctx, { result: 'ok', at: started.toISOString(), image, tries: attempt });
+        return { image, manifest, tries: attempt, pruned };
+      } catch (err) {
+        const retryable = (err instanceof VerifyError || err instanceof CommandError) && !ctx.signal.aborted;
+        const msg = err instanceof Error ? err.message : String(err);
+        if (retryable && attempt < cfg.tries) {
+          ctx.log.warn(
+            `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; its files were removed, trying again`,
+          );
+          continue;
+        }
+        ctx.log.error(`image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`);
+        record(ctx, { result: 'failed', at: started.toISOString(), tries: attempt, error: msg });
+        if (err instanceof VerifyError && cfg.tries > 1) {
+          throw new VerifyError(`no verified image after ${attempt} attempts: ${msg}`, { cause: err });
+        }
+        throw err;
+      }
+    }
+  } finally {
+    job.release();
+  }
+}
+
+/** Probe, read the file system's facts, plan. */
+async function prepare(
+  ctx: Context,
+  source: 'temporary' | 'snap0',
+  kind: string,
+  signal?: AbortSignal,
+): Promise<CreatePlan> {
+  const names = namesOf(ctx.config);
+  const state = await probeVg(ctx.runner, names.vg);
+  // The space estimate needs the data's size before any snapshot exists: a temporary snapshot
+  // holds what lv-root holds now, so lv-root's own superblock tells it (read-only, works mounted).
+  const root = state.lvs.find((l) => l.name === names.root);
+  const measured = state.lvs.find((l) => l.name === (source === 'snap0' ? names.snap : names.root));
+  // An overflowed snap0 cannot even be read: planCreate refuses it with its own message.
+  const readable = measured && !(source === 'snap0' && (measured.invalid || measured.kind !== 'snapshot'));
+  const fs = readable ? await factsOf(ctx, measured.path || `/dev/${names.vg}/${measured.name}`) : null;
+  return planCreate({
+    state,
+    config: ctx.config,
+    source,
+    now: ctx.clock.now(),
+    kind,
+    // planCreate refuses a missing source with its own message before it reads these.
+    fs: fs ?? {
+      type: 'ext4',
+      uuid: null,
+      label: null,
+      blockSize: 0,
+      blockCount: 0,
+      freeBlocks: 0,
+      sizeBytes: 0,
+      usedBytes: 0,
+    },
+    freeBytes: freeBytesAt(ctx.config.image.dir),
+    dirOnRoot: onRoot(ctx.config.image.dir, root),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+function onRoot(dir: string, root: LvInfo | undefined): boolean {
+  const dev = deviceOfDir(dir);
+  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
+}
+
+async function factsOf(ctx: Context, device: string): Promise<FsFacts> {
+  // blkid exits 2 when it finds nothing on the device: that is an answer, not a failure.
+  const blkid = await ctx.runner.run({ ...blkidCommand(device), okCodes: [0, 2] });
+  const dump = await ctx.runner.run({ ...dumpe2fsCommand(device), okCodes: [0, 1] });
+  const facts = fsFacts(blkid.stdout, dump.stdout);
+  if (typeof facts === 'string') {
+    throw new RefusedError(`${device} ${facts}: zshield images only ext2/3/4 file systems (e2image)`);
+  }
+  return facts;
+}
+
+interface Attempt {
+  source: 'temporary' | 'snap0';
+  kind: string;
+  attempt: number;
+  waitMs: number;
+}
+
+/**
+ * The LVM lock is held while snapshots are probed, made and removed, not for the long copy from a
+ * temporary snapshot: that LV belongs to this job alone (no backup, repair or restore touches an LV
+ * of that name, and the pid file keeps a second image job out), so the daily backup can rotate
+ * snap0 meanwhile. Reading snap0 itself is different: a backup would remove it under e2image, so
+ * for that source the lock is held until the copy is done.
+ */
+async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
+  const t0 = ctx.clock.now();
+  let lock: LockHandle | null = await acquireLvmLock({
+    runDir: ctx.config.paths.runDir,
+    log: ctx.log,
+    purpose: `image (${o.source})`,
+    waitMs: o.waitMs,
+  });
+  const unlock = async () => {
+    const l = lock;
+    lock = null;
+    await l?.release();
+  };
+  let plan: CreatePlan | null = null;
+  let snapshotMade = false;
+  try {
+    plan = await prepare(ctx, o.source, o.kind, ctx.signal);
+    for (const line of formatImagePlan(plan).split('\n')) ctx.log.info(line);
+    if (existsSync(plan.paths.image)) {
+      throw new RefusedError(`an image of this snapshot already exists: ${plan.paths.image}`, {
+        hint: 'check it with zshield image verify, or remove it to make it again',
+      });
+    }
+    if (plan.leftover) {
+      ctx.log.info(`image: ${plan.leftover.title}`);
+      await ctx.runner.run(plan.leftover.command);
+    }
+    if (plan.createSnapshot) {
+      ctx.log.info(`image: ${plan.createSnapshot.title}`);
+      await ctx.runner.run(plan.createSnapshot.command);
+      snapshotMade = true;
+      await unlock();
+    }
+    // The manifest describes what was read: the snapshot's own superblock.
+    const fs = await factsOf(ctx, plan.source.device);
+    ctx.log.info(`image: ${plan.copy.title}`);
+    try {
+      await ctx.runner.pipeline(withProgress(ctx, plan.copy.pipeline));
+    } catch (err) {
+      if (err instanceof CommandError && plan.createSnapshot && (await tempSnapshotInvalid(ctx, plan))) {
+        throw overflowed(plan);
+      }
+      throw err;
+    }
+    if (plan.removeSnapshot) {
+      if (await tempSnapshotInvalid(ctx, plan)) throw overflowed(plan);
+      await removeTempSnapshot(ctx, plan, o.waitMs);
+      snapshotMade = false;
+    }
+    await unlock();
+
+    const imagePart = plan.paths.imagePart;
+    fsyncFile(imagePart);
+    const imageBytes = statSync(imagePart).size;
+    ctx.log.info(`image: written ${formatBytes(imageBytes)}; computing its SHA-256`);
+    const sha256 = await sha256File(imagePart, ctx.signal);
+    const content = await checkContent(ctx, plan, plan.paths.rawPart);
+    if (content.rawBytes !== fs.sizeBytes) {
+      throw new VerifyError(
+        `image verification failed: it unpacks to ${content.rawBytes} bytes, the file system has ${fs.sizeBytes}`,
+      );
+    }
+    const zstd = plan.copy.pipeline.stages.at(-1)!;
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      image: path.basename(plan.paths.image),
+      createdAt: ctx.clock.now().toISOString(),
+      agent: { name: 'zshield', version: VERSION },
+      host: { hostname: hostname(), kind: o.kind },
+      source: {
+        vg: plan.source.vg,
+        lv: plan.source.lv,
+        snapshot: plan.source.snapshot,
+        kind: plan.source.kind,
+        snapshotTime: plan.source.time.toISOString(),
+        snapshotReason: plan.source.reason,
+        lvSizeBytes: plan.source.lvSizeBytes,
+      },
+      filesystem: fs,
+      compression: {
+        format: 'zstd',
+        // The options that shape the file (not where this run wrote it).
+        command: argvOf(zstd).filter((a, i, all) => a !== '-f' && a !== '-o' && all[i - 1] !== '-o'),
+        frameChecksum: zstd.args.includes('--check'),
+      },
+      sizes: { imageBytes, rawBytes: content.rawBytes },
+      checksums: { sha256 },
+      verification: {
+        at: ctx.clock.now().toISOString(),
+        fsck: content.fsck,
+        contains: content.contains,
+        tries: o.attempt,
+      },
+      durationMs: ctx.clock.now().getTime() - t0.getTime(),
+    };
+    writeDurable(plan.paths.sumPart, sumFileText(sha256, manifest.image));
+    writeDurable(plan.paths.manifestPart, `${JSON.stringify(manifest, null, 2)}\n`);
+    // Final names: the companions first, the image last, so an .img.zst under its final name
+    // always has its checksum and manifest beside it.
+    renameSync(plan.paths.sumPart, plan.paths.sum);
+    renameSync(plan.paths.manifestPart, plan.paths.manifest);
+    renameSync(imagePart, plan.paths.image);
+    fsyncFile(plan.paths.dir);
+    return manifest;
+  } finally {
+    if (snapshotMade && plan) {
+      try {
+        await removeTempSnapshot(ctx, plan, o.waitMs, lock);
+      } catch (err) {
+        ctx.log.error(
+          `image: could not remove the temporary snapshot ${plan.source.vg}/${plan.source.snapshot}: ${(err as Error).message}; the next image job removes it`,
+        );
+      }
+    }
+    await unlock();
+    if (plan) {
+      for (const p of [
+        plan.paths.imagePart,
+        plan.paths.rawPart,
+        plan.paths.sumPart,
+        plan.paths.manifestPart,
+      ]) {
+        rmSync(p, { force: true });
+      }
+    }
+  }
+}
+
+async function tempSnapshotInvalid(ctx: Context, plan: CreatePlan): Promise<boolean> {
+  const state = await probeVg(ctx.runner, plan.source.vg);
+  const lv = state.lvs.find((l) => l.name === plan.source.snapshot);
+  return !lv || lv.invalid;
+}
+
+function overflowed(plan: CreatePlan): VerifyError {
+  return new VerifyError(
+    `the temporary snapshot ${plan.source.vg}/${plan.source.snapshot} overflowed during the copy (too much was written to ${plan.source.lv} meanwhile)`,
+    { hint: 'raise image.tempSnapshotSize, or make the image at a quieter time' },
+  );
+}
+
+/** Remove the job's temporary snapshot under the LVM lock (taken here unless `held`). Runs after an abort too. */
+async function removeTempSnapshot(
+  ctx: Context,
+  plan: CreatePlan,
+  waitMs: number,
+  held: LockHandle | null = null,
+): Promise<void> {
+  if (!plan.removeSnapshot) return;
+  const lock =
+    held ??
+    (await acquireLvmLock({
+      runDir: ctx.config.paths.runDir,
+      log: ctx.log,
+      purpose: 'image (remove the temporary snapshot)',
+      // After SIGTERM there is little time (systemd kills after 90 s): do not queue for long.
+      waitMs: ctx.signal.aborted ? Math.min(waitMs, 30_000) : waitMs,
+    }));
+  try {
+    ctx.log.info(`image: ${plan.removeSnapshot.title}`);
+    await ctx.runner.run(plan.removeSnapshot.command);
+  } finally {
+    if (!held) await lock.release();
+  }
+}
+
+/** e2image -p progress: on the terminal and in the log, at most every 5 s, and the final line. */
+function withProgress(ctx: Context, p: Pipeline): Pipeline {
+  let last = 0;
+  return {
+    ...p,
+    stages: p.stages.map((s, i) =>
+      i !== 0
+        ? s
+        : {
+            ...s,
+            onLine: (line: string) => {
+              const text = line.trim();
+              const now = Date.now();
+              const final = /^Copied\b/.test(text);
+              if (!/^Cop(y|ied)/.test(text)) return ctx.log.debug(`  ${text}`);
+              if (!final && now - last < 5000) return;
+              last = now;
+              ctx.log.info(`  ${text}`);
+            },
+          },
+    ),
+  };
+}
+
+/** Stale work files and orphaned companions of this host's images (no job runs: we hold the pid file). */
+function removeLeftovers(ctx: Context, kind: string): void {
+  const listing = listImages(ctx.config.image.dir);
+  const own = {
+    images: listing.images.filter((e) => e.kind === kind),
+    parts: listing.parts.filter((f) => f.name.startsWith(`zshield-${kind}-`)),
+  };
+  const plan = planPrune(own, Number.MAX_SAFE_INTEGER, false);
+  for (const f of [...plan.parts, ...plan.orphans]) {
+    ctx.log.warn(`image: removing ${f.path}, left by an image job that did not finish`);
+    rmSync(f.path, { force: true });
+  }
+}
+
+function pruneOwn(ctx: Context, kind: string): string[] {
+  const listing = listImages(ctx.config.image.dir);
+  const plan: PrunePlan = planPrune(
+    { images: listing.images.filter((e) => e.kind === kind), parts: [] },
+    ctx.config.image.keep,
+    true,
+  );
+  try {
+    return applyPrune(ctx, plan);
+  } catch (err) {
+    ctx.log.warn(`image: pruning old images failed: ${(err as Error).message}`);
+    return [];
+  }
+}
+
+function writeDurable(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o644 });
+  fsyncFile(file);
+}
+
+function fsyncFile(file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface ImageRecord {
+  result: 'ok' | 'failed';
+  at: string;
+  tries: number;
+  image?: string;
+  error?: string;
+}
+
+function record(ctx: Context, rec: ImageRecord): void {
+  try {
+    writeJsonAtomic(lastImageFile(ctx.config.paths.stateDir), rec);
+  } catch (err) {
+    ctx.log.warn(`could not record the image result: ${(err as Error).message}`);
+  }
+}

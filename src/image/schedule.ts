@@ -1,0 +1,61 @@
+import type { Context } from '../context.js';
+import { lastOccurrence, type TimeOfDay } from '../daemon/schedule.js';
+import { ZshieldError } from '../errors.js';
+import type { ImageConfig } from './config.js';
+import { hostKind, listImages } from './files.js';
+
+/** The most recent scheduled moment for an image at or before `now` (local time), or null for none. */
+export function lastImageSlot(now: Date, schedule: ImageConfig['schedule'], at: TimeOfDay): Date | null {
+  if (schedule === null) return null;
+  const slot = lastOccurrence(now, at);
+  if (schedule === 'daily') return slot;
+  while (slot.getDay() !== schedule.weekday) slot.setDate(slot.getDate() - 1);
+  return slot;
+}
+
+/**
+ * Is a scheduled image due? When the newest image of this host is older than the last scheduled
+ * moment. The daemon asks right after a daily backup, so a box that was off on the day (or whose
+ * image failed) makes it after its next daily backup.
+ */
+export function imageDue(input: {
+  now: Date;
+  schedule: ImageConfig['schedule'];
+  at: TimeOfDay;
+  lastImage: Date | null;
+}): boolean {
+  const slot = lastImageSlot(input.now, input.schedule, input.at);
+  if (!slot) return false;
+  return !input.lastImage || input.lastImage.getTime() < slot.getTime();
+}
+
+/**
+ * The daemon's hook after a daily backup: the scheduled image if due, then a remote copy of it
+ * when the config asks for one. Never throws (a failure is logged; the backup's own outcome stands).
+ * Returns whether an image was made.
+ */
+export async function imageAfterBackup(ctx: Context, waitMs: number): Promise<boolean> {
+  const cfg = ctx.config.image;
+  if (cfg.schedule === null) return false;
+  const kind = hostKind();
+  const newest = listImages(cfg.dir).images.find((e) => e.kind === kind && e.image !== null);
+  const now = ctx.clock.now();
+  if (
+    !imageDue({ now, schedule: cfg.schedule, at: ctx.config.daemon.dailyAt, lastImage: newest?.time ?? null })
+  ) {
+    return false;
+  }
+  try {
+    ctx.log.info('daemon: image due');
+    const { runImageCreate } = await import('./create.js');
+    await runImageCreate(ctx, { waitMs, kind });
+  } catch (err) {
+    const msg =
+      err instanceof ZshieldError && err.hint ? `${err.message} (${err.hint})` : (err as Error).message;
+    ctx.log.error(`daemon: image failed: ${msg}; tried again after the next daily backup`);
+    return false;
+  }
+  const { copyAfterJob } = await import('../remote/copy.js');
+  await copyAfterJob(ctx, 'image');
+  return true;
+}

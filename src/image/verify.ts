@@ -1,0 +1,162 @@
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Context } from '../context.js';
+import { formatBytes } from '../config/size.js';
+import { CommandError, NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
+import type { Command, CommandResult } from '../system/runner.js';
+import { requireTools } from '../system/tools.js';
+import { type ImagePaths, parseSumFile, pathsOfImageFile, sha256File } from './files.js';
+import { claimImageJob } from './job.js';
+import { type Manifest, readManifest } from './manifest.js';
+import { type VerifySteps, planVerify } from './plan.js';
+import { freeBytesAt } from './space.js';
+
+/**
+ * Run one command with the job's own signal: through a one-stage pipeline, so a SIGTERM to the
+ * daemon's image job stops a long e2fsck or unpack too, not only the copy.
+ */
+export async function runJobCommand(ctx: Context, command: Command): Promise<CommandResult> {
+  const r = await ctx.runner.pipeline({ stages: [command], mutates: command.mutates, signal: ctx.signal });
+  return r.stages[0]!;
+}
+
+export interface ContentCheck {
+  fsck: 'clean' | 'corrected';
+  /** The unpacked file system's size in bytes. */
+  rawBytes: number;
+  contains: string[];
+}
+
+/**
+ * Unpack, fsck, look inside (plan.ts planVerify). Every failure is a VerifyError: the image is what
+ * is wrong, and trying again may give a good one. The raw copy is removed whatever happens.
+ */
+export async function checkContent(ctx: Context, steps: VerifySteps, raw: string): Promise<ContentCheck> {
+  const step = async (s: { title: string; command: Command }): Promise<CommandResult> => {
+    ctx.log.info(`image: ${s.title}`);
+    try {
+      return await runJobCommand(ctx, s.command);
+    } catch (err) {
+      if (err instanceof CommandError) throw new VerifyError(`image verification failed: ${err.message}`);
+      throw err;
+    }
+  };
+  try {
+    await step(steps.unpack);
+    const rawBytes = statSync(raw).size;
+    let fsck: ContentCheck['fsck'] = 'clean';
+    if ((await step(steps.fsck)).exitCode !== 0) {
+      const fixed = await step(steps.fsckFix);
+      if (fixed.exitCode === 4)
+        throw new VerifyError('image verification failed: e2fsck cannot repair the file system in the image');
+      const again = await step(steps.fsck);
+      if (again.exitCode !== 0)
+        throw new VerifyError('image verification failed: the file system in the image is not consistent');
+      fsck = 'corrected';
+      ctx.log.warn(
+        'image: the file system needed what e2fsck -fy does at a restore (journal replay or orphan inodes); a restore makes the same corrections',
+      );
+    }
+    const contains: string[] = [];
+    for (const c of steps.contains) {
+      const r = await step(c);
+      const what = c.command.args[1]!.replace(/^stat "(.*)"$/, '$1');
+      if (!/^Inode:\s*\d+/m.test(r.stdout)) {
+        throw new VerifyError(`image verification failed: the image holds no ${what}; it is not a system`);
+      }
+      contains.push(what);
+    }
+    return { fsck, rawBytes, contains };
+  } finally {
+    rmSync(raw, { force: true });
+  }
+}
+
+export interface SumCheck {
+  sha256: string;
+  manifest: Manifest;
+  sizeBytes: number;
+}
+
+/**
+ * The image is the one its checksum and manifest describe: the `.sha256` and the manifest both
+ * name this file and give its SHA-256, which matches the bytes on disk. Any mismatch or missing
+ * piece is a VerifyError.
+ */
+export async function checkSums(ctx: Context, paths: ImagePaths): Promise<SumCheck> {
+  const name = path.basename(paths.image);
+  if (!existsSync(paths.image)) throw new NotFoundError(`image ${paths.image} not found`);
+  let sumText: string;
+  try {
+    sumText = readFileSync(paths.sum, 'utf8');
+  } catch {
+    throw new VerifyError(`the checksum file ${paths.sum} is missing: the image cannot be trusted`);
+  }
+  const listed = parseSumFile(sumText, name);
+  if (!listed) throw new VerifyError(`${paths.sum} holds no checksum for ${name}`);
+  const manifest = readManifest(paths.manifest);
+  if (manifest.image !== name)
+    throw new VerifyError(`the manifest ${paths.manifest} describes ${manifest.image}, not ${name}`);
+  const sizeBytes = statSync(paths.image).size;
+  ctx.log.info(`image: computing the SHA-256 of ${name} (${formatBytes(sizeBytes)})`);
+  const sha256 = await sha256File(paths.image, ctx.signal);
+  if (sha256 !== listed) {
+    throw new VerifyError(
+      `${name} does not match its checksum: SHA-256 ${sha256}, ${paths.sum} says ${listed}`,
+      {
+        hint: 'the file was damaged or changed after it was made; use another image',
+      },
+    );
+  }
+  if (manifest.checksums.sha256 !== sha256 || manifest.sizes.imageBytes !== sizeBytes) {
+    throw new VerifyError(`${name} does not match its manifest (checksum or size differ)`);
+  }
+  return { sha256, manifest, sizeBytes };
+}
+
+export interface VerifyOutcome extends SumCheck {
+  file: string;
+  content: ContentCheck | null;
+}
+
+/** `zshield image verify FILE`: checksum and manifest, then (unless quick) the content. */
+export async function runImageVerify(
+  ctx: Context,
+  file: string,
+  opts: { quick: boolean },
+): Promise<VerifyOutcome> {
+  const paths = pathsOfImageFile(file);
+  if (!paths) {
+    throw new UsageError(
+      `${file} is not named like a zshield image (zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst)`,
+    );
+  }
+  const sums = await checkSums(ctx, paths);
+  if (opts.quick || ctx.dryRun) {
+    if (ctx.dryRun && !opts.quick)
+      ctx.out.print('(dry run: the content check, which writes an unpacked copy, is skipped)');
+    return { file: paths.image, ...sums, content: null };
+  }
+  const steps = planVerify(paths.image, paths.rawPart, ctx.config.image.mustContain);
+  await requireTools(ctx.runner, ['zstd', 'e2fsck', 'debugfs']);
+  const need = sums.manifest.filesystem.usedBytes;
+  const free = freeBytesAt(paths.dir);
+  if (free < need) {
+    throw new RefusedError(
+      `not enough space in ${paths.dir} to unpack the image for its check: need ${formatBytes(need)}, ${formatBytes(free)} free`,
+      { hint: 'use --quick for the checksum alone' },
+    );
+  }
+  const job = claimImageJob(ctx.config.paths.runDir, 'image verify', ctx.log);
+  try {
+    const content = await checkContent(ctx, steps, paths.rawPart);
+    if (content.rawBytes !== sums.manifest.filesystem.sizeBytes) {
+      throw new VerifyError(
+        `the unpacked image is ${content.rawBytes} bytes, its manifest says ${sums.manifest.filesystem.sizeBytes}`,
+      );
+    }
+    return { file: paths.image, ...sums, content };
+  } finally {
+    job.release();
+  }
+}

@@ -1,0 +1,286 @@
+import { describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/schema.js';
+import { defaultConfig } from '../../src/config/schema.js';
+import { NotFoundError, RefusedError } from '../../src/errors.js';
+import { imagePaths } from '../../src/image/files.js';
+import type { FsFacts, Manifest } from '../../src/image/manifest.js';
+import {
+  type CreateInput,
+  formatImagePlan,
+  imagePlanToJson,
+  planCreate,
+  planRestore,
+  toolsOfImagePlan,
+} from '../../src/image/plan.js';
+import { probeVg } from '../../src/system/lvm.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { FakeLvm } from './helpers/fake-lvm.js';
+import { EXTENT, epoch, GiB, type LvRow, MiB } from './helpers/lvm-json.js';
+
+const NOW = new Date('2026-03-01T03:10:00Z');
+const SNAP_TIME = new Date('2026-03-01T03:00:04Z');
+const ROOT: LvRow = { name: 'lv-root', attr: 'owi-aos---', size: 10 * GiB, major: 253, minor: 1 };
+const SNAP0: LvRow = {
+  name: 'snap0',
+  attr: 'swi-a-s---',
+  size: 2 * GiB,
+  origin: 'lv-root',
+  snapPercent: '3.00',
+  tags: ['zshield_reason=daily', `zshield_time=${epoch(SNAP_TIME)}`],
+  minor: 2,
+};
+const FS: FsFacts = {
+  type: 'ext4',
+  uuid: 'f00d',
+  label: null,
+  blockSize: 4096,
+  blockCount: (10 * GiB) / 4096,
+  freeBlocks: (7 * GiB) / 4096,
+  sizeBytes: 10 * GiB,
+  usedBytes: 3 * GiB,
+};
+
+async function state(lvs: LvRow[], freeExtents = 5000) {
+  const runner = new FakeLvm({ vg: { freeExtents }, lvs }).install(new RecordingRunner());
+  return probeVg(runner, 'vgroup');
+}
+
+function input(
+  over: Partial<CreateInput> & { state: CreateInput['state'] },
+  edit?: (c: Config) => void,
+): CreateInput {
+  const config = defaultConfig();
+  edit?.(config);
+  return {
+    config,
+    source: 'temporary',
+    now: NOW,
+    kind: 'appliance7',
+    fs: FS,
+    freeBytes: 100 * GiB,
+    dirOnRoot: false,
+    ...over,
+  };
+}
+
+const argvs = (plan: ReturnType<typeof planCreate>) =>
+  plan.steps.map((s) =>
+    'pipeline' in s
+      ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
+      : [s.command.file, ...s.command.args].join(' '),
+  );
+
+describe('planCreate', () => {
+  it('temporary: snapshot, e2image | zstd, snapshot removed, then the verification of the written file', async () => {
+    const plan = planCreate(input({ state: await state([ROOT, SNAP0]) }));
+    const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
+    expect(argvs(plan)).toEqual([
+      `lvcreate --snapshot --name snap0-image --size ${2 * GiB}b --addtag zshield_reason=image --addtag zshield_time=${epoch(NOW)} vgroup/lv-root`,
+      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
+      'lvremove --yes vgroup/snap0-image',
+      `zstd -d -q -f --sparse -o ${base}.raw.part ${base}.img.zst.part`,
+      `e2fsck -f -n ${base}.raw.part`,
+      `e2fsck -f -y ${base}.raw.part`,
+      `debugfs -R stat "/etc/fstab" ${base}.raw.part`,
+    ]);
+    expect(plan.paths.image).toBe(`${base}.img.zst`);
+    expect(plan.source).toMatchObject({
+      kind: 'temporary',
+      snapshot: 'snap0-image',
+      time: NOW,
+      reason: 'image',
+    });
+    expect(plan.removeSnapshot!.command.runsAfterAbort).toBe(true);
+    expect(plan.copy.pipeline.mutates).toBe(true);
+    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1) + 3 * GiB);
+    expect(toolsOfImagePlan(plan)).toEqual(
+      expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
+    );
+    const text = formatImagePlan(plan);
+    expect(text).toContain('$ e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o');
+    expect(text).toContain('note: space in /diskbackup: the image');
+    expect(JSON.stringify(imagePlanToJson(plan))).toContain('"pipeline":[["e2image"');
+  });
+
+  it('the temporary snapshot is sized like snap0: a share of lv-root, in whole extents, capped by LVM', async () => {
+    const st = await state([ROOT]);
+    const small = planCreate(
+      input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 5 * MiB + 1 })),
+    );
+    expect(small.createSnapshot!.command.args).toContain(`${2 * EXTENT}b`);
+    const all = planCreate(
+      input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 20 * GiB })),
+    );
+    const size = Number(all.createSnapshot!.command.args[4]!.replace(/b$/, ''));
+    // lv-root + 16 bytes of exception table per 4 KiB chunk + one chunk, rounded up to extents.
+    expect(size).toBe(10 * GiB + 44 * MiB);
+  });
+
+  it('snap0: reads the restore point as it is, named by its time; no snapshot made', async () => {
+    const plan = planCreate(input({ state: await state([ROOT, SNAP0]), source: 'snap0' }));
+    expect(plan.createSnapshot).toBeNull();
+    expect(plan.removeSnapshot).toBeNull();
+    expect(argvs(plan)[0]).toBe(
+      'e2image -ra -p /dev/vgroup/snap0 - | zstd -T0 -q --check -f -o /diskbackup/zshield-appliance7-20260301T030004Z.img.zst.part',
+    );
+    expect(plan.source).toMatchObject({ kind: 'snap0', time: SNAP_TIME, reason: 'daily' });
+    expect(plan.notes.join('\n')).toContain('the LVM lock is held while it is read');
+  });
+
+  it('a temporary snapshot left by a dead job is removed first; a foreign LV of that name is refused', async () => {
+    const left: LvRow = {
+      ...SNAP0,
+      name: 'snap0-image',
+      tags: ['zshield_reason=image', 'zshield_time=1'],
+      minor: 3,
+    };
+    const plan = planCreate(input({ state: await state([ROOT, left]) }));
+    expect(argvs(plan).slice(0, 2)).toEqual([
+      'lvremove --yes vgroup/snap0-image',
+      expect.stringMatching(/^lvcreate --snapshot --name snap0-image /),
+    ]);
+    const foreign: LvRow = { name: 'snap0-image', attr: '-wi-a-----', size: GiB, minor: 4 };
+    const withForeign = await state([ROOT, foreign]);
+    expect(() => planCreate(input({ state: withForeign }))).toThrow(
+      /vgroup\/snap0-image exists and is not a temporary snapshot made by zshield; it is left alone/,
+    );
+  });
+
+  it('refuses before anything is made', async () => {
+    const refuse = async (i: CreateInput, msg: RegExp) => {
+      let err: unknown;
+      try {
+        planCreate(i);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(RefusedError);
+      expect((err as Error).message).toMatch(msg);
+    };
+    await refuse(
+      input({ state: await state([ROOT]), source: 'snap0' }),
+      /^there is no vgroup\/snap0 to image$/,
+    );
+    await refuse(
+      input({ state: await state([ROOT, { ...SNAP0, attr: 'swi-I-s---' }]), source: 'snap0' }),
+      /snap0 is invalid \(it overflowed\)/,
+    );
+    await refuse(
+      input({
+        state: await state([
+          { ...ROOT, attr: 'Owi-a-s---' },
+          { ...SNAP0, attr: 'Swi-a-s---' },
+        ]),
+      }),
+      /merge .* is pending/,
+    );
+    await refuse(
+      input({ state: await state([ROOT], 100) }),
+      /not enough space in VG vgroup for the image's temporary snapshot/,
+    );
+    await refuse(
+      input({ state: await state([ROOT]), freeBytes: 6 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 6\.3 GiB, 6\.0 GiB free$/,
+    );
+    await refuse(
+      input({ state: await state([ROOT, SNAP0]), source: 'snap0', dirOnRoot: true }),
+      /^\/diskbackup is on vgroup\/lv-root itself: an image cannot be written there$/,
+    );
+    const noRoot = await state([]);
+    expect(() => planCreate(input({ state: noRoot }))).toThrow(NotFoundError);
+  });
+});
+
+function manifest(sizeBytes: number): Manifest {
+  return {
+    format: 'zshield-image/1',
+    image: 'zshield-appliance7-20260301T030004Z.img.zst',
+    createdAt: NOW.toISOString(),
+    agent: { name: 'zshield', version: '0.1.0' },
+    host: { hostname: 'appliance7', kind: 'appliance7' },
+    source: {
+      vg: 'vgroup',
+      lv: 'lv-root',
+      snapshot: 'snap0',
+      kind: 'snap0',
+      snapshotTime: SNAP_TIME.toISOString(),
+      snapshotReason: 'daily',
+      lvSizeBytes: sizeBytes,
+    },
+    filesystem: { ...FS, sizeBytes, blockCount: sizeBytes / 4096 },
+    compression: { format: 'zstd', command: ['zstd', '-T0', '-q', '--check'], frameChecksum: true },
+    sizes: { imageBytes: 1, rawBytes: sizeBytes },
+    checksums: { sha256: 'a'.repeat(64) },
+    verification: { at: NOW.toISOString(), fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
+    durationMs: 1,
+  };
+}
+
+describe('planRestore', () => {
+  const paths = imagePaths('/media/usb', 'appliance7', SNAP_TIME);
+  const idleRoot: LvRow = { ...ROOT, attr: 'owi-a-s---' };
+
+  it('removes the old restore points, writes every block, checks, grows the file system', async () => {
+    const st = await state([idleRoot, SNAP0]);
+    const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: manifest(8 * GiB) });
+    const lines = plan.steps.map((s) =>
+      'pipeline' in s
+        ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
+        : [s.command.file, ...s.command.args].join(' '),
+    );
+    expect(lines).toEqual([
+      'lvremove --yes vgroup/snap0',
+      `zstd -d -c -q ${paths.image} | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
+      'e2fsck -f -y /dev/vgroup/lv-root',
+      'resize2fs /dev/vgroup/lv-root',
+    ]);
+    // Never conv=sparse: a zero block of the image must overwrite what lv-root had there.
+    expect(lines[1]).not.toContain('sparse');
+    expect(plan.notes.join('\n')).toContain('then a new snap0 is taken (reason: post-restore)');
+  });
+
+  it('an image of exactly the LV size is not grown; without snap0 nothing is removed', async () => {
+    const plan = planRestore({
+      state: await state([idleRoot]),
+      config: defaultConfig(),
+      paths,
+      manifest: manifest(10 * GiB),
+    });
+    expect(plan.steps.map((s) => ('pipeline' in s ? 'pipe' : s.command.file))).toEqual(['pipe', 'e2fsck']);
+  });
+
+  it('refuses a target in use, an image that does not fit, a pending merge', async () => {
+    const cfg = defaultConfig();
+    const open = await state([ROOT]);
+    expect(() => planRestore({ state: open, config: cfg, paths, manifest: manifest(8 * GiB) })).toThrow(
+      /vgroup\/lv-root is in use \(mounted or held open\)/,
+    );
+    let err: unknown;
+    try {
+      planRestore({
+        state: await state([idleRoot]),
+        config: cfg,
+        paths,
+        manifest: manifest(10 * GiB + 4096),
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RefusedError);
+    expect((err as Error).message).toBe(
+      "the image's file system (10.0 GiB) does not fit vgroup/lv-root (10.0 GiB)",
+    );
+    const merging = await state([
+      { ...idleRoot, attr: 'Owi-a-s---' },
+      { ...SNAP0, attr: 'Swi-a-s---' },
+    ]);
+    expect(() =>
+      planRestore({
+        state: merging,
+        config: cfg,
+        paths,
+        manifest: manifest(GiB),
+      }),
+    ).toThrow(/merge .* is pending/);
+  });
+});

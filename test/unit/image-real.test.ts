@@ -1,0 +1,480 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/schema.js';
+import { ExitCode, exitCodeOf, InterruptedError, RefusedError, VerifyError } from '../../src/errors.js';
+import { runImageCreate } from '../../src/image/create.js';
+import { pidFileOf } from '../../src/image/job.js';
+import { readManifest } from '../../src/image/manifest.js';
+import { formatImageList, listedImages } from '../../src/image/prune.js';
+import { runImageRestore } from '../../src/image/restore.js';
+import { runImageVerify } from '../../src/image/verify.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { VERSION } from '../../src/version.js';
+import { FakeClock, type TestContext, tempDir, testContext, waitFor } from './helpers/context.js';
+import { FakeLvm } from './helpers/fake-lvm.js';
+import { catInImage, HybridRunner, makeExt4, makeOrphan, sh, zeroFileBlocks } from './helpers/image-tools.js';
+import { epoch, type LvRow, MiB } from './helpers/lvm-json.js';
+
+// Whole image jobs with the real e2image, zstd, e2fsck, debugfs, dd and resize2fs on a real ext4
+// file system kept in a plain file; LVM is the fake (device-mapper does not work here), and the
+// device paths zshield uses are mapped onto the file.
+
+const NOW = new Date('2026-03-01T04:00:00Z');
+const SNAP_TIME = new Date('2026-03-01T03:00:02Z');
+const KIND = 'appliance7';
+const ROOT: LvRow = { name: 'lv-root', attr: 'owi-aos---', size: 64 * MiB, major: 253, minor: 200 };
+const SNAP0: LvRow = {
+  name: 'snap0',
+  attr: 'swi-a-s---',
+  size: 16 * MiB,
+  origin: 'lv-root',
+  snapPercent: '1.00',
+  tags: ['zshield_reason=daily', `zshield_time=${epoch(SNAP_TIME)}`],
+  minor: 201,
+};
+
+describe('image jobs with the real tools', () => {
+  let dir: string;
+  let cleanup: () => void;
+  let fsFile: string;
+  let backupDir: string;
+
+  beforeEach(() => {
+    ({ dir, cleanup } = tempDir('zshield-image-'));
+    fsFile = path.join(dir, 'lv-root.ext4');
+    backupDir = path.join(dir, 'diskbackup');
+  });
+  afterEach(() => cleanup());
+
+  function setup(opts: { lvs?: LvRow[]; edit?: (c: Config) => void; devices?: Record<string, string> } = {}) {
+    const lvm = new FakeLvm({ lvs: opts.lvs ?? [ROOT, SNAP0] });
+    lvm.createTime = epoch(NOW);
+    const abort = new AbortController();
+    const devices = new Map(
+      Object.entries(
+        opts.devices ?? {
+          '/dev/vgroup/lv-root': fsFile,
+          '/dev/vgroup/snap0': fsFile,
+          '/dev/vgroup/snap0-image': fsFile,
+        },
+      ),
+    );
+    const ctxHolder: { ctx?: TestContext } = {};
+    const recording = lvm.install(new RecordingRunner());
+    // vgchange -ay (activation from the golden medium) is not a change the fake needs to model.
+    recording.on((a) => a[0] === 'vgchange' && a[1] === '-ay', {});
+    const log = { current: null as TestContext['log'] | null };
+    const ctx = testContext({
+      runner: recording,
+      dir,
+      clock: new FakeClock(NOW),
+      edit: (c) => {
+        c.image.dir = backupDir;
+        opts.edit?.(c);
+      },
+    });
+    log.current = ctx.log;
+    const runner = new HybridRunner(recording, devices, { log: ctx.log, signal: abort.signal });
+    ctx.runner = runner;
+    ctx.signal = abort.signal;
+    ctxHolder.ctx = ctx;
+    return { ctx, runner, lvm, abort };
+  }
+
+  const files = () => (existsSync(backupDir) ? readdirSync(backupDir).sort() : []);
+  const base = (t: Date) =>
+    `zshield-${KIND}-${t
+      .toISOString()
+      .replace(/\.\d{3}Z$/, 'Z')
+      .replace(/[-:]/g, '')}`;
+
+  it('create (temporary snapshot): a verified image, its checksum and manifest; the snapshot is gone', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    const outcome = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    const b = base(NOW);
+    expect(outcome!.image).toBe(path.join(backupDir, `${b}.img.zst`));
+    expect(files()).toEqual([`${b}.img.zst`, `${b}.manifest.json`, `${b}.sha256`]);
+
+    // The calls, in order, as zshield made them (device paths before the test's mapping).
+    const calls = t.runner.calls.filter((c) => !/^(lvs|vgs|blkid|dumpe2fs) /.test(c));
+    expect(calls).toEqual([
+      expect.stringMatching(
+        /^lvcreate --snapshot --name snap0-image --size \d+b --addtag zshield_reason=image /,
+      ),
+      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o ${backupDir}/${b}.img.zst.part`,
+      'lvremove --yes vgroup/snap0-image',
+      `zstd -d -q -f --sparse -o ${backupDir}/${b}.raw.part ${backupDir}/${b}.img.zst.part`,
+      `e2fsck -f -n ${backupDir}/${b}.raw.part`,
+      `debugfs -R stat "/etc/fstab" ${backupDir}/${b}.raw.part`,
+    ]);
+    expect(t.lvm.find('snap0-image')).toBeUndefined();
+    expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
+
+    const m = readManifest(path.join(backupDir, `${b}.manifest.json`));
+    const blkid = sh('blkid', ['-p', '-o', 'export', fsFile]);
+    expect(m).toMatchObject({
+      format: 'zshield-image/1',
+      image: `${b}.img.zst`,
+      agent: { name: 'zshield', version: VERSION },
+      host: { kind: KIND },
+      source: {
+        vg: 'vgroup',
+        lv: 'lv-root',
+        snapshot: 'snap0-image',
+        kind: 'temporary',
+        snapshotTime: NOW.toISOString(),
+        snapshotReason: 'image',
+        lvSizeBytes: 64 * MiB,
+      },
+      filesystem: { type: 'ext4', uuid: /UUID=(.*)/.exec(blkid)![1], blockSize: 4096, sizeBytes: 32 * MiB },
+      compression: { format: 'zstd', command: ['zstd', '-T0', '-q', '--check'], frameChecksum: true },
+      sizes: { imageBytes: statSync(outcome!.image).size, rawBytes: 32 * MiB },
+      verification: { fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
+    });
+    expect(m.filesystem.usedBytes).toBeGreaterThan(512 * 1024);
+    // Compressed: far smaller than the file system, about the size of the (incompressible) data.
+    expect(m.sizes.imageBytes).toBeLessThan(4 * MiB);
+    expect(m.checksums.sha256).toBe(sh('sha256sum', [outcome!.image]).split(' ')[0]);
+    expect(sh('sh', ['-c', `cd '${backupDir}' && sha256sum -c ${b}.sha256`])).toBe(`${b}.img.zst: OK\n`);
+    // What it holds is the file system: unpacked by hand, it is the same system.
+    const raw = path.join(dir, 'check.raw');
+    sh('zstd', ['-d', '-q', '-o', raw, outcome!.image]);
+    expect(catInImage(raw, '/etc/hostname')).toBe('appliance7\n');
+    expect(catInImage(raw, '/usr/bin/appliance-daemon')).toBe(
+      catInImage(fsFile, '/usr/bin/appliance-daemon'),
+    );
+
+    const v = await runImageVerify(t.ctx, outcome!.image, { quick: false });
+    expect(v.content).toEqual({ fsck: 'clean', rawBytes: 32 * MiB, contains: ['/etc/fstab'] });
+    expect(files()).toHaveLength(3); // the verification's copy is gone
+    expect(formatImageList(backupDir, listedImages(backupDir))).toMatch(
+      new RegExp(`${NOW.toISOString()}  ${KIND} .* vgroup/snap0-image \\(image\\), fsck clean$`, 'm'),
+    );
+    expect(JSON.parse(readFileSync(path.join(dir, 'state', 'last-image.json'), 'utf8'))).toMatchObject({
+      result: 'ok',
+      tries: 1,
+    });
+  });
+
+  it('the LVM lock: not held during a copy from the temporary snapshot, held while snap0 is read', async () => {
+    makeExt4(fsFile);
+    const ownerFile = (ctx: TestContext) => path.join(ctx.config.paths.runDir, 'lvm.lock.owner');
+    const temp = setup();
+    let heldTemp: boolean | null = null;
+    temp.runner.beforePipeline = (p) => {
+      if (p.stages[0]!.file === 'e2image') heldTemp = existsSync(ownerFile(temp.ctx));
+    };
+    await runImageCreate(temp.ctx, { waitMs: 0, kind: KIND });
+    expect(heldTemp).toBe(false);
+
+    const snap = setup();
+    let owner: { purpose: string } | null = null;
+    snap.runner.beforePipeline = (p) => {
+      if (p.stages[0]!.file === 'e2image') owner = JSON.parse(readFileSync(ownerFile(snap.ctx), 'utf8'));
+    };
+    const out = await runImageCreate(snap.ctx, { waitMs: 0, kind: KIND, source: 'snap0' });
+    expect(owner).toMatchObject({ purpose: 'image (snap0)' });
+    expect(out!.image).toBe(path.join(backupDir, `${base(SNAP_TIME)}.img.zst`));
+    expect(snap.runner.calls.some((c) => c.startsWith('lvcreate'))).toBe(false);
+    expect(readManifest(path.join(backupDir, `${base(SNAP_TIME)}.manifest.json`)).source).toMatchObject({
+      snapshot: 'snap0',
+      kind: 'snap0',
+      snapshotReason: 'daily',
+    });
+    // The same snapshot again: refused, the existing image untouched.
+    const again = setup();
+    await expect(runImageCreate(again.ctx, { waitMs: 0, kind: KIND, source: 'snap0' })).rejects.toThrow(
+      /an image of this snapshot already exists/,
+    );
+    expect(existsSync(out!.image)).toBe(true);
+  });
+
+  it('verify: a flipped byte fails the checksum; a damaged image with matching sums fails to unpack', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    const { image } = (await runImageCreate(t.ctx, { waitMs: 0, kind: KIND }))!;
+    const good = readFileSync(image);
+    const bad = Buffer.from(good);
+    bad[Math.floor(bad.length / 2)]! ^= 0x01;
+    writeFileSync(image, bad);
+    const e1 = await runImageVerify(t.ctx, image, { quick: true }).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(VerifyError);
+    expect(exitCodeOf(e1)).toBe(ExitCode.verifyFailed);
+    expect((e1 as Error).message).toMatch(/does not match its checksum/);
+
+    // Damage that happened before the checksum was taken: the sums agree, zstd's own frame
+    // checksum (or its decoder) does not, and neither does the file system check.
+    const sum = sh('sha256sum', [image]).split(' ')[0]!;
+    const b = path.basename(image, '.img.zst');
+    writeFileSync(path.join(backupDir, `${b}.sha256`), `${sum}  ${b}.img.zst\n`);
+    const mf = path.join(backupDir, `${b}.manifest.json`);
+    const m = JSON.parse(readFileSync(mf, 'utf8'));
+    m.checksums.sha256 = sum;
+    writeFileSync(mf, JSON.stringify(m));
+    await runImageVerify(t.ctx, image, { quick: true }); // the sums alone cannot see it
+    const e2 = await runImageVerify(t.ctx, image, { quick: false }).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(VerifyError);
+    expect((e2 as Error).message).toMatch(/^image verification failed: zstd failed/);
+    expect(files().filter((f) => f.endsWith('.part'))).toEqual([]);
+  });
+
+  it('a write damaged during create is caught by its verification and retried (image.tries)', async () => {
+    makeExt4(fsFile);
+    const t = setup({ edit: (c) => (c.image.tries = 2) });
+    let copies = 0;
+    t.runner.afterPipeline = (p) => {
+      if (p.stages[0]!.file !== 'e2image' || ++copies > 1) return;
+      const part = p.stages[1]!.args.at(-1)!;
+      const buf = readFileSync(part);
+      buf[Math.floor(buf.length / 3)]! ^= 0x40;
+      writeFileSync(part, buf);
+    };
+    const out = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    expect(out!.tries).toBe(2);
+    expect(copies).toBe(2);
+    expect(
+      t.ctx.log.lines.some((l) =>
+        /^warn: image: attempt 1 of 2 failed: image verification failed: zstd/.test(l),
+      ),
+    ).toBe(true);
+    expect(t.runner.calls.filter((c) => c.startsWith('lvcreate'))).toHaveLength(2);
+    expect(t.runner.calls.filter((c) => c.startsWith('lvremove'))).toHaveLength(2);
+    expect(readManifest(out!.image.replace(/\.img\.zst$/, '.manifest.json')).verification.tries).toBe(2);
+    await runImageVerify(t.ctx, out!.image, { quick: false });
+  });
+
+  it('with one try, a failed verification leaves no file and no snapshot behind (exit 10)', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    t.runner.afterPipeline = (p) => {
+      if (p.stages[0]!.file !== 'e2image') return;
+      const part = p.stages[1]!.args.at(-1)!;
+      const buf = readFileSync(part);
+      buf[buf.length - 3]! ^= 0xff;
+      writeFileSync(part, buf);
+    };
+    const err = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VerifyError);
+    expect(exitCodeOf(err)).toBe(10);
+    expect(files()).toEqual([]);
+    expect(t.lvm.find('snap0-image')).toBeUndefined();
+    expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(dir, 'state', 'last-image.json'), 'utf8'))).toMatchObject({
+      result: 'failed',
+      tries: 1,
+    });
+  });
+
+  it('an orphan inode (a snapshot of a running system): e2fsck -fn objects, the copy is repaired as a restore would, fsck "corrected"', async () => {
+    makeExt4(fsFile);
+    makeOrphan(fsFile, '/usr/bin/appliance-daemon');
+    expect(spawnSync('e2fsck', ['-f', '-n', fsFile]).status).toBe(4);
+    const t = setup();
+    const out = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    const raw = `${backupDir}/${base(NOW)}.raw.part`;
+    expect(t.runner.calls.filter((c) => c.startsWith('e2fsck'))).toEqual([
+      `e2fsck -f -n ${raw}`,
+      `e2fsck -f -y ${raw}`,
+      `e2fsck -f -n ${raw}`,
+    ]);
+    expect(out!.manifest.verification.fsck).toBe('corrected');
+    expect(t.ctx.log.lines).toContain(
+      'warn: image: the file system needed what e2fsck -fy does at a restore (journal replay or orphan inodes); a restore makes the same corrections',
+    );
+    // The image itself is what was read: the orphan is still in it (the restore's e2fsck clears it).
+    const check = path.join(dir, 'check.raw');
+    sh('zstd', ['-d', '-q', '-o', check, out!.image]);
+    expect(spawnSync('e2fsck', ['-f', '-n', check]).status).toBe(4);
+  });
+
+  it('a file system that is not a system (no /etc/fstab) does not verify', async () => {
+    makeExt4(fsFile, { fstab: false });
+    const t = setup();
+    await expect(runImageCreate(t.ctx, { waitMs: 0, kind: KIND })).rejects.toThrow(
+      'image verification failed: the image holds no /etc/fstab; it is not a system',
+    );
+    expect(files()).toEqual([]);
+  });
+
+  it('SIGTERM during the copy: stops, removes the partial image and the temporary snapshot (exit 9)', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    // A slow source: the file system's bytes, then a stall (a slow disk under e2image).
+    t.runner.rewriteStages = (stages) =>
+      stages[0]!.file === 'e2image'
+        ? [{ file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 60`], mutates: false }, ...stages.slice(1)]
+        : [...stages];
+    const run = runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    const part = path.join(backupDir, `${base(NOW)}.img.zst.part`);
+    await waitFor(() => existsSync(part), 'the partial image');
+    expect(t.lvm.find('snap0-image')).toBeDefined();
+    expect(readFileSync(pidFileOf(t.ctx.config.paths.runDir), 'utf8').trim()).toBe(String(process.pid));
+    const started = Date.now();
+    t.abort.abort();
+    const err = await run.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(exitCodeOf(err)).toBe(9);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(files()).toEqual([]);
+    expect(t.lvm.find('snap0-image')).toBeUndefined();
+    expect(t.runner.calls.at(-1)).toBe('lvremove --yes vgroup/snap0-image');
+    expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
+  });
+
+  it('leftovers of a job that died are cleaned before the next one; a running job keeps others out', async () => {
+    makeExt4(fsFile);
+    const left: LvRow = {
+      ...SNAP0,
+      name: 'snap0-image',
+      tags: ['zshield_reason=image', 'zshield_time=1'],
+      minor: 9,
+    };
+    const t = setup({ lvs: [ROOT, SNAP0, left] });
+    sh('mkdir', ['-p', backupDir]);
+    writeFileSync(path.join(backupDir, `zshield-${KIND}-20260101T000000Z.img.zst.part`), 'half');
+    writeFileSync(path.join(backupDir, 'zshield-other-20260101T000000Z.img.zst.part'), 'not ours to judge');
+    // A dead job's pid file.
+    sh('mkdir', ['-p', t.ctx.config.paths.runDir]);
+    writeFileSync(pidFileOf(t.ctx.config.paths.runDir), '999999\n');
+    await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    expect(files()).toEqual([
+      `${base(NOW)}.img.zst`,
+      `${base(NOW)}.manifest.json`,
+      `${base(NOW)}.sha256`,
+      'zshield-other-20260101T000000Z.img.zst.part',
+    ]);
+    expect(t.runner.calls.filter((c) => c.startsWith('lv') && !c.startsWith('lvs'))).toEqual([
+      'lvremove --yes vgroup/snap0-image',
+      expect.stringMatching(/^lvcreate /),
+      'lvremove --yes vgroup/snap0-image',
+    ]);
+
+    // A live job (this very process, as another would be) holds the pid file: a second is refused.
+    const busy = setup();
+    const sleeper = spawnSync('sh', ['-c', 'sleep 30 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' });
+    const pid = Number(sleeper.stdout.trim());
+    try {
+      writeFileSync(pidFileOf(busy.ctx.config.paths.runDir), `${pid}\n`);
+      const err = await runImageCreate(busy.ctx, { waitMs: 0, kind: KIND }).catch((e: unknown) => e);
+      expect(exitCodeOf(err)).toBe(ExitCode.busy);
+      expect((err as Error).message).toMatch(new RegExp(`an image job is running \\(pid ${pid}`));
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('keeps image.keep images of this host after a new one', async () => {
+    makeExt4(fsFile);
+    sh('mkdir', ['-p', backupDir]);
+    for (const d of ['20260101', '20260102', '20260103']) {
+      for (const e of ['img.zst', 'sha256', 'manifest.json'])
+        writeFileSync(path.join(backupDir, `zshield-${KIND}-${d}T030000Z.${e}`), 'old');
+    }
+    writeFileSync(path.join(backupDir, 'zshield-other-20250101T030000Z.img.zst'), 'another host');
+    writeFileSync(path.join(backupDir, 'README'), 'not ours');
+    const t = setup({ edit: (c) => (c.image.keep = 2) });
+    const out = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    expect(out!.pruned.map((p) => path.basename(p)).sort()).toEqual(
+      ['20260101', '20260102'].flatMap((d) =>
+        ['img.zst', 'manifest.json', 'sha256'].map((e) => `zshield-${KIND}-${d}T030000Z.${e}`),
+      ),
+    );
+    expect(files()).toEqual([
+      'README',
+      `zshield-${KIND}-20260103T030000Z.img.zst`,
+      `zshield-${KIND}-20260103T030000Z.manifest.json`,
+      `zshield-${KIND}-20260103T030000Z.sha256`,
+      `${base(NOW)}.img.zst`,
+      `${base(NOW)}.manifest.json`,
+      `${base(NOW)}.sha256`,
+      'zshield-other-20250101T030000Z.img.zst',
+    ]);
+  });
+
+  it('dry-run: shows the plan, makes nothing', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    t.ctx.dryRun = true;
+    expect(await runImageCreate(t.ctx, { waitMs: 0, kind: KIND })).toBeNull();
+    expect(t.ctx.printed[0]).toMatch(/^Image vgroup\/lv-root \(from a temporary snapshot\) to /);
+    expect(t.ctx.printed[0]).toContain('$ e2image -ra -p /dev/vgroup/snap0-image - | zstd');
+    expect(t.runner.calls.every((c) => /^(lvs|vgs|blkid|dumpe2fs) /.test(c))).toBe(true);
+    expect(existsSync(backupDir)).toBe(false);
+    expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
+  });
+
+  describe('restore', () => {
+    const target = () => path.join(dir, 'target-lv-root');
+    async function makeImage(): Promise<string> {
+      makeExt4(fsFile, { hostname: 'from-the-image' });
+      expect(zeroFileBlocks(fsFile, '/var/lib/table.db')).toBe(3072);
+      const t = setup();
+      return (await runImageCreate(t.ctx, { waitMs: 0, kind: KIND }))!.image;
+    }
+    /** lv-root as the golden medium sees it: not mounted, full of old bytes (0xff, not zeros). */
+    function targetSetup(sizeMiB: number) {
+      writeFileSync(target(), Buffer.alloc(sizeMiB * MiB, 0xff));
+      return setup({
+        lvs: [{ ...ROOT, attr: 'owi-a-s---', size: sizeMiB * MiB }, SNAP0],
+        devices: { '/dev/vgroup/lv-root': target() },
+      });
+    }
+
+    it('writes every block, checks, grows the file system to the LV, takes a new snap0', async () => {
+      const image = await makeImage();
+      const t = targetSetup(48);
+      await expect(runImageRestore(t.ctx, image, { confirm: 'ask', waitMs: 0 })).rejects.toBeInstanceOf(
+        RefusedError,
+      );
+      expect(t.runner.calls.some((c) => c.startsWith('lvremove') || c.includes('dd '))).toBe(false);
+
+      const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+        'lvremove --yes vgroup/snap0',
+        `zstd -d -c -q ${image} | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
+        'e2fsck -f -y /dev/vgroup/lv-root',
+        'resize2fs /dev/vgroup/lv-root',
+        expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
+      ]);
+      expect(r!.backup).toMatchObject({ snapshot: 'vgroup/snap0', reason: 'post-restore' });
+      // The target is a clean file system of the LV's size holding the image's system; blocks the
+      // image has as zeros did not keep the old 0xff bytes (e2fsck would see garbage bitmaps).
+      expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).toBe(0);
+      expect(catInImage(target(), '/etc/hostname')).toBe('from-the-image\n');
+      // Allocated blocks of zeros: written as zeros, not skipped over (dd conv=sparse would leave 0xff).
+      expect(catInImage(target(), '/var/lib/table.db') === '\0'.repeat(12 * MiB)).toBe(true);
+      expect(sh('dumpe2fs', ['-h', target()])).toMatch(
+        new RegExp(`^Block count:\\s+${(48 * MiB) / 4096}$`, 'm'),
+      );
+      expect(t.ctx.printed.at(-1)).toMatch(
+        /^image restore done: vgroup\/lv-root now holds zshield-appliance7-/,
+      );
+    });
+
+    it('refuses a corrupted image (exit 10) and one that does not fit (exit 6), touching nothing', async () => {
+      const image = await makeImage();
+      const small = targetSetup(16);
+      const e1 = await runImageRestore(small.ctx, image, { confirm: 'yes', waitMs: 0 }).catch(
+        (e: unknown) => e,
+      );
+      expect(exitCodeOf(e1)).toBe(ExitCode.refused);
+      expect((e1 as Error).message).toBe(
+        "the image's file system (32.0 MiB) does not fit vgroup/lv-root (16.0 MiB)",
+      );
+      expect(small.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([]);
+
+      const buf = readFileSync(image);
+      buf[100]! ^= 0x10;
+      writeFileSync(image, buf);
+      const t = targetSetup(48);
+      const e2 = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 }).catch((e: unknown) => e);
+      expect(e2).toBeInstanceOf(VerifyError);
+      expect(exitCodeOf(e2)).toBe(10);
+      expect(t.runner.calls).toEqual([]);
+      expect(readFileSync(target()).every((b) => b === 0xff)).toBe(true);
+    });
+  });
+});
