@@ -5,6 +5,7 @@ import type { Plan, Step } from '../plan.js';
 import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
+import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { describeDisk } from '../recovery/target.js';
 
 /** What the prototype system (the running root, the source) offers. */
@@ -34,25 +35,9 @@ export interface GoldenInput {
   assets: { grubScript: string; bootUnit: string; rcLocalLine: string };
 }
 
-const SYSTEM_EXCLUDES = [
-  '/proc',
-  '/sys',
-  '/dev',
-  '/run',
-  '/tmp',
-  '/mnt',
-  '/media',
-  '/lost+found',
-  '/var/tmp',
-];
+const SYSTEM_EXCLUDES = SYSTEM_MOUNT_POINTS;
 
-const cmd = (file: string, args: string[], extra: Partial<Command> = {}): Command => ({
-  file,
-  args,
-  mutates: true,
-  timeoutMs: 600_000,
-  ...extra,
-});
+const cmd = mutating;
 
 /**
  * Make a golden medium from the prototype system, as the seed's "Prototype system creation" does

@@ -8,6 +8,7 @@ import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
 import type { Command } from '../system/runner.js';
+import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
 import { chooseTarget, describeDisk } from './target.js';
 
@@ -41,27 +42,10 @@ export interface FactoryInput {
   targetOverride?: string;
 }
 
-/** Mount points of the running system that are never copied into the new root (their contents). */
-const SYSTEM_EXCLUDES = [
-  '/proc',
-  '/sys',
-  '/dev',
-  '/run',
-  '/tmp',
-  '/mnt',
-  '/media',
-  '/lost+found',
-  '/var/tmp',
-  '/boot',
-];
+// /boot is copied on its own (it may be a separate file system on the golden medium).
+const SYSTEM_EXCLUDES = [...SYSTEM_MOUNT_POINTS, '/boot'];
 
-const cmd = (file: string, args: string[], extra: Partial<Command> = {}): Command => ({
-  file,
-  args,
-  mutates: true,
-  timeoutMs: 600_000,
-  ...extra,
-});
+const cmd = mutating;
 
 /**
  * Plan a factory reset of the system disk: a pure function of the probe. The target is wiped,
