@@ -159,6 +159,10 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
             describe: 'then go on as the backup daemon (only when running from the system disk)',
           }),
       async (a) => {
+        // Started from rc.local on the console: when rcS ends, the console's session hangs up.
+        // Ignore SIGHUP so the boot hook (and the daemon it becomes) survives it; the daemon adds
+        // its own reload handler.
+        process.on('SIGHUP', () => {});
         const ctx = await setup(a as unknown as GlobalArgs);
         const { recoveryRequest } = await import('../recovery/cmdline.js');
         const { readCmdline, resumeInterrupted, runFactoryReset, runRestore } = await import(

@@ -134,6 +134,14 @@ describe('recovery through the golden medium', () => {
     expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
     const status = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
     expect(status.events.at(-1)).toMatchObject({ event: 'restore', result: 'ok', snapshotReason: 'manual' });
+    // The boot hook went on as the daemon (it survives the console's hangup when rcS ends).
+    await vm.shOk(
+      'i=0; until [ -s /run/zshield/daemon.json ]; do sleep 1; i=$((i+1)); [ $i -lt 90 ] || exit 1; done',
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    expect(JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout).daemon.running).toBe(true);
     await vm.poweroff();
   });
 });
