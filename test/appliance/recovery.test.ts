@@ -193,7 +193,8 @@ describe('recovery refusals: nothing is written', () => {
       /^zshield: unknown zshield_recovery value "bogus" on the kernel command line$/,
     );
     await refuse(
-      {},
+      // 1 GiB minimum: the 2 GiB golden medium is a candidate too (at the default 4 GiB it is too small).
+      { disks: { system: { minSize: '1G' } } },
       ['zshield', 'recover', 'factory', '--yes'],
       6,
       /^zshield: two or more candidate system disks: \/dev\/vda .*, \/dev\/vdb /,
