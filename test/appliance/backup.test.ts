@@ -1,15 +1,18 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Appliance } from '../bench/appliance.js';
-import { bootAppliance, firstErrLine, freshWorkDir, lv, lvs, makeSeedLayout, writeConfig } from './lib.js';
+import {
+  bootAppliance,
+  firstErrLine,
+  freshWorkDir,
+  lv,
+  lvs,
+  makeSeedLayout,
+  writeConfig,
+  tag,
+} from './lib.js';
 
 // Backups, rotation, the lock, crash repair, snapshot health and the daemon, driven through the real
 // single binary against real LVM in the virtual appliance. One boot; the scenarios build on each other.
-
-const tag = (row: { lv_tags: string } | undefined, key: string) =>
-  row?.lv_tags
-    .split(',')
-    .find((t) => t.startsWith(`zshield_${key}=`))
-    ?.split('=')[1];
 
 /** PATH with a folder of slow wrappers in front: `slow lvremove 30` makes lvremove sleep 30 s first. */
 async function slowTool(vm: Appliance, tool: string, seconds: number): Promise<void> {

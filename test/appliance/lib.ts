@@ -84,3 +84,10 @@ export async function writeConfig(vm: Appliance, config: unknown): Promise<void>
 
 /** The first line of stderr: what the operator sees of an error. */
 export const firstErrLine = (r: ShResult) => r.stderr.split('\n')[0] ?? '';
+
+/** The value of a zshield_<key>= tag on an LV row. */
+export const tag = (row: { lv_tags: string } | undefined, key: string) =>
+  row?.lv_tags
+    .split(',')
+    .find((t) => t.startsWith(`zshield_${key}=`))
+    ?.split('=')[1];

@@ -7,6 +7,7 @@ import {
   freshWorkDir,
   lv,
   makeSeedLayout,
+  tag,
   writeConfig,
 } from './lib.js';
 
@@ -20,12 +21,6 @@ const SYSTEM: DiskSpec = { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL 
 const disks = [GOLDEN, SYSTEM];
 const fromGolden = { from: 'disk', disk: 'golden' } as const;
 const fromSystem = { from: 'disk', disk: 'system', only: true } as const;
-
-const tag = (row: { lv_tags: string } | undefined, key: string) =>
-  row?.lv_tags
-    .split(',')
-    .find((t) => t.startsWith(`zshield_${key}=`))
-    ?.split('=')[1];
 
 /** What a system disk must look like after it booted on its own. */
 async function expectBootedFromLvm(vm: Appliance): Promise<void> {

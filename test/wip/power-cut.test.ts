@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance, type DiskSpec, setNextBootEntry } from '../bench/appliance.js';
-import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, lv, writeConfig } from '../appliance/lib.js';
+import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, lv, writeConfig, tag } from '../appliance/lib.js';
 
 // WORK IN PROGRESS, not in the gate (no vitest project includes test/wip/): the power-cut
 // scenarios of boot-time recovery. They ran once and timed out (600 s test limit) before the
@@ -16,12 +16,6 @@ const SYSTEM: DiskSpec = { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL 
 const disks = [GOLDEN, SYSTEM];
 const fromGolden = { from: 'disk', disk: 'golden' } as const;
 const fromSystem = { from: 'disk', disk: 'system', only: true } as const;
-
-const tag = (row: { lv_tags: string } | undefined, key: string) =>
-  row?.lv_tags
-    .split(',')
-    .find((t) => t.startsWith(`zshield_${key}=`))
-    ?.split('=')[1];
 
 /** What a system disk must look like after it booted on its own. */
 async function expectBootedFromLvm(vm: Appliance): Promise<void> {
