@@ -1,9 +1,8 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import lockfile from 'proper-lockfile';
 import type { Context } from '../context.js';
-import { BusyError, InterruptedError, UsageError, ZshieldError } from '../errors.js';
-import { pidAlive } from '../system/lock.js';
+import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
+import { acquireLock, type LockHandle } from '../system/lock.js';
 import { scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
@@ -64,7 +63,7 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     throw new UsageError('--bwlimit must be a number of KiB/s > 0');
   const credentials = loadCredentials(ctx, target);
   const where = `${target.user}@${endpointText(target.endpoint)}:${target.destination}`;
-  const lock = await acquireRemoteLock(ctx);
+  const lock = await acquireRemoteLock(ctx, where);
   const conn = new Connection(ctx, target, credentials, opts.retryBaseMs ?? 2000);
   // SIGINT/SIGTERM: drop the link, so a request waiting on the server (a checksum of a large file)
   // ends now; the part file stays for the next run to resume.
@@ -289,46 +288,17 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * One remote copy at a time (the daemon's and a manual one would write the same part files). A
  * holder killed outright (the copy is long, and kill -9 or a power cut happens) leaves the lock
- * behind; its recorded pid being gone is what lets the next copy take it over at once.
+ * behind; the shared lock takes it over once its recorded pid is gone and it is no longer refreshed.
  */
-async function acquireRemoteLock(ctx: Context): Promise<{ release(): Promise<void> }> {
-  const dir = ctx.config.paths.runDir;
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const file = path.join(dir, 'remote.lock');
-  const ownerFile = `${file}.owner`;
-  writeFileSync(file, '', { flag: 'a' });
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const release = await lockfile.lock(file, { realpath: false, stale: 15_000, update: 2_000 });
-      writeFileSync(ownerFile, String(process.pid));
-      return {
-        release: async () => {
-          rmSync(ownerFile, { force: true });
-          await release().catch(() => {});
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
-      const owner = readOwner(ownerFile);
-      if (attempt === 0 && owner > 0 && !pidAlive(owner)) {
-        ctx.log.warn(`taking over the remote copy lock left by pid ${owner}, which is gone`);
-        rmSync(`${file}.lock`, { recursive: true, force: true });
-        continue;
-      }
-      throw new BusyError(`another remote copy is running${owner > 0 ? ` (pid ${owner})` : ''}`, {
-        hint: 'wait for it to finish',
-      });
-    }
-  }
-}
-
-function readOwner(file: string): number {
-  try {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) ? pid : 0;
-  } catch {
-    return 0;
-  }
+function acquireRemoteLock(ctx: Context, where: string): Promise<LockHandle> {
+  return acquireLock('remote', `remote copy to ${where}`, {
+    runDir: ctx.config.paths.runDir,
+    log: ctx.log,
+    waitMs: 0,
+    title: 'remote copy',
+    busy: (who) => `another remote copy is running: ${who}`,
+    hint: 'wait for it to finish',
+  });
 }
 
 /** For the daemon: after a backup or image job, copy if the config asks for it. Never throws. */

@@ -8,6 +8,19 @@ export interface LockHandle {
   release(): Promise<void>;
 }
 
+export interface AcquireOptions {
+  runDir: string;
+  log: Logger;
+  /** Wait this long for the lock before giving up (0: fail at once). */
+  waitMs: number;
+  /** What the lock guards, in messages: "the <title> lock", "<title> is locked by ...". Default: the name. */
+  title?: string;
+  /** The BusyError's message, given who holds the lock. Default: "<title> is locked by <who>". */
+  busy?: (who: string) => string;
+  /** The BusyError's hint. */
+  hint?: string;
+}
+
 export interface LockOptions {
   runDir: string;
   log: Logger;
@@ -17,7 +30,10 @@ export interface LockOptions {
   waitMs: number;
 }
 
+/** A live holder refreshes the lock directory's mtime this often. */
 const UPDATE_MS = 2_000;
+/** Not refreshed for this long: its holder is no longer running (with a dead owner, taken over). */
+const STALE_MS = UPDATE_MS + 1_000;
 
 function lockAgeMs(dir: string): number {
   try {
@@ -34,16 +50,21 @@ interface Owner {
 }
 
 /**
- * The one lock held by every command that changes LVM, so the daemon and a manual backup never
- * rotate at the same time. proper-lockfile's mkdir lock, kept fresh while held; a holder that died
- * (kill -9, power cut of a tmpfs-less run dir) is detected by its pid and the lock taken over.
+ * A named lock in runDir (`<name>.lock`, with `<name>.lock.owner` saying who holds it and why):
+ * proper-lockfile's mkdir lock, kept fresh while held. A holder that died (kill -9, a power cut of
+ * a run dir that is not a tmpfs) is detected by its recorded pid and the lock taken over, but only
+ * once the lock has also stopped being refreshed: a fresh lock with a dead owner record belongs to
+ * a new holder that has not written its record yet. A dead owner's lock is waited on until it goes
+ * stale (a few seconds) even with `waitMs` 0, so a run right after a kill -9 still gets it.
  */
-export async function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
+export async function acquireLock(name: string, purpose: string, opts: AcquireOptions): Promise<LockHandle> {
+  const title = opts.title ?? name;
   mkdirSync(opts.runDir, { recursive: true, mode: 0o755 });
-  const file = path.join(opts.runDir, 'lvm.lock');
+  const file = path.join(opts.runDir, `${name}.lock`);
   const ownerFile = `${file}.owner`;
   writeFileSync(file, '', { flag: 'a' });
-  const deadline = Date.now() + opts.waitMs;
+  let deadline = Date.now() + opts.waitMs;
+  let graceGiven = false;
   let announced = false;
   for (;;) {
     try {
@@ -51,9 +72,9 @@ export async function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
         realpath: false,
         stale: 15_000,
         update: UPDATE_MS,
-        onCompromised: (err) => opts.log.error(`LVM lock compromised: ${err.message}`),
+        onCompromised: (err) => opts.log.error(`${title} lock compromised: ${err.message}`),
       });
-      const owner: Owner = { pid: process.pid, purpose: opts.purpose, since: new Date().toISOString() };
+      const owner: Owner = { pid: process.pid, purpose, since: new Date().toISOString() };
       writeFileSync(ownerFile, JSON.stringify(owner), { mode: 0o644 });
       return {
         release: async () => {
@@ -64,22 +85,31 @@ export async function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
       const owner = readOwner(ownerFile);
-      // A live holder refreshes the lock directory's mtime every UPDATE_MS. Only a lock that has
-      // stopped being refreshed and whose recorded owner is gone is taken over: a fresh lock with an
-      // old owner record belongs to a new holder that has not written its record yet.
-      if (owner && !pidAlive(owner.pid) && lockAgeMs(`${file}.lock`) > UPDATE_MS + 1000) {
-        opts.log.warn(`taking over the LVM lock left by pid ${owner.pid} (${owner.purpose}), which is gone`);
+      const ownerGone = !!owner && !pidAlive(owner.pid);
+      if (ownerGone && lockAgeMs(`${file}.lock`) > STALE_MS) {
+        opts.log.warn(
+          `taking over the ${title} lock left by pid ${owner.pid} (${owner.purpose}), which is gone`,
+        );
         rmSync(`${file}.lock`, { recursive: true, force: true });
         continue;
       }
+      if (ownerGone && !graceGiven) {
+        // Long enough for a lock that nobody refreshes to go stale, and no longer.
+        deadline = Math.max(deadline, Date.now() + STALE_MS + 500);
+        graceGiven = true;
+      }
       const who = owner ? `pid ${owner.pid} (${owner.purpose}, since ${owner.since})` : 'another zshield';
       if (Date.now() >= deadline) {
-        throw new BusyError(`LVM is locked by ${who}`, {
-          hint: 'wait for it to finish, or pass --wait SECONDS to queue behind it',
+        throw new BusyError(opts.busy ? opts.busy(who) : `${title} is locked by ${who}`, {
+          ...(opts.hint ? { hint: opts.hint } : {}),
         });
       }
       if (!announced) {
-        opts.log.info(`waiting for the LVM lock held by ${who}`);
+        opts.log.info(
+          ownerGone
+            ? `waiting for the ${title} lock left by pid ${owner.pid}, which is gone, to go stale`
+            : `waiting for the ${title} lock held by ${who}`,
+        );
         announced = true;
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
@@ -87,10 +117,27 @@ export async function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
   }
 }
 
+/**
+ * The one lock held by every command that changes LVM, so the daemon and a manual backup never
+ * rotate at the same time.
+ */
+export function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
+  return acquireLock('lvm', opts.purpose, {
+    runDir: opts.runDir,
+    log: opts.log,
+    waitMs: opts.waitMs,
+    title: 'LVM',
+    hint: 'wait for it to finish, or pass --wait SECONDS to queue behind it',
+  });
+}
+
 function readOwner(file: string): Owner | null {
   try {
-    const o = JSON.parse(readFileSync(file, 'utf8')) as Owner;
-    return typeof o.pid === 'number' ? o : null;
+    const o = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    // An owner file of an earlier remote lock held the bare pid.
+    if (typeof o === 'number')
+      return Number.isInteger(o) && o > 0 ? { pid: o, purpose: 'unknown', since: 'unknown' } : null;
+    return typeof (o as Owner)?.pid === 'number' ? (o as Owner) : null;
   } catch {
     return null;
   }

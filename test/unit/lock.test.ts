@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import lockfile from 'proper-lockfile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BusyError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
-import { acquireLvmLock, type LockHandle, pidAlive } from '../../src/system/lock.js';
+import { acquireLock, acquireLvmLock, type LockHandle, pidAlive } from '../../src/system/lock.js';
 import { tempDir } from './helpers/context.js';
 
 /** A pid that certainly belonged to a process that has exited. */
@@ -101,9 +102,42 @@ describe('acquireLvmLock', () => {
     expect(owner.pid).toBe(process.pid);
   });
 
-  it('does not take over a fresh lock even if its owner record names a dead pid', async () => {
-    leaveLock(deadPid(), 0);
-    await expect(acquire('backup (manual)')).rejects.toBeInstanceOf(BusyError);
+  it('a dead owner of a lock killed a moment ago: waits for it to go stale, then takes it over', async () => {
+    const pid = deadPid();
+    // Killed 1 s ago: the last refresh is too recent to call it stale yet.
+    leaveLock(pid, 1);
+    const log = memoryLogger();
+    const started = Date.now();
+    await acquire('backup (manual)', 0, log);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(log.lines).toContain(
+      `info: waiting for the LVM lock left by pid ${pid}, which is gone, to go stale`,
+    );
+    expect(log.lines).toContain(
+      `warn: taking over the LVM lock left by pid ${pid} (backup (daily)), which is gone`,
+    );
+  });
+
+  it('does not take over a lock still being refreshed, even if its owner record names a dead pid', async () => {
+    // A new holder between taking the lock and writing its record: it refreshes, the record is old.
+    const run = path.join(dir, 'run');
+    mkdirSync(run, { recursive: true });
+    writeFileSync(path.join(run, 'lvm.lock'), '');
+    const release = await lockfile.lock(path.join(run, 'lvm.lock'), { realpath: false, update: 1000 });
+    try {
+      writeFileSync(
+        path.join(run, 'lvm.lock.owner'),
+        JSON.stringify({ pid: deadPid(), purpose: 'backup (daily)', since: '2026-11-21T03:00:00.000Z' }),
+      );
+      const started = Date.now();
+      await expect(acquire('backup (manual)')).rejects.toBeInstanceOf(BusyError);
+      // It gave the lock the time a dead holder's would need to go stale, and no more.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
+      expect(Date.now() - started).toBeLessThan(6000);
+    } finally {
+      await release();
+    }
   });
 
   it('does not take over a lock whose holder is alive, however old', async () => {
@@ -118,5 +152,84 @@ describe('acquireLvmLock', () => {
   it('a lock dir without an owner record is "another zshield"', async () => {
     mkdirSync(path.join(dir, 'run', 'lvm.lock.lock'), { recursive: true });
     await expect(acquire('x')).rejects.toThrow('LVM is locked by another zshield');
+  });
+});
+
+describe('acquireLock (any named lock)', () => {
+  let dir: string;
+  let cleanup: () => void;
+  const held: LockHandle[] = [];
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(async () => {
+    for (const h of held.splice(0)) await h.release();
+    cleanup();
+  });
+
+  const remote = async (purpose: string, log = memoryLogger()) => {
+    const h = await acquireLock('remote', purpose, {
+      runDir: path.join(dir, 'run'),
+      log,
+      waitMs: 0,
+      title: 'remote copy',
+      busy: (who) => `another remote copy is running: ${who}`,
+      hint: 'wait for it to finish',
+    });
+    held.push(h);
+    return h;
+  };
+
+  it('is its own lock file with its own owner record; the LVM lock is independent of it', async () => {
+    await remote('remote copy to a@b:/x');
+    expect(JSON.parse(readFileSync(path.join(dir, 'run', 'remote.lock.owner'), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      purpose: 'remote copy to a@b:/x',
+    });
+    const lvm = await acquireLvmLock({
+      runDir: path.join(dir, 'run'),
+      log: memoryLogger(),
+      purpose: 'b',
+      waitMs: 0,
+    });
+    held.push(lvm);
+    const err = await remote('second').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BusyError);
+    expect((err as BusyError).message).toMatch(
+      new RegExp(`^another remote copy is running: pid ${process.pid} \\(remote copy to a@b:/x, since `),
+    );
+    expect((err as BusyError).hint).toBe('wait for it to finish');
+  });
+
+  /** The lock of a remote copy killed with SIGKILL `ageSeconds` after its last refresh. */
+  function leaveRemote(owner: string, ageSeconds: number): void {
+    const run = path.join(dir, 'run');
+    mkdirSync(path.join(run, 'remote.lock.lock'), { recursive: true });
+    writeFileSync(path.join(run, 'remote.lock'), '');
+    writeFileSync(path.join(run, 'remote.lock.owner'), owner);
+    const t = new Date(Date.now() - ageSeconds * 1000);
+    utimesSync(path.join(run, 'remote.lock.lock'), t, t);
+  }
+
+  it('takes over a dead remote copy only once its lock is stale (the twin took it at once)', async () => {
+    const pid = deadPid();
+    leaveRemote(JSON.stringify({ pid, purpose: 'remote copy to a@b:/x', since: 'x' }), 5);
+    const log = memoryLogger();
+    const started = Date.now();
+    await remote('next', log);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(log.lines).toContain(
+      `warn: taking over the remote copy lock left by pid ${pid} (remote copy to a@b:/x), which is gone`,
+    );
+  });
+
+  it('an owner record of the earlier remote lock (a bare pid) is still understood', async () => {
+    const pid = deadPid();
+    leaveRemote(String(pid), 5);
+    const log = memoryLogger();
+    await remote('next', log);
+    expect(log.lines).toContain(
+      `warn: taking over the remote copy lock left by pid ${pid} (unknown), which is gone`,
+    );
+    const err = await remote('third').catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(`pid ${process.pid} (next, since `);
   });
 });
