@@ -76,13 +76,17 @@ export const configSchema = z
       .prefault({}),
     paths: z
       .object({
-        /** State that belongs with the root it describes (last backup result): lives in lv-root. */
+        /**
+         * State that belongs with the root it describes (the /boot captured for a restore): lives in
+         * lv-root, so a restore rolls it back. It also holds a fallback copy of the last backup result.
+         */
         stateDir: absPath.default('/var/lib/zshield'),
         /** Lock and pid files: a tmpfs, so a reboot clears them. */
         runDir: absPath.default('/run/zshield'),
         /**
          * Recovery events (restores, factory resets), on the system disk's /boot partition: outside
-         * lv-root, so a rollback does not erase the record of itself.
+         * lv-root, so a rollback does not erase the record of itself. The last backup result is kept
+         * beside it (last-backup.json) for the same reason.
          */
         eventLog: absPath.default('/boot/zshield/events.jsonl'),
       })

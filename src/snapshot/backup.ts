@@ -5,7 +5,7 @@ import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { requireTools, toolsOf } from '../system/tools.js';
-import { type BackupRecord, lastBackupFile, writeJsonAtomic } from '../state/store.js';
+import { type BackupRecordV2, writeBackupRecord } from '../status/last-backup.js';
 import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
 
 export interface BackupOutcome {
@@ -93,6 +93,7 @@ export async function backupLocked(ctx: Context, reason: Reason): Promise<Backup
       durationMs: ctx.clock.now().getTime() - started.getTime(),
       snapshot: outcome.snapshot,
       sizeBytes: outcome.sizeBytes,
+      snapshotTime: outcome.time.toISOString(),
     });
     ctx.log.info(`backup done: ${outcome.snapshot} (${reason}) at ${outcome.time.toISOString()}`);
     return outcome;
@@ -154,10 +155,10 @@ function rootIsRunning(state: VgState, rootLv: string): boolean {
   return isRunningRoot(state.lvs.find((l) => l.name === rootLv));
 }
 
-function record(ctx: Context, rec: BackupRecord): void {
-  try {
-    writeJsonAtomic(lastBackupFile(ctx.config.paths.stateDir), rec);
-  } catch (err) {
-    ctx.log.warn(`could not record the backup result: ${(err as Error).message}`);
-  }
+/**
+ * The outcome, beside the event log (outside lv-root, so a restore does not roll it back) and in
+ * stateDir; `status` checks it against snap0's tags (status/last-backup.ts).
+ */
+function record(ctx: Context, rec: BackupRecordV2): void {
+  writeBackupRecord(ctx.config, ctx.log, rec);
 }

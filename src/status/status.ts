@@ -5,12 +5,12 @@ import { readLiveDaemon } from '../daemon/info.js';
 import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
 import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
-import { type BackupRecord, lastBackupFile, readJson } from '../state/store.js';
 import { probeVg } from '../system/lvm.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
 import { FACTORY_TAG } from '../recovery/factory.js';
 import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
+import { type LastBackup, readLastBackup } from './last-backup.js';
 
 export interface StatusReport {
   vg: { name: string; sizeBytes: number; freeBytes: number } | null;
@@ -32,7 +32,11 @@ export interface StatusReport {
   recoveryPending: 'factory-reset' | 'restore' | null;
   /** The last recovery events (newest last), from the event log on /boot. */
   events: RecoveryEvent[];
-  lastBackup: BackupRecord | null;
+  /**
+   * The last backup run: the newer of its two records (beside the event log, in stateDir), unless
+   * snap0's tags tell of a newer one; with a note when snap0 contradicts the record.
+   */
+  lastBackup: LastBackup | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
 }
 
@@ -41,7 +45,6 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
   const names = namesOf(ctx.config);
   await requireTools(ctx.runner, ['lvs', 'vgs']);
   const now = ctx.clock.now();
-  const lastBackup = readJson<BackupRecord>(lastBackupFile(ctx.config.paths.stateDir));
   const daemon = readLiveDaemon(ctx.config.paths.runDir);
   let state: Awaited<ReturnType<typeof probeVg>> | null = null;
   try {
@@ -52,6 +55,18 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
   const root = state?.lvs.find((l) => l.name === names.root);
   const snap = state?.lvs.find((l) => l.name === names.snap);
   const label = snap ? labelOf(snap) : null;
+  const lastBackup = readLastBackup(
+    ctx.config,
+    snap && label
+      ? {
+          name: `${names.vg}/${names.snap}`,
+          time: label.time,
+          reason: label.reason,
+          valid: snap.kind === 'snapshot' && !snap.invalid,
+        }
+      : null,
+    !!state,
+  );
   const health = state
     ? root
       ? snapshotHealth(snap, ctx.config)
@@ -137,7 +152,7 @@ export function formatStatus(r: StatusReport): string {
   const lb = r.lastBackup;
   lines.push(
     lb
-      ? `last backup:   ${lb.result === 'ok' ? 'ok' : `FAILED: ${lb.error}`} (${lb.reason}, ${lb.at})`
+      ? `last backup:   ${lb.result === 'ok' ? 'ok' : `FAILED: ${lb.error}`} (${lb.reason}, ${lb.at})${lb.note ? `; ${lb.note}` : ''}`
       : 'last backup:   no record',
   );
   lines.push(

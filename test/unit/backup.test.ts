@@ -110,7 +110,10 @@ describe('runBackup', () => {
       durationMs: 0,
       snapshot: 'vgroup/snap0',
       sizeBytes: 2 * GiB,
+      snapshotTime: new Date(T * 1000).toISOString(),
     });
+    // The same record beside the event log (outside lv-root: a restore does not roll it back).
+    expect(JSON.parse(readFileSync(path.join(dir, 'boot', 'last-backup.json'), 'utf8'))).toEqual(record());
     // The plan went to the log, step by step, not to stdout.
     expect(ctx.printed).toEqual([]);
     expect(ctx.log.lines).toContain('info: [4/5] rename snap0-next to snap0');
@@ -146,6 +149,7 @@ describe('runBackup', () => {
     );
     expect(text).toContain('     $ lvremove --yes vgroup/snap0');
     expect(existsSync(path.join(dir, 'state', 'last-backup.json'))).toBe(false);
+    expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(false);
     expect(existsSync(path.join(dir, 'run', 'lvm.lock.owner'))).toBe(false);
   });
 

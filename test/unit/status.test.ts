@@ -56,7 +56,22 @@ describe('gatherStatus / formatStatus', () => {
     expect(text).toMatch(/^health: +WARNING: vgroup\/snap0 is 85\.0% full/);
     expect(text).toContain('restore point: snap0, valid, 85.0% full of 2.0 GiB');
     expect(text).toContain(`  taken:       ${TAKEN.toISOString()} (11 h ago), reason: daily`);
-    expect(text).toContain('last backup:   no record');
+    // No record file, but snap0's tags tell of a backup: that is the last backup.
+    expect(report.lastBackup).toMatchObject({
+      result: 'ok',
+      reason: 'daily',
+      at: TAKEN.toISOString(),
+      from: 'vgroup/snap0 tags',
+    });
+    expect(text).toContain(
+      `last backup:   ok (daily, ${TAKEN.toISOString()}); known from vgroup/snap0's tags only, no record of the run here`,
+    );
+  });
+
+  it('no record and no snapshot: "no record"', async () => {
+    const { report } = await status(new FakeLvm({ lvs: [{ ...ROOT, attr: '-wi-ao----' }] }));
+    expect(report.lastBackup).toBeNull();
+    expect(formatStatus(report)).toContain('last backup:   no record');
   });
 
   it('shows an interrupted rotation and the last failed backup', async () => {
