@@ -10,6 +10,7 @@ import { type RecoveryEvent, readEvents } from '../recovery/events.js';
 import { FACTORY_TAG } from '../recovery/factory.js';
 import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
+import { formatImages, gatherImages, type ImagesStatus } from './images.js';
 import { type LastBackup, readLastBackup } from './last-backup.js';
 
 export interface StatusReport {
@@ -37,6 +38,8 @@ export interface StatusReport {
    * snap0's tags tell of a newer one; with a note when snap0 contradicts the record.
    */
   lastBackup: LastBackup | null;
+  /** Image backups of this host in image.dir; null when image backup is not in use. */
+  images: ImagesStatus | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
 }
 
@@ -105,6 +108,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
         : null,
     events: readEvents(ctx.config.paths.eventLog).slice(-5),
     lastBackup,
+    images: await gatherImages(ctx.config),
     daemon: {
       running: !!daemon,
       pid: daemon?.pid ?? null,
@@ -155,6 +159,7 @@ export function formatStatus(r: StatusReport): string {
       ? `last backup:   ${lb.result === 'ok' ? 'ok' : `FAILED: ${lb.error}`} (${lb.reason}, ${lb.at})${lb.note ? `; ${lb.note}` : ''}`
       : 'last backup:   no record',
   );
+  if (r.images) lines.push(...formatImages(r.images));
   lines.push(
     r.daemon.running
       ? `daemon:        running (pid ${r.daemon.pid}), next daily backup ${r.daemon.nextRun ?? 'unknown'}`

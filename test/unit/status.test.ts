@@ -1,6 +1,12 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Config, defaultConfig } from '../../src/config/schema.js';
+import { hostKind } from '../../src/image/files.js';
+import { MANIFEST_FORMAT } from '../../src/image/manifest.js';
 import { writeDaemonInfo } from '../../src/daemon/info.js';
 import { lastBackupFile, writeJsonAtomic } from '../../src/state/store.js';
+import { formatImages, gatherImages } from '../../src/status/images.js';
 import { formatStatus, gatherStatus } from '../../src/status/status.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
@@ -136,3 +142,175 @@ describe('gatherStatus / formatStatus', () => {
     expect(runner.calls).toEqual([]);
   });
 });
+
+describe('status: image backups', () => {
+  let dir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(() => cleanup());
+
+  const HOST = hostKind();
+  const images = () => path.join(dir, 'images');
+
+  /** An image's files as `image create` leaves them (content not needed: status reads names and manifests). */
+  function put(
+    kind: string,
+    stamp: string,
+    parts: { manifest?: 'valid' | 'broken' | 'none'; sum?: boolean } = {},
+  ) {
+    mkdirSync(images(), { recursive: true });
+    const base = path.join(images(), `zshield-${kind}-${stamp}`);
+    writeFileSync(`${base}.img.zst`, Buffer.alloc(3 * 1024 * 1024));
+    if (parts.sum !== false)
+      writeFileSync(`${base}.sha256`, `${'a'.repeat(64)}  zshield-${kind}-${stamp}.img.zst\n`);
+    const m = parts.manifest ?? 'valid';
+    if (m === 'broken') writeFileSync(`${base}.manifest.json`, '{"format":');
+    if (m === 'valid') {
+      writeFileSync(
+        `${base}.manifest.json`,
+        JSON.stringify({
+          format: MANIFEST_FORMAT,
+          image: `zshield-${kind}-${stamp}.img.zst`,
+          createdAt: '2026-11-21T03:05:00.000Z',
+          agent: { name: 'zshield', version: 'test' },
+          host: { hostname: kind, kind },
+          source: {
+            vg: 'vgroup',
+            lv: 'lv-root',
+            snapshot: 'snap0',
+            kind: 'snap0',
+            snapshotTime: '2026-11-21T03:00:00.000Z',
+            snapshotReason: 'daily',
+            lvSizeBytes: GiB,
+          },
+          filesystem: {
+            type: 'ext4',
+            uuid: null,
+            label: null,
+            blockSize: 4096,
+            blockCount: GiB / 4096,
+            freeBlocks: 0,
+            sizeBytes: GiB,
+            usedBytes: GiB / 2,
+          },
+          compression: { format: 'zstd', command: ['zstd', '--check'], frameChecksum: true },
+          sizes: { imageBytes: 3 * 1024 * 1024, rawBytes: GiB },
+          checksums: { sha256: 'a'.repeat(64) },
+          verification: { at: '2026-11-21T03:05:00.000Z', fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
+          durationMs: 1,
+        }),
+      );
+    }
+    return `${base}.img.zst`;
+  }
+
+  const status = async (edit: (c: Config) => void) => {
+    const ctx = testContext({
+      runner: new FakeLvm({ lvs: [ROOT, SNAP] }).install(new RecordingRunner()),
+      dir,
+      clock: new FakeClock(NOW),
+      edit: (c) => {
+        c.image.dir = images();
+        edit(c);
+      },
+    });
+    return gatherStatus(ctx);
+  };
+
+  it("scheduled: the count of this host's images and the newest, verified; text and JSON", async () => {
+    put(HOST, '20261114T030500Z');
+    const newest = put(HOST, '20261121T030500Z');
+    // Not counted: another host's image in a shared directory, a checksum left without its image.
+    put('otherbox', '20261122T030500Z');
+    writeFileSync(path.join(images(), `zshield-${HOST}-20261122T030500Z.sha256`), 'x');
+    const report = await status((c) => {
+      c.image.schedule = { weekday: 5 };
+    });
+    expect(report.images).toEqual({
+      dir: images(),
+      host: HOST,
+      schedule: 'weekly on Friday',
+      count: 2,
+      newest: {
+        file: newest,
+        time: '2026-11-21T03:05:00.000Z',
+        sizeBytes: 3 * 1024 * 1024,
+        verified: true,
+        fsck: 'clean',
+        problem: null,
+      },
+      jobPid: null,
+      error: null,
+    });
+    // --json prints the report as it is.
+    expect(JSON.parse(JSON.stringify(report)).images.newest.verified).toBe(true);
+    const text = formatStatus(report);
+    expect(text).toContain(`images:        2 of ${HOST} in ${images()}; made weekly on Friday\n`);
+    expect(text).toContain(
+      `  newest:      ${newest}, 2026-11-21T03:05:00.000Z, 3.0 MiB, verified (fsck clean)`,
+    );
+  });
+
+  it('the newest not verified (no manifest, a broken one, no checksum) says why', async () => {
+    const image = put(HOST, '20261121T030500Z', { manifest: 'none' });
+    let r = await status((c) => {
+      c.image.schedule = 'daily';
+    });
+    expect(r.images?.newest).toMatchObject({ file: image, verified: false, problem: 'missing manifest' });
+    expect(formatStatus(r)).toContain(
+      `  newest:      ${image}, 2026-11-21T03:05:00.000Z, 3.0 MiB, NOT VERIFIED: missing manifest`,
+    );
+    put(HOST, '20261121T030500Z', { manifest: 'broken' });
+    r = await status(() => {});
+    expect(r.images?.newest?.verified).toBe(false);
+    expect(r.images?.newest?.problem).toMatch(/is not valid JSON/);
+    // A newer one without its checksum.
+    put(HOST, '20261122T030500Z', { sum: false });
+    expect((await status(() => {})).images?.newest).toMatchObject({
+      verified: false,
+      problem: 'missing checksum',
+    });
+  });
+
+  it('not in use (no schedule, no images): nothing shown; scheduled with none yet: said so', async () => {
+    const off = await status(() => {});
+    expect(off.images).toBeNull();
+    expect(formatStatus(off)).not.toContain('images:');
+    // Images made by hand, no schedule: shown.
+    put(HOST, '20261121T030500Z');
+    expect(formatStatus(await status(() => {}))).toContain(
+      `images:        1 of ${HOST} in ${images()}; no schedule (image.schedule)`,
+    );
+    const none = await gatherImages(withSchedule(dir, 'daily'), 'box9');
+    expect(none).toMatchObject({ count: 0, newest: null, schedule: 'daily' });
+    expect(formatImages(none!)).toEqual([`images:        none of box9 in ${images()}; made daily`]);
+    // An image job running (its pid file names a live process) is shown too.
+    mkdirSync(path.join(dir, 'run'), { recursive: true });
+    writeFileSync(path.join(dir, 'run', 'image.pid'), String(process.pid));
+    const running = await gatherImages(withSchedule(dir, null), 'box9');
+    expect(running?.jobPid).toBe(process.pid);
+    expect(formatImages(running!)).toContain(`  running:     an image job (pid ${process.pid})`);
+  });
+
+  it('scheduled but the directory cannot be read: an error line, status still works', async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'not-a-dir'), '');
+    const r = await status((c) => {
+      c.image.dir = path.join(dir, 'not-a-dir');
+      c.image.schedule = 'daily';
+    });
+    expect(r.images?.error).toBe(`cannot read ${path.join(dir, 'not-a-dir')}: ENOTDIR`);
+    expect(formatStatus(r)).toContain(
+      `images:        ERROR: cannot read ${path.join(dir, 'not-a-dir')}: ENOTDIR`,
+    );
+    expect(r.health.level).toBe('warn');
+  });
+});
+
+function withSchedule(dir: string, schedule: Config['image']['schedule']): Config {
+  const c = defaultConfig();
+  c.image.dir = path.join(dir, 'images');
+  c.paths.runDir = path.join(dir, 'run');
+  c.image.schedule = schedule;
+  return c;
+}
