@@ -2,9 +2,7 @@
 # Benchmarks: zshield against the plain tools, in the same guest run; prints ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash build/deps.sh
+bash build/prepare.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
-bash build/build.sh
-bash test/bench/setup.sh
-tsx build/bench.ts
+tsx build/bench.ts "$@"
 [ -f test/bench/remote-bench.ts ] && tsx test/bench/remote-bench.ts

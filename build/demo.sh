@@ -3,8 +3,6 @@
 # QEMU bench with its kernel), builds the single binary, then runs build/demo.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash build/deps.sh
+bash build/prepare.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
-bash build/build.sh
-bash test/bench/setup.sh
 exec tsx build/demo.ts "$@"

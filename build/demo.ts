@@ -40,11 +40,24 @@ function zshieldLines(consoleLog: string): string {
     .join('\n');
 }
 
+const disks = [GOLDEN, SYSTEM];
+
+/** Pick an entry of the golden medium's GRUB menu for one boot (what grub-reboot does) and boot it to the end. */
+async function bootGoldenEntry(entry: 'zshield-factory' | 'zshield-latest'): Promise<void> {
+  setNextBootEntry(workDir, 'golden', entry);
+  const log = await Appliance.bootUntilExit({
+    workDir,
+    disks,
+    boot: { from: 'disk', disk: 'golden' },
+    timeoutMs: 900_000,
+  });
+  show('   console of that boot (zshield lines):', zshieldLines(log));
+}
+
 async function main(): Promise<void> {
   const { rmSync, mkdirSync } = await import('node:fs');
   rmSync(workDir, { recursive: true, force: true });
   mkdirSync(workDir, { recursive: true });
-  const disks = [GOLDEN, SYSTEM];
   const t0 = Date.now();
 
   say('1. The prototype system becomes a golden medium');
@@ -65,14 +78,7 @@ async function main(): Promise<void> {
   await vm.poweroff();
 
   say('2. The OEM boots the golden medium and picks "Recover to factory default"');
-  setNextBootEntry(workDir, 'golden', 'zshield-factory');
-  const reset = await Appliance.bootUntilExit({
-    workDir,
-    disks,
-    boot: { from: 'disk', disk: 'golden' },
-    timeoutMs: 900_000,
-  });
-  show('   console of that boot (zshield lines):', zshieldLines(reset));
+  await bootGoldenEntry('zshield-factory');
 
   say('3. The system disk boots on its own, through its own GRUB, into root on LVM');
   vm = await Appliance.boot({ workDir, disks, boot: { from: 'disk', disk: 'system' } });
@@ -90,14 +96,7 @@ async function main(): Promise<void> {
   await vm.poweroff();
 
   say('5. The operator picks "Recover to latest backup" in the golden medium\'s menu');
-  setNextBootEntry(workDir, 'golden', 'zshield-latest');
-  const restore = await Appliance.bootUntilExit({
-    workDir,
-    disks,
-    boot: { from: 'disk', disk: 'golden' },
-    timeoutMs: 900_000,
-  });
-  show('   console of that boot (zshield lines):', zshieldLines(restore));
+  await bootGoldenEntry('zshield-latest');
 
   say('6. The system disk boots again: the bad upgrade is gone, the user data is not');
   vm = await Appliance.boot({ workDir, disks, boot: { from: 'disk', disk: 'system' } });
