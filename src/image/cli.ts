@@ -32,14 +32,27 @@ export function imageCommand(setup: Setup): CommandModule {
                 choices: ['temporary', 'snap0'],
                 describe: 'read a temporary snapshot made for the job, or snap0 (wins over image.source)',
               })
+              .option('hostname', {
+                type: 'string',
+                describe:
+                  "give the image another host name (a standby brought up beside this box); written into the job's own snapshot, never into lv-root or snap0",
+              })
+              .option('ip', {
+                type: 'string',
+                describe:
+                  'with --hostname: the static IPv4 address (a.b.c.d[/prefix]) of the image, in its /etc/network/interfaces',
+              })
               .option('wait', wait),
           async (a) => {
             const args = a as unknown as Args;
+            const { parseIdentity } = await import('./identity.js');
+            const identity = parseIdentity(args['hostname'], args['ip']);
             const ctx = await setup(args);
             const waitMs = seconds(args['wait']);
             const { runImageCreate } = await import('./create.js');
             const outcome = await runImageCreate(ctx, {
               waitMs,
+              identity,
               ...(args['source'] ? { source: args['source'] as 'temporary' | 'snap0' } : {}),
             });
             if (outcome) {

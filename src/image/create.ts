@@ -2,8 +2,11 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  lstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
@@ -22,7 +25,15 @@ import type { Pipeline } from '../system/pipeline.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
-import { hostKind, listImages, planPrune, type PrunePlan, sumFileText, sha256File } from './files.js';
+import {
+  ARCHIVE_MEMBER,
+  hostKind,
+  listImages,
+  planPrune,
+  type PrunePlan,
+  sumFileText,
+  sha256File,
+} from './files.js';
 import { claimImageJob } from './job.js';
 import {
   blkidCommand,
@@ -32,7 +43,14 @@ import {
   MANIFEST_FORMAT,
   type Manifest,
 } from './manifest.js';
-import { type CreatePlan, formatImagePlan, planCreate } from './plan.js';
+import { type Identity, readHostname, rewriteHosts, rewriteInterfaces } from './identity.js';
+import {
+  type CreatePlan,
+  formatImagePlan,
+  type IdentityPlan,
+  identityMountPoint,
+  planCreate,
+} from './plan.js';
 import { applyPrune } from './prune.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
 import { checkContent } from './verify.js';
@@ -42,8 +60,10 @@ export interface CreateOptions {
   source?: 'temporary' | 'snap0';
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
-  /** The host part of the image's name; default this host's name. */
+  /** The host part of the image's name; default this host's name (or the identity's). */
   kind?: string;
+  /** Another network identity for the image (--hostname, --ip). */
+  identity?: Identity | null;
 }
 
 export interface CreateOutcome {
@@ -69,7 +89,9 @@ export const lastImageFile = (stateDir: string) => path.join(stateDir, 'last-ima
 export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise<CreateOutcome | null> {
   const cfg = ctx.config.image;
   const source = opts.source ?? cfg.source;
-  const kind = opts.kind ?? hostKind();
+  const identity = opts.identity ?? null;
+  // An image with another identity is the standby's: named, listed and pruned as its host.
+  const kind = opts.kind ?? hostKind(identity?.hostname);
   await requireTools(ctx.runner, [
     'lvs',
     'vgs',
@@ -82,7 +104,7 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
     ...(source === 'temporary' ? ['lvcreate', 'lvremove'] : []),
   ]);
   if (ctx.dryRun) {
-    const plan = await prepare(ctx, source, kind);
+    const plan = await prepare(ctx, source, kind, identity);
     ctx.out.print(formatImagePlan(plan));
     return null;
   }
@@ -93,7 +115,7 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
     removeLeftovers(ctx, kind);
     for (let attempt = 1; ; attempt++) {
       try {
-        const manifest = await attemptImage(ctx, { source, kind, attempt, waitMs: opts.waitMs });
+        const manifest = await attemptImage(ctx, { source, kind, attempt, waitMs: opts.waitMs, identity });
         const image = path.join(cfg.dir, manifest.image);
         ctx.log.info(
           `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
@@ -128,6 +150,7 @@ async function prepare(
   ctx: Context,
   source: 'temporary' | 'snap0',
   kind: string,
+  identity: Identity | null,
   signal?: AbortSignal,
 ): Promise<CreatePlan> {
   const names = namesOf(ctx.config);
@@ -158,6 +181,7 @@ async function prepare(
     },
     freeBytes: freeBytesAt(ctx.config.image.dir),
     dirOnRoot: onRoot(ctx.config.image.dir, root),
+    identity,
     ...(signal ? { signal } : {}),
   });
 }
@@ -183,6 +207,7 @@ interface Attempt {
   kind: string;
   attempt: number;
   waitMs: number;
+  identity: Identity | null;
 }
 
 /**
@@ -208,7 +233,7 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
   let plan: CreatePlan | null = null;
   let snapshotMade = false;
   try {
-    plan = await prepare(ctx, o.source, o.kind, ctx.signal);
+    plan = await prepare(ctx, o.source, o.kind, o.identity, ctx.signal);
     for (const line of formatImagePlan(plan).split('\n')) ctx.log.info(line);
     if (existsSync(plan.paths.image)) {
       throw new RefusedError(`an image of this snapshot already exists: ${plan.paths.image}`, {
@@ -216,6 +241,8 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
       });
     }
     if (plan.leftover) {
+      // A job killed while the snapshot was mounted for its identity left the mount too.
+      await unmountIfMounted(ctx, identityMountPoint(ctx.config));
       ctx.log.info(`image: ${plan.leftover.title}`);
       await ctx.runner.run(plan.leftover.command);
     }
@@ -225,11 +252,12 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
       snapshotMade = true;
       await unlock();
     }
+    if (plan.identity) await giveIdentity(ctx, plan.identity);
     // The manifest describes what was read: the snapshot's own superblock.
     const fs = await factsOf(ctx, plan.source.device);
-    ctx.log.info(`image: ${plan.copy.title}`);
+    ctx.log.info(`image: ${plan.extract.title}`);
     try {
-      await ctx.runner.pipeline(withProgress(ctx, plan.copy.pipeline));
+      await ctx.runner.pipeline(withProgress(ctx, plan.extract.pipeline));
     } catch (err) {
       if (err instanceof CommandError && plan.createSnapshot && (await tempSnapshotInvalid(ctx, plan))) {
         throw overflowed(plan);
@@ -241,6 +269,10 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
       await removeTempSnapshot(ctx, plan, o.waitMs);
       snapshotMade = false;
     }
+    await unlock();
+    ctx.log.info(`image: ${plan.copy.title}`);
+    await ctx.runner.pipeline(plan.copy.pipeline);
+    rmSync(plan.paths.rawPart, { force: true });
     await unlock();
 
     const imagePart = plan.paths.imagePart;
@@ -277,6 +309,8 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
         command: argvOf(zstd).filter((a, i, all) => a !== '-f' && a !== '-o' && all[i - 1] !== '-o'),
         frameChecksum: zstd.args.includes('--check'),
       },
+      archive: { format: 'tar-sparse', member: ARCHIVE_MEMBER },
+      identity: plan.identity ? plan.identity.identity : null,
       sizes: { imageBytes, rawBytes: content.rawBytes },
       checksums: { sha256 },
       verification: {
@@ -317,6 +351,79 @@ async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
         rmSync(p, { force: true });
       }
     }
+  }
+}
+
+/**
+ * Mount the job's own snapshot, write the other identity into it, unmount. The paths are checked to
+ * stay inside the mounted snapshot: a symlink in the image (etc -> /etc) must not make zshield
+ * rewrite the running system's files.
+ */
+async function giveIdentity(ctx: Context, ip: IdentityPlan): Promise<void> {
+  mkdirSync(ip.mountPoint, { recursive: true, mode: 0o700 });
+  ctx.log.info(`image: ${ip.mount.title}`);
+  await ctx.runner.run(ip.mount.command);
+  try {
+    ctx.log.info(`image: ${ip.edit.title}`);
+    const root = realpathSync(ip.mountPoint);
+    const inside = (rel: string): string => {
+      const full = path.join(root, rel);
+      const dir = realpathSync(path.dirname(full));
+      if (dir !== root && !dir.startsWith(`${root}/`)) {
+        throw new RefusedError(
+          `the image's /${path.dirname(rel)} leads outside it (a symlink): its identity is not changed`,
+        );
+      }
+      const st = lstatSync(full, { throwIfNoEntry: false });
+      if (st && !st.isFile()) {
+        throw new RefusedError(`the image's /${rel} is not a regular file: its identity is not changed`);
+      }
+      return full;
+    };
+    const read = (rel: string) => {
+      const f = inside(rel);
+      return existsSync(f) ? readFileSync(f, 'utf8') : null;
+    };
+    const write = (rel: string, text: string) => {
+      const f = inside(rel);
+      const mode = existsSync(f) ? statSync(f).mode & 0o7777 : 0o644;
+      writeFileSync(f, text, { mode });
+    };
+    const id = ip.identity;
+    const oldName = readHostname(read('etc/hostname') ?? '');
+    let oldAddress: string | null = null;
+    if (id.ip) {
+      const ifaces = read('etc/network/interfaces');
+      if (ifaces === null) {
+        throw new RefusedError('the image has no /etc/network/interfaces: --ip has no address to change', {
+          hint: 'make the image without --ip and set the address on the standby itself',
+        });
+      }
+      const r = rewriteInterfaces(ifaces, id.ip);
+      oldAddress = r.oldAddress;
+      write('etc/network/interfaces', r.text);
+    }
+    write('etc/hostname', `${id.hostname}\n`);
+    write('etc/hosts', rewriteHosts(read('etc/hosts') ?? '', { hostname: oldName, address: oldAddress }, id));
+    ctx.log.info(
+      `image: identity ${oldName ?? '(none)'} -> ${id.hostname}${id.ip ? `, ${oldAddress} -> ${id.ip}` : ''}`,
+    );
+  } finally {
+    ctx.log.info(`image: ${ip.unmount.title}`);
+    await ctx.runner.run(ip.unmount.command);
+  }
+}
+
+async function unmountIfMounted(ctx: Context, mnt: string): Promise<void> {
+  let mounts = '';
+  try {
+    mounts = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return;
+  }
+  if (mounts.split('\n').some((l) => l.split(' ')[1] === mnt)) {
+    ctx.log.warn(`image: unmounting ${mnt}, left mounted by an image job that did not finish`);
+    await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true });
   }
 }
 

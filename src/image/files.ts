@@ -9,7 +9,8 @@ import { backupFileName, parseBackupName } from '../remote/backups.js';
  * An image is three files with one name, the backup naming that remote copy and its retention
  * use (remote/backups.ts):
  *
- *     zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst         the file system, `e2image -ra` through zstd
+ *     zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst         the file system: `e2image -ra` to a sparse
+ *                                                       file, `tar --sparse` of it through zstd
  *     zshield-<host>-<YYYYMMDDTHHMMSSZ>.sha256          `sha256sum -c` format
  *     zshield-<host>-<YYYYMMDDTHHMMSSZ>.manifest.json   what it is (manifest.ts)
  *
@@ -19,6 +20,8 @@ import { backupFileName, parseBackupName } from '../remote/backups.js';
  * companions.
  */
 export const IMAGE_EXT = 'img.zst';
+/** The name of the raw file system inside the image's tar archive. */
+export const ARCHIVE_MEMBER = 'filesystem.raw';
 export const SUM_EXT = 'sha256';
 export const MANIFEST_EXT = 'manifest.json';
 /** The decompressed copy a verification checks (sparse; removed after). */

@@ -108,6 +108,16 @@ export const manifestSchema = z.object({
     /** zstd's own checksum of the content in every frame, checked by each decompression. */
     frameChecksum: z.boolean(),
   }),
+  /**
+   * The image is a tar archive (GNU sparse) of one member, the raw file system, compressed. null:
+   * the raw file system itself, compressed (images made before the archive layout; still read).
+   */
+  archive: z
+    .object({ format: z.literal('tar-sparse'), member: z.string().min(1) })
+    .nullable()
+    .default(null),
+  /** Another network identity written into the image (image create --hostname/--ip), or null. */
+  identity: z.object({ hostname: z.string(), ip: z.string().nullable() }).nullable().default(null),
   sizes: z.object({ imageBytes: count, rawBytes: count }),
   checksums: z.object({ sha256: hex64 }),
   verification: z.object({

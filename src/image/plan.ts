@@ -1,6 +1,7 @@
+import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
-import { RefusedError } from '../errors.js';
+import { RefusedError, UsageError } from '../errors.js';
 import { labelOf, namesOf, requireRoot } from '../snapshot/rotation.js';
 import {
   type LvInfo,
@@ -12,14 +13,32 @@ import {
 } from '../system/lvm.js';
 import { type Pipeline, formatPipeline } from '../system/pipeline.js';
 import { type Command, argvOf, formatArgv } from '../system/runner.js';
-import { type ImagePaths, imagePaths } from './files.js';
+import { ARCHIVE_MEMBER, type ImagePaths, imagePaths } from './files.js';
+import type { Identity } from './identity.js';
 import type { FsFacts, Manifest } from './manifest.js';
 
 /**
  * Image jobs as plans: pure functions of probed state that return the very commands the job runs,
  * printed first (the dry-run shows exactly these). A step is one command or one pipeline.
  */
-export type ImageStep = { title: string; command: Command } | { title: string; pipeline: Pipeline };
+export type ImageStep =
+  | { title: string; command: Command }
+  | { title: string; pipeline: Pipeline }
+  | { title: string; edit: IdentityEdit };
+
+/** Files zshield itself rewrites (in node, no tool): the identity of an image, in its own snapshot. */
+export interface IdentityEdit {
+  root: string;
+  files: string[];
+}
+
+/** A step as it is shown: its argv or pipeline, or the files zshield rewrites. */
+export const describeStep = (s: ImageStep): string =>
+  'pipeline' in s
+    ? formatPipeline(s.pipeline)
+    : 'edit' in s
+      ? `(zshield rewrites ${s.edit.files.map((f) => path.join(s.edit.root, f)).join(', ')})`
+      : formatArgv(argvOf(s.command));
 
 export interface ImagePlan {
   title: string;
@@ -32,7 +51,7 @@ export function formatImagePlan(plan: ImagePlan): string {
   for (const n of plan.notes) lines.push(`  note: ${n}`);
   plan.steps.forEach((s, i) => {
     lines.push(`  ${i + 1}. ${s.title}`);
-    lines.push(`     $ ${'pipeline' in s ? formatPipeline(s.pipeline) : formatArgv(argvOf(s.command))}`);
+    lines.push(`     ${'edit' in s ? '' : '$ '}${describeStep(s)}`);
   });
   return lines.join('\n');
 }
@@ -44,7 +63,9 @@ export function imagePlanToJson(plan: ImagePlan): unknown {
     steps: plan.steps.map((s) =>
       'pipeline' in s
         ? { title: s.title, pipeline: s.pipeline.stages.map((c) => argvOf(c)), mutates: s.pipeline.mutates }
-        : { title: s.title, argv: argvOf(s.command), mutates: s.command.mutates },
+        : 'edit' in s
+          ? { title: s.title, edit: s.edit.files.map((f) => path.join(s.edit.root, f)), mutates: true }
+          : { title: s.title, argv: argvOf(s.command), mutates: s.command.mutates },
     ),
   };
 }
@@ -52,7 +73,7 @@ export function imagePlanToJson(plan: ImagePlan): unknown {
 /** Every program a plan runs (to check before the first write). */
 export function toolsOfImagePlan(plan: ImagePlan): string[] {
   return plan.steps.flatMap((s) =>
-    'pipeline' in s ? s.pipeline.stages.map((c) => c.file) : [s.command.file],
+    'pipeline' in s ? s.pipeline.stages.map((c) => c.file) : 'edit' in s ? [] : [s.command.file],
   );
 }
 
@@ -83,8 +104,21 @@ export interface CreatePlan extends ImagePlan, VerifySteps {
   /** A temporary snapshot left by a job that died (kill -9, power cut): removed first. */
   leftover: { title: string; command: Command } | null;
   createSnapshot: { title: string; command: Command } | null;
+  /** e2image of the snapshot into a sparse raw file (the blocks in use only). */
+  extract: { title: string; pipeline: Pipeline };
+  /** tar --sparse of that file through zstd: the image. */
   copy: { title: string; pipeline: Pipeline };
   removeSnapshot: { title: string; command: Command } | null;
+  /** Another network identity, written into the temporary snapshot before the copy. */
+  identity: IdentityPlan | null;
+}
+
+export interface IdentityPlan {
+  identity: Identity;
+  mountPoint: string;
+  mount: { title: string; command: Command };
+  edit: { title: string; edit: IdentityEdit };
+  unmount: { title: string; command: Command };
 }
 
 export interface CreateInput {
@@ -102,7 +136,12 @@ export interface CreateInput {
   dirOnRoot: boolean;
   /** Signal for the copy pipeline (the job's own). */
   signal?: AbortSignal;
+  /** Another hostname (and IP) for the image: only with a temporary snapshot. */
+  identity?: Identity | null;
 }
+
+/** Where the job mounts its temporary snapshot to give the image another identity. */
+export const identityMountPoint = (config: Config) => path.join(config.paths.runDir, 'image-identity');
 
 /** Plan one attempt at an image: where it comes from, what it is written to, how it is checked. */
 export function planCreate(input: CreateInput): CreatePlan {
@@ -127,6 +166,12 @@ export function planCreate(input: CreateInput): CreatePlan {
   }
   const tmpName = tempSnapshotName(config);
   const notes: string[] = [];
+  const identity = input.identity ?? null;
+  if (identity && input.source === 'snap0') {
+    throw new UsageError(
+      `--hostname needs a temporary snapshot (--source temporary): ${names.snap} is the restore point and is never modified`,
+    );
+  }
   let source: SourceInfo;
   let createSnapshot: CreatePlan['createSnapshot'] = null;
   let removeSnapshot: CreatePlan['removeSnapshot'] = null;
@@ -208,7 +253,7 @@ export function planCreate(input: CreateInput): CreatePlan {
       lvSizeBytes: root.sizeBytes,
     };
     notes.push(
-      `the image is of ${names.root} as it is now, read from ${tmpName}; the snapshot is removed as soon as the copy is done (before the verification)`,
+      `the image is of ${names.root} as it is now, read from ${tmpName}; the snapshot is removed as soon as its blocks are copied (before the compression and the verification)`,
     );
   }
 
@@ -229,12 +274,36 @@ export function planCreate(input: CreateInput): CreatePlan {
     );
   }
 
+  // e2image writes only the blocks in use when its output is a file (it seeks over the rest), but
+  // to a pipe it must write every byte of the file system, zeros included: a nearly empty 100 GB
+  // LV would be 100 GB through zstd. So the raw copy goes to a sparse file first, and tar --sparse
+  // (which finds the holes with SEEK_HOLE) carries only the data into zstd.
+  const extract = {
+    title: `copy the file system's blocks in use from ${source.snapshot} to a sparse file, ${paths.rawPart}`,
+    pipeline: {
+      // -r raw image, -a with file data, -p progress (on stderr).
+      stages: [{ file: 'e2image', args: ['-ra', '-p', source.device, paths.rawPart], mutates: true }],
+      mutates: true,
+      ...(input.signal ? { signal: input.signal } : {}),
+    } satisfies Pipeline,
+  };
   const copy = {
-    title: `copy the file system's blocks in use from ${source.snapshot}, compressed, to ${paths.imagePart}`,
+    title: `compress its data (not its holes) to ${paths.imagePart}`,
     pipeline: {
       stages: [
-        // -r raw image, -a with file data, -p progress (on stderr); "-" writes to stdout.
-        { file: 'e2image', args: ['-ra', '-p', source.device, '-'], mutates: false },
+        {
+          file: 'tar',
+          args: [
+            '--sparse',
+            '-cf',
+            '-',
+            '-C',
+            paths.dir,
+            `--transform=s,.*,${ARCHIVE_MEMBER},`,
+            path.basename(paths.rawPart),
+          ],
+          mutates: false,
+        },
         // --check: zstd's checksum of the content in every frame, checked by every decompression.
         { file: 'zstd', args: ['-T0', '-q', '--check', '-f', '-o', paths.imagePart], mutates: true },
       ],
@@ -248,11 +317,44 @@ export function planCreate(input: CreateInput): CreatePlan {
     config.image.mustContain,
   );
 
+  let identityPlan: IdentityPlan | null = null;
+  if (identity) {
+    const mnt = identityMountPoint(config);
+    identityPlan = {
+      identity,
+      mountPoint: mnt,
+      mount: {
+        title: `mount ${tmpName} (the job's own snapshot) to give the image another identity`,
+        command: {
+          file: 'mount',
+          args: ['-t', fs.type, '-o', 'nodev,nosuid,noexec', source.device, mnt],
+          mutates: true,
+        },
+      },
+      edit: {
+        title: `set the image's hostname to ${identity.hostname}${identity.ip ? ` and its static address to ${identity.ip}` : ''}`,
+        edit: {
+          root: mnt,
+          files: ['etc/hostname', 'etc/hosts', ...(identity.ip ? ['etc/network/interfaces'] : [])],
+        },
+      },
+      unmount: {
+        title: `unmount ${tmpName}`,
+        command: { file: 'umount', args: [mnt], mutates: true, runsAfterAbort: true },
+      },
+    };
+    notes.push(
+      `the image gets another identity (hostname ${identity.hostname}${identity.ip ? `, address ${identity.ip}` : ''}), written into ${tmpName} only: ${names.root} and ${names.snap} keep theirs`,
+    );
+  }
+
   const steps: ImageStep[] = [
     ...(leftover ? [leftover] : []),
     ...(createSnapshot ? [createSnapshot] : []),
-    copy,
+    ...(identityPlan ? [identityPlan.mount, identityPlan.edit, identityPlan.unmount] : []),
+    extract,
     ...(removeSnapshot ? [removeSnapshot] : []),
+    copy,
     unpack,
     fsck,
     fsckFix,
@@ -270,17 +372,19 @@ export function planCreate(input: CreateInput): CreatePlan {
     needBytes,
     leftover,
     createSnapshot,
+    extract,
     copy,
     unpack,
     fsck,
     fsckFix,
     contains,
     removeSnapshot,
+    identity: identityPlan,
   };
 }
 
 export interface VerifySteps {
-  unpack: { title: string; command: Command };
+  unpack: { title: string; pipeline: Pipeline };
   fsck: { title: string; command: Command };
   /** Only when `fsck` finds something: what a restore's e2fsck would do, done to the copy; then `fsck` again. */
   fsckFix: { title: string; command: Command };
@@ -292,11 +396,38 @@ export interface VerifySteps {
  * checksum of every frame on the way), the copy's file system checked by e2fsck, and looked into
  * with debugfs for the paths a system has. The copy is the caller's to remove.
  */
-export function planVerify(image: string, raw: string, mustContain: readonly string[]): VerifySteps {
+export function planVerify(
+  image: string,
+  raw: string,
+  mustContain: readonly string[],
+  archived = true,
+): VerifySteps {
   return {
     unpack: {
       title: 'verify: unpack the image to a sparse copy (zstd checks its frame checksums)',
-      command: { file: 'zstd', args: ['-d', '-q', '-f', '--sparse', '-o', raw, image], mutates: true },
+      pipeline: {
+        stages: !archived
+          ? [{ file: 'zstd', args: ['-d', '-q', '-f', '--sparse', '-o', raw, image], mutates: true }]
+          : [
+              { file: 'zstd', args: ['-d', '-c', '-q', image], mutates: false },
+              {
+                file: 'tar',
+                // The one member gets the copy's name, whatever the archive calls it: nothing is
+                // written anywhere else.
+                args: [
+                  '-x',
+                  '--sparse',
+                  '-f',
+                  '-',
+                  '-C',
+                  path.dirname(raw),
+                  `--transform=s,.*,${path.basename(raw)},`,
+                ],
+                mutates: true,
+              },
+            ],
+        mutates: true,
+      },
     },
     fsck: {
       title: 'verify: check the file system in the copy, read-only',
@@ -390,6 +521,8 @@ export function planRestore(input: RestoreInput): ImagePlan {
     pipeline: {
       stages: [
         { file: 'zstd', args: ['-d', '-c', '-q', paths.image], mutates: false },
+        // -O: the member's bytes to stdout, its holes as zeros.
+        ...(manifest.archive ? [{ file: 'tar', args: ['-x', '-O', '-f', '-'], mutates: false }] : []),
         {
           // notrunc: a no-op on the LV's block device, and what keeps a file-backed target its size.
           file: 'dd',

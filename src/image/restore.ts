@@ -88,7 +88,7 @@ export async function runImageRestore(
     for (const [i, step] of plan.steps.entries()) {
       ctx.log.info(`[${i + 1}/${n}] ${step.title}`);
       if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
-      else await ctx.runner.run(step.command);
+      else if ('command' in step) await ctx.runner.run(step.command);
     }
     const backup = await backupLocked(ctx, 'post-restore');
     ctx.out.print(

@@ -42,7 +42,13 @@ export async function checkContent(ctx: Context, steps: VerifySteps, raw: string
     }
   };
   try {
-    await step(steps.unpack);
+    ctx.log.info(`image: ${steps.unpack.title}`);
+    try {
+      await ctx.runner.pipeline({ ...steps.unpack.pipeline, signal: ctx.signal });
+    } catch (err) {
+      if (err instanceof CommandError) throw new VerifyError(`image verification failed: ${err.message}`);
+      throw err;
+    }
     const rawBytes = statSync(raw).size;
     let fsck: ContentCheck['fsck'] = 'clean';
     if ((await step(steps.fsck)).exitCode !== 0) {
@@ -137,7 +143,12 @@ export async function runImageVerify(
       ctx.out.print('(dry run: the content check, which writes an unpacked copy, is skipped)');
     return { file: paths.image, ...sums, content: null };
   }
-  const steps = planVerify(paths.image, paths.rawPart, ctx.config.image.mustContain);
+  const steps = planVerify(
+    paths.image,
+    paths.rawPart,
+    ctx.config.image.mustContain,
+    sums.manifest.archive !== null,
+  );
   await requireTools(ctx.runner, ['zstd', 'e2fsck', 'debugfs']);
   const need = sums.manifest.filesystem.usedBytes;
   const free = freeBytesAt(paths.dir);

@@ -51,7 +51,10 @@ describe('zshield image (CLI)', () => {
     makeExt4(fs, { dataKiB: 64 });
     sh('mkdir', ['-p', `${dir}/images`]);
     const base = `${dir}/images/zshield-box1-20260301T030000Z`;
-    sh('sh', ['-c', `e2image -ra '${fs}' - 2>/dev/null | zstd -q --check -o '${base}.img.zst'`]);
+    sh('sh', [
+      '-c',
+      `e2image -ra '${fs}' '${dir}/fs.raw' 2>/dev/null && tar --sparse -cf - -C '${dir}' --transform=s,.*,filesystem.raw, fs.raw | zstd -q --check -o '${base}.img.zst'`,
+    ]);
     const sha256 = sh('sha256sum', [`${base}.img.zst`]).split(' ')[0]!;
     writeFileSync(`${base}.sha256`, `${sha256}  zshield-box1-20260301T030000Z.img.zst\n`);
     const size = 32 * 1024 * 1024;
@@ -81,6 +84,8 @@ describe('zshield image (CLI)', () => {
         usedBytes: 1024 * 1024,
       },
       compression: { format: 'zstd', command: ['zstd', '--check'], frameChecksum: true },
+      archive: { format: 'tar-sparse', member: 'filesystem.raw' },
+      identity: null,
       sizes: { imageBytes: readFileSync(`${base}.img.zst`).length, rawBytes: size },
       checksums: { sha256 },
       verification: { at: '2026-03-01T03:05:00.000Z', fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },

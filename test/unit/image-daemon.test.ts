@@ -157,10 +157,16 @@ describe('daemon: scheduled image after the daily backup', () => {
     const t = start({ now: d(1, 3, 0, 5), lvs: [ROOT, snapAt(d(0, 3))] });
     t.runner.rewriteStages = (stages) =>
       stages[0]!.file === 'e2image'
-        ? [{ file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 60`], mutates: false }, ...stages.slice(1)]
+        ? [
+            {
+              file: 'sh',
+              args: ['-c', `cp '${fsFile}' '${stages[0]!.args.at(-1)}'; exec sleep 60`],
+              mutates: true,
+            },
+          ]
         : [...stages];
     await waitFor(
-      () => existsSync(backupDir) && readdirSync(backupDir).some((f) => f.endsWith('.img.zst.part')),
+      () => existsSync(backupDir) && readdirSync(backupDir).some((f) => f.endsWith('.raw.part')),
       'the copy under way',
       15_000,
     );

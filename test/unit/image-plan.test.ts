@@ -8,8 +8,11 @@ import {
   type CreateInput,
   formatImagePlan,
   imagePlanToJson,
+  describeStep,
+  type ImagePlan,
   planCreate,
   planRestore,
+  planVerify,
   toolsOfImagePlan,
 } from '../../src/image/plan.js';
 import { probeVg } from '../../src/system/lvm.js';
@@ -63,22 +66,26 @@ function input(
   };
 }
 
-const argvs = (plan: ReturnType<typeof planCreate>) =>
+const argvs = (plan: ImagePlan) =>
   plan.steps.map((s) =>
     'pipeline' in s
       ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
-      : [s.command.file, ...s.command.args].join(' '),
+      : 'edit' in s
+        ? describeStep(s)
+        : [s.command.file, ...s.command.args].join(' '),
   );
 
 describe('planCreate', () => {
-  it('temporary: snapshot, e2image | zstd, snapshot removed, then the verification of the written file', async () => {
+  it('temporary: snapshot, e2image to a sparse file, snapshot removed, tar --sparse | zstd, then the verification of the written file', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]) }));
     const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
     expect(argvs(plan)).toEqual([
       `lvcreate --snapshot --name snap0-image --size ${2 * GiB}b --addtag zshield_reason=image --addtag zshield_time=${epoch(NOW)} vgroup/lv-root`,
-      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
+      // Never to a pipe: e2image writes every byte of the file system there, zeros included.
+      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
       'lvremove --yes vgroup/snap0-image',
-      `zstd -d -q -f --sparse -o ${base}.raw.part ${base}.img.zst.part`,
+      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, zshield-appliance7-20260301T031000Z.raw.part | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
+      `zstd -d -c -q ${base}.img.zst.part | tar -x --sparse -f - -C /diskbackup --transform=s,.*,zshield-appliance7-20260301T031000Z.raw.part,`,
       `e2fsck -f -n ${base}.raw.part`,
       `e2fsck -f -y ${base}.raw.part`,
       `debugfs -R stat "/etc/fstab" ${base}.raw.part`,
@@ -97,7 +104,8 @@ describe('planCreate', () => {
       expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
     );
     const text = formatImagePlan(plan);
-    expect(text).toContain('$ e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o');
+    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
+    expect(text).toContain('| zstd -T0 -q --check -f -o');
     expect(text).toContain('note: space in /diskbackup: the image');
     expect(JSON.stringify(imagePlanToJson(plan))).toContain('"pipeline":[["e2image"');
   });
@@ -121,7 +129,7 @@ describe('planCreate', () => {
     expect(plan.createSnapshot).toBeNull();
     expect(plan.removeSnapshot).toBeNull();
     expect(argvs(plan)[0]).toBe(
-      'e2image -ra -p /dev/vgroup/snap0 - | zstd -T0 -q --check -f -o /diskbackup/zshield-appliance7-20260301T030004Z.img.zst.part',
+      'e2image -ra -p /dev/vgroup/snap0 /diskbackup/zshield-appliance7-20260301T030004Z.raw.part',
     );
     expect(plan.source).toMatchObject({ kind: 'snap0', time: SNAP_TIME, reason: 'daily' });
     expect(plan.notes.join('\n')).toContain('the LVM lock is held while it is read');
@@ -209,6 +217,8 @@ function manifest(sizeBytes: number): Manifest {
     },
     filesystem: { ...FS, sizeBytes, blockCount: sizeBytes / 4096 },
     compression: { format: 'zstd', command: ['zstd', '-T0', '-q', '--check'], frameChecksum: true },
+    archive: { format: 'tar-sparse', member: 'filesystem.raw' },
+    identity: null,
     sizes: { imageBytes: 1, rawBytes: sizeBytes },
     checksums: { sha256: 'a'.repeat(64) },
     verification: { at: NOW.toISOString(), fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
@@ -223,20 +233,28 @@ describe('planRestore', () => {
   it('removes the old restore points, writes every block, checks, grows the file system', async () => {
     const st = await state([idleRoot, SNAP0]);
     const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: manifest(8 * GiB) });
-    const lines = plan.steps.map((s) =>
-      'pipeline' in s
-        ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
-        : [s.command.file, ...s.command.args].join(' '),
-    );
+    const lines = argvs(plan);
     expect(lines).toEqual([
       'lvremove --yes vgroup/snap0',
-      `zstd -d -c -q ${paths.image} | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
+      `zstd -d -c -q ${paths.image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
       'e2fsck -f -y /dev/vgroup/lv-root',
       'resize2fs /dev/vgroup/lv-root',
     ]);
     // Never conv=sparse: a zero block of the image must overwrite what lv-root had there.
     expect(lines[1]).not.toContain('sparse');
     expect(plan.notes.join('\n')).toContain('then a new snap0 is taken (reason: post-restore)');
+  });
+
+  it('an image of the raw layout (made before the tar archive; manifest archive null) is written without tar', async () => {
+    const st = await state([idleRoot]);
+    const m = { ...manifest(8 * GiB), archive: null };
+    const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: m });
+    expect(argvs(plan)[0]).toBe(
+      `zstd -d -c -q ${paths.image} | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
+    );
+    expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
+      'zstd',
+    ]);
   });
 
   it('an image of exactly the LV size is not grown; without snap0 nothing is removed', async () => {
@@ -246,7 +264,9 @@ describe('planRestore', () => {
       paths,
       manifest: manifest(10 * GiB),
     });
-    expect(plan.steps.map((s) => ('pipeline' in s ? 'pipe' : s.command.file))).toEqual(['pipe', 'e2fsck']);
+    expect(
+      plan.steps.map((s) => ('pipeline' in s ? 'pipe' : 'command' in s ? s.command.file : 'edit')),
+    ).toEqual(['pipe', 'e2fsck']);
   });
 
   it('refuses a target in use, an image that does not fit, a pending merge', async () => {

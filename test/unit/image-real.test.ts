@@ -35,6 +35,11 @@ const SNAP0: LvRow = {
   minor: 201,
 };
 
+/** An image's file system, unpacked by hand as a restore reads it. */
+function unpack(image: string, raw: string): void {
+  sh('sh', ['-c', `zstd -d -c -q '${image}' | tar -x -O -f - > '${raw}'`]);
+}
+
 describe('image jobs with the real tools', () => {
   let dir: string;
   let cleanup: () => void;
@@ -104,9 +109,10 @@ describe('image jobs with the real tools', () => {
       expect.stringMatching(
         /^lvcreate --snapshot --name snap0-image --size \d+b --addtag zshield_reason=image /,
       ),
-      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -f -o ${backupDir}/${b}.img.zst.part`,
+      `e2image -ra -p /dev/vgroup/snap0-image ${backupDir}/${b}.raw.part`,
       'lvremove --yes vgroup/snap0-image',
-      `zstd -d -q -f --sparse -o ${backupDir}/${b}.raw.part ${backupDir}/${b}.img.zst.part`,
+      `tar --sparse -cf - -C ${backupDir} --transform=s,.*,filesystem.raw, ${b}.raw.part | zstd -T0 -q --check -f -o ${backupDir}/${b}.img.zst.part`,
+      `zstd -d -c -q ${backupDir}/${b}.img.zst.part | tar -x --sparse -f - -C ${backupDir} --transform=s,.*,${b}.raw.part,`,
       `e2fsck -f -n ${backupDir}/${b}.raw.part`,
       `debugfs -R stat "/etc/fstab" ${backupDir}/${b}.raw.part`,
     ]);
@@ -131,6 +137,8 @@ describe('image jobs with the real tools', () => {
       },
       filesystem: { type: 'ext4', uuid: /UUID=(.*)/.exec(blkid)![1], blockSize: 4096, sizeBytes: 32 * MiB },
       compression: { format: 'zstd', command: ['zstd', '-T0', '-q', '--check'], frameChecksum: true },
+      archive: { format: 'tar-sparse', member: 'filesystem.raw' },
+      identity: null,
       sizes: { imageBytes: statSync(outcome!.image).size, rawBytes: 32 * MiB },
       verification: { fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
     });
@@ -141,7 +149,7 @@ describe('image jobs with the real tools', () => {
     expect(sh('sh', ['-c', `cd '${backupDir}' && sha256sum -c ${b}.sha256`])).toBe(`${b}.img.zst: OK\n`);
     // What it holds is the file system: unpacked by hand, it is the same system.
     const raw = path.join(dir, 'check.raw');
-    sh('zstd', ['-d', '-q', '-o', raw, outcome!.image]);
+    unpack(outcome!.image, raw);
     expect(catInImage(raw, '/etc/hostname')).toBe('appliance7\n');
     expect(catInImage(raw, '/usr/bin/appliance-daemon')).toBe(
       catInImage(fsFile, '/usr/bin/appliance-daemon'),
@@ -217,7 +225,7 @@ describe('image jobs with the real tools', () => {
     await runImageVerify(t.ctx, image, { quick: true }); // the sums alone cannot see it
     const e2 = await runImageVerify(t.ctx, image, { quick: false }).catch((e: unknown) => e);
     expect(e2).toBeInstanceOf(VerifyError);
-    expect((e2 as Error).message).toMatch(/^image verification failed: zstd failed/);
+    expect((e2 as Error).message).toMatch(/^image verification failed: (zstd|tar) failed/);
     expect(files().filter((f) => f.endsWith('.part'))).toEqual([]);
   });
 
@@ -226,7 +234,7 @@ describe('image jobs with the real tools', () => {
     const t = setup({ edit: (c) => (c.image.tries = 2) });
     let copies = 0;
     t.runner.afterPipeline = (p) => {
-      if (p.stages[0]!.file !== 'e2image' || ++copies > 1) return;
+      if (p.stages[0]!.file !== 'tar' || ++copies > 1) return;
       const part = p.stages[1]!.args.at(-1)!;
       const buf = readFileSync(part);
       buf[Math.floor(buf.length / 3)]! ^= 0x40;
@@ -237,7 +245,7 @@ describe('image jobs with the real tools', () => {
     expect(copies).toBe(2);
     expect(
       t.ctx.log.lines.some((l) =>
-        /^warn: image: attempt 1 of 2 failed: image verification failed: zstd/.test(l),
+        /^warn: image: attempt 1 of 2 failed: image verification failed: (zstd|tar)/.test(l),
       ),
     ).toBe(true);
     expect(t.runner.calls.filter((c) => c.startsWith('lvcreate'))).toHaveLength(2);
@@ -250,7 +258,7 @@ describe('image jobs with the real tools', () => {
     makeExt4(fsFile);
     const t = setup();
     t.runner.afterPipeline = (p) => {
-      if (p.stages[0]!.file !== 'e2image') return;
+      if (p.stages[0]!.file !== 'tar') return;
       const part = p.stages[1]!.args.at(-1)!;
       const buf = readFileSync(part);
       buf[buf.length - 3]! ^= 0xff;
@@ -286,7 +294,7 @@ describe('image jobs with the real tools', () => {
     );
     // The image itself is what was read: the orphan is still in it (the restore's e2fsck clears it).
     const check = path.join(dir, 'check.raw');
-    sh('zstd', ['-d', '-q', '-o', check, out!.image]);
+    unpack(out!.image, check);
     expect(spawnSync('e2fsck', ['-f', '-n', check]).status).toBe(4);
   });
 
@@ -305,10 +313,16 @@ describe('image jobs with the real tools', () => {
     // A slow source: the file system's bytes, then a stall (a slow disk under e2image).
     t.runner.rewriteStages = (stages) =>
       stages[0]!.file === 'e2image'
-        ? [{ file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 60`], mutates: false }, ...stages.slice(1)]
+        ? [
+            {
+              file: 'sh',
+              args: ['-c', `cp '${fsFile}' '${stages[0]!.args.at(-1)}'; exec sleep 60`],
+              mutates: true,
+            },
+          ]
         : [...stages];
     const run = runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
-    const part = path.join(backupDir, `${base(NOW)}.img.zst.part`);
+    const part = path.join(backupDir, `${base(NOW)}.raw.part`);
     await waitFor(() => existsSync(part), 'the partial image');
     expect(t.lvm.find('snap0-image')).toBeDefined();
     expect(readFileSync(pidFileOf(t.ctx.config.paths.runDir), 'utf8').trim()).toBe(String(process.pid));
@@ -400,7 +414,8 @@ describe('image jobs with the real tools', () => {
     t.ctx.dryRun = true;
     expect(await runImageCreate(t.ctx, { waitMs: 0, kind: KIND })).toBeNull();
     expect(t.ctx.printed[0]).toMatch(/^Image vgroup\/lv-root \(from a temporary snapshot\) to /);
-    expect(t.ctx.printed[0]).toContain('$ e2image -ra -p /dev/vgroup/snap0-image - | zstd');
+    expect(t.ctx.printed[0]).toContain('$ e2image -ra -p /dev/vgroup/snap0-image /');
+    expect(t.ctx.printed[0]).toContain('.raw.part | zstd -T0');
     expect(t.runner.calls.every((c) => /^(lvs|vgs|blkid|dumpe2fs) /.test(c))).toBe(true);
     expect(existsSync(backupDir)).toBe(false);
     expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
@@ -434,7 +449,7 @@ describe('image jobs with the real tools', () => {
       const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
       expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
         'lvremove --yes vgroup/snap0',
-        `zstd -d -c -q ${image} | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
+        `zstd -d -c -q ${image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=4M iflag=fullblock conv=fsync,notrunc status=progress`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         'resize2fs /dev/vgroup/lv-root',
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
