@@ -16,7 +16,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { CommandError, RefusedError, VerifyError } from '../errors.js';
+import { CommandError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { namesOf } from '../snapshot/rotation.js';
 import { writeJsonAtomic } from '../state/store.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
@@ -103,6 +103,12 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
     'debugfs',
     ...(source === 'temporary' ? ['lvcreate', 'lvremove'] : []),
   ]);
+  if (identity && source === 'snap0') {
+    // Checked again by planCreate; here so that it is refused before anything is claimed or probed.
+    throw new UsageError(
+      `--hostname needs a temporary snapshot (--source temporary): ${ctx.config.lvm.snapshot} is the restore point and is never modified`,
+    );
+  }
   if (ctx.dryRun) {
     const plan = await prepare(ctx, source, kind, identity);
     ctx.out.print(formatImagePlan(plan));
@@ -132,7 +138,11 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
           );
           continue;
         }
-        ctx.log.error(`image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`);
+        // The file's record: the caller reports the error itself (the CLI's one line, the daemon's own).
+        ctx.log.toFile(
+          'error',
+          `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`,
+        );
         record(ctx, { result: 'failed', at: started.toISOString(), tries: attempt, error: msg });
         if (err instanceof VerifyError && cfg.tries > 1) {
           throw new VerifyError(`no verified image after ${attempt} attempts: ${msg}`, { cause: err });
