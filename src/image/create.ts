@@ -376,8 +376,9 @@ async function giveIdentity(ctx: Context, ip: IdentityPlan): Promise<void> {
   try {
     ctx.log.info(`image: ${ip.edit.title}`);
     const root = realpathSync(ip.mountPoint);
-    const inside = (rel: string): string => {
+    const inside = (rel: string): string | null => {
       const full = path.join(root, rel);
+      if (!existsSync(path.dirname(full))) return null;
       const dir = realpathSync(path.dirname(full));
       if (dir !== root && !dir.startsWith(`${root}/`)) {
         throw new RefusedError(
@@ -392,10 +393,11 @@ async function giveIdentity(ctx: Context, ip: IdentityPlan): Promise<void> {
     };
     const read = (rel: string) => {
       const f = inside(rel);
-      return existsSync(f) ? readFileSync(f, 'utf8') : null;
+      return f && existsSync(f) ? readFileSync(f, 'utf8') : null;
     };
     const write = (rel: string, text: string) => {
       const f = inside(rel);
+      if (!f) throw new RefusedError(`the image has no /${path.dirname(rel)}: its identity is not changed`);
       const mode = existsSync(f) ? statSync(f).mode & 0o7777 : 0o644;
       writeFileSync(f, text, { mode });
     };

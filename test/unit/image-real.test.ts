@@ -1,5 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
@@ -406,6 +415,84 @@ describe('image jobs with the real tools', () => {
       `${base(NOW)}.sha256`,
       'zshield-other-20250101T030000Z.img.zst',
     ]);
+  });
+
+  it('--hostname/--ip: the files of the mounted snapshot are rewritten, then it is unmounted; a symlink out of it is refused', async () => {
+    makeExt4(fsFile);
+    const t = setup();
+    const mnt = path.join(t.ctx.config.paths.runDir, 'image-identity');
+    // mount and umount are recorded, not run: the "mounted snapshot" is a directory made here.
+    const realRun = t.runner.run.bind(t.runner);
+    const mounted: string[] = [];
+    t.runner.run = async (cmd) => {
+      if (cmd.file === 'mount' || cmd.file === 'umount') {
+        mounted.push([cmd.file, ...cmd.args].join(' '));
+        t.runner.calls.push(mounted.at(-1)!);
+        if (cmd.file === 'mount') {
+          mkdirSync(path.join(mnt, 'etc', 'network'), { recursive: true });
+          writeFileSync(path.join(mnt, 'etc', 'hostname'), 'appliance7\n');
+          writeFileSync(path.join(mnt, 'etc', 'hosts'), '127.0.0.1 localhost\n127.0.1.1 appliance7\n');
+          writeFileSync(
+            path.join(mnt, 'etc', 'network', 'interfaces'),
+            'iface eth0 inet static\n  address 10.0.2.15\n  netmask 255.255.255.0\n',
+          );
+        }
+        return { argv: [cmd.file, ...cmd.args], exitCode: 0, stdout: '', stderr: '', skipped: false };
+      }
+      return realRun(cmd);
+    };
+    const out = await runImageCreate(t.ctx, {
+      waitMs: 0,
+      identity: { hostname: 'standby-7', ip: '10.0.2.77' },
+    });
+    expect(mounted).toEqual([
+      `mount -t ext4 -o nodev,nosuid,noexec /dev/vgroup/snap0-image ${mnt}`,
+      `umount ${mnt}`,
+    ]);
+    expect(readFileSync(path.join(mnt, 'etc', 'hostname'), 'utf8')).toBe('standby-7\n');
+    expect(readFileSync(path.join(mnt, 'etc', 'hosts'), 'utf8')).toBe(
+      '127.0.0.1 localhost\n127.0.1.1\tstandby-7\n',
+    );
+    expect(readFileSync(path.join(mnt, 'etc', 'network', 'interfaces'), 'utf8')).toBe(
+      'iface eth0 inet static\n  address 10.0.2.77\n  netmask 255.255.255.0\n',
+    );
+    expect(path.basename(out!.image)).toMatch(/^zshield-standby-7-/);
+    expect(out!.manifest.identity).toEqual({ hostname: 'standby-7', ip: '10.0.2.77' });
+    const order = t.runner.calls
+      .filter((c) => /^(lvcreate|mount|umount|e2image|lvremove)/.test(c))
+      .map((c) => c.split(' ')[0]);
+    expect(order).toEqual(['lvcreate', 'mount', 'umount', 'e2image', 'lvremove']);
+
+    // An image whose etc is a symlink to a directory outside it: nothing outside is written.
+    const outside = path.join(dir, 'outside-etc');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(path.join(outside, 'hostname'), 'host-system\n');
+    const t2 = setup();
+    const real2 = t2.runner.run.bind(t2.runner);
+    const seen: string[] = [];
+    t2.runner.run = async (cmd) => {
+      if (cmd.file === 'mount' || cmd.file === 'umount') {
+        seen.push(cmd.file);
+        if (cmd.file === 'mount') {
+          rmSync(mnt, { recursive: true, force: true });
+          mkdirSync(mnt, { recursive: true });
+          symlinkSync(outside, path.join(mnt, 'etc'));
+        }
+        return { argv: [cmd.file, ...cmd.args], exitCode: 0, stdout: '', stderr: '', skipped: false };
+      }
+      return real2(cmd);
+    };
+    const err = await runImageCreate(t2.ctx, {
+      waitMs: 0,
+      identity: { hostname: 'standby-8', ip: null },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RefusedError);
+    expect((err as Error).message).toBe(
+      "the image's /etc leads outside it (a symlink): its identity is not changed",
+    );
+    expect(readFileSync(path.join(outside, 'hostname'), 'utf8')).toBe('host-system\n');
+    expect(seen).toEqual(['mount', 'umount']);
+    expect(t2.lvm.find('snap0-image')).toBeUndefined();
   });
 
   it('dry-run: shows the plan, makes nothing', async () => {
