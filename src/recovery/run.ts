@@ -308,7 +308,8 @@ async function finishRestore(
     // The restore mark is cleared only after the new restore point exists (below).
     await applyPlan(planUnmount(mounts), ctx);
   }
-  await backupLocked(ctx, 'post-restore');
+  // From the golden medium the records would land in its own /boot and stateDir: not this system's.
+  await backupLocked(ctx, 'post-restore', { record: running });
   const marks = (await probeVg(ctx.runner, n.vg)).vg.tags.filter(
     (t) => t === RESTORE_TAG || t.startsWith(RESTORE_OF_TAG),
   );

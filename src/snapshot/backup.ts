@@ -43,8 +43,18 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
   }
 }
 
-/** The backup itself, for callers that already hold the LVM lock (restore, factory reset). */
-export async function backupLocked(ctx: Context, reason: Reason): Promise<BackupOutcome | null> {
+/**
+ * The backup itself, for callers that already hold the LVM lock (restore, factory reset).
+ * `record: false` keeps the outcome out of the record files: a restore run from the golden medium
+ * would otherwise write them into the golden medium's own (read-only) /boot and run-time stateDir,
+ * which are not this system's; status reads that backup from snap0's tags.
+ */
+export async function backupLocked(
+  ctx: Context,
+  reason: Reason,
+  opts: { record?: boolean } = {},
+): Promise<BackupOutcome | null> {
+  const keep = opts.record ?? true;
   const names = namesOf(ctx.config);
   const started = ctx.clock.now();
   try {
@@ -86,7 +96,7 @@ export async function backupLocked(ctx: Context, reason: Reason): Promise<Backup
       time: labelOf(snap).time ?? started,
       repaired: repair !== null,
     };
-    record(ctx, {
+    record(ctx, keep, {
       result: 'ok',
       reason,
       at: started.toISOString(),
@@ -99,7 +109,7 @@ export async function backupLocked(ctx: Context, reason: Reason): Promise<Backup
     return outcome;
   } catch (err) {
     if (!ctx.dryRun) {
-      record(ctx, {
+      record(ctx, keep, {
         result: 'failed',
         reason,
         at: started.toISOString(),
@@ -159,6 +169,7 @@ function rootIsRunning(state: VgState, rootLv: string): boolean {
  * The outcome, beside the event log (outside lv-root, so a restore does not roll it back) and in
  * stateDir; `status` checks it against snap0's tags (status/last-backup.ts).
  */
-function record(ctx: Context, rec: BackupRecordV2): void {
-  writeBackupRecord(ctx.config, ctx.log, rec);
+function record(ctx: Context, keep: boolean, rec: BackupRecordV2): void {
+  if (keep) writeBackupRecord(ctx.config, ctx.log, rec);
+  else ctx.log.debug(`backup ${rec.result} (${rec.reason}): not recorded here (not this system's root)`);
 }

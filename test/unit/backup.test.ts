@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CommandError, NotFoundError, RefusedError } from '../../src/errors.js';
-import { repairIfNeeded, runBackup } from '../../src/snapshot/backup.js';
+import { backupLocked, repairIfNeeded, runBackup } from '../../src/snapshot/backup.js';
 import { acquireLvmLock } from '../../src/system/lock.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -132,6 +132,17 @@ describe('runBackup', () => {
     const outcome = await runBackup(ctx, { reason: 'factory', waitMs: 0 });
     expect(runner.calls.map((c) => c.argv)).toEqual([VGS, LVS, create('snap0', 'factory'), VGS, LVS]);
     expect(outcome?.reason).toBe('factory');
+  });
+
+  it('record: false (the post-restore backup from the golden medium): the snapshot is taken, no record file is written', async () => {
+    const { runner, ctx } = setup([{ ...ROOT, attr: '-wi-ao----' }]);
+    const outcome = await backupLocked(ctx, 'post-restore', { record: false });
+    expect(runner.calls.map((c) => c.argv)).toEqual([VGS, LVS, create('snap0', 'post-restore'), VGS, LVS]);
+    expect(outcome?.reason).toBe('post-restore');
+    expect(existsSync(path.join(dir, 'state', 'last-backup.json'))).toBe(false);
+    expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(false);
+    await runBackup(ctx, { reason: 'manual', waitMs: 0 });
+    expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(true);
   });
 
   it('dry-run: only the read-only probe runs; the plan is printed; no lock, no record', async () => {
