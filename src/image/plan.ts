@@ -469,9 +469,10 @@ export interface RestoreInput {
 
 /**
  * Write an image into lv-root. Checks that protect data come first (they throw): the target must
- * exist, not be in use and be large enough. Every byte of the LV is written (no sparse seeking):
- * a block the image has as zeros (a bitmap of an empty group, zeros a file really holds) must not
- * keep what lv-root had there before.
+ * exist, not be in use and be large enough. The whole LV is zeroed first (blkdiscard --zeroout),
+ * then only the image's data is written (dd conv=sparse): a block the image has as zeros (a bitmap
+ * of an empty group, zeros a file really holds) must not keep what lv-root had there before, and
+ * a nearly empty LV must not cost a stream of zeros through two pipes.
  */
 export function planRestore(input: RestoreInput): ImagePlan {
   const { state, config, manifest, paths } = input;
@@ -517,16 +518,29 @@ export function planRestore(input: RestoreInput): ImagePlan {
     steps.push({ title: `remove ${name}`, command: lvRemoveCommand(names.vg, name) });
   }
   steps.push({
-    title: `write the image into ${device}`,
+    title: `zero every block of ${device} (write-zeroes: done by the device or the kernel, nothing crosses a pipe)`,
+    // Every block the image does not write must read as zeros afterwards: e2image leaves out
+    // all-zero blocks, also those of files that really hold zeros. A thin or virtual disk does
+    // this at once (unmap/write-zeroes); elsewhere the kernel writes the zeros.
+    command: {
+      file: 'blkdiscard',
+      args: ['--zeroout', '--force', device],
+      mutates: true,
+      timeoutMs: 3_600_000,
+    },
+  });
+  steps.push({
+    title: `write the image's data into ${device}`,
     pipeline: {
       stages: [
         { file: 'zstd', args: ['-d', '-c', '-q', paths.image], mutates: false },
-        // -O: the member's bytes to stdout, its holes as zeros.
+        // -O: the member's bytes to stdout, its holes as zeros (which dd then seeks over).
         ...(manifest.archive ? [{ file: 'tar', args: ['-x', '-O', '-f', '-'], mutates: false }] : []),
         {
-          // notrunc: a no-op on the LV's block device, and what keeps a file-backed target its size.
+          // sparse: a block of zeros is skipped, the device already holds zeros there. notrunc: a
+          // no-op on the LV's block device, and what keeps a file-backed target its size.
           file: 'dd',
-          args: [`of=${device}`, 'bs=4M', 'iflag=fullblock', 'conv=fsync,notrunc', 'status=progress'],
+          args: [`of=${device}`, 'bs=1M', 'iflag=fullblock', 'conv=sparse,notrunc,fsync', 'status=progress'],
           mutates: true,
         },
       ],

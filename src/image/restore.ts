@@ -47,7 +47,18 @@ export async function runImageRestore(
   // The image is checked before anything else, and before the LVM lock is taken: reading a large
   // image for its checksum takes a while, and a damaged one stops here.
   const { manifest } = await checkSums(ctx, paths);
-  await requireTools(ctx.runner, ['lvs', 'vgs', 'zstd', 'dd', 'e2fsck', 'resize2fs', 'lvremove', 'lvcreate']);
+  await requireTools(ctx.runner, [
+    'lvs',
+    'vgs',
+    'zstd',
+    'tar',
+    'dd',
+    'blkdiscard',
+    'e2fsck',
+    'resize2fs',
+    'lvremove',
+    'lvcreate',
+  ]);
   const lock = ctx.dryRun
     ? null
     : await acquireLvmLock({
