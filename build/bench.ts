@@ -7,11 +7,17 @@
 //   daemon memory   VmRSS of an idle `zshield daemon`
 //   factory reset   `zshield recover factory --yes`      vs  a bare rsync of the same root onto a fresh fs
 //   restore         `zshield recover latest --yes`       vs  a bare `lvconvert --merge`
+//   image           `zshield image create` (nearly empty and nearly full lv-root)
+//                                                        vs  `dd if=<snapshot> bs=4M | zstd -T0 > f`
+//                   `zshield image restore --yes`        vs  `zstd -d < f | dd of=<lv> bs=4M`
+//
+// `--only core` or `--only image` runs one section (each boots its own guest).
 
 import { Appliance } from '../test/bench/appliance.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
+  diskBySerial,
   freshWorkDir,
   makeSeedLayout,
   writeConfig,
@@ -50,7 +56,7 @@ function ratio(name: string, ours: number, plain: number, plainName: string): vo
   console.log(`${name}: ${rows.at(-1)![1]}`);
 }
 
-async function main(): Promise<void> {
+async function core(): Promise<void> {
   const disks = [
     { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL },
     { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL },
@@ -112,8 +118,88 @@ async function main(): Promise<void> {
   } finally {
     await vm.kill();
   }
-  console.log('\nsummary (same guest, same run):');
-  for (const [k, v] of rows) console.log(`  ${k.padEnd(14)} ${v}`);
+}
+
+/**
+ * Image backup on a 512 MiB lv-root, nearly empty (a few MiB of system) and then nearly full (~85 %
+ * of copies of the guest's own root). One round each: a round is minutes under emulation.
+ * zshield's create includes what the plain pipeline does not: the verification (SHA-256, unpack,
+ * e2fsck, debugfs) and the manifest; its restore includes the checksum, e2fsck and a new snap0.
+ */
+async function image(): Promise<void> {
+  const disks = [
+    { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL },
+    { name: 'system', sizeMiB: 8192, serial: SYSTEM_SERIAL },
+  ];
+  const vm = await Appliance.boot({ workDir: freshWorkDir('bench-image'), disks });
+  try {
+    await vm.shOk(
+      `set -e; disk=${diskBySerial(SYSTEM_SERIAL)}
+       echo 'start=2048, type=8e' | sfdisk -q "$disk"; pvcreate -q "\${disk}1"; vgcreate -q vgroup "\${disk}1"
+       lvcreate -q -y -L 512M -n lv-root vgroup; lvcreate -q -y -L 2G -n lv-backup vgroup
+       mkfs.ext4 -q /dev/vgroup/lv-root; mkfs.ext4 -q /dev/vgroup/lv-backup
+       mkdir -p /diskbackup /mnt/root; mount /dev/vgroup/lv-backup /diskbackup
+       mount /dev/vgroup/lv-root /mnt/root; cp -a /etc /mnt/root/; umount /mnt/root`,
+      { timeoutMs: 300_000 },
+    );
+    await writeConfig(vm, { log: { file: null }, image: { dir: '/diskbackup', keep: 100 } });
+    const plainCreate =
+      'lvcreate -q -y -s -n bench-snap -L 128M vgroup/lv-root && dd if=/dev/vgroup/bench-snap bs=4M 2>/dev/null | zstd -T0 -q -f -o /diskbackup/plain.zst && lvremove -q -y vgroup/bench-snap';
+    const plainRestore =
+      'zstd -d -q -c /diskbackup/plain.zst | dd of=/dev/vgroup/lv-root bs=4M conv=fsync 2>/dev/null';
+    for (const state of ['nearly empty', 'nearly full'] as const) {
+      if (state === 'nearly full') {
+        // Copies of the guest's root (binaries, libraries, the zshield executable) until ~85 % full.
+        await vm.shOk(
+          `set -e; mount /dev/vgroup/lv-root /mnt/root; i=0
+           while [ $(df --output=pcent /mnt/root | tail -1 | tr -dc 0-9) -lt 85 ]; do
+             i=$((i+1)); mkdir -p /mnt/root/copy$i
+             cp -a /usr/lib /usr/bin /usr/sbin /mnt/root/copy$i/ 2>/dev/null || break
+           done
+           df -h /mnt/root >&2; umount /mnt/root`,
+          { timeoutMs: 1_200_000 },
+        );
+      }
+      const used = (
+        await vm.shOk("dumpe2fs -h /dev/vgroup/lv-root 2>/dev/null | grep -E '^(Block count|Free blocks):'")
+      )
+        .trim()
+        .split('\n')
+        .map((l) => Number(l.split(':')[1]));
+      const pct = (100 * (used[0]! - used[1]!)) / used[0]!;
+      await vm.shOk('rm -f /diskbackup/zshield-* /diskbackup/plain.zst');
+      const ours = await timed(vm, 'zshield image create');
+      const plain = await timed(vm, plainCreate);
+      const sizes = await vm.shOk('stat -c %s /diskbackup/zshield-*.img.zst /diskbackup/plain.zst');
+      const [imgBytes, plainBytes] = sizes.trim().split('\n').map(Number);
+      ratio(`image create, ${state} (${pct.toFixed(0)} % used)`, ours, plain, 'dd | zstd -T0');
+      rows.push([
+        `  sizes, ${state}`,
+        `image ${(imgBytes! / 2 ** 20).toFixed(1)} MiB vs dd | zstd ${(plainBytes! / 2 ** 20).toFixed(1)} MiB`,
+      ]);
+      console.log(`${rows.at(-1)![0]}: ${rows.at(-1)![1]}`);
+      const file = (await vm.shOk('ls /diskbackup/zshield-*.img.zst')).trim();
+      const restore = await timed(vm, `zshield image restore ${file} --yes`);
+      // The plain write, with no snapshot to slow it down (zshield's restore removes snap0 first too).
+      await vm.shOk('lvremove -q -y vgroup/snap0 2>/dev/null || true', { timeoutMs: 300_000 });
+      const plainR = await timed(vm, plainRestore);
+      ratio(`image restore, ${state}`, restore, plainR, 'zstd -d | dd');
+    }
+  } finally {
+    await vm.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const i = process.argv.indexOf('--only');
+  const only = i >= 0 ? process.argv[i + 1] : undefined;
+  if (only !== undefined && only !== 'core' && only !== 'image') {
+    throw new Error(`--only takes core or image, not ${only}`);
+  }
+  if (!only || only === 'core') await core();
+  if (!only || only === 'image') await image();
+  console.log('\nsummary (same guest per section, same run):');
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(34)} ${v}`);
 }
 
 main().catch((err) => {
