@@ -181,6 +181,48 @@ describe('recovery through the golden medium', () => {
     expect(status.events.at(-1)).toMatchObject({ event: 'restore', result: 'ok' });
     await vm.poweroff();
   });
+
+  it('an image of lv-root made on the running system is restored from the golden medium over a wrecked lv-root, and the system disk boots it', {
+    timeout: 1_800_000,
+  }, async () => {
+    // On the system: an image into the user data LV (outside lv-root), then a change after it.
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await writeConfig(vm, {
+      disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } },
+      recovery: { countdownSeconds: 2 },
+      image: { dir: '/data/images' },
+    });
+    await vm.shOk('echo in-the-image > /etc/image-marker; sync');
+    const made = await vm.run(['zshield', 'image', 'create'], { timeoutMs: 900_000 });
+    expect(made.code, made.stderr).toBe(0);
+    const file = (await vm.shOk('ls /data/images/*.img.zst')).trim();
+    expect(file).toMatch(/^\/data\/images\/zshield-[\w.-]+-\d{8}T\d{6}Z\.img\.zst$/);
+    await vm.shOk('echo after-the-image > /etc/image-marker; echo x > /etc/after-image; sync');
+    await vm.poweroff();
+
+    // The golden medium's ordinary entry: lv-root is wrecked (no file system left), then the
+    // image is written back from the user data LV.
+    vm = await Appliance.boot({ workDir, disks, boot: fromGolden });
+    await vm.shOk(
+      'dd if=/dev/zero of=/dev/vgroup/lv-root bs=1M count=16 oflag=direct 2>/dev/null; mkdir -p /run/img && mount /dev/vgroup/lv-data /run/img',
+      { timeoutMs: 120_000 },
+    );
+    expect((await vm.sh('blkid -p /dev/vgroup/lv-root')).code).not.toBe(0);
+    const image = file.replace('/data/', '/run/img/');
+    const r = await vm.run(['zshield', 'image', 'restore', image, '--yes'], { timeoutMs: 900_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/image restore done: vgroup\/lv-root now holds zshield-/);
+    await vm.shOk('umount /run/img');
+    await vm.poweroff();
+
+    vm = await Appliance.boot({ workDir, disks, boot: fromSystem });
+    await expectBootedFromLvm(vm);
+    expect(await vm.shOk('cat /etc/image-marker')).toBe('in-the-image\n');
+    expect((await vm.sh('test -e /etc/after-image')).code).not.toBe(0);
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+    expect(await vm.shOk('ls /data/images')).toContain(file.split('/').pop()!);
+    await vm.poweroff();
+  });
 });
 
 describe('recovery refusals: nothing is written', () => {
