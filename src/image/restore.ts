@@ -101,7 +101,9 @@ export async function runImageRestore(
       if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
       else if ('command' in step) await ctx.runner.run(step.command);
     }
-    const backup = await backupLocked(ctx, 'post-restore');
+    // lv-root is never the running root here: the records of the system running this (the golden
+    // medium) are not lv-root's; status reads this backup from snap0's tags.
+    const backup = await backupLocked(ctx, 'post-restore', { record: false });
     ctx.out.print(
       `image restore done: ${names.vg}/${names.root} now holds ${paths.base} (${manifest.host.hostname}, ${manifest.source.snapshotTime ?? manifest.createdAt})${backup ? `; a new ${names.snap} was taken` : ''}`,
     );

@@ -552,6 +552,9 @@ describe('image jobs with the real tools', () => {
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
       ]);
       expect(r!.backup).toMatchObject({ snapshot: 'vgroup/snap0', reason: 'post-restore' });
+      // Run from the golden medium: no last-backup record of the system running this is written.
+      expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(false);
+      expect(existsSync(path.join(dir, 'state', 'last-backup.json'))).toBe(false);
       // The target is a clean file system of the LV's size holding the image's system; blocks the
       // image has as zeros did not keep the old 0xff bytes (e2fsck would see garbage bitmaps).
       expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).toBe(0);
