@@ -15,16 +15,17 @@ function deadPid(): number {
   return pid;
 }
 
-describe('acquireLvmLock', () => {
-  let dir: string;
-  let cleanup: () => void;
-  const held: LockHandle[] = [];
-  beforeEach(() => ({ dir, cleanup } = tempDir()));
-  afterEach(async () => {
-    for (const h of held.splice(0)) await h.release();
-    cleanup();
-  });
+// Every test gets a fresh run dir; the locks it took are released after it.
+let dir: string;
+let cleanup: () => void;
+const held: LockHandle[] = [];
+beforeEach(() => ({ dir, cleanup } = tempDir()));
+afterEach(async () => {
+  for (const h of held.splice(0)) await h.release();
+  cleanup();
+});
 
+describe('acquireLvmLock', () => {
   const acquire = async (purpose: string, waitMs = 0, log = memoryLogger()) => {
     const h = await acquireLvmLock({ runDir: path.join(dir, 'run'), log, purpose, waitMs });
     held.push(h);
@@ -156,15 +157,6 @@ describe('acquireLvmLock', () => {
 });
 
 describe('acquireLock (any named lock)', () => {
-  let dir: string;
-  let cleanup: () => void;
-  const held: LockHandle[] = [];
-  beforeEach(() => ({ dir, cleanup } = tempDir()));
-  afterEach(async () => {
-    for (const h of held.splice(0)) await h.release();
-    cleanup();
-  });
-
   const remote = async (purpose: string, log = memoryLogger()) => {
     const h = await acquireLock('remote', purpose, {
       runDir: path.join(dir, 'run'),
