@@ -21,7 +21,6 @@ import { namesOf } from '../snapshot/rotation.js';
 import { writeJsonAtomic } from '../state/store.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, probeVg } from '../system/lvm.js';
-import type { Pipeline } from '../system/pipeline.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
@@ -51,6 +50,7 @@ import {
   identityMountPoint,
   planCreate,
 } from './plan.js';
+import { withProgress } from './progress.js';
 import { applyPrune } from './prune.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
 import { checkContent } from './verify.js';
@@ -475,30 +475,6 @@ async function removeTempSnapshot(
   } finally {
     if (!held) await lock.release();
   }
-}
-
-/** e2image -p progress: on the terminal and in the log, at most every 5 s, and the final line. */
-function withProgress(ctx: Context, p: Pipeline): Pipeline {
-  let last = 0;
-  return {
-    ...p,
-    stages: p.stages.map((s, i) =>
-      i !== 0
-        ? s
-        : {
-            ...s,
-            onLine: (line: string) => {
-              const text = line.trim();
-              const now = Date.now();
-              const final = /^Copied\b/.test(text);
-              if (!/^Cop(y|ied)/.test(text)) return ctx.log.debug(`  ${text}`);
-              if (!final && now - last < 5000) return;
-              last = now;
-              ctx.log.info(`  ${text}`);
-            },
-          },
-    ),
-  };
 }
 
 /** Stale work files and orphaned companions of this host's images (no job runs: we hold the pid file). */

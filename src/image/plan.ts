@@ -392,6 +392,37 @@ export interface VerifySteps {
 }
 
 /**
+ * The image unpacked to a sparse file `raw`: only the file system's data is written (tar --sparse
+ * recreates the holes; the raw layout made before the archive, by zstd --sparse). zstd checks the
+ * checksum of every frame on the way.
+ */
+export function unpackPipeline(image: string, raw: string, archived: boolean): Pipeline {
+  return {
+    stages: !archived
+      ? [{ file: 'zstd', args: ['-d', '-q', '-f', '--sparse', '-o', raw, image], mutates: true }]
+      : [
+          { file: 'zstd', args: ['-d', '-c', '-q', image], mutates: false },
+          {
+            file: 'tar',
+            // The one member gets the copy's name, whatever the archive calls it: nothing is
+            // written anywhere else.
+            args: [
+              '-x',
+              '--sparse',
+              '-f',
+              '-',
+              '-C',
+              path.dirname(raw),
+              `--transform=s,.*,${path.basename(raw)},`,
+            ],
+            mutates: true,
+          },
+        ],
+    mutates: true,
+  };
+}
+
+/**
  * How an image is verified without mounting anything: unpacked to a sparse copy (zstd checks the
  * checksum of every frame on the way), the copy's file system checked by e2fsck, and looked into
  * with debugfs for the paths a system has. The copy is the caller's to remove.
@@ -405,29 +436,7 @@ export function planVerify(
   return {
     unpack: {
       title: 'verify: unpack the image to a sparse copy (zstd checks its frame checksums)',
-      pipeline: {
-        stages: !archived
-          ? [{ file: 'zstd', args: ['-d', '-q', '-f', '--sparse', '-o', raw, image], mutates: true }]
-          : [
-              { file: 'zstd', args: ['-d', '-c', '-q', image], mutates: false },
-              {
-                file: 'tar',
-                // The one member gets the copy's name, whatever the archive calls it: nothing is
-                // written anywhere else.
-                args: [
-                  '-x',
-                  '--sparse',
-                  '-f',
-                  '-',
-                  '-C',
-                  path.dirname(raw),
-                  `--transform=s,.*,${path.basename(raw)},`,
-                ],
-                mutates: true,
-              },
-            ],
-        mutates: true,
-      },
+      pipeline: unpackPipeline(image, raw, archived),
     },
     fsck: {
       title: 'verify: check the file system in the copy, read-only',
@@ -464,16 +473,29 @@ export interface RestoreInput {
   config: Config;
   paths: ImagePaths;
   manifest: Manifest;
+  /**
+   * Where the image is unpacked to a sparse copy first (beside the image), or null when that file
+   * system has no room for it or is read-only: then the image is streamed into the LV.
+   */
+  unpackTo: string | null;
   signal?: AbortSignal;
 }
 
 /**
  * Write an image into lv-root. Checks that protect data come first (they throw): the target must
- * exist, not be in use and be large enough. The whole LV is zeroed first (blkdiscard --zeroout),
- * then only the image's data is written (dd conv=sparse): a block the image has as zeros (a bitmap
- * of an empty group, zeros a file really holds) must not keep what lv-root had there before, and
- * a nearly empty LV must not cost a stream of zeros through two pipes.
+ * exist, not be in use and be large enough. The whole LV is zeroed first (blkdiscard --zeroout: a
+ * block the image does not write must not keep what lv-root had there before). Then, with room
+ * beside the image, it is unpacked to a sparse copy and `e2image -ra` writes only the blocks the
+ * file system uses: the time grows with the data, not with the LV. Without room the image is
+ * streamed (`tar -x -O` gives every byte of the file system, holes as zeros, and `dd conv=sparse`
+ * skips the zeros): correct, but the LV's whole size crosses the pipes.
  */
+/** Room an unpacked copy needs beside the image: the data in use, a tenth more, and 64 MiB. */
+export const unpackRoom = (manifest: Manifest): number =>
+  Math.ceil(manifest.filesystem.usedBytes * 1.1) + 64 * 1024 * 1024;
+
+const signalOf = (input: { signal?: AbortSignal }) => (input.signal ? { signal: input.signal } : {});
+
 export function planRestore(input: RestoreInput): ImagePlan {
   const { state, config, manifest, paths } = input;
   const names = namesOf(config);
@@ -529,25 +551,53 @@ export function planRestore(input: RestoreInput): ImagePlan {
       timeoutMs: 3_600_000,
     },
   });
-  steps.push({
-    title: `write the image's data into ${device}`,
-    pipeline: {
-      stages: [
-        { file: 'zstd', args: ['-d', '-c', '-q', paths.image], mutates: false },
-        // -O: the member's bytes to stdout, its holes as zeros (which dd then seeks over).
-        ...(manifest.archive ? [{ file: 'tar', args: ['-x', '-O', '-f', '-'], mutates: false }] : []),
-        {
-          // sparse: a block of zeros is skipped, the device already holds zeros there. notrunc: a
-          // no-op on the LV's block device, and what keeps a file-backed target its size.
-          file: 'dd',
-          args: [`of=${device}`, 'bs=1M', 'iflag=fullblock', 'conv=sparse,notrunc,fsync', 'status=progress'],
-          mutates: true,
-        },
-      ],
-      mutates: true,
-      ...(input.signal ? { signal: input.signal } : {}),
-    },
-  });
+  if (input.unpackTo) {
+    const raw = input.unpackTo;
+    notes.push(
+      `the image is unpacked to ${raw} (a sparse copy: ${formatBytes(manifest.filesystem.usedBytes)} of data), then only the blocks in use are written; the copy is removed afterwards`,
+    );
+    steps.push({
+      title: `unpack the image to a sparse copy beside it (zstd checks its frame checksums)`,
+      pipeline: { ...unpackPipeline(paths.image, raw, manifest.archive !== null), ...signalOf(input) },
+    });
+    steps.push({
+      title: `write the blocks the file system uses into ${device}`,
+      pipeline: {
+        stages: [{ file: 'e2image', args: ['-ra', '-p', raw, device], mutates: true }],
+        mutates: true,
+        ...signalOf(input),
+      },
+    });
+  } else {
+    notes.push(
+      `no room for an unpacked copy in ${paths.dir} (needs ${formatBytes(unpackRoom(manifest))}, or it is read-only): the image is streamed into ${names.root}, which passes all of its ${formatBytes(fsBytes)} through the pipes`,
+    );
+    steps.push({
+      title: `write the image's data into ${device}`,
+      pipeline: {
+        stages: [
+          { file: 'zstd', args: ['-d', '-c', '-q', paths.image], mutates: false },
+          // -O: the member's bytes to stdout, its holes as zeros (which dd then seeks over).
+          ...(manifest.archive ? [{ file: 'tar', args: ['-x', '-O', '-f', '-'], mutates: false }] : []),
+          {
+            // sparse: a block of zeros is skipped, the device already holds zeros there. notrunc: a
+            // no-op on the LV's block device, and what keeps a file-backed target its size.
+            file: 'dd',
+            args: [
+              `of=${device}`,
+              'bs=1M',
+              'iflag=fullblock',
+              'conv=sparse,notrunc,fsync',
+              'status=progress',
+            ],
+            mutates: true,
+          },
+        ],
+        mutates: true,
+        ...signalOf(input),
+      },
+    });
+  }
   steps.push({
     title: 'check and repair the written file system (journal replay, orphan inodes)',
     command: {
@@ -564,7 +614,14 @@ export function planRestore(input: RestoreInput): ImagePlan {
     );
     steps.push({
       title: `grow the file system to the size of ${names.root}`,
-      command: { file: 'resize2fs', args: [device], mutates: true, timeoutMs: 3_600_000 },
+      // The size given, not taken from the device: e2image leaves a file-backed target (tests, a
+      // loop file) at the file system's size.
+      command: {
+        file: 'resize2fs',
+        args: [device, `${root.sizeBytes / 1024}K`],
+        mutates: true,
+        timeoutMs: 3_600_000,
+      },
     });
   }
   notes.push(`then a new ${names.snap} is taken (reason: post-restore)`);

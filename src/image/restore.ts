@@ -1,3 +1,4 @@
+import { accessSync, constants, rmSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
@@ -5,11 +6,20 @@ import { namesOf, requireRoot } from '../snapshot/rotation.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { probeVg } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
-import type { Pipeline } from '../system/pipeline.js';
 import { requireTools } from '../system/tools.js';
 import { pathsOfImageFile } from './files.js';
 import { claimImageJob } from './job.js';
-import { type ImagePlan, formatImagePlan, imagePlanToJson, planRestore, toolsOfImagePlan } from './plan.js';
+import type { Manifest } from './manifest.js';
+import {
+  type ImagePlan,
+  formatImagePlan,
+  imagePlanToJson,
+  planRestore,
+  toolsOfImagePlan,
+  unpackRoom,
+} from './plan.js';
+import { withProgress } from './progress.js';
+import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
 
 export interface RestoreOptions {
@@ -54,6 +64,7 @@ export async function runImageRestore(
     'tar',
     'dd',
     'blkdiscard',
+    'e2image',
     'e2fsck',
     'resize2fs',
     'lvremove',
@@ -86,7 +97,14 @@ export async function runImageRestore(
       await ctx.runner.run({ file: 'vgchange', args: ['-ay', names.vg], mutates: false });
       state = await probeVg(ctx.runner, names.vg);
     }
-    const plan = planRestore({ state, config: ctx.config, paths, manifest, signal: ctx.signal });
+    const plan = planRestore({
+      state,
+      config: ctx.config,
+      paths,
+      manifest,
+      unpackTo: roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
+      signal: ctx.signal,
+    });
     ctx.out.print(opts.json ? JSON.stringify(imagePlanToJson(plan), null, 2) : formatImagePlan(plan));
     if (ctx.dryRun) return null;
     await requireTools(ctx.runner, toolsOfImagePlan(plan));
@@ -96,10 +114,15 @@ export async function runImageRestore(
       });
     }
     const n = plan.steps.length;
-    for (const [i, step] of plan.steps.entries()) {
-      ctx.log.info(`[${i + 1}/${n}] ${step.title}`);
-      if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
-      else if ('command' in step) await ctx.runner.run(step.command);
+    try {
+      for (const [i, step] of plan.steps.entries()) {
+        ctx.log.info(`[${i + 1}/${n}] ${step.title}`);
+        if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
+        else if ('command' in step) await ctx.runner.run(step.command);
+      }
+    } finally {
+      // The unpacked copy (when the plan made one) is a work file, whatever happened.
+      rmSync(paths.rawPart, { force: true });
     }
     // lv-root is never the running root here: the records of the system running this (the golden
     // medium) are not lv-root's; status reads this backup from snap0's tags.
@@ -114,23 +137,12 @@ export async function runImageRestore(
   }
 }
 
-/** dd status=progress: on the terminal and in the log, at most every 5 s. */
-function withProgress(ctx: Context, p: Pipeline): Pipeline {
-  let last = 0;
-  return {
-    ...p,
-    stages: p.stages.map((s) =>
-      s.file !== 'dd'
-        ? s
-        : {
-            ...s,
-            onLine: (line: string) => {
-              const now = Date.now();
-              if (!/bytes/.test(line) || now - last < 5000) return;
-              last = now;
-              ctx.log.info(`  ${line.trim()}`);
-            },
-          },
-    ),
-  };
+/** An unpacked copy fits beside the image: the directory is writable and has room (plan.ts unpackRoom). */
+function roomToUnpack(dir: string, manifest: Manifest): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    return false;
+  }
+  return freeBytesAt(dir) >= unpackRoom(manifest);
 }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
 import { defaultConfig } from '../../src/config/schema.js';
@@ -230,31 +231,61 @@ describe('planRestore', () => {
   const paths = imagePaths('/media/usb', 'appliance7', SNAP_TIME);
   const idleRoot: LvRow = { ...ROOT, attr: 'owi-a-s---' };
 
-  it('removes the old restore points, zeroes the LV, writes the data, checks, grows the file system', async () => {
+  it('removes the old restore points, zeroes the LV, unpacks a sparse copy, writes the blocks in use, checks, grows the file system', async () => {
     const st = await state([idleRoot, SNAP0]);
-    const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: manifest(8 * GiB) });
+    const plan = planRestore({
+      state: st,
+      config: defaultConfig(),
+      paths,
+      manifest: manifest(8 * GiB),
+      unpackTo: paths.rawPart,
+    });
     const lines = argvs(plan);
     expect(lines).toEqual([
       'lvremove --yes vgroup/snap0',
       'blkdiscard --zeroout --force /dev/vgroup/lv-root',
-      `zstd -d -c -q ${paths.image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
+      `zstd -d -c -q ${paths.image} | tar -x --sparse -f - -C /media/usb --transform=s,.*,${path.basename(paths.rawPart)},`,
+      `e2image -ra -p ${paths.rawPart} /dev/vgroup/lv-root`,
       'e2fsck -f -y /dev/vgroup/lv-root',
-      'resize2fs /dev/vgroup/lv-root',
+      `resize2fs /dev/vgroup/lv-root ${(10 * GiB) / 1024}K`,
     ]);
-    // dd skips blocks of zeros (conv=sparse) only because the whole LV was zeroed just before.
-    expect(lines.findIndex((l) => l.startsWith('blkdiscard --zeroout'))).toBe(
-      lines.findIndex((l) => l.includes('conv=sparse')) - 1,
+    // e2image writes only the blocks in use: every other block must already be zeros.
+    expect(lines.findIndex((l) => l.startsWith('blkdiscard --zeroout'))).toBeLessThan(
+      lines.findIndex((l) => l.startsWith('e2image')),
     );
-    expect(plan.notes.join('\n')).toContain('then a new snap0 is taken (reason: post-restore)');
+    const notes = plan.notes.join('\n');
+    expect(notes).toContain(`the image is unpacked to ${paths.rawPart} (a sparse copy: 3.0 GiB of data)`);
+    expect(notes).toContain('then a new snap0 is taken (reason: post-restore)');
+  });
+
+  it('without room for the copy the image is streamed, and the plan says what that costs', async () => {
+    const st = await state([idleRoot]);
+    const plan = planRestore({
+      state: st,
+      config: defaultConfig(),
+      paths,
+      manifest: manifest(8 * GiB),
+      unpackTo: null,
+    });
+    const lines = argvs(plan);
+    expect(lines.slice(0, 2)).toEqual([
+      'blkdiscard --zeroout --force /dev/vgroup/lv-root',
+      `zstd -d -c -q ${paths.image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
+    ]);
+    expect(plan.notes.join('\n')).toContain(
+      'no room for an unpacked copy in /media/usb (needs 3.4 GiB, or it is read-only): the image is streamed into lv-root, which passes all of its 8.0 GiB through the pipes',
+    );
   });
 
   it('an image of the raw layout (made before the tar archive; manifest archive null) is written without tar', async () => {
     const st = await state([idleRoot]);
     const m = { ...manifest(8 * GiB), archive: null };
-    const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: m });
+    const plan = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: null });
     expect(argvs(plan)[1]).toBe(
       `zstd -d -c -q ${paths.image} | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
     );
+    const unpacked = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: '/r' });
+    expect(argvs(unpacked)[1]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
     expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
       'zstd',
     ]);
@@ -266,18 +297,19 @@ describe('planRestore', () => {
       config: defaultConfig(),
       paths,
       manifest: manifest(10 * GiB),
+      unpackTo: paths.rawPart,
     });
     expect(
       plan.steps.map((s) => ('pipeline' in s ? 'pipe' : 'command' in s ? s.command.file : 'edit')),
-    ).toEqual(['blkdiscard', 'pipe', 'e2fsck']);
+    ).toEqual(['blkdiscard', 'pipe', 'pipe', 'e2fsck']);
   });
 
   it('refuses a target in use, an image that does not fit, a pending merge', async () => {
     const cfg = defaultConfig();
     const open = await state([ROOT]);
-    expect(() => planRestore({ state: open, config: cfg, paths, manifest: manifest(8 * GiB) })).toThrow(
-      /vgroup\/lv-root is in use \(mounted or held open\)/,
-    );
+    expect(() =>
+      planRestore({ state: open, config: cfg, paths, manifest: manifest(8 * GiB), unpackTo: null }),
+    ).toThrow(/vgroup\/lv-root is in use \(mounted or held open\)/);
     let err: unknown;
     try {
       planRestore({
@@ -285,6 +317,7 @@ describe('planRestore', () => {
         config: cfg,
         paths,
         manifest: manifest(10 * GiB + 4096),
+        unpackTo: null,
       });
     } catch (e) {
       err = e;
@@ -303,6 +336,7 @@ describe('planRestore', () => {
         config: cfg,
         paths,
         manifest: manifest(GiB),
+        unpackTo: null,
       }),
     ).toThrow(/merge .* is pending/);
   });

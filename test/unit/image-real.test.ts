@@ -525,42 +525,23 @@ describe('image jobs with the real tools', () => {
       });
     }
 
-    it('zeroes the LV, writes the data, checks, grows the file system to the LV, takes a new snap0', async () => {
-      const image = await makeImage();
-      const t = targetSetup(48);
-      // blkdiscard --zeroout needs a block device: for the file standing in for lv-root, the same
-      // effect (every byte zero) is made here.
+    /** blkdiscard --zeroout needs a block device: for the file standing in for lv-root, the same effect. */
+    function zerooutByHand(t: ReturnType<typeof targetSetup>, sizeMiB: number): void {
       const realRun = t.runner.run.bind(t.runner);
       t.runner.run = async (cmd) => {
         if (cmd.file !== 'blkdiscard') return realRun(cmd);
         t.runner.calls.push([cmd.file, ...cmd.args].join(' '));
-        writeFileSync(target(), Buffer.alloc(48 * MiB));
+        writeFileSync(target(), Buffer.alloc(sizeMiB * MiB));
         return { argv: [cmd.file, ...cmd.args], exitCode: 0, stdout: '', stderr: '', skipped: false };
       };
-      await expect(runImageRestore(t.ctx, image, { confirm: 'ask', waitMs: 0 })).rejects.toBeInstanceOf(
-        RefusedError,
-      );
-      expect(t.runner.calls.some((c) => c.startsWith('lvremove') || c.includes('dd '))).toBe(false);
+    }
 
-      const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
-        'lvremove --yes vgroup/snap0',
-        'blkdiscard --zeroout --force /dev/vgroup/lv-root',
-        `zstd -d -c -q ${image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
-        'e2fsck -f -y /dev/vgroup/lv-root',
-        'resize2fs /dev/vgroup/lv-root',
-        expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
-      ]);
-      expect(r!.backup).toMatchObject({ snapshot: 'vgroup/snap0', reason: 'post-restore' });
-      // Run from the golden medium: no last-backup record of the system running this is written.
-      expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(false);
-      expect(existsSync(path.join(dir, 'state', 'last-backup.json'))).toBe(false);
-      // The target is a clean file system of the LV's size holding the image's system; blocks the
-      // image has as zeros did not keep the old 0xff bytes (e2fsck would see garbage bitmaps).
+    /** The target is a clean file system of the LV's size holding the image's system. */
+    function expectRestored(t: ReturnType<typeof targetSetup>): void {
       expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).toBe(0);
       expect(catInImage(target(), '/etc/hostname')).toBe('from-the-image\n');
-      // Allocated blocks of zeros: zeros (the LV was zeroed before dd skipped them; without that
-      // they would still hold the old 0xff).
+      // Allocated blocks of zeros are zeros (the LV was zeroed first; the image leaves them out,
+      // and without that they would still hold the old 0xff).
       expect(catInImage(target(), '/var/lib/table.db') === '\0'.repeat(12 * MiB)).toBe(true);
       expect(sh('dumpe2fs', ['-h', target()])).toMatch(
         new RegExp(`^Block count:\\s+${(48 * MiB) / 4096}$`, 'm'),
@@ -568,6 +549,60 @@ describe('image jobs with the real tools', () => {
       expect(t.ctx.printed.at(-1)).toMatch(
         /^image restore done: vgroup\/lv-root now holds zshield-appliance7-/,
       );
+    }
+
+    it('zeroes the LV, unpacks a sparse copy, writes the blocks in use, checks, grows the file system to the LV, takes a new snap0', async () => {
+      const image = await makeImage();
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      await expect(runImageRestore(t.ctx, image, { confirm: 'ask', waitMs: 0 })).rejects.toBeInstanceOf(
+        RefusedError,
+      );
+      expect(t.runner.calls.some((c) => c.startsWith('lvremove') || /^(zstd|e2image|dd) /.test(c))).toBe(
+        false,
+      );
+
+      const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
+      const raw = image.replace(/\.img\.zst$/, '.raw.part');
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+        'lvremove --yes vgroup/snap0',
+        'blkdiscard --zeroout --force /dev/vgroup/lv-root',
+        `zstd -d -c -q ${image} | tar -x --sparse -f - -C ${path.dirname(image)} --transform=s,.*,${path.basename(raw)},`,
+        `e2image -ra -p ${raw} /dev/vgroup/lv-root`,
+        'e2fsck -f -y /dev/vgroup/lv-root',
+        `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
+        expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
+      ]);
+      // The unpacked copy was a work file.
+      expect(existsSync(raw)).toBe(false);
+      expect(r!.backup).toMatchObject({ snapshot: 'vgroup/snap0', reason: 'post-restore' });
+      // Run from the golden medium: no last-backup record of the system running this is written.
+      expect(existsSync(path.join(dir, 'boot', 'last-backup.json'))).toBe(false);
+      expect(existsSync(path.join(dir, 'state', 'last-backup.json'))).toBe(false);
+      expectRestored(t);
+    });
+
+    it('without room beside the image for the copy, streams it into the LV (same result)', async () => {
+      const image = await makeImage();
+      // The manifest says how much data the copy would hold; more than any disk here has free.
+      const manifestFile = image.replace(/\.img\.zst$/, '.manifest.json');
+      const m = readManifest(manifestFile);
+      writeFileSync(
+        manifestFile,
+        JSON.stringify({ ...m, filesystem: { ...m.filesystem, usedBytes: 2 ** 52 } }, null, 2),
+      );
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
+      expect(t.ctx.printed[0]).toContain(`no room for an unpacked copy in ${path.dirname(image)}`);
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|lvcreate) /.test(c))).toEqual([
+        'lvremove --yes vgroup/snap0',
+        'blkdiscard --zeroout --force /dev/vgroup/lv-root',
+        `zstd -d -c -q ${image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
+        'e2fsck -f -y /dev/vgroup/lv-root',
+        `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
+      ]);
+      expectRestored(t);
     });
 
     it('refuses a corrupted image (exit 10) and one that does not fit (exit 6), touching nothing', async () => {
