@@ -8,13 +8,14 @@ import {
   freshWorkDir,
   lv,
   lvs,
+  tag,
   writeConfig,
 } from './lib.js';
 
 // Image backup (issue 4) driven through the real single binary against real LVM in the virtual
-// appliance. One boot; the scenarios build on each other (the images of the first are corrupted
-// and pruned by the later ones). Restoring an image from the golden medium, and booting the
-// restored root, is in recovery.test.ts (it needs the golden medium and a factory-reset disk).
+// appliance. One boot; the scenarios build on each other (the first image is restored, then
+// corrupted and pruned by the later ones). Restoring an image from the golden medium, and booting
+// the restored root, is in recovery.test.ts (it needs the golden medium and a factory-reset disk).
 //
 // lv-root is 3 GiB with a few MiB of "system" in it: the nearly empty large LV whose image must
 // cost what its data costs, not what its size costs. Images go to /diskbackup, an LV of its own.
@@ -189,6 +190,33 @@ describe('image backup on the virtual appliance', () => {
     expect(ratio).toBeLessThan(0.75);
   });
 
+  it('restore: lv-root wiped by mkfs is brought back from the image (only its data written), checks clean, holds the original content, new snap0', async () => {
+    await vm.shOk('mkfs.ext4 -q -F /dev/vgroup/lv-root', { timeoutMs: 120_000 });
+    expect((await vm.shOk(ROOT_DIGEST, { timeoutMs: 120_000 })).trim()).not.toBe(originalDigest);
+
+    const dry = await vm.run(['zshield', 'image', 'restore', first, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const raw = first.replace(/\.img\.zst$/, '.raw.part');
+    expect(dry.stdout).toMatch(/\$ blkdiscard --zeroout --force \/dev\/vgroup\/lv-root\n/);
+    expect(dry.stdout).toContain(`$ e2image -ra -p ${raw} /dev/vgroup/lv-root\n`);
+    const noYes = await vm.run(['zshield', 'image', 'restore', first]);
+    expect(noYes.code).toBe(6);
+    expect(errorLine(noYes)).toBe('zshield: the image restore was not started: it needs confirmation');
+
+    const started = Date.now();
+    const r = await vm.run(['zshield', 'image', 'restore', first, '--yes'], { timeoutMs: 600_000 });
+    console.log(`image restore of the nearly empty 3 GiB lv-root: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/image restore done: vgroup\/lv-root now holds zshield-/);
+    expect(r.stdout).toMatch(/a new snap0 was taken/);
+    expect(await vm.sh(`test -e ${raw}`)).toMatchObject({ code: 1 });
+    const fsck = await vm.sh('e2fsck -f -n /dev/vgroup/lv-root', { timeoutMs: 120_000 });
+    expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
+    expect((await vm.shOk(ROOT_DIGEST, { timeoutMs: 120_000 })).trim()).toBe(originalDigest);
+    expect((await vm.shOk('debugfs -R "cat /marker" /dev/vgroup/lv-root 2>/dev/null')).trim()).toBe('before');
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+  }, 700_000);
+
   it('--hostname/--ip: the image gets another identity; lv-root keeps its own; snap0 is never modified', async () => {
     const r = await vm.run(
       ['zshield', 'image', 'create', '--hostname', 'standby-7', '--ip', '10.0.2.77/24'],
@@ -204,9 +232,9 @@ describe('image backup on the virtual appliance', () => {
     expect(manifest.host.kind).toBe('standby-7');
     // What is inside the image, unpacked as a restore would write it.
     const inside = await vm.shOk(
-      `set -e; zstd -d -c -q ${image} | tar -x -O -f - > /tmp/check.raw
-       for f in /etc/hostname /etc/hosts /etc/network/interfaces; do echo "== $f"; debugfs -R "cat $f" /tmp/check.raw 2>/dev/null; done
-       rm -f /tmp/check.raw`,
+      `set -e; rm -rf /tmp/check; mkdir /tmp/check; zstd -d -c -q ${image} | tar -x --sparse -f - -C /tmp/check
+       for f in /etc/hostname /etc/hosts /etc/network/interfaces; do echo "== $f"; debugfs -R "cat $f" /tmp/check/* 2>/dev/null; done
+       rm -rf /tmp/check`,
       { timeoutMs: 300_000 },
     );
     expect(inside).toContain('== /etc/hostname\nstandby-7\n');
