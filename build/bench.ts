@@ -17,7 +17,6 @@ import { Appliance } from '../test/bench/appliance.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
-  diskBySerial,
   freshWorkDir,
   makeSeedLayout,
   writeConfig,
@@ -133,11 +132,9 @@ async function image(): Promise<void> {
   ];
   const vm = await Appliance.boot({ workDir: freshWorkDir('bench-image'), disks });
   try {
+    await makeSeedLayout(vm, 512);
     await vm.shOk(
-      `set -e; disk=${diskBySerial(SYSTEM_SERIAL)}
-       echo 'start=2048, type=8e' | sfdisk -q "$disk"; pvcreate -q "\${disk}1"; vgcreate -q vgroup "\${disk}1"
-       lvcreate -q -y -L 512M -n lv-root vgroup; lvcreate -q -y -L 2G -n lv-backup vgroup
-       mkfs.ext4 -q /dev/vgroup/lv-root; mkfs.ext4 -q /dev/vgroup/lv-backup
+      `set -e; lvcreate -q -y -L 2G -n lv-backup vgroup; mkfs.ext4 -q /dev/vgroup/lv-backup
        mkdir -p /diskbackup /mnt/root; mount /dev/vgroup/lv-backup /diskbackup
        mount /dev/vgroup/lv-root /mnt/root; cp -a /etc /mnt/root/; umount /mnt/root`,
       { timeoutMs: 300_000 },

@@ -3,11 +3,11 @@ import { Appliance, type ShResult } from '../bench/appliance.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
-  diskBySerial,
   firstErrLine,
   freshWorkDir,
   lv,
   lvs,
+  makeSeedLayout,
   tag,
   writeConfig,
 } from './lib.js';
@@ -88,16 +88,10 @@ describe('image backup on the virtual appliance', () => {
   beforeAll(async () => {
     workDir = freshWorkDir('image');
     vm = await Appliance.boot({ workDir, disks: DISKS });
+    await makeSeedLayout(vm, 3072);
     await vm.shOk(
       `set -e
-       disk=${diskBySerial(SYSTEM_SERIAL)}
-       echo 'start=2048, type=8e' | sfdisk -q "$disk"
-       pvcreate -q "\${disk}1"
-       vgcreate -q vgroup "\${disk}1"
-       lvcreate -q -y -L 3G -n lv-root vgroup
-       lvcreate -q -y -L 256M -n lv-data vgroup
        lvcreate -q -y -L 1G -n lv-backup vgroup
-       mkfs.ext4 -q /dev/vgroup/lv-root
        mkfs.ext4 -q /dev/vgroup/lv-backup
        mkdir -p ${DIR} /mnt/root && mount /dev/vgroup/lv-backup ${DIR}
        mount /dev/vgroup/lv-root /mnt/root
@@ -109,7 +103,6 @@ describe('image backup on the virtual appliance', () => {
        mkdir -p /mnt/root/usr/sbin /mnt/root/var/lib/app
        cp /usr/sbin/lvm /usr/sbin/e2fsck /mnt/root/usr/sbin/
        head -c 8M /dev/urandom > /mnt/root/var/lib/app/data.bin
-       echo before > /mnt/root/marker
        umount /mnt/root`,
       { timeoutMs: 300_000 },
     );
@@ -205,7 +198,9 @@ describe('image backup on the virtual appliance', () => {
 
     const started = Date.now();
     const r = await vm.run(['zshield', 'image', 'restore', first, '--yes'], { timeoutMs: 600_000 });
-    console.log(`image restore of the nearly empty 3 GiB lv-root: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `image restore of the nearly empty 3 GiB lv-root: ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/image restore done: vgroup\/lv-root now holds zshield-/);
     expect(r.stdout).toMatch(/a new snap0 was taken/);
