@@ -481,21 +481,23 @@ export interface RestoreInput {
   signal?: AbortSignal;
 }
 
-/**
- * Write an image into lv-root. Checks that protect data come first (they throw): the target must
- * exist, not be in use and be large enough. The whole LV is zeroed first (blkdiscard --zeroout: a
- * block the image does not write must not keep what lv-root had there before). Then, with room
- * beside the image, it is unpacked to a sparse copy and `e2image -ra` writes only the blocks the
- * file system uses: the time grows with the data, not with the LV. Without room the image is
- * streamed (`tar -x -O` gives every byte of the file system, holes as zeros, and `dd conv=sparse`
- * skips the zeros): correct, but the LV's whole size crosses the pipes.
- */
 /** Room an unpacked copy needs beside the image: the data in use, a tenth more, and 64 MiB. */
 export const unpackRoom = (manifest: Manifest): number =>
   Math.ceil(manifest.filesystem.usedBytes * 1.1) + 64 * 1024 * 1024;
 
 const signalOf = (input: { signal?: AbortSignal }) => (input.signal ? { signal: input.signal } : {});
 
+/**
+ * Write an image into lv-root. Checks that protect data come first (they throw): the target must
+ * exist, not be in use and be large enough. With room beside the image, it is first unpacked to a
+ * sparse copy, before anything in the VG is touched (a damaged frame or a full directory stops
+ * there); then the old restore points are removed, the whole LV is zeroed (blkdiscard --zeroout: a
+ * block the image does not write must not keep what lv-root had there before) and `e2image -ra`
+ * writes only the blocks the file system uses: the time grows with the data, not with the LV.
+ * Without room the image is streamed after the zeroing (`tar -x -O` gives every byte of the file
+ * system, holes as zeros, and `dd conv=sparse` skips the zeros): correct, but the LV's whole size
+ * crosses the pipes.
+ */
 export function planRestore(input: RestoreInput): ImagePlan {
   const { state, config, manifest, paths } = input;
   const names = namesOf(config);
@@ -526,6 +528,18 @@ export function planRestore(input: RestoreInput): ImagePlan {
     `everything in ${names.vg}/${names.root} (${formatBytes(root.sizeBytes)}) is replaced; the other LVs are not touched`,
   ];
   const steps: ImageStep[] = [];
+  if (input.unpackTo) {
+    notes.push(
+      `the image is unpacked to ${input.unpackTo} (a sparse copy: ${formatBytes(manifest.filesystem.usedBytes)} of data) before anything in ${names.vg} is touched, then only the blocks in use are written; the copy is removed afterwards`,
+    );
+    steps.push({
+      title: `unpack the image to a sparse copy beside it (zstd checks its frame checksums; ${names.root} is not touched yet)`,
+      pipeline: {
+        ...unpackPipeline(paths.image, input.unpackTo, manifest.archive !== null),
+        ...signalOf(input),
+      },
+    });
+  }
   for (const name of [names.snap, names.next]) {
     const lv = state.lvs.find((l) => l.name === name);
     if (!lv) continue;
@@ -552,18 +566,10 @@ export function planRestore(input: RestoreInput): ImagePlan {
     },
   });
   if (input.unpackTo) {
-    const raw = input.unpackTo;
-    notes.push(
-      `the image is unpacked to ${raw} (a sparse copy: ${formatBytes(manifest.filesystem.usedBytes)} of data), then only the blocks in use are written; the copy is removed afterwards`,
-    );
-    steps.push({
-      title: `unpack the image to a sparse copy beside it (zstd checks its frame checksums)`,
-      pipeline: { ...unpackPipeline(paths.image, raw, manifest.archive !== null), ...signalOf(input) },
-    });
     steps.push({
       title: `write the blocks the file system uses into ${device}`,
       pipeline: {
-        stages: [{ file: 'e2image', args: ['-ra', '-p', raw, device], mutates: true }],
+        stages: [{ file: 'e2image', args: ['-ra', '-p', input.unpackTo, device], mutates: true }],
         mutates: true,
         ...signalOf(input),
       },

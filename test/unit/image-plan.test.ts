@@ -231,7 +231,7 @@ describe('planRestore', () => {
   const paths = imagePaths('/media/usb', 'appliance7', SNAP_TIME);
   const idleRoot: LvRow = { ...ROOT, attr: 'owi-a-s---' };
 
-  it('removes the old restore points, zeroes the LV, unpacks a sparse copy, writes the blocks in use, checks, grows the file system', async () => {
+  it('unpacks a sparse copy first, then removes the old restore points, zeroes the LV, writes the blocks in use, checks, grows the file system', async () => {
     const st = await state([idleRoot, SNAP0]);
     const plan = planRestore({
       state: st,
@@ -242,9 +242,9 @@ describe('planRestore', () => {
     });
     const lines = argvs(plan);
     expect(lines).toEqual([
+      `zstd -d -c -q ${paths.image} | tar -x --sparse -f - -C /media/usb --transform=s,.*,${path.basename(paths.rawPart)},`,
       'lvremove --yes vgroup/snap0',
       'blkdiscard --zeroout --force /dev/vgroup/lv-root',
-      `zstd -d -c -q ${paths.image} | tar -x --sparse -f - -C /media/usb --transform=s,.*,${path.basename(paths.rawPart)},`,
       `e2image -ra -p ${paths.rawPart} /dev/vgroup/lv-root`,
       'e2fsck -f -y /dev/vgroup/lv-root',
       `resize2fs /dev/vgroup/lv-root ${(10 * GiB) / 1024}K`,
@@ -253,8 +253,12 @@ describe('planRestore', () => {
     expect(lines.findIndex((l) => l.startsWith('blkdiscard --zeroout'))).toBeLessThan(
       lines.findIndex((l) => l.startsWith('e2image')),
     );
+    // The unpack, which can fail (a damaged frame, a full directory), comes before anything in the VG.
+    expect(plan.steps[0]!.title).toMatch(/^unpack the image .*lv-root is not touched yet/);
     const notes = plan.notes.join('\n');
-    expect(notes).toContain(`the image is unpacked to ${paths.rawPart} (a sparse copy: 3.0 GiB of data)`);
+    expect(notes).toContain(
+      `the image is unpacked to ${paths.rawPart} (a sparse copy: 3.0 GiB of data) before anything in vgroup is touched`,
+    );
     expect(notes).toContain('then a new snap0 is taken (reason: post-restore)');
   });
 
@@ -285,7 +289,7 @@ describe('planRestore', () => {
       `zstd -d -c -q ${paths.image} | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
     );
     const unpacked = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: '/r' });
-    expect(argvs(unpacked)[1]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
+    expect(argvs(unpacked)[0]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
     expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
       'zstd',
     ]);
@@ -301,7 +305,7 @@ describe('planRestore', () => {
     });
     expect(
       plan.steps.map((s) => ('pipeline' in s ? 'pipe' : 'command' in s ? s.command.file : 'edit')),
-    ).toEqual(['blkdiscard', 'pipe', 'pipe', 'e2fsck']);
+    ).toEqual(['pipe', 'blkdiscard', 'pipe', 'e2fsck']);
   });
 
   it('refuses a target in use, an image that does not fit, a pending merge', async () => {

@@ -551,7 +551,7 @@ describe('image jobs with the real tools', () => {
       );
     }
 
-    it('zeroes the LV, unpacks a sparse copy, writes the blocks in use, checks, grows the file system to the LV, takes a new snap0', async () => {
+    it('unpacks a sparse copy, then zeroes the LV, writes the blocks in use, checks, grows the file system to the LV, takes a new snap0', async () => {
       const image = await makeImage();
       const t = targetSetup(48);
       zerooutByHand(t, 48);
@@ -565,9 +565,9 @@ describe('image jobs with the real tools', () => {
       const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
       const raw = image.replace(/\.img\.zst$/, '.raw.part');
       expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+        `zstd -d -c -q ${image} | tar -x --sparse -f - -C ${path.dirname(image)} --transform=s,.*,${path.basename(raw)},`,
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
-        `zstd -d -c -q ${image} | tar -x --sparse -f - -C ${path.dirname(image)} --transform=s,.*,${path.basename(raw)},`,
         `e2image -ra -p ${raw} /dev/vgroup/lv-root`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
@@ -603,6 +603,28 @@ describe('image jobs with the real tools', () => {
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
       ]);
       expectRestored(t);
+    });
+
+    it('an image damaged before its checksum was taken fails at the unpack, before the VG is touched', async () => {
+      const image = await makeImage();
+      const buf = readFileSync(image);
+      buf[Math.floor(buf.length / 2)]! ^= 0x01;
+      writeFileSync(image, buf);
+      // The sums agree with the damaged bytes: only zstd's frame checksums can see it.
+      const sum = sh('sha256sum', [image]).split(' ')[0]!;
+      const b = path.basename(image, '.img.zst');
+      writeFileSync(path.join(path.dirname(image), `${b}.sha256`), `${sum}  ${b}.img.zst\n`);
+      const mf = path.join(path.dirname(image), `${b}.manifest.json`);
+      writeFileSync(mf, JSON.stringify({ ...readManifest(mf), checksums: { sha256: sum } }));
+      const t = targetSetup(48);
+      const err = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 }).catch((e: unknown) => e);
+      expect(exitCodeOf(err)).toBe(ExitCode.commandFailed);
+      expect((err as Error).message).toMatch(/^(zstd|tar) failed/);
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+        expect.stringMatching(/^zstd -d -c -q \S+ \| tar -x --sparse /),
+      ]);
+      expect(readFileSync(target()).every((x) => x === 0xff)).toBe(true);
+      expect(existsSync(image.replace(/\.img\.zst$/, '.raw.part'))).toBe(false);
     });
 
     it('refuses a corrupted image (exit 10) and one that does not fit (exit 6), touching nothing', async () => {
