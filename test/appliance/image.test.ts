@@ -395,4 +395,35 @@ describe('image backup on the virtual appliance', () => {
     );
     expect(ours).toHaveLength(6);
   });
+
+  it('the daemon makes the scheduled weekly image right after its daily backup (moved clock)', async () => {
+    await writeConfig(vm, {
+      ...CONFIG,
+      image: { ...CONFIG.image, schedule: { weekday: 2 } },
+      daemon: { dailyAt: '03:00', checkEverySeconds: 1, catchUp: true },
+    });
+    // Tuesday 2026-12-01, 09:00: the box was "off" over that day's 03:00, the daily backup's and
+    // the weekly image's slot (weekday 2). Every image of this host so far is older.
+    await vm.shOk('date -s "2026-12-01 09:00:00" >/dev/null');
+    const daemon = vm.spawn('exec zshield daemon');
+    type Listed = { file: string; host: string; time: string; complete: boolean; source: string | null };
+    let made: Listed | undefined;
+    // The backup, then the image (snapshot, copy, compress, verify): about a minute under TCG.
+    const deadline = Date.now() + 400_000;
+    while (!made && Date.now() < deadline) {
+      const list = JSON.parse((await vm.run(['zshield', 'image', 'list', '--json'])).stdout) as Listed[];
+      made = list.find((e) => e.host === host && e.complete && e.time >= '2026-12-01T09:00:00.000Z');
+      if (!made) await new Promise((r) => setTimeout(r, 2000));
+    }
+    if (!made) throw vm.failure('the daemon made no image after its daily backup');
+    await daemon.kill('TERM');
+    const d = await daemon.wait();
+    expect(d.code, d.stderr).toBe(0);
+    // In that order: the daily backup, then the image (from a temporary snapshot), verified.
+    expect(d.stderr).toMatch(/daemon: daily backup due[\s\S]*daemon: image due[\s\S]*image done: /);
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('daily');
+    expect(await lv(vm, 'snap0-image')).toBeUndefined();
+    const v = await vm.run(['zshield', 'image', 'verify', made.file, '--quick']);
+    expect(v.code, v.stderr).toBe(0);
+  }, 700_000);
 });
