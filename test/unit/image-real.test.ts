@@ -45,6 +45,15 @@ const SNAP0: LvRow = {
 };
 
 /** An image's file system, unpacked by hand as a restore reads it. */
+/** Damage made before the checksum was taken: the `.sha256` and the manifest describe the bytes as they are now. */
+function sumsAgreeWith(image: string): void {
+  const sum = sh('sha256sum', [image]).split(' ')[0]!;
+  const b = path.basename(image, '.img.zst');
+  writeFileSync(path.join(path.dirname(image), `${b}.sha256`), `${sum}  ${b}.img.zst\n`);
+  const mf = path.join(path.dirname(image), `${b}.manifest.json`);
+  writeFileSync(mf, JSON.stringify({ ...readManifest(mf), checksums: { sha256: sum } }));
+}
+
 function unpack(image: string, raw: string): void {
   sh('sh', ['-c', `zstd -d -c -q '${image}' | tar -x -O -f - > '${raw}'`]);
 }
@@ -224,13 +233,7 @@ describe('image jobs with the real tools', () => {
 
     // Damage that happened before the checksum was taken: the sums agree, zstd's own frame
     // checksum (or its decoder) does not, and neither does the file system check.
-    const sum = sh('sha256sum', [image]).split(' ')[0]!;
-    const b = path.basename(image, '.img.zst');
-    writeFileSync(path.join(backupDir, `${b}.sha256`), `${sum}  ${b}.img.zst\n`);
-    const mf = path.join(backupDir, `${b}.manifest.json`);
-    const m = JSON.parse(readFileSync(mf, 'utf8'));
-    m.checksums.sha256 = sum;
-    writeFileSync(mf, JSON.stringify(m));
+    sumsAgreeWith(image);
     await runImageVerify(t.ctx, image, { quick: true }); // the sums alone cannot see it
     const e2 = await runImageVerify(t.ctx, image, { quick: false }).catch((e: unknown) => e);
     expect(e2).toBeInstanceOf(VerifyError);
@@ -611,11 +614,7 @@ describe('image jobs with the real tools', () => {
       buf[Math.floor(buf.length / 2)]! ^= 0x01;
       writeFileSync(image, buf);
       // The sums agree with the damaged bytes: only zstd's frame checksums can see it.
-      const sum = sh('sha256sum', [image]).split(' ')[0]!;
-      const b = path.basename(image, '.img.zst');
-      writeFileSync(path.join(path.dirname(image), `${b}.sha256`), `${sum}  ${b}.img.zst\n`);
-      const mf = path.join(path.dirname(image), `${b}.manifest.json`);
-      writeFileSync(mf, JSON.stringify({ ...readManifest(mf), checksums: { sha256: sum } }));
+      sumsAgreeWith(image);
       const t = targetSetup(48);
       const err = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 }).catch((e: unknown) => e);
       expect(exitCodeOf(err)).toBe(ExitCode.commandFailed);
