@@ -7,6 +7,7 @@ import { type Context, systemClock } from '../context.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { imageCommand } from '../image/cli.js';
+import { cloneCommand, goldenImageCommand } from '../clone/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand } from '../remote/cli.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
 import { ExecaRunner } from '../system/runner.js';
@@ -256,6 +257,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
             });
           },
         )
+        .command(goldenImageCommand(setup))
         .demandCommand(1, 'say which: golden prepare'),
     )
     .command('config', 'check or show the configuration', (y: Argv) =>
@@ -285,6 +287,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
         .demandCommand(1, 'say which: config check | config show | config edit'),
     )
     .command(imageCommand(setup))
+    .command(cloneCommand(setup))
     .command(remoteCommand(setup))
     .command(keygenCommand(setup))
     .demandCommand(1, 'a command is needed; see zshield --help')
