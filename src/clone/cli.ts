@@ -212,7 +212,12 @@ export function cloneCommand(setup: Setup): CommandModule {
               ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
               ...(bitrate ? { maxBitrate: bitrate } : {}),
             });
-            if (r) ctx.out.print(`all ${r.rows.length} receiver(s) verified ${r.imageId}`);
+            if (r) {
+              const ok = r.rows.filter((row) => row.result === 'verified').length;
+              ctx.out.print(
+                `${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`,
+              );
+            }
           },
         )
         .command(

@@ -72,6 +72,16 @@ export async function readHeader(
 }
 
 /** Both signatures, then that they describe the same image, then the session if one is expected. */
+/** The box expects another session: the header is genuine, so the sender can be told. */
+export class WrongSessionError extends RefusedError {
+  constructor(
+    readonly session: SessionInfo,
+    expected: string,
+  ) {
+    super(`joined session "${session.session}" but this box expects "${expected}": nothing written`);
+  }
+}
+
 export function verifyHeader(
   raw: unknown,
   trusted: readonly string[],
@@ -89,9 +99,7 @@ export function verifyHeader(
     throw new VerifyError('clone header: the session and the image manifest describe different images');
   }
   if (expectSession !== null && session.session !== expectSession) {
-    throw new RefusedError(
-      `joined session "${session.session}" but this box expects "${expectSession}": nothing written`,
-    );
+    throw new WrongSessionError(session, expectSession);
   }
   return { manifest, session };
 }

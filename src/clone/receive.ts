@@ -6,7 +6,7 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, InternalError, InterruptedError, RefusedError, VerifyError } from '../errors.js';
 import type { GoldenManifest } from './golden-image.js';
-import { type SessionInfo, readHeader, verifyHeader } from './header.js';
+import { type SessionInfo, WrongSessionError, readHeader, verifyHeader } from './header.js';
 import { fetchChunks, postReport } from './repair-client.js';
 import type { ReceiverReport } from './repair-server.js';
 import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './target.js';
@@ -52,7 +52,6 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
     return null;
   }
   if (!ctx.runner.start) throw new InternalError('this runner cannot stream a command');
-  const started = Date.now();
   ctx.out.print(
     `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
   );
@@ -74,9 +73,16 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
     accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
   } catch (err) {
     udp.kill('SIGKILL');
+    // Close our end of the pipe (the iterator destroys the stream): execa settles only when the
+    // child's stdout has ended, and unread data would keep it from ever ending.
+    await it.return?.();
     await udpDone;
+    if (err instanceof WrongSessionError) {
+      await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
+    }
     throw err;
   }
+  const started = Date.now();
   const { manifest: m, session, rest } = accepted;
   ctx.out.print(
     `session "${session.session}": ${session.imageId} (${formatBytes(m.size)}, ${m.chunks.length} chunks), signed by a trusted key`,
@@ -114,6 +120,19 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
   } finally {
     await writer.close();
   }
+}
+
+function refusedReport(name: string, message: string): ReceiverReport {
+  return {
+    name,
+    result: 'refused',
+    chunks: 0,
+    repairedChunks: [],
+    badChunks: [],
+    bytesFetched: 0,
+    seconds: 0,
+    message,
+  };
 }
 
 async function acceptHeader(

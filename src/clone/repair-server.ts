@@ -12,7 +12,8 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 export interface ReceiverReport {
   /** The box's name (its host name unless given). */
   name: string;
-  result: 'verified' | 'failed';
+  /** refused: the box expects another session (the header was signed by a trusted key, so the sender is told). */
+  result: 'verified' | 'failed' | 'refused';
   chunks: number;
   /** Chunks fetched by unicast (bad or missing after the stream). */
   repairedChunks: number[];
@@ -124,7 +125,8 @@ function readReport(req: IncomingMessage, res: ServerResponse, store: (r: Receiv
   req.on('end', () => {
     try {
       const r = JSON.parse(body) as ReceiverReport;
-      if (typeof r.name !== 'string' || (r.result !== 'verified' && r.result !== 'failed')) throw new Error();
+      if (typeof r.name !== 'string' || !['verified', 'failed', 'refused'].includes(r.result))
+        throw new Error();
       store(r);
       res.writeHead(204).end();
     } catch {

@@ -3,7 +3,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { ConfigError, InterruptedError, NotFoundError, VerifyError } from '../errors.js';
+import { CommandError, ConfigError, InterruptedError, NotFoundError, VerifyError } from '../errors.js';
 import { loadSigningKey, signDocument } from '../system/signing.js';
 import { type GoldenManifest, imageIdOf, loadManifest } from './golden-image.js';
 import { type SessionInfo, encodeHeader } from './header.js';
@@ -26,7 +26,7 @@ export interface ReceiverRow {
   address: string;
   name: string;
   multicast: 'complete' | 'dropped';
-  result: 'verified' | 'failed' | 'no report';
+  result: 'verified' | 'failed' | 'refused' | 'no report';
   seconds: number | null;
   repairedChunks: number;
   bytesFetched: number;
@@ -96,7 +96,8 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
     await awaitReports(ctx, server, [...joined.addresses.keys()], window);
     const rows = tableRows(joined.addresses, joined.dropped, server);
     ctx.out.print(formatTable(rows));
-    const bad = rows.filter((r) => r.result !== 'verified');
+    // A box that expects another session is shown, not counted: it was never this session's.
+    const bad = rows.filter((r) => r.result === 'failed' || r.result === 'no report');
     if (bad.length > 0) {
       throw new VerifyError(
         `${bad.length} of ${rows.length} receiver(s) not verified: ${bad.map((r) => r.name).join(', ')}`,
@@ -168,11 +169,30 @@ async function multicast(
       }
     }
   };
-  await ctx.runner.pipeline({
-    stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
-    mutates: false,
-  });
+  try {
+    await ctx.runner.pipeline({
+      stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
+      mutates: false,
+    });
+  } catch (err) {
+    if (!udpSenderEndedFirst(err)) throw err;
+    ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
+  }
   return { addresses, dropped, bytes };
+}
+
+/**
+ * udp-sender ends the session by itself when every receiver has been dropped, and cat then dies
+ * writing to it (SIGPIPE, or a write error). The pipeline reports the last stage that failed, so
+ * an error of cat means udp-sender itself succeeded: not the sender's failure, the receivers'
+ * checks and reports decide.
+ */
+function udpSenderEndedFirst(err: unknown): boolean {
+  return (
+    err instanceof CommandError &&
+    path.basename(err.argv[0] ?? '') === 'cat' &&
+    (err.signal === 'SIGPIPE' || /write error/.test(err.stderr))
+  );
 }
 
 /** Until every receiver that joined has reported, the window ends, or the operator stops it. */
