@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
 import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
@@ -53,7 +53,7 @@ const cmd = mutating;
  * the golden root copied into lv-root, fstab and GRUB set up for root on LVM, and the first snap0
  * taken. Every step starts from scratch, so a run cut short by a power failure is simply run again.
  */
-export function planFactoryReset(input: FactoryInput): Plan {
+export function planFactoryReset(input: FactoryInput): Plan<CommandStep> {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
   const vg = config.lvm.vg;

@@ -1,10 +1,11 @@
 import type { Context } from '../context.js';
 import { VerifyError } from '../errors.js';
-import { type Plan, applyPlan, formatPlan } from '../plan.js';
+import { type Plan, formatPlan, toolsOf } from '../plan/plan.js';
+import { applyPlan } from '../plan/run.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
-import { requireTools, toolsOf } from '../system/tools.js';
+import { requireTools } from '../system/tools.js';
 import { type BackupRecordV2, writeBackupRecord } from '../status/last-backup.js';
 import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
 

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import {
   type LvInfo,
   TAG_REASON,
@@ -76,7 +76,7 @@ export function requireRoot(state: VgState, names: SnapshotNames): LvInfo {
  * - only the tag: nothing was made (or the old was dropped first); just clear the mark. The
  *   caller then takes a backup if no snapshot is left.
  */
-export function planRepair(state: VgState, names: SnapshotNames): Plan | null {
+export function planRepair(state: VgState, names: SnapshotNames): Plan<CommandStep> | null {
   const next = find(state, names.next);
   const cur = find(state, names.snap);
   const tagged = state.vg.tags.includes(ROTATING_TAG);
@@ -117,7 +117,7 @@ export interface RotationInput {
 }
 
 /** Plan a backup: a new snapshot of lv-root, replacing the old one, never leaving none by choice. */
-export function planRotation(input: RotationInput): Plan {
+export function planRotation(input: RotationInput): Plan<CommandStep> {
   const { state, config, reason, now } = input;
   const names = namesOf(config);
   const root = requireRoot(state, names);
