@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from '../remote/config.js';
-import { imageSchema } from '../image/config.js';
+import { imageSchema } from './image.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z

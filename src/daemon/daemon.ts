@@ -146,7 +146,7 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
       const { copyAfterJob } = await import('../remote/copy.js');
       await copyAfterJob(ctx, 'backup');
       // The scheduled image, when due; never throws (image/schedule.ts).
-      const { imageAfterBackup } = await import('../image/schedule.js');
+      const { imageAfterBackup } = await import('./jobs.js');
       await imageAfterBackup({ ...ctx, signal: jobs.signal }, LOCK_WAIT_MS);
     } catch (err) {
       retryAfter = now.getTime() + RETRY_AFTER_FAILURE_MS;

@@ -12,8 +12,8 @@ import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
 import { chooseTarget, describeDisk } from './target.js';
 
-/** Set on the new VG from its creation to the end of the reset: a boot that finds it resumes the reset. */
-export const FACTORY_TAG = 'zshield_factory_reset';
+export { FACTORY_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG } from '../names/lvm-tags.js';
 
 /** What the golden root (the running system, source of the copy) offers. */
 export interface GoldenFacts {

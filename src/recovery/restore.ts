@@ -4,13 +4,8 @@ import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
 import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
 
-/**
- * Set on the VG when a restore starts, cleared when it is complete (merged, /boot put back, new
- * snap0). VG metadata is outside lv-root, so the mark survives both a power cut and the rollback.
- */
-export const RESTORE_TAG = 'zshield_restoring';
-/** Which restore point is being restored, for a boot that finishes the job after snap0 is merged away: `<epoch>.<reason>.<boot>`. */
-export const RESTORE_OF_TAG = 'zshield_restore_of=';
+export { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 
 export function restoreLabelOf(vgTags: readonly string[]): {
   time: Date | null;

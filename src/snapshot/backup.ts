@@ -6,7 +6,7 @@ import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { requireTools } from '../system/tools.js';
-import { type BackupRecordV2, writeBackupRecord } from '../status/last-backup.js';
+import { type BackupRecordV2, writeBackupRecord } from './last-backup.js';
 import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
 
 export interface BackupOutcome {

@@ -2,45 +2,19 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
+import { type Reason, ROTATING_TAG, TAG_BOOT, TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
+import { type SnapshotNames, namesOf } from '../names/snapshots.js';
 import {
   type LvInfo,
-  TAG_REASON,
-  TAG_TIME,
   type VgState,
   lvRemoveCommand,
   lvRenameCommand,
   snapshotCreateCommand,
-  tagValue,
   vgTagCommand,
 } from '../system/lvm.js';
 
-export const REASONS = ['daily', 'manual', 'pre-upgrade', 'post-restore', 'factory', 'repair'] as const;
-export type Reason = (typeof REASONS)[number];
-
-/**
- * While a rotation runs, the VG carries this tag. VG metadata lives outside lv-root, so the mark
- * survives a power cut and is not rolled back by a restore; a run that finds it knows a rotation
- * was cut short and repairs it before anything else.
- */
-export const ROTATING_TAG = 'zshield_rotating';
-export const TAG_BOOT = 'zshield_boot=';
-
-export interface SnapshotNames {
-  vg: string;
-  root: string;
-  snap: string;
-  /** The new snapshot's name until the old one is gone. */
-  next: string;
-}
-
-export function namesOf(config: Config): SnapshotNames {
-  return {
-    vg: config.lvm.vg,
-    root: config.lvm.rootLv,
-    snap: config.lvm.snapshot,
-    next: `${config.lvm.snapshot}-next`,
-  };
-}
+export { REASONS, type Reason, ROTATING_TAG, TAG_BOOT } from '../names/lvm-tags.js';
+export { type SnapshotNames, namesOf } from '../names/snapshots.js';
 
 export interface SnapshotLabel {
   reason: string | null;

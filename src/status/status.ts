@@ -4,14 +4,14 @@ import { NotFoundError } from '../errors.js';
 import { readLiveDaemon } from '../daemon/info.js';
 import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
-import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
+import { FACTORY_TAG, RESTORE_TAG, ROTATING_TAG } from '../names/lvm-tags.js';
+import { namesOf } from '../names/snapshots.js';
+import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
-import { FACTORY_TAG } from '../recovery/factory.js';
-import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
-import { type LastBackup, readLastBackup } from './last-backup.js';
+import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
 export interface StatusReport {
   vg: { name: string; sizeBytes: number; freeBytes: number } | null;

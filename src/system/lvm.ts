@@ -163,14 +163,7 @@ export async function probeVg(runner: Runner, vgName: string): Promise<VgState> 
   return { vg, lvs };
 }
 
-/** Tags zshield puts on its snapshots: why and when it was taken. LVM allows [A-Za-z0-9_+.-/=!:#&] in tags. */
-export const TAG_REASON = 'zshield_reason=';
-export const TAG_TIME = 'zshield_time=';
-
-export function tagValue(tagList: readonly string[], prefix: string): string | null {
-  const t = tagList.find((x) => x.startsWith(prefix));
-  return t ? t.slice(prefix.length) : null;
-}
+export { TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
 
 export function snapshotCreateCommand(opts: {
   vg: string;

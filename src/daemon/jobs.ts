@@ -1,8 +1,8 @@
 import type { Context } from '../context.js';
-import { lastOccurrence, type TimeOfDay } from '../daemon/schedule.js';
+import { lastOccurrence, type TimeOfDay } from './schedule.js';
 import { ZshieldError } from '../errors.js';
-import type { ImageConfig } from './config.js';
-import { hostKind, listImages } from './files.js';
+import type { ImageConfig } from '../config/image.js';
+import { hostKind, listImages } from '../image/files.js';
 
 /** The most recent scheduled moment for an image at or before `now` (local time), or null for none. */
 export function lastImageSlot(now: Date, schedule: ImageConfig['schedule'], at: TimeOfDay): Date | null {
@@ -47,7 +47,7 @@ export async function imageAfterBackup(ctx: Context, waitMs: number): Promise<bo
   }
   try {
     ctx.log.info('daemon: image due');
-    const { runImageCreate } = await import('./create.js');
+    const { runImageCreate } = await import('../image/create.js');
     await runImageCreate(ctx, { waitMs, kind });
   } catch (err) {
     const msg =
