@@ -50,33 +50,56 @@ export function requireRoot(state: VgState, names: SnapshotNames): LvInfo {
  * - only the tag: nothing was made (or the old was dropped first); just clear the mark. The
  *   caller then takes a backup if no snapshot is left.
  */
-export function planRepair(state: VgState, names: SnapshotNames): Plan<CommandStep> | null {
+export interface RepairDecision {
+  /** snap0-next is a complete snapshot of lv-root: it becomes snap0 (the old one, if any, goes). */
+  promoteNext: boolean;
+  /** snap0-next exists but is not a usable snapshot of lv-root: it is removed. */
+  discardNext: boolean;
+  /** The old snap0 is removed (only when snap0-next replaces it). */
+  dropOld: boolean;
+  clearMark: boolean;
+}
+
+/** What a repair does, decided from the snapshots that exist (null: nothing was cut short). */
+export function decideRepair(state: VgState, names: SnapshotNames): RepairDecision | null {
   const next = find(state, names.next);
-  const cur = find(state, names.snap);
   const tagged = state.vg.tags.includes(ROTATING_TAG);
   if (!next && !tagged) return null;
+  const usable = !!next && next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
+  return {
+    promoteNext: usable,
+    discardNext: !!next && !usable,
+    dropOld: usable && !!find(state, names.snap),
+    clearMark: tagged,
+  };
+}
+
+export function planRepair(state: VgState, names: SnapshotNames): Plan<CommandStep> | null {
+  const d = decideRepair(state, names);
+  if (!d) return null;
   const steps: Step[] = [];
   const notes: string[] = ['a previous backup rotation did not finish'];
-  if (next) {
-    const usable = next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
-    if (usable) {
-      notes.push(`${names.next} was completed; it becomes ${names.snap}`);
-      if (cur)
-        steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
-      steps.push({
-        title: `rename ${names.next} to ${names.snap}`,
-        command: lvRenameCommand(names.vg, names.next, names.snap),
-      });
-    } else {
-      notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
-      steps.push({
-        title: `remove the unusable ${names.next}`,
-        command: lvRemoveCommand(names.vg, names.next),
-      });
-    }
+  if (d.promoteNext) notes.push(`${names.next} was completed; it becomes ${names.snap}`);
+  if (d.dropOld)
+    steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
+  if (d.promoteNext) {
+    steps.push({
+      title: `rename ${names.next} to ${names.snap}`,
+      command: lvRenameCommand(names.vg, names.next, names.snap),
+    });
   }
-  if (tagged) {
+  if (d.discardNext) {
+    notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
+    steps.push({
+      title: `remove the unusable ${names.next}`,
+      command: lvRemoveCommand(names.vg, names.next),
+    });
+  }
+  if (d.clearMark) {
     steps.push({ title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) });
+  }
+  if (!d.promoteNext && !find(state, names.snap)) {
+    notes.push(`no restore point is left (the old ${names.snap} was dropped first): a backup is taken next`);
   }
   return { title: `Repair the interrupted rotation in ${names.vg}`, notes, steps };
 }
