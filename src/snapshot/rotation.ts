@@ -9,6 +9,7 @@ import {
   type VgState,
   lvRemoveCommand,
   lvRenameCommand,
+  snapshotAllocation,
   snapshotCreateCommand,
   vgTagCommand,
 } from '../system/lvm.js';
@@ -140,13 +141,7 @@ export function planRotation(input: RotationInput): Plan<CommandStep> {
   }
 
   const extent = state.vg.extentBytes;
-  const want = resolveSize(config.snapshot.size, root.sizeBytes);
-  // LVM never gives a snapshot more than it can use ("Reducing COW size ... down to maximum usable
-  // size"): the origin plus 16 bytes of exception table per 4 KiB chunk, plus a chunk of header.
-  // Plan with the size LVM will really allocate, or the space sums below are wrong.
-  const CHUNK = 4096;
-  const maxCow = root.sizeBytes + Math.ceil(root.sizeBytes / CHUNK) * 16 + CHUNK;
-  const need = Math.ceil(Math.min(want, maxCow) / extent) * extent;
+  const need = snapshotAllocation(resolveSize(config.snapshot.size, root.sizeBytes), root.sizeBytes, extent);
   const free = state.vg.freeExtents * extent;
   const curSize = cur ? cur.sizeBytes : 0;
   const tags = [`${TAG_REASON}${reason}`, `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`];

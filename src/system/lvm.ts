@@ -200,3 +200,16 @@ export function lvRenameCommand(vg: string, from: string, to: string): Command {
 export function vgTagCommand(vg: string, op: 'add' | 'del', tag: string): Command {
   return { file: 'vgchange', args: [op === 'add' ? '--addtag' : '--deltag', tag, vg], mutates: true };
 }
+
+/**
+ * The copy-on-write size LVM really allocates for a snapshot of `originBytes` when `wantBytes` is
+ * asked, in whole extents. LVM never gives a snapshot more than it can use ("Reducing COW size ...
+ * down to maximum usable size"): the origin plus 16 bytes of exception table per 4 KiB chunk, plus
+ * a chunk of header. Every space sum (backup rotation, the image job's temporary snapshot) plans
+ * with this, or the sums are wrong.
+ */
+export function snapshotAllocation(wantBytes: number, originBytes: number, extentBytes: number): number {
+  const CHUNK = 4096;
+  const maxCow = originBytes + Math.ceil(originBytes / CHUNK) * 16 + CHUNK;
+  return Math.ceil(Math.min(wantBytes, maxCow) / extentBytes) * extentBytes;
+}
