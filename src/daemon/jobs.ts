@@ -30,6 +30,17 @@ export function imageDue(input: {
 }
 
 /**
+ * Everything chained after the daily backup, in one place: the backup's copy off the box (when
+ * remote copy is configured), then the scheduled image if due (and its copy). Never throws: a
+ * failure is logged, and the backup's own outcome stands.
+ */
+export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: number): Promise<void> {
+  const { copyAfterJob } = await import('../remote/copy.js');
+  await copyAfterJob(ctx, 'backup');
+  await imageAfterBackup({ ...ctx, signal: jobs }, waitMs);
+}
+
+/**
  * The daemon's hook after a daily backup: the scheduled image if due, then a remote copy of it
  * when the config asks for one. Never throws (a failure is logged; the backup's own outcome stands).
  * Returns whether an image was made.
