@@ -118,6 +118,30 @@ export interface RotationInput {
 export function planRotation(input: RotationInput): Plan<CommandStep> {
   const { state, config, reason, now } = input;
   const names = namesOf(config);
+  const { root, cur } = checkRotatable(state, names);
+  const extent = state.vg.extentBytes;
+  const need = snapshotAllocation(resolveSize(config.snapshot.size, root.sizeBytes), root.sizeBytes, extent);
+  const free = state.vg.freeExtents * extent;
+  const capture = config.boot.capture && input.rootIsRunning;
+  const tags = [
+    `${TAG_REASON}${reason}`,
+    `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`,
+    `${TAG_BOOT}${capture ? 'captured' : 'none'}`,
+  ];
+  const notes = [
+    `snapshot size ${formatBytes(need)} (${config.snapshot.size.kind === 'percent' ? `${config.snapshot.size.percent}% of` : 'for'} ${names.root} of ${formatBytes(root.sizeBytes)}); VG ${names.vg} has ${formatBytes(free)} free`,
+  ];
+  const steps: Step[] = [...captureBootSteps(config, names, capture, notes)];
+  const create = (name: string): Step => ({
+    title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
+    command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
+  });
+  steps.push(...rotationSteps({ names, cur, need, free, rotation: config.snapshot.rotation, create, notes }));
+  return { title: `Back up ${names.vg}/${names.root} to ${names.snap} (reason: ${reason})`, notes, steps };
+}
+
+/** What refuses a rotation before anything is planned. */
+function checkRotatable(state: VgState, names: SnapshotNames): { root: LvInfo; cur: LvInfo | undefined } {
   const root = requireRoot(state, names);
   if (root.merging) {
     throw new RefusedError(`a merge of a snapshot into ${names.vg}/${names.root} is pending`, {
@@ -139,29 +163,23 @@ export function planRotation(input: RotationInput): Plan<CommandStep> {
   if (cur && cur.origin !== names.root) {
     throw new RefusedError(`${names.vg}/${names.snap} is a snapshot of ${cur.origin}, not of ${names.root}`);
   }
+  return { root, cur };
+}
 
-  const extent = state.vg.extentBytes;
-  const need = snapshotAllocation(resolveSize(config.snapshot.size, root.sizeBytes), root.sizeBytes, extent);
-  const free = state.vg.freeExtents * extent;
-  const curSize = cur ? cur.sizeBytes : 0;
-  const tags = [`${TAG_REASON}${reason}`, `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`];
-  const capture = config.boot.capture && input.rootIsRunning;
-  tags.push(`${TAG_BOOT}${capture ? 'captured' : 'none'}`);
-
-  const notes = [
-    `snapshot size ${formatBytes(need)} (${config.snapshot.size.kind === 'percent' ? `${config.snapshot.size.percent}% of` : 'for'} ${names.root} of ${formatBytes(root.sizeBytes)}); VG ${names.vg} has ${formatBytes(free)} free`,
-  ];
-  const steps: Step[] = [];
-  if (capture) {
-    const dest = `${config.paths.stateDir}/boot`;
-    notes.push(
-      `${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`,
-    );
-    steps.push({
-      title: `make ${dest}`,
-      command: { file: 'mkdir', args: ['-p', dest], mutates: true },
-    });
-    steps.push({
+/** /boot copied into lv-root before the snapshot, so a restore can put back the matching kernel. */
+function captureBootSteps(config: Config, names: SnapshotNames, capture: boolean, notes: string[]): Step[] {
+  if (!capture) {
+    if (config.boot.capture)
+      notes.push(`${names.root} is not the running root: ${config.boot.dir} is not captured`);
+    return [];
+  }
+  const dest = `${config.paths.stateDir}/boot`;
+  notes.push(
+    `${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`,
+  );
+  return [
+    { title: `make ${dest}`, command: { file: 'mkdir', args: ['-p', dest], mutates: true } },
+    {
       title: `capture ${config.boot.dir} inside ${names.root}`,
       command: {
         file: 'rsync',
@@ -169,51 +187,47 @@ export function planRotation(input: RotationInput): Plan<CommandStep> {
         mutates: true,
         timeoutMs: 600_000,
       },
-    });
-  } else if (config.boot.capture) {
-    notes.push(`${names.root} is not the running root: ${config.boot.dir} is not captured`);
-  }
+    },
+  ];
+}
 
-  const create = (name: string): Step => ({
-    title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
-    command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
-  });
+/** First snapshot, create-first when the VG has room for two, drop-first only when allowed; else refuse. */
+function rotationSteps(o: {
+  names: SnapshotNames;
+  cur: LvInfo | undefined;
+  need: number;
+  free: number;
+  rotation: Config['snapshot']['rotation'];
+  create: (name: string) => Step;
+  notes: string[];
+}): Step[] {
+  const { names, cur, need, free, create, notes } = o;
   const mark = {
     title: 'mark the rotation as started',
     command: vgTagCommand(names.vg, 'add', ROTATING_TAG),
   };
   const unmark = { title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) };
-
+  const dropOld = { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) };
   if (!cur) {
     if (free < need) throw noSpace(names, need, free, null);
     notes.push(`there is no ${names.snap} yet: this is the first restore point`);
-    steps.push(create(names.snap));
-  } else if (free >= need) {
+    return [create(names.snap)];
+  }
+  if (free >= need) {
     notes.push(`the old ${names.snap}${describe(cur)} is removed only after the new one exists`);
-    steps.push(
-      mark,
-      create(names.next),
-      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
-      {
-        title: `rename ${names.next} to ${names.snap}`,
-        command: lvRenameCommand(names.vg, names.next, names.snap),
-      },
-      unmark,
-    );
-  } else if (config.snapshot.rotation === 'auto' && free + curSize >= need) {
+    const rename = {
+      title: `rename ${names.next} to ${names.snap}`,
+      command: lvRenameCommand(names.vg, names.next, names.snap),
+    };
+    return [mark, create(names.next), dropOld, rename, unmark];
+  }
+  if (o.rotation === 'auto' && free + cur.sizeBytes >= need) {
     notes.push(
       `VG ${names.vg} has no room for two snapshots: the old ${names.snap}${describe(cur)} is removed first, and until the new one exists there is no restore point`,
     );
-    steps.push(
-      mark,
-      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
-      create(names.snap),
-      unmark,
-    );
-  } else {
-    throw noSpace(names, need, free, config.snapshot.rotation === 'auto' ? free + curSize : null);
+    return [mark, dropOld, create(names.snap), unmark];
   }
-  return { title: `Back up ${names.vg}/${names.root} to ${names.snap} (reason: ${reason})`, notes, steps };
+  throw noSpace(names, need, free, o.rotation === 'auto' ? free + cur.sizeBytes : null);
 }
 
 function describe(lv: LvInfo): string {
