@@ -42,7 +42,12 @@ export function imageCommand(setup: Setup): CommandModule {
                 describe:
                   'with --hostname: the static IPv4 address (a.b.c.d[/prefix]) of the image, in its /etc/network/interfaces',
               })
-              .option('wait', wait),
+              .option('wait', wait)
+              .option('json', {
+                type: 'boolean',
+                default: false,
+                describe: 'with --dry-run: the plan as JSON',
+              }),
           async (a) => {
             const args = a as unknown as Args;
             const { parseIdentity } = await import('./identity.js');
@@ -53,6 +58,7 @@ export function imageCommand(setup: Setup): CommandModule {
             const outcome = await runImageCreate(ctx, {
               waitMs,
               identity,
+              json: Boolean(args['json']),
               ...(args['source'] ? { source: args['source'] as 'temporary' | 'snap0' } : {}),
             });
             if (outcome) {
@@ -105,12 +111,14 @@ export function imageCommand(setup: Setup): CommandModule {
               .option('host', {
                 type: 'string',
                 describe: "prune another host's images (the host part of their names)",
-              }),
+              })
+              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
           async (a) => {
             const args = a as unknown as Args;
             const ctx = await setup(args);
             const { runImagePrune } = await import('./prune.js');
-            runImagePrune(ctx, {
+            await runImagePrune(ctx, {
+              json: Boolean(args['json']),
               ...(args['keep'] !== undefined ? { keep: Number(args['keep']) } : {}),
               ...(args['host'] ? { kind: String(args['host']) } : {}),
             });

@@ -58,6 +58,25 @@ function unpack(image: string, raw: string): void {
   sh('sh', ['-c', `zstd -d -c -q '${image}' | tar -x -O -f - > '${raw}'`]);
 }
 
+interface JsonStep {
+  title: string;
+  when?: string;
+  argv?: string[];
+  pipeline?: string[][];
+  edit?: string[];
+}
+
+/** The commands a printed plan (--dry-run --json) says will run, as the runner records them. */
+function printedCommands(json: string, part: 'steps' | 'always'): { line: string; when?: string }[] {
+  const plan = JSON.parse(json) as Record<'steps' | 'always', JsonStep[] | undefined>;
+  return (plan[part] ?? [])
+    .filter((s) => !s.edit)
+    .map((s) => ({
+      line: s.pipeline ? s.pipeline.map((a) => a.join(' ')).join(' | ') : s.argv!.join(' '),
+      ...(s.when ? { when: s.when } : {}),
+    }));
+}
+
 describe('image jobs with the real tools', () => {
   let dir: string;
   let cleanup: () => void;
@@ -131,6 +150,7 @@ describe('image jobs with the real tools', () => {
       'lvremove --yes vgroup/snap0-image',
       `tar --sparse -cf - -C ${backupDir} --transform=s,.*,filesystem.raw, ${b}.raw.part | zstd -T0 -q --check -f -o ${backupDir}/${b}.img.zst.part`,
       `zstd -d -c -q ${backupDir}/${b}.img.zst.part | tar -x --sparse -f - -C ${backupDir} --transform=s,.*,${b}.raw.part,`,
+      `e2fsck -f -y ${backupDir}/${b}.raw.part`,
       `e2fsck -f -n ${backupDir}/${b}.raw.part`,
       `debugfs -R stat "/etc/fstab" ${backupDir}/${b}.raw.part`,
     ]);
@@ -288,7 +308,7 @@ describe('image jobs with the real tools', () => {
     });
   });
 
-  it('an orphan inode (a snapshot of a running system): e2fsck -fn objects, the copy is repaired as a restore would, fsck "corrected"', async () => {
+  it('an orphan inode (a snapshot of a running system): the copy is repaired as a restore would, then checked clean, fsck "corrected"', async () => {
     makeExt4(fsFile);
     makeOrphan(fsFile, '/usr/bin/appliance-daemon');
     expect(spawnSync('e2fsck', ['-f', '-n', fsFile]).status).toBe(4);
@@ -296,7 +316,6 @@ describe('image jobs with the real tools', () => {
     const out = await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
     const raw = `${backupDir}/${base(NOW)}.raw.part`;
     expect(t.runner.calls.filter((c) => c.startsWith('e2fsck'))).toEqual([
-      `e2fsck -f -n ${raw}`,
       `e2fsck -f -y ${raw}`,
       `e2fsck -f -n ${raw}`,
     ]);
@@ -448,8 +467,10 @@ describe('image jobs with the real tools', () => {
       waitMs: 0,
       identity: { hostname: 'standby-7', ip: '10.0.2.77' },
     });
+    // The second umount is the plan's `always` part: after a success it finds nothing mounted.
     expect(mounted).toEqual([
       `mount -t ext4 -o nodev,nosuid,noexec /dev/vgroup/snap0-image ${mnt}`,
+      `umount ${mnt}`,
       `umount ${mnt}`,
     ]);
     expect(readFileSync(path.join(mnt, 'etc', 'hostname'), 'utf8')).toBe('standby-7\n');
@@ -464,7 +485,7 @@ describe('image jobs with the real tools', () => {
     const order = t.runner.calls
       .filter((c) => /^(lvcreate|mount|umount|e2image|lvremove)/.test(c))
       .map((c) => c.split(' ')[0]);
-    expect(order).toEqual(['lvcreate', 'mount', 'umount', 'e2image', 'lvremove']);
+    expect(order).toEqual(['lvcreate', 'mount', 'umount', 'e2image', 'lvremove', 'umount']);
 
     // An image whose etc is a symlink to a directory outside it: nothing outside is written.
     const outside = path.join(dir, 'outside-etc');
@@ -511,6 +532,40 @@ describe('image jobs with the real tools', () => {
     expect(existsSync(pidFileOf(t.ctx.config.paths.runDir))).toBe(false);
   });
 
+  it('create --dry-run --json prints the complete plan; a run applies exactly the printed steps', async () => {
+    makeExt4(fsFile);
+    const dry = setup();
+    dry.ctx.dryRun = true;
+    await runImageCreate(dry.ctx, { waitMs: 0, kind: KIND, json: true });
+    const json = dry.ctx.printed.join('\n');
+    const steps = printedCommands(json, 'steps');
+    const always = printedCommands(json, 'always');
+    expect(steps.map((s) => s.line.split(' ')[0])).toEqual([
+      'lvcreate',
+      'blkid',
+      'dumpe2fs',
+      'e2image',
+      'lvremove',
+      'tar',
+      'zstd',
+      'e2fsck',
+      'e2fsck',
+      'debugfs',
+    ]);
+    expect(always.map((s) => s.line)).toEqual(['lvremove --yes vgroup/snap0-image']);
+
+    const t = setup();
+    await runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
+    // Before the first step: the probes that made the plan (read-only).
+    const first = t.runner.calls.indexOf(steps[0]!.line);
+    expect(t.runner.calls.slice(0, first).every((c) => /^(lvs|vgs|blkid|dumpe2fs) /.test(c))).toBe(true);
+    // Then the printed steps, in order; the `always` removal found nothing left (its condition, shown).
+    expect(t.runner.calls.slice(first).filter((c) => !/^(lvs|vgs) /.test(c))).toEqual(
+      steps.map((s) => s.line),
+    );
+    expect(always[0]!.when).toMatch(/^if it is still there/);
+  });
+
   describe('restore', () => {
     const target = () => path.join(dir, 'target-lv-root');
     async function makeImage(): Promise<string> {
@@ -553,6 +608,47 @@ describe('image jobs with the real tools', () => {
         /^image restore done: vgroup\/lv-root now holds zshield-appliance7-/,
       );
     }
+
+    it('restore --dry-run --json prints the complete plan; --yes applies exactly the printed steps', async () => {
+      const image = await makeImage();
+      const dry = targetSetup(48);
+      dry.ctx.dryRun = true;
+      expect(await runImageRestore(dry.ctx, image, { confirm: 'ask', json: true, waitMs: 0 })).toBeNull();
+      const json = dry.ctx.printed.join('\n');
+      expect(JSON.parse(json).title).toMatch(/^Restore vgroup\/lv-root from /);
+      expect(dry.runner.calls.every((c) => /^(lvs|vgs) /.test(c))).toBe(true);
+      const steps = printedCommands(json, 'steps').map((s) => s.line);
+      expect(JSON.parse(json).always.map((s: JsonStep) => s.edit)).toEqual([
+        [image.replace(/\.img\.zst$/, '.raw.part')],
+      ]);
+
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
+      const ran = t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c));
+      // The printed steps, then the post-restore backup (its own plan, shown when it runs).
+      expect(ran.slice(0, steps.length)).toEqual(steps);
+      expect(ran.slice(steps.length)).toEqual([expect.stringMatching(/^lvcreate --snapshot --name snap0 /)]);
+    });
+
+    it('an inactive VG (seen from the golden medium) is activated by the plan, never by a dry run', async () => {
+      const image = await makeImage();
+      writeFileSync(target(), Buffer.alloc(48 * MiB, 0xff));
+      const inactive = () =>
+        setup({
+          lvs: [{ ...ROOT, attr: 'owi---s---', size: 48 * MiB }, SNAP0],
+          devices: { '/dev/vgroup/lv-root': target() },
+        });
+      const dry = inactive();
+      dry.ctx.dryRun = true;
+      await runImageRestore(dry.ctx, image, { confirm: 'ask', waitMs: 0 });
+      expect(dry.ctx.printed[0]).toContain('$ vgchange -ay vgroup');
+      expect(dry.runner.calls.some((c) => c.startsWith('vgchange'))).toBe(false);
+      const t = inactive();
+      zerooutByHand(t, 48);
+      await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))[0]).toBe('vgchange -ay vgroup');
+    });
 
     it('unpacks a sparse copy, then zeroes the LV, writes the blocks in use, checks, grows the file system to the LV, takes a new snap0', async () => {
       const image = await makeImage();
