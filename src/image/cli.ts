@@ -42,7 +42,12 @@ function createCommand(kit: CommandKit): CommandModule {
           describe:
             'with --hostname: the static IPv4 address (a.b.c.d[/prefix]) of the image, in its /etc/network/interfaces',
         })
-        .option('wait', kit.waitOption),
+        .option('wait', kit.waitOption)
+        .option('json', {
+          type: 'boolean',
+          default: false,
+          describe: 'with --dry-run: the plan as JSON',
+        }),
     handler: async (a) => {
       const args = a as unknown as Args;
       const { parseIdentity } = await import('./identity.js');
@@ -53,6 +58,7 @@ function createCommand(kit: CommandKit): CommandModule {
       const outcome = await runImageCreate(ctx, {
         waitMs,
         identity,
+        json: Boolean(args['json']),
         ...(args['source'] ? { source: args['source'] as 'temporary' | 'snap0' } : {}),
       });
       if (outcome) {
@@ -115,12 +121,14 @@ function pruneCommand(kit: CommandKit): CommandModule {
         .option('host', {
           type: 'string',
           describe: "prune another host's images (the host part of their names)",
-        }),
+        })
+        .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
       const { runImagePrune } = await import('./prune.js');
-      runImagePrune(ctx, {
+      await runImagePrune(ctx, {
+        json: Boolean(args['json']),
         ...(args['keep'] !== undefined ? { keep: Number(args['keep']) } : {}),
         ...(args['host'] ? { kind: String(args['host']) } : {}),
       });
