@@ -21,7 +21,7 @@ export function goldenCommand(kit: CommandKit): CommandModule {
           async (argv) => {
             const a = argv as unknown as CommandArgs;
             const ctx = await kit.context(a);
-            const { runGoldenPrepare } = await import('../recovery/run.js');
+            const { runGoldenPrepare } = await import('./run.js');
             await runGoldenPrepare(ctx, {
               confirm: a['yes'] ? 'yes' : 'ask',
               json: Boolean(a['json']),
