@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
-import { UsageError } from '../errors.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
@@ -99,7 +97,7 @@ export function bootCommand(
 }
 
 async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> {
-  const { recoveryRequest } = await import('./cmdline.js');
+  const { readCmdline, recoveryRequest } = await import('./cmdline.js');
   const { resumeInterrupted, runFactoryReset, runRestore } = await import('./run.js');
   const request = recoveryRequest(readCmdline(cmdlineFile));
   const confirm = { confirm: 'countdown' as const };
@@ -114,16 +112,6 @@ async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> 
   const acted = await resumeInterrupted(ctx, confirm);
   if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');
   return acted;
-}
-
-function readCmdline(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(
-      `cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`,
-    );
-  }
 }
 
 async function lvRootIsRunning(ctx: Context): Promise<boolean> {
