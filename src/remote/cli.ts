@@ -52,6 +52,11 @@ export function remoteCommand(kit: CommandKit): CommandModule {
                 type: 'number',
                 describe: 'upload bandwidth cap in KiB/s; wins over remote.bandwidthKiBps',
               })
+              .option('verify-all', {
+                type: 'boolean',
+                default: false,
+                describe: "compare every file already on the remote by SHA-256 (not only this run's share)",
+              })
               .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
           async (a) => {
             const args = a as unknown as Args;
@@ -62,6 +67,7 @@ export function remoteCommand(kit: CommandKit): CommandModule {
             if (json) ctx.out = { print: () => {} };
             const { runRemoteCopy } = await import('./copy.js');
             const report = await runRemoteCopy(ctx, {
+              verifyAll: Boolean(args['verify-all']),
               ...(args['limit'] !== undefined ? { limit: positive('--limit', args['limit'])! } : {}),
               ...(args['bwlimit'] !== undefined
                 ? { bandwidthKiBps: positive('--bwlimit', args['bwlimit'])! }

@@ -74,6 +74,12 @@ export const remoteSchema = z
     retries: z.number().int().min(0).max(20).default(3),
     /** Seconds to wait for the server to answer before calling it unreachable. */
     connectTimeoutSeconds: z.number().int().min(1).max(600).default(20),
+    /**
+     * Files already on the remote are compared with the local ones by SHA-256 (a listing shows
+     * only names and sizes): each run checks the 1/verifyCycle least recently checked, so this many
+     * runs check every file (7: a week of daily copies; 1: all, every run). `--verify-all` checks all.
+     */
+    verifyCycle: z.number().int().min(1).max(366).default(7),
     /** Local directories holding the backup files (not recursive). */
     sources: z.array(absPath).min(1).default(['/diskbackup']),
     /** Which daemon jobs are followed by a copy (when enabled). */
