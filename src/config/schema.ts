@@ -46,7 +46,7 @@ export const configSchema = z
           .describe("the root file system's logical volume: the only one snapshotted and restored"),
         snapshot: lvmName
           .default('snap0')
-          .describe('the restore point, a snapshot of rootLv (a rotation makes <name>-next beside it)'),
+          .describe('the restore point, a snapshot of rootLv (a rotation makes `<name>-next` beside it)'),
       })
       .strict()
       .prefault({}),

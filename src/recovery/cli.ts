@@ -14,7 +14,7 @@ export function recoverCommand(kit: CommandKit): CommandModule {
       y
         .command(
           'factory',
-          'factory reset: rebuild the system disk from the golden root (erases it)',
+          'factory reset, what "Recover to factory default" does: rebuild the system disk from the golden root (erases it)',
           (yy: Argv) =>
             yy
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
@@ -36,7 +36,7 @@ export function recoverCommand(kit: CommandKit): CommandModule {
         )
         .command(
           'latest',
-          'restore the latest backup: merge snap0 into lv-root, put /boot back, take a new snap0',
+          'restore the latest backup, what "Recover to latest backup" does: merge snap0 into lv-root, put /boot back, take a new snap0',
           (yy: Argv) =>
             yy
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: roll lv-root back' })
