@@ -42,7 +42,7 @@ export class TransientRemoteError extends RemoteError {
 export interface RemoteSpace {
   /** Bytes an unprivileged user may still write. */
   availableBytes: number;
-  /** Files (inodes) an unprivileged user may still create. */
+  /** Files (inodes) an unprivileged user may still create (Infinity where they are not counted). */
   availableFiles: number;
 }
 
@@ -202,12 +202,14 @@ export class RemoteSession {
    * not offer it (other SFTP servers), so callers go on without the check rather than refuse.
    */
   async space(dir: string): Promise<RemoteSpace | null> {
-    type Info = { f_frsize: number | bigint; f_bavail: number | bigint; f_favail: number | bigint };
+    type N = number | bigint;
+    type Info = { f_frsize: N; f_bavail: N; f_files: N; f_favail: N };
     try {
       const info = await this.call<Info>(`statvfs ${dir}`, (cb) => this.sftp.ext_openssh_statvfs(dir, cb));
       return {
         availableBytes: Number(info.f_frsize) * Number(info.f_bavail),
-        availableFiles: Number(info.f_favail),
+        // File systems that make inodes as needed (btrfs) report 0 of 0: no limit, not none left.
+        availableFiles: Number(info.f_files) > 0 ? Number(info.f_favail) : Number.POSITIVE_INFINITY,
       };
     } catch (err) {
       if (this.closed || this.lost) throw err;
