@@ -30,6 +30,7 @@ export const GLOBAL_OPTIONS = {
 
 export const WAIT_OPTION = {
   type: 'number',
+  requiresArg: true,
   default: 0,
   describe: 'seconds to wait for another zshield holding the LVM lock',
 } as const satisfies Options;

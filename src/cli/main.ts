@@ -86,21 +86,24 @@ function cliParser(args: string[], commands: CommandModule[]): Argv {
       // is a usage error like its plain messages.
       if (err instanceof Error && err.name !== 'YError') throw err;
       // yargs spreads some messages over lines ("Invalid values:\n  Argument: ..."): errors are one line.
-      const oneLine = (msg ?? 'invalid command line').replace(/\s*\n\s*/g, ' ').trim();
+      const oneLine = (msg ?? 'invalid command line')
+        .replace(/\s*\n\s*/g, ' ')
+        .replace(/^Not enough arguments following: (\S+)$/, 'option --$1 needs a value')
+        .trim();
       throw new UsageError(oneLine, { hint: 'see zshield --help' });
     });
 }
 
 /**
  * An option given twice is refused rather than joined into a list (`--reason a --reason b` would
- * become the tag value "a,b", which LVM refuses) or silently resolved. `--config` with no file
- * name is refused here too, before anything reads "".
+ * become the tag value "a,b", which LVM refuses) or silently resolved. An empty value (`--config ''`,
+ * `--target=`) is refused too, before anything reads "" as a file name or as "not given".
  */
 function oneValueEach(a: Record<string, unknown>): true | string {
-  if (a['config'] === '') return 'option --config needs a file name';
-  const repeated = Object.keys(a).find(
-    (k) => k !== '_' && k.length > 1 && !/[A-Z]/.test(k) && Array.isArray(a[k]),
-  );
+  const named = Object.keys(a).filter((k) => k !== '_' && k !== '$0' && k.length > 1 && !/[A-Z]/.test(k));
+  const empty = named.find((k) => a[k] === '');
+  if (empty) return `option --${empty} needs a value`;
+  const repeated = named.find((k) => Array.isArray(a[k]));
   return repeated ? `option --${repeated} was given more than once: give it once` : true;
 }
 

@@ -13,6 +13,7 @@ export function goldenCommand(kit: CommandKit): CommandModule {
           (yy: Argv) =>
             yy
               .option('target', {
+                requiresArg: true,
                 type: 'string',
                 describe: 'serial or WWN of the medium (else disks.golden.serial)',
               })

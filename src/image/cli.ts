@@ -29,15 +29,18 @@ function createCommand(kit: CommandKit): CommandModule {
     builder: (y: Argv) =>
       y
         .option('source', {
+          requiresArg: true,
           choices: ['temporary', 'snap0'],
           describe: 'read a temporary snapshot made for the job, or snap0 (wins over image.source)',
         })
         .option('hostname', {
+          requiresArg: true,
           type: 'string',
           describe:
             "give the image another host name (a standby brought up beside this box); written into the job's own snapshot, never into lv-root or snap0",
         })
         .option('ip', {
+          requiresArg: true,
           type: 'string',
           describe:
             'with --hostname: the static IPv4 address (a.b.c.d[/prefix]) of the image, in its /etc/network/interfaces',
@@ -117,8 +120,13 @@ function pruneCommand(kit: CommandKit): CommandModule {
       "keep the newest N images of this host in image.dir; delete the older ones (only zshield's own files)",
     builder: (y: Argv) =>
       y
-        .option('keep', { type: 'number', describe: 'images to keep (wins over image.keep)' })
+        .option('keep', {
+          requiresArg: true,
+          type: 'number',
+          describe: 'images to keep (wins over image.keep)',
+        })
         .option('host', {
+          requiresArg: true,
           type: 'string',
           describe: "prune another host's images (the host part of their names)",
         })

@@ -19,6 +19,7 @@ export function recoverCommand(kit: CommandKit): CommandModule {
             yy
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
               .option('target', {
+                requiresArg: true,
                 type: 'string',
                 describe: 'serial or WWN of the system disk (overrides the config)',
               })
@@ -68,6 +69,7 @@ export function bootCommand(
     builder: (y: Argv) =>
       y
         .option('cmdline-file', {
+          requiresArg: true,
           type: 'string',
           default: '/proc/cmdline',
           describe: 'where to read the kernel command line',

@@ -45,10 +45,12 @@ export function remoteCommand(kit: CommandKit): CommandModule {
           (yy: Argv) =>
             yy
               .option('limit', {
+                requiresArg: true,
                 type: 'number',
                 describe: 'backups of each kind to keep; wins over remote.limit in the config (default 5)',
               })
               .option('bwlimit', {
+                requiresArg: true,
                 type: 'number',
                 describe: 'upload bandwidth cap in KiB/s; wins over remote.bandwidthKiBps',
               })
@@ -81,6 +83,7 @@ export function remoteCommand(kit: CommandKit): CommandModule {
           "show the remote host's key fingerprint and pin it in the config once you confirm it",
           (yy: Argv) =>
             yy.option('fingerprint', {
+              requiresArg: true,
               type: 'string',
               describe:
                 'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',

@@ -15,6 +15,7 @@ export function backupCommand(kit: CommandKit, opts: { defaultReason: Reason }):
     builder: (y: Argv) =>
       y
         .option('reason', {
+          requiresArg: true,
           choices: REASONS as unknown as string[],
           default: opts.defaultReason,
           describe: 'why: recorded on the snapshot (zshield_backup uses pre-upgrade); give it once',

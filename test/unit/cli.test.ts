@@ -463,9 +463,12 @@ describe('issue 13: what zshield says is true', () => {
     expect(run(['remote', 'copy', '-c', b.config], { env: b.env }).stdout).toBe('');
   });
 
-  it('--config with no value is a usage error', () => {
-    expectUsageError(run(['config', 'check', '--config']), /config/);
-    expectUsageError(run(['config', 'show', '--config', '']), /^zshield: option --config needs a file name$/);
+  it('--config (or any option taking a value) with no value is a usage error', () => {
+    expectUsageError(run(['config', 'check', '--config']), /^zshield: option --config needs a value$/);
+    // Any option that takes a value: none is not "not given".
+    expectUsageError(run(['backup', '--wait']), /^zshield: option --wait needs a value$/);
+    expectUsageError(run(['recover', 'factory', '--target=']), /^zshield: option --target needs a value$/);
+    expectUsageError(run(['config', 'show', '--config', '']), /^zshield: option --config needs a value$/);
   });
 
   it('--wait on a held lock: the hint does not ask for the --wait that was given', async () => {
