@@ -21,7 +21,7 @@ import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
-import { ARCHIVE_MEMBER, hostKind, listImages, planPrune, sumFileText, sha256File } from './files.js';
+import { hostKind, listImages, planPrune, sumFileText } from './files.js';
 import type { Identity } from './identity.js';
 import { writeIdentity } from './identity-write.js';
 import { claimImageJob } from './job.js';
@@ -280,7 +280,8 @@ class AttemptState {
   private async finish(): Promise<void> {
     const plan = this.plan!;
     const fs = checkedFacts(plan.source.device, plan.findings.blkid, plan.findings.dumpe2fs);
-    const content = judgeContent(this.ctx, plan.verify, plan.paths.rawPart);
+    const copy = plan.verify.unpack ? plan.paths.rawPart : null;
+    const content = judgeContent(this.ctx, plan.verify, copy, fs.sizeBytes);
     if (content.rawBytes !== fs.sizeBytes) {
       throw new VerifyError(
         `image verification failed: it unpacks to ${content.rawBytes} bytes, the file system has ${fs.sizeBytes}`,
@@ -288,8 +289,11 @@ class AttemptState {
     }
     fsyncFile(plan.paths.imagePart);
     const imageBytes = statSync(plan.paths.imagePart).size;
-    this.ctx.log.info(`image: written ${formatBytes(imageBytes)}; computing its SHA-256`);
-    const sha256 = await sha256File(plan.paths.imagePart, this.ctx.signal);
+    // The hash of the bytes as tee wrote them; from snap0 the image was also unpacked and checked.
+    const sha256 = plan.findings.sha256;
+    if (!/^[0-9a-f]{64}$/.test(sha256))
+      throw new VerifyError('image: sha256sum gave no checksum of the image');
+    this.ctx.log.info(`image: written ${formatBytes(imageBytes)}, SHA-256 ${sha256}`);
     const manifest = manifestOf(this.ctx, plan, this.o, { fs, content, sha256, imageBytes, t0: this.t0 });
     writeDurable(plan.paths.sumPart, sumFileText(sha256, manifest.image));
     writeDurable(plan.paths.manifestPart, `${JSON.stringify(manifest, null, 2)}\n`);
@@ -323,10 +327,11 @@ function manifestOf(
     compression: {
       format: 'zstd',
       // The options that shape the file (not where this run wrote it).
-      command: argvOf(zstd).filter((a, i, all) => a !== '-f' && a !== '-o' && all[i - 1] !== '-o'),
+      command: argvOf(zstd).filter((a, i, all) => !['-f', '-c', '-o'].includes(a) && all[i - 1] !== '-o'),
       frameChecksum: zstd.args.includes('--check'),
     },
-    archive: { format: 'tar-sparse', member: ARCHIVE_MEMBER },
+    // The raw file system, compressed (e2image's stream): no tar around it.
+    archive: null,
     identity: plan.identity,
     sizes: { imageBytes: r.imageBytes, rawBytes: r.content.rawBytes },
     checksums: { sha256: r.sha256 },

@@ -15,10 +15,10 @@ import {
   snapshotCreateCommand,
 } from '../system/lvm.js';
 import type { Pipeline } from '../system/pipeline.js';
-import { ARCHIVE_MEMBER, type ImagePaths, imagePaths } from './files.js';
+import { type ImagePaths, imagePaths } from './files.js';
 import type { Identity } from './identity.js';
 import { blkidCommand, dumpe2fsCommand, type FsFacts } from './manifest.js';
-import { type VerifySteps, planVerify, verifySteps } from './plan-verify.js';
+import { type VerifySteps, fsCheckSteps, planVerify, verifySteps } from './plan-verify.js';
 
 /** The LV name of the image job's own snapshot of lv-root. Nothing else in zshield touches it. */
 export const tempSnapshotName = (config: Config) => `${config.lvm.snapshot}-image`;
@@ -64,6 +64,8 @@ export interface CreateActions {
 export interface CreateFindings {
   blkid: string;
   dumpe2fs: string;
+  /** sha256sum of the image's bytes as tee wrote them. */
+  sha256: string;
   /** The temporary snapshot was found invalid (it overflowed) when its removal was considered. */
   snapshotOverflowed: boolean;
 }
@@ -124,11 +126,11 @@ export function planCreate(input: CreateInput, actions: CreateActions = noAction
   const { source } = picked;
   const paths = imagePaths(config.image.dir, input.kind, source.time);
   const space = spaceOf(input);
-  const findings: CreateFindings = { blkid: '', dumpe2fs: '', snapshotOverflowed: false };
+  const findings: CreateFindings = { blkid: '', dumpe2fs: '', sha256: '', snapshotOverflowed: false };
   const identity = input.identity ?? null;
   const id = identity || picked.leftover.length ? identitySteps(input, source, identity, actions) : null;
   const copy = copySteps(input, source, paths, findings);
-  const verify = planVerify(paths.imagePart, paths.rawPart, config.image.mustContain, true, input.signal);
+  const verify = verifyOf(input, source, paths);
   const names = namesOf(config);
   const unlock = (why: string) => unlockStep(input, why, actions);
   const temp = picked.temporary;
@@ -140,19 +142,16 @@ export function planCreate(input: CreateInput, actions: CreateActions = noAction
       ? [temp.create, unlock("the copy reads the job's own snapshot, which no other job touches")]
       : []),
     ...(id && identity ? id.steps : []),
+    // The job's own snapshot is checked (and repaired, as a restore would) before it is read;
+    // snap0 is never written, so its image is checked by unpacking it after.
+    ...(temp ? verifySteps(verify) : []),
     ...copy.read,
+    copy.image,
     ...(temp
       ? [removeTemp(false), unlock('nothing after this changes LVM')]
-      : [unlock(`${names.snap} has been read: a backup may replace it now`)]),
-    copy.compress,
-    removeStep(
-      'remove the sparse copy (the verification unpacks the image itself)',
-      [paths.rawPart],
-      actions,
-    ),
-    ...verifySteps(verify),
+      : [unlock(`${names.snap} has been read: a backup may replace it now`), ...verifySteps(verify)]),
     {
-      title: `write the image's SHA-256 and its manifest (after judging what the verification found)`,
+      title: `write the image's SHA-256 and its manifest (after judging what the checks found)`,
       edit: { files: [paths.sumPart, paths.manifestPart], apply: () => actions.finish() },
     },
     {
@@ -185,9 +184,25 @@ export function planCreate(input: CreateInput, actions: CreateActions = noAction
     paths,
     needBytes: space.needBytes,
     identity,
-    compressor: copy.compress.pipeline.stages.at(-1)!,
+    compressor: copy.image.pipeline.stages[1]!,
     verify,
     findings,
+  };
+}
+
+/**
+ * What proves the image good. From the job's own temporary snapshot: e2fsck -fy of the snapshot
+ * before it is read (so the image holds a consistent file system, as a restore would make it),
+ * debugfs for the paths a system has; the written stream is hashed as it is written and zstd
+ * checksums every frame. From snap0 (never written): the image is unpacked to a sparse copy and
+ * that is checked, as before.
+ */
+function verifyOf(input: CreateInput, source: SourceInfo, paths: ImagePaths): VerifySteps {
+  const must = input.config.image.mustContain;
+  if (source.kind === 'snap0') return planVerify(paths.imagePart, paths.rawPart, must, false, input.signal);
+  return {
+    unpack: null,
+    ...fsCheckSteps(source.device, `${source.snapshot} (the job's own snapshot)`, must, false),
   };
 }
 
@@ -337,10 +352,12 @@ function ownSnapshotRemove(vg: string, name: string, lv: LvInfo, root: string) {
 function spaceOf(input: CreateInput): { needBytes: number; notes: string[] } {
   const { fs, config } = input;
   const imageBound = Math.ceil(fs.usedBytes * IMAGE_SPACE_FACTOR);
-  const needBytes = imageBound + fs.usedBytes;
+  // Only an image of snap0 is checked by unpacking it to a sparse copy beside it.
+  const copy = input.source === 'snap0' ? fs.usedBytes : 0;
+  const needBytes = imageBound + copy;
   const notes = [
-    `${fs.type} file system of ${formatBytes(fs.sizeBytes)} with ${formatBytes(fs.usedBytes)} in use: e2image copies only the blocks in use`,
-    `space in ${config.image.dir}: the image's size is not known before it is written, so up to ${formatBytes(imageBound)} (the data plus a tenth) is counted for it, and ${formatBytes(fs.usedBytes)} for the sparse copy its verification unpacks; ${formatBytes(input.freeBytes)} free`,
+    `${fs.type} file system of ${formatBytes(fs.sizeBytes)} with ${formatBytes(fs.usedBytes)} in use: e2image reads only the blocks in use`,
+    `space in ${config.image.dir}: the image's size is not known before it is written, so up to ${formatBytes(imageBound)} (the data plus a tenth) is counted for it${copy ? `, and ${formatBytes(copy)} for the sparse copy its verification unpacks` : ''}; ${formatBytes(input.freeBytes)} free`,
   ];
   if (input.freeBytes < needBytes) {
     throw new RefusedError(
@@ -438,10 +455,11 @@ function identitySteps(
 }
 
 /**
- * e2image writes only the blocks in use when its output is a file (it seeks over the rest), but
- * to a pipe it must write every byte of the file system, zeros included: a nearly empty 100 GB LV
- * would be 100 GB through zstd. So the raw copy goes to a sparse file first, and tar --sparse
- * (which finds the holes with SEEK_HOLE) carries only the data into zstd.
+ * One pass over the data: e2image reads only the blocks in use and gives the file system's raw
+ * bytes on stdout (holes as zeros, which zstd squeezes at memory speed), zstd compresses with a
+ * checksum in every frame, tee writes the image and sha256sum hashes exactly the bytes written.
+ * (An earlier layout wrote a sparse copy first and archived it with tar --sparse: the data was
+ * written and read twice, 3x the plain tools on a nearly full root.)
  */
 function copySteps(input: CreateInput, source: SourceInfo, paths: ImagePaths, findings: CreateFindings) {
   const sig = input.signal ? { signal: input.signal } : {};
@@ -467,40 +485,30 @@ function copySteps(input: CreateInput, source: SourceInfo, paths: ImagePaths, fi
         },
       },
     },
-    {
-      title: `copy the file system's blocks in use from ${source.snapshot} to a sparse file, ${paths.rawPart}`,
-      progress: progressParsers.e2image,
-      pipeline: {
-        // -r raw image, -a with file data, -p progress (on stderr).
-        stages: [{ file: 'e2image', args: ['-ra', '-p', source.device, paths.rawPart], mutates: true }],
-        mutates: true,
-        ...sig,
-      },
-    },
   ];
-  const compress = {
-    title: `compress its data (not its holes) to ${paths.imagePart}`,
+  const image = {
+    title: `image the file system of ${source.snapshot} (its blocks in use), compressed, to ${paths.imagePart}, hashing the bytes as they are written`,
+    progress: progressParsers.e2image,
     pipeline: {
       stages: [
-        {
-          file: 'tar',
-          args: [
-            '--sparse',
-            '-cf',
-            '-',
-            '-C',
-            paths.dir,
-            `--transform=s,.*,${ARCHIVE_MEMBER},`,
-            path.basename(paths.rawPart),
-          ],
-          mutates: false,
-        },
+        // -r raw image, -a with file data, -p progress (on stderr), - to stdout.
+        { file: 'e2image', args: ['-ra', '-p', source.device, '-'], mutates: false },
         // --check: zstd's checksum of the content in every frame, checked by every decompression.
-        { file: 'zstd', args: ['-T0', '-q', '--check', '-f', '-o', paths.imagePart], mutates: true },
+        { file: 'zstd', args: ['-T0', '-q', '--check', '-c'], mutates: false },
+        { file: 'tee', args: [paths.imagePart], mutates: true },
+        {
+          file: 'sha256sum',
+          args: [],
+          mutates: false,
+          onLine: (l, s) => {
+            const m = /^([0-9a-f]{64})\s/.exec(l);
+            if (s === 'stdout' && m) findings.sha256 = m[1]!;
+          },
+        },
       ],
       mutates: true,
       ...sig,
     } satisfies Pipeline,
   };
-  return { read, compress };
+  return { read, image };
 }

@@ -170,8 +170,11 @@ function writeStep(input: RestoreInput, device: string, notes: string[]): Step {
       },
     };
   }
+  const root = namesOf(input.config).root;
   notes.push(
-    `no room for an unpacked copy in ${paths.dir} (needs ${formatBytes(unpackRoom(manifest))}, or it is read-only): the image is streamed into ${namesOf(input.config).root}, which passes all of its ${formatBytes(manifest.filesystem.sizeBytes)} through the pipes`,
+    manifest.archive
+      ? `no room for an unpacked copy in ${paths.dir} (needs ${formatBytes(unpackRoom(manifest))}, or it is read-only): the image is streamed into ${root}, which passes all of its ${formatBytes(manifest.filesystem.sizeBytes)} through the pipes`
+      : `the image is streamed into ${root} (one pass: zstd checks every frame, dd writes only the blocks that are not zeros); its SHA-256 was checked against ${paths.sum} before anything was written`,
   );
   return {
     title: `write the image's data into ${device}`,

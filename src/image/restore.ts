@@ -78,7 +78,9 @@ export async function runImageRestore(
       config: ctx.config,
       paths,
       manifest,
-      unpackTo: roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
+      // An image of the raw layout streams straight into the zeroed LV (dd skips its zeros); one
+      // of the tar layout (made before) is unpacked beside it first where there is room.
+      unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
     });
     const run = await runPlan(ctx, plan, {

@@ -3,14 +3,14 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { CommandError, NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
-import type { Plan } from '../plan/plan.js';
+import { type Plan, isCommand, isPipeline } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { argvOf } from '../system/command.js';
 import { requireTools } from '../system/tools.js';
 import { type ImagePaths, parseSumFile, pathsOfImageFile, sha256File } from './files.js';
 import { claimImageJob } from './job.js';
 import { type Manifest, readManifest } from './manifest.js';
-import { type VerifySteps, planVerify, verifySteps } from './plan-verify.js';
+import { type FsCheckSteps, type VerifySteps, planVerify, verifySteps } from './plan-verify.js';
 import { freeBytesAt } from './space.js';
 
 export interface ContentCheck {
@@ -21,13 +21,14 @@ export interface ContentCheck {
 }
 
 /** A failed verification step is the image's fault: a VerifyError (trying again may give a good one). */
-export function asVerifyError(err: unknown, steps: VerifySteps): unknown {
+export function asVerifyError(err: unknown, steps: VerifySteps | null): unknown {
+  if (!steps) return err;
   if (!(err instanceof CommandError)) return err;
   const argv = err.argv.join(' ');
   const ours = verifySteps(steps).some((s) =>
-    'pipeline' in s
+    isPipeline(s)
       ? s.pipeline.stages.some((c) => argvOf(c).join(' ') === argv)
-      : argvOf(s.command).join(' ') === argv,
+      : isCommand(s) && argvOf(s.command).join(' ') === argv,
   );
   if (!ours) return err;
   if (err.argv[0] === 'e2fsck' && err.argv.includes('-y'))
@@ -41,8 +42,14 @@ export function asVerifyError(err: unknown, steps: VerifySteps): unknown {
  * What the verification steps found, judged: the copy's size, whether e2fsck had to repair it (as
  * a restore would), and that it holds the paths a system has. Call before the copy is removed.
  */
-export function judgeContent(ctx: Pick<Context, 'log'>, steps: VerifySteps, raw: string): ContentCheck {
-  const rawBytes = statSync(raw).size;
+export function judgeContent(
+  ctx: Pick<Context, 'log'>,
+  steps: FsCheckSteps,
+  raw: string | null,
+  fsBytes: number,
+): ContentCheck {
+  // Checked where it is (the job's own snapshot): e2image's raw output is the file system's size.
+  const rawBytes = raw === null ? fsBytes : statSync(raw).size;
   const fsck: ContentCheck['fsck'] = steps.findings.fsckModified ? 'corrected' : 'clean';
   if (fsck === 'corrected') {
     ctx.log.warn(
@@ -69,7 +76,7 @@ export async function checkContent(ctx: Context, steps: VerifySteps, raw: string
   };
   try {
     await runPlan(ctx, plan, { confirm: 'none', show: 'none' });
-    return judgeContent(ctx, steps, raw);
+    return judgeContent(ctx, steps, raw, 0);
   } catch (err) {
     throw asVerifyError(err, steps);
   } finally {

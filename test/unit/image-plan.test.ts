@@ -70,25 +70,21 @@ const argvs = (plan: Pick<Plan, 'steps'>) =>
   );
 
 describe('planCreate', () => {
-  it('temporary: snapshot, e2image to a sparse file, snapshot removed, tar --sparse | zstd, then the verification of the written file', async () => {
+  it('temporary: snapshot, its check, one pass e2image | zstd | tee | sha256sum, snapshot removed', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]) }));
     const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
-    const raw = 'zshield-appliance7-20260301T031000Z.raw.part';
     expect(argvs(plan)).toEqual([
       `lvcreate --snapshot --name snap0-image --size ${2 * GiB}b --addtag zshield_reason=image --addtag zshield_time=${epoch(NOW)} vgroup/lv-root`,
       '(zshield writes /run/zshield/lvm.lock)',
+      // The job's own snapshot is checked (and repaired as a restore would) before it is read.
+      'e2fsck -f -y /dev/vgroup/snap0-image',
+      'debugfs -R stat "/etc/fstab" /dev/vgroup/snap0-image',
       'blkid -p -o export /dev/vgroup/snap0-image',
       'dumpe2fs -h /dev/vgroup/snap0-image',
-      // Never to a pipe: e2image writes every byte of the file system there, zeros included.
-      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
+      // One pass: read the blocks in use, compress, write, hash what is written.
+      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -c | tee ${base}.img.zst.part | sha256sum`,
       'lvremove --yes vgroup/snap0-image',
       '(zshield writes /run/zshield/lvm.lock)',
-      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, ${raw} | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
-      `(zshield writes ${base}.raw.part)`,
-      `zstd -d -c -q ${base}.img.zst.part | tar -x --sparse -f - -C /diskbackup --transform=s,.*,${raw},`,
-      `e2fsck -f -y ${base}.raw.part`,
-      `e2fsck -f -n ${base}.raw.part`,
-      `debugfs -R stat "/etc/fstab" ${base}.raw.part`,
       `(zshield writes ${base}.sha256.part, ${base}.manifest.json.part)`,
       `(zshield writes ${base}.sha256, ${base}.manifest.json, ${base}.img.zst)`,
     ]);
@@ -107,13 +103,13 @@ describe('planCreate', () => {
     });
     const remove = plan.steps.find((s) => 'command' in s && s.command.file === 'lvremove');
     expect(remove && 'command' in remove && remove.command.runsAfterAbort).toBe(true);
-    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1) + 3 * GiB);
+    // No unpacked copy: only the image's bound is needed.
+    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1));
     expect(toolsOf(plan)).toEqual(
       expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
     );
     const text = formatPlan(plan);
-    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
-    expect(text).toContain('| zstd -T0 -q --check -f -o');
+    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -c | tee `);
     expect(text).toContain('note: space in /diskbackup: the image');
     expect(text).toContain('always, at the end (also after a failure):');
     expect(JSON.stringify(planToJson(plan))).toContain('"pipeline":[["e2image"');
@@ -140,9 +136,18 @@ describe('planCreate', () => {
   it('snap0: reads the restore point as it is, named by its time; no snapshot made', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]), source: 'snap0' }));
     expect(argvs(plan).some((l) => /^lv(create|remove)/.test(l))).toBe(false);
-    expect(argvs(plan)[2]).toBe(
-      'e2image -ra -p /dev/vgroup/snap0 /diskbackup/zshield-appliance7-20260301T030004Z.raw.part',
-    );
+    const b = '/diskbackup/zshield-appliance7-20260301T030004Z';
+    // snap0 is never written: it is read as it is, then the image is unpacked to a copy and checked.
+    expect(argvs(plan).slice(2)).toEqual([
+      `e2image -ra -p /dev/vgroup/snap0 - | zstd -T0 -q --check -c | tee ${b}.img.zst.part | sha256sum`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      `zstd -d -q -f --sparse -o ${b}.raw.part ${b}.img.zst.part`,
+      `e2fsck -f -y ${b}.raw.part`,
+      `e2fsck -f -n ${b}.raw.part`,
+      `debugfs -R stat "/etc/fstab" ${b}.raw.part`,
+      `(zshield writes ${b}.sha256.part, ${b}.manifest.json.part)`,
+      `(zshield writes ${b}.sha256, ${b}.manifest.json, ${b}.img.zst)`,
+    ]);
     expect(plan.source).toMatchObject({ kind: 'snap0', time: SNAP_TIME, reason: 'daily' });
     expect(plan.notes.join('\n')).toContain('the LVM lock is held while it is read');
   });
@@ -201,7 +206,12 @@ describe('planCreate', () => {
       /not enough space in VG vgroup for the image's temporary snapshot/,
     );
     await refuse(
-      input({ state: await state([ROOT]), freeBytes: 6 * GiB }),
+      input({ state: await state([ROOT]), freeBytes: 3 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 3\.3 GiB, 3\.0 GiB free$/,
+    );
+    // From snap0 the verification's unpacked copy needs room too.
+    await refuse(
+      input({ state: await state([ROOT, SNAP0]), source: 'snap0', freeBytes: 6 * GiB }),
       /^not enough space in \/diskbackup for an image: need 6\.3 GiB, 6\.0 GiB free$/,
     );
     await refuse(
@@ -304,7 +314,7 @@ describe('planRestore', () => {
     );
     const unpacked = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: '/r' });
     expect(argvs(unpacked)[0]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
-    expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
+    expect(planVerify(paths.image, '/r', [], false).unpack!.pipeline.stages.map((c) => c.file)).toEqual([
       'zstd',
     ]);
   });
