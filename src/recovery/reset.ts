@@ -12,6 +12,7 @@ import { planFactoryReset } from './factory.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { unmountIfMounted } from './restore.js';
+import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface FactoryOptions extends ConfirmOptions {
   target?: string;
@@ -93,6 +94,7 @@ export async function runFactoryReset(
     ctx.out.print(
       `factory reset done in ${Math.round((ctx.clock.now().getTime() - started.getTime()) / 1000)} s`,
     );
+    await refreshBootMenu(ctx, { pairGolden: true }); // and the golden menu reads it from this disk
   } finally {
     await lock?.release();
   }

@@ -19,6 +19,7 @@ import {
   restoreLabelOf,
   restoreOfTag,
 } from './restore.js';
+import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface RestoreProbe {
   /** null: there is no such VG. */
@@ -142,6 +143,7 @@ export async function runRestore(ctx: Context, opts: ConfirmOptions): Promise<vo
     const at = plan.restorePoint?.toISOString() ?? 'the backup';
     ctx.out.print(`restore done: ${n.root} is back at ${at}; a new ${n.snap} was taken`);
   } finally {
+    await refreshBootMenu(ctx); // done, deferred (none available until merged) or failed
     await lock?.release();
   }
 }

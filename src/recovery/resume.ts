@@ -13,6 +13,7 @@ import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
 import { RESTORE_TAG, afterMerge, restoreLabelOf, vgActivateCommand } from './restore.js';
 import { type RestoreProbe, probeRestore, repaired } from './restore-run.js';
+import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface ResumePlan extends Plan {
   /** The merge had not started and lv-root is in use: it starts at the next boot. */
@@ -109,6 +110,7 @@ export async function resumeInterrupted(
         : `restore done: ${n.root} is back at ${at}; a new ${n.snap} was taken`,
     );
   } finally {
+    await refreshBootMenu(ctx);
     await lock?.release();
   }
   return 'restore';
