@@ -1,14 +1,13 @@
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import type { Context } from '../context.js';
+import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, UsageError, VerifyError } from '../errors.js';
-import type { Setup, SetupArgs } from '../remote/cli.js';
 import type { TargetRequest } from './target.js';
 
 // The implementations are loaded when a clone or golden image command runs.
 
-type Args = SetupArgs & Record<string, unknown>;
+type Args = CommandArgs;
 
 function whole(name: string, v: unknown, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -44,7 +43,7 @@ function signingKeyFile(ctx: Context, a: Args): string {
 }
 
 /** `zshield golden image ...`: the golden image as a signed, released artefact. */
-export function goldenImageCommand(setup: Setup): CommandModule {
+export function goldenImageCommand(kit: CommandKit): CommandModule {
   return {
     command: 'image',
     describe: 'golden images as released artefacts: make (zstd, signed manifest), verify, write',
@@ -76,7 +75,7 @@ export function goldenImageCommand(setup: Setup): CommandModule {
               .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             const { loadSigningKey } = await import('../system/signing.js');
             const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
             const key = await loadSigningKey(signingKeyFile(ctx, args));
@@ -103,7 +102,7 @@ export function goldenImageCommand(setup: Setup): CommandModule {
           (yy: Argv) => yy.positional('image', { type: 'string' }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
             const r = await verifyGoldenImage(String(args['image']), ctx.config.clone.trustedKeys);
             if (r.badChunks.length > 0) {
@@ -122,7 +121,7 @@ export function goldenImageCommand(setup: Setup): CommandModule {
           (yy: Argv) => targetOptions(yy.positional('image', { type: 'string' })),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             const { runGoldenWrite } = await import('./write.js');
             const r = await runGoldenWrite(ctx, {
               image: String(args['image']),
@@ -138,7 +137,7 @@ export function goldenImageCommand(setup: Setup): CommandModule {
           (yy: Argv) => yy.positional('file', { type: 'string' }),
           async (a) => {
             const args = a as unknown as Args;
-            await setup(args);
+            await kit.context(args);
             const { writeNewSigningKey } = await import('../system/signing.js');
             const key = await writeNewSigningKey(String(args['file']), { writePublic: true });
             process.stdout.write(`${key.publicText}\n`);
@@ -150,7 +149,7 @@ export function goldenImageCommand(setup: Setup): CommandModule {
 }
 
 /** `zshield clone send|receive`: multicast cloning over udpcast. */
-export function cloneCommand(setup: Setup): CommandModule {
+export function cloneCommand(kit: CommandKit): CommandModule {
   return {
     command: 'clone',
     describe:
@@ -188,7 +187,7 @@ export function cloneCommand(setup: Setup): CommandModule {
               }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             if (args['power']) {
               const { runPowerCommands } = await import('./power.js');
               await runPowerCommands(ctx);
@@ -233,7 +232,7 @@ export function cloneCommand(setup: Setup): CommandModule {
               .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             if (!ctx.dryRun && !args['yes']) {
               throw new UsageError(
                 'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
