@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -7,6 +8,7 @@ import {
   readFileSync,
   readSync,
   rmSync,
+  truncateSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -126,14 +128,29 @@ afterEach(async () => {
   procs.length = 0;
 });
 
+const loops: string[] = [];
+
+function attachLoop(backing: string, size: number): string {
+  writeFileSync(backing, Buffer.alloc(0));
+  truncateSync(backing, size);
+  const r = spawnSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`losetup: ${r.stderr}`);
+  loops.push(r.stdout.trim());
+  return r.stdout.trim();
+}
+
 afterAll(() => {
+  for (const l of loops) spawnSync('losetup', ['-d', l]);
   lan?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('clone send/receive over udpcast in network namespaces', () => {
   it('four receivers end verified and identical; one killed mid-stream and one with a flipped bit fetch only their bad chunks', async () => {
-    const t = (h: string) => path.join(dir, `${h}.disk`);
+    // r1 writes to a loop device (a block device: sized by blockdev, its cache flushed before the
+    // read-back), the others to files.
+    const loop = attachLoop(path.join(dir, 'r1.backing'), raw.length + MiB);
+    const t = (h: string) => (h === 'r1' ? loop : path.join(dir, `${h}.disk`));
     const rx = ['r1', 'r2', 'r3', 'r4'].map((h) => receive(h, t(h)));
     const sender = zshield('s', ['clone', 'send', image, '--min-receivers', '4', '--max-bitrate', '100m']);
     await until(() => hasChunk(t('r3'), 1) && hasChunk(t('r4'), 1), 'chunk 1 on r3 and r4');
@@ -154,7 +171,10 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     const codes = await Promise.all(rx.map((p) => p.exited));
     expect(codes, rx.map((p) => p.out()).join('\n----\n')).toEqual([0, 0, 0, 0]);
     expect(await sender.exited, sender.out()).toBe(0);
-    for (const h of ['r1', 'r2', 'r3', 'r4']) expect(sha(readFileSync(t(h)))).toBe(manifest.sha256);
+    for (const h of ['r1', 'r2', 'r3', 'r4']) {
+      expect(sha(readFileSync(t(h)).subarray(0, raw.length))).toBe(manifest.sha256);
+    }
+    expect(rx[0]!.out()).toMatch(/target \/dev\/loop\d+ \(41\.0 MiB\)/);
 
     const r3 = reportOf(rx[2]!);
     expect(r3.repairedChunks.length).toBeGreaterThan(0);
