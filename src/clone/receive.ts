@@ -51,37 +51,10 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
     );
     return null;
   }
-  if (!ctx.runner.start) throw new InternalError('this runner cannot stream a command');
   ctx.out.print(
     `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
   );
-  const udp = await ctx.runner.start(
-    receiverCommand({
-      interface: iface,
-      portbase: cfg.portbase,
-      startTimeoutSeconds: cfg.receive.startTimeoutSeconds,
-      receiveTimeoutSeconds: cfg.receive.receiveTimeoutSeconds,
-    }),
-  );
-  const udpDone = udp.done.then(
-    () => null,
-    (e: unknown) => e as Error,
-  );
-  const it = udp.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let accepted: Awaited<ReturnType<typeof acceptHeader>>;
-  try {
-    accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
-  } catch (err) {
-    udp.kill('SIGKILL');
-    // Close our end of the pipe (the iterator destroys the stream): execa settles only when the
-    // child's stdout has ended, and unread data would keep it from ever ending.
-    await it.return?.();
-    await udpDone;
-    if (err instanceof WrongSessionError) {
-      await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
-    }
-    throw err;
-  }
+  const { accepted, it, udpDone } = await joinSession(ctx, opts, iface, target);
   const started = Date.now();
   const { manifest: m, session, rest } = accepted;
   ctx.out.print(
@@ -119,6 +92,42 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
     };
   } finally {
     await writer.close();
+  }
+}
+
+/**
+ * Starts udp-receiver and reads the stream's header. On any refusal udp-receiver is killed before
+ * a byte reaches the target (the target is not even open yet).
+ */
+async function joinSession(ctx: Context, opts: ReceiveOptions, iface: string, target: CloneTarget) {
+  const cfg = ctx.config.clone;
+  if (!ctx.runner.start) throw new InternalError('this runner cannot stream a command');
+  const udp = await ctx.runner.start(
+    receiverCommand({
+      interface: iface,
+      portbase: cfg.portbase,
+      startTimeoutSeconds: cfg.receive.startTimeoutSeconds,
+      receiveTimeoutSeconds: cfg.receive.receiveTimeoutSeconds,
+    }),
+  );
+  const udpDone = udp.done.then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
+  const it = udp.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  try {
+    const accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
+    return { accepted, it, udpDone };
+  } catch (err) {
+    udp.kill('SIGKILL');
+    // Close our end of the pipe (the iterator destroys the stream): execa settles only when the
+    // child's stdout has ended, and unread data would keep it from ever ending.
+    await it.return?.();
+    await udpDone;
+    if (err instanceof WrongSessionError) {
+      await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
+    }
+    throw err;
   }
 }
 

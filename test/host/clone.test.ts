@@ -252,4 +252,19 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(await sender.exited, sender.out()).toBe(10);
     expect(sender.out()).toMatch(/192\.0\.2\.2\s+\?\s+\S+\s+no report/);
   });
+
+  it('a target in use (a mounted loop device) is refused before any session is joined', async () => {
+    const loop = attachLoop(path.join(dir, 'mounted.backing'), 64 * MiB);
+    const mnt = mkdtempSync(path.join(dir, 'mnt-'));
+    expect(spawnSync('mkfs.ext4', ['-q', '-F', loop]).status).toBe(0);
+    expect(spawnSync('mount', [loop, mnt]).status).toBe(0);
+    try {
+      const rx = receive('r1', loop);
+      expect(await rx.exited, rx.out()).toBe(6);
+      expect(rx.out()).toMatch(/is in use \(.*mounted\); nothing was written/);
+      expect(rx.out()).not.toMatch(/waiting for a clone session/);
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
+  });
 });

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   loadManifest,
   makeGoldenImage,
@@ -19,8 +19,14 @@ import { generateSigningKey, signDocument } from '../../src/system/signing.js';
 
 const MiB = 1024 * 1024;
 
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
 async function made(size = 5 * MiB + 123, chunkSize = MiB) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'zshield-clone-'));
+  dirs.push(dir);
   const raw = Buffer.concat([randomBytes(size - 2 * MiB), Buffer.alloc(2 * MiB)]);
   await writeFile(path.join(dir, 'raw'), raw);
   const key = generateSigningKey();
