@@ -72,13 +72,16 @@ export async function readHeader(
 }
 
 /** Both signatures, then that they describe the same image, then the session if one is expected. */
-/** The box expects another session: the header is genuine, so the sender can be told. */
-export class WrongSessionError extends RefusedError {
+/**
+ * The box refuses a genuine session (another session name, a target too small): the header was
+ * signed by a trusted key, so its repair address can be told why.
+ */
+export class SessionRefusedError extends RefusedError {
   constructor(
     readonly session: SessionInfo,
-    expected: string,
+    message: string,
   ) {
-    super(`joined session "${session.session}" but this box expects "${expected}": nothing written`);
+    super(message);
   }
 }
 
@@ -99,7 +102,10 @@ export function verifyHeader(
     throw new VerifyError('clone header: the session and the image manifest describe different images');
   }
   if (expectSession !== null && session.session !== expectSession) {
-    throw new WrongSessionError(session, expectSession);
+    throw new SessionRefusedError(
+      session,
+      `joined session "${session.session}" but this box expects "${expectSession}": nothing written`,
+    );
   }
   return { manifest, session };
 }

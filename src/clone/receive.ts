@@ -4,9 +4,9 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { ConfigError, InternalError, InterruptedError, RefusedError, VerifyError } from '../errors.js';
+import { ConfigError, InternalError, InterruptedError, VerifyError } from '../errors.js';
 import type { GoldenManifest } from './golden-image.js';
-import { type SessionInfo, WrongSessionError, readHeader, verifyHeader } from './header.js';
+import { type SessionInfo, SessionRefusedError, readHeader, verifyHeader } from './header.js';
 import { fetchChunks, postReport } from './repair-client.js';
 import type { ReceiverReport } from './repair-server.js';
 import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './target.js';
@@ -124,7 +124,7 @@ async function joinSession(ctx: Context, opts: ReceiveOptions, iface: string, ta
     // child's stdout has ended, and unread data would keep it from ever ending.
     await it.return?.();
     await udpDone;
-    if (err instanceof WrongSessionError) {
+    if (err instanceof SessionRefusedError) {
       await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
     }
     throw err;
@@ -158,7 +158,8 @@ async function acceptHeader(
   }
   const { manifest, session } = verifyHeader(got.header, ctx.config.clone.trustedKeys, expectSession);
   if (target.sizeBytes !== null && target.sizeBytes < manifest.size) {
-    throw new RefusedError(
+    throw new SessionRefusedError(
+      session,
       `${target.describe} is smaller than the image (${formatBytes(manifest.size)}): nothing written`,
     );
   }

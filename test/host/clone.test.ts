@@ -191,13 +191,16 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(table.match(served)?.[1]).toBe(formatBytes(r3.bytesFetched));
   });
 
-  it('a receiver that stops answering is dropped, then recovered by unicast; one expecting another session writes nothing', async () => {
+  it('a receiver that stops answering is dropped, then recovered by unicast; one expecting another session and one too small write nothing', async () => {
     const t = (h: string) => path.join(dir, `slow-${h}.disk`);
     const old = randomBytes(2 * MiB);
     writeFileSync(t('r3'), old);
     const fast = receive('r1', t('r1'));
     const slow = receive('r2', t('r2'));
     const other = receive('r3', t('r3'), ['--session', 'another-line']);
+    const small = attachLoop(path.join(dir, 'small.backing'), 8 * MiB);
+    writeFileSync(small, Buffer.alloc(MiB, 0xab));
+    const tooSmall = receive('r4', small);
     const sender = zshield('s', [
       'clone',
       'send',
@@ -205,7 +208,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
       '--session',
       'line-1',
       '--min-receivers',
-      '3',
+      '4',
       '--max-bitrate',
       '100m',
     ]);
@@ -220,6 +223,9 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(await slow.exited, slow.out()).toBe(0);
     expect(await other.exited, other.out()).toBe(6);
     expect(other.out()).toMatch(/expects "another-line": nothing written/);
+    expect(await tooSmall.exited, tooSmall.out()).toBe(6);
+    expect(tooSmall.out()).toMatch(/is smaller than the image \(40\.0 MiB\): nothing written/);
+    expect(readFileSync(small).subarray(0, MiB).equals(Buffer.alloc(MiB, 0xab))).toBe(true);
     expect(await sender.exited, sender.out()).toBe(0);
     expect(sha(readFileSync(t('r2')))).toBe(manifest.sha256);
     expect(sha(readFileSync(t('r1')))).toBe(manifest.sha256);
@@ -229,6 +235,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(r2.bytesFetched).toBe(zBytes(r2.repairedChunks));
     expect(sender.out()).toMatch(/192\.0\.2\.3\s+r2\s+dropped\s+verified/);
     expect(sender.out()).toMatch(/192\.0\.2\.4\s+r3\s+\S+\s+refused/);
+    expect(sender.out()).toMatch(/192\.0\.2\.5\s+r4\s+\S+\s+refused/);
   });
 
   it('a stream signed with a key the receivers do not trust writes nothing', async () => {
