@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
-import { type RemoteConfig, remoteSchema } from './config.js';
+import { type RemoteConfig, remoteSchema } from '../config/remote.js';
 import { writeRemoteSection } from './config-file.js';
 import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
 import {
