@@ -30,7 +30,7 @@ export async function resolveCloneTarget(ctx: Context, req: TargetRequest): Prom
   if (!serial) {
     throw new UsageError('no target: give --target SERIAL (or set disks.golden.serial in the config)');
   }
-  const probe = await probeDisks();
+  const probe = await probeDisks(ctx.runner);
   const matches = probe.disks.filter((d) => d.serial === serial || (d.wwn !== '' && d.wwn === serial));
   if (matches.length === 0) {
     throw new NotFoundError(`no disk with serial or WWN "${serial}"`, {

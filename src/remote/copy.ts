@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
+import { withRetries } from '../system/retry.js';
 import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
@@ -367,64 +368,54 @@ class Connection {
   ) {}
 
   async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
-    const tries = this.target.remote.retries + 1;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (!this.session || this.session.lost) {
-          this.session?.close();
-          this.session = await RemoteSession.open({
-            endpoint: this.target.endpoint,
-            credentials: this.credentials,
-            hostKey: this.target.remote.hostKey,
-            timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
-            log: this.ctx.log,
-            signal: this.ctx.signal,
-          });
-          this.ctx.log.debug(`remote: connected to ${this.session.where}`);
-        }
-        return await fn(this.session);
-      } catch (err) {
-        if (this.ctx.signal.aborted) {
-          throw err instanceof InterruptedError ? err : new InterruptedError(`interrupted: ${what}`);
-        }
-        const retryable =
+    try {
+      return await withRetries(async () => fn(await this.open()), {
+        tries: this.target.remote.retries + 1,
+        baseDelayMs: this.baseMs,
+        maxDelayMs: MAX_BACKOFF_MS,
+        signal: this.ctx.signal,
+        // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
+        // Authentication, host keys, a full remote disk: it does not.
+        retryable: (err) =>
           err instanceof TransientRemoteError ||
           err instanceof RemoteMismatchError ||
-          err instanceof LocalChangedError;
-        if (!retryable || attempt >= tries) throw err;
-        const delay = Math.min(this.baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
-        this.ctx.log.warn(
-          `remote copy: ${what}: ${(err as ZshieldError).message}; try ${attempt + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-        );
-        this.session?.close();
-        this.session = null;
-        await sleep(delay, this.ctx.signal);
+          err instanceof LocalChangedError,
+        onRetry: (err, failed, tries, delay) => {
+          this.ctx.log.warn(
+            `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+          );
+          this.close();
+        },
+      });
+    } catch (err) {
+      if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
+        throw new InterruptedError(`interrupted: ${what}`);
       }
+      throw err;
     }
+  }
+
+  /** The session, opened again after a lost link. */
+  private async open(): Promise<RemoteSession> {
+    if (!this.session || this.session.lost) {
+      this.session?.close();
+      this.session = await RemoteSession.open({
+        endpoint: this.target.endpoint,
+        credentials: this.credentials,
+        hostKey: this.target.remote.hostKey,
+        timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
+        log: this.ctx.log,
+        signal: this.ctx.signal,
+      });
+      this.ctx.log.debug(`remote: connected to ${this.session.where}`);
+    }
+    return this.session;
   }
 
   close(): void {
     this.session?.close();
     this.session = null;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new InterruptedError('interrupted'));
-      return;
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new InterruptedError('interrupted while waiting to retry'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -18,6 +18,11 @@ export interface Runner {
   /** Absolute path of a tool on PATH, or null. */
   which(tool: string): Promise<string | null>;
   /**
+   * A read-only command run by a library on zshield's behalf (systeminformation's lsblk): not run
+   * here, but shown in the transcript and the verbose log like the commands zshield runs itself.
+   */
+  noteExternal(argv: readonly string[], via: string): void;
+  /**
    * Starts a long-running command whose stdout node reads as a stream (udp-receiver: the stream
    * header must be checked before anything is written). Optional: runners for tests of other
    * capabilities need not have it.
@@ -62,6 +67,10 @@ export class ExecaRunner implements Runner {
     this.signal = opts.signal;
     const inherited = process.env['PATH'] ?? '';
     this.pathEnv = opts.pathEnv ?? [inherited, DEFAULT_PATH].filter(Boolean).join(':');
+  }
+
+  noteExternal(argv: readonly string[], via: string): void {
+    this.log.debug(`$ ${formatArgv(argv)} (run by ${via})`);
   }
 
   async which(tool: string): Promise<string | null> {
