@@ -14,8 +14,11 @@ import { encodeHeader, readHeader, verifyHeader } from '../../src/clone/header.j
 import { parseRange } from '../../src/clone/repair-server.js';
 import { TargetWriter } from '../../src/clone/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
-import { VerifyError } from '../../src/errors.js';
+import { resolveCloneTarget } from '../../src/clone/target.js';
+import { UsageError, VerifyError } from '../../src/errors.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';
+import { FakeClock, tempDir, testContext } from './helpers/context.js';
 
 const MiB = 1024 * 1024;
 
@@ -182,5 +185,34 @@ describe('udpcast', () => {
     expect(parseRange('bytes=10-100', 100)).toBeNull();
     expect(parseRange('bytes=0-1,5-6', 100)).toBeNull();
     expect(parseRange(undefined, 100)).toBeNull();
+  });
+});
+
+describe('clone target', () => {
+  const ctx = (dir: string) =>
+    testContext({
+      runner: new RecordingRunner(),
+      dir,
+      clock: new FakeClock(new Date('2026-11-29T10:00:00Z')),
+    });
+
+  it('a new file or an existing one is a target of its own size; a directory, both or neither is a usage error', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const c = ctx(dir);
+      expect(await resolveCloneTarget(c, { file: path.join(dir, 'new.img') })).toMatchObject({
+        sizeBytes: null,
+        isBlock: false,
+      });
+      await writeFile(path.join(dir, 'old.img'), 'x');
+      expect((await resolveCloneTarget(c, { file: path.join(dir, 'old.img') })).describe).toMatch(
+        /\(file\)$/,
+      );
+      await expect(resolveCloneTarget(c, { file: dir })).rejects.toThrow(/is a directory/);
+      await expect(resolveCloneTarget(c, { file: 'a', serial: 'b' })).rejects.toThrow(UsageError);
+      await expect(resolveCloneTarget(c, {})).rejects.toThrow(/no target: give --target SERIAL/);
+    } finally {
+      cleanup();
+    }
   });
 });
