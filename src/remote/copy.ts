@@ -4,6 +4,8 @@ import type { Context } from '../context.js';
 import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
 import { withRetries } from '../system/retry.js';
+import type { Step } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
@@ -264,6 +266,11 @@ function afterCopy(listing: RemoteListing, plan: CopyPlan): RemoteListing {
   };
 }
 
+/**
+ * Retention as a plan run by runPlan: one in-process step per deletion (a local rm, a remote unlink
+ * over SFTP), logged as `[i/n] delete ...` like every other plan. A local file that changed since it
+ * was listed is not the file judged, and stays; a remote file already gone is nothing to do.
+ */
 async function applyRetention(
   ctx: Context,
   conn: Connection,
@@ -274,30 +281,52 @@ async function applyRetention(
   for (const k of plan.kept) {
     ctx.log.warn(`remote retention: kept ${k.where} backup ${k.kind} ${k.stamp} over the limit: ${k.reason}`);
   }
-  for (const f of plan.deleteLocal) {
-    // The plan saw this file at this size; if it changed since, it is not the file we judged.
-    const st = statSync(f.path, { throwIfNoEntry: false });
-    if (!st) continue;
-    if (st.size !== f.size) {
-      ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
-      continue;
-    }
-    rmSync(f.path, { force: true });
-    report.deletedLocal.push(f.path);
-    ctx.log.info(`remote retention: deleted local ${f.path}`);
-  }
-  for (const name of plan.deleteRemote) {
+  const local: Step[] = plan.deleteLocal.map((f) => ({
+    title: `delete local ${f.path} (retention)`,
+    edit: {
+      files: [f.path],
+      apply: () => {
+        const st = statSync(f.path, { throwIfNoEntry: false });
+        if (!st) return;
+        if (st.size !== f.size) {
+          ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
+          return;
+        }
+        rmSync(f.path, { force: true });
+        report.deletedLocal.push(f.path);
+        ctx.log.info(`remote retention: deleted local ${f.path}`);
+      },
+    },
+  }));
+  const remote: Step[] = plan.deleteRemote.map((name) => {
     const file = path.posix.join(target.destination, name);
-    const gone = await conn.retry(`delete ${name}`, async (s) => {
-      // Already gone (deleted by hand, or by a run that stopped right after): nothing to do.
-      if ((await s.size(file)) === null) return false;
-      await s.unlink(file);
-      return true;
-    });
-    if (!gone) continue;
-    report.deletedRemote.push(name);
-    ctx.log.info(`remote retention: deleted remote ${file}`);
-  }
+    return {
+      title: `delete remote ${file} (retention)`,
+      edit: {
+        files: [`${endpointText(target.endpoint)}:${file}`],
+        apply: async () => {
+          const gone = await conn.retry(`delete ${name}`, async (s) => {
+            if ((await s.size(file)) === null) return false;
+            await s.unlink(file);
+            return true;
+          });
+          if (!gone) return;
+          report.deletedRemote.push(name);
+          ctx.log.info(`remote retention: deleted remote ${file}`);
+        },
+      },
+    };
+  });
+  if (local.length + remote.length === 0) return;
+  await runPlan(
+    ctx,
+    {
+      title: `Remote retention (keep ${report.limit} of each kind)`,
+      notes: [],
+      steps: [...local, ...remote],
+    },
+    { confirm: 'none', show: 'log' },
+  );
 }
 
 function printPlan(
