@@ -202,24 +202,28 @@ async function awaitReports(
   expected: string[],
   windowMs: number,
 ): Promise<void> {
-  const deadline = Date.now() + windowMs;
   const missing = () => expected.filter((a) => !server.reports.has(a));
   if (missing().length > 0) {
     ctx.out.print(
       `stream sent; waiting up to ${Math.round(windowMs / 1000)} s for ${missing().length} receiver report(s)`,
     );
   }
-  while (missing().length > 0 && Date.now() < deadline) {
-    if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for receiver reports');
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      server.nextReport(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        ctx.signal.addEventListener('abort', () => resolve(), { once: true });
-      }),
-    ]);
+  // One timer and one abort listener for the whole wait; each report wakes the loop to recount.
+  let wake: () => void = () => {};
+  const onAbort = () => wake();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  let windowOver = false;
+  const timer = setTimeout(() => {
+    windowOver = true;
+    wake();
+  }, windowMs);
+  try {
+    while (missing().length > 0 && !windowOver && !ctx.signal.aborted) {
+      await Promise.race([server.nextReport(), new Promise<void>((resolve) => (wake = resolve))]);
+    }
+  } finally {
     clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
   }
   if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for receiver reports');
 }
