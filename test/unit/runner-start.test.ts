@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CommandError, InternalError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
+import { LvmScopedRunner } from '../../src/system/lvm-scope.js';
 import { ExecaRunner } from '../../src/system/runner.js';
 
 // Runner.start: a command whose stdout node reads as a stream (udp-receiver in clone receive).
@@ -46,5 +47,19 @@ describe('ExecaRunner.start (real processes)', () => {
   it('dry-run refuses to start a command that changes the system', async () => {
     const runner = new ExecaRunner({ log: memoryLogger(), dryRun: true });
     await expect(runner.start({ file: 'true', args: [], mutates: true })).rejects.toThrow(InternalError);
+  });
+});
+
+describe('LvmScopedRunner.start', () => {
+  it('passes a streamed command to the runner under it (the CLI wraps every runner in the LVM scope)', async () => {
+    const runner = new LvmScopedRunner(new ExecaRunner({ log: memoryLogger() }), {
+      vg: 'vgroup',
+      systemIds: [],
+    });
+    const started = await runner.start({ file: 'head', args: ['-c', '1000', '/dev/zero'], mutates: false });
+    let bytes = 0;
+    for await (const piece of started.stdout) bytes += (piece as Buffer).length;
+    expect(bytes).toBe(1000);
+    expect((await started.done).exitCode).toBe(0);
   });
 });
