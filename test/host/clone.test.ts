@@ -123,7 +123,7 @@ beforeAll(async () => {
 // A test that failed half-way leaves a sender or receivers behind: none may meet the next test.
 afterEach(async () => {
   const live = procs.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
-  for (const p of live) p.child.kill('SIGKILL');
+  for (const p of live) process.kill(-p.child.pid!, 'SIGKILL');
   await Promise.all(live.map((p) => p.exited));
   procs.length = 0;
 });

@@ -57,7 +57,10 @@ export interface Proc {
 
 /** Runs argv inside a namespace; `ip netns exec` execs it, so the pid is the program's own. */
 export function runIn(namespace: string, argv: string[], env: Record<string, string>): Proc {
+  // A process group of its own: a test that fails half-way kills the group, and with it the
+  // udp-sender or udp-receiver that zshield started (killing zshield alone would orphan them).
   const child = spawn('ip', ['netns', 'exec', namespace, ...argv], {
+    detached: true,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
