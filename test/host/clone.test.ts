@@ -186,7 +186,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(r4.bytesFetched).toBe(zBytes(r4.repairedChunks));
     // The sender's table: four verified rows, and what it served r3 is what r3 fetched.
     const table = sender.out();
-    expect(table.match(/^192\.0\.2\.\d+\s+r\d\s+\S+\s+verified\s/gm), table).toHaveLength(4);
+    expect(table.match(/^198\.18\.0\.\d+\s+r\d\s+\S+\s+verified\s/gm), table).toHaveLength(4);
     const served = new RegExp(`^${lan.address('r3').replaceAll('.', '\\.')}\\s+r3\\s.*\\s(\\S+ \\S+)$`, 'm');
     expect(table.match(served)?.[1]).toBe(formatBytes(r3.bytesFetched));
   });
@@ -215,7 +215,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     await until(() => hasChunk(t('r2'), 1), 'chunk 1 on r2');
     const stopped = udpOf(slow, 'udp-receiver');
     process.kill(stopped, 'SIGSTOP');
-    await until(() => /receiver 192\.0\.2\.3 dropped/.test(sender.out()), 'the sender to drop r2');
+    await until(() => /receiver 198\.18\.0\.3 dropped/.test(sender.out()), 'the sender to drop r2');
     await until(() => /stream sent/.test(sender.out()), 'the end of the stream');
     process.kill(stopped, 'SIGCONT');
 
@@ -233,9 +233,9 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     const r2 = reportOf(slow);
     expect(r2.repairedChunks.length).toBeGreaterThan(0);
     expect(r2.bytesFetched).toBe(zBytes(r2.repairedChunks));
-    expect(sender.out()).toMatch(/192\.0\.2\.3\s+r2\s+dropped\s+verified/);
-    expect(sender.out()).toMatch(/192\.0\.2\.4\s+r3\s+\S+\s+refused/);
-    expect(sender.out()).toMatch(/192\.0\.2\.5\s+r4\s+\S+\s+refused/);
+    expect(sender.out()).toMatch(/198\.18\.0\.3\s+r2\s+dropped\s+verified/);
+    expect(sender.out()).toMatch(/198\.18\.0\.4\s+r3\s+\S+\s+refused/);
+    expect(sender.out()).toMatch(/198\.18\.0\.5\s+r4\s+\S+\s+refused/);
   });
 
   it('a stream signed with a key the receivers do not trust writes nothing', async () => {
@@ -257,7 +257,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(rx.out()).toMatch(new RegExp(`signed by key ${other.keyId}, which is not a trusted key`));
     expect(readFileSync(target).equals(old)).toBe(true);
     expect(await sender.exited, sender.out()).toBe(10);
-    expect(sender.out()).toMatch(/192\.0\.2\.2\s+\?\s+\S+\s+no report/);
+    expect(sender.out()).toMatch(/198\.18\.0\.2\s+\?\s+\S+\s+no report/);
   });
 
   it('a target in use (a mounted loop device) is refused before any session is joined', async () => {

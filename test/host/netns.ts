@@ -4,7 +4,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 /**
  * A small LAN made by the test and removed after it (see shared note multicast-netns.md): a hub
  * namespace holding a bridge, one namespace per host joined to it by a veth pair, addresses in
- * 192.0.2.0/24 (a documentation range) that exist only inside these namespaces.
+ * 198.18.0.0/24 (RFC 2544's benchmarking range; this machine's own network may use the
+ * documentation ranges) that exist only inside these namespaces.
  */
 export interface Lan {
   ns(host: string): string;
@@ -22,7 +23,7 @@ export function makeLan(hosts: string[]): Lan {
   const hub = `${tag}-hub`;
   const made: string[] = [];
   const ns = (h: string) => `${tag}-${h}`;
-  const address = (h: string) => `192.0.2.${hosts.indexOf(h) + 1}`;
+  const address = (h: string) => `198.18.0.${hosts.indexOf(h) + 1}`;
   const destroy = () => {
     for (const n of made.reverse()) spawnSync('ip', ['netns', 'del', n]);
   };
