@@ -148,6 +148,81 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
   };
 }
 
+/** `zshield golden update IMAGE -- COMMAND...`: run a command in the image in QEMU, prove it, re-sign. */
+export function goldenUpdateCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'update <image> [command..]',
+    describe:
+      'update a golden image offline: run a command in it in QEMU, boot it through its GRUB as proof, write a new signed image beside the old',
+    builder: (y: Argv) =>
+      y
+        .positional('image', { type: 'string', describe: 'the golden image (.img.zst with its manifest)' })
+        .positional('command', {
+          type: 'string',
+          array: true,
+          describe: 'after --: the command to run as root in the image',
+        })
+        .option('script', {
+          type: 'string',
+          describe: 'a shell script file to run in the image instead of a command',
+        })
+        .option('image-version', {
+          type: 'string',
+          describe: 'version of the new image (default: old version +update.<time>)',
+        })
+        .option('out', {
+          type: 'string',
+          describe: 'the new image file (default: <name>-<version>.img.zst beside the old)',
+        })
+        .option('work-dir', {
+          type: 'string',
+          describe: 'where the raw working copy goes (default: beside the image)',
+        })
+        .option('timeout', {
+          type: 'number',
+          default: 1800,
+          describe: 'seconds the command may run (each boot gets 120 more)',
+        })
+        .option('accel', {
+          choices: ['auto', 'kvm', 'tcg'],
+          default: 'auto',
+          describe: 'QEMU accelerator (auto: KVM only if a trial boot with it works)',
+        })
+        .option('entry', {
+          type: 'string',
+          array: true,
+          describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
+        })
+        .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
+      const argv = ((args['command'] as unknown[] | undefined) ?? []).map(String);
+      const scriptFile = args['script'] as string | undefined;
+      if (argv.length > 0 === (scriptFile !== undefined))
+        throw new UsageError('golden update: give a command after -- or --script FILE (one of them)');
+      const timeoutSeconds = whole('timeout', args['timeout'], 1) ?? 1800;
+      const { readFile } = await import('node:fs/promises');
+      const r = await runGoldenUpdate(ctx, {
+        image: String(args['image']),
+        ...(scriptFile !== undefined ? { script: await readFile(scriptFile, 'utf8') } : { argv }),
+        keyFile: signingKeyFile(ctx, args),
+        ...(args['image-version'] ? { version: String(args['image-version']) } : {}),
+        ...(args['out'] ? { out: path.resolve(String(args['out'])) } : {}),
+        ...(args['work-dir'] ? { workDir: path.resolve(String(args['work-dir'])) } : {}),
+        timeoutSeconds,
+        accel: args['accel'] as 'auto' | 'kvm' | 'tcg',
+        entries: (args['entry'] as string[] | undefined) ?? DEFAULT_ENTRIES,
+      });
+      if (r)
+        ctx.out.print(
+          `golden image updated and proven (${r.accel}): ${r.out} (${r.manifest.name}@${r.manifest.version}, SHA-256 ${r.manifest.sha256})`,
+        );
+    },
+  };
+}
+
 /** `zshield clone send|receive`: multicast cloning over udpcast. */
 export function cloneCommand(kit: CommandKit): CommandModule {
   return {
