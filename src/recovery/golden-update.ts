@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type HandoffRequest, readRequest, writeResult } from '../clone/update-handoff.js';
 import type { Context } from '../context.js';
@@ -16,9 +16,13 @@ import { readCmdline } from './cmdline.js';
  *   request's nonce on the console, power off.
  * Returns true when it handled the boot (the caller then does nothing else).
  */
-export async function answerGoldenUpdate(ctx: Context, cmdlineFile: string): Promise<boolean> {
+export async function answerGoldenUpdate(
+  ctx: Context,
+  cmdlineFile: string,
+  where: { sysBlock: string; dev: string } = { sysBlock: '/sys/block', dev: '/dev' },
+): Promise<boolean> {
   const wantsUpdate = hasUpdateKey(readCmdline(cmdlineFile));
-  const disk = await findHandoffDisk('/sys/block');
+  const disk = await findHandoffDisk(where.sysBlock, where.dev);
   if (!disk) {
     if (wantsUpdate)
       throw new UsageError(`${UPDATE_CMDLINE_KEY}=1 but no disk with serial ${HANDOFF_SERIAL}`);
@@ -44,11 +48,11 @@ export function hasUpdateKey(cmdline: string): boolean {
 }
 
 /** The handoff disk is found by its virtio serial, as the bench and the real boxes find disks. */
-export async function findHandoffDisk(sysBlock: string): Promise<string | null> {
+export async function findHandoffDisk(sysBlock: string, dev: string): Promise<string | null> {
   const names = await readdir(sysBlock).catch(() => [] as string[]);
   for (const name of names) {
     const serial = await readFile(path.join(sysBlock, name, 'serial'), 'utf8').catch(() => '');
-    if (serial.trim() === HANDOFF_SERIAL) return `/dev/${name}`;
+    if (serial.trim() === HANDOFF_SERIAL) return path.join(dev, name);
   }
   return null;
 }
@@ -67,7 +71,8 @@ async function runUpdate(ctx: Context, req: UpdateRequest): Promise<{ exitCode: 
     return { exitCode: 255, output: `cannot remount / read-write: ${remount.stderr}` };
   let argv = req.argv;
   if (req.script !== undefined) {
-    const file = '/run/zshield-golden-update.sh';
+    const file = path.join(ctx.config.paths.runDir, 'golden-update.sh');
+    await mkdir(ctx.config.paths.runDir, { recursive: true });
     await writeFile(file, req.script, { mode: 0o700 });
     argv = ['/bin/sh', file];
   }
