@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { CommandError, RefusedError, VerifyError } from '../errors.js';
@@ -126,16 +126,12 @@ export async function decompressSparse(image: string, m: GoldenManifest, raw: st
 }
 
 const BLOCK = 64 * 1024;
+const ZERO = Buffer.alloc(BLOCK);
 
-async function writeNonZero(
-  dst: import('node:fs/promises').FileHandle,
-  chunk: Buffer,
-  at: number,
-  len: number,
-) {
+async function writeNonZero(dst: FileHandle, chunk: Buffer, at: number, len: number) {
   for (let off = 0; off < len; off += BLOCK) {
     const part = chunk.subarray(off, Math.min(off + BLOCK, len));
-    if (part.some((b) => b !== 0)) await dst.write(part, 0, part.length, at + off);
+    if (!part.equals(ZERO.subarray(0, part.length))) await dst.write(part, 0, part.length, at + off);
   }
 }
 
