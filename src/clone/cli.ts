@@ -148,6 +148,17 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
   };
 }
 
+/**
+ * The command to run in the image: the words after `--` (yargs leaves them in `_`, after the
+ * command path `golden update`), after any given before it.
+ */
+export function updateArgv(a: Args): string[] {
+  const rest = ((a['_'] as unknown[] | undefined) ?? []).map(String);
+  const at = rest.indexOf('update');
+  const given = ((a['command'] as unknown[] | undefined) ?? []).map(String);
+  return [...given, ...(at < 0 ? [] : rest.slice(at + 1))];
+}
+
 /** `zshield golden update IMAGE -- COMMAND...`: run a command in the image in QEMU, prove it, re-sign. */
 export function goldenUpdateCommand(kit: CommandKit): CommandModule {
   return {
@@ -198,7 +209,7 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
       const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
-      const argv = ((args['command'] as unknown[] | undefined) ?? []).map(String);
+      const argv = updateArgv(args);
       const scriptFile = args['script'] as string | undefined;
       if (argv.length > 0 === (scriptFile !== undefined))
         throw new UsageError('golden update: give a command after -- or --script FILE (one of them)');

@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { updateArgv } from '../../src/clone/cli.js';
 import { makeGoldenImage, manifestPathOf, verifyGoldenImage } from '../../src/clone/golden-image.js';
 import { firstMenuEntry, linuxPartitionOffsets } from '../../src/clone/update-boot.js';
 import {
@@ -82,6 +83,17 @@ describe('golden update: QEMU command lines', () => {
     expect(argAfter(a, '-boot')).toBe('c');
     expect(argAfter(a, '-cpu')).toBe('host');
     expect(argAfter(a, '-accel')).toBe('kvm');
+  });
+});
+
+describe('golden update: the command line', () => {
+  it('the command is every word after --, even one that is "update" or looks like an option', () => {
+    expect(updateArgv({ _: ['golden', 'update', 'apt-get', 'update', '--yes'] } as never)).toEqual([
+      'apt-get',
+      'update',
+      '--yes',
+    ]);
+    expect(updateArgv({ _: ['golden', 'update'] } as never)).toEqual([]);
   });
 });
 
