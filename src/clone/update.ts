@@ -6,7 +6,7 @@ import type { Context } from '../context.js';
 import { CommandError, RefusedError, VerifyError } from '../errors.js';
 import { UPDATE_CMDLINE_KEY, PROOF_MARKER } from '../names/golden-update.js';
 import { loadSigningKey } from '../system/signing.js';
-import type { Runner } from '../system/runner.js';
+import { type Runner, formatArgv } from '../system/runner.js';
 import {
   type GoldenManifest,
   chunkLength,
@@ -64,7 +64,7 @@ export function defaultVersion(old: string, now: Date): string {
 
 /** What `golden update` will do, in order: printed first (and all of it under --dry-run). */
 export function updatePlanText(o: UpdateOptions, from: string, out: string): string[] {
-  const what = o.script !== undefined ? 'the script (/bin/sh)' : (o.argv ?? []).join(' ');
+  const what = o.script !== undefined ? 'the script (/bin/sh)' : formatArgv(o.argv ?? []);
   return [
     `golden update of ${from} (nothing here changes ${o.image} or its manifest):`,
     `  1. verify ${o.image} against its signed manifest`,

@@ -117,6 +117,19 @@ describe('golden update in QEMU', () => {
     expect(fs.readdirSync(workDir).filter((f) => f.startsWith('.zshield-update-'))).toEqual([]);
   });
 
+  it('a command after which GRUB no longer shows "Recover to factory default": the proof boot says so, nothing written', {
+    timeout: 900_000,
+  }, async () => {
+    const before = oldState();
+    const rename = "sed -i 's/Recover to factory default/Factory (renamed)/' /boot/grub/grub.cfg";
+    const { run } = update(key, ['/bin/sh', '-c', rename], 'tcg');
+    await expect(run).rejects.toThrow(
+      /proof boot: GRUB's menu did not show "Recover to factory default": not updated/,
+    );
+    expect(oldState()).toEqual(before);
+    expect(fs.existsSync(newImage)).toBe(false);
+  });
+
   it('a command that writes a file into the root: proven by a GRUB boot, a new signed image that has the file', {
     timeout: 900_000,
   }, async () => {
