@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { goldenImageCommand } from '../clone/cli.js';
+import { goldenImageCommand, goldenUpdateCommand } from '../clone/cli.js';
 import type { CommandArgs, CommandKit } from '../context.js';
 
 export function goldenCommand(kit: CommandKit): CommandModule {
@@ -32,7 +32,8 @@ export function goldenCommand(kit: CommandKit): CommandModule {
           },
         )
         .command(goldenImageCommand(kit))
-        .demandCommand(1, 'say which: golden prepare | golden image'),
+        .command(goldenUpdateCommand(kit))
+        .demandCommand(1, 'say which: golden prepare | golden image | golden update'),
     handler: () => {},
   };
 }
