@@ -292,6 +292,8 @@ async function image(): Promise<void> {
       console.log(
         `image size at ${target} %: ${(img / 2 ** 20).toFixed(1)} MiB vs plain ${(plain / 2 ** 20).toFixed(1)} MiB`,
       );
+      // Written after each fill level: a run cut short still leaves what it measured.
+      writeResults({ sections: ['image'], loadBefore: START_LOAD });
     }
   } finally {
     await vm.kill();
