@@ -7,13 +7,13 @@ import { type VgInfo, tagValue, vgTagCommand } from '../system/lvm.js';
 
 /**
  * An image restore cut short (a power cut while it writes lv-root) must be known and finished: the
- * VG carries a tag from before the first destructive step until lv-root is whole again, and a file
- * beside the event log (outside lv-root) says which image, with its checksum. The tag is the mark
- * (VG metadata survives the power cut and no rollback erases it); the file is what a resume needs.
- *
- * Tag: `zshield_image_restore=<id>`, a short id (the image's SHA-256 prefix) that ties the tag to its file.
+ * VG carries IMAGE_RESTORE_TAG (names/lvm-tags.ts) from before the first destructive step until
+ * lv-root is whole again, and a file beside the event log (outside lv-root) says which image, with
+ * its checksum: the tag is the mark (VG metadata survives the power cut and no rollback erases it),
+ * the file is what a resume needs. The tag's value is a short id that ties it to its file.
  */
-export const IMAGE_RESTORE_TAG = 'zshield_image_restore=';
+export { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
+import { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
 
 export interface ImageRestoreMark {
   id: string;

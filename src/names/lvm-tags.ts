@@ -23,6 +23,13 @@ export const RESTORE_TAG = 'zshield_restoring';
 /** Which restore point is being restored: `<epoch>.<reason>.<boot>`, for the boot that finishes it. */
 export const RESTORE_OF_TAG = 'zshield_restore_of=';
 
+/**
+ * On the VG while an image restore writes lv-root (`<id>`: the image's short ID; the image's path
+ * and checksum are in a file beside the event log): lv-root is half-written until it is cleared.
+ * The golden medium's next boot finishes the restore; no backup is taken of such a root.
+ */
+export const IMAGE_RESTORE_TAG = 'zshield_image_restore=';
+
 /** Why a backup was taken. */
 export const REASONS = ['daily', 'manual', 'pre-upgrade', 'post-restore', 'factory', 'repair'] as const;
 export type Reason = (typeof REASONS)[number];

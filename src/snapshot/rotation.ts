@@ -2,7 +2,15 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
-import { type Reason, ROTATING_TAG, TAG_BOOT, TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
+import {
+  IMAGE_RESTORE_TAG,
+  type Reason,
+  ROTATING_TAG,
+  TAG_BOOT,
+  TAG_REASON,
+  TAG_TIME,
+  tagValue,
+} from '../names/lvm-tags.js';
 import { type SnapshotNames, namesOf } from '../names/snapshots.js';
 import {
   type LvInfo,
@@ -150,6 +158,15 @@ function checkRotatable(state: VgState, names: SnapshotNames): { root: LvInfo; c
   }
   if (find(state, names.next) || state.vg.tags.includes(ROTATING_TAG)) {
     throw new RefusedError('an interrupted rotation must be repaired first');
+  }
+  if (tagValue(state.vg.tags, IMAGE_RESTORE_TAG) !== null) {
+    // A snapshot of a half-written root would be a restore point of a broken system.
+    throw new RefusedError(
+      `${names.vg}/${names.root} is half-written by an image restore that was cut short: no backup is taken of it`,
+      {
+        hint: 'boot the golden medium (its next boot finishes the restore), or run zshield image restore FILE --yes from it; zshield status names the image',
+      },
+    );
   }
   const cur = find(state, names.snap);
   if (cur && cur.kind !== 'snapshot') {

@@ -6,6 +6,7 @@ import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
 import { FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
+import { describeUnfinished, unfinishedImageRestore } from '../image/restore-mark.js';
 import { namesOf } from '../names/snapshots.js';
 import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
@@ -37,7 +38,9 @@ export interface StatusReport {
    */
   rotationNote: string | null;
   /** A factory reset or a restore was started and not finished (the next boot finishes it). */
-  recoveryPending: 'factory-reset' | 'restore' | null;
+  recoveryPending: 'factory-reset' | 'restore' | 'image-restore' | null;
+  /** What the unfinished recovery is, in words (an image restore names its image), or null. */
+  recoveryNote: string | null;
   /** The last recovery events (newest last), from the event log on /boot. */
   events: RecoveryEvent[];
   /**
@@ -53,6 +56,19 @@ export interface StatusReport {
    * disk's PVs and never see them (empty when there is none).
    */
   foreignVgs: { name: string; uuid: string; disks: string[] }[];
+}
+
+/** A factory reset, a restore or an image restore started and not finished (the VG's marks say so). */
+function recoveryPendingOf(
+  ctx: Context,
+  state: { vg: { tags: string[] } } | null,
+): Pick<StatusReport, 'recoveryPending' | 'recoveryNote'> {
+  const tags = state?.vg.tags ?? [];
+  if (tags.includes(FACTORY_TAG)) return { recoveryPending: 'factory-reset', recoveryNote: null };
+  if (tags.includes(RESTORE_TAG)) return { recoveryPending: 'restore', recoveryNote: null };
+  const image = state ? unfinishedImageRestore(ctx.config, state.vg) : null;
+  if (image) return { recoveryPending: 'image-restore', recoveryNote: describeUnfinished(image) };
+  return { recoveryPending: null, recoveryNote: null };
 }
 
 /** Gather everything `zshield status` shows. Reads only; takes no lock. */
@@ -116,11 +132,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
     health,
     rotationInterrupted: rotationNote !== null,
     rotationNote,
-    recoveryPending: state?.vg.tags.includes(FACTORY_TAG)
-      ? 'factory-reset'
-      : state?.vg.tags.includes(RESTORE_TAG)
-        ? 'restore'
-        : null,
+    ...recoveryPendingOf(ctx, state),
     events: readEvents(ctx.config.paths.eventLog).slice(-5),
     lastBackup,
     images: await gatherImages(ctx.config),
@@ -176,6 +188,7 @@ export function formatStatus(r: StatusReport): string {
     );
   if (r.recoveryPending) {
     lines.push(`recovery:      ${r.recoveryPending.toUpperCase()} UNFINISHED; the next boot finishes it`);
+    if (r.recoveryNote) lines.push(`  ${r.recoveryNote}`);
   }
   for (const e of r.events) {
     lines.push(

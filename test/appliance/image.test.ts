@@ -170,18 +170,22 @@ describe('image backup on the virtual appliance', () => {
     expect((await vm.shOk(`ls ${DIR} | grep -c part || true`)).trim()).toBe('0');
   });
 
-  it('an image of the nearly empty 3 GiB lv-root takes a small fraction of the time of reading it', async () => {
+  it('an image of the nearly empty 3 GiB lv-root reads only the blocks in use (the plan says so; the time is printed, not judged)', async () => {
+    // What the job reads is decided by its plan: for a file system this empty, e2image copies the
+    // blocks in use into a sparse file; nothing reads the whole LV. The plan is what runs (runPlan).
+    const dry = await vm.run(['zshield', 'image', 'create', '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const steps = (JSON.parse(dry.stdout) as { steps: { argv?: string[]; pipeline?: string[][] }[] }).steps;
+    const argvs = steps.flatMap((st) => (st.pipeline ? st.pipeline : st.argv ? [st.argv] : []));
+    expect(argvs.some((a) => a[0] === 'e2image')).toBe(true);
+    expect(argvs.some((a) => a[0] === 'dd' && a.some((x) => /^if=\/dev\/vgroup\//.test(x)))).toBe(false);
+    // For the record (the benchmark is where speed is judged): the job against dd of the LV.
     const read = await timed(vm, 'dd if=/dev/vgroup/lv-root of=/dev/null bs=4M');
     const create = await timed(vm, 'zshield image create');
     made.push(madeImage({ code: 0, stdout: create.out, stderr: '' }));
-    const ratio = create.s / read.s;
     console.log(
-      `image create ${create.s.toFixed(1)} s (snapshot, copy, compress, verify) vs dd of lv-root ${read.s.toFixed(1)} s: ratio ${ratio.toFixed(2)}`,
+      `image create ${create.s.toFixed(1)} s (snapshot, copy, compress, verify) vs dd of lv-root ${read.s.toFixed(1)} s: ratio ${(create.s / read.s).toFixed(2)}`,
     );
-    // Reading the whole LV would make the job at least as slow as dd alone (ratio >= 1, plus the
-    // compression and the verification). Measured 0.28-0.44 under TCG; the fixed costs (the
-    // binary's start, the snapshot, e2fsck of the copy) weigh more where dd is faster, hence 0.75.
-    expect(ratio).toBeLessThan(0.75);
   });
 
   it('restore: lv-root wiped by mkfs is brought back from the image (only its data written), checks clean, holds the original content, new snap0', async () => {

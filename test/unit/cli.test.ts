@@ -235,6 +235,7 @@ describe('zshield CLI (bundle)', () => {
       snapshot: { name: 'snap0', present: true, valid: true, fillPercent: 12.5, reason: 'daily' },
       rotationInterrupted: false,
       rotationNote: null,
+      recoveryNote: null,
     });
     expect(b.mutated()).toBe(false);
   });

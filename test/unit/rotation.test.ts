@@ -84,6 +84,11 @@ function refusal(fn: () => unknown): RefusedError {
 }
 
 describe('planRotation', () => {
+  it('takes no backup of a root half-written by an image restore cut short', () => {
+    const err = refusal(() => plan(vgState([PLAIN_ROOT, DATA], 600, ['zshield_image_restore=abcd1234'])));
+    expect(err.message).toMatch(/half-written by an image restore that was cut short: no backup is taken/);
+  });
+
   it('first backup: one lvcreate of snap0, labelled with reason and time', () => {
     const p = plan(vgState([PLAIN_ROOT, DATA], 600), { reason: 'factory' });
     expect(argvs(p)).toEqual([createArgv('snap0', 2 * GiB, 'factory')]);

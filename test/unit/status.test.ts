@@ -95,6 +95,25 @@ describe('gatherStatus / formatStatus', () => {
     expect(text).toContain(`last backup:   FAILED: lvcreate failed (exit 5) (daily, ${TAKEN.toISOString()})`);
   });
 
+  it('names an image restore cut short (the VG mark and the record beside the event log)', async () => {
+    writeJsonAtomic(path.join(dir, 'boot', 'image-restore.json'), {
+      id: 'abcd1234',
+      image: '/data/images/zshield-box-20261101T030000Z.img.zst',
+      sha256: `abcd1234${'0'.repeat(56)}`,
+      vg: 'vgroup',
+      startedAt: '2026-11-29T10:00:00.000Z',
+    });
+    const { report } = await status(
+      new FakeLvm({ vg: { tags: ['zshield_image_restore=abcd1234'] }, lvs: [ROOT, SNAP] }),
+    );
+    expect(report.recoveryPending).toBe('image-restore');
+    const text = formatStatus(report);
+    expect(text).toContain('recovery:      IMAGE-RESTORE UNFINISHED');
+    expect(text).toMatch(
+      /image restore of \/data\/images\/zshield-box-20261101T030000Z\.img\.zst .* cut short: lv-root is half-written/,
+    );
+  });
+
   it('a running daemon (live pid) is shown with its own next run', async () => {
     writeDaemonInfo(`${dir}/run`, {
       pid: process.pid,
