@@ -42,6 +42,156 @@ function signingKeyFile(ctx: Context, a: Args): string {
   return file;
 }
 
+function sendCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'send <image>',
+    describe: 'send a golden image to the receivers on this LAN; repair failed ones; print a table',
+    builder: (yy: Argv) =>
+      yy
+        .positional('image', { type: 'string' })
+        .option('session', { type: 'string', describe: 'session name (default: the image id)' })
+        .option('key', {
+          type: 'string',
+          describe: 'signing key for the session header (else clone.signingKey)',
+        })
+        .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' })
+        .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
+        .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
+        .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
+        .option('retries-until-drop', {
+          type: 'number',
+          describe: 'drop a receiver after this many unanswered requests',
+        })
+        .option('repair-window', {
+          type: 'number',
+          describe: 'seconds to wait for receiver reports after the stream',
+        })
+        .option('power', {
+          type: 'boolean',
+          default: false,
+          describe:
+            'first run each clone.power command (reboot the boxes into receive mode; untested on real hardware)',
+        }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      if (args['power']) {
+        const { runPowerCommands } = await import('./power.js');
+        await runPowerCommands(ctx);
+      }
+      const { runSend } = await import('./send.js');
+      const minReceivers = whole('min-receivers', args['min-receivers'], 1);
+      const maxWaitSeconds = whole('max-wait', args['max-wait'], 0);
+      const retriesUntilDrop = whole('retries-until-drop', args['retries-until-drop'], 1);
+      const repairWindowSeconds = whole('repair-window', args['repair-window'], 1);
+      const bitrate = args['max-bitrate'] as string | undefined;
+      if (bitrate !== undefined && !/^\d+[km]?$/.test(bitrate))
+        throw new UsageError('--max-bitrate: like 500m, 80000k');
+      const r = await runSend(ctx, {
+        image: String(args['image']),
+        ...(args['session'] ? { session: String(args['session']) } : {}),
+        ...(args['key'] ? { keyFile: String(args['key']) } : {}),
+        ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+        ...(minReceivers !== undefined ? { minReceivers } : {}),
+        ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
+        ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
+        ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
+        ...(bitrate ? { maxBitrate: bitrate } : {}),
+      });
+      if (r) {
+        const ok = r.rows.filter((row) => row.result === 'verified').length;
+        ctx.out.print(`${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`);
+      }
+    },
+  };
+}
+
+function receiveCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'receive',
+    describe:
+      'join a clone session and write the golden image onto this box (run from a rescue or installer system)',
+    builder: (yy: Argv) =>
+      targetOptions(yy)
+        .option('session', {
+          type: 'string',
+          describe: 'accept only this session (else clone.session)',
+        })
+        .option('name', { type: 'string', describe: "name in the sender's table (default: host name)" })
+        .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      if (!ctx.dryRun && !args['yes']) {
+        throw new UsageError(
+          'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
+        );
+      }
+      const { runReceive } = await import('./receive.js');
+      const r = await runReceive(ctx, {
+        target: targetOf(args),
+        ...(args['session'] ? { session: String(args['session']) } : {}),
+        ...(args['name'] ? { name: String(args['name']) } : {}),
+        ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+      });
+      if (r) {
+        ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
+        ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
+      }
+    },
+  };
+}
+
+function makeCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'make <source> <out>',
+    describe: 'make a golden image file from a golden medium (device) or a raw image file',
+    builder: (yy: Argv) =>
+      yy
+        .positional('source', {
+          type: 'string',
+          describe: 'the golden medium device or a raw image file',
+        })
+        .positional('out', {
+          type: 'string',
+          describe: 'the image file to write (.img.zst); the manifest goes beside it',
+        })
+        .option('name', {
+          type: 'string',
+          demandOption: true,
+          describe: 'what the image is of (e.g. the appliance model)',
+        })
+        .option('image-version', {
+          type: 'string',
+          demandOption: true,
+          describe: 'the release version of the image',
+        })
+        .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { loadSigningKey } = await import('../system/signing.js');
+      const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
+      const key = await loadSigningKey(signingKeyFile(ctx, args));
+      const out = path.resolve(String(args['out']));
+      if (ctx.dryRun) {
+        ctx.out.print(`would read ${args['source']} and write ${out} and ${manifestPathOf(out)}`);
+        return;
+      }
+      const m = await makeGoldenImage({
+        source: String(args['source']),
+        out,
+        name: String(args['name']),
+        version: String(args['image-version']),
+        key,
+      });
+      ctx.out.print(
+        `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256}), signed by key ${key.keyId}`,
+      );
+    },
+  };
+}
+
 /** `zshield golden image ...`: the golden image as a signed, released artefact. */
 export function goldenImageCommand(kit: CommandKit): CommandModule {
   return {
@@ -49,53 +199,7 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
     describe: 'golden images as released artefacts: make (zstd, signed manifest), verify, write',
     builder: (y: Argv) =>
       y
-        .command(
-          'make <source> <out>',
-          'make a golden image file from a golden medium (device) or a raw image file',
-          (yy: Argv) =>
-            yy
-              .positional('source', {
-                type: 'string',
-                describe: 'the golden medium device or a raw image file',
-              })
-              .positional('out', {
-                type: 'string',
-                describe: 'the image file to write (.img.zst); the manifest goes beside it',
-              })
-              .option('name', {
-                type: 'string',
-                demandOption: true,
-                describe: 'what the image is of (e.g. the appliance model)',
-              })
-              .option('image-version', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the release version of the image',
-              })
-              .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
-          async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args);
-            const { loadSigningKey } = await import('../system/signing.js');
-            const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
-            const key = await loadSigningKey(signingKeyFile(ctx, args));
-            const out = path.resolve(String(args['out']));
-            if (ctx.dryRun) {
-              ctx.out.print(`would read ${args['source']} and write ${out} and ${manifestPathOf(out)}`);
-              return;
-            }
-            const m = await makeGoldenImage({
-              source: String(args['source']),
-              out,
-              name: String(args['name']),
-              version: String(args['image-version']),
-              key,
-            });
-            ctx.out.print(
-              `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256}), signed by key ${key.keyId}`,
-            );
-          },
-        )
+        .command(makeCommand(kit))
         .command(
           'verify <image>',
           'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256',
@@ -242,101 +346,8 @@ export function cloneCommand(kit: CommandKit): CommandModule {
       'write a golden image to many boxes at once over multicast (udpcast), verified, failed ones repaired',
     builder: (y: Argv) =>
       y
-        .command(
-          'send <image>',
-          'send a golden image to the receivers on this LAN; repair failed ones; print a table',
-          (yy: Argv) =>
-            yy
-              .positional('image', { type: 'string' })
-              .option('session', { type: 'string', describe: 'session name (default: the image id)' })
-              .option('key', {
-                type: 'string',
-                describe: 'signing key for the session header (else clone.signingKey)',
-              })
-              .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' })
-              .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
-              .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
-              .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
-              .option('retries-until-drop', {
-                type: 'number',
-                describe: 'drop a receiver after this many unanswered requests',
-              })
-              .option('repair-window', {
-                type: 'number',
-                describe: 'seconds to wait for receiver reports after the stream',
-              })
-              .option('power', {
-                type: 'boolean',
-                default: false,
-                describe:
-                  'first run each clone.power command (reboot the boxes into receive mode; untested on real hardware)',
-              }),
-          async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args);
-            if (args['power']) {
-              const { runPowerCommands } = await import('./power.js');
-              await runPowerCommands(ctx);
-            }
-            const { runSend } = await import('./send.js');
-            const minReceivers = whole('min-receivers', args['min-receivers'], 1);
-            const maxWaitSeconds = whole('max-wait', args['max-wait'], 0);
-            const retriesUntilDrop = whole('retries-until-drop', args['retries-until-drop'], 1);
-            const repairWindowSeconds = whole('repair-window', args['repair-window'], 1);
-            const bitrate = args['max-bitrate'] as string | undefined;
-            if (bitrate !== undefined && !/^\d+[km]?$/.test(bitrate))
-              throw new UsageError('--max-bitrate: like 500m, 80000k');
-            const r = await runSend(ctx, {
-              image: String(args['image']),
-              ...(args['session'] ? { session: String(args['session']) } : {}),
-              ...(args['key'] ? { keyFile: String(args['key']) } : {}),
-              ...(args['interface'] ? { interface: String(args['interface']) } : {}),
-              ...(minReceivers !== undefined ? { minReceivers } : {}),
-              ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
-              ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
-              ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
-              ...(bitrate ? { maxBitrate: bitrate } : {}),
-            });
-            if (r) {
-              const ok = r.rows.filter((row) => row.result === 'verified').length;
-              ctx.out.print(
-                `${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`,
-              );
-            }
-          },
-        )
-        .command(
-          'receive',
-          'join a clone session and write the golden image onto this box (run from a rescue or installer system)',
-          (yy: Argv) =>
-            targetOptions(yy)
-              .option('session', {
-                type: 'string',
-                describe: 'accept only this session (else clone.session)',
-              })
-              .option('name', { type: 'string', describe: "name in the sender's table (default: host name)" })
-              .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' }),
-          async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args);
-            if (!ctx.dryRun && !args['yes']) {
-              throw new UsageError(
-                'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
-              );
-            }
-            const { runReceive } = await import('./receive.js');
-            const r = await runReceive(ctx, {
-              target: targetOf(args),
-              ...(args['session'] ? { session: String(args['session']) } : {}),
-              ...(args['name'] ? { name: String(args['name']) } : {}),
-              ...(args['interface'] ? { interface: String(args['interface']) } : {}),
-            });
-            if (r) {
-              ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
-              ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
-            }
-          },
-        )
+        .command(sendCommand(kit))
+        .command(receiveCommand(kit))
         .demandCommand(1, 'say which: clone send | clone receive'),
     handler: () => {},
   };
