@@ -24,6 +24,8 @@ export interface RestoreInput {
   signal?: AbortSignal;
   /** The mark of this restore (set before the first destructive step, cleared at the end). */
   mark?: ImageRestoreMark;
+  /** Told when the mark's record cannot be written (the VG tag still marks the restore). */
+  warn?: (message: string) => void;
 }
 
 /** Room an unpacked copy needs beside the image: the data in use, a tenth more, and 64 MiB. */
@@ -78,7 +80,7 @@ export function planRestore(input: RestoreInput): Plan {
     });
   }
   const marks = input.mark
-    ? markSteps(config, input.mark, markIdOf(input.state.vg.tags) === input.mark.id)
+    ? markSteps(config, input.mark, markIdOf(input.state.vg.tags) === input.mark.id, input.warn)
     : null;
   if (marks) {
     notes.push(

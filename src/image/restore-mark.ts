@@ -80,6 +80,7 @@ export function markSteps(
   config: Pick<Config, 'paths'>,
   mark: ImageRestoreMark,
   existing: boolean,
+  warn: (message: string) => void = () => {},
 ): { set: Step[]; clear: Step[] } {
   const file = markFileOf(config);
   const tag = `${IMAGE_RESTORE_TAG}${mark.id}`;
@@ -88,8 +89,16 @@ export function markSteps(
     edit: {
       files: [file],
       apply: () => {
-        mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-        writeJsonAtomic(file, mark);
+        // Run from the golden medium, the event log's folder may be on its read-only root: the VG
+        // tag (on the system disk) still marks the restore, and a resume then asks for the image.
+        try {
+          mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+          writeJsonAtomic(file, mark);
+        } catch (err) {
+          warn(
+            `could not record the image being written in ${file} (${(err as NodeJS.ErrnoException).code ?? err}); the VG mark still says an image restore is under way, but a restore cut short will have to be started again by hand with this image`,
+          );
+        }
       },
     },
   };
@@ -107,7 +116,16 @@ export function markSteps(
     },
     {
       title: 'remove the record of the image being written',
-      edit: { files: [file], apply: () => rmSync(file, { force: true }) },
+      edit: {
+        files: [file],
+        apply: () => {
+          try {
+            rmSync(file, { force: true });
+          } catch {
+            // Nothing was written there (a read-only folder): nothing to remove.
+          }
+        },
+      },
     },
   ];
   return { set, clear };

@@ -86,6 +86,7 @@ export async function runImageRestore(
       // of the tar layout (made before) is unpacked beside it first where there is room.
       unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
+      warn: (m) => ctx.log.warn(`image restore: ${m}`),
       mark: {
         // A mark already on the VG (this restore resumed, or an earlier one cut short) is taken over.
         id: markIdOf(state.vg.tags) ?? markIdFor(sha256),
