@@ -120,9 +120,29 @@ export function planRestore(ctx: Context, probe: RestoreProbe, started: Date): R
  * the one the repair keeps: the newest complete one, never "no backup" while a complete one exists.
  * On a dry run the repair is only shown and its result simulated.
  */
-export async function repaired(ctx: Context, probe: RestoreProbe): Promise<RestoreProbe> {
+export async function repaired(
+  ctx: Context,
+  probe: RestoreProbe,
+  json = false,
+): Promise<RestoreProbe & { repair?: Plan }> {
   if (!probe.state) return probe;
-  return { ...probe, state: (await repairCutRotation(ctx, probe.state)).state };
+  // With --json stdout holds one document: the repair goes into it (below), not printed as text.
+  const r = await repairCutRotation(ctx, probe.state, json ? 'none' : ctx.dryRun ? 'out' : 'log');
+  return { ...probe, state: r.state, ...(r.repair ? { repair: r.repair } : {}) };
+}
+
+/**
+ * The plan shown with --json: on a dry run the repair's steps come first (they would run first);
+ * after a real repair (already applied) a note says what it did.
+ */
+function withRepair<P extends Plan>(ctx: Context, plan: P, repair: Plan | undefined): P {
+  if (!repair) return plan;
+  if (ctx.dryRun)
+    return { ...plan, notes: [...repair.notes, ...plan.notes], steps: [...repair.steps, ...plan.steps] };
+  return {
+    ...plan,
+    notes: [`repaired first: ${repair.steps.map((s) => s.title).join('; ')}`, ...plan.notes],
+  };
 }
 
 /** Restore the latest backup: lock, probe (read-only), plan, runPlan, say what happened. */
@@ -130,7 +150,10 @@ export async function runRestore(ctx: Context, opts: ConfirmOptions): Promise<vo
   const lock = ctx.dryRun ? null : await lockFor(ctx, 'restore');
   const started = ctx.clock.now();
   try {
-    const plan = planRestore(ctx, await repaired(ctx, await probeRestore(ctx)), started);
+    const probe = await repaired(ctx, await probeRestore(ctx), opts.json === true);
+    const plan = opts.json
+      ? withRepair(ctx, planRestore(ctx, probe, started), probe.repair)
+      : planRestore(ctx, probe, started);
     const run = await runPlan(ctx, plan, planRunOptions(opts, 'The restore'));
     if (!run.applied) return;
     const n = namesOf(ctx.config);

@@ -360,10 +360,27 @@ describe('restore latest from the golden medium (VG not active)', () => {
       ['vgchange', '--deltag', 'zshield_rotating', 'vgroup'],
     ]);
     const plan = printedPlan(ctx);
-    expect(plan.notes[0]).toBe('restore point: vgroup/snap0, taken 2025-11-22T03:00:00.000Z (reason: daily)');
+    expect(plan.notes[0]).toMatch(/^repaired first: rename snap0-next to snap0; clear the rotation mark$/);
+    expect(plan.notes).toContain(
+      'restore point: vgroup/snap0, taken 2025-11-22T03:00:00.000Z (reason: daily)',
+    );
     expect(mutatingCalls(runner).slice(2)).toEqual(
       plan.steps.filter((x) => x.argv && !x.when).map((x) => x.argv),
     );
+  });
+
+  it('--dry-run --json with a cut rotation: one JSON document, the repair steps first, nothing run', async () => {
+    const lvm = lvmWorld('inactive', [`${BOOT_UUID_TAG}${BOOT_UUID}`, 'zshield_rotating']);
+    lvm.find('snap0')!.name = 'snap0-next';
+    const runner = install(lvm, new RecordingRunner(true), bootBlkid());
+    const ctx = context(runner, true);
+    await runRestore(ctx, { confirm: 'ask', json: true });
+    expect(mutatingCalls(runner)).toEqual([]);
+    const plan = printedPlan(ctx);
+    expect(plan.steps.slice(0, 2).map((x) => x.argv)).toEqual([
+      ['lvrename', 'vgroup', 'snap0-next', 'snap0'],
+      ['vgchange', '--deltag', 'zshield_rotating', 'vgroup'],
+    ]);
   });
 
   it('refuses before the merge: a /boot recorded but gone, and no room for the new snap0', async () => {
