@@ -31,7 +31,9 @@ export async function bootAppliance(
 
 /** Shell snippet: the /dev node of the disk with this serial. */
 export const diskBySerial = (serial: string) =>
-  `$(for d in /sys/block/vd*; do [ "$(cat $d/serial)" = ${serial} ] && echo /dev/\${d##*/}; done)`;
+  // `; true`: the loop's status is its last test's, which fails when the disk is not the last vd*
+  // (a `set -e` script would stop there).
+  `$(for d in /sys/block/vd*; do [ "$(cat $d/serial)" = ${serial} ] && echo /dev/\${d##*/}; done; true)`;
 
 /**
  * Lay out the system disk as the seed does (done by hand here; factory reset does it for real):
