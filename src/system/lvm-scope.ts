@@ -174,10 +174,9 @@ export interface ScopeInput {
 
 /**
  * Which of several VGs of the configured name is the system's, by identity, in this order: the
- * disk the config names (serial/WWN); else the VG under the running root; else the one VG that
- * carries zshield's own tags (a factory reset leaves `zshield_boot_uuid=` on it). Anything less
- * certain is refused, naming every VG's disks: acting on the wrong VG would change another box's
- * disk.
+ * disk the config names (serial/WWN); else the VG under the running root. Anything less certain
+ * is refused, naming every VG's disks: acting on the wrong VG would change another box's disk.
+ * zshield's own tags are no proof: the other box's disk may be a zshield disk too, and this one not.
  */
 export function decideScope(input: ScopeInput): LvmScope {
   const vgs = namedVgs(input);
@@ -210,12 +209,7 @@ export function decideScope(input: ScopeInput): LvmScope {
   }
   const byRoot = pick(onDisks(input.disks.bootDisks), 'it holds the running root file system');
   if (byRoot) return byRoot;
-  const byMarks = pick(
-    vgs.filter((v) => v.tags.some((t) => t.startsWith('zshield_'))),
-    "it carries zshield's tags",
-  );
-  if (byMarks) return byMarks;
-  throw ambiguous(vgs, "zshield cannot tell which is this system's");
+  throw ambiguous(vgs, "zshield cannot tell which is this system's (name the system disk in the config: disks.system.serial)");
 }
 
 function namedVgs(input: ScopeInput): NamedVg[] {

@@ -178,10 +178,10 @@ describe("which VG is the system's", () => {
     expect(s.chosenBy).toBe('it holds the running root file system');
   });
 
-  it("then the one VG with zshield's tags (from the golden medium, no disk named)", () => {
-    const s = decideScope({ vg: 'vgroup', systemIds: [], pvs: tagged(SYS?.vgUuid), disks: probe(['vda']) });
-    expect(s.devices).toEqual(['/dev/vdb1']);
-    expect(s.chosenBy).toBe("it carries zshield's tags");
+  it("zshield's tags are no proof (the other box's disk may be a zshield disk too): refused, the config must name the disk", () => {
+    expect(() =>
+      decideScope({ vg: 'vgroup', systemIds: [], pvs: tagged(SYS?.vgUuid), disks: probe(['vda']) }),
+    ).toThrow(/cannot tell which is this system's \(name the system disk in the config/);
   });
 
   it('refuses when it cannot be told without doubt, naming both VGs and their disks', () => {
