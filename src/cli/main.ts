@@ -7,6 +7,7 @@ import { type Context, systemClock } from '../context.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { imageCommand } from '../image/cli.js';
+import { historyCommands } from '../history/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand } from '../remote/cli.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
 import { ExecaRunner } from '../system/runner.js';
@@ -287,6 +288,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
     .command(imageCommand(setup))
     .command(remoteCommand(setup))
     .command(keygenCommand(setup))
+    .command(historyCommands(setup))
     .demandCommand(1, 'a command is needed; see zshield --help')
     .strict()
     .recommendCommands()

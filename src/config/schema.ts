@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from '../remote/config.js';
 import { imageSchema } from '../image/config.js';
+import { historySchema } from '../history/config.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
@@ -152,6 +153,7 @@ export const configSchema = z
       .prefault({}),
     remote: remoteSchema.prefault({}),
     image: imageSchema.prefault({}),
+    history: historySchema.prefault({}),
     log: z
       .object({
         file: z.union([absPath, z.null()]).default('/var/log/zshield/zshield.log'),

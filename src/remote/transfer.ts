@@ -264,7 +264,7 @@ async function sendRange(a: SendArgs): Promise<number> {
  * with `sha256sum`. Accounts limited to SFTP (internal-sftp, no shell) or servers with neither get
  * the slow path: read it back over SFTP and hash it here.
  */
-async function remoteSha256(
+export async function remoteSha256(
   session: RemoteSession,
   file: string,
   size: number,
