@@ -79,6 +79,7 @@ function historyBuilder(setup: Setup) {
               default: false,
               describe: 'check every file on the targets by hash',
             })
+            .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
             .option('json', json),
         async (a) => {
           const args = a as unknown as Args;
@@ -87,9 +88,13 @@ function historyBuilder(setup: Setup) {
           if (args['json']) ctx.out = { print: () => {} };
           const { runReplicate } = await import('./replicate.js');
           const only = targetsOf(args['target']);
+          const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
+          if (kib !== undefined && !(Number.isFinite(kib) && kib > 0))
+            throw new UsageError('--bwlimit must be a number of KiB/s > 0');
           const r = await runReplicate(ctx, {
             verifyAll: Boolean(args['verify-all']),
             ...(only ? { only } : {}),
+            ...(kib ? { bandwidthKiBps: kib } : {}),
           });
           if (args['json']) out.print(JSON.stringify(r, null, 2));
         },

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { ConfigError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
+import { formatBytes, RateLimiter } from '../remote/transfer.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
-import { formatBytes } from '../remote/transfer.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
 import type { HistoryConfig, SftpTargetConfig } from './config.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
@@ -14,9 +14,9 @@ import {
   kindOf,
   listLocalRepo,
   type RepoFile,
+  type Store,
   sha256File,
   snapshotIdsIn,
-  type Store,
 } from './store.js';
 
 /**
@@ -83,6 +83,8 @@ export interface ReplicateOptions {
   /** Only these targets (names); default all. */
   only?: string[];
   verifyAll?: boolean;
+  /** Upload cap in KiB/s (all targets share it, one at a time). */
+  bandwidthKiBps?: number;
 }
 
 export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): Promise<TargetReport[]> {
@@ -116,7 +118,12 @@ export async function replicateLocked(
     });
     let store: Store | null = null;
     try {
-      store = new SftpStore(ctx, h, t);
+      store = new SftpStore(
+        ctx,
+        h,
+        t,
+        opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
+      );
       const r = await replicateOne(ctx, store, t.name, local, times, opts);
       const cataloged = new Set(
         catalogView(verifyCatalog(h.dir, key.publicText).entries)

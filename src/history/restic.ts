@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, writeSync, fchmodSync, rmSync } from 'node:fs';
+import { closeSync, fchmodSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { BusyError, CommandError, ConfigError, NotFoundError, VerifyError } from '../errors.js';

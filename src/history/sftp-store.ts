@@ -1,12 +1,12 @@
 import { open, rename, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
 import type { Context } from '../context.js';
-import { Connection } from '../remote/copy.js';
-import { loadCredentials, type Target } from '../remote/credentials.js';
 import { PART_SUFFIX } from '../remote/backups.js';
 import { remoteSchema } from '../remote/config.js';
+import { Connection } from '../remote/copy.js';
+import { loadCredentials, type Target } from '../remote/credentials.js';
 import { endpointText, type RemoteSession } from '../remote/ssh.js';
-import { remoteSha256, uploadFile } from '../remote/transfer.js';
+import { type RateLimiter, remoteSha256, uploadFile } from '../remote/transfer.js';
 import type { HistoryConfig, SftpTargetConfig } from './config.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
 
@@ -34,6 +34,7 @@ export class SftpStore implements Store {
     private readonly ctx: Context,
     history: HistoryConfig,
     readonly cfg: SftpTargetConfig,
+    private readonly limiter: RateLimiter | null = null,
   ) {
     const dir = cfg.directory.replace(/\/+$/, '') || '/';
     this.repoDir = path.join(dir, 'repo');
@@ -69,7 +70,7 @@ export class SftpStore implements Store {
         file: { name: path.basename(file.name), size: file.size, path: localPath },
         destination: dest,
         log: this.ctx.log,
-        limiter: null,
+        limiter: this.limiter,
         signal: this.ctx.signal,
       });
       return { sent: r.sent, resumedFrom: r.resumedFrom };

@@ -1,8 +1,9 @@
-import { hostname } from 'node:os';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { formatBytes, resolveSize } from '../config/size.js';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
-import { resolveSize, formatBytes } from '../config/size.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { lvRemoveCommand, probeVg, snapshotCreateCommand, TAG_REASON, TAG_TIME } from '../system/lvm.js';
 import type { Command } from '../system/runner.js';
@@ -98,7 +99,10 @@ function checkDevice(device: string): void {
 /** The device to read: the one given, snap0, or a temporary snapshot made now (under the LVM lock). */
 async function openSource(ctx: Context, opts: TakeOptions, time: string): Promise<Source> {
   const { vg, rootLv, snapshot } = ctx.config.lvm;
-  if (opts.device !== undefined) return { device: opts.device, title: opts.device, cleanup: null };
+  if (opts.device !== undefined) {
+    const device = path.resolve(opts.device);
+    return { device, title: device, cleanup: null };
+  }
   const state = await probeVg(ctx.runner, vg);
   const root = state.lvs.find((l) => l.name === rootLv);
   if (!root) throw new NotFoundError(`logical volume ${vg}/${rootLv} not found`);
