@@ -13,6 +13,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "typecheck";     tsc --noEmit
 step "lint";          biome lint src test build
 step "format check";  biome format src test build
+step "dependencies";  node build/deps-check.mjs
 step "build";         bash build/build.sh
 
 results=$(mktemp -d)

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from '../remote/config.js';
-import { imageSchema } from '../image/config.js';
-import { historySchema } from '../history/config.js';
+import { imageSchema } from './image.js';
+import { historySchema } from './history.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z

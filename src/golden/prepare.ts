@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
@@ -45,7 +45,7 @@ const cmd = mutating;
  * medium, the zshield recovery entries (grub.d script) and the boot hook. The medium is named
  * explicitly (never guessed): it is erased.
  */
-export function planGoldenMedium(input: GoldenInput): Plan {
+export function planGoldenMedium(input: GoldenInput): Plan<CommandStep> {
   const { config, facts } = input;
   const wanted = input.target ?? config.disks.golden.serial;
   if (!wanted) {

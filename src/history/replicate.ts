@@ -1,10 +1,10 @@
 import path from 'node:path';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
 import { formatBytes, RateLimiter } from '../remote/transfer.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
-import type { HistoryConfig, SftpTargetConfig } from './config.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { SftpStore } from './sftp-store.js';
 import { updateTarget } from './state.js';

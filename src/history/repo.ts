@@ -1,9 +1,9 @@
 import path from 'node:path';
+import type { HistoryConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError } from '../errors.js';
 import { checkPrivateFile, openPassword } from '../remote/secrets.js';
 import { loadSigningKey, type SigningKey } from '../system/signing.js';
-import type { HistoryConfig } from './config.js';
 import { Restic } from './restic.js';
 
 /** Where the history's files live under history.dir (a volume other than lv-root). */

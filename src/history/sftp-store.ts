@@ -1,5 +1,6 @@
 import { open, rename, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { PART_SUFFIX } from '../remote/backups.js';
 import { remoteSchema } from '../remote/config.js';
@@ -7,7 +8,6 @@ import { Connection } from '../remote/copy.js';
 import { loadCredentials, type Target } from '../remote/credentials.js';
 import { endpointText, type RemoteSession } from '../remote/ssh.js';
 import { type RateLimiter, remoteSha256, uploadFile } from '../remote/transfer.js';
-import type { HistoryConfig, SftpTargetConfig } from './config.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
 
 /**

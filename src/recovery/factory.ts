@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
 import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
@@ -12,8 +12,8 @@ import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
 import { chooseTarget, describeDisk } from './target.js';
 
-/** Set on the new VG from its creation to the end of the reset: a boot that finds it resumes the reset. */
-export const FACTORY_TAG = 'zshield_factory_reset';
+export { FACTORY_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG } from '../names/lvm-tags.js';
 
 /** What the golden root (the running system, source of the copy) offers. */
 export interface GoldenFacts {
@@ -53,7 +53,7 @@ const cmd = mutating;
  * the golden root copied into lv-root, fstab and GRUB set up for root on LVM, and the first snap0
  * taken. Every step starts from scratch, so a run cut short by a power failure is simply run again.
  */
-export function planFactoryReset(input: FactoryInput): Plan {
+export function planFactoryReset(input: FactoryInput): Plan<CommandStep> {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
   const vg = config.lvm.vg;

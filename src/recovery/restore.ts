@@ -1,16 +1,11 @@
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
 import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
 
-/**
- * Set on the VG when a restore starts, cleared when it is complete (merged, /boot put back, new
- * snap0). VG metadata is outside lv-root, so the mark survives both a power cut and the rollback.
- */
-export const RESTORE_TAG = 'zshield_restoring';
-/** Which restore point is being restored, for a boot that finishes the job after snap0 is merged away: `<epoch>.<reason>.<boot>`. */
-export const RESTORE_OF_TAG = 'zshield_restore_of=';
+export { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 
 export function restoreLabelOf(vgTags: readonly string[]): {
   time: Date | null;
@@ -68,7 +63,7 @@ export function checkRestorable(state: VgState | null, config: Config): LvInfo {
 }
 
 /** Phase 1: mark the VG and merge snap0 into lv-root (lvconvert polls every second and reports progress). */
-export function planMerge(config: Config, facts: MergeFacts): Plan {
+export function planMerge(config: Config, facts: MergeFacts): Plan<CommandStep> {
   const n = namesOf(config);
   const { reason, time } = labelOf(facts.snapshot);
   const notes = [
@@ -120,7 +115,7 @@ export interface FinishFacts {
 }
 
 /** Phase 2 (after the merge), when booted from the golden medium: mount the restored root and /boot. */
-export function planRestoreMounts(mounts: [string, string, boolean][]): Plan {
+export function planRestoreMounts(mounts: [string, string, boolean][]): Plan<CommandStep> {
   const steps: Step[] = [];
   for (const [, dir] of mounts)
     steps.push({ title: `make ${dir}`, command: { file: 'mkdir', args: ['-p', dir], mutates: true } });
@@ -137,7 +132,7 @@ export function planRestoreMounts(mounts: [string, string, boolean][]): Plan {
 export function planPutBackBoot(
   config: Config,
   f: { rootDir: string; bootDir: string; captured: boolean },
-): Plan {
+): Plan<CommandStep> {
   const steps: Step[] = [];
   const notes: string[] = [];
   if (f.captured) {
@@ -168,7 +163,7 @@ export function planPutBackBoot(
   return { title: 'Put back /boot', notes, steps };
 }
 
-export function planUnmount(mounts: [string, string, boolean][]): Plan {
+export function planUnmount(mounts: [string, string, boolean][]): Plan<CommandStep> {
   const steps: Step[] = [...mounts]
     .reverse()
     .map(([, dir]) => ({ title: `unmount ${dir}`, command: { file: 'umount', args: [dir], mutates: true } }));

@@ -6,7 +6,8 @@ import { asset } from '../assets.js';
 import type { Context } from '../context.js';
 import { type PrototypeFacts, planGoldenMedium } from '../golden/prepare.js';
 import { InterruptedError, RefusedError, UsageError } from '../errors.js';
-import { type Plan, applyPlan, formatPlan, planToJson } from '../plan.js';
+import { type CommandStep, type Plan, formatPlan, planToJson, toolsOf } from '../plan/plan.js';
+import { applyPlan } from '../plan/run.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { labelOf, namesOf, TAG_BOOT } from '../snapshot/rotation.js';
 import { probeDisks } from '../system/disks.js';
@@ -15,7 +16,7 @@ import { type VgState, probeVg, tagValue, vgsCommand, parseVgs } from '../system
 import { isRunningRoot } from '../system/mounts.js';
 import { partitionPath } from '../system/partitions.js';
 import { probePvs } from '../system/pvs.js';
-import { requireTools, toolsOf } from '../system/tools.js';
+import { requireTools } from '../system/tools.js';
 import { appendEvent, eventLogUnder, type RecoveryEvent } from './events.js';
 import { FACTORY_TAG, type GoldenFacts, planFactoryReset } from './factory.js';
 import { runHooks } from './hooks.js';
@@ -110,7 +111,7 @@ function lockFor(ctx: Context, purpose: string) {
 }
 
 /** Progress of rsync (--info=progress2) and lvconvert (-i 1) on the terminal and, sparsely, in the log. */
-function withProgress(plan: Plan, ctx: Context): Plan {
+function withProgress(plan: Plan<CommandStep>, ctx: Context): Plan<CommandStep> {
   let last = 0;
   return {
     ...plan,

@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import type { Prompter } from './prompt.js';
+import type { Prompter } from '../system/prompt.js';
 
 // The implementations (and ssh2 with them) are loaded when a remote command runs, not at every
 // start of the binary.
@@ -25,7 +25,7 @@ async function withPrompter<T>(
   tty: boolean,
   fn: (p: Prompter | null) => Promise<T>,
 ): Promise<T> {
-  const { StreamPrompter } = await import('./prompt.js');
+  const { StreamPrompter } = await import('../system/prompt.js');
   const p =
     !tty || process.stdin.isTTY ? new StreamPrompter(process.stdin, process.stdout, ctx.signal) : null;
   try {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { type RemoteConfig, remoteSchema } from './config.js';
 import { writeRemoteSection } from './config-file.js';
-import { askNewPassword, askYesNo, type Prompter } from './prompt.js';
+import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
 import {
   checkPrivateFile,
   encryptPassword,

@@ -4,14 +4,15 @@ import { NotFoundError } from '../errors.js';
 import { readLiveDaemon } from '../daemon/info.js';
 import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
-import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
+import { FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
+import { namesOf } from '../names/snapshots.js';
+import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
-import { FACTORY_TAG } from '../recovery/factory.js';
-import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
-import { type LastBackup, readLastBackup } from './last-backup.js';
+import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
 export interface StatusReport {
   vg: { name: string; sizeBytes: number; freeBytes: number } | null;
@@ -29,6 +30,11 @@ export interface StatusReport {
   };
   health: { level: HealthLevel; message: string };
   rotationInterrupted: boolean;
+  /**
+   * What the cut rotation leaves once repaired (the restore point shown above is already that
+   * one: status shows what every writer's repair would leave).
+   */
+  rotationNote: string | null;
   /** A factory reset or a restore was started and not finished (the next boot finishes it). */
   recoveryPending: 'factory-reset' | 'restore' | null;
   /** The last recovery events (newest last), from the event log on /boot. */
@@ -55,8 +61,11 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
   }
-  const root = state?.lvs.find((l) => l.name === names.root);
-  const snap = state?.lvs.find((l) => l.name === names.snap);
+  // A rotation cut short is shown as the repair that every writer runs first will leave it.
+  const rotationNote = state ? describeCutRotation(state, names) : null;
+  const view = state ? stateAfterRepair(state, names) : null;
+  const root = view?.lvs.find((l) => l.name === names.root);
+  const snap = view?.lvs.find((l) => l.name === names.snap);
   const label = snap ? labelOf(snap) : null;
   const lastBackup = readLastBackup(
     ctx.config,
@@ -99,8 +108,8 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       ageSeconds: label?.time ? Math.round((now.getTime() - label.time.getTime()) / 1000) : null,
     },
     health,
-    rotationInterrupted:
-      !!state && (state.vg.tags.includes(ROTATING_TAG) || state.lvs.some((l) => l.name === names.next)),
+    rotationInterrupted: rotationNote !== null,
+    rotationNote,
     recoveryPending: state?.vg.tags.includes(FACTORY_TAG)
       ? 'factory-reset'
       : state?.vg.tags.includes(RESTORE_TAG)
@@ -144,7 +153,9 @@ export function formatStatus(r: StatusReport): string {
     );
   }
   if (r.rotationInterrupted)
-    lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
+    lines.push(
+      `rotation:      INTERRUPTED: ${r.rotationNote ?? 'cut short'}; the next backup (or the daemon) repairs it`,
+    );
   if (r.recoveryPending) {
     lines.push(`recovery:      ${r.recoveryPending.toUpperCase()} UNFINISHED; the next boot finishes it`);
   }

@@ -164,13 +164,15 @@ describe('runBackup', () => {
     expect(existsSync(path.join(dir, 'run', 'lvm.lock.owner'))).toBe(false);
   });
 
-  it('dry-run with an interrupted rotation shows the repair and stops there', async () => {
+  it('dry-run with an interrupted rotation shows the repair, then the backup planned on what it leaves', async () => {
     const { runner, ctx } = setup([ROOT, SNAP], { dryRun: true, tags: ['zshield_rotating'] });
     expect(await runBackup(ctx, { reason: 'manual', waitMs: 0 })).toBeNull();
     expect(runner.calls.map((c) => c.argv[0])).toEqual(['vgs', 'lvs']);
+    expect(runner.calls.every((c) => !c.mutates)).toBe(true);
     expect(ctx.printed[0]).toMatch(/^Repair the interrupted rotation in vgroup\n/);
     expect(ctx.printed[0]).toContain('$ vgchange --deltag zshield_rotating vgroup');
-    expect(ctx.printed[1]).toBe('(dry run: the backup is planned after the repair has run)');
+    // The rotation is planned as if the mark were gone (it refuses a marked VG otherwise).
+    expect(ctx.printed[1]).toMatch(/^Back up vgroup\/lv-root to snap0 \(reason: manual\)/);
   });
 
   it('captures /boot when lv-root is the running root (kernel numbers of /)', async () => {

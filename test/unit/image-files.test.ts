@@ -17,7 +17,7 @@ import {
 } from '../../src/image/files.js';
 import { fsFacts, parseDumpe2fs, readManifest } from '../../src/image/manifest.js';
 import { runImagePrune } from '../../src/image/prune.js';
-import { imageDue, lastImageSlot } from '../../src/image/schedule.js';
+import { imageDue, lastImageSlot } from '../../src/daemon/jobs.js';
 import { groupBackups, parseBackupName, scanLocal } from '../../src/remote/backups.js';
 import { planRetention } from '../../src/remote/plan.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';

@@ -3,7 +3,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError, UsageError } from '../../src/errors.js';
 import { planGoldenMedium, rcLocalWith } from '../../src/golden/prepare.js';
-import { formatPlan } from '../../src/plan.js';
+import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
 import {
   FACTORY_TAG,

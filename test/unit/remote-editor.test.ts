@@ -8,7 +8,7 @@ import { memoryLogger } from '../../src/log/logger.js';
 import type { RemoteConfig } from '../../src/remote/config.js';
 import { editRemoteSettings } from '../../src/remote/editor.js';
 import { runKeygen } from '../../src/remote/keygen.js';
-import { askNewPassword, StreamPrompter } from '../../src/remote/prompt.js';
+import { askNewPassword, StreamPrompter } from '../../src/system/prompt.js';
 import {
   decryptPassword,
   encryptPassword,

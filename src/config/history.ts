@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { parseSize, type SizeSpec } from '../config/size.js';
 import { CIPHERTEXT_PATTERN, FINGERPRINT_PATTERN } from '../remote/config.js';
+import { parseSize, type SizeSpec } from './size.js';
 
 /**
  * The `history` section of the config: a deduplicating history of lv-root's file tree in a local

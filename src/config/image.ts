@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseSize, type SizeSpec } from '../config/size.js';
+import { parseSize, type SizeSpec } from './size.js';
 
 /**
  * The `image` section of the config: full, verified images of lv-root's file system (the seed's
