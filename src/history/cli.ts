@@ -17,6 +17,12 @@ async function readStdinLine(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
+const allowUncataloged = {
+  type: 'boolean',
+  default: false,
+  describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
+} as const;
+
 const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
 const target = { type: 'string', array: true, describe: 'only this target (repeatable)' } as const;
 
@@ -157,6 +163,28 @@ function historyBuilder(setup: Setup) {
                   )
                   .join('\n') || 'no backups in the catalog',
           );
+        },
+      )
+      .command(
+        'restore <fingerprint> <dir>',
+        "write a fingerprint's tree into an empty directory (from the local repository, else fetched from a target)",
+        (yy: Argv) =>
+          yy
+            .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+            .positional('dir', { type: 'string', describe: 'an empty directory' })
+            .option('from', {
+              type: 'string',
+              describe: 'fetch from this target even if the local repository has it',
+            })
+            .option('allow-uncataloged', allowUncataloged),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await setup(args);
+          const { runTreeRestore } = await import('./restore.js');
+          await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
+            allowUncataloged: Boolean(args['allow-uncataloged']),
+            ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+          });
         },
       )
       .command(
