@@ -17,8 +17,9 @@ apt_install() {
 }
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-# strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools.
-apt_install binutils rsync util-linux ca-certificates
+# strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools;
+# restic for the history (the remote tests drive it against the two sshd).
+apt_install binutils rsync util-linux ca-certificates restic
 
 # npm ci only when node_modules does not match the lock file.
 stamp=node_modules/.zshield-lock-stamp

@@ -216,7 +216,7 @@ export interface RemoteEnv {
 
 /** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
 export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
-  ensurePackages(['openssh-server', 'openssh-client', 'tmux']);
+  ensurePackages(['openssh-server', 'openssh-client', 'tmux', 'restic']);
   // Printable, with characters a shell or a URL would mangle, never ':' (chpasswd's separator).
   const password = `pw 'q"$x ${randomBytes(9).toString('base64url')}`;
   ensureUsers(password);
