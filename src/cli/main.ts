@@ -7,7 +7,7 @@ import { type Context, systemClock } from '../context.js';
 import { ConfigError, ExitCode, NotFoundError, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { imageCommand } from '../image/cli.js';
-import { historyCommands } from '../history/cli.js';
+import { historyCommands, recoverFingerprintCommand } from '../history/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand } from '../remote/cli.js';
 import { REASONS, type Reason } from '../snapshot/rotation.js';
 import { ExecaRunner } from '../system/runner.js';
@@ -232,7 +232,8 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
             await runRestore(ctx, { confirm: a['yes'] ? 'yes' : 'ask', json: Boolean(a['json']) });
           },
         )
-        .demandCommand(1, 'say which: recover factory | recover latest'),
+        .command(recoverFingerprintCommand(setup))
+        .demandCommand(1, 'say which: recover factory | recover latest | recover fingerprint ID'),
     )
     .command('golden', 'the golden medium', (y: Argv) =>
       y

@@ -260,3 +260,33 @@ export function catalogCommand(setup: Setup): CommandModule {
 export function historyCommands(setup: Setup): CommandModule[] {
   return [historyCommand(setup), catalogCommand(setup)];
 }
+
+/** `recover fingerprint ID`, registered under `recover` next to factory and latest. */
+export function recoverFingerprintCommand(setup: Setup): CommandModule {
+  return {
+    command: 'fingerprint <id>',
+    describe:
+      'reset lv-root to a fingerprint of the history (from the golden medium): restored into a new volume, swapped in, the old root kept',
+    builder: (y: Argv) =>
+      y
+        .positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+        .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
+        .option('json', json)
+        .option('from', {
+          type: 'string',
+          describe: 'fetch from this target even if the local repository has it',
+        })
+        .option('allow-uncataloged', allowUncataloged),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await setup(args);
+      const { runFingerprintRecovery } = await import('./recover.js');
+      await runFingerprintRecovery(ctx, String(args['id']), {
+        confirm: args['yes'] ? 'yes' : 'ask',
+        json: Boolean(args['json']),
+        allowUncataloged: Boolean(args['allow-uncataloged']),
+        ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+      });
+    },
+  };
+}

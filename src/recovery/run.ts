@@ -325,7 +325,7 @@ async function finishRestore(
 }
 
 /** The system disk's /boot: partition 1 of the disk that holds the VG (the layout a factory reset makes). */
-async function bootPartitionOf(ctx: Context): Promise<string> {
+export async function bootPartitionOf(ctx: Context): Promise<string> {
   const pv = (await probePvs(ctx.runner)).find((p) => p.vgName === ctx.config.lvm.vg);
   if (!pv) throw new RefusedError(`cannot find the physical volume of ${ctx.config.lvm.vg}`);
   const m = /^(.*?)(p?)(\d+)$/.exec(pv.pvName);

@@ -125,6 +125,9 @@ describe('history restore: a fingerprint back from the local repository or from 
     const r = zh(box, ['history', 'restore', stray, path.join(box.dir, 'restored-stray')]);
     expectError(r, ExitCode.refused, new RegExp(`fingerprint ${stray} is not in the catalog`));
     expect(r.stderr).toMatch(/--allow-uncataloged/);
+    // The reset refuses it the same way, before it looks at LVM.
+    const reset = zh(box, ['recover', 'fingerprint', stray, '--yes']);
+    expectError(reset, ExitCode.refused, new RegExp(`fingerprint ${stray} is not in the catalog`));
     const ok = zh(box, [
       'history',
       'restore',
