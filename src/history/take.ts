@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { formatBytes, resolveSize } from '../config/size.js';
 import type { Context } from '../context.js';
-import { NotFoundError, RefusedError, UsageError } from '../errors.js';
+import { NotFoundError, RefusedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { lvRemoveCommand, probeVg, snapshotCreateCommand, TAG_REASON, TAG_TIME } from '../system/lvm.js';
 import type { Command } from '../system/runner.js';
@@ -197,5 +197,22 @@ function isMounted(mnt: string): boolean {
       .some((l) => l.split(' ')[1] === mnt);
   } catch {
     return false;
+  }
+}
+
+/**
+ * For the daemon, after the daily backup: when history.enabled, a take (replicated to every
+ * target). Never throws: a failure is logged, the backup's own outcome stands, and the targets'
+ * state says what they lack for the next run to send.
+ */
+export async function historyAfterBackup(ctx: Context): Promise<void> {
+  if (!ctx.config.history.enabled) return;
+  try {
+    ctx.log.info('daemon: history take after the daily backup');
+    await runHistoryTake(ctx, { reason: 'daily', replicate: true });
+  } catch (err) {
+    const msg =
+      err instanceof ZshieldError && err.hint ? `${err.message} (${err.hint})` : (err as Error).message;
+    ctx.log.error(`daemon: history take failed: ${msg}`);
   }
 }
