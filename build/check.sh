@@ -14,6 +14,7 @@ step "typecheck";     tsc --noEmit
 step "lint";          biome lint src test build
 step "format check";  biome format src test build
 step "dependencies";  node build/deps-check.mjs
+step "docs";          tsx build/docs.ts --check   # README's generated tables match the code
 step "build";         bash build/build.sh
 
 results=$(mktemp -d)

@@ -8,14 +8,17 @@ import { parseSize, type SizeSpec } from './size.js';
 
 const absPath = z.string().startsWith('/', 'must be an absolute path');
 
-const sizeSpec = z.union([z.string(), z.number()]).transform((v, ctx): SizeSpec => {
-  const r = parseSize(v, true);
-  if (typeof r === 'string') {
-    ctx.addIssue({ code: 'custom', message: r });
-    return z.NEVER;
-  }
-  return r;
-});
+const sizeSpec = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx): SizeSpec => {
+    const r = parseSize(v, true);
+    if (typeof r === 'string') {
+      ctx.addIssue({ code: 'custom', message: r });
+      return z.NEVER;
+    }
+    return r;
+  })
+  .meta({ format: 'size or percent' });
 
 // A path inside the imaged file system, asked of debugfs between double quotes.
 const pathInImage = absPath.refine(
@@ -25,28 +28,48 @@ const pathInImage = absPath.refine(
 
 export const imageSchema = z
   .object({
-    /** Where images are written (the seed's new_img_dir). Also a remote.sources entry by default. */
-    dir: absPath.default('/diskbackup'),
-    /**
-     * temporary: a snapshot of lv-root taken for the job and removed after the copy (the image is
-     * of now). snap0: the latest backup, read as it is (the image is of the restore point).
-     */
-    source: z.enum(['temporary', 'snap0']).default('temporary'),
-    /** Attempts at a verified image before giving up (the seed's `try`). */
-    tries: z.number().int().min(1).max(10).default(1),
-    /** Images kept in `dir` per host after a new one is verified (`image prune` uses it too). */
-    keep: z.number().int().min(1).max(1000).default(3),
-    /**
-     * When the daemon makes one, right after the daily backup: null (never), "daily", or
-     * {"weekday": 0-6} (0 = Sunday, local time). A box that was off catches up after its next backup.
-     */
+    dir: absPath
+      .default('/diskbackup')
+      .describe(
+        "where images are written (the seed's new_img_dir), not on lv-root itself; also a remote.sources entry by default",
+      ),
+    source: z
+      .enum(['temporary', 'snap0'])
+      .default('temporary')
+      .describe(
+        'temporary: a snapshot of lv-root taken for the job and removed after the copy (the image is of now); snap0: the latest backup, read as it is (the image is of the restore point)',
+      ),
+    tries: z
+      .number()
+      .int()
+      .min(1)
+      .max(10)
+      .default(1)
+      .describe("attempts at a verified image before giving up (the seed's `try`)"),
+    keep: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(3)
+      .describe('images kept in dir per host after a new one is verified (`image prune` uses it too)'),
     schedule: z
       .union([z.null(), z.literal('daily'), z.object({ weekday: z.number().int().min(0).max(6) }).strict()])
-      .default(null),
-    /** Copy-on-write store of the temporary snapshot: a share of lv-root ("20%") or absolute ("4G"). */
-    tempSnapshotSize: sizeSpec.default({ kind: 'percent', percent: 20 }),
-    /** Paths a verified image must hold: the check that it is a system and not some other file system. */
-    mustContain: z.array(pathInImage).default(['/etc/fstab']),
+      .default(null)
+      .describe(
+        'when the daemon makes one, right after the daily backup: null (never), "daily", or {"weekday": 0-6} (0 = Sunday, local time); a box that was off catches up after its next backup',
+      ),
+    tempSnapshotSize: sizeSpec
+      .default({ kind: 'percent', percent: 20 })
+      .describe(
+        'copy-on-write store of the temporary snapshot: a share of lv-root ("20%") or absolute ("4G")',
+      ),
+    mustContain: z
+      .array(pathInImage)
+      .default(['/etc/fstab'])
+      .describe(
+        'paths a verified image must hold: the check that it is this system and not some other file system',
+      ),
   })
   .strict();
 

@@ -3,6 +3,7 @@ import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import { ZshieldError } from '../errors.js';
 import { repairIfNeeded, runBackup } from '../snapshot/backup.js';
+import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 import { type Health, snapshotHealth } from '../snapshot/health.js';
 import { labelOf, namesOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
@@ -155,6 +156,8 @@ async function tick(ctx: Context, st: DaemonState): Promise<Date | null> {
   if (health.level !== 'ok') ctx.log.log(health.level, `health: ${health.message}`);
   else if (st.lastHealth && st.lastHealth.level !== 'ok') ctx.log.info(`health: ${health.message}`);
   st.lastHealth = health;
+  // The kernel invalidates an overflowed snap0 without telling anyone: the menu must stop offering it.
+  await refreshBootMenu(ctx, { state, onlyIfChanged: true });
   if (!root) {
     ctx.log.error(`daemon: ${names.vg}/${names.root} not found; no backup possible`);
     return null;

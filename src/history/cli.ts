@@ -1,10 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
+import type { CommandArgs, CommandKit } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
-import type { Setup, SetupArgs } from '../remote/cli.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
 
-type Args = SetupArgs & Record<string, unknown>;
+type Args = CommandArgs;
 
 const targetsOf = (v: unknown): string[] | undefined =>
   v === undefined ? undefined : (Array.isArray(v) ? v : [v]).map(String);
@@ -26,7 +26,7 @@ const allowUncataloged = {
 const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
 const target = { type: 'string', array: true, describe: 'only this target (repeatable)' } as const;
 
-function historyBuilder(setup: Setup) {
+function historyBuilder(kit: CommandKit) {
   return (y: Argv) =>
     y
       .command(
@@ -41,7 +41,7 @@ function historyBuilder(setup: Setup) {
         async (a) => {
           const args = a as unknown as Args;
           const password = args['password-stdin'] ? await readStdinLine() : undefined;
-          const ctx = await setup(args);
+          const ctx = await kit.context(args);
           const { runHistoryInit } = await import('./init.js');
           await runHistoryInit(ctx, password === undefined ? {} : { password });
         },
@@ -65,7 +65,7 @@ function historyBuilder(setup: Setup) {
           const args = a as unknown as Args;
           if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
             throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
-          const ctx = await setup(args);
+          const ctx = await kit.context(args);
           const { runHistoryTake } = await import('./take.js');
           await runHistoryTake(ctx, {
             reason: String(args['reason']),
@@ -89,7 +89,7 @@ function historyBuilder(setup: Setup) {
             .option('json', json),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args, Boolean(args['json']));
+          const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
           const out = ctx.out;
           if (args['json']) ctx.out = { print: () => {} };
           const { runReplicate } = await import('./replicate.js');
@@ -112,7 +112,7 @@ function historyBuilder(setup: Setup) {
           yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' }),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args);
+          const ctx = await kit.context(args);
           const { runHistoryPrune } = await import('./prune.js');
           await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
         },
@@ -123,7 +123,7 @@ function historyBuilder(setup: Setup) {
         (yy: Argv) => yy.option('target', target).option('all', { type: 'boolean', default: false }),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args);
+          const ctx = await kit.context(args);
           const { runTargetVerify } = await import('./replicate.js');
           const only = targetsOf(args['target']);
           await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
@@ -136,7 +136,7 @@ function historyBuilder(setup: Setup) {
         (yy: Argv) => yy.option('json', json),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args, true);
+          const ctx = await kit.context(args, { quietConsole: true });
           const { formatHistoryStatus, gatherHistoryStatus } = await import('./status.js');
           const s = gatherHistoryStatus(ctx);
           ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
@@ -148,7 +148,7 @@ function historyBuilder(setup: Setup) {
         (yy: Argv) => yy.option('json', json),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args, true);
+          const ctx = await kit.context(args, { quietConsole: true });
           const { catalogView, verifyCatalog } = await import('./catalog.js');
           const view = catalogView(
             verifyCatalog(ctx.config.history.dir, ctx.config.history.publicKey).entries,
@@ -179,7 +179,7 @@ function historyBuilder(setup: Setup) {
             .option('allow-uncataloged', allowUncataloged),
         async (a) => {
           const args = a as unknown as Args;
-          const ctx = await setup(args);
+          const ctx = await kit.context(args);
           const { runTreeRestore } = await import('./restore.js');
           await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
             allowUncataloged: Boolean(args['allow-uncataloged']),
@@ -202,7 +202,7 @@ function historyBuilder(setup: Setup) {
             throw new RefusedError('refusing to print the repository password into a pipe or file', {
               hint: 'add --yes if that is what you want',
             });
-          const ctx = await setup(args, true);
+          const ctx = await kit.context(args, { quietConsole: true });
           const { repositoryPassword } = await import('./repo.js');
           process.stdout.write(`${repositoryPassword(ctx)}\n`);
         },
@@ -213,16 +213,16 @@ function historyBuilder(setup: Setup) {
       );
 }
 
-export function historyCommand(setup: Setup): CommandModule {
+export function historyCommand(kit: CommandKit): CommandModule {
   return {
     command: 'history',
     describe: 'a deduplicating history of the system (restic), replicated to several targets',
-    builder: historyBuilder(setup),
+    builder: historyBuilder(kit),
     handler: () => {},
   };
 }
 
-export function catalogCommand(setup: Setup): CommandModule {
+export function catalogCommand(kit: CommandKit): CommandModule {
   return {
     command: 'catalog',
     describe: 'the signed catalog of backup fingerprints',
@@ -238,7 +238,7 @@ export function catalogCommand(setup: Setup): CommandModule {
             }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             const { verifyCatalog } = await import('./catalog.js');
             const dir = args['file-dir'] !== undefined ? String(args['file-dir']) : ctx.config.history.dir;
             const c = verifyCatalog(dir, ctx.config.history.publicKey);
@@ -256,13 +256,13 @@ export function catalogCommand(setup: Setup): CommandModule {
   };
 }
 
-/** The history's modules for cli/main.ts: `.command(historyCommands(setup))`. */
-export function historyCommands(setup: Setup): CommandModule[] {
-  return [historyCommand(setup), catalogCommand(setup)];
+/** The history's modules for cli/main.ts: `...historyCommands(kit)` in commandModules. */
+export function historyCommands(kit: CommandKit): CommandModule[] {
+  return [historyCommand(kit), catalogCommand(kit)];
 }
 
 /** `recover fingerprint ID`, registered under `recover` next to factory and latest. */
-export function recoverFingerprintCommand(setup: Setup): CommandModule {
+export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
   return {
     command: 'fingerprint <id>',
     describe:
@@ -279,7 +279,7 @@ export function recoverFingerprintCommand(setup: Setup): CommandModule {
         .option('allow-uncataloged', allowUncataloged),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await setup(args);
+      const ctx = await kit.context(args);
       const { runFingerprintRecovery } = await import('./recover.js');
       await runFingerprintRecovery(ctx, String(args['id']), {
         confirm: args['yes'] ? 'yes' : 'ask',

@@ -5,13 +5,14 @@ import type { Context } from '../context.js';
 import { RefusedError } from '../errors.js';
 import type { CommandStep, EditStep, Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { appendEvent, eventLogUnder } from '../recovery/events.js';
-import { planPutBackBoot } from '../recovery/restore.js';
-import { bootPartitionOf } from '../recovery/run.js';
+import { type BootFs, bootCheck, describeBoot } from '../recovery/boot-fs.js';
+import { putBack } from '../recovery/finish.js';
+import { eventStep } from '../recovery/record.js';
+import { probeRestore } from '../recovery/restore-run.js';
 import { formatBytes } from '../remote/transfer.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { lvRemoveCommand, lvRenameCommand, probeVg, type VgState } from '../system/lvm.js';
+import { lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import {
   checkFingerprint,
@@ -41,16 +42,18 @@ export interface RecoverInput {
   id: string;
   /** Where the tree comes from, in words (shown). */
   from: string;
-  bootPartition: string;
+  /** The system's /boot as main's recovery finds it (separate, none, or lost: refused). */
+  boot: BootFs;
+  started: Date;
   /** The in-process steps: fetch (when from a target) and restore into the mounted new LV. */
   fetch: EditStep | null;
   restore: EditStep;
-  /** Appends the reset to the event log on the mounted /boot (outside lv-root). */
-  event: EditStep;
+  /** Appends the reset to the event log on /boot (outside lv-root when /boot is separate). */
+  event: (bootDir: string) => EditStep;
 }
 
 /** Pure: the plan. Every check that can fail is in `checks`, run before the first write. */
-export function planFingerprintRecovery(i: RecoverInput): Plan {
+export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
   const { vg, rootLv, snapshot } = i.config.lvm;
   const root = i.state.lvs.find((l) => l.name === rootLv);
   const fresh = newRootName(i.config);
@@ -70,7 +73,24 @@ export function planFingerprintRecovery(i: RecoverInput): Plan {
     title,
     command: { file, args, mutates: true, timeoutMs: 600_000, ...extra },
   });
+  const separate = i.boot.kind === 'separate' ? i.boot : null;
+  const bootDir = separate ? dirs.boot : path.join(dirs.root, 'boot');
+  const back = putBack(
+    ctx,
+    {
+      running: false,
+      boot: i.boot,
+      label: { time: null, reason: null, captured: true },
+      merged: i.state,
+      marks: [],
+      started: i.started,
+    },
+    path.join(dirs.root, i.config.paths.stateDir, 'boot'),
+    bootDir,
+  );
   const notes = [
+    describeBoot(i.boot),
+    ...back.notes,
     `the tree of ${i.id} comes from ${i.from}`,
     `${vg}/${rootLv} is replaced by a new volume of ${formatBytes(size)}; the old one is kept as ${vg}/${prev} until you remove it (lvremove ${vg}/${prev}); to undo, rename it back`,
     'the other volumes are not touched',
@@ -84,6 +104,7 @@ export function planFingerprintRecovery(i: RecoverInput): Plan {
     title: `Reset ${vg}/${rootLv} to fingerprint ${i.id}`,
     notes,
     checks: [
+      bootCheck(i.boot),
       {
         title: `${vg}/${rootLv} exists and is not the running root`,
         run: () => {
@@ -137,10 +158,12 @@ export function planFingerprintRecovery(i: RecoverInput): Plan {
       cmd(`make ${dirs.root}`, 'mkdir', ['-p', dirs.root, dirs.boot]),
       cmd(`mount the new root on ${dirs.root}`, 'mount', [`/dev/${vg}/${fresh}`, dirs.root]),
       i.restore,
-      cmd(`mount the system disk's /boot on ${dirs.boot}`, 'mount', [i.bootPartition, dirs.boot]),
-      ...planPutBackBoot(i.config, { rootDir: dirs.root, bootDir: dirs.boot, captured: true }).steps,
-      i.event,
-      cmd(`unmount ${dirs.boot}`, 'umount', [dirs.boot]),
+      ...(separate
+        ? [cmd(`mount the system's /boot on ${dirs.boot}`, 'mount', [separate.device, dirs.boot])]
+        : []),
+      ...back.steps,
+      i.event(bootDir),
+      ...(separate ? [cmd(`unmount ${dirs.boot}`, 'umount', [dirs.boot])] : []),
       cmd(`unmount ${dirs.root}`, 'umount', [dirs.root]),
       ...(snap
         ? [
@@ -187,20 +210,25 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
     // The catalog is checked, and the source found (its repository listed), before any plan is
     // shown: a fingerprint nobody holds, or one the catalog refuses, stops here with nothing changed.
     source = await openSource(ctx, id, opts);
-    const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
+    const probe = await probeRestore(ctx);
+    if (!probe.state)
+      throw new RefusedError(`volume group ${ctx.config.lvm.vg} not found: nothing to reset`, {
+        hint: 'a blank disk is brought back by the factory reset first',
+      });
     const dirs = recoverDirs(ctx.config);
     const src = source;
-    const plan = planFingerprintRecovery({
+    const plan = planFingerprintRecovery(ctx, {
       config: ctx.config,
-      state,
+      state: probe.state,
       id,
       from:
         src.from === 'local'
           ? `the local repository ${src.repo}`
           : `target ${src.from} (fetched into ${src.repo})`,
-      bootPartition: await bootPartitionOf(ctx),
+      boot: probe.boot ?? { kind: 'lost', why: 'the system disk was not probed for /boot' },
+      started,
       fetch: null,
-      event: eventStep(ctx, started, id, src.from),
+      event: (bootDir) => resetEvent(ctx, bootDir, started, id, src.from),
       restore: {
         title: `restore ${id} into the new root (restic restore; progress from the file system's growth)`,
         edit: {
@@ -226,21 +254,12 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
   }
 }
 
-function eventStep(ctx: Context, started: Date, id: string, from: string): EditStep {
-  const bootDir = recoverDirs(ctx.config).boot;
-  const file = eventLogUnder(bootDir, ctx.config.paths.eventLog);
-  return {
-    title: 'log the reset in the event log on /boot',
-    edit: {
-      files: [file],
-      apply: () =>
-        appendEvent(file, {
-          at: started.toISOString(),
-          event: 'restore',
-          result: 'ok',
-          detail: `${ctx.config.lvm.rootLv} reset to fingerprint ${id} from ${from}; the old root is kept as ${prevRootName(ctx.config)}`,
-          durationMs: ctx.clock.now().getTime() - started.getTime(),
-        }),
-    },
-  };
+function resetEvent(ctx: Context, bootDir: string, started: Date, id: string, from: string): EditStep {
+  return eventStep(ctx, bootDir, 'log the reset in the event log on /boot', () => ({
+    at: started.toISOString(),
+    event: 'restore',
+    result: 'ok',
+    detail: `${ctx.config.lvm.rootLv} reset to fingerprint ${id} from ${from}; the old root is kept as ${prevRootName(ctx.config)}`,
+    durationMs: ctx.clock.now().getTime() - started.getTime(),
+  }));
 }

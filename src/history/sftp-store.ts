@@ -2,6 +2,7 @@ import { open, rename, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
+import { RemoteError } from '../errors.js';
 import { PART_SUFFIX } from '../remote/backups.js';
 import { remoteSchema } from '../remote/config.js';
 import { Connection } from '../remote/copy.js';
@@ -18,7 +19,7 @@ import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
  */
 
 /** restic spreads data over 256 folders named by the first byte of the file's hash. */
-const DATA_DIRS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const DATA_DIR = /^[0-9a-f]{2}$/;
 /** SFTP requests in flight while listing the data folders (one round trip each otherwise). */
 const LIST_PARALLEL = 32;
 const READ_BYTES = 248 * 1024;
@@ -55,8 +56,10 @@ export class SftpStore implements Store {
       };
       await listDir('');
       for (const sub of ['keys', 'index', 'snapshots']) await listDir(sub);
-      for (let i = 0; i < DATA_DIRS.length; i += LIST_PARALLEL)
-        await Promise.all(DATA_DIRS.slice(i, i + LIST_PARALLEL).map((d) => listDir(`data/${d}`)));
+      // Only the data folders that exist (one listing of data/), a few requests at a time.
+      const dataDirs = (await subdirs(s, path.join(this.repoDir, 'data'))).filter((d) => DATA_DIR.test(d));
+      for (let i = 0; i < dataDirs.length; i += LIST_PARALLEL)
+        await Promise.all(dataDirs.slice(i, i + LIST_PARALLEL).map((d) => listDir(`data/${d}`)));
       return out.filter((f) => kindOf(f.name) !== null).sort((a, b) => a.name.localeCompare(b.name));
     });
   }
@@ -126,9 +129,26 @@ export class SftpStore implements Store {
     this.conn.close();
   }
 
+  /**
+   * A directory on the target, made when missing. A folder whose parent this run already has
+   * costs one request, not a walk from / (each level a round trip).
+   */
   private async mkdirs(s: RemoteSession, dir: string): Promise<void> {
     if (this.made.has(dir)) return;
-    await s.mkdirs(dir);
+    const parent = path.dirname(dir);
+    if (this.made.has(parent)) {
+      const isDir = await s.isDirectory(dir);
+      if (isDir === null)
+        await new Promise<void>((resolve, reject) =>
+          s.sftp.mkdir(dir, { mode: 0o700 }, (err) =>
+            err ? reject(s.wrap(err, `mkdir ${dir}`)) : resolve(),
+          ),
+        );
+      else if (!isDir) throw new RemoteError(`remote ${s.where}: ${dir} exists and is not a directory`);
+    } else {
+      await s.mkdirs(dir);
+      for (let d = dir; d !== '/' && d !== '.'; d = path.dirname(d)) this.made.add(d);
+    }
     this.made.add(dir);
   }
 }
@@ -179,4 +199,15 @@ async function download(s: RemoteSession, remote: string, localPath: string): Pr
     await out.close();
   }
   await rename(tmp, localPath);
+}
+
+/** Names of the directories in a remote directory ([] when it does not exist). */
+async function subdirs(s: RemoteSession, dir: string): Promise<string[]> {
+  return new Promise((resolve, reject) =>
+    s.sftp.readdir(dir, (err, list) => {
+      if (!err) resolve(list.filter((e) => e.attrs.isDirectory()).map((e) => e.filename));
+      else if ((err as { code?: number }).code === 2) resolve([]);
+      else reject(s.wrap(err, `list ${dir}`));
+    }),
+  );
 }

@@ -1,4 +1,4 @@
-import { accessSync, constants, rmSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import type { Context } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
@@ -10,15 +10,9 @@ import { requireTools } from '../system/tools.js';
 import { pathsOfImageFile } from './files.js';
 import { claimImageJob } from './job.js';
 import type { Manifest } from './manifest.js';
-import {
-  type ImagePlan,
-  formatImagePlan,
-  imagePlanToJson,
-  planRestore,
-  toolsOfImagePlan,
-  unpackRoom,
-} from './plan.js';
-import { withProgress } from './progress.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { planRestore, unpackRoom } from './plan-restore.js';
 import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
 
@@ -31,7 +25,7 @@ export interface RestoreOptions {
 }
 
 export interface RestoreOutcome {
-  plan: ImagePlan;
+  plan: Plan;
   backup: BackupOutcome | null;
 }
 
@@ -57,19 +51,7 @@ export async function runImageRestore(
   // The image is checked before anything else, and before the LVM lock is taken: reading a large
   // image for its checksum takes a while, and a damaged one stops here.
   const { manifest } = await checkSums(ctx, paths);
-  await requireTools(ctx.runner, [
-    'lvs',
-    'vgs',
-    'zstd',
-    'tar',
-    'dd',
-    'blkdiscard',
-    'e2image',
-    'e2fsck',
-    'resize2fs',
-    'lvremove',
-    'lvcreate',
-  ]);
+  await requireTools(ctx.runner, ['lvs', 'vgs']);
   const lock = ctx.dryRun
     ? null
     : await acquireLvmLock({
@@ -81,7 +63,7 @@ export async function runImageRestore(
   let job: ReturnType<typeof claimImageJob> | null = null;
   try {
     if (!ctx.dryRun) job = claimImageJob(ctx.config.paths.runDir, 'image restore', ctx.log);
-    let state = await probeVg(ctx.runner, names.vg);
+    const state = await probeVg(ctx.runner, names.vg);
     const root = requireRoot(state, names);
     if (isRunningRoot(root)) {
       throw new RefusedError(
@@ -91,39 +73,22 @@ export async function runImageRestore(
         },
       );
     }
-    if (!root.active) {
-      // From the golden medium the system disk's VG may not be active yet. Activation is not a
-      // change of data; the write needs the device node.
-      await ctx.runner.run({ file: 'vgchange', args: ['-ay', names.vg], mutates: false });
-      state = await probeVg(ctx.runner, names.vg);
-    }
     const plan = planRestore({
       state,
       config: ctx.config,
       paths,
       manifest,
-      unpackTo: roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
+      // An image of the raw layout streams straight into the zeroed LV (dd skips its zeros); one
+      // of the tar layout (made before) is unpacked beside it first where there is room.
+      unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
     });
-    ctx.out.print(opts.json ? JSON.stringify(imagePlanToJson(plan), null, 2) : formatImagePlan(plan));
-    if (ctx.dryRun) return null;
-    await requireTools(ctx.runner, toolsOfImagePlan(plan));
-    if (opts.confirm !== 'yes') {
-      throw new RefusedError('the image restore was not started: it needs confirmation', {
-        hint: 'read the plan above, then run again with --yes (or --dry-run to only see the plan)',
-      });
-    }
-    const n = plan.steps.length;
-    try {
-      for (const [i, step] of plan.steps.entries()) {
-        ctx.log.info(`[${i + 1}/${n}] ${step.title}`);
-        if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
-        else if ('command' in step) await ctx.runner.run(step.command);
-      }
-    } finally {
-      // The unpacked copy (when the plan made one) is a work file, whatever happened.
-      rmSync(paths.rawPart, { force: true });
-    }
+    const run = await runPlan(ctx, plan, {
+      confirm: opts.confirm,
+      what: 'The image restore',
+      show: opts.json ? 'json' : 'out',
+    });
+    if (!run.applied) return null;
     // lv-root is never the running root here: the records of the system running this (the golden
     // medium) are not lv-root's; status reads this backup from snap0's tags.
     const backup = await backupLocked(ctx, 'post-restore', { record: false });
@@ -137,7 +102,7 @@ export async function runImageRestore(
   }
 }
 
-/** An unpacked copy fits beside the image: the directory is writable and has room (plan.ts unpackRoom). */
+/** An unpacked copy fits beside the image: the directory is writable and has room (plan-restore.ts unpackRoom). */
 function roomToUnpack(dir: string, manifest: Manifest): boolean {
   try {
     accessSync(dir, constants.W_OK);

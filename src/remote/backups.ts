@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log/logger.js';
+import { readJson, writeJsonAtomic } from '../state/store.js';
 
 /**
  * Which files are zshield's backups, and how they group. A backup file is named
@@ -137,4 +138,70 @@ export function scanLocal(sources: readonly string[], log: Logger): LocalFile[] 
     }
   }
   return out;
+}
+
+/**
+ * What this box knows of its files' copies on one remote: the SHA-256 and the local identity
+ * (transfer.ts identityOf) at the last time the remote copy was found to match, and whether it was
+ * last found NOT to match. Kept in stateDir so that a rewrite of a local file after its copy, and
+ * a remote copy found corrupted but not yet replaced, survive to the next run.
+ */
+export interface CopyRecord {
+  size: number;
+  sha256: string;
+  identity: string;
+  /** ISO time of the last check that matched (upload or verification). */
+  checkedAt: string;
+  /** The last check found the remote's bytes differ from the local file's. */
+  differs?: true;
+}
+
+interface RecordFile {
+  version: 1;
+  targets: Record<string, Record<string, CopyRecord>>;
+}
+
+export const copyRecordsFile = (stateDir: string) => path.join(stateDir, 'remote-copies.json');
+
+export class CopyRecords {
+  private readonly all: RecordFile;
+  readonly byName: Map<string, CopyRecord>;
+
+  constructor(
+    private readonly file: string,
+    private readonly target: string,
+  ) {
+    const read = readJson<RecordFile>(file);
+    this.all = read?.version === 1 && typeof read.targets === 'object' ? read : { version: 1, targets: {} };
+    this.byName = new Map(Object.entries(this.all.targets[target] ?? {}));
+  }
+
+  /** Names whose remote copy was found to differ and has not been replaced since. */
+  differs(): Set<string> {
+    return new Set([...this.byName].filter(([, r]) => r.differs).map(([n]) => n));
+  }
+
+  set(name: string, rec: CopyRecord): void {
+    this.byName.set(name, rec);
+    this.save();
+  }
+
+  markDiffers(name: string): void {
+    const r = this.byName.get(name);
+    this.byName.set(name, { ...(r ?? { size: 0, sha256: '', identity: '', checkedAt: '' }), differs: true });
+    this.save();
+  }
+
+  /** Drop the records of files the remote no longer has. */
+  keepOnly(names: ReadonlySet<string>): void {
+    for (const n of [...this.byName.keys()]) if (!names.has(n)) this.byName.delete(n);
+    this.save();
+  }
+
+  private save(): void {
+    this.all.targets[this.target] = Object.fromEntries(
+      [...this.byName].sort(([a], [b]) => a.localeCompare(b)),
+    );
+    writeJsonAtomic(this.file, this.all, 0o600);
+  }
 }

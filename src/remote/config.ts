@@ -37,17 +37,20 @@ export const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
 export const remoteSchema = z
   .object({
-    /** Copy after backup and image jobs (when the daemon runs them). `zshield remote copy` works either way. */
-    enabled: z.boolean().default(false),
-    server: hostName.nullable().default(null),
-    port: z.number().int().min(1).max(65535).default(22),
-    user: userName.nullable().default(null),
-    /** Directory on the remote host the backups are copied into (absolute). */
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        "copy after the daemon's backup and image jobs (those in after); `zshield remote copy` works either way",
+      ),
+    server: hostName.nullable().default(null).describe('the remote host: a host name or an IP address'),
+    port: z.number().int().min(1).max(65535).default(22).describe("the remote host's SSH port"),
+    user: userName.nullable().default(null).describe('the user zshield logs in as on the remote host'),
     destination: absPath
       .refine((s) => !s.includes('\n') && !s.includes('\0'), 'must not contain a newline')
       .nullable()
-      .default(null),
-    /** The user's password, encrypted with keyFile (`zshield config edit` writes it). */
+      .default(null)
+      .describe('directory on the remote host the backups are copied into (absolute)'),
     password: z
       .string()
       .regex(
@@ -55,29 +58,75 @@ export const remoteSchema = z
         'must be a password encrypted by zshield (v1:...); set it with zshield config edit',
       )
       .nullable()
-      .default(null),
-    /** 32 random bytes (base64) that encrypt the password; mode 0600. `zshield keygen` replaces it. */
-    keyFile: absPath.default('/etc/zshield/remote.key'),
-    /** An OpenSSH private key (unencrypted, mode 0600) used instead of or before the password. */
-    privateKey: absPath.nullable().default(null),
-    /** The remote host's key, pinned (`zshield remote trust` records it). Unset: every host key is refused. */
+      .default(null)
+      .describe(
+        "the user's password, encrypted with keyFile (v1:...; `zshield config edit` writes it, never in clear); the config file must then be mode 0600",
+      ),
+    keyFile: absPath
+      .default('/etc/zshield/remote.key')
+      .describe(
+        '32 random bytes (base64) that encrypt the password, mode 0600; `zshield keygen` replaces it',
+      ),
+    privateKey: absPath
+      .nullable()
+      .default(null)
+      .describe(
+        'an OpenSSH private key (unencrypted, mode 0600) for key login, tried before the password (either is enough)',
+      ),
     hostKey: z
       .string()
       .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:<43 base64 characters>')
       .nullable()
-      .default(null),
-    /** Backups of each kind to keep, locally and remotely. `--limit` overrides it. */
-    limit: z.number().int().min(1).max(1000).default(5),
-    /** Upload bandwidth cap in KiB/s; null for none. `--bwlimit` overrides it. */
-    bandwidthKiBps: z.number().int().min(1).nullable().default(null),
-    /** Retries of a failed transfer (after the first try), with exponential backoff. */
-    retries: z.number().int().min(0).max(20).default(3),
-    /** Seconds to wait for the server to answer before calling it unreachable. */
-    connectTimeoutSeconds: z.number().int().min(1).max(600).default(20),
-    /** Local directories holding the backup files (not recursive). */
-    sources: z.array(absPath).min(1).default(['/diskbackup']),
-    /** Which daemon jobs are followed by a copy (when enabled). */
-    after: z.array(z.enum(['backup', 'image'])).default(['backup', 'image']),
+      .default(null)
+      .describe(
+        "the remote host's key fingerprint, pinned (`zshield remote trust` records it); null: every host key is refused",
+      ),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(5)
+      .describe('backups of each kind to keep, locally and remotely; `--limit` wins over it'),
+    bandwidthKiBps: z
+      .number()
+      .int()
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe('upload bandwidth cap in KiB/s, null for none; `--bwlimit` wins over it'),
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(3)
+      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
+    connectTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(600)
+      .default(20)
+      .describe('seconds to wait for the server to answer before calling it unreachable'),
+    verifyCycle: z
+      .number()
+      .int()
+      .min(1)
+      .max(366)
+      .default(7)
+      .describe(
+        'files already on the remote are compared with the local ones by SHA-256: each run checks the 1/verifyCycle least recently checked, so this many runs check every file (7: a week of daily copies; 1: all, every run); `--verify-all` checks all',
+      ),
+    sources: z
+      .array(absPath)
+      .min(1)
+      .default(['/diskbackup'])
+      .describe('local directories holding the backup files (not recursive)'),
+    after: z
+      .array(z.enum(['backup', 'image']))
+      .default(['backup', 'image'])
+      .describe('which daemon jobs are followed by a copy (when enabled)'),
   })
   .strict();
 

@@ -6,6 +6,7 @@ import { probeVg, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { requireTools } from '../system/tools.js';
 import { type BackupRecordV2, writeBackupRecord } from './last-backup.js';
+import { refreshBootMenu } from './boot-menu-refresh.js';
 import { repairCutRotation } from './repair.js';
 import { type Reason, labelOf, namesOf, planRotation, requireRoot } from './rotation.js';
 
@@ -40,6 +41,7 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
   try {
     return await backupLocked(ctx, opts.reason);
   } finally {
+    await refreshBootMenu(ctx); // also after a failure: a drop-first rotation may have left none
     await lock?.release();
   }
 }
@@ -133,6 +135,7 @@ export async function repairIfNeeded(
     const r = await repairCutRotation(ctx, await probeVg(ctx.runner, names.vg));
     state = r.state;
     repaired = r.repair !== null;
+    if (repaired) await refreshBootMenu(ctx, { state });
   } finally {
     await lock.release();
   }

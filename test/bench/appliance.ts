@@ -313,6 +313,15 @@ export class Appliance {
     return app.consoleLog();
   }
 
+  /**
+   * Start a guest and return at once, without waiting for anything: for watching a boot's console
+   * (e.g. the GRUB menu of a disk boot, with waitForConsole()) and ending it there with kill().
+   * The agent is not connected: sh() and friends do not work on this handle.
+   */
+  static async start(opts: BootOptions): Promise<Appliance> {
+    return (await Appliance.launch(opts, false)).app;
+  }
+
   /** Duration and exit status of the last bootUntilExit() that returned. */
   static lastExit: { ms: number; code: number | null; signal: NodeJS.Signals | null } | undefined;
 

@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
@@ -71,7 +73,7 @@ export function uidOf(user: string): { uid: number; gid: number } {
 }
 
 /**
- * The test users, created when absent, with a fresh password each run (chpasswd reads it on
+ * The test users, created when absent, with the machine's test password (chpasswd reads it on
  * stdin). The key user gets one too: with UsePAM no, sshd refuses a locked account (`!` in
  * shadow) even for key logins.
  */
@@ -79,8 +81,7 @@ export function ensureUsers(password: string): void {
   for (const user of [PASSWORD_USER, KEY_USER]) {
     if (!userExists(user)) run('useradd', ['--create-home', '--shell', '/bin/sh', user]);
   }
-  const keyUserPassword = randomBytes(18).toString('base64url');
-  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${keyUserPassword}\n`);
+  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${password} key\n`);
 }
 
 export async function freePort(): Promise<number> {
@@ -214,11 +215,33 @@ export interface RemoteEnv {
   serverB: { port: number; pid: number; fingerprint: string; log: string };
 }
 
+const PASSWORD_FILE = '/var/lib/zshield-remote-test/password';
+
+/**
+ * The test users' password: made once per machine (root-only file), not per run, because the
+ * users are the machine's: a second remote test run (another checkout) that set a new one would
+ * fail every password login of a run already going. Printable, with characters a shell or a URL
+ * would mangle, never ':' (chpasswd's separator).
+ */
+function testPassword(): string {
+  mkdirSync(path.dirname(PASSWORD_FILE), { recursive: true, mode: 0o700 });
+  const tmp = `${PASSWORD_FILE}.${process.pid}`;
+  writeFileSync(tmp, `pw 'q"$x ${randomBytes(9).toString('base64url')}`, { mode: 0o600 });
+  try {
+    // link() does not replace: the first run's password stays, whoever races it.
+    linkSync(tmp, PASSWORD_FILE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return readFileSync(PASSWORD_FILE, 'utf8');
+}
+
 /** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
 export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
   ensurePackages(['openssh-server', 'openssh-client', 'tmux', 'restic']);
-  // Printable, with characters a shell or a URL would mangle, never ':' (chpasswd's separator).
-  const password = `pw 'q"$x ${randomBytes(9).toString('base64url')}`;
+  const password = testPassword();
   ensureUsers(password);
   const base = mkdtempSync('/tmp/zshield-remote-');
   // sshd reads the authorized keys as the user: the path must be traversable by everyone.

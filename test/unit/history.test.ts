@@ -9,7 +9,9 @@ import { planFingerprintRecovery } from '../../src/history/recover.js';
 import { planReplication, verificationShare } from '../../src/history/replicate.js';
 import { type EditStep, formatPlan, isCommand } from '../../src/plan/plan.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey } from '../../src/system/signing.js';
+import { FakeClock, testContext } from './helpers/context.js';
 
 const h = (c: string) => c.repeat(64);
 const f = (name: string, size = 10) => ({ name, size });
@@ -139,19 +141,26 @@ function state(freeBytes: number, lvs: LvInfo[]): VgState {
 }
 
 describe('recover fingerprint plan', () => {
+  const ctx = testContext({
+    runner: new RecordingRunner(),
+    dir: '/tmp/zshield-unit-history',
+    clock: new FakeClock(new Date(0)),
+  });
   const input = (s: VgState) => ({
     config: defaultConfig(),
     state: s,
     id: h('7'),
     from: 'target site-a',
-    bootPartition: '/dev/vdb1',
+    boot: { kind: 'separate' as const, device: '/dev/vdb1', uuid: 'u', type: 'ext4', how: 'by its UUID' },
+    started: new Date(0),
     fetch: null,
     restore: edit('restore into the new root'),
-    event: edit('log the reset'),
+    event: () => edit('log the reset'),
   });
 
   it('restores into a new LV, puts /boot back, then swaps names: the old root is kept, never removed', async () => {
     const plan = planFingerprintRecovery(
+      ctx,
       input(
         state(8 * GiB, [
           lv('lv-root', 4 * GiB, { kind: 'origin' }),
@@ -176,7 +185,10 @@ describe('recover fingerprint plan', () => {
   });
 
   it('refuses before any write when the VG has no room for a second root', async () => {
-    const plan = planFingerprintRecovery(input(state(GiB, [lv('lv-root', 4 * GiB, { kind: 'origin' })])));
+    const plan = planFingerprintRecovery(
+      ctx,
+      input(state(GiB, [lv('lv-root', 4 * GiB, { kind: 'origin' })])),
+    );
     const checks = async () => {
       for (const c of plan.checks ?? []) await c.run();
     };

@@ -5,17 +5,10 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
 import { imagePaths } from '../../src/image/files.js';
 import type { FsFacts, Manifest } from '../../src/image/manifest.js';
-import {
-  type CreateInput,
-  formatImagePlan,
-  imagePlanToJson,
-  describeStep,
-  type ImagePlan,
-  planCreate,
-  planRestore,
-  planVerify,
-  toolsOfImagePlan,
-} from '../../src/image/plan.js';
+import { type CreateInput, planCreate } from '../../src/image/plan-create.js';
+import { planRestore } from '../../src/image/plan-restore.js';
+import { planVerify } from '../../src/image/plan-verify.js';
+import { type Plan, type Step, describeStep, formatPlan, planToJson, toolsOf } from '../../src/plan/plan.js';
 import { probeVg } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
@@ -67,8 +60,8 @@ function input(
   };
 }
 
-const argvs = (plan: ImagePlan) =>
-  plan.steps.map((s) =>
+const argvs = (plan: Pick<Plan, 'steps'>) =>
+  plan.steps.map((s: Step) =>
     'pipeline' in s
       ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
       : 'edit' in s
@@ -77,20 +70,30 @@ const argvs = (plan: ImagePlan) =>
   );
 
 describe('planCreate', () => {
-  it('temporary: snapshot, e2image to a sparse file, snapshot removed, tar --sparse | zstd, then the verification of the written file', async () => {
+  it('temporary: snapshot, its check, one pass e2image | zstd | tee | sha256sum, snapshot removed', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]) }));
     const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
     expect(argvs(plan)).toEqual([
       `lvcreate --snapshot --name snap0-image --size ${2 * GiB}b --addtag zshield_reason=image --addtag zshield_time=${epoch(NOW)} vgroup/lv-root`,
-      // Never to a pipe: e2image writes every byte of the file system there, zeros included.
-      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      // The job's own snapshot is checked (and repaired as a restore would) before it is read.
+      'e2fsck -f -y /dev/vgroup/snap0-image',
+      'debugfs -R stat "/etc/fstab" /dev/vgroup/snap0-image',
+      'blkid -p -o export /dev/vgroup/snap0-image',
+      'dumpe2fs -h /dev/vgroup/snap0-image',
+      // One pass: read the blocks in use, compress, write, hash what is written.
+      `e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -c | tee ${base}.img.zst.part | sha256sum`,
       'lvremove --yes vgroup/snap0-image',
-      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, zshield-appliance7-20260301T031000Z.raw.part | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
-      `zstd -d -c -q ${base}.img.zst.part | tar -x --sparse -f - -C /diskbackup --transform=s,.*,zshield-appliance7-20260301T031000Z.raw.part,`,
-      `e2fsck -f -n ${base}.raw.part`,
-      `e2fsck -f -y ${base}.raw.part`,
-      `debugfs -R stat "/etc/fstab" ${base}.raw.part`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      `(zshield writes ${base}.sha256.part, ${base}.manifest.json.part)`,
+      `(zshield writes ${base}.sha256, ${base}.manifest.json, ${base}.img.zst)`,
     ]);
+    // A failed or interrupted attempt leaves nothing: the snapshot and the work files go in `always`.
+    expect(argvs({ steps: plan.always! })).toEqual([
+      'lvremove --yes vgroup/snap0-image',
+      `(zshield writes ${base}.img.zst.part, ${base}.raw.part, ${base}.sha256.part, ${base}.manifest.json.part)`,
+    ]);
+    expect(plan.always![0]!.when!.text).toMatch(/^if it is still there/);
     expect(plan.paths.image).toBe(`${base}.img.zst`);
     expect(plan.source).toMatchObject({
       kind: 'temporary',
@@ -98,17 +101,18 @@ describe('planCreate', () => {
       time: NOW,
       reason: 'image',
     });
-    expect(plan.removeSnapshot!.command.runsAfterAbort).toBe(true);
-    expect(plan.copy.pipeline.mutates).toBe(true);
-    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1) + 3 * GiB);
-    expect(toolsOfImagePlan(plan)).toEqual(
+    const remove = plan.steps.find((s) => 'command' in s && s.command.file === 'lvremove');
+    expect(remove && 'command' in remove && remove.command.runsAfterAbort).toBe(true);
+    // No unpacked copy: only the image's bound is needed.
+    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1));
+    expect(toolsOf(plan)).toEqual(
       expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
     );
-    const text = formatImagePlan(plan);
-    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
-    expect(text).toContain('| zstd -T0 -q --check -f -o');
+    const text = formatPlan(plan);
+    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image - | zstd -T0 -q --check -c | tee `);
     expect(text).toContain('note: space in /diskbackup: the image');
-    expect(JSON.stringify(imagePlanToJson(plan))).toContain('"pipeline":[["e2image"');
+    expect(text).toContain('always, at the end (also after a failure):');
+    expect(JSON.stringify(planToJson(plan))).toContain('"pipeline":[["e2image"');
   });
 
   it('the temporary snapshot is sized like snap0: a share of lv-root, in whole extents, capped by LVM', async () => {
@@ -116,22 +120,34 @@ describe('planCreate', () => {
     const small = planCreate(
       input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 5 * MiB + 1 })),
     );
-    expect(small.createSnapshot!.command.args).toContain(`${2 * EXTENT}b`);
+    const lvcreate = (p: Plan) =>
+      argvs(p)
+        .find((l) => l.startsWith('lvcreate'))!
+        .split(' ');
+    expect(lvcreate(small)).toContain(`${2 * EXTENT}b`);
     const all = planCreate(
       input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 20 * GiB })),
     );
-    const size = Number(all.createSnapshot!.command.args[4]!.replace(/b$/, ''));
+    const size = Number(lvcreate(all)[5]!.replace(/b$/, ''));
     // lv-root + 16 bytes of exception table per 4 KiB chunk + one chunk, rounded up to extents.
     expect(size).toBe(10 * GiB + 44 * MiB);
   });
 
   it('snap0: reads the restore point as it is, named by its time; no snapshot made', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]), source: 'snap0' }));
-    expect(plan.createSnapshot).toBeNull();
-    expect(plan.removeSnapshot).toBeNull();
-    expect(argvs(plan)[0]).toBe(
-      'e2image -ra -p /dev/vgroup/snap0 /diskbackup/zshield-appliance7-20260301T030004Z.raw.part',
-    );
+    expect(argvs(plan).some((l) => /^lv(create|remove)/.test(l))).toBe(false);
+    const b = '/diskbackup/zshield-appliance7-20260301T030004Z';
+    // snap0 is never written: it is read as it is, then the image is unpacked to a copy and checked.
+    expect(argvs(plan).slice(2)).toEqual([
+      `e2image -ra -p /dev/vgroup/snap0 - | zstd -T0 -q --check -c | tee ${b}.img.zst.part | sha256sum`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      `zstd -d -q -f --sparse -o ${b}.raw.part ${b}.img.zst.part`,
+      `e2fsck -f -y ${b}.raw.part`,
+      `e2fsck -f -n ${b}.raw.part`,
+      `debugfs -R stat "/etc/fstab" ${b}.raw.part`,
+      `(zshield writes ${b}.sha256.part, ${b}.manifest.json.part)`,
+      `(zshield writes ${b}.sha256, ${b}.manifest.json, ${b}.img.zst)`,
+    ]);
     expect(plan.source).toMatchObject({ kind: 'snap0', time: SNAP_TIME, reason: 'daily' });
     expect(plan.notes.join('\n')).toContain('the LVM lock is held while it is read');
   });
@@ -144,7 +160,9 @@ describe('planCreate', () => {
       minor: 3,
     };
     const plan = planCreate(input({ state: await state([ROOT, left]) }));
-    expect(argvs(plan).slice(0, 2)).toEqual([
+    expect(argvs(plan).slice(0, 3)).toEqual([
+      // A job killed while the snapshot was mounted for its identity left the mount too.
+      'umount /run/zshield/image-identity',
       'lvremove --yes vgroup/snap0-image',
       expect.stringMatching(/^lvcreate --snapshot --name snap0-image /),
     ]);
@@ -188,7 +206,12 @@ describe('planCreate', () => {
       /not enough space in VG vgroup for the image's temporary snapshot/,
     );
     await refuse(
-      input({ state: await state([ROOT]), freeBytes: 6 * GiB }),
+      input({ state: await state([ROOT]), freeBytes: 3 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 3\.3 GiB, 3\.0 GiB free$/,
+    );
+    // From snap0 the verification's unpacked copy needs room too.
+    await refuse(
+      input({ state: await state([ROOT, SNAP0]), source: 'snap0', freeBytes: 6 * GiB }),
       /^not enough space in \/diskbackup for an image: need 6\.3 GiB, 6\.0 GiB free$/,
     );
     await refuse(
@@ -241,6 +264,7 @@ describe('planRestore', () => {
       unpackTo: paths.rawPart,
     });
     const lines = argvs(plan);
+    expect(plan.always!.map((s) => describeStep(s))).toEqual([`(zshield writes ${paths.rawPart})`]);
     expect(lines).toEqual([
       `zstd -d -c -q ${paths.image} | tar -x --sparse -f - -C /media/usb --transform=s,.*,${path.basename(paths.rawPart)},`,
       'lvremove --yes vgroup/snap0',
@@ -290,7 +314,7 @@ describe('planRestore', () => {
     );
     const unpacked = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: '/r' });
     expect(argvs(unpacked)[0]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
-    expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
+    expect(planVerify(paths.image, '/r', [], false).unpack!.pipeline.stages.map((c) => c.file)).toEqual([
       'zstd',
     ]);
   });
