@@ -17,6 +17,7 @@ import {
   bootMenuEnv,
   chooseSystemBoot,
   parseLsblk,
+  restorePointText,
   withBlkid,
 } from './boot-menu.js';
 
@@ -54,6 +55,10 @@ let lastText: string | null = null;
  */
 export async function refreshBootMenu(ctx: Context, opts: RefreshOptions = {}): Promise<void> {
   if (ctx.dryRun) return;
+  const names = namesOf(ctx.config);
+  // A tick that saw the same restore point as last time: nothing to find, probe or write.
+  if (opts.onlyIfChanged && opts.state !== undefined && restorePointText(opts.state, names) === lastText)
+    return;
   let text: string | null = null;
   try {
     const target = await locate(ctx, opts);
@@ -62,7 +67,7 @@ export async function refreshBootMenu(ctx: Context, opts: RefreshOptions = {}): 
       return;
     }
     const state = opts.state !== undefined ? opts.state : await probeState(ctx);
-    const vars = bootMenuEnv(state, namesOf(ctx.config));
+    const vars = bootMenuEnv(state, names);
     text = vars[MENU_VAR]!;
     if (opts.onlyIfChanged && text === lastText) return;
     await withMounted(ctx, target.dir ?? target.row!, (dir) => writeMenuFile(ctx, dir, vars, opts));

@@ -888,19 +888,26 @@ export function withImagePartition<T>(
   try {
     return fn(mnt);
   } finally {
-    let err: unknown;
-    for (let i = 0; i < 20; i++) {
-      try {
-        hostRun('umount', [mnt]);
-        err = undefined;
-        break;
-      } catch (e) {
-        err = e;
-        spawnSync('sleep', ['0.1']);
-      }
+    const left = unmountRetrying(mnt);
+    if (left === undefined) fs.rmdirSync(mnt);
+    else console.error(`withImagePartition: ${mnt} stays mounted: ${left}`);
+  }
+}
+
+/**
+ * umount, retried while the file system is busy, until it is let go (bounded only against a hang:
+ * was 2 s, a bet on how fast the host lets go). Returns the last error when it stays mounted.
+ */
+function unmountRetrying(mnt: string): unknown {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      hostRun('umount', [mnt]);
+      return undefined;
+    } catch (e) {
+      if (Date.now() > deadline) return e;
+      spawnSync('sleep', ['0.1']);
     }
-    if (err === undefined) fs.rmdirSync(mnt);
-    else console.error(`withImagePartition: ${err}`);
   }
 }
 

@@ -16,7 +16,7 @@ import {
   writeConfig,
   zshield,
 } from './lib.js';
-import { freePort } from './sshd.js';
+import { freePort, PASSWORD_USER } from './sshd.js';
 
 const env = inject('remote');
 
@@ -77,14 +77,18 @@ describe('remote copy failures', () => {
     box.config.remote['password'] = encryptPassword('not the password', box.key);
     writeConfig(box);
     const t = Date.now();
-    const r = failing(box, ExitCode.remoteFailed, /zshield-pw@127\.0\.0\.1:\d+: authentication failed/);
+    const r = failing(
+      box,
+      ExitCode.remoteFailed,
+      new RegExp(`${PASSWORD_USER}@127\\.0\\.0\\.1:\\d+: authentication failed`),
+    );
     expect(Date.now() - t).toBeLessThan(15_000);
     expect(r.stderr).not.toContain('not the password');
     expect(r.stderr).not.toMatch(/try 2 of/);
   });
 
   it('a key user whose key the server does not know fails authentication (exit 11)', () => {
-    const box = makeBox(env, { auth: 'key', remote: { user: 'zshield-pw' } });
+    const box = makeBox(env, { auth: 'key', remote: { user: PASSWORD_USER } });
     failing(box, ExitCode.remoteFailed, /authentication failed \(the server refused the private key\)/);
   });
 

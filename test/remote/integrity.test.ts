@@ -253,7 +253,9 @@ describe('remote copy: a full remote disk', () => {
       expectError(
         r,
         ExitCode.refused,
-        /no space on the remote zshield-pw@127\.0\.0\.1:\d+: .* has 1\.0 MiB free, 1 file\(s\) needs 2\.0 MiB/,
+        new RegExp(
+          `no space on the remote ${PASSWORD_USER}@127\\.0\\.0\\.1:\\d+: .* has 1\\.0 MiB free, 1 file\\(s\\) needs 2\\.0 MiB`,
+        ),
       );
       expect(r.stderr).not.toMatch(/try 2 of/);
       expect(dirState(box.backups)).toEqual(local);
@@ -276,7 +278,7 @@ describe('remote copy: a full remote disk', () => {
       expectError(
         r,
         ExitCode.refused,
-        /no space on the remote zshield-pw@127\.0\.0\.1:\d+: .* needs [\d.]+ MiB/,
+        new RegExp(`no space on the remote ${PASSWORD_USER}@127\\.0\\.0\\.1:\\d+: .* needs [\\d.]+ MiB`),
       );
       expect(r.stderr).not.toMatch(/try 2 of/);
       expect(r.stderr).not.toMatch(/\(Failure\)/);

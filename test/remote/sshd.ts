@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -20,8 +20,17 @@ import path from 'node:path';
  * system's sshd. Two test users: one that logs in with a password, one with a key.
  */
 
-export const PASSWORD_USER = 'zshield-pw';
-export const KEY_USER = 'zshield-key';
+/**
+ * The users are the machine's, and several checkouts (worktrees) may run the remote tests at once:
+ * each checkout gets its own pair, named from its path, so one run never changes the users (their
+ * password, their home) another is logged in as.
+ */
+const CHECKOUT = createHash('sha256')
+  .update(path.resolve(import.meta.dirname, '../..'))
+  .digest('hex')
+  .slice(0, 8);
+export const PASSWORD_USER = `zshield-pw-${CHECKOUT}`;
+export const KEY_USER = `zshield-key-${CHECKOUT}`;
 
 function run(file: string, args: string[], input?: string): string {
   const r = spawnSync(file, args, { encoding: 'utf8', input, timeout: 600_000 });
@@ -218,9 +227,8 @@ export interface RemoteEnv {
 const PASSWORD_FILE = '/var/lib/zshield-remote-test/password';
 
 /**
- * The test users' password: made once per machine (root-only file), not per run, because the
- * users are the machine's: a second remote test run (another checkout) that set a new one would
- * fail every password login of a run already going. Printable, with characters a shell or a URL
+ * The test users' password: made once per machine (root-only file), not per run: a second run
+ * from the same checkout, started while one is going, would otherwise fail its every password login. Printable, with characters a shell or a URL
  * would mangle, never ':' (chpasswd's separator).
  */
 function testPassword(): string {
