@@ -42,23 +42,25 @@ const targetName = z
  */
 export const sftpTargetSchema = z
   .object({
-    name: targetName,
-    type: z.literal('sftp').default('sftp'),
-    server: hostName,
-    port: z.number().int().min(1).max(65535).default(22),
-    user: userName,
-    /** The login password, encrypted with history.keyFile. */
-    password: ciphertext.nullable().default(null),
-    /** An OpenSSH private key (unencrypted, mode 0600). */
-    privateKey: absPath.nullable().default(null),
-    /** The server's host key, pinned; unset refuses every key. */
+    name: targetName.describe('a short name for messages, status and the catalog'),
+    type: z.literal('sftp').default('sftp').describe('sftp (an S3-compatible store is a later type)'),
+    server: hostName.describe('host name or IP address of the SFTP server'),
+    port: z.number().int().min(1).max(65535).default(22).describe('SSH port'),
+    user: userName.describe('login user'),
+    password: ciphertext
+      .nullable()
+      .default(null)
+      .describe('the login password, encrypted with history.keyFile'),
+    privateKey: absPath.nullable().default(null).describe('an OpenSSH private key (unencrypted, mode 0600)'),
     hostKey: z
       .string()
       .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:...')
       .nullable()
-      .default(null),
-    /** Directory on the server: the repository goes in `<directory>/repo`, the catalog in `<directory>/catalog`. */
-    directory: absPath,
+      .default(null)
+      .describe("the server's host key, pinned (SHA256:...); unset refuses every key"),
+    directory: absPath.describe(
+      'directory on the server: the repository goes in <directory>/repo, the catalog in <directory>/catalog',
+    ),
   })
   .strict()
   .refine((t) => t.password !== null || t.privateKey !== null, 'needs a password or a privateKey');
@@ -67,47 +69,79 @@ export type SftpTargetConfig = z.output<typeof sftpTargetSchema>;
 
 export const historySchema = z
   .object({
-    /** The daemon takes a history backup (and replicates) after the daily backup. */
-    enabled: z.boolean().default(false),
-    /**
-     * The local repository, the catalog, the per-target state and the catalog's signing key live
-     * here: on a volume other than lv-root (lv-data by default), so a rollback erases none of them.
-     */
-    dir: absPath.default('/data/zshield/history'),
-    /** The repository password, encrypted with keyFile (`zshield history init` writes it). */
-    password: ciphertext.nullable().default(null),
-    /** 32 random bytes (base64, mode 0600) that encrypt the secrets of this section. */
-    keyFile: absPath.default('/etc/zshield/history.key'),
-    /** The catalog's public key (`ed25519:...`), pinned: `history init` writes it, `status` prints it. */
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('the daemon takes a history backup (and replicates it) after the daily backup'),
+    dir: absPath
+      .default('/data/zshield/history')
+      .describe(
+        "the local repository, catalog, targets' state and catalog signing key: on a volume other than lv-root, so a rollback erases none of them",
+      ),
+    password: ciphertext
+      .nullable()
+      .default(null)
+      .describe('the repository password, encrypted with keyFile (history init writes it)'),
+    keyFile: absPath
+      .default('/etc/zshield/history.key')
+      .describe("32 random bytes (base64, mode 0600) that encrypt this section's passwords"),
     publicKey: z
       .string()
       .regex(/^ed25519:[A-Za-z0-9+/]{43}=$/, 'must be ed25519:<base64>')
       .nullable()
-      .default(null),
-    /** temporary: a snapshot made for the take (the tree of now); snap0: the latest restore point. */
-    source: z.enum(['temporary', 'snap0']).default('temporary'),
-    tempSnapshotSize: sizeSpec.default({ kind: 'percent', percent: 20 }),
-    /**
-     * Where the snapshot is mounted (read-only, noload): the same path every time, since restic
-     * finds a backup's parent by its paths and reads only changed files when it has one.
-     */
-    mountPoint: absPath.default('/run/zshield/history-root'),
-    /** restic's cache: on a tmpfs, so a read-only root is never written. */
-    cacheDir: absPath.default('/run/zshield/restic-cache'),
-    /** restic forget --keep-daily/--keep-weekly/--keep-monthly. */
+      .default(null)
+      .describe(
+        "the catalog's public key (ed25519:...), pinned: history init writes it, history status prints it",
+      ),
+    source: z
+      .enum(['temporary', 'snap0'])
+      .default('temporary')
+      .describe('temporary: a snapshot made for the take (the tree of now); snap0: the latest restore point'),
+    tempSnapshotSize: sizeSpec
+      .default({ kind: 'percent', percent: 20 })
+      .describe("copy-on-write store of the take's temporary snapshot: a share of lv-root or absolute"),
+    mountPoint: absPath
+      .default('/run/zshield/history-root')
+      .describe(
+        'where the snapshot is mounted (read-only, noload): the same path every time, so restic finds the parent backup and reads only changed files',
+      ),
+    cacheDir: absPath
+      .default('/run/zshield/restic-cache')
+      .describe("restic's cache, on a tmpfs (a read-only root is never written)"),
     keep: z
       .object({
-        daily: z.number().int().min(0).max(1000).default(7),
-        weekly: z.number().int().min(0).max(1000).default(4),
-        monthly: z.number().int().min(0).max(1000).default(6),
+        daily: z.number().int().min(0).max(1000).default(7).describe('restic forget --keep-daily'),
+        weekly: z.number().int().min(0).max(1000).default(4).describe('restic forget --keep-weekly'),
+        monthly: z.number().int().min(0).max(1000).default(6).describe('restic forget --keep-monthly'),
       })
       .strict()
       .prefault({}),
-    targets: z.array(sftpTargetSchema).default([]),
-    /** Share of each target's files checked by hash on every replication (all of them over 100/N runs). */
-    verifyPercent: z.number().min(0).max(100).default(10),
-    retries: z.number().int().min(0).max(20).default(3),
-    connectTimeoutSeconds: z.number().int().min(1).max(600).default(20),
+    targets: z
+      .array(sftpTargetSchema)
+      .default([])
+      .describe('places the repository is replicated to, each a complete copy'),
+    verifyPercent: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(10)
+      .describe(
+        "share of each target's files checked by hash on every replication (all of them over 100/N runs)",
+      ),
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(3)
+      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
+    connectTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(600)
+      .default(20)
+      .describe('seconds to wait for a target to answer before calling it unreachable'),
   })
   .strict()
   .superRefine((h, ctx) => {
