@@ -6,8 +6,7 @@ import { RefusedError, UsageError } from '../errors.js';
 
 type Args = CommandArgs;
 
-const targetsOf = (v: unknown): string[] | undefined =>
-  v === undefined ? undefined : (Array.isArray(v) ? v : [v]).map(String);
+const targetsOf = (v: unknown): string[] | undefined => (v === undefined ? undefined : [String(v)]);
 
 async function readStdinLine(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -24,7 +23,11 @@ const allowUncataloged = {
 } as const;
 
 const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
-const target = { type: 'string', array: true, describe: 'only this target (repeatable)' } as const;
+const target = {
+  type: 'string',
+  requiresArg: true,
+  describe: 'only this target (its name in history.targets)',
+} as const;
 
 function historyBuilder(kit: CommandKit) {
   return (y: Argv) =>
