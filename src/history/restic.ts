@@ -138,9 +138,7 @@ export class Restic {
             errors.push(`${String(m['item'] ?? '')}: ${JSON.stringify(m['error'])}`);
         },
       },
-    ).catch((err: unknown) => {
-      throw err;
-    });
+    );
     for (const line of out.split('\n')) {
       const m = parseJson<Record<string, unknown>>(line, null);
       if (m?.['message_type'] === 'summary') summary = m;
