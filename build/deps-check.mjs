@@ -2,8 +2,10 @@
 // The gate's dependency check: dependency-cruiser reads every import of src/ (static, dynamic and
 // type-only) and checks the rules in .dependency-cruiser.cjs (no file circles, system/ and names/
 // import no capability); this script adds what dependency-cruiser has no rule for: no circle
-// between folders (src/<folder>/..., counting src/*.ts files as their own room).
+// between folders (src/<folder>/..., counting src/*.ts files as their own room), and a src/ folder
+// missing from the README's layout table.
 import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 
 let out;
 try {
@@ -73,6 +75,15 @@ for (const scc of sccs) {
   const why = [];
   for (const f of scc) for (const [t, e] of edges.get(f) ?? []) if (inside.has(t)) why.push(e);
   problems.push(`folder circle ${scc.sort().join(' <-> ')} (${why.join('; ')})`);
+}
+
+// The README's layout table names every folder of src/ (a newcomer finds a behaviour from it).
+const readme = readFileSync('README.md', 'utf8');
+const table = readme.slice(readme.indexOf('## Repository layout'));
+for (const dir of readdirSync('src', { withFileTypes: true })) {
+  if (dir.isDirectory() && !table.includes(`\`src/${dir.name}/\``)) {
+    problems.push(`README.md's "Repository layout" table has no row for src/${dir.name}/`);
+  }
 }
 
 if (problems.length) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
-import { remoteSchema } from '../remote/config.js';
+import { remoteSchema } from './remote.js';
 import { imageSchema } from './image.js';
 import { historySchema } from './history.js';
 

@@ -19,11 +19,11 @@ export interface GoldenPrepareOptions {
 
 /** The probes golden prepare reads (tests pass stand-ins; the real ones read this machine). */
 export interface GoldenProbes {
-  disks: () => Promise<DiskProbe>;
+  disks: (ctx: Context) => Promise<DiskProbe>;
   prototype: (ctx: Context) => Promise<PrototypeFacts>;
 }
 
-const realProbes: GoldenProbes = { disks: () => probeDisks(), prototype: probePrototype };
+const realProbes: GoldenProbes = { disks: (ctx) => probeDisks(ctx.runner), prototype: probePrototype };
 
 /** `zshield golden prepare`: write a golden medium from the running prototype system. */
 export async function runGoldenPrepare(
@@ -34,7 +34,7 @@ export async function runGoldenPrepare(
   await requireTools(ctx.runner, ['lsblk']);
   const plan = planGoldenMedium({
     config: ctx.config,
-    disks: await probes.disks(),
+    disks: await probes.disks(ctx),
     facts: await probes.prototype(ctx),
     ...(opts.target ? { target: opts.target } : {}),
     uuid: randomUUID(),

@@ -9,6 +9,7 @@ import { type VgState, lvRemoveCommand } from '../system/lvm.js';
 import type { ImagePaths } from './files.js';
 import type { Manifest } from './manifest.js';
 import { unpackPipeline } from './plan-verify.js';
+import { type ImageRestoreMark, markIdOf, markSteps } from './restore-mark.js';
 
 export interface RestoreInput {
   state: VgState;
@@ -21,6 +22,8 @@ export interface RestoreInput {
    */
   unpackTo: string | null;
   signal?: AbortSignal;
+  /** The mark of this restore (set before the first destructive step, cleared at the end). */
+  mark?: ImageRestoreMark;
 }
 
 /** Room an unpacked copy needs beside the image: the data in use, a tenth more, and 64 MiB. */
@@ -74,10 +77,20 @@ export function planRestore(input: RestoreInput): Plan {
       },
     });
   }
+  const marks = input.mark
+    ? markSteps(config, input.mark, markIdOf(input.state.vg.tags) === input.mark.id)
+    : null;
+  if (marks) {
+    notes.push(
+      `${names.vg} is marked before the first destructive step and unmarked once ${names.root} is whole: a restore cut short (power cut) is finished by the golden medium's next boot`,
+    );
+    steps.push(...marks.set);
+  }
   steps.push(...removeRestorePoints(input, notes));
   steps.push(zeroStep(device));
   steps.push(writeStep(input, device, notes));
   steps.push(...finishSteps(input, root.sizeBytes, device, notes));
+  if (marks) steps.push(...marks.clear);
   notes.push(`then a new ${names.snap} is taken (reason: post-restore)`);
   const copy = input.unpackTo;
   return {

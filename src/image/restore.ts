@@ -1,10 +1,10 @@
 import { accessSync, constants } from 'node:fs';
 import type { Context } from '../context.js';
-import { RefusedError, UsageError } from '../errors.js';
+import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
 import { namesOf, requireRoot } from '../snapshot/rotation.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { probeVg } from '../system/lvm.js';
+import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { requireTools } from '../system/tools.js';
 import { pathsOfImageFile } from './files.js';
@@ -13,6 +13,14 @@ import type { Manifest } from './manifest.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { planRestore, unpackRoom } from './plan-restore.js';
+import {
+  type ImageRestoreMark,
+  describeUnfinished,
+  markFileOf,
+  markIdFor,
+  markIdOf,
+  unfinishedImageRestore,
+} from './restore-mark.js';
 import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
 
@@ -22,6 +30,8 @@ export interface RestoreOptions {
   json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
+  /** Finishing a restore cut short (resumeImageRestore): the mark it left. */
+  resume?: ImageRestoreMark;
 }
 
 export interface RestoreOutcome {
@@ -41,16 +51,10 @@ export async function runImageRestore(
   file: string,
   opts: RestoreOptions,
 ): Promise<RestoreOutcome | null> {
-  const paths = pathsOfImageFile(file);
-  if (!paths) {
-    throw new UsageError(
-      `${file} is not named like a zshield image (zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst)`,
-    );
-  }
   const names = namesOf(ctx.config);
   // The image is checked before anything else, and before the LVM lock is taken: reading a large
   // image for its checksum takes a while, and a damaged one stops here.
-  const { manifest } = await checkSums(ctx, paths);
+  const { paths, manifest, sha256 } = await checkedImage(ctx, file, opts.resume);
   await requireTools(ctx.runner, ['lvs', 'vgs']);
   const lock = ctx.dryRun
     ? null
@@ -82,10 +86,18 @@ export async function runImageRestore(
       // of the tar layout (made before) is unpacked beside it first where there is room.
       unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
+      mark: {
+        // A mark already on the VG (this restore resumed, or an earlier one cut short) is taken over.
+        id: markIdOf(state.vg.tags) ?? markIdFor(sha256),
+        image: paths.image,
+        sha256,
+        vg: names.vg,
+        startedAt: opts.resume?.startedAt ?? ctx.clock.now().toISOString(),
+      },
     });
     const run = await runPlan(ctx, plan, {
       confirm: opts.confirm,
-      what: 'The image restore',
+      what: 'the image restore',
       show: opts.json ? 'json' : 'out',
     });
     if (!run.applied) return null;
@@ -102,6 +114,24 @@ export async function runImageRestore(
   }
 }
 
+/** The image named like one, matching its checksum and manifest (and, resuming, the record). */
+async function checkedImage(ctx: Context, file: string, resume: ImageRestoreMark | undefined) {
+  const paths = pathsOfImageFile(file);
+  if (!paths) {
+    throw new UsageError(
+      `${file} is not named like a zshield image (zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst)`,
+    );
+  }
+  const { manifest, sha256 } = await checkSums(ctx, paths);
+  if (resume && resume.sha256 !== sha256) {
+    throw new VerifyError(
+      `${paths.image} is not the image the cut restore was writing (SHA-256 ${sha256}, the record says ${resume.sha256})`,
+      { hint: 'restore an image by hand: zshield image restore FILE --yes' },
+    );
+  }
+  return { paths, manifest, sha256 };
+}
+
 /** An unpacked copy fits beside the image: the directory is writable and has room (plan-restore.ts unpackRoom). */
 function roomToUnpack(dir: string, manifest: Manifest): boolean {
   try {
@@ -110,4 +140,27 @@ function roomToUnpack(dir: string, manifest: Manifest): boolean {
     return false;
   }
   return freeBytesAt(dir) >= unpackRoom(manifest);
+}
+
+/**
+ * For the boot-time resume (src/recovery/): finish an image restore that a power cut left marked on
+ * the VG, by running the same restore again from the recorded image (its checksum is checked again
+ * before the first write; the whole LV is written again, so where the cut came does not matter).
+ * Returns false when nothing is marked. Throws NotFoundError when the mark has no usable record or
+ * the image is gone (the boot hook shows it; the operator restores by hand).
+ */
+export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number } = {}): Promise<boolean> {
+  const vgName = ctx.config.lvm.vg;
+  const out = await ctx.runner.run({ ...vgsCommand(vgName), okCodes: [0, 5] });
+  const vg = parseVgs(out.stdout).find((v) => v.name === vgName);
+  const u = vg ? unfinishedImageRestore(ctx.config, vg) : null;
+  if (!u) return false;
+  if (!u.mark) {
+    throw new NotFoundError(describeUnfinished(u), {
+      hint: `the record ${markFileOf(ctx.config)} is missing: restore an image by hand (zshield image restore FILE --yes)`,
+    });
+  }
+  ctx.log.warn(`image restore: ${describeUnfinished(u)}; finishing it now`);
+  await runImageRestore(ctx, u.mark.image, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: u.mark });
+  return true;
 }

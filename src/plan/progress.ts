@@ -24,6 +24,8 @@ export interface ProgressOptions {
   /** A terminal to draw a bar on (stderr when it is one); null: plain lines only. */
   tty?: NodeJS.WriteStream | null;
   now?: () => number;
+  /** The log line for an update (default: `  42% <the tool's words>`). */
+  logLine?: (u: ProgressUpdate) => string;
 }
 
 /**
@@ -47,7 +49,9 @@ export function startProgress(label: string, opts: ProgressOptions): Progress {
       }
       if (u.final || t - lastLog >= LOG_EVERY_MS) {
         lastLog = t;
-        const line = `  ${u.fraction === undefined ? '' : `${Math.floor(u.fraction * 100)}% `}${u.text}`;
+        const line = opts.logLine
+          ? opts.logLine(u)
+          : `  ${u.fraction === undefined ? '' : `${Math.floor(u.fraction * 100)}% `}${u.text}`;
         // With a bar on the terminal the log line goes to the file only (the bar already shows it).
         if (tty) opts.log.toFile('info', line);
         else opts.log.info(line);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { type GoldenFacts, probeGoldenRoot } from '../golden/probe.js';
+import { type GoldenFacts, probeGoldenRoot, unmountIfMounted } from '../golden/probe.js';
 import { type Plan, type Step, joinPlans } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type DiskProbe, probeDisks } from '../system/disks.js';
@@ -11,7 +11,6 @@ import { requireTools } from '../system/tools.js';
 import { planFactoryReset } from './factory.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
-import { unmountIfMounted } from './restore.js';
 import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface FactoryOptions extends ConfirmOptions {
@@ -20,13 +19,13 @@ export interface FactoryOptions extends ConfirmOptions {
 
 /** What a factory reset reads of the machine (tests pass stand-ins; the real ones read this box). */
 export interface FactoryProbes {
-  disks: () => Promise<DiskProbe>;
+  disks: (ctx: Context) => Promise<DiskProbe>;
   pvs: (ctx: Context) => Promise<PvInfo[]>;
   golden: (ctx: Context) => Promise<GoldenFacts>;
 }
 
 export const realFactoryProbes: FactoryProbes = {
-  disks: () => probeDisks(),
+  disks: (ctx) => probeDisks(ctx.runner),
   pvs: (ctx) => probePvs(ctx.runner),
   golden: probeGoldenRoot,
 };
@@ -44,7 +43,7 @@ export async function planFactory(
   await requireTools(ctx.runner, ['lsblk', 'pvs']);
   const reset = planFactoryReset({
     config: ctx.config,
-    disks: await probes.disks(),
+    disks: await probes.disks(ctx),
     pvs: await probes.pvs(ctx),
     golden: await probes.golden(ctx),
     bootUuid: randomUUID(),

@@ -3,6 +3,9 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
+import { withRetries } from '../system/retry.js';
+import type { Step } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
@@ -263,6 +266,11 @@ function afterCopy(listing: RemoteListing, plan: CopyPlan): RemoteListing {
   };
 }
 
+/**
+ * Retention as a plan run by runPlan: one in-process step per deletion (a local rm, a remote unlink
+ * over SFTP), logged as `[i/n] delete ...` like every other plan. A local file that changed since it
+ * was listed is not the file judged, and stays; a remote file already gone is nothing to do.
+ */
 async function applyRetention(
   ctx: Context,
   conn: Connection,
@@ -273,30 +281,52 @@ async function applyRetention(
   for (const k of plan.kept) {
     ctx.log.warn(`remote retention: kept ${k.where} backup ${k.kind} ${k.stamp} over the limit: ${k.reason}`);
   }
-  for (const f of plan.deleteLocal) {
-    // The plan saw this file at this size; if it changed since, it is not the file we judged.
-    const st = statSync(f.path, { throwIfNoEntry: false });
-    if (!st) continue;
-    if (st.size !== f.size) {
-      ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
-      continue;
-    }
-    rmSync(f.path, { force: true });
-    report.deletedLocal.push(f.path);
-    ctx.log.info(`remote retention: deleted local ${f.path}`);
-  }
-  for (const name of plan.deleteRemote) {
+  const local: Step[] = plan.deleteLocal.map((f) => ({
+    title: `delete local ${f.path} (retention)`,
+    edit: {
+      files: [f.path],
+      apply: () => {
+        const st = statSync(f.path, { throwIfNoEntry: false });
+        if (!st) return;
+        if (st.size !== f.size) {
+          ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
+          return;
+        }
+        rmSync(f.path, { force: true });
+        report.deletedLocal.push(f.path);
+        ctx.log.info(`remote retention: deleted local ${f.path}`);
+      },
+    },
+  }));
+  const remote: Step[] = plan.deleteRemote.map((name) => {
     const file = path.posix.join(target.destination, name);
-    const gone = await conn.retry(`delete ${name}`, async (s) => {
-      // Already gone (deleted by hand, or by a run that stopped right after): nothing to do.
-      if ((await s.size(file)) === null) return false;
-      await s.unlink(file);
-      return true;
-    });
-    if (!gone) continue;
-    report.deletedRemote.push(name);
-    ctx.log.info(`remote retention: deleted remote ${file}`);
-  }
+    return {
+      title: `delete remote ${file} (retention)`,
+      edit: {
+        files: [`${endpointText(target.endpoint)}:${file}`],
+        apply: async () => {
+          const gone = await conn.retry(`delete ${name}`, async (s) => {
+            if ((await s.size(file)) === null) return false;
+            await s.unlink(file);
+            return true;
+          });
+          if (!gone) return;
+          report.deletedRemote.push(name);
+          ctx.log.info(`remote retention: deleted remote ${file}`);
+        },
+      },
+    };
+  });
+  if (local.length + remote.length === 0) return;
+  await runPlan(
+    ctx,
+    {
+      title: `Remote retention (keep ${report.limit} of each kind)`,
+      notes: [],
+      steps: [...local, ...remote],
+    },
+    { confirm: 'none', show: 'log' },
+  );
 }
 
 function printPlan(
@@ -367,64 +397,54 @@ export class Connection {
   ) {}
 
   async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
-    const tries = this.target.remote.retries + 1;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (!this.session || this.session.lost) {
-          this.session?.close();
-          this.session = await RemoteSession.open({
-            endpoint: this.target.endpoint,
-            credentials: this.credentials,
-            hostKey: this.target.remote.hostKey,
-            timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
-            log: this.ctx.log,
-            signal: this.ctx.signal,
-          });
-          this.ctx.log.debug(`remote: connected to ${this.session.where}`);
-        }
-        return await fn(this.session);
-      } catch (err) {
-        if (this.ctx.signal.aborted) {
-          throw err instanceof InterruptedError ? err : new InterruptedError(`interrupted: ${what}`);
-        }
-        const retryable =
+    try {
+      return await withRetries(async () => fn(await this.open()), {
+        tries: this.target.remote.retries + 1,
+        baseDelayMs: this.baseMs,
+        maxDelayMs: MAX_BACKOFF_MS,
+        signal: this.ctx.signal,
+        // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
+        // Authentication, host keys, a full remote disk: it does not.
+        retryable: (err) =>
           err instanceof TransientRemoteError ||
           err instanceof RemoteMismatchError ||
-          err instanceof LocalChangedError;
-        if (!retryable || attempt >= tries) throw err;
-        const delay = Math.min(this.baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
-        this.ctx.log.warn(
-          `remote copy: ${what}: ${(err as ZshieldError).message}; try ${attempt + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-        );
-        this.session?.close();
-        this.session = null;
-        await sleep(delay, this.ctx.signal);
+          err instanceof LocalChangedError,
+        onRetry: (err, failed, tries, delay) => {
+          this.ctx.log.warn(
+            `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+          );
+          this.close();
+        },
+      });
+    } catch (err) {
+      if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
+        throw new InterruptedError(`interrupted: ${what}`);
       }
+      throw err;
     }
+  }
+
+  /** The session, opened again after a lost link. */
+  private async open(): Promise<RemoteSession> {
+    if (!this.session || this.session.lost) {
+      this.session?.close();
+      this.session = await RemoteSession.open({
+        endpoint: this.target.endpoint,
+        credentials: this.credentials,
+        hostKey: this.target.remote.hostKey,
+        timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
+        log: this.ctx.log,
+        signal: this.ctx.signal,
+      });
+      this.ctx.log.debug(`remote: connected to ${this.session.where}`);
+    }
+    return this.session;
   }
 
   close(): void {
     this.session?.close();
     this.session = null;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new InterruptedError('interrupted'));
-      return;
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new InterruptedError('interrupted while waiting to retry'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -3,7 +3,11 @@ import type { BigIntStats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
 import { InterruptedError, RefusedError, VerifyError } from '../errors.js';
+import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
+import { startProgress } from '../plan/progress.js';
+
+export { formatBytes } from '../config/size.js';
 import { type LocalFile, PART_SUFFIX } from './backups.js';
 import {
   quoteForShell,
@@ -51,47 +55,46 @@ export class RateLimiter {
   }
 }
 
-/** Plain progress lines for the log and the terminal: every 10 %, at most one per 2 s, and at the end. */
+/**
+ * An upload's progress through the one progress component (plan/progress.ts): a bar on a
+ * terminal, a line in the log at most every 5 s and at the end, with the rate since this run began.
+ */
 export class Progress {
-  private lastPct = -1;
-  private lastAt = 0;
   private readonly started: number;
+  private readonly meter: ReturnType<typeof startProgress>;
+  private ended = false;
   constructor(
-    private readonly log: Logger,
+    log: Pick<Logger, 'info' | 'toFile'>,
     private readonly name: string,
     private readonly total: number,
     private readonly from: number,
     private readonly now: () => number = () => Date.now(),
+    tty?: NodeJS.WriteStream | null,
   ) {
     this.started = now();
-    this.lastPct = total === 0 ? -1 : Math.floor((from / total) * 100);
+    this.meter = startProgress(`remote copy: ${name}`, {
+      log,
+      now,
+      logLine: (u) => u.text,
+      ...(tty === undefined ? {} : { tty }),
+    });
   }
 
   update(done: number): void {
+    if (this.ended) return;
     const pct = this.total === 0 ? 100 : Math.floor((done / this.total) * 100);
-    const t = this.now();
-    const step = Math.floor(pct / 10);
-    if (pct < 100 && (step <= Math.floor(this.lastPct / 10) || t - this.lastAt < 2000)) return;
-    if (pct === 100 && this.lastPct === 100) return;
-    this.lastPct = pct;
-    this.lastAt = t;
-    const secs = Math.max((t - this.started) / 1000, 0.001);
+    const secs = Math.max((this.now() - this.started) / 1000, 0.001);
     const rate = (done - this.from) / secs;
-    this.log.info(
-      `remote copy: ${this.name} ${pct}% (${formatBytes(done)} of ${formatBytes(this.total)}, ${formatBytes(rate)}/s)`,
-    );
+    this.meter.update({
+      fraction: pct / 100,
+      final: done >= this.total,
+      text: `remote copy: ${this.name} ${pct}% (${formatBytes(done)} of ${formatBytes(this.total)}, ${formatBytes(rate)}/s)`,
+    });
+    if (done >= this.total) {
+      this.ended = true;
+      this.meter.done();
+    }
   }
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
 /** The remote's copy is not the local file: the part is removed and the upload starts over. */

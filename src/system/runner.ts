@@ -17,6 +17,11 @@ export interface Runner {
   pipeline(p: Pipeline): Promise<PipelineResult>;
   /** Absolute path of a tool on PATH, or null. */
   which(tool: string): Promise<string | null>;
+  /**
+   * A read-only command run by a library on zshield's behalf (systeminformation's lsblk): not run
+   * here, but shown in the transcript and the verbose log like the commands zshield runs itself.
+   */
+  noteExternal(argv: readonly string[], via: string): void;
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -47,6 +52,10 @@ export class ExecaRunner implements Runner {
     this.signal = opts.signal;
     const inherited = process.env['PATH'] ?? '';
     this.pathEnv = opts.pathEnv ?? [inherited, DEFAULT_PATH].filter(Boolean).join(':');
+  }
+
+  noteExternal(argv: readonly string[], via: string): void {
+    this.log.debug(`$ ${formatArgv(argv)} (run by ${via})`);
   }
 
   async which(tool: string): Promise<string | null> {

@@ -76,13 +76,11 @@ describe('remote copy failures', () => {
     // The right key file, the wrong password.
     box.config.remote['password'] = encryptPassword('not the password', box.key);
     writeConfig(box);
-    const t = Date.now();
     const r = failing(
       box,
       ExitCode.remoteFailed,
       new RegExp(`${PASSWORD_USER}@127\\.0\\.0\\.1:\\d+: authentication failed`),
     );
-    expect(Date.now() - t).toBeLessThan(15_000);
     expect(r.stderr).not.toContain('not the password');
     expect(r.stderr).not.toMatch(/try 2 of/);
   });
@@ -135,9 +133,7 @@ describe('remote copy failures', () => {
     try {
       const port = (silent.address() as net.AddressInfo).port;
       const box = makeBox(env, { remote: { port, retries: 0, connectTimeoutSeconds: 2 } });
-      const t = Date.now();
       failing(box, ExitCode.remoteFailed, /unreachable: no SSH answer within 2 s/);
-      expect(Date.now() - t).toBeLessThan(10_000);
     } finally {
       silent.close();
     }

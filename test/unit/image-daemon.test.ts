@@ -158,16 +158,17 @@ describe('daemon: scheduled image after the daily backup', () => {
     // A slow source: the file system's bytes, then a stall (a slow disk under e2image).
     t.runner.rewriteStages = (stages) =>
       stages[0]!.file === 'e2image'
-        ? [{ file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 60`], mutates: false }, ...stages.slice(1)]
+        ? [
+            { file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 3600`], mutates: false },
+            ...stages.slice(1),
+          ]
         : [...stages];
     await waitFor(
       () => existsSync(backupDir) && readdirSync(backupDir).some((f) => f.endsWith('.img.zst.part')),
       'the copy under way',
       15_000,
     );
-    const started = Date.now();
     await stop();
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(readdirSync(backupDir)).toEqual([]);
     expect(t.lvm.find('snap0-image')).toBeUndefined();
     expect(t.ctx.log.lines.some((l) => /^error: daemon: image failed: interrupted/.test(l))).toBe(true);

@@ -24,7 +24,8 @@ import { runImageCreate } from '../../src/image/create.js';
 import { pidFileOf } from '../../src/image/job.js';
 import { readManifest } from '../../src/image/manifest.js';
 import { formatImageList, listedImages } from '../../src/image/prune.js';
-import { runImageRestore } from '../../src/image/restore.js';
+import { resumeImageRestore, runImageRestore } from '../../src/image/restore.js';
+import { describeUnfinished, rootHalfWritten, unfinishedImageRestore } from '../../src/image/restore-mark.js';
 import { runImageVerify } from '../../src/image/verify.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { VERSION } from '../../src/version.js';
@@ -360,19 +361,20 @@ describe('image jobs with the real tools', () => {
     // A slow source: the file system's bytes, then a stall (a slow disk under e2image).
     t.runner.rewriteStages = (stages) =>
       stages[0]!.file === 'e2image'
-        ? [{ file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 60`], mutates: false }, ...stages.slice(1)]
+        ? [
+            { file: 'sh', args: ['-c', `cat '${fsFile}'; exec sleep 3600`], mutates: false },
+            ...stages.slice(1),
+          ]
         : [...stages];
     const run = runImageCreate(t.ctx, { waitMs: 0, kind: KIND });
     const part = path.join(backupDir, `${base(NOW)}.img.zst.part`);
     await waitFor(() => existsSync(part) && statSync(part).size > 0, 'the partial image');
     expect(t.lvm.find('snap0-image')).toBeDefined();
     expect(readFileSync(pidFileOf(t.ctx.config.paths.runDir), 'utf8').trim()).toBe(String(process.pid));
-    const started = Date.now();
     t.abort.abort();
     const err = await run.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
     expect(exitCodeOf(err)).toBe(9);
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(files()).toEqual([]);
     expect(t.lvm.find('snap0-image')).toBeUndefined();
     expect(t.runner.calls.at(-1)).toBe('lvremove --yes vgroup/snap0-image');
@@ -686,11 +688,13 @@ describe('image jobs with the real tools', () => {
         `its SHA-256 was checked against ${image.replace(/\.img\.zst$/, '.sha256')} before anything was written`,
       );
       expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `zstd -d -c -q ${image} | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
+        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
       ]);
       expectRestored(t);
@@ -700,9 +704,12 @@ describe('image jobs with the real tools', () => {
       const image = toTarLayout(await makeImage());
       const t = targetSetup(48);
       zerooutByHand(t, 48);
-      await expect(runImageRestore(t.ctx, image, { confirm: 'ask', waitMs: 0 })).rejects.toBeInstanceOf(
-        RefusedError,
+      const asked = await runImageRestore(t.ctx, image, { confirm: 'ask', waitMs: 0 }).catch(
+        (e: unknown) => e,
       );
+      expect(asked).toBeInstanceOf(RefusedError);
+      // The operator's one line (the bench checks it as printed).
+      expect((asked as Error).message).toBe('the image restore was not started: it needs confirmation');
       expect(t.runner.calls.some((c) => c.startsWith('lvremove') || /^(zstd|e2image|dd) /.test(c))).toBe(
         false,
       );
@@ -711,11 +718,13 @@ describe('image jobs with the real tools', () => {
       const raw = image.replace(/\.img\.zst$/, '.raw.part');
       expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
         `zstd -d -c -q ${image} | tar -x --sparse -f - -C ${path.dirname(image)} --transform=s,.*,${path.basename(raw)},`,
+        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `e2image -ra -p ${raw} /dev/vgroup/lv-root`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
+        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
       ]);
       // The unpacked copy was a work file.
@@ -741,11 +750,13 @@ describe('image jobs with the real tools', () => {
       await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
       expect(t.ctx.printed[0]).toContain(`no room for an unpacked copy in ${path.dirname(image)}`);
       expect(t.runner.calls.filter((c) => !/^(lvs|vgs|lvcreate) /.test(c))).toEqual([
+        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `zstd -d -c -q ${image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
+        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
       ]);
       expectRestored(t);
     });
@@ -766,6 +777,48 @@ describe('image jobs with the real tools', () => {
       ]);
       expect(readFileSync(target()).every((x) => x === 0xff)).toBe(true);
       expect(existsSync(image.replace(/\.img\.zst$/, '.raw.part'))).toBe(false);
+    });
+
+    it('a restore cut short during its write stays marked (tag + record beside the event log); the next boot finishes it', async () => {
+      const image = await makeImage();
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      // The power cut: dd dies with part of the image written.
+      t.runner.rewriteStages = (stages) =>
+        stages.at(-1)!.file === 'dd'
+          ? [
+              ...stages.slice(0, -1),
+              {
+                file: 'sh',
+                args: ['-c', `head -c 2097152 | dd of='${target()}' conv=notrunc 2>/dev/null; exit 137`],
+                mutates: true,
+              },
+            ]
+          : [...stages];
+      await expect(runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 })).rejects.toBeInstanceOf(
+        CommandError,
+      );
+      const sha = readManifest(image.replace(/\.img\.zst$/, '.manifest.json')).checksums.sha256;
+      expect(t.lvm.vg.tags).toEqual([`zshield_image_restore=${sha.slice(0, 8)}`]);
+      const markFile = path.join(dir, 'boot', 'image-restore.json');
+      expect(JSON.parse(readFileSync(markFile, 'utf8'))).toMatchObject({ image, sha256: sha, vg: 'vgroup' });
+      // What status, the boot hook and the backup flow read.
+      const u = unfinishedImageRestore(t.ctx.config, t.lvm.vg as { tags: string[] });
+      expect(u?.mark?.image).toBe(image);
+      expect(describeUnfinished(u!)).toMatch(
+        /^an image restore of .* was cut short: lv-root is half-written; the golden medium's next boot finishes it/,
+      );
+      expect(rootHalfWritten(t.lvm.vg as { tags: string[] })).toBe(true);
+      expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).not.toBe(0);
+
+      // The next boot of the golden medium.
+      t.runner.rewriteStages = null;
+      t.ctx.printed.length = 0;
+      expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(true);
+      expectRestored(t);
+      expect(t.lvm.vg.tags ?? []).toEqual([]);
+      expect(existsSync(markFile)).toBe(false);
+      expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(false);
     });
 
     it('refuses a corrupted image (exit 10) and one that does not fit (exit 6), touching nothing', async () => {

@@ -118,6 +118,10 @@ export class HybridRunner implements Runner {
     this.real = new ExecaRunner({ log: opts.log, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
+  noteExternal(argv: readonly string[], via: string): void {
+    this.calls.push(`${argv.join(' ')} (run by ${via})`);
+  }
+
   private map(cmd: Command): Command {
     const args = cmd.args.map((a) => {
       for (const [dev, file] of this.devices) {
