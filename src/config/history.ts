@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CIPHERTEXT_PATTERN, FINGERPRINT_PATTERN } from '../remote/config.js';
+import { CIPHERTEXT_PATTERN, FINGERPRINT_PATTERN } from './remote.js';
 import { parseSize, type SizeSpec } from './size.js';
 
 /**

@@ -1,10 +1,10 @@
 import { open, rename, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { remoteSchema } from '../config/remote.js';
 import type { Context } from '../context.js';
 import { RemoteError } from '../errors.js';
 import { PART_SUFFIX } from '../remote/backups.js';
-import { remoteSchema } from '../remote/config.js';
 import { Connection } from '../remote/copy.js';
 import { loadCredentials, type Target } from '../remote/credentials.js';
 import { endpointText, type RemoteSession } from '../remote/ssh.js';
