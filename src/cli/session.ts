@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { type Context, type ContextOptions, type GlobalArgs, systemClock } from '../context.js';
 import { type Logger, createLogger } from '../log/logger.js';
+import { LvmScopedRunner } from '../system/lvm-scope.js';
 import { ExecaRunner } from '../system/runner.js';
 
 /**
@@ -34,7 +35,11 @@ export class Session {
     return {
       config,
       configFile: loaded.file,
-      runner: new ExecaRunner({ log: this.log, dryRun, signal: this.abort.signal }),
+      // LVM commands see the system disk's PVs only when another disk has a VG of the same name.
+      runner: new LvmScopedRunner(new ExecaRunner({ log: this.log, dryRun, signal: this.abort.signal }), {
+        vg: config.lvm.vg,
+        systemIds: [config.disks.system.serial, config.disks.system.wwn].filter((x): x is string => !!x),
+      }),
       log: this.log,
       clock: systemClock,
       out: { print: (t) => process.stdout.write(`${t}\n`) },

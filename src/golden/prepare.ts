@@ -7,7 +7,7 @@ import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { type PrototypeFacts, describeDisk, roomCheck } from './probe.js';
+import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
 
 export type { PrototypeFacts } from './probe.js';
 
@@ -59,6 +59,8 @@ export function planGoldenMedium(input: GoldenInput): Plan<CommandStep> {
     // The copy fails half-way on a medium too small for the prototype: know it before the wipe.
     checks: [roomCheck(`the medium ${disk.path}`, facts.usedBytes, disk.sizeBytes - 2048 * 512)],
     steps,
+    // A failure must not leave the medium mounted: a second run would refuse it as in use.
+    always: [...['dev', 'sys', 'proc'].map((d) => unmountIfMounted(`${mnt}/${d}`)), unmountIfMounted(mnt)],
   };
 }
 

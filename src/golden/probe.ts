@@ -3,7 +3,9 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { RefusedError } from '../errors.js';
+import type { Step } from '../plan/plan.js';
 import type { Disk } from '../system/disks.js';
+import { mutating } from '../system/root-copy.js';
 
 /**
  * What the running root offers for making another disk bootable: it is the golden root during a
@@ -169,3 +171,12 @@ export function roomCheck(
 
 export const describeDisk = (d: Disk): string =>
   `${d.path} (${formatBytes(d.sizeBytes)}${d.serial ? `, serial ${d.serial}` : ''}${d.model ? `, ${d.model}` : ''})`;
+
+/** An `always` step: unmount what a failed step left mounted (skipped when it is not mounted). */
+export function unmountIfMounted(dir: string): Step {
+  return {
+    title: `unmount ${dir} if a failure left it mounted`,
+    when: { text: `if ${dir} is still mounted`, holds: () => isMountPoint(dir) },
+    command: { ...mutating('umount', [dir]), runsAfterAbort: true },
+  };
+}

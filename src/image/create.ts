@@ -21,7 +21,7 @@ import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
-import { hostKind, listImages, planPrune, sumFileText } from './files.js';
+import { ARCHIVE_MEMBER, hostKind, listImages, planPrune, sumFileText } from './files.js';
 import type { Identity } from './identity.js';
 import { writeIdentity } from './identity-write.js';
 import { claimImageJob } from './job.js';
@@ -330,8 +330,8 @@ function manifestOf(
       command: argvOf(zstd).filter((a, i, all) => !['-f', '-c', '-o'].includes(a) && all[i - 1] !== '-o'),
       frameChecksum: zstd.args.includes('--check'),
     },
-    // The raw file system, compressed (e2image's stream): no tar around it.
-    archive: null,
+    // stream: the raw file system as e2image gives it, compressed; sparse: a tar --sparse of it.
+    archive: plan.layout === 'sparse' ? { format: 'tar-sparse', member: ARCHIVE_MEMBER } : null,
     identity: plan.identity,
     sizes: { imageBytes: r.imageBytes, rawBytes: r.content.rawBytes },
     checksums: { sha256: r.sha256 },

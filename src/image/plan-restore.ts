@@ -174,7 +174,7 @@ function writeStep(input: RestoreInput, device: string, notes: string[]): Step {
   const { manifest, paths } = input;
   if (input.unpackTo) {
     return {
-      title: `write the blocks the file system uses into ${device}`,
+      title: `write the image's data into ${device}: the blocks the file system uses, from the copy`,
       progress: progressParsers.e2image,
       pipeline: {
         stages: [{ file: 'e2image', args: ['-ra', '-p', input.unpackTo, device], mutates: true }],

@@ -71,6 +71,11 @@ export interface Plan<S extends Step = Step> {
    * phase of a restore). Shown, never applied by this run.
    */
   later?: Step[];
+  /**
+   * Set by runPlan when the runner restricts LVM commands to the system disk's PVs (another disk
+   * has a VG of the same name): the argv shown lacks the `--devices` the runner adds, so this says it.
+   */
+  lvmScope?: { devices: readonly string[]; text: string };
 }
 
 export interface Check {
@@ -98,6 +103,7 @@ export const stepMutates = (s: Step): boolean =>
 export function formatPlan(plan: Plan): string {
   const lines = [plan.title];
   for (const n of plan.notes) lines.push(`  note: ${n}`);
+  if (plan.lvmScope) lines.push(`  note: ${plan.lvmScope.text}`);
   if (plan.checks?.length) lines.push(`  checks first: ${plan.checks.map((c) => c.title).join('; ')}`);
   if (plan.steps.length === 0 && !plan.always?.length && !plan.later?.length) lines.push('  No changes.');
   const list = (steps: readonly Step[], first: number) =>
@@ -132,6 +138,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     steps: plan.steps.map(stepToJson),
     ...(plan.always?.length ? { always: plan.always.map(stepToJson) } : {}),
     ...(plan.later?.length ? { later: plan.later.map(stepToJson) } : {}),
+    ...(plan.lvmScope ? { lvmScope: plan.lvmScope } : {}),
   };
 }
 

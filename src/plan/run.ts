@@ -4,6 +4,7 @@ import type { Command } from '../system/command.js';
 import type { Pipeline } from '../system/pipeline.js';
 import { type Prompter, StreamPrompter } from '../system/prompt.js';
 import { requireTools } from '../system/tools.js';
+import { describeScope, isLvmTool, lvmScopeOf } from '../system/lvm-scope.js';
 import {
   type Plan,
   type Step,
@@ -50,7 +51,7 @@ export async function runPlan(
   plan: Plan,
   opts: RunPlanOptions,
 ): Promise<PlanRun> {
-  showPlan(ctx, plan, opts.show ?? 'out');
+  showPlan(ctx, await withLvmScope(ctx, plan), opts.show ?? 'out');
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();
   if (ctx.dryRun) return { applied: false, ran: [], skipped: [] };
@@ -70,6 +71,13 @@ export async function runPlan(
     `plan done: ${plan.title} (${result.ran.length} step(s) run, ${result.skipped.length} skipped)`,
   );
   return result;
+}
+
+/** The plan as shown: with the devices its LVM commands are restricted to, if they are. */
+async function withLvmScope(ctx: Parameters<typeof runPlan>[0], plan: Plan): Promise<Plan> {
+  const scope = toolsOf(plan).some(isLvmTool) ? await lvmScopeOf(ctx.runner) : null;
+  const text = scope ? describeScope(scope) : null;
+  return scope?.devices && text ? { ...plan, lvmScope: { devices: scope.devices, text } } : plan;
 }
 
 export function showPlan(

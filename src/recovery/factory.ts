@@ -105,6 +105,13 @@ export function planFactoryReset(input: FactoryInput): FactoryPlan {
   return { title: `Factory reset of ${disk.path}`, notes, checks, steps, bootDevice: t.bootPart };
 }
 
+/** `/dev/vdc1 (VG uuid ..., disk /dev/vdc (1.0 GiB, serial X))`: the other VG's PV, for the refusal. */
+function pvWhere(probe: DiskProbe, p: PvInfo): string {
+  const d = probe.disks.find((x) => x.path === p.pvName || x.partitions.some((q) => q.path === p.pvName));
+  const facts = [p.vgUuid && `VG uuid ${p.vgUuid}`, d && `disk ${describeDisk(d)}`].filter(Boolean);
+  return `${p.pvName}${facts.length ? ` (${facts.join(', ')})` : ''}`;
+}
+
 /** Choose the target and refuse what must never be erased or cannot work, before any step exists. */
 function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
@@ -117,11 +124,14 @@ function chooseAndCheck(input: FactoryInput): Target {
     );
   }
   // The same VG name on another disk would make /dev/vgroup ambiguous: refuse rather than guess.
+  // input.pvs must be every PV (unscoped): the scoped runner would hide exactly this VG.
   const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
   const elsewhere = input.pvs.filter((p) => p.vgName === vg && !partNames.has(p.pvName));
   if (elsewhere.length) {
+    const where = elsewhere.map((p) => pvWhere(input.disks, p)).join(', ');
     throw new RefusedError(
-      `a volume group named ${vg} already exists on ${elsewhere.map((p) => p.pvName).join(', ')}, not on the target`,
+      `a volume group named ${vg} already exists on ${where}, not on the target: two VGs of that name would collide at boot`,
+      { hint: `detach that disk, or rename its VG (vgrename <its uuid> <new name>); nothing was written` },
     );
   }
   const foreignMounts = disk.partitions.filter((p) => p.mount && !p.mount.startsWith(mnt));

@@ -9,7 +9,8 @@ import { namesOf, planRotation } from '../snapshot/rotation.js';
 import { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
 import { mountPointCheck } from './checks.js';
 import { recordStep } from './record.js';
-import { RESTORE_OF_TAG, RESTORE_TAG, unmountIfMounted } from './restore.js';
+import { unmountIfMounted } from '../golden/probe.js';
+import { RESTORE_OF_TAG, RESTORE_TAG } from './restore.js';
 
 export interface RestoreLabel {
   time: Date | null;

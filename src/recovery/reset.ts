@@ -6,6 +6,7 @@ import { type Plan, type Step, joinPlans } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type DiskProbe, probeDisks } from '../system/disks.js';
 import { type PvInfo, probePvs } from '../system/pvs.js';
+import { unscoped } from '../system/lvm-scope.js';
 import { mutating } from '../system/root-copy.js';
 import { requireTools } from '../system/tools.js';
 import { planFactoryReset } from './factory.js';
@@ -26,7 +27,8 @@ export interface FactoryProbes {
 
 export const realFactoryProbes: FactoryProbes = {
   disks: (ctx) => probeDisks(ctx.runner),
-  pvs: (ctx) => probePvs(ctx.runner),
+  // Every PV, not only the system disk's: the target check must see a same-named VG elsewhere.
+  pvs: (ctx) => probePvs(unscoped(ctx.runner)),
   golden: probeGoldenRoot,
 };
 

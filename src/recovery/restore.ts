@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import { isMountPoint } from '../golden/probe.js';
+import { unmountIfMounted } from '../golden/probe.js';
 import type { Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import type { Command } from '../system/command.js';
@@ -128,15 +128,6 @@ export function planMerge(f: MergeFacts, runDir: string): { notes: string[]; ste
 export function vgActivateCommand(vg: string): Command {
   // Activation changes device state (and starts a merge that was deferred): a change, never a probe.
   return mutating('vgchange', ['-ay', vg], { timeoutMs: 300_000 });
-}
-
-/** An `always` step: unmount what a failed step left mounted (skipped when it is not mounted). */
-export function unmountIfMounted(dir: string): Step {
-  return {
-    title: `unmount ${dir} if a failure left it mounted`,
-    when: { text: `if ${dir} is still mounted`, holds: () => isMountPoint(dir) },
-    command: { ...mutating('umount', [dir]), runsAfterAbort: true },
-  };
 }
 
 /**

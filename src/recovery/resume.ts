@@ -1,4 +1,6 @@
 import type { Context } from '../context.js';
+import { resumeImageRestore } from '../image/restore.js';
+import { rootHalfWritten } from '../image/restore-mark.js';
 import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
@@ -75,24 +77,37 @@ export function planResume(ctx: Context, probe: RestoreProbe, started: Date): Re
 
 /**
  * At boot without a recovery request: finish what a power cut interrupted. A VG marked by a
- * factory reset is reset again from the wipe (the plan starts from scratch); a VG marked by a
- * restore has its restore finished.
+ * factory reset is reset again from the wipe (the plan starts from scratch); one marked by an image
+ * restore has the image written again (image/restore.ts); one marked by a restore has its restore
+ * finished.
  */
 export async function resumeInterrupted(
   ctx: Context,
   opts: ConfirmOptions,
   probes: FactoryProbes = realFactoryProbes,
-): Promise<'none' | 'factory' | 'restore'> {
+): Promise<'none' | 'factory' | 'image' | 'restore'> {
   if (!(await ctx.runner.which('vgs'))) return 'none';
   const vg = parseVgs((await ctx.runner.run(vgsCommand())).stdout).find((v) => v.name === ctx.config.lvm.vg);
   if (!vg) return 'none';
   if (vg.tags.includes(FACTORY_TAG)) {
-    ctx.out.print('zshield: a factory reset was interrupted (power cut?): running it again');
+    ctx.out.print(
+      `zshield: a factory reset was interrupted (power cut?): ${ctx.dryRun ? 'the plan to run it again (dry run)' : 'running it again'}`,
+    );
     await runFactoryReset(ctx, opts, probes);
     return 'factory';
   }
+  if (rootHalfWritten(vg)) {
+    // An image restore cut short: lv-root is half-written; image/ runs the same restore again.
+    ctx.out.print(
+      `zshield: an image restore was interrupted (power cut?): ${ctx.dryRun ? 'the plan to run it again (dry run)' : 'running it again'}`,
+    );
+    await resumeImageRestore(ctx);
+    return 'image';
+  }
   if (!vg.tags.includes(RESTORE_TAG)) return 'none';
-  ctx.out.print('zshield: a restore was interrupted or deferred: finishing it');
+  ctx.out.print(
+    `zshield: a restore was interrupted or deferred: ${ctx.dryRun ? 'the plan to finish it (dry run)' : 'finishing it'}`,
+  );
   const lock = ctx.dryRun ? null : await lockFor(ctx, 'restore (resumed)');
   try {
     const plan = planResume(ctx, await repaired(ctx, await probeRestore(ctx)), ctx.clock.now());

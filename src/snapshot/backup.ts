@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { VerifyError } from '../errors.js';
+import { joinPlans, planToJson } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
@@ -21,6 +22,8 @@ export interface BackupOutcome {
 
 export interface BackupOptions {
   reason: Reason;
+  /** The plan (a repair, then the rotation) as one JSON document on stdout instead of text. */
+  json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
 }
@@ -39,7 +42,7 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
         waitMs: opts.waitMs,
       });
   try {
-    return await backupLocked(ctx, opts.reason);
+    return await backupLocked(ctx, opts.reason, { json: opts.json ?? false });
   } finally {
     await refreshBootMenu(ctx); // also after a failure: a drop-first rotation may have left none
     await lock?.release();
@@ -55,7 +58,7 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
 export async function backupLocked(
   ctx: Context,
   reason: Reason,
-  opts: { record?: boolean } = {},
+  opts: { record?: boolean; json?: boolean } = {},
 ): Promise<BackupOutcome | null> {
   const keep = opts.record ?? true;
   const names = namesOf(ctx.config);
@@ -66,7 +69,8 @@ export async function backupLocked(
     requireRoot(probed, names);
     // A rotation cut short is repaired first (on a dry run: shown, and the backup planned on the
     // state the repair leaves).
-    const { state, repair } = await repairCutRotation(ctx, probed);
+    const show = opts.json ? 'none' : ctx.dryRun ? 'out' : 'log';
+    const { state, repair } = await repairCutRotation(ctx, probed, show);
     const plan = planRotation({
       state,
       config: ctx.config,
@@ -74,7 +78,10 @@ export async function backupLocked(
       now: started,
       rootIsRunning: rootIsRunning(state, names.root),
     });
-    const run = await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
+    // --json: the whole plan (the repair first, when a rotation was cut short) as one document.
+    if (opts.json)
+      ctx.out.print(JSON.stringify(planToJson(repair ? joinPlans(plan.title, repair, plan) : plan), null, 2));
+    const run = await runPlan(ctx, plan, { confirm: 'none', show });
     if (!run.applied) return null;
 
     const after = await probeVg(ctx.runner, names.vg);

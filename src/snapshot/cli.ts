@@ -20,14 +20,20 @@ export function backupCommand(kit: CommandKit, opts: { defaultReason: Reason }):
           default: opts.defaultReason,
           describe: 'why: recorded on the snapshot (zshield_backup uses pre-upgrade); give it once',
         })
-        .option('wait', kit.waitOption),
+        .option('wait', kit.waitOption)
+        .option('json', {
+          type: 'boolean',
+          default: false,
+          describe: 'print the plan (a repair of a cut rotation, then the rotation) as one JSON document',
+        }),
     handler: async (argv) => {
       const a = argv as unknown as CommandArgs;
       const ctx = await kit.context(a);
       const waitMs = kit.waitMs(a);
       const { runBackup } = await import('./backup.js');
-      const outcome = await runBackup(ctx, { reason: a['reason'] as Reason, waitMs });
-      if (outcome) {
+      const json = a['json'] === true;
+      const outcome = await runBackup(ctx, { reason: a['reason'] as Reason, waitMs, json });
+      if (outcome && !json) {
         ctx.out.print(
           `backup taken: ${outcome.snapshot} (${outcome.reason}) at ${outcome.time.toISOString()}${outcome.repaired ? ' after repairing an interrupted rotation' : ''}`,
         );

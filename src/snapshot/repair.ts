@@ -43,11 +43,12 @@ export function describeCutRotation(state: VgState, names: SnapshotNames): strin
 export async function repairCutRotation(
   ctx: Pick<Context, 'runner' | 'log' | 'out' | 'dryRun' | 'signal' | 'config'>,
   state: VgState,
+  show: 'out' | 'log' | 'none' = ctx.dryRun ? 'out' : 'log',
 ): Promise<{ state: VgState; repair: Plan<CommandStep> | null }> {
   const names = namesOf(ctx.config);
   const repair = planRepair(state, names);
   if (!repair) return { state, repair: null };
-  const run = await runPlan(ctx, repair, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
+  const run = await runPlan(ctx, repair, { confirm: 'none', show });
   const after = run.applied ? await probeVg(ctx.runner, names.vg) : stateAfterRepair(state, names);
   return { state: after, repair };
 }

@@ -9,6 +9,7 @@ import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
 import { namesOf } from '../names/snapshots.js';
 import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
+import { lvmScopeOf } from '../system/lvm-scope.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
 import { requireTools } from '../system/tools.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
@@ -47,6 +48,11 @@ export interface StatusReport {
   /** Image backups of this host in image.dir; null when image backup is not in use. */
   images: ImagesStatus | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
+  /**
+   * VGs of the same name on other disks: zshield's LVM commands are restricted to the system
+   * disk's PVs and never see them (empty when there is none).
+   */
+  foreignVgs: { name: string; uuid: string; disks: string[] }[];
 }
 
 /** Gather everything `zshield status` shows. Reads only; takes no lock. */
@@ -124,7 +130,14 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       nextRun,
       lastHealth: daemon?.lastHealth ?? null,
     },
+    foreignVgs: await foreignVgs(ctx),
   };
+}
+
+/** Same-named VGs on other disks, as the runner's LVM scope found them (none when not scoped). */
+async function foreignVgs(ctx: Context): Promise<StatusReport['foreignVgs']> {
+  const scope = await lvmScopeOf(ctx.runner);
+  return (scope?.others ?? []).map((v) => ({ name: v.name, uuid: v.uuid, disks: v.disks }));
 }
 
 export function formatStatus(r: StatusReport): string {
@@ -136,6 +149,11 @@ export function formatStatus(r: StatusReport): string {
       ? `volume group:  ${r.vg.name}, ${formatBytes(r.vg.sizeBytes)}, ${formatBytes(r.vg.freeBytes)} free`
       : 'volume group:  not found',
   );
+  for (const v of r.foreignVgs) {
+    lines.push(
+      `other disk:    ${v.disks.join(' + ')} holds another volume group named ${v.name} (uuid ${v.uuid}): not this system's, never touched`,
+    );
+  }
   if (r.root) {
     lines.push(
       `root:          ${r.root.name}, ${formatBytes(r.root.sizeBytes)}${r.root.mergePending ? ', restore (merge) pending' : ''}`,

@@ -320,3 +320,44 @@ describe('repairIfNeeded', () => {
     expect(ctx.log.lines).toContain('warn: no snap0 is left after the repair: taking a backup now');
   });
 });
+
+describe('backup --dry-run --json: the complete plan, and a run applies exactly its steps', () => {
+  let dir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(() => cleanup());
+
+  const NEXT: LvRow = {
+    ...SNAP,
+    name: 'snap0-next',
+    tags: ['zshield_reason=manual', 'zshield_time=1763690500'],
+  };
+  const cases: [string, LvRow[], string[]][] = [
+    ['a plain create-first rotation', [ROOT, SNAP], []],
+    [
+      'a rotation cut after snap0-next was made: the repair, then the rotation',
+      [ROOT, SNAP, NEXT],
+      ['zshield_rotating'],
+    ],
+    ['the first backup', [ROOT], []],
+  ];
+  for (const [name, lvs, tags] of cases) {
+    it(name, async () => {
+      const plan = async () => {
+        const lvm = new FakeLvm({ vg: { freeExtents: 2000, tags }, lvs });
+        const runner = lvm.install(new RecordingRunner(true));
+        const ctx = testContext({ runner, dir, clock: new FakeClock(NOW), dryRun: true });
+        await runBackup(ctx, { reason: 'manual', waitMs: 0, json: true });
+        expect(runner.calls.every((c) => !c.mutates)).toBe(true);
+        return JSON.parse(ctx.printed.join('\n')) as { steps: { argv: string[] }[] };
+      };
+      const printed = (await plan()).steps.map((s) => s.argv);
+      const lvm = new FakeLvm({ vg: { freeExtents: 2000, tags }, lvs });
+      const runner = lvm.install(new RecordingRunner());
+      const ctx = testContext({ runner, dir, clock: new FakeClock(NOW) });
+      await runBackup(ctx, { reason: 'manual', waitMs: 0, json: true });
+      expect(runner.calls.filter((c) => c.mutates).map((c) => c.argv)).toEqual(printed);
+      expect(printed.length).toBeGreaterThan(0);
+    });
+  }
+});

@@ -32,9 +32,10 @@ const FS: FsFacts = {
   label: null,
   blockSize: 4096,
   blockCount: (10 * GiB) / 4096,
-  freeBlocks: (7 * GiB) / 4096,
+  freeBlocks: (5 * GiB) / 4096,
   sizeBytes: 10 * GiB,
-  usedBytes: 3 * GiB,
+  // Half full: the one-stream layout (below 40 % the sparse one: its own test).
+  usedBytes: 5 * GiB,
 };
 
 async function state(lvs: LvRow[], freeExtents = 5000) {
@@ -104,7 +105,7 @@ describe('planCreate', () => {
     const remove = plan.steps.find((s) => 'command' in s && s.command.file === 'lvremove');
     expect(remove && 'command' in remove && remove.command.runsAfterAbort).toBe(true);
     // No unpacked copy: only the image's bound is needed.
-    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1));
+    expect(plan.needBytes).toBe(Math.ceil(5 * GiB * 1.1));
     expect(toolsOf(plan)).toEqual(
       expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
     );
@@ -113,6 +114,23 @@ describe('planCreate', () => {
     expect(text).toContain('note: space in /diskbackup: the image');
     expect(text).toContain('always, at the end (also after a failure):');
     expect(JSON.stringify(planToJson(plan))).toContain('"pipeline":[["e2image"');
+  });
+
+  it('nearly empty (below 40 % in use): the blocks in use go to a sparse file and only its data is compressed', async () => {
+    const fs = { ...FS, freeBlocks: ((10 - 0.5) * GiB) / 4096, usedBytes: GiB / 2 };
+    const plan = planCreate(input({ state: await state([ROOT, SNAP0]), fs }));
+    const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
+    const lines = argvs(plan);
+    const at = lines.indexOf(`e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
+    expect(lines.slice(at, at + 3)).toEqual([
+      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
+      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, zshield-appliance7-20260301T031000Z.raw.part | zstd -T0 -q --check -c | tee ${base}.img.zst.part | sha256sum`,
+      `(zshield writes ${base}.raw.part)`,
+    ]);
+    expect(plan.layout).toBe('sparse');
+    // The image and the sparse file.
+    expect(plan.needBytes).toBe(Math.ceil((GiB / 2) * 1.1) + GiB / 2);
+    expect(plan.notes.join('\n')).toContain('5 % in use (below 40 %): the blocks in use go to a sparse file');
   });
 
   it('the temporary snapshot is sized like snap0: a share of lv-root, in whole extents, capped by LVM', async () => {
@@ -206,13 +224,13 @@ describe('planCreate', () => {
       /not enough space in VG vgroup for the image's temporary snapshot/,
     );
     await refuse(
-      input({ state: await state([ROOT]), freeBytes: 3 * GiB }),
-      /^not enough space in \/diskbackup for an image: need 3\.3 GiB, 3\.0 GiB free$/,
+      input({ state: await state([ROOT]), freeBytes: 5 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 5\.5 GiB, 5\.0 GiB free$/,
     );
     // From snap0 the verification's unpacked copy needs room too.
     await refuse(
-      input({ state: await state([ROOT, SNAP0]), source: 'snap0', freeBytes: 6 * GiB }),
-      /^not enough space in \/diskbackup for an image: need 6\.3 GiB, 6\.0 GiB free$/,
+      input({ state: await state([ROOT, SNAP0]), source: 'snap0', freeBytes: 10 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 10\.5 GiB, 10\.0 GiB free$/,
     );
     await refuse(
       input({ state: await state([ROOT, SNAP0]), source: 'snap0', dirOnRoot: true }),
@@ -281,7 +299,7 @@ describe('planRestore', () => {
     expect(plan.steps[0]!.title).toMatch(/^unpack the image .*lv-root is not touched yet/);
     const notes = plan.notes.join('\n');
     expect(notes).toContain(
-      `the image is unpacked to ${paths.rawPart} (a sparse copy: 3.0 GiB of data) before anything in vgroup is touched`,
+      `the image is unpacked to ${paths.rawPart} (a sparse copy: 5.0 GiB of data) before anything in vgroup is touched`,
     );
     expect(notes).toContain('then a new snap0 is taken (reason: post-restore)');
   });
@@ -301,7 +319,7 @@ describe('planRestore', () => {
       `zstd -d -c -q ${paths.image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
     ]);
     expect(plan.notes.join('\n')).toContain(
-      'no room for an unpacked copy in /media/usb (needs 3.4 GiB, or it is read-only): the image is streamed into lv-root, which passes all of its 8.0 GiB through the pipes',
+      'no room for an unpacked copy in /media/usb (needs 5.6 GiB, or it is read-only): the image is streamed into lv-root, which passes all of its 8.0 GiB through the pipes',
     );
   });
 

@@ -779,6 +779,30 @@ describe('image jobs with the real tools', () => {
       expect(existsSync(image.replace(/\.img\.zst$/, '.raw.part'))).toBe(false);
     });
 
+    it('a nearly empty file system takes the sparse layout (tar --sparse inside zstd): made, verified, restored', async () => {
+      makeExt4(fsFile, { sizeMiB: 128, dataKiB: 512, hostname: 'from-the-image' });
+      const mk = setup();
+      const out = (await runImageCreate(mk.ctx, { waitMs: 0, kind: KIND }))!;
+      const b = `${backupDir}/${base(NOW)}`;
+      expect(mk.runner.calls.filter((c) => /^(e2image|tar) /.test(c))).toEqual([
+        `e2image -ra -p /dev/vgroup/snap0-image ${b}.raw.part`,
+        `tar --sparse -cf - -C ${backupDir} --transform=s,.*,filesystem.raw, ${path.basename(b)}.raw.part | zstd -T0 -q --check -c | tee ${b}.img.zst.part | sha256sum`,
+      ]);
+      expect(out.manifest.archive).toEqual({ format: 'tar-sparse', member: 'filesystem.raw' });
+      expect(out.manifest.checksums.sha256).toBe(sh('sha256sum', [out.image]).split(' ')[0]);
+      expect(files()).toHaveLength(3);
+      const v = await runImageVerify(mk.ctx, out.image, { quick: false });
+      expect(v.content).toMatchObject({ fsck: 'clean', rawBytes: 128 * MiB });
+      const t = targetSetup(160);
+      zerooutByHand(t, 160);
+      await runImageRestore(t.ctx, out.image, { confirm: 'yes', waitMs: 0 });
+      expect(
+        t.runner.calls.some((c) => c.startsWith(`e2image -ra -p ${b}.raw.part /dev/vgroup/lv-root`)),
+      ).toBe(true);
+      expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).toBe(0);
+      expect(catInImage(target(), '/etc/hostname')).toBe('from-the-image\n');
+    });
+
     it('a restore cut short during its write stays marked (tag + record beside the event log); the next boot finishes it', async () => {
       const image = await makeImage();
       const t = targetSetup(48);

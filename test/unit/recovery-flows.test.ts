@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RefusedError } from '../../src/errors.js';
+import { NotFoundError, RefusedError } from '../../src/errors.js';
 import { type GoldenProbes, runGoldenPrepare } from '../../src/golden/run.js';
 import { BOOT_UUID_TAG } from '../../src/recovery/boot-fs.js';
 import { FACTORY_TAG } from '../../src/recovery/factory.js';
@@ -525,7 +525,9 @@ describe('resume at boot', () => {
         const runner = install(lvm, new RecordingRunner(dryRun), bootBlkid());
         const ctx = context(runner, dryRun);
         expect(await resumeInterrupted(ctx, { confirm: 'countdown', json: true })).toBe('restore');
-        expect(ctx.printed.shift()).toBe('zshield: a restore was interrupted or deferred: finishing it');
+        expect(ctx.printed.shift()).toBe(
+          `zshield: a restore was interrupted or deferred: ${dryRun ? 'the plan to finish it (dry run)' : 'finishing it'}`,
+        );
         const run = ctx.config.paths.runDir;
         if (dryRun) {
           expectDryRun(ctx, runner);
@@ -555,6 +557,18 @@ describe('resume at boot', () => {
     expect(plan.later?.[0]?.argv?.slice(0, 2)).toEqual(['lvm', 'lvpoll']);
     expect(ctx.printed.at(-1)).toBe('zshield: the merge of snap0 starts at the next boot: rebooting');
     expect(lvm.vg.tags).toContain(RESTORE_TAG);
+  });
+
+  it('an image restore mark: handed to image/ (its record gone here: named, refused, nothing run)', async () => {
+    const runner = install(
+      lvmWorld('active', [`${BOOT_UUID_TAG}${BOOT_UUID}`, 'zshield_image_restore=abcd1234']),
+      new RecordingRunner(false),
+      bootBlkid(),
+    );
+    const ctx = context(runner, false);
+    await expect(resumeInterrupted(ctx, { confirm: 'countdown' })).rejects.toThrow(NotFoundError);
+    expect(ctx.printed).toEqual(['zshield: an image restore was interrupted (power cut?): running it again']);
+    expect(mutatingCalls(runner)).toEqual([]);
   });
 
   it('no mark: nothing to do, nothing run', async () => {
@@ -595,7 +609,14 @@ describe('golden prepare', () => {
     const runner = new RecordingRunner(false);
     const ctx = context(runner, false);
     await runGoldenPrepare(ctx, { confirm: 'yes', json: true, target: 'ZS-GOLDEN-CF' }, probes);
-    const plan = expectAppliedAsPrinted(ctx, runner, []);
+    const mnt = `${ctx.config.paths.runDir}/golden`;
+    const plan = expectAppliedAsPrinted(
+      ctx,
+      runner,
+      [`${mnt}/dev`, `${mnt}/sys`, `${mnt}/proc`, mnt].map(
+        (d) => `unmount ${d} if a failure left it mounted`,
+      ),
+    );
     expect(plan.steps[0]?.argv).toEqual(['wipefs', '-a', '-q', '/dev/vda']);
     expect(ctx.printed.at(-1)).toBe('golden medium written');
   });
