@@ -5,7 +5,14 @@ import { formatBytes, resolveSize } from '../config/size.js';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { lvRemoveCommand, probeVg, snapshotCreateCommand, TAG_REASON, TAG_TIME } from '../system/lvm.js';
+import {
+  lvRemoveCommand,
+  probeVg,
+  snapshotAllocation,
+  snapshotCreateCommand,
+  TAG_REASON,
+  TAG_TIME,
+} from '../system/lvm.js';
 import type { Command } from '../system/runner.js';
 import { VERSION } from '../version.js';
 import { appendCatalog } from './catalog.js';
@@ -126,7 +133,12 @@ async function openSource(ctx: Context, opts: TakeOptions, time: string): Promis
   try {
     // A take killed before its cleanup left its snapshot: it holds nothing anyone needs.
     if (stale) await ctx.runner.run(lvRemoveCommand(vg, TEMP_SNAPSHOT));
-    const size = resolveSize(ctx.config.history.tempSnapshotSize, root.sizeBytes);
+    // What LVM really allocates: whole extents (a byte size that is not one fails to parse).
+    const size = snapshotAllocation(
+      resolveSize(ctx.config.history.tempSnapshotSize, root.sizeBytes),
+      root.sizeBytes,
+      state.vg.extentBytes,
+    );
     const free = state.vg.freeBytes + (stale?.sizeBytes ?? 0);
     if (size > free)
       throw new RefusedError(
@@ -141,7 +153,7 @@ async function openSource(ctx: Context, opts: TakeOptions, time: string): Promis
         origin: rootLv,
         name: TEMP_SNAPSHOT,
         sizeBytes: size,
-        tags: [`${TAG_REASON}history`, `${TAG_TIME}${time.replaceAll(':', '')}`],
+        tags: [`${TAG_REASON}history`, `${TAG_TIME}${Math.floor(Date.parse(time) / 1000)}`],
       }),
     );
   } finally {
