@@ -22,6 +22,8 @@ interface Row {
 interface Results {
   commit: string;
   dirty?: boolean;
+  /** Said under the table (how the binary was built, what else ran on the host). */
+  note?: string;
   date: string;
   machine: { cpus: number; model: string; loadBefore: number[]; loadAfter: number[] };
   rows: Row[];
@@ -60,13 +62,13 @@ export function benchTable(r: Results): string {
   const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
   const rounds = Math.max(...r.rows.filter((x) => x.fill !== null).map((x) => x.rounds), 0);
   const lines = [
-    `Run at ${r.commit}${r.dirty ? ' (with uncommitted changes)' : ''}, ${r.date.slice(0, 16).replace('T', ' ')} UTC, ${r.machine.cpus} × ${r.machine.model}; host load (1/5/15 min) ${load(r.machine.loadBefore)} before, ${load(r.machine.loadAfter)} after.`,
+    `Run at ${r.commit}${r.dirty ? ' (with uncommitted changes)' : ''}, ${r.date.slice(0, 16).replace('T', ' ')} UTC, ${r.machine.cpus} × ${r.machine.model}; host load (1/5/15 min) ${load(r.machine.loadBefore)} before, ${load(r.machine.loadAfter)} after.${r.note ? ` ${r.note}` : ''}`,
     '',
   ];
   const image = r.rows.filter((x) => x.fill !== null);
   if (image.length) {
     lines.push(
-      `Image backup, 512 MiB lv-root, medians of ${rounds} rounds. The data path is zshield's one copying step (timed from its log) against the plain pipeline with the same hashing (\`dd | zstd -T0 | tee | sha256sum\`; restore: \`zstd -d | dd\`); the whole job adds what each does around it (zshield: snapshot, checks, manifest, new snap0; plain: snapshot or hash check, and a new snap0).`,
+      `Image backup, 512 MiB lv-root, medians of ${rounds} rounds. The data path is zshield's copying steps (timed from its log) against the plain pipeline with the same hashing (\`dd | zstd -T0 | tee | sha256sum\`; restore: \`zstd -d | dd\`); the whole job adds what each does around it (zshield: snapshot, checks, manifest, new snap0; plain: snapshot or hash check, and a new snap0).`,
       '',
       ...imageTable(image),
       '',

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import yargs, { type Argv, type CommandModule } from 'yargs';
+import { cloneCommand } from '../clone/cli.js';
 import { configCommand } from '../config/cli.js';
 import type { CommandKit } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
@@ -31,6 +32,7 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     goldenCommand(kit),
     configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
     imageCommand(kit),
+    cloneCommand(kit),
     remoteCommand(kit),
     keygenCommand(kit),
     ...historyCommands(kit),

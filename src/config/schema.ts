@@ -3,6 +3,7 @@ import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from './remote.js';
 import { imageSchema } from './image.js';
 import { historySchema } from './history.js';
+import { cloneSchema } from './clone.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
@@ -232,6 +233,7 @@ export const configSchema = z
     remote: remoteSchema.prefault({}),
     image: imageSchema.prefault({}),
     history: historySchema.prefault({}),
+    clone: cloneSchema.prefault({}),
     log: z
       .object({
         file: z

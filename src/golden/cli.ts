@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { goldenImageCommand, goldenUpdateCommand } from '../clone/cli.js';
 import type { CommandArgs, CommandKit } from '../context.js';
 
 export function goldenCommand(kit: CommandKit): CommandModule {
@@ -30,7 +31,9 @@ export function goldenCommand(kit: CommandKit): CommandModule {
             });
           },
         )
-        .demandCommand(1, 'say which: golden prepare'),
+        .command(goldenImageCommand(kit))
+        .command(goldenUpdateCommand(kit))
+        .demandCommand(1, 'say which: golden prepare | golden image | golden update'),
     handler: () => {},
   };
 }

@@ -28,10 +28,11 @@ export const IMAGE_SPACE_FACTOR = 1.1;
 
 /**
  * Below this share of the file system in use, the data goes through a sparse file (e2image writes
- * only the blocks in use there, tar --sparse carries only them into zstd): the holes never cross a
- * pipe. Above it, one stream (e2image to stdout, holes as zeros): the data is read once and written
- * once, and the zeros cost less than a second pass over the data. Measured in the QEMU bench: at
- * 5 % full the stream cost as much as the plain full read (1.13), the sparse file a fraction of it.
+ * only the blocks in use there, tar --sparse carries only them into zstd): the free space never
+ * crosses a pipe. Above it, one stream: the file system's bytes read whole by dd in 4 MiB reads,
+ * compressed, written and hashed once. Measured in the QEMU bench (512 MiB): at 5 % full a stream
+ * cost as much as the plain full read (1.13) and the sparse file a quarter of it (0.26); at 50 %
+ * e2image's stream (one 4 KiB write per block) cost 1.37x the plain tools.
  */
 export const SPARSE_BELOW = 0.4;
 
@@ -381,11 +382,11 @@ function spaceOf(input: CreateInput, layout: ImageLayout): { needBytes: number; 
   const copy = layout === 'sparse' || input.source === 'snap0' ? fs.usedBytes : 0;
   const needBytes = imageBound + copy;
   const notes = [
-    `${fs.type} file system of ${formatBytes(fs.sizeBytes)} with ${formatBytes(fs.usedBytes)} in use: e2image reads only the blocks in use`,
+    `${fs.type} file system of ${formatBytes(fs.sizeBytes)} with ${formatBytes(fs.usedBytes)} in use`,
     `space in ${config.image.dir}: the image's size is not known before it is written, so up to ${formatBytes(imageBound)} (the data plus a tenth) is counted for it${copy ? `, and ${formatBytes(copy)} for a sparse copy of the data` : ''}; ${formatBytes(input.freeBytes)} free`,
     layout === 'sparse'
       ? `${Math.round((100 * fs.usedBytes) / Math.max(1, fs.sizeBytes))} % in use (below ${SPARSE_BELOW * 100} %): the blocks in use go to a sparse file, and only its data is compressed (the holes never cross a pipe)`
-      : `${Math.round((100 * fs.usedBytes) / Math.max(1, fs.sizeBytes))} % in use: one stream, e2image | zstd, the data read once and written once`,
+      : `${Math.round((100 * fs.usedBytes) / Math.max(1, fs.sizeBytes))} % in use: one stream, the file system read whole (dd, 4 MiB reads) | zstd, read once and written once; free blocks are carried as they are`,
   ];
   if (input.freeBytes < needBytes) {
     throw new RefusedError(
@@ -483,8 +484,9 @@ function identitySteps(
 }
 
 /**
- * The copy, by layout. stream: one pass, e2image -ra snap - | zstd --check -c | tee image |
- * sha256sum (the holes reach zstd as zeros). sparse: e2image -ra writes the blocks in use to a
+ * The copy, by layout. stream: one pass, dd of the file system's bytes | zstd --check -c | tee
+ * image | sha256sum (free blocks are carried as they are on the disk: zeros squeeze to nothing,
+ * deleted data stays in the image, as in any dd image). sparse: e2image -ra writes the blocks in use to a
  * sparse file (it seeks over the rest), then tar --sparse (SEEK_HOLE) carries only the data into
  * the same zstd | tee | sha256sum. Either way the checksum is of exactly the bytes written and
  * zstd checksums every frame.
@@ -517,11 +519,25 @@ function copySteps(
   const title = `image the file system of ${source.snapshot}`;
   if (layout === 'stream') {
     const image: Step = {
-      title: `${title} (its blocks in use), compressed, to ${paths.imagePart}, hashing the bytes as they are written`,
-      progress: progressParsers.e2image,
+      title: `${title} (all of its ${formatBytes(input.fs.sizeBytes)}), compressed, to ${paths.imagePart}, hashing the bytes as they are written`,
+      progress: progressParsers.dd,
       pipeline: {
-        // -r raw image, -a with file data, -p progress (on stderr), - to stdout.
-        stages: [{ file: 'e2image', args: ['-ra', '-p', source.device, '-'], mutates: false }, ...written],
+        // dd in 4 MiB reads, exactly the file system's bytes: e2image would write its stream 4 KiB
+        // at a time (one write per block), measured 1.37x the plain tools at 50 % full.
+        stages: [
+          {
+            file: 'dd',
+            args: [
+              `if=${source.device}`,
+              'bs=4M',
+              'iflag=count_bytes',
+              `count=${input.fs.sizeBytes}`,
+              'status=progress',
+            ],
+            mutates: false,
+          },
+          ...written,
+        ],
         mutates: true,
         ...sig,
       },

@@ -91,6 +91,8 @@ export function bootCommand(
       // its own reload handler.
       process.on('SIGHUP', () => {});
       const ctx = await kit.context(a);
+      const { answerGoldenUpdate } = await import('./golden-update.js');
+      if (await answerGoldenUpdate(ctx, String(a['cmdline-file']))) return;
       const acted = await actOnCmdline(ctx, String(a['cmdline-file']));
       if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
         ctx.out.print('zshield: rebooting into the system disk');

@@ -1,9 +1,9 @@
 import { readdirSync } from 'node:fs';
-import { RefusedError } from '../errors.js';
+import { InternalError, RefusedError } from '../errors.js';
 import { type Disk, type DiskProbe, probeDisks } from './disks.js';
 import type { Pipeline, PipelineResult } from './pipeline.js';
 import { type PvInfo, parsePvs, pvsCommand } from './pvs.js';
-import type { Command, CommandResult, Runner } from './runner.js';
+import type { Command, CommandResult, Runner, Started } from './runner.js';
 
 /**
  * A disk from another box may carry a VG of the same name as the system's. LVM then refuses every
@@ -114,6 +114,12 @@ export class LvmScopedRunner implements Runner {
     if (!p.stages.some((s) => isLvmTool(s.file))) return this.inner.pipeline(p);
     const { devices } = await this.scope();
     return this.inner.pipeline({ ...p, stages: p.stages.map((s) => withDevices(s, devices)) });
+  }
+
+  /** A streamed command (udp-receiver for clone receive) is never an LVM tool: passed through. */
+  start(cmd: Command): Promise<Started> {
+    if (!this.inner.start) throw new InternalError('the runner under the LVM scope cannot stream a command');
+    return this.inner.start(cmd);
   }
 
   /** The scope of this run (decided on first use; again only when the set of disks changed). */

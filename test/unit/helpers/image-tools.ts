@@ -127,6 +127,7 @@ export class HybridRunner implements Runner {
       for (const [dev, file] of this.devices) {
         if (a === dev) return file;
         if (a === `of=${dev}`) return `of=${file}`;
+        if (a === `if=${dev}`) return `if=${file}`;
       }
       return a;
     });
