@@ -17,8 +17,9 @@ apt_install() {
 }
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-# strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools.
-apt_install binutils rsync util-linux ca-certificates grub-common
+# strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools;
+# restic for the history (the remote tests drive it against the two sshd).
+apt_install binutils rsync util-linux ca-certificates grub-common restic
 # udpcast and iproute2 for the host tests of multicast cloning (network namespaces, as root).
 apt_install udpcast iproute2
 

@@ -6,6 +6,7 @@ import type { CommandKit } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
+import { historyCommands, recoverFingerprintCommand } from '../history/cli.js';
 import { imageCommand } from '../image/cli.js';
 import type { Logger } from '../log/logger.js';
 import type { Reason } from '../names/lvm-tags.js';
@@ -27,13 +28,14 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     statusCommand(kit),
     daemonCommand(kit),
     bootCommand(kit, { daemon: startDaemon }),
-    recoverCommand(kit),
+    recoverCommand(kit, { more: [recoverFingerprintCommand(kit)] }),
     goldenCommand(kit),
     configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
     imageCommand(kit),
     cloneCommand(kit),
     remoteCommand(kit),
     keygenCommand(kit),
+    ...historyCommands(kit),
   ];
 }
 

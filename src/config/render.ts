@@ -29,5 +29,6 @@ export function renderConfig(config: Config): unknown {
       volumes: config.layout.volumes.map((v) => ({ ...v, size: sizeText(v.size) })),
     },
     image: { ...config.image, tempSnapshotSize: sizeText(config.image.tempSnapshotSize) },
+    history: { ...config.history, tempSnapshotSize: sizeText(config.history.tempSnapshotSize) },
   };
 }

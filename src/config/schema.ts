@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 import { remoteSchema } from './remote.js';
 import { imageSchema } from './image.js';
+import { historySchema } from './history.js';
 import { cloneSchema } from './clone.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
@@ -231,6 +232,7 @@ export const configSchema = z
       .prefault({}),
     remote: remoteSchema.prefault({}),
     image: imageSchema.prefault({}),
+    history: historySchema.prefault({}),
     clone: cloneSchema.prefault({}),
     log: z
       .object({

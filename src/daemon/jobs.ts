@@ -31,13 +31,15 @@ export function imageDue(input: {
 
 /**
  * Everything chained after the daily backup, in one place: the backup's copy off the box (when
- * remote copy is configured), then the scheduled image if due (and its copy). Never throws: a
+ * remote copy is configured), then the scheduled image if due (and its copy), then the history
+ * take and its replication (when history.enabled). Never throws: a
  * failure is logged, and the backup's own outcome stands.
  */
 export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: number): Promise<void> {
   const { copyAfterJob } = await import('../remote/copy.js');
   await copyAfterJob(ctx, 'backup');
   await imageAfterBackup({ ...ctx, signal: jobs }, waitMs);
+  await (await import('../history/take.js')).historyAfterBackup({ ...ctx, signal: jobs });
 }
 
 /**

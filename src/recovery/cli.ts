@@ -6,7 +6,8 @@ import type { CommandArgs, CommandKit, Context } from '../context.js';
 const jsonOption = { type: 'boolean', default: false, describe: 'print the plan as JSON' } as const;
 const confirmOf = (a: CommandArgs) => (a['yes'] ? ('yes' as const) : ('ask' as const));
 
-export function recoverCommand(kit: CommandKit): CommandModule {
+/** `more`: recoveries other capabilities own (history's `recover fingerprint`), wired by main. */
+export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] } = {}): CommandModule {
   return {
     command: 'recover',
     describe: 'recover the system disk now (what the GRUB recovery entries do)',
@@ -49,7 +50,11 @@ export function recoverCommand(kit: CommandKit): CommandModule {
             await runRestore(ctx, { confirm: confirmOf(a), json: Boolean(a['json']) });
           },
         )
-        .demandCommand(1, 'say which: recover factory | recover latest'),
+        .command(opts.more ?? [])
+        .demandCommand(
+          1,
+          `say which: recover factory | recover latest${opts.more?.length ? ' | recover fingerprint ID' : ''}`,
+        ),
     handler: () => {},
   };
 }

@@ -180,7 +180,7 @@ function mountSteps(
 }
 
 /** Put back the /boot captured inside the restored root, tested when reached (the restored root is snap0's content). */
-function putBack(
+export function putBack(
   ctx: Context,
   f: FinishInput,
   capture: string,

@@ -387,7 +387,7 @@ function printSummary(ctx: Context, r: CopyReport): void {
 }
 
 /** The session, reopened after a lost link, and the retry policy around every use of it. */
-class Connection {
+export class Connection {
   private session: RemoteSession | null = null;
   constructor(
     private readonly ctx: Context,

@@ -41,7 +41,7 @@ HOST_PKGS+=(udpcast iproute2)
 # (FEATURE_PREFER_APPLETS): as /bin/sh, or as env/xargs/timeout/chroot/nohup/find, it would run
 # busybox mount, busybox setsid, ... instead of the util-linux ones.
 GUEST_PKGS=(lvm2 dmsetup kmod rsync e2fsprogs fdisk util-linux mount grub-common grub2-common grub-pc-bin
-  zstd tar dosfstools bash dash coreutils findutils grep sed)
+  zstd tar dosfstools bash dash coreutils findutils grep sed restic)
 # Kernel modules in the guest (their dependencies are added by modprobe --show-depends). Those in
 # BOOT_MODULES are loaded by rcS; the kernel loads the others on demand (device-mapper targets on
 # first use, file systems on mount) through /sbin/modprobe.

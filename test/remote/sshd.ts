@@ -248,7 +248,7 @@ function testPassword(): string {
 
 /** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
 export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
-  ensurePackages(['openssh-server', 'openssh-client', 'tmux']);
+  ensurePackages(['openssh-server', 'openssh-client', 'tmux', 'restic']);
   const password = testPassword();
   ensureUsers(password);
   const base = mkdtempSync('/tmp/zshield-remote-');

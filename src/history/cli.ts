@@ -1,0 +1,295 @@
+import type { Argv, CommandModule } from 'yargs';
+import type { CommandArgs, CommandKit } from '../context.js';
+import { RefusedError, UsageError } from '../errors.js';
+
+// The implementations (restic driving, ssh2) are loaded when a history command runs.
+
+type Args = CommandArgs;
+
+const targetsOf = (v: unknown): string[] | undefined => (v === undefined ? undefined : [String(v)]);
+
+async function readStdinLine(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+const allowUncataloged = {
+  type: 'boolean',
+  default: false,
+  describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
+} as const;
+
+const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
+const target = {
+  type: 'string',
+  requiresArg: true,
+  describe: 'only this target (its name in history.targets)',
+} as const;
+
+function historyBuilder(kit: CommandKit) {
+  return (y: Argv) =>
+    y
+      .command(
+        'init',
+        'make the local repository, its encrypted password, the catalog and its signing key (only what is missing)',
+        (yy: Argv) =>
+          yy.option('password-stdin', {
+            type: 'boolean',
+            default: false,
+            describe: 'read the repository password from stdin (else one is generated)',
+          }),
+        async (a) => {
+          const args = a as unknown as Args;
+          const password = args['password-stdin'] ? await readStdinLine() : undefined;
+          const ctx = await kit.context(args);
+          const { runHistoryInit } = await import('./init.js');
+          await runHistoryInit(ctx, password === undefined ? {} : { password });
+        },
+      )
+      .command(
+        'take',
+        "back up lv-root's tree (from a snapshot mounted read-only) into the repository; record its fingerprint",
+        (yy: Argv) =>
+          yy
+            .option('reason', { type: 'string', default: 'manual', describe: 'why: tagged and cataloged' })
+            .option('device', {
+              type: 'string',
+              describe: 'read this block device or file system image instead of a snapshot of lv-root',
+            })
+            .option('replicate', {
+              type: 'boolean',
+              default: false,
+              describe: 'then replicate to every target',
+            }),
+        async (a) => {
+          const args = a as unknown as Args;
+          if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
+            throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
+          const ctx = await kit.context(args);
+          const { runHistoryTake } = await import('./take.js');
+          await runHistoryTake(ctx, {
+            reason: String(args['reason']),
+            replicate: Boolean(args['replicate']),
+            ...(args['device'] !== undefined ? { device: String(args['device']) } : {}),
+          });
+        },
+      )
+      .command(
+        'replicate',
+        'give every target the repository files it lacks (verified, resumable), then check a share of its files',
+        (yy: Argv) =>
+          yy
+            .option('target', target)
+            .option('verify-all', {
+              type: 'boolean',
+              default: false,
+              describe: 'check every file on the targets by hash',
+            })
+            .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
+            .option('json', json),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
+          const out = ctx.out;
+          if (args['json']) ctx.out = { print: () => {} };
+          const { runReplicate } = await import('./replicate.js');
+          const only = targetsOf(args['target']);
+          const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
+          if (kib !== undefined && !(Number.isFinite(kib) && kib > 0))
+            throw new UsageError('--bwlimit must be a number of KiB/s > 0');
+          const r = await runReplicate(ctx, {
+            verifyAll: Boolean(args['verify-all']),
+            ...(only ? { only } : {}),
+            ...(kib ? { bandwidthKiBps: kib } : {}),
+          });
+          if (args['json']) out.print(JSON.stringify(r, null, 2));
+        },
+      )
+      .command(
+        'prune',
+        'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
+        (yy: Argv) =>
+          yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' }),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args);
+          const { runHistoryPrune } = await import('./prune.js');
+          await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
+        },
+      )
+      .command(
+        'verify',
+        "check the targets' files by their hash (this run's share, or --all); repairs nothing",
+        (yy: Argv) => yy.option('target', target).option('all', { type: 'boolean', default: false }),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args);
+          const { runTargetVerify } = await import('./replicate.js');
+          const only = targetsOf(args['target']);
+          await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
+          ctx.out.print('history: every file checked is intact');
+        },
+      )
+      .command(
+        'status',
+        'the catalog (checked), its public key, and each target: newest fingerprint, bytes behind, last success and error',
+        (yy: Argv) => yy.option('json', json),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args, { quietConsole: true });
+          const { formatHistoryStatus, gatherHistoryStatus } = await import('./status.js');
+          const s = gatherHistoryStatus(ctx);
+          ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
+        },
+      )
+      .command(
+        'list',
+        'the backups in the catalog: fingerprint, time, host, reason, size, targets',
+        (yy: Argv) => yy.option('json', json),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args, { quietConsole: true });
+          const { catalogView, verifyCatalog } = await import('./catalog.js');
+          const view = catalogView(
+            verifyCatalog(ctx.config.history.dir, ctx.config.history.publicKey).entries,
+          );
+          ctx.out.print(
+            args['json']
+              ? JSON.stringify(view, null, 2)
+              : view
+                  .map(
+                    (v) =>
+                      `${v.fingerprint}  ${v.time}  ${v.host}  ${v.reason}  ${v.sizes.files} files  ${v.forgotten ? 'forgotten' : `on: ${v.targets.join(', ') || 'local only'}`}`,
+                  )
+                  .join('\n') || 'no backups in the catalog',
+          );
+        },
+      )
+      .command(
+        'restore <fingerprint> <dir>',
+        "write a fingerprint's tree into an empty directory (from the local repository, else fetched from a target)",
+        (yy: Argv) =>
+          yy
+            .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+            .positional('dir', { type: 'string', describe: 'an empty directory' })
+            .option('from', {
+              type: 'string',
+              describe: 'fetch from this target even if the local repository has it',
+            })
+            .option('allow-uncataloged', allowUncataloged),
+        async (a) => {
+          const args = a as unknown as Args;
+          const ctx = await kit.context(args);
+          const { runTreeRestore } = await import('./restore.js');
+          await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
+            allowUncataloged: Boolean(args['allow-uncataloged']),
+            ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+          });
+        },
+      )
+      .command(
+        'password',
+        'print the repository password (keep a copy off the box: a disaster restore asks for it)',
+        (yy: Argv) =>
+          yy.option('yes', {
+            type: 'boolean',
+            default: false,
+            describe: 'print it even when stdout is not a terminal',
+          }),
+        async (a) => {
+          const args = a as unknown as Args;
+          if (!process.stdout.isTTY && !args['yes'])
+            throw new RefusedError('refusing to print the repository password into a pipe or file', {
+              hint: 'add --yes if that is what you want',
+            });
+          const ctx = await kit.context(args, { quietConsole: true });
+          const { repositoryPassword } = await import('./repo.js');
+          process.stdout.write(`${repositoryPassword(ctx)}\n`);
+        },
+      )
+      .demandCommand(
+        1,
+        'say which: history init | take | replicate | prune | verify | status | list | password',
+      );
+}
+
+export function historyCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'history',
+    describe: 'a deduplicating history of the system (restic), replicated to several targets',
+    builder: historyBuilder(kit),
+    handler: () => {},
+  };
+}
+
+export function catalogCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'catalog',
+    describe: 'the signed catalog of backup fingerprints',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'verify',
+          'check every entry, the chain and the head against the pinned public key',
+          (yy: Argv) =>
+            yy.option('file-dir', {
+              type: 'string',
+              describe: 'check the catalog in this directory (e.g. fetched from a target)',
+            }),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            const { verifyCatalog } = await import('./catalog.js');
+            const dir = args['file-dir'] !== undefined ? String(args['file-dir']) : ctx.config.history.dir;
+            const c = verifyCatalog(dir, ctx.config.history.publicKey);
+            if (c.unfinishedAppend)
+              ctx.log.warn(
+                'catalog: the last entry was written but its head was not (an append was cut short); the next append finishes it',
+              );
+            ctx.out.print(
+              `catalog verified: ${c.entries.length} entries, signed by ${ctx.config.history.publicKey}`,
+            );
+          },
+        )
+        .demandCommand(1, 'say which: catalog verify'),
+    handler: () => {},
+  };
+}
+
+/** The history's modules for cli/main.ts: `...historyCommands(kit)` in commandModules. */
+export function historyCommands(kit: CommandKit): CommandModule[] {
+  return [historyCommand(kit), catalogCommand(kit)];
+}
+
+/** `recover fingerprint ID`, registered under `recover` next to factory and latest. */
+export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'fingerprint <id>',
+    describe:
+      'reset lv-root to a fingerprint of the history (from the golden medium): restored into a new volume, swapped in, the old root kept',
+    builder: (y: Argv) =>
+      y
+        .positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+        .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
+        .option('json', json)
+        .option('from', {
+          type: 'string',
+          describe: 'fetch from this target even if the local repository has it',
+        })
+        .option('allow-uncataloged', allowUncataloged),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runFingerprintRecovery } = await import('./recover.js');
+      await runFingerprintRecovery(ctx, String(args['id']), {
+        confirm: args['yes'] ? 'yes' : 'ask',
+        json: Boolean(args['json']),
+        allowUncataloged: Boolean(args['allow-uncataloged']),
+        ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+      });
+    },
+  };
+}

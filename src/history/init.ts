@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_CONFIG_PATH, parseConfigText } from '../config/load.js';
+import type { Context } from '../context.js';
+import { ConfigError, UsageError } from '../errors.js';
+import {
+  encryptPassword,
+  newKey,
+  readKeyFile,
+  writeKeyFile,
+  writePrivateFileAtomic,
+} from '../remote/secrets.js';
+import { loadSigningKey, writeNewSigningKey } from '../system/signing.js';
+import { createCatalog } from './catalog.js';
+import { repoDir, repositoryPassword, resticFor, signingKeyFile } from './repo.js';
+
+/**
+ * `history init`: the local repository, its password (given on stdin, or made here) stored
+ * encrypted with history.keyFile, the catalog's signing key and an empty signed catalog, and the
+ * public key pinned in the config. Each part is made only when absent, so a second run (or a run
+ * after a power cut) finishes what is missing and changes nothing else.
+ */
+export async function runHistoryInit(
+  ctx: Context,
+  opts: { password?: string },
+): Promise<{ publicKey: string }> {
+  const h = ctx.config.history;
+  const configFile = ctx.configFile ?? DEFAULT_CONFIG_PATH;
+  if (opts.password !== undefined && (opts.password.length < 8 || opts.password.includes('\n')))
+    throw new UsageError('the repository password must be one line of at least 8 characters');
+  if (ctx.dryRun) {
+    ctx.out.print(
+      `would make ${repoDir(h)}, ${signingKeyFile(h)} and the catalog in ${h.dir}; would set history.password and history.publicKey in ${configFile}`,
+    );
+    return { publicKey: h.publicKey ?? '' };
+  }
+  mkdirSync(h.dir, { recursive: true, mode: 0o700 });
+  const changes: Record<string, unknown> = {};
+  let password: string;
+  if (h.password) {
+    if (opts.password !== undefined)
+      throw new UsageError(
+        'history.password is already set: the repository keeps the password it was made with',
+      );
+    password = repositoryPassword(ctx);
+  } else {
+    password = opts.password ?? randomBytes(24).toString('base64url');
+    ctx.log.redact(password);
+    if (!existsSync(h.keyFile)) {
+      writeKeyFile(h.keyFile, newKey());
+      ctx.log.info(`history: made key file ${h.keyFile}`);
+    }
+    changes['password'] = encryptPassword(password, readKeyFile(h.keyFile));
+  }
+  if (!existsSync(path.join(repoDir(h), 'config'))) {
+    mkdirSync(path.dirname(repoDir(h)), { recursive: true, mode: 0o700 });
+    await resticFor(ctx, repoDir(h), password).init();
+    ctx.out.print(`made the restic repository ${repoDir(h)}`);
+  }
+  const key = existsSync(signingKeyFile(h))
+    ? await loadSigningKey(signingKeyFile(h))
+    : await writeNewSigningKey(signingKeyFile(h), { writePublic: true });
+  if (h.publicKey && h.publicKey !== key.publicText)
+    throw new ConfigError([
+      { where: `${configFile}: history.publicKey`, message: `is not the key of ${signingKeyFile(h)}` },
+    ]);
+  if (!h.publicKey) changes['publicKey'] = key.publicText;
+  createCatalog(h.dir, key);
+  if (Object.keys(changes).length) writeHistorySettings(configFile, changes);
+  ctx.out.print(`history ready in ${h.dir}; catalog public key ${key.publicText}`);
+  if (changes['password'] && opts.password === undefined)
+    ctx.out.print(
+      'the repository password was generated: zshield history password shows it; keep a copy off the box for a disaster restore',
+    );
+  return { publicKey: key.publicText };
+}
+
+/** Set keys of the config file's `history` section, the rest of the file as written; 0600, atomic. */
+export function writeHistorySettings(configFile: string, changes: Record<string, unknown>): void {
+  let raw: Record<string, unknown> = {};
+  if (existsSync(configFile)) {
+    const text = readFileSync(configFile, 'utf8');
+    parseConfigText(text, configFile);
+    raw = JSON.parse(text) as Record<string, unknown>;
+  }
+  const history = { ...((raw['history'] as Record<string, unknown> | undefined) ?? {}), ...changes };
+  const out = `${JSON.stringify({ ...raw, history }, null, 2)}\n`;
+  parseConfigText(out, configFile);
+  writePrivateFileAtomic(configFile, out);
+}

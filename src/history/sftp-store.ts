@@ -1,0 +1,213 @@
+import { open, rename, stat } from 'node:fs/promises';
+import path from 'node:path/posix';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { remoteSchema } from '../config/remote.js';
+import type { Context } from '../context.js';
+import { RemoteError } from '../errors.js';
+import { PART_SUFFIX } from '../remote/backups.js';
+import { Connection } from '../remote/copy.js';
+import { loadCredentials, type Target } from '../remote/credentials.js';
+import { endpointText, type RemoteSession } from '../remote/ssh.js';
+import { type RateLimiter, remoteSha256, uploadFile } from '../remote/transfer.js';
+import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
+
+/**
+ * A target reached over SFTP, with the remote copy's own pieces: its session and retry policy
+ * (Connection), its credentials (the password decrypted with the key file, the host key pinned),
+ * and its verified, resumable upload. The repository is `<directory>/repo`, the catalog
+ * `<directory>/catalog`.
+ */
+
+/** restic spreads data over 256 folders named by the first byte of the file's hash. */
+const DATA_DIR = /^[0-9a-f]{2}$/;
+/** SFTP requests in flight while listing the data folders (one round trip each otherwise). */
+const LIST_PARALLEL = 32;
+const READ_BYTES = 248 * 1024;
+
+export class SftpStore implements Store {
+  readonly label: string;
+  private readonly conn: Connection;
+  private readonly repoDir: string;
+  private readonly catalogDir: string;
+  private readonly made = new Set<string>();
+
+  constructor(
+    private readonly ctx: Context,
+    history: HistoryConfig,
+    readonly cfg: SftpTargetConfig,
+    private readonly limiter: RateLimiter | null = null,
+  ) {
+    const dir = cfg.directory.replace(/\/+$/, '') || '/';
+    this.repoDir = path.join(dir, 'repo');
+    this.catalogDir = path.join(dir, 'catalog');
+    const target = remoteTargetOf(history, cfg);
+    this.label = `${cfg.name} (${cfg.user}@${endpointText(target.endpoint)}:${dir})`;
+    this.conn = new Connection(ctx, target, loadCredentials(ctx, target), 2000);
+  }
+
+  async list(): Promise<RepoFile[]> {
+    return this.conn.retry(`list ${this.repoDir}`, async (s) => {
+      if ((await s.isDirectory(this.repoDir)) !== true) return [];
+      const out: RepoFile[] = [];
+      const listDir = async (rel: string) => {
+        for (const f of await listOrEmpty(s, path.join(this.repoDir, rel)))
+          if (!f.name.endsWith(PART_SUFFIX) && !f.name.startsWith('.'))
+            out.push({ name: rel ? `${rel}/${f.name}` : f.name, size: f.size });
+      };
+      await listDir('');
+      for (const sub of ['keys', 'index', 'snapshots']) await listDir(sub);
+      // Only the data folders that exist (one listing of data/), a few requests at a time.
+      const dataDirs = (await subdirs(s, path.join(this.repoDir, 'data'))).filter((d) => DATA_DIR.test(d));
+      for (let i = 0; i < dataDirs.length; i += LIST_PARALLEL)
+        await Promise.all(dataDirs.slice(i, i + LIST_PARALLEL).map((d) => listDir(`data/${d}`)));
+      return out.filter((f) => kindOf(f.name) !== null).sort((a, b) => a.name.localeCompare(b.name));
+    });
+  }
+
+  async put(localPath: string, file: RepoFile): Promise<PutResult> {
+    const dest = path.dirname(path.join(this.repoDir, file.name));
+    return this.conn.retry(`copy ${file.name}`, async (s) => {
+      await this.mkdirs(s, dest);
+      const r = await uploadFile({
+        session: s,
+        file: { name: path.basename(file.name), size: file.size, path: localPath },
+        destination: dest,
+        log: this.ctx.log,
+        limiter: this.limiter,
+        signal: this.ctx.signal,
+      });
+      return { sent: r.sent, resumedFrom: r.resumedFrom };
+    });
+  }
+
+  async remove(name: string): Promise<void> {
+    const file = path.join(this.repoDir, name);
+    await this.conn.retry(`delete ${name}`, async (s) => {
+      if ((await s.size(file)) !== null) await s.unlink(file);
+    });
+  }
+
+  async sha256(file: RepoFile): Promise<string> {
+    const p = path.join(this.repoDir, file.name);
+    return this.conn.retry(
+      `check ${file.name}`,
+      async (s) => (await remoteSha256(s, p, file.size, this.ctx.signal)).sum,
+    );
+  }
+
+  async fetch(file: RepoFile, localPath: string): Promise<void> {
+    await this.conn.retry(`fetch ${file.name}`, (s) =>
+      download(s, path.join(this.repoDir, file.name), localPath),
+    );
+  }
+
+  async putCatalog(localPath: string, name: string): Promise<void> {
+    const { size } = await stat(localPath);
+    await this.conn.retry(`copy catalog/${name}`, async (s) => {
+      await this.mkdirs(s, this.catalogDir);
+      await uploadFile({
+        session: s,
+        file: { name, size, path: localPath },
+        destination: this.catalogDir,
+        log: this.ctx.log,
+        limiter: null,
+        signal: this.ctx.signal,
+      });
+    });
+  }
+
+  async fetchCatalog(name: string, localPath: string): Promise<boolean> {
+    const remote = path.join(this.catalogDir, name);
+    return this.conn.retry(`fetch catalog/${name}`, async (s) => {
+      if ((await s.size(remote)) === null) return false;
+      await download(s, remote, localPath);
+      return true;
+    });
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+
+  /**
+   * A directory on the target, made when missing. A folder whose parent this run already has
+   * costs one request, not a walk from / (each level a round trip).
+   */
+  private async mkdirs(s: RemoteSession, dir: string): Promise<void> {
+    if (this.made.has(dir)) return;
+    const parent = path.dirname(dir);
+    if (this.made.has(parent)) {
+      const isDir = await s.isDirectory(dir);
+      if (isDir === null)
+        await new Promise<void>((resolve, reject) =>
+          s.sftp.mkdir(dir, { mode: 0o700 }, (err) =>
+            err ? reject(s.wrap(err, `mkdir ${dir}`)) : resolve(),
+          ),
+        );
+      else if (!isDir) throw new RemoteError(`remote ${s.where}: ${dir} exists and is not a directory`);
+    } else {
+      await s.mkdirs(dir);
+      for (let d = dir; d !== '/' && d !== '.'; d = path.dirname(d)) this.made.add(d);
+    }
+    this.made.add(dir);
+  }
+}
+
+/** The remote copy's Target for one history target: its settings, the history section's key file. */
+function remoteTargetOf(history: HistoryConfig, t: SftpTargetConfig): Target {
+  const remote = remoteSchema.parse({
+    server: t.server,
+    port: t.port,
+    user: t.user,
+    destination: t.directory,
+    password: t.password,
+    keyFile: history.keyFile,
+    privateKey: t.privateKey,
+    hostKey: t.hostKey,
+    retries: history.retries,
+    connectTimeoutSeconds: history.connectTimeoutSeconds,
+  });
+  return { endpoint: { host: t.server, port: t.port }, user: t.user, destination: t.directory, remote };
+}
+
+async function listOrEmpty(s: RemoteSession, dir: string): Promise<{ name: string; size: number }[]> {
+  try {
+    return await s.list(dir);
+  } catch (err) {
+    if (/no such file/.test((err as Error).message)) return [];
+    throw err;
+  }
+}
+
+/** Read a remote file into a local one (written whole, then named: a cut fetch leaves no file). */
+async function download(s: RemoteSession, remote: string, localPath: string): Promise<void> {
+  const tmp = `${localPath}.part`;
+  const out = await open(tmp, 'w', 0o600);
+  const handle = await s.open(remote, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    let pos = 0;
+    for (;;) {
+      const n = await s.read(handle, buf, pos, remote);
+      if (n <= 0) break;
+      await out.write(buf, 0, n, pos);
+      pos += n;
+    }
+    await out.sync();
+  } finally {
+    await s.closeHandle(handle, remote).catch(() => {});
+    await out.close();
+  }
+  await rename(tmp, localPath);
+}
+
+/** Names of the directories in a remote directory ([] when it does not exist). */
+async function subdirs(s: RemoteSession, dir: string): Promise<string[]> {
+  return new Promise((resolve, reject) =>
+    s.sftp.readdir(dir, (err, list) => {
+      if (!err) resolve(list.filter((e) => e.attrs.isDirectory()).map((e) => e.filename));
+      else if ((err as { code?: number }).code === 2) resolve([]);
+      else reject(s.wrap(err, `list ${dir}`));
+    }),
+  );
+}

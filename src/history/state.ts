@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { writePrivateFileAtomic } from '../remote/secrets.js';
+
+/**
+ * What zshield knows of each target, kept beside the local repository (outside lv-root): shown by
+ * `history status`, and what retention asks before forgetting a snapshot (never one that has not
+ * reached every target).
+ */
+
+export interface TargetState {
+  /** Fingerprints whose snapshot file the target held after the last successful run. */
+  snapshots: string[];
+  /** The newest of those (by the local repository's snapshot times). */
+  newest: string | null;
+  /** Bytes of local repository files the target lacked when last listed. */
+  bytesBehind: number;
+  /** Bytes sent to it by the last run. */
+  lastSent: number;
+  lastAttempt: string | null;
+  lastSuccess: string | null;
+  lastError: string | null;
+  /** Where the rotating verification goes on next time (an index into the sorted file list). */
+  verifyCursor: number;
+  lastVerified: string | null;
+}
+
+export type HistoryState = Record<string, TargetState>;
+
+export const stateFile = (dir: string) => path.join(dir, 'targets.json');
+
+export function emptyTargetState(): TargetState {
+  return {
+    snapshots: [],
+    newest: null,
+    bytesBehind: 0,
+    lastSent: 0,
+    lastAttempt: null,
+    lastSuccess: null,
+    lastError: null,
+    verifyCursor: 0,
+    lastVerified: null,
+  };
+}
+
+export function readState(dir: string): HistoryState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(stateFile(dir), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    // A damaged state file costs only a re-listing of every target: start over.
+    return {};
+  }
+  const out: HistoryState = {};
+  if (raw && typeof raw === 'object')
+    for (const [k, v] of Object.entries(raw as Record<string, Partial<TargetState>>))
+      out[k] = { ...emptyTargetState(), ...v };
+  return out;
+}
+
+export function writeState(dir: string, state: HistoryState): void {
+  writePrivateFileAtomic(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** Read, change one target's entry, write (each target's run saves as it goes). */
+export function updateTarget(dir: string, name: string, change: (s: TargetState) => void): TargetState {
+  const state = readState(dir);
+  const s = state[name] ?? emptyTargetState();
+  change(s);
+  state[name] = s;
+  writeState(dir, state);
+  return s;
+}

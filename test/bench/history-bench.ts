@@ -1,0 +1,109 @@
+// Benchmark (not a test): the history against plain restic, on this host, with the two OpenSSH
+// servers of the remote tests on 127.0.0.1, in one run:
+//
+//   first take+replicate (to both targets)    vs  plain `restic backup` of the same tree
+//   second take+replicate after changing 1 % of the files, and the bytes it sent as a share of
+//   the first run's (goal: under 5 %)         vs  plain `restic backup` (with its parent)
+//   `history restore` of the fingerprint      vs  plain `restic restore`
+//
+//   npx tsx test/bench/history-bench.ts [files, default 2000] [KiB per file, default 100]
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  changeTree,
+  makeHistoryBox,
+  passwordOf,
+  randomData,
+  takeFingerprint,
+  zh,
+} from '../remote/history-lib.js';
+import { ensureBundle } from '../remote/lib.js';
+import { setUpRemoteEnv } from '../remote/sshd.js';
+
+const files = Number(process.argv[2] ?? 2000);
+const kib = Number(process.argv[3] ?? 100);
+
+function secs<T>(fn: () => T): [number, T] {
+  const t = process.hrtime.bigint();
+  const v = fn();
+  return [Number(process.hrtime.bigint() - t) / 1e9, v];
+}
+
+function sh(file: string, args: string[], opts: { cwd?: string } = {}): string {
+  const r = spawnSync(file, args, { encoding: 'utf8', timeout: 3_600_000, maxBuffer: 1 << 28, ...opts });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function sentOf(stdout: string): number {
+  return (JSON.parse(stdout) as { sent: number }[]).reduce((n, r) => n + r.sent, 0);
+}
+
+async function main(): Promise<void> {
+  ensureBundle();
+  const { env, stop } = await setUpRemoteEnv();
+  try {
+    const mib = Math.ceil((files * kib) / 1024 / 0.8) + 64;
+    const box = makeHistoryBox(env, { files, size: kib * 1024, imageMiB: mib });
+    const pw = path.join(box.dir, 'plain.pw');
+    writeFileSync(pw, passwordOf(box), { mode: 0o600 });
+    const plainRepo = path.join(box.dir, 'plain-repo');
+    const plain = (args: string[], cwd?: string) =>
+      sh(
+        'restic',
+        ['-r', plainRepo, '--password-file', pw, '--cache-dir', path.join(box.dir, 'plain-cache'), ...args],
+        { cwd },
+      );
+    plain(['init']);
+    const mnt = path.join(box.dir, 'plain-mnt');
+    mkdirSync(mnt, { recursive: true });
+    const plainBackup = () => {
+      sh('mount', ['-o', 'ro,noload,loop', box.tree, mnt]);
+      try {
+        return secs(() => plain(['backup', '--json', '.'], mnt))[0];
+      } finally {
+        sh('umount', [mnt]);
+      }
+    };
+    const ours = () => {
+      const [t1, id] = secs(() => takeFingerprint(zh(box, ['history', 'take', '--device', box.tree])));
+      const [t2, r] = secs(() => zh(box, ['history', 'replicate', '--json']));
+      if (r.code !== 0) throw new Error(r.stderr);
+      return { secs: t1 + t2, take: t1, id, sent: sentOf(r.stdout) };
+    };
+    console.log(
+      `tree: ${files} files of ${kib} KiB (${((files * kib) / 1024).toFixed(0)} MiB) in a ${mib} MiB ext4 image`,
+    );
+    const first = ours();
+    const plain1 = plainBackup();
+    console.log(
+      `first:  take+replicate ${first.secs.toFixed(2)} s (take ${first.take.toFixed(2)} s), ${(first.sent / 2 ** 20).toFixed(1)} MiB sent to 2 targets; plain restic backup ${plain1.toFixed(2)} s`,
+    );
+    const changed: Record<string, Buffer> = {};
+    for (let i = 0; i < Math.max(1, Math.round(files / 100)); i++)
+      changed[`f${i * 100}`] = randomData(kib * 1024);
+    changeTree(box, changed);
+    const second = ours();
+    const plain2 = plainBackup();
+    console.log(
+      `second (1 % of the files changed): take+replicate ${second.secs.toFixed(2)} s, ${(second.sent / 2 ** 20).toFixed(2)} MiB sent = ${((second.sent / first.sent) * 100).toFixed(2)} % of the first (goal < 5 %); plain restic backup ${plain2.toFixed(2)} s`,
+    );
+    const out1 = path.join(box.dir, 'restore-ours');
+    const [r1, rr] = secs(() => zh(box, ['history', 'restore', second.id, out1]));
+    if (rr.code !== 0) throw new Error(rr.stderr);
+    const out2 = path.join(box.dir, 'restore-plain');
+    const [r2] = secs(() => plain(['restore', 'latest', '--target', out2]));
+    console.log(
+      `restore: history restore ${r1.toFixed(2)} s; plain restic restore ${r2.toFixed(2)} s; ratio ${(r1 / r2).toFixed(2)}`,
+    );
+    console.log(
+      `ratios: first ${(first.secs / plain1).toFixed(2)}, second ${(second.secs / plain2).toFixed(2)} of plain restic backup (which replicates nothing)`,
+    );
+    rmSync(pw);
+  } finally {
+    await stop();
+  }
+}
+
+await main();

@@ -1,0 +1,197 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/schema.js';
+import { RefusedError, VerifyError } from '../../src/errors.js';
+import { appendCatalog, catalogFile, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
+import { planFingerprintRecovery } from '../../src/history/recover.js';
+import { planReplication, verificationShare } from '../../src/history/replicate.js';
+import { type EditStep, formatPlan, isCommand } from '../../src/plan/plan.js';
+import type { LvInfo, VgState } from '../../src/system/lvm.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { generateSigningKey } from '../../src/system/signing.js';
+import { FakeClock, testContext } from './helpers/context.js';
+
+const h = (c: string) => c.repeat(64);
+const f = (name: string, size = 10) => ({ name, size });
+
+describe('history replication plan', () => {
+  it('sends data, then index, then snapshots; removes snapshots, then index, then data', () => {
+    const local = [
+      f(`snapshots/${h('a')}`),
+      f(`index/${h('b')}`),
+      f(`data/cc/${h('c')}`),
+      f('config'),
+      f(`keys/${h('d')}`),
+    ];
+    const remote = [f(`data/ee/${h('e')}`), f(`index/${h('f')}`), f(`snapshots/${h('9')}`), f('config')];
+    const p = planReplication(local, remote);
+    expect(p.uploads.map((x) => x.name)).toEqual([
+      `keys/${h('d')}`,
+      `data/cc/${h('c')}`,
+      `index/${h('b')}`,
+      `snapshots/${h('a')}`,
+    ]);
+    expect(p.deletes.map((x) => x.name)).toEqual([
+      `snapshots/${h('9')}`,
+      `index/${h('f')}`,
+      `data/ee/${h('e')}`,
+    ]);
+    expect(p.present.map((x) => x.name)).toEqual(['config']);
+    expect(p.bytesBehind).toBe(40);
+  });
+
+  it('a file there with another size is sent again; nothing to do when equal', () => {
+    const local = [f(`data/cc/${h('c')}`, 100)];
+    expect(planReplication(local, [f(`data/cc/${h('c')}`, 40)]).uploads).toHaveLength(1);
+    const same = planReplication(local, local);
+    expect([same.uploads.length, same.deletes.length]).toEqual([0, 0]);
+  });
+
+  it('the rotating verification covers every file over 100/percent runs', () => {
+    const files = Array.from({ length: 25 }, (_, i) => f(`data/00/${String(i).padStart(64, '0')}`));
+    const seen = new Set<string>();
+    let cursor = 0;
+    for (let run = 0; run < 10; run++) {
+      const s = verificationShare(files, 10, cursor);
+      expect(s.files).toHaveLength(3);
+      for (const x of s.files) seen.add(x.name);
+      cursor = s.next;
+    }
+    expect(seen.size).toBe(25);
+    expect(verificationShare(files, 0, 0).files).toEqual([]);
+  });
+});
+
+describe('history catalog', () => {
+  it('appends signed, chained entries; detects a changed line and a stale head', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'zshield-catalog-'));
+    try {
+      const key = generateSigningKey();
+      createCatalog(dir, key);
+      expect(verifyCatalog(dir, key.publicText).entries).toEqual([]);
+      const time = '2026-01-01T00:00:00.000Z';
+      appendCatalog(dir, key, [
+        {
+          kind: 'backup',
+          fingerprint: h('1'),
+          time,
+          host: 'a',
+          reason: 'daily',
+          version: '1',
+          sizes: { bytes: 1, files: 1, added: 1 },
+        },
+        { kind: 'replicated', fingerprint: h('1'), target: 't', time },
+      ]);
+      const c = verifyCatalog(dir, key.publicText);
+      expect(c.entries.map((e) => [e.seq, e.kind])).toEqual([
+        [1, 'backup'],
+        [2, 'replicated'],
+      ]);
+      expect(c.entries[1]!.prev).toMatch(/^[0-9a-f]{64}$/);
+      expect(() => verifyCatalog(dir, generateSigningKey().publicText)).toThrow(/not a trusted key/);
+      expect(() => verifyCatalog(dir, null)).toThrow(RefusedError);
+      const text = readFileSync(catalogFile(dir), 'utf8');
+      writeFileSync(catalogFile(dir), text.replace('"daily"', '"weekly"'));
+      expect(() => verifyCatalog(dir, key.publicText)).toThrow(VerifyError);
+      expect(() => appendCatalog(dir, key, [])).toThrow(/signature does not match/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function lv(name: string, sizeBytes: number, extra: Partial<LvInfo> = {}): LvInfo {
+  return {
+    name,
+    vg: 'vgroup',
+    path: `/dev/vgroup/${name}`,
+    attr: '-wi-a-----',
+    sizeBytes,
+    kind: 'plain',
+    origin: null,
+    merging: false,
+    invalid: false,
+    active: true,
+    snapPercent: null,
+    tags: [],
+    created: null,
+    kernelMajor: null,
+    kernelMinor: null,
+    ...extra,
+  };
+}
+
+const GiB = 1024 ** 3;
+const edit = (title: string): EditStep => ({ title, edit: { files: ['/x'], apply: () => {} } });
+
+function state(freeBytes: number, lvs: LvInfo[]): VgState {
+  return {
+    vg: {
+      name: 'vgroup',
+      sizeBytes: 20 * GiB,
+      freeBytes,
+      extentBytes: 4 << 20,
+      freeExtents: freeBytes / (4 << 20),
+      tags: [],
+    },
+    lvs,
+  };
+}
+
+describe('recover fingerprint plan', () => {
+  const ctx = testContext({
+    runner: new RecordingRunner(),
+    dir: '/tmp/zshield-unit-history',
+    clock: new FakeClock(new Date(0)),
+  });
+  const input = (s: VgState) => ({
+    config: defaultConfig(),
+    state: s,
+    id: h('7'),
+    from: 'target site-a',
+    boot: { kind: 'separate' as const, device: '/dev/vdb1', uuid: 'u', type: 'ext4', how: 'by its UUID' },
+    started: new Date(0),
+    fetch: null,
+    restore: edit('restore into the new root'),
+    event: () => edit('log the reset'),
+  });
+
+  it('restores into a new LV, puts /boot back, then swaps names: the old root is kept, never removed', async () => {
+    const plan = planFingerprintRecovery(
+      ctx,
+      input(
+        state(8 * GiB, [
+          lv('lv-root', 4 * GiB, { kind: 'origin' }),
+          lv('snap0', GiB, { kind: 'snapshot', origin: 'lv-root' }),
+        ]),
+      ),
+    );
+    const titles = plan.steps.map((s) => s.title);
+    const at = (re: RegExp) => titles.findIndex((t) => re.test(t));
+    expect(at(/make the new root volume/)).toBeLessThan(at(/restore into the new root/));
+    expect(at(/restore into the new root/)).toBeLessThan(at(/put back the \/boot/));
+    expect(at(/log the reset/)).toBeLessThan(at(/unmount .*recover-boot/));
+    expect(at(/unmount .*recover-root/)).toBeLessThan(at(/keep the old root as lv-root-prev/));
+    expect(at(/keep the old root/)).toBeLessThan(at(/the new root becomes lv-root/));
+    const argvs = plan.steps.filter(isCommand).map((s) => [s.command.file, ...s.command.args].join(' '));
+    expect(argvs).toContain(`lvcreate --yes --wipesignatures y --name lv-root-new --size ${4 * GiB}b vgroup`);
+    expect(argvs).toContain('lvrename vgroup lv-root lv-root-prev');
+    expect(argvs).toContain('lvrename vgroup lv-root-new lv-root');
+    expect(argvs.some((a) => /lvremove .*vgroup\/lv-root$/.test(a))).toBe(false);
+    expect(formatPlan(plan)).toMatch(/the old one is kept as vgroup\/lv-root-prev/);
+    for (const c of plan.checks ?? []) await c.run();
+  });
+
+  it('refuses before any write when the VG has no room for a second root', async () => {
+    const plan = planFingerprintRecovery(
+      ctx,
+      input(state(GiB, [lv('lv-root', 4 * GiB, { kind: 'origin' })])),
+    );
+    const checks = async () => {
+      for (const c of plan.checks ?? []) await c.run();
+    };
+    await expect(checks()).rejects.toThrow(/needs 4\.0 GiB/);
+  });
+});
