@@ -27,20 +27,21 @@ vitest run --project host --reporter=default --reporter=json --outputFile.json="
 rc=0
 if [ "${1:-}" != "--unit" ]; then
   # Two lanes, one guest each, when there are two cores (a TCG guest keeps one core busy): the
-  # recovery scenarios (the longest file: guest reboots through GRUB) beside all the others.
-  # Each lane's lines carry its name.
+  # recovery scenarios (the longest file: guest reboots through GRUB) with golden update and the
+  # foreign VG, beside all the others (about equal halves). Each lane's lines carry its name.
   lane() {
     local name=$1; shift
     vitest run --project appliance --reporter=default --reporter=json \
       --outputFile.json="$results/appliance-$name.json" "$@" 2>&1 | sed -u "s/^/[$name] /"
   }
+  first=(test/appliance/recovery.test.ts test/appliance/golden-update.test.ts test/appliance/foreign-vg.test.ts)
   others=()
   for f in test/appliance/*.test.ts; do
-    [ "$f" = test/appliance/recovery.test.ts ] || others+=("$f")
+    case " ${first[*]} " in *" $f "*) ;; *) others+=("$f") ;; esac
   done
   if [ "$(nproc)" -ge 2 ]; then
     step "appliance tests (QEMU bench, two guests at a time)"
-    lane recovery test/appliance/recovery.test.ts & a=$!
+    lane recovery "${first[@]}" & a=$!
     lane others "${others[@]}" & b=$!
     wait "$a" || rc=1
     wait "$b" || rc=1
