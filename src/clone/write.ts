@@ -1,7 +1,9 @@
-import { open, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { RefusedError, VerifyError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { imageIdOf, loadManifest, readChunk } from './golden-image.js';
 import { type TargetRequest, resolveCloneTarget } from './target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
@@ -25,45 +27,68 @@ export async function runGoldenWrite(
   if (target.sizeBytes !== null && target.sizeBytes < m.size) {
     throw new RefusedError(`${target.describe} is smaller than the image (${formatBytes(m.size)})`);
   }
-  ctx.out.print(
-    [
-      `write golden image ${imageIdOf(m)} (${formatBytes(m.size)}, ${m.chunks.length} chunks) onto ${target.describe}`,
-      `  1. wipe the first ${formatBytes(Math.min(HEAD_BYTES, m.size))} (partition table, boot code)`,
-      `  2. write every chunk after it, checked against the signed manifest as it is read`,
-      `  3. read the target back and verify every chunk`,
-      '  4. only then write the first MiB',
-    ].join('\n'),
-  );
-  if (ctx.dryRun) return null;
-  if (!opts.yes) {
-    throw new RefusedError('the write was not started: it erases the target and needs confirmation', {
-      hint: 'read the plan above, then run again with --yes',
-    });
-  }
   const flush = target.isBlock
     ? async () => {
         await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
       }
     : undefined;
-  const src = await open(opts.image, 'r');
-  const writer = await TargetWriter.open(target.path, m.size, flush ? { flush } : {});
-  try {
-    await writer.wipeHead();
-    for (let i = 0; i < m.chunks.length; i++) {
-      await writer.write(i * m.chunkSize, await readChunk(src, m, i));
-    }
-    const bad = await writer.verify(m);
-    if (bad.length > 0) {
-      throw new VerifyError(
-        `chunk(s) ${bad.join(', ')} read back wrong from ${target.path}: the first MiB was not written`,
-      );
-    }
-    await writer.commitHead();
-    if ((await writer.verify(m, [0])).length > 0)
-      throw new VerifyError(`the first MiB read back wrong from ${target.path}`);
-  } finally {
-    await writer.close();
-    await src.close();
-  }
+  // The writer and the image are opened by the first step and closed by the always-step: the plan
+  // shown is the plan run (runPlan), and a dry run opens nothing.
+  const io: { src?: FileHandle; writer?: TargetWriter } = {};
+  const edit = (apply: () => Promise<void>) => ({ files: [target.path], apply });
+  const plan: Plan = {
+    title: `Write golden image ${imageIdOf(m)} (${formatBytes(m.size)}, ${m.chunks.length} chunks) onto ${target.describe}`,
+    notes: [
+      'every chunk is checked against the signed manifest as it is read; the target does not look good (no partition table) until it has been read back and verified',
+    ],
+    steps: [
+      {
+        title: `wipe the first ${formatBytes(Math.min(HEAD_BYTES, m.size))} (partition table, boot code)`,
+        edit: edit(async () => {
+          io.src = await open(opts.image, 'r');
+          io.writer = await TargetWriter.open(target.path, m.size, flush ? { flush } : {});
+          await io.writer.wipeHead();
+        }),
+      },
+      {
+        title: 'write every chunk after it, checked against the signed manifest as it is read',
+        edit: edit(async () => {
+          for (let i = 0; i < m.chunks.length; i++) {
+            await io.writer!.write(i * m.chunkSize, await readChunk(io.src!, m, i));
+          }
+        }),
+      },
+      {
+        title: 'read the target back and verify every chunk',
+        edit: edit(async () => {
+          const bad = await io.writer!.verify(m);
+          if (bad.length > 0) {
+            throw new VerifyError(
+              `chunk(s) ${bad.join(', ')} read back wrong from ${target.path}: the first MiB was not written`,
+            );
+          }
+        }),
+      },
+      {
+        title: 'only then write the first MiB, and read it back',
+        edit: edit(async () => {
+          await io.writer!.commitHead();
+          if ((await io.writer!.verify(m, [0])).length > 0)
+            throw new VerifyError(`the first MiB read back wrong from ${target.path}`);
+        }),
+      },
+    ],
+    always: [
+      {
+        title: 'close the target and the image',
+        edit: edit(async () => {
+          await io.writer?.close();
+          await io.src?.close();
+        }),
+      },
+    ],
+  };
+  const run = await runPlan(ctx, plan, { confirm: opts.yes ? 'yes' : 'ask', what: 'The write' });
+  if (!run.applied) return null;
   return { imageId: imageIdOf(m), target: target.describe, chunks: m.chunks.length };
 }

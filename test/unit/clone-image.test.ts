@@ -15,6 +15,7 @@ import { parseRange } from '../../src/clone/repair-server.js';
 import { TargetWriter } from '../../src/clone/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
 import { resolveCloneTarget } from '../../src/clone/target.js';
+import { runGoldenWrite } from '../../src/clone/write.js';
 import { UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';
@@ -214,5 +215,36 @@ describe('clone target', () => {
     } finally {
       cleanup();
     }
+  });
+});
+
+describe('golden image write (the production line)', () => {
+  it('a dry run shows the plan and writes nothing; without --yes it refuses; with it the target equals the image', async () => {
+    const { dir, raw, key, out } = await made();
+    const target = path.join(dir, 'target.img');
+    await writeFile(target, Buffer.alloc(raw.length, 0xee));
+    const ctx = (dryRun: boolean) => {
+      const c = testContext({
+        runner: new RecordingRunner(dryRun),
+        dir,
+        clock: new FakeClock(new Date('2026-11-29T10:00:00Z')),
+        dryRun,
+      });
+      c.config.clone.trustedKeys = [key.publicText];
+      return c;
+    };
+    const dry = ctx(true);
+    expect(await runGoldenWrite(dry, { image: out, target: { file: target }, yes: false })).toBeNull();
+    expect(dry.printed.join('\n')).toMatch(
+      /1\. wipe the first 1\.0 MiB[\s\S]*4\. only then write the first MiB/,
+    );
+    expect((await readFile(target)).every((b) => b === 0xee)).toBe(true);
+    await expect(
+      runGoldenWrite(ctx(false), { image: out, target: { file: target }, yes: false }),
+    ).rejects.toThrow(/needs confirmation/);
+    expect((await readFile(target)).every((b) => b === 0xee)).toBe(true);
+    const r = await runGoldenWrite(ctx(false), { image: out, target: { file: target }, yes: true });
+    expect(r?.chunks).toBeGreaterThan(1);
+    expect((await readFile(target)).equals(raw)).toBe(true);
   });
 });
