@@ -209,7 +209,10 @@ export function decideScope(input: ScopeInput): LvmScope {
   }
   const byRoot = pick(onDisks(input.disks.bootDisks), 'it holds the running root file system');
   if (byRoot) return byRoot;
-  throw ambiguous(vgs, "zshield cannot tell which is this system's (name the system disk in the config: disks.system.serial)");
+  throw ambiguous(
+    vgs,
+    "zshield cannot tell which is this system's (name the system disk in the config: disks.system.serial)",
+  );
 }
 
 function namedVgs(input: ScopeInput): NamedVg[] {
