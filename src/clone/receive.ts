@@ -5,6 +5,8 @@ import zlib from 'node:zlib';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, InternalError, InterruptedError, VerifyError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import type { GoldenManifest } from './golden-image.js';
 import { type SessionInfo, SessionRefusedError, readHeader, verifyHeader } from './header.js';
 import { fetchChunks, postReport } from './repair-client.js';
@@ -45,54 +47,102 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
   }
   const target = await resolveCloneTarget(ctx, opts.target);
   const iface = opts.interface ?? cfg.interface;
-  if (ctx.dryRun) {
-    ctx.out.print(
-      `would receive a clone stream on ${iface} (port base ${cfg.portbase}) onto ${target.describe}`,
-    );
-    return null;
-  }
-  ctx.out.print(
-    `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
-  );
-  const { accepted, it, udpDone } = await joinSession(ctx, opts, iface, target);
-  const started = Date.now();
-  const { manifest: m, session, rest } = accepted;
-  ctx.out.print(
-    `session "${session.session}": ${session.imageId} (${formatBytes(m.size)}, ${m.chunks.length} chunks), signed by a trusted key`,
-  );
-  const flush = target.isBlock
-    ? async () => {
-        await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
-      }
-    : undefined;
-  const writer = await TargetWriter.open(target.path, m.size, flush ? { flush } : {});
-  try {
-    await writer.wipeHead();
-    const streamed = await streamInto(writer, rest, it, m, ctx);
-    const udpError = await udpDone;
-    if (ctx.signal.aborted) throw new InterruptedError('interrupted: the target was left without its head');
-    ctx.log.info(
-      `stream ended after ${formatBytes(streamed.bytes)} of ${formatBytes(m.size)}${udpError ? ` (${udpError.message})` : ''}${streamed.error ? ` (${streamed.error})` : ''}`,
-    );
-    const report = await verifyAndRepair(ctx, writer, m, session, opts.name ?? hostname(), started);
-    const reported = await postReport(session.repairUrl, report);
-    if (!reported) ctx.log.warn(`could not send the report to ${session.repairUrl}`);
-    if (report.result !== 'verified') {
-      throw new VerifyError(
-        `${report.badChunks.length} chunk(s) still bad after repair (${report.badChunks.join(', ')}): the target was left without its head`,
-      );
-    }
-    return {
-      report,
-      imageId: session.imageId,
-      session: session.session,
-      target: target.describe,
-      streamedBytes: streamed.bytes,
-      reported,
-    };
-  } finally {
-    await writer.close();
-  }
+  // The session is joined by the first step: what the stream holds is known only then, so the
+  // later steps read it from `st`. The plan shown (also on a dry run) is the plan run.
+  const st: Partial<Awaited<ReturnType<typeof joinSession>>> & {
+    writer?: TargetWriter;
+    streamed?: { bytes: number; error: string | null };
+    outcome?: ReceiveOutcome;
+    started?: number;
+  } = {};
+  const write = (apply: () => Promise<void>) => ({ edit: { files: [target.path], apply } });
+  const plan: Plan = {
+    title: `Receive a clone stream on ${iface} (port base ${cfg.portbase}) onto ${target.describe}`,
+    notes: ['the target does not look good (no partition table, no boot code) until every chunk is verified'],
+    steps: [
+      {
+        title:
+          'join the session and check its signed header against clone.trustedKeys (nothing is written before)',
+        edit: {
+          files: [],
+          apply: async () => {
+            ctx.out.print(
+              `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
+            );
+            Object.assign(st, await joinSession(ctx, opts, iface, target));
+            st.started = Date.now();
+            const { manifest: m, session } = st.accepted!;
+            ctx.out.print(
+              `session "${session.session}": ${session.imageId} (${formatBytes(m.size)}, ${m.chunks.length} chunks), signed by a trusted key`,
+            );
+          },
+        },
+      },
+      {
+        title: 'wipe the first MiB of the target (partition table, boot code)',
+        ...write(async () => {
+          const flush = target.isBlock
+            ? async () => {
+                await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
+              }
+            : undefined;
+          st.writer = await TargetWriter.open(
+            target.path,
+            st.accepted!.manifest.size,
+            flush ? { flush } : {},
+          );
+          await st.writer.wipeHead();
+        }),
+      },
+      {
+        title: 'write the stream after it, each chunk as it arrives',
+        ...write(async () => {
+          const m = st.accepted!.manifest;
+          st.streamed = await streamInto(st.writer!, st.accepted!.rest, st.it!, m, ctx);
+          const udpError = await st.udpDone;
+          if (ctx.signal.aborted)
+            throw new InterruptedError('interrupted: the target was left without its head');
+          ctx.log.info(
+            `stream ended after ${formatBytes(st.streamed.bytes)} of ${formatBytes(m.size)}${udpError ? ` (${udpError.message})` : ''}${st.streamed.error ? ` (${st.streamed.error})` : ''}`,
+          );
+        }),
+      },
+      {
+        title:
+          'read every chunk back, fetch the bad or missing ones from the sender, then write the first MiB',
+        ...write(async () => {
+          const { manifest: m, session } = st.accepted!;
+          const report = await verifyAndRepair(
+            ctx,
+            st.writer!,
+            m,
+            session,
+            opts.name ?? hostname(),
+            st.started!,
+          );
+          const reported = await postReport(session.repairUrl, report);
+          if (!reported) ctx.log.warn(`could not send the report to ${session.repairUrl}`);
+          if (report.result !== 'verified') {
+            throw new VerifyError(
+              `${report.badChunks.length} chunk(s) still bad after repair (${report.badChunks.join(', ')}): the target was left without its head`,
+            );
+          }
+          st.outcome = {
+            report,
+            imageId: session.imageId,
+            session: session.session,
+            target: target.describe,
+            streamedBytes: st.streamed!.bytes,
+            reported,
+          };
+        }),
+      },
+    ],
+    always: [{ title: 'close the target', ...write(async () => st.writer?.close()) }],
+  };
+  // The command line asks for --yes before it calls this (clone receive erases its target).
+  const run = await runPlan(ctx, plan, { confirm: 'yes' });
+  return run.applied ? st.outcome! : null;
 }
 
 /**

@@ -93,12 +93,16 @@ export const editPaths = (e: Edit): string[] => e.files.map((f) => (e.root ? pat
 /** A step as it is shown: its argv, its pipeline, or the files zshield writes. */
 export function describeStep(s: Step): string {
   if (isPipeline(s)) return `$ ${formatPipeline(s.pipeline)}`;
-  if (isEdit(s)) return `(zshield writes ${editPaths(s.edit).join(', ')})`;
+  if (isEdit(s)) {
+    return s.edit.files.length
+      ? `(zshield writes ${editPaths(s.edit).join(', ')})`
+      : '(in zshield; nothing written)';
+  }
   return `$ ${formatArgv(argvOf(s.command))}`;
 }
 
 export const stepMutates = (s: Step): boolean =>
-  isPipeline(s) ? s.pipeline.mutates : isEdit(s) ? true : s.command.mutates;
+  isPipeline(s) ? s.pipeline.mutates : isEdit(s) ? s.edit.files.length > 0 : s.command.mutates;
 
 export function formatPlan(plan: Plan): string {
   const lines = [plan.title];

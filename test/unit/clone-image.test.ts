@@ -15,6 +15,7 @@ import { parseRange } from '../../src/clone/repair-server.js';
 import { TargetWriter } from '../../src/clone/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
 import { resolveCloneTarget } from '../../src/clone/target.js';
+import { runReceive } from '../../src/clone/receive.js';
 import { runGoldenWrite } from '../../src/clone/write.js';
 import { UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -246,5 +247,30 @@ describe('golden image write (the production line)', () => {
     const r = await runGoldenWrite(ctx(false), { image: out, target: { file: target }, yes: true });
     expect(r?.chunks).toBeGreaterThan(1);
     expect((await readFile(target)).equals(raw)).toBe(true);
+  });
+});
+
+describe('clone receive --dry-run', () => {
+  it('prints the whole plan (join and check the header first, the head written last) and runs nothing', async () => {
+    const { dir, key } = await made();
+    const runner = new RecordingRunner(true);
+    const c = testContext({
+      runner,
+      dir,
+      clock: new FakeClock(new Date('2026-11-29T10:00:00Z')),
+      dryRun: true,
+    });
+    c.config.clone.trustedKeys = [key.publicText];
+    const target = path.join(dir, 'box.img');
+    expect(await runReceive(c, { target: { file: target } })).toBeNull();
+    const text = c.printed.join('\n');
+    expect(text).toMatch(
+      /1\. join the session and check its signed header.*\n {5}\(in zshield; nothing written\)/,
+    );
+    expect(text).toMatch(
+      /4\. read every chunk back, fetch the bad or missing ones from the sender, then write the first MiB/,
+    );
+    expect(runner.calls).toEqual([]);
+    await expect(readFile(target)).rejects.toThrow(/ENOENT/);
   });
 });
