@@ -6,6 +6,7 @@ import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
+import { systemdUnitSteps } from '../system/units.js';
 import { describeDisk } from '../recovery/target.js';
 
 /** What the prototype system (the running root, the source) offers. */
@@ -32,7 +33,8 @@ export interface GoldenInput {
   target?: string;
   uuid: string;
   now: Date;
-  assets: { grubScript: string; bootUnit: string; rcLocalLine: string };
+  /** daemonUnit: zshield.service, installed and enabled beside the boot unit where systemd is the init. */
+  assets: { grubScript: string; bootUnit: string; rcLocalLine: string; daemonUnit?: string };
 }
 
 const SYSTEM_EXCLUDES = SYSTEM_MOUNT_POINTS;
@@ -133,20 +135,7 @@ export function planGoldenMedium(input: GoldenInput): Plan {
   );
   add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
   if (facts.init === 'systemd') {
-    const unit = `${mnt}/etc/systemd/system/zshield-boot.service`;
-    add('install the boot hook (systemd unit)', cmd('tee', [unit], { input: input.assets.bootUnit }));
-    add(
-      'make the unit wants folder',
-      cmd('mkdir', ['-p', `${mnt}/etc/systemd/system/multi-user.target.wants`]),
-    );
-    add(
-      'enable the boot hook',
-      cmd('ln', [
-        '-sf',
-        '/etc/systemd/system/zshield-boot.service',
-        `${mnt}/etc/systemd/system/multi-user.target.wants/zshield-boot.service`,
-      ]),
-    );
+    steps.push(...systemdUnitSteps(mnt, { boot: input.assets.bootUnit, daemon: input.assets.daemonUnit }));
   } else {
     const rc = `${mnt}${facts.rcLocalPath}`;
     add(

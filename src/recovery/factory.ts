@@ -9,6 +9,7 @@ import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
+import { systemdUnitSteps } from '../system/units.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
 import { chooseTarget, describeDisk } from './target.js';
 
@@ -28,6 +29,8 @@ export interface GoldenFacts {
   defaultGrub: string | null;
   /** File system UUID of the golden root, for the system disk's recovery menu entries. */
   goldenUuid: string | null;
+  /** Where systemd is the init: the units the new root gets installed and enabled (both). */
+  systemdUnits?: { boot: string; daemon: string };
 }
 
 export interface FactoryInput {
@@ -202,6 +205,8 @@ export function planFactoryReset(input: FactoryInput): Plan {
       ),
     );
   }
+  // The boot hook and the daemon, as this binary ships them, enabled in the new root.
+  if (golden.systemdUnits) steps.push(...systemdUnitSteps(mnt, golden.systemdUnits));
   // 6. Boot loader, from inside the new root.
   for (const d of ['proc', 'sys', 'dev'])
     add(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));

@@ -102,6 +102,9 @@ async function probeGolden(ctx: Context): Promise<GoldenFacts> {
     fstab: read('/etc/fstab') ?? '',
     defaultGrub: read('/etc/default/grub'),
     goldenUuid,
+    ...(existsSync('/run/systemd/system')
+      ? { systemdUnits: { boot: asset('bootUnit'), daemon: asset('daemonUnit') } }
+      : {}),
   };
 }
 
@@ -461,7 +464,12 @@ export async function runGoldenPrepare(
     ...(opts.target ? { target: opts.target } : {}),
     uuid: randomUUID(),
     now: ctx.clock.now(),
-    assets: { grubScript: asset('grubScript'), bootUnit: asset('bootUnit'), rcLocalLine: asset('rcLocal') },
+    assets: {
+      grubScript: asset('grubScript'),
+      bootUnit: asset('bootUnit'),
+      daemonUnit: asset('daemonUnit'),
+      rcLocalLine: asset('rcLocal'),
+    },
   });
   present(ctx, plan, opts.json);
   if (ctx.dryRun) return;

@@ -5,6 +5,7 @@
 #
 #   test/bench/setup.sh                 # everything (idempotent, fast when up to date)
 #   test/bench/setup.sh rootfs          # only (re)build .bench/rootfs/ (for a disk image builder)
+#   test/bench/setup.sh systemd         # everything, plus the systemd flavour (setup-systemd.sh)
 #
 # Inputs (environment):
 #   ZSHIELD_BIN   the zshield single executable to install as /usr/sbin/zshield
@@ -32,7 +33,8 @@ MODE=${1:-all}
 
 # Host tools needed to build and run the bench.
 HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod grub-pc-bin grub-common
-  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
+  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file
+  mmdebstrap)
 # Debian packages whose files (minus docs, man pages, locales, systemd/udev glue) make up the guest.
 # busybox-static fills in the remaining commands, but only where no real tool exists. dash,
 # coreutils and findutils are there because Debian's busybox prefers its own applets to PATH
@@ -390,6 +392,11 @@ ZSHIELD_BIN=$ZSHIELD_BIN
 KEY="$appkey"
 EOF
   mv "$BENCH_DIR/bench.env.tmp" "$BENCH_DIR/bench.env"
+  if [ "$MODE" = systemd ]; then
+    # shellcheck source=setup-systemd.sh
+    . "$HERE/setup-systemd.sh"
+    build_systemd_flavour "$ver" "${appkey#* }"
+  fi
 }
 
 main
