@@ -6,7 +6,7 @@ import type { DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { systemdUnitSteps } from '../system/units.js';
+import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from '../system/units.js';
 import { describeDisk } from '../recovery/target.js';
 
 /** What the prototype system (the running root, the source) offers. */
@@ -112,6 +112,12 @@ export function planGoldenMedium(input: GoldenInput): Plan {
     cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
   );
   add('make the system mount points', cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.map((d) => `${mnt}${d}`)]));
+  if (facts.init === 'systemd') {
+    add(
+      'make the mount points of the run-time tmpfs',
+      cmd('mkdir', ['-p', ...RUNTIME_TMPFS.map(([d]) => `${mnt}${d}`)]),
+    );
+  }
   add(
     'write /etc/fstab: the golden root is read-only',
     cmd('tee', [`${mnt}/etc/fstab`], { input: goldenFstab(input) }),
@@ -170,7 +176,8 @@ function goldenFstab(input: GoldenInput): string {
   return `${[
     `# Written by zshield golden prepare on ${input.now.toISOString()}: the golden root is read-only.`,
     `UUID=${input.uuid}\t/\text4\tro,errors=remount-ro\t0\t1`,
-    ...kept,
+    ...(input.facts.init === 'systemd' ? runtimeTmpfsLines() : []),
+    ...kept.filter((l) => input.facts.init !== 'systemd' || !isRuntimeTmpfsLine(l)),
   ].join('\n')}\n`;
 }
 

@@ -9,7 +9,7 @@ import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { systemdUnitSteps } from '../system/units.js';
+import { isRuntimeTmpfsLine, systemdUnitSteps } from '../system/units.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
 import { chooseTarget, describeDisk } from './target.js';
 
@@ -273,7 +273,8 @@ export function fstabFor(input: FactoryInput, rootDev: string): string {
   const kept = input.golden.fstab
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'))
-    .filter((l) => !ours.has(l.trim().split(/\s+/)[1] ?? ''));
+    .filter((l) => !ours.has(l.trim().split(/\s+/)[1] ?? ''))
+    .filter((l) => !isRuntimeTmpfsLine(l));
   const lines = [
     `# Written by zshield factory reset on ${input.now.toISOString()}.`,
     '# The root is mounted by its LV path, not by file system UUID: a snapshot carries the same UUID.',
