@@ -86,14 +86,21 @@ describe('systemd as PID 1: the units in rc/ on a Debian guest', () => {
 
   it('"Recover to factory default": typing c at the countdown on the console cancels through zshield-boot.service, nothing written; the daemon does not run on the read-only medium', async () => {
     setNextBootEntry(workDir, 'golden', 'zshield-factory');
-    vm = await Appliance.boot({ workDir, disks, boot: fromGolden, timeoutMs: 300_000 });
+    vm = await Appliance.boot({ workDir, disks, boot: fromGolden, timeoutMs: 300_000, consoleInput: true });
     await expectSystemd(vm);
     const zeros = await vm.shOk('head -c 4194304 /dev/zero | sha256sum');
     const blank = 'head -c 4194304 /dev/vdb | sha256sum';
     expect(await vm.shOk(blank)).toBe(zeros);
-    await vm.waitForConsole(/The factory reset starts in 10 s\. Type c and Enter to cancel\./, 300_000);
+    // zshield-boot's lines are on the console and in the journal; the journal's are read (exact).
+    await waitJournal(vm, 'zshield-boot', /The factory reset starts in 10 s\. Type c and Enter to cancel\./);
     await vm.typeOnConsole('c\n');
-    await vm.waitForConsole(/The factory reset was cancelled by the operator; nothing was written/, 60_000);
+    await waitJournal(
+      vm,
+      'zshield-boot',
+      /The factory reset was cancelled by the operator; nothing was written/,
+      60_000,
+    );
+    expect(vm.consoleLog()).toMatch(/zshield\[\d+\]: /);
     expect(await systemState(vm)).toBe('degraded');
     expect(await vm.shOk('systemctl show -p Result --value zshield-boot')).toBe('exit-code\n');
     const journal = await vm.shOk('journalctl -b -u zshield-boot -o cat');
