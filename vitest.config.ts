@@ -35,6 +35,17 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'host',
+          include: ['test/host/**/*.test.ts'],
+          globalSetup: ['test/host/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
+          // Network namespaces, udpcast ports and the repair port are shared by the files.
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -7,12 +7,19 @@
 //   daemon memory   VmRSS of an idle `zshield daemon`
 //   factory reset   `zshield recover factory --yes`      vs  a bare rsync of the same root onto a fresh fs
 //   restore         `zshield recover latest --yes`       vs  a bare `lvconvert --merge`
-//   image           `zshield image create` (nearly empty and nearly full lv-root)
-//                                                        vs  `dd if=<snapshot> bs=4M | zstd -T0 > f`
+//   image           `zshield image create` at 5, 50, 90 % full (5 rounds, medians)
+//                                        vs  `dd if=<snapshot> bs=4M | zstd -T0 | tee f | sha256sum`
 //                   `zshield image restore --yes`        vs  `zstd -d < f | dd of=<lv> bs=4M`
+//                   each as the data path (zshield's step, timed from its log) and the whole job
 //
-// `--only core` or `--only image` runs one section (each boots its own guest).
+// `--only core` or `--only image` runs one section (each boots its own guest). Results go to
+// build/bench-results.json; `tsx build/bench-table.ts --write` puts the table into the README.
 
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Appliance } from '../test/bench/appliance.js';
 import {
   GOLDEN_SERIAL,
@@ -48,6 +55,15 @@ async function median(vm: Appliance, script: string, setup?: string): Promise<nu
 
 const rows: [string, string][] = [];
 function ratio(name: string, ours: number, plain: number, plainName: string): void {
+  results.push({
+    name: `${name} (vs ${plainName})`,
+    fill: null,
+    zshield: ours,
+    plain,
+    ratio: ours / plain,
+    rounds: ROUNDS,
+    unit: 's',
+  });
   rows.push([
     name,
     `${ours.toFixed(2)} s vs ${plainName} ${plain.toFixed(2)} s: ratio ${(ours / plain).toFixed(2)}`,
@@ -124,11 +140,119 @@ async function core(): Promise<void> {
   }
 }
 
+/** Fill levels of the image section (share of lv-root's file system in use). */
+const FILLS = [5, 50, 90];
+const IMAGE_ROUNDS = Number(process.env['BENCH_IMAGE_ROUNDS'] ?? 5);
+/** zshield's log in the guest: the steps' start times give each part's time. */
+const GUEST_LOG = '/var/log/zshield/bench.log';
+
+/** Fill lv-root (unmounted) to `pct` % with copies of the zshield executable (compresses like a system's binaries). */
+async function fillTo(vm: Appliance, pct: number): Promise<number> {
+  await vm.shOk(
+    `set -e; mkdir -p /mnt/root; mount /dev/vgroup/lv-root /mnt/root; i=$(ls /mnt/root | grep -c '^fill' || true)
+     target=$(( $(df -B1 --output=size /mnt/root | tail -1) * ${pct} / 100 ))
+     while used=$(df -B1 --output=used /mnt/root | tail -1); [ "$used" -lt "$target" ]; do
+       i=$((i+1)); n=$(( target - used )); [ $n -gt 64000000 ] && n=64000000
+       head -c $n /usr/sbin/zshield > /mnt/root/fill$i; sync
+     done
+     umount /mnt/root`,
+    { timeoutMs: 900_000 },
+  );
+  const [count, free] = (
+    await vm.shOk("dumpe2fs -h /dev/vgroup/lv-root 2>/dev/null | grep -E '^(Block count|Free blocks):'")
+  )
+    .trim()
+    .split('\n')
+    .map((l) => Number(l.split(':')[1]));
+  return (100 * (count! - free!)) / count!;
+}
+
 /**
- * Image backup on a 512 MiB lv-root, nearly empty (a few MiB of system) and then nearly full (~85 %
- * of it copies of the zshield executable). One round each: a round is minutes under emulation.
- * zshield's create includes what the plain pipeline does not: the verification (SHA-256, unpack,
- * e2fsck, debugfs) and the manifest; its restore includes the checksum, e2fsck and a new snap0.
+ * Seconds spent in the steps whose titles start with one of `prefixes`, read from zshield's log:
+ * runPlan logs "[k/n] title" as each step starts, so a step lasts until the next line of that kind
+ * (or "plan done").
+ */
+function stepSeconds(log: string, prefixes: string[]): number {
+  const steps = log
+    .split('\n')
+    .map((l) => /^(\S+) \[\d+\] \w+: (\[\d+\/\d+\] (.*)|plan done: .*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ t: Date.parse(m[1]!), title: m[3] ?? '' }));
+  let total = 0;
+  let found = 0;
+  for (const [i, s] of steps.entries()) {
+    if (!prefixes.some((p) => s.title.startsWith(p)) || / skipped \(not /.test(s.title)) continue;
+    const next = steps[i + 1];
+    if (!next) throw new Error(`the step "${s.title}" has no end in zshield's log`);
+    total += next.t - s.t;
+    found++;
+  }
+  if (!found) throw new Error(`no step "${prefixes.join('" or "')}" in zshield's log`);
+  return total / 1000;
+}
+
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+interface ImageRound {
+  create: { data: number; whole: number; plainData: number; plainWhole: number };
+  restore: { data: number; whole: number; plainData: number; plainWhole: number };
+  sizes: { image: number; plain: number };
+}
+
+const DROP = 'sync; echo 3 > /proc/sys/vm/drop_caches';
+
+/** One round at one fill: zshield's create and restore, and the plain tools doing the same work. */
+async function imageRound(vm: Appliance): Promise<ImageRound> {
+  const log = async () => (await vm.readFile(GUEST_LOG)).toString();
+  await vm.shOk(`rm -f /diskbackup/zshield-* /diskbackup/plain.zst* ; : > ${GUEST_LOG}; ${DROP}`);
+  const zc = await timed(vm, 'zshield image create');
+  // The sparse layout's two steps, or the stream's one.
+  const cData = stepSeconds(await log(), ['image the file system']);
+  // The plain pipeline with the same hashing: a snapshot, dd of it through zstd, written and hashed.
+  await vm.shOk(DROP);
+  const pSnap = await timed(vm, 'lvcreate -q -y -s -n bench-snap -L 128M vgroup/lv-root');
+  const pData = await timed(
+    vm,
+    'dd if=/dev/vgroup/bench-snap bs=4M 2>/dev/null | zstd -T0 -q -c | tee /diskbackup/plain.zst | sha256sum > /diskbackup/plain.zst.sha256',
+  );
+  const pDrop = await timed(vm, 'lvremove -q -y vgroup/bench-snap');
+  const sizes = (await vm.shOk('stat -c %s /diskbackup/zshield-*.img.zst /diskbackup/plain.zst'))
+    .trim()
+    .split('\n');
+  const file = (await vm.shOk('ls /diskbackup/zshield-*.img.zst')).trim();
+
+  await vm.shOk(`: > ${GUEST_LOG}; ${DROP}`);
+  const zr = await timed(vm, `zshield image restore ${file} --yes`);
+  // The unpack to a sparse copy (the sparse layout's, when there is room), the zeroing, the write.
+  const rData = stepSeconds(await log(), [
+    'unpack the image to a sparse copy',
+    'zero every block',
+    "write the image's data into",
+  ]);
+  // The plain restore: check the image's hash, write it, take the new snap0 (zshield's removes
+  // snap0 first too: a snapshot would slow every write).
+  await vm.shOk(`lvremove -q -y vgroup/snap0 2>/dev/null || true; ${DROP}`);
+  const prCheck = await timed(
+    vm,
+    `[ "$(sha256sum < /diskbackup/plain.zst | cut -d' ' -f1)" = "$(cut -d' ' -f1 /diskbackup/plain.zst.sha256)" ]`,
+  );
+  const prData = await timed(
+    vm,
+    'zstd -d -q -c /diskbackup/plain.zst | dd of=/dev/vgroup/lv-root bs=4M conv=fsync 2>/dev/null',
+  );
+  const prSnap = await timed(vm, 'lvcreate -q -y -s -n snap0 -L 128M vgroup/lv-root');
+  return {
+    create: { data: cData, whole: zc, plainData: pData, plainWhole: pSnap + pData + pDrop },
+    restore: { data: rData, whole: zr, plainData: prData, plainWhole: prCheck + prData + prSnap },
+    sizes: { image: Number(sizes[0]), plain: Number(sizes[1]) },
+  };
+}
+
+/**
+ * Image backup on a 512 MiB lv-root at 5, 50 and 90 % full, IMAGE_ROUNDS rounds each, medians.
+ * Two ratios per row: the data path (zshield's pipeline, timed from its own log, against the plain
+ * pipeline with the same hashing) and the whole job (zshield's command, with its checks, snapshot
+ * and new snap0, against the plain tools' snapshot + copy + removal, or check + write + new snap0).
  */
 async function image(): Promise<void> {
   const vm = await bootGuest('bench-image', 8192);
@@ -136,58 +260,80 @@ async function image(): Promise<void> {
     await makeSeedLayout(vm, 512);
     await vm.shOk(
       `set -e; lvcreate -q -y -L 2G -n lv-backup vgroup; mkfs.ext4 -q /dev/vgroup/lv-backup
-       mkdir -p /diskbackup /mnt/root; mount /dev/vgroup/lv-backup /diskbackup
-       mount /dev/vgroup/lv-root /mnt/root; cp -a /etc /mnt/root/; umount /mnt/root`,
+       mkdir -p /diskbackup /mnt/root /var/log/zshield; mount /dev/vgroup/lv-backup /diskbackup
+       mount /dev/vgroup/lv-root /mnt/root; cp -a /etc /mnt/root/; umount /mnt/root
+       lvcreate -q -y -s -n snap0 -L 128M vgroup/lv-root`,
       { timeoutMs: 300_000 },
     );
-    await writeConfig(vm, { log: { file: null }, image: { dir: '/diskbackup', keep: 100 } });
-    const plainCreate =
-      'lvcreate -q -y -s -n bench-snap -L 128M vgroup/lv-root && dd if=/dev/vgroup/bench-snap bs=4M 2>/dev/null | zstd -T0 -q -f -o /diskbackup/plain.zst && lvremove -q -y vgroup/bench-snap';
-    const plainRestore =
-      'zstd -d -q -c /diskbackup/plain.zst | dd of=/dev/vgroup/lv-root bs=4M conv=fsync 2>/dev/null';
-    for (const state of ['nearly empty', 'nearly full'] as const) {
-      if (state === 'nearly full') {
-        // Copies of the zshield executable (a Node binary: compresses about as a system's
-        // binaries and libraries do) until 85 % of the file system is in use. Copying the guest's
-        // /usr file by file instead did not finish in 20 minutes under emulation.
-        await vm.shOk(
-          `set -e; mount /dev/vgroup/lv-root /mnt/root; i=0
-           target=$(( $(df -B1 --output=size /mnt/root | tail -1) * 85 / 100 ))
-           while used=$(df -B1 --output=used /mnt/root | tail -1); [ "$used" -lt "$target" ]; do
-             i=$((i+1)); head -c $((target - used)) /usr/sbin/zshield > /mnt/root/fill$i; sync
-           done
-           df -h /mnt/root >&2; umount /mnt/root`,
-          { timeoutMs: 900_000 },
-        );
-      }
-      const used = (
-        await vm.shOk("dumpe2fs -h /dev/vgroup/lv-root 2>/dev/null | grep -E '^(Block count|Free blocks):'")
-      )
-        .trim()
-        .split('\n')
-        .map((l) => Number(l.split(':')[1]));
-      const pct = (100 * (used[0]! - used[1]!)) / used[0]!;
-      await vm.shOk('rm -f /diskbackup/zshield-* /diskbackup/plain.zst');
-      const ours = await timed(vm, 'zshield image create');
-      const plain = await timed(vm, plainCreate);
-      const sizes = await vm.shOk('stat -c %s /diskbackup/zshield-*.img.zst /diskbackup/plain.zst');
-      const [imgBytes, plainBytes] = sizes.trim().split('\n').map(Number);
-      ratio(`image create, ${state} (${pct.toFixed(0)} % used)`, ours, plain, 'dd | zstd -T0');
-      rows.push([
-        `  sizes, ${state}`,
-        `image ${(imgBytes! / 2 ** 20).toFixed(1)} MiB vs dd | zstd ${(plainBytes! / 2 ** 20).toFixed(1)} MiB`,
-      ]);
-      console.log(`${rows.at(-1)![0]}: ${rows.at(-1)![1]}`);
-      const file = (await vm.shOk('ls /diskbackup/zshield-*.img.zst')).trim();
-      const restore = await timed(vm, `zshield image restore ${file} --yes`);
-      // The plain write, with no snapshot to slow it down (zshield's restore removes snap0 first too).
+    await writeConfig(vm, { log: { file: GUEST_LOG }, image: { dir: '/diskbackup', keep: 100 } });
+    for (const target of FILLS) {
       await vm.shOk('lvremove -q -y vgroup/snap0 2>/dev/null || true', { timeoutMs: 300_000 });
-      const plainR = await timed(vm, plainRestore);
-      ratio(`image restore, ${state}`, restore, plainR, 'zstd -d | dd');
+      const fill = await fillTo(vm, target);
+      await vm.shOk('lvcreate -q -y -s -n snap0 -L 128M vgroup/lv-root', { timeoutMs: 300_000 });
+      const rounds: ImageRound[] = [];
+      for (let i = 0; i < IMAGE_ROUNDS; i++) rounds.push(await imageRound(vm));
+      for (const job of ['create', 'restore'] as const) {
+        const part = (k: keyof ImageRound['create']) => rounds.map((r) => r[job][k]);
+        record(`image ${job}, data path`, target, fill, part('data'), part('plainData'));
+        record(`image ${job}, whole job`, target, fill, part('whole'), part('plainWhole'));
+      }
+      const img = med(rounds.map((r) => r.sizes.image));
+      const plain = med(rounds.map((r) => r.sizes.plain));
+      results.push({
+        name: 'image size, MiB',
+        fill: target,
+        measuredFill: fill,
+        zshield: img / 2 ** 20,
+        plain: plain / 2 ** 20,
+        ratio: img / plain,
+        rounds: rounds.length,
+        unit: 'MiB',
+      });
+      console.log(
+        `image size at ${target} %: ${(img / 2 ** 20).toFixed(1)} MiB vs plain ${(plain / 2 ** 20).toFixed(1)} MiB`,
+      );
     }
   } finally {
     await vm.kill();
   }
+}
+
+/** One row per measure, as build/bench-results.json keeps it. */
+interface ResultRow {
+  name: string;
+  /** The fill level asked for (image rows), or null. */
+  fill: number | null;
+  /** The fill level dumpe2fs measured. */
+  measuredFill?: number;
+  zshield: number;
+  plain: number;
+  ratio: number;
+  rounds: number;
+  unit: 's' | 'MiB';
+  zshieldRuns?: number[];
+  plainRuns?: number[];
+}
+const results: ResultRow[] = [];
+const START_LOAD = loadavg();
+
+function record(name: string, fill: number, measured: number, ours: number[], plain: number[]): void {
+  const z = med(ours);
+  const p = med(plain);
+  results.push({
+    name,
+    fill,
+    measuredFill: Number(measured.toFixed(1)),
+    zshield: z,
+    plain: p,
+    ratio: z / p,
+    rounds: ours.length,
+    unit: 's',
+    zshieldRuns: ours,
+    plainRuns: plain,
+  });
+  const line = `${name} at ${fill} %: ${z.toFixed(2)} s vs plain ${p.toFixed(2)} s: ratio ${(z / p).toFixed(2)}`;
+  rows.push([`${name}, ${fill} %`, line]);
+  console.log(line);
 }
 
 async function main(): Promise<void> {
@@ -196,10 +342,45 @@ async function main(): Promise<void> {
   if (only !== undefined && only !== 'core' && only !== 'image') {
     throw new Error(`--only takes core or image, not ${only}`);
   }
+  const loadBefore = START_LOAD;
   if (!only || only === 'core') await core();
   if (!only || only === 'image') await image();
   console.log('\nsummary (same guest per section, same run):');
   for (const [k, v] of rows) console.log(`  ${k.padEnd(34)} ${v}`);
+  writeResults({ sections: only ? [only] : ['core', 'image'], loadBefore });
+}
+
+/** build/bench-results.json: what build/bench-table.ts turns into the README's table. */
+function writeResults(run: { sections: string[]; loadBefore: number[] }): void {
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', 'src', 'build'], {
+    encoding: 'utf8',
+  }).trim();
+  const doc = {
+    commit,
+    // Uncommitted changes under src/ or build/ when the bench ran: the numbers are not the commit's.
+    dirty: dirty !== '',
+    date: new Date().toISOString(),
+    sections: run.sections,
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? 'unknown',
+      memGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+      // 1, 5 and 15 minute load averages at the start and the end: other work on the host skews the ratios.
+      loadBefore: run.loadBefore.map((x) => Number(x.toFixed(2))),
+      loadAfter: loadavg().map((x) => Number(x.toFixed(2))),
+    },
+    imageRounds: IMAGE_ROUNDS,
+    rows: results.map((r) => ({
+      ...r,
+      zshield: Number(r.zshield.toFixed(3)),
+      plain: Number(r.plain.toFixed(3)),
+      ratio: Number(r.ratio.toFixed(3)),
+    })),
+  };
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bench-results.json');
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+  console.log(`results: ${file} (make the README's table: tsx build/bench-table.ts --write)`);
 }
 
 main().catch((err) => {

@@ -13,6 +13,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "typecheck";     tsc --noEmit
 step "lint";          biome lint src test build
 step "format check";  biome format src test build
+step "dependencies";  node build/deps-check.mjs
+step "docs";          tsx build/docs.ts --check   # README's generated tables match the code
 step "build";         bash build/build.sh
 
 results=$(mktemp -d)
@@ -20,6 +22,8 @@ step "unit tests"
 vitest run --project unit --reporter=default --reporter=json --outputFile.json="$results/unit.json"
 step "remote tests (OpenSSH on 127.0.0.1)"
 vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json"
+step "host tests (multicast cloning in network namespaces)"
+vitest run --project host --reporter=default --reporter=json --outputFile.json="$results/host.json"
 rc=0
 if [ "${1:-}" != "--unit" ]; then
   # Two lanes, one guest each, when there are two cores (a TCG guest keeps one core busy): the

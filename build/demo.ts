@@ -40,6 +40,23 @@ function zshieldLines(consoleLog: string): string {
     .join('\n');
 }
 
+/**
+ * The boot hook (rc.local) starts the daemon in the background as the system disk comes up, so a
+ * `zshield status` run right after boot would race it: wait until status itself reports the daemon
+ * running. The bound only stops a daemon that never starts from hanging the demo.
+ */
+async function waitForDaemon(vm: Appliance, timeoutMs = 180_000): Promise<void> {
+  console.log('   (waiting until the boot hook has started the daemon)');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await vm.run(['zshield', 'status', '--json'], { timeoutMs });
+    if (r.code === 0 && (JSON.parse(r.stdout) as { daemon: { running: boolean } }).daemon.running) return;
+    if (Date.now() > deadline)
+      throw vm.failure(`the daemon was not running ${timeoutMs / 1000} s after boot`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 const disks = [GOLDEN, SYSTEM];
 
 /** Pick an entry of the golden medium's GRUB menu for one boot (what grub-reboot does) and boot it to the end. */
@@ -83,6 +100,7 @@ async function main(): Promise<void> {
   say('3. The system disk boots on its own, through its own GRUB, into root on LVM');
   vm = await Appliance.boot({ workDir, disks, boot: { from: 'disk', disk: 'system' } });
   await run(vm, "grep ' / ' /proc/mounts");
+  await waitForDaemon(vm);
   await run(vm, 'zshield status');
 
   say('4. A backup before an upgrade, then the upgrade goes wrong');
@@ -103,6 +121,7 @@ async function main(): Promise<void> {
   await run(vm, 'cat /etc/motd 2>/dev/null || echo "(no /etc/motd: as before the upgrade)"');
   await run(vm, 'ls /opt/junk 2>/dev/null || echo "(no /opt/junk)"');
   await run(vm, 'cat /data/user-file');
+  await waitForDaemon(vm);
   await run(vm, 'zshield status');
   await vm.poweroff();
   say(`Done in ${Math.round((Date.now() - t0) / 1000)} s.`);

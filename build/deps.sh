@@ -18,7 +18,9 @@ apt_install() {
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # strip (binutils) for the single executable; rsync and util-linux for unit tests of real tools.
-apt_install binutils rsync util-linux ca-certificates
+apt_install binutils rsync util-linux ca-certificates grub-common
+# udpcast and iproute2 for the host tests of multicast cloning (network namespaces, as root).
+apt_install udpcast iproute2
 
 # npm ci only when node_modules does not match the lock file.
 stamp=node_modules/.zshield-lock-stamp

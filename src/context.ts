@@ -1,3 +1,4 @@
+import type { Options } from 'yargs';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import type { Runner } from './system/runner.js';
@@ -24,4 +25,43 @@ export interface Context {
   dryRun: boolean;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
+}
+
+/** The options every command has (their definitions: cli/global.ts). */
+export interface GlobalArgs {
+  config?: string;
+  'dry-run': boolean;
+  verbose: boolean;
+  quiet: boolean;
+}
+
+/** A command's parsed arguments: the global options and its own. */
+export type CommandArgs = GlobalArgs & Record<string, unknown>;
+
+export interface ContextOptions {
+  /**
+   * Keep the terminal to warnings and errors, e.g. when stdout carries a report (`status`,
+   * `--json`). `--verbose` still shows every command run.
+   */
+  quietConsole?: boolean;
+  /**
+   * SIGINT/SIGTERM abort ctx.signal (default true). The daemon handles them itself: it finishes a
+   * running backup before it stops.
+   */
+  abortOnSignal?: boolean;
+  /** Write config.log.file (default true). Commands that only read the config do not. */
+  logFile?: boolean;
+}
+
+/** What main() gives every capability's command module. */
+export interface CommandKit {
+  /**
+   * The context a command needs (config, logger, runner, dry-run). Called in the handler, so that
+   * `--help` and usage errors need no config.
+   */
+  context(a: GlobalArgs, opts?: ContextOptions): Promise<Context>;
+  /** `--wait SECONDS`, for the commands that take the LVM lock. */
+  waitOption: Options;
+  /** The parsed `--wait` in milliseconds. */
+  waitMs(a: CommandArgs): number;
 }

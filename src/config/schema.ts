@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
-import { remoteSchema } from '../remote/config.js';
-import { imageSchema } from '../image/config.js';
+import { remoteSchema } from './remote.js';
+import { imageSchema } from './image.js';
+import { cloneSchema } from './clone.js';
 
 // LVM's own rule for VG and LV names (lvm(8) "VALID NAMES").
 const lvmName = z
@@ -15,14 +16,18 @@ const lvmName = z
 const absPath = z.string().startsWith('/', 'must be an absolute path');
 
 const size = (allowPercent: boolean) =>
-  z.union([z.string(), z.number()]).transform((v, ctx): SizeSpec => {
-    const r = parseSize(v, allowPercent);
-    if (typeof r === 'string') {
-      ctx.addIssue({ code: 'custom', message: r });
-      return z.NEVER;
-    }
-    return r;
-  });
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx): SizeSpec => {
+      const r = parseSize(v, allowPercent);
+      if (typeof r === 'string') {
+        ctx.addIssue({ code: 'custom', message: r });
+        return z.NEVER;
+      }
+      return r;
+    })
+    // The README's type column (build/docs.ts): the JSON schema of a transform shows only string | number.
+    .meta({ format: allowPercent ? 'size or percent' : 'size' });
 
 const clockTime = z
   .string()
@@ -36,77 +41,129 @@ export const configSchema = z
   .object({
     lvm: z
       .object({
-        vg: lvmName.default('vgroup'),
-        rootLv: lvmName.default('lv-root'),
-        snapshot: lvmName.default('snap0'),
+        vg: lvmName.default('vgroup').describe('the volume group on the system disk'),
+        rootLv: lvmName
+          .default('lv-root')
+          .describe("the root file system's logical volume: the only one snapshotted and restored"),
+        snapshot: lvmName
+          .default('snap0')
+          .describe('the restore point, a snapshot of rootLv (a rotation makes `<name>-next` beside it)'),
       })
       .strict()
       .prefault({}),
     snapshot: z
       .object({
-        /** Size of snap0's copy-on-write store: a share of lv-root ("20%") or absolute ("10G"). */
-        size: size(true).default({ kind: 'percent', percent: 20 }),
-        /**
-         * auto: make the new snapshot before dropping the old when the VG has room for both, else
-         * drop first (space is checked before either). create-first: refuse unless both fit.
-         */
-        rotation: z.enum(['auto', 'create-first']).default('auto'),
-        warnPercent: z.number().min(1).max(99).default(80),
-        errorPercent: z.number().min(1).max(100).default(95),
+        size: size(true)
+          .default({ kind: 'percent', percent: 20 })
+          .describe(
+            'size of the snapshot\'s copy-on-write store: a share of lv-root ("20%") or absolute ("10G")',
+          ),
+        rotation: z
+          .enum(['auto', 'create-first'])
+          .default('auto')
+          .describe(
+            'auto: make the new snapshot before dropping the old when the VG has room for both, else drop the old first (space is checked before either); create-first: refuse unless both fit',
+          ),
+        warnPercent: z
+          .number()
+          .min(1)
+          .max(99)
+          .default(80)
+          .describe('snapshot fill level (%) at which the daemon warns; below errorPercent'),
+        errorPercent: z
+          .number()
+          .min(1)
+          .max(100)
+          .default(95)
+          .describe('fill level (%) at which the daemon reports an error: at 100 % the snapshot is invalid'),
       })
       .strict()
       .prefault({}),
     boot: z
       .object({
-        /** Copy /boot into lv-root before each snapshot, so a restore can put the matching kernel back. */
-        capture: z.boolean().default(true),
-        dir: absPath.default('/boot'),
+        capture: z
+          .boolean()
+          .default(true)
+          .describe(
+            'copy /boot into lv-root before each snapshot, so a restore can put the matching kernel back',
+          ),
+        dir: absPath.default('/boot').describe('the /boot that is captured and put back'),
       })
       .strict()
       .prefault({}),
     daemon: z
       .object({
-        dailyAt: clockTime.default({ hour: 3, minute: 0, text: '03:00' }),
-        /** Take the daily backup at start when the box was off at dailyAt. */
-        catchUp: z.boolean().default(true),
-        /** How often the daemon wakes to check the schedule and the snapshot's fill level. */
-        checkEverySeconds: z.number().int().min(1).max(3600).default(60),
+        dailyAt: clockTime
+          .default({ hour: 3, minute: 0, text: '03:00' })
+          .describe('time of the daily backup, HH:MM (24 h, local time)'),
+        catchUp: z
+          .boolean()
+          .default(true)
+          .describe('take the daily backup at start when the box was off at dailyAt'),
+        checkEverySeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(3600)
+          .default(60)
+          .describe("how often the daemon wakes to check the schedule and the snapshot's fill level"),
       })
       .strict()
       .prefault({}),
     paths: z
       .object({
-        /**
-         * State that belongs with the root it describes (the /boot captured for a restore): lives in
-         * lv-root, so a restore rolls it back. It also holds a fallback copy of the last backup result.
-         */
-        stateDir: absPath.default('/var/lib/zshield'),
-        /** Lock and pid files: a tmpfs, so a reboot clears them. */
-        runDir: absPath.default('/run/zshield'),
-        /**
-         * Recovery events (restores, factory resets), on the system disk's /boot partition: outside
-         * lv-root, so a rollback does not erase the record of itself. The last backup result is kept
-         * beside it (last-backup.json) for the same reason.
-         */
-        eventLog: absPath.default('/boot/zshield/events.jsonl'),
+        stateDir: absPath
+          .default('/var/lib/zshield')
+          .describe(
+            'state that belongs with the root it describes (the /boot captured for a restore): in lv-root, so a restore rolls it back; also a fallback copy of the last backup result',
+          ),
+        runDir: absPath
+          .default('/run/zshield')
+          .describe('lock and pid files: on a tmpfs, so a reboot clears them'),
+        eventLog: absPath
+          .default('/boot/zshield/events.jsonl')
+          .describe(
+            "recovery events (restores, factory resets), on the system disk's /boot partition: outside lv-root, so a rollback does not erase the record of itself; the last backup result (last-backup.json) is kept beside it",
+          ),
       })
       .strict()
       .prefault({}),
     disks: z
       .object({
-        /** The system disk, by identity. Unset: the one eligible disk found by probing (refused if not exactly one). */
+        // The system disk, by identity. Unset: the one eligible disk found by probing (refused if not exactly one).
         system: z
           .object({
-            serial: z.string().min(1).nullable().default(null),
-            wwn: z.string().min(1).nullable().default(null),
-            /** A candidate smaller than this is refused. */
-            minSize: size(false).default({ kind: 'bytes', bytes: 4 * 1024 ** 3 }),
+            serial: z
+              .string()
+              .min(1)
+              .nullable()
+              .default(null)
+              .describe(
+                'serial number of the system disk (a factory reset targets it); null: the only eligible disk (refused if not exactly one)',
+              ),
+            wwn: z
+              .string()
+              .min(1)
+              .nullable()
+              .default(null)
+              .describe('WWN of the system disk, instead of or besides the serial'),
+            minSize: size(false)
+              .default({ kind: 'bytes', bytes: 4 * 1024 ** 3 })
+              .describe('a candidate system disk smaller than this is refused'),
           })
           .strict()
           .prefault({}),
-        /** The golden medium, by identity (for `golden prepare` and to never pick it as a target). */
         golden: z
-          .object({ serial: z.string().min(1).nullable().default(null) })
+          .object({
+            serial: z
+              .string()
+              .min(1)
+              .nullable()
+              .default(null)
+              .describe(
+                'serial number of the golden medium: what `golden prepare` writes, and never a factory reset target',
+              ),
+          })
           .strict()
           .prefault({}),
       })
@@ -114,17 +171,22 @@ export const configSchema = z
       .prefault({}),
     layout: z
       .object({
-        /** The /boot partition at the start of the system disk (after 1 MiB left for GRUB's core image). */
-        bootSize: size(false).default({ kind: 'bytes', bytes: 512 * 1024 ** 2 }),
-        /** Logical volumes made by a factory reset; sizes are absolute or a share of the VG ("50%"). */
+        bootSize: size(false)
+          .default({ kind: 'bytes', bytes: 512 * 1024 ** 2 })
+          .describe(
+            "the /boot partition a factory reset makes at the start of the system disk (after 1 MiB left for GRUB's core image)",
+          ),
         volumes: z
           .array(
             z
               .object({
-                name: lvmName,
-                size: size(true),
-                mount: z.union([absPath, z.null()]).default(null),
-                fs: z.enum(['ext4']).default('ext4'),
+                name: lvmName.describe('LV name; one of them must be lvm.rootLv, mounted at /'),
+                size: size(true).describe('absolute ("20G") or a share of the VG ("50%")'),
+                mount: z
+                  .union([absPath, z.null()])
+                  .default(null)
+                  .describe('where it is mounted (written to the new fstab); null: not mounted'),
+                fs: z.enum(['ext4']).default('ext4').describe('file system made on it'),
               })
               .strict(),
           )
@@ -133,29 +195,53 @@ export const configSchema = z
             { name: 'lv-root', size: { kind: 'percent', percent: 45 }, mount: '/', fs: 'ext4' },
             { name: 'lv-data', size: { kind: 'percent', percent: 20 }, mount: '/data', fs: 'ext4' },
             { name: 'lv-audit', size: { kind: 'percent', percent: 10 }, mount: '/var/log/audit', fs: 'ext4' },
-          ]),
+          ])
+          .describe('the logical volumes a factory reset makes; a restore touches only lvm.rootLv'),
       })
       .strict()
       .prefault({}),
     recovery: z
       .object({
-        /** Seconds the console shows the plan before a boot-time recovery starts; the operator can cancel. */
-        countdownSeconds: z.number().int().min(0).max(600).default(10),
-        /** Reboot into the system disk after a successful boot-time recovery. */
-        reboot: z.boolean().default(true),
-        /** Executables run after a factory reset and after a restore (the OEM's factory test). */
-        hooksDir: absPath.default('/etc/zshield/hooks.d'),
-        /** Paths left out of the golden root's copy (besides the system mount points). */
-        exclude: z.array(z.string().min(1)).default([]),
+        countdownSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(600)
+          .default(10)
+          .describe(
+            'seconds the console shows the plan before a boot-time recovery starts; typing c + Enter cancels',
+          ),
+        reboot: z
+          .boolean()
+          .default(true)
+          .describe('reboot into the system disk after a successful boot-time recovery'),
+        hooksDir: absPath
+          .default('/etc/zshield/hooks.d')
+          .describe(
+            "executables run after a factory reset and after a restore (e.g. the OEM's factory test)",
+          ),
+        exclude: z
+          .array(z.string().min(1))
+          .default([])
+          .describe(
+            "paths (rsync patterns) left out of the golden root's copy, besides the system mount points",
+          ),
       })
       .strict()
       .prefault({}),
     remote: remoteSchema.prefault({}),
     image: imageSchema.prefault({}),
+    clone: cloneSchema.prefault({}),
     log: z
       .object({
-        file: z.union([absPath, z.null()]).default('/var/log/zshield/zshield.log'),
-        level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+        file: z
+          .union([absPath, z.null()])
+          .default('/var/log/zshield/zshield.log')
+          .describe('log file (lines with time and pid; secrets never written); null: the terminal only'),
+        level: z
+          .enum(['error', 'warn', 'info', 'debug'])
+          .default('info')
+          .describe('level written to the log file (the terminal follows --verbose / --quiet)'),
       })
       .strict()
       .prefault({}),

@@ -1,29 +1,16 @@
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
-import type { DiskProbe } from '../system/disks.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
+import { progressParsers } from '../plan/progress.js';
+import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from '../system/units.js';
-import { describeDisk } from '../recovery/target.js';
+import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
+import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from './units.js';
 
-/** What the prototype system (the running root, the source) offers. */
-export interface PrototypeFacts {
-  grubInstall: string | null;
-  grubMkconfig: string | null;
-  grubCfg: string;
-  fstab: string;
-  /** The newest kernel and its initramfs in /boot (paths), for the recovery entries. */
-  kernel: string | null;
-  initrd: string | null;
-  /** systemd (a unit is installed) or rc.local (a line is added). */
-  init: 'systemd' | 'rc.local';
-  /** The prototype's rc.local, when init is rc.local. */
-  rcLocal: string | null;
-  rcLocalPath: string;
-}
+export type { PrototypeFacts } from './probe.js';
 
 export interface GoldenInput {
   config: Config;
@@ -47,7 +34,40 @@ const cmd = mutating;
  * medium, the zshield recovery entries (grub.d script) and the boot hook. The medium is named
  * explicitly (never guessed): it is erased.
  */
-export function planGoldenMedium(input: GoldenInput): Plan {
+export function planGoldenMedium(input: GoldenInput): Plan<CommandStep> {
+  const { config, facts } = input;
+  const disk = chooseMedium(input);
+  const part = partitionPath(disk.path, 1);
+  const mnt = path.join(config.paths.runDir, 'golden');
+  const steps: Step[] = [...writeSteps(input, disk, mnt), ...hookSteps(input, mnt)];
+  const add = (title: string, command: Command) => steps.push({ title, command });
+  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
+  add(
+    `install GRUB on ${disk.path}`,
+    cmd('chroot', [mnt, facts.grubInstall!, '--target=i386-pc', disk.path]),
+  );
+  add('write the GRUB menu', cmd('chroot', [mnt, facts.grubMkconfig!, '-o', facts.grubCfg]));
+  for (const d of ['dev', 'sys', 'proc']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
+  add('unmount the golden file system', cmd('umount', [mnt]));
+  add('flush to disk', cmd('sync', []));
+  return {
+    title: `Golden medium on ${disk.path}`,
+    notes: [
+      `medium: ${describeDisk(disk)}; EVERYTHING on it is erased`,
+      `one partition ${part} (ext4, UUID ${input.uuid}) holding the root and /boot, mounted read-only`,
+      `recovery entries boot ${facts.kernel ?? '(no kernel found)'} with zshield_recovery=default|latest`,
+      `boot hook: ${facts.init === 'systemd' ? 'zshield-boot.service' : facts.rcLocalPath}`,
+    ],
+    // The copy fails half-way on a medium too small for the prototype: know it before the wipe.
+    checks: [roomCheck(`the medium ${disk.path}`, facts.usedBytes, disk.sizeBytes - 2048 * 512)],
+    steps,
+    // A failure must not leave the medium mounted: a second run would refuse it as in use.
+    always: [...['dev', 'sys', 'proc'].map((d) => unmountIfMounted(`${mnt}/${d}`)), unmountIfMounted(mnt)],
+  };
+}
+
+/** The medium named by serial or WWN, refused when it is the boot disk or in use, or GRUB is missing. */
+function chooseMedium(input: GoldenInput): Disk {
   const { config, facts } = input;
   const wanted = input.target ?? config.disks.golden.serial;
   if (!wanted) {
@@ -73,8 +93,13 @@ export function planGoldenMedium(input: GoldenInput): Plan {
       'the prototype has no grub-install/grub-mkconfig (nor grub2-*): the medium could not boot',
     );
   }
+  return disk;
+}
+
+/** Wipe, partition, make the file system, copy the prototype, write fstab and the GRUB settings. */
+function writeSteps(input: GoldenInput, disk: Disk, mnt: string): Step[] {
+  const { facts } = input;
   const part = partitionPath(disk.path, 1);
-  const mnt = path.join(config.paths.runDir, 'golden');
   const steps: Step[] = [];
   const add = (title: string, command: Command) => steps.push({ title, command });
   for (const p of disk.partitions) add(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]));
@@ -91,9 +116,9 @@ export function planGoldenMedium(input: GoldenInput): Plan {
   );
   add(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt]));
   add('mount the golden file system', cmd('mount', ['-t', 'ext4', part, mnt]));
-  add(
-    'copy the prototype root',
-    cmd(
+  steps.push({
+    title: 'copy the prototype root',
+    command: cmd(
       'rsync',
       [
         '-aHAXx',
@@ -106,13 +131,14 @@ export function planGoldenMedium(input: GoldenInput): Plan {
       ],
       { timeoutMs: 4 * 3600_000 },
     ),
-  );
+    progress: progressParsers.rsync,
+  });
   add(
     'copy the prototype /boot',
     cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
   );
   add('make the system mount points', cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.map((d) => `${mnt}${d}`)]));
-  if (facts.init === 'systemd') {
+  if (input.facts.init === 'systemd') {
     add(
       'make the mount points of the run-time tmpfs',
       cmd('mkdir', ['-p', ...RUNTIME_TMPFS.map(([d]) => `${mnt}${d}`)]),
@@ -134,6 +160,14 @@ export function planGoldenMedium(input: GoldenInput): Plan {
       ].join('\n'),
     }),
   );
+  return steps;
+}
+
+/** The recovery menu entries (grub.d script) and the boot hook (systemd unit or rc.local). */
+function hookSteps(input: GoldenInput, mnt: string): Step[] {
+  const { facts } = input;
+  const steps: Step[] = [];
+  const add = (title: string, command: Command) => steps.push({ title, command });
   add('make /etc/grub.d', cmd('mkdir', ['-p', `${mnt}/etc/grub.d`]));
   add(
     'install the recovery menu entries (grub.d script)',
@@ -150,22 +184,7 @@ export function planGoldenMedium(input: GoldenInput): Plan {
     );
     add('make rc.local executable', cmd('chmod', ['0755', rc]));
   }
-  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
-  add(`install GRUB on ${disk.path}`, cmd('chroot', [mnt, facts.grubInstall, '--target=i386-pc', disk.path]));
-  add('write the GRUB menu', cmd('chroot', [mnt, facts.grubMkconfig, '-o', facts.grubCfg]));
-  for (const d of ['dev', 'sys', 'proc']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
-  add('unmount the golden file system', cmd('umount', [mnt]));
-  add('flush to disk', cmd('sync', []));
-  return {
-    title: `Golden medium on ${disk.path}`,
-    notes: [
-      `medium: ${describeDisk(disk)}; EVERYTHING on it is erased`,
-      `one partition ${part} (ext4, UUID ${input.uuid}) holding the root and /boot, mounted read-only`,
-      `recovery entries boot ${facts.kernel ?? '(no kernel found)'} with zshield_recovery=default|latest`,
-      `boot hook: ${facts.init === 'systemd' ? 'zshield-boot.service' : facts.rcLocalPath}`,
-    ],
-    steps,
-  };
+  return steps;
 }
 
 function goldenFstab(input: GoldenInput): string {

@@ -1,12 +1,8 @@
 import {
   closeSync,
-  existsSync,
   fsyncSync,
-  lstatSync,
   mkdirSync,
   openSync,
-  readFileSync,
-  realpathSync,
   renameSync,
   rmSync,
   statSync,
@@ -17,22 +13,17 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { CommandError, RefusedError, UsageError, VerifyError } from '../errors.js';
+import { runPlan } from '../plan/run.js';
 import { namesOf } from '../snapshot/rotation.js';
 import { writeJsonAtomic } from '../state/store.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
-import { type LvInfo, probeVg } from '../system/lvm.js';
+import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
-import {
-  ARCHIVE_MEMBER,
-  hostKind,
-  listImages,
-  planPrune,
-  type PrunePlan,
-  sumFileText,
-  sha256File,
-} from './files.js';
+import { ARCHIVE_MEMBER, hostKind, listImages, planPrune, sumFileText } from './files.js';
+import type { Identity } from './identity.js';
+import { writeIdentity } from './identity-write.js';
 import { claimImageJob } from './job.js';
 import {
   blkidCommand,
@@ -42,18 +33,10 @@ import {
   MANIFEST_FORMAT,
   type Manifest,
 } from './manifest.js';
-import { type Identity, readHostname, rewriteHosts, rewriteInterfaces } from './identity.js';
-import {
-  type CreatePlan,
-  formatImagePlan,
-  type IdentityPlan,
-  identityMountPoint,
-  planCreate,
-} from './plan.js';
-import { withProgress } from './progress.js';
-import { applyPrune } from './prune.js';
+import { type CreateActions, type CreatePlan, noActions, overflowed, planCreate } from './plan-create.js';
+import { prunePlan, runPrunePlan } from './prune.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
-import { checkContent } from './verify.js';
+import { asVerifyError, judgeContent } from './verify.js';
 
 export interface CreateOptions {
   /** Wins over image.source. */
@@ -64,6 +47,8 @@ export interface CreateOptions {
   kind?: string;
   /** Another network identity for the image (--hostname, --ip). */
   identity?: Identity | null;
+  /** --dry-run --json: the plan as JSON. */
+  json?: boolean;
 }
 
 export interface CreateOutcome {
@@ -80,11 +65,10 @@ export const lastImageFile = (stateDir: string) => path.join(stateDir, 'last-ima
 
 /**
  * `zshield image create`: a compressed image of lv-root's file system, from snap0 or from a
- * temporary snapshot, checked before it counts. One attempt: probe and plan under the LVM lock,
- * make the temporary snapshot, copy (e2image | zstd), remove the snapshot, verify the written file
- * (checksum, unpack, fsck, look inside), write checksum and manifest, give all three their final
- * names. A failed attempt leaves nothing behind; up to image.tries attempts are made. SIGINT or
- * SIGTERM stops it the same way (exit 9). Dry-run shows the plan of the first attempt.
+ * temporary snapshot, checked before it counts. One attempt is one plan (plan-create.ts) run by
+ * runPlan: the steps shown are the steps run. A failed attempt leaves nothing behind (the plan's
+ * `always` part); up to image.tries attempts are made. SIGINT or SIGTERM stops it the same way
+ * (exit 9). Dry-run shows the plan of the first attempt.
  */
 export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise<CreateOutcome | null> {
   const cfg = ctx.config.image;
@@ -92,124 +76,60 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
   const identity = opts.identity ?? null;
   // An image with another identity is the standby's: named, listed and pruned as its host.
   const kind = opts.kind ?? hostKind(identity?.hostname);
-  await requireTools(ctx.runner, [
-    'lvs',
-    'vgs',
-    'blkid',
-    'dumpe2fs',
-    'e2image',
-    'zstd',
-    'e2fsck',
-    'debugfs',
-    ...(source === 'temporary' ? ['lvcreate', 'lvremove'] : []),
-  ]);
+  await requireTools(ctx.runner, ['lvs', 'vgs', 'blkid', 'dumpe2fs']);
   if (identity && source === 'snap0') {
     // Checked again by planCreate; here so that it is refused before anything is claimed or probed.
     throw new UsageError(
       `--hostname needs a temporary snapshot (--source temporary): ${ctx.config.lvm.snapshot} is the restore point and is never modified`,
     );
   }
+  const attempt = { source, kind, attempt: 1, waitMs: opts.waitMs, identity };
   if (ctx.dryRun) {
-    const plan = await prepare(ctx, source, kind, identity);
-    ctx.out.print(formatImagePlan(plan));
+    const plan = await prepare(ctx, attempt, noActions);
+    await runPlan(ctx, plan, { confirm: 'none', show: opts.json ? 'json' : 'out' });
     return null;
   }
   const job = claimImageJob(ctx.config.paths.runDir, 'image create', ctx.log);
-  const started = ctx.clock.now();
   try {
     mkdirSync(cfg.dir, { recursive: true, mode: 0o755 });
     removeLeftovers(ctx, kind);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const manifest = await attemptImage(ctx, { source, kind, attempt, waitMs: opts.waitMs, identity });
-        const image = path.join(cfg.dir, manifest.image);
-        ctx.log.info(
-          `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
-        );
-        const pruned = pruneOwn(ctx, kind);
-        record(ctx, { result: 'ok', at: started.toISOString(), image, tries: attempt });
-        return { image, manifest, tries: attempt, pruned };
-      } catch (err) {
-        const retryable = (err instanceof VerifyError || err instanceof CommandError) && !ctx.signal.aborted;
-        const msg = err instanceof Error ? err.message : String(err);
-        if (retryable && attempt < cfg.tries) {
-          ctx.log.warn(
-            `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; its files were removed, trying again`,
-          );
-          continue;
-        }
-        // The file's record: the caller reports the error itself (the CLI's one line, the daemon's own).
-        ctx.log.toFile(
-          'error',
-          `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`,
-        );
-        record(ctx, { result: 'failed', at: started.toISOString(), tries: attempt, error: msg });
-        if (err instanceof VerifyError && cfg.tries > 1) {
-          throw new VerifyError(`no verified image after ${attempt} attempts: ${msg}`, { cause: err });
-        }
-        throw err;
-      }
-    }
+    return await withRetries(ctx, attempt);
   } finally {
     job.release();
   }
 }
 
-/** Probe, read the file system's facts, plan. */
-async function prepare(
-  ctx: Context,
-  source: 'temporary' | 'snap0',
-  kind: string,
-  identity: Identity | null,
-  signal?: AbortSignal,
-): Promise<CreatePlan> {
-  const names = namesOf(ctx.config);
-  const state = await probeVg(ctx.runner, names.vg);
-  // The space estimate needs the data's size before any snapshot exists: a temporary snapshot
-  // holds what lv-root holds now, so lv-root's own superblock tells it (read-only, works mounted).
-  const root = state.lvs.find((l) => l.name === names.root);
-  const measured = state.lvs.find((l) => l.name === (source === 'snap0' ? names.snap : names.root));
-  // An overflowed snap0 cannot even be read: planCreate refuses it with its own message.
-  const readable = measured && !(source === 'snap0' && (measured.invalid || measured.kind !== 'snapshot'));
-  const fs = readable ? await factsOf(ctx, measured.path || `/dev/${names.vg}/${measured.name}`) : null;
-  return planCreate({
-    state,
-    config: ctx.config,
-    source,
-    now: ctx.clock.now(),
-    kind,
-    // planCreate refuses a missing source with its own message before it reads these.
-    fs: fs ?? {
-      type: 'ext4',
-      uuid: null,
-      label: null,
-      blockSize: 0,
-      blockCount: 0,
-      freeBlocks: 0,
-      sizeBytes: 0,
-      usedBytes: 0,
-    },
-    freeBytes: freeBytesAt(ctx.config.image.dir),
-    dirOnRoot: onRoot(ctx.config.image.dir, root),
-    identity,
-    ...(signal ? { signal } : {}),
-  });
-}
-
-function onRoot(dir: string, root: LvInfo | undefined): boolean {
-  const dev = deviceOfDir(dir);
-  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
-}
-
-async function factsOf(ctx: Context, device: string): Promise<FsFacts> {
-  // blkid exits 2 when it finds nothing on the device: that is an answer, not a failure.
-  const blkid = await ctx.runner.run({ ...blkidCommand(device), okCodes: [0, 2] });
-  const dump = await ctx.runner.run({ ...dumpe2fsCommand(device), okCodes: [0, 1] });
-  const facts = fsFacts(blkid.stdout, dump.stdout);
-  if (typeof facts === 'string') {
-    throw new RefusedError(`${device} ${facts}: zshield images only ext2/3/4 file systems (e2image)`);
+async function withRetries(ctx: Context, o: Attempt): Promise<CreateOutcome> {
+  const cfg = ctx.config.image;
+  const started = ctx.clock.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const manifest = await attemptImage(ctx, { ...o, attempt });
+      const image = path.join(cfg.dir, manifest.image);
+      ctx.log.info(
+        `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
+      );
+      const pruned = await pruneOwn(ctx, o.kind);
+      record(ctx, { result: 'ok', at: started.toISOString(), image, tries: attempt });
+      return { image, manifest, tries: attempt, pruned };
+    } catch (err) {
+      const retryable = (err instanceof VerifyError || err instanceof CommandError) && !ctx.signal.aborted;
+      const msg = err instanceof Error ? err.message : String(err);
+      if (retryable && attempt < cfg.tries) {
+        ctx.log.warn(
+          `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; its files were removed, trying again`,
+        );
+        continue;
+      }
+      // The file's record: the caller reports the error itself (the CLI's one line, the daemon's own).
+      ctx.log.toFile('error', `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`);
+      record(ctx, { result: 'failed', at: started.toISOString(), tries: attempt, error: msg });
+      if (err instanceof VerifyError && cfg.tries > 1) {
+        throw new VerifyError(`no verified image after ${attempt} attempts: ${msg}`, { cause: err });
+      }
+      throw err;
+    }
   }
-  return facts;
 }
 
 interface Attempt {
@@ -220,261 +140,217 @@ interface Attempt {
   identity: Identity | null;
 }
 
+/** Probe, read the file system's facts, plan. */
+async function prepare(ctx: Context, o: Attempt, actions: CreateActions): Promise<CreatePlan> {
+  const names = namesOf(ctx.config);
+  const state = await probeVg(ctx.runner, names.vg);
+  // The space estimate needs the data's size before any snapshot exists: a temporary snapshot
+  // holds what lv-root holds now, so lv-root's own superblock tells it (read-only, works mounted).
+  const root = state.lvs.find((l) => l.name === names.root);
+  const measured = state.lvs.find((l) => l.name === (o.source === 'snap0' ? names.snap : names.root));
+  // An overflowed snap0 cannot even be read: planCreate refuses it with its own message.
+  const readable = measured && !(o.source === 'snap0' && (measured.invalid || measured.kind !== 'snapshot'));
+  const fs = readable ? await factsOf(ctx, measured.path || `/dev/${names.vg}/${measured.name}`) : null;
+  return planCreate(
+    {
+      state,
+      config: ctx.config,
+      source: o.source,
+      now: ctx.clock.now(),
+      kind: o.kind,
+      // planCreate refuses a missing source with its own message before it reads these.
+      fs: fs ?? NO_FS,
+      freeBytes: freeBytesAt(ctx.config.image.dir),
+      dirOnRoot: onRoot(ctx.config.image.dir, root),
+      identity: o.identity,
+      signal: ctx.signal,
+    },
+    actions,
+  );
+}
+
+const NO_FS: FsFacts = {
+  type: 'ext4',
+  uuid: null,
+  label: null,
+  blockSize: 0,
+  blockCount: 0,
+  freeBlocks: 0,
+  sizeBytes: 0,
+  usedBytes: 0,
+};
+
+function onRoot(dir: string, root: LvInfo | undefined): boolean {
+  const dev = deviceOfDir(dir);
+  return !!root && !!dev && root.kernelMajor === dev.major && root.kernelMinor === dev.minor;
+}
+
+async function factsOf(ctx: Context, device: string): Promise<FsFacts> {
+  // blkid exits 2 when it finds nothing on the device: that is an answer, not a failure.
+  const blkid = await ctx.runner.run({ ...blkidCommand(device), okCodes: [0, 2] });
+  const dump = await ctx.runner.run({ ...dumpe2fsCommand(device), okCodes: [0, 1] });
+  return checkedFacts(device, blkid.stdout, dump.stdout);
+}
+
+function checkedFacts(device: string, blkid: string, dumpe2fs: string): FsFacts {
+  const facts = fsFacts(blkid, dumpe2fs);
+  if (typeof facts === 'string') {
+    throw new RefusedError(`${device} ${facts}: zshield images only ext2/3/4 file systems (e2image)`);
+  }
+  return facts;
+}
+
 /**
  * The LVM lock is held while snapshots are probed, made and removed, not for the long copy from a
  * temporary snapshot: that LV belongs to this job alone (no backup, repair or restore touches an LV
  * of that name, and the pid file keeps a second image job out), so the daily backup can rotate
  * snap0 meanwhile. Reading snap0 itself is different: a backup would remove it under e2image, so
- * for that source the lock is held until the copy is done.
+ * for that source the lock is held until the copy is done. The plan says where it lets go.
  */
 async function attemptImage(ctx: Context, o: Attempt): Promise<Manifest> {
-  const t0 = ctx.clock.now();
-  let lock: LockHandle | null = await acquireLvmLock({
-    runDir: ctx.config.paths.runDir,
-    log: ctx.log,
-    purpose: `image (${o.source})`,
-    waitMs: o.waitMs,
-  });
-  const unlock = async () => {
-    const l = lock;
-    lock = null;
-    await l?.release();
-  };
-  let plan: CreatePlan | null = null;
-  let snapshotMade = false;
+  const job = new AttemptState(ctx, o);
+  await job.lock();
   try {
-    plan = await prepare(ctx, o.source, o.kind, o.identity, ctx.signal);
-    for (const line of formatImagePlan(plan).split('\n')) ctx.log.info(line);
-    if (existsSync(plan.paths.image)) {
-      throw new RefusedError(`an image of this snapshot already exists: ${plan.paths.image}`, {
-        hint: 'check it with zshield image verify, or remove it to make it again',
-      });
-    }
-    if (plan.leftover) {
-      // A job killed while the snapshot was mounted for its identity left the mount too.
-      await unmountIfMounted(ctx, identityMountPoint(ctx.config));
-      ctx.log.info(`image: ${plan.leftover.title}`);
-      await ctx.runner.run(plan.leftover.command);
-    }
-    if (plan.createSnapshot) {
-      ctx.log.info(`image: ${plan.createSnapshot.title}`);
-      await ctx.runner.run(plan.createSnapshot.command);
-      snapshotMade = true;
-      await unlock();
-    }
-    if (plan.identity) await giveIdentity(ctx, plan.identity);
-    // The manifest describes what was read: the snapshot's own superblock.
-    const fs = await factsOf(ctx, plan.source.device);
-    ctx.log.info(`image: ${plan.extract.title}`);
-    try {
-      await ctx.runner.pipeline(withProgress(ctx, plan.extract.pipeline));
-    } catch (err) {
-      if (err instanceof CommandError && plan.createSnapshot && (await tempSnapshotInvalid(ctx, plan))) {
-        throw overflowed(plan);
-      }
-      throw err;
-    }
-    if (plan.removeSnapshot) {
-      if (await tempSnapshotInvalid(ctx, plan)) throw overflowed(plan);
-      await removeTempSnapshot(ctx, plan, o.waitMs);
-      snapshotMade = false;
-    }
-    await unlock();
-    ctx.log.info(`image: ${plan.copy.title}`);
-    await ctx.runner.pipeline(plan.copy.pipeline);
-    rmSync(plan.paths.rawPart, { force: true });
-    await unlock();
+    const plan = await prepare(ctx, o, job.actions());
+    job.plan = plan;
+    await runPlan(ctx, plan, { confirm: 'none', show: 'log' }).catch((err: unknown) => {
+      if (err instanceof CommandError && plan.findings.snapshotOverflowed) throw overflowed(plan.source);
+      throw asVerifyError(err, plan.verify);
+    });
+    return job.manifest!;
+  } finally {
+    await job.unlock();
+  }
+}
 
-    const imagePart = plan.paths.imagePart;
-    fsyncFile(imagePart);
-    const imageBytes = statSync(imagePart).size;
-    ctx.log.info(`image: written ${formatBytes(imageBytes)}; computing its SHA-256`);
-    const sha256 = await sha256File(imagePart, ctx.signal);
-    const content = await checkContent(ctx, plan, plan.paths.rawPart);
+/** One attempt's lock, plan and result, and the actions its plan calls. */
+class AttemptState {
+  plan: CreatePlan | null = null;
+  manifest: Manifest | null = null;
+  private held: LockHandle | null = null;
+  private readonly t0: Date;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly o: Attempt,
+  ) {
+    this.t0 = ctx.clock.now();
+  }
+
+  async lock(): Promise<void> {
+    if (this.held) return;
+    this.held = await acquireLvmLock({
+      runDir: this.ctx.config.paths.runDir,
+      log: this.ctx.log,
+      purpose: `image (${this.o.source})`,
+      // After SIGTERM there is little time (systemd kills after 90 s): do not queue for long.
+      waitMs: this.ctx.signal.aborted ? Math.min(this.o.waitMs, 30_000) : this.o.waitMs,
+    });
+  }
+
+  async unlock(): Promise<void> {
+    const l = this.held;
+    this.held = null;
+    await l?.release();
+  }
+
+  actions(): CreateActions {
+    return {
+      unlock: () => this.unlock(),
+      snapshotState: () => this.snapshotState(),
+      makeMountPoint: (mnt) => mkdirSync(mnt, { recursive: true, mode: 0o700 }),
+      writeIdentity: (mnt, id) => writeIdentity(this.ctx.log, mnt, id),
+      finish: () => this.finish(),
+      publish: () => publish(this.plan!),
+      removeFiles: (files) => {
+        for (const f of files) rmSync(f, { force: true });
+      },
+    };
+  }
+
+  /** Probed with commands that run after SIGTERM too: the cleanup needs the answer then. */
+  private async snapshotState(): Promise<'gone' | 'valid' | 'invalid'> {
+    await this.lock();
+    const { vg, snapshot } = this.plan!.source;
+    const out = await this.ctx.runner.run({ ...lvsCommand(vg), runsAfterAbort: true });
+    const lv = parseLvs(out.stdout).find((l) => l.vg === vg && l.name === snapshot);
+    return !lv ? 'gone' : lv.invalid ? 'invalid' : 'valid';
+  }
+
+  private async finish(): Promise<void> {
+    const plan = this.plan!;
+    const fs = checkedFacts(plan.source.device, plan.findings.blkid, plan.findings.dumpe2fs);
+    const copy = plan.verify.unpack ? plan.paths.rawPart : null;
+    const content = judgeContent(this.ctx, plan.verify, copy, fs.sizeBytes);
     if (content.rawBytes !== fs.sizeBytes) {
       throw new VerifyError(
         `image verification failed: it unpacks to ${content.rawBytes} bytes, the file system has ${fs.sizeBytes}`,
       );
     }
-    const zstd = plan.copy.pipeline.stages.at(-1)!;
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      image: path.basename(plan.paths.image),
-      createdAt: ctx.clock.now().toISOString(),
-      agent: { name: 'zshield', version: VERSION },
-      host: { hostname: hostname(), kind: o.kind },
-      source: {
-        vg: plan.source.vg,
-        lv: plan.source.lv,
-        snapshot: plan.source.snapshot,
-        kind: plan.source.kind,
-        snapshotTime: plan.source.time.toISOString(),
-        snapshotReason: plan.source.reason,
-        lvSizeBytes: plan.source.lvSizeBytes,
-      },
-      filesystem: fs,
-      compression: {
-        format: 'zstd',
-        // The options that shape the file (not where this run wrote it).
-        command: argvOf(zstd).filter((a, i, all) => a !== '-f' && a !== '-o' && all[i - 1] !== '-o'),
-        frameChecksum: zstd.args.includes('--check'),
-      },
-      archive: { format: 'tar-sparse', member: ARCHIVE_MEMBER },
-      identity: plan.identity ? plan.identity.identity : null,
-      sizes: { imageBytes, rawBytes: content.rawBytes },
-      checksums: { sha256 },
-      verification: {
-        at: ctx.clock.now().toISOString(),
-        fsck: content.fsck,
-        contains: content.contains,
-        tries: o.attempt,
-      },
-      durationMs: ctx.clock.now().getTime() - t0.getTime(),
-    };
+    fsyncFile(plan.paths.imagePart);
+    const imageBytes = statSync(plan.paths.imagePart).size;
+    // The hash of the bytes as tee wrote them; from snap0 the image was also unpacked and checked.
+    const sha256 = plan.findings.sha256;
+    if (!/^[0-9a-f]{64}$/.test(sha256))
+      throw new VerifyError('image: sha256sum gave no checksum of the image');
+    this.ctx.log.info(`image: written ${formatBytes(imageBytes)}, SHA-256 ${sha256}`);
+    const manifest = manifestOf(this.ctx, plan, this.o, { fs, content, sha256, imageBytes, t0: this.t0 });
     writeDurable(plan.paths.sumPart, sumFileText(sha256, manifest.image));
     writeDurable(plan.paths.manifestPart, `${JSON.stringify(manifest, null, 2)}\n`);
-    // Final names: the companions first, the image last, so an .img.zst under its final name
-    // always has its checksum and manifest beside it.
-    renameSync(plan.paths.sumPart, plan.paths.sum);
-    renameSync(plan.paths.manifestPart, plan.paths.manifest);
-    renameSync(imagePart, plan.paths.image);
-    fsyncFile(plan.paths.dir);
-    return manifest;
-  } finally {
-    if (snapshotMade && plan) {
-      try {
-        await removeTempSnapshot(ctx, plan, o.waitMs, lock);
-      } catch (err) {
-        ctx.log.error(
-          `image: could not remove the temporary snapshot ${plan.source.vg}/${plan.source.snapshot}: ${(err as Error).message}; the next image job removes it`,
-        );
-      }
-    }
-    await unlock();
-    if (plan) {
-      for (const p of [
-        plan.paths.imagePart,
-        plan.paths.rawPart,
-        plan.paths.sumPart,
-        plan.paths.manifestPart,
-      ]) {
-        rmSync(p, { force: true });
-      }
-    }
+    this.manifest = manifest;
   }
 }
 
-/**
- * Mount the job's own snapshot, write the other identity into it, unmount. The paths are checked to
- * stay inside the mounted snapshot: a symlink in the image (etc -> /etc) must not make zshield
- * rewrite the running system's files.
- */
-async function giveIdentity(ctx: Context, ip: IdentityPlan): Promise<void> {
-  mkdirSync(ip.mountPoint, { recursive: true, mode: 0o700 });
-  ctx.log.info(`image: ${ip.mount.title}`);
-  await ctx.runner.run(ip.mount.command);
-  try {
-    ctx.log.info(`image: ${ip.edit.title}`);
-    const root = realpathSync(ip.mountPoint);
-    const inside = (rel: string): string | null => {
-      const full = path.join(root, rel);
-      if (!existsSync(path.dirname(full))) return null;
-      const dir = realpathSync(path.dirname(full));
-      if (dir !== root && !dir.startsWith(`${root}/`)) {
-        throw new RefusedError(
-          `the image's /${path.dirname(rel)} leads outside it (a symlink): its identity is not changed`,
-        );
-      }
-      const st = lstatSync(full, { throwIfNoEntry: false });
-      if (st && !st.isFile()) {
-        throw new RefusedError(`the image's /${rel} is not a regular file: its identity is not changed`);
-      }
-      return full;
-    };
-    const read = (rel: string) => {
-      const f = inside(rel);
-      return f && existsSync(f) ? readFileSync(f, 'utf8') : null;
-    };
-    const write = (rel: string, text: string) => {
-      const f = inside(rel);
-      if (!f) throw new RefusedError(`the image has no /${path.dirname(rel)}: its identity is not changed`);
-      const mode = existsSync(f) ? statSync(f).mode & 0o7777 : 0o644;
-      writeFileSync(f, text, { mode });
-    };
-    const id = ip.identity;
-    const oldName = readHostname(read('etc/hostname') ?? '');
-    let oldAddress: string | null = null;
-    if (id.ip) {
-      const ifaces = read('etc/network/interfaces');
-      if (ifaces === null) {
-        throw new RefusedError('the image has no /etc/network/interfaces: --ip has no address to change', {
-          hint: 'make the image without --ip and set the address on the standby itself',
-        });
-      }
-      const r = rewriteInterfaces(ifaces, id.ip);
-      oldAddress = r.oldAddress;
-      write('etc/network/interfaces', r.text);
-    }
-    write('etc/hostname', `${id.hostname}\n`);
-    write('etc/hosts', rewriteHosts(read('etc/hosts') ?? '', { hostname: oldName, address: oldAddress }, id));
-    ctx.log.info(
-      `image: identity ${oldName ?? '(none)'} -> ${id.hostname}${id.ip ? `, ${oldAddress} -> ${id.ip}` : ''}`,
-    );
-  } finally {
-    ctx.log.info(`image: ${ip.unmount.title}`);
-    await ctx.runner.run(ip.unmount.command);
-  }
-}
-
-async function unmountIfMounted(ctx: Context, mnt: string): Promise<void> {
-  let mounts = '';
-  try {
-    mounts = readFileSync('/proc/mounts', 'utf8');
-  } catch {
-    return;
-  }
-  if (mounts.split('\n').some((l) => l.split(' ')[1] === mnt)) {
-    ctx.log.warn(`image: unmounting ${mnt}, left mounted by an image job that did not finish`);
-    await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true });
-  }
-}
-
-async function tempSnapshotInvalid(ctx: Context, plan: CreatePlan): Promise<boolean> {
-  const state = await probeVg(ctx.runner, plan.source.vg);
-  const lv = state.lvs.find((l) => l.name === plan.source.snapshot);
-  return !lv || lv.invalid;
-}
-
-function overflowed(plan: CreatePlan): VerifyError {
-  return new VerifyError(
-    `the temporary snapshot ${plan.source.vg}/${plan.source.snapshot} overflowed during the copy (too much was written to ${plan.source.lv} meanwhile)`,
-    { hint: 'raise image.tempSnapshotSize, or make the image at a quieter time' },
-  );
-}
-
-/** Remove the job's temporary snapshot under the LVM lock (taken here unless `held`). Runs after an abort too. */
-async function removeTempSnapshot(
+function manifestOf(
   ctx: Context,
   plan: CreatePlan,
-  waitMs: number,
-  held: LockHandle | null = null,
-): Promise<void> {
-  if (!plan.removeSnapshot) return;
-  const lock =
-    held ??
-    (await acquireLvmLock({
-      runDir: ctx.config.paths.runDir,
-      log: ctx.log,
-      purpose: 'image (remove the temporary snapshot)',
-      // After SIGTERM there is little time (systemd kills after 90 s): do not queue for long.
-      waitMs: ctx.signal.aborted ? Math.min(waitMs, 30_000) : waitMs,
-    }));
-  try {
-    ctx.log.info(`image: ${plan.removeSnapshot.title}`);
-    await ctx.runner.run(plan.removeSnapshot.command);
-  } finally {
-    if (!held) await lock.release();
-  }
+  o: Attempt,
+  r: { fs: FsFacts; content: ReturnType<typeof judgeContent>; sha256: string; imageBytes: number; t0: Date },
+): Manifest {
+  const zstd = plan.compressor;
+  return {
+    format: MANIFEST_FORMAT,
+    image: path.basename(plan.paths.image),
+    createdAt: ctx.clock.now().toISOString(),
+    agent: { name: 'zshield', version: VERSION },
+    host: { hostname: hostname(), kind: o.kind },
+    source: {
+      vg: plan.source.vg,
+      lv: plan.source.lv,
+      snapshot: plan.source.snapshot,
+      kind: plan.source.kind,
+      snapshotTime: plan.source.time.toISOString(),
+      snapshotReason: plan.source.reason,
+      lvSizeBytes: plan.source.lvSizeBytes,
+    },
+    filesystem: r.fs,
+    compression: {
+      format: 'zstd',
+      // The options that shape the file (not where this run wrote it).
+      command: argvOf(zstd).filter((a, i, all) => !['-f', '-c', '-o'].includes(a) && all[i - 1] !== '-o'),
+      frameChecksum: zstd.args.includes('--check'),
+    },
+    // stream: the raw file system as e2image gives it, compressed; sparse: a tar --sparse of it.
+    archive: plan.layout === 'sparse' ? { format: 'tar-sparse', member: ARCHIVE_MEMBER } : null,
+    identity: plan.identity,
+    sizes: { imageBytes: r.imageBytes, rawBytes: r.content.rawBytes },
+    checksums: { sha256: r.sha256 },
+    verification: {
+      at: ctx.clock.now().toISOString(),
+      fsck: r.content.fsck,
+      contains: r.content.contains,
+      tries: o.attempt,
+    },
+    durationMs: ctx.clock.now().getTime() - r.t0.getTime(),
+  };
+}
+
+/** Final names: the companions first, the image last, so an .img.zst under its final name always has its checksum and manifest beside it. */
+function publish(plan: CreatePlan): void {
+  renameSync(plan.paths.sumPart, plan.paths.sum);
+  renameSync(plan.paths.manifestPart, plan.paths.manifest);
+  renameSync(plan.paths.imagePart, plan.paths.image);
+  fsyncFile(plan.paths.dir);
 }
 
 /** Stale work files and orphaned companions of this host's images (no job runs: we hold the pid file). */
@@ -491,15 +367,15 @@ function removeLeftovers(ctx: Context, kind: string): void {
   }
 }
 
-function pruneOwn(ctx: Context, kind: string): string[] {
+async function pruneOwn(ctx: Context, kind: string): Promise<string[]> {
   const listing = listImages(ctx.config.image.dir);
-  const plan: PrunePlan = planPrune(
+  const plan = planPrune(
     { images: listing.images.filter((e) => e.kind === kind), parts: [] },
     ctx.config.image.keep,
     true,
   );
   try {
-    return applyPrune(ctx, plan);
+    return await runPrunePlan(ctx, prunePlan(ctx.config.image.dir, kind, plan, true), 'log');
   } catch (err) {
     ctx.log.warn(`image: pruning old images failed: ${(err as Error).message}`);
     return [];

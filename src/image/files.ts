@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, NotFoundError } from '../errors.js';
 import { backupFileName, parseBackupName } from '../remote/backups.js';
 
 /**
@@ -120,7 +120,17 @@ export function listImages(dir: string): DirListing {
   try {
     names = readdirSync(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { images: [], parts: [] };
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { images: [], parts: [] };
+    if (code === 'ENOTDIR') {
+      // A path the config gets wrong is the operator's to fix, not a bug to report.
+      // The errno stays on it: status shows "cannot read <dir>: ENOTDIR" in its images line.
+      const e = new NotFoundError(`image.dir ${dir} is not a directory`, {
+        hint: 'set image.dir in the config to the directory that holds the images',
+        cause: err,
+      });
+      throw Object.assign(e, { code });
+    }
     throw err;
   }
   const byBase = new Map<string, ImageEntry>();

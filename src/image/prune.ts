@@ -2,9 +2,12 @@ import { rmSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { UsageError } from '../errors.js';
+import type { Plan, Step } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import {
   type DirListing,
   type ImageEntry,
+  type ImageFile,
   hostKind,
   listImages,
   type PrunePlan,
@@ -13,19 +16,46 @@ import {
 import { runningImageJob } from './job.js';
 import { readManifest } from './manifest.js';
 
-/** Delete what a prune plan lists (it only ever lists our own names). Returns the paths removed. */
-export function applyPrune(ctx: Pick<Context, 'log' | 'dryRun'>, plan: PrunePlan): string[] {
-  const files = [...plan.images.flatMap((e) => e.files), ...plan.orphans, ...plan.parts];
-  const removed: string[] = [];
-  for (const f of files) {
-    if (ctx.dryRun) continue;
-    rmSync(f.path, { force: true });
-    removed.push(f.path);
+/** A prune as a plan: one deletion step per image (with its companions), one for leftovers. */
+export interface ImagePrunePlan extends Plan {
+  prune: PrunePlan;
+}
+
+export function prunePlan(dir: string, kind: string, prune: PrunePlan, jobRunning: boolean): ImagePrunePlan {
+  const rm = (files: readonly ImageFile[]) => () => {
+    for (const f of files) rmSync(f.path, { force: true });
+  };
+  const steps: Step[] = prune.images.map((e) => ({
+    title: `delete ${e.base} (${e.files.length} file(s))`,
+    edit: { files: e.files.map((f) => f.path), apply: rm(e.files) },
+  }));
+  const leftovers = [...prune.orphans, ...prune.parts];
+  if (leftovers.length) {
+    steps.push({
+      title: 'delete files left by an image job that did not finish',
+      edit: { files: leftovers.map((f) => f.path), apply: rm(leftovers) },
+    });
   }
-  for (const e of plan.images)
-    ctx.log.info(`image: pruned ${e.base} (${e.files.length} file(s), keeping ${plan.keep})`);
-  for (const f of [...plan.orphans, ...plan.parts]) ctx.log.info(`image: removed the leftover ${f.name}`);
-  return removed;
+  const notes = jobRunning ? ['an image job is running: its work files are left alone'] : [];
+  return { title: `Prune images of ${kind} in ${dir}: keep the newest ${prune.keep}`, notes, steps, prune };
+}
+
+/**
+ * Run a prune plan (it only ever lists our own names). Returns the paths removed; a dry run removes
+ * none, and says nothing was pruned.
+ */
+export async function runPrunePlan(
+  ctx: Context,
+  plan: ImagePrunePlan,
+  show: 'out' | 'json' | 'log' | 'none',
+): Promise<string[]> {
+  const run = await runPlan(ctx, plan, { confirm: 'none', show });
+  if (!run.applied) return [];
+  const { images, orphans, parts, keep } = plan.prune;
+  for (const e of images)
+    ctx.log.info(`image: pruned ${e.base} (${e.files.length} file(s), keeping ${keep})`);
+  for (const f of [...orphans, ...parts]) ctx.log.info(`image: removed the leftover ${f.name}`);
+  return [...images.flatMap((e) => e.files), ...orphans, ...parts].map((f) => f.path);
 }
 
 export interface PruneOptions {
@@ -33,6 +63,7 @@ export interface PruneOptions {
   keep?: number;
   /** Whose images (the host part of the names); default this host. */
   kind?: string;
+  json?: boolean;
 }
 
 /**
@@ -40,7 +71,10 @@ export interface PruneOptions {
  * ours (anything but `zshield-<host>-<time>.{img.zst,sha256,manifest.json}` and their `.part`
  * work files) are never looked at, and neither are other hosts' images in a shared directory.
  */
-export function runImagePrune(ctx: Context, opts: PruneOptions): { plan: PrunePlan; removed: string[] } {
+export async function runImagePrune(
+  ctx: Context,
+  opts: PruneOptions,
+): Promise<{ plan: PrunePlan; removed: string[] }> {
   const keep = opts.keep ?? ctx.config.image.keep;
   if (!Number.isInteger(keep) || keep < 1) throw new UsageError('--keep must be a whole number >= 1');
   const kind = opts.kind ?? hostKind();
@@ -50,15 +84,9 @@ export function runImagePrune(ctx: Context, opts: PruneOptions): { plan: PrunePl
     parts: listing.parts.filter((f) => f.name.startsWith(`zshield-${kind}-`)),
   };
   const running = runningImageJob(ctx.config.paths.runDir) !== null;
-  const plan = planPrune(own, keep, running);
-  const lines = [`Prune images of ${kind} in ${ctx.config.image.dir}: keep the newest ${keep}`];
-  for (const e of plan.images) lines.push(`  delete ${e.files.map((f) => f.name).join(', ')}`);
-  for (const f of [...plan.orphans, ...plan.parts])
-    lines.push(`  delete ${f.name} (left by an unfinished job)`);
-  if (running) lines.push('  note: an image job is running: its work files are left alone');
-  if (lines.length === 1) lines.push('  No changes.');
-  ctx.out.print(lines.join('\n'));
-  return { plan, removed: applyPrune(ctx, plan) };
+  const plan = prunePlan(ctx.config.image.dir, kind, planPrune(own, keep, running), running);
+  const removed = await runPrunePlan(ctx, plan, opts.json ? 'json' : 'out');
+  return { plan: plan.prune, removed };
 }
 
 export interface ListedImage {

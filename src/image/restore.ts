@@ -1,24 +1,26 @@
-import { accessSync, constants, rmSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import type { Context } from '../context.js';
-import { RefusedError, UsageError } from '../errors.js';
+import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
 import { namesOf, requireRoot } from '../snapshot/rotation.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { probeVg } from '../system/lvm.js';
+import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { requireTools } from '../system/tools.js';
 import { pathsOfImageFile } from './files.js';
 import { claimImageJob } from './job.js';
 import type { Manifest } from './manifest.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { planRestore, unpackRoom } from './plan-restore.js';
 import {
-  type ImagePlan,
-  formatImagePlan,
-  imagePlanToJson,
-  planRestore,
-  toolsOfImagePlan,
-  unpackRoom,
-} from './plan.js';
-import { withProgress } from './progress.js';
+  type ImageRestoreMark,
+  describeUnfinished,
+  markFileOf,
+  markIdFor,
+  markIdOf,
+  unfinishedImageRestore,
+} from './restore-mark.js';
 import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
 
@@ -28,10 +30,12 @@ export interface RestoreOptions {
   json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
+  /** Finishing a restore cut short (resumeImageRestore): the mark it left. */
+  resume?: ImageRestoreMark;
 }
 
 export interface RestoreOutcome {
-  plan: ImagePlan;
+  plan: Plan;
   backup: BackupOutcome | null;
 }
 
@@ -47,29 +51,11 @@ export async function runImageRestore(
   file: string,
   opts: RestoreOptions,
 ): Promise<RestoreOutcome | null> {
-  const paths = pathsOfImageFile(file);
-  if (!paths) {
-    throw new UsageError(
-      `${file} is not named like a zshield image (zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst)`,
-    );
-  }
   const names = namesOf(ctx.config);
   // The image is checked before anything else, and before the LVM lock is taken: reading a large
   // image for its checksum takes a while, and a damaged one stops here.
-  const { manifest } = await checkSums(ctx, paths);
-  await requireTools(ctx.runner, [
-    'lvs',
-    'vgs',
-    'zstd',
-    'tar',
-    'dd',
-    'blkdiscard',
-    'e2image',
-    'e2fsck',
-    'resize2fs',
-    'lvremove',
-    'lvcreate',
-  ]);
+  const { paths, manifest, sha256 } = await checkedImage(ctx, file, opts.resume);
+  await requireTools(ctx.runner, ['lvs', 'vgs']);
   const lock = ctx.dryRun
     ? null
     : await acquireLvmLock({
@@ -81,7 +67,7 @@ export async function runImageRestore(
   let job: ReturnType<typeof claimImageJob> | null = null;
   try {
     if (!ctx.dryRun) job = claimImageJob(ctx.config.paths.runDir, 'image restore', ctx.log);
-    let state = await probeVg(ctx.runner, names.vg);
+    const state = await probeVg(ctx.runner, names.vg);
     const root = requireRoot(state, names);
     if (isRunningRoot(root)) {
       throw new RefusedError(
@@ -91,39 +77,30 @@ export async function runImageRestore(
         },
       );
     }
-    if (!root.active) {
-      // From the golden medium the system disk's VG may not be active yet. Activation is not a
-      // change of data; the write needs the device node.
-      await ctx.runner.run({ file: 'vgchange', args: ['-ay', names.vg], mutates: false });
-      state = await probeVg(ctx.runner, names.vg);
-    }
     const plan = planRestore({
       state,
       config: ctx.config,
       paths,
       manifest,
-      unpackTo: roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
+      // An image of the raw layout streams straight into the zeroed LV (dd skips its zeros); one
+      // of the tar layout (made before) is unpacked beside it first where there is room.
+      unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
+      mark: {
+        // A mark already on the VG (this restore resumed, or an earlier one cut short) is taken over.
+        id: markIdOf(state.vg.tags) ?? markIdFor(sha256),
+        image: paths.image,
+        sha256,
+        vg: names.vg,
+        startedAt: opts.resume?.startedAt ?? ctx.clock.now().toISOString(),
+      },
     });
-    ctx.out.print(opts.json ? JSON.stringify(imagePlanToJson(plan), null, 2) : formatImagePlan(plan));
-    if (ctx.dryRun) return null;
-    await requireTools(ctx.runner, toolsOfImagePlan(plan));
-    if (opts.confirm !== 'yes') {
-      throw new RefusedError('the image restore was not started: it needs confirmation', {
-        hint: 'read the plan above, then run again with --yes (or --dry-run to only see the plan)',
-      });
-    }
-    const n = plan.steps.length;
-    try {
-      for (const [i, step] of plan.steps.entries()) {
-        ctx.log.info(`[${i + 1}/${n}] ${step.title}`);
-        if ('pipeline' in step) await ctx.runner.pipeline(withProgress(ctx, step.pipeline));
-        else if ('command' in step) await ctx.runner.run(step.command);
-      }
-    } finally {
-      // The unpacked copy (when the plan made one) is a work file, whatever happened.
-      rmSync(paths.rawPart, { force: true });
-    }
+    const run = await runPlan(ctx, plan, {
+      confirm: opts.confirm,
+      what: 'the image restore',
+      show: opts.json ? 'json' : 'out',
+    });
+    if (!run.applied) return null;
     // lv-root is never the running root here: the records of the system running this (the golden
     // medium) are not lv-root's; status reads this backup from snap0's tags.
     const backup = await backupLocked(ctx, 'post-restore', { record: false });
@@ -137,7 +114,25 @@ export async function runImageRestore(
   }
 }
 
-/** An unpacked copy fits beside the image: the directory is writable and has room (plan.ts unpackRoom). */
+/** The image named like one, matching its checksum and manifest (and, resuming, the record). */
+async function checkedImage(ctx: Context, file: string, resume: ImageRestoreMark | undefined) {
+  const paths = pathsOfImageFile(file);
+  if (!paths) {
+    throw new UsageError(
+      `${file} is not named like a zshield image (zshield-<host>-<YYYYMMDDTHHMMSSZ>.img.zst)`,
+    );
+  }
+  const { manifest, sha256 } = await checkSums(ctx, paths);
+  if (resume && resume.sha256 !== sha256) {
+    throw new VerifyError(
+      `${paths.image} is not the image the cut restore was writing (SHA-256 ${sha256}, the record says ${resume.sha256})`,
+      { hint: 'restore an image by hand: zshield image restore FILE --yes' },
+    );
+  }
+  return { paths, manifest, sha256 };
+}
+
+/** An unpacked copy fits beside the image: the directory is writable and has room (plan-restore.ts unpackRoom). */
 function roomToUnpack(dir: string, manifest: Manifest): boolean {
   try {
     accessSync(dir, constants.W_OK);
@@ -145,4 +140,27 @@ function roomToUnpack(dir: string, manifest: Manifest): boolean {
     return false;
   }
   return freeBytesAt(dir) >= unpackRoom(manifest);
+}
+
+/**
+ * For the boot-time resume (src/recovery/): finish an image restore that a power cut left marked on
+ * the VG, by running the same restore again from the recorded image (its checksum is checked again
+ * before the first write; the whole LV is written again, so where the cut came does not matter).
+ * Returns false when nothing is marked. Throws NotFoundError when the mark has no usable record or
+ * the image is gone (the boot hook shows it; the operator restores by hand).
+ */
+export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number } = {}): Promise<boolean> {
+  const vgName = ctx.config.lvm.vg;
+  const out = await ctx.runner.run({ ...vgsCommand(vgName), okCodes: [0, 5] });
+  const vg = parseVgs(out.stdout).find((v) => v.name === vgName);
+  const u = vg ? unfinishedImageRestore(ctx.config, vg) : null;
+  if (!u) return false;
+  if (!u.mark) {
+    throw new NotFoundError(describeUnfinished(u), {
+      hint: `the record ${markFileOf(ctx.config)} is missing: restore an image by hand (zshield image restore FILE --yes)`,
+    });
+  }
+  ctx.log.warn(`image restore: ${describeUnfinished(u)}; finishing it now`);
+  await runImageRestore(ctx, u.mark.image, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: u.mark });
+  return true;
 }

@@ -3,22 +3,15 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { CommandError, NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
-import type { Command, CommandResult } from '../system/runner.js';
+import { type Plan, isCommand, isPipeline } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { argvOf } from '../system/command.js';
 import { requireTools } from '../system/tools.js';
 import { type ImagePaths, parseSumFile, pathsOfImageFile, sha256File } from './files.js';
 import { claimImageJob } from './job.js';
 import { type Manifest, readManifest } from './manifest.js';
-import { type VerifySteps, planVerify } from './plan.js';
+import { type FsCheckSteps, type VerifySteps, planVerify, verifySteps } from './plan-verify.js';
 import { freeBytesAt } from './space.js';
-
-/**
- * Run one command with the job's own signal: through a one-stage pipeline, so a SIGTERM to the
- * daemon's image job stops a long e2fsck or unpack too, not only the copy.
- */
-export async function runJobCommand(ctx: Context, command: Command): Promise<CommandResult> {
-  const r = await ctx.runner.pipeline({ stages: [command], mutates: command.mutates, signal: ctx.signal });
-  return r.stages[0]!;
-}
 
 export interface ContentCheck {
   fsck: 'clean' | 'corrected';
@@ -27,52 +20,65 @@ export interface ContentCheck {
   contains: string[];
 }
 
+/** A failed verification step is the image's fault: a VerifyError (trying again may give a good one). */
+export function asVerifyError(err: unknown, steps: VerifySteps | null): unknown {
+  if (!steps) return err;
+  if (!(err instanceof CommandError)) return err;
+  const argv = err.argv.join(' ');
+  const ours = verifySteps(steps).some((s) =>
+    isPipeline(s)
+      ? s.pipeline.stages.some((c) => argvOf(c).join(' ') === argv)
+      : isCommand(s) && argvOf(s.command).join(' ') === argv,
+  );
+  if (!ours) return err;
+  if (err.argv[0] === 'e2fsck' && err.argv.includes('-y'))
+    return new VerifyError('image verification failed: e2fsck cannot repair the file system in the image');
+  if (err.argv[0] === 'e2fsck')
+    return new VerifyError('image verification failed: the file system in the image is not consistent');
+  return new VerifyError(`image verification failed: ${err.message}`);
+}
+
 /**
- * Unpack, fsck, look inside (plan.ts planVerify). Every failure is a VerifyError: the image is what
- * is wrong, and trying again may give a good one. The raw copy is removed whatever happens.
+ * What the verification steps found, judged: the copy's size, whether e2fsck had to repair it (as
+ * a restore would), and that it holds the paths a system has. Call before the copy is removed.
  */
-export async function checkContent(ctx: Context, steps: VerifySteps, raw: string): Promise<ContentCheck> {
-  const step = async (s: { title: string; command: Command }): Promise<CommandResult> => {
-    ctx.log.info(`image: ${s.title}`);
-    try {
-      return await runJobCommand(ctx, s.command);
-    } catch (err) {
-      if (err instanceof CommandError) throw new VerifyError(`image verification failed: ${err.message}`);
-      throw err;
+export function judgeContent(
+  ctx: Pick<Context, 'log'>,
+  steps: FsCheckSteps,
+  raw: string | null,
+  fsBytes: number,
+): ContentCheck {
+  // Checked where it is (the job's own snapshot): e2image's raw output is the file system's size.
+  const rawBytes = raw === null ? fsBytes : statSync(raw).size;
+  const fsck: ContentCheck['fsck'] = steps.findings.fsckModified ? 'corrected' : 'clean';
+  if (fsck === 'corrected') {
+    ctx.log.warn(
+      'image: the file system needed what e2fsck -fy does at a restore (journal replay or orphan inodes); a restore makes the same corrections',
+    );
+  }
+  const contains: string[] = [];
+  for (const c of steps.contains) {
+    const what = c.command.args[1]!.replace(/^stat "(.*)"$/, '$1');
+    if (!/^Inode:\s*\d+/m.test(steps.findings.stat.get(what) ?? '')) {
+      throw new VerifyError(`image verification failed: the image holds no ${what}; it is not a system`);
     }
+    contains.push(what);
+  }
+  return { fsck, rawBytes, contains };
+}
+
+/** Unpack, repair as a restore would, check, look inside (plan-verify.ts). The copy is removed whatever happens. */
+export async function checkContent(ctx: Context, steps: VerifySteps, raw: string): Promise<ContentCheck> {
+  const plan: Plan = {
+    title: `Verify the content of the image (a sparse copy, ${raw})`,
+    notes: [],
+    steps: verifySteps(steps),
   };
   try {
-    ctx.log.info(`image: ${steps.unpack.title}`);
-    try {
-      await ctx.runner.pipeline({ ...steps.unpack.pipeline, signal: ctx.signal });
-    } catch (err) {
-      if (err instanceof CommandError) throw new VerifyError(`image verification failed: ${err.message}`);
-      throw err;
-    }
-    const rawBytes = statSync(raw).size;
-    let fsck: ContentCheck['fsck'] = 'clean';
-    if ((await step(steps.fsck)).exitCode !== 0) {
-      const fixed = await step(steps.fsckFix);
-      if (fixed.exitCode === 4)
-        throw new VerifyError('image verification failed: e2fsck cannot repair the file system in the image');
-      const again = await step(steps.fsck);
-      if (again.exitCode !== 0)
-        throw new VerifyError('image verification failed: the file system in the image is not consistent');
-      fsck = 'corrected';
-      ctx.log.warn(
-        'image: the file system needed what e2fsck -fy does at a restore (journal replay or orphan inodes); a restore makes the same corrections',
-      );
-    }
-    const contains: string[] = [];
-    for (const c of steps.contains) {
-      const r = await step(c);
-      const what = c.command.args[1]!.replace(/^stat "(.*)"$/, '$1');
-      if (!/^Inode:\s*\d+/m.test(r.stdout)) {
-        throw new VerifyError(`image verification failed: the image holds no ${what}; it is not a system`);
-      }
-      contains.push(what);
-    }
-    return { fsck, rawBytes, contains };
+    await runPlan(ctx, plan, { confirm: 'none', show: 'none' });
+    return judgeContent(ctx, steps, raw, 0);
+  } catch (err) {
+    throw asVerifyError(err, steps);
   } finally {
     rmSync(raw, { force: true });
   }
@@ -148,6 +154,7 @@ export async function runImageVerify(
     paths.rawPart,
     ctx.config.image.mustContain,
     sums.manifest.archive !== null,
+    ctx.signal,
   );
   await requireTools(ctx.runner, ['zstd', 'e2fsck', 'debugfs']);
   const need = sums.manifest.filesystem.usedBytes;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 
 export type RecoveryRequest = 'none' | 'default' | 'latest';
@@ -18,4 +19,14 @@ export function recoveryRequest(cmdline: string): RecoveryRequest {
   throw new UsageError(`unknown zshield_recovery value "${v}" on the kernel command line`, {
     hint: 'expected zshield_recovery=default (factory reset) or zshield_recovery=latest (restore the latest backup); nothing was changed',
   });
+}
+
+export function readCmdline(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      `cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`,
+    );
+  }
 }

@@ -2,36 +2,25 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import { type GoldenFacts, roomCheck } from '../golden/probe.js';
+import { isRuntimeTmpfsLine, systemdUnitSteps } from '../golden/units.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
+import { progressParsers } from '../plan/progress.js';
 import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
-import type { DiskProbe } from '../system/disks.js';
+import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { isRuntimeTmpfsLine, systemdUnitSteps } from '../system/units.js';
 import { TAG_BOOT } from '../snapshot/rotation.js';
+import { BOOT_LABEL, BOOT_UUID_TAG } from './boot-fs.js';
+import { mountPointCheck } from './checks.js';
 import { chooseTarget, describeDisk } from './target.js';
 
-/** Set on the new VG from its creation to the end of the reset: a boot that finds it resumes the reset. */
-export const FACTORY_TAG = 'zshield_factory_reset';
+export type { GoldenFacts } from '../golden/probe.js';
 
-/** What the golden root (the running system, source of the copy) offers. */
-export interface GoldenFacts {
-  grubInstall: string | null;
-  grubMkconfig: string | null;
-  /** grub.cfg path inside the root: /boot/grub/grub.cfg (Debian) or /boot/grub2/grub.cfg (CentOS). */
-  grubCfg: string;
-  initramfsTool: 'update-initramfs' | 'dracut' | null;
-  /** The golden root's /etc/fstab, whose foreign lines are kept. */
-  fstab: string;
-  /** The golden root's /etc/default/grub, or null. */
-  defaultGrub: string | null;
-  /** File system UUID of the golden root, for the system disk's recovery menu entries. */
-  goldenUuid: string | null;
-  /** Where systemd is the init: the units the new root gets installed and enabled (both). */
-  systemdUnits?: { boot: string; daemon: string };
-}
+export { FACTORY_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG } from '../names/lvm-tags.js';
 
 export interface FactoryInput {
   config: Config;
@@ -50,31 +39,100 @@ const SYSTEM_EXCLUDES = [...SYSTEM_MOUNT_POINTS, '/boot'];
 
 const cmd = mutating;
 
+export interface FactoryPlan extends Plan<CommandStep> {
+  /** The /boot partition this plan makes (the disk was just partitioned by it). */
+  bootDevice: string;
+}
+
+/** What the steps of a factory reset are made from (chosen and checked first). */
+interface Target {
+  input: FactoryInput;
+  config: Config;
+  golden: GoldenFacts;
+  disk: Disk;
+  /** How the target was chosen, for the plan. */
+  why: string;
+  vg: string;
+  /** Where the new root is mounted while it is filled. */
+  mnt: string;
+  bootPart: string;
+  lvmPart: string;
+  rootVol: Config['layout']['volumes'][number];
+  rootDev: string;
+  bootSectors: number;
+  lvmBytes: number;
+  /** Volume groups found on the target (deactivated before the wipe). */
+  vgsOnTarget: string[];
+}
+
 /**
  * Plan a factory reset of the system disk: a pure function of the probe. The target is wiped,
  * partitioned (1 MiB gap for GRUB's core image, /boot, one LVM partition), the VG and LVs made,
  * the golden root copied into lv-root, fstab and GRUB set up for root on LVM, and the first snap0
  * taken. Every step starts from scratch, so a run cut short by a power failure is simply run again.
  */
-export function planFactoryReset(input: FactoryInput): Plan {
+export function planFactoryReset(input: FactoryInput): FactoryPlan {
+  const t = chooseAndCheck(input);
+  const steps = [
+    ...cleanupSteps(t),
+    ...buildSteps(t),
+    ...copySteps(t),
+    ...configureSteps(t),
+    ...bootloaderSteps(t),
+    ...firstSnapshotSteps(t),
+  ];
+  const { config, golden, disk, rootVol } = t;
+  const notes = [
+    `target: ${describeDisk(disk)}, ${t.why}`,
+    `EVERYTHING on ${disk.path} is erased: ${disk.partitions.length ? disk.partitions.map((p) => `${p.path}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') : 'no partitions found'}`,
+    `partitions: ${t.bootPart} /boot ext4 ${formatBytes(t.bootSectors * 512)}; ${t.lvmPart} LVM, the rest`,
+    `volume group ${t.vg}: ${config.layout.volumes.map((v) => `${v.name} ${v.size.kind === 'percent' ? `${v.size.percent}% of the VG` : formatBytes(v.size.bytes)}${v.mount ? ` on ${v.mount}` : ''}`).join(', ')}`,
+    `then: the golden root is copied into ${config.lvm.rootLv}, GRUB installed on ${disk.path}, and the first ${config.lvm.snapshot} taken`,
+  ];
+  if (!golden.initramfsTool) {
+    notes.push('no initramfs tool in the golden root: its initramfs is used as is (it must activate LVM)');
+  }
+  const rootBytes =
+    rootVol.size.kind === 'percent' ? (t.lvmBytes * rootVol.size.percent) / 100 : rootVol.size.bytes;
+  const checks = [
+    mountPointCheck(config.paths.runDir),
+    roomCheck(`the new ${rootVol.name} (${formatBytes(rootBytes)})`, golden.rootUsedBytes, rootBytes),
+    roomCheck(
+      `the new /boot (${formatBytes(t.bootSectors * 512)})`,
+      golden.bootUsedBytes,
+      t.bootSectors * 512,
+    ),
+  ];
+  return { title: `Factory reset of ${disk.path}`, notes, checks, steps, bootDevice: t.bootPart };
+}
+
+/** `/dev/vdc1 (VG uuid ..., disk /dev/vdc (1.0 GiB, serial X))`: the other VG's PV, for the refusal. */
+function pvWhere(probe: DiskProbe, p: PvInfo): string {
+  const d = probe.disks.find((x) => x.path === p.pvName || x.partitions.some((q) => q.path === p.pvName));
+  const facts = [p.vgUuid && `VG uuid ${p.vgUuid}`, d && `disk ${describeDisk(d)}`].filter(Boolean);
+  return `${p.pvName}${facts.length ? ` (${facts.join(', ')})` : ''}`;
+}
+
+/** Choose the target and refuse what must never be erased or cannot work, before any step exists. */
+function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
   const vg = config.lvm.vg;
   const mnt = path.join(config.paths.runDir, 'target');
-  const bootPart = partitionPath(disk.path, 1);
-  const lvmPart = partitionPath(disk.path, 2);
-
   if (!golden.grubInstall || !golden.grubMkconfig) {
     throw new RefusedError(
       'the golden root has no grub-install/grub-mkconfig (nor grub2-*): the new disk could not boot',
     );
   }
   // The same VG name on another disk would make /dev/vgroup ambiguous: refuse rather than guess.
+  // input.pvs must be every PV (unscoped): the scoped runner would hide exactly this VG.
   const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
   const elsewhere = input.pvs.filter((p) => p.vgName === vg && !partNames.has(p.pvName));
   if (elsewhere.length) {
+    const where = elsewhere.map((p) => pvWhere(input.disks, p)).join(', ');
     throw new RefusedError(
-      `a volume group named ${vg} already exists on ${elsewhere.map((p) => p.pvName).join(', ')}, not on the target`,
+      `a volume group named ${vg} already exists on ${where}, not on the target: two VGs of that name would collide at boot`,
+      { hint: `detach that disk, or rename its VG (vgrename <its uuid> <new name>); nothing was written` },
     );
   }
   const foreignMounts = disk.partitions.filter((p) => p.mount && !p.mount.startsWith(mnt));
@@ -94,9 +152,7 @@ export function planFactoryReset(input: FactoryInput): Plan {
       );
     }
   }
-
   const bootBytes = resolveSize(config.layout.bootSize, 0);
-  const MiB = 1024 * 1024;
   const bootSectors = Math.ceil(bootBytes / MiB) * 2048;
   const absolute = config.layout.volumes.reduce(
     (n, v) => n + (v.size.kind === 'bytes' ? Math.ceil(v.size.bytes / (4 * MiB)) * 4 * MiB : 0),
@@ -108,131 +164,195 @@ export function planFactoryReset(input: FactoryInput): Plan {
       `${describeDisk(disk)} is too small for the layout: /boot ${formatBytes(bootBytes)} and ${formatBytes(absolute)} of fixed-size volumes`,
     );
   }
-
   const rootVol = config.layout.volumes.find((v) => v.name === config.lvm.rootLv)!;
-  const steps: Step[] = [];
-  const add = (title: string, command: Command) => steps.push({ title, command });
-  const notes = [
-    `target: ${describeDisk(disk)}, ${why}`,
-    `EVERYTHING on ${disk.path} is erased: ${disk.partitions.length ? disk.partitions.map((p) => `${p.path}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') : 'no partitions found'}`,
-    `partitions: ${bootPart} /boot ext4 ${formatBytes(bootSectors * 512)}; ${lvmPart} LVM, the rest`,
-    `volume group ${vg}: ${config.layout.volumes.map((v) => `${v.name} ${v.size.kind === 'percent' ? `${v.size.percent}% of the VG` : formatBytes(v.size.bytes)}${v.mount ? ` on ${v.mount}` : ''}`).join(', ')}`,
-    `then: the golden root is copied into ${config.lvm.rootLv}, GRUB installed on ${disk.path}, and the first ${config.lvm.snapshot} taken`,
+  return {
+    input,
+    config,
+    golden,
+    disk,
+    why,
+    vg,
+    mnt,
+    bootPart: partitionPath(disk.path, 1),
+    lvmPart: partitionPath(disk.path, 2),
+    rootVol,
+    rootDev: `/dev/${vg}/${rootVol.name}`,
+    bootSectors,
+    lvmBytes,
+    vgsOnTarget,
+  };
+}
+
+const MiB = 1024 * 1024;
+const step = (title: string, command: Command): Step => ({ title, command });
+
+/** 0. Leftovers of an interrupted run in this boot, and old volume groups on the target. */
+function cleanupSteps({ disk, vgsOnTarget }: Target): Step[] {
+  return [
+    ...[...disk.partitions]
+      .filter((x) => x.mount)
+      .sort((a, b) => b.mount.length - a.mount.length)
+      .map((p) => step(`unmount ${p.mount} (left by an interrupted run)`, cmd('umount', [p.mount]))),
+    ...vgsOnTarget.map((old) =>
+      step(`deactivate the old volume group ${old}`, cmd('vgchange', ['-an', old])),
+    ),
+    ...disk.partitions.map((p) => step(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]))),
+    step(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path])),
   ];
-  if (!golden.initramfsTool) {
-    notes.push('no initramfs tool in the golden root: its initramfs is used as is (it must activate LVM)');
-  }
+}
 
-  // 0. Leftovers of an interrupted run in this boot, and old volume groups on the target.
-  for (const p of [...disk.partitions]
-    .filter((x) => x.mount)
-    .sort((a, b) => b.mount.length - a.mount.length)) {
-    add(`unmount ${p.mount} (left by an interrupted run)`, cmd('umount', [p.mount]));
-  }
-  for (const old of vgsOnTarget) add(`deactivate the old volume group ${old}`, cmd('vgchange', ['-an', old]));
-  for (const p of disk.partitions) add(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]));
-  add(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path]));
+/** 1-3. Partitions, LVM, file systems. */
+function buildSteps(t: Target): Step[] {
+  const { disk, vg, config, input } = t;
+  return [
+    // DOS label; the first partition at sector 2048 leaves room for GRUB's core image.
+    step(
+      `partition ${disk.path}`,
+      cmd('sfdisk', ['--wipe', 'always', '--wipe-partitions', 'always', '-q', disk.path], {
+        input: `label: dos\nstart=2048, size=${t.bootSectors}, type=83, bootable\nstart=${2048 + t.bootSectors}, type=8e\n`,
+      }),
+    ),
+    step(`make ${t.lvmPart} a physical volume`, cmd('pvcreate', ['-ff', '-y', t.lvmPart])),
+    // The VG carries the factory-reset mark from its first moment, and the UUID of /boot (chosen
+    // now), by which a restore finds /boot without guessing a partition number.
+    step(
+      `create volume group ${vg}`,
+      cmd('vgcreate', [
+        '-y',
+        '--addtag',
+        FACTORY_TAG,
+        '--addtag',
+        `${BOOT_UUID_TAG}${input.bootUuid}`,
+        vg,
+        t.lvmPart,
+      ]),
+    ),
+    ...config.layout.volumes.map((v) => {
+      const size = v.size.kind === 'percent' ? ['-l', `${v.size.percent}%VG`] : ['-L', `${v.size.bytes}b`];
+      return step(
+        `create ${v.name}`,
+        cmd('lvcreate', ['-y', '-W', 'y', '-Z', 'y', '-n', v.name, ...size, vg]),
+      );
+    }),
+    // /boot gets a UUID chosen now, so fstab (and the VG tag) can name it.
+    step(
+      'make the /boot file system',
+      cmd('mkfs.ext4', ['-q', '-F', '-U', input.bootUuid, '-L', BOOT_LABEL, t.bootPart]),
+    ),
+    ...config.layout.volumes.map((v) =>
+      step(
+        `make the ${v.fs} file system on ${v.name}`,
+        cmd('mkfs.ext4', ['-q', '-F', '-L', v.name.slice(0, 16), `/dev/${vg}/${v.name}`]),
+      ),
+    ),
+  ];
+}
 
-  // 1. Partitions. DOS label; the first partition at sector 2048 leaves room for GRUB's core image.
-  add(
-    `partition ${disk.path}`,
-    cmd('sfdisk', ['--wipe', 'always', '--wipe-partitions', 'always', '-q', disk.path], {
-      input: `label: dos\nstart=2048, size=${bootSectors}, type=83, bootable\nstart=${2048 + bootSectors}, type=8e\n`,
-    }),
-  );
-  // 2. LVM. The VG carries the factory-reset mark from its first moment.
-  add(`make ${lvmPart} a physical volume`, cmd('pvcreate', ['-ff', '-y', lvmPart]));
-  add(`create volume group ${vg}`, cmd('vgcreate', ['-y', '--addtag', FACTORY_TAG, vg, lvmPart]));
-  for (const v of config.layout.volumes) {
-    const size = v.size.kind === 'percent' ? ['-l', `${v.size.percent}%VG`] : ['-L', `${v.size.bytes}b`];
-    add(`create ${v.name}`, cmd('lvcreate', ['-y', '-W', 'y', '-Z', 'y', '-n', v.name, ...size, vg]));
-  }
-  // 3. File systems. /boot gets a UUID chosen now, so fstab can name it.
-  add(
-    'make the /boot file system',
-    cmd('mkfs.ext4', ['-q', '-F', '-U', input.bootUuid, '-L', 'zs-boot', bootPart]),
-  );
-  for (const v of config.layout.volumes) {
-    add(
-      `make the ${v.fs} file system on ${v.name}`,
-      cmd('mkfs.ext4', ['-q', '-F', '-L', v.name.slice(0, 16), `/dev/${vg}/${v.name}`]),
-    );
-  }
-  // 4. Copy the golden root.
-  const rootDev = `/dev/${vg}/${rootVol.name}`;
-  add(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt]));
-  add(`mount ${rootVol.name}`, cmd('mount', ['-t', 'ext4', rootDev, mnt]));
-  add('make /boot in the new root', cmd('mkdir', ['-p', `${mnt}/boot`]));
-  add('mount the new /boot', cmd('mount', ['-t', 'ext4', bootPart, `${mnt}/boot`]));
-  const excludes = [...SYSTEM_EXCLUDES, ...config.recovery.exclude].flatMap((e) => [
-    `--exclude=${e.replace(/\/+$/, '')}/*`,
-  ]);
-  add(
-    'copy the golden root into the new root',
-    cmd('rsync', ['-aHAXx', '--numeric-ids', '--delete', '--info=progress2', ...excludes, '/', `${mnt}/`], {
-      timeoutMs: 4 * 3600_000,
-    }),
-  );
-  add(
-    'copy the golden /boot',
-    cmd('rsync', ['-aHAX', '--numeric-ids', '--delete', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
+/** 4. Copy the golden root and its /boot. */
+function copySteps({ mnt, rootVol, rootDev, bootPart, config }: Target): Step[] {
+  const excludes = [...SYSTEM_EXCLUDES, ...config.recovery.exclude].map(
+    (e) => `--exclude=${e.replace(/\/+$/, '')}/*`,
   );
   const mountDirs = config.layout.volumes
     .filter((v) => v.mount && v.mount !== '/')
     .map((v) => `${mnt}${v.mount}`);
-  add(
-    'make the system mount points',
-    cmd('mkdir', [
-      '-p',
-      ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`),
-      ...mountDirs,
-    ]),
-  );
-  // 5. Configuration of the new root.
-  add('write the new /etc/fstab', writeFile(`${mnt}/etc/fstab`, fstabFor(input, rootDev)));
+  return [
+    step(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt])),
+    step(`mount ${rootVol.name}`, cmd('mount', ['-t', 'ext4', rootDev, mnt])),
+    step('make /boot in the new root', cmd('mkdir', ['-p', `${mnt}/boot`])),
+    step('mount the new /boot', cmd('mount', ['-t', 'ext4', bootPart, `${mnt}/boot`])),
+    {
+      title: 'copy the golden root into the new root',
+      command: cmd(
+        'rsync',
+        ['-aHAXx', '--numeric-ids', '--delete', '--info=progress2', ...excludes, '/', `${mnt}/`],
+        { timeoutMs: 4 * 3600_000 },
+      ),
+      progress: progressParsers.rsync,
+    },
+    step(
+      'copy the golden /boot',
+      cmd('rsync', ['-aHAX', '--numeric-ids', '--delete', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
+    ),
+    step(
+      'make the system mount points',
+      cmd('mkdir', [
+        '-p',
+        ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`),
+        ...mountDirs,
+      ]),
+    ),
+  ];
+}
+
+/** 5. Configuration of the new root. */
+function configureSteps({ mnt, golden, input, rootDev }: Target): Step[] {
+  const steps = [step('write the new /etc/fstab', writeFile(`${mnt}/etc/fstab`, fstabFor(input, rootDev)))];
   if (golden.defaultGrub !== null) {
-    add(
-      'set GRUB to name the root by its LV path',
-      writeFile(`${mnt}/etc/default/grub`, defaultGrubFor(golden.defaultGrub)),
+    steps.push(
+      step(
+        'set GRUB to name the root by its LV path',
+        writeFile(`${mnt}/etc/default/grub`, defaultGrubFor(golden.defaultGrub)),
+      ),
     );
   }
   if (golden.goldenUuid) {
-    add(
-      'point the recovery menu entries at the golden medium',
-      writeFile(
-        `${mnt}/etc/default/zshield-grub`,
-        `# written by zshield factory reset\nZSHIELD_GOLDEN_UUID=${golden.goldenUuid}\n`,
+    steps.push(
+      step(
+        'point the recovery menu entries at the golden medium',
+        writeFile(
+          `${mnt}/etc/default/zshield-grub`,
+          `# written by zshield factory reset\nZSHIELD_GOLDEN_UUID=${golden.goldenUuid}\n`,
+        ),
       ),
     );
   }
   // The boot hook and the daemon, as this binary ships them, enabled in the new root.
   if (golden.systemdUnits) steps.push(...systemdUnitSteps(mnt, golden.systemdUnits));
-  // 6. Boot loader, from inside the new root.
-  for (const d of ['proc', 'sys', 'dev'])
-    add(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
+  return steps;
+}
+
+/** 6. Boot loader, from inside the new root; then /boot captured inside it and everything unmounted. */
+function bootloaderSteps({ mnt, golden, disk, config, rootVol }: Target): Step[] {
+  const steps = ['proc', 'sys', 'dev'].map((d) =>
+    step(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`])),
+  );
   if (golden.initramfsTool === 'update-initramfs') {
-    add(
-      'regenerate the initramfs (root on LVM)',
-      cmd('chroot', [mnt, 'update-initramfs', '-u', '-k', 'all']),
+    steps.push(
+      step(
+        'regenerate the initramfs (root on LVM)',
+        cmd('chroot', [mnt, 'update-initramfs', '-u', '-k', 'all']),
+      ),
     );
   } else if (golden.initramfsTool === 'dracut') {
-    add('regenerate the initramfs (root on LVM)', cmd('chroot', [mnt, 'dracut', '-f', '--regenerate-all']));
+    steps.push(
+      step(
+        'regenerate the initramfs (root on LVM)',
+        cmd('chroot', [mnt, 'dracut', '-f', '--regenerate-all']),
+      ),
+    );
   }
-  add(
-    `install GRUB on ${disk.path}`,
-    cmd('chroot', [mnt, golden.grubInstall, '--target=i386-pc', disk.path]),
-  );
-  add('write the GRUB menu', cmd('chroot', [mnt, golden.grubMkconfig, '-o', golden.grubCfg]));
-  // 7. Keep this /boot inside lv-root, so a later restore can put it back.
+  // Keep this /boot inside lv-root, so a later restore can put it back.
   const capture = `${mnt}${config.paths.stateDir}/boot`;
-  add('make the /boot capture folder', cmd('mkdir', ['-p', capture]));
-  add(
-    'capture /boot inside the new root',
-    cmd('rsync', ['-a', '--delete', '--numeric-ids', `${mnt}/boot/`, `${capture}/`]),
+  steps.push(
+    step(
+      `install GRUB on ${disk.path}`,
+      cmd('chroot', [mnt, golden.grubInstall!, '--target=i386-pc', disk.path]),
+    ),
+    step('write the GRUB menu', cmd('chroot', [mnt, golden.grubMkconfig!, '-o', golden.grubCfg])),
+    step('make the /boot capture folder', cmd('mkdir', ['-p', capture])),
+    step(
+      'capture /boot inside the new root',
+      cmd('rsync', ['-a', '--delete', '--numeric-ids', `${mnt}/boot/`, `${capture}/`]),
+    ),
+    ...['dev', 'sys', 'proc', 'boot'].map((d) => step(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]))),
+    step(`unmount ${rootVol.name}`, cmd('umount', [mnt])),
   );
-  for (const d of ['dev', 'sys', 'proc', 'boot']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
-  add(`unmount ${rootVol.name}`, cmd('umount', [mnt]));
-  // 8. The first restore point, then clear the mark.
+  return steps;
+}
+
+/** 8. The first restore point, then clear the mark. */
+function firstSnapshotSteps({ config, input, vg, rootVol }: Target): Step[] {
   const snapSize =
     config.snapshot.size.kind === 'percent'
       ? ['-l', `${config.snapshot.size.percent}%ORIGIN`]
@@ -242,20 +362,21 @@ export function planFactoryReset(input: FactoryInput): Plan {
     `${TAG_TIME}${Math.floor(input.now.getTime() / 1000)}`,
     `${TAG_BOOT}captured`,
   ];
-  add(
-    `take the first ${config.lvm.snapshot}`,
-    cmd('lvcreate', [
-      '--snapshot',
-      '-n',
-      config.lvm.snapshot,
-      ...snapSize,
-      ...tags.flatMap((t) => ['--addtag', t]),
-      `${vg}/${rootVol.name}`,
-    ]),
-  );
-  add('clear the factory-reset mark', cmd('vgchange', ['--deltag', FACTORY_TAG, vg]));
-  add('flush to disk', cmd('sync', []));
-  return { title: `Factory reset of ${disk.path}`, notes, steps };
+  return [
+    step(
+      `take the first ${config.lvm.snapshot}`,
+      cmd('lvcreate', [
+        '--snapshot',
+        '-n',
+        config.lvm.snapshot,
+        ...snapSize,
+        ...tags.flatMap((t) => ['--addtag', t]),
+        `${vg}/${rootVol.name}`,
+      ]),
+    ),
+    step('clear the factory-reset mark', cmd('vgchange', ['--deltag', FACTORY_TAG, vg])),
+    step('flush to disk', cmd('sync', [])),
+  ];
 }
 
 /** Write a file without a shell: tee reads the content from stdin. */

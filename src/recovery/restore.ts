@@ -1,16 +1,16 @@
+import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import { unmountIfMounted } from '../golden/probe.js';
+import type { Step } from '../plan/plan.js';
+import { progressParsers } from '../plan/progress.js';
+import type { Command } from '../system/command.js';
 import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
+import { mutating } from '../system/root-copy.js';
 import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
 
-/**
- * Set on the VG when a restore starts, cleared when it is complete (merged, /boot put back, new
- * snap0). VG metadata is outside lv-root, so the mark survives both a power cut and the rollback.
- */
-export const RESTORE_TAG = 'zshield_restoring';
-/** Which restore point is being restored, for a boot that finishes the job after snap0 is merged away: `<epoch>.<reason>.<boot>`. */
-export const RESTORE_OF_TAG = 'zshield_restore_of=';
+export { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 
 export function restoreLabelOf(vgTags: readonly string[]): {
   time: Date | null;
@@ -24,12 +24,6 @@ export function restoreLabelOf(vgTags: readonly string[]): {
     reason: reason || null,
     captured: boot !== 'none',
   };
-}
-
-export interface MergeFacts {
-  snapshot: LvInfo;
-  /** lv-root is open (mounted): the kernel delays the merge until its next activation. */
-  originOpen: boolean;
 }
 
 /** Refuse what cannot be restored, with what to do instead; otherwise describe the restore point. */
@@ -67,110 +61,94 @@ export function checkRestorable(state: VgState | null, config: Config): LvInfo {
   return snap;
 }
 
-/** Phase 1: mark the VG and merge snap0 into lv-root (lvconvert polls every second and reports progress). */
-export function planMerge(config: Config, facts: MergeFacts): Plan {
-  const n = namesOf(config);
-  const { reason, time } = labelOf(facts.snapshot);
+/** The VG tag naming the restore point being restored: `<epoch>.<reason>.<boot>`. */
+export function restoreOfTag(snapshot: LvInfo): string {
+  const { reason, time } = labelOf(snapshot);
+  return `${RESTORE_OF_TAG}${time ? Math.floor(time.getTime() / 1000) : 'unknown'}.${reason ?? 'unknown'}.${tagValue(snapshot.tags, TAG_BOOT) ?? 'unknown'}`;
+}
+
+export interface MergeFacts {
+  config: Config;
+  state: VgState;
+  snapshot: LvInfo;
+  /** lv-root is open (mounted): the kernel delays the merge until its next activation. */
+  originOpen: boolean;
+}
+
+/**
+ * Before the merge, the steps that can still fail without harm: activate the VG when it is not
+ * (from the golden medium; a dry run never does), and mount snap0 read-only without replaying its
+ * journal (`ro,noload` writes nothing), so a restore point whose file system cannot be read is
+ * refused while lv-root is still as it was. Then mark the VG and merge.
+ */
+export function planMerge(f: MergeFacts, runDir: string): { notes: string[]; steps: Step[]; always: Step[] } {
+  const n = namesOf(f.config);
+  const { reason, time } = labelOf(f.snapshot);
   const notes = [
     `restore point: ${n.vg}/${n.snap}, taken ${time ? time.toISOString() : 'at an unknown time'} (reason: ${reason ?? 'unknown'})`,
     `${n.root} is rolled back to that moment; the other volumes are not touched`,
   ];
-  if (facts.originOpen) {
+  const steps: Step[] = [];
+  const active = f.state.lvs.find((l) => l.name === n.root)?.active && f.snapshot.active;
+  if (!active) {
+    notes.push(
+      `${n.vg} is not active: the plan activates it first (a dry run does not, so it cannot look into ${n.snap})`,
+    );
+    steps.push({ title: `activate the volume group ${n.vg}`, command: vgActivateCommand(n.vg) });
+  }
+  if (f.originOpen) {
     notes.push(
       `${n.root} is in use: the kernel starts the merge when it is next activated (at the next boot)`,
     );
   }
-  const steps: Step[] = [
+  const look = path.join(runDir, 'restore', n.snap);
+  steps.push(
+    { title: `make ${look}`, command: mutating('mkdir', ['-p', look]) },
+    {
+      title: `mount ${n.snap} read-only to check its file system before the merge`,
+      command: mutating('mount', ['-o', 'ro,noload', `/dev/${n.vg}/${n.snap}`, look]),
+    },
+    { title: `unmount ${n.snap}`, command: mutating('umount', [look]) },
     {
       title: 'mark the restore as started',
-      command: {
-        file: 'vgchange',
-        args: [
-          '--addtag',
-          RESTORE_TAG,
-          '--addtag',
-          `${RESTORE_OF_TAG}${time ? Math.floor(time.getTime() / 1000) : 'unknown'}.${reason ?? 'unknown'}.${tagValue(facts.snapshot.tags, TAG_BOOT) ?? 'unknown'}`,
-          n.vg,
-        ],
-        mutates: true,
-      },
+      command: mutating('vgchange', ['--addtag', RESTORE_TAG, '--addtag', restoreOfTag(f.snapshot), n.vg]),
     },
     {
       title: `merge ${n.snap} into ${n.root}`,
-      command: {
-        file: 'lvconvert',
-        // -i 1: report progress every second (the default is 15 s).
-        args: ['--merge', '-i', '1', `${n.vg}/${n.snap}`],
-        mutates: true,
+      // -i 1: report progress every second (the default is 15 s).
+      command: mutating('lvconvert', ['--merge', '-i', '1', `${n.vg}/${n.snap}`], {
         timeoutMs: 24 * 3600_000,
-      },
+      }),
+      progress: progressParsers.merge,
     },
-  ];
-  return { title: `Restore ${n.vg}/${n.root} from ${n.snap}`, notes, steps };
+  );
+  return { notes, steps, always: [unmountIfMounted(look)] };
 }
 
-export interface FinishFacts {
-  /** Where the restored root is: '/' when it is the running root, else a mount point we make. */
-  rootDir: string;
-  bootDir: string;
-  /** Mounts to make first (when booted from the golden medium), as [device, dir, readOnly]. */
-  mounts: [string, string, boolean][];
-  /** Does the restored root hold a captured /boot? */
-  captured: boolean;
+export function vgActivateCommand(vg: string): Command {
+  // Activation changes device state (and starts a merge that was deferred): a change, never a probe.
+  return mutating('vgchange', ['-ay', vg], { timeoutMs: 300_000 });
 }
 
-/** Phase 2 (after the merge), when booted from the golden medium: mount the restored root and /boot. */
-export function planRestoreMounts(mounts: [string, string, boolean][]): Plan {
-  const steps: Step[] = [];
-  for (const [, dir] of mounts)
-    steps.push({ title: `make ${dir}`, command: { file: 'mkdir', args: ['-p', dir], mutates: true } });
-  for (const [dev, dir, ro] of mounts) {
-    steps.push({
-      title: `mount ${dev} on ${dir}`,
-      command: { file: 'mount', args: [...(ro ? ['-o', 'ro'] : []), dev, dir], mutates: true },
-    });
-  }
-  return { title: 'Mount the restored root and /boot', notes: [], steps };
-}
-
-/** Phase 3: put back the /boot that belongs to the restored root (captured inside it at backup time). */
-export function planPutBackBoot(
-  config: Config,
-  f: { rootDir: string; bootDir: string; captured: boolean },
-): Plan {
-  const steps: Step[] = [];
-  const notes: string[] = [];
-  if (f.captured) {
-    const src = `${f.rootDir === '/' ? '' : f.rootDir}${config.paths.stateDir}/boot/`;
-    steps.push({
-      title: 'put back the /boot of the restored root (kernel matching its modules)',
-      command: {
-        file: 'rsync',
-        // /boot/zshield holds the event log: it describes the restores and must outlive them.
-        args: [
-          '-a',
-          '--delete',
-          '--numeric-ids',
-          '--exclude=/zshield/',
-          '--exclude=/lost+found',
-          src,
-          `${f.bootDir}/`,
-        ],
-        mutates: true,
-        timeoutMs: 600_000,
-      },
-    });
-  } else {
-    notes.push(
-      'the restored root holds no captured /boot (taken before this version, or not the running root): /boot is left as it is',
-    );
-  }
-  return { title: 'Put back /boot', notes, steps };
-}
-
-export function planUnmount(mounts: [string, string, boolean][]): Plan {
-  const steps: Step[] = [...mounts]
-    .reverse()
-    .map(([, dir]) => ({ title: `unmount ${dir}`, command: { file: 'umount', args: [dir], mutates: true } }));
-  return { title: 'Finish the restore', notes: [], steps };
+/**
+ * The state the VG will be in once the merge is done: snap0 gone (its space free again), lv-root
+ * no longer an origin. Planned from now, so the new snap0's room is checked before the merge.
+ */
+export function afterMerge(state: VgState, snapName: string): VgState {
+  const snap = state.lvs.find((l) => l.name === snapName);
+  const freed = snap ? Math.ceil(snap.sizeBytes / state.vg.extentBytes) : 0;
+  return {
+    vg: {
+      ...state.vg,
+      freeExtents: state.vg.freeExtents + freed,
+      freeBytes: state.vg.freeBytes + freed * state.vg.extentBytes,
+    },
+    lvs: state.lvs
+      .filter((l) => l !== snap)
+      .map((l) =>
+        l.name === snap?.origin
+          ? { ...l, kind: 'plain' as const, merging: false, attr: `-${l.attr.slice(1)}` }
+          : l,
+      ),
+  };
 }

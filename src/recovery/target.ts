@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { Disk, DiskProbe } from '../system/disks.js';
+import { describeDisk } from '../golden/probe.js';
 
 export interface TargetChoice {
   disk: Disk;
@@ -9,8 +10,7 @@ export interface TargetChoice {
   why: string;
 }
 
-const describe = (d: Disk) =>
-  `${d.path} (${formatBytes(d.sizeBytes)}${d.serial ? `, serial ${d.serial}` : ''}${d.model ? `, ${d.model}` : ''})`;
+const describe = describeDisk;
 
 /**
  * Pick the system disk to (re)build. By identity from the config (serial or WWN) or, when none is
@@ -73,6 +73,4 @@ export function chooseTarget(probe: DiskProbe, config: Config, override?: string
   return { disk, why };
 }
 
-export function describeDisk(d: Disk): string {
-  return describe(d);
-}
+export { describeDisk };

@@ -1,62 +1,17 @@
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log/logger.js';
+import { readJson, writeJsonAtomic } from '../state/store.js';
 
-/**
- * Which files are zshield's backups, and how they group. A backup file is named
- *
- *     zshield-<kind>-<YYYYMMDDTHHMMSSZ>.<ext>
- *
- * `kind` is what made it (for images the host name, e.g. `zshield-appliance7-20260101T030000Z.img.zst`;
- * for logs `log`): letters, digits, `_ . -`, starting with a letter or digit. The time is UTC.
- * `ext` is anything after the first dot following the time. All files with the same kind and time
- * are ONE backup (an image, its `.manifest.json` and its `.sha256` count once against the limit,
- * are copied and pruned together). A name that does not match is not ours: retention never touches
- * it, locally or remotely. Names ending in `.tmp`, `.part`, `.partial` or `.zshield-part` are work
- * in progress, never a backup.
- *
- * Retention counts per kind in the destination directory, so two appliances sharing one directory
- * must not share a kind: a writer whose files are not per-host by nature (logs) puts the host in
- * the kind (`zshield-appliance7.log-...`), or each appliance gets its own destination.
- */
-export const BACKUP_NAME =
-  /^zshield-([A-Za-z0-9][A-Za-z0-9_.-]*)-(\d{8}T\d{6}Z)\.([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
-
-/** The suffix of an upload in progress on the remote (renamed away once verified). */
-export const PART_SUFFIX = '.zshield-part';
-
-const IN_PROGRESS = /\.(tmp|part|partial|zshield-part)$/;
-
-export interface BackupName {
-  kind: string;
-  /** `YYYYMMDDTHHMMSSZ`: sorts as text in time order. */
-  stamp: string;
-}
-
-export function parseBackupName(name: string): BackupName | null {
-  if (IN_PROGRESS.test(name)) return null;
-  const m = BACKUP_NAME.exec(name);
-  if (!m) return null;
-  const stamp = m[2]!;
-  if (!validStamp(stamp)) return null;
-  return { kind: m[1]!, stamp };
-}
-
-function validStamp(s: string): boolean {
-  const iso = `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`;
-  const t = Date.parse(iso);
-  return Number.isFinite(t) && new Date(t).toISOString().startsWith(iso.slice(0, 19));
-}
-
-/** The name of a backup's file for `time` (what the image and log writers use). */
-export function backupFileName(kind: string, time: Date, ext: string): string {
-  const stamp = time
-    .toISOString()
-    .replace(/\.\d{3}Z$/, 'Z')
-    .replaceAll('-', '')
-    .replaceAll(':', '');
-  return `zshield-${kind}-${stamp}.${ext}`;
-}
+export {
+  BACKUP_NAME,
+  type BackupName,
+  PART_SUFFIX,
+  backupFileName,
+  parseBackupName,
+} from '../names/backup-files.js';
+import type { BackupName } from '../names/backup-files.js';
+import { parseBackupName } from '../names/backup-files.js';
 
 export interface FileEntry {
   name: string;
@@ -137,4 +92,70 @@ export function scanLocal(sources: readonly string[], log: Logger): LocalFile[] 
     }
   }
   return out;
+}
+
+/**
+ * What this box knows of its files' copies on one remote: the SHA-256 and the local identity
+ * (transfer.ts identityOf) at the last time the remote copy was found to match, and whether it was
+ * last found NOT to match. Kept in stateDir so that a rewrite of a local file after its copy, and
+ * a remote copy found corrupted but not yet replaced, survive to the next run.
+ */
+export interface CopyRecord {
+  size: number;
+  sha256: string;
+  identity: string;
+  /** ISO time of the last check that matched (upload or verification). */
+  checkedAt: string;
+  /** The last check found the remote's bytes differ from the local file's. */
+  differs?: true;
+}
+
+interface RecordFile {
+  version: 1;
+  targets: Record<string, Record<string, CopyRecord>>;
+}
+
+export const copyRecordsFile = (stateDir: string) => path.join(stateDir, 'remote-copies.json');
+
+export class CopyRecords {
+  private readonly all: RecordFile;
+  readonly byName: Map<string, CopyRecord>;
+
+  constructor(
+    private readonly file: string,
+    private readonly target: string,
+  ) {
+    const read = readJson<RecordFile>(file);
+    this.all = read?.version === 1 && typeof read.targets === 'object' ? read : { version: 1, targets: {} };
+    this.byName = new Map(Object.entries(this.all.targets[target] ?? {}));
+  }
+
+  /** Names whose remote copy was found to differ and has not been replaced since. */
+  differs(): Set<string> {
+    return new Set([...this.byName].filter(([, r]) => r.differs).map(([n]) => n));
+  }
+
+  set(name: string, rec: CopyRecord): void {
+    this.byName.set(name, rec);
+    this.save();
+  }
+
+  markDiffers(name: string): void {
+    const r = this.byName.get(name);
+    this.byName.set(name, { ...(r ?? { size: 0, sha256: '', identity: '', checkedAt: '' }), differs: true });
+    this.save();
+  }
+
+  /** Drop the records of files the remote no longer has. */
+  keepOnly(names: ReadonlySet<string>): void {
+    for (const n of [...this.byName.keys()]) if (!names.has(n)) this.byName.delete(n);
+    this.save();
+  }
+
+  private save(): void {
+    this.all.targets[this.target] = Object.fromEntries(
+      [...this.byName].sort(([a], [b]) => a.localeCompare(b)),
+    );
+    writeJsonAtomic(this.file, this.all, 0o600);
+  }
 }

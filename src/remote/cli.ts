@@ -1,22 +1,13 @@
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
-import type { Context } from '../context.js';
+import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import type { Prompter } from './prompt.js';
+import type { Prompter } from '../system/prompt.js';
 
 // The implementations (and ssh2 with them) are loaded when a remote command runs, not at every
 // start of the binary.
 
-/** The global options every command has (cli/main.ts). */
-export interface SetupArgs {
-  config?: string;
-  'dry-run': boolean;
-  verbose: boolean;
-  quiet: boolean;
-}
-export type Setup = (a: SetupArgs, consoleQuiet?: boolean) => Promise<Context>;
-
-type Args = SetupArgs & Record<string, unknown>;
+type Args = CommandArgs;
 
 const configFileOf = (ctx: Context) => ctx.configFile ?? DEFAULT_CONFIG_PATH;
 
@@ -25,7 +16,7 @@ async function withPrompter<T>(
   tty: boolean,
   fn: (p: Prompter | null) => Promise<T>,
 ): Promise<T> {
-  const { StreamPrompter } = await import('./prompt.js');
+  const { StreamPrompter } = await import('../system/prompt.js');
   const p =
     !tty || process.stdin.isTTY ? new StreamPrompter(process.stdin, process.stdout, ctx.signal) : null;
   try {
@@ -42,7 +33,7 @@ function positive(name: string, v: unknown): number | undefined {
   return n;
 }
 
-export function remoteCommand(setup: Setup): CommandModule {
+export function remoteCommand(kit: CommandKit): CommandModule {
   return {
     command: 'remote',
     describe: 'copies of the backups on a remote host over SSH',
@@ -54,23 +45,31 @@ export function remoteCommand(setup: Setup): CommandModule {
           (yy: Argv) =>
             yy
               .option('limit', {
+                requiresArg: true,
                 type: 'number',
                 describe: 'backups of each kind to keep; wins over remote.limit in the config (default 5)',
               })
               .option('bwlimit', {
+                requiresArg: true,
                 type: 'number',
                 describe: 'upload bandwidth cap in KiB/s; wins over remote.bandwidthKiBps',
+              })
+              .option('verify-all', {
+                type: 'boolean',
+                default: false,
+                describe: "compare every file already on the remote by SHA-256 (not only this run's share)",
               })
               .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
           async (a) => {
             const args = a as unknown as Args;
             const json = Boolean(args['json']);
-            const ctx = await setup(args, json);
+            const ctx = await kit.context(args, { quietConsole: json });
             // With --json, stdout carries the report alone.
             const out = ctx.out;
             if (json) ctx.out = { print: () => {} };
             const { runRemoteCopy } = await import('./copy.js');
             const report = await runRemoteCopy(ctx, {
+              verifyAll: Boolean(args['verify-all']),
               ...(args['limit'] !== undefined ? { limit: positive('--limit', args['limit'])! } : {}),
               ...(args['bwlimit'] !== undefined
                 ? { bandwidthKiBps: positive('--bwlimit', args['bwlimit'])! }
@@ -84,13 +83,14 @@ export function remoteCommand(setup: Setup): CommandModule {
           "show the remote host's key fingerprint and pin it in the config once you confirm it",
           (yy: Argv) =>
             yy.option('fingerprint', {
+              requiresArg: true,
               type: 'string',
               describe:
                 'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
             }),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await setup(args);
+            const ctx = await kit.context(args);
             const { runTrust } = await import('./trust.js');
             await withPrompter(ctx, true, (prompter) =>
               runTrust(ctx, {
@@ -106,7 +106,7 @@ export function remoteCommand(setup: Setup): CommandModule {
   };
 }
 
-export function keygenCommand(setup: Setup): CommandModule {
+export function keygenCommand(kit: CommandKit): CommandModule {
   return {
     command: 'keygen',
     describe: 'make a new key file for the remote password and re-encrypt the password with it',
@@ -121,7 +121,7 @@ export function keygenCommand(setup: Setup): CommandModule {
         .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' }),
     handler: async (argv) => {
       const a = argv as unknown as Args;
-      const ctx = await setup(a);
+      const ctx = await kit.context(a);
       const { runKeygen } = await import('./keygen.js');
       await withPrompter(ctx, true, (prompter) =>
         runKeygen(ctx, {
@@ -135,14 +135,20 @@ export function keygenCommand(setup: Setup): CommandModule {
   };
 }
 
-/** `config edit`, registered under `config` next to check and show. */
-export function configEditCommand(setup: Setup): CommandModule {
+/** For `config check` (config/cli.ts): the checks a remote copy makes before it connects (check.ts). */
+export async function remoteConfigCheck(ctx: Context) {
+  const { checkRemoteConfig } = await import('./check.js');
+  return checkRemoteConfig(ctx);
+}
+
+/** `config edit`, registered under `config` next to check and show (config/cli.ts). */
+export function configEditCommand(kit: CommandKit): CommandModule {
   return {
     command: 'edit',
     describe: 'edit the remote copy settings interactively (password asked without echo)',
     builder: (y: Argv) => y,
     handler: async (argv) => {
-      const ctx = await setup(argv as unknown as Args);
+      const ctx = await kit.context(argv as unknown as Args);
       const { editRemoteSettings } = await import('./editor.js');
       await withPrompter(ctx, false, (prompter) =>
         editRemoteSettings({

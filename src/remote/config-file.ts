@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseConfigText } from '../config/load.js';
 import { ConfigError } from '../errors.js';
-import { type RemoteConfig, remoteSchema } from './config.js';
+import { type RemoteConfig, remoteSchema } from '../config/remote.js';
 import { writePrivateFileAtomic } from './secrets.js';
 
 /**

@@ -3,18 +3,35 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
-import { scanLocal } from './backups.js';
+import { withRetries } from '../system/retry.js';
+import type { Step } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
+  type Check,
+  type CheckCandidate,
   type CopyPlan,
   classifyRemote,
+  planChecks,
   planCopy,
   planRetention,
   type RemoteListing,
   type RetentionPlan,
+  type Upload,
+  upload,
 } from './plan.js';
 import { type Credentials, endpointText, RemoteSession, TransientRemoteError } from './ssh.js';
-import { formatBytes, RateLimiter, RemoteMismatchError, uploadFile } from './transfer.js';
+import {
+  checkRemoteCopy,
+  ensureSpace,
+  formatBytes,
+  identityOf,
+  LocalChangedError,
+  RateLimiter,
+  RemoteMismatchError,
+  uploadFile,
+} from './transfer.js';
 
 export interface CopyOptions {
   /** `--limit`: wins over remote.limit (which wins over the default, 5). */
@@ -23,6 +40,8 @@ export interface CopyOptions {
   bandwidthKiBps?: number;
   /** The first pause between tries; it doubles each time, up to a minute. */
   retryBaseMs?: number;
+  /** `--verify-all`: compare every file already on the remote by SHA-256, not only this run's share. */
+  verifyAll?: boolean;
 }
 
 export interface CopiedFile {
@@ -32,12 +51,26 @@ export interface CopiedFile {
   sent: number;
   sha256: string;
   verifiedBy: string;
+  /** It was there already with the right size, but not the right content. */
+  replacedDiffering: boolean;
+}
+
+export interface CheckedFile {
+  name: string;
+  why: string;
+  matches: boolean;
+  localSha256: string;
+  remoteSha256: string;
+  by: string;
 }
 
 export interface CopyReport {
   target: string;
   limit: number;
   plan: CopyPlan;
+  /** Files already on the remote to compare by SHA-256 this run, and why each. */
+  checks: Check[];
+  checked: CheckedFile[];
   copied: CopiedFile[];
   retention: RetentionPlan;
   deletedLocal: string[];
@@ -47,12 +80,23 @@ export interface CopyReport {
 
 const MAX_BACKOFF_MS = 60_000;
 
+interface Run {
+  ctx: Context;
+  conn: Connection;
+  target: Target;
+  records: CopyRecords;
+  report: CopyReport;
+  listing: RemoteListing;
+}
+
 /**
- * `zshield remote copy`: copy what the remote lacks, then prune both sides to the limit. The plan
- * is made from the two listings and printed; dry-run stops there (it still connects and lists,
- * which changes nothing). Transfer failures of the link are retried with exponential backoff, each
- * try resuming where the last stopped; settings failures (authentication, host key, permissions)
- * are not. Retention runs only after every planned file arrived verified.
+ * `zshield remote copy`: copy what the remote lacks, compare a share of what it has by SHA-256
+ * (all of it with --verify-all) and copy again what differs, then prune both sides to the limit.
+ * The plan is made from the two listings and printed; dry-run stops there (it still connects and
+ * lists, which changes nothing). Transfer failures of the link are retried with exponential
+ * backoff, each try resuming where the last stopped; settings failures (authentication, host key,
+ * permissions, a full remote disk) are not. Retention runs only after every planned file arrived
+ * verified, and never counts a copy found to differ.
  */
 export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promise<CopyReport> {
   const target = remoteTarget(ctx);
@@ -76,49 +120,48 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
       else if ((await s.isDirectory(target.destination)) !== true) return { files: [], parts: [] };
       return classifyRemote(await s.list(target.destination));
     });
-    const plan = planCopy(local, listing, limit);
+    const records = new CopyRecords(copyRecordsFile(ctx.config.paths.stateDir), where);
+    const plan = planCopy(local, listing, limit, records.differs());
+    const checks = planChecks(candidates(plan.present, records), target.remote.verifyCycle, !!opts.verifyAll);
     ctx.log.info(
-      `remote copy to ${where}: ${plan.uploads.length} file(s) to copy, ${plan.present.length} already there, ${plan.tooOld.length} over the limit of ${limit}`,
+      `remote copy to ${where}: ${plan.uploads.length} file(s) to copy, ${plan.present.length} already there (${checks.length} to check by SHA-256), ${plan.tooOld.length} over the limit of ${limit}`,
     );
-    printPlan(ctx, where, plan, target.remote.sources);
+    printPlan(ctx, where, plan, checks, target.remote.sources);
     const report: CopyReport = {
       target: where,
       limit,
       plan,
+      checks,
+      checked: [],
       copied: [],
-      retention: planRetention(local, afterCopy(listing, plan), limit),
+      retention: planRetention(local, afterCopy(listing, plan), limit, records.differs()),
       deletedLocal: [],
       deletedRemote: [],
       dryRun: ctx.dryRun,
     };
+    const run: Run = { ctx, conn, target, records, report, listing };
+    const need = plan.uploads.reduce((n, u) => n + u.file.size - u.resumeFrom, 0);
+    await conn.retry('check the free space', (s) =>
+      ensureSpace(s, target.destination, `${plan.uploads.length} file(s)`, need),
+    );
     if (ctx.dryRun) {
       printRetention(ctx, report.retention, true);
       return report;
     }
-
+    // What the remote lacks first (the newest backups off the box soonest), then the checks, then
+    // again what they found to differ.
     const limiter = kibps ? new RateLimiter(kibps * 1024) : null;
-    for (const up of plan.uploads) {
-      const r = await conn.retry(`copy ${up.file.name}`, (session) =>
-        uploadFile({
-          session,
-          file: up.file,
-          destination: target.destination,
-          log: ctx.log,
-          limiter,
-          signal: ctx.signal,
-        }),
-      );
-      ctx.log.info(
-        `remote copy: ${up.file.name} copied and verified (${formatBytes(up.file.size)}, SHA-256 ${r.sha256.slice(0, 16)}…, by ${r.verifiedBy}${r.resumedFrom ? `, resumed at ${formatBytes(r.resumedFrom)}` : ''})`,
-      );
-      report.copied.push({ name: up.file.name, size: up.file.size, ...r });
-    }
+    await runUploads(run, [...plan.uploads], limiter);
+    const again = await runChecks(run);
+    plan.uploads.push(...again);
+    await runUploads(run, again, limiter);
 
     // Retention from a fresh listing: it must see what is really there now, not what we meant.
     const after = await conn.retry('list the destination', async (s) =>
       classifyRemote(await s.list(target.destination)),
     );
-    report.retention = planRetention(local, after, limit);
+    records.keepOnly(new Set(after.files.map((f) => f.name)));
+    report.retention = planRetention(local, after, limit, records.differs());
     await applyRetention(ctx, conn, target, report);
     printSummary(ctx, report);
     return report;
@@ -126,6 +169,88 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     ctx.signal.removeEventListener('abort', onAbort);
     conn.close();
     await lock.release();
+  }
+}
+
+/** The files already on the remote, with what the records say of their last check. */
+function candidates(present: readonly LocalFile[], records: CopyRecords): CheckCandidate[] {
+  return present.map((file) => {
+    const rec = records.byName.get(file.name);
+    const st = statSync(file.path, { bigint: true, throwIfNoEntry: false });
+    const changed = rec !== undefined && (!st || identityOf(st) !== rec.identity);
+    return { file, checkedAt: rec?.checkedAt ?? null, changed };
+  });
+}
+
+/** Compare the planned files by SHA-256; each that differs is recorded so and returned to upload. */
+async function runChecks(run: Run): Promise<Upload[]> {
+  const { ctx, conn, target, records, report } = run;
+  const parts = new Map(run.listing.parts.map((p) => [p.name, p.size]));
+  const again: Upload[] = [];
+  for (const c of report.checks) {
+    const name = c.file.name;
+    const r = await conn.retry(`check ${name}`, (session) =>
+      checkRemoteCopy({ session, file: c.file, destination: target.destination, signal: ctx.signal }),
+    );
+    report.checked.push({
+      name,
+      why: c.why,
+      matches: r.matches,
+      localSha256: r.localSha256,
+      remoteSha256: r.remoteSha256,
+      by: r.by,
+    });
+    if (r.matches) {
+      records.set(name, {
+        size: c.file.size,
+        sha256: r.localSha256,
+        identity: r.identity,
+        checkedAt: ctx.clock.now().toISOString(),
+      });
+      ctx.log.info(`remote check: ${name} matches (SHA-256 ${r.localSha256.slice(0, 16)}…, by ${r.by})`);
+      continue;
+    }
+    records.markDiffers(name);
+    ctx.log.warn(
+      `remote check: the remote copy of ${name} differs from the local file (SHA-256 ${r.remoteSha256.slice(0, 16)}… there, ${r.localSha256.slice(0, 16)}… here, by ${r.by}); copying it again`,
+    );
+    ctx.out.print(`  differs: ${name} (the remote copy does not match by SHA-256): copying it again`);
+    again.push(upload(c.file, parts.get(name + PART_SUFFIX), c.file.size, true));
+  }
+  return again;
+}
+
+async function runUploads(run: Run, uploads: readonly Upload[], limiter: RateLimiter | null): Promise<void> {
+  const { ctx, conn, target, records, report } = run;
+  for (const up of uploads) {
+    const r = await conn.retry(`copy ${up.file.name}`, (session) =>
+      uploadFile({
+        session,
+        file: up.file,
+        destination: target.destination,
+        log: ctx.log,
+        limiter,
+        signal: ctx.signal,
+      }),
+    );
+    records.set(up.file.name, {
+      size: up.file.size,
+      sha256: r.sha256,
+      identity: r.identity,
+      checkedAt: ctx.clock.now().toISOString(),
+    });
+    ctx.log.info(
+      `remote copy: ${up.file.name} ${up.differs ? 'copied again (its remote copy differed)' : 'copied'} and verified (${formatBytes(up.file.size)}, SHA-256 ${r.sha256.slice(0, 16)}…, by ${r.verifiedBy}${r.resumedFrom ? `, resumed at ${formatBytes(r.resumedFrom)}` : ''})`,
+    );
+    report.copied.push({
+      name: up.file.name,
+      size: up.file.size,
+      resumedFrom: r.resumedFrom,
+      sent: r.sent,
+      sha256: r.sha256,
+      verifiedBy: r.verifiedBy,
+      replacedDiffering: up.differs,
+    });
   }
 }
 
@@ -141,6 +266,11 @@ function afterCopy(listing: RemoteListing, plan: CopyPlan): RemoteListing {
   };
 }
 
+/**
+ * Retention as a plan run by runPlan: one in-process step per deletion (a local rm, a remote unlink
+ * over SFTP), logged as `[i/n] delete ...` like every other plan. A local file that changed since it
+ * was listed is not the file judged, and stays; a remote file already gone is nothing to do.
+ */
 async function applyRetention(
   ctx: Context,
   conn: Connection,
@@ -151,39 +281,72 @@ async function applyRetention(
   for (const k of plan.kept) {
     ctx.log.warn(`remote retention: kept ${k.where} backup ${k.kind} ${k.stamp} over the limit: ${k.reason}`);
   }
-  for (const f of plan.deleteLocal) {
-    // The plan saw this file at this size; if it changed since, it is not the file we judged.
-    const st = statSync(f.path, { throwIfNoEntry: false });
-    if (!st) continue;
-    if (st.size !== f.size) {
-      ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
-      continue;
-    }
-    rmSync(f.path, { force: true });
-    report.deletedLocal.push(f.path);
-    ctx.log.info(`remote retention: deleted local ${f.path}`);
-  }
-  for (const name of plan.deleteRemote) {
+  const local: Step[] = plan.deleteLocal.map((f) => ({
+    title: `delete local ${f.path} (retention)`,
+    edit: {
+      files: [f.path],
+      apply: () => {
+        const st = statSync(f.path, { throwIfNoEntry: false });
+        if (!st) return;
+        if (st.size !== f.size) {
+          ctx.log.warn(`remote retention: ${f.path} changed since it was listed; not deleted`);
+          return;
+        }
+        rmSync(f.path, { force: true });
+        report.deletedLocal.push(f.path);
+        ctx.log.info(`remote retention: deleted local ${f.path}`);
+      },
+    },
+  }));
+  const remote: Step[] = plan.deleteRemote.map((name) => {
     const file = path.posix.join(target.destination, name);
-    const gone = await conn.retry(`delete ${name}`, async (s) => {
-      // Already gone (deleted by hand, or by a run that stopped right after): nothing to do.
-      if ((await s.size(file)) === null) return false;
-      await s.unlink(file);
-      return true;
-    });
-    if (!gone) continue;
-    report.deletedRemote.push(name);
-    ctx.log.info(`remote retention: deleted remote ${file}`);
-  }
+    return {
+      title: `delete remote ${file} (retention)`,
+      edit: {
+        files: [`${endpointText(target.endpoint)}:${file}`],
+        apply: async () => {
+          const gone = await conn.retry(`delete ${name}`, async (s) => {
+            if ((await s.size(file)) === null) return false;
+            await s.unlink(file);
+            return true;
+          });
+          if (!gone) return;
+          report.deletedRemote.push(name);
+          ctx.log.info(`remote retention: deleted remote ${file}`);
+        },
+      },
+    };
+  });
+  if (local.length + remote.length === 0) return;
+  await runPlan(
+    ctx,
+    {
+      title: `Remote retention (keep ${report.limit} of each kind)`,
+      notes: [],
+      steps: [...local, ...remote],
+    },
+    { confirm: 'none', show: 'log' },
+  );
 }
 
-function printPlan(ctx: Context, where: string, plan: CopyPlan, sources: readonly string[]): void {
+function printPlan(
+  ctx: Context,
+  where: string,
+  plan: CopyPlan,
+  checks: readonly Check[],
+  sources: readonly string[],
+): void {
   ctx.out.print(`remote copy to ${where} (keeping ${plan.limit} of each kind)`);
   for (const u of plan.uploads) {
     const how =
       u.resumeFrom > 0 ? `resume at ${formatBytes(u.resumeFrom)}` : u.replaces !== null ? 'replace' : 'copy';
-    ctx.out.print(`  ${ctx.dryRun ? 'would ' : ''}${how}: ${u.file.name} (${formatBytes(u.file.size)})`);
+    const why = u.differs ? ', its remote copy differs' : '';
+    ctx.out.print(
+      `  ${ctx.dryRun ? 'would ' : ''}${how}: ${u.file.name} (${formatBytes(u.file.size)}${why})`,
+    );
   }
+  for (const c of checks)
+    ctx.out.print(`  ${ctx.dryRun ? 'would ' : ''}check by SHA-256: ${c.file.name} (${c.why})`);
   if (plan.tooOld.length) {
     ctx.out.print(
       `  not copied: ${plan.tooOld.length} file(s) older than the newest ${plan.limit} backups of their kind`,
@@ -206,8 +369,14 @@ function printRetention(ctx: Context, plan: RetentionPlan, dry: boolean): void {
 function printSummary(ctx: Context, r: CopyReport): void {
   const bytes = r.copied.reduce((n, c) => n + c.sent, 0);
   ctx.log.info(
-    `remote copy done: ${r.copied.length} file(s) copied (${formatBytes(bytes)} sent), ${r.deletedLocal.length} local and ${r.deletedRemote.length} remote file(s) deleted by retention`,
+    `remote copy done: ${r.copied.length} file(s) copied (${formatBytes(bytes)} sent), ${r.checked.length} checked, ${r.deletedLocal.length} local and ${r.deletedRemote.length} remote file(s) deleted by retention`,
   );
+  const differed = r.checked.filter((c) => !c.matches).length;
+  if (r.checked.length) {
+    ctx.out.print(
+      `checked ${r.checked.length} file(s) already on the remote by SHA-256: ${r.checked.length - differed} matched, ${differed} differed${differed ? ' and were copied again' : ''}`,
+    );
+  }
   if (r.copied.length) {
     ctx.out.print(`copied ${r.copied.length} file(s), ${formatBytes(bytes)} sent, each verified by SHA-256`);
   }
@@ -228,61 +397,54 @@ class Connection {
   ) {}
 
   async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
-    const tries = this.target.remote.retries + 1;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (!this.session || this.session.lost) {
-          this.session?.close();
-          this.session = await RemoteSession.open({
-            endpoint: this.target.endpoint,
-            credentials: this.credentials,
-            hostKey: this.target.remote.hostKey,
-            timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
-            log: this.ctx.log,
-            signal: this.ctx.signal,
-          });
-          this.ctx.log.debug(`remote: connected to ${this.session.where}`);
-        }
-        return await fn(this.session);
-      } catch (err) {
-        if (this.ctx.signal.aborted) {
-          throw err instanceof InterruptedError ? err : new InterruptedError(`interrupted: ${what}`);
-        }
-        const retryable = err instanceof TransientRemoteError || err instanceof RemoteMismatchError;
-        if (!retryable || attempt >= tries) throw err;
-        const delay = Math.min(this.baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
-        this.ctx.log.warn(
-          `remote copy: ${what}: ${(err as ZshieldError).message}; try ${attempt + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-        );
-        this.session?.close();
-        this.session = null;
-        await sleep(delay, this.ctx.signal);
+    try {
+      return await withRetries(async () => fn(await this.open()), {
+        tries: this.target.remote.retries + 1,
+        baseDelayMs: this.baseMs,
+        maxDelayMs: MAX_BACKOFF_MS,
+        signal: this.ctx.signal,
+        // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
+        // Authentication, host keys, a full remote disk: it does not.
+        retryable: (err) =>
+          err instanceof TransientRemoteError ||
+          err instanceof RemoteMismatchError ||
+          err instanceof LocalChangedError,
+        onRetry: (err, failed, tries, delay) => {
+          this.ctx.log.warn(
+            `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+          );
+          this.close();
+        },
+      });
+    } catch (err) {
+      if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
+        throw new InterruptedError(`interrupted: ${what}`);
       }
+      throw err;
     }
+  }
+
+  /** The session, opened again after a lost link. */
+  private async open(): Promise<RemoteSession> {
+    if (!this.session || this.session.lost) {
+      this.session?.close();
+      this.session = await RemoteSession.open({
+        endpoint: this.target.endpoint,
+        credentials: this.credentials,
+        hostKey: this.target.remote.hostKey,
+        timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
+        log: this.ctx.log,
+        signal: this.ctx.signal,
+      });
+      this.ctx.log.debug(`remote: connected to ${this.session.where}`);
+    }
+    return this.session;
   }
 
   close(): void {
     this.session?.close();
     this.session = null;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new InterruptedError('interrupted'));
-      return;
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new InterruptedError('interrupted while waiting to retry'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

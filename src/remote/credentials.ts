@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError } from '../errors.js';
-import { missingSettings, type RemoteConfig } from './config.js';
+import { missingSettings, type RemoteConfig } from '../config/remote.js';
 import { checkPrivateFile, openPassword } from './secrets.js';
 import { type Credentials, type Endpoint, parsePrivateKey } from './ssh.js';
 

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
-import { type RemoteConfig, remoteSchema } from './config.js';
+import { type RemoteConfig, remoteSchema } from '../config/remote.js';
 import { writeRemoteSection } from './config-file.js';
-import { askNewPassword, askYesNo, type Prompter } from './prompt.js';
+import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
 import {
   checkPrivateFile,
   encryptPassword,
@@ -95,93 +95,122 @@ export async function editRemoteSettings(opts: {
   }
   p.print("Press Enter to keep the value in [brackets]; '-' clears an optional setting.");
   p.print('');
+  const asked = await askFields(p, current);
+  const { next, keyToWrite } = sealPassword(current, asked, log);
+  return confirmAndWrite({ ...opts, next, keyToWrite });
+}
+
+/** Each field in turn, the current value as default, validated as it is typed; the password after the destination. */
+async function askFields(
+  p: Prompter,
+  current: RemoteConfig,
+): Promise<{ next: RemoteConfig; newPassword: string | null | undefined }> {
   const next: RemoteConfig = { ...current, sources: [...current.sources], after: [...current.after] };
   let newPassword: string | null | undefined;
   let hostKeyEdited = false;
-
   for (const f of FIELDS) {
-    for (;;) {
-      const answer = await p.line(` ${f.label} [${shown(f.key, next[f.key])}]: `);
-      if (answer === '') break;
-      let value: unknown;
-      if (answer === '-') {
-        if (!f.clearable) {
-          p.print(`   ${f.label} cannot be cleared`);
-          continue;
-        }
-        value = null;
-      } else value = f.parse(answer);
-      const r = remoteSchema.shape[f.key].safeParse(value);
-      if (!r.success) {
-        p.print(`   ${f.label}: ${r.error.issues[0]?.message ?? 'invalid'}; try again`);
-        continue;
-      }
-      (next as Record<string, unknown>)[f.key] = r.data;
+    const value = await askField(p, f, next, current);
+    if (value !== undefined) {
+      (next as Record<string, unknown>)[f.key] = value;
       if (f.key === 'hostKey') hostKeyEdited = true;
-      // A key path is accepted even if the file is not there yet (it may be installed later),
-      // but the operator hears now what a copy would refuse.
-      if (
-        (f.key === 'privateKey' || (f.key === 'keyFile' && current.password)) &&
-        typeof r.data === 'string'
-      ) {
-        const problem = secretFileProblem(r.data, f.key === 'keyFile' ? 'key file' : 'private key');
-        if (problem) p.print(`   warning: ${problem}`);
-      }
-      break;
     }
-    if (f.key === 'destination') {
-      // The password sits where the seed had it: after the destination.
-      const change = await askYesNo(
-        p,
-        ` password [${current.password ? 'set' : 'not set'}]: change it? (y/n) `,
-      );
-      if (change) {
-        const pw = await askNewPassword(p, '   ');
-        if (pw === '') {
-          if (await askYesNo(p, '   no password entered: remove the stored password? (y/n) '))
-            newPassword = null;
-        } else newPassword = pw;
-      }
-    }
+    // The password sits where the seed had it: after the destination.
+    if (f.key === 'destination') newPassword = await askPassword(p, current);
   }
-
   if (!hostKeyEdited && current.hostKey && (next.server !== current.server || next.port !== current.port)) {
     next.hostKey = null;
     p.print(' the server changed: its pinned host key no longer applies and was cleared;');
     p.print(' after writing, check the new one and run: zshield remote trust');
   }
+  return { next, newPassword };
+}
 
-  // The password in clear, if it must be (re-)encrypted: a new one, or the old one moving to a
-  // different key file.
+/** One field: undefined keeps it; otherwise the validated new value (null clears). */
+async function askField(
+  p: Prompter,
+  f: FieldSpec,
+  next: RemoteConfig,
+  current: RemoteConfig,
+): Promise<unknown> {
+  for (;;) {
+    const answer = await p.line(` ${f.label} [${shown(f.key, next[f.key])}]: `);
+    if (answer === '') return undefined;
+    if (answer === '-' && !f.clearable) {
+      p.print(`   ${f.label} cannot be cleared`);
+      continue;
+    }
+    const r = remoteSchema.shape[f.key].safeParse(answer === '-' ? null : f.parse(answer));
+    if (!r.success) {
+      p.print(`   ${f.label}: ${r.error.issues[0]?.message ?? 'invalid'}; try again`);
+      continue;
+    }
+    // A key path is accepted even if the file is not there yet (it may be installed later),
+    // but the operator hears now what a copy would refuse.
+    if ((f.key === 'privateKey' || (f.key === 'keyFile' && current.password)) && typeof r.data === 'string') {
+      const problem = secretFileProblem(r.data, f.key === 'keyFile' ? 'key file' : 'private key');
+      if (problem) p.print(`   warning: ${problem}`);
+    }
+    return r.data;
+  }
+}
+
+/** undefined: unchanged; null: remove the stored one; a string: the new password. */
+async function askPassword(p: Prompter, current: RemoteConfig): Promise<string | null | undefined> {
+  if (!(await askYesNo(p, ` password [${current.password ? 'set' : 'not set'}]: change it? (y/n) `)))
+    return undefined;
+  const pw = await askNewPassword(p, '   ');
+  if (pw !== '') return pw;
+  return (await askYesNo(p, '   no password entered: remove the stored password? (y/n) ')) ? null : undefined;
+}
+
+/**
+ * The password encrypted for the config: a new one, or the old one moving to a different key file
+ * (opened with the old key, sealed with the new). A key file that does not exist yet is made.
+ */
+function sealPassword(
+  current: RemoteConfig,
+  asked: { next: RemoteConfig; newPassword: string | null | undefined },
+  log: Logger,
+): { next: RemoteConfig; keyToWrite: Buffer | null } {
+  const { next, newPassword } = asked;
   let plain: string | null = null;
   if (typeof newPassword === 'string') plain = newPassword;
   else if (newPassword === undefined && current.password && next.keyFile !== current.keyFile) {
     plain = openPassword({ ciphertext: current.password, keyFile: current.keyFile, log });
   }
-  let keyToWrite: Buffer | null = null;
-  if (plain !== null) {
-    log.redact(plain);
-    let key: Buffer;
-    if (existsSync(next.keyFile)) key = readKeyFile(next.keyFile);
-    else {
-      key = newKey();
-      keyToWrite = key;
-    }
-    next.password = encryptPassword(plain, key);
-  } else if (newPassword === null) next.password = null;
+  if (plain === null) {
+    if (newPassword === null) next.password = null;
+    return { next, keyToWrite: null };
+  }
+  log.redact(plain);
+  const keyToWrite = existsSync(next.keyFile) ? null : newKey();
+  next.password = encryptPassword(plain, keyToWrite ?? readKeyFile(next.keyFile));
+  return { next, keyToWrite };
+}
 
-  const changed = JSON.stringify(next) !== JSON.stringify(current);
+/** Show the result; write it (key file first) only after a last yes, never on a dry run. */
+async function confirmAndWrite(o: {
+  prompter: Prompter;
+  remote: RemoteConfig;
+  configFile: string;
+  log: Logger;
+  dryRun: boolean;
+  next: RemoteConfig;
+  keyToWrite: Buffer | null;
+}): Promise<EditOutcome> {
+  const { prompter: p, configFile, next, keyToWrite } = o;
+  const current = o.remote;
   p.print('');
   p.print('#####  New remote copy settings  #####');
   p.print('');
   for (const l of describeSettings(next)) p.print(l);
   if (keyToWrite) p.print(` (a new key file ${next.keyFile} will be made for the password)`);
   p.print('');
-  if (!changed) {
+  if (JSON.stringify(next) === JSON.stringify(current)) {
     p.print('No changes.');
     return { written: false, remote: current };
   }
-  if (opts.dryRun) {
+  if (o.dryRun) {
     p.print(`dry run: ${configFile} not written`);
     return { written: false, remote: next };
   }
@@ -193,7 +222,7 @@ export async function editRemoteSettings(opts: {
   if (keyToWrite) writeKeyFile(next.keyFile, keyToWrite);
   writeRemoteSection(configFile, next);
   p.print(`#####  Updated ${configFile} (mode 0600)  #####`);
-  log.info(`config edit: remote settings written to ${configFile}`);
+  o.log.info(`config edit: remote settings written to ${configFile}`);
   return { written: true, remote: next };
 }
 

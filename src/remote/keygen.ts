@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, UsageError } from '../errors.js';
 import { writeRemoteSection } from './config-file.js';
-import { askNewPassword, askYesNo, type Prompter } from './prompt.js';
+import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
 import {
   checkPrivateFile,
   encryptPassword,

@@ -26,6 +26,8 @@ export interface Upload {
   resumeFrom: number;
   /** The remote has a finished file of this name with another size: it is replaced. */
   replaces: number | null;
+  /** The remote's file of this name has the size but not the content (found by its SHA-256). */
+  differs: boolean;
 }
 
 export interface CopyPlan {
@@ -46,7 +48,16 @@ function keepSet(local: readonly FileEntry[], remote: readonly FileEntry[], limi
   return keep;
 }
 
-export function planCopy(local: readonly LocalFile[], remote: RemoteListing, limit: number): CopyPlan {
+/**
+ * `differs`: names whose remote copy was found not to match the local file by SHA-256 and has not
+ * been replaced since (kept across runs: a failed re-upload must not leave it counted as good).
+ */
+export function planCopy(
+  local: readonly LocalFile[],
+  remote: RemoteListing,
+  limit: number,
+  differs: ReadonlySet<string> = new Set(),
+): CopyPlan {
   const keep = keepSet(local, remote.files, limit);
   const finished = new Map(remote.files.map((f) => [f.name, f.size]));
   const parts = new Map(remote.parts.map((f) => [f.name, f.size]));
@@ -59,21 +70,68 @@ export function planCopy(local: readonly LocalFile[], remote: RemoteListing, lim
           continue;
         }
         const there = finished.get(file.name);
-        if (there === file.size) {
+        const bad = there === file.size && differs.has(file.name);
+        if (there === file.size && !bad) {
           plan.present.push(file);
           continue;
         }
-        const part = parts.get(file.name + PART_SUFFIX);
-        plan.uploads.push({
-          file,
-          // A part longer than the file is from another file of that name: start over.
-          resumeFrom: part !== undefined && part <= file.size ? part : 0,
-          replaces: there ?? null,
-        });
+        plan.uploads.push(upload(file, parts.get(file.name + PART_SUFFIX), there ?? null, bad));
       }
     }
   }
   return plan;
+}
+
+export function upload(
+  file: LocalFile,
+  part: number | undefined,
+  replaces: number | null,
+  differs: boolean,
+): Upload {
+  // A part longer than the file is from another file of that name: start over.
+  return { file, resumeFrom: part !== undefined && part <= file.size ? part : 0, replaces, differs };
+}
+
+/** A file already on the remote, as the verification rotation sees it. */
+export interface CheckCandidate {
+  file: LocalFile;
+  /** When its remote copy was last found to match by SHA-256 (ISO); null: never, by this box. */
+  checkedAt: string | null;
+  /** The local file changed (identity) since then: what the remote holds may be the old content. */
+  changed: boolean;
+}
+
+export interface Check {
+  file: LocalFile;
+  why: string;
+}
+
+/**
+ * Which files already on the remote are compared by SHA-256 this run: with `all`, every one;
+ * otherwise each local file changed since its copy was last checked, and the ceil(n/cycle) least
+ * recently checked of the others (never checked first), so `cycle` runs cover every file. The size
+ * a listing gives cannot tell a corrupted copy from a good one.
+ */
+export function planChecks(cands: readonly CheckCandidate[], cycle: number, all: boolean): Check[] {
+  if (all) return cands.map((c) => ({ file: c.file, why: '--verify-all' }));
+  const checks: Check[] = cands
+    .filter((c) => c.changed)
+    .map((c) => ({ file: c.file, why: 'changed here since its copy was checked' }));
+  const share = Math.ceil(cands.length / cycle);
+  const rest = cands
+    .filter((c) => !c.changed)
+    .sort(
+      (a, b) =>
+        (a.checkedAt ?? '').localeCompare(b.checkedAt ?? '') || a.file.name.localeCompare(b.file.name),
+    )
+    .slice(0, share);
+  for (const c of rest) {
+    checks.push({
+      file: c.file,
+      why: c.checkedAt === null ? 'never checked' : `last checked ${c.checkedAt}`,
+    });
+  }
+  return checks;
 }
 
 export interface KeptGroup {
@@ -96,8 +154,8 @@ export interface RetentionPlan {
  * After a copy: keep the newest `limit` backups of each kind, here and there. Two rules protect
  * data over the limit:
  * - a local backup is deleted only if every one of its files is on the remote (same name and
- *   size; the remote only ever holds verified files under a final name), so the one copy that has
- *   not reached the remote is never the one removed;
+ *   size; the remote only ever holds verified files under a final name) and none was found to
+ *   differ (`differs`), so the one good copy is never the one removed;
  * - the remote's old backups of a kind are deleted only once every kept backup of that kind that
  *   exists here is on the remote too, so a copy that failed half-way never leaves the remote with
  *   fewer than `limit` whole backups.
@@ -107,10 +165,11 @@ export function planRetention(
   local: readonly LocalFile[],
   remote: RemoteListing,
   limit: number,
+  differs: ReadonlySet<string> = new Set(),
 ): RetentionPlan {
   const keep = keepSet(local, remote.files, limit);
   const remoteSize = new Map(remote.files.map((f) => [f.name, f.size]));
-  const onRemote = (f: FileEntry) => remoteSize.get(f.name) === f.size;
+  const onRemote = (f: FileEntry) => remoteSize.get(f.name) === f.size && !differs.has(f.name);
   const localGroups = groupBackups(local);
   const remoteGroups = groupBackups(remote.files);
   const plan: RetentionPlan = { limit, deleteLocal: [], deleteRemote: [], kept: [] };
@@ -119,7 +178,12 @@ export function planRetention(
     for (const g of groups) {
       if (keep.has(groupKey(g))) continue;
       if (g.files.every(onRemote)) plan.deleteLocal.push(...g.files);
-      else plan.kept.push({ kind, stamp: g.stamp, where: 'local', reason: 'not on the remote yet' });
+      else {
+        const reason = g.files.some((f) => differs.has(f.name))
+          ? 'its remote copy does not match'
+          : 'not on the remote yet';
+        plan.kept.push({ kind, stamp: g.stamp, where: 'local', reason });
+      }
     }
   }
   for (const [kind, groups] of remoteGroups) {

@@ -138,8 +138,10 @@ export function checkPrivateFile(file: string, what: string): void {
 }
 
 function hintFor(what: string): string {
+  // Only a stored password needs the key file, and keygen cannot re-encrypt what it cannot open:
+  // the password has to be typed again.
   if (what === 'key file')
-    return 'create one with zshield keygen (or set the password with zshield config edit)';
+    return 'enter the password again: zshield keygen --ask-password (or zshield config edit)';
   if (what === 'private key')
     return 'set remote.privateKey to an existing key, or clear it with zshield config edit';
   return 'check the path in the config';
@@ -151,7 +153,7 @@ export function readKeyFile(file: string): Buffer {
   const key = Buffer.from(text, 'base64');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) || key.length !== KEY_BYTES) {
     throw new RefusedError(`key file ${file} does not hold a ${KEY_BYTES}-byte base64 key`, {
-      hint: 'make a new one with zshield keygen (the password must then be entered again)',
+      hint: 'make a new one and enter the password again: zshield keygen --ask-password',
     });
   }
   return key;

@@ -33,7 +33,18 @@ export interface Credentials {
 }
 
 /** A failure worth another try after a pause (the link, not the settings). */
-export class TransientRemoteError extends RemoteError {}
+export class TransientRemoteError extends RemoteError {
+  /** The SFTP status code the server answered with, when it answered (4 is the generic "Failure"). */
+  sftpCode: number | null = null;
+}
+
+/** What `statvfs@openssh.com` says about the file system holding a path. */
+export interface RemoteSpace {
+  /** Bytes an unprivileged user may still write. */
+  availableBytes: number;
+  /** Files (inodes) an unprivileged user may still create (Infinity where they are not counted). */
+  availableFiles: number;
+}
 
 /** The remote host's key is not the pinned one (or none is pinned). Never retried. */
 export class HostKeyError extends RefusedError {
@@ -110,6 +121,11 @@ interface SftpStatusError extends Error {
 // SFTP status codes (draft-ietf-secsh-filexfer-02) that describe the request, not the link.
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
+/**
+ * The generic status: OpenSSH's sftp-server has no code for ENOSPC (or EDQUOT, EIO) and answers
+ * "Failure" for all of them, so this alone cannot tell a full disk from anything else.
+ */
+export const SFTP_FAILURE = 4;
 
 /** An open, authenticated connection with its SFTP channel. */
 export class RemoteSession {
@@ -174,9 +190,35 @@ export class RemoteSession {
       });
     }
     if (e?.code === SFTP_NO_SUCH_FILE) return new RemoteError(`remote ${this.where}: no such file: ${what}`);
-    return new TransientRemoteError(
+    const t = new TransientRemoteError(
       `remote ${this.where}: ${what} failed (${this.lost ? `connection lost: ${this.lostReason ?? 'closed'}` : detail})`,
     );
+    if (!this.lost && typeof e?.code === 'number') t.sftpCode = e.code;
+    return t;
+  }
+
+  /**
+   * Free space where `dir` lives, from OpenSSH's statvfs@openssh.com; null when the server does
+   * not offer it (other SFTP servers), so callers go on without the check rather than refuse.
+   */
+  async space(dir: string): Promise<RemoteSpace | null> {
+    type N = number | bigint;
+    type Info = { f_frsize: N; f_bavail: N; f_files: N; f_favail: N };
+    try {
+      const info = await this.call<Info>(`statvfs ${dir}`, (cb) => this.sftp.ext_openssh_statvfs(dir, cb));
+      return {
+        availableBytes: Number(info.f_frsize) * Number(info.f_bavail),
+        // File systems that make inodes as needed (btrfs) report 0 of 0: no limit, not none left.
+        availableFiles: Number(info.f_files) > 0 ? Number(info.f_favail) : Number.POSITIVE_INFINITY,
+      };
+    } catch (err) {
+      if (this.closed || this.lost) throw err;
+      // ssh2 throws "Server does not support this extended request" before sending anything. A
+      // destination not made yet (a dry run) has nothing to tell either.
+      if (/not support/i.test((err as Error).message)) return null;
+      if (err instanceof RemoteError && /no such file/.test(err.message)) return null;
+      throw err;
+    }
   }
 
   private call<T>(

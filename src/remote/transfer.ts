@@ -1,16 +1,28 @@
 import { createHash, type Hash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path/posix';
-import { InterruptedError, VerifyError } from '../errors.js';
+import { InterruptedError, RefusedError, VerifyError } from '../errors.js';
+import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
+import { startProgress } from '../plan/progress.js';
+
+export { formatBytes } from '../config/size.js';
 import { type LocalFile, PART_SUFFIX } from './backups.js';
-import { quoteForShell, type RemoteSession } from './ssh.js';
+import {
+  quoteForShell,
+  type RemoteSession,
+  type RemoteSpace,
+  SFTP_FAILURE,
+  TransientRemoteError,
+} from './ssh.js';
 
 /**
  * One file to the remote: written under `<name>.zshield-part`, continued from the part's size when
  * an earlier try was cut off, checked (size and SHA-256 computed by the remote) and only then
  * renamed to its name. So a remote file with a backup's name is always whole and verified, and a
- * copy stopped at any point costs only the bytes in flight.
+ * copy stopped at any point costs only the bytes in flight. The local file must still be the bytes
+ * sent when the part is renamed: one rewritten in place during the upload is sent again.
  */
 
 /**
@@ -43,51 +55,69 @@ export class RateLimiter {
   }
 }
 
-/** Plain progress lines for the log and the terminal: every 10 %, at most one per 2 s, and at the end. */
+/**
+ * An upload's progress through the one progress component (plan/progress.ts): a bar on a
+ * terminal, a line in the log at most every 5 s and at the end, with the rate since this run began.
+ */
 export class Progress {
-  private lastPct = -1;
-  private lastAt = 0;
   private readonly started: number;
+  private readonly meter: ReturnType<typeof startProgress>;
+  private ended = false;
   constructor(
-    private readonly log: Logger,
+    log: Pick<Logger, 'info' | 'toFile'>,
     private readonly name: string,
     private readonly total: number,
     private readonly from: number,
     private readonly now: () => number = () => Date.now(),
+    tty?: NodeJS.WriteStream | null,
   ) {
     this.started = now();
-    this.lastPct = total === 0 ? -1 : Math.floor((from / total) * 100);
+    this.meter = startProgress(`remote copy: ${name}`, {
+      log,
+      now,
+      logLine: (u) => u.text,
+      ...(tty === undefined ? {} : { tty }),
+    });
   }
 
   update(done: number): void {
+    if (this.ended) return;
     const pct = this.total === 0 ? 100 : Math.floor((done / this.total) * 100);
-    const t = this.now();
-    const step = Math.floor(pct / 10);
-    if (pct < 100 && (step <= Math.floor(this.lastPct / 10) || t - this.lastAt < 2000)) return;
-    if (pct === 100 && this.lastPct === 100) return;
-    this.lastPct = pct;
-    this.lastAt = t;
-    const secs = Math.max((t - this.started) / 1000, 0.001);
+    const secs = Math.max((this.now() - this.started) / 1000, 0.001);
     const rate = (done - this.from) / secs;
-    this.log.info(
-      `remote copy: ${this.name} ${pct}% (${formatBytes(done)} of ${formatBytes(this.total)}, ${formatBytes(rate)}/s)`,
-    );
+    this.meter.update({
+      fraction: pct / 100,
+      final: done >= this.total,
+      text: `remote copy: ${this.name} ${pct}% (${formatBytes(done)} of ${formatBytes(this.total)}, ${formatBytes(rate)}/s)`,
+    });
+    if (done >= this.total) {
+      this.ended = true;
+      this.meter.done();
+    }
   }
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
 }
 
 /** The remote's copy is not the local file: the part is removed and the upload starts over. */
 export class RemoteMismatchError extends VerifyError {}
+
+/**
+ * The local file changed while it was being sent: what reached the remote is not the file as it
+ * is now, so the part is removed (never renamed) and the upload starts over.
+ */
+export class LocalChangedError extends VerifyError {}
+
+/** The remote file system is full (or out of inodes): waiting and trying again does not help. */
+export class RemoteNoSpaceError extends RefusedError {}
+
+/**
+ * A local file's identity: device, inode, size and the nanosecond mtime and ctime. A write in
+ * place changes mtime and ctime (ctime cannot be set back by utimes), a replacement changes the
+ * inode. Kernels stamp times with a coarse clock (a few ms), which is why the content is hashed
+ * again as well before a copy is accepted.
+ */
+export function identityOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
 
 export interface UploadOptions {
   session: RemoteSession;
@@ -106,80 +136,236 @@ export interface UploadResult {
   sha256: string;
   /** How the checksum was taken on the remote. */
   verifiedBy: string;
+  /** The local file's identity (identityOf) when it was read, unchanged until the rename. */
+  identity: string;
 }
 
+type LocalHandle = Awaited<ReturnType<typeof open>>;
+
 export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
-  const { session, file, destination, log, limiter, signal } = opts;
+  const { session, file, destination, log, signal } = opts;
   const finalPath = path.join(destination, file.name);
   const partPath = finalPath + PART_SUFFIX;
   const local = await open(file.path, 'r');
   try {
-    const size = (await local.stat()).size;
+    const st = await local.stat({ bigint: true });
+    const identity = identityOf(st);
+    const size = Number(st.size);
     if (size !== file.size) {
-      throw new VerifyError(`${file.path} changed size while being copied (${file.size} -> ${size} bytes)`, {
-        hint: 'copy again once whatever writes it has finished',
-      });
+      throw new LocalChangedError(
+        `${file.path} changed size while being copied (${file.size} -> ${size} bytes)`,
+        { hint: 'copy again once whatever writes it has finished' },
+      );
     }
     let resumedFrom = (await session.size(partPath)) ?? 0;
     if (resumedFrom > size) {
       log.warn(`remote copy: ${partPath} is larger than ${file.path}; starting over`);
       resumedFrom = 0;
     }
+    await ensureSpace(session, destination, file.name, size - resumedFrom);
     const hash = createHash('sha256');
     // The checksum covers the whole file: the part already sent is hashed from the local copy (the
     // remote's own checksum at the end catches a part that does not match it).
     if (resumedFrom > 0) {
       log.info(`remote copy: resuming ${file.name} at ${formatBytes(resumedFrom)} of ${formatBytes(size)}`);
-      await hashRange(local, hash, 0, resumedFrom, signal);
+      await hashRange(local, hash, 0, resumedFrom, file.path, signal);
     }
-    const handle = await session.open(partPath, resumedFrom > 0 ? 'r+' : 'w');
     const progress = new Progress(log, file.name, size, resumedFrom);
-    let sent = 0;
-    try {
-      sent = await sendRange({
-        session,
-        local,
-        handle,
-        partPath,
-        from: resumedFrom,
-        size,
-        hash,
-        limiter,
-        signal,
-        progress,
-      });
-      await session.fsync(handle, partPath);
-    } finally {
-      await session.closeHandle(handle, partPath).catch(() => {});
-    }
+    const sent = await sendPart({ ...opts, local, partPath, from: resumedFrom, size, hash, progress });
     const sha256 = hash.digest('hex');
-    const remoteSize = await session.size(partPath);
-    if (remoteSize !== size) {
-      await session.unlink(partPath).catch(() => {});
-      throw new RemoteMismatchError(
-        `remote copy of ${file.name} has ${remoteSize ?? 'no'} bytes, expected ${size}; the partial upload was removed`,
-      );
-    }
-    const remote = await remoteSha256(session, partPath, size, signal);
-    if (remote.sum !== sha256) {
-      await session.unlink(partPath).catch(() => {});
-      throw new RemoteMismatchError(
-        `remote copy of ${file.name} does not match: SHA-256 ${remote.sum} on the remote, ${sha256} here; the partial upload was removed`,
-      );
-    }
+    const verifiedBy = await verifyPart({ session, local, file, partPath, size, sha256, identity, signal });
     await session.rename(partPath, finalPath);
     progress.update(size);
-    return { resumedFrom, sent, sha256, verifiedBy: remote.by };
+    return { resumedFrom, sent, sha256, verifiedBy, identity };
   } finally {
     await local.close();
   }
 }
 
+/** Refuse before writing when statvfs@openssh.com says the bytes cannot fit. */
+export async function ensureSpace(
+  session: RemoteSession,
+  destination: string,
+  what: string,
+  need: number,
+): Promise<void> {
+  if (need <= 0) return;
+  const space = await session.space(destination);
+  if (space === null) return;
+  if (space.availableBytes < need || space.availableFiles < 1)
+    throw noSpace(session, destination, what, need, space);
+}
+
+function noSpace(
+  session: RemoteSession,
+  destination: string,
+  what: string,
+  need: number,
+  space: RemoteSpace,
+): RemoteNoSpaceError {
+  const detail =
+    space.availableFiles < 1
+      ? `${destination} can hold no more files`
+      : `${destination} has ${formatBytes(space.availableBytes)} free, ${what} needs ${formatBytes(need)}`;
+  return new RemoteNoSpaceError(`no space on the remote ${session.where}: ${detail}`, {
+    hint: 'free space there (or lower remote.limit); a partial upload is kept and resumed by the next copy',
+  });
+}
+
+/**
+ * OpenSSH answers a write into a full file system with the generic "Failure": ask the server how
+ * much room is left, and call it what it is when the rest of the file cannot fit.
+ */
+async function explainFailure(
+  err: unknown,
+  session: RemoteSession,
+  destination: string,
+  partPath: string,
+  size: number,
+): Promise<unknown> {
+  if (!(err instanceof TransientRemoteError) || err.sftpCode !== SFTP_FAILURE || session.lost) return err;
+  try {
+    const space = await session.space(destination);
+    if (space === null) return err;
+    const need = size - ((await session.size(partPath)) ?? 0);
+    if (space.availableFiles < 1 || space.availableBytes < need) {
+      return noSpace(session, destination, path.basename(partPath, PART_SUFFIX), need, space);
+    }
+  } catch {
+    // The question failed too: the first failure is the one to report.
+  }
+  return err;
+}
+
+/** Open the part, send the bytes from `from`, fsync and close it; a full disk is named as such. */
+async function sendPart(
+  a: UploadOptions & {
+    local: LocalHandle;
+    partPath: string;
+    from: number;
+    size: number;
+    hash: Hash;
+    progress: Progress;
+  },
+): Promise<number> {
+  const { session, partPath } = a;
+  try {
+    const handle = await session.open(partPath, a.from > 0 ? 'r+' : 'w');
+    try {
+      const sent = await sendRange({ ...a, handle, name: a.file.path, signal: a.signal });
+      await session.fsync(handle, partPath);
+      return sent;
+    } finally {
+      await session.closeHandle(handle, partPath).catch(() => {});
+    }
+  } catch (err) {
+    throw await explainFailure(err, session, a.destination, partPath, a.size);
+  }
+}
+
+/**
+ * The part is accepted only if the remote's SHA-256 of it is the one of the bytes sent, and the
+ * local file is still those bytes: hashed again (beside the remote's checksum, so it costs no
+ * time on a real link) and its identity unchanged since it was opened, by handle and by path.
+ */
+async function verifyPart(a: {
+  session: RemoteSession;
+  local: LocalHandle;
+  file: LocalFile;
+  partPath: string;
+  size: number;
+  sha256: string;
+  identity: string;
+  signal: AbortSignal | undefined;
+}): Promise<string> {
+  const { session, file, partPath, size, sha256 } = a;
+  const remoteSize = await session.size(partPath);
+  if (remoteSize !== size) {
+    await session.unlink(partPath).catch(() => {});
+    throw new RemoteMismatchError(
+      `remote copy of ${file.name} has ${remoteSize ?? 'no'} bytes, expected ${size}; the partial upload was removed`,
+    );
+  }
+  const [remote, again] = await Promise.all([
+    remoteSha256(session, partPath, size, a.signal),
+    hashFile(a.local, size, file.path, a.signal),
+  ]);
+  if (remote.sum !== sha256) {
+    await session.unlink(partPath).catch(() => {});
+    throw new RemoteMismatchError(
+      `remote copy of ${file.name} does not match: SHA-256 ${remote.sum} on the remote, ${sha256} here; the partial upload was removed`,
+    );
+  }
+  const byHandle = identityOf(await a.local.stat({ bigint: true }));
+  const byPath = await stat(file.path, { bigint: true }).then(identityOf, () => 'gone');
+  if (again !== sha256 || byHandle !== a.identity || byPath !== a.identity) {
+    await session.unlink(partPath).catch(() => {});
+    const how = byPath === 'gone' ? 'removed' : again !== sha256 ? 'rewritten' : 'modified or replaced';
+    throw new LocalChangedError(
+      `${file.path} changed while being copied (${how} during the upload); the remote copy was not kept`,
+      { hint: 'copy again once whatever writes it has finished' },
+    );
+  }
+  return remote.by;
+}
+
+export interface CopyCheck {
+  matches: boolean;
+  localSha256: string;
+  remoteSha256: string;
+  /** How the checksum was taken on the remote. */
+  by: string;
+  /** The local file's identity while it was hashed. */
+  identity: string;
+}
+
+/** Compare a file already on the remote under its final name with the local one, by SHA-256. */
+export async function checkRemoteCopy(opts: {
+  session: RemoteSession;
+  file: LocalFile;
+  destination: string;
+  signal?: AbortSignal;
+}): Promise<CopyCheck> {
+  const { session, file, signal } = opts;
+  const local = await open(file.path, 'r');
+  try {
+    const identity = identityOf(await local.stat({ bigint: true }));
+    const [mine, theirs] = await Promise.all([
+      hashFile(local, file.size, file.path, signal),
+      remoteSha256(session, path.join(opts.destination, file.name), file.size, signal),
+    ]);
+    if (identityOf(await local.stat({ bigint: true })) !== identity) {
+      throw new LocalChangedError(`${file.path} changed while its remote copy was being checked`);
+    }
+    return {
+      matches: mine === theirs.sum,
+      localSha256: mine,
+      remoteSha256: theirs.sum,
+      by: theirs.by,
+      identity,
+    };
+  } finally {
+    await local.close();
+  }
+}
+
+async function hashFile(
+  local: LocalHandle,
+  size: number,
+  name: string,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  const hash = createHash('sha256');
+  await hashRange(local, hash, 0, size, name, signal);
+  return hash.digest('hex');
+}
+
 async function hashRange(
-  local: Awaited<ReturnType<typeof open>>,
+  local: LocalHandle,
   hash: Hash,
   from: number,
   to: number,
+  name: string,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const buf = Buffer.allocUnsafe(READ_BYTES);
@@ -187,15 +373,22 @@ async function hashRange(
   while (pos < to) {
     if (signal?.aborted) throw new InterruptedError('interrupted');
     const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, to - pos), pos);
-    if (bytesRead === 0) throw new VerifyError('local file shrank while being copied');
+    if (bytesRead === 0) throw shrank(name);
     hash.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
   }
 }
 
+const shrank = (name: string) =>
+  new LocalChangedError(`local file ${name} shrank while being copied`, {
+    hint: 'copy again once whatever writes it has finished',
+  });
+
 interface SendArgs {
   session: RemoteSession;
-  local: Awaited<ReturnType<typeof open>>;
+  /** The local file's path, for messages. */
+  name: string;
+  local: LocalHandle;
   handle: Buffer;
   partPath: string;
   from: number;
@@ -227,7 +420,7 @@ async function sendRange(a: SendArgs): Promise<number> {
     const block = buf();
     const { bytesRead } = await a.local.read(block, 0, Math.min(READ_BYTES, a.size - pos), pos);
     if (bytesRead === 0) {
-      failure = new VerifyError('local file shrank while being copied');
+      failure = shrank(a.name);
       break;
     }
     a.hash.update(block.subarray(0, bytesRead));
@@ -264,7 +457,7 @@ async function sendRange(a: SendArgs): Promise<number> {
  * with `sha256sum`. Accounts limited to SFTP (internal-sftp, no shell) or servers with neither get
  * the slow path: read it back over SFTP and hash it here.
  */
-async function remoteSha256(
+export async function remoteSha256(
   session: RemoteSession,
   file: string,
   size: number,

@@ -1,8 +1,8 @@
 import type { Context } from '../context.js';
 import { ConfigError, RefusedError, UsageError } from '../errors.js';
-import { FINGERPRINT_PATTERN } from './config.js';
+import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import { writeRemoteSection } from './config-file.js';
-import type { Prompter } from './prompt.js';
+import type { Prompter } from '../system/prompt.js';
 import { endpointText, probeHostKey } from './ssh.js';
 
 export interface TrustOptions {

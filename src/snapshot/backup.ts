@@ -1,12 +1,15 @@
 import type { Context } from '../context.js';
 import { VerifyError } from '../errors.js';
-import { type Plan, applyPlan, formatPlan } from '../plan.js';
+import { joinPlans, planToJson } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { probeVg, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
-import { requireTools, toolsOf } from '../system/tools.js';
-import { type BackupRecordV2, writeBackupRecord } from '../status/last-backup.js';
-import { type Reason, labelOf, namesOf, planRepair, planRotation, requireRoot } from './rotation.js';
+import { requireTools } from '../system/tools.js';
+import { type BackupRecordV2, writeBackupRecord } from './last-backup.js';
+import { refreshBootMenu } from './boot-menu-refresh.js';
+import { repairCutRotation } from './repair.js';
+import { type Reason, labelOf, namesOf, planRotation, requireRoot } from './rotation.js';
 
 export interface BackupOutcome {
   snapshot: string;
@@ -19,6 +22,8 @@ export interface BackupOutcome {
 
 export interface BackupOptions {
   reason: Reason;
+  /** The plan (a repair, then the rotation) as one JSON document on stdout instead of text. */
+  json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
 }
@@ -37,8 +42,9 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
         waitMs: opts.waitMs,
       });
   try {
-    return await backupLocked(ctx, opts.reason);
+    return await backupLocked(ctx, opts.reason, { json: opts.json ?? false });
   } finally {
+    await refreshBootMenu(ctx); // also after a failure: a drop-first rotation may have left none
     await lock?.release();
   }
 }
@@ -52,26 +58,19 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
 export async function backupLocked(
   ctx: Context,
   reason: Reason,
-  opts: { record?: boolean } = {},
+  opts: { record?: boolean; json?: boolean } = {},
 ): Promise<BackupOutcome | null> {
   const keep = opts.record ?? true;
   const names = namesOf(ctx.config);
   const started = ctx.clock.now();
   try {
     await requireTools(ctx.runner, ['lvs', 'vgs']);
-    let state = await probeVg(ctx.runner, names.vg);
-    requireRoot(state, names);
-    const repair = planRepair(state, names);
-    if (repair) {
-      await show(ctx, repair);
-      if (ctx.dryRun) {
-        ctx.out.print('(dry run: the backup is planned after the repair has run)');
-        return null;
-      }
-      await requireTools(ctx.runner, toolsOf(repair));
-      await applyPlan(repair, ctx);
-      state = await probeVg(ctx.runner, names.vg);
-    }
+    const probed = await probeVg(ctx.runner, names.vg);
+    requireRoot(probed, names);
+    // A rotation cut short is repaired first (on a dry run: shown, and the backup planned on the
+    // state the repair leaves).
+    const show = opts.json ? 'none' : ctx.dryRun ? 'out' : 'log';
+    const { state, repair } = await repairCutRotation(ctx, probed, show);
     const plan = planRotation({
       state,
       config: ctx.config,
@@ -79,10 +78,11 @@ export async function backupLocked(
       now: started,
       rootIsRunning: rootIsRunning(state, names.root),
     });
-    await show(ctx, plan);
-    if (ctx.dryRun) return null;
-    await requireTools(ctx.runner, toolsOf(plan));
-    await applyPlan(plan, ctx);
+    // --json: the whole plan (the repair first, when a rotation was cut short) as one document.
+    if (opts.json)
+      ctx.out.print(JSON.stringify(planToJson(repair ? joinPlans(plan.title, repair, plan) : plan), null, 2));
+    const run = await runPlan(ctx, plan, { confirm: 'none', show });
+    if (!run.applied) return null;
 
     const after = await probeVg(ctx.runner, names.vg);
     const snap = after.lvs.find((l) => l.name === names.snap);
@@ -136,29 +136,21 @@ export async function repairIfNeeded(
     purpose: 'repair',
     waitMs,
   });
-  let plan: Plan | null;
   let state: VgState;
+  let repaired: boolean;
   try {
-    state = await probeVg(ctx.runner, names.vg);
-    plan = planRepair(state, names);
-    if (!plan) return 'none';
-    await show(ctx, plan);
-    await requireTools(ctx.runner, toolsOf(plan));
-    await applyPlan(plan, ctx);
-    state = await probeVg(ctx.runner, names.vg);
+    const r = await repairCutRotation(ctx, await probeVg(ctx.runner, names.vg));
+    state = r.state;
+    repaired = r.repair !== null;
+    if (repaired) await refreshBootMenu(ctx, { state });
   } finally {
     await lock.release();
   }
+  if (!repaired) return 'none';
   if (state.lvs.some((l) => l.name === names.snap)) return 'repaired';
   ctx.log.warn(`no ${names.snap} is left after the repair: taking a backup now`);
   await runBackup(ctx, { reason: 'repair', waitMs });
   return 'backed-up';
-}
-
-export async function show(ctx: Context, plan: Plan): Promise<void> {
-  const text = formatPlan(plan);
-  if (ctx.dryRun) ctx.out.print(text);
-  else for (const line of text.split('\n')) ctx.log.info(line);
 }
 
 function rootIsRunning(state: VgState, rootLv: string): boolean {

@@ -1,46 +1,21 @@
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import type { Plan, Step } from '../plan.js';
+import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
+import { type Reason, ROTATING_TAG, TAG_BOOT, TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
+import { type SnapshotNames, namesOf } from '../names/snapshots.js';
 import {
   type LvInfo,
-  TAG_REASON,
-  TAG_TIME,
   type VgState,
   lvRemoveCommand,
   lvRenameCommand,
+  snapshotAllocation,
   snapshotCreateCommand,
-  tagValue,
   vgTagCommand,
 } from '../system/lvm.js';
 
-export const REASONS = ['daily', 'manual', 'pre-upgrade', 'post-restore', 'factory', 'repair'] as const;
-export type Reason = (typeof REASONS)[number];
-
-/**
- * While a rotation runs, the VG carries this tag. VG metadata lives outside lv-root, so the mark
- * survives a power cut and is not rolled back by a restore; a run that finds it knows a rotation
- * was cut short and repairs it before anything else.
- */
-export const ROTATING_TAG = 'zshield_rotating';
-export const TAG_BOOT = 'zshield_boot=';
-
-export interface SnapshotNames {
-  vg: string;
-  root: string;
-  snap: string;
-  /** The new snapshot's name until the old one is gone. */
-  next: string;
-}
-
-export function namesOf(config: Config): SnapshotNames {
-  return {
-    vg: config.lvm.vg,
-    root: config.lvm.rootLv,
-    snap: config.lvm.snapshot,
-    next: `${config.lvm.snapshot}-next`,
-  };
-}
+export { REASONS, type Reason, ROTATING_TAG, TAG_BOOT } from '../names/lvm-tags.js';
+export { type SnapshotNames, namesOf } from '../names/snapshots.js';
 
 export interface SnapshotLabel {
   reason: string | null;
@@ -76,33 +51,56 @@ export function requireRoot(state: VgState, names: SnapshotNames): LvInfo {
  * - only the tag: nothing was made (or the old was dropped first); just clear the mark. The
  *   caller then takes a backup if no snapshot is left.
  */
-export function planRepair(state: VgState, names: SnapshotNames): Plan | null {
+export interface RepairDecision {
+  /** snap0-next is a complete snapshot of lv-root: it becomes snap0 (the old one, if any, goes). */
+  promoteNext: boolean;
+  /** snap0-next exists but is not a usable snapshot of lv-root: it is removed. */
+  discardNext: boolean;
+  /** The old snap0 is removed (only when snap0-next replaces it). */
+  dropOld: boolean;
+  clearMark: boolean;
+}
+
+/** What a repair does, decided from the snapshots that exist (null: nothing was cut short). */
+export function decideRepair(state: VgState, names: SnapshotNames): RepairDecision | null {
   const next = find(state, names.next);
-  const cur = find(state, names.snap);
   const tagged = state.vg.tags.includes(ROTATING_TAG);
   if (!next && !tagged) return null;
+  const usable = !!next && next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
+  return {
+    promoteNext: usable,
+    discardNext: !!next && !usable,
+    dropOld: usable && !!find(state, names.snap),
+    clearMark: tagged,
+  };
+}
+
+export function planRepair(state: VgState, names: SnapshotNames): Plan<CommandStep> | null {
+  const d = decideRepair(state, names);
+  if (!d) return null;
   const steps: Step[] = [];
   const notes: string[] = ['a previous backup rotation did not finish'];
-  if (next) {
-    const usable = next.kind === 'snapshot' && next.origin === names.root && !next.invalid;
-    if (usable) {
-      notes.push(`${names.next} was completed; it becomes ${names.snap}`);
-      if (cur)
-        steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
-      steps.push({
-        title: `rename ${names.next} to ${names.snap}`,
-        command: lvRenameCommand(names.vg, names.next, names.snap),
-      });
-    } else {
-      notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
-      steps.push({
-        title: `remove the unusable ${names.next}`,
-        command: lvRemoveCommand(names.vg, names.next),
-      });
-    }
+  if (d.promoteNext) notes.push(`${names.next} was completed; it becomes ${names.snap}`);
+  if (d.dropOld)
+    steps.push({ title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) });
+  if (d.promoteNext) {
+    steps.push({
+      title: `rename ${names.next} to ${names.snap}`,
+      command: lvRenameCommand(names.vg, names.next, names.snap),
+    });
   }
-  if (tagged) {
+  if (d.discardNext) {
+    notes.push(`${names.next} is not a usable snapshot of ${names.root}; it is discarded`);
+    steps.push({
+      title: `remove the unusable ${names.next}`,
+      command: lvRemoveCommand(names.vg, names.next),
+    });
+  }
+  if (d.clearMark) {
     steps.push({ title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) });
+  }
+  if (!d.promoteNext && !find(state, names.snap)) {
+    notes.push(`no restore point is left (the old ${names.snap} was dropped first): a backup is taken next`);
   }
   return { title: `Repair the interrupted rotation in ${names.vg}`, notes, steps };
 }
@@ -117,9 +115,33 @@ export interface RotationInput {
 }
 
 /** Plan a backup: a new snapshot of lv-root, replacing the old one, never leaving none by choice. */
-export function planRotation(input: RotationInput): Plan {
+export function planRotation(input: RotationInput): Plan<CommandStep> {
   const { state, config, reason, now } = input;
   const names = namesOf(config);
+  const { root, cur } = checkRotatable(state, names);
+  const extent = state.vg.extentBytes;
+  const need = snapshotAllocation(resolveSize(config.snapshot.size, root.sizeBytes), root.sizeBytes, extent);
+  const free = state.vg.freeExtents * extent;
+  const capture = config.boot.capture && input.rootIsRunning;
+  const tags = [
+    `${TAG_REASON}${reason}`,
+    `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`,
+    `${TAG_BOOT}${capture ? 'captured' : 'none'}`,
+  ];
+  const notes = [
+    `snapshot size ${formatBytes(need)} (${config.snapshot.size.kind === 'percent' ? `${config.snapshot.size.percent}% of` : 'for'} ${names.root} of ${formatBytes(root.sizeBytes)}); VG ${names.vg} has ${formatBytes(free)} free`,
+  ];
+  const steps: Step[] = [...captureBootSteps(config, names, capture, notes)];
+  const create = (name: string): Step => ({
+    title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
+    command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
+  });
+  steps.push(...rotationSteps({ names, cur, need, free, rotation: config.snapshot.rotation, create, notes }));
+  return { title: `Back up ${names.vg}/${names.root} to ${names.snap} (reason: ${reason})`, notes, steps };
+}
+
+/** What refuses a rotation before anything is planned. */
+function checkRotatable(state: VgState, names: SnapshotNames): { root: LvInfo; cur: LvInfo | undefined } {
   const root = requireRoot(state, names);
   if (root.merging) {
     throw new RefusedError(`a merge of a snapshot into ${names.vg}/${names.root} is pending`, {
@@ -141,35 +163,23 @@ export function planRotation(input: RotationInput): Plan {
   if (cur && cur.origin !== names.root) {
     throw new RefusedError(`${names.vg}/${names.snap} is a snapshot of ${cur.origin}, not of ${names.root}`);
   }
+  return { root, cur };
+}
 
-  const extent = state.vg.extentBytes;
-  const want = resolveSize(config.snapshot.size, root.sizeBytes);
-  // LVM never gives a snapshot more than it can use ("Reducing COW size ... down to maximum usable
-  // size"): the origin plus 16 bytes of exception table per 4 KiB chunk, plus a chunk of header.
-  // Plan with the size LVM will really allocate, or the space sums below are wrong.
-  const CHUNK = 4096;
-  const maxCow = root.sizeBytes + Math.ceil(root.sizeBytes / CHUNK) * 16 + CHUNK;
-  const need = Math.ceil(Math.min(want, maxCow) / extent) * extent;
-  const free = state.vg.freeExtents * extent;
-  const curSize = cur ? cur.sizeBytes : 0;
-  const tags = [`${TAG_REASON}${reason}`, `${TAG_TIME}${Math.floor(now.getTime() / 1000)}`];
-  const capture = config.boot.capture && input.rootIsRunning;
-  tags.push(`${TAG_BOOT}${capture ? 'captured' : 'none'}`);
-
-  const notes = [
-    `snapshot size ${formatBytes(need)} (${config.snapshot.size.kind === 'percent' ? `${config.snapshot.size.percent}% of` : 'for'} ${names.root} of ${formatBytes(root.sizeBytes)}); VG ${names.vg} has ${formatBytes(free)} free`,
-  ];
-  const steps: Step[] = [];
-  if (capture) {
-    const dest = `${config.paths.stateDir}/boot`;
-    notes.push(
-      `${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`,
-    );
-    steps.push({
-      title: `make ${dest}`,
-      command: { file: 'mkdir', args: ['-p', dest], mutates: true },
-    });
-    steps.push({
+/** /boot copied into lv-root before the snapshot, so a restore can put back the matching kernel. */
+function captureBootSteps(config: Config, names: SnapshotNames, capture: boolean, notes: string[]): Step[] {
+  if (!capture) {
+    if (config.boot.capture)
+      notes.push(`${names.root} is not the running root: ${config.boot.dir} is not captured`);
+    return [];
+  }
+  const dest = `${config.paths.stateDir}/boot`;
+  notes.push(
+    `${config.boot.dir} is copied into ${names.root} (${dest}) so a restore can put back the matching kernel`,
+  );
+  return [
+    { title: `make ${dest}`, command: { file: 'mkdir', args: ['-p', dest], mutates: true } },
+    {
       title: `capture ${config.boot.dir} inside ${names.root}`,
       command: {
         file: 'rsync',
@@ -177,51 +187,47 @@ export function planRotation(input: RotationInput): Plan {
         mutates: true,
         timeoutMs: 600_000,
       },
-    });
-  } else if (config.boot.capture) {
-    notes.push(`${names.root} is not the running root: ${config.boot.dir} is not captured`);
-  }
+    },
+  ];
+}
 
-  const create = (name: string): Step => ({
-    title: `create ${name}, a snapshot of ${names.root} (reason: ${reason})`,
-    command: snapshotCreateCommand({ vg: names.vg, origin: names.root, name, sizeBytes: need, tags }),
-  });
+/** First snapshot, create-first when the VG has room for two, drop-first only when allowed; else refuse. */
+function rotationSteps(o: {
+  names: SnapshotNames;
+  cur: LvInfo | undefined;
+  need: number;
+  free: number;
+  rotation: Config['snapshot']['rotation'];
+  create: (name: string) => Step;
+  notes: string[];
+}): Step[] {
+  const { names, cur, need, free, create, notes } = o;
   const mark = {
     title: 'mark the rotation as started',
     command: vgTagCommand(names.vg, 'add', ROTATING_TAG),
   };
   const unmark = { title: 'clear the rotation mark', command: vgTagCommand(names.vg, 'del', ROTATING_TAG) };
-
+  const dropOld = { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) };
   if (!cur) {
     if (free < need) throw noSpace(names, need, free, null);
     notes.push(`there is no ${names.snap} yet: this is the first restore point`);
-    steps.push(create(names.snap));
-  } else if (free >= need) {
+    return [create(names.snap)];
+  }
+  if (free >= need) {
     notes.push(`the old ${names.snap}${describe(cur)} is removed only after the new one exists`);
-    steps.push(
-      mark,
-      create(names.next),
-      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
-      {
-        title: `rename ${names.next} to ${names.snap}`,
-        command: lvRenameCommand(names.vg, names.next, names.snap),
-      },
-      unmark,
-    );
-  } else if (config.snapshot.rotation === 'auto' && free + curSize >= need) {
+    const rename = {
+      title: `rename ${names.next} to ${names.snap}`,
+      command: lvRenameCommand(names.vg, names.next, names.snap),
+    };
+    return [mark, create(names.next), dropOld, rename, unmark];
+  }
+  if (o.rotation === 'auto' && free + cur.sizeBytes >= need) {
     notes.push(
       `VG ${names.vg} has no room for two snapshots: the old ${names.snap}${describe(cur)} is removed first, and until the new one exists there is no restore point`,
     );
-    steps.push(
-      mark,
-      { title: `remove the old ${names.snap}`, command: lvRemoveCommand(names.vg, names.snap) },
-      create(names.snap),
-      unmark,
-    );
-  } else {
-    throw noSpace(names, need, free, config.snapshot.rotation === 'auto' ? free + curSize : null);
+    return [mark, dropOld, create(names.snap), unmark];
   }
-  return { title: `Back up ${names.vg}/${names.root} to ${names.snap} (reason: ${reason})`, notes, steps };
+  throw noSpace(names, need, free, o.rotation === 'auto' ? free + cur.sizeBytes : null);
 }
 
 function describe(lv: LvInfo): string {

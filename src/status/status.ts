@@ -4,14 +4,16 @@ import { NotFoundError } from '../errors.js';
 import { readLiveDaemon } from '../daemon/info.js';
 import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
-import { ROTATING_TAG, labelOf, namesOf } from '../snapshot/rotation.js';
+import { FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
+import { namesOf } from '../names/snapshots.js';
+import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
+import { lvmScopeOf } from '../system/lvm-scope.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
-import { FACTORY_TAG } from '../recovery/factory.js';
-import { RESTORE_TAG } from '../recovery/restore.js';
 import { requireTools } from '../system/tools.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
-import { type LastBackup, readLastBackup } from './last-backup.js';
+import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
 export interface StatusReport {
   vg: { name: string; sizeBytes: number; freeBytes: number } | null;
@@ -29,6 +31,11 @@ export interface StatusReport {
   };
   health: { level: HealthLevel; message: string };
   rotationInterrupted: boolean;
+  /**
+   * What the cut rotation leaves once repaired (the restore point shown above is already that
+   * one: status shows what every writer's repair would leave).
+   */
+  rotationNote: string | null;
   /** A factory reset or a restore was started and not finished (the next boot finishes it). */
   recoveryPending: 'factory-reset' | 'restore' | null;
   /** The last recovery events (newest last), from the event log on /boot. */
@@ -41,6 +48,11 @@ export interface StatusReport {
   /** Image backups of this host in image.dir; null when image backup is not in use. */
   images: ImagesStatus | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
+  /**
+   * VGs of the same name on other disks: zshield's LVM commands are restricted to the system
+   * disk's PVs and never see them (empty when there is none).
+   */
+  foreignVgs: { name: string; uuid: string; disks: string[] }[];
 }
 
 /** Gather everything `zshield status` shows. Reads only; takes no lock. */
@@ -55,8 +67,11 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
   }
-  const root = state?.lvs.find((l) => l.name === names.root);
-  const snap = state?.lvs.find((l) => l.name === names.snap);
+  // A rotation cut short is shown as the repair that every writer runs first will leave it.
+  const rotationNote = state ? describeCutRotation(state, names) : null;
+  const view = state ? stateAfterRepair(state, names) : null;
+  const root = view?.lvs.find((l) => l.name === names.root);
+  const snap = view?.lvs.find((l) => l.name === names.snap);
   const label = snap ? labelOf(snap) : null;
   const lastBackup = readLastBackup(
     ctx.config,
@@ -99,8 +114,8 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       ageSeconds: label?.time ? Math.round((now.getTime() - label.time.getTime()) / 1000) : null,
     },
     health,
-    rotationInterrupted:
-      !!state && (state.vg.tags.includes(ROTATING_TAG) || state.lvs.some((l) => l.name === names.next)),
+    rotationInterrupted: rotationNote !== null,
+    rotationNote,
     recoveryPending: state?.vg.tags.includes(FACTORY_TAG)
       ? 'factory-reset'
       : state?.vg.tags.includes(RESTORE_TAG)
@@ -115,7 +130,14 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       nextRun,
       lastHealth: daemon?.lastHealth ?? null,
     },
+    foreignVgs: await foreignVgs(ctx),
   };
+}
+
+/** Same-named VGs on other disks, as the runner's LVM scope found them (none when not scoped). */
+async function foreignVgs(ctx: Context): Promise<StatusReport['foreignVgs']> {
+  const scope = await lvmScopeOf(ctx.runner);
+  return (scope?.others ?? []).map((v) => ({ name: v.name, uuid: v.uuid, disks: v.disks }));
 }
 
 export function formatStatus(r: StatusReport): string {
@@ -127,6 +149,11 @@ export function formatStatus(r: StatusReport): string {
       ? `volume group:  ${r.vg.name}, ${formatBytes(r.vg.sizeBytes)}, ${formatBytes(r.vg.freeBytes)} free`
       : 'volume group:  not found',
   );
+  for (const v of r.foreignVgs) {
+    lines.push(
+      `other disk:    ${v.disks.join(' + ')} holds another volume group named ${v.name} (uuid ${v.uuid}): not this system's, never touched`,
+    );
+  }
   if (r.root) {
     lines.push(
       `root:          ${r.root.name}, ${formatBytes(r.root.sizeBytes)}${r.root.mergePending ? ', restore (merge) pending' : ''}`,
@@ -144,7 +171,9 @@ export function formatStatus(r: StatusReport): string {
     );
   }
   if (r.rotationInterrupted)
-    lines.push('rotation:      INTERRUPTED; the next backup (or the daemon) repairs it');
+    lines.push(
+      `rotation:      INTERRUPTED: ${r.rotationNote ?? 'cut short'}; the next backup (or the daemon) repairs it`,
+    );
   if (r.recoveryPending) {
     lines.push(`recovery:      ${r.recoveryPending.toUpperCase()} UNFINISHED; the next boot finishes it`);
   }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import si from 'systeminformation';
 import { InternalError, MissingToolError } from '../errors.js';
 import { deviceOf } from './mounts.js';
+import type { Runner } from './runner.js';
 
 /** A whole disk as zshield sees it: identified by what it is, never by its (unstable) name. */
 export interface Disk {
@@ -27,6 +28,13 @@ export interface DiskProbe {
   bootDisks: string[];
 }
 
+/** What systeminformation runs for blockDevices() on Linux (its own exec; read-only). */
+const SI_LSBLK = [
+  'lsblk',
+  '-bPo',
+  'NAME,TYPE,SIZE,FSTYPE,MOUNTPOINT,UUID,ROTA,RO,RM,TRAN,SERIAL,LABEL,MODEL,OWNER',
+];
+
 type SiDevice = Awaited<ReturnType<typeof si.blockDevices>>[number];
 
 /**
@@ -34,7 +42,8 @@ type SiDevice = Awaited<ReturnType<typeof si.blockDevices>>[number];
  * or failed, not that the machine has no disks: treat it as an error. Serial and WWN are completed
  * from sysfs, where virtio and some RAID controllers put them when no udev database exists.
  */
-export async function probeDisks(sysRoot = '/sys'): Promise<DiskProbe> {
+export async function probeDisks(runner: Pick<Runner, 'noteExternal'>, sysRoot = '/sys'): Promise<DiskProbe> {
+  runner.noteExternal(SI_LSBLK, 'systeminformation.blockDevices');
   const devices = await si.blockDevices();
   if (!devices || devices.length === 0) {
     throw new MissingToolError('lsblk', {

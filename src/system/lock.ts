@@ -127,7 +127,11 @@ export function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
     log: opts.log,
     waitMs: opts.waitMs,
     title: 'LVM',
-    hint: 'wait for it to finish, or pass --wait SECONDS to queue behind it',
+    // Who waited already needs no advice to wait: a longer wait or a later run is what is left.
+    hint:
+      opts.waitMs > 0
+        ? `still held after waiting ${opts.waitMs / 1000} s: wait for it to finish and run this again`
+        : 'wait for it to finish, or pass --wait SECONDS to queue behind it',
   });
 }
 

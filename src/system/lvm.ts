@@ -163,14 +163,7 @@ export async function probeVg(runner: Runner, vgName: string): Promise<VgState> 
   return { vg, lvs };
 }
 
-/** Tags zshield puts on its snapshots: why and when it was taken. LVM allows [A-Za-z0-9_+.-/=!:#&] in tags. */
-export const TAG_REASON = 'zshield_reason=';
-export const TAG_TIME = 'zshield_time=';
-
-export function tagValue(tagList: readonly string[], prefix: string): string | null {
-  const t = tagList.find((x) => x.startsWith(prefix));
-  return t ? t.slice(prefix.length) : null;
-}
+export { TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
 
 export function snapshotCreateCommand(opts: {
   vg: string;
@@ -206,4 +199,17 @@ export function lvRenameCommand(vg: string, from: string, to: string): Command {
 
 export function vgTagCommand(vg: string, op: 'add' | 'del', tag: string): Command {
   return { file: 'vgchange', args: [op === 'add' ? '--addtag' : '--deltag', tag, vg], mutates: true };
+}
+
+/**
+ * The copy-on-write size LVM really allocates for a snapshot of `originBytes` when `wantBytes` is
+ * asked, in whole extents. LVM never gives a snapshot more than it can use ("Reducing COW size ...
+ * down to maximum usable size"): the origin plus 16 bytes of exception table per 4 KiB chunk, plus
+ * a chunk of header. Every space sum (backup rotation, the image job's temporary snapshot) plans
+ * with this, or the sums are wrong.
+ */
+export function snapshotAllocation(wantBytes: number, originBytes: number, extentBytes: number): number {
+  const CHUNK = 4096;
+  const maxCow = originBytes + Math.ceil(originBytes / CHUNK) * 16 + CHUNK;
+  return Math.ceil(Math.min(wantBytes, maxCow) / extentBytes) * extentBytes;
 }

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { CommandError, InterruptedError } from '../errors.js';
-import { type Command, type CommandResult, argvOf, formatArgv } from './runner.js';
+import { type Command, type CommandResult, argvOf, formatArgv } from './command.js';
 
 /**
  * Commands joined stdout-to-stdin, like `e2image -ra - dev | zstd -o img` but without a shell:

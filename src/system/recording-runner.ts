@@ -22,6 +22,8 @@ export class RecordingRunner implements Runner {
     input?: string;
     /** For a pipeline: each stage's argv (argv is then the stages joined by '|'). */
     stages?: string[][];
+    /** Run by a library on zshield's behalf (noteExternal), not by this runner. */
+    via?: string;
   }[] = [];
   private readonly replies: {
     match: Matcher;
@@ -40,6 +42,10 @@ export class RecordingRunner implements Runner {
   withoutTool(tool: string): this {
     this.missing.add(tool);
     return this;
+  }
+
+  noteExternal(argv: readonly string[], via: string): void {
+    this.calls.push({ argv: [...argv], mutates: false, skipped: false, via });
   }
 
   async which(tool: string): Promise<string | null> {

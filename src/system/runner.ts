@@ -2,40 +2,13 @@ import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { CommandError, InterruptedError, MissingToolError } from '../errors.js';
+import { CommandError, InternalError, InterruptedError, MissingToolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { type Command, type CommandResult, argvOf, formatArgv } from './command.js';
 import { type Pipeline, type PipelineResult, formatPipeline, spawnPipeline } from './pipeline.js';
 
-/** One external command. Always an argument array; there is no shell anywhere in zshield. */
-export interface Command {
-  file: string;
-  args: readonly string[];
-  /** Does this command change the system? Dry-run skips mutating commands and only those. */
-  mutates: boolean;
-  cwd?: string;
-  env?: Record<string, string>;
-  /** Written to the child's stdin (used for sfdisk scripts and secrets: never argv). */
-  input?: string | Buffer;
-  timeoutMs?: number;
-  /** Exit codes that are not failures (default: only 0). */
-  okCodes?: readonly number[];
-  /** Called for each stdout/stderr line as it arrives (progress). */
-  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
-  /**
-   * Runs even after SIGINT/SIGTERM. Only for removing what the interrupted job itself made (the
-   * image job's temporary snapshot): anything else stops at the signal.
-   */
-  runsAfterAbort?: boolean;
-}
-
-export interface CommandResult {
-  argv: readonly string[];
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-  /** True when dry-run skipped the command. */
-  skipped: boolean;
-}
+export type { Command, CommandResult } from './command.js';
+export { argvOf, formatArgv } from './command.js';
 
 export interface Runner {
   readonly dryRun: boolean;
@@ -44,15 +17,26 @@ export interface Runner {
   pipeline(p: Pipeline): Promise<PipelineResult>;
   /** Absolute path of a tool on PATH, or null. */
   which(tool: string): Promise<string | null>;
+  /**
+   * A read-only command run by a library on zshield's behalf (systeminformation's lsblk): not run
+   * here, but shown in the transcript and the verbose log like the commands zshield runs itself.
+   */
+  noteExternal(argv: readonly string[], via: string): void;
+  /**
+   * Starts a long-running command whose stdout node reads as a stream (udp-receiver: the stream
+   * header must be checked before anything is written). Optional: runners for tests of other
+   * capabilities need not have it.
+   */
+  start?(cmd: Command): Promise<Started>;
 }
 
-export function argvOf(cmd: Pick<Command, 'file' | 'args'>): string[] {
-  return [cmd.file, ...cmd.args];
-}
-
-/** How an argv is shown to people: quoted only where needed, so it can be pasted into a shell. */
-export function formatArgv(argv: readonly string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
+/** A command started by `Runner.start`. */
+export interface Started {
+  pid: number | undefined;
+  stdout: NodeJS.ReadableStream;
+  /** Settles when the child has exited: like `run`, rejects with CommandError outside okCodes. */
+  done: Promise<CommandResult>;
+  kill(signal?: NodeJS.Signals): void;
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -83,6 +67,10 @@ export class ExecaRunner implements Runner {
     this.signal = opts.signal;
     const inherited = process.env['PATH'] ?? '';
     this.pathEnv = opts.pathEnv ?? [inherited, DEFAULT_PATH].filter(Boolean).join(':');
+  }
+
+  noteExternal(argv: readonly string[], via: string): void {
+    this.log.debug(`$ ${formatArgv(argv)} (run by ${via})`);
   }
 
   async which(tool: string): Promise<string | null> {
@@ -167,6 +155,55 @@ export class ExecaRunner implements Runner {
     }
     this.log.log(p.mutates ? 'info' : 'debug', `$ ${text}`);
     return spawnPipeline(p, { resolved, env: (c) => this.childEnv(c), signals: [this.signal, p.signal] });
+  }
+
+  async start(cmd: Command): Promise<Started> {
+    const argv = argvOf(cmd);
+    if (cmd.mutates && this.dryRun) throw new InternalError(`dry-run must not start ${cmd.file}`);
+    const resolved = await this.which(cmd.file);
+    if (!resolved)
+      throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
+    if (this.signal?.aborted) throw new InterruptedError('interrupted before running ' + cmd.file);
+    this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
+    const child = execa(resolved, [...cmd.args], {
+      reject: false,
+      shell: false,
+      extendEnv: false,
+      env: this.childEnv(cmd),
+      cwd: cmd.cwd,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      timeout: cmd.timeoutMs,
+      cancelSignal: this.signal,
+      // stdout is the caller's stream; only stderr is kept (its tail names the failure).
+      buffer: { stdout: false, stderr: true },
+      encoding: 'buffer',
+      stripFinalNewline: false,
+    });
+    if (cmd.onLine) attachLineReaders({ stdout: null, stderr: child.stderr }, cmd.onLine);
+    const done = child.then((res) => {
+      const stderr = Buffer.from(res.stderr ?? '').toString();
+      if (res.isCanceled) throw new InterruptedError(`interrupted while running ${cmd.file}`);
+      const ok = cmd.okCodes ?? [0];
+      if (res.exitCode === undefined || !ok.includes(res.exitCode) || res.signal) {
+        throw new CommandError({
+          argv,
+          code: res.exitCode,
+          signal: res.timedOut ? `timeout after ${cmd.timeoutMs} ms` : res.signal,
+          stdout: '',
+          stderr,
+        });
+      }
+      return { argv, exitCode: res.exitCode, stdout: '', stderr, skipped: false };
+    });
+    return {
+      pid: child.pid,
+      stdout: child.stdout,
+      done,
+      kill: (sig: NodeJS.Signals = 'SIGTERM') => {
+        child.kill(sig);
+      },
+    };
   }
 
   private childEnv(cmd: Command): Record<string, string> {

@@ -1,5 +1,4 @@
 import { MissingToolError } from '../errors.js';
-import type { Plan } from '../plan.js';
 import type { Runner } from './runner.js';
 
 /** Check every tool a plan (or a list) needs before the first write: a missing one fails early, all named. */
@@ -8,10 +7,6 @@ export async function requireTools(runner: Runner, tools: Iterable<string>): Pro
   for (const t of new Set(tools)) if (!(await runner.which(t))) missing.push(t);
   if (missing.length === 1) throw new MissingToolError(missing[0]!, { hint: hintFor(missing) });
   if (missing.length > 1) throw new MissingToolError(missing.join(', '), { hint: hintFor(missing) });
-}
-
-export function toolsOf(plan: Plan): string[] {
-  return plan.steps.map((s) => s.command.file);
 }
 
 function hintFor(tools: string[]): string {

@@ -14,14 +14,19 @@ import {
 // Backups, rotation, the lock, crash repair, snapshot health and the daemon, driven through the real
 // single binary against real LVM in the virtual appliance. One boot; the scenarios build on each other.
 
-/** PATH with a folder of slow wrappers in front: `slow lvremove 30` makes lvremove sleep 30 s first. */
-async function slowTool(vm: Appliance, tool: string, seconds: number): Promise<void> {
+/**
+ * PATH with a folder of held wrappers in front: `holdTool(vm, 'lvremove')` makes lvremove wait,
+ * once entered, until the test releases it (`releaseTool`). The test decides when the tool goes on,
+ * never a clock: the outcome does not depend on how fast the guest is.
+ */
+async function holdTool(vm: Appliance, tool: string): Promise<void> {
   await vm.shOk(
-    `set -e; mkdir -p /tmp/slow; real=$(command -v ${tool}); rm -f /tmp/slow/${tool}.entered
-     printf '#!/bin/sh\\ntouch /tmp/slow/${tool}.entered\\nsleep ${seconds}\\nexec %s "$@"\\n' "$real" > /tmp/slow/${tool}
+    `set -e; mkdir -p /tmp/slow; real=$(command -v ${tool}); rm -f /tmp/slow/${tool}.entered /tmp/slow/${tool}.release
+     printf '#!/bin/sh\\ntouch /tmp/slow/${tool}.entered\\nwhile [ ! -e /tmp/slow/${tool}.release ]; do sleep 0.2; done\\nexec %s "$@"\\n' "$real" > /tmp/slow/${tool}
      chmod +x /tmp/slow/${tool}`,
   );
 }
+const releaseTool = (vm: Appliance, tool: string) => vm.shOk(`touch /tmp/slow/${tool}.release`);
 const SLOW_PATH = 'PATH=/tmp/slow:/usr/sbin:/usr/bin:/sbin:/bin';
 
 async function waitFor(vm: Appliance, file: string, timeoutMs = 120_000): Promise<void> {
@@ -116,9 +121,9 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('two backups at once: the second fails cleanly on the lock, or queues with --wait; never both rotate', async () => {
-    // The first holds the lock for 40 s inside lvremove: ample for the second to start (zshield takes
-    // seconds to start under emulation).
-    await slowTool(vm, 'lvremove', 40);
+    // The first holds the lock inside lvremove until the test releases it: after the second has
+    // failed on the lock and the third is seen waiting for it.
+    await holdTool(vm, 'lvremove');
     // A rotation (not a first backup) is what reaches lvremove.
     if (!(await lv(vm, 'snap0'))) expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
     const first = vm.spawn(`${SLOW_PATH} exec zshield backup`);
@@ -128,7 +133,13 @@ describe('backups on the virtual appliance', () => {
     expect(firstErrLine(second)).toMatch(
       /^zshield: LVM is locked by pid \d+ \(backup \(manual\), since .*\)$/,
     );
-    const queued = vm.spawn('exec zshield backup --wait 120');
+    const queued = vm.spawn('exec zshield backup --wait 600');
+    for (;;) {
+      if (/waiting for the LVM lock held by pid/.test((await queued.output()).stderr)) break;
+      if (queued.finished) break; // its result is judged below
+      await vm.shOk('sleep 0.5');
+    }
+    await releaseTool(vm, 'lvremove');
     const a = await first.wait();
     const b = await queued.wait();
     expect(a.code, a.stderr).toBe(0);
@@ -138,7 +149,7 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('a rotation killed after the new snapshot was made is finished by the next run', async () => {
-    await slowTool(vm, 'lvremove', 120);
+    await holdTool(vm, 'lvremove'); // never released: the job is killed inside it
     const job = vm.spawn(`${SLOW_PATH} exec zshield backup --reason daily`);
     await waitFor(vm, '/tmp/slow/lvremove.entered');
     await job.kill('KILL');
@@ -166,7 +177,7 @@ describe('backups on the virtual appliance', () => {
     try {
       await writeConfig(vm, { snapshot: { size: '1000M' }, daemon: { checkEverySeconds: 1 } });
       expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
-      await slowTool(vm, 'lvcreate', 120);
+      await holdTool(vm, 'lvcreate'); // never released: the job is killed inside it
       const job = vm.spawn(`${SLOW_PATH} exec zshield backup`);
       await waitFor(vm, '/tmp/slow/lvcreate.entered');
       await job.kill('KILL');
@@ -176,8 +187,8 @@ describe('backups on the virtual appliance', () => {
 
       const daemon = vm.spawn('exec zshield daemon');
       await vm.shOk(
-        'i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
-        { timeoutMs: 150_000 },
+        'i=0; until lvs vgroup/snap0 >/dev/null 2>&1 && [ -z "$(vgs --noheadings -o vg_tags vgroup | tr -d " ")" ]; do sleep 1; i=$((i+1)); [ $i -lt 540 ] || exit 1; done',
+        { timeoutMs: 570_000 },
       );
       await daemon.kill('TERM');
       const d = await daemon.wait();
@@ -251,7 +262,7 @@ describe('backups on the virtual appliance', () => {
 
     // Let the merge finish: unmount and reactivate, as the next boot would.
     await vm.shOk(
-      'umount /mnt/root && lvchange -an vgroup/lv-root && lvchange -ay vgroup/lv-root && i=0; while lvs vgroup/snap0 >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 120 ] || exit 1; done',
+      'umount /mnt/root && lvchange -an vgroup/lv-root && lvchange -ay vgroup/lv-root && i=0; while lvs vgroup/snap0 >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 540 ] || exit 1; done',
       {
         timeoutMs: 180_000,
       },

@@ -146,6 +146,7 @@ describe('image backup on the virtual appliance', () => {
         snapshotReason: 'image',
       },
       filesystem: { type: 'ext4', uuid, sizeBytes: 3 * 1024 ** 3 },
+      // A nearly empty file system (below 40 % in use): the sparse layout, tar --sparse in zstd.
       archive: { format: 'tar-sparse' },
       verification: { fsck: 'clean', contains: ['/etc/fstab'], tries: 1 },
       identity: null,
@@ -191,6 +192,7 @@ describe('image backup on the virtual appliance', () => {
     expect(dry.code, dry.stderr).toBe(0);
     const raw = first.replace(/\.img\.zst$/, '.raw.part');
     expect(dry.stdout).toMatch(/\$ blkdiscard --zeroout --force \/dev\/vgroup\/lv-root\n/);
+    // The sparse layout: unpacked beside the image first, then only the blocks in use written.
     expect(dry.stdout).toContain(`$ e2image -ra -p ${raw} /dev/vgroup/lv-root\n`);
     const noYes = await vm.run(['zshield', 'image', 'restore', first]);
     expect(noYes.code).toBe(6);

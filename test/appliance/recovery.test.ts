@@ -4,6 +4,7 @@ import { Appliance, type DiskSpec, setNextBootEntry } from '../bench/appliance.j
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
+  diskBySerial,
   firstErrLine,
   freshWorkDir,
   lv,
@@ -66,7 +67,8 @@ describe('recovery through the golden medium', () => {
     expect(await vm.shOk('cat /proc/cmdline')).not.toContain('zshield_recovery');
     const menu = await vm.shOk('cat /boot/grub/grub.cfg');
     expect(menu).toMatch(/menuentry 'Recover to factory default' --class recovery --id zshield-factory/);
-    expect(menu).toMatch(/menuentry 'Recover to latest backup' --class recovery --id zshield-latest/);
+    // The entry's text ends with the restore point's age, read at boot (grub/40_zshield).
+    expect(menu).toMatch(/menuentry 'Recover to latest backup'.* --class recovery --id zshield-latest/);
     const self = await vm.run(['zshield', 'recover', 'factory', '--target', GOLDEN_SERIAL, '--yes']);
     expect(self.code).toBe(6);
     expect(firstErrLine(self)).toMatch(
@@ -355,5 +357,94 @@ describe('recovery refusals: nothing is written', () => {
       6,
       /^zshield: a restore \(merge of snap0 into lv-root\) is already pending$/,
     );
+  });
+});
+
+describe('recover latest without a /boot partition, and with a /boot that cannot be mounted', () => {
+  // Issue 11.2: everything the phases after the merge need is checked before it (a merge cannot be
+  // undone). Prepared by hand on a blank disk, booted from the bench kernel: GRUB is not under test.
+  let vm: Appliance;
+  const named = { disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } } };
+  const disk = diskBySerial(SYSTEM_SERIAL);
+  // lv-root's and snap0's identity and content, and the VG's tags: what a refused restore must not change.
+  const fingerprint = () =>
+    vm.shOk(
+      'lvs -a --noheadings -o lv_name,lv_attr,lv_uuid,lv_tags vgroup; vgs --noheadings -o vg_tags vgroup; vgchange -q -ay vgroup >/dev/null; head -c 16777216 /dev/vgroup/lv-root | sha256sum; head -c 16777216 /dev/vgroup/snap0 | sha256sum',
+      { timeoutMs: 120_000 },
+    );
+  const marker = async () => {
+    await vm.shOk('mkdir -p /mnt/root && mount -o ro /dev/vgroup/lv-root /mnt/root');
+    try {
+      return await vm.shOk('cat /mnt/root/marker');
+    } finally {
+      await vm.shOk('umount /mnt/root');
+    }
+  };
+  /** A restore point, then a change after it; the VG left inactive, as the golden medium finds it. */
+  const backupThenChange = () =>
+    vm.shOk(
+      `set -e
+       lvcreate -q -y -s -n snap0 -L 200M --addtag zshield_reason=manual --addtag zshield_time=$(date +%s) --addtag zshield_boot=none vgroup/lv-root
+       mount /dev/vgroup/lv-root /mnt/root && echo after > /mnt/root/marker && umount /mnt/root
+       vgchange -q -an vgroup`,
+      { timeoutMs: 180_000 },
+    );
+
+  beforeAll(async () => {
+    vm = await Appliance.boot({ workDir: freshWorkDir('boot-checks'), disks });
+    await writeConfig(vm, named);
+  });
+  afterAll(async () => {
+    await vm?.kill();
+  });
+
+  it('no separate /boot (the seed layout: the PV is partition 1): the plan says so and the restore goes on without it', {
+    timeout: 600_000,
+  }, async () => {
+    await makeSeedLayout(vm);
+    await backupThenChange();
+    const r = await vm.run(['zshield', 'recover', 'latest', '--yes'], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      'note: no separate /boot: no /boot file system was recorded for this volume group',
+    );
+    expect(r.stdout).toMatch(/^ {2}\d+\. activate the volume group vgroup$/m);
+    expect(r.stdout).toMatch(/restore done: lv-root is back at/);
+    expect(await marker()).toBe('before\n');
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+    expect(await vm.shOk('vgs --noheadings -o vg_tags vgroup')).not.toContain('zshield_restor');
+  });
+
+  it('a /boot recorded at factory reset whose file system is gone: refused before the merge, lv-root and snap0 unchanged', {
+    timeout: 600_000,
+  }, async () => {
+    await vm.shOk(
+      `set -e
+       vgremove -q -f vgroup >/dev/null
+       wipefs -q -a "${disk}1" && wipefs -q -a "${disk}"
+       printf 'start=2048, size=131072, type=83\\nstart=133120, type=8e\\n' | sfdisk -q "${disk}"
+       mkfs.ext4 -q -L zs-boot "${disk}1"
+       pvcreate -q -ff -y "${disk}2"
+       vgcreate -q --addtag zshield_boot_uuid=$(blkid -s UUID -o value "${disk}1") vgroup "${disk}2"
+       lvcreate -q -y -L 1024M -n lv-root vgroup
+       mkfs.ext4 -q /dev/vgroup/lv-root
+       mount /dev/vgroup/lv-root /mnt/root && echo before > /mnt/root/marker && umount /mnt/root
+       # The superblock of /boot destroyed: nothing can mount it now.
+       dd if=/dev/zero of="${disk}1" bs=64k count=1 conv=fsync 2>/dev/null`,
+      { timeoutMs: 180_000 },
+    );
+    await backupThenChange();
+    const before = await fingerprint();
+    await vm.shOk('vgchange -q -an vgroup');
+    const r = await vm.run(['zshield', 'recover', 'latest', '--yes'], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(6);
+    expect(firstErrLine(r)).toMatch(
+      /^zshield: the system's \/boot \(file system UUID [-0-9a-f]+, recorded at factory reset\) is on no disk/,
+    );
+    // Shown, then refused by its checks: no step ran (the VG is not even activated).
+    expect(r.stdout).toContain('checks first: ');
+    expect(await vm.shOk('lvs --noheadings -o lv_attr vgroup/lv-root')).toMatch(/^\s*\S{4}-/);
+    expect(await fingerprint()).toBe(before);
+    expect(await marker()).toBe('after\n');
   });
 });

@@ -322,16 +322,22 @@ export class Appliance {
   /** Boot a guest and wait until its command agent answers. */
   static async boot(opts: BootOptions): Promise<Appliance> {
     const { app, sockPath, started, timeoutMs } = await Appliance.launch(opts, false);
+    const gaveUp = app.watchFirmware();
     try {
-      await app.connect(sockPath, started + timeoutMs);
-      const left = started + timeoutMs - Date.now();
-      const ping = await app.exec('echo ready', { timeoutMs: Math.max(left, 1) }, 'boot');
-      if (ping.code !== 0 || ping.stdout.toString() !== 'ready\n') {
-        throw app.failure(`the agent answered the first request wrongly: ${JSON.stringify(ping)}`);
-      }
+      const answered = (async () => {
+        await app.connect(sockPath, started + timeoutMs);
+        const left = started + timeoutMs - Date.now();
+        const ping = await app.exec('echo ready', { timeoutMs: Math.max(left, 1) }, 'boot');
+        if (ping.code !== 0 || ping.stdout.toString() !== 'ready\n') {
+          throw app.failure(`the agent answered the first request wrongly: ${JSON.stringify(ping)}`);
+        }
+      })();
+      await Promise.race([answered, gaveUp.failed]);
     } catch (e) {
       await app.kill();
       throw e instanceof Error && e.message.includes('--- console') ? e : app.failure(`boot failed: ${e}`);
+    } finally {
+      gaveUp.stop();
     }
     app.bootMs = Date.now() - started;
     return app;
@@ -353,6 +359,15 @@ export class Appliance {
       signal: app.exitInfo?.signal ?? null,
     };
     return app.consoleLog();
+  }
+
+  /**
+   * Start a guest and return at once, without waiting for anything: for watching a boot's console
+   * (e.g. the GRUB menu of a disk boot, with waitForConsole()) and ending it there with kill().
+   * The agent is not connected: sh() and friends do not work on this handle.
+   */
+  static async start(opts: BootOptions): Promise<Appliance> {
+    return (await Appliance.launch(opts, false)).app;
   }
 
   /** Duration and exit status of the last bootUntilExit() that returned. */
@@ -510,6 +525,31 @@ export class Appliance {
       throw this.failure('typeOnConsole: the console is not connected (boot with consoleInput: true)');
     }
     await new Promise<void>((resolve, reject) => sock.write(text, (e) => (e ? reject(e) : resolve())));
+  }
+
+  /**
+   * A disk boot: rejects as soon as SeaBIOS logs "No bootable device." (it tried every boot disk;
+   * it only retries after a pause, with the same disks), so such a boot fails on that fact rather
+   * than on its timeout. Never rejects for a kernel boot.
+   */
+  private watchFirmware(): { failed: Promise<never>; stop: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    const fwLog = this.firmwareLog;
+    const failed = new Promise<never>((_, reject) => {
+      if (!fwLog) return;
+      timer = setInterval(() => {
+        let text = '';
+        try {
+          text = fs.readFileSync(fwLog, 'latin1');
+        } catch {}
+        if (/No bootable device/.test(text)) {
+          clearInterval(timer);
+          reject(this.failure('boot failed: the firmware found no bootable disk'));
+        }
+      }, 200);
+    });
+    failed.catch(() => {});
+    return { failed, stop: () => clearInterval(timer) };
   }
 
   private async connect(sockPath: string, deadline: number): Promise<void> {
@@ -709,10 +749,12 @@ export class Appliance {
   async killJob(id: string, signal: string): Promise<void> {
     if (!/^[A-Z0-9]+$/.test(signal)) throw new Error(`bad signal ${signal}`);
     const d = `/run/bench/agent/${id}`;
+    // The agent writes the pid right after it starts the job: wait for it (or for the job's end)
+    // however long that takes; the timeout only bounds a hung guest, and then throws.
     await this.exec(
-      `i=0; while [ -d ${d} ] && [ ! -s ${d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+      `while [ -d ${d} ] && [ ! -s ${d}/pid ]; do sleep 0.05; done
        [ -s ${d}/pid ] && kill -s ${signal} -- -$(cat ${d}/pid) 2>/dev/null; exit 0`,
-      { timeoutMs: 30_000 },
+      { timeoutMs: 120_000 },
     );
   }
 
@@ -720,8 +762,8 @@ export class Appliance {
   async jobPid(id: string): Promise<number | undefined> {
     const d = `/run/bench/agent/${id}`;
     const r = await this.sh(
-      `i=0; while [ -d ${d} ] && [ ! -s ${d}/pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat ${d}/pid 2>/dev/null`,
-      { timeoutMs: 30_000 },
+      `while [ -d ${d} ] && [ ! -s ${d}/pid ]; do sleep 0.05; done; cat ${d}/pid 2>/dev/null`,
+      { timeoutMs: 120_000 },
     );
     const pid = Number.parseInt(r.stdout, 10);
     return Number.isNaN(pid) ? undefined : pid;
@@ -959,19 +1001,26 @@ export function withImagePartition<T>(
   try {
     return fn(mnt);
   } finally {
-    let err: unknown;
-    for (let i = 0; i < 20; i++) {
-      try {
-        hostRun('umount', [mnt]);
-        err = undefined;
-        break;
-      } catch (e) {
-        err = e;
-        spawnSync('sleep', ['0.1']);
-      }
+    const left = unmountRetrying(mnt);
+    if (left === undefined) fs.rmdirSync(mnt);
+    else console.error(`withImagePartition: ${mnt} stays mounted: ${left}`);
+  }
+}
+
+/**
+ * umount, retried while the file system is busy, until it is let go (bounded only against a hang:
+ * was 2 s, a bet on how fast the host lets go). Returns the last error when it stays mounted.
+ */
+function unmountRetrying(mnt: string): unknown {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      hostRun('umount', [mnt]);
+      return undefined;
+    } catch (e) {
+      if (Date.now() > deadline) return e;
+      spawnSync('sleep', ['0.1']);
     }
-    if (err === undefined) fs.rmdirSync(mnt);
-    else console.error(`withImagePartition: ${err}`);
   }
 }
 

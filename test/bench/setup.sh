@@ -33,8 +33,11 @@ MODE=${1:-all}
 
 # Host tools needed to build and run the bench.
 HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod grub-pc-bin grub-common
-  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file
-  mmdebstrap)
+  grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
+# Multicast cloning (clone/): udpcast, and iproute2 for the test's network namespaces.
+HOST_PKGS+=(udpcast iproute2)
+# The systemd flavour's Debian tree (setup-systemd.sh).
+HOST_PKGS+=(mmdebstrap)
 # Debian packages whose files (minus docs, man pages, locales, systemd/udev glue) make up the guest.
 # busybox-static fills in the remaining commands, but only where no real tool exists. dash,
 # coreutils and findutils are there because Debian's busybox prefers its own applets to PATH

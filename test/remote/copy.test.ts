@@ -16,7 +16,7 @@ import {
   zshieldAsync,
 } from './lib.js';
 import { ExitCode } from '../../src/errors.js';
-import { sessionPids, uidOf } from './sshd.js';
+import { KEY_USER, PASSWORD_USER, sessionPids, uidOf } from './sshd.js';
 
 const env = inject('remote');
 
@@ -81,7 +81,7 @@ describe('remote copy against a real OpenSSH server', () => {
 
   it('creates a missing destination directory; dry-run changes nothing', () => {
     const box = makeBox(env, { auth: 'key', createDest: false });
-    box.config.remote['destination'] = `/home/zshield-key/backups-${box.name}/daily`;
+    box.config.remote['destination'] = `/home/${KEY_USER}/backups-${box.name}/daily`;
     writeConfig(box);
     makeBackup(box.backups, 'appliance', day(3), { 'img.zst': 1000 });
     const dry = zshield(box, ['--dry-run', 'remote', 'copy']);
@@ -100,7 +100,7 @@ describe('remote copy against a real OpenSSH server', () => {
     const foreignLocal = ['notes.txt', 'zshield-appliance-latest.img.zst', 'zshield.conf.bak'];
     for (const f of foreignLocal) makeForeign(box.backups, f);
     const foreignRemote = ['README', 'other-host-20260101.tgz', 'zshield-x.img'];
-    for (const f of foreignRemote) makeForeign(box.dest, f, 'zshield-pw');
+    for (const f of foreignRemote) makeForeign(box.dest, f, PASSWORD_USER);
 
     // One backup of each kind per day, a copy after each, as the daemon does.
     const made: Record<number, string[]> = {};
@@ -216,7 +216,7 @@ describe('remote copy against a real OpenSSH server', () => {
     const box = makeBox(env, { remote: { retries: 1 } });
     const [name] = makeBackup(box.backups, 'log', day(9), { log: 200_000 });
     // Garbage of half the size where the resumable part would be.
-    makeForeign(box.dest, `${name}.zshield-part`, 'zshield-pw');
+    makeForeign(box.dest, `${name}.zshield-part`, PASSWORD_USER);
     writeFileSync(path.join(box.dest, `${name}.zshield-part`), Buffer.alloc(100_000, 7));
     const r = zshield(box, ['remote', 'copy']);
     expect(r.code, r.stderr).toBe(0);

@@ -1,12 +1,14 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
@@ -18,8 +20,17 @@ import path from 'node:path';
  * system's sshd. Two test users: one that logs in with a password, one with a key.
  */
 
-export const PASSWORD_USER = 'zshield-pw';
-export const KEY_USER = 'zshield-key';
+/**
+ * The users are the machine's, and several checkouts (worktrees) may run the remote tests at once:
+ * each checkout gets its own pair, named from its path, so one run never changes the users (their
+ * password, their home) another is logged in as.
+ */
+const CHECKOUT = createHash('sha256')
+  .update(path.resolve(import.meta.dirname, '../..'))
+  .digest('hex')
+  .slice(0, 8);
+export const PASSWORD_USER = `zshield-pw-${CHECKOUT}`;
+export const KEY_USER = `zshield-key-${CHECKOUT}`;
 
 function run(file: string, args: string[], input?: string): string {
   const r = spawnSync(file, args, { encoding: 'utf8', input, timeout: 600_000 });
@@ -71,7 +82,7 @@ export function uidOf(user: string): { uid: number; gid: number } {
 }
 
 /**
- * The test users, created when absent, with a fresh password each run (chpasswd reads it on
+ * The test users, created when absent, with the machine's test password (chpasswd reads it on
  * stdin). The key user gets one too: with UsePAM no, sshd refuses a locked account (`!` in
  * shadow) even for key logins.
  */
@@ -79,8 +90,7 @@ export function ensureUsers(password: string): void {
   for (const user of [PASSWORD_USER, KEY_USER]) {
     if (!userExists(user)) run('useradd', ['--create-home', '--shell', '/bin/sh', user]);
   }
-  const keyUserPassword = randomBytes(18).toString('base64url');
-  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${keyUserPassword}\n`);
+  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${password} key\n`);
 }
 
 export async function freePort(): Promise<number> {
@@ -214,11 +224,32 @@ export interface RemoteEnv {
   serverB: { port: number; pid: number; fingerprint: string; log: string };
 }
 
+const PASSWORD_FILE = '/var/lib/zshield-remote-test/password';
+
+/**
+ * The test users' password: made once per machine (root-only file), not per run: a second run
+ * from the same checkout, started while one is going, would otherwise fail its every password login. Printable, with characters a shell or a URL
+ * would mangle, never ':' (chpasswd's separator).
+ */
+function testPassword(): string {
+  mkdirSync(path.dirname(PASSWORD_FILE), { recursive: true, mode: 0o700 });
+  const tmp = `${PASSWORD_FILE}.${process.pid}`;
+  writeFileSync(tmp, `pw 'q"$x ${randomBytes(9).toString('base64url')}`, { mode: 0o600 });
+  try {
+    // link() does not replace: the first run's password stays, whoever races it.
+    linkSync(tmp, PASSWORD_FILE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return readFileSync(PASSWORD_FILE, 'utf8');
+}
+
 /** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
 export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
   ensurePackages(['openssh-server', 'openssh-client', 'tmux']);
-  // Printable, with characters a shell or a URL would mangle, never ':' (chpasswd's separator).
-  const password = `pw 'q"$x ${randomBytes(9).toString('base64url')}`;
+  const password = testPassword();
   ensureUsers(password);
   const base = mkdtempSync('/tmp/zshield-remote-');
   // sshd reads the authorized keys as the user: the path must be traversable by everyone.

@@ -16,6 +16,7 @@ import {
   writeConfig,
   zshield,
 } from './lib.js';
+import { PASSWORD_USER } from './sshd.js';
 
 const env = inject('remote');
 
@@ -112,7 +113,7 @@ describe('config edit and keygen on a real terminal', () => {
     await term.answer(port, '99999');
     await term.waitFor(/port: .*65535.*try again\s+port \[\d+\]:\s*$/i);
     await term.answer(port, '');
-    await term.answer(/ user \[\(none\)\]:/, 'zshield-pw');
+    await term.answer(/ user \[\(none\)\]:/, PASSWORD_USER);
     await term.answer(/ destination \[\(none\)\]:/, box.dest);
     await term.answer(/ password \[not set\]: change it\? \(y\/n\)/, 'y');
     await term.answer(/ new password:/, env.password);
@@ -140,7 +141,7 @@ describe('config edit and keygen on a real terminal', () => {
     expect(r).toMatchObject({
       server: '127.0.0.1',
       port: env.serverA.port,
-      user: 'zshield-pw',
+      user: PASSWORD_USER,
       destination: box.dest,
       hostKey: env.serverA.fingerprint,
       limit: 3,
@@ -169,7 +170,7 @@ describe('config edit and keygen on a real terminal', () => {
     await term.answer(/Would you like to edit these settings\? \(y\/n\)/, 'y');
     await term.answer(/ server \[127\.0\.0\.1\]:/, '');
     await term.answer(/ port \[\d+\]:/, '');
-    await term.answer(/ user \[zshield-pw\]:/, '');
+    await term.answer(new RegExp(` user \\[${PASSWORD_USER}\\]:`), '');
     await term.answer(/ destination \[.*\]:/, '');
     await term.answer(/ password \[set\]: change it\? \(y\/n\)/, 'y');
     await term.waitFor(/ new password:\s*$/);

@@ -164,13 +164,15 @@ describe('runBackup', () => {
     expect(existsSync(path.join(dir, 'run', 'lvm.lock.owner'))).toBe(false);
   });
 
-  it('dry-run with an interrupted rotation shows the repair and stops there', async () => {
+  it('dry-run with an interrupted rotation shows the repair, then the backup planned on what it leaves', async () => {
     const { runner, ctx } = setup([ROOT, SNAP], { dryRun: true, tags: ['zshield_rotating'] });
     expect(await runBackup(ctx, { reason: 'manual', waitMs: 0 })).toBeNull();
     expect(runner.calls.map((c) => c.argv[0])).toEqual(['vgs', 'lvs']);
+    expect(runner.calls.every((c) => !c.mutates)).toBe(true);
     expect(ctx.printed[0]).toMatch(/^Repair the interrupted rotation in vgroup\n/);
     expect(ctx.printed[0]).toContain('$ vgchange --deltag zshield_rotating vgroup');
-    expect(ctx.printed[1]).toBe('(dry run: the backup is planned after the repair has run)');
+    // The rotation is planned as if the mark were gone (it refuses a marked VG otherwise).
+    expect(ctx.printed[1]).toMatch(/^Back up vgroup\/lv-root to snap0 \(reason: manual\)/);
   });
 
   it('captures /boot when lv-root is the running root (kernel numbers of /)', async () => {
@@ -317,4 +319,45 @@ describe('repairIfNeeded', () => {
     ]);
     expect(ctx.log.lines).toContain('warn: no snap0 is left after the repair: taking a backup now');
   });
+});
+
+describe('backup --dry-run --json: the complete plan, and a run applies exactly its steps', () => {
+  let dir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(() => cleanup());
+
+  const NEXT: LvRow = {
+    ...SNAP,
+    name: 'snap0-next',
+    tags: ['zshield_reason=manual', 'zshield_time=1763690500'],
+  };
+  const cases: [string, LvRow[], string[]][] = [
+    ['a plain create-first rotation', [ROOT, SNAP], []],
+    [
+      'a rotation cut after snap0-next was made: the repair, then the rotation',
+      [ROOT, SNAP, NEXT],
+      ['zshield_rotating'],
+    ],
+    ['the first backup', [ROOT], []],
+  ];
+  for (const [name, lvs, tags] of cases) {
+    it(name, async () => {
+      const plan = async () => {
+        const lvm = new FakeLvm({ vg: { freeExtents: 2000, tags }, lvs });
+        const runner = lvm.install(new RecordingRunner(true));
+        const ctx = testContext({ runner, dir, clock: new FakeClock(NOW), dryRun: true });
+        await runBackup(ctx, { reason: 'manual', waitMs: 0, json: true });
+        expect(runner.calls.every((c) => !c.mutates)).toBe(true);
+        return JSON.parse(ctx.printed.join('\n')) as { steps: { argv: string[] }[] };
+      };
+      const printed = (await plan()).steps.map((s) => s.argv);
+      const lvm = new FakeLvm({ vg: { freeExtents: 2000, tags }, lvs });
+      const runner = lvm.install(new RecordingRunner());
+      const ctx = testContext({ runner, dir, clock: new FakeClock(NOW) });
+      await runBackup(ctx, { reason: 'manual', waitMs: 0, json: true });
+      expect(runner.calls.filter((c) => c.mutates).map((c) => c.argv)).toEqual(printed);
+      expect(printed.length).toBeGreaterThan(0);
+    });
+  }
 });

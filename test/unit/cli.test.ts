@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -9,8 +10,22 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from './helpers/context.js';
+import { loadConfig } from '../../src/config/load.js';
+import { memoryLogger } from '../../src/log/logger.js';
+import { runKeygen } from '../../src/remote/keygen.js';
+import {
+  decryptPassword,
+  encryptPassword,
+  newKey,
+  readKeyFile,
+  writeKeyFile,
+} from '../../src/remote/secrets.js';
+import { acquireLvmLock } from '../../src/system/lock.js';
+import { StreamPrompter } from '../../src/system/prompt.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { GiB, type LvRow, lvsJson, vgsJson } from './helpers/lvm-json.js';
 
 // The CLI as shipped: the esbuild bundle run by node, as a real process. Fake `lvs`/`vgs` (shell
@@ -219,6 +234,7 @@ describe('zshield CLI (bundle)', () => {
       health: { level: 'ok' },
       snapshot: { name: 'snap0', present: true, valid: true, fillPercent: 12.5, reason: 'daily' },
       rotationInterrupted: false,
+      rotationNote: null,
     });
     expect(b.mutated()).toBe(false);
   });
@@ -321,5 +337,181 @@ describe('zshield CLI without LVM tools', () => {
     expect(lines[0]).toMatch(/^zshield: required tool not found: lvs(, vgs)?$/);
     expect(lines[1]).toMatch(/^ {2}hint: install lvm2/);
     expect(r.stdout).toBe('');
+  });
+});
+
+/** A box whose config has a remote copy set up, with the password stored encrypted. */
+function remoteBox(opts: { keyFile?: 'missing' | 'present'; password?: string; configMode?: number } = {}) {
+  const key = newKey();
+  const b = box();
+  const keyFile = path.join(b.dir, 'remote.key');
+  if (opts.keyFile !== 'missing') writeKeyFile(keyFile, key);
+  const remote = {
+    server: '127.0.0.1',
+    port: 9, // discard: never reached, every test here stops before connecting
+    user: 'backup',
+    destination: '/srv/backups',
+    password: opts.password ?? encryptPassword('the password', key),
+    keyFile,
+    hostKey: `SHA256:${'A'.repeat(43)}`,
+    sources: [path.join(b.dir, 'backups')],
+  };
+  const config = JSON.parse(readFileSync(b.config, 'utf8'));
+  writeFileSync(b.config, JSON.stringify({ ...config, remote }), { mode: opts.configMode ?? 0o600 });
+  chmodSync(b.config, opts.configMode ?? 0o600);
+  return { ...b, keyFile };
+}
+
+describe('issue 13: what zshield says is true', () => {
+  it('a hint names a command that works: a lost key file leads to keygen --ask-password', async () => {
+    const b = remoteBox({ keyFile: 'missing' });
+    const copy = run(['remote', 'copy', '-c', b.config], { env: b.env });
+    expect(copy.code).toBe(5);
+    expect(stderrLines(copy)[0]).toBe(`zshield: key file ${b.keyFile} does not exist`);
+    const hint = /zshield (keygen[^ ()]*(?: --[a-z-]+)*)/.exec(stderrLines(copy)[1] ?? '');
+    expect(hint?.[1]).toBe('keygen --ask-password');
+    // What the old hint named fails in this situation, and says so with the same advice.
+    const plain = run(['keygen', '--yes', '-c', b.config], { env: b.env });
+    expect(plain.code).toBe(5);
+    expect(plain.stderr).toMatch(/hint: .*zshield keygen --ask-password/);
+    // The hinted command works: the password typed again (a prompter instead of a terminal).
+    const ctx = testContext({ runner: new RecordingRunner(), dir: b.dir, clock: new FakeClock(new Date()) });
+    const loaded = await loadConfig(b.config);
+    ctx.config = loaded.config;
+    ctx.configFile = b.config;
+    const input = new PassThrough();
+    input.end('new password\nnew password\n');
+    const prompter = new StreamPrompter(input, new PassThrough());
+    await runKeygen(ctx, { configFile: b.config, prompter, askPassword: true, yes: true });
+    prompter.close();
+    const stored = JSON.parse(readFileSync(b.config, 'utf8')).remote.password;
+    expect(decryptPassword(stored, readKeyFile(b.keyFile), b.keyFile)).toBe('new password');
+  });
+
+  it('config check runs the checks remote copy makes: a password in a config readable by others', () => {
+    const b = remoteBox({ configMode: 0o644 });
+    const copy = run(['remote', 'copy', '-c', b.config], { env: b.env });
+    expect(copy.code).toBe(6);
+    expect(copy.stderr).toContain(`config file ${b.config} is accessible by group or others (mode 0644)`);
+    const check = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(check.code).toBe(3);
+    expect(stderrLines(check)[0]).toBe(
+      `zshield: config: ${b.config}: config file ${b.config} is accessible by group or others (mode 0644): refusing to use it`,
+    );
+    expect(stderrLines(check)[1]).toMatch(/^ {2}hint: chmod 600 /);
+    expect(check.stdout).toBe('');
+    chmodSync(b.config, 0o600);
+    expect(run(['config', 'check', '-c', b.config], { env: b.env })).toMatchObject({
+      code: 0,
+      stdout: `config OK: ${b.config}\n`,
+    });
+  });
+
+  it('config check runs the checks remote copy makes: a malformed v1: password', () => {
+    // Matches the schema's pattern, too short to be a ciphertext.
+    const b = remoteBox({ password: 'v1:0123abcd:AAAA' });
+    const copy = run(['remote', 'copy', '-c', b.config], { env: b.env });
+    expect(copy.code).toBe(3);
+    expect(stderrLines(copy)[0]).toBe(
+      'zshield: config: remote.password: is not a password encrypted by zshield',
+    );
+    const check = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(check.code).toBe(3);
+    expect(stderrLines(check)[0]).toBe(
+      `zshield: config: ${b.config}: remote.password: is not a password encrypted by zshield`,
+    );
+    expect(stderrLines(check)[1]).toBe('  hint: set it with zshield config edit');
+  });
+
+  it('a repeated --reason is a usage error, nothing run; zshield_backup takes --reason once', () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    expectUsageError(
+      run(['backup', '--reason', 'pre-upgrade', '--reason', 'daily', '--dry-run', '-c', b.config], {
+        env: b.env,
+      }),
+      /^zshield: option --reason was given more than once: give it once$/,
+    );
+    expect(b.calls()).toEqual([]);
+    const link = path.join(b.dir, 'zshield_backup.cjs');
+    symlinkSync(BUNDLE, link);
+    const r = run(['--reason', 'daily', '--dry-run', '-c', b.config], { env: b.env, argv0: [NODE, link] });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('Back up vgroup/lv-root to snap0 (reason: daily)');
+    expect(r.stdout).toContain('--addtag zshield_reason=daily ');
+    expect(r.stdout).not.toMatch(/zshield_reason=[^ ]*,/);
+  });
+
+  it('--json on failure: a JSON error object on stdout, with the exit code', () => {
+    const b = box();
+    const expectJsonError = (r: Run, code: number, message: RegExp) => {
+      expect(r.code).toBe(code);
+      const j = JSON.parse(r.stdout);
+      expect(Object.keys(j).slice(0, 3)).toEqual(['code', 'message', 'hint']);
+      expect(j.code).toBe(code);
+      expect(j.message).toMatch(message);
+      expect(stderrLines(r)[0]).toBe(`zshield: ${j.message}`);
+    };
+    expectJsonError(
+      run(['recover', 'factory', '--dry-run', '--json', '--target', 'NO-SUCH-DISK-0', '-c', b.config], {
+        env: b.env,
+      }),
+      5,
+      /NO-SUCH-DISK-0/,
+    );
+    expectJsonError(run(['remote', 'copy', '--json', '-c', b.config], { env: b.env }), 3, /remote\.server/);
+    // Without --json, stdout stays empty.
+    expect(run(['remote', 'copy', '-c', b.config], { env: b.env }).stdout).toBe('');
+  });
+
+  it('--config (or any option taking a value) with no value is a usage error', () => {
+    expectUsageError(run(['config', 'check', '--config']), /^zshield: option --config needs a value$/);
+    // Any option that takes a value: none is not "not given".
+    expectUsageError(run(['backup', '--wait']), /^zshield: option --wait needs a value$/);
+    expectUsageError(run(['recover', 'factory', '--target=']), /^zshield: option --target needs a value$/);
+    expectUsageError(run(['config', 'show', '--config', '']), /^zshield: option --config needs a value$/);
+  });
+
+  it('--wait on a held lock: the hint does not ask for the --wait that was given', async () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    const lock = await acquireLvmLock({
+      runDir: path.join(b.dir, 'run'),
+      log: memoryLogger(),
+      purpose: 'a test holding it',
+      waitMs: 0,
+    });
+    try {
+      // The error line and its hint (an info line saying it waits comes first).
+      const errorOf = (r: Run) =>
+        stderrLines(r).slice(stderrLines(r).findIndex((l) => l.startsWith('zshield: ')));
+      const now = run(['backup', '-c', b.config], { env: b.env });
+      expect(now.code).toBe(7);
+      expect(errorOf(now)[0]).toMatch(/^zshield: LVM is locked by pid \d+ \(a test holding it/);
+      expect(errorOf(now)[1]).toBe(
+        '  hint: wait for it to finish, or pass --wait SECONDS to queue behind it',
+      );
+      const waited = run(['backup', '--wait', '1', '-c', b.config], { env: b.env });
+      expect(waited.code).toBe(7);
+      expect(errorOf(waited)[0]).toMatch(/^zshield: LVM is locked by pid \d+ \(a test holding it/);
+      expect(waited.stderr).not.toContain('--wait');
+      expect(errorOf(waited)[1]).toBe(
+        '  hint: still held after waiting 1 s: wait for it to finish and run this again',
+      );
+    } finally {
+      await lock.release();
+    }
+    expect(b.mutated()).toBe(false);
+  });
+
+  it('--verbose shows the commands status runs; config help names edit', () => {
+    const b = box({ lvs: [ROOT, SNAP] });
+    const r = run(['status', '--verbose', '-c', b.config], { env: b.env });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^debug: \$ vgs --reportformat json /m);
+    expect(r.stderr).toMatch(/^debug: \$ lvs --reportformat json /m);
+    expect(run(['status', '-c', b.config], { env: b.env }).stderr).toBe('');
+    const help = run(['config', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/check, show or edit/);
+    expect(help.stdout).toMatch(/zshield config edit/);
   });
 });

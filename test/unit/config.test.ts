@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
@@ -194,6 +194,12 @@ describe('parseConfigText', () => {
       snapshot: { size: '20%' },
       daemon: { dailyAt: '03:00' },
     });
+  });
+
+  it('rc/zshield.conf.example is the full file with every default (what config show prints of no file)', () => {
+    const example = readFileSync(path.resolve(import.meta.dirname, '../../rc/zshield.conf.example'), 'utf8');
+    expect(JSON.parse(example)).toEqual(renderConfig(defaultConfig()));
+    expect(parseConfigText(example, F).config).toEqual(defaultConfig());
   });
 });
 

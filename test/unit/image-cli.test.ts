@@ -123,6 +123,14 @@ describe('zshield image (CLI)', () => {
     expect(err[0]).toMatch(/does not match its checksum/);
   });
 
+  it('image.dir that is a regular file: list exits 5 with one line naming the path (issue 13.7)', async () => {
+    const file = `${dir}/images`;
+    writeFileSync(file, 'not a directory');
+    expect(await run('image', 'list')).toBe(5);
+    expect(err[0]).toBe(`zshield: image.dir ${file} is not a directory\n`);
+    expect(err.join('')).not.toMatch(/internal error|ENOTDIR|a bug/);
+  });
+
   it('usage errors: exit 2', async () => {
     expect(await run('image', 'verify', path.join(dir, 'disk.img'))).toBe(2);
     expect(err[0]).toMatch(/is not named like a zshield image/);

@@ -4,7 +4,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { renderConfig } from '../../src/config/render.js';
 import { defaultConfig } from '../../src/config/schema.js';
-import { ConfigError, InterruptedError, VerifyError } from '../../src/errors.js';
+import {
+  ConfigError,
+  ExitCode,
+  exitCodeOf,
+  InterruptedError,
+  NotFoundError,
+  VerifyError,
+} from '../../src/errors.js';
 import {
   hostKind,
   imagePaths,
@@ -16,8 +23,8 @@ import {
   sumFileText,
 } from '../../src/image/files.js';
 import { fsFacts, parseDumpe2fs, readManifest } from '../../src/image/manifest.js';
-import { runImagePrune } from '../../src/image/prune.js';
-import { imageDue, lastImageSlot } from '../../src/image/schedule.js';
+import { listedImages, runImagePrune } from '../../src/image/prune.js';
+import { imageDue, lastImageSlot } from '../../src/daemon/jobs.js';
 import { groupBackups, parseBackupName, scanLocal } from '../../src/remote/backups.js';
 import { planRetention } from '../../src/remote/plan.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -136,7 +143,7 @@ describe('listing and pruning never touch a file zshield did not make', () => {
     expect(busy.parts).toEqual([]);
   });
 
-  it('image prune --keep 1 deletes old images of this host with their companions, and nothing else', () => {
+  it('image prune --keep 1 deletes old images of this host with their companions, and nothing else', async () => {
     populate();
     const before = readdirSync(dir).sort();
     const ctx = testContext({
@@ -147,7 +154,7 @@ describe('listing and pruning never touch a file zshield did not make', () => {
         c.image.dir = dir;
       },
     });
-    const { removed } = runImagePrune(ctx, { keep: 1, kind: 'h1' });
+    const { removed } = await runImagePrune(ctx, { keep: 1, kind: 'h1' });
     const after = readdirSync(dir).sort();
     const gone = before.filter((f) => !after.includes(f));
     expect(gone.sort()).toEqual(
@@ -169,7 +176,7 @@ describe('listing and pruning never touch a file zshield did not make', () => {
     expect(ctx.printed[0]).toMatch(/^Prune images of h1 in .*: keep the newest 1/);
   });
 
-  it('dry-run prune lists what it would delete and deletes nothing', () => {
+  it('dry-run prune lists what it would delete, deletes nothing, and never says it pruned', async () => {
     populate();
     const before = readdirSync(dir).sort();
     const ctx = testContext({
@@ -181,10 +188,52 @@ describe('listing and pruning never touch a file zshield did not make', () => {
         c.image.dir = dir;
       },
     });
-    const { plan, removed } = runImagePrune(ctx, { keep: 3, kind: 'h1' });
+    const { plan, removed } = await runImagePrune(ctx, { keep: 3, kind: 'h1' });
     expect(plan.images.map((e) => e.stamp)).toEqual(['20260101T030000Z']);
     expect(removed).toEqual([]);
     expect(readdirSync(dir).sort()).toEqual(before);
+    expect(ctx.printed.join('\n')).toContain('delete zshield-h1-20260101T030000Z (3 file(s))');
+    // Issue 13 point 2: a dry run never reports work as done, on stdout or in the log.
+    const said = [...ctx.printed, ...ctx.log.lines].join('\n');
+    expect(said).not.toMatch(/\bpruned\b|\bremoved\b/);
+  });
+
+  it('prune --dry-run --json prints the complete plan; a run deletes exactly the files printed', async () => {
+    populate();
+    const ctxOf = (dryRun: boolean) =>
+      testContext({
+        runner: new RecordingRunner(dryRun),
+        dir: path.join(dir, '..', `${path.basename(dir)}-ctx`),
+        clock: new FakeClock(T),
+        dryRun,
+        edit: (c) => {
+          c.image.dir = dir;
+        },
+      });
+    const dry = ctxOf(true);
+    await runImagePrune(dry, { keep: 1, kind: 'h1', json: true });
+    const plan = JSON.parse(dry.printed.join('\n')) as { title: string; steps: { edit: string[] }[] };
+    expect(plan.title).toMatch(/^Prune images of h1 in .*: keep the newest 1$/);
+    const printed = plan.steps.flatMap((s) => s.edit).sort();
+    const before = readdirSync(dir).sort();
+    const { removed } = await runImagePrune(ctxOf(false), { keep: 1, kind: 'h1' });
+    expect(removed.sort()).toEqual(printed);
+    const gone = before.filter((f) => !readdirSync(dir).includes(f));
+    expect(gone.map((f) => path.join(dir, f)).sort()).toEqual(printed);
+  });
+
+  it('image.dir that is a regular file: a not-found error naming the path (exit 5), not an internal error', () => {
+    const file = path.join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    let err: unknown;
+    try {
+      listedImages(file);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect(exitCodeOf(err)).toBe(ExitCode.notFound);
+    expect((err as Error).message).toBe(`image.dir ${file} is not a directory`);
   });
 
   it('remote retention sees an image and its companions as one backup', () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { RefusedError, UsageError } from '../../src/errors.js';
 import { parseIdentity, readHostname, rewriteHosts, rewriteInterfaces } from '../../src/image/identity.js';
-import { describeStep, formatImagePlan, planCreate } from '../../src/image/plan.js';
+import { planCreate } from '../../src/image/plan-create.js';
+import { describeStep, formatPlan, isCommand } from '../../src/plan/plan.js';
 import { probeVg } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
@@ -154,21 +155,25 @@ describe('planCreate with an identity', () => {
     const plan = planCreate(await base('temporary'));
     const lines = plan.steps.map(describeStep);
     const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
-    expect(lines[at(/^mount /)]).toBe(
-      'mount -t ext4 -o nodev,nosuid,noexec /dev/vgroup/snap0-image /run/zshield/image-identity',
+    expect(lines[at(/^\$ mount /)]).toBe(
+      '$ mount -t ext4 -o nodev,nosuid,noexec /dev/vgroup/snap0-image /run/zshield/image-identity',
     );
-    expect(lines[at(/rewrites/)]).toBe(
-      '(zshield rewrites /run/zshield/image-identity/etc/hostname, /run/zshield/image-identity/etc/hosts, /run/zshield/image-identity/etc/network/interfaces)',
+    expect(lines[at(/etc\/hostname/)]).toBe(
+      '(zshield writes /run/zshield/image-identity/etc/hostname, /run/zshield/image-identity/etc/hosts, /run/zshield/image-identity/etc/network/interfaces)',
     );
-    expect(at(/^lvcreate /)).toBeLessThan(at(/^mount /));
-    expect(at(/^mount /)).toBeLessThan(at(/rewrites/));
-    expect(at(/rewrites/)).toBeLessThan(at(/^umount /));
-    expect(at(/^umount /)).toBeLessThan(at(/^e2image /));
-    expect(plan.identity!.unmount.command.runsAfterAbort).toBe(true);
+    expect(at(/^\$ lvcreate /)).toBeLessThan(at(/^\$ mount /));
+    expect(at(/^\$ mount /)).toBeLessThan(at(/etc\/hostname/));
+    expect(at(/etc\/hostname/)).toBeLessThan(at(/^\$ umount /));
+    expect(at(/^\$ umount /)).toBeLessThan(at(/^\$ e2image /));
+    // The unmount also runs at the end, after a failure or SIGTERM, if the mount is still there.
+    const last = plan.always![0]!;
+    expect(isCommand(last) && last.command.runsAfterAbort && last.command.file).toBe('umount');
+    expect(last.title).toMatch(/if it is still mounted/);
     expect(plan.paths.base).toBe('zshield-standby-7-20260301T031000Z');
-    const text = formatImagePlan(plan);
+    const text = formatPlan(plan);
     expect(text).toContain('hostname standby-7, address 10.0.2.77/24), written into snap0-image only');
     expect(text).not.toContain('$ (zshield');
+    expect(text).toContain('unmount /run/zshield/image-identity if it is still mounted');
   });
 
   it('is refused for snap0: the restore point is never modified', async () => {

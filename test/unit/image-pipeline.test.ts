@@ -133,13 +133,12 @@ describe('runner.pipeline (real processes)', () => {
   it("the pipeline's own signal stops every stage at once (a slow source)", async () => {
     const pids = [path.join(dir, 'a.pid'), path.join(dir, 'b.pid')];
     const abort = new AbortController();
-    const started = Date.now();
     const run = new ExecaRunner({ log: memoryLogger() }).pipeline({
       mutates: true,
       signal: abort.signal,
       stages: [
         // A source that writes a little and then stalls, as e2image on a slow disk.
-        { file: 'sh', args: ['-c', `echo $$ > ${pids[0]}; echo start; exec sleep 60`], mutates: false },
+        { file: 'sh', args: ['-c', `echo $$ > ${pids[0]}; echo start; exec sleep 3600`], mutates: false },
         {
           file: 'sh',
           args: ['-c', `echo $$ > ${pids[1]}; exec cat > ${path.join(dir, 'out')}`],
@@ -154,7 +153,6 @@ describe('runner.pipeline (real processes)', () => {
     abort.abort();
     const err = await run.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
-    expect(Date.now() - started).toBeLessThan(5000);
     for (const p of pids) expect(pidAlive(Number(readFileSync(p, 'utf8')))).toBe(false);
   });
 

@@ -5,17 +5,10 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
 import { imagePaths } from '../../src/image/files.js';
 import type { FsFacts, Manifest } from '../../src/image/manifest.js';
-import {
-  type CreateInput,
-  formatImagePlan,
-  imagePlanToJson,
-  describeStep,
-  type ImagePlan,
-  planCreate,
-  planRestore,
-  planVerify,
-  toolsOfImagePlan,
-} from '../../src/image/plan.js';
+import { type CreateInput, planCreate } from '../../src/image/plan-create.js';
+import { planRestore } from '../../src/image/plan-restore.js';
+import { planVerify } from '../../src/image/plan-verify.js';
+import { type Plan, type Step, describeStep, formatPlan, planToJson, toolsOf } from '../../src/plan/plan.js';
 import { probeVg } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
@@ -39,9 +32,10 @@ const FS: FsFacts = {
   label: null,
   blockSize: 4096,
   blockCount: (10 * GiB) / 4096,
-  freeBlocks: (7 * GiB) / 4096,
+  freeBlocks: (5 * GiB) / 4096,
   sizeBytes: 10 * GiB,
-  usedBytes: 3 * GiB,
+  // Half full: the one-stream layout (below 40 % the sparse one: its own test).
+  usedBytes: 5 * GiB,
 };
 
 async function state(lvs: LvRow[], freeExtents = 5000) {
@@ -67,8 +61,8 @@ function input(
   };
 }
 
-const argvs = (plan: ImagePlan) =>
-  plan.steps.map((s) =>
+const argvs = (plan: Pick<Plan, 'steps'>) =>
+  plan.steps.map((s: Step) =>
     'pipeline' in s
       ? s.pipeline.stages.map((c) => [c.file, ...c.args].join(' ')).join(' | ')
       : 'edit' in s
@@ -77,20 +71,30 @@ const argvs = (plan: ImagePlan) =>
   );
 
 describe('planCreate', () => {
-  it('temporary: snapshot, e2image to a sparse file, snapshot removed, tar --sparse | zstd, then the verification of the written file', async () => {
+  it('temporary, half full: snapshot, its check, one pass dd | zstd | tee | sha256sum, snapshot removed', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]) }));
     const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
     expect(argvs(plan)).toEqual([
       `lvcreate --snapshot --name snap0-image --size ${2 * GiB}b --addtag zshield_reason=image --addtag zshield_time=${epoch(NOW)} vgroup/lv-root`,
-      // Never to a pipe: e2image writes every byte of the file system there, zeros included.
-      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      // The job's own snapshot is checked (and repaired as a restore would) before it is read.
+      'e2fsck -f -y /dev/vgroup/snap0-image',
+      'debugfs -R stat "/etc/fstab" /dev/vgroup/snap0-image',
+      'blkid -p -o export /dev/vgroup/snap0-image',
+      'dumpe2fs -h /dev/vgroup/snap0-image',
+      // One pass: read the blocks in use, compress, write, hash what is written.
+      `dd if=/dev/vgroup/snap0-image bs=4M iflag=count_bytes count=${10 * GiB} status=progress | zstd -T0 -q --check -c | tee ${base}.img.zst.part | sha256sum`,
       'lvremove --yes vgroup/snap0-image',
-      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, zshield-appliance7-20260301T031000Z.raw.part | zstd -T0 -q --check -f -o ${base}.img.zst.part`,
-      `zstd -d -c -q ${base}.img.zst.part | tar -x --sparse -f - -C /diskbackup --transform=s,.*,zshield-appliance7-20260301T031000Z.raw.part,`,
-      `e2fsck -f -n ${base}.raw.part`,
-      `e2fsck -f -y ${base}.raw.part`,
-      `debugfs -R stat "/etc/fstab" ${base}.raw.part`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      `(zshield writes ${base}.sha256.part, ${base}.manifest.json.part)`,
+      `(zshield writes ${base}.sha256, ${base}.manifest.json, ${base}.img.zst)`,
     ]);
+    // A failed or interrupted attempt leaves nothing: the snapshot and the work files go in `always`.
+    expect(argvs({ steps: plan.always! })).toEqual([
+      'lvremove --yes vgroup/snap0-image',
+      `(zshield writes ${base}.img.zst.part, ${base}.raw.part, ${base}.sha256.part, ${base}.manifest.json.part)`,
+    ]);
+    expect(plan.always![0]!.when!.text).toMatch(/^if it is still there/);
     expect(plan.paths.image).toBe(`${base}.img.zst`);
     expect(plan.source).toMatchObject({
       kind: 'temporary',
@@ -98,17 +102,37 @@ describe('planCreate', () => {
       time: NOW,
       reason: 'image',
     });
-    expect(plan.removeSnapshot!.command.runsAfterAbort).toBe(true);
-    expect(plan.copy.pipeline.mutates).toBe(true);
-    expect(plan.needBytes).toBe(Math.ceil(3 * GiB * 1.1) + 3 * GiB);
-    expect(toolsOfImagePlan(plan)).toEqual(
-      expect.arrayContaining(['lvcreate', 'e2image', 'zstd', 'lvremove', 'e2fsck', 'debugfs']),
+    const remove = plan.steps.find((s) => 'command' in s && s.command.file === 'lvremove');
+    expect(remove && 'command' in remove && remove.command.runsAfterAbort).toBe(true);
+    // No unpacked copy: only the image's bound is needed.
+    expect(plan.needBytes).toBe(Math.ceil(5 * GiB * 1.1));
+    expect(toolsOf(plan)).toEqual(
+      expect.arrayContaining(['lvcreate', 'dd', 'zstd', 'tee', 'sha256sum', 'lvremove', 'e2fsck', 'debugfs']),
     );
-    const text = formatImagePlan(plan);
-    expect(text).toContain(`$ e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
-    expect(text).toContain('| zstd -T0 -q --check -f -o');
+    const text = formatPlan(plan);
+    expect(text).toContain(
+      `$ dd if=/dev/vgroup/snap0-image bs=4M iflag=count_bytes count=${10 * GiB} status=progress | zstd -T0 -q --check -c | tee `,
+    );
     expect(text).toContain('note: space in /diskbackup: the image');
-    expect(JSON.stringify(imagePlanToJson(plan))).toContain('"pipeline":[["e2image"');
+    expect(text).toContain('always, at the end (also after a failure):');
+    expect(JSON.stringify(planToJson(plan))).toContain('"pipeline":[["dd","if=/dev/vgroup/snap0-image"');
+  });
+
+  it('nearly empty (below 40 % in use): the blocks in use go to a sparse file and only its data is compressed', async () => {
+    const fs = { ...FS, freeBlocks: ((10 - 0.5) * GiB) / 4096, usedBytes: GiB / 2 };
+    const plan = planCreate(input({ state: await state([ROOT, SNAP0]), fs }));
+    const base = '/diskbackup/zshield-appliance7-20260301T031000Z';
+    const lines = argvs(plan);
+    const at = lines.indexOf(`e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`);
+    expect(lines.slice(at, at + 3)).toEqual([
+      `e2image -ra -p /dev/vgroup/snap0-image ${base}.raw.part`,
+      `tar --sparse -cf - -C /diskbackup --transform=s,.*,filesystem.raw, zshield-appliance7-20260301T031000Z.raw.part | zstd -T0 -q --check -c | tee ${base}.img.zst.part | sha256sum`,
+      `(zshield writes ${base}.raw.part)`,
+    ]);
+    expect(plan.layout).toBe('sparse');
+    // The image and the sparse file.
+    expect(plan.needBytes).toBe(Math.ceil((GiB / 2) * 1.1) + GiB / 2);
+    expect(plan.notes.join('\n')).toContain('5 % in use (below 40 %): the blocks in use go to a sparse file');
   });
 
   it('the temporary snapshot is sized like snap0: a share of lv-root, in whole extents, capped by LVM', async () => {
@@ -116,22 +140,34 @@ describe('planCreate', () => {
     const small = planCreate(
       input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 5 * MiB + 1 })),
     );
-    expect(small.createSnapshot!.command.args).toContain(`${2 * EXTENT}b`);
+    const lvcreate = (p: Plan) =>
+      argvs(p)
+        .find((l) => l.startsWith('lvcreate'))!
+        .split(' ');
+    expect(lvcreate(small)).toContain(`${2 * EXTENT}b`);
     const all = planCreate(
       input({ state: st }, (c) => (c.image.tempSnapshotSize = { kind: 'bytes', bytes: 20 * GiB })),
     );
-    const size = Number(all.createSnapshot!.command.args[4]!.replace(/b$/, ''));
+    const size = Number(lvcreate(all)[5]!.replace(/b$/, ''));
     // lv-root + 16 bytes of exception table per 4 KiB chunk + one chunk, rounded up to extents.
     expect(size).toBe(10 * GiB + 44 * MiB);
   });
 
   it('snap0: reads the restore point as it is, named by its time; no snapshot made', async () => {
     const plan = planCreate(input({ state: await state([ROOT, SNAP0]), source: 'snap0' }));
-    expect(plan.createSnapshot).toBeNull();
-    expect(plan.removeSnapshot).toBeNull();
-    expect(argvs(plan)[0]).toBe(
-      'e2image -ra -p /dev/vgroup/snap0 /diskbackup/zshield-appliance7-20260301T030004Z.raw.part',
-    );
+    expect(argvs(plan).some((l) => /^lv(create|remove)/.test(l))).toBe(false);
+    const b = '/diskbackup/zshield-appliance7-20260301T030004Z';
+    // snap0 is never written: it is read as it is, then the image is unpacked to a copy and checked.
+    expect(argvs(plan).slice(2)).toEqual([
+      `dd if=/dev/vgroup/snap0 bs=4M iflag=count_bytes count=${10 * GiB} status=progress | zstd -T0 -q --check -c | tee ${b}.img.zst.part | sha256sum`,
+      '(zshield writes /run/zshield/lvm.lock)',
+      `zstd -d -q -f --sparse -o ${b}.raw.part ${b}.img.zst.part`,
+      `e2fsck -f -y ${b}.raw.part`,
+      `e2fsck -f -n ${b}.raw.part`,
+      `debugfs -R stat "/etc/fstab" ${b}.raw.part`,
+      `(zshield writes ${b}.sha256.part, ${b}.manifest.json.part)`,
+      `(zshield writes ${b}.sha256, ${b}.manifest.json, ${b}.img.zst)`,
+    ]);
     expect(plan.source).toMatchObject({ kind: 'snap0', time: SNAP_TIME, reason: 'daily' });
     expect(plan.notes.join('\n')).toContain('the LVM lock is held while it is read');
   });
@@ -144,7 +180,9 @@ describe('planCreate', () => {
       minor: 3,
     };
     const plan = planCreate(input({ state: await state([ROOT, left]) }));
-    expect(argvs(plan).slice(0, 2)).toEqual([
+    expect(argvs(plan).slice(0, 3)).toEqual([
+      // A job killed while the snapshot was mounted for its identity left the mount too.
+      'umount /run/zshield/image-identity',
       'lvremove --yes vgroup/snap0-image',
       expect.stringMatching(/^lvcreate --snapshot --name snap0-image /),
     ]);
@@ -188,8 +226,13 @@ describe('planCreate', () => {
       /not enough space in VG vgroup for the image's temporary snapshot/,
     );
     await refuse(
-      input({ state: await state([ROOT]), freeBytes: 6 * GiB }),
-      /^not enough space in \/diskbackup for an image: need 6\.3 GiB, 6\.0 GiB free$/,
+      input({ state: await state([ROOT]), freeBytes: 5 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 5\.5 GiB, 5\.0 GiB free$/,
+    );
+    // From snap0 the verification's unpacked copy needs room too.
+    await refuse(
+      input({ state: await state([ROOT, SNAP0]), source: 'snap0', freeBytes: 10 * GiB }),
+      /^not enough space in \/diskbackup for an image: need 10\.5 GiB, 10\.0 GiB free$/,
     );
     await refuse(
       input({ state: await state([ROOT, SNAP0]), source: 'snap0', dirOnRoot: true }),
@@ -241,6 +284,7 @@ describe('planRestore', () => {
       unpackTo: paths.rawPart,
     });
     const lines = argvs(plan);
+    expect(plan.always!.map((s) => describeStep(s))).toEqual([`(zshield writes ${paths.rawPart})`]);
     expect(lines).toEqual([
       `zstd -d -c -q ${paths.image} | tar -x --sparse -f - -C /media/usb --transform=s,.*,${path.basename(paths.rawPart)},`,
       'lvremove --yes vgroup/snap0',
@@ -257,7 +301,7 @@ describe('planRestore', () => {
     expect(plan.steps[0]!.title).toMatch(/^unpack the image .*lv-root is not touched yet/);
     const notes = plan.notes.join('\n');
     expect(notes).toContain(
-      `the image is unpacked to ${paths.rawPart} (a sparse copy: 3.0 GiB of data) before anything in vgroup is touched`,
+      `the image is unpacked to ${paths.rawPart} (a sparse copy: 5.0 GiB of data) before anything in vgroup is touched`,
     );
     expect(notes).toContain('then a new snap0 is taken (reason: post-restore)');
   });
@@ -277,7 +321,7 @@ describe('planRestore', () => {
       `zstd -d -c -q ${paths.image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
     ]);
     expect(plan.notes.join('\n')).toContain(
-      'no room for an unpacked copy in /media/usb (needs 3.4 GiB, or it is read-only): the image is streamed into lv-root, which passes all of its 8.0 GiB through the pipes',
+      'no room for an unpacked copy in /media/usb (needs 5.6 GiB, or it is read-only): the image is streamed into lv-root, which passes all of its 8.0 GiB through the pipes',
     );
   });
 
@@ -290,7 +334,7 @@ describe('planRestore', () => {
     );
     const unpacked = planRestore({ state: st, config: defaultConfig(), paths, manifest: m, unpackTo: '/r' });
     expect(argvs(unpacked)[0]).toBe(`zstd -d -q -f --sparse -o /r ${paths.image}`);
-    expect(planVerify(paths.image, '/r', [], false).unpack.pipeline.stages.map((c) => c.file)).toEqual([
+    expect(planVerify(paths.image, '/r', [], false).unpack!.pipeline.stages.map((c) => c.file)).toEqual([
       'zstd',
     ]);
   });

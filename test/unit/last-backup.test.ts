@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/snapshot/backup.js';
-import { judgeLastBackup } from '../../src/status/last-backup.js';
+import { judgeLastBackup } from '../../src/snapshot/last-backup.js';
 import { formatStatus, gatherStatus } from '../../src/status/status.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';

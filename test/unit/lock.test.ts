@@ -36,7 +36,6 @@ describe('acquireLvmLock', () => {
     await acquire('backup (daily)');
     const owner = JSON.parse(readFileSync(path.join(dir, 'run', 'lvm.lock.owner'), 'utf8'));
     expect(owner).toMatchObject({ pid: process.pid, purpose: 'backup (daily)' });
-    const started = Date.now();
     const err = await acquire('backup (manual)').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BusyError);
     expect((err as BusyError).message).toMatch(
@@ -44,7 +43,6 @@ describe('acquireLvmLock', () => {
     );
     expect((err as BusyError).hint).toMatch(/--wait/);
     expect((err as BusyError).exitCode).toBe(7);
-    expect(Date.now() - started).toBeLessThan(1000);
   });
 
   it('release frees it and removes the owner record', async () => {

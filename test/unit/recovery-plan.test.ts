@@ -3,7 +3,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError, UsageError } from '../../src/errors.js';
 import { planGoldenMedium, rcLocalWith } from '../../src/golden/prepare.js';
-import { formatPlan } from '../../src/plan.js';
+import { describeStep, formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
 import {
   FACTORY_TAG,
@@ -50,6 +50,8 @@ const facts = {
   fstab: 'UUID=1111 / ext4 ro 0 1\ntmpfs /tmp tmpfs defaults 0 0\n',
   defaultGrub: 'GRUB_TIMEOUT=3\nGRUB_DISABLE_LINUX_UUID=false\n',
   goldenUuid: 'aaaa-bbbb',
+  rootUsedBytes: 600 * 1024 ** 2,
+  bootUsedBytes: 60 * 1024 ** 2,
 } satisfies FactoryInput['golden'];
 
 const factoryInput = (over: Partial<FactoryInput> = {}): FactoryInput => ({
@@ -120,7 +122,9 @@ describe('factory reset plan', () => {
       /^wipefs -a -q \/dev\/vdb$/,
       /^sfdisk .* \/dev\/vdb$/,
       /^pvcreate -ff -y \/dev\/vdb2$/,
-      new RegExp(`^vgcreate -y --addtag ${FACTORY_TAG} vgroup /dev/vdb2$`),
+      new RegExp(
+        `^vgcreate -y --addtag ${FACTORY_TAG} --addtag zshield_boot_uuid=0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e vgroup /dev/vdb2$`,
+      ),
       /^lvcreate .* -n lv-root -l 45%VG vgroup$/,
       /^mkfs.ext4 -q -F -U 0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e -L zs-boot \/dev\/vdb1$/,
       /^mount -t ext4 \/dev\/vgroup\/lv-root \/run\/zshield\/target$/,
@@ -296,22 +300,39 @@ describe('restore latest', () => {
     ).toThrow(/already pending/);
   });
 
-  it('marks the VG with what is restored, then merges with progress every second', () => {
-    const s = checkRestorable(vgState([lv({}), snap0]), config);
-    const plan = planMerge(config, { snapshot: s, originOpen: false });
-    expect(plan.steps.map((x) => [x.command.file, ...x.command.args].join(' '))).toEqual([
-      `vgchange --addtag ${RESTORE_TAG} --addtag zshield_restore_of=1763780400.daily.captured vgroup`,
-      'lvconvert --merge -i 1 vgroup/snap0',
+  it('checks snap0 read-only, marks the VG with what is restored, then merges with progress every second', () => {
+    const state = vgState([lv({}), snap0]);
+    const s = checkRestorable(state, config);
+    const merge = planMerge({ config, state, snapshot: s, originOpen: false }, '/run/zshield');
+    expect(merge.steps.map((x) => describeStep(x))).toEqual([
+      '$ mkdir -p /run/zshield/restore/snap0',
+      '$ mount -o ro,noload /dev/vgroup/snap0 /run/zshield/restore/snap0',
+      '$ umount /run/zshield/restore/snap0',
+      `$ vgchange --addtag ${RESTORE_TAG} --addtag zshield_restore_of=1763780400.daily.captured vgroup`,
+      '$ lvconvert --merge -i 1 vgroup/snap0',
     ]);
-    expect(plan.notes[0]).toBe('restore point: vgroup/snap0, taken 2025-11-22T03:00:00.000Z (reason: daily)');
-    expect(formatPlan(planMerge(config, { snapshot: s, originOpen: true }))).toContain(
-      'the kernel starts the merge when it is next activated',
+    expect(merge.notes[0]).toBe(
+      'restore point: vgroup/snap0, taken 2025-11-22T03:00:00.000Z (reason: daily)',
     );
+    const open = planMerge({ config, state, snapshot: s, originOpen: true }, '/run/zshield');
+    expect(open.notes.join('\n')).toContain('the kernel starts the merge when it is next activated');
     expect(restoreLabelOf(['x', 'zshield_restore_of=1763780400.daily.none'])).toEqual({
       time: new Date(1763780400 * 1000),
       reason: 'daily',
       captured: false,
     });
+  });
+
+  it('activates an inactive VG as a step of the plan (a change, never a probe)', () => {
+    const inactive = vgState([
+      lv({ attr: 'owi---s---', active: false }),
+      { ...snap0, attr: 'swi---s---', active: false },
+    ]);
+    const merge = planMerge({ config, state: inactive, snapshot: snap0, originOpen: false }, '/run/zshield');
+    expect(merge.steps[0]).toMatchObject({
+      command: { file: 'vgchange', args: ['-ay', 'vgroup'], mutates: true },
+    });
+    expect(merge.notes.join('\n')).toContain('vgroup is not active: the plan activates it first');
   });
 });
 
@@ -331,6 +352,7 @@ describe('golden medium', () => {
     init: 'rc.local' as const,
     rcLocal: '#!/bin/sh\necho hello\nexit 0\n',
     rcLocalPath: '/etc/rc.local',
+    usedBytes: 700 * 1024 ** 2,
   };
   const medium = disk('vda', 'ZS-GOLDEN-CF', 2);
   const base = {

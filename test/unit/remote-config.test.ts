@@ -5,7 +5,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { renderConfig } from '../../src/config/render.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/errors.js';
-import { missingSettings } from '../../src/remote/config.js';
+import { missingSettings } from '../../src/config/remote.js';
 import { writeRemoteSection } from '../../src/remote/config-file.js';
 import { copyAfterJob } from '../../src/remote/copy.js';
 import { remoteTarget } from '../../src/remote/credentials.js';

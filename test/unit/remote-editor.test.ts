@@ -5,10 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { InterruptedError, UsageError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
-import type { RemoteConfig } from '../../src/remote/config.js';
+import type { RemoteConfig } from '../../src/config/remote.js';
 import { editRemoteSettings } from '../../src/remote/editor.js';
 import { runKeygen } from '../../src/remote/keygen.js';
-import { askNewPassword, StreamPrompter } from '../../src/remote/prompt.js';
+import { askNewPassword, StreamPrompter } from '../../src/system/prompt.js';
 import {
   decryptPassword,
   encryptPassword,

@@ -1,16 +1,25 @@
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryLogger } from '../../src/log/logger.js';
 import {
   backupFileName,
+  CopyRecords,
+  copyRecordsFile,
   type FileEntry,
   groupBackups,
   type LocalFile,
   parseBackupName,
   scanLocal,
 } from '../../src/remote/backups.js';
-import { classifyRemote, planCopy, planRetention, type RemoteListing } from '../../src/remote/plan.js';
+import {
+  type CheckCandidate,
+  classifyRemote,
+  planChecks,
+  planCopy,
+  planRetention,
+  type RemoteListing,
+} from '../../src/remote/plan.js';
 import { tempDir } from './helpers/context.js';
 
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 3, 0, 0));
@@ -98,7 +107,15 @@ describe('planCopy', () => {
   it('replaces a remote file of the same name and another size', () => {
     const f = log(1, 10);
     const plan = planCopy([f], listing([{ name: f.name, size: 7 }]), 5);
-    expect(plan.uploads).toEqual([{ file: f, resumeFrom: 0, replaces: 7 }]);
+    expect(plan.uploads).toEqual([{ file: f, resumeFrom: 0, replaces: 7, differs: false }]);
+  });
+
+  it('a remote copy of the right size found to differ is copied again, not counted as there', () => {
+    const [a, b] = [log(1), log(2)];
+    const remote = listing(asRemote([a!, b!]), [{ name: `${b!.name}.zshield-part`, size: 4 }]);
+    const plan = planCopy([a!, b!], remote, 5, new Set([b!.name, 'zshield-log-20250101T030000Z.log']));
+    expect(plan.present).toEqual([a]);
+    expect(plan.uploads).toEqual([{ file: b, resumeFrom: 4, replaces: b!.size, differs: true }]);
   });
 
   it('does not copy backups older than the newest `limit` of their kind, counting the remote', () => {
@@ -170,6 +187,25 @@ describe('planRetention', () => {
     });
   });
 
+  it('never counts a remote copy found to differ: the local backup stays, the remote is not pruned', () => {
+    const files = [log(1), log(2), log(3)];
+    const remote = listing(asRemote(files));
+    // Day 2 is over the limit of 1 but its remote copy was found corrupted; day 3 (kept) too.
+    const plan = planRetention(files, remote, 1, new Set([log(1).name, log(3).name]));
+    expect(plan.deleteLocal.map((f) => f.name)).toEqual([log(2).name]);
+    expect(plan.kept).toContainEqual({
+      kind: 'log',
+      stamp: '20260101T030000Z',
+      where: 'local',
+      reason: 'its remote copy does not match',
+    });
+    expect(plan.deleteRemote).toEqual([]);
+    expect(plan.kept.filter((k) => k.where === 'remote').map((k) => k.stamp)).toEqual([
+      '20260102T030000Z',
+      '20260101T030000Z',
+    ]);
+  });
+
   it('deletes abandoned parts, keeps the one that can still be resumed', () => {
     const files = [log(3), log(4)];
     const remote = listing(asRemote([log(3)]), [
@@ -192,6 +228,108 @@ describe('planRetention', () => {
     ]);
     expect(r.files.map((f) => f.name)).toEqual([log(1).name]);
     expect(r.parts.map((f) => f.name)).toEqual([`${log(2).name}.zshield-part`]);
+  });
+});
+
+describe('planChecks', () => {
+  const cands = (n: number, checkedAt: (i: number) => string | null = () => null): CheckCandidate[] =>
+    Array.from({ length: n }, (_, i) => ({ file: log(i + 1), checkedAt: checkedAt(i), changed: false }));
+
+  it('--verify-all checks every file already on the remote', () => {
+    const c = cands(9);
+    expect(planChecks(c, 7, true).map((x) => [x.file.name, x.why])).toEqual(
+      c.map((x) => [x.file.name, '--verify-all']),
+    );
+  });
+
+  it('checks ceil(n/cycle) files, never-checked first, then the least recently checked', () => {
+    const c = cands(9, (i) => (i === 4 ? null : `2026-01-0${9 - i}T00:00:00.000Z`));
+    const checks = planChecks(c, 7, false);
+    expect(checks.map((x) => [x.file.name, x.why])).toEqual([
+      [log(5).name, 'never checked'],
+      [log(9).name, 'last checked 2026-01-01T00:00:00.000Z'],
+    ]);
+    expect(planChecks([], 7, false)).toEqual([]);
+    expect(
+      planChecks(
+        cands(1, () => '2026-01-01T00:00:00.000Z'),
+        7,
+        false,
+      ).length,
+    ).toBe(1);
+  });
+
+  it('a local file changed since its copy was checked is always checked, beside the share', () => {
+    const c = cands(3, () => '2026-01-01T00:00:00.000Z');
+    c[2]!.changed = true;
+    const checks = planChecks(c, 7, false);
+    expect(checks.map((x) => [x.file.name, x.why])).toEqual([
+      [log(3).name, 'changed here since its copy was checked'],
+      [log(1).name, 'last checked 2026-01-01T00:00:00.000Z'],
+    ]);
+  });
+
+  it('`cycle` runs check every file once, whatever the count', () => {
+    for (const [n, cycle] of [
+      [20, 7],
+      [7, 7],
+      [3, 7],
+      [50, 1],
+    ] as const) {
+      const checkedAt = new Map<string, string | null>(cands(n).map((c) => [c.file.name, null]));
+      const seen = new Set<string>();
+      for (let run = 0; run < cycle; run++) {
+        const now = `2026-02-${String(run + 1).padStart(2, '0')}T00:00:00.000Z`;
+        const c = cands(n, (i) => checkedAt.get(log(i + 1).name) ?? null);
+        for (const x of planChecks(c, cycle, false)) {
+          seen.add(x.file.name);
+          checkedAt.set(x.file.name, now);
+        }
+      }
+      expect(seen.size, `${n} files over ${cycle} runs`).toBe(n);
+    }
+  });
+});
+
+describe('CopyRecords', () => {
+  let cleanup = () => {};
+  afterEach(() => cleanup());
+
+  it('keeps each target apart, remembers a copy found to differ until it is replaced, drops the gone', () => {
+    const t = tempDir('zshield-remote-records-');
+    cleanup = t.cleanup;
+    const file = copyRecordsFile(path.join(t.dir, 'state'));
+    const rec = {
+      size: 10,
+      sha256: 'a'.repeat(64),
+      identity: '1:2:10:3:4',
+      checkedAt: '2026-01-01T00:00:00.000Z',
+    };
+    const a = new CopyRecords(file, 'u@h:22:/a');
+    a.set(log(1).name, rec);
+    a.set(log(2).name, rec);
+    a.markDiffers(log(2).name);
+    new CopyRecords(file, 'u@h:22:/b').set(log(3).name, rec);
+
+    const again = new CopyRecords(file, 'u@h:22:/a');
+    expect([...again.byName.keys()]).toEqual([log(1).name, log(2).name]);
+    expect(again.differs()).toEqual(new Set([log(2).name]));
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    // A verified upload replaces the record: no longer differing.
+    again.set(log(2).name, rec);
+    again.keepOnly(new Set([log(2).name]));
+    const last = new CopyRecords(file, 'u@h:22:/a');
+    expect([...last.byName.keys()]).toEqual([log(2).name]);
+    expect(last.differs()).toEqual(new Set());
+    expect([...new CopyRecords(file, 'u@h:22:/b').byName.keys()]).toEqual([log(3).name]);
+  });
+
+  it('an unreadable records file is an empty one (every copy then counts as never checked)', () => {
+    const t = tempDir('zshield-remote-records-');
+    cleanup = t.cleanup;
+    const file = path.join(t.dir, 'remote-copies.json');
+    writeFileSync(file, '{ not json');
+    expect(new CopyRecords(file, 'x').byName.size).toBe(0);
   });
 });
 

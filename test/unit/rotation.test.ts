@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
-import { formatPlan, type Plan, planToJson } from '../../src/plan.js';
+import { type CommandStep, formatPlan, type Plan, planToJson } from '../../src/plan/plan.js';
 import { labelOf, namesOf, planRepair, planRotation, type Reason } from '../../src/snapshot/rotation.js';
 import { parseLvs, parseVgs, type VgState } from '../../src/system/lvm.js';
 import { EXTENT, epoch, GiB, type LvRow, lvsJson, MiB, vgsJson } from './helpers/lvm-json.js';
@@ -43,7 +43,7 @@ function vgState(lvs: LvRow[], freeExtents: number, tags: string[] = []): VgStat
 function plan(
   state: VgState,
   opts: { edit?: (c: Config) => void; reason?: Reason; rootIsRunning?: boolean } = {},
-): Plan {
+): Plan<CommandStep> {
   const config = defaultConfig();
   config.paths.stateDir = '/var/lib/zshield';
   opts.edit?.(config);
@@ -56,7 +56,7 @@ function plan(
   });
 }
 
-const argvs = (p: Plan) => p.steps.map((s) => [s.command.file, ...s.command.args]);
+const argvs = (p: Plan<CommandStep>) => p.steps.map((s) => [s.command.file, ...s.command.args]);
 const createArgv = (name: string, bytes: number, reason: string, boot = 'none') => [
   'lvcreate',
   '--snapshot',

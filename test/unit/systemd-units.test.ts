@@ -4,7 +4,7 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { planGoldenMedium } from '../../src/golden/prepare.js';
 import { type FactoryInput, planFactoryReset } from '../../src/recovery/factory.js';
 import type { Disk } from '../../src/system/disks.js';
-import { isRuntimeTmpfsLine, runtimeTmpfsLines } from '../../src/system/units.js';
+import { isRuntimeTmpfsLine, runtimeTmpfsLines } from '../../src/golden/units.js';
 
 // Where systemd is the init, golden prepare and the factory reset install and enable both units
 // (the boot hook and the daemon). The units themselves are proven in the QEMU bench
@@ -46,6 +46,7 @@ describe('systemd units in the plans', () => {
         init: 'systemd',
         rcLocal: null,
         rcLocalPath: '/etc/rc.local',
+        usedBytes: null,
       },
       target: 'ZS-GOLDEN-CF',
       uuid: 'u-u-i-d',
@@ -91,6 +92,8 @@ describe('systemd units in the plans', () => {
         defaultGrub: null,
         goldenUuid: 'aaaa',
         systemdUnits: units,
+        rootUsedBytes: null,
+        bootUsedBytes: null,
       },
       bootUuid: '0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e',
       now: new Date(0),

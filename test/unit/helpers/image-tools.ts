@@ -118,11 +118,16 @@ export class HybridRunner implements Runner {
     this.real = new ExecaRunner({ log: opts.log, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
+  noteExternal(argv: readonly string[], via: string): void {
+    this.calls.push(`${argv.join(' ')} (run by ${via})`);
+  }
+
   private map(cmd: Command): Command {
     const args = cmd.args.map((a) => {
       for (const [dev, file] of this.devices) {
         if (a === dev) return file;
         if (a === `of=${dev}`) return `of=${file}`;
+        if (a === `if=${dev}`) return `if=${file}`;
       }
       return a;
     });

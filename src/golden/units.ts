@@ -1,5 +1,5 @@
-import type { Step } from '../plan.js';
-import { mutating as cmd } from './root-copy.js';
+import type { CommandStep as Step } from '../plan/plan.js';
+import { mutating as cmd } from '../system/root-copy.js';
 
 /**
  * Install zshield-boot.service (and zshield.service, when given) into a root's /etc/systemd/system

@@ -10,6 +10,11 @@ export interface Prompter {
   line(question: string): Promise<string>;
   /** Ask and read one line without echo. */
   secret(question: string): Promise<string>;
+  /**
+   * Read one line if one comes within `ms` (the boot countdown: no answer is an answer). Returns
+   * null when the time runs out or the input ends.
+   */
+  lineWithin(ms: number): Promise<string | null>;
   print(text: string): void;
   close(): void;
 }
@@ -71,6 +76,30 @@ export class StreamPrompter implements Prompter {
         return answer.trim();
       }
       await this.more(question);
+    }
+  }
+
+  async lineWithin(ms: number): Promise<string | null> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = /\r\n|\r|\n/.exec(this.buf);
+      if (m) {
+        const answer = this.buf.slice(0, m.index);
+        this.buf = this.buf.slice(m.index + m[0].length);
+        return answer.trim();
+      }
+      // After the end of input the time still runs out (a countdown on a console nobody types at).
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      if (this.signal?.aborted) throw new InterruptedError('cancelled; nothing written');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.wake = null;
     }
   }
 

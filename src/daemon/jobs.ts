@@ -1,8 +1,8 @@
 import type { Context } from '../context.js';
-import { lastOccurrence, type TimeOfDay } from '../daemon/schedule.js';
+import { lastOccurrence, type TimeOfDay } from './schedule.js';
 import { ZshieldError } from '../errors.js';
-import type { ImageConfig } from './config.js';
-import { hostKind, listImages } from './files.js';
+import type { ImageConfig } from '../config/image.js';
+import { hostKind, listImages } from '../image/files.js';
 
 /** The most recent scheduled moment for an image at or before `now` (local time), or null for none. */
 export function lastImageSlot(now: Date, schedule: ImageConfig['schedule'], at: TimeOfDay): Date | null {
@@ -30,6 +30,17 @@ export function imageDue(input: {
 }
 
 /**
+ * Everything chained after the daily backup, in one place: the backup's copy off the box (when
+ * remote copy is configured), then the scheduled image if due (and its copy). Never throws: a
+ * failure is logged, and the backup's own outcome stands.
+ */
+export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: number): Promise<void> {
+  const { copyAfterJob } = await import('../remote/copy.js');
+  await copyAfterJob(ctx, 'backup');
+  await imageAfterBackup({ ...ctx, signal: jobs }, waitMs);
+}
+
+/**
  * The daemon's hook after a daily backup: the scheduled image if due, then a remote copy of it
  * when the config asks for one. Never throws (a failure is logged; the backup's own outcome stands).
  * Returns whether an image was made.
@@ -47,7 +58,7 @@ export async function imageAfterBackup(ctx: Context, waitMs: number): Promise<bo
   }
   try {
     ctx.log.info('daemon: image due');
-    const { runImageCreate } = await import('./create.js');
+    const { runImageCreate } = await import('../image/create.js');
     await runImageCreate(ctx, { waitMs, kind });
   } catch (err) {
     const msg =

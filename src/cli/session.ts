@@ -1,0 +1,56 @@
+import { loadConfig } from '../config/load.js';
+import { type Context, type ContextOptions, type GlobalArgs, systemClock } from '../context.js';
+import { type Logger, createLogger } from '../log/logger.js';
+import { LvmScopedRunner } from '../system/lvm-scope.js';
+import { ExecaRunner } from '../system/runner.js';
+
+/**
+ * One run of the binary: the one context builder, the logger it makes (main() reports the final
+ * error through it) and the signal handling.
+ */
+export class Session {
+  log: Logger | undefined;
+  private readonly abort = new AbortController();
+  private readonly onSignal = (sig: NodeJS.Signals) => {
+    this.log?.warn(`${sig} received: stopping`);
+    this.abort.abort();
+  };
+
+  /** Config, logger, runner. Dry-run is decided here, once, for the runner and for the flows. */
+  readonly context = async (a: GlobalArgs, opts: ContextOptions = {}): Promise<Context> => {
+    const loaded = await loadConfig(a.config);
+    const config = loaded.config;
+    const dryRun = a['dry-run'];
+    this.log = createLogger({
+      level: config.log.level,
+      // --verbose wins over a command's quiet terminal: it asked to see the commands run.
+      consoleLevel: a.quiet ? 'warn' : a.verbose ? 'debug' : opts.quietConsole ? 'warn' : 'info',
+      file: opts.logFile === false ? null : config.log.file,
+    });
+    for (const w of loaded.warnings) this.log.warn(`config: ${w.where}: ${w.message}`);
+    if (opts.abortOnSignal ?? true) {
+      process.on('SIGINT', this.onSignal);
+      process.on('SIGTERM', this.onSignal);
+    }
+    return {
+      config,
+      configFile: loaded.file,
+      // LVM commands see the system disk's PVs only when another disk has a VG of the same name.
+      runner: new LvmScopedRunner(new ExecaRunner({ log: this.log, dryRun, signal: this.abort.signal }), {
+        vg: config.lvm.vg,
+        systemIds: [config.disks.system.serial, config.disks.system.wwn].filter((x): x is string => !!x),
+      }),
+      log: this.log,
+      clock: systemClock,
+      out: { print: (t) => process.stdout.write(`${t}\n`) },
+      dryRun,
+      signal: this.abort.signal,
+    };
+  };
+
+  async close(): Promise<void> {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    await this.log?.close();
+  }
+}

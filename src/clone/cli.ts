@@ -1,0 +1,343 @@
+import path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import type { CommandArgs, CommandKit, Context } from '../context.js';
+import { formatBytes } from '../config/size.js';
+import { ConfigError, UsageError, VerifyError } from '../errors.js';
+import type { TargetRequest } from './target.js';
+
+// The implementations are loaded when a clone or golden image command runs.
+
+type Args = CommandArgs;
+
+function whole(name: string, v: unknown, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be a whole number >= ${min}`);
+  return n;
+}
+
+function targetOf(a: Args): TargetRequest {
+  return {
+    ...(a['target'] ? { serial: String(a['target']) } : {}),
+    ...(a['target-file'] ? { file: String(a['target-file']) } : {}),
+  };
+}
+
+const targetOptions = (y: Argv) =>
+  y
+    .option('target', {
+      type: 'string',
+      describe: 'serial or WWN of the disk to write (else disks.golden.serial)',
+    })
+    .option('target-file', {
+      type: 'string',
+      describe: 'a file or block device to write instead (tests, loop devices)',
+    })
+    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' });
+
+function signingKeyFile(ctx: Context, a: Args): string {
+  const file = (a['key'] as string | undefined) ?? ctx.config.clone.signingKey;
+  if (!file)
+    throw new ConfigError([{ where: 'clone.signingKey', message: 'no signing key (or give --key FILE)' }]);
+  return file;
+}
+
+/** `zshield golden image ...`: the golden image as a signed, released artefact. */
+export function goldenImageCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'image',
+    describe: 'golden images as released artefacts: make (zstd, signed manifest), verify, write',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'make <source> <out>',
+          'make a golden image file from a golden medium (device) or a raw image file',
+          (yy: Argv) =>
+            yy
+              .positional('source', {
+                type: 'string',
+                describe: 'the golden medium device or a raw image file',
+              })
+              .positional('out', {
+                type: 'string',
+                describe: 'the image file to write (.img.zst); the manifest goes beside it',
+              })
+              .option('name', {
+                type: 'string',
+                demandOption: true,
+                describe: 'what the image is of (e.g. the appliance model)',
+              })
+              .option('image-version', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the release version of the image',
+              })
+              .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            const { loadSigningKey } = await import('../system/signing.js');
+            const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
+            const key = await loadSigningKey(signingKeyFile(ctx, args));
+            const out = path.resolve(String(args['out']));
+            if (ctx.dryRun) {
+              ctx.out.print(`would read ${args['source']} and write ${out} and ${manifestPathOf(out)}`);
+              return;
+            }
+            const m = await makeGoldenImage({
+              source: String(args['source']),
+              out,
+              name: String(args['name']),
+              version: String(args['image-version']),
+              key,
+            });
+            ctx.out.print(
+              `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256}), signed by key ${key.keyId}`,
+            );
+          },
+        )
+        .command(
+          'verify <image>',
+          'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256',
+          (yy: Argv) => yy.positional('image', { type: 'string' }),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
+            const r = await verifyGoldenImage(String(args['image']), ctx.config.clone.trustedKeys);
+            if (r.badChunks.length > 0) {
+              throw new VerifyError(
+                `${args['image']}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
+              );
+            }
+            ctx.out.print(
+              `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
+            );
+          },
+        )
+        .command(
+          'write <image>',
+          'write a golden image onto a disk (the production line): checked, verified by reading back, first MiB last',
+          (yy: Argv) => targetOptions(yy.positional('image', { type: 'string' })),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            const { runGoldenWrite } = await import('./write.js');
+            const r = await runGoldenWrite(ctx, {
+              image: String(args['image']),
+              target: targetOf(args),
+              yes: Boolean(args['yes']),
+            });
+            if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
+          },
+        )
+        .command(
+          'key <file>',
+          'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
+          (yy: Argv) => yy.positional('file', { type: 'string' }),
+          async (a) => {
+            const args = a as unknown as Args;
+            await kit.context(args);
+            const { writeNewSigningKey } = await import('../system/signing.js');
+            const key = await writeNewSigningKey(String(args['file']), { writePublic: true });
+            process.stdout.write(`${key.publicText}\n`);
+          },
+        )
+        .demandCommand(1, 'say which: golden image make | verify | write | key'),
+    handler: () => {},
+  };
+}
+
+/**
+ * The command to run in the image: the words after `--` (yargs leaves them in `_`, after the
+ * command path `golden update`), after any given before it.
+ */
+export function updateArgv(a: Args): string[] {
+  const rest = ((a['_'] as unknown[] | undefined) ?? []).map(String);
+  const at = rest.indexOf('update');
+  const given = ((a['command'] as unknown[] | undefined) ?? []).map(String);
+  return [...given, ...(at < 0 ? [] : rest.slice(at + 1))];
+}
+
+/** `zshield golden update IMAGE -- COMMAND...`: run a command in the image in QEMU, prove it, re-sign. */
+export function goldenUpdateCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'update <image> [command..]',
+    describe:
+      'update a golden image offline: run a command in it in QEMU, boot it through its GRUB as proof, write a new signed image beside the old',
+    builder: (y: Argv) =>
+      y
+        .positional('image', { type: 'string', describe: 'the golden image (.img.zst with its manifest)' })
+        .positional('command', {
+          type: 'string',
+          array: true,
+          describe: 'after --: the command to run as root in the image',
+        })
+        .option('script', {
+          type: 'string',
+          describe: 'a shell script file to run in the image instead of a command',
+        })
+        .option('image-version', {
+          type: 'string',
+          describe: 'version of the new image (default: old version +update.<time>)',
+        })
+        .option('out', {
+          type: 'string',
+          describe: 'the new image file (default: <name>-<version>.img.zst beside the old)',
+        })
+        .option('work-dir', {
+          type: 'string',
+          describe: 'where the raw working copy goes (default: beside the image)',
+        })
+        .option('timeout', {
+          type: 'number',
+          default: 1800,
+          describe: 'seconds the command may run (each boot gets 120 more)',
+        })
+        .option('accel', {
+          choices: ['auto', 'kvm', 'tcg'],
+          default: 'auto',
+          describe: 'QEMU accelerator (auto: KVM only if a trial boot with it works)',
+        })
+        .option('entry', {
+          type: 'string',
+          array: true,
+          describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
+        })
+        .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
+      const argv = updateArgv(args);
+      const scriptFile = args['script'] as string | undefined;
+      if (argv.length > 0 === (scriptFile !== undefined))
+        throw new UsageError('golden update: give a command after -- or --script FILE (one of them)');
+      const timeoutSeconds = whole('timeout', args['timeout'], 1) ?? 1800;
+      const { readFile } = await import('node:fs/promises');
+      const r = await runGoldenUpdate(ctx, {
+        image: String(args['image']),
+        ...(scriptFile !== undefined ? { script: await readFile(scriptFile, 'utf8') } : { argv }),
+        keyFile: signingKeyFile(ctx, args),
+        ...(args['image-version'] ? { version: String(args['image-version']) } : {}),
+        ...(args['out'] ? { out: path.resolve(String(args['out'])) } : {}),
+        ...(args['work-dir'] ? { workDir: path.resolve(String(args['work-dir'])) } : {}),
+        timeoutSeconds,
+        accel: args['accel'] as 'auto' | 'kvm' | 'tcg',
+        entries: (args['entry'] as string[] | undefined) ?? DEFAULT_ENTRIES,
+      });
+      if (r)
+        ctx.out.print(
+          `golden image updated and proven (${r.accel}): ${r.out} (${r.manifest.name}@${r.manifest.version}, SHA-256 ${r.manifest.sha256})`,
+        );
+    },
+  };
+}
+
+/** `zshield clone send|receive`: multicast cloning over udpcast. */
+export function cloneCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'clone',
+    describe:
+      'write a golden image to many boxes at once over multicast (udpcast), verified, failed ones repaired',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'send <image>',
+          'send a golden image to the receivers on this LAN; repair failed ones; print a table',
+          (yy: Argv) =>
+            yy
+              .positional('image', { type: 'string' })
+              .option('session', { type: 'string', describe: 'session name (default: the image id)' })
+              .option('key', {
+                type: 'string',
+                describe: 'signing key for the session header (else clone.signingKey)',
+              })
+              .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' })
+              .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
+              .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
+              .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
+              .option('retries-until-drop', {
+                type: 'number',
+                describe: 'drop a receiver after this many unanswered requests',
+              })
+              .option('repair-window', {
+                type: 'number',
+                describe: 'seconds to wait for receiver reports after the stream',
+              })
+              .option('power', {
+                type: 'boolean',
+                default: false,
+                describe:
+                  'first run each clone.power command (reboot the boxes into receive mode; untested on real hardware)',
+              }),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            if (args['power']) {
+              const { runPowerCommands } = await import('./power.js');
+              await runPowerCommands(ctx);
+            }
+            const { runSend } = await import('./send.js');
+            const minReceivers = whole('min-receivers', args['min-receivers'], 1);
+            const maxWaitSeconds = whole('max-wait', args['max-wait'], 0);
+            const retriesUntilDrop = whole('retries-until-drop', args['retries-until-drop'], 1);
+            const repairWindowSeconds = whole('repair-window', args['repair-window'], 1);
+            const bitrate = args['max-bitrate'] as string | undefined;
+            if (bitrate !== undefined && !/^\d+[km]?$/.test(bitrate))
+              throw new UsageError('--max-bitrate: like 500m, 80000k');
+            const r = await runSend(ctx, {
+              image: String(args['image']),
+              ...(args['session'] ? { session: String(args['session']) } : {}),
+              ...(args['key'] ? { keyFile: String(args['key']) } : {}),
+              ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+              ...(minReceivers !== undefined ? { minReceivers } : {}),
+              ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
+              ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
+              ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
+              ...(bitrate ? { maxBitrate: bitrate } : {}),
+            });
+            if (r) {
+              const ok = r.rows.filter((row) => row.result === 'verified').length;
+              ctx.out.print(
+                `${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`,
+              );
+            }
+          },
+        )
+        .command(
+          'receive',
+          'join a clone session and write the golden image onto this box (run from a rescue or installer system)',
+          (yy: Argv) =>
+            targetOptions(yy)
+              .option('session', {
+                type: 'string',
+                describe: 'accept only this session (else clone.session)',
+              })
+              .option('name', { type: 'string', describe: "name in the sender's table (default: host name)" })
+              .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' }),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args);
+            if (!ctx.dryRun && !args['yes']) {
+              throw new UsageError(
+                'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
+              );
+            }
+            const { runReceive } = await import('./receive.js');
+            const r = await runReceive(ctx, {
+              target: targetOf(args),
+              ...(args['session'] ? { session: String(args['session']) } : {}),
+              ...(args['name'] ? { name: String(args['name']) } : {}),
+              ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+            });
+            if (r) {
+              ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
+              ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
+            }
+          },
+        )
+        .demandCommand(1, 'say which: clone send | clone receive'),
+    handler: () => {},
+  };
+}

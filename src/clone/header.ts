@@ -1,0 +1,111 @@
+import { RefusedError, VerifyError } from '../errors.js';
+import { type Signed, verifyDocument } from '../system/signing.js';
+import { type GoldenManifest, type SignedManifest, checkManifestShape, imageIdOf } from './golden-image.js';
+
+/**
+ * The signed header carried ahead of the multicast stream (the seed's "secure initialisation"):
+ * the image's released manifest (signed when the image was made) and a session document signed by
+ * the sender when the session starts. A receiver checks both against its vendor keys before it
+ * opens the target: a stream from anyone else, or of another session, writes nothing.
+ *
+ * On the wire: MAGIC, a 4-byte big-endian length, then the JSON; the zstd stream follows.
+ */
+
+export const MAGIC = Buffer.from('ZSHIELD-CLONE/1\n');
+const MAX_HEADER = 64 * 1024 * 1024;
+
+export interface SessionInfo {
+  /** The session's name: receivers configured with clone.session accept only this one. */
+  session: string;
+  imageId: string;
+  version: string;
+  size: number;
+  rootHash: string;
+  /** Where failed receivers fetch chunks and send their report (http://ADDRESS:PORT). */
+  repairUrl: string;
+  startedAt: string;
+}
+
+export interface StreamHeader {
+  manifest: SignedManifest;
+  session: Signed<SessionInfo>;
+}
+
+export function encodeHeader(h: StreamHeader): Buffer {
+  const json = Buffer.from(JSON.stringify(h));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  return Buffer.concat([MAGIC, len, json]);
+}
+
+/**
+ * Reads the header from the front of a byte stream. Returns it with the bytes read past it (the
+ * start of the zstd stream) and the iterator to go on with.
+ */
+export async function readHeader(
+  source: AsyncIterator<Buffer>,
+): Promise<{ header: unknown; rest: Buffer } | null> {
+  let buf = Buffer.alloc(0);
+  const need = async (n: number): Promise<boolean> => {
+    while (buf.length < n) {
+      const next = await source.next();
+      if (next.done) return false;
+      buf = Buffer.concat([buf, Buffer.from(next.value)]);
+    }
+    return true;
+  };
+  if (!(await need(MAGIC.length + 4))) return null;
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new VerifyError('the stream does not start with a zshield clone header (not a zshield session)');
+  }
+  const len = buf.readUInt32BE(MAGIC.length);
+  if (len > MAX_HEADER) throw new VerifyError(`clone header of ${len} bytes: too large, refused`);
+  const end = MAGIC.length + 4 + len;
+  if (!(await need(end))) return null;
+  let header: unknown;
+  try {
+    header = JSON.parse(buf.subarray(MAGIC.length + 4, end).toString('utf8'));
+  } catch {
+    throw new VerifyError('the clone header is not JSON');
+  }
+  return { header, rest: buf.subarray(end) };
+}
+
+/** Both signatures, then that they describe the same image, then the session if one is expected. */
+/**
+ * The box refuses a genuine session (another session name, a target too small): the header was
+ * signed by a trusted key, so its repair address can be told why.
+ */
+export class SessionRefusedError extends RefusedError {
+  constructor(
+    readonly session: SessionInfo,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function verifyHeader(
+  raw: unknown,
+  trusted: readonly string[],
+  expectSession: string | null,
+): { manifest: GoldenManifest; session: SessionInfo } {
+  const h = (raw ?? {}) as Partial<StreamHeader>;
+  const manifest = verifyDocument<GoldenManifest>(h.manifest, trusted, 'clone header: image manifest');
+  const session = verifyDocument<SessionInfo>(h.session, trusted, 'clone header: session');
+  checkManifestShape(manifest, 'clone header: image manifest');
+  if (
+    session.imageId !== imageIdOf(manifest) ||
+    session.rootHash !== manifest.rootHash ||
+    session.size !== manifest.size
+  ) {
+    throw new VerifyError('clone header: the session and the image manifest describe different images');
+  }
+  if (expectSession !== null && session.session !== expectSession) {
+    throw new SessionRefusedError(
+      session,
+      `joined session "${session.session}" but this box expects "${expectSession}": nothing written`,
+    );
+  }
+  return { manifest, session };
+}

@@ -1,0 +1,253 @@
+import { hostname } from 'node:os';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import type { Context } from '../context.js';
+import { formatBytes } from '../config/size.js';
+import { ConfigError, InternalError, InterruptedError, VerifyError } from '../errors.js';
+import type { GoldenManifest } from './golden-image.js';
+import { type SessionInfo, SessionRefusedError, readHeader, verifyHeader } from './header.js';
+import { fetchChunks, postReport } from './repair-client.js';
+import type { ReceiverReport } from './repair-server.js';
+import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './target.js';
+import { TargetWriter } from './target-writer.js';
+import { receiverCommand } from './udpcast.js';
+
+export interface ReceiveOptions {
+  target: TargetRequest;
+  /** Accept only this session (else clone.session; null: any session of a trusted signer). */
+  session?: string;
+  /** The name this box reports under (default: its host name). */
+  name?: string;
+  interface?: string;
+}
+
+export interface ReceiveOutcome {
+  report: ReceiverReport;
+  imageId: string;
+  session: string;
+  target: string;
+  streamedBytes: number;
+  reported: boolean;
+}
+
+/**
+ * `clone receive`: join a udpcast session, check its signed header before opening the target,
+ * write the stream (head held back), verify every chunk by reading it back, fetch the bad or
+ * missing ones from the sender, and write the head only when all of it verified.
+ */
+export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<ReceiveOutcome | null> {
+  const cfg = ctx.config.clone;
+  if (cfg.trustedKeys.length === 0) {
+    throw new ConfigError([
+      { where: 'clone.trustedKeys', message: 'no vendor public key: no stream can be accepted' },
+    ]);
+  }
+  const target = await resolveCloneTarget(ctx, opts.target);
+  const iface = opts.interface ?? cfg.interface;
+  if (ctx.dryRun) {
+    ctx.out.print(
+      `would receive a clone stream on ${iface} (port base ${cfg.portbase}) onto ${target.describe}`,
+    );
+    return null;
+  }
+  ctx.out.print(
+    `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
+  );
+  const { accepted, it, udpDone } = await joinSession(ctx, opts, iface, target);
+  const started = Date.now();
+  const { manifest: m, session, rest } = accepted;
+  ctx.out.print(
+    `session "${session.session}": ${session.imageId} (${formatBytes(m.size)}, ${m.chunks.length} chunks), signed by a trusted key`,
+  );
+  const flush = target.isBlock
+    ? async () => {
+        await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
+      }
+    : undefined;
+  const writer = await TargetWriter.open(target.path, m.size, flush ? { flush } : {});
+  try {
+    await writer.wipeHead();
+    const streamed = await streamInto(writer, rest, it, m, ctx);
+    const udpError = await udpDone;
+    if (ctx.signal.aborted) throw new InterruptedError('interrupted: the target was left without its head');
+    ctx.log.info(
+      `stream ended after ${formatBytes(streamed.bytes)} of ${formatBytes(m.size)}${udpError ? ` (${udpError.message})` : ''}${streamed.error ? ` (${streamed.error})` : ''}`,
+    );
+    const report = await verifyAndRepair(ctx, writer, m, session, opts.name ?? hostname(), started);
+    const reported = await postReport(session.repairUrl, report);
+    if (!reported) ctx.log.warn(`could not send the report to ${session.repairUrl}`);
+    if (report.result !== 'verified') {
+      throw new VerifyError(
+        `${report.badChunks.length} chunk(s) still bad after repair (${report.badChunks.join(', ')}): the target was left without its head`,
+      );
+    }
+    return {
+      report,
+      imageId: session.imageId,
+      session: session.session,
+      target: target.describe,
+      streamedBytes: streamed.bytes,
+      reported,
+    };
+  } finally {
+    await writer.close();
+  }
+}
+
+/**
+ * Starts udp-receiver and reads the stream's header. On any refusal udp-receiver is killed before
+ * a byte reaches the target (the target is not even open yet).
+ */
+async function joinSession(ctx: Context, opts: ReceiveOptions, iface: string, target: CloneTarget) {
+  const cfg = ctx.config.clone;
+  if (!ctx.runner.start) throw new InternalError('this runner cannot stream a command');
+  const udp = await ctx.runner.start(
+    receiverCommand({
+      interface: iface,
+      portbase: cfg.portbase,
+      startTimeoutSeconds: cfg.receive.startTimeoutSeconds,
+      receiveTimeoutSeconds: cfg.receive.receiveTimeoutSeconds,
+    }),
+  );
+  const udpDone = udp.done.then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
+  const it = udp.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  try {
+    const accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
+    return { accepted, it, udpDone };
+  } catch (err) {
+    udp.kill('SIGKILL');
+    // Close our end of the pipe (the iterator destroys the stream): execa settles only when the
+    // child's stdout has ended, and unread data would keep it from ever ending.
+    await it.return?.();
+    await udpDone;
+    if (err instanceof SessionRefusedError) {
+      await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
+    }
+    throw err;
+  }
+}
+
+function refusedReport(name: string, message: string): ReceiverReport {
+  return {
+    name,
+    result: 'refused',
+    chunks: 0,
+    repairedChunks: [],
+    badChunks: [],
+    bytesFetched: 0,
+    seconds: 0,
+    message,
+  };
+}
+
+async function acceptHeader(
+  it: AsyncIterator<Buffer>,
+  ctx: Context,
+  expectSession: string | null,
+  target: CloneTarget,
+): Promise<{ manifest: GoldenManifest; session: SessionInfo; rest: Buffer }> {
+  const got = await readHeader(it);
+  if (!got) {
+    throw new VerifyError(
+      'the stream ended before a clone header arrived (no sender, or it gave up): nothing written',
+    );
+  }
+  const { manifest, session } = verifyHeader(got.header, ctx.config.clone.trustedKeys, expectSession);
+  if (target.sizeBytes !== null && target.sizeBytes < manifest.size) {
+    throw new SessionRefusedError(
+      session,
+      `${target.describe} is smaller than the image (${formatBytes(manifest.size)}): nothing written`,
+    );
+  }
+  return { manifest, session, rest: got.rest };
+}
+
+/** Decompresses the rest of the stream onto the target. A cut stream is not an error here: the check finds what is missing. */
+async function streamInto(
+  writer: TargetWriter,
+  first: Buffer,
+  it: AsyncIterator<Buffer>,
+  m: GoldenManifest,
+  ctx: Context,
+): Promise<{ bytes: number; error: string | null }> {
+  async function* input(): AsyncGenerator<Buffer> {
+    if (first.length > 0) yield first;
+    for (;;) {
+      const n = await it.next();
+      if (n.done) return;
+      yield n.value;
+    }
+  }
+  let offset = 0;
+  let shown = 0;
+  try {
+    await pipeline(
+      Readable.from(input()),
+      zlib.createZstdDecompress(),
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const piece of source) {
+          const p = piece.subarray(0, Math.max(0, m.size - offset));
+          if (p.length === 0) continue;
+          await writer.write(offset, p);
+          offset += p.length;
+          const tenth = Math.floor((offset / m.size) * 10);
+          if (tenth > shown) {
+            shown = tenth;
+            ctx.out.print(`received ${tenth * 10}% (${formatBytes(offset)})`);
+          }
+        }
+      },
+    );
+    return { bytes: offset, error: null };
+  } catch (err) {
+    return { bytes: offset, error: (err as Error).message };
+  }
+}
+
+async function verifyAndRepair(
+  ctx: Context,
+  writer: TargetWriter,
+  m: GoldenManifest,
+  session: SessionInfo,
+  name: string,
+  started: number,
+): Promise<ReceiverReport> {
+  const firstBad = await writer.verify(m);
+  let bytesFetched = 0;
+  let bad = firstBad;
+  let message: string | undefined;
+  if (firstBad.length > 0) {
+    ctx.out.print(`${firstBad.length} chunk(s) bad or missing; fetching them from ${session.repairUrl}`);
+    try {
+      bytesFetched = await fetchChunks(session.repairUrl, m, firstBad, writer, ctx.signal);
+      bad = await writer.verify(m, firstBad);
+    } catch (err) {
+      message = (err as Error).message;
+      ctx.log.error(`repair failed: ${message}`);
+    }
+  }
+  if (bad.length === 0) {
+    await writer.commitHead();
+    bad = await writer.verify(m, [0]);
+  }
+  const report: ReceiverReport = {
+    name,
+    result: bad.length === 0 ? 'verified' : 'failed',
+    chunks: m.chunks.length,
+    repairedChunks: firstBad,
+    badChunks: bad,
+    bytesFetched,
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+    ...(message ? { message } : {}),
+  };
+  ctx.out.print(
+    report.result === 'verified'
+      ? `verified: all ${m.chunks.length} chunks match the signed manifest${firstBad.length ? ` (${firstBad.length} repaired, ${formatBytes(bytesFetched)} fetched)` : ''}`
+      : `FAILED: chunk(s) ${bad.join(', ')} do not match`,
+  );
+  return report;
+}

@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Context } from '../context.js';
+import { CommandError, RefusedError, VerifyError } from '../errors.js';
+import { UPDATE_CMDLINE_KEY, PROOF_MARKER } from '../names/golden-update.js';
+import { loadSigningKey } from '../system/signing.js';
+import { type Runner, formatArgv } from '../system/runner.js';
+import {
+  type GoldenManifest,
+  chunkLength,
+  imageIdOf,
+  makeGoldenImage,
+  manifestPathOf,
+  readChunk,
+  verifyGoldenImage,
+} from './golden-image.js';
+import { extractBootFiles } from './update-boot.js';
+import { type HandoffRequest, readResult, writeHandoffDisk } from './update-handoff.js';
+import {
+  type Accel,
+  type VmDisks,
+  detectAccel,
+  proofBootArgs,
+  qemuCommand,
+  updateBootArgs,
+} from './update-qemu.js';
+
+export interface UpdateOptions {
+  image: string;
+  /** The command to run in the guest (argv), or a script's text (run by /bin/sh). */
+  argv?: string[];
+  script?: string;
+  keyFile: string;
+  version?: string;
+  out?: string;
+  workDir?: string;
+  timeoutSeconds: number;
+  accel: Accel | 'auto';
+  /** The GRUB menu titles the proof boot must show (the recovery entries). */
+  entries: string[];
+}
+
+export interface UpdateResult {
+  out: string;
+  manifest: GoldenManifest;
+  accel: Accel;
+}
+
+export const DEFAULT_ENTRIES = ['Recover to factory default', 'Recover to latest backup'];
+
+/** `<name>-<version>.img.zst` beside the old image, so the old one stays where it was. */
+export function newImagePath(image: string, name: string, version: string): string {
+  return path.join(path.dirname(path.resolve(image)), `${name}-${version}.img.zst`);
+}
+
+export function defaultVersion(old: string, now: Date): string {
+  return `${old}+update.${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}`;
+}
+
+/** What `golden update` will do, in order: printed first (and all of it under --dry-run). */
+export function updatePlanText(o: UpdateOptions, from: string, out: string): string[] {
+  const what = o.script !== undefined ? 'the script (/bin/sh)' : formatArgv(o.argv ?? []);
+  return [
+    `golden update of ${from} (nothing here changes ${o.image} or its manifest):`,
+    `  1. verify ${o.image} against its signed manifest`,
+    `  2. decompress it to a sparse working copy in ${o.workDir ?? path.dirname(path.resolve(o.image))}`,
+    `  3. boot the copy in QEMU (${o.accel === 'auto' ? 'KVM if a trial boot with it succeeds, else TCG' : o.accel}) with ${UPDATE_CMDLINE_KEY}=1 and run: ${what}`,
+    `  4. boot the copy again through its own GRUB to the proof marker; its menu must show: ${o.entries.join(', ')}`,
+    `  5. write ${out} and ${manifestPathOf(out)} (signed); remove the working copy`,
+  ];
+}
+
+/** Runs the whole update; throws (old image untouched, working copy removed) on any failure. */
+export async function runGoldenUpdate(ctx: Context, o: UpdateOptions): Promise<UpdateResult | null> {
+  const old = (await verifyOld(o.image, ctx.config.clone.trustedKeys)).manifest;
+  const key = await loadSigningKey(o.keyFile);
+  const version = o.version ?? defaultVersion(old.version, new Date());
+  const out = path.resolve(o.out ?? newImagePath(o.image, old.name, version));
+  if (existsSync(out)) throw new RefusedError(`${out} exists: give another --image-version or --out`);
+  for (const line of updatePlanText(o, imageIdOf(old), out)) ctx.out.print(line);
+  if (ctx.dryRun) return null;
+  const work = await mkdtemp(path.join(o.workDir ?? path.dirname(path.resolve(o.image)), '.zshield-update-'));
+  try {
+    const disks: VmDisks = { image: path.join(work, 'golden.raw'), handoff: path.join(work, 'handoff.raw') };
+    await decompressSparse(o.image, old, disks.image);
+    const accel = await chooseAccel(ctx, o, disks.image, work);
+    await updateBoot(ctx.runner, o, disks, accel, work);
+    ctx.out.print('update command succeeded; proof boot through the image’s GRUB');
+    await proofBoot(ctx.runner, o, disks, accel, work);
+    const manifest = await makeGoldenImage({ source: disks.image, out, name: old.name, version, key });
+    return { out, manifest, accel };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function verifyOld(image: string, trusted: readonly string[]) {
+  const r = await verifyGoldenImage(image, trusted);
+  if (r.badChunks.length > 0)
+    throw new VerifyError(
+      `${image}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest: not updated`,
+    );
+  return r;
+}
+
+/** Zero blocks are skipped (seeked over), so a mostly empty medium costs little disk. */
+export async function decompressSparse(image: string, m: GoldenManifest, raw: string): Promise<void> {
+  const src = await open(image, 'r');
+  const dst = await open(raw, 'w', 0o600);
+  try {
+    await dst.truncate(m.size);
+    for (let i = 0; i < m.chunks.length; i++) {
+      const chunk = await readChunk(src, m, i);
+      await writeNonZero(dst, chunk, i * m.chunkSize, chunkLength(m, i));
+    }
+    await dst.sync();
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+}
+
+const BLOCK = 64 * 1024;
+const ZERO = Buffer.alloc(BLOCK);
+
+async function writeNonZero(dst: FileHandle, chunk: Buffer, at: number, len: number) {
+  for (let off = 0; off < len; off += BLOCK) {
+    const part = chunk.subarray(off, Math.min(off + BLOCK, len));
+    if (!part.equals(ZERO.subarray(0, part.length))) await dst.write(part, 0, part.length, at + off);
+  }
+}
+
+async function chooseAccel(ctx: Context, o: UpdateOptions, image: string, work: string): Promise<Accel> {
+  if (o.accel !== 'auto') return o.accel;
+  const boot = await extractBootFiles(ctx.runner, image, work, '');
+  const r = await detectAccel(ctx.runner, boot.kernel, path.join(work, 'trial.log'));
+  ctx.out.print(`accelerator: ${r.accel} (${r.why})`);
+  return r.accel;
+}
+
+async function updateBoot(runner: Runner, o: UpdateOptions, d: VmDisks, accel: Accel, work: string) {
+  const req: HandoffRequest = {
+    mode: 'update',
+    argv: o.argv ?? [],
+    timeoutSeconds: o.timeoutSeconds,
+    ...(o.script !== undefined ? { script: o.script } : {}),
+  };
+  await writeHandoffDisk(d.handoff, req);
+  const boot = await extractBootFiles(runner, d.image, work, `${UPDATE_CMDLINE_KEY}=1`);
+  const log = path.join(work, 'update-console.log');
+  await bootVm(runner, updateBootArgs(accel, d, boot, log), o.timeoutSeconds + 120, log, 'update boot');
+  const res = await readResult(d.handoff);
+  if (!res)
+    throw new VerifyError(
+      `update boot: the guest reported nothing (it did not boot, or its boot hook did not run): not updated\n${await tail(log)}`,
+    );
+  if (res.exitCode !== 0) {
+    throw new CommandError({
+      argv: req.script !== undefined ? ['/bin/sh', '(script)'] : req.argv,
+      code: res.exitCode,
+      signal: undefined,
+      stdout: res.output,
+      stderr: '',
+    });
+  }
+}
+
+async function proofBoot(runner: Runner, o: UpdateOptions, d: VmDisks, accel: Accel, work: string) {
+  const nonce = randomBytes(8).toString('hex');
+  await writeHandoffDisk(d.handoff, { mode: 'proof', nonce });
+  const log = path.join(work, 'proof-console.log');
+  await bootVm(runner, proofBootArgs(accel, d, log), o.timeoutSeconds + 120, log, 'proof boot');
+  const problems = proofProblems(await readFile(log, 'utf8').catch(() => ''), nonce, o.entries);
+  if (problems.length > 0)
+    throw new VerifyError(`proof boot: ${problems.join('; ')}: not updated\n${await tail(log)}`);
+}
+
+/** What the proof boot's console lacks: the marker with this boot's nonce, each menu title. */
+export function proofProblems(consoleText: string, nonce: string, entries: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const t of entries) if (!consoleText.includes(t)) out.push(`GRUB's menu did not show "${t}"`);
+  if (!consoleText.includes(`${PROOF_MARKER} ${nonce}`))
+    out.push('the system did not come up to its boot hook (no proof marker)');
+  return out;
+}
+
+async function bootVm(runner: Runner, args: string[], timeoutSeconds: number, log: string, what: string) {
+  try {
+    await runner.run(qemuCommand(args, timeoutSeconds));
+  } catch (err) {
+    const why = err instanceof CommandError && err.signal ? err.signal : (err as Error).message;
+    throw new VerifyError(`${what}: QEMU did not end by itself (${why}): not updated\n${await tail(log)}`);
+  }
+}
+
+async function tail(log: string): Promise<string> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  return `last console lines:\n${text.split('\n').slice(-15).join('\n')}`;
+}

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+
+/**
+ * The `remote` section of the config: where backups are copied off the box (the seed's backupCopy
+ * ini file, as JSON). The password is never stored in clear: `password` holds the ciphertext made
+ * by `zshield config edit` (see secrets.ts), readable only with the key file.
+ */
+
+const absPath = z.string().startsWith('/', 'must be an absolute path');
+
+// A host name (RFC 1123 labels) or an IPv4/IPv6 address. No user@ or :port here: those have their
+// own settings, and a stray one would otherwise be resolved as part of the name.
+const hostName = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine(
+    (s) =>
+      /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
+        s,
+      ) ||
+      /^\d{1,3}(\.\d{1,3}){3}$/.test(s) ||
+      (/^[0-9A-Fa-f:.]+$/.test(s) && s.includes(':')),
+    'must be a host name or an IP address (no user@, no :port: those are remote.user and remote.port)',
+  );
+
+// POSIX portable user names, plus the dot some directories use.
+const userName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'must be a user name (letters, digits, _ . -)');
+
+/** `v1:<key id>:<base64>`; see secrets.ts. */
+export const CIPHERTEXT_PATTERN = /^v1:[0-9a-f]{8}:[A-Za-z0-9+/]+={0,2}$/;
+
+/** An OpenSSH SHA256 fingerprint as `ssh-keygen -l` prints it. */
+export const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+export const remoteSchema = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        "copy after the daemon's backup and image jobs (those in after); `zshield remote copy` works either way",
+      ),
+    server: hostName.nullable().default(null).describe('the remote host: a host name or an IP address'),
+    port: z.number().int().min(1).max(65535).default(22).describe("the remote host's SSH port"),
+    user: userName.nullable().default(null).describe('the user zshield logs in as on the remote host'),
+    destination: absPath
+      .refine((s) => !s.includes('\n') && !s.includes('\0'), 'must not contain a newline')
+      .nullable()
+      .default(null)
+      .describe('directory on the remote host the backups are copied into (absolute)'),
+    password: z
+      .string()
+      .regex(
+        CIPHERTEXT_PATTERN,
+        'must be a password encrypted by zshield (v1:...); set it with zshield config edit',
+      )
+      .nullable()
+      .default(null)
+      .describe(
+        "the user's password, encrypted with keyFile (v1:...; `zshield config edit` writes it, never in clear); the config file must then be mode 0600",
+      ),
+    keyFile: absPath
+      .default('/etc/zshield/remote.key')
+      .describe(
+        '32 random bytes (base64) that encrypt the password, mode 0600; `zshield keygen` replaces it',
+      ),
+    privateKey: absPath
+      .nullable()
+      .default(null)
+      .describe(
+        'an OpenSSH private key (unencrypted, mode 0600) for key login, tried before the password (either is enough)',
+      ),
+    hostKey: z
+      .string()
+      .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:<43 base64 characters>')
+      .nullable()
+      .default(null)
+      .describe(
+        "the remote host's key fingerprint, pinned (`zshield remote trust` records it); null: every host key is refused",
+      ),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(5)
+      .describe('backups of each kind to keep, locally and remotely; `--limit` wins over it'),
+    bandwidthKiBps: z
+      .number()
+      .int()
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe('upload bandwidth cap in KiB/s, null for none; `--bwlimit` wins over it'),
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(3)
+      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
+    connectTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(600)
+      .default(20)
+      .describe('seconds to wait for the server to answer before calling it unreachable'),
+    verifyCycle: z
+      .number()
+      .int()
+      .min(1)
+      .max(366)
+      .default(7)
+      .describe(
+        'files already on the remote are compared with the local ones by SHA-256: each run checks the 1/verifyCycle least recently checked, so this many runs check every file (7: a week of daily copies; 1: all, every run); `--verify-all` checks all',
+      ),
+    sources: z
+      .array(absPath)
+      .min(1)
+      .default(['/diskbackup'])
+      .describe('local directories holding the backup files (not recursive)'),
+    after: z
+      .array(z.enum(['backup', 'image']))
+      .default(['backup', 'image'])
+      .describe('which daemon jobs are followed by a copy (when enabled)'),
+  })
+  .strict();
+
+export type RemoteConfig = z.output<typeof remoteSchema>;
+
+/** The settings a copy cannot go without, or a list of what is missing (as config paths). */
+export function missingSettings(r: RemoteConfig): string[] {
+  const missing: string[] = [];
+  if (!r.server) missing.push('remote.server');
+  if (!r.user) missing.push('remote.user');
+  if (!r.destination) missing.push('remote.destination');
+  if (!r.password && !r.privateKey) missing.push('remote.password or remote.privateKey');
+  return missing;
+}

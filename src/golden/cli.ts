@@ -1,0 +1,38 @@
+import type { Argv, CommandModule } from 'yargs';
+import { goldenImageCommand } from '../clone/cli.js';
+import type { CommandArgs, CommandKit } from '../context.js';
+
+export function goldenCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'golden',
+    describe: 'the golden medium',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'prepare',
+          'write a golden medium from this (prototype) system: GRUB, read-only root, recovery entries, boot hook',
+          (yy: Argv) =>
+            yy
+              .option('target', {
+                requiresArg: true,
+                type: 'string',
+                describe: 'serial or WWN of the medium (else disks.golden.serial)',
+              })
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the medium' })
+              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+          async (argv) => {
+            const a = argv as unknown as CommandArgs;
+            const ctx = await kit.context(a);
+            const { runGoldenPrepare } = await import('./run.js');
+            await runGoldenPrepare(ctx, {
+              confirm: a['yes'] ? 'yes' : 'ask',
+              json: Boolean(a['json']),
+              ...(a['target'] ? { target: String(a['target']) } : {}),
+            });
+          },
+        )
+        .command(goldenImageCommand(kit))
+        .demandCommand(1, 'say which: golden prepare | golden image'),
+    handler: () => {},
+  };
+}

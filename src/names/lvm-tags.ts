@@ -1,0 +1,33 @@
+/**
+ * The LVM tags zshield writes, named once. Tags live in VG/LV metadata, outside lv-root: they
+ * survive a power cut and are not rolled back by a restore, which is why every mark that a later
+ * boot must find is a tag. LVM allows [A-Za-z0-9_+.-/=!:#&] in tags (no comma).
+ */
+
+/** On a snapshot: why it was taken (one of REASONS). */
+export const TAG_REASON = 'zshield_reason=';
+/** On a snapshot: when it was taken (epoch seconds). */
+export const TAG_TIME = 'zshield_time=';
+/** On a snapshot: whether /boot was captured into lv-root before it (`captured` or `none`). */
+export const TAG_BOOT = 'zshield_boot=';
+
+/** On the VG while a rotation runs: a run that finds it knows a rotation was cut short. */
+export const ROTATING_TAG = 'zshield_rotating';
+/** On the VG from its creation to the end of a factory reset: a boot that finds it resumes the reset. */
+export const FACTORY_TAG = 'zshield_factory_reset';
+/**
+ * On the VG while a restore runs (set before the merge, cleared once merged, /boot put back and a
+ * new snap0 taken): the rollback cannot erase it.
+ */
+export const RESTORE_TAG = 'zshield_restoring';
+/** Which restore point is being restored: `<epoch>.<reason>.<boot>`, for the boot that finishes it. */
+export const RESTORE_OF_TAG = 'zshield_restore_of=';
+
+/** Why a backup was taken. */
+export const REASONS = ['daily', 'manual', 'pre-upgrade', 'post-restore', 'factory', 'repair'] as const;
+export type Reason = (typeof REASONS)[number];
+
+export function tagValue(tagList: readonly string[], prefix: string): string | null {
+  const t = tagList.find((x) => x.startsWith(prefix));
+  return t ? t.slice(prefix.length) : null;
+}

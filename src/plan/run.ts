@@ -1,0 +1,191 @@
+import type { Context } from '../context.js';
+import { InterruptedError, RefusedError } from '../errors.js';
+import type { Command } from '../system/command.js';
+import type { Pipeline } from '../system/pipeline.js';
+import { type Prompter, StreamPrompter } from '../system/prompt.js';
+import { requireTools } from '../system/tools.js';
+import { describeScope, isLvmTool, lvmScopeOf } from '../system/lvm-scope.js';
+import {
+  type Plan,
+  type Step,
+  type ProgressParser,
+  formatPlan,
+  isEdit,
+  isPipeline,
+  planToJson,
+  toolsOf,
+} from './plan.js';
+import { type Progress, startProgress } from './progress.js';
+
+export interface RunPlanOptions {
+  /**
+   * How destructive work is confirmed: 'yes' by a flag; 'ask' refuses without one (the command
+   * line without --yes); 'countdown' at boot on the console; 'none' for work that destroys nothing
+   * the operator would want to keep (a backup rotation).
+   */
+  confirm: 'yes' | 'ask' | 'countdown' | 'none';
+  /** The job in words, for the confirmation ("The factory reset"). */
+  what?: string;
+  /** Where the preview goes: stdout (text or --json), the log (a daemon job), or nowhere (shown already). */
+  show?: 'out' | 'json' | 'log' | 'none';
+  /** The console for the countdown (default: stdin/stdout). */
+  prompter?: Prompter;
+}
+
+export interface PlanRun {
+  /** False on a dry run: the plan was shown and checked, nothing applied. */
+  applied: boolean;
+  /** Titles of the steps run, in order. */
+  ran: string[];
+  /** Titles of conditional steps whose condition did not hold. */
+  skipped: string[];
+}
+
+/**
+ * The one way a plan runs: show it, check every tool and precondition, (dry run: stop here),
+ * confirm, apply each step with progress, run the `always` steps whatever happened. The preview
+ * and the run are the same Step objects.
+ */
+export async function runPlan(
+  ctx: Pick<Context, 'runner' | 'log' | 'out' | 'dryRun' | 'signal' | 'config'>,
+  plan: Plan,
+  opts: RunPlanOptions,
+): Promise<PlanRun> {
+  showPlan(ctx, await withLvmScope(ctx, plan), opts.show ?? 'out');
+  await requireTools(ctx.runner, toolsOf(plan));
+  for (const check of plan.checks ?? []) await check.run();
+  if (ctx.dryRun) return { applied: false, ran: [], skipped: [] };
+  await confirm(ctx, plan, opts);
+  const result: PlanRun = { applied: true, ran: [], skipped: [] };
+  const n = plan.steps.length + (plan.always?.length ?? 0);
+  try {
+    for (const [i, step] of plan.steps.entries()) {
+      if (ctx.signal.aborted) throw new InterruptedError(`interrupted before: ${step.title}`);
+      await runStep(ctx, step, `[${i + 1}/${n}]`, result);
+    }
+  } finally {
+    await runAlways(ctx, plan, plan.steps.length, n, result);
+  }
+  ctx.log.toFile(
+    'info',
+    `plan done: ${plan.title} (${result.ran.length} step(s) run, ${result.skipped.length} skipped)`,
+  );
+  return result;
+}
+
+/** The plan as shown: with the devices its LVM commands are restricted to, if they are. */
+async function withLvmScope(ctx: Parameters<typeof runPlan>[0], plan: Plan): Promise<Plan> {
+  const scope = toolsOf(plan).some(isLvmTool) ? await lvmScopeOf(ctx.runner) : null;
+  const text = scope ? describeScope(scope) : null;
+  return scope?.devices && text ? { ...plan, lvmScope: { devices: scope.devices, text } } : plan;
+}
+
+export function showPlan(
+  ctx: Pick<Context, 'out' | 'log'>,
+  plan: Plan,
+  show: NonNullable<RunPlanOptions['show']>,
+): void {
+  if (show === 'json') ctx.out.print(JSON.stringify(planToJson(plan), null, 2));
+  else if (show === 'out') ctx.out.print(formatPlan(plan));
+  else if (show === 'log') for (const line of formatPlan(plan).split('\n')) ctx.log.info(line);
+}
+
+/** `always` steps: each is tried even when an earlier one failed; the first failure is reported after. */
+async function runAlways(
+  ctx: Parameters<typeof runPlan>[0],
+  plan: Plan,
+  offset: number,
+  n: number,
+  result: PlanRun,
+): Promise<void> {
+  let first: unknown = null;
+  for (const [i, step] of (plan.always ?? []).entries()) {
+    try {
+      await runStep(ctx, step, `[${offset + i + 1}/${n}]`, result);
+    } catch (err) {
+      ctx.log.warn(`${step.title} failed: ${(err as Error).message}`);
+      first ??= err;
+    }
+  }
+  if (first) throw first;
+}
+
+async function runStep(
+  ctx: Parameters<typeof runPlan>[0],
+  step: Step,
+  counter: string,
+  result: PlanRun,
+): Promise<void> {
+  if (step.when && !(await step.when.holds())) {
+    ctx.log.info(`${counter} ${step.title}: skipped (not ${step.when.text})`);
+    result.skipped.push(step.title);
+    return;
+  }
+  ctx.log.info(`${counter} ${step.title}`);
+  const progress = step.progress ? startProgress(step.title, { log: ctx.log }) : null;
+  try {
+    if (isEdit(step)) await step.edit.apply();
+    else if (isPipeline(step)) await ctx.runner.pipeline(withParser(step.pipeline, step.progress, progress));
+    else await ctx.runner.run(withLineParser(step.command, step.progress, progress));
+  } finally {
+    progress?.done();
+  }
+  result.ran.push(step.title);
+}
+
+function withLineParser(cmd: Command, parse: ProgressParser | undefined, progress: Progress | null): Command {
+  if (!parse || !progress) return cmd;
+  return {
+    ...cmd,
+    onLine: (line, stream) => {
+      cmd.onLine?.(line, stream);
+      const u = parse(line);
+      if (u) progress.update(u);
+    },
+  };
+}
+
+function withParser(p: Pipeline, parse: ProgressParser | undefined, progress: Progress | null): Pipeline {
+  if (!parse || !progress) return p;
+  return { ...p, stages: p.stages.map((s) => withLineParser(s, parse, progress)) };
+}
+
+/**
+ * Ask before destroying. At boot: a countdown on the console; typing c (or n) and Enter cancels.
+ * Without a terminal the countdown simply runs out. On the command line without --yes: refuse.
+ */
+async function confirm(ctx: Parameters<typeof runPlan>[0], plan: Plan, opts: RunPlanOptions): Promise<void> {
+  const what = opts.what ?? plan.title;
+  if (opts.confirm === 'yes' || opts.confirm === 'none') return;
+  if (opts.confirm === 'ask') {
+    throw new RefusedError(`${what} was not started: it needs confirmation`, {
+      hint: 'read the plan above, then run again with --yes (or --dry-run to only see the plan)',
+    });
+  }
+  const seconds = ctx.config.recovery.countdownSeconds;
+  if (seconds === 0) return;
+  const console = opts.prompter ?? new StreamPrompter(process.stdin, process.stdout, ctx.signal);
+  try {
+    console.print(`${what} starts in ${seconds} s. Type c and Enter to cancel.`);
+    for (let left = seconds; left > 0; left--) {
+      if (left < seconds && left % 5 === 0) console.print(`  ${left} s...`);
+      const answer = await console.lineWithin(1000);
+      if (answer !== null && /^\s*[cn]/i.test(answer)) {
+        throw new InterruptedError(`${what} was cancelled by the operator; nothing was written`);
+      }
+    }
+  } finally {
+    if (!opts.prompter) console.close();
+  }
+}
+
+/**
+ * Applies the steps only (no preview, no confirmation, no tool check): the old entry point, kept
+ * while the flows move onto runPlan. Do not use in new code.
+ * @deprecated use runPlan
+ */
+export async function applyPlan(plan: Plan, ctx: Parameters<typeof runPlan>[0]): Promise<void> {
+  const result: PlanRun = { applied: true, ran: [], skipped: [] };
+  for (const [i, step] of plan.steps.entries())
+    await runStep(ctx, step, `[${i + 1}/${plan.steps.length}]`, result);
+}

@@ -1,0 +1,130 @@
+import type { Argv, CommandModule } from 'yargs';
+import type { CommandArgs, CommandKit, Context } from '../context.js';
+
+// The implementations are loaded when a command runs, not at every start of the binary.
+
+const jsonOption = { type: 'boolean', default: false, describe: 'print the plan as JSON' } as const;
+const confirmOf = (a: CommandArgs) => (a['yes'] ? ('yes' as const) : ('ask' as const));
+
+export function recoverCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'recover',
+    describe: 'recover the system disk now (what the GRUB recovery entries do)',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'factory',
+          'factory reset, what "Recover to factory default" does: rebuild the system disk from the golden root (erases it)',
+          (yy: Argv) =>
+            yy
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
+              .option('target', {
+                requiresArg: true,
+                type: 'string',
+                describe: 'serial or WWN of the system disk (overrides the config)',
+              })
+              .option('json', jsonOption),
+          async (argv) => {
+            const a = argv as unknown as CommandArgs;
+            const ctx = await kit.context(a);
+            const { runFactoryReset } = await import('./run.js');
+            await runFactoryReset(ctx, {
+              confirm: confirmOf(a),
+              json: Boolean(a['json']),
+              ...(a['target'] ? { target: String(a['target']) } : {}),
+            });
+          },
+        )
+        .command(
+          'latest',
+          'restore the latest backup, what "Recover to latest backup" does: merge snap0 into lv-root, put /boot back, take a new snap0',
+          (yy: Argv) =>
+            yy
+              .option('yes', { type: 'boolean', default: false, describe: 'confirm: roll lv-root back' })
+              .option('json', jsonOption),
+          async (argv) => {
+            const a = argv as unknown as CommandArgs;
+            const ctx = await kit.context(a);
+            const { runRestore } = await import('./run.js');
+            await runRestore(ctx, { confirm: confirmOf(a), json: Boolean(a['json']) });
+          },
+        )
+        .demandCommand(1, 'say which: recover factory | recover latest'),
+    handler: () => {},
+  };
+}
+
+/**
+ * `zshield boot`, the boot hook. `daemon` goes on as the backup daemon (daemon/cli.ts, wired by
+ * main: a recovery never starts the daemon's jobs itself).
+ */
+export function bootCommand(
+  kit: CommandKit,
+  opts: { daemon: (ctx: Context, a: CommandArgs) => Promise<void> },
+): CommandModule {
+  return {
+    command: 'boot',
+    describe:
+      'run at every boot: act on zshield_recovery= from the kernel command line (factory reset, restore latest); finish an interrupted recovery',
+    builder: (y: Argv) =>
+      y
+        .option('cmdline-file', {
+          requiresArg: true,
+          type: 'string',
+          default: '/proc/cmdline',
+          describe: 'where to read the kernel command line',
+        })
+        .option('daemon', {
+          type: 'boolean',
+          default: false,
+          describe: 'then go on as the backup daemon (only when running from the system disk)',
+        }),
+    handler: async (argv) => {
+      const a = argv as unknown as CommandArgs;
+      // Started from rc.local on the console: when rcS ends, the console's session hangs up.
+      // Ignore SIGHUP so the boot hook (and the daemon it becomes) survives it; the daemon adds
+      // its own reload handler.
+      process.on('SIGHUP', () => {});
+      const ctx = await kit.context(a);
+      const { answerGoldenUpdate } = await import('./golden-update.js');
+      if (await answerGoldenUpdate(ctx, String(a['cmdline-file']))) return;
+      const acted = await actOnCmdline(ctx, String(a['cmdline-file']));
+      if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
+        ctx.out.print('zshield: rebooting into the system disk');
+        // busybox and systemd reboot return once init has the request; the log is closed after.
+        await ctx.runner.run({ file: 'reboot', args: [], mutates: true });
+        return;
+      }
+      if (a['daemon'] && (await lvRootIsRunning(ctx))) await opts.daemon(ctx, a);
+    },
+  };
+}
+
+async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> {
+  const { readCmdline, recoveryRequest } = await import('./cmdline.js');
+  const { resumeInterrupted, runFactoryReset, runRestore } = await import('./run.js');
+  const request = recoveryRequest(readCmdline(cmdlineFile));
+  const confirm = { confirm: 'countdown' as const };
+  if (request === 'default') {
+    await runFactoryReset(ctx, confirm);
+    return 'factory';
+  }
+  if (request === 'latest') {
+    await runRestore(ctx, confirm);
+    return 'restore';
+  }
+  const acted = await resumeInterrupted(ctx, confirm);
+  if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');
+  return acted;
+}
+
+async function lvRootIsRunning(ctx: Context): Promise<boolean> {
+  const { probeVg } = await import('../system/lvm.js');
+  const { isRunningRoot } = await import('../system/mounts.js');
+  try {
+    const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
+    return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));
+  } catch {
+    return false;
+  }
+}

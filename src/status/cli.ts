@@ -1,0 +1,24 @@
+import type { Argv, CommandModule } from 'yargs';
+import type { CommandArgs, CommandKit } from '../context.js';
+import { NotFoundError } from '../errors.js';
+
+export function statusCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'status',
+    describe:
+      'show the restore point (valid, fill %, age, reason), VG free space, the last backup, images, the daemon, recovery events',
+    builder: (y: Argv) =>
+      y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+    handler: async (argv) => {
+      const a = argv as unknown as CommandArgs;
+      const ctx = await kit.context(a, { quietConsole: true });
+      const { formatStatus, gatherStatus } = await import('./status.js');
+      const report = await gatherStatus(ctx);
+      ctx.out.print(a['json'] ? JSON.stringify(report, null, 2) : formatStatus(report));
+      // The report is printed either way; a missing VG or root LV also makes the exit code say so.
+      if (!report.vg) throw new NotFoundError(`volume group "${ctx.config.lvm.vg}" not found`);
+      if (!report.root)
+        throw new NotFoundError(`logical volume "${ctx.config.lvm.vg}/${ctx.config.lvm.rootLv}" not found`);
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InterruptedError, RefusedError } from '../../src/errors.js';
+import { type Plan, formatPlan, planToJson, toolsOf } from '../../src/plan/plan.js';
+import { runPlan } from '../../src/plan/run.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { StreamPrompter } from '../../src/system/prompt.js';
+import { FakeClock, tempDir, testContext } from './helpers/context.js';
+
+const cmd = (file: string, ...args: string[]) => ({ file, args, mutates: true });
+
+function fixture(opts: { dryRun?: boolean; runner?: RecordingRunner } = {}) {
+  const t = tempDir();
+  const runner = opts.runner ?? new RecordingRunner(opts.dryRun ?? false);
+  const ctx = testContext({
+    runner,
+    dir: t.dir,
+    clock: new FakeClock(new Date(0)),
+    dryRun: opts.dryRun ?? false,
+  });
+  return { ctx, runner, cleanup: t.cleanup };
+}
+
+let cleanup: () => void = () => {};
+afterEach(() => cleanup());
+
+function samplePlan(log: string[]): Plan {
+  return {
+    title: 'Sample',
+    notes: ['a note'],
+    checks: [{ title: 'the disk is there', run: () => void log.push('check') }],
+    steps: [
+      { title: 'one', command: cmd('mkfs.ext4', '/dev/x') },
+      { title: 'two', pipeline: { stages: [cmd('zstd', '-d'), cmd('dd', 'of=/dev/x')], mutates: true } },
+      { title: 'edit', edit: { files: ['/etc/fstab'], root: '/mnt', apply: () => void log.push('edit') } },
+      {
+        title: 'maybe',
+        when: { text: 'if a capture exists', holds: () => false },
+        command: cmd('rsync', 'a', 'b'),
+      },
+    ],
+    always: [{ title: 'unmount', command: cmd('umount', '/mnt') }],
+    later: [{ title: 'finish at boot', command: cmd('lvm', 'lvpoll') }],
+  };
+}
+
+describe('runPlan', () => {
+  it('prints every step, its condition, the always and the after-boot parts; JSON has the same steps', () => {
+    const text = formatPlan(samplePlan([]));
+    expect(text).toContain('checks first: the disk is there');
+    expect(text).toContain('4. maybe (only if a capture exists)');
+    expect(text).toContain('(zshield writes /mnt/etc/fstab)');
+    expect(text).toContain('$ zstd -d | dd of=/dev/x');
+    expect(text).toMatch(/always, at the end[^\n]*\n {2}5\. unmount/);
+    expect(text).toMatch(/after the next boot:\n {2}6\. finish at boot/);
+    const json = planToJson(samplePlan([])) as {
+      steps: { title: string }[];
+      always: unknown[];
+      later: unknown[];
+    };
+    expect(json.steps.map((s) => s.title)).toEqual(['one', 'two', 'edit', 'maybe']);
+    expect(json.always).toHaveLength(1);
+    expect(json.later).toHaveLength(1);
+    expect(toolsOf(samplePlan([]))).toEqual(['mkfs.ext4', 'zstd', 'dd', 'rsync', 'umount']);
+  });
+
+  it('applies exactly the printed steps, skips an unmet condition, runs always, never the later part', async () => {
+    const f = fixture();
+    cleanup = f.cleanup;
+    const log: string[] = [];
+    const r = await runPlan(f.ctx, samplePlan(log), { confirm: 'yes' });
+    expect(f.runner.transcript()).toEqual([
+      '$ mkfs.ext4 /dev/x',
+      '$ zstd -d | dd of=/dev/x',
+      '$ umount /mnt',
+    ]);
+    expect(log).toEqual(['check', 'edit']);
+    expect(r).toEqual({ applied: true, ran: ['one', 'two', 'edit', 'unmount'], skipped: ['maybe'] });
+  });
+
+  it('a dry run shows and checks, and runs nothing', async () => {
+    const f = fixture({ dryRun: true });
+    cleanup = f.cleanup;
+    const log: string[] = [];
+    const r = await runPlan(f.ctx, samplePlan(log), { confirm: 'ask' });
+    expect(r.applied).toBe(false);
+    expect(f.runner.calls).toEqual([]);
+    expect(log).toEqual(['check']);
+    expect(f.ctx.printed.join('\n')).toContain('1. one');
+  });
+
+  it('a failing check or a missing tool stops it before the first step', async () => {
+    const f = fixture({ runner: new RecordingRunner().withoutTool('dd') });
+    cleanup = f.cleanup;
+    await expect(runPlan(f.ctx, samplePlan([]), { confirm: 'yes' })).rejects.toThrow(
+      /required tool not found: dd/,
+    );
+    const plan = samplePlan([]);
+    plan.checks = [
+      {
+        title: 'no',
+        run: () => {
+          throw new RefusedError('the disk is too small');
+        },
+      },
+    ];
+    const g = fixture();
+    await expect(runPlan(g.ctx, plan, { confirm: 'yes' })).rejects.toThrow(/too small/);
+    expect(f.runner.calls).toEqual([]);
+    expect(g.runner.calls).toEqual([]);
+    g.cleanup();
+  });
+
+  it('without --yes it refuses, having run nothing', async () => {
+    const f = fixture();
+    cleanup = f.cleanup;
+    await expect(runPlan(f.ctx, samplePlan([]), { confirm: 'ask' })).rejects.toBeInstanceOf(RefusedError);
+    expect(f.runner.calls).toEqual([]);
+  });
+
+  it('a failing step still runs the always steps, and the failure is reported', async () => {
+    const f = fixture({ runner: new RecordingRunner().on('zstd', { exitCode: 1, stderr: 'bad frame' }) });
+    cleanup = f.cleanup;
+    await expect(runPlan(f.ctx, samplePlan([]), { confirm: 'yes' })).rejects.toThrow(/zstd failed/);
+    expect(f.runner.transcript()).toEqual([
+      '$ mkfs.ext4 /dev/x',
+      '$ zstd -d | dd of=/dev/x',
+      '$ umount /mnt',
+    ]);
+  });
+
+  it('the console countdown: c and Enter cancels with nothing run', async () => {
+    const f = fixture();
+    cleanup = f.cleanup;
+    f.ctx.config.recovery.countdownSeconds = 30;
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const prompter = new StreamPrompter(input, output);
+    input.write('c\n');
+    await expect(
+      runPlan(f.ctx, samplePlan([]), { confirm: 'countdown', what: 'The reset', prompter }),
+    ).rejects.toBeInstanceOf(InterruptedError);
+    expect(f.runner.calls).toEqual([]);
+    expect(String(output.read())).toContain('The reset starts in 30 s');
+    prompter.close();
+  });
+});
