@@ -117,7 +117,7 @@ describe('systemd as PID 1: the units in rc/ on a Debian guest', () => {
   it('"Recover to factory default" runs through zshield-boot.service; the system disk (initramfs by initramfs-tools) boots with zshield.service active', async () => {
     setNextBootEntry(workDir, 'golden', 'zshield-factory');
     const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromGolden, timeoutMs: 900_000 });
-    expect(log).toMatch(/Starting zshield-boot\.service/);
+    expect(log).toMatch(/Starting (\x1b\[[\d;]*m)?zshield-boot\.serv/);
     expect(log).toContain('Factory reset of /dev/vdb');
     expect(log).toMatch(/factory reset done in \d+ s/);
     expect(log).toContain('zshield: rebooting into the system disk');
@@ -196,12 +196,12 @@ describe('systemd as PID 1: the units in rc/ on a Debian guest', () => {
     await new Promise((r) => setTimeout(r, 2000));
     const first = cut.consoleLog();
     await cut.kill();
-    expect(first).toMatch(/Starting zshield-boot\.service/);
+    expect(first).toMatch(/Starting (\x1b\[[\d;]*m)?zshield-boot\.serv/);
     expect(first).toMatch(/restore point: vgroup\/snap0, taken \S+ \(reason: daily\)/);
     expect(first).toContain('The restore starts in 10 s');
 
     const log = await Appliance.bootUntilExit({ workDir, disks, boot: fromSystem, timeoutMs: 900_000 });
-    expect(log).toMatch(/Starting zshield-boot\.service/);
+    expect(log).toMatch(/Starting (\x1b\[[\d;]*m)?zshield-boot\.serv/);
     expect(log).toMatch(/a restore was interrupted or deferred: finishing it/);
     expect(log).toMatch(/restore done: lv-root is back at/);
 
