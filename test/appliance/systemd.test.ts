@@ -161,7 +161,7 @@ describe('systemd as PID 1: the units in rc/ on a Debian guest', () => {
     await sys.shOk('mkfifo /run/answer; printf "ro zshield_recovery=latest\\n" > /run/cmdline-latest');
     const holder = sys.spawn('exec zshield boot --cmdline-file /run/cmdline-latest < /run/answer');
     const typist = sys.spawn('exec 3>/run/answer; until [ -e /run/go ]; do sleep 0.2; done; echo c >&3');
-    await waitOutput(holder, /The restore starts in 3600 s/);
+    await waitOutput(holder, /The restore starts in 600 s/);
     await sys.shOk('date -s "$(date -d tomorrow +%F) 03:00:05" >/dev/null');
     await waitJournal(sys, 'zshield', /daemon: daily backup due[\s\S]*waiting for the LVM lock held by/);
     const stop = sys.spawn('systemctl stop zshield');
