@@ -8,6 +8,7 @@ import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
+import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from './units.js';
 
 export type { PrototypeFacts } from './probe.js';
 
@@ -19,7 +20,8 @@ export interface GoldenInput {
   target?: string;
   uuid: string;
   now: Date;
-  assets: { grubScript: string; bootUnit: string; rcLocalLine: string };
+  /** daemonUnit: zshield.service, installed and enabled beside the boot unit where systemd is the init. */
+  assets: { grubScript: string; bootUnit: string; rcLocalLine: string; daemonUnit?: string };
 }
 
 const SYSTEM_EXCLUDES = SYSTEM_MOUNT_POINTS;
@@ -136,6 +138,12 @@ function writeSteps(input: GoldenInput, disk: Disk, mnt: string): Step[] {
     cmd('rsync', ['-aHAX', '--numeric-ids', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
   );
   add('make the system mount points', cmd('mkdir', ['-p', ...SYSTEM_EXCLUDES.map((d) => `${mnt}${d}`)]));
+  if (input.facts.init === 'systemd') {
+    add(
+      'make the mount points of the run-time tmpfs',
+      cmd('mkdir', ['-p', ...RUNTIME_TMPFS.map(([d]) => `${mnt}${d}`)]),
+    );
+  }
   add(
     'write /etc/fstab: the golden root is read-only',
     cmd('tee', [`${mnt}/etc/fstab`], { input: goldenFstab(input) }),
@@ -167,20 +175,7 @@ function hookSteps(input: GoldenInput, mnt: string): Step[] {
   );
   add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
   if (facts.init === 'systemd') {
-    const unit = `${mnt}/etc/systemd/system/zshield-boot.service`;
-    add('install the boot hook (systemd unit)', cmd('tee', [unit], { input: input.assets.bootUnit }));
-    add(
-      'make the unit wants folder',
-      cmd('mkdir', ['-p', `${mnt}/etc/systemd/system/multi-user.target.wants`]),
-    );
-    add(
-      'enable the boot hook',
-      cmd('ln', [
-        '-sf',
-        '/etc/systemd/system/zshield-boot.service',
-        `${mnt}/etc/systemd/system/multi-user.target.wants/zshield-boot.service`,
-      ]),
-    );
+    steps.push(...systemdUnitSteps(mnt, { boot: input.assets.bootUnit, daemon: input.assets.daemonUnit }));
   } else {
     const rc = `${mnt}${facts.rcLocalPath}`;
     add(
@@ -200,7 +195,8 @@ function goldenFstab(input: GoldenInput): string {
   return `${[
     `# Written by zshield golden prepare on ${input.now.toISOString()}: the golden root is read-only.`,
     `UUID=${input.uuid}\t/\text4\tro,errors=remount-ro\t0\t1`,
-    ...kept,
+    ...(input.facts.init === 'systemd' ? runtimeTmpfsLines() : []),
+    ...kept.filter((l) => input.facts.init !== 'systemd' || !isRuntimeTmpfsLine(l)),
   ].join('\n')}\n`;
 }
 

@@ -1,5 +1,6 @@
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync } from 'node:fs';
 import path from 'node:path';
+import { asset } from '../assets.js';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { RefusedError } from '../errors.js';
@@ -27,6 +28,8 @@ export interface GoldenFacts {
   /** Bytes in use in the root file system and in /boot: what a copy needs room for. */
   rootUsedBytes: number | null;
   bootUsedBytes: number | null;
+  /** Where systemd is the init: the units a new root gets installed and enabled (both). */
+  systemdUnits?: { boot: string; daemon: string };
 }
 
 /** What the prototype system (the running root, the source of a golden medium) offers. */
@@ -101,6 +104,9 @@ export async function probeGoldenRoot(ctx: Pick<Context, 'runner'>): Promise<Gol
     rootUsedBytes: usedBytesOf('/'),
     // /boot inside the root: statfs would count the whole root; add up its files instead.
     bootUsedBytes: isMountPoint('/boot') ? usedBytesOf('/boot') : filesBytes('/boot'),
+    ...(existsSync('/run/systemd/system')
+      ? { systemdUnits: { boot: asset('bootUnit'), daemon: asset('daemonUnit') } }
+      : {}),
   };
 }
 

@@ -39,7 +39,12 @@ export async function runGoldenPrepare(
     ...(opts.target ? { target: opts.target } : {}),
     uuid: randomUUID(),
     now: ctx.clock.now(),
-    assets: { grubScript: asset('grubScript'), bootUnit: asset('bootUnit'), rcLocalLine: asset('rcLocal') },
+    assets: {
+      grubScript: asset('grubScript'),
+      bootUnit: asset('bootUnit'),
+      daemonUnit: asset('daemonUnit'),
+      rcLocalLine: asset('rcLocal'),
+    },
   });
   const run = await runPlan(ctx, plan, {
     confirm: opts.confirm,

@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError } from '../errors.js';
 import { type GoldenFacts, roomCheck } from '../golden/probe.js';
+import { isRuntimeTmpfsLine, systemdUnitSteps } from '../golden/units.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
@@ -306,6 +307,8 @@ function configureSteps({ mnt, golden, input, rootDev }: Target): Step[] {
       ),
     );
   }
+  // The boot hook and the daemon, as this binary ships them, enabled in the new root.
+  if (golden.systemdUnits) steps.push(...systemdUnitSteps(mnt, golden.systemdUnits));
   return steps;
 }
 
@@ -391,7 +394,8 @@ export function fstabFor(input: FactoryInput, rootDev: string): string {
   const kept = input.golden.fstab
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'))
-    .filter((l) => !ours.has(l.trim().split(/\s+/)[1] ?? ''));
+    .filter((l) => !ours.has(l.trim().split(/\s+/)[1] ?? ''))
+    .filter((l) => !isRuntimeTmpfsLine(l));
   const lines = [
     `# Written by zshield factory reset on ${input.now.toISOString()}.`,
     '# The root is mounted by its LV path, not by file system UUID: a snapshot carries the same UUID.',

@@ -41,7 +41,8 @@ export interface DiskSpec {
  * - `{ from: 'kernel' }` (the default): the bench kernel with the bench initramfs, which IS the
  *   golden root (qemu -kernel/-initrd/-append; the prototype system). `initrd` replaces the
  *   initramfs: e.g. `benchInfo().bootInitrd` (the disks' boot initramfs) with
- *   `appendCmdline: 'root=/dev/vgroup/lv-root'` boots a root on a disk without GRUB.
+ *   `appendCmdline: 'root=/dev/vgroup/lv-root'` boots a root on a disk without GRUB. `kernel`
+ *   replaces the kernel (e.g. the systemd flavour's, systemdBenchInfo()).
  * - `{ from: 'disk', disk }`: the firmware (SeaBIOS) boots the MBR of the disk named `disk` (a
  *   DiskSpec name): its GRUB, its grub.cfg, its kernel and initramfs (/boot/initrd.img-<kver>,
  *   which activates LVM and mounts the root), its root's busybox init and rcS (which runs
@@ -51,7 +52,9 @@ export interface DiskSpec {
  *   disk without a boot loader falls through to the next); `only: true` makes that disk the only
  *   boot device (`-boot strict=on`).
  */
-export type BootSource = { from: 'kernel'; initrd?: string } | { from: 'disk'; disk: string; only?: boolean };
+export type BootSource =
+  | { from: 'kernel'; initrd?: string; kernel?: string }
+  | { from: 'disk'; disk: string; only?: boolean };
 
 export interface BootOptions {
   /** Folder for the disk images and the console log (created if missing). */
@@ -72,6 +75,13 @@ export interface BootOptions {
   appendCmdline?: string;
   /** Guest memory, default 1024 (384 and below cannot unpack the initramfs). */
   memoryMiB?: number;
+  /**
+   * The serial console both ways: a QEMU socket chardev (qemu still logs to console.log) that
+   * typeOnConsole() types into. Off by default: with the socket backend the log showed a
+   * duplicated byte every few KB (QEMU 7.2, not seen with the file backend), so scenarios that
+   * match console text keep the file; a typing scenario reads zshield's lines from the journal.
+   */
+  consoleInput?: boolean;
   /** More qemu arguments, appended last (e.g. `['-machine', 'q35']`). */
   extraQemuArgs?: string[];
 }
@@ -157,16 +167,51 @@ export function benchInfo(): {
   };
 }
 
-let ensuring: Promise<void> | undefined;
+/** The systemd flavour (test/bench/setup-systemd.sh), once `ensureBench('systemd')` has built it. */
+export function systemdBenchInfo(): {
+  /** Kernel and initramfs-tools initrd of the Debian tree (for a kernel boot of proto.img). */
+  vmlinuz: string;
+  initrd: string;
+  /** The prototype system's disk image (DOS label, partition 1 = the Debian tree): copy it. */
+  protoImage: string;
+  /** File system UUID of proto.img's root (`root=UUID=...` on the kernel command line). */
+  protoUuid: string;
+  rootfs: string;
+} {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(BENCH_DIR, 'systemd', 'systemd.env'), 'utf8');
+  } catch {
+    throw new Error(
+      `the systemd flavour is not built (run ${SETUP_SCRIPT} systemd or ensureBench('systemd'))`,
+    );
+  }
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(line);
+    if (m) env[m[1]!] = m[2]!;
+  }
+  return {
+    vmlinuz: env['SD_VMLINUZ']!,
+    initrd: env['SD_INITRD']!,
+    protoImage: env['SD_PROTO']!,
+    protoUuid: env['SD_PROTO_UUID']!,
+    rootfs: env['SD_ROOTFS']!,
+  };
+}
+
+const ensuring = new Map<string, Promise<void>>();
 
 /**
  * Build or refresh the bench (host packages, kernel, golden root, initramfs) by running setup.sh,
  * which is quick when everything is up to date and holds a lock, so parallel callers build once.
  * Honours ZSHIELD_BIN (default build/out/zshield) and BENCH_DIR.
  */
-export function ensureBench(): Promise<void> {
-  ensuring ??= (async () => {
-    const r = await execa('bash', [SETUP_SCRIPT], {
+export function ensureBench(flavour: 'busybox' | 'systemd' = 'busybox'): Promise<void> {
+  const running = ensuring.get(flavour);
+  if (running) return running;
+  const p = (async () => {
+    const r = await execa('bash', [SETUP_SCRIPT, ...(flavour === 'systemd' ? ['systemd'] : [])], {
       reject: false,
       all: true,
       timeout: 20 * 60_000,
@@ -176,9 +221,9 @@ export function ensureBench(): Promise<void> {
       throw new Error(`bench setup failed (${SETUP_SCRIPT}, exit ${r.exitCode}):\n${tail(r.all ?? '', 60)}`);
     }
   })();
-  const p = ensuring;
+  ensuring.set(flavour, p);
   p.catch(() => {
-    if (ensuring === p) ensuring = undefined;
+    if (ensuring.get(flavour) === p) ensuring.delete(flavour);
   });
   return p;
 }
@@ -229,6 +274,8 @@ export class Appliance {
   private readonly proc: ChildProcess;
   private readonly sockDir: string;
   private sock: net.Socket | undefined;
+  /** The serial console's socket (qemu logs what the guest writes to consolePath itself). */
+  private consoleSock: net.Socket | undefined;
   private readonly pending = new Map<string, Pending>();
   private nextId = 1;
   private headerBuf: Buffer = Buffer.alloc(0);
@@ -255,6 +302,7 @@ export class Appliance {
         this.exitInfo = { code, signal };
         live.delete(this);
         this.sock?.destroy();
+        this.consoleSock?.destroy();
         fs.rmSync(this.sockDir, { recursive: true, force: true });
         const err = this.failure(`the appliance stopped (qemu ${this.describeExit()})`);
         for (const p of this.pending.values()) p.reject(err);
@@ -355,13 +403,24 @@ export class Appliance {
     // Unix socket paths are limited to 108 bytes: keep the socket in a short temporary folder.
     const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsb-'));
     const sockPath = path.join(sockDir, 'agent.sock');
+    const consoleSock = path.join(sockDir, 'console.sock');
 
     const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
     const args: string[] = [
       ['-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024)],
       ['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none'],
       ['-no-reboot'],
-      ['-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con'],
+      // The console both ways: qemu logs the guest's output to consolePath; the host types into
+      // the socket (typeOnConsole). wait=on: the guest starts once the host is connected, and the
+      // host stays connected (a socket without a client drops the guest's output, log included).
+      opts.consoleInput
+        ? [
+            '-chardev',
+            `socket,id=con,path=${q(consoleSock)},server=on,wait=on,logfile=${q(consolePath)}`,
+            '-serial',
+            'chardev:con',
+          ]
+        : ['-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con'],
       ['-device', 'virtio-serial-pci'],
       ['-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`],
       ['-device', 'virtserialport,chardev=agent,name=bench'],
@@ -369,7 +428,14 @@ export class Appliance {
     let fwLog: string | undefined;
     if (source.from === 'kernel') {
       const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
-      args.push('-kernel', info.vmlinuz, '-initrd', source.initrd ?? info.initrd, '-append', cmdline);
+      args.push(
+        '-kernel',
+        source.kernel ?? info.vmlinuz,
+        '-initrd',
+        source.initrd ?? info.initrd,
+        '-append',
+        cmdline,
+      );
     } else {
       // SeaBIOS writes what it boots (or "No bootable device") to the debug port, not the serial
       // console: keep it, for failure messages.
@@ -411,7 +477,54 @@ export class Appliance {
     const app = new Appliance(proc, workDir, consolePath, sockDir);
     for (const [k, v] of diskPaths) app.diskPaths.set(k, v);
     app.firmwareLog = fwLog;
+    if (opts.consoleInput) {
+      try {
+        await app.connectConsole(consoleSock, started + 60_000);
+      } catch (e) {
+        await app.kill();
+        throw e;
+      }
+    }
     return { app, sockPath, started, timeoutMs };
+  }
+
+  /** Connect to the serial console's socket (qemu waits for it before starting the guest). */
+  private async connectConsole(sockPath: string, deadline: number): Promise<void> {
+    for (;;) {
+      if (this.exitInfo)
+        throw this.failure(`qemu exited before its console was connected (${this.describeExit()})`);
+      if (Date.now() > deadline) throw this.failure('qemu did not open its console socket');
+      if (fs.existsSync(sockPath)) {
+        const sock = await new Promise<net.Socket | undefined>((resolve) => {
+          const s = net.createConnection(sockPath);
+          s.once('connect', () => resolve(s));
+          s.once('error', () => {
+            s.destroy();
+            resolve(undefined);
+          });
+        });
+        if (sock) {
+          this.consoleSock = sock;
+          // Drained (the log has it), so the guest never waits on a full socket.
+          sock.on('data', () => {});
+          sock.on('error', () => {});
+          return;
+        }
+      }
+      await sleep(25);
+    }
+  }
+
+  /**
+   * Type on the serial console, as an operator at the box would (e.g. `c\n` at a countdown). The
+   * bytes go to whatever reads the console: a getty, or a service with StandardInput=tty.
+   */
+  async typeOnConsole(text: string): Promise<void> {
+    const sock = this.consoleSock;
+    if (!sock || this.exitInfo) {
+      throw this.failure('typeOnConsole: the console is not connected (boot with consoleInput: true)');
+    }
+    await new Promise<void>((resolve, reject) => sock.write(text, (e) => (e ? reject(e) : resolve())));
   }
 
   /**

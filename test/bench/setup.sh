@@ -5,6 +5,7 @@
 #
 #   test/bench/setup.sh                 # everything (idempotent, fast when up to date)
 #   test/bench/setup.sh rootfs          # only (re)build .bench/rootfs/ (for a disk image builder)
+#   test/bench/setup.sh systemd         # everything, plus the systemd flavour (setup-systemd.sh)
 #
 # Inputs (environment):
 #   ZSHIELD_BIN   the zshield single executable to install as /usr/sbin/zshield
@@ -35,6 +36,8 @@ HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod gru
   grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
 # Multicast cloning (clone/): udpcast, and iproute2 for the test's network namespaces.
 HOST_PKGS+=(udpcast iproute2)
+# The systemd flavour's Debian tree (setup-systemd.sh).
+HOST_PKGS+=(mmdebstrap)
 # Debian packages whose files (minus docs, man pages, locales, systemd/udev glue) make up the guest.
 # busybox-static fills in the remaining commands, but only where no real tool exists. dash,
 # coreutils and findutils are there because Debian's busybox prefers its own applets to PATH
@@ -392,6 +395,11 @@ ZSHIELD_BIN=$ZSHIELD_BIN
 KEY="$appkey"
 EOF
   mv "$BENCH_DIR/bench.env.tmp" "$BENCH_DIR/bench.env"
+  if [ "$MODE" = systemd ]; then
+    # shellcheck source=setup-systemd.sh
+    . "$HERE/setup-systemd.sh"
+    build_systemd_flavour "$ver" "${appkey#* }"
+  fi
 }
 
 main
