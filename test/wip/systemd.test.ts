@@ -9,7 +9,7 @@ import {
   setNextBootEntry,
   systemdBenchInfo,
 } from '../bench/appliance.js';
-import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, lv, tag, writeConfig } from './lib.js';
+import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, lv, tag, writeConfig } from '../appliance/lib.js';
 
 // The appliance as shipped on a systemd distribution: Debian bookworm with systemd as PID 1, udev
 // and journald (the bench's systemd flavour, test/bench/setup-systemd.sh), zshield's units
