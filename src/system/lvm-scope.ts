@@ -154,7 +154,9 @@ export function withDevices(cmd: Command, devices: readonly string[] | null): Co
 
 /** Read the PVs through the unscoped runner and decide. */
 export async function resolveLvmScope(runner: Runner, opts: ScopeOptions): Promise<LvmScope> {
-  const pvs = parsePvs((await unscoped(runner).run(pvsCommand)).stdout);
+  // Read-only, so it may run after SIGINT/SIGTERM too: the cleanup of an interrupted job (removing
+  // its temporary snapshot) must never fail for want of the scope.
+  const pvs = parsePvs((await unscoped(runner).run({ ...pvsCommand, runsAfterAbort: true })).stdout);
   const uuids = new Set(pvs.filter((p) => p.vgName === opts.vg).map((p) => p.vgUuid ?? ''));
   if (uuids.size <= 1) return { vg: opts.vg, devices: null, system: null, chosenBy: null, others: [] };
   return decideScope({
@@ -257,9 +259,17 @@ export function describeScope(s: LvmScope): string | null {
   return `LVM commands see only ${s.devices.join(', ')} (--devices): ${s.vg} there is the system's (${s.chosenBy}); ${others} is another disk's and is never touched`;
 }
 
+/**
+ * The disks that could hold a PV. Device-mapper nodes are left out: every snapshot zshield makes
+ * (the image job's temporary one) adds dm-N, which must not make the run decide again (an image
+ * job's cleanup after SIGTERM would then need a new probe).
+ */
 function blockDevices(): string {
   try {
-    return readdirSync('/sys/block').sort().join(',');
+    return readdirSync('/sys/block')
+      .filter((d) => !/^(dm-|loop|ram|zram)/.test(d))
+      .sort()
+      .join(',');
   } catch {
     return '';
   }

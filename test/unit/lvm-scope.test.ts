@@ -9,6 +9,7 @@ import { planFactoryReset } from '../../src/recovery/factory.js';
 import { realFactoryProbes } from '../../src/recovery/reset.js';
 import { gatherStatus, formatStatus } from '../../src/status/status.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
+import type { Command } from '../../src/system/command.js';
 import { LvmScopedRunner, type ScopeOptions, decideScope, withDevices } from '../../src/system/lvm-scope.js';
 import { lvsCommand, probeVg, vgsCommand } from '../../src/system/lvm.js';
 import { parsePvs, probePvs } from '../../src/system/pvs.js';
@@ -104,6 +105,25 @@ describe('LVM commands restricted to the system disk', () => {
       '$ blkid /dev/vdb1',
       '$ lvs --devices /dev/vdb1 vgroup | cat',
     ]);
+  });
+
+  it('the deciding pvs may run after SIGTERM (an interrupted job still removes its temporary snapshot)', async () => {
+    class Capturing extends RecordingRunner {
+      readonly seen: Command[] = [];
+      override async run(cmd: Command) {
+        this.seen.push(cmd);
+        return super.run(cmd);
+      }
+    }
+    const inner = new Capturing();
+    const { runner } = scoped(TWO, {}, inner);
+    await runner.run({
+      file: 'lvremove',
+      args: ['--yes', 'vgroup/snap0-image'],
+      mutates: true,
+      runsAfterAbort: true,
+    });
+    expect(inner.seen[0]).toMatchObject({ file: 'pvs', runsAfterAbort: true });
   });
 
   it('with one VG of the name: every command exactly as before (the probe is its only addition)', async () => {
