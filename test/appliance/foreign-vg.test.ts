@@ -123,7 +123,7 @@ describe('a second disk with a VG of the same name', () => {
     expect(unsure.code, unsure.stderr).toBe(6);
     const line = unsure.stderr.split('\n').find((l) => l.startsWith('zshield: ')) ?? '';
     expect(line).toMatch(
-      /^zshield: 2 volume groups are named vgroup: .*; zshield cannot tell which is this system's$/,
+      /^zshield: 2 volume groups are named vgroup: .*; zshield cannot tell which is this system's \(name the system disk in the config: disks\.system\.serial\)$/,
     );
     expect(line).toMatch(new RegExp(`vgroup \\(uuid [-\\w]+\\) on /dev/vd. \\(serial ${SYSTEM_SERIAL}\\)`));
     expect(line).toContain(`vgroup (uuid ${foreignUuid}) on /dev/vdc (serial ${FOREIGN_SERIAL})`);
