@@ -123,7 +123,9 @@ function unit(file: string): Record<string, string[]> {
     const sec = /^\[(\w+)\]$/.exec(line);
     if (sec) section = sec[1]!;
     const kv = /^(\w+)=(.*)$/.exec(line);
-    if (kv) (out[`${section}.${kv[1]}`] ??= []).push(kv[2]!);
+    if (!kv) continue;
+    const key = `${section}.${kv[1]}`;
+    out[key] = [...(out[key] ?? []), kv[2]!];
   }
   return out;
 }
