@@ -49,14 +49,32 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
   const iface = opts.interface ?? cfg.interface;
   // The session is joined by the first step: what the stream holds is known only then, so the
   // later steps read it from `st`. The plan shown (also on a dry run) is the plan run.
-  const st: Partial<Awaited<ReturnType<typeof joinSession>>> & {
-    writer?: TargetWriter;
-    streamed?: { bytes: number; error: string | null };
-    outcome?: ReceiveOutcome;
-    started?: number;
-  } = {};
+  const st: ReceiveState = {};
+  const plan = receivePlan(ctx, opts, target, iface, st);
+  // The command line asks for --yes before it calls this (clone receive erases its target).
+  const run = await runPlan(ctx, plan, { confirm: 'yes' });
+  return run.applied ? st.outcome! : null;
+}
+
+/** What the receive's steps pass on to each other (the session is joined by the first one). */
+type ReceiveState = Partial<Awaited<ReturnType<typeof joinSession>>> & {
+  writer?: TargetWriter;
+  streamed?: { bytes: number; error: string | null };
+  outcome?: ReceiveOutcome;
+  started?: number;
+};
+
+/** The receive as a plan: join and check, wipe the head, write the stream, verify and repair, the head last. */
+function receivePlan(
+  ctx: Context,
+  opts: ReceiveOptions,
+  target: CloneTarget,
+  iface: string,
+  st: ReceiveState,
+): Plan {
+  const cfg = ctx.config.clone;
   const write = (apply: () => Promise<void>) => ({ edit: { files: [target.path], apply } });
-  const plan: Plan = {
+  return {
     title: `Receive a clone stream on ${iface} (port base ${cfg.portbase}) onto ${target.describe}`,
     notes: ['the target does not look good (no partition table, no boot code) until every chunk is verified'],
     steps: [
@@ -140,9 +158,6 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
     ],
     always: [{ title: 'close the target', ...write(async () => st.writer?.close()) }],
   };
-  // The command line asks for --yes before it calls this (clone receive erases its target).
-  const run = await runPlan(ctx, plan, { confirm: 'yes' });
-  return run.applied ? st.outcome! : null;
 }
 
 /**

@@ -29,187 +29,226 @@ const target = {
   describe: 'only this target (its name in history.targets)',
 } as const;
 
+function historyInitCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'init',
+    describe:
+      'make the local repository, its encrypted password, the catalog and its signing key (only what is missing)',
+    builder: (yy: Argv) =>
+      yy.option('password-stdin', {
+        type: 'boolean',
+        default: false,
+        describe: 'read the repository password from stdin (else one is generated)',
+      }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const password = args['password-stdin'] ? await readStdinLine() : undefined;
+      const ctx = await kit.context(args);
+      const { runHistoryInit } = await import('./init.js');
+      await runHistoryInit(ctx, password === undefined ? {} : { password });
+    },
+  };
+}
+
+function historyTakeCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'take',
+    describe:
+      "back up lv-root's tree (from a snapshot mounted read-only) into the repository; record its fingerprint",
+    builder: (yy: Argv) =>
+      yy
+        .option('reason', { type: 'string', default: 'manual', describe: 'why: tagged and cataloged' })
+        .option('device', {
+          type: 'string',
+          describe: 'read this block device or file system image instead of a snapshot of lv-root',
+        })
+        .option('replicate', {
+          type: 'boolean',
+          default: false,
+          describe: 'then replicate to every target',
+        }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
+        throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
+      const ctx = await kit.context(args);
+      const { runHistoryTake } = await import('./take.js');
+      await runHistoryTake(ctx, {
+        reason: String(args['reason']),
+        replicate: Boolean(args['replicate']),
+        ...(args['device'] !== undefined ? { device: String(args['device']) } : {}),
+      });
+    },
+  };
+}
+
+function historyReplicateCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'replicate',
+    describe:
+      'give every target the repository files it lacks (verified, resumable), then check a share of its files',
+    builder: (yy: Argv) =>
+      yy
+        .option('target', target)
+        .option('verify-all', {
+          type: 'boolean',
+          default: false,
+          describe: 'check every file on the targets by hash',
+        })
+        .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
+        .option('json', json),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
+      const out = ctx.out;
+      if (args['json']) ctx.out = { print: () => {} };
+      const { runReplicate } = await import('./replicate.js');
+      const only = targetsOf(args['target']);
+      const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
+      if (kib !== undefined && !(Number.isFinite(kib) && kib > 0))
+        throw new UsageError('--bwlimit must be a number of KiB/s > 0');
+      const r = await runReplicate(ctx, {
+        verifyAll: Boolean(args['verify-all']),
+        ...(only ? { only } : {}),
+        ...(kib ? { bandwidthKiBps: kib } : {}),
+      });
+      if (args['json']) out.print(JSON.stringify(r, null, 2));
+    },
+  };
+}
+
+function historyPruneCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'prune',
+    describe: 'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
+    builder: (yy: Argv) =>
+      yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runHistoryPrune } = await import('./prune.js');
+      await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
+    },
+  };
+}
+
+function historyVerifyCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'verify',
+    describe: "check the targets' files by their hash (this run's share, or --all); repairs nothing",
+    builder: (yy: Argv) => yy.option('target', target).option('all', { type: 'boolean', default: false }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runTargetVerify } = await import('./replicate.js');
+      const only = targetsOf(args['target']);
+      await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
+      ctx.out.print('history: every file checked is intact');
+    },
+  };
+}
+
+function historyStatusCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'status',
+    describe:
+      'the catalog (checked), its public key, and each target: newest fingerprint, bytes behind, last success and error',
+    builder: (yy: Argv) => yy.option('json', json),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args, { quietConsole: true });
+      const { formatHistoryStatus, gatherHistoryStatus } = await import('./status.js');
+      const s = gatherHistoryStatus(ctx);
+      ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
+    },
+  };
+}
+
+function historyListCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'list',
+    describe: 'the backups in the catalog: fingerprint, time, host, reason, size, targets',
+    builder: (yy: Argv) => yy.option('json', json),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args, { quietConsole: true });
+      const { catalogView, verifyCatalog } = await import('./catalog.js');
+      const view = catalogView(verifyCatalog(ctx.config.history.dir, ctx.config.history.publicKey).entries);
+      ctx.out.print(
+        args['json']
+          ? JSON.stringify(view, null, 2)
+          : view
+              .map(
+                (v) =>
+                  `${v.fingerprint}  ${v.time}  ${v.host}  ${v.reason}  ${v.sizes.files} files  ${v.forgotten ? 'forgotten' : `on: ${v.targets.join(', ') || 'local only'}`}`,
+              )
+              .join('\n') || 'no backups in the catalog',
+      );
+    },
+  };
+}
+
+function historyRestoreCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'restore <fingerprint> <dir>',
+    describe:
+      "write a fingerprint's tree into an empty directory (from the local repository, else fetched from a target)",
+    builder: (yy: Argv) =>
+      yy
+        .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+        .positional('dir', { type: 'string', describe: 'an empty directory' })
+        .option('from', {
+          type: 'string',
+          describe: 'fetch from this target even if the local repository has it',
+        })
+        .option('allow-uncataloged', allowUncataloged),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      const ctx = await kit.context(args);
+      const { runTreeRestore } = await import('./restore.js');
+      await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
+        allowUncataloged: Boolean(args['allow-uncataloged']),
+        ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+      });
+    },
+  };
+}
+
+function historyPasswordCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'password',
+    describe: 'print the repository password (keep a copy off the box: a disaster restore asks for it)',
+    builder: (yy: Argv) =>
+      yy.option('yes', {
+        type: 'boolean',
+        default: false,
+        describe: 'print it even when stdout is not a terminal',
+      }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      if (!process.stdout.isTTY && !args['yes'])
+        throw new RefusedError('refusing to print the repository password into a pipe or file', {
+          hint: 'add --yes if that is what you want',
+        });
+      const ctx = await kit.context(args, { quietConsole: true });
+      const { repositoryPassword } = await import('./repo.js');
+      process.stdout.write(`${repositoryPassword(ctx)}\n`);
+    },
+  };
+}
+
 function historyBuilder(kit: CommandKit) {
   return (y: Argv) =>
     y
-      .command(
-        'init',
-        'make the local repository, its encrypted password, the catalog and its signing key (only what is missing)',
-        (yy: Argv) =>
-          yy.option('password-stdin', {
-            type: 'boolean',
-            default: false,
-            describe: 'read the repository password from stdin (else one is generated)',
-          }),
-        async (a) => {
-          const args = a as unknown as Args;
-          const password = args['password-stdin'] ? await readStdinLine() : undefined;
-          const ctx = await kit.context(args);
-          const { runHistoryInit } = await import('./init.js');
-          await runHistoryInit(ctx, password === undefined ? {} : { password });
-        },
-      )
-      .command(
-        'take',
-        "back up lv-root's tree (from a snapshot mounted read-only) into the repository; record its fingerprint",
-        (yy: Argv) =>
-          yy
-            .option('reason', { type: 'string', default: 'manual', describe: 'why: tagged and cataloged' })
-            .option('device', {
-              type: 'string',
-              describe: 'read this block device or file system image instead of a snapshot of lv-root',
-            })
-            .option('replicate', {
-              type: 'boolean',
-              default: false,
-              describe: 'then replicate to every target',
-            }),
-        async (a) => {
-          const args = a as unknown as Args;
-          if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
-            throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
-          const ctx = await kit.context(args);
-          const { runHistoryTake } = await import('./take.js');
-          await runHistoryTake(ctx, {
-            reason: String(args['reason']),
-            replicate: Boolean(args['replicate']),
-            ...(args['device'] !== undefined ? { device: String(args['device']) } : {}),
-          });
-        },
-      )
-      .command(
-        'replicate',
-        'give every target the repository files it lacks (verified, resumable), then check a share of its files',
-        (yy: Argv) =>
-          yy
-            .option('target', target)
-            .option('verify-all', {
-              type: 'boolean',
-              default: false,
-              describe: 'check every file on the targets by hash',
-            })
-            .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
-            .option('json', json),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
-          const out = ctx.out;
-          if (args['json']) ctx.out = { print: () => {} };
-          const { runReplicate } = await import('./replicate.js');
-          const only = targetsOf(args['target']);
-          const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
-          if (kib !== undefined && !(Number.isFinite(kib) && kib > 0))
-            throw new UsageError('--bwlimit must be a number of KiB/s > 0');
-          const r = await runReplicate(ctx, {
-            verifyAll: Boolean(args['verify-all']),
-            ...(only ? { only } : {}),
-            ...(kib ? { bandwidthKiBps: kib } : {}),
-          });
-          if (args['json']) out.print(JSON.stringify(r, null, 2));
-        },
-      )
-      .command(
-        'prune',
-        'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
-        (yy: Argv) =>
-          yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' }),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args);
-          const { runHistoryPrune } = await import('./prune.js');
-          await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
-        },
-      )
-      .command(
-        'verify',
-        "check the targets' files by their hash (this run's share, or --all); repairs nothing",
-        (yy: Argv) => yy.option('target', target).option('all', { type: 'boolean', default: false }),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args);
-          const { runTargetVerify } = await import('./replicate.js');
-          const only = targetsOf(args['target']);
-          await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
-          ctx.out.print('history: every file checked is intact');
-        },
-      )
-      .command(
-        'status',
-        'the catalog (checked), its public key, and each target: newest fingerprint, bytes behind, last success and error',
-        (yy: Argv) => yy.option('json', json),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args, { quietConsole: true });
-          const { formatHistoryStatus, gatherHistoryStatus } = await import('./status.js');
-          const s = gatherHistoryStatus(ctx);
-          ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
-        },
-      )
-      .command(
-        'list',
-        'the backups in the catalog: fingerprint, time, host, reason, size, targets',
-        (yy: Argv) => yy.option('json', json),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args, { quietConsole: true });
-          const { catalogView, verifyCatalog } = await import('./catalog.js');
-          const view = catalogView(
-            verifyCatalog(ctx.config.history.dir, ctx.config.history.publicKey).entries,
-          );
-          ctx.out.print(
-            args['json']
-              ? JSON.stringify(view, null, 2)
-              : view
-                  .map(
-                    (v) =>
-                      `${v.fingerprint}  ${v.time}  ${v.host}  ${v.reason}  ${v.sizes.files} files  ${v.forgotten ? 'forgotten' : `on: ${v.targets.join(', ') || 'local only'}`}`,
-                  )
-                  .join('\n') || 'no backups in the catalog',
-          );
-        },
-      )
-      .command(
-        'restore <fingerprint> <dir>',
-        "write a fingerprint's tree into an empty directory (from the local repository, else fetched from a target)",
-        (yy: Argv) =>
-          yy
-            .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
-            .positional('dir', { type: 'string', describe: 'an empty directory' })
-            .option('from', {
-              type: 'string',
-              describe: 'fetch from this target even if the local repository has it',
-            })
-            .option('allow-uncataloged', allowUncataloged),
-        async (a) => {
-          const args = a as unknown as Args;
-          const ctx = await kit.context(args);
-          const { runTreeRestore } = await import('./restore.js');
-          await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
-            allowUncataloged: Boolean(args['allow-uncataloged']),
-            ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
-          });
-        },
-      )
-      .command(
-        'password',
-        'print the repository password (keep a copy off the box: a disaster restore asks for it)',
-        (yy: Argv) =>
-          yy.option('yes', {
-            type: 'boolean',
-            default: false,
-            describe: 'print it even when stdout is not a terminal',
-          }),
-        async (a) => {
-          const args = a as unknown as Args;
-          if (!process.stdout.isTTY && !args['yes'])
-            throw new RefusedError('refusing to print the repository password into a pipe or file', {
-              hint: 'add --yes if that is what you want',
-            });
-          const ctx = await kit.context(args, { quietConsole: true });
-          const { repositoryPassword } = await import('./repo.js');
-          process.stdout.write(`${repositoryPassword(ctx)}\n`);
-        },
-      )
+      .command(historyInitCommand(kit))
+      .command(historyTakeCommand(kit))
+      .command(historyReplicateCommand(kit))
+      .command(historyPruneCommand(kit))
+      .command(historyVerifyCommand(kit))
+      .command(historyStatusCommand(kit))
+      .command(historyListCommand(kit))
+      .command(historyRestoreCommand(kit))
+      .command(historyPasswordCommand(kit))
       .demandCommand(
         1,
         'say which: history init | take | replicate | prune | verify | status | list | password',

@@ -3,16 +3,16 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
 import { RefusedError } from '../errors.js';
-import type { CommandStep, EditStep, Plan } from '../plan/plan.js';
+import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type BootFs, bootCheck, describeBoot } from '../recovery/boot-fs.js';
 import { putBack } from '../recovery/finish.js';
 import { eventStep } from '../recovery/record.js';
 import { probeRestore } from '../recovery/restore-run.js';
-import { formatBytes } from '../remote/transfer.js';
+import { formatBytes } from '../config/size.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
+import { type LvInfo, lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import {
   checkFingerprint,
@@ -88,49 +88,11 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
     path.join(dirs.root, i.config.paths.stateDir, 'boot'),
     bootDir,
   );
-  const notes = [
-    describeBoot(i.boot),
-    ...back.notes,
-    `the tree of ${i.id} comes from ${i.from}`,
-    `${vg}/${rootLv} is replaced by a new volume of ${formatBytes(size)}; the old one is kept as ${vg}/${prev} until you remove it (lvremove ${vg}/${prev}); to undo, rename it back`,
-    'the other volumes are not touched',
-  ];
-  if (oldPrev) notes.push(`${vg}/${prev}, the root kept by an earlier reset, is removed to make room`);
-  if (snap)
-    notes.push(
-      `${vg}/${snapshot} (a restore point of the old root) is removed; a new one of the new root is taken`,
-    );
+  const notes = [describeBoot(i.boot), ...back.notes, ...resetNotes(i, size, !!oldPrev, !!snap)];
   return {
     title: `Reset ${vg}/${rootLv} to fingerprint ${i.id}`,
     notes,
-    checks: [
-      bootCheck(i.boot),
-      {
-        title: `${vg}/${rootLv} exists and is not the running root`,
-        run: () => {
-          if (!root) throw new RefusedError(`${vg}/${rootLv} not found`);
-          if (isRunningRoot(root))
-            throw new RefusedError(
-              `${vg}/${rootLv} is the running root: a reset runs from the golden medium`,
-              {
-                hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint there',
-              },
-            );
-        },
-      },
-      {
-        title: `room in ${vg} for a second root`,
-        run: () => {
-          if (free < size)
-            throw new RefusedError(
-              `${vg} has ${formatBytes(free)} free; the new root needs ${formatBytes(size)}`,
-              {
-                hint: `free room in ${vg} (the old root is kept until the new one has booted)`,
-              },
-            );
-        },
-      },
-    ],
+    checks: [bootCheck(i.boot), ...resetChecks(i.config, root, free, size)],
     steps: [
       ...(staleNew
         ? [
@@ -165,16 +127,7 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
       i.event(bootDir),
       ...(separate ? [cmd(`unmount ${dirs.boot}`, 'umount', [dirs.boot])] : []),
       cmd(`unmount ${dirs.root}`, 'umount', [dirs.root]),
-      ...(snap
-        ? [
-            {
-              title: `remove ${snapshot} (the old root's restore point)`,
-              command: lvRemoveCommand(vg, snapshot),
-            },
-          ]
-        : []),
-      { title: `keep the old root as ${prev}`, command: lvRenameCommand(vg, rootLv, prev) },
-      { title: `the new root becomes ${rootLv}`, command: lvRenameCommand(vg, fresh, rootLv) },
+      ...swapSteps(i.config, !!snap),
     ],
     always: [
       cmd(`unmount ${dirs.boot} if still mounted`, 'umount', ['-q', dirs.boot], {
@@ -187,6 +140,70 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
       }),
     ],
   };
+}
+
+/** What refuses a reset before anything is written: lv-root present and not running, room for a second root. */
+function resetChecks(config: Config, root: LvInfo | undefined, free: number, size: number): Check[] {
+  const { vg, rootLv } = config.lvm;
+  return [
+    {
+      title: `${vg}/${rootLv} exists and is not the running root`,
+      run: () => {
+        if (!root) throw new RefusedError(`${vg}/${rootLv} not found`);
+        if (isRunningRoot(root))
+          throw new RefusedError(`${vg}/${rootLv} is the running root: a reset runs from the golden medium`, {
+            hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint there',
+          });
+      },
+    },
+    {
+      title: `room in ${vg} for a second root`,
+      run: () => {
+        if (free < size)
+          throw new RefusedError(
+            `${vg} has ${formatBytes(free)} free; the new root needs ${formatBytes(size)}`,
+            {
+              hint: `free room in ${vg} (the old root is kept until the new one has booted)`,
+            },
+          );
+      },
+    },
+  ];
+}
+
+/** What the operator reads before a reset: where the tree comes from, what is replaced and kept. */
+function resetNotes(i: RecoverInput, size: number, oldPrev: boolean, snap: boolean): string[] {
+  const { vg, rootLv, snapshot } = i.config.lvm;
+  const prev = prevRootName(i.config);
+  const notes = [
+    `the tree of ${i.id} comes from ${i.from}`,
+    `${vg}/${rootLv} is replaced by a new volume of ${formatBytes(size)}; the old one is kept as ${vg}/${prev} until you remove it (lvremove ${vg}/${prev}); to undo, rename it back`,
+    'the other volumes are not touched',
+  ];
+  if (oldPrev) notes.push(`${vg}/${prev}, the root kept by an earlier reset, is removed to make room`);
+  if (snap)
+    notes.push(
+      `${vg}/${snapshot} (a restore point of the old root) is removed; a new one of the new root is taken`,
+    );
+  return notes;
+}
+
+/** The swap: the old root's restore point goes, the old root is kept under another name, the new one takes its name. */
+function swapSteps(config: Config, snap: boolean): Step[] {
+  const { vg, rootLv, snapshot } = config.lvm;
+  const prev = prevRootName(config);
+  return [
+    ...(snap
+      ? [
+          {
+            title: `remove ${snapshot} (the old root's restore point)`,
+            command: lvRemoveCommand(vg, snapshot),
+          },
+        ]
+      : []),
+    { title: `keep the old root as ${prev}`, command: lvRenameCommand(vg, rootLv, prev) },
+    { title: `the new root becomes ${rootLv}`, command: lvRenameCommand(vg, newRootName(config), rootLv) },
+  ];
 }
 
 export interface RecoverOptions extends TreeRestoreOptions {
