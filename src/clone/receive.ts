@@ -64,7 +64,11 @@ type ReceiveState = Partial<Awaited<ReturnType<typeof joinSession>>> & {
   started?: number;
 };
 
-/** The receive as a plan: join and check, wipe the head, write the stream, verify and repair, the head last. */
+/**
+ * The receive as a plan: join and check, wipe the head, write the stream, verify and repair, the
+ * head last. Long (94 lines) on purpose: the five steps of a receive, each short, read in the order
+ * they run.
+ */
 function receivePlan(
   ctx: Context,
   opts: ReceiveOptions,

@@ -52,7 +52,11 @@ export interface RecoverInput {
   event: (bootDir: string) => EditStep;
 }
 
-/** Pure: the plan. Every check that can fail is in `checks`, run before the first write. */
+/**
+ * Pure: the plan. Every check that can fail is in `checks`, run before the first write. Long (88
+ * lines) on purpose: the reset's whole step list in the order it runs (its checks, notes and swap
+ * are helpers).
+ */
 export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
   const { vg, rootLv, snapshot } = i.config.lvm;
   const root = i.state.lvs.find((l) => l.name === rootLv);

@@ -490,6 +490,8 @@ function identitySteps(
  * sparse file (it seeks over the rest), then tar --sparse (SEEK_HOLE) carries only the data into
  * the same zstd | tee | sha256sum. Either way the checksum is of exactly the bytes written and
  * zstd checksums every frame.
+ *
+ * Long (90 lines) on purpose: the two layouts are read side by side, stage by stage.
  */
 function copySteps(
   input: CreateInput,
