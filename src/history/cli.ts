@@ -22,6 +22,10 @@ const allowUncataloged = {
   describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
 } as const;
 
+const fromTarget = {
+  type: 'string',
+  describe: 'fetch from this target even if the local repository has it',
+} as const;
 const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
 const target = {
   type: 'string',
@@ -197,10 +201,7 @@ function historyRestoreCommand(kit: CommandKit): CommandModule {
       yy
         .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
         .positional('dir', { type: 'string', describe: 'an empty directory' })
-        .option('from', {
-          type: 'string',
-          describe: 'fetch from this target even if the local repository has it',
-        })
+        .option('from', fromTarget)
         .option('allow-uncataloged', allowUncataloged),
     handler: async (a) => {
       const args = a as unknown as Args;
@@ -314,10 +315,7 @@ export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
         .positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
         .option('json', json)
-        .option('from', {
-          type: 'string',
-          describe: 'fetch from this target even if the local repository has it',
-        })
+        .option('from', fromTarget)
         .option('allow-uncataloged', allowUncataloged),
     handler: async (a) => {
       const args = a as unknown as Args;

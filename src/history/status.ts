@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import { formatBytes } from '../remote/transfer.js';
 import { catalogView, verifyCatalog } from './catalog.js';
-import { readState, type TargetState } from './state.js';
+import { emptyTargetState, readState, type TargetState } from './state.js';
 
 export interface HistoryStatus {
   dir: string;
@@ -35,17 +35,7 @@ export function gatherHistoryStatus(ctx: Context): HistoryStatus {
     targets: h.targets.map((t) => ({
       name: t.name,
       where: `${t.user}@${t.server}:${t.port}:${t.directory}`,
-      ...(state[t.name] ?? {
-        snapshots: [],
-        newest: null,
-        bytesBehind: 0,
-        lastSent: 0,
-        lastAttempt: null,
-        lastSuccess: null,
-        lastError: null,
-        verifyCursor: 0,
-        lastVerified: null,
-      }),
+      ...(state[t.name] ?? emptyTargetState()),
     })),
   };
 }
