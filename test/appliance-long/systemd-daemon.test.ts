@@ -93,7 +93,7 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
 
     // Tomorrow 03:00:05: the daily backup is due on the next tick.
     await sys.shOk('date -s "$(date -d tomorrow +%F) 03:00:05" >/dev/null');
-    await waitJournal(sys, 'zshield', /backup done: snap0 \(daily\)/);
+    await waitJournal(sys, 'zshield', /backup done: vgroup\/snap0 \(daily\)/);
     expect(tag(await lv(sys, 'snap0'), 'reason')).toBe('daily');
 
     // Another day; the backup's lvcreate is held by a shim (first on the PATH) until the test says
@@ -109,7 +109,7 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     expect((await stop.wait({ timeoutMs: 300_000 })).code).toBe(0);
     const journal = await sys.shOk('journalctl -b -u zshield -o cat');
     const after = journal.slice(journal.lastIndexOf('daemon: stop requested'));
-    expect(after).toMatch(/backup done: snap0 \(daily\)[\s\S]*daemon stopped/);
+    expect(after).toMatch(/backup done: vgroup\/snap0 \(daily\)[\s\S]*daemon stopped/);
     expect(await sys.shOk('systemctl is-active zshield; true')).toBe('inactive\n');
     expect(await sys.shOk('systemctl show -p Result --value zshield')).toBe('success\n');
     const snap = await lv(sys, 'snap0');

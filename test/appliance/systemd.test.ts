@@ -1,6 +1,7 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, ensureBench, setNextBootEntry } from '../bench/appliance.js';
+import { Appliance, ensureBench, setNextBootEntry, withImagePartition } from '../bench/appliance.js';
 import { freshWorkDir, lv, tag } from './lib.js';
 import {
   DISKS,
@@ -123,6 +124,12 @@ describe('systemd as PID 1: the boot paths of the units in rc/ on a Debian guest
     const workDir = freshWorkDir('systemd-latest');
     copyImage(imageOf(prepared, GOLDEN), workDir, GOLDEN);
     copyImage(imageOf(systemDir, SYSTEM), workDir, SYSTEM);
+    // This copy of the medium with a 2 s countdown (the countdown itself is the case above's).
+    withImagePartition(imageOf(workDir, GOLDEN), 1, (mnt) => {
+      const conf = path.join(mnt, 'etc/zshield/zshield.conf');
+      const config = JSON.parse(fs.readFileSync(conf, 'utf8'));
+      fs.writeFileSync(conf, JSON.stringify({ ...config, recovery: { countdownSeconds: 2 } }));
+    });
     setNextBootEntry(workDir, 'golden', 'zshield-latest');
     const log = await Appliance.bootUntilExit({
       workDir,
@@ -132,7 +139,7 @@ describe('systemd as PID 1: the boot paths of the units in rc/ on a Debian guest
     });
     expect(log).toMatch(STARTING_BOOT_UNIT);
     expect(log).toMatch(/restore point: vgroup\/snap0, taken \S+ \(reason: factory\)/);
-    expect(log).toContain('The restore starts in 10 s');
+    expect(log).toContain('The restore starts in 2 s');
     expect(log).toMatch(/restore done: lv-root is back at/);
 
     // Checked from the busybox bench (a kernel boot of seconds): the system disk's own boot is
