@@ -86,6 +86,9 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     vm = sys;
     expect(await systemState(sys)).toMatch(/^(running|degraded)$/);
     expect(await sys.shOk('systemctl is-active zshield')).toBe('active\n');
+    // The lvcreate shim goes first on the PATH before the daemon's first backup (the runner keeps
+    // the path it found for a tool); it passes through until /run/bench-hold exists.
+    await sys.writeFile('/usr/local/sbin/lvcreate', LVCREATE_SHIM, 0o755);
     await waitJournal(sys, 'zshield', /daemon started \(pid \d+\)/);
     await writeConfig(sys, { ...CONFIG, daemon: { checkEverySeconds: 1 } });
     await sys.shOk('systemctl reload zshield');
@@ -96,9 +99,7 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     await waitJournal(sys, 'zshield', /backup done: vgroup\/snap0 \(daily\)/);
     expect(tag(await lv(sys, 'snap0'), 'reason')).toBe('daily');
 
-    // Another day; the backup's lvcreate is held by a shim (first on the PATH) until the test says
-    // go: `systemctl stop` asked then waits for the backup, SIGTERM going to the daemon only.
-    await sys.writeFile('/usr/local/sbin/lvcreate', LVCREATE_SHIM, 0o755);
+    // Another day; the backup's lvcreate is held by the shim until the test says go: `systemctl stop` asked then waits for the backup, SIGTERM going to the daemon only.
     await sys.shOk('touch /run/bench-hold; date -s "$(date -d tomorrow +%F) 03:00:05" >/dev/null');
     await waitFile(sys, '/run/bench-lvcreate-held');
     expect(await sys.shOk('cat /run/bench-lvcreate-held')).toMatch(/^--snapshot .*vgroup\/lv-root$/m);
