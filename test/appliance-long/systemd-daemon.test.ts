@@ -22,7 +22,7 @@ import {
 // flavour; the boot paths are test/appliance/systemd.test.ts, in the gate): the daily backup on a
 // moved clock, reload, `systemctl stop` during a backup, and a restore from the golden menu whose
 // merge a power cut interrupts, finished by the system disk's next boot. Outside the gate (about
-// 12 minutes under TCG): `vitest run --project appliance-long test/appliance-long/systemd-daemon.test.ts`.
+// 8 minutes under TCG): `vitest run --project appliance-long test/appliance-long/systemd-daemon.test.ts`.
 // The power cut and the stop come at states the test observes (shims that hold lvconvert and
 // lvcreate and say so), never after a guessed delay.
 
