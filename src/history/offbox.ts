@@ -1,0 +1,193 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { parseRecoveryFile, type RecoveryFile } from '../config/recovery-file.js';
+import type { Config } from '../config/schema.js';
+import type { Context } from '../context.js';
+import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
+import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
+import type { CommandStep } from '../plan/plan.js';
+import { runFactoryReset } from '../recovery/reset.js';
+import type { ConfirmOptions } from '../recovery/options.js';
+import { encryptPassword, newKey, writeKeyFile, writePrivateFileAtomic } from '../remote/secrets.js';
+import { formatBytes } from '../remote/transfer.js';
+import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
+import { resticFor } from './repo.js';
+import { openSource } from './restore.js';
+import { SftpStore } from './sftp-store.js';
+import { snapshotIdsIn } from './store.js';
+
+/**
+ * A blank replacement system disk brought back from the off-box copy (`recover offbox`, the golden
+ * medium's "Recover from off-box backup"): the factory reset's layout and boot loader
+ * (recovery/reset.ts, with a RootFill), with the root restored from a fingerprint fetched from a
+ * target instead of the golden root. The box has no credentials: they come from a recovery file
+ * (config/recovery-file.ts). Every check that can fail runs before the plan's first write: the
+ * file, the target (reachable, holding the fingerprint), the catalog (verified with the given key,
+ * listing the fingerprint), the repository password (restic reads the snapshot), then the disk
+ * (the factory reset's own checks).
+ */
+
+/** Where QEMU's fw_cfg shows `-fw_cfg name=opt/zshield-recovery,...` (the bench's removable medium). */
+export const FW_CFG_RECOVERY_FILE = '/sys/firmware/qemu_fw_cfg/by_name/opt/zshield-recovery/raw';
+const TARGET_NAME = 'offbox';
+
+export interface OffboxOptions extends ConfirmOptions {
+  /** The recovery file (default: the fw_cfg entry). */
+  file?: string;
+  /** The disk's serial or WWN, overriding the config. */
+  target?: string;
+}
+
+/** The file read and checked: one line naming the first problem, exit 3, nothing changed. */
+export function readRecoveryFile(file: string): RecoveryFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT')
+      throw new NotFoundError(`no recovery file at ${file}`, {
+        hint: 'give one with --recovery-file (see README, "Recover from off-box backup")',
+      });
+    throw new UsageError(`cannot read the recovery file ${file}: ${code ?? String(err)}`);
+  }
+  const r = parseRecoveryFile(text);
+  if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
+  return r.file;
+}
+
+/**
+ * The file's secrets copied into 0600 files under the run directory (a tmpfs), and a config whose
+ * history section points at them, so the history's own code (SftpStore, restic) runs unchanged.
+ */
+export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Config {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ctx.log.redact(rf.repositoryPassword);
+  if (rf.target.password) ctx.log.redact(rf.target.password);
+  const key = newKey();
+  const keyFile = path.join(dir, 'secret.key');
+  writeKeyFile(keyFile, key);
+  let privateKey: string | null = null;
+  if (rf.target.privateKey) {
+    privateKey = path.join(dir, 'target.key');
+    writePrivateFileAtomic(
+      privateKey,
+      rf.target.privateKey.endsWith('\n') ? rf.target.privateKey : `${rf.target.privateKey}\n`,
+    );
+  }
+  const target: SftpTargetConfig = {
+    name: TARGET_NAME,
+    type: 'sftp',
+    server: rf.target.server,
+    port: rf.target.port,
+    user: rf.target.user,
+    password: rf.target.password ? encryptPassword(rf.target.password, key) : null,
+    privateKey,
+    hostKey: rf.target.hostKey,
+    directory: rf.target.directory,
+  };
+  const history: HistoryConfig = {
+    ...ctx.config.history,
+    dir: path.join(dir, 'history'),
+    keyFile,
+    password: encryptPassword(rf.repositoryPassword, key),
+    publicKey: rf.publicKey,
+    cacheDir: path.join(dir, 'cache'),
+    targets: [target],
+  };
+  return { ...ctx.config, history };
+}
+
+/** The fingerprint to restore: the one asked for, or the newest the catalog lists and the target holds. */
+export async function chooseFingerprint(
+  ctx: Context,
+  wanted: string | null,
+  work: string,
+): Promise<CatalogView> {
+  const h = ctx.config.history;
+  const store = new SftpStore(ctx, h, h.targets[0]!);
+  try {
+    const held = new Set(snapshotIdsIn(await store.list()));
+    const dir = path.join(work, 'catalog');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const name of CATALOG_FILES) await store.fetchCatalog(name, path.join(dir, name));
+    const view = catalogView(verifyCatalog(dir, h.publicKey).entries).filter((v) => !v.forgotten);
+    if (wanted) {
+      const v = view.find((e) => e.fingerprint === wanted);
+      if (!v) throw new RefusedError(`fingerprint ${wanted} is not in the catalog of ${store.label}`);
+      if (!held.has(wanted)) throw new NotFoundError(`${store.label} does not hold ${wanted}`);
+      return v;
+    }
+    const newest = view.filter((v) => held.has(v.fingerprint)).at(-1);
+    if (!newest)
+      throw new NotFoundError(`${store.label} holds no backup its catalog lists`, {
+        hint: 'check the target directory in the recovery file',
+      });
+    return newest;
+  } finally {
+    store.close();
+  }
+}
+
+/** `recover offbox`: checks, fetch, then the factory reset's plan with the fingerprint's root. */
+export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Promise<void> {
+  const file = opts.file ?? FW_CFG_RECOVERY_FILE;
+  const rf = readRecoveryFile(file);
+  const dir = path.join(ctx.config.paths.runDir, 'offbox');
+  const staged: Context = { ...ctx, config: stageRecovery(ctx, rf, dir) };
+  try {
+    const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
+    const id = entry.fingerprint;
+    ctx.out.print(`offbox: ${id} (cataloged ${entry.time} on ${entry.host}, ${entry.reason})`);
+    const source = await openSource(staged, id, { from: TARGET_NAME });
+    const restic = resticFor(staged, source.repo);
+    // Reads the snapshot with the given password: a wrong one stops here, nothing written.
+    const size = await restic.restoreSize(id);
+    const pwFile = path.join(dir, 'restic-pw');
+    writePrivateFileAtomic(pwFile, restic.opts.password);
+    const restore: CommandStep = {
+      title: `restore ${id} into the new root (restic restore, ${size.files} files, ${formatBytes(size.bytes)})`,
+      command: {
+        file: 'restic',
+        args: [
+          '--repo',
+          source.repo,
+          '--password-file',
+          pwFile,
+          '--cache-dir',
+          staged.config.history.cacheDir,
+        ],
+        mutates: true,
+        timeoutMs: 24 * 3600_000,
+      },
+    };
+    await runFactoryReset(ctx, {
+      ...opts,
+      root: {
+        what: `fingerprint ${id} of ${entry.host} (${entry.time}) from ${rf.target.user}@${rf.target.server}:${rf.target.directory}`,
+        steps: (mnt) => [
+          {
+            ...restore,
+            command: { ...restore.command, args: [...restore.command.args, 'restore', id, '--target', mnt] },
+          },
+        ],
+        mark: OFFBOX_RESTORE_TAG,
+        reason: 'post-restore',
+        bytes: size.bytes,
+      },
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The boot hook's `zshield_recovery=offbox`: the recovery file from fw_cfg, a countdown on the console. */
+export async function runOffboxAtBoot(ctx: Context): Promise<void> {
+  if (!existsSync(FW_CFG_RECOVERY_FILE))
+    throw new NotFoundError('Recover from off-box backup: no recovery file (fw_cfg opt/zshield-recovery)', {
+      hint: 'boot the golden medium normally and run zshield recover offbox --recovery-file FILE (e.g. from a USB stick); nothing was changed',
+    });
+  await runOffboxRecovery(ctx, { confirm: 'countdown' });
+}
