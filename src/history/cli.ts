@@ -364,18 +364,32 @@ export function recoverOffboxCommand(kit: CommandKit): CommandModule {
           type: 'string',
           describe: 'serial or WWN of the system disk (overrides the config)',
         })
+        .option('ask', {
+          type: 'boolean',
+          default: false,
+          describe: 'ask for the target and the keys on this terminal instead of reading a recovery file',
+        })
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
         .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
     handler: async (a) => {
       const args = a as unknown as Args;
+      if (args['ask'] && args['recovery-file'] !== undefined)
+        throw new UsageError('--ask and --recovery-file: give one of them');
       const ctx = await kit.context(args);
       const { runOffboxRecovery } = await import('./offbox.js');
-      await runOffboxRecovery(ctx, {
-        confirm: args['yes'] ? 'yes' : 'ask',
-        json: Boolean(args['json']),
-        ...(args['recovery-file'] !== undefined ? { file: String(args['recovery-file']) } : {}),
-        ...(args['target'] !== undefined ? { target: String(args['target']) } : {}),
-      });
+      const { StreamPrompter } = await import('../system/prompt.js');
+      const ask = args['ask'] ? new StreamPrompter(process.stdin, process.stderr) : undefined;
+      try {
+        await runOffboxRecovery(ctx, {
+          confirm: args['yes'] ? 'yes' : 'ask',
+          json: Boolean(args['json']),
+          ...(ask ? { ask } : {}),
+          ...(args['recovery-file'] !== undefined ? { file: String(args['recovery-file']) } : {}),
+          ...(args['target'] !== undefined ? { target: String(args['target']) } : {}),
+        });
+      } finally {
+        ask?.close();
+      }
     },
   };
 }
@@ -383,5 +397,9 @@ export function recoverOffboxCommand(kit: CommandKit): CommandModule {
 /** The boot hook's `zshield_recovery=offbox` (recovery/cli.ts bootCommand's `offbox`). */
 export async function offboxAtBoot(ctx: Context): Promise<void> {
   const { runOffboxAtBoot } = await import('./offbox.js');
-  await runOffboxAtBoot(ctx);
+  const { StreamPrompter } = await import('../system/prompt.js');
+  await runOffboxAtBoot(ctx, {
+    isTTY: Boolean(process.stdin.isTTY),
+    prompter: () => new StreamPrompter(process.stdin, process.stdout),
+  });
 }

@@ -4,15 +4,22 @@ import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { parseRecoveryFile, type RecoveryFile } from '../config/recovery-file.js';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
+import type { Prompter } from '../system/prompt.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
-import { runFactoryReset } from '../recovery/reset.js';
-import type { ConfirmOptions } from '../recovery/options.js';
-import { encryptPassword, newKey, writeKeyFile, writePrivateFileAtomic } from '../remote/secrets.js';
+import { type ConfirmOptions, runFactoryReset } from '../recovery/run.js';
+import {
+  encryptPassword,
+  newKey,
+  openPassword,
+  writeKeyFile,
+  writePrivateFileAtomic,
+} from '../remote/secrets.js';
 import { formatBytes } from '../remote/transfer.js';
 import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { resticFor } from './repo.js';
+import { RepositoryPasswordError } from './restic.js';
 import { openSource } from './restore.js';
 import { SftpStore } from './sftp-store.js';
 import { snapshotIdsIn } from './store.js';
@@ -37,6 +44,8 @@ export interface OffboxOptions extends ConfirmOptions {
   file?: string;
   /** The disk's serial or WWN, overriding the config. */
   target?: string;
+  /** Ask the operator on this terminal instead of reading a file. */
+  ask?: Prompter;
 }
 
 /** The file read and checked: one line naming the first problem, exit 3, nothing changed. */
@@ -54,6 +63,55 @@ export function readRecoveryFile(file: string): RecoveryFile {
   }
   const r = parseRecoveryFile(text);
   if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
+  return r.file;
+}
+
+/**
+ * The same facts typed on the console (no removable medium at hand): the target as
+ * user@server[:port]:/directory, its host key, a login password or the path of a key file, the
+ * repository password and the catalog's public key. Secrets are read without echo. Checked by the
+ * recovery file's schema: a bad answer is one line, exit 3.
+ */
+export async function askRecovery(p: Prompter): Promise<RecoveryFile> {
+  p.print(
+    'Recover from off-box backup: the target and the keys (nothing is written before the plan is shown)',
+  );
+  const where = (await p.line('target (user@server[:port]:/directory): ')).trim();
+  const m = /^([^@\s]+)@([^:\s/]+)(?::(\d{1,5}))?:(\/\S*)$/.exec(where);
+  if (!m) throw new UsageError(`"${where}" is not user@server[:port]:/directory`);
+  const hostKey = (await p.line("the target's host key (SHA256:...): ")).trim();
+  const password = await p.secret('login password (empty: log in with a key file): ');
+  let privateKey: string | null = null;
+  if (!password) {
+    const keyPath = (await p.line('private key file (e.g. on a mounted stick): ')).trim();
+    try {
+      privateKey = readFileSync(keyPath, 'utf8');
+    } catch (err) {
+      throw new UsageError(
+        `cannot read the key file ${keyPath}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+  }
+  const repositoryPassword = await p.secret('repository password: ');
+  const publicKey = (await p.line("the catalog's public key (ed25519:...): ")).trim();
+  const fingerprint = (await p.line('fingerprint (empty: the newest): ')).trim();
+  const r = parseRecoveryFile(
+    JSON.stringify({
+      target: {
+        user: m[1],
+        server: m[2],
+        port: m[3] ? Number(m[3]) : 22,
+        directory: m[4],
+        hostKey,
+        password: password || null,
+        privateKey,
+      },
+      repositoryPassword,
+      publicKey,
+      fingerprint: fingerprint || null,
+    }),
+  );
+  if (!r.ok) throw new ConfigError([{ where: 'the answers', message: r.problem }]);
   return r.file;
 }
 
@@ -134,7 +192,8 @@ export async function chooseFingerprint(
 /** `recover offbox`: checks, fetch, then the factory reset's plan with the fingerprint's root. */
 export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Promise<void> {
   const file = opts.file ?? FW_CFG_RECOVERY_FILE;
-  const rf = readRecoveryFile(file);
+  const rf = opts.ask ? await askRecovery(opts.ask) : readRecoveryFile(file);
+  const where = opts.ask ? 'the answers' : `recovery file ${file}`;
   const dir = path.join(ctx.config.paths.runDir, 'offbox');
   const staged: Context = { ...ctx, config: stageRecovery(ctx, rf, dir) };
   try {
@@ -142,9 +201,20 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
     const id = entry.fingerprint;
     ctx.out.print(`offbox: ${id} (cataloged ${entry.time} on ${entry.host}, ${entry.reason})`);
     const source = await openSource(staged, id, { from: TARGET_NAME });
-    const restic = resticFor(staged, source.repo);
+    // The password is the recovery file's (staged), not the config file's: no config-file check.
+    const h = staged.config.history;
+    const password = openPassword({ ciphertext: h.password!, keyFile: h.keyFile, log: ctx.log });
+    const restic = resticFor(staged, source.repo, password);
     // Reads the snapshot with the given password: a wrong one stops here, nothing written.
-    const size = await restic.restoreSize(id);
+    const size = await restic.restoreSize(id).catch((err: unknown) => {
+      if (!(err instanceof RepositoryPasswordError)) throw err;
+      throw new ConfigError([
+        {
+          where,
+          message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+        },
+      ]);
+    });
     const pwFile = path.join(dir, 'restic-pw');
     writePrivateFileAtomic(pwFile, restic.opts.password);
     const restore: CommandStep = {
@@ -183,11 +253,26 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
   }
 }
 
-/** The boot hook's `zshield_recovery=offbox`: the recovery file from fw_cfg, a countdown on the console. */
-export async function runOffboxAtBoot(ctx: Context): Promise<void> {
-  if (!existsSync(FW_CFG_RECOVERY_FILE))
-    throw new NotFoundError('Recover from off-box backup: no recovery file (fw_cfg opt/zshield-recovery)', {
-      hint: 'boot the golden medium normally and run zshield recover offbox --recovery-file FILE (e.g. from a USB stick); nothing was changed',
-    });
-  await runOffboxRecovery(ctx, { confirm: 'countdown' });
+/**
+ * The boot hook's `zshield_recovery=offbox`: the recovery file from fw_cfg, else the questions on
+ * the console (when it is a terminal); then the plan and the countdown.
+ */
+export async function runOffboxAtBoot(
+  ctx: Context,
+  console: { isTTY: boolean; prompter: () => Prompter },
+): Promise<void> {
+  if (existsSync(FW_CFG_RECOVERY_FILE)) return runOffboxRecovery(ctx, { confirm: 'countdown' });
+  if (!console.isTTY)
+    throw new NotFoundError(
+      'Recover from off-box backup: no recovery file (fw_cfg opt/zshield-recovery) and no terminal to ask on',
+      {
+        hint: 'boot the golden medium normally and run zshield recover offbox --recovery-file FILE (or --ask); nothing was changed',
+      },
+    );
+  const p = console.prompter();
+  try {
+    await runOffboxRecovery(ctx, { confirm: 'countdown', ask: p, prompter: p });
+  } finally {
+    p.close();
+  }
 }

@@ -144,6 +144,13 @@ function pvWhere(probe: DiskProbe, p: PvInfo): string {
 function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
+  // A restore onto a replacement disk erases only a blank disk, or one the operator named.
+  const named = !!(input.targetOverride ?? config.disks.system.serial ?? config.disks.system.wwn);
+  if (input.root && !named && disk.partitions.length) {
+    throw new RefusedError(`${describeDisk(disk)} is not blank and was not named as the target`, {
+      hint: 'name it (--target SERIAL, or disks.system.serial) if it is to be erased; nothing was written',
+    });
+  }
   const vg = config.lvm.vg;
   const mnt = path.join(config.paths.runDir, 'target');
   if (!golden.grubInstall || !golden.grubMkconfig) {

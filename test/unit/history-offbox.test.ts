@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRecoveryFile } from '../../src/config/recovery-file.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { ConfigError, NotFoundError } from '../../src/errors.js';
-import { readRecoveryFile, stageRecovery } from '../../src/history/offbox.js';
+import { askRecovery, readRecoveryFile, stageRecovery } from '../../src/history/offbox.js';
 import { OFFBOX_RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
@@ -171,11 +171,89 @@ describe('the off-box restore plan (the factory reset with the root from a finge
     expect(formatPlan(plan)).toMatch(/then: fingerprint 3f3f from zs@backup:\/srv is copied into lv-root/);
   });
 
+  it('erases a disk that holds partitions only when it is named', () => {
+    const used = structuredClone(input.disks);
+    used.disks[0]!.partitions = [{ name: 'vdb1', path: '/dev/vdb1', fsType: 'ext4', mount: '', label: '' }];
+    expect(() => planFactoryReset({ ...input, disks: used, root: input.root! })).toThrow(
+      /is not blank and was not named as the target/,
+    );
+    expect(planFactoryReset({ ...input, disks: used, targetOverride: 'NEW' }).title).toMatch(/^Restore of/);
+  });
+
   it('refuses before any write when the fingerprint is larger than the new root', () => {
     const plan = planFactoryReset(input);
     expect(() => {
       for (const c of plan.checks ?? []) c.run();
     }).toThrow(/the new lv-root .* is too small/);
+  });
+});
+
+/** A console that answers from a script and records which questions hid the answer. */
+function scripted(answers: string[]) {
+  const asked: { q: string; secret: boolean }[] = [];
+  const next = (q: string, secret: boolean) => {
+    asked.push({ q, secret });
+    const a = answers.shift();
+    if (a === undefined) throw new Error(`no answer scripted for ${q}`);
+    return Promise.resolve(a);
+  };
+  return {
+    asked,
+    prompter: {
+      line: (q: string) => next(q, false),
+      secret: (q: string) => next(q, true),
+      lineWithin: () => Promise.resolve(null),
+      print: () => {},
+      close: () => {},
+    },
+  };
+}
+
+describe('the same facts typed on the console', () => {
+  it('reads the target, keys and passwords (the secrets without echo) into a checked recovery file', async () => {
+    const c = scripted([
+      'zs@10.0.2.100:2222:/srv/zs/box1',
+      good.target.hostKey,
+      'login-pw',
+      'correct horse',
+      good.publicKey,
+      '',
+    ]);
+    const rf = await askRecovery(c.prompter);
+    expect(rf.target).toMatchObject({
+      user: 'zs',
+      server: '10.0.2.100',
+      port: 2222,
+      directory: '/srv/zs/box1',
+      password: 'login-pw',
+      privateKey: null,
+    });
+    expect(rf.repositoryPassword).toBe('correct horse');
+    expect(rf.fingerprint).toBeNull();
+    expect(c.asked.filter((a) => a.secret).map((a) => a.q)).toEqual([
+      'login password (empty: log in with a key file): ',
+      'repository password: ',
+    ]);
+  });
+
+  it('a key file instead of a password; a bad answer is one line', async () => {
+    const t = tempDir();
+    try {
+      const key = path.join(t.dir, 'id');
+      writeFileSync(key, KEY, { mode: 0o600 });
+      const rf = await askRecovery(
+        scripted(['zs@backup:/srv', good.target.hostKey, '', key, 'pw', good.publicKey, '']).prompter,
+      );
+      expect(rf.target.privateKey).toBe(KEY);
+      await expect(askRecovery(scripted(['backup:/srv']).prompter)).rejects.toThrow(
+        '"backup:/srv" is not user@server[:port]:/directory',
+      );
+      await expect(
+        askRecovery(scripted(['zs@backup:/srv', 'nope', 'x', 'pw', good.publicKey, '']).prompter),
+      ).rejects.toThrow(/^config: the answers: target\.hostKey: must be an OpenSSH fingerprint/);
+    } finally {
+      t.cleanup();
+    }
   });
 });
 
