@@ -40,7 +40,15 @@ export async function packagedGolden(dir: string): Promise<PackagedGolden> {
   const cache = cacheDir();
   const stampFile = path.join(cache, 'stamp');
   const fresh = () => fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === stampOf();
-  if (!fresh()) await makePackage(cache);
+  if (!fresh()) {
+    // The gate runs two lanes of appliance tests at once, and either may come here first.
+    const unlock = await lock(`${cache}.lock`);
+    try {
+      if (!fresh()) await makePackage(cache);
+    } finally {
+      unlock();
+    }
+  }
   fs.mkdirSync(dir, { recursive: true });
   for (const f of [...FILES, path.basename(manifestPathOf(FILES[0]!))]) {
     fs.copyFileSync(path.join(cache, f), path.join(dir, f));
@@ -49,6 +57,39 @@ export async function packagedGolden(dir: string): Promise<PackagedGolden> {
   const keyFile = path.join(dir, 'vendor.key');
   const manifest = JSON.parse(fs.readFileSync(manifestPathOf(image), 'utf8')).payload as GoldenManifest;
   return { image, manifest, keyFile, key: await loadSigningKey(keyFile) };
+}
+
+/**
+ * A lock folder holding its owner's pid: mkdir is atomic, and a lock left by a process that died
+ * is taken over. The wait is bounded only against a hang.
+ */
+async function lock(dir: string): Promise<() => void> {
+  const end = Date.now() + 20 * 60_000;
+  for (;;) {
+    try {
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, 'pid'), String(process.pid));
+      return () => fs.rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = 0; // not written yet, or the lock was just let go: look again
+    try {
+      owner = Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8'));
+    } catch {}
+    if (owner > 0 && !alive(owner)) fs.rmSync(dir, { recursive: true, force: true });
+    if (Date.now() > end) throw new Error(`${dir}: still held by pid ${owner}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Boots the bench, runs golden prepare onto a blank medium, packages that medium; the stamp last. */
