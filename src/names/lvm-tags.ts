@@ -16,6 +16,11 @@ export const ROTATING_TAG = 'zshield_rotating';
 /** On the VG from its creation to the end of a factory reset: a boot that finds it resumes the reset. */
 export const FACTORY_TAG = 'zshield_factory_reset';
 /**
+ * On the VG from its creation to the end of a restore of a blank disk from the off-box copy: not
+ * FACTORY_TAG, so a boot after a cut does not resume it as a factory reset (it is run again).
+ */
+export const OFFBOX_RESTORE_TAG = 'zshield_offbox_restore';
+/**
  * On the VG while a restore runs (set before the merge, cleared once merged, /boot put back and a
  * new snap0 taken): the rollback cannot erase it.
  */
