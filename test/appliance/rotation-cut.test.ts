@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance, type BootOptions } from '../bench/appliance.js';
-import { SYSTEM_SERIAL, freshWorkDir, lv, lvs, makeSeedLayout, tag, writeConfig } from './lib.js';
+import {
+  SYSTEM_SERIAL,
+  freshWorkDir,
+  lv,
+  lvs,
+  makeSeedLayout,
+  tag,
+  untilPowerCut,
+  writeConfig,
+} from './lib.js';
 
 // Issue 11.1 in the bench: a backup rotation cut by a power cut before each of its commands, and
 // in the middle of lvcreate, then "Recover to latest backup" as the golden medium runs it at boot
@@ -104,9 +113,7 @@ describe('a backup rotation cut by a power cut, then "Recover to latest backup" 
       `mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && echo ${value} > /mnt/root/marker && umount /mnt/root && sync`,
     );
     await v.writeFile(`/usr/local/sbin/${SHIMS[cut].tool}`, shimScript(cut), 0o755);
-    const job = v.spawn('exec zshield backup');
-    await v.waitForExit(600_000);
-    expect(job.finished).toBe(true);
+    await untilPowerCut(v, v.spawn('exec zshield backup'));
     expect(v.consoleLog()).not.toContain('bench: the cut missed its state');
   }
 
