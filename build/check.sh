@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one gate, run by developers and by CI (.ci/run): install, typecheck, lint, format check,
-# build the single executable, unit tests, then the appliance tests in the QEMU bench.
+# build the single executable, unit and host tests (the QEMU bench built beside them), then the
+# remote tests beside the appliance tests in the QEMU bench.
 #   bash build/check.sh            everything
 #   bash build/check.sh --unit     skip the appliance tests
 set -euo pipefail
@@ -18,37 +19,55 @@ step "docs";          tsx build/docs.ts --check   # README's generated tables ma
 step "build";         bash build/build.sh
 
 results=$(mktemp -d)
-step "unit tests"
-vitest run --project unit --reporter=default --reporter=json --outputFile.json="$results/unit.json"
-step "remote tests (OpenSSH on 127.0.0.1)"
-vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json"
-step "host tests (multicast cloning in network namespaces)"
-vitest run --project host --reporter=default --reporter=json --outputFile.json="$results/host.json"
+appliance=yes
+[ "${1:-}" = "--unit" ] && appliance=no
+# Lines of a part that runs beside another carry its name.
+tagged() {
+  local name=$1 project=$2; shift 2
+  vitest run --project "$project" --reporter=default --reporter=json \
+    --outputFile.json="$results/$name.json" "$@" 2>&1 | sed -u "s/^/[$name] /"
+}
 rc=0
-if [ "${1:-}" != "--unit" ]; then
-  # Two lanes, one guest each, when there are two cores (a TCG guest keeps one core busy): the
-  # recovery scenarios (the longest file: guest reboots through GRUB) with golden update and the
-  # foreign VG, beside all the others (about equal halves). Each lane's lines carry its name.
-  lane() {
-    local name=$1; shift
-    vitest run --project appliance --reporter=default --reporter=json \
-      --outputFile.json="$results/appliance-$name.json" "$@" 2>&1 | sed -u "s/^/[$name] /"
-  }
+setup=
+if [ "$appliance" = yes ]; then
+  # The QEMU bench (host packages, kernel, guest trees, the systemd flavour when a gate file boots
+  # it) is built beside the unit and host tests: mostly downloads and file copies.
+  flavour=
+  if grep -lq "ensureBench('systemd')" test/appliance/*.test.ts 2>/dev/null; then flavour=systemd; fi
+  step "QEMU bench setup (beside the unit and host tests; log: $results/bench-setup.log)"
+  bash test/bench/setup.sh $flavour >"$results/bench-setup.log" 2>&1 & setup=$!
+fi
+step "unit tests"
+vitest run --project unit --reporter=default --reporter=json --outputFile.json="$results/unit.json" || rc=1
+step "host tests (multicast cloning in network namespaces)"
+vitest run --project host --reporter=default --reporter=json --outputFile.json="$results/host.json" || rc=1
+if [ "$appliance" = no ]; then
+  step "remote tests (OpenSSH on 127.0.0.1)"
+  vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json" || rc=1
+else
+  if ! wait "$setup"; then
+    tail -n 40 "$results/bench-setup.log"
+    echo "QEMU bench setup failed (log above)" >&2
+    exit 1
+  fi
+  # Three parts side by side: the remote tests (mostly waiting on sshd and the network: about a
+  # tenth of a core) and two lanes with one guest each (a TCG guest keeps a core busy): the recovery
+  # scenarios with golden update and the foreign VG, beside all the other appliance files.
   first=(test/appliance/recovery.test.ts test/appliance/golden-update.test.ts test/appliance/foreign-vg.test.ts)
   others=()
   for f in test/appliance/*.test.ts; do
     case " ${first[*]} " in *" $f "*) ;; *) others+=("$f") ;; esac
   done
+  step "remote tests (OpenSSH on 127.0.0.1) beside the appliance tests (QEMU bench)"
+  pids=()
+  tagged remote remote & pids+=($!)
   if [ "$(nproc)" -ge 2 ]; then
-    step "appliance tests (QEMU bench, two guests at a time)"
-    lane recovery "${first[@]}" & a=$!
-    lane others "${others[@]}" & b=$!
-    wait "$a" || rc=1
-    wait "$b" || rc=1
+    tagged recovery appliance "${first[@]}" & pids+=($!)
+    tagged others appliance "${others[@]}" & pids+=($!)
   else
-    step "appliance tests (QEMU bench)"
-    lane all test/appliance/ || rc=1
+    tagged appliance appliance test/appliance/ & pids+=($!)
   fi
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
 fi
 node -e '
   let p = 0, f = 0, s = 0;

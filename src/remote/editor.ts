@@ -51,6 +51,7 @@ const FIELDS: FieldSpec[] = [
   { key: 'limit', label: 'limit', clearable: false, parse: int },
   { key: 'bandwidthKiBps', label: 'bandwidthKiBps', clearable: true, parse: int },
   { key: 'retries', label: 'retries', clearable: false, parse: int },
+  { key: 'verifyCycle', label: 'verifyCycle', clearable: false, parse: int },
   { key: 'sources', label: 'sources', clearable: false, parse: list },
   { key: 'enabled', label: 'enabled', clearable: false, parse: bool },
 ];

@@ -88,18 +88,29 @@ export class ExecaRunner implements Runner {
     return null;
   }
 
+  /** The tool's path, or MissingToolError naming it. */
+  private async resolve(tool: string): Promise<string> {
+    const found = await this.which(tool);
+    if (!found) throw new MissingToolError(tool, { hint: `install the package that provides ${tool}` });
+    return found;
+  }
+
+  /** What run() and start() do before a command starts: find it, honour an abort, log it. */
+  private async ready(cmd: Command, argv: readonly string[], afterAbort: boolean): Promise<string> {
+    const resolved = await this.resolve(cmd.file);
+    if (this.signal?.aborted && !afterAbort)
+      throw new InterruptedError(`interrupted before running ${cmd.file}`);
+    this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
+    return resolved;
+  }
+
   async run(cmd: Command): Promise<CommandResult> {
     const argv = argvOf(cmd);
     if (cmd.mutates && this.dryRun) {
       this.log.info(`! ${formatArgv(argv)}`);
       return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
     }
-    const resolved = await this.which(cmd.file);
-    if (!resolved)
-      throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
-    if (this.signal?.aborted && !cmd.runsAfterAbort)
-      throw new InterruptedError('interrupted before running ' + cmd.file);
-    this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
+    const resolved = await this.ready(cmd, argv, !!cmd.runsAfterAbort);
 
     const child = execa(resolved, [...cmd.args], {
       reject: false,
@@ -148,11 +159,7 @@ export class ExecaRunner implements Runner {
       return { stages, skipped: true };
     }
     const resolved: string[] = [];
-    for (const s of p.stages) {
-      const r = await this.which(s.file);
-      if (!r) throw new MissingToolError(s.file, { hint: `install the package that provides ${s.file}` });
-      resolved.push(r);
-    }
+    for (const s of p.stages) resolved.push(await this.resolve(s.file));
     this.log.log(p.mutates ? 'info' : 'debug', `$ ${text}`);
     return spawnPipeline(p, { resolved, env: (c) => this.childEnv(c), signals: [this.signal, p.signal] });
   }
@@ -160,11 +167,7 @@ export class ExecaRunner implements Runner {
   async start(cmd: Command): Promise<Started> {
     const argv = argvOf(cmd);
     if (cmd.mutates && this.dryRun) throw new InternalError(`dry-run must not start ${cmd.file}`);
-    const resolved = await this.which(cmd.file);
-    if (!resolved)
-      throw new MissingToolError(cmd.file, { hint: `install the package that provides ${cmd.file}` });
-    if (this.signal?.aborted) throw new InterruptedError('interrupted before running ' + cmd.file);
-    this.log.log(cmd.mutates ? 'info' : 'debug', `$ ${formatArgv(argv)}`);
+    const resolved = await this.ready(cmd, argv, false);
     const child = execa(resolved, [...cmd.args], {
       reject: false,
       shell: false,

@@ -7,6 +7,7 @@
 // (setNextBootEntry) boots once with zshield_recovery=default and the boot hook starts.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -17,6 +18,7 @@ import {
   readGrubEnv,
   readPartitionTable,
   setNextBootEntry,
+  USER_NET,
 } from '../bench/appliance.js';
 
 const WORK = path.join(BENCH_DIR, 'work', 'bench-selftest');
@@ -242,6 +244,40 @@ describe('appliance bench: a golden medium booted through GRUB', () => {
     expect(app.consoleLog()).toMatch(/reboot: Restarting system/);
     // GRUB cleared next_entry (save_env): the next boot is the default entry again.
     expect(readGrubEnv(workDir, 'golden').next_entry ?? '').toBe('');
+  });
+});
+
+describe('appliance bench: QEMU user networking with restrict=on', () => {
+  it('reaches a host port on 127.0.0.1 only through its guestfwd, one connection after another; nothing else', async () => {
+    // A server on the host's loopback that answers each connection with its sequence number.
+    let connections = 0;
+    const server = net.createServer((sock) => {
+      connections += 1;
+      sock.end(`host-answer-${connections}\n`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const vm = await Appliance.boot({
+      workDir: path.join(BENCH_DIR, 'work', 'bench-selftest-net'),
+      disks: [],
+      network: { kind: 'user', forwards: [{ guestPort: 2222, hostPort: port }] },
+    });
+    try {
+      expect(await vm.shOk('ip -o -4 addr show dev eth0')).toContain(USER_NET.guest);
+      const first = await vm.shOk(`nc ${USER_NET.server} 2222 </dev/null`);
+      const second = await vm.shOk(`nc ${USER_NET.server} 2222 </dev/null`);
+      expect([first.trim(), second.trim()]).toEqual(['host-answer-1', 'host-answer-2']);
+      // The same host port by the gateway's address, and a port with no forward: nothing answers
+      // (-w bounds the wait for an answer that cannot come).
+      expect((await vm.sh(`nc -w 5 ${USER_NET.gateway} ${port} </dev/null`)).stdout).not.toContain(
+        'host-answer',
+      );
+      expect((await vm.sh(`nc -w 5 ${USER_NET.server} 2223 </dev/null`)).stdout).not.toContain('host-answer');
+      expect(connections).toBe(2);
+    } finally {
+      await vm.kill();
+      server.close();
+    }
   });
 });
 

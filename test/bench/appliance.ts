@@ -84,6 +84,58 @@ export interface BootOptions {
   consoleInput?: boolean;
   /** More qemu arguments, appended last (e.g. `['-machine', 'q35']`). */
   extraQemuArgs?: string[];
+  /** A NIC for the guest (none by default); see GuestNetwork. */
+  network?: GuestNetwork;
+}
+
+/**
+ * The guest's one NIC (virtio-net, eth0 in the guest, configured by rcS from fw_cfg opt/bench.net).
+ * - `user`: QEMU user networking with `restrict=on`: the guest reaches nothing but the forwards,
+ *   each a `guestfwd` from USER_NET.server:guestPort to 127.0.0.1:hostPort on the host (through
+ *   `nc`, a new one per connection; a `tcp:` chardev would serve one connection only).
+ * - `tap`: a tap device made by the test (`ip tuntap add NAME mode tap`) in the network namespace
+ *   `netns`, with qemu started inside that namespace; `address` is the guest's "ADDRESS/PREFIX".
+ *   Traffic stays in the test's namespaces (multicast cloning: user networking carries none).
+ */
+export type GuestNetwork =
+  | { kind: 'user'; forwards: { guestPort: number; hostPort: number }[] }
+  | { kind: 'tap'; netns: string; tap: string; address: string; mac?: string };
+
+/** Addresses of QEMU user networking as the bench uses it. */
+export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', server: '10.0.2.100' } as const;
+
+/** The qemu arguments, the fw_cfg entry and the command prefix for a GuestNetwork. */
+export function networkArgs(net: GuestNetwork): {
+  args: string[];
+  fwCfg: Record<string, string>;
+  prefix: string[];
+} {
+  if (net.kind === 'user') {
+    const fwd = net.forwards.map((f) => {
+      if (!Number.isInteger(f.guestPort) || !Number.isInteger(f.hostPort))
+        throw new Error('bad forward port');
+      return `,guestfwd=tcp:${USER_NET.server}:${f.guestPort}-cmd:nc 127.0.0.1 ${f.hostPort}`;
+    });
+    return {
+      args: ['-netdev', `user,id=net0,restrict=on${fwd.join('')}`, '-device', 'virtio-net-pci,netdev=net0'],
+      fwCfg: { 'opt/bench.net': USER_NET.guest },
+      prefix: [],
+    };
+  }
+  for (const word of [net.netns, net.tap]) {
+    if (!/^[A-Za-z0-9_-]{1,15}$/.test(word)) throw new Error(`bad network name: ${word}`);
+  }
+  const mac = net.mac ? `,mac=${net.mac}` : '';
+  return {
+    args: [
+      '-netdev',
+      `tap,id=net0,ifname=${net.tap},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=net0${mac}`,
+    ],
+    fwCfg: { 'opt/bench.net': net.address },
+    prefix: ['ip', 'netns', 'exec', net.netns],
+  };
 }
 
 export interface ShOptions {
@@ -462,7 +514,9 @@ export class Appliance {
       args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`);
       args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}${bootIndex}`);
     });
-    for (const [key, value] of Object.entries(opts.fwCfg ?? {})) {
+    const net = opts.network ? networkArgs(opts.network) : undefined;
+    if (net) args.push(...net.args);
+    for (const [key, value] of Object.entries({ ...opts.fwCfg, ...net?.fwCfg })) {
       const name = key.startsWith('opt/') ? key : `opt/${key}`;
       args.push('-fw_cfg', `name=${q(name)},string=${q(value)}`);
     }
@@ -471,7 +525,17 @@ export class Appliance {
 
     const started = Date.now();
     // setpriv --pdeathsig: qemu dies with the process that started it (no orphans).
-    const proc = spawnProcess('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...args], {
+    // (`ip netns exec` execs setpriv, which execs qemu: one process, inside the namespace.)
+    const command = [
+      ...(net?.prefix ?? []),
+      'setpriv',
+      '--pdeathsig',
+      'KILL',
+      '--',
+      'qemu-system-x86_64',
+      ...args,
+    ];
+    const proc = spawnProcess(command[0]!, command.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const app = new Appliance(proc, workDir, consolePath, sockDir);

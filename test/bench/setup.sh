@@ -36,6 +36,8 @@ HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod gru
   grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
 # Multicast cloning (clone/): udpcast, and iproute2 for the test's network namespaces.
 HOST_PKGS+=(udpcast iproute2)
+# The guest's forwards to host ports on QEMU user networking (guestfwd=...-cmd:nc).
+HOST_PKGS+=(netcat-openbsd)
 # The systemd flavour's Debian tree (setup-systemd.sh).
 HOST_PKGS+=(mmdebstrap)
 # Debian packages whose files (minus docs, man pages, locales, systemd/udev glue) make up the guest.
@@ -44,12 +46,12 @@ HOST_PKGS+=(mmdebstrap)
 # (FEATURE_PREFER_APPLETS): as /bin/sh, or as env/xargs/timeout/chroot/nohup/find, it would run
 # busybox mount, busybox setsid, ... instead of the util-linux ones.
 GUEST_PKGS=(lvm2 dmsetup kmod rsync e2fsprogs fdisk util-linux mount grub-common grub2-common grub-pc-bin
-  zstd tar dosfstools bash dash coreutils findutils grep sed restic)
+  zstd tar dosfstools bash dash coreutils findutils grep sed restic udpcast)
 # Kernel modules in the guest (their dependencies are added by modprobe --show-depends). Those in
 # BOOT_MODULES are loaded by rcS; the kernel loads the others on demand (device-mapper targets on
 # first use, file systems on mount) through /sbin/modprobe.
 GUEST_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot dm_bufio dm_mirror
-  dm_zero dm_thin_pool loop vfat nls_cp437 nls_ascii nls_utf8 isofs squashfs)
+  dm_zero dm_thin_pool loop vfat nls_cp437 nls_ascii nls_utf8 isofs squashfs virtio_net)
 BOOT_MODULES=(virtio_pci virtio_blk virtio_console qemu_fw_cfg dm_mod dm_snapshot loop)
 # Modules of the boot initramfs (/boot/initrd.img-<ver>, for roots booted from a disk through GRUB):
 # the disks and device-mapper, so that it can activate LVM and mount the root (ext4 is built in).

@@ -126,6 +126,7 @@ describe('config edit and keygen on a real terminal', () => {
     await term.answer(/ limit \[5\]:/, '3');
     await term.answer(/ bandwidthKiBps \[unlimited\]:/, '');
     await term.answer(/ retries \[1\]:/, '');
+    await term.answer(/ verifyCycle \[7\]:/, '');
     await term.answer(/ sources \[.*\]:/, '');
     await term.answer(/ enabled \[no\]:/, 'yes');
     const review = await term.waitFor(/Write .*zshield\.conf\? \(y\/n\)\s*$/);

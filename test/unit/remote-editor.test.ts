@@ -104,6 +104,8 @@ describe('config edit', () => {
       '7', // limit
       '256', // bandwidth
       '', // retries
+      '0', // verifyCycle: refused
+      '3', // verifyCycle
       '/diskbackup, /var/backups', // sources
       'yes', // enabled
       'y', // write
@@ -119,6 +121,7 @@ describe('config edit', () => {
       destination: '/data/cvpbackups',
       limit: 7,
       bandwidthKiBps: 256,
+      verifyCycle: 3,
       sources: ['/diskbackup', '/var/backups'],
       enabled: true,
     });
@@ -128,6 +131,7 @@ describe('config edit', () => {
     const text = shown();
     expect(text).toMatch(/port: Too big.*try again/);
     expect(text).toMatch(/destination: must be an absolute path; try again/);
+    expect(text).toMatch(/verifyCycle: .*try again/);
     expect(text).toMatch(/password\s+: \(not set\)/);
     expect(text).toMatch(/password\s+: \(set, encrypted\)/);
     // Neither the password nor its ciphertext is ever shown.
@@ -145,7 +149,7 @@ describe('config edit', () => {
         .written,
     ).toBe(false);
     expect(a.shown()).toMatch(/No changes\./);
-    const b = scripted(['y', 'other', '', '', '', 'n', '', '', '', '', '', '', '', '', 'n']);
+    const b = scripted(['y', 'other', '', '', '', 'n', '', '', '', '', '', '', '', '', '', 'n']);
     expect(
       (await editRemoteSettings({ prompter: b.p, remote, configFile, log: memoryLogger(), dryRun: false }))
         .written,
@@ -157,7 +161,7 @@ describe('config edit', () => {
   it("a new server clears the pinned host key (it was the old server's)", async () => {
     const pinned = 'SHA256:2Prc1jayxcueHpzw8bQTHPOO5bh0A3c5MUfJiAlbJmI';
     const { configFile, remote } = setUp({ server: 'old', hostKey: pinned });
-    const s = scripted(['y', 'new', '', '', '', 'n', '', '', '', '', '', '', '', '', 'y']);
+    const s = scripted(['y', 'new', '', '', '', 'n', '', '', '', '', '', '', '', '', '', 'y']);
     await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
     expect(fileRemote(configFile)).toMatchObject({ server: 'new', hostKey: null });
     expect(s.shown()).toMatch(/zshield remote trust/);
@@ -169,7 +173,7 @@ describe('config edit', () => {
     writeKeyFile(keyFile, key);
     const remote = { ...base, password: encryptPassword('pw', key) };
     const other = path.join(dir, 'other.key');
-    const s = scripted(['y', '', '', '', '', 'n', other, '', '', '', '', '', '', '', 'y']);
+    const s = scripted(['y', '', '', '', '', 'n', other, '', '', '', '', '', '', '', '', 'y']);
     await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
     const r = fileRemote(configFile);
     expect(r.keyFile).toBe(other);
@@ -195,11 +199,12 @@ describe('config edit', () => {
       '',
       '',
       '',
+      '',
       'n',
     ]);
     await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
     expect(s.shown()).toMatch(/warning: private key .*id_none does not exist/);
-    const t = scripted(['y', '', '', '', '', 'n', '', open, '', '', '', '', '', '', 'n']);
+    const t = scripted(['y', '', '', '', '', 'n', '', open, '', '', '', '', '', '', '', 'n']);
     await editRemoteSettings({ prompter: t.p, remote, configFile, log: memoryLogger(), dryRun: false });
     expect(t.shown()).toMatch(
       /warning: private key .*id_open is accessible by group or others \(mode 0644\)/,
@@ -209,7 +214,7 @@ describe('config edit', () => {
   it('dry-run shows the result and writes nothing', async () => {
     const { configFile, keyFile, remote } = setUp();
     const before = readFileSync(configFile, 'utf8');
-    const s = scripted(['y', 'h', '', '', '', 'y', 'pw', 'pw', '', '', '', '', '', '', '', '']);
+    const s = scripted(['y', 'h', '', '', '', 'y', 'pw', 'pw', '', '', '', '', '', '', '', '', '']);
     await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: true });
     expect(readFileSync(configFile, 'utf8')).toBe(before);
     expect(existsSync(keyFile)).toBe(false);
