@@ -99,7 +99,10 @@ describe('an image restore cut by a power cut during its write', () => {
     expect((await g.sh('e2fsck -f -n /dev/vgroup/lv-root')).code).toBe(0);
     expect(tag(await lv(g, 'snap0'), 'reason')).toBe('post-restore');
     expect(await g.shOk('vgs --noheadings -o vg_tags vgroup')).not.toMatch(/zshield_image/);
-    // The image's file system was mounted for the restore and let go after it.
+    // The image's file system was found by its UUID, mounted for the restore and let go after it.
+    expect(await g.shOk('cat /var/log/zshield/zshield.log')).toMatch(
+      /the image is on \S+ \(file system [-0-9a-f]{36}\), mounted read-only on \/run\/zshield\/image-source/,
+    );
     expect(await g.shOk('grep -c image-source /proc/mounts || true')).toBe('0\n');
   });
 });
