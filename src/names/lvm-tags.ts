@@ -29,8 +29,9 @@ export const RESTORE_TAG = 'zshield_restoring';
 export const RESTORE_OF_TAG = 'zshield_restore_of=';
 
 /**
- * On the VG while an image restore writes lv-root (`<id>`: the image's short ID; the image's path
- * and checksum are in a file beside the event log): lv-root is half-written until it is cleared.
+ * On the VG while an image restore writes lv-root (`<id>`: the image's short ID; the image's path,
+ * file system and checksum are in tags beside it, image/restore-mark.ts): lv-root is half-written
+ * until it is cleared.
  * The golden medium's next boot finishes the restore; no backup is taken of such a root.
  */
 export const IMAGE_RESTORE_TAG = 'zshield_image_restore=';
