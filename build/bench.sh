@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Benchmarks: zshield against the plain tools, in the same guest run; prints ratios.
+# Benchmarks: zshield against the plain tools doing the same work in the same run; prints ratios
+# (medians of several rounds). All of them, in turn: image create/restore in the QEMU guest, remote
+# copy and the history against the test's sshd on 127.0.0.1, cloning in network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash build/prepare.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 tsx build/bench.ts "$@"
-[ -f test/bench/remote-bench.ts ] && tsx test/bench/remote-bench.ts
+tsx test/bench/remote-bench.ts
+tsx test/bench/history-bench.ts
+tsx build/clone-bench.ts

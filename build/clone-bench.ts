@@ -1,5 +1,5 @@
 // The cloning benchmark (run as root: it makes network namespaces, and removes them):
-//   tsx build/clone-bench.ts [--mib 256] [--cap 400m]
+//   tsx build/clone-bench.ts [--mib 256] [--cap 100m]
 // One golden image (half random, half zeros), sent with the multicast bit rate capped well below
 // what two cores decode, so the network path is measured and not the CPU: to 1 receiver, then to
 // 4 at once, then, for reference, the plain local `zstd -dc IMAGE | dd of=TARGET`. Prints wall
@@ -23,7 +23,9 @@ const arg = (name: string, def: string) => {
   return i > 0 ? process.argv[i + 1]! : def;
 };
 const MIB = Number(arg('mib', '256'));
-const CAP = arg('cap', '400m');
+// 100 Mbit/s: at 400 the four receivers' decoding on two cores shared with other QEMU guests set the
+// pace (1.3-2 times one receiver's time), which is the CPU measured, not the network path.
+const CAP = arg('cap', '100m');
 
 function txBytes(lan: Lan): number {
   const r = spawnSync(
@@ -68,7 +70,7 @@ async function session(lan: Lan, dir: string, config: string, image: string, n: 
     table: sender
       .out()
       .split('\n')
-      .filter((l) => /^(receiver |192\.0\.2)/.test(l)),
+      .filter((l) => /^(receiver |198\.18\.0\.)/.test(l)),
   };
 }
 

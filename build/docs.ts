@@ -57,16 +57,21 @@ function record(prefix: string, cmd: string, describe: string, builder: unknown)
             });
           } else if (method === 'command') {
             doc.group = true;
-            const m: CommandModule =
+            // yargs takes (name, describe, builder), one module, or an array of modules.
+            const modules: CommandModule[] =
               typeof args[0] === 'string'
-                ? {
-                    command: args[0],
-                    describe: args[1] as string,
-                    builder: args[2] as never,
-                    handler: () => {},
-                  }
-                : (args[0] as CommandModule);
-            children.push(...record(`${prefix}${name} `, String(m.command), String(m.describe), m.builder));
+                ? [
+                    {
+                      command: args[0],
+                      describe: args[1] as string,
+                      builder: args[2] as never,
+                      handler: () => {},
+                    },
+                  ]
+                : ([] as CommandModule[]).concat(args[0] as CommandModule | CommandModule[]);
+            for (const m of modules) {
+              children.push(...record(`${prefix}${name} `, String(m.command), String(m.describe), m.builder));
+            }
           }
           return argv;
         },
@@ -83,9 +88,13 @@ function commandDocs(): CommandDoc[] {
     waitOption: WAIT_OPTION,
     waitMs,
   };
-  return commandModules(kit, { defaultReason: 'manual' }).flatMap((m) =>
+  const docs = commandModules(kit, { defaultReason: 'manual' }).flatMap((m) =>
     record('', String(m.command), String(m.describe), m.builder),
   );
+  // A declaration this recorder does not understand must fail here, not print "undefined".
+  const bad = docs.find((d) => /\bundefined\b/.test(`${d.command} ${d.describe}`));
+  if (bad) throw new Error(`docs: a command the recorder could not read: "${bad.command}: ${bad.describe}"`);
+  return docs;
 }
 
 /** The value's placeholder in a synopsis: `--source temporary|snap0`, `--wait S`, `--cmdline-file FILE`. */

@@ -6,7 +6,12 @@ import type { CommandKit } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
-import { historyCommands, recoverFingerprintCommand } from '../history/cli.js';
+import {
+  historyCommands,
+  offboxAtBoot,
+  recoverFingerprintCommand,
+  recoverOffboxCommand,
+} from '../history/cli.js';
 import { imageCommand } from '../image/cli.js';
 import type { Logger } from '../log/logger.js';
 import type { Reason } from '../names/lvm-tags.js';
@@ -27,8 +32,8 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     backupCommand(kit, opts),
     statusCommand(kit),
     daemonCommand(kit),
-    bootCommand(kit, { daemon: startDaemon }),
-    recoverCommand(kit, { more: [recoverFingerprintCommand(kit)] }),
+    bootCommand(kit, { daemon: startDaemon, offbox: offboxAtBoot }),
+    recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
     goldenCommand(kit),
     configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
     imageCommand(kit),

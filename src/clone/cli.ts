@@ -35,6 +35,13 @@ const targetOptions = (y: Argv) =>
     })
     .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' });
 
+// Options several subcommands share, declared once.
+const keyOption = {
+  type: 'string',
+  describe: 'vendor signing key file (else clone.signingKey)',
+} as const;
+const interfaceOption = { type: 'string', describe: 'network interface (else clone.interface)' } as const;
+
 function signingKeyFile(ctx: Context, a: Args): string {
   const file = (a['key'] as string | undefined) ?? ctx.config.clone.signingKey;
   if (!file)
@@ -50,11 +57,8 @@ function sendCommand(kit: CommandKit): CommandModule {
       yy
         .positional('image', { type: 'string' })
         .option('session', { type: 'string', describe: 'session name (default: the image id)' })
-        .option('key', {
-          type: 'string',
-          describe: 'signing key for the session header (else clone.signingKey)',
-        })
-        .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' })
+        .option('key', keyOption)
+        .option('interface', interfaceOption)
         .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
         .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
         .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
@@ -118,7 +122,7 @@ function receiveCommand(kit: CommandKit): CommandModule {
           describe: 'accept only this session (else clone.session)',
         })
         .option('name', { type: 'string', describe: "name in the sender's table (default: host name)" })
-        .option('interface', { type: 'string', describe: 'network interface (else clone.interface)' }),
+        .option('interface', interfaceOption),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
@@ -166,7 +170,7 @@ function makeCommand(kit: CommandKit): CommandModule {
           demandOption: true,
           describe: 'the release version of the image',
         })
-        .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+        .option('key', keyOption),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
@@ -308,7 +312,7 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
           array: true,
           describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
         })
-        .option('key', { type: 'string', describe: 'vendor signing key file (else clone.signingKey)' }),
+        .option('key', keyOption),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CIPHERTEXT_PATTERN, FINGERPRINT_PATTERN } from './remote.js';
+import { CIPHERTEXT_PATTERN, sshServerSchema } from './remote.js';
 import { parseSize, type SizeSpec } from './size.js';
 
 /**
@@ -22,13 +22,6 @@ const sizeSpec = z.union([z.string(), z.number()]).transform((v, ctx): SizeSpec 
   return r;
 });
 
-// Same rules as remote.server / remote.user (kept short here: the remote schema explains them).
-const hostName = z
-  .string()
-  .min(1)
-  .max(253)
-  .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or an IP address (no user@, no :port)');
-const userName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'must be a user name');
 const ciphertext = z
   .string()
   .regex(CIPHERTEXT_PATTERN, 'must be a secret encrypted by zshield (v1:...); see zshield history init');
@@ -40,21 +33,17 @@ const targetName = z
  * One place the repository is replicated to. Only SFTP today; the `type` field is where an
  * S3-compatible store would join (its own fields, the same Store interface in store.ts).
  */
-export const sftpTargetSchema = z
-  .object({
+export const sftpTargetSchema = sshServerSchema
+  .extend({
     name: targetName.describe('a short name for messages, status and the catalog'),
     type: z.literal('sftp').default('sftp').describe('sftp (an S3-compatible store is a later type)'),
-    server: hostName.describe('host name or IP address of the SFTP server'),
-    port: z.number().int().min(1).max(65535).default(22).describe('SSH port'),
-    user: userName.describe('login user'),
+    server: sshServerSchema.shape.server.describe('host name or IP address of the SFTP server'),
     password: ciphertext
       .nullable()
       .default(null)
       .describe('the login password, encrypted with history.keyFile'),
     privateKey: absPath.nullable().default(null).describe('an OpenSSH private key (unencrypted, mode 0600)'),
-    hostKey: z
-      .string()
-      .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:...')
+    hostKey: sshServerSchema.shape.hostKey
       .nullable()
       .default(null)
       .describe("the server's host key, pinned (SHA256:...); unset refuses every key"),

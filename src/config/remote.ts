@@ -35,6 +35,23 @@ export const CIPHERTEXT_PATTERN = /^v1:[0-9a-f]{8}:[A-Za-z0-9+/]+={0,2}$/;
 /** An OpenSSH SHA256 fingerprint as `ssh-keygen -l` prints it. */
 export const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
+/** A pinned host key: an OpenSSH SHA256 fingerprint. */
+export const hostKeyFingerprint = z
+  .string()
+  .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:<43 base64 characters>');
+
+/**
+ * An SSH server zshield logs in to, every field required: the one definition behind history's
+ * SFTP targets and the recovery file's target (the remote section below allows them unset until
+ * `config edit` fills them, from the same validators).
+ */
+export const sshServerSchema = z.object({
+  server: hostName.describe('host name or IP address of the SSH server'),
+  port: z.number().int().min(1).max(65535).default(22).describe('SSH port'),
+  user: userName.describe('login user'),
+  hostKey: hostKeyFingerprint.describe("the server's host key, pinned (SHA256:...)"),
+});
+
 export const remoteSchema = z
   .object({
     enabled: z
@@ -73,9 +90,7 @@ export const remoteSchema = z
       .describe(
         'an OpenSSH private key (unencrypted, mode 0600) for key login, tried before the password (either is enough)',
       ),
-    hostKey: z
-      .string()
-      .regex(FINGERPRINT_PATTERN, 'must be an OpenSSH fingerprint, SHA256:<43 base64 characters>')
+    hostKey: hostKeyFingerprint
       .nullable()
       .default(null)
       .describe(

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import type { CommandArgs, CommandKit } from '../context.js';
+import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
@@ -316,17 +316,90 @@ export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
         .option('json', json)
         .option('from', fromTarget)
-        .option('allow-uncataloged', allowUncataloged),
+        .option('allow-uncataloged', allowUncataloged)
+        .option('hostname', {
+          requiresArg: true,
+          type: 'string',
+          describe:
+            "another box's fingerprint (replicate A onto B): write this host name into the new root, as image create --hostname does",
+        })
+        .option('ip', {
+          requiresArg: true,
+          type: 'string',
+          describe: "with --hostname: this box's static IPv4 address (a.b.c.d[/prefix]) in the new root",
+        }),
     handler: async (a) => {
       const args = a as unknown as Args;
+      const { parseIdentity } = await import('../image/identity.js');
+      const identity = parseIdentity(args['hostname'], args['ip']);
       const ctx = await kit.context(args);
       const { runFingerprintRecovery } = await import('./recover.js');
       await runFingerprintRecovery(ctx, String(args['id']), {
         confirm: args['yes'] ? 'yes' : 'ask',
         json: Boolean(args['json']),
         allowUncataloged: Boolean(args['allow-uncataloged']),
+        identity,
         ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
       });
     },
   };
+}
+
+/** `recover offbox`: a blank system disk brought back from the off-box copy (history/offbox.ts). */
+export function recoverOffboxCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'offbox',
+    describe:
+      'bring a blank system disk back from the off-box backup (what "Recover from off-box backup" does): the factory layout and boot loader, the root of a fingerprint fetched from a target',
+    builder: (y: Argv) =>
+      y
+        .option('recovery-file', {
+          requiresArg: true,
+          type: 'string',
+          describe:
+            'the recovery file (target, repository password, catalog key; see README); default: fw_cfg opt/zshield-recovery',
+        })
+        .option('target', {
+          requiresArg: true,
+          type: 'string',
+          describe: 'serial or WWN of the system disk (overrides the config)',
+        })
+        .option('ask', {
+          type: 'boolean',
+          default: false,
+          describe: 'ask for the target and the keys on this terminal instead of reading a recovery file',
+        })
+        .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
+        .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+    handler: async (a) => {
+      const args = a as unknown as Args;
+      if (args['ask'] && args['recovery-file'] !== undefined)
+        throw new UsageError('--ask and --recovery-file: give one of them');
+      const ctx = await kit.context(args);
+      const { runOffboxRecovery } = await import('./offbox.js');
+      const { StreamPrompter } = await import('../system/prompt.js');
+      const ask = args['ask'] ? new StreamPrompter(process.stdin, process.stderr) : undefined;
+      try {
+        await runOffboxRecovery(ctx, {
+          confirm: args['yes'] ? 'yes' : 'ask',
+          json: Boolean(args['json']),
+          ...(ask ? { ask } : {}),
+          ...(args['recovery-file'] !== undefined ? { file: String(args['recovery-file']) } : {}),
+          ...(args['target'] !== undefined ? { target: String(args['target']) } : {}),
+        });
+      } finally {
+        ask?.close();
+      }
+    },
+  };
+}
+
+/** The boot hook's `zshield_recovery=offbox` (recovery/cli.ts bootCommand's `offbox`). */
+export async function offboxAtBoot(ctx: Context): Promise<void> {
+  const { runOffboxAtBoot } = await import('./offbox.js');
+  const { StreamPrompter } = await import('../system/prompt.js');
+  await runOffboxAtBoot(ctx, {
+    isTTY: Boolean(process.stdin.isTTY),
+    prompter: () => new StreamPrompter(process.stdin, process.stdout),
+  });
 }

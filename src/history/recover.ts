@@ -5,11 +5,10 @@ import type { Context } from '../context.js';
 import { RefusedError } from '../errors.js';
 import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { type BootFs, bootCheck, describeBoot } from '../recovery/boot-fs.js';
-import { putBack } from '../recovery/finish.js';
-import { eventStep } from '../recovery/record.js';
-import { probeRestore } from '../recovery/restore-run.js';
+import { type BootFs, bootCheck, describeBoot, eventStep, probeRestore, putBack } from '../recovery/run.js';
 import { formatBytes } from '../config/size.js';
+import type { Identity } from '../image/identity.js';
+import { writeIdentity } from '../image/identity-write.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
@@ -50,6 +49,20 @@ export interface RecoverInput {
   restore: EditStep;
   /** Appends the reset to the event log on /boot (outside lv-root when /boot is separate). */
   event: (bootDir: string) => EditStep;
+  /** Another box's fingerprint (replicate A onto B): this box's name and address written into it. */
+  identity: Identity | null;
+}
+
+/** The identity step: what `image create --hostname/--ip` writes, here into the new root. */
+export function identityStep(ctx: Context, root: string, id: Identity): EditStep {
+  return {
+    title: `give the new root this box's identity: host name ${id.hostname}${id.ip ? `, address ${id.ip}` : ''}`,
+    edit: {
+      files: ['etc/hostname', 'etc/hosts', ...(id.ip ? ['etc/network/interfaces'] : [])],
+      root,
+      apply: () => writeIdentity(ctx.log, root, id),
+    },
+  };
 }
 
 /**
@@ -124,6 +137,7 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
       cmd(`make ${dirs.root}`, 'mkdir', ['-p', dirs.root, dirs.boot]),
       cmd(`mount the new root on ${dirs.root}`, 'mount', [`/dev/${vg}/${fresh}`, dirs.root]),
       i.restore,
+      ...(i.identity ? [identityStep(ctx, dirs.root, i.identity)] : []),
       ...(separate
         ? [cmd(`mount the system's /boot on ${dirs.boot}`, 'mount', [separate.device, dirs.boot])]
         : []),
@@ -213,6 +227,7 @@ function swapSteps(config: Config, snap: boolean): Step[] {
 export interface RecoverOptions extends TreeRestoreOptions {
   confirm: 'yes' | 'ask';
   json?: boolean;
+  identity?: Identity | null;
 }
 
 export async function runFingerprintRecovery(ctx: Context, id: string, opts: RecoverOptions): Promise<void> {
@@ -249,6 +264,7 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
       boot: probe.boot ?? { kind: 'lost', why: 'the system disk was not probed for /boot' },
       started,
       fetch: null,
+      identity: opts.identity ?? null,
       event: (bootDir) => resetEvent(ctx, bootDir, started, id, src.from),
       restore: {
         title: `restore ${id} into the new root (restic restore; progress from the file system's growth)`,

@@ -9,7 +9,7 @@ import { type VgState, lvRemoveCommand } from '../system/lvm.js';
 import type { ImagePaths } from './files.js';
 import type { Manifest } from './manifest.js';
 import { unpackPipeline } from './plan-verify.js';
-import { type ImageRestoreMark, markIdOf, markSteps } from './restore-mark.js';
+import { type ImageRestoreMark, markSteps } from './restore-mark.js';
 
 export interface RestoreInput {
   state: VgState;
@@ -24,8 +24,6 @@ export interface RestoreInput {
   signal?: AbortSignal;
   /** The mark of this restore (set before the first destructive step, cleared at the end). */
   mark?: ImageRestoreMark;
-  /** Told when the mark's record cannot be written (the VG tag still marks the restore). */
-  warn?: (message: string) => void;
 }
 
 /** Room an unpacked copy needs beside the image: the data in use, a tenth more, and 64 MiB. */
@@ -79,9 +77,7 @@ export function planRestore(input: RestoreInput): Plan {
       },
     });
   }
-  const marks = input.mark
-    ? markSteps(config, input.mark, markIdOf(input.state.vg.tags) === input.mark.id, input.warn)
-    : null;
+  const marks = input.mark ? markSteps(input.mark, input.state.vg.tags) : null;
   if (marks) {
     notes.push(
       `${names.vg} is marked before the first destructive step and unmarked once ${names.root} is whole: a restore cut short (power cut) is finished by the golden medium's next boot`,

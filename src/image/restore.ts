@@ -13,12 +13,11 @@ import type { Manifest } from './manifest.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { planRestore, unpackRoom } from './plan-restore.js';
+import { type ImageSource, locateImage, probeImageSource } from './image-source.js';
 import {
   type ImageRestoreMark,
   describeUnfinished,
-  markFileOf,
   markIdFor,
-  markIdOf,
   unfinishedImageRestore,
 } from './restore-mark.js';
 import { freeBytesAt } from './space.js';
@@ -86,14 +85,14 @@ export async function runImageRestore(
       // of the tar layout (made before) is unpacked beside it first where there is room.
       unpackTo: manifest.archive !== null && roomToUnpack(paths.dir, manifest) ? paths.rawPart : null,
       signal: ctx.signal,
-      warn: (m) => ctx.log.warn(`image restore: ${m}`),
       mark: {
-        // A mark already on the VG (this restore resumed, or an earlier one cut short) is taken over.
-        id: markIdOf(state.vg.tags) ?? markIdFor(sha256),
-        image: paths.image,
+        id: markIdFor(sha256),
+        // Resumed from a mount of its own: the record keeps saying where the image was.
+        image: opts.resume ? opts.resume.image : paths.image,
+        source: opts.resume ? opts.resume.source : await probeImageSource(ctx.runner, paths.image),
         sha256,
         vg: names.vg,
-        startedAt: opts.resume?.startedAt ?? ctx.clock.now().toISOString(),
+        startedAt: opts.resume?.startedAt || ctx.clock.now().toISOString(),
       },
     });
     const run = await runPlan(ctx, plan, {
@@ -145,23 +144,46 @@ function roomToUnpack(dir: string, manifest: Manifest): boolean {
 
 /**
  * For the boot-time resume (src/recovery/): finish an image restore that a power cut left marked on
- * the VG, by running the same restore again from the recorded image (its checksum is checked again
- * before the first write; the whole LV is written again, so where the cut came does not matter).
- * Returns false when nothing is marked. Throws NotFoundError when the mark has no usable record or
- * the image is gone (the boot hook shows it; the operator restores by hand).
+ * the VG, by running the same restore again with the image its tags record (found at its path, or
+ * on its file system mounted read-only: the golden medium's boot has nothing mounted). Its checksum
+ * is checked again before the first write, and the whole LV is written again, so where the cut came
+ * does not matter. Returns false when nothing is marked. Throws NotFoundError when the mark does
+ * not say which image or the image is not found (the boot hook shows it; the operator restores by
+ * hand). A dry run shows where it would look and changes nothing (not even a mount).
  */
 export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number } = {}): Promise<boolean> {
   const vgName = ctx.config.lvm.vg;
   const out = await ctx.runner.run({ ...vgsCommand(vgName), okCodes: [0, 5] });
   const vg = parseVgs(out.stdout).find((v) => v.name === vgName);
-  const u = vg ? unfinishedImageRestore(ctx.config, vg) : null;
+  const u = vg ? unfinishedImageRestore(vg) : null;
   if (!u) return false;
   if (!u.mark) {
     throw new NotFoundError(describeUnfinished(u), {
-      hint: `the record ${markFileOf(ctx.config)} is missing: restore an image by hand (zshield image restore FILE --yes)`,
+      hint: 'restore an image by hand from the golden medium: zshield image restore FILE --yes',
     });
   }
+  const mark = u.mark;
+  if (ctx.dryRun) {
+    ctx.out.print(`would look for the image at ${whereRecorded(mark.image, mark.source)} and write it again`);
+    return true;
+  }
   ctx.log.warn(`image restore: ${describeUnfinished(u)}; finishing it now`);
-  await runImageRestore(ctx, u.mark.image, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: u.mark });
+  const found = await locateImage(ctx, mark);
+  if (!found) {
+    throw new NotFoundError(
+      `an image restore was cut short, and its image is not found at ${whereRecorded(mark.image, mark.source)}`,
+      { hint: 'attach or mount the medium holding it, then run zshield image restore FILE --yes' },
+    );
+  }
+  try {
+    await runImageRestore(ctx, found.file, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: mark });
+  } finally {
+    await found.release();
+  }
   return true;
+}
+
+function whereRecorded(image: string | null, source: ImageSource | null): string {
+  const onFs = source ? `${source.pathInFs} on the file system with UUID ${source.fsUuid}` : null;
+  return [image, onFs].filter(Boolean).join(' or ');
 }

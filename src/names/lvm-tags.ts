@@ -16,6 +16,11 @@ export const ROTATING_TAG = 'zshield_rotating';
 /** On the VG from its creation to the end of a factory reset: a boot that finds it resumes the reset. */
 export const FACTORY_TAG = 'zshield_factory_reset';
 /**
+ * On the VG from its creation to the end of a restore of a blank disk from the off-box copy: not
+ * FACTORY_TAG, so a boot after a cut does not resume it as a factory reset (it is run again).
+ */
+export const OFFBOX_RESTORE_TAG = 'zshield_offbox_restore';
+/**
  * On the VG while a restore runs (set before the merge, cleared once merged, /boot put back and a
  * new snap0 taken): the rollback cannot erase it.
  */
@@ -24,8 +29,9 @@ export const RESTORE_TAG = 'zshield_restoring';
 export const RESTORE_OF_TAG = 'zshield_restore_of=';
 
 /**
- * On the VG while an image restore writes lv-root (`<id>`: the image's short ID; the image's path
- * and checksum are in a file beside the event log): lv-root is half-written until it is cleared.
+ * On the VG while an image restore writes lv-root (`<id>`: the image's short ID; the image's path,
+ * file system and checksum are in tags beside it, image/restore-mark.ts): lv-root is half-written
+ * until it is cleared.
  * The golden medium's next boot finishes the restore; no backup is taken of such a root.
  */
 export const IMAGE_RESTORE_TAG = 'zshield_image_restore=';

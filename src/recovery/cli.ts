@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
+import { UsageError } from '../errors.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
@@ -53,7 +54,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
         .command(opts.more ?? [])
         .demandCommand(
           1,
-          `say which: recover factory | recover latest${opts.more?.length ? ' | recover fingerprint ID' : ''}`,
+          `say which: recover factory | recover latest${opts.more?.length ? ' | recover fingerprint ID | recover offbox' : ''}`,
         ),
     handler: () => {},
   };
@@ -65,7 +66,11 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
  */
 export function bootCommand(
   kit: CommandKit,
-  opts: { daemon: (ctx: Context, a: CommandArgs) => Promise<void> },
+  opts: {
+    daemon: (ctx: Context, a: CommandArgs) => Promise<void>;
+    /** `zshield_recovery=offbox`: the history's restore of a blank disk (history/offbox.ts), wired by main. */
+    offbox?: (ctx: Context) => Promise<void>;
+  },
 ): CommandModule {
   return {
     command: 'boot',
@@ -93,7 +98,7 @@ export function bootCommand(
       const ctx = await kit.context(a);
       const { answerGoldenUpdate } = await import('./golden-update.js');
       if (await answerGoldenUpdate(ctx, String(a['cmdline-file']))) return;
-      const acted = await actOnCmdline(ctx, String(a['cmdline-file']));
+      const acted = await actOnCmdline(ctx, String(a['cmdline-file']), opts.offbox);
       if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
         ctx.out.print('zshield: rebooting into the system disk');
         // busybox and systemd reboot return once init has the request; the log is closed after.
@@ -105,7 +110,11 @@ export function bootCommand(
   };
 }
 
-async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> {
+async function actOnCmdline(
+  ctx: Context,
+  cmdlineFile: string,
+  offbox: ((ctx: Context) => Promise<void>) | undefined,
+): Promise<string> {
   const { readCmdline, recoveryRequest } = await import('./cmdline.js');
   const { resumeInterrupted, runFactoryReset, runRestore } = await import('./run.js');
   const request = recoveryRequest(readCmdline(cmdlineFile));
@@ -117,6 +126,11 @@ async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> 
   if (request === 'latest') {
     await runRestore(ctx, confirm);
     return 'restore';
+  }
+  if (request === 'offbox') {
+    if (!offbox) throw new UsageError('zshield_recovery=offbox: this build has no off-box restore');
+    await offbox(ctx);
+    return 'offbox';
   }
   const acted = await resumeInterrupted(ctx, confirm);
   if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');

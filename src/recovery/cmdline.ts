@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 
-export type RecoveryRequest = 'none' | 'default' | 'latest';
+export type RecoveryRequest = 'none' | 'default' | 'latest' | 'offbox';
 
 /**
  * Read `zshield_recovery=` from a kernel command line. Quoting follows the kernel's rules (a value
@@ -15,9 +15,9 @@ export function recoveryRequest(cmdline: string): RecoveryRequest {
   }
   if (values.length === 0) return 'none';
   const v = values.at(-1)!; // the kernel's convention: the last one wins
-  if (v === 'default' || v === 'latest') return v;
+  if (v === 'default' || v === 'latest' || v === 'offbox') return v;
   throw new UsageError(`unknown zshield_recovery value "${v}" on the kernel command line`, {
-    hint: 'expected zshield_recovery=default (factory reset) or zshield_recovery=latest (restore the latest backup); nothing was changed',
+    hint: 'expected zshield_recovery=default (factory reset), latest (restore the latest backup) or offbox (restore a blank disk from the off-box backup); nothing was changed',
   });
 }
 

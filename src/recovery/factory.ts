@@ -32,6 +32,26 @@ export interface FactoryInput {
   now: Date;
   /** Serial or WWN from the command line, overriding the config. */
   targetOverride?: string;
+  /** The new root's files from elsewhere than the golden root (a disaster restore); see RootFill. */
+  root?: RootFill;
+}
+
+/**
+ * Another source for the new root than the golden root: the same layout, boot loader and first
+ * snap0, but the root's files from, e.g., a fingerprint of the history (history/offbox.ts). Its
+ * /boot is the one captured inside that root (<stateDir>/boot), so the kernel matches its modules.
+ */
+export interface RootFill {
+  /** Where the files come from, for the plan ("fingerprint 3f... from target site"). */
+  what: string;
+  /** Commands that fill the new root mounted at `mnt` (with its new /boot mounted at mnt/boot). */
+  steps: (mnt: string) => Step[];
+  /** The VG's mark while the restore runs (instead of FACTORY_TAG: a cut restore is not resumed as a factory reset). */
+  mark: string;
+  /** Reason tag of the first snap0. */
+  reason: string;
+  /** What the files take (checked against the new root volume before anything is written). */
+  bytes: number;
 }
 
 // /boot is copied on its own (it may be a separate file system on the golden medium).
@@ -87,7 +107,7 @@ export function planFactoryReset(input: FactoryInput): FactoryPlan {
     `EVERYTHING on ${disk.path} is erased: ${disk.partitions.length ? disk.partitions.map((p) => `${p.path}${p.fsType ? ` (${p.fsType})` : ''}`).join(', ') : 'no partitions found'}`,
     `partitions: ${t.bootPart} /boot ext4 ${formatBytes(t.bootSectors * 512)}; ${t.lvmPart} LVM, the rest`,
     `volume group ${t.vg}: ${config.layout.volumes.map((v) => `${v.name} ${v.size.kind === 'percent' ? `${v.size.percent}% of the VG` : formatBytes(v.size.bytes)}${v.mount ? ` on ${v.mount}` : ''}`).join(', ')}`,
-    `then: the golden root is copied into ${config.lvm.rootLv}, GRUB installed on ${disk.path}, and the first ${config.lvm.snapshot} taken`,
+    `then: ${input.root ? input.root.what : 'the golden root'} is copied into ${config.lvm.rootLv}, GRUB installed on ${disk.path}, and the first ${config.lvm.snapshot} taken`,
   ];
   if (!golden.initramfsTool) {
     notes.push('no initramfs tool in the golden root: its initramfs is used as is (it must activate LVM)');
@@ -96,14 +116,21 @@ export function planFactoryReset(input: FactoryInput): FactoryPlan {
     rootVol.size.kind === 'percent' ? (t.lvmBytes * rootVol.size.percent) / 100 : rootVol.size.bytes;
   const checks = [
     mountPointCheck(config.paths.runDir),
-    roomCheck(`the new ${rootVol.name} (${formatBytes(rootBytes)})`, golden.rootUsedBytes, rootBytes),
+    roomCheck(
+      `the new ${rootVol.name} (${formatBytes(rootBytes)})`,
+      input.root?.bytes ?? golden.rootUsedBytes,
+      rootBytes,
+    ),
     roomCheck(
       `the new /boot (${formatBytes(t.bootSectors * 512)})`,
       golden.bootUsedBytes,
       t.bootSectors * 512,
     ),
   ];
-  return { title: `Factory reset of ${disk.path}`, notes, checks, steps, bootDevice: t.bootPart };
+  const title = input.root
+    ? `Restore of ${disk.path} from ${input.root.what}`
+    : `Factory reset of ${disk.path}`;
+  return { title, notes, checks, steps, bootDevice: t.bootPart };
 }
 
 /** `/dev/vdc1 (VG uuid ..., disk /dev/vdc (1.0 GiB, serial X))`: the other VG's PV, for the refusal. */
@@ -117,6 +144,13 @@ function pvWhere(probe: DiskProbe, p: PvInfo): string {
 function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
+  // A restore onto a replacement disk erases only a blank disk, or one the operator named.
+  const named = !!(input.targetOverride ?? config.disks.system.serial ?? config.disks.system.wwn);
+  if (input.root && !named && disk.partitions.length) {
+    throw new RefusedError(`${describeDisk(disk)} is not blank and was not named as the target`, {
+      hint: 'name it (--target SERIAL, or disks.system.serial) if it is to be erased; nothing was written',
+    });
+  }
   const vg = config.lvm.vg;
   const mnt = path.join(config.paths.runDir, 'target');
   if (!golden.grubInstall || !golden.grubMkconfig) {
@@ -220,7 +254,7 @@ function buildSteps(t: Target): Step[] {
       cmd('vgcreate', [
         '-y',
         '--addtag',
-        FACTORY_TAG,
+        input.root?.mark ?? FACTORY_TAG,
         '--addtag',
         `${BOOT_UUID_TAG}${input.bootUuid}`,
         vg,
@@ -248,8 +282,8 @@ function buildSteps(t: Target): Step[] {
   ];
 }
 
-/** 4. Copy the golden root and its /boot. */
-function copySteps({ mnt, rootVol, rootDev, bootPart, config }: Target): Step[] {
+/** 4. Copy the golden root and its /boot (or fill the root from elsewhere, with the /boot it captured). */
+function copySteps({ mnt, rootVol, rootDev, bootPart, config, input }: Target): Step[] {
   const excludes = [...SYSTEM_EXCLUDES, ...config.recovery.exclude].map(
     (e) => `--exclude=${e.replace(/\/+$/, '')}/*`,
   );
@@ -261,6 +295,20 @@ function copySteps({ mnt, rootVol, rootDev, bootPart, config }: Target): Step[] 
     step(`mount ${rootVol.name}`, cmd('mount', ['-t', 'ext4', rootDev, mnt])),
     step('make /boot in the new root', cmd('mkdir', ['-p', `${mnt}/boot`])),
     step('mount the new /boot', cmd('mount', ['-t', 'ext4', bootPart, `${mnt}/boot`])),
+    ...(input.root ? fillSteps(input.root, mnt, config) : goldenCopySteps(mnt, excludes)),
+    step(
+      'make the system mount points',
+      cmd('mkdir', [
+        '-p',
+        ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`),
+        ...mountDirs,
+      ]),
+    ),
+  ];
+}
+
+function goldenCopySteps(mnt: string, excludes: string[]): Step[] {
+  return [
     {
       title: 'copy the golden root into the new root',
       command: cmd(
@@ -274,13 +322,16 @@ function copySteps({ mnt, rootVol, rootDev, bootPart, config }: Target): Step[] 
       'copy the golden /boot',
       cmd('rsync', ['-aHAX', '--numeric-ids', '--delete', '--exclude=/lost+found', '/boot/', `${mnt}/boot/`]),
     ),
+  ];
+}
+
+function fillSteps(root: RootFill, mnt: string, config: Config): Step[] {
+  const captured = `${mnt}${config.paths.stateDir}/boot/`;
+  return [
+    ...root.steps(mnt),
     step(
-      'make the system mount points',
-      cmd('mkdir', [
-        '-p',
-        ...SYSTEM_EXCLUDES.filter((d) => d !== '/boot').map((d) => `${mnt}${d}`),
-        ...mountDirs,
-      ]),
+      'put back the /boot captured in that root',
+      cmd('rsync', ['-aHAX', '--numeric-ids', '--delete', '--exclude=/lost+found', captured, `${mnt}/boot/`]),
     ),
   ];
 }
@@ -358,7 +409,7 @@ function firstSnapshotSteps({ config, input, vg, rootVol }: Target): Step[] {
       ? ['-l', `${config.snapshot.size.percent}%ORIGIN`]
       : ['-L', `${config.snapshot.size.bytes}b`];
   const tags = [
-    `${TAG_REASON}factory`,
+    `${TAG_REASON}${input.root?.reason ?? 'factory'}`,
     `${TAG_TIME}${Math.floor(input.now.getTime() / 1000)}`,
     `${TAG_BOOT}captured`,
   ];
@@ -374,7 +425,10 @@ function firstSnapshotSteps({ config, input, vg, rootVol }: Target): Step[] {
         `${vg}/${rootVol.name}`,
       ]),
     ),
-    step('clear the factory-reset mark', cmd('vgchange', ['--deltag', FACTORY_TAG, vg])),
+    step(
+      `clear the ${input.root ? 'restore' : 'factory-reset'} mark`,
+      cmd('vgchange', ['--deltag', input.root?.mark ?? FACTORY_TAG, vg]),
+    ),
     step('flush to disk', cmd('sync', [])),
   ];
 }

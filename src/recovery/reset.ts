@@ -9,13 +9,15 @@ import { type PvInfo, probePvs } from '../system/pvs.js';
 import { unscoped } from '../system/lvm-scope.js';
 import { mutating } from '../system/root-copy.js';
 import { requireTools } from '../system/tools.js';
-import { planFactoryReset } from './factory.js';
+import { planFactoryReset, type RootFill } from './factory.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface FactoryOptions extends ConfirmOptions {
   target?: string;
+  /** The new root from elsewhere than the golden root (a disaster restore from the history). */
+  root?: RootFill;
 }
 
 /** What a factory reset reads of the machine (tests pass stand-ins; the real ones read this box). */
@@ -51,19 +53,21 @@ export async function planFactory(
     bootUuid: randomUUID(),
     now: started,
     ...(opts.target ? { targetOverride: opts.target } : {}),
+    ...(opts.root ? { root: opts.root } : {}),
   });
+  const what = opts.root ? 'offbox-restore' : 'factory-reset';
   // The golden root is read-only: the event log goes to the new /boot, mounted under the run dir.
   const bootDir = path.join(ctx.config.paths.runDir, 'boot');
   const record: Step[] = [
     { title: `make ${bootDir}`, command: mutating('mkdir', ['-p', bootDir]) },
     { title: 'mount the new /boot', command: mutating('mount', ['-t', 'ext4', reset.bootDevice, bootDir]) },
     recordStep(ctx, {
-      hookEvent: 'factory-reset',
+      hookEvent: what,
       bootDir,
       env: { ZSHIELD_BOOT_DIR: bootDir },
       event: (hooks) => ({
         at: started.toISOString(),
-        event: 'factory-reset',
+        event: opts.root ? 'restore' : 'factory-reset',
         result: 'ok',
         detail: reset.title,
         hooks,
@@ -86,14 +90,20 @@ export async function runFactoryReset(
   opts: FactoryOptions,
   probes: FactoryProbes = realFactoryProbes,
 ): Promise<void> {
-  const lock = ctx.dryRun ? null : await lockFor(ctx, 'factory reset');
+  const lock = ctx.dryRun
+    ? null
+    : await lockFor(ctx, opts.root ? 'restore from off-box backup' : 'factory reset');
   const started = ctx.clock.now();
   try {
     const plan = await planFactory(ctx, opts, probes, started);
-    const run = await runPlan(ctx, plan, planRunOptions(opts, 'The factory reset'));
+    const run = await runPlan(
+      ctx,
+      plan,
+      planRunOptions(opts, opts.root ? 'The restore' : 'The factory reset'),
+    );
     if (!run.applied) return;
     ctx.out.print(
-      `factory reset done in ${Math.round((ctx.clock.now().getTime() - started.getTime()) / 1000)} s`,
+      `${opts.root ? 'restore from off-box backup' : 'factory reset'} done in ${Math.round((ctx.clock.now().getTime() - started.getTime()) / 1000)} s`,
     );
     await refreshBootMenu(ctx, { pairGolden: true }); // and the golden menu reads it from this disk
   } finally {

@@ -60,13 +60,12 @@ export interface StatusReport {
 
 /** A factory reset, a restore or an image restore started and not finished (the VG's marks say so). */
 function recoveryPendingOf(
-  ctx: Context,
   state: { vg: { tags: string[] } } | null,
 ): Pick<StatusReport, 'recoveryPending' | 'recoveryNote'> {
   const tags = state?.vg.tags ?? [];
   if (tags.includes(FACTORY_TAG)) return { recoveryPending: 'factory-reset', recoveryNote: null };
   if (tags.includes(RESTORE_TAG)) return { recoveryPending: 'restore', recoveryNote: null };
-  const image = state ? unfinishedImageRestore(ctx.config, state.vg) : null;
+  const image = state ? unfinishedImageRestore(state.vg) : null;
   if (image) return { recoveryPending: 'image-restore', recoveryNote: describeUnfinished(image) };
   return { recoveryPending: null, recoveryNote: null };
 }
@@ -132,7 +131,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
     health,
     rotationInterrupted: rotationNote !== null,
     rotationNote,
-    ...recoveryPendingOf(ctx, state),
+    ...recoveryPendingOf(state),
     events: readEvents(ctx.config.paths.eventLog).slice(-5),
     lastBackup,
     images: await gatherImages(ctx.config),

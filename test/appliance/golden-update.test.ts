@@ -8,21 +8,17 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { makeGoldenImage, manifestPathOf, verifyGoldenImage } from '../../src/clone/golden-image.js';
+import { manifestPathOf, verifyGoldenImage } from '../../src/clone/golden-image.js';
 import { DEFAULT_ENTRIES, decompressSparse, runGoldenUpdate } from '../../src/clone/update.js';
 import { CommandError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { ExecaRunner } from '../../src/system/runner.js';
-import { type SigningKey, writeNewSigningKey } from '../../src/system/signing.js';
-import { Appliance } from '../bench/appliance.js';
+import type { SigningKey } from '../../src/system/signing.js';
 import { FakeClock, testContext } from '../unit/helpers/context.js';
-import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir } from './lib.js';
+import { packagedGolden } from './golden-fixture.js';
+import { freshWorkDir } from './lib.js';
 
 const workDir = freshWorkDir('golden-update');
-const disks = [
-  { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL },
-  { name: 'system', sizeMiB: 4096, serial: SYSTEM_SERIAL },
-];
 const oldImage = path.join(workDir, 'box-1.0.img.zst');
 const newImage = path.join(workDir, 'box-1.1.img.zst');
 const keyFile = path.join(workDir, 'vendor.key');
@@ -81,21 +77,12 @@ describe('golden update in QEMU', () => {
   it('packages a golden medium made by golden prepare as a signed golden image', {
     timeout: 900_000,
   }, async () => {
-    const app = await Appliance.boot({ workDir, disks });
-    await app.writeFile('/etc/zshield/zshield.conf', JSON.stringify({ recovery: { countdownSeconds: 600 } }));
-    const r = await app.sh('zshield golden prepare --target ZS-GOLDEN-CF --yes', { timeoutMs: 600_000 });
-    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    await app.poweroff();
-    key = await writeNewSigningKey(keyFile, { writePublic: true });
-    await makeGoldenImage({
-      source: app.diskPath('golden'),
-      out: oldImage,
-      name: 'box',
-      version: '1.0',
-      key,
-    });
-    fs.rmSync(app.diskPath('golden'));
-    fs.rmSync(app.diskPath('system'));
+    // Made once per bench and shared with the clone-net scenario (golden-fixture.ts).
+    const g = await packagedGolden(workDir);
+    expect(g.image).toBe(oldImage);
+    expect(g.keyFile).toBe(keyFile);
+    key = g.key;
+    expect((await verifyGoldenImage(oldImage, [key.publicText])).badChunks).toEqual([]);
     expect(await fileInImage(oldImage, key, PROBE)).toBe('');
   });
 

@@ -6,8 +6,9 @@ import { freshWorkDir, GOLDEN_SERIAL, lv, makeSeedLayout, SYSTEM_SERIAL, tag, wr
 // repository on lv-data, then lv-root wrecked and reset to that fingerprint with `recover
 // fingerprint`: restored into a new LV that takes lv-root's name, the old root kept as
 // lv-root-prev, a new snap0. The guest runs from the bench's own root (as the golden medium does),
-// so lv-root is not the running root. The system disk booting the reset root, the target fetch over
-// QEMU user networking and the blank-disk restore are not covered here (see README).
+// so lv-root is not the running root. The fetch from a target over QEMU user networking, the
+// system disk booting the reset root, replicate A onto B and the blank-disk restore are in
+// history-net.test.ts.
 
 const DISKS = [
   { name: 'golden', sizeMiB: 2048, serial: GOLDEN_SERIAL },

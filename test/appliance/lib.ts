@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Appliance, BENCH_DIR, type ShResult } from '../bench/appliance.js';
+import { Appliance, BENCH_DIR, type GuestJob, type ShResult } from '../bench/appliance.js';
 
 /** Serials the guest finds its disks by (device names are not stable on a real box either). */
 export const GOLDEN_SERIAL = 'ZS-GOLDEN-CF';
@@ -93,3 +93,23 @@ export const tag = (row: { lv_tags: string } | undefined, key: string) =>
     .split(',')
     .find((t) => t.startsWith(`zshield_${key}=`))
     ?.split('=')[1];
+
+/**
+ * Wait for a power cut that a shim in the guest makes while `job` runs: resolves once qemu has
+ * exited; throws at once (with the job's output) when the job ends first, i.e. the cut never came.
+ */
+export async function untilPowerCut(vm: Appliance, job: GuestJob, timeoutMs = 900_000): Promise<void> {
+  const ended = await Promise.race([
+    vm.waitForExit(timeoutMs).then(() => null),
+    job.wait({ timeoutMs }).then(
+      (r) => r,
+      () => null,
+    ),
+  ]);
+  if (ended) {
+    throw vm.failure(
+      `the job ended (exit ${ended.code}) without the power cut its shim should make\n--- stdout ---\n${ended.stdout}\n--- stderr ---\n${ended.stderr}`,
+    );
+  }
+  await vm.waitForExit(timeoutMs);
+}

@@ -8,8 +8,15 @@ import { readFileSync, readdirSync } from 'node:fs';
  * documentation ranges) that exist only inside these namespaces.
  */
 export interface Lan {
+  /** The namespace holding the bridge. */
+  hub: string;
   ns(host: string): string;
   address(host: string): string;
+  /**
+   * A tap device in the hub, on the bridge and up, for a QEMU guest on this LAN (qemu runs in the
+   * hub namespace); `destroy` removes it. Returns its name.
+   */
+  addTap(): string;
   destroy(): void;
 }
 
@@ -22,10 +29,21 @@ export function makeLan(hosts: string[]): Lan {
   const tag = `zsc${process.pid % 100000}`;
   const hub = `${tag}-hub`;
   const made: string[] = [];
+  const taps: string[] = [];
   const ns = (h: string) => `${tag}-${h}`;
   const address = (h: string) => `198.18.0.${hosts.indexOf(h) + 1}`;
   const destroy = () => {
-    for (const n of made.reverse()) spawnSync('ip', ['netns', 'del', n]);
+    // A tap made with `ip tuntap add` is persistent: remove it by name, not by trusting the
+    // namespace's end to take it along.
+    for (const t of taps.splice(0)) spawnSync('ip', ['-n', hub, 'tuntap', 'del', t, 'mode', 'tap']);
+    for (const n of made.splice(0).reverse()) spawnSync('ip', ['netns', 'del', n]);
+  };
+  const addTap = () => {
+    const t = `${tag}t${taps.length}`;
+    ip(['-n', hub, 'tuntap', 'add', t, 'mode', 'tap']);
+    taps.push(t);
+    ip(['-n', hub, 'link', 'set', t, 'master', 'br0', 'up']);
+    return t;
   };
   try {
     ip(['netns', 'add', hub]);
@@ -47,7 +65,7 @@ export function makeLan(hosts: string[]): Lan {
     destroy();
     throw err;
   }
-  return { ns, address, destroy };
+  return { hub, ns, address, addTap, destroy };
 }
 
 export interface Proc {

@@ -12,7 +12,7 @@ import {
 } from '../../src/clone/golden-image.js';
 import { encodeHeader, readHeader, verifyHeader } from '../../src/clone/header.js';
 import { parseRange } from '../../src/clone/repair-server.js';
-import { TargetWriter } from '../../src/clone/target-writer.js';
+import { TargetWriter, matchesHash } from '../../src/clone/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
 import { resolveCloneTarget } from '../../src/clone/target.js';
 import { runReceive } from '../../src/clone/receive.js';
@@ -88,6 +88,20 @@ describe('target writer', () => {
     await w.commitHead();
     await w.close();
     expect((await readFile(file)).equals(raw)).toBe(true);
+  });
+
+  it('a chunk that should be zeros is compared, not hashed: one byte set in it is still found', async () => {
+    const { dir, raw, m } = await made(5 * MiB, MiB);
+    // made(): the last 2 MiB are zeros, so chunks 3 and 4 take the comparison path.
+    expect(matchesHash(Buffer.alloc(MiB), m.chunks[4]!.sha256)).toBe(true);
+    expect(matchesHash(Buffer.alloc(MiB), m.chunks[1]!.sha256)).toBe(false);
+    const file = path.join(dir, 'target');
+    const w = await TargetWriter.open(file, m.size);
+    await w.write(0, raw);
+    await w.write(4 * MiB + 777, Buffer.from([1]));
+    await w.write(MiB + 5, Buffer.from([raw[MiB + 5]! ^ 0x40]));
+    expect(await w.verify(m)).toEqual([1, 4]);
+    await w.close();
   });
 });
 

@@ -156,6 +156,7 @@ describe('recover fingerprint plan', () => {
     fetch: null,
     restore: edit('restore into the new root'),
     event: () => edit('log the reset'),
+    identity: null as { hostname: string; ip: string | null } | null,
   });
 
   it('restores into a new LV, puts /boot back, then swaps names: the old root is kept, never removed', async () => {
@@ -182,6 +183,18 @@ describe('recover fingerprint plan', () => {
     expect(argvs.some((a) => /lvremove .*vgroup\/lv-root$/.test(a))).toBe(false);
     expect(formatPlan(plan)).toMatch(/the old one is kept as vgroup\/lv-root-prev/);
     for (const c of plan.checks ?? []) await c.run();
+  });
+
+  it("with another box's identity (replicate A onto B), writes it into the new root after the restore", () => {
+    const plan = planFingerprintRecovery(ctx, {
+      ...input(state(8 * GiB, [lv('lv-root', 4 * GiB, { kind: 'origin' })])),
+      identity: { hostname: 'box-b', ip: '10.0.0.9/24' },
+    });
+    const titles = plan.steps.map((s) => s.title);
+    const at = (re: RegExp) => titles.findIndex((t) => re.test(t));
+    expect(at(/host name box-b, address 10\.0\.0\.9\/24/)).toBeGreaterThan(at(/restore into the new root/));
+    expect(at(/host name box-b/)).toBeLessThan(at(/unmount .*recover-root/));
+    expect(formatPlan(plan)).toMatch(/recover-root\/etc\/hostname/);
   });
 
   it('refuses before any write when the VG has no room for a second root', async () => {

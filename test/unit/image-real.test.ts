@@ -25,7 +25,15 @@ import { pidFileOf } from '../../src/image/job.js';
 import { readManifest } from '../../src/image/manifest.js';
 import { formatImageList, listedImages } from '../../src/image/prune.js';
 import { resumeImageRestore, runImageRestore } from '../../src/image/restore.js';
-import { describeUnfinished, rootHalfWritten, unfinishedImageRestore } from '../../src/image/restore-mark.js';
+import {
+  decodeTagText,
+  describeUnfinished,
+  encodeTagText,
+  markOf,
+  markTags,
+  rootHalfWritten,
+  unfinishedImageRestore,
+} from '../../src/image/restore-mark.js';
 import { runImageVerify } from '../../src/image/verify.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { VERSION } from '../../src/version.js';
@@ -606,6 +614,13 @@ describe('image jobs with the real tools', () => {
       return image;
     }
     /** lv-root as the golden medium sees it: not mounted, full of old bytes (0xff, not zeros). */
+    // The mark and what a resume needs, set and cleared by one vgchange each (the file system's
+    // tag only where the host's findmnt and blkid name one for the test's folder).
+    const MARK_TAGS = (op: string) =>
+      `${op} zshield_image_restore=[0-9a-f]{8} ${op} zshield_image_sha256=[0-9a-f]{64} ${op} zshield_image_file=\\S+ (${op} zshield_image_src=\\S+ )?${op} zshield_image_started=\\d+`;
+    const MARK_SET = new RegExp(`^vgchange ${MARK_TAGS('--addtag')} vgroup$`);
+    const MARK_CLEAR = new RegExp(`^vgchange ${MARK_TAGS('--deltag')} vgroup$`);
+
     function targetSetup(sizeMiB: number) {
       writeFileSync(target(), Buffer.alloc(sizeMiB * MiB, 0xff));
       return setup({
@@ -647,7 +662,7 @@ describe('image jobs with the real tools', () => {
       expect(await runImageRestore(dry.ctx, image, { confirm: 'ask', json: true, waitMs: 0 })).toBeNull();
       const json = dry.ctx.printed.join('\n');
       expect(JSON.parse(json).title).toMatch(/^Restore vgroup\/lv-root from /);
-      expect(dry.runner.calls.every((c) => /^(lvs|vgs) /.test(c))).toBe(true);
+      expect(dry.runner.calls.every((c) => /^(lvs|vgs|findmnt|blkid) /.test(c))).toBe(true);
       const steps = printedCommands(json, 'steps').map((s) => s.line);
       // A new image streams into the LV: no unpacked copy, nothing to clean up after.
       expect(JSON.parse(json).always).toBeUndefined();
@@ -655,7 +670,7 @@ describe('image jobs with the real tools', () => {
       const t = targetSetup(48);
       zerooutByHand(t, 48);
       await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
-      const ran = t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c));
+      const ran = t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c));
       // The printed steps, then the post-restore backup (its own plan, shown when it runs).
       expect(ran.slice(0, steps.length)).toEqual(steps);
       expect(ran.slice(steps.length)).toEqual([expect.stringMatching(/^lvcreate --snapshot --name snap0 /)]);
@@ -677,7 +692,9 @@ describe('image jobs with the real tools', () => {
       const t = inactive();
       zerooutByHand(t, 48);
       await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))[0]).toBe('vgchange -ay vgroup');
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c))[0]).toBe(
+        'vgchange -ay vgroup',
+      );
     });
 
     it('streams a new image into the zeroed LV in one pass (its checksum checked before the first write), checks, grows the file system, takes a new snap0', async () => {
@@ -688,14 +705,14 @@ describe('image jobs with the real tools', () => {
       expect(t.ctx.printed[0]).toContain(
         `its SHA-256 was checked against ${image.replace(/\.img\.zst$/, '.sha256')} before anything was written`,
       );
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
-        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c))).toEqual([
+        expect.stringMatching(MARK_SET),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `zstd -d -c -q ${image} | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
-        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+        expect.stringMatching(MARK_CLEAR),
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
       ]);
       expectRestored(t);
@@ -717,15 +734,15 @@ describe('image jobs with the real tools', () => {
 
       const r = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
       const raw = image.replace(/\.img\.zst$/, '.raw.part');
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c))).toEqual([
         `zstd -d -c -q ${image} | tar -x --sparse -f - -C ${path.dirname(image)} --transform=s,.*,${path.basename(raw)},`,
-        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+        expect.stringMatching(MARK_SET),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `e2image -ra -p ${raw} /dev/vgroup/lv-root`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
-        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+        expect.stringMatching(MARK_CLEAR),
         expect.stringMatching(/^lvcreate --snapshot --name snap0 .*--addtag zshield_reason=post-restore /),
       ]);
       // The unpacked copy was a work file.
@@ -750,14 +767,14 @@ describe('image jobs with the real tools', () => {
       zerooutByHand(t, 48);
       await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 });
       expect(t.ctx.printed[0]).toContain(`no room for an unpacked copy in ${path.dirname(image)}`);
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|lvcreate) /.test(c))).toEqual([
-        expect.stringMatching(/^vgchange --addtag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid|lvcreate) /.test(c))).toEqual([
+        expect.stringMatching(MARK_SET),
         'lvremove --yes vgroup/snap0',
         'blkdiscard --zeroout --force /dev/vgroup/lv-root',
         `zstd -d -c -q ${image} | tar -x -O -f - | dd of=/dev/vgroup/lv-root bs=1M iflag=fullblock conv=sparse,notrunc,fsync status=progress`,
         'e2fsck -f -y /dev/vgroup/lv-root',
         `resize2fs /dev/vgroup/lv-root ${48 * 1024}K`,
-        expect.stringMatching(/^vgchange --deltag zshield_image_restore=[0-9a-f]{8} vgroup$/),
+        expect.stringMatching(MARK_CLEAR),
       ]);
       expectRestored(t);
     });
@@ -773,7 +790,7 @@ describe('image jobs with the real tools', () => {
       const err = await runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 }).catch((e: unknown) => e);
       expect(exitCodeOf(err)).toBe(ExitCode.commandFailed);
       expect((err as Error).message).toMatch(/^(zstd|tar) failed/);
-      expect(t.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([
+      expect(t.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c))).toEqual([
         expect.stringMatching(/^zstd -d -c -q \S+ \| tar -x --sparse /),
       ]);
       expect(readFileSync(target()).every((x) => x === 0xff)).toBe(true);
@@ -804,11 +821,8 @@ describe('image jobs with the real tools', () => {
       expect(catInImage(target(), '/etc/hostname')).toBe('from-the-image\n');
     });
 
-    it('a restore cut short during its write stays marked (tag + record beside the event log); the next boot finishes it', async () => {
-      const image = await makeImage();
-      const t = targetSetup(48);
-      zerooutByHand(t, 48);
-      // The power cut: dd dies with part of the image written.
+    /** A power cut in the write: dd dies with 2 MiB of the image written. */
+    function cutTheWrite(t: ReturnType<typeof targetSetup>): void {
       t.runner.rewriteStages = (stages) =>
         stages.at(-1)!.file === 'dd'
           ? [
@@ -820,16 +834,63 @@ describe('image jobs with the real tools', () => {
               },
             ]
           : [...stages];
+    }
+
+    /** The restore's file system as findmnt and blkid would report it: the test's folder on /dev/fake1. */
+    function imageOnFakeDevice(t: ReturnType<typeof targetSetup>, uuid: string): string[] {
+      const seen: string[] = [];
+      const realRun = t.runner.run.bind(t.runner);
+      t.runner.run = async (cmd) => {
+        const argv = [cmd.file, ...cmd.args];
+        const reply = (stdout: string, exitCode = 0) => {
+          t.runner.calls.push(argv.join(' '));
+          seen.push(argv.join(' '));
+          return { argv, exitCode, stdout, stderr: '', skipped: false };
+        };
+        if (cmd.file === 'findmnt')
+          return reply(JSON.stringify({ filesystems: [{ target: dir, source: '/dev/fake1', fsroot: '/' }] }));
+        if (cmd.file === 'blkid' && cmd.args.includes('/dev/fake1')) return reply(`${uuid}\n`);
+        if (cmd.file === 'blkid' && cmd.args[0] === '-U')
+          return reply(cmd.args[1] === uuid ? '/dev/fake1\n' : '', 2);
+        // The read-only mount of /dev/fake1: the test's folder seen under the mount point.
+        if (cmd.file === 'mount') {
+          rmSync(cmd.args.at(-1)!, { recursive: true, force: true });
+          symlinkSync(dir, cmd.args.at(-1)!);
+          return reply('');
+        }
+        if (cmd.file === 'umount') {
+          rmSync(cmd.args[0]!, { force: true });
+          mkdirSync(cmd.args[0]!);
+          return reply('');
+        }
+        return realRun(cmd);
+      };
+      return seen;
+    }
+
+    it('a restore cut short during its write stays marked: the image, its file system and its SHA-256 in the VG tags; the next boot finishes it', async () => {
+      const image = await makeImage();
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      imageOnFakeDevice(t, 'a1b2c3d4-0000-4000-8000-00000000000e');
+      cutTheWrite(t);
       await expect(runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 })).rejects.toBeInstanceOf(
         CommandError,
       );
       const sha = readManifest(image.replace(/\.img\.zst$/, '.manifest.json')).checksums.sha256;
-      expect(t.lvm.vg.tags).toEqual([`zshield_image_restore=${sha.slice(0, 8)}`]);
-      const markFile = path.join(dir, 'boot', 'image-restore.json');
-      expect(JSON.parse(readFileSync(markFile, 'utf8'))).toMatchObject({ image, sha256: sha, vg: 'vgroup' });
-      // What status, the boot hook and the backup flow read.
-      const u = unfinishedImageRestore(t.ctx.config, t.lvm.vg as { tags: string[] });
-      expect(u?.mark?.image).toBe(image);
+      const inFs = `/${path.relative(dir, image)}`;
+      expect(t.lvm.vg.tags).toEqual([
+        `zshield_image_restore=${sha.slice(0, 8)}`,
+        `zshield_image_sha256=${sha}`,
+        `zshield_image_file=${image}`,
+        `zshield_image_src=a1b2c3d4-0000-4000-8000-00000000000e:${inFs}`,
+        `zshield_image_started=${epoch(NOW)}`,
+      ]);
+      // Set by one vgchange (one metadata commit): a cut never leaves half a record.
+      expect(t.runner.calls.filter((c) => c.startsWith('vgchange --addtag'))).toHaveLength(1);
+      // What status, the boot hook and the backup flow read: nothing but the VG.
+      const u = unfinishedImageRestore(t.lvm.vg as { tags: string[] });
+      expect(u?.mark).toMatchObject({ image, sha256: sha, source: { pathInFs: inFs } });
       expect(describeUnfinished(u!)).toMatch(
         /^an image restore of .* was cut short: lv-root is half-written; the golden medium's next boot finishes it/,
       );
@@ -842,8 +903,65 @@ describe('image jobs with the real tools', () => {
       expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(true);
       expectRestored(t);
       expect(t.lvm.vg.tags ?? []).toEqual([]);
-      expect(existsSync(markFile)).toBe(false);
       expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(false);
+    });
+
+    it("the golden medium's next boot, with nothing mounted, finds the image on its file system by UUID (mounted read-only, then unmounted)", async () => {
+      const image = await makeImage();
+      const t = targetSetup(48);
+      zerooutByHand(t, 48);
+      const uuid = 'a1b2c3d4-0000-4000-8000-00000000000e';
+      const seen = imageOnFakeDevice(t, uuid);
+      cutTheWrite(t);
+      await expect(runImageRestore(t.ctx, image, { confirm: 'yes', waitMs: 0 })).rejects.toBeInstanceOf(
+        CommandError,
+      );
+      // As the golden medium sees it after the reboot: the path the restore used is not there.
+      const tags = t.lvm.vg.tags!;
+      const moved = tags.map((x) =>
+        x.startsWith('zshield_image_file=') ? 'zshield_image_file=/run/img/gone.img.zst' : x,
+      );
+      t.lvm.vg.tags = moved;
+      t.runner.rewriteStages = null;
+      seen.length = 0;
+
+      const dry = {
+        ...t.ctx,
+        dryRun: true,
+        printed: [] as string[],
+        out: { print: (l: string) => dry.printed.push(l) },
+      };
+      expect(await resumeImageRestore(dry as unknown as typeof t.ctx, { waitMs: 0 })).toBe(true);
+      expect(dry.printed.join('\n')).toMatch(
+        /would look for the image at \/run\/img\/gone.img.zst or \/.* on the file system with UUID a1b2/,
+      );
+      expect(seen.filter((c) => /^(mount|umount) /.test(c))).toEqual([]);
+
+      expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(true);
+      const mnt = path.join(t.ctx.config.paths.runDir, 'image-source');
+      expect(seen.filter((c) => /^(blkid -U|mount|umount) /.test(c))).toEqual([
+        `blkid -U ${uuid}`,
+        `mount -o ro /dev/fake1 ${mnt}`,
+        `umount ${mnt}`,
+      ]);
+      expectRestored(t);
+      expect(t.lvm.vg.tags ?? []).toEqual([]);
+    });
+
+    it('a path outside the characters LVM allows in a tag is recorded escaped and read back as it was', () => {
+      const odd = '/media/USB Stick/Bilder #2/zshield-host-20261129T030000Z.img.zst';
+      const mark = {
+        id: 'abcd0123',
+        image: odd,
+        source: { fsUuid: '1234-ABCD', pathInFs: '/Bilder #2/zshield-host-20261129T030000Z.img.zst' },
+        sha256: 'f'.repeat(64),
+        vg: 'vgroup',
+        startedAt: '2026-11-29T03:00:00.000Z',
+      };
+      const tags = markTags(mark);
+      for (const t of tags) expect(t).toMatch(/^[A-Za-z0-9._\-+/=!:&#]+$/);
+      expect(markOf({ tags, name: 'vgroup' })).toEqual(mark);
+      expect(decodeTagText(encodeTagText('é/ü #&x'))).toBe('é/ü #&x');
     });
 
     it('refuses a corrupted image (exit 10) and one that does not fit (exit 6), touching nothing', async () => {
@@ -856,7 +974,7 @@ describe('image jobs with the real tools', () => {
       expect((e1 as Error).message).toBe(
         "the image's file system (32.0 MiB) does not fit vgroup/lv-root (16.0 MiB)",
       );
-      expect(small.runner.calls.filter((c) => !/^(lvs|vgs) /.test(c))).toEqual([]);
+      expect(small.runner.calls.filter((c) => !/^(lvs|vgs|findmnt|blkid) /.test(c))).toEqual([]);
 
       const buf = readFileSync(image);
       buf[100]! ^= 0x10;

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Config, defaultConfig } from '../../src/config/schema.js';
 import { hostKind } from '../../src/image/files.js';
 import { MANIFEST_FORMAT } from '../../src/image/manifest.js';
+import { markTags } from '../../src/image/restore-mark.js';
 import { writeDaemonInfo } from '../../src/daemon/info.js';
 import { lastBackupFile, writeJsonAtomic } from '../../src/state/store.js';
 import { formatImages, gatherImages } from '../../src/status/images.js';
@@ -95,22 +96,31 @@ describe('gatherStatus / formatStatus', () => {
     expect(text).toContain(`last backup:   FAILED: lvcreate failed (exit 5) (daily, ${TAKEN.toISOString()})`);
   });
 
-  it('names an image restore cut short (the VG mark and the record beside the event log)', async () => {
-    writeJsonAtomic(path.join(dir, 'boot', 'image-restore.json'), {
+  it('names an image restore cut short (the VG mark and the record in the VG tags)', async () => {
+    const tags = markTags({
       id: 'abcd1234',
       image: '/data/images/zshield-box-20261101T030000Z.img.zst',
+      source: null,
       sha256: `abcd1234${'0'.repeat(56)}`,
       vg: 'vgroup',
       startedAt: '2026-11-29T10:00:00.000Z',
     });
-    const { report } = await status(
-      new FakeLvm({ vg: { tags: ['zshield_image_restore=abcd1234'] }, lvs: [ROOT, SNAP] }),
-    );
+    const { report } = await status(new FakeLvm({ vg: { tags }, lvs: [ROOT, SNAP] }));
     expect(report.recoveryPending).toBe('image-restore');
     const text = formatStatus(report);
     expect(text).toContain('recovery:      IMAGE-RESTORE UNFINISHED');
     expect(text).toMatch(
-      /image restore of \/data\/images\/zshield-box-20261101T030000Z\.img\.zst .* cut short: lv-root is half-written/,
+      /image restore of \/data\/images\/zshield-box-20261101T030000Z\.img\.zst .*started 2026-11-29T10:00:00.000Z\) was cut short: lv-root is half-written/,
+    );
+  });
+
+  it('an image restore mark that does not say which image: status says so', async () => {
+    const { report } = await status(
+      new FakeLvm({ vg: { tags: ['zshield_image_restore=abcd1234'] }, lvs: [ROOT, SNAP] }),
+    );
+    expect(report.recoveryPending).toBe('image-restore');
+    expect(formatStatus(report)).toMatch(
+      /mark abcd1234\) was cut short: .* which image it wrote is not recorded/,
     );
   });
 

@@ -110,12 +110,19 @@ export class FakeLvm {
     return { stdout: `  Renamed "${from}" to "${to}" in volume group "${this.vg.name}"\n` };
   }
 
+  /** `vgchange [--addtag T | --deltag T]... VG`: every tag change in one go, as LVM commits them. */
   private vgchange(argv: readonly string[]): CannedReply {
-    const [, op, tag] = argv;
-    const tags = this.vg.tags ?? [];
-    if (op === '--addtag' && tag) this.vg.tags = [...tags.filter((t) => t !== tag), tag];
-    else if (op === '--deltag' && tag) this.vg.tags = tags.filter((t) => t !== tag);
-    else return { exitCode: 3, stderr: '  fake vgchange: unsupported\n' };
+    let tags = this.vg.tags ?? [];
+    const ops = argv.slice(1, -1);
+    if (ops.length === 0 || ops.length % 2 !== 0)
+      return { exitCode: 3, stderr: '  fake vgchange: unsupported\n' };
+    for (let i = 0; i < ops.length; i += 2) {
+      const [op, tag] = [ops[i], ops[i + 1]!];
+      if (op === '--addtag') tags = [...tags.filter((t) => t !== tag), tag];
+      else if (op === '--deltag') tags = tags.filter((t) => t !== tag);
+      else return { exitCode: 3, stderr: '  fake vgchange: unsupported\n' };
+    }
+    this.vg.tags = tags;
     return { stdout: `  Volume group "${this.vg.name}" successfully changed\n` };
   }
 }

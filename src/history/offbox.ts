@@ -1,0 +1,278 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { parseRecoveryFile, type RecoveryFile } from '../config/recovery-file.js';
+import type { Config } from '../config/schema.js';
+import type { Context } from '../context.js';
+import type { Prompter } from '../system/prompt.js';
+import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
+import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
+import type { CommandStep } from '../plan/plan.js';
+import { type ConfirmOptions, runFactoryReset } from '../recovery/run.js';
+import {
+  encryptPassword,
+  newKey,
+  openPassword,
+  writeKeyFile,
+  writePrivateFileAtomic,
+} from '../remote/secrets.js';
+import { formatBytes } from '../remote/transfer.js';
+import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
+import { resticFor } from './repo.js';
+import { RepositoryPasswordError } from './restic.js';
+import { openSource } from './restore.js';
+import { SftpStore } from './sftp-store.js';
+import { snapshotIdsIn } from './store.js';
+
+/**
+ * A blank replacement system disk brought back from the off-box copy (`recover offbox`, the golden
+ * medium's "Recover from off-box backup"): the factory reset's layout and boot loader
+ * (recovery/reset.ts, with a RootFill), with the root restored from a fingerprint fetched from a
+ * target instead of the golden root. The box has no credentials: they come from a recovery file
+ * (config/recovery-file.ts). Every check that can fail runs before the plan's first write: the
+ * file, the target (reachable, holding the fingerprint), the catalog (verified with the given key,
+ * listing the fingerprint), the repository password (restic reads the snapshot), then the disk
+ * (the factory reset's own checks).
+ */
+
+/** Where QEMU's fw_cfg shows `-fw_cfg name=opt/zshield-recovery,...` (the bench's removable medium). */
+export const FW_CFG_RECOVERY_FILE = '/sys/firmware/qemu_fw_cfg/by_name/opt/zshield-recovery/raw';
+const TARGET_NAME = 'offbox';
+
+export interface OffboxOptions extends ConfirmOptions {
+  /** The recovery file (default: the fw_cfg entry). */
+  file?: string;
+  /** The disk's serial or WWN, overriding the config. */
+  target?: string;
+  /** Ask the operator on this terminal instead of reading a file. */
+  ask?: Prompter;
+}
+
+/** The file read and checked: one line naming the first problem, exit 3, nothing changed. */
+export function readRecoveryFile(file: string): RecoveryFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT')
+      throw new NotFoundError(`no recovery file at ${file}`, {
+        hint: 'give one with --recovery-file (see README, "Recover from off-box backup")',
+      });
+    throw new UsageError(`cannot read the recovery file ${file}: ${code ?? String(err)}`);
+  }
+  const r = parseRecoveryFile(text);
+  if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
+  return r.file;
+}
+
+/**
+ * The same facts typed on the console (no removable medium at hand): the target as
+ * user@server[:port]:/directory, its host key, a login password or the path of a key file, the
+ * repository password and the catalog's public key. Secrets are read without echo. Checked by the
+ * recovery file's schema: a bad answer is one line, exit 3.
+ */
+export async function askRecovery(p: Prompter): Promise<RecoveryFile> {
+  p.print(
+    'Recover from off-box backup: the target and the keys (nothing is written before the plan is shown)',
+  );
+  const where = (await p.line('target (user@server[:port]:/directory): ')).trim();
+  const m = /^([^@\s]+)@([^:\s/]+)(?::(\d{1,5}))?:(\/\S*)$/.exec(where);
+  if (!m) throw new UsageError(`"${where}" is not user@server[:port]:/directory`);
+  const hostKey = (await p.line("the target's host key (SHA256:...): ")).trim();
+  const password = await p.secret('login password (empty: log in with a key file): ');
+  let privateKey: string | null = null;
+  if (!password) {
+    const keyPath = (await p.line('private key file (e.g. on a mounted stick): ')).trim();
+    try {
+      privateKey = readFileSync(keyPath, 'utf8');
+    } catch (err) {
+      throw new UsageError(
+        `cannot read the key file ${keyPath}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+  }
+  const repositoryPassword = await p.secret('repository password: ');
+  const publicKey = (await p.line("the catalog's public key (ed25519:...): ")).trim();
+  const fingerprint = (await p.line('fingerprint (empty: the newest): ')).trim();
+  const r = parseRecoveryFile(
+    JSON.stringify({
+      target: {
+        user: m[1],
+        server: m[2],
+        port: m[3] ? Number(m[3]) : 22,
+        directory: m[4],
+        hostKey,
+        password: password || null,
+        privateKey,
+      },
+      repositoryPassword,
+      publicKey,
+      fingerprint: fingerprint || null,
+    }),
+  );
+  if (!r.ok) throw new ConfigError([{ where: 'the answers', message: r.problem }]);
+  return r.file;
+}
+
+/**
+ * The file's secrets copied into 0600 files under the run directory (a tmpfs), and a config whose
+ * history section points at them, so the history's own code (SftpStore, restic) runs unchanged.
+ */
+export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Config {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ctx.log.redact(rf.repositoryPassword);
+  if (rf.target.password) ctx.log.redact(rf.target.password);
+  const key = newKey();
+  const keyFile = path.join(dir, 'secret.key');
+  writeKeyFile(keyFile, key);
+  let privateKey: string | null = null;
+  if (rf.target.privateKey) {
+    privateKey = path.join(dir, 'target.key');
+    writePrivateFileAtomic(
+      privateKey,
+      rf.target.privateKey.endsWith('\n') ? rf.target.privateKey : `${rf.target.privateKey}\n`,
+    );
+  }
+  const target: SftpTargetConfig = {
+    name: TARGET_NAME,
+    type: 'sftp',
+    server: rf.target.server,
+    port: rf.target.port,
+    user: rf.target.user,
+    password: rf.target.password ? encryptPassword(rf.target.password, key) : null,
+    privateKey,
+    hostKey: rf.target.hostKey,
+    directory: rf.target.directory,
+  };
+  const history: HistoryConfig = {
+    ...ctx.config.history,
+    dir: path.join(dir, 'history'),
+    keyFile,
+    password: encryptPassword(rf.repositoryPassword, key),
+    publicKey: rf.publicKey,
+    cacheDir: path.join(dir, 'cache'),
+    targets: [target],
+  };
+  return { ...ctx.config, history };
+}
+
+/** The fingerprint to restore: the one asked for, or the newest the catalog lists and the target holds. */
+export async function chooseFingerprint(
+  ctx: Context,
+  wanted: string | null,
+  work: string,
+): Promise<CatalogView> {
+  const h = ctx.config.history;
+  const store = new SftpStore(ctx, h, h.targets[0]!);
+  try {
+    const held = new Set(snapshotIdsIn(await store.list()));
+    const dir = path.join(work, 'catalog');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const name of CATALOG_FILES) await store.fetchCatalog(name, path.join(dir, name));
+    const view = catalogView(verifyCatalog(dir, h.publicKey).entries).filter((v) => !v.forgotten);
+    if (wanted) {
+      const v = view.find((e) => e.fingerprint === wanted);
+      if (!v) throw new RefusedError(`fingerprint ${wanted} is not in the catalog of ${store.label}`);
+      if (!held.has(wanted)) throw new NotFoundError(`${store.label} does not hold ${wanted}`);
+      return v;
+    }
+    const newest = view.filter((v) => held.has(v.fingerprint)).at(-1);
+    if (!newest)
+      throw new NotFoundError(`${store.label} holds no backup its catalog lists`, {
+        hint: 'check the target directory in the recovery file',
+      });
+    return newest;
+  } finally {
+    store.close();
+  }
+}
+
+/** `recover offbox`: checks, fetch, then the factory reset's plan with the fingerprint's root. */
+export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Promise<void> {
+  const file = opts.file ?? FW_CFG_RECOVERY_FILE;
+  const rf = opts.ask ? await askRecovery(opts.ask) : readRecoveryFile(file);
+  const where = opts.ask ? 'the answers' : `recovery file ${file}`;
+  const dir = path.join(ctx.config.paths.runDir, 'offbox');
+  const staged: Context = { ...ctx, config: stageRecovery(ctx, rf, dir) };
+  try {
+    const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
+    const id = entry.fingerprint;
+    ctx.out.print(`offbox: ${id} (cataloged ${entry.time} on ${entry.host}, ${entry.reason})`);
+    const source = await openSource(staged, id, { from: TARGET_NAME });
+    // The password is the recovery file's (staged), not the config file's: no config-file check.
+    const h = staged.config.history;
+    const password = openPassword({ ciphertext: h.password!, keyFile: h.keyFile, log: ctx.log });
+    const restic = resticFor(staged, source.repo, password);
+    // Reads the snapshot with the given password: a wrong one stops here, nothing written.
+    const size = await restic.restoreSize(id).catch((err: unknown) => {
+      if (!(err instanceof RepositoryPasswordError)) throw err;
+      throw new ConfigError([
+        {
+          where,
+          message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+        },
+      ]);
+    });
+    const pwFile = path.join(dir, 'restic-pw');
+    writePrivateFileAtomic(pwFile, restic.opts.password);
+    const restore: CommandStep = {
+      title: `restore ${id} into the new root (restic restore, ${size.files} files, ${formatBytes(size.bytes)})`,
+      command: {
+        file: 'restic',
+        args: [
+          '--repo',
+          source.repo,
+          '--password-file',
+          pwFile,
+          '--cache-dir',
+          staged.config.history.cacheDir,
+        ],
+        mutates: true,
+        timeoutMs: 24 * 3600_000,
+      },
+    };
+    await runFactoryReset(ctx, {
+      ...opts,
+      root: {
+        what: `fingerprint ${id} of ${entry.host} (${entry.time}) from ${rf.target.user}@${rf.target.server}:${rf.target.directory}`,
+        steps: (mnt) => [
+          {
+            ...restore,
+            command: { ...restore.command, args: [...restore.command.args, 'restore', id, '--target', mnt] },
+          },
+        ],
+        mark: OFFBOX_RESTORE_TAG,
+        reason: 'post-restore',
+        bytes: size.bytes,
+      },
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The boot hook's `zshield_recovery=offbox`: the recovery file from fw_cfg, else the questions on
+ * the console (when it is a terminal); then the plan and the countdown.
+ */
+export async function runOffboxAtBoot(
+  ctx: Context,
+  console: { isTTY: boolean; prompter: () => Prompter },
+): Promise<void> {
+  if (existsSync(FW_CFG_RECOVERY_FILE)) return runOffboxRecovery(ctx, { confirm: 'countdown' });
+  if (!console.isTTY)
+    throw new NotFoundError(
+      'Recover from off-box backup: no recovery file (fw_cfg opt/zshield-recovery) and no terminal to ask on',
+      {
+        hint: 'boot the golden medium normally and run zshield recover offbox --recovery-file FILE (or --ask); nothing was changed',
+      },
+    );
+  const p = console.prompter();
+  try {
+    await runOffboxRecovery(ctx, { confirm: 'countdown', ask: p, prompter: p });
+  } finally {
+    p.close();
+  }
+}

@@ -1,0 +1,264 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseRecoveryFile } from '../../src/config/recovery-file.js';
+import { defaultConfig } from '../../src/config/schema.js';
+import { ConfigError, NotFoundError } from '../../src/errors.js';
+import { askRecovery, readRecoveryFile, stageRecovery } from '../../src/history/offbox.js';
+import { OFFBOX_RESTORE_TAG } from '../../src/names/lvm-tags.js';
+import { formatPlan } from '../../src/plan/plan.js';
+import { recoveryRequest } from '../../src/recovery/cmdline.js';
+import { type FactoryInput, FACTORY_TAG, planFactoryReset } from '../../src/recovery/factory.js';
+import { openPassword } from '../../src/remote/secrets.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { FakeClock, tempDir, testContext } from './helpers/context.js';
+
+const KEY =
+  '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
+const good = {
+  target: {
+    server: '10.0.2.100',
+    user: 'zs',
+    directory: '/srv/zs/box1',
+    hostKey: `SHA256:${'A'.repeat(43)}`,
+    privateKey: KEY,
+  },
+  repositoryPassword: 'correct horse',
+  publicKey: `ed25519:${'B'.repeat(43)}=`,
+};
+
+describe('the recovery file', () => {
+  it('accepts a complete file (port 22 and the newest fingerprint by default)', () => {
+    const r = parseRecoveryFile(JSON.stringify(good));
+    expect(r.ok && r.file.target.port).toBe(22);
+    expect(r.ok && r.file.fingerprint).toBeNull();
+  });
+
+  it('names the first problem in one line', () => {
+    const bad = (over: object) => parseRecoveryFile(JSON.stringify({ ...good, ...over }));
+    expect(bad({ publicKey: 'rsa:x' })).toEqual({
+      ok: false,
+      problem: 'publicKey: must be ed25519:<base64>',
+    });
+    expect(bad({ target: { ...good.target, hostKey: 'md5' } })).toMatchObject({
+      problem: expect.stringMatching(/^target\.hostKey: must be an OpenSSH fingerprint/),
+    });
+    expect(bad({ target: { ...good.target, privateKey: null } })).toMatchObject({
+      problem: 'target: needs a privateKey or a password',
+    });
+    expect(bad({ fingerprint: 'abc' })).toMatchObject({ problem: 'fingerprint: must be 64 hex digits' });
+    expect(bad({ extra: 1 })).toMatchObject({ ok: false });
+    expect(parseRecoveryFile('{')).toMatchObject({ problem: expect.stringMatching(/^not JSON/) });
+  });
+
+  it('a bad file is a config error (exit 3) without the secrets in the message; a missing one, not found', () => {
+    const t = tempDir();
+    try {
+      const file = path.join(t.dir, 'rec.json');
+      writeFileSync(file, JSON.stringify({ ...good, publicKey: 'x' }));
+      let err: unknown;
+      try {
+        readRecoveryFile(file);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toBe(
+        `config: recovery file ${file}: publicKey: must be ed25519:<base64>`,
+      );
+      expect((err as Error).message).not.toContain('correct horse');
+      expect(() => readRecoveryFile(path.join(t.dir, 'none.json'))).toThrow(NotFoundError);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('its secrets go into 0600 files under the run directory; the staged config holds no clear secret', () => {
+    const t = tempDir();
+    try {
+      const ctx = testContext({
+        runner: new RecordingRunner(),
+        dir: t.dir,
+        clock: new FakeClock(new Date(0)),
+      });
+      const rf = parseRecoveryFile(JSON.stringify(good));
+      if (!rf.ok) throw new Error(rf.problem);
+      const dir = path.join(t.dir, 'run', 'offbox');
+      const config = stageRecovery(ctx, rf.file, dir);
+      const h = config.history;
+      expect(JSON.stringify(config)).not.toContain('correct horse');
+      expect(h.targets).toHaveLength(1);
+      const key = h.targets[0]!.privateKey!;
+      expect(readFileSync(key, 'utf8')).toBe(KEY);
+      for (const f of [key, h.keyFile]) expect(statSync(f).mode & 0o777).toBe(0o600);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(openPassword({ ciphertext: h.password!, keyFile: h.keyFile, log: ctx.log })).toBe(
+        'correct horse',
+      );
+      expect(h.publicKey).toBe(good.publicKey);
+      expect(h.dir.startsWith(dir)).toBe(true);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe('the off-box restore plan (the factory reset with the root from a fingerprint)', () => {
+  const GiB = 1024 ** 3;
+  const input: FactoryInput = {
+    config: defaultConfig(),
+    disks: {
+      disks: [
+        {
+          name: 'vdb',
+          path: '/dev/vdb',
+          sizeBytes: 8 * GiB,
+          serial: 'NEW',
+          wwn: '',
+          model: 'QEMU',
+          removable: false,
+          readOnly: false,
+          partitions: [],
+          mounted: [],
+        },
+      ],
+      bootDisks: ['vda'],
+    },
+    pvs: [],
+    golden: {
+      grubInstall: 'grub-install',
+      grubMkconfig: 'grub-mkconfig',
+      grubCfg: '/boot/grub/grub.cfg',
+      initramfsTool: null,
+      fstab: '',
+      defaultGrub: null,
+      goldenUuid: 'aaaa',
+      rootUsedBytes: 600 * 1024 ** 2,
+      bootUsedBytes: 60 * 1024 ** 2,
+    },
+    bootUuid: '0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e',
+    now: new Date(0),
+    root: {
+      what: 'fingerprint 3f3f from zs@backup:/srv',
+      steps: (mnt) => [
+        {
+          title: 'restore into the new root',
+          command: { file: 'restic', args: ['restore', '--target', mnt], mutates: true },
+        },
+      ],
+      mark: OFFBOX_RESTORE_TAG,
+      reason: 'post-restore',
+      bytes: 100 * GiB,
+    },
+  };
+
+  it('restores instead of copying the golden root, puts back the /boot captured in it, marks the VG as its own', () => {
+    const plan = planFactoryReset({ ...input, root: { ...input.root!, bytes: GiB } });
+    const argvs = plan.steps.map((s) => [s.command.file, ...s.command.args].join(' '));
+    expect(plan.title).toBe('Restore of /dev/vdb from fingerprint 3f3f from zs@backup:/srv');
+    expect(argvs.some((a) => a.startsWith('rsync') && a.includes(' / '))).toBe(false);
+    const restore = argvs.findIndex((a) => a.startsWith('restic restore'));
+    const boot = argvs.findIndex((a) => /^rsync .*\/var\/lib\/zshield\/boot\/ .*\/boot\/$/.test(a));
+    const grub = argvs.findIndex((a) => a.includes('grub-install'));
+    expect(restore).toBeGreaterThan(
+      argvs.findIndex((a) => a.startsWith('mount -t ext4 /dev/vgroup/lv-root')),
+    );
+    expect(boot).toBeGreaterThan(restore);
+    expect(grub).toBeGreaterThan(boot);
+    expect(argvs.find((a) => a.startsWith('vgcreate'))).toContain(OFFBOX_RESTORE_TAG);
+    expect(argvs.join('\n')).not.toContain(FACTORY_TAG);
+    expect(argvs.find((a) => a.startsWith('lvcreate --snapshot'))).toContain('zshield_reason=post-restore');
+    expect(formatPlan(plan)).toMatch(/then: fingerprint 3f3f from zs@backup:\/srv is copied into lv-root/);
+  });
+
+  it('erases a disk that holds partitions only when it is named', () => {
+    const used = structuredClone(input.disks);
+    used.disks[0]!.partitions = [{ name: 'vdb1', path: '/dev/vdb1', fsType: 'ext4', mount: '', label: '' }];
+    expect(() => planFactoryReset({ ...input, disks: used, root: input.root! })).toThrow(
+      /is not blank and was not named as the target/,
+    );
+    expect(planFactoryReset({ ...input, disks: used, targetOverride: 'NEW' }).title).toMatch(/^Restore of/);
+  });
+
+  it('refuses before any write when the fingerprint is larger than the new root', () => {
+    const plan = planFactoryReset(input);
+    expect(() => {
+      for (const c of plan.checks ?? []) c.run();
+    }).toThrow(/the new lv-root .* is too small/);
+  });
+});
+
+/** A console that answers from a script and records which questions hid the answer. */
+function scripted(answers: string[]) {
+  const asked: { q: string; secret: boolean }[] = [];
+  const next = (q: string, secret: boolean) => {
+    asked.push({ q, secret });
+    const a = answers.shift();
+    if (a === undefined) throw new Error(`no answer scripted for ${q}`);
+    return Promise.resolve(a);
+  };
+  return {
+    asked,
+    prompter: {
+      line: (q: string) => next(q, false),
+      secret: (q: string) => next(q, true),
+      lineWithin: () => Promise.resolve(null),
+      print: () => {},
+      close: () => {},
+    },
+  };
+}
+
+describe('the same facts typed on the console', () => {
+  it('reads the target, keys and passwords (the secrets without echo) into a checked recovery file', async () => {
+    const c = scripted([
+      'zs@10.0.2.100:2222:/srv/zs/box1',
+      good.target.hostKey,
+      'login-pw',
+      'correct horse',
+      good.publicKey,
+      '',
+    ]);
+    const rf = await askRecovery(c.prompter);
+    expect(rf.target).toMatchObject({
+      user: 'zs',
+      server: '10.0.2.100',
+      port: 2222,
+      directory: '/srv/zs/box1',
+      password: 'login-pw',
+      privateKey: null,
+    });
+    expect(rf.repositoryPassword).toBe('correct horse');
+    expect(rf.fingerprint).toBeNull();
+    expect(c.asked.filter((a) => a.secret).map((a) => a.q)).toEqual([
+      'login password (empty: log in with a key file): ',
+      'repository password: ',
+    ]);
+  });
+
+  it('a key file instead of a password; a bad answer is one line', async () => {
+    const t = tempDir();
+    try {
+      const key = path.join(t.dir, 'id');
+      writeFileSync(key, KEY, { mode: 0o600 });
+      const rf = await askRecovery(
+        scripted(['zs@backup:/srv', good.target.hostKey, '', key, 'pw', good.publicKey, '']).prompter,
+      );
+      expect(rf.target.privateKey).toBe(KEY);
+      await expect(askRecovery(scripted(['backup:/srv']).prompter)).rejects.toThrow(
+        '"backup:/srv" is not user@server[:port]:/directory',
+      );
+      await expect(
+        askRecovery(scripted(['zs@backup:/srv', 'nope', 'x', 'pw', good.publicKey, '']).prompter),
+      ).rejects.toThrow(/^config: the answers: target\.hostKey: must be an OpenSSH fingerprint/);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe('the boot request', () => {
+  it('zshield_recovery=offbox is the off-box restore', () => {
+    expect(recoveryRequest('ro zshield_recovery=offbox')).toBe('offbox');
+  });
+});
