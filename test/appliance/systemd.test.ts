@@ -24,7 +24,7 @@ import {
 // "Recover to factory default" cancelled with c at the countdown on the console, then started
 // again and run; the system disk it makes booting with zshield.service active; "Recover to latest
 // backup". One golden prepare; each case starts from host copies of the disk images the one before
-// it left. Five boots: 372-410 s under TCG with another guest running.
+// it left. Five boots: 309-410 s under TCG (with other guests running on the 2 cores).
 // The daemon under systemd (daily backup, stop during a backup, a merge cut by a power cut) is in
 // test/appliance-long/systemd-daemon.test.ts, outside the gate.
 
