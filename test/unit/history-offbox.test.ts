@@ -12,6 +12,7 @@ import { type FactoryInput, FACTORY_TAG, planFactoryReset } from '../../src/reco
 import { openPassword } from '../../src/remote/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
+import { goldenFacts } from './helpers/disks.js';
 
 const KEY =
   '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
@@ -125,17 +126,7 @@ describe('the off-box restore plan (the factory reset with the root from a finge
       bootDisks: ['vda'],
     },
     pvs: [],
-    golden: {
-      grubInstall: 'grub-install',
-      grubMkconfig: 'grub-mkconfig',
-      grubCfg: '/boot/grub/grub.cfg',
-      initramfsTool: null,
-      fstab: '',
-      defaultGrub: null,
-      goldenUuid: 'aaaa',
-      rootUsedBytes: 600 * 1024 ** 2,
-      bootUsedBytes: 60 * 1024 ** 2,
-    },
+    golden: goldenFacts(),
     bootUuid: '0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e',
     now: new Date(0),
     root: {

@@ -9,10 +9,10 @@ import { type FactoryProbes, runFactoryReset } from '../../src/recovery/reset.js
 import { RESTORE_OF_TAG, RESTORE_TAG } from '../../src/recovery/restore.js';
 import { runRestore } from '../../src/recovery/restore-run.js';
 import { resumeInterrupted } from '../../src/recovery/resume.js';
-import type { Disk } from '../../src/system/disks.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';
+import { disk, goldenFacts } from './helpers/disks.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
 import { GiB, type LvRow, MiB, vgsJson } from './helpers/lvm-json.js';
 
@@ -174,36 +174,13 @@ function expectDryRun(ctx: TestContext, runner: RecordingRunner): void {
   expect(ctx.log.lines.filter((l) => claims.test(l) && !l.includes('skipped'))).toEqual([]);
 }
 
-const disk = (name: string, serial: string, sizeGiB: number, extra: Partial<Disk> = {}): Disk => ({
-  name,
-  path: `/dev/${name}`,
-  sizeBytes: sizeGiB * GiB,
-  serial,
-  wwn: '',
-  model: 'QEMU',
-  removable: false,
-  readOnly: false,
-  partitions: [],
-  mounted: [],
-  ...extra,
-});
 const goldenDisk = disk('vda', 'ZS-GOLDEN-CF', 2, {
   partitions: [{ name: 'vda1', path: '/dev/vda1', fsType: 'ext4', mount: '/', label: 'zs-golden' }],
 });
 const factoryProbes: FactoryProbes = {
   disks: async () => ({ disks: [goldenDisk, disk('vdb', 'ZS-SYSTEM-HDD', 8)], bootDisks: ['vda'] }),
   pvs: async () => [],
-  golden: async () => ({
-    grubInstall: 'grub-install',
-    grubMkconfig: 'grub-mkconfig',
-    grubCfg: '/boot/grub/grub.cfg',
-    initramfsTool: null,
-    fstab: '',
-    defaultGrub: null,
-    goldenUuid: '1111-golden',
-    rootUsedBytes: 600 * MiB,
-    bootUsedBytes: 60 * MiB,
-  }),
+  golden: async () => goldenFacts({ goldenUuid: '1111-golden' }),
 };
 
 describe('factory reset', () => {

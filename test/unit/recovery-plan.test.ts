@@ -16,24 +16,8 @@ import { chooseTarget } from '../../src/recovery/target.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { partitionPath } from '../../src/system/partitions.js';
-
-const GiB = 1024 ** 3;
-
-function disk(name: string, serial: string, sizeGiB: number, extra: Partial<Disk> = {}): Disk {
-  return {
-    name,
-    path: `/dev/${name}`,
-    sizeBytes: sizeGiB * GiB,
-    serial,
-    wwn: '',
-    model: 'QEMU',
-    removable: false,
-    readOnly: false,
-    partitions: [],
-    mounted: [],
-    ...extra,
-  };
-}
+import { disk, goldenFacts } from './helpers/disks.js';
+import { GiB } from './helpers/lvm-json.js';
 
 const golden = disk('vda', 'ZS-GOLDEN-CF', 2, {
   partitions: [{ name: 'vda1', path: '/dev/vda1', fsType: 'ext4', mount: '/', label: 'zs-golden' }],
@@ -42,17 +26,12 @@ const golden = disk('vda', 'ZS-GOLDEN-CF', 2, {
 const system = disk('vdb', 'ZS-SYSTEM-HDD', 8);
 const probe = (disks: Disk[], bootDisks = ['vda']): DiskProbe => ({ disks, bootDisks });
 
-const facts = {
-  grubInstall: 'grub-install',
-  grubMkconfig: 'grub-mkconfig',
-  grubCfg: '/boot/grub/grub.cfg',
-  initramfsTool: null,
+const DEFAULT_GRUB = 'GRUB_TIMEOUT=3\nGRUB_DISABLE_LINUX_UUID=false\n';
+const facts = goldenFacts({
   fstab: 'UUID=1111 / ext4 ro 0 1\ntmpfs /tmp tmpfs defaults 0 0\n',
-  defaultGrub: 'GRUB_TIMEOUT=3\nGRUB_DISABLE_LINUX_UUID=false\n',
+  defaultGrub: DEFAULT_GRUB,
   goldenUuid: 'aaaa-bbbb',
-  rootUsedBytes: 600 * 1024 ** 2,
-  bootUsedBytes: 60 * 1024 ** 2,
-} satisfies FactoryInput['golden'];
+});
 
 const factoryInput = (over: Partial<FactoryInput> = {}): FactoryInput => ({
   config: defaultConfig(),
@@ -157,7 +136,7 @@ describe('factory reset plan', () => {
     expect(fstab).toMatch(/^\/dev\/vgroup\/lv-data\t\/data\t/m);
     expect(fstab).toMatch(/^tmpfs \/tmp tmpfs/m);
     expect(fstab).not.toMatch(/UUID=1111/);
-    expect(defaultGrubFor(facts.defaultGrub)).toBe(
+    expect(defaultGrubFor(DEFAULT_GRUB)).toBe(
       'GRUB_TIMEOUT=3\n# zshield: root by LV path (a snapshot has the same file system UUID)\nGRUB_DISABLE_LINUX_UUID=true\n',
     );
   });

@@ -3,27 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { planGoldenMedium } from '../../src/golden/prepare.js';
 import { type FactoryInput, planFactoryReset } from '../../src/recovery/factory.js';
-import type { Disk } from '../../src/system/disks.js';
 import { isRuntimeTmpfsLine, runtimeTmpfsLines } from '../../src/golden/units.js';
+import { disk, goldenFacts } from './helpers/disks.js';
 
 // Where systemd is the init, golden prepare and the factory reset install and enable both units
 // (the boot hook and the daemon). The units themselves are proven in the QEMU bench
 // (test/appliance/systemd.test.ts); here: the plans, and the unit files' settings that matter.
 
-const GiB = 1024 ** 3;
-const disk = (name: string, serial: string, sizeGiB: number, extra: Partial<Disk> = {}): Disk => ({
-  name,
-  path: `/dev/${name}`,
-  sizeBytes: sizeGiB * GiB,
-  serial,
-  wwn: '',
-  model: 'QEMU',
-  removable: false,
-  readOnly: false,
-  partitions: [],
-  mounted: [],
-  ...extra,
-});
 const proto = disk('vda', 'ZS-PROTO', 2, { mounted: ['vda1 on /'] });
 const medium = disk('vdb', 'ZS-GOLDEN-CF', 2);
 const system = disk('vdc', 'ZS-SYSTEM-HDD', 8);
@@ -83,18 +69,12 @@ describe('systemd units in the plans', () => {
       config: defaultConfig(),
       disks: { disks: [medium, system], bootDisks: ['vdb'] },
       pvs: [],
-      golden: {
-        grubInstall: 'grub-install',
-        grubMkconfig: 'grub-mkconfig',
-        grubCfg: '/boot/grub/grub.cfg',
+      golden: goldenFacts({
         initramfsTool: 'update-initramfs',
-        fstab: '',
-        defaultGrub: null,
-        goldenUuid: 'aaaa',
         systemdUnits: units,
         rootUsedBytes: null,
         bootUsedBytes: null,
-      },
+      }),
       bootUuid: '0d6f7b39-2c1b-4a7e-9a0e-3f1c2b3a4d5e',
       now: new Date(0),
     };

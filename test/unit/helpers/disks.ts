@@ -1,0 +1,42 @@
+import type { FactoryInput } from '../../../src/recovery/factory.js';
+import type { Disk } from '../../../src/system/disks.js';
+import { GiB, MiB } from './lvm-json.js';
+
+/**
+ * The disks and golden-root facts the factory-reset-shaped plans are built from (factory reset,
+ * golden prepare, the off-box restore), as the probes would report them on the bench's guest:
+ * one builder so the tests differ only where their scenario does.
+ */
+
+/** A whole virtio disk as system/disks.ts probes it: no partitions, nothing mounted, unless given. */
+export function disk(name: string, serial: string, sizeGiB: number, extra: Partial<Disk> = {}): Disk {
+  return {
+    name,
+    path: `/dev/${name}`,
+    sizeBytes: sizeGiB * GiB,
+    serial,
+    wwn: '',
+    model: 'QEMU',
+    removable: false,
+    readOnly: false,
+    partitions: [],
+    mounted: [],
+    ...extra,
+  };
+}
+
+/** What the golden root probe reports on a Debian golden medium (GRUB's Debian names). */
+export function goldenFacts(over: Partial<FactoryInput['golden']> = {}): FactoryInput['golden'] {
+  return {
+    grubInstall: 'grub-install',
+    grubMkconfig: 'grub-mkconfig',
+    grubCfg: '/boot/grub/grub.cfg',
+    initramfsTool: null,
+    fstab: '',
+    defaultGrub: null,
+    goldenUuid: 'aaaa',
+    rootUsedBytes: 600 * MiB,
+    bootUsedBytes: 60 * MiB,
+    ...over,
+  };
+}
