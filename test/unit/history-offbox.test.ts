@@ -12,7 +12,8 @@ import { type FactoryInput, FACTORY_TAG, planFactoryReset } from '../../src/reco
 import { openPassword } from '../../src/remote/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
-import { goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts } from './helpers/disks.js';
+import { GiB } from './helpers/lvm-json.js';
 
 const KEY =
   '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
@@ -105,24 +106,10 @@ describe('the recovery file', () => {
 });
 
 describe('the off-box restore plan (the factory reset with the root from a fingerprint)', () => {
-  const GiB = 1024 ** 3;
   const input: FactoryInput = {
     config: defaultConfig(),
     disks: {
-      disks: [
-        {
-          name: 'vdb',
-          path: '/dev/vdb',
-          sizeBytes: 8 * GiB,
-          serial: 'NEW',
-          wwn: '',
-          model: 'QEMU',
-          removable: false,
-          readOnly: false,
-          partitions: [],
-          mounted: [],
-        },
-      ],
+      disks: [disk('vdb', 'NEW', 8)],
       bootDisks: ['vda'],
     },
     pvs: [],
