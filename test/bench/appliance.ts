@@ -34,6 +34,11 @@ export interface DiskSpec {
   sizeMiB: number;
   /** virtio-blk serial, visible in the guest as /sys/block/vdX/serial (max 20 characters). */
   serial: string;
+  /**
+   * Caps the disk's reads and writes together (QEMU's throttling.bps-total), so that a long kernel
+   * operation (a snapshot merge) lasts long enough for a shim to act in its middle on any host.
+   */
+  throttleBytesPerSec?: number;
 }
 
 /**
@@ -511,7 +516,10 @@ export class Appliance {
         const order = i === bootDisk ? 0 : i < bootDisk ? i + 1 : i;
         if (i === bootDisk || !source.only) bootIndex = `,bootindex=${order}`;
       }
-      args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe`);
+      const throttle = d.throttleBytesPerSec
+        ? `,throttling.bps-total=${Math.floor(d.throttleBytesPerSec)}`
+        : '';
+      args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe${throttle}`);
       args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}${bootIndex}`);
     });
     const net = opts.network ? networkArgs(opts.network) : undefined;
