@@ -18,6 +18,7 @@ export default defineConfig({
           name: 'appliance',
           include: ['test/appliance/**/*.test.ts'],
           globalSetup: ['test/appliance/global-setup.ts'],
+          setupFiles: ['test/appliance/file-cleanup.ts'],
           testTimeout: 600_000,
           hookTimeout: 600_000,
           // One guest at a time: the machine has 2 cores and TCG is single-threaded per guest.
@@ -31,6 +32,7 @@ export default defineConfig({
           name: 'appliance-long',
           include: ['test/appliance-long/**/*.test.ts'],
           globalSetup: ['test/appliance/global-setup.ts'],
+          setupFiles: ['test/appliance/file-cleanup.ts'],
           testTimeout: 900_000,
           hookTimeout: 1_800_000,
           fileParallelism: false,

@@ -20,8 +20,9 @@ import {
   setNextBootEntry,
   USER_NET,
 } from '../bench/appliance.js';
+import { freshWorkDir } from './lib.js';
 
-const WORK = path.join(BENCH_DIR, 'work', 'bench-selftest');
+const WORK = freshWorkDir('bench-selftest');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 const bootOpts: BootOptions = {
@@ -174,7 +175,7 @@ describe('appliance bench', () => {
 });
 
 describe('appliance bench: a golden medium booted through GRUB', () => {
-  const workDir = path.join(BENCH_DIR, 'work', 'bench-selftest-grub');
+  const workDir = freshWorkDir('bench-selftest-grub');
   const disks = [
     { name: 'golden', sizeMiB: 2048, serial: 'ZS-GOLDEN-CF' },
     { name: 'system', sizeMiB: 4096, serial: 'ZS-SYSTEM-HDD' },

@@ -6,12 +6,34 @@ import { Appliance, BENCH_DIR, type GuestJob, type ShResult } from '../bench/app
 export const GOLDEN_SERIAL = 'ZS-GOLDEN-CF';
 export const SYSTEM_SERIAL = 'ZS-SYSTEM-HDD';
 
-/** A work folder of its own for a scenario, emptied first so each run starts from blank disks. */
+/** The scenario folders this test file made: emptied of all but their logs after the file. */
+export const scenarioDirs = new Set<string>();
+
+/**
+ * A work folder of its own for a scenario, emptied first so each run starts from blank disks. Its
+ * disks and other files go when the test file ends (test/appliance/file-cleanup.ts), so the gate
+ * needs room for one scenario per lane, not for all of them; its logs stay.
+ */
 export function freshWorkDir(name: string): string {
   const dir = path.join(BENCH_DIR, 'work', name);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
+  scenarioDirs.add(dir);
   return dir;
+}
+
+/** Removes every file of the folder but its logs (`*.log`); ZSHIELD_BENCH_KEEP=1 keeps them all. */
+export function emptyAllButLogs(dir: string): void {
+  if (process.env.ZSHIELD_BENCH_KEEP === '1') return;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return; // never made, or already gone
+  }
+  for (const name of names) {
+    if (!name.endsWith('.log')) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** Boot the appliance with a 2 GiB golden medium and a 4 GiB blank system disk. */

@@ -519,8 +519,16 @@ export class Appliance {
       const throttle = d.throttleBytesPerSec
         ? `,throttling.bps-total=${Math.floor(d.throttleBytesPerSec)}`
         : '';
-      args.push('-drive', `file=${q(file)},format=raw,if=none,id=disk${i},cache=unsafe${throttle}`);
-      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial}${bootIndex}`);
+      // discard + detect-zeroes: what the guest discards (mkfs does) or writes as zeroes becomes a
+      // hole in the image, so the bench takes only the host disk its data needs. write-zeroes=off:
+      // the guest's BLKZEROOUT (blkdiscard --zeroout) asks to keep the zeroed blocks allocated,
+      // which qemu does (3 GiB of host disk for image restore's zeroed lv-root); without the
+      // command, the guest writes zero pages, and those become holes. werror/rerror report: when
+      // the host disk is full, the guest gets I/O errors and its commands fail (the default stops
+      // the guest, which then hangs until each test's timeout).
+      const drive = `format=raw,if=none,id=disk${i},cache=unsafe,discard=unmap,detect-zeroes=unmap`;
+      args.push('-drive', `file=${q(file)},${drive},werror=report,rerror=report${throttle}`);
+      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial},write-zeroes=off${bootIndex}`);
     });
     const net = opts.network ? networkArgs(opts.network) : undefined;
     if (net) args.push(...net.args);
@@ -960,6 +968,8 @@ export class Appliance {
   failure(message: string): Error {
     let text = `${message}\n--- console tail (${this.consolePath}) ---\n${tail(this.consoleLog(), CONSOLE_TAIL_LINES)}`;
     if (this.qemuStderr.trim()) text += `\n--- qemu stderr ---\n${this.qemuStderr}`;
+    const low = hostDiskLow(this.workDir);
+    if (low) text += `\n--- host disk ---\n${low}`;
     const fwLog = this.firmwareLog;
     if (fwLog && fs.existsSync(fwLog) && !/Linux version/.test(this.consoleLog())) {
       // A disk boot where the kernel never started: what the firmware did.
@@ -967,6 +977,21 @@ export class Appliance {
       text += `\n--- firmware (SeaBIOS) log tail (${fwLog}) ---\n${tail(fw, 15)}`;
     }
     return new Error(text);
+  }
+}
+
+/** Below this much free host disk, a failure says so: the likely cause of guest I/O errors. */
+const HOST_DISK_LOW_BYTES = 1024 * MiB;
+
+/** A line naming the free space left where `dir` lives, when it is low; else undefined. */
+export function hostDiskLow(dir: string): string | undefined {
+  try {
+    const st = fs.statfsSync(dir);
+    const free = st.bavail * st.bsize;
+    if (free >= HOST_DISK_LOW_BYTES) return undefined;
+    return `only ${Math.floor(free / MiB)} MiB free on the host file system of ${dir}: the guest's disk writes fail (I/O errors) when it is full`;
+  } catch {
+    return undefined;
   }
 }
 
