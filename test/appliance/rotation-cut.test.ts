@@ -20,8 +20,8 @@ import {
 // The cut is made inside the guest, by a shim on PATH in front of the LVM tool (the Runner finds
 // tools on PATH): when zshield calls it with the rotation's arguments, the shim resets the machine
 // through sysrq (`b`: at once, nothing synced, no device shut down, as a power cut looks to the
-// disk; qemu runs with -no-reboot, so it exits). No timing: the cut comes at a command, or at an
-// observable state of lvcreate.
+// disk; qemu runs with -no-reboot, so it exits). No timing: the cut comes at a command, or at a
+// point where lvcreate itself waits (INSIDE_LVCREATE).
 //
 // To boot as little as possible the cases are chained on one disk (GRUB is not under test: the
 // bench kernel boots the golden root): each recovery boot checks its case, then writes a new
@@ -59,21 +59,33 @@ const SHIMS: Record<Cut, { tool: string; when: string }> = {
 };
 
 /**
- * In the middle of lvcreate: the real lvcreate runs in the background and the machine is reset
- * once the new LV's own device exists while its -cow device does not. lvcreate (lvm2 2.03,
- * lv_manip.c _lv_create_an_lv) first commits metadata holding snap0-next as a plain LV, then
- * activates that LV alone to zero its start, deactivates it, and only then turns it into the
- * snapshot (a metadata write and commit, which brings the -cow device). So the state cut is:
- * metadata committed with an unfinished snap0-next that is not a snapshot, and lvcreate still
- * running. The poll uses only shell builtins; were that window missed, the shim says so on the
- * kernel log (the test fails on it) rather than cut somewhere else unnoticed.
+ * In the middle of lvcreate: the machine is reset while lvcreate is stopped at a point of its own.
+ * lvcreate (lvm2 2.03, lv_manip.c _lv_create_an_lv) first commits metadata holding snap0-next as a
+ * plain LV, then activates that LV alone to zero its start, deactivates it, and only then turns it
+ * into the snapshot (a metadata write and commit, which brings the -cow device). So the state cut
+ * is: metadata committed with an unfinished snap0-next that is not a snapshot, lvcreate running.
+ *
+ * No race with lvcreate: the guest has no udev, and the shim plays its part. With udev "running"
+ * (/run/udev/control exists) and udev_sync on, libdevmapper waits after each activation (blocked
+ * in semtimedop, syscall 220, on a semaphore "cookie") until udev says it is done (`dmsetup
+ * udevcomplete`). At each such wait the shim looks at the devices: snap0-next without -cow is the
+ * state, and it cuts while lvcreate waits; otherwise it completes the cookies and lvcreate goes on.
+ * Were the state never seen (another lvm2 that activates differently), lvcreate ends and the shim
+ * says so on the kernel log before it cuts: the test fails on it, never cuts elsewhere unnoticed.
  */
-const INSIDE_LVCREATE = `/usr/sbin/lvcreate "$@" &
-d=/dev/mapper/vgroup-snap0--next
-while :; do
-  if [ -e "$d" ] && [ ! -e "$d-cow" ]; then echo b > /proc/sysrq-trigger; fi
-  if [ -e "$d-cow" ]; then echo 'bench: the cut missed its state' > /dev/kmsg; echo b > /proc/sysrq-trigger; fi
-done`;
+const INSIDE_LVCREATE = `mkdir -p /run/udev && : > /run/udev/control
+/usr/sbin/lvcreate --config 'activation { udev_sync = 1 }' "$@" &
+pid=$!
+while kill -0 $pid 2>/dev/null; do
+  read -r nr rest < /proc/$pid/syscall 2>/dev/null || continue
+  read -r _ _ state rest < /proc/$pid/stat 2>/dev/null || continue
+  [ "$nr" = 220 ] && [ "$state" = S ] || continue
+  if dmsetup info vgroup-snap0--next >/dev/null 2>&1 && ! dmsetup info vgroup-snap0--next-cow >/dev/null 2>&1; then
+    echo b > /proc/sysrq-trigger
+  fi
+  for c in $(dmsetup udevcookies | awk 'NR > 1 { print $1 }'); do dmsetup udevcomplete "$c" >/dev/null; done
+done
+echo 'bench: the cut missed its state' > /dev/kmsg; echo b > /proc/sysrq-trigger`;
 
 function shimScript(cut: Cut): string {
   const { tool, when } = SHIMS[cut];
