@@ -6,6 +6,19 @@
 #   bash build/check.sh --unit     skip the appliance tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Room first: with too little free disk the guests' writes fail half-way through the run. The gate
+# at its fullest (a fresh clone, 2026-11-29): node_modules, the build, the QEMU bench with its
+# systemd flavour and one scenario's disks per lane took 5.2 GiB (each appliance file's disks go
+# when it ends); apt's and npm's downloads on a new machine come on top.
+room_needed_mib=6144
+[ "${1:-}" = "--unit" ] && room_needed_mib=1024
+room_mib=$(df --output=avail -BM . | tail -n 1 | tr -dc 0-9)
+if [ "$room_mib" -lt "$room_needed_mib" ]; then
+  echo "check.sh: the gate needs about $((room_needed_mib / 1024)) GiB free where the checkout is; $PWD has $room_mib MiB free" >&2
+  exit 1
+fi
+echo "free disk where the checkout is: $((room_mib / 1024)) GiB (the gate needs about $((room_needed_mib / 1024)) GiB)"
 bash build/deps.sh
 # node_modules/.bin first: its `node` is the Node 22 that also runs inside the binary.
 export PATH="$PWD/node_modules/.bin:$PATH"
