@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CIPHERTEXT_PATTERN, sshServerSchema } from './remote.js';
+import { CIPHERTEXT_PATTERN, sshServerSchema, transferSettings } from './remote.js';
 import { parseSize, type SizeSpec } from './size.js';
 
 /**
@@ -117,20 +117,7 @@ export const historySchema = z
       .describe(
         "share of each target's files checked by hash on every replication (all of them over 100/N runs)",
       ),
-    retries: z
-      .number()
-      .int()
-      .min(0)
-      .max(20)
-      .default(3)
-      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
-    connectTimeoutSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(600)
-      .default(20)
-      .describe('seconds to wait for a target to answer before calling it unreachable'),
+    ...transferSettings('a target'),
   })
   .strict()
   .superRefine((h, ctx) => {

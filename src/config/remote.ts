@@ -52,6 +52,29 @@ export const sshServerSchema = z.object({
   hostKey: hostKeyFingerprint.describe("the server's host key, pinned (SHA256:...)"),
 });
 
+/**
+ * How an SSH transfer retries and how long it waits for an answer: the same settings, the same
+ * bounds, for the remote copy and for each history replication. `whom` names who must answer.
+ */
+export function transferSettings(whom: string) {
+  return {
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(3)
+      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
+    connectTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(600)
+      .default(20)
+      .describe(`seconds to wait for ${whom} to answer before calling it unreachable`),
+  };
+}
+
 export const remoteSchema = z
   .object({
     enabled: z
@@ -110,20 +133,7 @@ export const remoteSchema = z
       .nullable()
       .default(null)
       .describe('upload bandwidth cap in KiB/s, null for none; `--bwlimit` wins over it'),
-    retries: z
-      .number()
-      .int()
-      .min(0)
-      .max(20)
-      .default(3)
-      .describe('retries of a failed transfer (after the first try), with exponential backoff'),
-    connectTimeoutSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(600)
-      .default(20)
-      .describe('seconds to wait for the server to answer before calling it unreachable'),
+    ...transferSettings('the server'),
     verifyCycle: z
       .number()
       .int()
