@@ -17,7 +17,8 @@ export const ROTATING_TAG = 'zshield_rotating';
 export const FACTORY_TAG = 'zshield_factory_reset';
 /**
  * On the VG from its creation to the end of a restore of a blank disk from the off-box copy: not
- * FACTORY_TAG, so a boot after a cut does not resume it as a factory reset (it is run again).
+ * FACTORY_TAG, so a boot after a cut does not resume it as a factory reset; the golden medium's
+ * next boot runs the off-box restore again (recovery/resume.ts).
  */
 export const OFFBOX_RESTORE_TAG = 'zshield_offbox_restore';
 /**

@@ -132,7 +132,7 @@ async function actOnCmdline(
     await offbox(ctx);
     return 'offbox';
   }
-  const acted = await resumeInterrupted(ctx, confirm);
+  const acted = await resumeInterrupted(ctx, confirm, undefined, offbox);
   if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');
   return acted;
 }

@@ -144,14 +144,21 @@ function pvWhere(probe: DiskProbe, p: PvInfo): string {
 function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
-  // A restore onto a replacement disk erases only a blank disk, or one the operator named.
+  const vg = config.lvm.vg;
+  const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
+  // A restore onto a replacement disk erases only a blank disk, or one the operator named, or one
+  // holding only a restore of its own kind cut short (the VG still carries its mark).
   const named = !!(input.targetOverride ?? config.disks.system.serial ?? config.disks.system.wwn);
-  if (input.root && !named && disk.partitions.length) {
+  // (Its other partition is the /boot that restore made.)
+  const mark = input.root?.mark;
+  const pvsHere = input.pvs.filter((p) => partNames.has(p.pvName));
+  const itsOwn =
+    !!mark && pvsHere.length > 0 && pvsHere.every((p) => p.vgName === vg && p.vgTags?.includes(mark));
+  if (input.root && !named && !itsOwn && disk.partitions.length) {
     throw new RefusedError(`${describeDisk(disk)} is not blank and was not named as the target`, {
       hint: 'name it (--target SERIAL, or disks.system.serial) if it is to be erased; nothing was written',
     });
   }
-  const vg = config.lvm.vg;
   const mnt = path.join(config.paths.runDir, 'target');
   if (!golden.grubInstall || !golden.grubMkconfig) {
     throw new RefusedError(
@@ -160,7 +167,6 @@ function chooseAndCheck(input: FactoryInput): Target {
   }
   // The same VG name on another disk would make /dev/vgroup ambiguous: refuse rather than guess.
   // input.pvs must be every PV (unscoped): the scoped runner would hide exactly this VG.
-  const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
   const elsewhere = input.pvs.filter((p) => p.vgName === vg && !partNames.has(p.pvName));
   if (elsewhere.length) {
     const where = elsewhere.map((p) => pvWhere(input.disks, p)).join(', ');

@@ -5,11 +5,12 @@ import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
-import { parseVgs, vgsCommand } from '../system/lvm.js';
+import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { mutating } from '../system/root-copy.js';
 import { namesOf } from '../snapshot/rotation.js';
 import { FACTORY_TAG } from './factory.js';
+import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
@@ -77,18 +78,43 @@ export function planResume(ctx: Context, probe: RestoreProbe, started: Date): Re
 
 /**
  * At boot without a recovery request: finish what a power cut interrupted. A VG marked by a
- * factory reset is reset again from the wipe (the plan starts from scratch); one marked by an image
- * restore has the image written again (image/restore.ts); one marked by a restore has its restore
- * finished.
+ * factory reset is reset again from the wipe (the plan starts from scratch); one marked by an
+ * off-box restore has that restore run again (`offbox`, history/offbox.ts, wired by main: the
+ * credentials come from the recovery file or the console again); one marked by an image restore
+ * has the image written again (image/restore.ts); one marked by a restore has its restore finished.
  */
 export async function resumeInterrupted(
   ctx: Context,
   opts: ConfirmOptions,
   probes: FactoryProbes = realFactoryProbes,
-): Promise<'none' | 'factory' | 'image' | 'restore'> {
+  offbox?: (ctx: Context) => Promise<void>,
+): Promise<'none' | 'factory' | 'offbox' | 'image' | 'restore'> {
   if (!(await ctx.runner.which('vgs'))) return 'none';
   const vg = parseVgs((await ctx.runner.run(vgsCommand())).stdout).find((v) => v.name === ctx.config.lvm.vg);
   if (!vg) return 'none';
+  if (vg.tags.includes(OFFBOX_RESTORE_TAG)) {
+    if (!offbox) {
+      throw new RefusedError(
+        `an off-box restore of ${vg.name} was interrupted, and this build cannot run it again`,
+        {
+          hint: 'boot the golden medium and pick "Recover from off-box backup"',
+        },
+      );
+    }
+    if (await runningFrom(ctx)) {
+      // Cut after the boot loader went in: the box booted the restored root. The restore writes
+      // the whole disk, so only the golden medium can run it again; status keeps saying so.
+      ctx.out.print(
+        `zshield: an off-box restore of ${vg.name} was interrupted (power cut?) and this system runs from it: boot the golden medium to run it again`,
+      );
+      return 'none';
+    }
+    ctx.out.print(
+      `zshield: an off-box restore was interrupted (power cut?): ${ctx.dryRun ? 'the plan to run it again (dry run)' : 'running it again'}`,
+    );
+    await offbox(ctx);
+    return 'offbox';
+  }
   if (vg.tags.includes(FACTORY_TAG)) {
     ctx.out.print(
       `zshield: a factory reset was interrupted (power cut?): ${ctx.dryRun ? 'the plan to run it again (dry run)' : 'running it again'}`,
@@ -129,4 +155,10 @@ export async function resumeInterrupted(
     await lock?.release();
   }
   return 'restore';
+}
+
+/** Whether the running system's root is this VG's lv-root. */
+async function runningFrom(ctx: Context): Promise<boolean> {
+  const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
+  return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));
 }

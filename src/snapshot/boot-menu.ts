@@ -1,4 +1,4 @@
-import { FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG, OFFBOX_RESTORE_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 import type { SnapshotNames } from '../names/snapshots.js';
 import type { LvInfo, VgState } from '../system/lvm.js';
 import { stateAfterRepair } from './repair.js';
@@ -44,8 +44,8 @@ function describe(lv: LvInfo): string {
 
 /**
  * The restore point "Recover to latest backup" would merge, in words: its time and reason, or
- * `none available` when a restore would refuse (no snapshot, an invalid one, a merge or a factory
- * reset under way). A rotation cut short is shown as its repair (which every writer, and the
+ * `none available` when a restore would refuse (no snapshot, an invalid one, a merge, a factory
+ * reset or an off-box restore under way). A rotation cut short is shown as its repair (which every writer, and the
  * daemon at start, runs first) will leave it, and the text says that the rotation was cut.
  */
 export function restorePointText(state: VgState | null, names: SnapshotNames): string {
@@ -55,7 +55,8 @@ export function restorePointText(state: VgState | null, names: SnapshotNames): s
   const after = stateAfterRepair(state, names);
   const root = after.lvs.find((l) => l.name === names.root);
   const point = after.lvs.find((l) => l.name === names.snap);
-  const busy = !root || root.merging || tags.includes(RESTORE_TAG) || tags.includes(FACTORY_TAG);
+  const busy =
+    !root || root.merging || [RESTORE_TAG, FACTORY_TAG, OFFBOX_RESTORE_TAG].some((t) => tags.includes(t));
   const text = !busy && usable(point, names) ? describe(point) : NONE_AVAILABLE;
   return cut ? `${text}, ${CUT}` : text;
 }

@@ -3,7 +3,9 @@ import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import {
+  FACTORY_TAG,
   IMAGE_RESTORE_TAG,
+  OFFBOX_RESTORE_TAG,
   type Reason,
   ROTATING_TAG,
   TAG_BOOT,
@@ -165,6 +167,17 @@ function checkRotatable(state: VgState, names: SnapshotNames): { root: LvInfo; c
       `${names.vg}/${names.root} is half-written by an image restore that was cut short: no backup is taken of it`,
       {
         hint: 'boot the golden medium (its next boot finishes the restore), or run zshield image restore FILE --yes from it; zshield status names the image',
+      },
+    );
+  }
+  const filling = [FACTORY_TAG, OFFBOX_RESTORE_TAG].find((t) => state.vg.tags.includes(t));
+  if (filling) {
+    // The root is being filled by a factory reset or an off-box restore that a boot runs again.
+    const what = filling === FACTORY_TAG ? 'a factory reset' : 'an off-box restore';
+    throw new RefusedError(
+      `${names.vg}/${names.root} is being filled by ${what} that was cut short: no backup is taken of it`,
+      {
+        hint: 'boot the golden medium: its next boot runs it again (zshield status says which)',
       },
     );
   }

@@ -4,7 +4,7 @@ import { NotFoundError } from '../errors.js';
 import { readLiveDaemon } from '../daemon/info.js';
 import { nextDailyRun } from '../daemon/schedule.js';
 import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
-import { FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG, OFFBOX_RESTORE_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
 import { describeUnfinished, unfinishedImageRestore } from '../image/restore-mark.js';
 import { namesOf } from '../names/snapshots.js';
@@ -38,7 +38,7 @@ export interface StatusReport {
    */
   rotationNote: string | null;
   /** A factory reset or a restore was started and not finished (the next boot finishes it). */
-  recoveryPending: 'factory-reset' | 'restore' | 'image-restore' | null;
+  recoveryPending: 'factory-reset' | 'offbox-restore' | 'restore' | 'image-restore' | null;
   /** What the unfinished recovery is, in words (an image restore names its image), or null. */
   recoveryNote: string | null;
   /** The last recovery events (newest last), from the event log on /boot. */
@@ -64,6 +64,13 @@ function recoveryPendingOf(
 ): Pick<StatusReport, 'recoveryPending' | 'recoveryNote'> {
   const tags = state?.vg.tags ?? [];
   if (tags.includes(FACTORY_TAG)) return { recoveryPending: 'factory-reset', recoveryNote: null };
+  if (tags.includes(OFFBOX_RESTORE_TAG)) {
+    return {
+      recoveryPending: 'offbox-restore',
+      recoveryNote:
+        'the root restored from the off-box copy may be incomplete: the golden medium runs the restore again at its next boot (recovery file, or questions on the console)',
+    };
+  }
   if (tags.includes(RESTORE_TAG)) return { recoveryPending: 'restore', recoveryNote: null };
   const image = state ? unfinishedImageRestore(state.vg) : null;
   if (image) return { recoveryPending: 'image-restore', recoveryNote: describeUnfinished(image) };

@@ -54,6 +54,22 @@ const errorLine = (r: { stderr: string }) =>
 
 const net = (port: number) => ({ kind: 'user' as const, forwards: [{ guestPort: 22, hostPort: port }] });
 
+/**
+ * A power cut in the middle of the off-box restore, at a state rather than after a delay: a shim
+ * in front of restic, put in the prototype so the golden medium has it, inert unless the boot
+ * carries the fw_cfg entry opt/bench/cut = offbox. Then the real `restic restore` fills the new
+ * root, and the machine is reset at once (sysrq `b`, nothing synced) before the restore's next
+ * step: a root filled (as far as the disk got it) without its /boot, boot loader or snap0.
+ */
+const RESTIC_SHIM = `#!/bin/sh
+[ "$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/bench/cut/raw 2>/dev/null)" = offbox ] || exec /usr/bin/restic "$@"
+case " $* " in *" restore "*) ;; *) exec /usr/bin/restic "$@" ;; esac
+/usr/bin/restic "$@"
+echo "bench: power cut after restic restore (exit $?)" > /dev/console
+echo b > /proc/sysrq-trigger
+while :; do :; done
+`;
+
 describe('history over QEMU user networking (restrict=on)', () => {
   let remote: { env: RemoteEnv; stop(): Promise<void> };
   let workDir: string;
@@ -186,7 +202,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
     console.log(`history-net: box B (replicate A onto B) ${Math.round((Date.now() - started) / 1000)} s`);
   });
 
-  it("a blank replacement disk is brought back from the off-box copy by the golden medium's menu entry", {
+  it("a blank replacement disk is brought back from the off-box copy by the golden medium's menu entry; cut by a power failure, the medium's next boot runs it again", {
     timeout: 1_200_000,
   }, async () => {
     expect(id, 'box A made no fingerprint').toMatch(/^[0-9a-f]{64}$/);
@@ -208,10 +224,13 @@ describe('history over QEMU user networking (restrict=on)', () => {
       });
     // The golden medium, made from the bench root; first the operator's checks from its shell.
     vm = await Appliance.boot({ workDir, disks, network: net(remote.env.serverA.port) });
+    // The system disk is not named: the blank disk is the only candidate, and after the cut the
+    // disk holding only that restore's marked VG is erased again without being named.
     await writeConfig(vm, {
-      disks: { golden: { serial: GOLDEN_SERIAL }, system: { serial: SYSTEM_SERIAL } },
+      disks: { golden: { serial: GOLDEN_SERIAL } },
       recovery: { countdownSeconds: 1 },
     });
+    await vm.writeFile('/usr/local/sbin/restic', RESTIC_SHIM, 0o755);
     await vm.writeFile('/root/bad.json', recoveryFile({ publicKey: 'ssh-ed25519 AAAA' }), 0o600);
     const bad = await vm.run(['zshield', 'recover', 'offbox', '--recovery-file', '/root/bad.json', '--yes']);
     expect(bad.code).toBe(3);
@@ -247,15 +266,26 @@ describe('history over QEMU user networking (restrict=on)', () => {
     await vm.poweroff();
 
     // The menu entry, picked as an operator would; the recovery file on the "removable medium".
+    // The power fails once restic has filled the new root.
     setNextBootEntry(workDir, MEDIUM.name, 'zshield-offbox');
-    const log = await Appliance.bootUntilExit({
-      workDir,
-      disks,
-      boot: { from: 'disk', disk: MEDIUM.name },
-      network: net(remote.env.serverA.port),
-      fwCfg: { 'zshield-recovery': recoveryFile() },
-      timeoutMs: 900_000,
-    });
+    const boot = (cut: object) =>
+      Appliance.bootUntilExit({
+        workDir,
+        disks,
+        boot: { from: 'disk', disk: MEDIUM.name },
+        network: net(remote.env.serverA.port),
+        fwCfg: { 'zshield-recovery': recoveryFile(), ...cut },
+        timeoutMs: 900_000,
+      });
+    const cutLog = await boot({ 'bench/cut': 'offbox' });
+    expect(cutLog).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
+    expect(cutLog).toMatch(/bench: power cut after restic restore \(exit 0\)/);
+    expect(cutLog).not.toMatch(/restore from off-box backup done/);
+
+    // The medium's next boot (its default entry: no recovery asked) finds the VG marked and runs
+    // the off-box restore again, from the wipe, with the recovery file still there.
+    const log = await boot({});
+    expect(log).toContain('zshield: an off-box restore was interrupted (power cut?): running it again');
     expect(log).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
     expect(log).toMatch(/restore from off-box backup done in \d+ s/);
     expect(log).toContain('zshield: rebooting into the system disk');

@@ -55,7 +55,7 @@ describe('the restore point in the boot menu (pure)', () => {
     });
   });
 
-  it('reads "none available" where a restore would refuse: no VG, no lv-root, no snap0, invalid, merging, restore or factory reset under way', () => {
+  it('reads "none available" where a restore would refuse: no VG, no lv-root, no snap0, invalid, merging, restore, factory reset or off-box restore under way', () => {
     expect(restorePointText(null, names)).toBe(NONE_AVAILABLE);
     expect(text([snap('snap0', nov29, 'daily')])).toBe(NONE_AVAILABLE);
     expect(text([root])).toBe(NONE_AVAILABLE);
@@ -65,6 +65,7 @@ describe('the restore point in the boot menu (pure)', () => {
     );
     expect(text([root, snap('snap0', nov29, 'daily')], ['zshield_restoring'])).toBe(NONE_AVAILABLE);
     expect(text([root, snap('snap0', nov29, 'daily')], ['zshield_factory_reset'])).toBe(NONE_AVAILABLE);
+    expect(text([root, snap('snap0', nov29, 'daily')], ['zshield_offbox_restore'])).toBe(NONE_AVAILABLE);
     // A snap0 that is not a snapshot of lv-root is nothing a restore merges.
     expect(text([root, { name: 'snap0', attr: '-wi-a-----', size: GiB }])).toBe(NONE_AVAILABLE);
   });

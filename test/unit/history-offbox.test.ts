@@ -158,6 +158,22 @@ describe('the off-box restore plan (the factory reset with the root from a finge
     expect(planFactoryReset({ ...input, disks: used, targetOverride: 'NEW' }).title).toMatch(/^Restore of/);
   });
 
+  it('erases without being named a disk holding only the same restore cut short (its VG still marked)', () => {
+    const cut = structuredClone(input.disks);
+    cut.disks[0]!.partitions = [
+      { name: 'vdb1', path: '/dev/vdb1', fsType: 'ext4', mount: '', label: 'zs-boot' },
+      { name: 'vdb2', path: '/dev/vdb2', fsType: 'LVM2_member', mount: '', label: '' },
+    ];
+    const pv = (vgName: string, vgTags: string[]) => [{ pvName: '/dev/vdb2', vgName, vgTags }];
+    const plan = (pvs: ReturnType<typeof pv>) => () =>
+      planFactoryReset({ ...input, disks: cut, pvs, root: input.root! });
+    expect(plan(pv('vgroup', [OFFBOX_RESTORE_TAG]))().title).toMatch(/^Restore of \/dev\/vdb/);
+    // Not that restore's: a VG without its mark, a factory reset's, another VG.
+    for (const other of [pv('vgroup', []), pv('vgroup', [FACTORY_TAG]), pv('data', [OFFBOX_RESTORE_TAG])]) {
+      expect(plan(other)).toThrow(/is not blank and was not named as the target/);
+    }
+  });
+
   it('refuses before any write when the fingerprint is larger than the new root', () => {
     const plan = planFactoryReset(input);
     expect(() => {

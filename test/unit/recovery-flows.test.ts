@@ -9,6 +9,7 @@ import { type FactoryProbes, runFactoryReset } from '../../src/recovery/reset.js
 import { RESTORE_OF_TAG, RESTORE_TAG } from '../../src/recovery/restore.js';
 import { runRestore } from '../../src/recovery/restore-run.js';
 import { resumeInterrupted } from '../../src/recovery/resume.js';
+import { OFFBOX_RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';
@@ -482,6 +483,37 @@ describe('resume at boot', () => {
         ]);
       expect(printedPlan(ctx).steps[0]?.argv).toEqual(['wipefs', '-a', '-q', '/dev/vdb']);
     }
+  });
+
+  it('an off-box restore mark: the off-box restore again from the golden medium; from the restored root, only a notice', async () => {
+    for (const root of ['active', 'running'] as const) {
+      const lvm = lvmWorld(root, [`${BOOT_UUID_TAG}${BOOT_UUID}`, OFFBOX_RESTORE_TAG]);
+      const runner = install(lvm, new RecordingRunner(false), bootBlkid());
+      const ctx = context(runner, false);
+      let ranAgain = 0;
+      const acted = await resumeInterrupted(ctx, { confirm: 'countdown' }, factoryProbes, async () => {
+        ranAgain += 1;
+      });
+      if (root === 'active') {
+        expect(acted).toBe('offbox');
+        expect(ranAgain).toBe(1);
+        expect(ctx.printed).toEqual([
+          'zshield: an off-box restore was interrupted (power cut?): running it again',
+        ]);
+      } else {
+        // The system runs from the disk the restore would rewrite: nothing is run, nothing written.
+        expect(acted).toBe('none');
+        expect(ranAgain).toBe(0);
+        expect(ctx.printed[0]).toMatch(/this system runs from it: boot the golden medium to run it again$/);
+        expect(runner.calls.filter((c) => c.mutates)).toEqual([]);
+      }
+    }
+    // A build without the off-box restore refuses rather than leave the mark unexplained.
+    const lvm = lvmWorld('active', [OFFBOX_RESTORE_TAG]);
+    const ctx = context(install(lvm, new RecordingRunner(false), bootBlkid()), false);
+    await expect(resumeInterrupted(ctx, { confirm: 'countdown' })).rejects.toThrow(
+      /an off-box restore of vgroup was interrupted, and this build cannot run it again/,
+    );
   });
 
   const cases: { name: string; world: RootState; first: string[][]; skipped: string[] }[] = [

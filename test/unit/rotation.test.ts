@@ -89,6 +89,18 @@ describe('planRotation', () => {
     expect(err.message).toMatch(/half-written by an image restore that was cut short: no backup is taken/);
   });
 
+  it('takes no backup of a root a factory reset or an off-box restore was filling when it was cut', () => {
+    for (const [tag, what] of [
+      ['zshield_factory_reset', 'a factory reset'],
+      ['zshield_offbox_restore', 'an off-box restore'],
+    ]) {
+      const err = refusal(() => plan(vgState([PLAIN_ROOT, DATA], 600, [tag!])));
+      expect(err.message).toBe(
+        `vgroup/lv-root is being filled by ${what} that was cut short: no backup is taken of it`,
+      );
+    }
+  });
+
   it('first backup: one lvcreate of snap0, labelled with reason and time', () => {
     const p = plan(vgState([PLAIN_ROOT, DATA], 600), { reason: 'factory' });
     expect(argvs(p)).toEqual([createArgv('snap0', 2 * GiB, 'factory')]);

@@ -114,6 +114,14 @@ describe('gatherStatus / formatStatus', () => {
     );
   });
 
+  it('names an off-box restore cut short, and what runs it again', async () => {
+    const { report } = await status(new FakeLvm({ vg: { tags: ['zshield_offbox_restore'] }, lvs: [ROOT] }));
+    expect(report.recoveryPending).toBe('offbox-restore');
+    const text = formatStatus(report);
+    expect(text).toContain('recovery:      OFFBOX-RESTORE UNFINISHED');
+    expect(text).toContain('the golden medium runs the restore again at its next boot');
+  });
+
   it('an image restore mark that does not say which image: status says so', async () => {
     const { report } = await status(
       new FakeLvm({ vg: { tags: ['zshield_image_restore=abcd1234'] }, lvs: [ROOT, SNAP] }),
