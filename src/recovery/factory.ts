@@ -140,25 +140,35 @@ function pvWhere(probe: DiskProbe, p: PvInfo): string {
   return `${p.pvName}${facts.length ? ` (${facts.join(', ')})` : ''}`;
 }
 
+/**
+ * A restore onto a replacement disk erases only a blank disk, or one the operator named, or one
+ * holding only a restore of its own kind cut short: its PVs are the VG's, which still carries the
+ * restore's mark (its other partition is the /boot that restore made).
+ */
+function refuseUnnamedNonBlank(
+  input: FactoryInput,
+  root: RootFill,
+  disk: Disk,
+  partNames: Set<string>,
+): void {
+  const { config } = input;
+  const named = !!(input.targetOverride ?? config.disks.system.serial ?? config.disks.system.wwn);
+  const pvsHere = input.pvs.filter((p) => partNames.has(p.pvName));
+  const itsOwn =
+    pvsHere.length > 0 && pvsHere.every((p) => p.vgName === config.lvm.vg && p.vgTags?.includes(root.mark));
+  if (named || itsOwn || !disk.partitions.length) return;
+  throw new RefusedError(`${describeDisk(disk)} is not blank and was not named as the target`, {
+    hint: 'name it (--target SERIAL, or disks.system.serial) if it is to be erased; nothing was written',
+  });
+}
+
 /** Choose the target and refuse what must never be erased or cannot work, before any step exists. */
 function chooseAndCheck(input: FactoryInput): Target {
   const { config, golden } = input;
   const { disk, why } = chooseTarget(input.disks, config, input.targetOverride);
   const vg = config.lvm.vg;
   const partNames = new Set([disk.path, ...disk.partitions.map((p) => p.path)]);
-  // A restore onto a replacement disk erases only a blank disk, or one the operator named, or one
-  // holding only a restore of its own kind cut short (the VG still carries its mark).
-  const named = !!(input.targetOverride ?? config.disks.system.serial ?? config.disks.system.wwn);
-  // (Its other partition is the /boot that restore made.)
-  const mark = input.root?.mark;
-  const pvsHere = input.pvs.filter((p) => partNames.has(p.pvName));
-  const itsOwn =
-    !!mark && pvsHere.length > 0 && pvsHere.every((p) => p.vgName === vg && p.vgTags?.includes(mark));
-  if (input.root && !named && !itsOwn && disk.partitions.length) {
-    throw new RefusedError(`${describeDisk(disk)} is not blank and was not named as the target`, {
-      hint: 'name it (--target SERIAL, or disks.system.serial) if it is to be erased; nothing was written',
-    });
-  }
+  if (input.root) refuseUnnamedNonBlank(input, input.root, disk, partNames);
   const mnt = path.join(config.paths.runDir, 'target');
   if (!golden.grubInstall || !golden.grubMkconfig) {
     throw new RefusedError(
