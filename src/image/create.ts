@@ -18,6 +18,7 @@ import { namesOf } from '../snapshot/rotation.js';
 import { writeJsonAtomic } from '../state/store.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
+import { withRetries } from '../system/retry.js';
 import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
 import { VERSION } from '../version.js';
@@ -93,43 +94,55 @@ export async function runImageCreate(ctx: Context, opts: CreateOptions): Promise
   try {
     mkdirSync(cfg.dir, { recursive: true, mode: 0o755 });
     removeLeftovers(ctx, kind);
-    return await withRetries(ctx, attempt);
+    return await withTries(ctx, attempt);
   } finally {
     job.release();
   }
 }
 
-async function withRetries(ctx: Context, o: Attempt): Promise<CreateOutcome> {
+/**
+ * Up to image.tries attempts (system/retry.ts, no wait between them): a failed copy or check is
+ * tried again from a new snapshot; an interruption never is.
+ */
+async function withTries(ctx: Context, o: Attempt): Promise<CreateOutcome> {
   const cfg = ctx.config.image;
   const started = ctx.clock.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const manifest = await attemptImage(ctx, { ...o, attempt });
-      const image = path.join(cfg.dir, manifest.image);
-      ctx.log.info(
-        `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
-      );
-      const pruned = await pruneOwn(ctx, o.kind);
-      record(ctx, { result: 'ok', at: started.toISOString(), image, tries: attempt });
-      return { image, manifest, tries: attempt, pruned };
-    } catch (err) {
-      const retryable = (err instanceof VerifyError || err instanceof CommandError) && !ctx.signal.aborted;
-      const msg = err instanceof Error ? err.message : String(err);
-      if (retryable && attempt < cfg.tries) {
-        ctx.log.warn(
-          `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; its files were removed, trying again`,
-        );
-        continue;
-      }
-      // The file's record: the caller reports the error itself (the CLI's one line, the daemon's own).
-      ctx.log.toFile('error', `image: attempt ${attempt} of ${cfg.tries} failed: ${msg}; no image was kept`);
-      record(ctx, { result: 'failed', at: started.toISOString(), tries: attempt, error: msg });
-      if (err instanceof VerifyError && cfg.tries > 1) {
-        throw new VerifyError(`no verified image after ${attempt} attempts: ${msg}`, { cause: err });
-      }
-      throw err;
+  const msg = (err: unknown) => (err instanceof Error ? err.message : String(err));
+  let tries = 0;
+  let manifest: Manifest;
+  try {
+    manifest = await withRetries(
+      (attempt) => {
+        tries = attempt;
+        return attemptImage(ctx, { ...o, attempt });
+      },
+      {
+        tries: cfg.tries,
+        baseDelayMs: 0,
+        retryable: (err) =>
+          (err instanceof VerifyError || err instanceof CommandError) && !ctx.signal.aborted,
+        onRetry: (err, failed, all) =>
+          ctx.log.warn(
+            `image: attempt ${failed} of ${all} failed: ${msg(err)}; its files were removed, trying again`,
+          ),
+      },
+    );
+  } catch (err) {
+    // The file's record: the caller reports the error itself (the CLI's one line, the daemon's own).
+    ctx.log.toFile('error', `image: attempt ${tries} of ${cfg.tries} failed: ${msg(err)}; no image was kept`);
+    record(ctx, { result: 'failed', at: started.toISOString(), tries, error: msg(err) });
+    if (err instanceof VerifyError && cfg.tries > 1) {
+      throw new VerifyError(`no verified image after ${tries} attempts: ${msg(err)}`, { cause: err });
     }
+    throw err;
   }
+  const image = path.join(cfg.dir, manifest.image);
+  ctx.log.info(
+    `image done: ${image} (${formatBytes(manifest.sizes.imageBytes)} for ${formatBytes(manifest.filesystem.usedBytes)} in use, SHA-256 ${manifest.checksums.sha256.slice(0, 16)}…, fsck ${manifest.verification.fsck})`,
+  );
+  const pruned = await pruneOwn(ctx, o.kind);
+  record(ctx, { result: 'ok', at: started.toISOString(), image, tries });
+  return { image, manifest, tries, pruned };
 }
 
 interface Attempt {
