@@ -112,8 +112,9 @@ export class StreamPrompter implements Prompter {
       this.output.write('\n');
       return m;
     }
-    this.output.write(question);
+    // No echo before the question shows: an answer typed as soon as it appears is never echoed.
     this.input.setRawMode!(true);
+    this.output.write(question);
     let value = '';
     try {
       for (;;) {

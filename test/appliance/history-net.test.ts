@@ -30,6 +30,9 @@ const SYSTEM_A: DiskSpec = { name: 'system-a', sizeMiB: 4096, serial: SYSTEM_SER
 const SYSTEM_B: DiskSpec = { name: 'system-b', sizeMiB: 4096, serial: SYSTEM_SERIAL };
 const MEDIUM: DiskSpec = { name: 'golden-medium', sizeMiB: 2048, serial: GOLDEN_SERIAL };
 const SYSTEM_C: DiskSpec = { name: 'system-c', sizeMiB: 4096, serial: SYSTEM_SERIAL };
+const SYSTEM_D: DiskSpec = { name: 'system-d', sizeMiB: 4096, serial: SYSTEM_SERIAL };
+/** The target's key as a file on the medium, standing for a USB stick the operator mounted. */
+const STICK_KEY = '/root/stick/target.key';
 const KEY_FILE = '/etc/zshield/history.key';
 const TARGET_KEY = '/etc/zshield/target.key';
 
@@ -51,6 +54,10 @@ const FILL_ROOT = (hostname: string, marker: string) => `set -e
 /** The error line zshield prints (stderr also carries its progress lines). */
 const errorLine = (r: { stderr: string }) =>
   r.stderr.split('\n').find((l) => l.startsWith('zshield: ')) ?? '';
+
+/** `text` as a pattern that also matches when the socket console's log doubled a byte of it. */
+const loose = (text: string) =>
+  new RegExp([...text].map((c) => `${c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}{1,2}`).join(''));
 
 const net = (port: number) => ({ kind: 'user' as const, forwards: [{ guestPort: 22, hostPort: port }] });
 
@@ -231,6 +238,8 @@ describe('history over QEMU user networking (restrict=on)', () => {
       recovery: { countdownSeconds: 1 },
     });
     await vm.writeFile('/usr/local/sbin/restic', RESTIC_SHIM, 0o755);
+    await vm.shOk('mkdir -p -m 0700 /root/stick');
+    await vm.writeFile(STICK_KEY, readFileSync(remote.env.clientKey), 0o600);
     await vm.writeFile('/root/bad.json', recoveryFile({ publicKey: 'ssh-ed25519 AAAA' }), 0o600);
     const bad = await vm.run(['zshield', 'recover', 'offbox', '--recovery-file', '/root/bad.json', '--yes']);
     expect(bad.code).toBe(3);
@@ -305,5 +314,41 @@ describe('history over QEMU user networking (restrict=on)', () => {
     console.log(
       `history-net: blank disk from the off-box copy ${Math.round((Date.now() - started) / 1000)} s`,
     );
+  });
+  it('with no recovery file, the menu entry asks on the console (the secrets not echoed) and restores another blank disk', {
+    timeout: 1_200_000,
+  }, async () => {
+    expect(id, 'box A made no fingerprint').toMatch(/^[0-9a-f]{64}$/);
+    const disks = [MEDIUM, SYSTEM_D];
+    setNextBootEntry(workDir, MEDIUM.name, 'zshield-offbox');
+    vm = await Appliance.start({
+      workDir,
+      disks,
+      boot: { from: 'disk', disk: MEDIUM.name },
+      network: net(remote.env.serverA.port),
+      consoleInput: true,
+    });
+    // Each answer typed once its question shows, as an operator at the serial console would.
+    const answer = async (question: string, text: string) => {
+      await vm!.waitForConsole(loose(question), 300_000);
+      await vm!.typeOnConsole(`${text}\r`);
+    };
+    await answer('target (user@server[:port]:/directory): ', `${KEY_USER}@${USER_NET.server}:22:${dest}`);
+    await answer("the target's host key (SHA256:...): ", remote.env.serverA.fingerprint);
+    await answer('login password (empty: log in with a key file): ', '');
+    await answer('private key file (e.g. on a mounted stick): ', STICK_KEY);
+    await answer('repository password: ', passwordA);
+    await answer("the catalog's public key (ed25519:...): ", JSON.parse(configA).history.publicKey);
+    await answer('fingerprint (empty: the newest): ', '');
+    await vm.waitForExit(900_000);
+    const log = vm.consoleLog();
+    expect(log).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
+    expect(log).toMatch(/restore from off-box backup done in \d+ s/);
+    expect(log).not.toContain(passwordA);
+
+    vm = await Appliance.boot({ workDir, disks, boot: { from: 'disk', disk: SYSTEM_D.name, only: true } });
+    expect(await vm.shOk('cat /marker /etc/hostname')).toBe('in-the-history\nbox-a\n');
+    expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('post-restore');
+    await vm.poweroff();
   });
 });
