@@ -21,6 +21,8 @@ export const FACTORY_TAG = 'zshield_factory_reset';
  * next boot runs the off-box restore again (recovery/resume.ts).
  */
 export const OFFBOX_RESTORE_TAG = 'zshield_offbox_restore';
+/** The marks of the flows that fill a new lv-root from nothing: while one is on the VG, lv-root is incomplete. */
+export const ROOT_FILLING_TAGS = [FACTORY_TAG, OFFBOX_RESTORE_TAG] as const;
 /**
  * On the VG while a restore runs (set before the merge, cleared once merged, /boot put back and a
  * new snap0 taken): the rollback cannot erase it.

@@ -138,11 +138,9 @@ async function actOnCmdline(
 }
 
 async function lvRootIsRunning(ctx: Context): Promise<boolean> {
-  const { probeVg } = await import('../system/lvm.js');
-  const { isRunningRoot } = await import('../system/mounts.js');
+  const { runningFromLvRoot } = await import('./resume.js');
   try {
-    const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
-    return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));
+    return await runningFromLvRoot(ctx);
   } catch {
     return false;
   }

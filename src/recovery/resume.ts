@@ -101,7 +101,7 @@ export async function resumeInterrupted(
         },
       );
     }
-    if (await runningFrom(ctx)) {
+    if (await runningFromLvRoot(ctx)) {
       // Cut after the boot loader went in: the box booted the restored root. The restore writes
       // the whole disk, so only the golden medium can run it again; status keeps saying so.
       ctx.out.print(
@@ -157,8 +157,8 @@ export async function resumeInterrupted(
   return 'restore';
 }
 
-/** Whether the running system's root is this VG's lv-root. */
-async function runningFrom(ctx: Context): Promise<boolean> {
+/** Whether the running system's root is the configured VG's lv-root (throws when it cannot probe). */
+export async function runningFromLvRoot(ctx: Context): Promise<boolean> {
   const state = await probeVg(ctx.runner, ctx.config.lvm.vg);
   return isRunningRoot(state.lvs.find((l) => l.name === ctx.config.lvm.rootLv));
 }

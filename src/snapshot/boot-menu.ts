@@ -1,4 +1,4 @@
-import { FACTORY_TAG, OFFBOX_RESTORE_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { RESTORE_TAG, ROOT_FILLING_TAGS } from '../names/lvm-tags.js';
 import type { SnapshotNames } from '../names/snapshots.js';
 import type { LvInfo, VgState } from '../system/lvm.js';
 import { stateAfterRepair } from './repair.js';
@@ -45,8 +45,9 @@ function describe(lv: LvInfo): string {
 /**
  * The restore point "Recover to latest backup" would merge, in words: its time and reason, or
  * `none available` when a restore would refuse (no snapshot, an invalid one, a merge, a factory
- * reset or an off-box restore under way). A rotation cut short is shown as its repair (which every writer, and the
- * daemon at start, runs first) will leave it, and the text says that the rotation was cut.
+ * reset or an off-box restore under way). A rotation cut short is shown as its repair (which every
+ * writer, and the daemon at start, runs first) will leave it, and the text says that the rotation
+ * was cut.
  */
 export function restorePointText(state: VgState | null, names: SnapshotNames): string {
   if (!state) return NONE_AVAILABLE;
@@ -55,8 +56,7 @@ export function restorePointText(state: VgState | null, names: SnapshotNames): s
   const after = stateAfterRepair(state, names);
   const root = after.lvs.find((l) => l.name === names.root);
   const point = after.lvs.find((l) => l.name === names.snap);
-  const busy =
-    !root || root.merging || [RESTORE_TAG, FACTORY_TAG, OFFBOX_RESTORE_TAG].some((t) => tags.includes(t));
+  const busy = !root || root.merging || [RESTORE_TAG, ...ROOT_FILLING_TAGS].some((t) => tags.includes(t));
   const text = !busy && usable(point, names) ? describe(point) : NONE_AVAILABLE;
   return cut ? `${text}, ${CUT}` : text;
 }

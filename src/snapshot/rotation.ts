@@ -5,7 +5,7 @@ import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import {
   FACTORY_TAG,
   IMAGE_RESTORE_TAG,
-  OFFBOX_RESTORE_TAG,
+  ROOT_FILLING_TAGS,
   type Reason,
   ROTATING_TAG,
   TAG_BOOT,
@@ -170,7 +170,7 @@ function checkRotatable(state: VgState, names: SnapshotNames): { root: LvInfo; c
       },
     );
   }
-  const filling = [FACTORY_TAG, OFFBOX_RESTORE_TAG].find((t) => state.vg.tags.includes(t));
+  const filling = ROOT_FILLING_TAGS.find((t) => state.vg.tags.includes(t));
   if (filling) {
     // The root is being filled by a factory reset or an off-box restore that a boot runs again.
     const what = filling === FACTORY_TAG ? 'a factory reset' : 'an off-box restore';
