@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance, benchInfo, type DiskSpec, setNextBootEntry, USER_NET } from '../bench/appliance.js';
 import { KEY_USER, type RemoteEnv, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 import {
+  CUT_FLAG,
+  cutBoot,
   diskBySerial,
   freshWorkDir,
   GOLDEN_SERIAL,
@@ -69,7 +71,7 @@ const net = (port: number) => ({ kind: 'user' as const, forwards: [{ guestPort: 
  * step: a root filled (as far as the disk got it) without its /boot, boot loader or snap0.
  */
 const RESTIC_SHIM = `#!/bin/sh
-[ "$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/bench/cut/raw 2>/dev/null)" = offbox ] || exec /usr/bin/restic "$@"
+[ "$(cat ${CUT_FLAG} 2>/dev/null)" = offbox ] || exec /usr/bin/restic "$@"
 case " $* " in *" restore "*) ;; *) exec /usr/bin/restic "$@" ;; esac
 /usr/bin/restic "$@"
 echo "bench: power cut after restic restore (exit $?)" > /dev/console
@@ -277,23 +279,23 @@ describe('history over QEMU user networking (restrict=on)', () => {
     // The menu entry, picked as an operator would; the recovery file on the "removable medium".
     // The power fails once restic has filled the new root.
     setNextBootEntry(workDir, MEDIUM.name, 'zshield-offbox');
-    const boot = (cut: object) =>
+    const boot = (cut?: string) =>
       Appliance.bootUntilExit({
         workDir,
         disks,
         boot: { from: 'disk', disk: MEDIUM.name },
         network: net(remote.env.serverA.port),
-        fwCfg: { 'zshield-recovery': recoveryFile(), ...cut },
+        fwCfg: { 'zshield-recovery': recoveryFile(), ...(cut ? cutBoot(cut).fwCfg : {}) },
         timeoutMs: 900_000,
       });
-    const cutLog = await boot({ 'bench/cut': 'offbox' });
+    const cutLog = await boot('offbox');
     expect(cutLog).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
     expect(cutLog).toMatch(/bench: power cut after restic restore \(exit 0\)/);
     expect(cutLog).not.toMatch(/restore from off-box backup done/);
 
     // The medium's next boot (its default entry: no recovery asked) finds the VG marked and runs
     // the off-box restore again, from the wipe, with the recovery file still there.
-    const log = await boot({});
+    const log = await boot();
     expect(log).toContain('zshield: an off-box restore was interrupted (power cut?): running it again');
     expect(log).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
     expect(log).toMatch(/restore from off-box backup done in \d+ s/);

@@ -51,6 +51,13 @@ export async function bootAppliance(
   });
 }
 
+/**
+ * Power-cut shims in a golden medium are inert unless the boot names their cut in this fw_cfg
+ * entry (`cutBoot`); in the guest they read it at CUT_FLAG.
+ */
+export const CUT_FLAG = '/sys/firmware/qemu_fw_cfg/by_name/opt/bench/cut/raw';
+export const cutBoot = (cut: string) => ({ fwCfg: { 'bench/cut': cut } });
+
 /** Shell snippet: the /dev node of the disk with this serial. */
 export const diskBySerial = (serial: string) =>
   // `; true`: the loop's status is its last test's, which fails when the disk is not the last vd*

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance, type DiskSpec, setNextBootEntry } from '../bench/appliance.js';
 import {
+  CUT_FLAG,
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
+  cutBoot,
   diskBySerial,
   firstErrLine,
   freshWorkDir,
@@ -28,8 +30,6 @@ const fromSystem = { from: 'disk', disk: 'system', only: true } as const;
 // lvconvert, inert unless the boot carries the fw_cfg entry opt/bench/cut naming their cut. Then
 // they reset the machine through sysrq (`b`: at once, nothing synced, as a power cut; qemu runs with
 // -no-reboot and exits), after a line on the console that the test checks.
-const CUT_FLAG = '/sys/firmware/qemu_fw_cfg/by_name/opt/bench/cut/raw';
-const cutBoot = (cut: 'factory-copy' | 'merge') => ({ fwCfg: { 'bench/cut': cut } });
 /**
  * The factory reset's copy (rsync ... / <new root>/): the real rsync runs, and the cut comes once
  * the new root holds /etc/hostname while rsync is still running (it copies in name order: /usr,
