@@ -3,16 +3,22 @@ import type { Appliance } from '../bench/appliance.js';
 import {
   bootAppliance,
   firstErrLine,
+  DAY_S,
   freshWorkDir,
+  guestDay,
+  isoOf,
   lv,
   lvs,
   makeSeedLayout,
+  setGuestClock,
   writeConfig,
   tag,
 } from './lib.js';
 
 // Backups, rotation, the lock, crash repair, snapshot health and the daemon, driven through the real
-// single binary against real LVM in the virtual appliance. One boot; the scenarios build on each other.
+// single binary against real LVM in the virtual appliance. One boot; each case makes what it needs
+// (a snap0 to rotate, a clock moved from the guest's own time), so any case passes run alone
+// (`vitest run test/appliance/backup.test.ts -t NAME`).
 
 /**
  * PATH with a folder of held wrappers in front: `holdTool(vm, 'lvremove')` makes lvremove wait,
@@ -28,6 +34,13 @@ async function holdTool(vm: Appliance, tool: string): Promise<void> {
 }
 const releaseTool = (vm: Appliance, tool: string) => vm.shOk(`touch /tmp/slow/${tool}.release`);
 const SLOW_PATH = 'PATH=/tmp/slow:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** A restore point to rotate, merge or keep: the one the cases before left, else a new one. */
+async function ensureSnap0(vm: Appliance): Promise<void> {
+  if (await lv(vm, 'snap0')) return;
+  const r = await vm.run(['zshield', 'backup']);
+  if (r.code !== 0) throw vm.failure(`the backup a case needs failed (exit ${r.code}): ${r.stderr}`);
+}
 
 async function waitFor(vm: Appliance, file: string, timeoutMs = 120_000): Promise<void> {
   const r = await vm.sh(
@@ -85,6 +98,7 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('zshield_backup rotates: a new snapshot replaces the old, labelled pre-upgrade', async () => {
+    await ensureSnap0(vm);
     const old = await lv(vm, 'snap0');
     const r = await vm.run(['zshield_backup']);
     expect(r.code, r.stderr).toBe(0);
@@ -102,6 +116,7 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('refuses clearly when the VG has too little space, and keeps the old snap0 valid', async () => {
+    await ensureSnap0(vm);
     const old = await lv(vm, 'snap0');
     // Fill the VG: about 300 MiB stay free besides the old 208 MiB snap0.
     await vm.shOk('lvcreate -q -y -L 2300M -n filler vgroup');
@@ -125,7 +140,7 @@ describe('backups on the virtual appliance', () => {
     // failed on the lock and the third is seen waiting for it.
     await holdTool(vm, 'lvremove');
     // A rotation (not a first backup) is what reaches lvremove.
-    if (!(await lv(vm, 'snap0'))) expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
+    await ensureSnap0(vm);
     const first = vm.spawn(`${SLOW_PATH} exec zshield backup`);
     await waitFor(vm, '/tmp/slow/lvremove.entered');
     const second = await vm.run(['zshield', 'backup']);
@@ -149,6 +164,7 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('a rotation killed after the new snapshot was made is finished by the next run', async () => {
+    await ensureSnap0(vm); // a rotation (not a first backup) is what reaches lvremove
     await holdTool(vm, 'lvremove'); // never released: the job is killed inside it
     const job = vm.spawn(`${SLOW_PATH} exec zshield backup --reason daily`);
     await waitFor(vm, '/tmp/slow/lvremove.entered');
@@ -202,8 +218,10 @@ describe('backups on the virtual appliance', () => {
 
   it('the daemon takes a catch-up backup at start and the daily one at the set time (moved clock)', async () => {
     await writeConfig(vm, { daemon: { dailyAt: '03:00', checkEverySeconds: 1, catchUp: true } });
-    // The box was "off" over a 03:00: start the daemon a day later.
-    await vm.shOk('date -s "2026-12-01 09:00:00" >/dev/null');
+    // The box was "off" over a 03:00: start the daemon at 09:00 on the guest's next day (every
+    // restore point so far was made before that day's 03:00).
+    const day = await guestDay(vm, 1);
+    await setGuestClock(vm, day + 9 * 3600);
     const daemon = vm.spawn('exec zshield daemon');
     const snapTime = async () => Number(tag(await lv(vm, 'snap0'), 'time'));
     const until = async (pred: (t: number) => boolean, what: string) => {
@@ -213,16 +231,17 @@ describe('backups on the virtual appliance', () => {
       }
       throw vm.failure(`timed out waiting for ${what}`);
     };
-    await until((t) => t >= Date.UTC(2026, 11, 1, 9) / 1000, 'the catch-up backup');
+    await until((t) => t >= day + 9 * 3600, 'the catch-up backup');
     expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('daily');
 
     const status = JSON.parse((await vm.run(['zshield', 'status', '--json'])).stdout);
     expect(status.daemon.running).toBe(true);
-    expect(status.daemon.nextRun).toBe('2026-12-02T03:00:00.000Z');
+    const next = day + DAY_S + 3 * 3600;
+    expect(status.daemon.nextRun).toBe(isoOf(next));
 
     // Five seconds before the next 03:00.
-    await vm.shOk('date -s "2026-12-02 02:59:55" >/dev/null');
-    await until((t) => t >= Date.UTC(2026, 11, 2, 3) / 1000, 'the daily backup at 03:00');
+    await setGuestClock(vm, next - 5);
+    await until((t) => t >= next, 'the daily backup at 03:00');
     expect(tag(await lv(vm, 'snap0'), 'reason')).toBe('daily');
 
     await daemon.kill('TERM');
@@ -234,6 +253,7 @@ describe('backups on the virtual appliance', () => {
   });
 
   it('no backup while a merge is pending: the daemon skips, backup refuses', async () => {
+    await ensureSnap0(vm);
     // A merge into an origin that is open is deferred to its next activation ("Delaying merge").
     await vm.shOk(
       'mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && lvconvert --merge -i 1 vgroup/snap0',
@@ -248,7 +268,8 @@ describe('backups on the virtual appliance', () => {
     expect(status.root.mergePending).toBe(true);
     expect(status.snapshot.merging).toBe(true);
 
-    await vm.shOk('date -s "2026-12-05 09:00:00" >/dev/null');
+    // The guest's next day, 09:00: that day's 03:00 backup is due (and skipped for the merge).
+    await setGuestClock(vm, (await guestDay(vm, 1)) + 9 * 3600);
     const daemon = vm.spawn('exec zshield daemon');
     await vm.shOk(
       'i=0; until grep -q "daily backup skipped: a merge" /var/log/zshield/zshield.log; do sleep 1; i=$((i+1)); [ $i -lt 60 ] || exit 1; done',

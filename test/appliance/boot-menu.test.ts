@@ -9,7 +9,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Appliance, type BootOptions, benchInfo, withImagePartition } from '../bench/appliance.js';
-import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, writeConfig } from './lib.js';
+import {
+  GOLDEN_SERIAL,
+  SYSTEM_SERIAL,
+  freshWorkDir,
+  guestDay,
+  isoOf,
+  setGuestClock,
+  writeConfig,
+} from './lib.js';
 
 const workDir = freshWorkDir('boot-menu');
 const disks = [
@@ -93,7 +101,9 @@ describe('the boot menu tells the truth about the restore point', () => {
 
   it('after the next backup, both menus show the new restore point; the system disk’s own menu too', async () => {
     vm = await Appliance.boot(systemKernelBoot());
-    await vm.shOk('date -s "2026-11-28 03:00:00" >/dev/null');
+    // 03:00 on the guest's next day: later than the factory reset's restore point.
+    const at = (await guestDay(vm, 1)) + 3 * 3600;
+    await setGuestClock(vm, at);
     const b = await vm.run(['zshield', 'backup', '--reason', 'daily']);
     expect(b.code, b.stderr).toBe(0);
     // The snapshot's own time, in the guest's local time (however long the backup took to start).
@@ -102,7 +112,7 @@ describe('the boot menu tells the truth about the restore point', () => {
         `date -d @$(lvs --noheadings -o lv_tags vgroup/snap0 | tr ',' '\\n' | sed -n 's/^ *zshield_time=//p') '+%Y-%m-%d %H:%M'`,
       )
     ).trim();
-    expect(taken).toMatch(/^2026-11-28 03:\d\d$/);
+    expect(taken).toMatch(new RegExp(`^${isoOf(at).slice(0, 10)} 03:\\d\\d$`));
     expect(await menuFileInGuest(vm)).toBe(`zshield_restore_point=${taken}, daily\n`);
     await vm.poweroff();
 

@@ -5,16 +5,19 @@ import {
   SYSTEM_SERIAL,
   firstErrLine,
   freshWorkDir,
+  guestDay,
+  isoOf,
   lv,
   lvs,
   makeSeedLayout,
+  setGuestClock,
   tag,
   writeConfig,
 } from './lib.js';
 
 // Image backup (issue 4) driven through the real single binary against real LVM in the virtual
-// appliance. One boot; the scenarios build on each other (the first image is restored, then
-// corrupted and pruned by the later ones). Restoring an image from the golden medium, and booting
+// appliance. One boot; the first image is restored, corrupted and pruned by the later cases, which
+// make it themselves when run alone (`vitest run test/appliance/image.test.ts -t NAME`). Restoring an image from the golden medium, and booting
 // the restored root, is in recovery.test.ts (it needs the golden medium and a factory-reset disk).
 //
 // lv-root is 3 GiB with a few MiB of "system" in it: the nearly empty large LV whose image must
@@ -80,10 +83,19 @@ describe('image backup on the virtual appliance', () => {
   let vm: Appliance;
   let workDir: string;
   let host: string;
-  let first: string;
+  let first: string | undefined;
   let originalDigest: string;
   /** Every image of this host made so far. */
   const made: string[] = [];
+  /** The first image: the first case's, or one made now for a case run alone. */
+  const firstImage = async (): Promise<string> => {
+    if (first) return first;
+    const r = await vm.run(['zshield', 'image', 'create'], { timeoutMs: 600_000 });
+    if (r.code !== 0) throw vm.failure(`the image a case needs failed (exit ${r.code}): ${r.stderr}`);
+    first = madeImage(r);
+    made.push(first);
+    return first;
+  };
 
   beforeAll(async () => {
     workDir = freshWorkDir('image');
@@ -122,12 +134,13 @@ describe('image backup on the virtual appliance', () => {
   it('image create makes a verified image of lv-root from a temporary snapshot; list and verify show it', async () => {
     const r = await vm.run(['zshield', 'image', 'create'], { timeoutMs: 600_000 });
     expect(r.code, r.stderr).toBe(0);
-    first = madeImage(r);
-    made.push(first);
-    expect(first).toMatch(new RegExp(`^${DIR}/zshield-${host}-\\d{8}T\\d{6}Z\\.img\\.zst$`));
+    const image = madeImage(r);
+    first = image;
+    made.push(image);
+    expect(image).toMatch(new RegExp(`^${DIR}/zshield-${host}-\\d{8}T\\d{6}Z\\.img\\.zst$`));
     // The temporary snapshot is gone; snap0 was never made by it.
     expect((await lvs(vm)).map((l) => l.lv_name).sort()).toEqual(['lv-backup', 'lv-data', 'lv-root']);
-    const base = first.replace(/\.img\.zst$/, '');
+    const base = image.replace(/\.img\.zst$/, '');
     const files = (await vm.shOk(`ls ${DIR}`)).trim().split('\n');
     expect(files.sort()).toEqual(
       ['img.zst', 'manifest.json', 'sha256']
@@ -161,9 +174,9 @@ describe('image backup on the virtual appliance', () => {
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(new RegExp(`${host} .* vgroup/snap0-image \\(image\\), fsck clean`));
     const json = JSON.parse((await vm.run(['zshield', 'image', 'list', '--json'])).stdout);
-    expect(json).toEqual([expect.objectContaining({ file: first, host, complete: true, problem: null })]);
+    expect(json).toEqual([expect.objectContaining({ file: image, host, complete: true, problem: null })]);
 
-    const v = await vm.run(['zshield', 'image', 'verify', first], { timeoutMs: 600_000 });
+    const v = await vm.run(['zshield', 'image', 'verify', image], { timeoutMs: 600_000 });
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout).toMatch(/^image verified: .* file system clean, holds \/etc\/fstab\)$/m);
     // Nothing is left of the verification's unpacked copy.
@@ -189,6 +202,7 @@ describe('image backup on the virtual appliance', () => {
   });
 
   it('restore: lv-root wiped by mkfs is brought back from the image (only its data written), checks clean, holds the original content, new snap0', async () => {
+    const first = await firstImage();
     await vm.shOk('mkfs.ext4 -q -F /dev/vgroup/lv-root', { timeoutMs: 120_000 });
     expect((await vm.shOk(ROOT_DIGEST, { timeoutMs: 120_000 })).trim()).not.toBe(originalDigest);
 
@@ -259,6 +273,7 @@ describe('image backup on the virtual appliance', () => {
   });
 
   it('a corrupted image (one byte flipped) fails verify (exit 10) and restore refuses it; lv-root unchanged', async () => {
+    const first = await firstImage();
     const bad = `${DIR}/bad/${first.slice(DIR.length + 1)}`;
     const base = first.replace(/\.img\.zst$/, '');
     await vm.shOk(
@@ -354,12 +369,15 @@ describe('image backup on the virtual appliance', () => {
   });
 
   it('prune keeps the newest N of this host and leaves foreign files alone', async () => {
-    const base = first.replace(/\.img\.zst$/, '');
+    const base = (await firstImage()).replace(/\.img\.zst$/, '');
     // Two older images of this host (copies under older times: prune goes by the names' times),
-    // and files that are not zshield's.
+    // an image of another host (as image create --hostname names it), and files that are not
+    // zshield's.
+    const older = ['20200101T000000Z', '20210101T000000Z'];
     await vm.shOk(
       `set -e; cd ${DIR}
-       for t in 20200101T000000Z 20210101T000000Z; do for e in img.zst sha256 manifest.json; do cp ${base}.$e zshield-${host}-$t.$e; done; done
+       for t in ${older.join(' ')}; do for e in img.zst sha256 manifest.json; do cp ${base}.$e zshield-${host}-$t.$e; done; done
+       for e in img.zst sha256 manifest.json; do cp ${base}.$e zshield-standby-9-20200101T000000Z.$e; done
        echo notes > notes.txt; echo log > zshield-log-20200101T000000Z.log.gz; echo x > zshield-${host}-20190101T000000Z.img.zst.bak
        mkdir -p zshield-${host}-20180101T000000Z.img.zst`,
     );
@@ -375,7 +393,10 @@ describe('image backup on the virtual appliance', () => {
     expect((await mine()).length).toBe(made.length + 2);
     const r = await vm.run(['zshield', 'image', 'prune', '--keep', '2']);
     expect(r.code, r.stderr).toBe(0);
-    const newest = [...made].sort().reverse().slice(0, 2);
+    const newest = [...made, ...older.map((t) => `${DIR}/zshield-${host}-${t}.img.zst`)]
+      .sort()
+      .reverse()
+      .slice(0, 2);
     expect(await mine()).toEqual(newest);
     const left = (await vm.shOk(`ls -A ${DIR}`)).trim().split('\n');
     expect(left).toEqual(
@@ -387,8 +408,8 @@ describe('image backup on the virtual appliance', () => {
         'lost+found',
       ]),
     );
-    // The standby's image is another host's: not pruned.
-    expect(left.some((f) => f.startsWith('zshield-standby-7-') && f.endsWith('.img.zst'))).toBe(true);
+    // Another host's image: not pruned.
+    expect(left).toEqual(expect.arrayContaining(['zshield-standby-9-20200101T000000Z.img.zst']));
     for (const f of newest) {
       const b = f.slice(DIR.length + 1).replace(/\.img\.zst$/, '');
       expect(left).toEqual(expect.arrayContaining([`${b}.img.zst`, `${b}.sha256`, `${b}.manifest.json`]));
@@ -403,14 +424,15 @@ describe('image backup on the virtual appliance', () => {
   });
 
   it('the daemon makes the scheduled weekly image right after its daily backup (moved clock)', async () => {
+    const at = (await guestDay(vm, 1)) + 9 * 3600;
     await writeConfig(vm, {
       ...CONFIG,
-      image: { ...CONFIG.image, schedule: { weekday: 2 } },
+      image: { ...CONFIG.image, schedule: { weekday: new Date(at * 1000).getUTCDay() } },
       daemon: { dailyAt: '03:00', checkEverySeconds: 1, catchUp: true },
     });
-    // Tuesday 2026-12-01, 09:00: the box was "off" over that day's 03:00, the daily backup's and
-    // the weekly image's slot (weekday 2). Every image of this host so far is older.
-    await vm.shOk('date -s "2026-12-01 09:00:00" >/dev/null');
+    // 09:00 on the guest's next day, the weekday the schedule names: the box was "off" over that
+    // day's 03:00, the daily backup's and the weekly image's slot. Every image so far is older.
+    await setGuestClock(vm, at);
     const daemon = vm.spawn('exec zshield daemon');
     type Listed = { file: string; host: string; time: string; complete: boolean; source: string | null };
     let made: Listed | undefined;
@@ -418,7 +440,7 @@ describe('image backup on the virtual appliance', () => {
     const deadline = Date.now() + 400_000;
     while (!made && Date.now() < deadline) {
       const list = JSON.parse((await vm.run(['zshield', 'image', 'list', '--json'])).stdout) as Listed[];
-      made = list.find((e) => e.host === host && e.complete && e.time >= '2026-12-01T09:00:00.000Z');
+      made = list.find((e) => e.host === host && e.complete && e.time >= isoOf(at));
       if (!made) await new Promise((r) => setTimeout(r, 2000));
     }
     if (!made) throw vm.failure('the daemon made no image after its daily backup');

@@ -142,3 +142,33 @@ export async function untilPowerCut(vm: Appliance, job: GuestJob, timeoutMs = 90
   }
   await vm.waitForExit(timeoutMs);
 }
+
+/**
+ * The guest's clock. A case that moves it moves it relative to the guest's own time, never to a
+ * fixed date: guests start on the host's date (or on ZSHIELD_BENCH_RTC's), and what the cases
+ * before made (snapshots, images) carries that time. All in UTC, as the guest is.
+ */
+export const DAY_S = 86_400;
+
+/** The guest's time, in seconds since the epoch. */
+export async function guestNow(vm: Appliance): Promise<number> {
+  const s = Number((await vm.shOk('date -u +%s')).trim());
+  if (!Number.isInteger(s)) throw vm.failure(`the guest's clock did not read as a number: ${s}`);
+  return s;
+}
+
+/**
+ * Midnight (UTC) of the guest's day `days` after today: `await guestDay(vm, 1) + 9 * 3600` is
+ * tomorrow 09:00 on the guest's calendar, later than anything made so far.
+ */
+export async function guestDay(vm: Appliance, days: number): Promise<number> {
+  return Math.floor((await guestNow(vm)) / DAY_S) * DAY_S + days * DAY_S;
+}
+
+/** Sets the guest's clock to `epochS` (seconds since the epoch). */
+export async function setGuestClock(vm: Appliance, epochS: number): Promise<void> {
+  await vm.shOk(`date -u -s @${epochS} >/dev/null`);
+}
+
+/** `epochS` as an ISO string, as zshield's JSON writes times. */
+export const isoOf = (epochS: number) => new Date(epochS * 1000).toISOString();
