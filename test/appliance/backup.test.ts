@@ -4,7 +4,12 @@ import {
   bootAppliance,
   firstErrLine,
   DAY_S,
+  SHIM_DIR,
+  SHIM_PATH,
   freshWorkDir,
+  holdTool,
+  releaseTool,
+  untilEntered,
   guestDay,
   isoOf,
   lv,
@@ -20,36 +25,11 @@ import {
 // (a snap0 to rotate, a clock moved from the guest's own time), so any case passes run alone
 // (`vitest run test/appliance/backup.test.ts -t NAME`).
 
-/**
- * PATH with a folder of held wrappers in front: `holdTool(vm, 'lvremove')` makes lvremove wait,
- * once entered, until the test releases it (`releaseTool`). The test decides when the tool goes on,
- * never a clock: the outcome does not depend on how fast the guest is.
- */
-async function holdTool(vm: Appliance, tool: string): Promise<void> {
-  await vm.shOk(
-    `set -e; mkdir -p /tmp/slow; real=$(command -v ${tool}); rm -f /tmp/slow/${tool}.entered /tmp/slow/${tool}.release
-     printf '#!/bin/sh\\ntouch /tmp/slow/${tool}.entered\\nwhile [ ! -e /tmp/slow/${tool}.release ]; do sleep 0.2; done\\nexec %s "$@"\\n' "$real" > /tmp/slow/${tool}
-     chmod +x /tmp/slow/${tool}`,
-  );
-}
-const releaseTool = (vm: Appliance, tool: string) => vm.shOk(`touch /tmp/slow/${tool}.release`);
-const SLOW_PATH = 'PATH=/tmp/slow:/usr/sbin:/usr/bin:/sbin:/bin';
-
 /** A restore point to rotate, merge or keep: the one the cases before left, else a new one. */
 async function ensureSnap0(vm: Appliance): Promise<void> {
   if (await lv(vm, 'snap0')) return;
   const r = await vm.run(['zshield', 'backup']);
   if (r.code !== 0) throw vm.failure(`the backup a case needs failed (exit ${r.code}): ${r.stderr}`);
-}
-
-async function waitFor(vm: Appliance, file: string, timeoutMs = 120_000): Promise<void> {
-  const r = await vm.sh(
-    `i=0; while [ ! -e ${file} ] && [ $i -lt ${timeoutMs / 200} ]; do sleep 0.2; i=$((i+1)); done; [ -e ${file} ]`,
-    {
-      timeoutMs: timeoutMs + 10_000,
-    },
-  );
-  if (r.code !== 0) throw vm.failure(`${file} did not appear`);
 }
 
 describe('backups on the virtual appliance', () => {
@@ -68,7 +48,7 @@ describe('backups on the virtual appliance', () => {
   afterEach(async () => {
     if (!vm?.running) return;
     await writeConfig(vm, { log: { file: '/var/log/zshield/zshield.log', level: 'debug' } });
-    await vm.sh('rm -rf /tmp/slow');
+    await vm.sh(`rm -rf ${SHIM_DIR}`);
   });
 
   it('dry-run shows the plan and changes nothing', async () => {
@@ -141,8 +121,8 @@ describe('backups on the virtual appliance', () => {
     await holdTool(vm, 'lvremove');
     // A rotation (not a first backup) is what reaches lvremove.
     await ensureSnap0(vm);
-    const first = vm.spawn(`${SLOW_PATH} exec zshield backup`);
-    await waitFor(vm, '/tmp/slow/lvremove.entered');
+    const first = vm.spawn(`${SHIM_PATH} exec zshield backup`);
+    await untilEntered(vm, 'lvremove');
     const second = await vm.run(['zshield', 'backup']);
     expect(second.code).toBe(7);
     expect(firstErrLine(second)).toMatch(
@@ -166,8 +146,8 @@ describe('backups on the virtual appliance', () => {
   it('a rotation killed after the new snapshot was made is finished by the next run', async () => {
     await ensureSnap0(vm); // a rotation (not a first backup) is what reaches lvremove
     await holdTool(vm, 'lvremove'); // never released: the job is killed inside it
-    const job = vm.spawn(`${SLOW_PATH} exec zshield backup --reason daily`);
-    await waitFor(vm, '/tmp/slow/lvremove.entered');
+    const job = vm.spawn(`${SHIM_PATH} exec zshield backup --reason daily`);
+    await untilEntered(vm, 'lvremove');
     await job.kill('KILL');
     await job.wait();
     const halfDone = (await lvs(vm)).map((l) => l.lv_name).sort();
@@ -194,8 +174,8 @@ describe('backups on the virtual appliance', () => {
       await writeConfig(vm, { snapshot: { size: '1000M' }, daemon: { checkEverySeconds: 1 } });
       expect((await vm.run(['zshield', 'backup'])).code).toBe(0);
       await holdTool(vm, 'lvcreate'); // never released: the job is killed inside it
-      const job = vm.spawn(`${SLOW_PATH} exec zshield backup`);
-      await waitFor(vm, '/tmp/slow/lvcreate.entered');
+      const job = vm.spawn(`${SHIM_PATH} exec zshield backup`);
+      await untilEntered(vm, 'lvcreate');
       await job.kill('KILL');
       await job.wait();
       expect(await lv(vm, 'snap0')).toBeUndefined();

@@ -4,7 +4,11 @@ import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
   firstErrLine,
+  SHIM_DIR,
+  SHIM_PATH,
   freshWorkDir,
+  hangAfterTool,
+  untilEntered,
   guestDay,
   isoOf,
   lv,
@@ -29,7 +33,6 @@ const CONFIG = {
   // Automatic pruning after a create would race the prune scenario's count: keep plenty here.
   image: { dir: DIR, keep: 20 },
 };
-const SLOW_PATH = 'PATH=/tmp/slow:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Wall time of a guest script, measured in the guest (no agent round trip), in seconds. */
 async function timed(vm: Appliance, script: string): Promise<{ s: number; out: string }> {
@@ -40,14 +43,6 @@ async function timed(vm: Appliance, script: string): Promise<{ s: number; out: s
   if (r.code !== 0) throw vm.failure(`timed step failed: ${script}: ${r.stderr}`);
   const [ms, ...rest] = r.stdout.split('\n');
   return { s: Number(ms) / 1000, out: rest.join('\n') };
-}
-
-async function waitFor(vm: Appliance, file: string, timeoutMs = 180_000): Promise<void> {
-  const r = await vm.sh(
-    `i=0; while [ ! -e ${file} ] && [ $i -lt ${timeoutMs / 200} ]; do sleep 0.2; i=$((i+1)); done; [ -e ${file} ]`,
-    { timeoutMs: timeoutMs + 10_000 },
-  );
-  if (r.code !== 0) throw vm.failure(`${file} did not appear`);
 }
 
 /**
@@ -128,7 +123,7 @@ describe('image backup on the virtual appliance', () => {
   afterEach(async () => {
     if (!vm?.running) return;
     await writeConfig(vm, CONFIG);
-    await vm.sh('rm -rf /tmp/slow; umount /tmp/full 2>/dev/null; true');
+    await vm.sh(`rm -rf ${SHIM_DIR}; umount /tmp/full 2>/dev/null; true`);
   });
 
   it('image create makes a verified image of lv-root from a temporary snapshot; list and verify show it', async () => {
@@ -306,17 +301,13 @@ describe('image backup on the virtual appliance', () => {
   it('a job stopped half-way: SIGTERM exits 9 and cleans up; after SIGKILL the next run cleans up; no partial file looks like an image', async () => {
     // e2image does its work, then hangs: the job is stopped with the raw copy written and the
     // temporary snapshot present.
-    await vm.shOk(
-      `set -e; mkdir -p /tmp/slow; real=$(command -v e2image); rm -f /tmp/slow/entered
-       printf '#!/bin/sh\\n%s "$@" || exit $?\\ntouch /tmp/slow/entered\\nexec sleep 300\\n' "$real" > /tmp/slow/e2image
-       chmod +x /tmp/slow/e2image`,
-    );
+    await hangAfterTool(vm, 'e2image');
     const listed = async () =>
       JSON.parse((await vm.run(['zshield', 'image', 'list', '--json'])).stdout).length;
     const count = await listed();
 
-    const job = vm.spawn(`${SLOW_PATH} exec zshield image create`);
-    await waitFor(vm, '/tmp/slow/entered');
+    const job = vm.spawn(`${SHIM_PATH} exec zshield image create`);
+    await untilEntered(vm, 'e2image');
     const during = await vm.shOk(
       `pid=$(cat /run/zshield/image.pid); tr '\\0' ' ' < /proc/$pid/cmdline; echo; ls ${DIR}; lvs --noheadings -o lv_name vgroup`,
     );
@@ -333,9 +324,9 @@ describe('image backup on the virtual appliance', () => {
     expect((await vm.sh('test -e /run/zshield/image.pid')).code).not.toBe(0);
 
     // SIGKILL (no chance to clean up): the leftovers are there, none looks like an image...
-    await vm.shOk('rm -f /tmp/slow/entered');
-    const killed = vm.spawn(`${SLOW_PATH} exec zshield image create`);
-    await waitFor(vm, '/tmp/slow/entered');
+    await hangAfterTool(vm, 'e2image'); // entered afresh
+    const killed = vm.spawn(`${SHIM_PATH} exec zshield image create`);
+    await untilEntered(vm, 'e2image');
     await killed.kill('KILL');
     await killed.wait();
     expect(await lv(vm, 'snap0-image')).toBeDefined();

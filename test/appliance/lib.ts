@@ -172,3 +172,47 @@ export async function setGuestClock(vm: Appliance, epochS: number): Promise<void
 
 /** `epochS` as an ISO string, as zshield's JSON writes times. */
 export const isoOf = (epochS: number) => new Date(epochS * 1000).toISOString();
+
+/**
+ * Tool shims: a folder of wrappers put before the real tools by `SHIM_PATH`. The test decides when
+ * a held tool goes on, never a clock, so the outcome does not depend on how fast the guest is.
+ */
+export const SHIM_DIR = '/tmp/slow';
+export const SHIM_PATH = `PATH=${SHIM_DIR}:/usr/sbin:/usr/bin:/sbin:/bin`;
+const shimEntered = (tool: string) => `${SHIM_DIR}/${tool}.entered`;
+
+async function writeShim(vm: Appliance, tool: string, body: string): Promise<void> {
+  await vm.shOk(
+    `set -e; mkdir -p ${SHIM_DIR}; real=$(command -v ${tool}); rm -f ${shimEntered(tool)} ${SHIM_DIR}/${tool}.release
+     printf '#!/bin/sh\\n${body}\\n' "$real" > ${SHIM_DIR}/${tool}; chmod +x ${SHIM_DIR}/${tool}`,
+  );
+}
+
+/**
+ * `tool` (under SHIM_PATH), once entered, waits until `releaseTool`, then runs: the caller waits
+ * for it with `untilEntered`. A job killed while held is killed before the tool did anything.
+ */
+export const holdTool = (vm: Appliance, tool: string) =>
+  writeShim(
+    vm,
+    tool,
+    `touch ${shimEntered(tool)}\\nwhile [ ! -e ${SHIM_DIR}/${tool}.release ]; do sleep 0.2; done\\nexec %s "$@"`,
+  );
+export const releaseTool = (vm: Appliance, tool: string) => vm.shOk(`touch ${SHIM_DIR}/${tool}.release`);
+
+/** `tool` (under SHIM_PATH) does its work, then says so and hangs: a job stopped right after it. */
+export const hangAfterTool = (vm: Appliance, tool: string) =>
+  writeShim(vm, tool, `%s "$@" || exit $?\\ntouch ${shimEntered(tool)}\\nexec sleep 300`);
+
+/** Until a shimmed tool was entered (held) or has done its work (hung after). */
+export const untilEntered = (vm: Appliance, tool: string, timeoutMs?: number) =>
+  waitForFile(vm, shimEntered(tool), timeoutMs);
+
+/** Until `file` exists in the guest; the timeout bounds a hang, it is not what is tested. */
+export async function waitForFile(vm: Appliance, file: string, timeoutMs = 180_000): Promise<void> {
+  const r = await vm.sh(
+    `i=0; while [ ! -e ${file} ] && [ $i -lt ${timeoutMs / 200} ]; do sleep 0.2; i=$((i+1)); done; [ -e ${file} ]`,
+    { timeoutMs: timeoutMs + 10_000 },
+  );
+  if (r.code !== 0) throw vm.failure(`${file} did not appear`);
+}
