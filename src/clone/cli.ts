@@ -74,16 +74,13 @@ function sendCommand(kit: CommandKit): CommandModule {
           type: 'boolean',
           default: false,
           describe:
-            'first run each clone.power command (reboot the boxes into receive mode; untested on real hardware)',
+            'run each clone.power command once every check passed (reboot the boxes into receive mode; untested on real hardware)',
         }),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
-      if (args['power']) {
-        const { runPowerCommands } = await import('./power.js');
-        await runPowerCommands(ctx);
-      }
       const { runSend } = await import('./send.js');
+      // The options first; --power is a step of the plan, after every check of the send.
       const minReceivers = whole('min-receivers', args['min-receivers'], 1);
       const maxWaitSeconds = whole('max-wait', args['max-wait'], 0);
       const retriesUntilDrop = whole('retries-until-drop', args['retries-until-drop'], 1);
@@ -101,11 +98,10 @@ function sendCommand(kit: CommandKit): CommandModule {
         ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
         ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
         ...(bitrate ? { maxBitrate: bitrate } : {}),
+        power: Boolean(args['power']),
       });
-      if (r) {
-        const ok = r.rows.filter((row) => row.result === 'verified').length;
-        ctx.out.print(`${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`);
-      }
+      // runSend throws unless every receiver that joined verified.
+      if (r) ctx.out.print(`all ${r.rows.length} receiver(s) verified ${r.imageId}`);
     },
   };
 }
@@ -126,14 +122,11 @@ function receiveCommand(kit: CommandKit): CommandModule {
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
-      if (!ctx.dryRun && !args['yes']) {
-        throw new UsageError(
-          'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
-        );
-      }
       const { runReceive } = await import('./receive.js');
+      // Without --yes the plan is shown and checked, then refused (exit 6), as golden image write.
       const r = await runReceive(ctx, {
         target: targetOf(args),
+        yes: Boolean(args['yes']),
         ...(args['session'] ? { session: String(args['session']) } : {}),
         ...(args['name'] ? { name: String(args['name']) } : {}),
         ...(args['interface'] ? { interface: String(args['interface']) } : {}),
@@ -170,28 +163,29 @@ function makeCommand(kit: CommandKit): CommandModule {
           demandOption: true,
           describe: 'the release version of the image',
         })
-        .option('key', keyOption),
+        .option('key', keyOption)
+        .option('force', {
+          type: 'boolean',
+          default: false,
+          describe: 'replace a released image (OUT or its manifest exists); refused without it',
+        }),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
-      const { loadSigningKey } = await import('../system/signing.js');
-      const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
-      const key = await loadSigningKey(signingKeyFile(ctx, args));
+      const { runGoldenMake } = await import('./golden-make.js');
       const out = path.resolve(String(args['out']));
-      if (ctx.dryRun) {
-        ctx.out.print(`would read ${args['source']} and write ${out} and ${manifestPathOf(out)}`);
-        return;
-      }
-      const m = await makeGoldenImage({
+      const m = await runGoldenMake(ctx, {
         source: String(args['source']),
         out,
         name: String(args['name']),
         version: String(args['image-version']),
-        key,
+        keyFile: signingKeyFile(ctx, args),
+        force: Boolean(args['force']),
       });
-      ctx.out.print(
-        `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256}), signed by key ${key.keyId}`,
-      );
+      if (m)
+        ctx.out.print(
+          `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256})`,
+        );
     },
   };
 }
@@ -206,12 +200,30 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
         .command(makeCommand(kit))
         .command(
           'verify <image>',
-          'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256',
-          (yy: Argv) => yy.positional('image', { type: 'string' }),
+          'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256; with --target, a disk written with it',
+          (yy: Argv) =>
+            yy.positional('image', { type: 'string' }).option('target', {
+              type: 'string',
+              describe:
+                "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
+            }),
           async (a) => {
             const args = a as unknown as Args;
             const ctx = await kit.context(args);
             const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
+            if (args['target'] !== undefined) {
+              const { verifyWrittenDisk } = await import('./verify-disk.js');
+              const d = await verifyWrittenDisk(ctx, String(args['image']), String(args['target']));
+              if (d.badChunks.length > 0) {
+                throw new VerifyError(
+                  `${d.device}: chunk(s) ${d.badChunks.join(', ')} of ${d.manifest.chunks.length} do not match ${imageIdOf(d.manifest)}'s manifest`,
+                );
+              }
+              ctx.out.print(
+                `disk verified: ${d.device} holds ${imageIdOf(d.manifest)} (${d.manifest.chunks.length} chunks match the manifest signed by key ${d.keyId})`,
+              );
+              return;
+            }
             const r = await verifyGoldenImage(String(args['image']), ctx.config.clone.trustedKeys);
             if (r.badChunks.length > 0) {
               throw new VerifyError(
@@ -245,10 +257,10 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
           (yy: Argv) => yy.positional('file', { type: 'string' }),
           async (a) => {
             const args = a as unknown as Args;
-            await kit.context(args);
-            const { writeNewSigningKey } = await import('../system/signing.js');
-            const key = await writeNewSigningKey(String(args['file']), { writePublic: true });
-            process.stdout.write(`${key.publicText}\n`);
+            const ctx = await kit.context(args);
+            const { runGoldenKey } = await import('./golden-make.js');
+            const publicText = await runGoldenKey(ctx, String(args['file']));
+            if (publicText) process.stdout.write(`${publicText}\n`);
           },
         )
         .demandCommand(1, 'say which: golden image make | verify | write | key'),

@@ -4,7 +4,7 @@ import { type FileHandle, open, readFile, rename, stat, unlink, writeFile } from
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { ConfigError, NotFoundError, VerifyError } from '../errors.js';
+import { ConfigError, NotFoundError, RefusedError, VerifyError } from '../errors.js';
 import { type Signed, type SigningKey, signDocument, verifyDocument } from '../system/signing.js';
 
 /**
@@ -128,7 +128,7 @@ export async function makeGoldenImage(opts: MakeOptions): Promise<GoldenManifest
   }
   if (size === 0) {
     await unlink(tmp).catch(() => {});
-    throw new VerifyError(`${opts.source} is empty: nothing to package`);
+    throw new RefusedError(`${opts.source} is empty: it holds no golden medium, nothing to package`);
   }
   const manifest: GoldenManifest = {
     format: GOLDEN_FORMAT,

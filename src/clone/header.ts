@@ -71,7 +71,6 @@ export async function readHeader(
   return { header, rest: buf.subarray(end) };
 }
 
-/** Both signatures, then that they describe the same image, then the session if one is expected. */
 /**
  * The box refuses a genuine session (another session name, a target too small): the header was
  * signed by a trusted key, so its repair address can be told why.
@@ -85,10 +84,22 @@ export class SessionRefusedError extends RefusedError {
   }
 }
 
+export interface HeaderRules {
+  /** Accept only this session name (null: any session of a trusted signer). */
+  expectSession: string | null;
+  /** Refuse a session document signed longer ago than this (or this far in the future). */
+  maxAgeHours: number;
+  now: Date;
+}
+
+/**
+ * Both signatures, then that they describe the same image, then the session's age (a signed
+ * session replayed from a capture is genuine, only old), then the session if one is expected.
+ */
 export function verifyHeader(
   raw: unknown,
   trusted: readonly string[],
-  expectSession: string | null,
+  rules: HeaderRules,
 ): { manifest: GoldenManifest; session: SessionInfo } {
   const h = (raw ?? {}) as Partial<StreamHeader>;
   const manifest = verifyDocument<GoldenManifest>(h.manifest, trusted, 'clone header: image manifest');
@@ -101,6 +112,16 @@ export function verifyHeader(
   ) {
     throw new VerifyError('clone header: the session and the image manifest describe different images');
   }
+  const signedAt = Date.parse(session.startedAt);
+  const ageHours = (rules.now.getTime() - signedAt) / 3_600_000;
+  if (!Number.isFinite(ageHours) || Math.abs(ageHours) > rules.maxAgeHours) {
+    // Not told to the sender: the repair address of a replayed capture may be anyone's now.
+    throw new RefusedError(
+      `session "${session.session}" was signed at ${session.startedAt}, ${Number.isFinite(ageHours) ? `${Math.round(ageHours * 10) / 10} h` : 'an unreadable time'} from this box's clock (${rules.now.toISOString()}); clone.maxSessionAgeHours is ${rules.maxAgeHours}: a replayed or stale session, nothing written`,
+      { hint: "check this box's clock and the sender's; a live session is signed when clone send starts" },
+    );
+  }
+  const expectSession = rules.expectSession;
   if (expectSession !== null && session.session !== expectSession) {
     throw new SessionRefusedError(
       session,

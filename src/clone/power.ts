@@ -1,4 +1,5 @@
 import type { Context } from '../context.js';
+import type { CommandStep } from '../plan/plan.js';
 
 /**
  * Optional: reboot each configured box into receive mode before a session (the seed did it with
@@ -12,4 +13,18 @@ export async function runPowerCommands(ctx: Context): Promise<void> {
     ctx.out.print(`power: ${box.name} (untested on real hardware)`);
     await ctx.runner.run({ file: file!, args, mutates: true, timeoutMs: 60_000 });
   }
+}
+
+/**
+ * The same commands as plan steps (clone send --power): they run after every check of the send
+ * passed, and a dry run shows them without running them.
+ */
+export function powerSteps(ctx: Pick<Context, 'config'>): CommandStep[] {
+  return ctx.config.clone.power.map((box) => {
+    const [file, ...args] = box.command;
+    return {
+      title: `power: ${box.name} into receive mode (clone.power; untested on real hardware)`,
+      command: { file: file!, args, mutates: true, timeoutMs: 60_000 },
+    };
+  });
 }

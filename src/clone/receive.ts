@@ -22,6 +22,8 @@ export interface ReceiveOptions {
   /** The name this box reports under (default: its host name). */
   name?: string;
   interface?: string;
+  /** --yes: the target may be erased (without it, runPlan refuses after the checks). */
+  yes?: boolean;
 }
 
 export interface ReceiveOutcome {
@@ -51,15 +53,14 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Re
   // later steps read it from `st`. The plan shown (also on a dry run) is the plan run.
   const st: ReceiveState = {};
   const plan = receivePlan(ctx, opts, target, iface, st);
-  // The command line asks for --yes before it calls this (clone receive erases its target).
-  const run = await runPlan(ctx, plan, { confirm: 'yes' });
+  const run = await runPlan(ctx, plan, { confirm: opts.yes ? 'yes' : 'ask', what: 'The receive' });
   return run.applied ? st.outcome! : null;
 }
 
 /** What the receive's steps pass on to each other (the session is joined by the first one). */
 type ReceiveState = Partial<Awaited<ReturnType<typeof joinSession>>> & {
   writer?: TargetWriter;
-  streamed?: { bytes: number; error: string | null };
+  streamed?: Streamed;
   outcome?: ReceiveOutcome;
   started?: number;
 };
@@ -121,6 +122,7 @@ function receivePlan(
         ...write(async () => {
           const m = st.accepted!.manifest;
           st.streamed = await streamInto(st.writer!, st.accepted!.rest, st.it!, m, ctx);
+          if (st.streamed.fatal) await endAtOnce(ctx, st, opts, st.streamed.error ?? 'the write failed');
           const udpError = await st.udpDone;
           if (ctx.signal.aborted)
             throw new InterruptedError('interrupted: the target was left without its head');
@@ -184,20 +186,47 @@ async function joinSession(ctx: Context, opts: ReceiveOptions, iface: string, ta
     (e: unknown) => e as Error,
   );
   const it = udp.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  try {
-    const accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
-    return { accepted, it, udpDone };
-  } catch (err) {
+  const stop = async () => {
     udp.kill('SIGKILL');
     // Close our end of the pipe (the iterator destroys the stream): execa settles only when the
     // child's stdout has ended, and unread data would keep it from ever ending.
     await it.return?.();
     await udpDone;
+  };
+  try {
+    const accepted = await acceptHeader(it, ctx, opts.session ?? cfg.session, target);
+    return { accepted, it, udpDone, stop };
+  } catch (err) {
+    await stop();
     if (err instanceof SessionRefusedError) {
       await postReport(err.session.repairUrl, refusedReport(opts.name ?? hostname(), err.message));
     }
     throw err;
   }
+}
+
+/**
+ * A write or a decompression that failed while the stream was still coming: nothing later can
+ * succeed (the same stream, the same full disk), so udp-receiver is killed at once (else it waits,
+ * unread, for ever), the sender is told, and the receive ends with the head still unwritten.
+ */
+async function endAtOnce(ctx: Context, st: ReceiveState, opts: ReceiveOptions, why: string): Promise<never> {
+  await st.stop!();
+  const { session, manifest: m } = st.accepted!;
+  const message = `${why}: the receive stopped; the target was left without its first MiB`;
+  ctx.out.print(`FAILED: ${message}`);
+  const reported = await postReport(session.repairUrl, {
+    name: opts.name ?? hostname(),
+    result: 'failed',
+    chunks: m.chunks.length,
+    repairedChunks: [],
+    badChunks: [],
+    bytesFetched: 0,
+    seconds: Math.round((Date.now() - st.started!) / 100) / 10,
+    message,
+  });
+  if (!reported) ctx.log.warn(`could not send the failure to ${session.repairUrl}`);
+  throw new VerifyError(message);
 }
 
 function refusedReport(name: string, message: string): ReceiverReport {
@@ -225,7 +254,11 @@ async function acceptHeader(
       'the stream ended before a clone header arrived (no sender, or it gave up): nothing written',
     );
   }
-  const { manifest, session } = verifyHeader(got.header, ctx.config.clone.trustedKeys, expectSession);
+  const { manifest, session } = verifyHeader(got.header, ctx.config.clone.trustedKeys, {
+    expectSession,
+    maxAgeHours: ctx.config.clone.maxSessionAgeHours,
+    now: ctx.clock.now(),
+  });
   if (target.sizeBytes !== null && target.sizeBytes < manifest.size) {
     throw new SessionRefusedError(
       session,
@@ -235,45 +268,80 @@ async function acceptHeader(
   return { manifest, session, rest: got.rest };
 }
 
-/** Decompresses the rest of the stream onto the target. A cut stream is not an error here: the check finds what is missing. */
+interface Streamed {
+  bytes: number;
+  error: string | null;
+  /** The write failed, or the data did not decompress while the stream was still coming. */
+  fatal: boolean;
+}
+
+/**
+ * Decompresses the rest of the stream onto the target. A cut stream (udp-receiver ended mid-frame:
+ * this box was dropped, or the sender died) is not an error here: the check finds what is missing
+ * and the repair fetches it. A failing write, or data that does not decompress while the stream is
+ * still coming, is fatal.
+ */
 async function streamInto(
   writer: TargetWriter,
   first: Buffer,
   it: AsyncIterator<Buffer>,
   m: GoldenManifest,
   ctx: Context,
-): Promise<{ bytes: number; error: string | null }> {
+): Promise<Streamed> {
+  let ended = false;
+  // On a failure the source must let go at once: a pending read of udp-receiver's stdout would
+  // keep the pipeline from settling for as long as udp-receiver sends nothing (for ever).
+  let cut = false;
+  let stopInput: () => void = () => {};
+  const stopped = new Promise<IteratorResult<Buffer>>((resolve) => {
+    stopInput = () => {
+      cut = true;
+      resolve({ done: true, value: undefined });
+    };
+  });
   async function* input(): AsyncGenerator<Buffer> {
     if (first.length > 0) yield first;
     for (;;) {
-      const n = await it.next();
-      if (n.done) return;
+      const next = it.next();
+      next.catch(() => {});
+      const n = await Promise.race([next, stopped]);
+      if (n.done) {
+        ended = !cut;
+        return;
+      }
       yield n.value;
     }
   }
+  const unzip = zlib.createZstdDecompress();
+  unzip.once('error', () => stopInput());
   let offset = 0;
   let shown = 0;
+  let writeError: string | null = null;
   try {
-    await pipeline(
-      Readable.from(input()),
-      zlib.createZstdDecompress(),
-      async (source: AsyncIterable<Buffer>) => {
-        for await (const piece of source) {
-          const p = piece.subarray(0, Math.max(0, m.size - offset));
-          if (p.length === 0) continue;
+    await pipeline(Readable.from(input()), unzip, async (source: AsyncIterable<Buffer>) => {
+      for await (const piece of source) {
+        const p = piece.subarray(0, Math.max(0, m.size - offset));
+        if (p.length === 0) continue;
+        try {
           await writer.write(offset, p);
-          offset += p.length;
-          const tenth = Math.floor((offset / m.size) * 10);
-          if (tenth > shown) {
-            shown = tenth;
-            ctx.out.print(`received ${tenth * 10}% (${formatBytes(offset)})`);
-          }
+        } catch (err) {
+          writeError = `writing ${writer.path} at byte ${offset} failed (${(err as Error).message})`;
+          stopInput();
+          throw err;
         }
-      },
-    );
-    return { bytes: offset, error: null };
+        offset += p.length;
+        const tenth = Math.floor((offset / m.size) * 10);
+        if (tenth > shown) {
+          shown = tenth;
+          ctx.out.print(`received ${tenth * 10}% (${formatBytes(offset)})`);
+        }
+      }
+    });
+    return { bytes: offset, error: null, fatal: false };
   } catch (err) {
-    return { bytes: offset, error: (err as Error).message };
+    if (writeError) return { bytes: offset, error: writeError, fatal: true };
+    const why = `the stream did not decompress after ${formatBytes(offset)} (${(err as Error).message})`;
+    return { bytes: offset, error: ended ? (err as Error).message : why, fatal: !ended };
   }
 }
 

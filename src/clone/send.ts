@@ -3,9 +3,19 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { CommandError, ConfigError, InterruptedError, NotFoundError, VerifyError } from '../errors.js';
-import { loadSigningKey, signDocument } from '../system/signing.js';
-import { type GoldenManifest, imageIdOf, loadManifest } from './golden-image.js';
+import {
+  CommandError,
+  ConfigError,
+  InterruptedError,
+  NotFoundError,
+  RemoteError,
+  VerifyError,
+} from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
+import { imageIdOf, loadManifest, verifyGoldenImage } from './golden-image.js';
+import { powerSteps } from './power.js';
 import { type SessionInfo, encodeHeader } from './header.js';
 import { type RepairServer, startRepairServer } from './repair-server.js';
 import { type SenderSettings, parseSenderLine, senderCommand } from './udpcast.js';
@@ -20,6 +30,8 @@ export interface SendOptions {
   maxBitrate?: string;
   retriesUntilDrop?: number;
   repairWindowSeconds?: number;
+  /** Run each clone.power command first (after every check passed). */
+  power?: boolean;
 }
 
 export interface ReceiverRow {
@@ -30,6 +42,8 @@ export interface ReceiverRow {
   seconds: number | null;
   repairedChunks: number;
   bytesFetched: number;
+  /** Why a box refused or failed, as it reported. */
+  message?: string;
 }
 
 export interface SendOutcome {
@@ -40,9 +54,12 @@ export interface SendOutcome {
 }
 
 /**
- * `clone send`: the signed header and the image go out through udp-sender (`cat header image |
- * udp-sender`: the data never passes through node); the repair server answers failed receivers
- * until each receiver that joined has reported, or the repair window ends; then a table.
+ * `clone send` as a plan: every chunk of the image, the signing key and the interface are checked
+ * first (also by a dry run), so a damaged image touches no box; then the boxes are powered
+ * (--power), the session signed, and the signed header and the image go out through udp-sender
+ * (`cat header image | udp-sender`: the data never passes through node); the repair server answers
+ * failed receivers until each receiver that joined has reported, or the repair window ends; then a
+ * table. Success is at least one receiver and every receiver that joined verified.
  */
 export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutcome | null> {
   const cfg = ctx.config.clone;
@@ -57,7 +74,8 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
   };
   const signed = await loadManifest(opts.image, cfg.trustedKeys);
   const m = signed.payload;
-  const st = await stat(opts.image);
+  const st = await stat(opts.image).catch(() => null);
+  if (!st) throw new NotFoundError(`${opts.image} does not exist`);
   if (st.size !== m.compressedSize) {
     throw new VerifyError(`${opts.image}: ${st.size} bytes, its manifest says ${m.compressedSize}`);
   }
@@ -66,47 +84,118 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
     throw new ConfigError([
       { where: 'clone.signingKey', message: 'no signing key to sign the session with' },
     ]);
-  const key = await loadSigningKey(keyFile);
-  const address = interfaceAddress(settings.interface);
-  const session: SessionInfo = {
-    session: opts.session ?? cfg.session ?? imageIdOf(m),
-    imageId: imageIdOf(m),
-    version: m.version,
-    size: m.size,
-    rootHash: m.rootHash,
-    repairUrl: `http://${address}:${cfg.repairPort}`,
-    startedAt: ctx.clock.now().toISOString(),
-  };
+  const name = opts.session ?? cfg.session ?? imageIdOf(m);
+  const window = (opts.repairWindowSeconds ?? cfg.send.repairWindowSeconds) * 1000;
   const udp = senderCommand(settings, undefined);
-  ctx.out.print(describeSession(m, session, settings, udp.args, opts.image));
-  if (ctx.dryRun) return null;
+  // Filled by the checks and steps, in the order they run (the plan shown is the plan run).
+  const io: {
+    key?: SigningKey;
+    address?: string;
+    dir?: string;
+    server?: RepairServer;
+    session?: SessionInfo;
+    outcome?: SendOutcome;
+  } = {};
+  const inZshield = (apply: () => Promise<void>) => ({ edit: { files: [], apply } });
+  const plan: Plan = {
+    title: `Clone session "${name}": send ${imageIdOf(m)} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks) on ${settings.interface}`,
+    notes: describeSession(settings, udp.args, opts.image, cfg.repairPort),
+    checks: [
+      {
+        title: 'every chunk of the image matches its signed manifest',
+        run: async () => {
+          const r = await verifyGoldenImage(opts.image, cfg.trustedKeys);
+          if (r.badChunks.length > 0) {
+            throw new VerifyError(
+              `${opts.image}: chunk(s) ${r.badChunks.join(', ')} do not match the signed manifest: nothing sent, no box touched`,
+              { hint: `zshield golden image verify ${opts.image}` },
+            );
+          }
+        },
+      },
+      {
+        title: `the signing key ${keyFile} loads`,
+        run: async () => {
+          io.key = await loadSigningKey(keyFile);
+        },
+      },
+      {
+        title: `interface ${settings.interface} has an IPv4 address (the repair server listens there)`,
+        run: () => {
+          io.address = interfaceAddress(settings.interface);
+        },
+      },
+    ],
+    steps: [
+      ...(opts.power ? powerSteps(ctx) : []),
+      {
+        title: `sign the session and start the repair server (port ${cfg.repairPort})`,
+        ...inZshield(async () => {
+          io.session = {
+            session: name,
+            imageId: imageIdOf(m),
+            version: m.version,
+            size: m.size,
+            rootHash: m.rootHash,
+            repairUrl: `http://${io.address}:${cfg.repairPort}`,
+            startedAt: ctx.clock.now().toISOString(),
+          };
+          io.dir = await mkdtemp(path.join(tmpdir(), 'zshield-clone-'));
+          await writeFile(
+            path.join(io.dir, 'header'),
+            encodeHeader({ manifest: signed, session: signDocument(io.session, io.key!) }),
+            { mode: 0o600 },
+          );
+          io.server = await startRepairServer({
+            address: io.address!,
+            port: cfg.repairPort,
+            image: opts.image,
+            imageSize: st.size,
+          });
+        }),
+      },
+      {
+        title: `stream the signed header and the image (udp-sender), repair, wait up to ${window / 1000} s for every receiver's report`,
+        ...inZshield(async () => {
+          const joined = await multicast(ctx, settings, path.join(io.dir!, 'header'), opts.image, st.size);
+          await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window);
+          const rows = tableRows(joined.addresses, joined.dropped, io.server!);
+          if (rows.length > 0) ctx.out.print(formatTable(rows));
+          refuseUnlessAllVerified(rows, settings);
+          io.outcome = { imageId: imageIdOf(m), session: name, rows, streamBytes: joined.bytes };
+        }),
+      },
+    ],
+    always: [
+      {
+        title: 'stop the repair server, remove the signed header',
+        ...inZshield(async () => {
+          await io.server?.close();
+          if (io.dir) await rm(io.dir, { recursive: true, force: true });
+        }),
+      },
+    ],
+  };
+  const run = await runPlan(ctx, plan, { confirm: 'none' });
+  return run.applied ? io.outcome! : null;
+}
 
-  const dir = await mkdtemp(path.join(tmpdir(), 'zshield-clone-'));
-  const headerFile = path.join(dir, 'header');
-  await writeFile(headerFile, encodeHeader({ manifest: signed, session: signDocument(session, key) }));
-  const server = await startRepairServer({
-    address,
-    port: cfg.repairPort,
-    image: opts.image,
-    imageSize: st.size,
-  });
-  try {
-    const joined = await multicast(ctx, settings, headerFile, opts.image, st.size);
-    const window = (opts.repairWindowSeconds ?? cfg.send.repairWindowSeconds) * 1000;
-    await awaitReports(ctx, server, [...joined.addresses.keys()], window);
-    const rows = tableRows(joined.addresses, joined.dropped, server);
-    ctx.out.print(formatTable(rows));
-    // A box that expects another session is shown, not counted: it was never this session's.
-    const bad = rows.filter((r) => r.result === 'failed' || r.result === 'no report');
-    if (bad.length > 0) {
-      throw new VerifyError(
-        `${bad.length} of ${rows.length} receiver(s) not verified: ${bad.map((r) => r.name).join(', ')}`,
-      );
-    }
-    return { imageId: session.imageId, session: session.session, rows, streamBytes: joined.bytes };
-  } finally {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+/**
+ * At least one receiver, and every one that joined verified: a box that refused the session (its
+ * disk too small, another session expected) or never reported failed as much as one whose chunks
+ * did not check out.
+ */
+function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): void {
+  if (rows.length === 0) {
+    throw new RemoteError(
+      `no receiver joined within ${s.startTimeoutSeconds} s (clone.send.startTimeoutSeconds): nothing was sent`,
+      { hint: 'start clone receive on the boxes first, on the same LAN, interface and clone.portbase' },
+    );
+  }
+  const bad = rows.filter((r) => r.result !== 'verified');
+  if (bad.length > 0) {
+    const each = bad.map((r) => `${r.name} (${r.address}) ${r.result}${r.message ? `: ${r.message}` : ''}`);
+    throw new VerifyError(`${bad.length} of ${rows.length} receiver(s) not verified: ${each.join('; ')}`);
   }
 }
 
@@ -121,20 +210,17 @@ export function interfaceAddress(name: string): string {
 }
 
 function describeSession(
-  m: GoldenManifest,
-  s: SessionInfo,
   settings: SenderSettings,
   udpArgs: readonly string[],
   image: string,
-): string {
+  repairPort: number,
+): string[] {
   return [
-    `clone session "${s.session}": ${s.imageId} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks)`,
-    `  image:   ${image}`,
-    `  send:    cat <signed header> ${image} | udp-sender ${udpArgs.join(' ')}`,
-    `  start:   at ${settings.minReceivers} receiver(s), or ${settings.maxWaitSeconds} s after the first joined`,
-    `  cap:     ${settings.maxBitrate ?? 'none'}; a receiver is dropped after ${settings.retriesUntilDrop} unanswered retransmission requests`,
-    `  repair:  ${s.repairUrl}`,
-  ].join('\n');
+    `send: cat <signed header> ${image} | udp-sender ${udpArgs.join(' ')}`,
+    `start: at ${settings.minReceivers} receiver(s), or ${settings.maxWaitSeconds} s after the first joined; none within ${settings.startTimeoutSeconds} s: nothing is sent`,
+    `cap: ${settings.maxBitrate ?? 'none'}; a receiver is dropped after ${settings.retriesUntilDrop} unanswered retransmission requests`,
+    `repair: http://<${settings.interface} address>:${repairPort}`,
+  ];
 }
 
 async function multicast(
@@ -244,6 +330,7 @@ function tableRows(
       seconds: r?.seconds ?? null,
       repairedChunks: r?.repairedChunks.length ?? 0,
       bytesFetched: server.served.get(address) ?? 0,
+      ...(r?.message ? { message: r.message } : {}),
     };
   });
 }

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { type Stats, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
@@ -39,7 +39,12 @@ export async function resolveCloneTarget(ctx: Context, req: TargetRequest): Prom
   }
   if (matches.length > 1) throw new RefusedError(`more than one disk matches "${serial}"`);
   const disk = matches[0]!;
-  refuseInUse(disk.name, probe.bootDisks, disk.mounted, describe(disk));
+  refuseInUse(
+    disk.name,
+    probe.bootDisks,
+    [...disk.mounted, ...usersOf(disk.path, disk.name)],
+    describe(disk),
+  );
   if (disk.readOnly) throw new RefusedError(`${describe(disk)} is read-only`);
   return { path: disk.path, sizeBytes: disk.sizeBytes, isBlock: true, describe: describe(disk) };
 }
@@ -70,7 +75,10 @@ async function fileTarget(ctx: Context, file: string): Promise<CloneTarget> {
   }
   if (!st) return { path: abs, sizeBytes: null, isBlock: false, describe: `${abs} (new file)` };
   if (st.isDirectory()) throw new UsageError(`${abs} is a directory, not a file or device`);
-  if (!st.isBlockDevice()) return { path: abs, sizeBytes: null, isBlock: false, describe: `${abs} (file)` };
+  if (!st.isBlockDevice()) {
+    refuseInUse('', [], fileUsers(abs, st), abs);
+    return { path: abs, sizeBytes: null, isBlock: false, describe: `${abs} (file)` };
+  }
   const name = diskNameOf(st.rdev);
   refuseInUse(name, runningRootDisks(), usersOf(abs, name), abs);
   const res = await ctx.runner.run({ file: 'blockdev', args: ['--getsize64', abs], mutates: false });
@@ -80,28 +88,118 @@ async function fileTarget(ctx: Context, file: string): Promise<CloneTarget> {
 
 /** The whole disk a block device belongs to (a partition's parent), by its sysfs folder. */
 function diskNameOf(rdev: number): string {
-  const major = Math.floor(rdev / 256) & 0xfff;
-  const minor = (rdev & 0xff) | ((rdev >> 12) & ~0xff);
+  const { major, minor } = majorMinor(rdev);
   const sys = realpathSync(`/sys/dev/block/${major}:${minor}`);
   const isPart = readOr(path.join(sys, 'partition')) !== '';
   return path.basename(isPart ? path.dirname(sys) : sys);
 }
 
-/** Mounted or held (device-mapper, md) anywhere on the disk. */
-function usersOf(devPath: string, disk: string): string[] {
+/**
+ * Every way a disk can be in use: mounted, held (device-mapper, md), active swap, open for writing
+ * by another process, anywhere on the disk (the disk or one of its partitions).
+ */
+export function usersOf(devPath: string, disk: string, proc = '/proc', sys = '/sys'): string[] {
   const out: string[] = [];
-  const mounts = readOr('/proc/self/mounts').split('\n');
   const onDisk = new RegExp(`^/dev/${disk}(p?\\d+)?$`);
-  for (const line of mounts) {
+  const isOurs = (dev: string) => dev === devPath || onDisk.test(dev);
+  for (const line of readOr(`${proc}/self/mounts`).split('\n')) {
     const dev = line.split(' ')[0] ?? '';
-    if (dev === devPath || onDisk.test(dev)) out.push(`${dev} mounted`);
+    if (isOurs(dev)) out.push(`${dev} mounted`);
   }
-  try {
-    for (const h of readdirSync(`/sys/block/${disk}/holders`)) out.push(`held by ${h}`);
-  } catch {
-    // A disk without a holders folder holds nothing.
+  // /proc/swaps: a header line, then "FILENAME TYPE SIZE USED PRIORITY" per active swap area.
+  for (const line of readOr(`${proc}/swaps`).split('\n').slice(1)) {
+    const dev = line.split(/\s+/)[0] ?? '';
+    if (dev && isOurs(dev)) out.push(`${dev} is active swap`);
   }
+  for (const part of [disk, ...partitionsOf(disk, sys)]) {
+    for (const h of listOr(`${sys}/class/block/${part}/holders`)) out.push(`${part} held by ${h}`);
+  }
+  const parts = new Set([disk, ...partitionsOf(disk, sys)]);
+  out.push(
+    ...writers(proc, (st) => st.isBlockDevice() && parts.has(blockNameOf(st.rdev, sys))).map(
+      (w) => `open for writing by ${w}`,
+    ),
+  );
   return out;
+}
+
+/**
+ * A regular file is in use when it backs a loop device (/sys/block/loop*\/loop/backing_file: what
+ * is written to the file lands under a mounted file system, swap or VG) or another process has it
+ * open for writing.
+ */
+export function fileUsers(
+  file: string,
+  st: Pick<Stats, 'dev' | 'ino'>,
+  proc = '/proc',
+  sys = '/sys',
+): string[] {
+  const out: string[] = [];
+  const same = (s: Pick<Stats, 'dev' | 'ino'>) => s.dev === st.dev && s.ino === st.ino;
+  for (const loop of listOr(`${sys}/block`).filter((d) => /^loop\d+$/.test(d))) {
+    const backing = readOr(`${sys}/block/${loop}/loop/backing_file`);
+    if (!backing) continue;
+    let match = backing === file;
+    try {
+      match ||= same(statSync(backing));
+    } catch {
+      // A deleted backing file ("... (deleted)") is not this one.
+    }
+    if (match) out.push(`backs /dev/${loop}`);
+  }
+  out.push(...writers(proc, (s) => s.isFile() && same(s)).map((w) => `open for writing by ${w}`));
+  return out;
+}
+
+/** Processes other than this one holding a file descriptor open for writing on what `matches`. */
+function writers(proc: string, matches: (st: Stats) => boolean): string[] {
+  const out = new Set<string>();
+  for (const pid of listOr(proc).filter((d) => /^\d+$/.test(d))) {
+    if (Number(pid) === process.pid) continue;
+    for (const fd of listOr(`${proc}/${pid}/fd`)) {
+      let st: Stats;
+      try {
+        st = statSync(`${proc}/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (!matches(st)) continue;
+      // fdinfo's flags are octal; the access mode is the low two bits (O_WRONLY 1, O_RDWR 2).
+      const flags = /^flags:\s*([0-7]+)/m.exec(readOr(`${proc}/${pid}/fdinfo/${fd}`));
+      if (flags && (Number.parseInt(flags[1]!, 8) & 3) !== 0) out.add(`${commOf(proc, pid)} (pid ${pid})`);
+    }
+  }
+  return [...out];
+}
+
+function commOf(proc: string, pid: string): string {
+  return readOr(`${proc}/${pid}/comm`) || '?';
+}
+
+function partitionsOf(disk: string, sys: string): string[] {
+  return listOr(`${sys}/class/block/${disk}`).filter((d) => d.startsWith(disk) && d !== disk);
+}
+
+/** The kernel name of a block device by its number (sda1, loop3). */
+function blockNameOf(rdev: number, sys: string): string {
+  const { major, minor } = majorMinor(rdev);
+  try {
+    return path.basename(readlinkSync(`${sys}/dev/block/${major}:${minor}`));
+  } catch {
+    return '';
+  }
+}
+
+function listOr(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function majorMinor(rdev: number): { major: number; minor: number } {
+  return { major: Math.floor(rdev / 256) & 0xfff, minor: (rdev & 0xff) | ((rdev >> 12) & ~0xff) };
 }
 
 function readOr(file: string): string {

@@ -18,7 +18,7 @@ export interface DirectKernel {
   append: string;
 }
 
-const QEMU = 'qemu-system-x86_64';
+export const QEMU = 'qemu-system-x86_64';
 
 /** TCG: -cpu max and one CPU (two were not faster under emulation and hung once in ~40 boots). */
 export function machineArgs(accel: Accel, memMiB = 1024): string[] {

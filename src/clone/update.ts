@@ -1,25 +1,31 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { type FileHandle, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { CommandError, RefusedError, VerifyError } from '../errors.js';
+import { CommandError, NotFoundError, RefusedError, VerifyError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import { requireTools } from '../system/tools.js';
 import { UPDATE_CMDLINE_KEY, PROOF_MARKER } from '../names/golden-update.js';
-import { loadSigningKey } from '../system/signing.js';
+import { type SigningKey, loadSigningKey } from '../system/signing.js';
 import { type Runner, formatArgv } from '../system/runner.js';
 import {
   type GoldenManifest,
   chunkLength,
   imageIdOf,
+  loadManifest,
   makeGoldenImage,
   manifestPathOf,
   readChunk,
   verifyGoldenImage,
 } from './golden-image.js';
+import { checkIdent } from './golden-make.js';
 import { extractBootFiles } from './update-boot.js';
 import { type HandoffRequest, readResult, writeHandoffDisk } from './update-handoff.js';
 import {
   type Accel,
+  QEMU,
   type VmDisks,
   detectAccel,
   proofBootArgs,
@@ -62,50 +68,113 @@ export function defaultVersion(old: string, now: Date): string {
     .replace(/\.\d+Z$/, 'Z')}`;
 }
 
-/** What `golden update` will do, in order: printed first (and all of it under --dry-run). */
-export function updatePlanText(o: UpdateOptions, from: string, out: string): string[] {
-  const what = o.script !== undefined ? 'the script (/bin/sh)' : formatArgv(o.argv ?? []);
-  return [
-    `golden update of ${from} (nothing here changes ${o.image} or its manifest):`,
-    `  1. verify ${o.image} against its signed manifest`,
-    `  2. decompress it to a sparse working copy in ${o.workDir ?? path.dirname(path.resolve(o.image))}`,
-    `  3. boot the copy in QEMU (${o.accel === 'auto' ? 'KVM if a trial boot with it succeeds, else TCG' : o.accel}) with ${UPDATE_CMDLINE_KEY}=1 and run: ${what}`,
-    `  4. boot the copy again through its own GRUB to the proof marker; its menu must show: ${o.entries.join(', ')}`,
-    `  5. write ${out} and ${manifestPathOf(out)} (signed); remove the working copy`,
-  ];
-}
-
-/** Runs the whole update; throws (old image untouched, working copy removed) on any failure. */
+/**
+ * `golden update` as a plan: the old image verified chunk by chunk, the key, the output name and the
+ * working folder checked first (a dry run makes the same checks and fails the same way), then the
+ * steps; the working copy is removed whatever happened. Nothing here changes IMAGE or its manifest.
+ */
 export async function runGoldenUpdate(ctx: Context, o: UpdateOptions): Promise<UpdateResult | null> {
-  const old = (await verifyOld(o.image, ctx.config.clone.trustedKeys)).manifest;
-  const key = await loadSigningKey(o.keyFile);
+  const old = (await loadManifest(o.image, ctx.config.clone.trustedKeys)).payload;
   const version = o.version ?? defaultVersion(old.version, new Date());
+  checkIdent('--image-version', version);
   const out = path.resolve(o.out ?? newImagePath(o.image, old.name, version));
-  if (existsSync(out)) throw new RefusedError(`${out} exists: give another --image-version or --out`);
-  for (const line of updatePlanText(o, imageIdOf(old), out)) ctx.out.print(line);
-  if (ctx.dryRun) return null;
-  const work = await mkdtemp(path.join(o.workDir ?? path.dirname(path.resolve(o.image)), '.zshield-update-'));
-  try {
-    const disks: VmDisks = { image: path.join(work, 'golden.raw'), handoff: path.join(work, 'handoff.raw') };
-    await decompressSparse(o.image, old, disks.image);
-    const accel = await chooseAccel(ctx, o, disks.image, work);
-    await updateBoot(ctx.runner, o, disks, accel, work);
-    ctx.out.print('update command succeeded; proof boot through the image’s GRUB');
-    await proofBoot(ctx.runner, o, disks, accel, work);
-    const manifest = await makeGoldenImage({ source: disks.image, out, name: old.name, version, key });
-    return { out, manifest, accel };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  const workIn = o.workDir ?? path.dirname(path.resolve(o.image));
+  const what = o.script !== undefined ? 'the script (/bin/sh)' : formatArgv(o.argv ?? []);
+  const io: { key?: SigningKey; work?: string; disks?: VmDisks; accel?: Accel; result?: UpdateResult } = {};
+  const inWork = (apply: () => Promise<void>) => ({
+    edit: { files: ['(working copy)'], root: workIn, apply },
+  });
+  const plan: Plan = {
+    title: `golden update of ${imageIdOf(old)} into ${out} (nothing here changes ${o.image} or its manifest)`,
+    notes: [`the command run in the image: ${what}`],
+    checks: [
+      {
+        title: `every chunk of ${o.image} matches its signed manifest`,
+        run: () => verifyOld(o.image, ctx.config.clone.trustedKeys),
+      },
+      {
+        title: `the signing key ${o.keyFile} loads`,
+        run: async () => {
+          io.key = await loadSigningKey(o.keyFile);
+        },
+      },
+      {
+        title: `${out} does not exist yet`,
+        run: () => {
+          if (existsSync(out) || existsSync(manifestPathOf(out)))
+            throw new RefusedError(`${out} exists: give another --image-version or --out`);
+        },
+      },
+      { title: `QEMU and debugfs are installed`, run: () => requireTools(ctx.runner, [QEMU, 'debugfs']) },
+      { title: `the working folder ${workIn} exists`, run: () => folderExists(workIn) },
+    ],
+    steps: [
+      {
+        title: `decompress ${o.image} to a sparse working copy in ${workIn}`,
+        ...inWork(async () => {
+          io.work = await mkdtemp(path.join(workIn, '.zshield-update-'));
+          io.disks = { image: path.join(io.work, 'golden.raw'), handoff: path.join(io.work, 'handoff.raw') };
+          await decompressSparse(o.image, old, io.disks.image);
+        }),
+      },
+      {
+        title: `boot the copy in QEMU (${o.accel === 'auto' ? 'KVM if a trial boot with it succeeds, else TCG' : o.accel}) with ${UPDATE_CMDLINE_KEY}=1 and run the command`,
+        ...inWork(async () => {
+          io.accel = await chooseAccel(ctx, o, io.disks!.image, io.work!);
+          await updateBoot(ctx.runner, o, io.disks!, io.accel, io.work!);
+          ctx.out.print('update command succeeded; proof boot through the image’s GRUB');
+        }),
+      },
+      {
+        title: `boot the copy again through its own GRUB to the proof marker; its menu must show: ${o.entries.join(', ')}`,
+        ...inWork(() => proofBoot(ctx.runner, o, io.disks!, io.accel!, io.work!)),
+      },
+      {
+        title: 'write the new image and its signed manifest',
+        edit: {
+          files: [out, manifestPathOf(out)],
+          apply: async () => {
+            const manifest = await makeGoldenImage({
+              source: io.disks!.image,
+              out,
+              name: old.name,
+              version,
+              key: io.key!,
+            });
+            io.result = { out, manifest, accel: io.accel! };
+          },
+        },
+      },
+    ],
+    always: [
+      {
+        title: 'remove the working copy',
+        ...inWork(async () => {
+          if (io.work) await rm(io.work, { recursive: true, force: true });
+        }),
+      },
+    ],
+  };
+  const run = await runPlan(ctx, plan, { confirm: 'none' });
+  return run.applied ? io.result! : null;
 }
 
-async function verifyOld(image: string, trusted: readonly string[]) {
+async function verifyOld(image: string, trusted: readonly string[]): Promise<void> {
   const r = await verifyGoldenImage(image, trusted);
   if (r.badChunks.length > 0)
     throw new VerifyError(
       `${image}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest: not updated`,
     );
-  return r;
+}
+
+function folderExists(dir: string): void {
+  let ok = false;
+  try {
+    ok = statSync(dir).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new NotFoundError(`the folder ${dir} does not exist`);
 }
 
 /** Zero blocks are skipped (seeked over), so a mostly empty medium costs little disk. */

@@ -4,7 +4,7 @@ import { formatBytes } from '../config/size.js';
 import { RefusedError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { imageIdOf, loadManifest, readChunk } from './golden-image.js';
+import { imageIdOf, loadManifest, readChunk, verifyGoldenImage } from './golden-image.js';
 import { type TargetRequest, resolveCloneTarget } from './target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
 
@@ -37,6 +37,20 @@ export async function runGoldenWrite(
   const io: { src?: FileHandle; writer?: TargetWriter } = {};
   const edit = (apply: () => Promise<void>) => ({ files: [target.path], apply });
   const plan: Plan = {
+    checks: [
+      {
+        // Before the head is wiped (and by a dry run): a damaged image destroys nothing.
+        title: 'every chunk of the image matches its signed manifest',
+        run: async () => {
+          const r = await verifyGoldenImage(opts.image, ctx.config.clone.trustedKeys);
+          if (r.badChunks.length > 0) {
+            throw new VerifyError(
+              `${opts.image}: chunk(s) ${r.badChunks.join(', ')} do not match the signed manifest: nothing was written`,
+            );
+          }
+        },
+      },
+    ],
     title: `Write golden image ${imageIdOf(m)} (${formatBytes(m.size)}, ${m.chunks.length} chunks) onto ${target.describe}`,
     notes: [
       'every chunk is checked against the signed manifest as it is read; the target does not look good (no partition table) until it has been read back and verified',

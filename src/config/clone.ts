@@ -102,7 +102,17 @@ export const cloneSchema = z
       .min(1)
       .nullable()
       .default(null)
-      .describe('a receiver accepts only this session name; null: any session signed by a trusted key'),
+      .describe(
+        'a receiver accepts only this session name; null: any session signed by a trusted key (a fleet should bind one: see Cloning)',
+      ),
+    maxSessionAgeHours: z
+      .number()
+      .min(0.1)
+      .max(8760)
+      .default(24)
+      .describe(
+        'a receiver refuses a session signed longer ago than this (or this far ahead of its clock): a replayed capture of an older session',
+      ),
     send: sendSchema.prefault({}).describe('clone send'),
     receive: receiveSchema.prefault({}).describe('clone receive'),
     power: z

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -17,7 +17,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type GoldenManifest, makeGoldenImage } from '../../src/clone/golden-image.js';
 import { formatBytes } from '../../src/config/size.js';
-import { loadSigningKey, writeNewSigningKey } from '../../src/system/signing.js';
+import { encodeHeader } from '../../src/clone/header.js';
+import { loadSigningKey, signDocument, writeNewSigningKey } from '../../src/system/signing.js';
 import { BUNDLE } from '../remote/lib.js';
 import { type Lan, type Proc, childNamed, makeLan, runIn, until } from './netns.js';
 
@@ -46,8 +47,8 @@ const procs: Proc[] = [];
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function zshield(host: string, args: string[]): Proc {
-  const p = runIn(lan.ns(host), [process.execPath, BUNDLE, '-c', config, ...args], ENV);
+function zshield(host: string, args: string[], configFile = config): Proc {
+  const p = runIn(lan.ns(host), [process.execPath, BUNDLE, '-c', configFile, ...args], ENV);
   procs.push(p);
   return p;
 }
@@ -129,6 +130,15 @@ afterEach(async () => {
 });
 
 const loops: string[] = [];
+
+function flipByte(file: string, at: number): void {
+  const fd = openSync(file, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  b[0]! ^= 0xff;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
 
 function attachLoop(backing: string, size: number): string {
   writeFileSync(backing, Buffer.alloc(0));
@@ -226,7 +236,11 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(await tooSmall.exited, tooSmall.out()).toBe(6);
     expect(tooSmall.out()).toMatch(/is smaller than the image \(40\.0 MiB\): nothing written/);
     expect(readFileSync(small).subarray(0, MiB).equals(Buffer.alloc(MiB, 0xab))).toBe(true);
-    expect(await sender.exited, sender.out()).toBe(0);
+    // Two of four verified: the two that refused count as failed, each named with why.
+    expect(await sender.exited, sender.out()).toBe(10);
+    expect(sender.out()).toMatch(
+      /2 of 4 receiver\(s\) not verified: r3 \(198\.18\.0\.4\) refused: joined session "line-1" but this box expects "another-line".*; r4 \(198\.18\.0\.5\) refused: \S+ \(8\.0 MiB\) is smaller than the image/,
+    );
     expect(sha(readFileSync(t('r2')))).toBe(manifest.sha256);
     expect(sha(readFileSync(t('r1')))).toBe(manifest.sha256);
     expect(readFileSync(t('r3')).equals(old)).toBe(true);
@@ -260,18 +274,196 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     expect(sender.out()).toMatch(/198\.18\.0\.2\s+\?\s+\S+\s+no report/);
   });
 
-  it('a target in use (a mounted loop device) is refused before any session is joined', async () => {
-    const loop = attachLoop(path.join(dir, 'mounted.backing'), 64 * MiB);
+  it('a target in use in any way (mounted, active swap, backing a mounted loop device, open for writing) is refused before any session is joined', async () => {
+    const backing = path.join(dir, 'mounted.backing');
+    const loop = attachLoop(backing, 64 * MiB);
     const mnt = mkdtempSync(path.join(dir, 'mnt-'));
     expect(spawnSync('mkfs.ext4', ['-q', '-F', loop]).status).toBe(0);
     expect(spawnSync('mount', [loop, mnt]).status).toBe(0);
+    const swap = attachLoop(path.join(dir, 'swap.backing'), 64 * MiB);
+    expect(spawnSync('mkswap', [swap]).status).toBe(0);
+    expect(spawnSync('swapon', [swap]).status).toBe(0);
+    const held = path.join(dir, 'held.disk');
+    writeFileSync(held, Buffer.alloc(MiB, 0x5a));
+    const fd = openSync(held, 'a');
+    const writer = spawn('sleep', ['60'], { stdio: ['ignore', fd, 'ignore'] });
+    closeSync(fd);
     try {
-      const rx = receive('r1', loop);
-      expect(await rx.exited, rx.out()).toBe(6);
-      expect(rx.out()).toMatch(/is in use \(.*mounted\); nothing was written/);
-      expect(rx.out()).not.toMatch(/waiting for a clone session/);
+      const cases: [string, RegExp][] = [
+        [loop, /is in use \(.*mounted\); nothing was written/],
+        [swap, new RegExp(`is in use \\(${swap} is active swap\\); nothing was written`)],
+        [backing, new RegExp(`is in use \\(backs ${loop}\\); nothing was written`)],
+        [
+          held,
+          new RegExp(
+            `is in use \\(open for writing by sleep \\(pid ${writer.pid}\\)\\); nothing was written`,
+          ),
+        ],
+      ];
+      for (const [target, why] of cases) {
+        // A mounted ext4 (and its backing file) and an active swap change under us: only the held
+        // file is hashed; for the others, no session was joined.
+        const before = target === held ? sha(readFileSync(target)) : null;
+        const rx = receive('r1', target);
+        expect(await rx.exited, rx.out()).toBe(6);
+        expect(rx.out()).toMatch(why);
+        expect(rx.out()).not.toMatch(/waiting for a clone session/);
+        if (before) expect(sha(readFileSync(target))).toBe(before);
+      }
     } finally {
+      writer.kill('SIGKILL');
+      spawnSync('swapoff', [swap]);
       spawnSync('umount', [mnt]);
     }
+  });
+
+  it('no receiver joined: the sender exits 11 (nothing sent), not 0', async () => {
+    const fast = path.join(dir, 'fast.conf');
+    const c = JSON.parse(readFileSync(config, 'utf8'));
+    c.clone.send.startTimeoutSeconds = 2;
+    writeFileSync(fast, JSON.stringify(c));
+    const sender = zshield('s', ['clone', 'send', image], fast);
+    expect(await sender.exited, sender.out()).toBe(11);
+    expect(sender.out()).toMatch(
+      /no receiver joined within 2 s \(clone\.send\.startTimeoutSeconds\): nothing was sent/,
+    );
+  });
+
+  it('an image with one chunk that no longer matches its manifest: exit 10 naming it before a byte goes out, no box touched', async () => {
+    const damaged = path.join(dir, 'damaged.img.zst');
+    const buf = readFileSync(image);
+    buf[manifest.chunks[7]!.zOffset + 1000]! ^= 0x01;
+    writeFileSync(damaged, buf);
+    writeFileSync(`${damaged}.manifest.json`, readFileSync(`${image}.manifest.json`));
+    const target = path.join(dir, 'untouched.disk');
+    const old = randomBytes(2 * MiB);
+    writeFileSync(target, old);
+    const rx = receive('r1', target);
+    await until(() => /waiting for a clone session/.test(rx.out()), 'the receiver to wait');
+    const sender = zshield('s', ['clone', 'send', damaged, '--power']);
+    expect(await sender.exited, sender.out()).toBe(10);
+    expect(sender.out()).toMatch(
+      /chunk\(s\) 7 do not match the signed manifest: nothing sent, no box touched/,
+    );
+    expect(sender.out()).not.toMatch(/receiver \S+ joined|sending to/);
+    expect(rx.out()).not.toMatch(/session "/);
+    expect(readFileSync(target).equals(old)).toBe(true);
+  });
+
+  it('a full target file system ends that receive at once (udp-receiver killed, the sender told, first MiB unwritten); the other box verifies, the sender exits 10 naming the failed one', async () => {
+    const full = mkdtempSync(path.join(dir, 'full-'));
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', full]).status).toBe(0);
+    try {
+      const onFull = path.join(full, 'disk');
+      const good = path.join(dir, 'good.disk');
+      const r1 = receive('r1', onFull);
+      const r2 = receive('r2', good);
+      const sender = zshield('s', ['clone', 'send', image, '--min-receivers', '2', '--max-bitrate', '100m']);
+      expect(await r1.exited, r1.out()).toBe(10);
+      expect(r1.out()).toMatch(
+        /FAILED: writing \S+ at byte \d+ failed \(ENOSPC.*the receive stopped; the target was left without its first MiB/,
+      );
+      expect(childNamed(r1.child.pid!, 'udp-receiver')).toBeNull();
+      const head = Buffer.alloc(MiB);
+      const fd = openSync(onFull, 'r');
+      readSync(fd, head, 0, MiB, 0);
+      closeSync(fd);
+      expect(head.equals(Buffer.alloc(MiB))).toBe(true);
+      expect(await r2.exited, r2.out()).toBe(0);
+      expect(await sender.exited, sender.out()).toBe(10);
+      expect(sender.out()).toMatch(
+        /1 of 2 receiver\(s\) not verified: r1 \(198\.18\.0\.2\) failed: writing .*ENOSPC/,
+      );
+      expect(sha(readFileSync(good))).toBe(manifest.sha256);
+    } finally {
+      spawnSync('umount', [full]);
+    }
+  });
+
+  it('a stream that stops decompressing mid-way (a broken zstd frame) ends the receive at once, reported to the sender', async () => {
+    // The frame breaks after the sender's checks passed (the image changed on its disk while it
+    // waited for receivers): the receiver must fail at once, not wait for a check or hang.
+    const at = manifest.chunks[3]!.zOffset;
+    // Not dropped early on a loaded machine (a dropped box sees a cut stream, not a broken one),
+    // yet dropped soon once its udp-receiver is killed, so the sender ends.
+    const sender = zshield('s', [
+      'clone',
+      'send',
+      image,
+      '--max-bitrate',
+      '100m',
+      '--retries-until-drop',
+      '60',
+    ]);
+    const target = path.join(dir, 'broken.disk');
+    try {
+      await until(
+        () => /\[2\/3\] stream the signed header/.test(sender.out()),
+        'the sender to start udp-sender',
+      );
+      flipByte(image, at);
+      const rx = receive('r1', target);
+      expect(await rx.exited, rx.out()).toBe(10);
+      expect(`${rx.out()}\n----\n${sender.out()}`).toMatch(
+        /FAILED: the stream did not decompress after \d+\.\d MiB .*the target was left without its first MiB/,
+      );
+      expect(rx.out()).not.toMatch(/received 100%/);
+      const head = readFileSync(target).subarray(0, MiB);
+      expect(head.equals(Buffer.alloc(MiB))).toBe(true);
+      expect(await sender.exited, sender.out()).toBe(10);
+      expect(sender.out()).toMatch(/198\.18\.0\.2\s+r1\s+\S+\s+failed/);
+    } finally {
+      flipByte(image, at);
+    }
+  });
+
+  it('a genuine session signed longer ago than clone.maxSessionAgeHours (a replayed capture) writes nothing', async () => {
+    const vendor = await loadSigningKey(path.join(dir, 'vendor.key'));
+    const signedManifest = JSON.parse(readFileSync(`${image}.manifest.json`, 'utf8'));
+    const session = {
+      session: 'appl@7',
+      imageId: 'appl@7',
+      version: '7',
+      size: manifest.size,
+      rootHash: manifest.rootHash,
+      repairUrl: `http://${lan.address('s')}:9780`,
+      startedAt: new Date(Date.now() - 3 * 24 * 3600_000).toISOString(),
+    };
+    const capture = path.join(dir, 'capture.bin');
+    writeFileSync(
+      capture,
+      Buffer.concat([
+        encodeHeader({ manifest: signedManifest, session: signDocument(session, vendor) }),
+        readFileSync(image),
+      ]),
+    );
+    const target = path.join(dir, 'replay.disk');
+    const old = randomBytes(MiB);
+    writeFileSync(target, old);
+    const rx = receive('r1', target);
+    const replay = runIn(
+      lan.ns('s'),
+      [
+        'udp-sender',
+        '--nokbd',
+        '--interface',
+        'eth0',
+        '--portbase',
+        '9000',
+        '--min-receivers',
+        '1',
+        '--retries-until-drop',
+        '3',
+        '--file',
+        capture,
+      ],
+      ENV,
+    );
+    procs.push(replay);
+    expect(await rx.exited, rx.out()).toBe(6);
+    expect(rx.out()).toMatch(
+      /session "appl@7" was signed at .*, 72(\.\d)? h from this box's clock .*clone\.maxSessionAgeHours is 24: a replayed or stale session, nothing written/,
+    );
+    expect(readFileSync(target).equals(old)).toBe(true);
   });
 });

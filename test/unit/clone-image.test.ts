@@ -17,7 +17,7 @@ import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone
 import { resolveCloneTarget } from '../../src/clone/target.js';
 import { runReceive } from '../../src/clone/receive.js';
 import { runGoldenWrite } from '../../src/clone/write.js';
-import { UsageError, VerifyError } from '../../src/errors.js';
+import { RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
@@ -105,6 +105,9 @@ describe('target writer', () => {
   });
 });
 
+const NOW = new Date('2026-11-29T10:00:00Z');
+const rules = (expectSession: string | null, now = NOW) => ({ expectSession, maxAgeHours: 24, now });
+
 describe('stream header', () => {
   const header = async () => {
     const { key, out, m } = await made(2 * MiB, MiB);
@@ -116,7 +119,7 @@ describe('stream header', () => {
       size: m.size,
       rootHash: m.rootHash,
       repairUrl: 'http://192.0.2.1:9780',
-      startedAt: 'now',
+      startedAt: NOW.toISOString(),
     };
     return { key, m, manifest, session };
   };
@@ -130,23 +133,37 @@ describe('stream header', () => {
     const pieces = [bytes.subarray(0, 3), bytes.subarray(3, 500), bytes.subarray(500)];
     const got = await readHeader(Readable.from(pieces)[Symbol.asyncIterator]());
     expect(got!.rest.toString()).toBe('DATA');
-    expect(verifyHeader(got!.header, [key.publicText], 's1').session.session).toBe('s1');
+    expect(verifyHeader(got!.header, [key.publicText], rules('s1')).session.session).toBe('s1');
   });
 
   it('refuses another signer, another session, and a session for a different image', async () => {
     const { key, manifest, session } = await header();
     const other = generateSigningKey();
     const trusted = [key.publicText];
-    expect(() => verifyHeader({ manifest, session: signDocument(session, other) }, trusted, null)).toThrow(
-      /not a trusted key/,
-    );
-    expect(() => verifyHeader({ manifest, session: signDocument(session, key) }, trusted, 's2')).toThrow(
-      /wrong|expects "s2"/,
-    );
+    expect(() =>
+      verifyHeader({ manifest, session: signDocument(session, other) }, trusted, rules(null)),
+    ).toThrow(/not a trusted key/);
+    expect(() =>
+      verifyHeader({ manifest, session: signDocument(session, key) }, trusted, rules('s2')),
+    ).toThrow(/wrong|expects "s2"/);
     const wrong = { ...session, rootHash: '0'.repeat(64) };
-    expect(() => verifyHeader({ manifest, session: signDocument(wrong, key) }, trusted, null)).toThrow(
+    expect(() => verifyHeader({ manifest, session: signDocument(wrong, key) }, trusted, rules(null))).toThrow(
       /different images/,
     );
+  });
+
+  it('refuses a genuine session signed longer ago than clone.maxSessionAgeHours (a replayed capture), or as far ahead', async () => {
+    const { key, manifest, session } = await header();
+    const doc = { manifest, session: signDocument(session, key) };
+    const trusted = [key.publicText];
+    const at = (hours: number) => new Date(NOW.getTime() + hours * 3_600_000);
+    expect(verifyHeader(doc, trusted, rules(null, at(23.9))).session.session).toBe('s1');
+    expect(() => verifyHeader(doc, trusted, rules(null, at(24.1)))).toThrow(
+      /signed at 2026-11-29T10:00:00\.000Z, 24\.1 h from this box's clock.*clone\.maxSessionAgeHours is 24: a replayed or stale session, nothing written/,
+    );
+    expect(() => verifyHeader(doc, trusted, rules(null, at(-25)))).toThrow(RefusedError);
+    const undated = { manifest, session: signDocument({ ...session, startedAt: 'now' }, key) };
+    expect(() => verifyHeader(undated, trusted, rules(null))).toThrow(/an unreadable time/);
   });
 
   it('a stream that is not a clone stream is refused before anything else', async () => {

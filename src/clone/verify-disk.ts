@@ -1,0 +1,63 @@
+import { statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Context } from '../context.js';
+import { NotFoundError, RefusedError } from '../errors.js';
+import { probeDisks } from '../system/disks.js';
+import { type GoldenManifest, chunkLength, loadManifest, readFully } from './golden-image.js';
+import { matchesHash } from './target-writer.js';
+
+export interface DiskCheck {
+  manifest: GoldenManifest;
+  keyId: string;
+  device: string;
+  badChunks: number[];
+}
+
+/**
+ * `golden image verify IMAGE --target DEVICE`: a disk written earlier (by `golden image write`,
+ * `clone receive` or `dd`) read back and checked chunk by chunk against the image's signed
+ * manifest. Only the manifest is needed, not the image file. Reads only.
+ */
+export async function verifyWrittenDisk(
+  ctx: Context,
+  image: string,
+  target: string,
+  onChunk?: (i: number, of: number) => void,
+): Promise<DiskCheck> {
+  const signed = await loadManifest(image, ctx.config.clone.trustedKeys);
+  const m = signed.payload;
+  const device = await devicePath(ctx, target);
+  if (statSync(device).isBlockDevice()) {
+    // Drops the kernel's cached copy so the medium itself is read; changes no data.
+    await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', device], mutates: false });
+  }
+  const fh = await open(device, 'r');
+  const badChunks: number[] = [];
+  try {
+    for (let i = 0; i < m.chunks.length; i++) {
+      const buf = await readFully(fh, chunkLength(m, i), i * m.chunkSize);
+      if (buf.length !== chunkLength(m, i) || !matchesHash(buf, m.chunks[i]!.sha256)) badChunks.push(i);
+      onChunk?.(i, m.chunks.length);
+    }
+  } finally {
+    await fh.close();
+  }
+  return { manifest: m, keyId: signed.keyId, device, badChunks };
+}
+
+/** A path (device or file) as given, or a disk's serial or WWN. */
+async function devicePath(ctx: Context, target: string): Promise<string> {
+  if (target.startsWith('/') || target.startsWith('.')) {
+    try {
+      statSync(target);
+    } catch {
+      throw new NotFoundError(`${target} does not exist`);
+    }
+    return target;
+  }
+  const probe = await probeDisks(ctx.runner);
+  const found = probe.disks.filter((d) => d.serial === target || (d.wwn !== '' && d.wwn === target));
+  if (found.length === 0) throw new NotFoundError(`no disk with serial or WWN "${target}"`);
+  if (found.length > 1) throw new RefusedError(`more than one disk matches "${target}"`);
+  return found[0]!.path;
+}
