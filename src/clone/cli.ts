@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, UsageError, VerifyError } from '../errors.js';
+import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 import type { TargetRequest } from './target.js';
 
 // The implementations are loaded when a clone or golden image command runs.
@@ -33,7 +34,8 @@ const targetOptions = (y: Argv) =>
       type: 'string',
       describe: 'a file or block device to write instead (tests, loop devices)',
     })
-    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' });
+    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' })
+    .option('json', JSON_OPTION);
 
 // Options several subcommands share, declared once.
 const keyOption = {
@@ -75,10 +77,12 @@ function sendCommand(kit: CommandKit): CommandModule {
           default: false,
           describe:
             'first run each clone.power command (reboot the boxes into receive mode; untested on real hardware)',
-        }),
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       if (args['power']) {
         const { runPowerCommands } = await import('./power.js');
         await runPowerCommands(ctx);
@@ -102,6 +106,7 @@ function sendCommand(kit: CommandKit): CommandModule {
         ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
         ...(bitrate ? { maxBitrate: bitrate } : {}),
       });
+      if (r && wantsJson(args)) printJson(out, r);
       if (r) {
         const ok = r.rows.filter((row) => row.result === 'verified').length;
         ctx.out.print(`${ok} receiver(s) verified ${r.imageId}; ${r.rows.length - ok} refused the session`);
@@ -125,7 +130,8 @@ function receiveCommand(kit: CommandKit): CommandModule {
         .option('interface', interfaceOption),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       if (!ctx.dryRun && !args['yes']) {
         throw new UsageError(
           'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
@@ -138,6 +144,7 @@ function receiveCommand(kit: CommandKit): CommandModule {
         ...(args['name'] ? { name: String(args['name']) } : {}),
         ...(args['interface'] ? { interface: String(args['interface']) } : {}),
       });
+      if (r && wantsJson(args)) printJson(out, r);
       if (r) {
         ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
         ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
@@ -170,10 +177,12 @@ function makeCommand(kit: CommandKit): CommandModule {
           demandOption: true,
           describe: 'the release version of the image',
         })
-        .option('key', keyOption),
+        .option('key', keyOption)
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const stdout = jsonOutput(ctx, wantsJson(args));
       const { loadSigningKey } = await import('../system/signing.js');
       const { makeGoldenImage, manifestPathOf } = await import('./golden-image.js');
       const key = await loadSigningKey(signingKeyFile(ctx, args));
@@ -189,6 +198,8 @@ function makeCommand(kit: CommandKit): CommandModule {
         version: String(args['image-version']),
         key,
       });
+      if (wantsJson(args))
+        printJson(stdout, { image: out, manifest: manifestPathOf(out), keyId: key.keyId, ...m });
       ctx.out.print(
         `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256}), signed by key ${key.keyId}`,
       );
@@ -207,10 +218,11 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
         .command(
           'verify <image>',
           'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256',
-          (yy: Argv) => yy.positional('image', { type: 'string' }),
+          (yy: Argv) => yy.positional('image', { type: 'string' }).option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
             const r = await verifyGoldenImage(String(args['image']), ctx.config.clone.trustedKeys);
             if (r.badChunks.length > 0) {
@@ -218,6 +230,8 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
                 `${args['image']}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
               );
             }
+            if (wantsJson(args))
+              printJson(out, { image: args['image'], imageId: imageIdOf(r.manifest), ...r });
             ctx.out.print(
               `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
             );
@@ -229,26 +243,40 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
           (yy: Argv) => targetOptions(yy.positional('image', { type: 'string' })),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { runGoldenWrite } = await import('./write.js');
             const r = await runGoldenWrite(ctx, {
               image: String(args['image']),
               target: targetOf(args),
               yes: Boolean(args['yes']),
             });
+            if (r && wantsJson(args)) printJson(out, r);
             if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
           },
         )
         .command(
           'key <file>',
           'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
-          (yy: Argv) => yy.positional('file', { type: 'string' }),
+          (yy: Argv) => yy.positional('file', { type: 'string' }).option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            await kit.context(args);
+            await kit.context(args, { quietConsole: wantsJson(args) });
             const { writeNewSigningKey } = await import('../system/signing.js');
-            const key = await writeNewSigningKey(String(args['file']), { writePublic: true });
-            process.stdout.write(`${key.publicText}\n`);
+            const file = String(args['file']);
+            const key = await writeNewSigningKey(file, { writePublic: true });
+            // The public half only: the private key never reaches stdout.
+            if (wantsJson(args))
+              printJson(
+                { print: (t) => process.stdout.write(`${t}\n`) },
+                {
+                  file,
+                  publicFile: `${file}.pub`,
+                  keyId: key.keyId,
+                  publicKey: key.publicText,
+                },
+              );
+            else process.stdout.write(`${key.publicText}\n`);
           },
         )
         .demandCommand(1, 'say which: golden image make | verify | write | key'),
@@ -312,10 +340,12 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
           array: true,
           describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
         })
-        .option('key', keyOption),
+        .option('key', keyOption)
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
       const argv = updateArgv(args);
       const scriptFile = args['script'] as string | undefined;
@@ -334,6 +364,7 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
         accel: args['accel'] as 'auto' | 'kvm' | 'tcg',
         entries: (args['entry'] as string[] | undefined) ?? DEFAULT_ENTRIES,
       });
+      if (r && wantsJson(args)) printJson(out, r);
       if (r)
         ctx.out.print(
           `golden image updated and proven (${r.accel}): ${r.out} (${r.manifest.name}@${r.manifest.version}, SHA-256 ${r.manifest.sha256})`,
