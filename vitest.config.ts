@@ -50,6 +50,18 @@ export default defineConfig({
         },
       },
       {
+        // The command contract (test/contract): every command of the tree, run as the built binary
+        // in a world of files, stand-in tools and the remote tests' sshd (their global setup).
+        test: {
+          name: 'contract',
+          include: ['test/contract/**/*.test.ts'],
+          globalSetup: ['test/remote/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 600_000,
+          fileParallelism: false,
+        },
+      },
+      {
         test: {
           name: 'host',
           include: ['test/host/**/*.test.ts'],

@@ -57,6 +57,8 @@ vitest run --project host --reporter=default --reporter=json --outputFile.json="
 if [ "$appliance" = no ]; then
   step "remote tests (OpenSSH on 127.0.0.1)"
   vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json" || rc=1
+  step "command contract (every command as the built binary: help, usage, dry run, --json)"
+  vitest run --project contract --reporter=default --reporter=json --outputFile.json="$results/contract.json" || rc=1
 else
   if ! wait "$setup"; then
     tail -n 40 "$results/bench-setup.log"
@@ -79,6 +81,8 @@ else
   step "remote tests (OpenSSH on 127.0.0.1) beside the appliance tests (QEMU bench)"
   pids=()
   tagged remote remote & pids+=($!)
+  # The command contract beside them: the built binary in worlds of files and stand-in tools.
+  tagged contract contract & pids+=($!)
   if [ "$(nproc)" -ge 2 ]; then
     tagged recovery appliance "${first[@]}" & pids+=($!)
     tagged others appliance "${others[@]}" & pids+=($!)

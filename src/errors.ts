@@ -23,10 +23,16 @@ export abstract class ZshieldError extends Error {
   abstract readonly exitCode: ExitCodeValue;
   /** A hint for the operator: what to do next. Printed on its own line after the message. */
   readonly hint: string | undefined;
-  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+  /**
+   * What did succeed before the failure (each target's result when one target is down): the
+   * `--json` failure document carries it as `result`, beside code, message and hint.
+   */
+  readonly result: unknown;
+  constructor(message: string, options?: { hint?: string; cause?: unknown; result?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.hint = options?.hint;
+    this.result = options?.result;
   }
 }
 

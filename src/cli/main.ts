@@ -139,7 +139,10 @@ function report(err: unknown, log: Logger | undefined, json: boolean): number {
   // A script that asked for JSON gets the failure as JSON on stdout (and the same exit code).
   if (json) {
     const problems = err instanceof ConfigError && err.problems.length > 1 ? { problems: err.problems } : {};
-    process.stdout.write(`${JSON.stringify({ code, message, hint: hint ?? null, ...problems }, null, 2)}\n`);
+    const result = err instanceof ZshieldError && err.result !== undefined ? { result: err.result } : {};
+    process.stdout.write(
+      `${JSON.stringify({ code, message, hint: hint ?? null, ...problems, ...result }, null, 2)}\n`,
+    );
   }
   return code;
 }

@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, UsageError, VerifyError } from '../errors.js';
+import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 import type { TargetRequest } from './target.js';
 
 // The implementations are loaded when a clone or golden image command runs.
@@ -33,7 +34,8 @@ const targetOptions = (y: Argv) =>
       type: 'string',
       describe: 'a file or block device to write instead (tests, loop devices)',
     })
-    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' });
+    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' })
+    .option('json', JSON_OPTION);
 
 // Options several subcommands share, declared once.
 const keyOption = {
@@ -75,10 +77,12 @@ function sendCommand(kit: CommandKit): CommandModule {
           default: false,
           describe:
             'run each clone.power command once every check passed (reboot the boxes into receive mode; untested on real hardware)',
-        }),
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runSend } = await import('./send.js');
       // The options first; --power is a step of the plan, after every check of the send.
       const minReceivers = whole('min-receivers', args['min-receivers'], 1);
@@ -101,6 +105,7 @@ function sendCommand(kit: CommandKit): CommandModule {
         power: Boolean(args['power']),
       });
       // runSend throws unless every receiver that joined verified.
+      if (r && wantsJson(args)) printJson(out, r);
       if (r) ctx.out.print(`all ${r.rows.length} receiver(s) verified ${r.imageId}`);
     },
   };
@@ -121,7 +126,8 @@ function receiveCommand(kit: CommandKit): CommandModule {
         .option('interface', interfaceOption),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runReceive } = await import('./receive.js');
       // Without --yes the plan is shown and checked, then refused (exit 6), as golden image write.
       const r = await runReceive(ctx, {
@@ -131,6 +137,7 @@ function receiveCommand(kit: CommandKit): CommandModule {
         ...(args['name'] ? { name: String(args['name']) } : {}),
         ...(args['interface'] ? { interface: String(args['interface']) } : {}),
       });
+      if (r && wantsJson(args)) printJson(out, r);
       if (r) {
         ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
         ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
@@ -168,11 +175,14 @@ function makeCommand(kit: CommandKit): CommandModule {
           type: 'boolean',
           default: false,
           describe: 'replace a released image (OUT or its manifest exists); refused without it',
-        }),
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const stdout = jsonOutput(ctx, wantsJson(args));
       const { runGoldenMake } = await import('./golden-make.js');
+      const { manifestPathOf } = await import('./golden-image.js');
       const out = path.resolve(String(args['out']));
       const m = await runGoldenMake(ctx, {
         source: String(args['source']),
@@ -182,6 +192,7 @@ function makeCommand(kit: CommandKit): CommandModule {
         keyFile: signingKeyFile(ctx, args),
         force: Boolean(args['force']),
       });
+      if (m && wantsJson(args)) printJson(stdout, { image: out, manifest: manifestPathOf(out), ...m });
       if (m)
         ctx.out.print(
           `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256})`,
@@ -202,14 +213,18 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
           'verify <image>',
           'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256; with --target, a disk written with it',
           (yy: Argv) =>
-            yy.positional('image', { type: 'string' }).option('target', {
-              type: 'string',
-              describe:
-                "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
-            }),
+            yy
+              .positional('image', { type: 'string' })
+              .option('target', {
+                type: 'string',
+                describe:
+                  "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
+              })
+              .option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
             if (args['target'] !== undefined) {
               const { verifyWrittenDisk } = await import('./verify-disk.js');
@@ -219,6 +234,14 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
                   `${d.device}: chunk(s) ${d.badChunks.join(', ')} of ${d.manifest.chunks.length} do not match ${imageIdOf(d.manifest)}'s manifest`,
                 );
               }
+              if (wantsJson(args))
+                printJson(out, {
+                  device: d.device,
+                  imageId: imageIdOf(d.manifest),
+                  chunks: d.manifest.chunks.length,
+                  keyId: d.keyId,
+                  badChunks: d.badChunks,
+                });
               ctx.out.print(
                 `disk verified: ${d.device} holds ${imageIdOf(d.manifest)} (${d.manifest.chunks.length} chunks match the manifest signed by key ${d.keyId})`,
               );
@@ -230,6 +253,8 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
                 `${args['image']}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
               );
             }
+            if (wantsJson(args))
+              printJson(out, { image: args['image'], imageId: imageIdOf(r.manifest), ...r });
             ctx.out.print(
               `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
             );
@@ -241,26 +266,33 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
           (yy: Argv) => targetOptions(yy.positional('image', { type: 'string' })),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { runGoldenWrite } = await import('./write.js');
             const r = await runGoldenWrite(ctx, {
               image: String(args['image']),
               target: targetOf(args),
               yes: Boolean(args['yes']),
             });
+            if (r && wantsJson(args)) printJson(out, r);
             if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
           },
         )
         .command(
           'key <file>',
           'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
-          (yy: Argv) => yy.positional('file', { type: 'string' }),
+          (yy: Argv) => yy.positional('file', { type: 'string' }).option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { runGoldenKey } = await import('./golden-make.js');
-            const publicText = await runGoldenKey(ctx, String(args['file']));
-            if (publicText) process.stdout.write(`${publicText}\n`);
+            const file = path.resolve(String(args['file']));
+            const publicText = await runGoldenKey(ctx, file);
+            // The public half only: the private key never reaches stdout.
+            if (publicText && wantsJson(args))
+              printJson(out, { file, publicFile: `${file}.pub`, publicKey: publicText });
+            else if (publicText) process.stdout.write(`${publicText}\n`);
           },
         )
         .demandCommand(1, 'say which: golden image make | verify | write | key'),
@@ -324,10 +356,12 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
           array: true,
           describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
         })
-        .option('key', keyOption),
+        .option('key', keyOption)
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
       const argv = updateArgv(args);
       const scriptFile = args['script'] as string | undefined;
@@ -346,6 +380,7 @@ export function goldenUpdateCommand(kit: CommandKit): CommandModule {
         accel: args['accel'] as 'auto' | 'kvm' | 'tcg',
         entries: (args['entry'] as string[] | undefined) ?? DEFAULT_ENTRIES,
       });
+      if (r && wantsJson(args)) printJson(out, r);
       if (r)
         ctx.out.print(
           `golden image updated and proven (${r.accel}): ${r.out} (${r.manifest.name}@${r.manifest.version}, SHA-256 ${r.manifest.sha256})`,

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ConfigError, type ConfigProblem, type ZshieldError } from '../errors.js';
+import { JSON_OPTION, printJson, wantsJson } from '../output.js';
 import { loadConfig } from './load.js';
 import { renderConfig } from './render.js';
 import type { Config } from './schema.js';
@@ -35,20 +36,21 @@ export function configCommand<C extends ConfigContext>(
         .command(
           'check',
           'validate the config file as the commands that use it do (schema, secret files and their modes, the stored password); report every problem',
-          (yy: Argv) => yy,
+          (yy: Argv) => yy.option('json', JSON_OPTION),
           async (argv) => {
             const ctx = await kit.context(argv as { config?: string }, {
               quietConsole: true,
               logFile: false,
             });
             await runChecks(ctx, opts.checks);
-            ctx.out.print(`config OK: ${ctx.configFile ?? 'no file, built-in defaults'}`);
+            if (wantsJson(argv)) printJson(ctx.out, { ok: true, file: ctx.configFile });
+            else ctx.out.print(`config OK: ${ctx.configFile ?? 'no file, built-in defaults'}`);
           },
         )
         .command(
           'show',
-          'print the effective configuration (defaults filled in)',
-          (yy: Argv) => yy,
+          'print the effective configuration (defaults filled in; JSON with or without --json)',
+          (yy: Argv) => yy.option('json', JSON_OPTION),
           async (argv) => {
             const loaded = await loadConfig((argv as { config?: string }).config);
             process.stdout.write(`${JSON.stringify(renderConfig(loaded.config), null, 2)}\n`);

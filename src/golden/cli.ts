@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { goldenImageCommand, goldenUpdateCommand } from '../clone/cli.js';
 import type { CommandArgs, CommandKit } from '../context.js';
+import { JSON_OPTION } from '../output.js';
 
 export function goldenCommand(kit: CommandKit): CommandModule {
   return {
@@ -19,7 +20,7 @@ export function goldenCommand(kit: CommandKit): CommandModule {
                 describe: 'serial or WWN of the medium (else disks.golden.serial)',
               })
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the medium' })
-              .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+              .option('json', JSON_OPTION),
           async (argv) => {
             const a = argv as unknown as CommandArgs;
             const ctx = await kit.context(a);

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
+import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
 
@@ -26,7 +27,6 @@ const fromTarget = {
   type: 'string',
   describe: 'fetch from this target even if the local repository has it',
 } as const;
-const json = { type: 'boolean', default: false, describe: 'machine-readable output' } as const;
 const target = {
   type: 'string',
   requiresArg: true,
@@ -39,17 +39,21 @@ function historyInitCommand(kit: CommandKit): CommandModule {
     describe:
       'make the local repository, its encrypted password, the catalog and its signing key (only what is missing)',
     builder: (yy: Argv) =>
-      yy.option('password-stdin', {
-        type: 'boolean',
-        default: false,
-        describe: 'read the repository password from stdin (else one is generated)',
-      }),
+      yy
+        .option('password-stdin', {
+          type: 'boolean',
+          default: false,
+          describe: 'read the repository password from stdin (else one is generated)',
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const password = args['password-stdin'] ? await readStdinLine() : undefined;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runHistoryInit } = await import('./init.js');
-      await runHistoryInit(ctx, password === undefined ? {} : { password });
+      const r = await runHistoryInit(ctx, password === undefined ? {} : { password });
+      if (wantsJson(args)) printJson(out, r);
     },
   };
 }
@@ -70,18 +74,21 @@ function historyTakeCommand(kit: CommandKit): CommandModule {
           type: 'boolean',
           default: false,
           describe: 'then replicate to every target',
-        }),
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
         throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runHistoryTake } = await import('./take.js');
-      await runHistoryTake(ctx, {
+      const r = await runHistoryTake(ctx, {
         reason: String(args['reason']),
         replicate: Boolean(args['replicate']),
         ...(args['device'] !== undefined ? { device: String(args['device']) } : {}),
       });
+      if (wantsJson(args) && r) printJson(out, r);
     },
   };
 }
@@ -100,7 +107,7 @@ function historyReplicateCommand(kit: CommandKit): CommandModule {
           describe: 'check every file on the targets by hash',
         })
         .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
-        .option('json', json),
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
@@ -126,12 +133,16 @@ function historyPruneCommand(kit: CommandKit): CommandModule {
     command: 'prune',
     describe: 'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
     builder: (yy: Argv) =>
-      yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' }),
+      yy
+        .option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runHistoryPrune } = await import('./prune.js');
-      await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
+      const r = await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
+      if (wantsJson(args)) printJson(out, r);
     },
   };
 }
@@ -140,13 +151,19 @@ function historyVerifyCommand(kit: CommandKit): CommandModule {
   return {
     command: 'verify',
     describe: "check the targets' files by their hash (this run's share, or --all); repairs nothing",
-    builder: (yy: Argv) => yy.option('target', target).option('all', { type: 'boolean', default: false }),
+    builder: (yy: Argv) =>
+      yy
+        .option('target', target)
+        .option('all', { type: 'boolean', default: false })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runTargetVerify } = await import('./replicate.js');
       const only = targetsOf(args['target']);
-      await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
+      const r = await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
+      if (wantsJson(args)) printJson(out, r);
       ctx.out.print('history: every file checked is intact');
     },
   };
@@ -157,7 +174,7 @@ function historyStatusCommand(kit: CommandKit): CommandModule {
     command: 'status',
     describe:
       'the catalog (checked), its public key, and each target: newest fingerprint, bytes behind, last success and error',
-    builder: (yy: Argv) => yy.option('json', json),
+    builder: (yy: Argv) => yy.option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: true });
@@ -172,7 +189,7 @@ function historyListCommand(kit: CommandKit): CommandModule {
   return {
     command: 'list',
     describe: 'the backups in the catalog: fingerprint, time, host, reason, size, targets',
-    builder: (yy: Argv) => yy.option('json', json),
+    builder: (yy: Argv) => yy.option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: true });
@@ -202,15 +219,20 @@ function historyRestoreCommand(kit: CommandKit): CommandModule {
         .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
         .positional('dir', { type: 'string', describe: 'an empty directory' })
         .option('from', fromTarget)
-        .option('allow-uncataloged', allowUncataloged),
+        .option('allow-uncataloged', allowUncataloged)
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runTreeRestore } = await import('./restore.js');
-      await runTreeRestore(ctx, String(args['fingerprint']), String(args['dir']), {
+      const fingerprint = String(args['fingerprint']);
+      const dir = String(args['dir']);
+      await runTreeRestore(ctx, fingerprint, dir, {
         allowUncataloged: Boolean(args['allow-uncataloged']),
         ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
       });
+      if (wantsJson(args)) printJson(out, { fingerprint, dir, restored: !ctx.dryRun });
     },
   };
 }
@@ -275,13 +297,16 @@ export function catalogCommand(kit: CommandKit): CommandModule {
           'verify',
           'check every entry, the chain and the head against the pinned public key',
           (yy: Argv) =>
-            yy.option('file-dir', {
-              type: 'string',
-              describe: 'check the catalog in this directory (e.g. fetched from a target)',
-            }),
+            yy
+              .option('file-dir', {
+                type: 'string',
+                describe: 'check the catalog in this directory (e.g. fetched from a target)',
+              })
+              .option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { verifyCatalog } = await import('./catalog.js');
             const dir = args['file-dir'] !== undefined ? String(args['file-dir']) : ctx.config.history.dir;
             const c = verifyCatalog(dir, ctx.config.history.publicKey);
@@ -292,6 +317,14 @@ export function catalogCommand(kit: CommandKit): CommandModule {
             ctx.out.print(
               `catalog verified: ${c.entries.length} entries, signed by ${ctx.config.history.publicKey}`,
             );
+            if (wantsJson(args))
+              printJson(out, {
+                verified: true,
+                dir,
+                entries: c.entries.length,
+                publicKey: ctx.config.history.publicKey,
+                unfinishedAppend: c.unfinishedAppend,
+              });
           },
         )
         .demandCommand(1, 'say which: catalog verify'),
@@ -314,7 +347,7 @@ export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
       y
         .positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
-        .option('json', json)
+        .option('json', JSON_OPTION)
         .option('from', fromTarget)
         .option('allow-uncataloged', allowUncataloged)
         .option('hostname', {
@@ -370,7 +403,7 @@ export function recoverOffboxCommand(kit: CommandKit): CommandModule {
           describe: 'ask for the target and the keys on this terminal instead of reading a recovery file',
         })
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
-        .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       if (args['ask'] && args['recovery-file'] !== undefined)

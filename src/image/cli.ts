@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit } from '../context.js';
+import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 
 // The implementations are loaded when an image command runs, not at every start of the binary.
 
@@ -46,11 +47,7 @@ function createCommand(kit: CommandKit): CommandModule {
             'with --hostname: the static IPv4 address (a.b.c.d[/prefix]) of the image, in its /etc/network/interfaces',
         })
         .option('wait', kit.waitOption)
-        .option('json', {
-          type: 'boolean',
-          default: false,
-          describe: 'with --dry-run: the plan as JSON',
-        }),
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const { parseIdentity } = await import('./identity.js');
@@ -77,8 +74,7 @@ function listCommand(kit: CommandKit): CommandModule {
   return {
     command: 'list',
     describe: 'list the images in image.dir',
-    builder: (y: Argv) =>
-      y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+    builder: (y: Argv) => y.option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: true });
@@ -96,16 +92,21 @@ function verifyCommand(kit: CommandKit): CommandModule {
     command: 'verify <file>',
     describe: 'check an image: its checksum and manifest, then its file system (unpacked to a sparse copy)',
     builder: (y: Argv) =>
-      y.positional('file', { type: 'string', describe: 'the .img.zst file' }).option('quick', {
-        type: 'boolean',
-        default: false,
-        describe: 'the checksum and manifest only',
-      }),
+      y
+        .positional('file', { type: 'string', describe: 'the .img.zst file' })
+        .option('quick', {
+          type: 'boolean',
+          default: false,
+          describe: 'the checksum and manifest only',
+        })
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runImageVerify } = await import('./verify.js');
       const r = await runImageVerify(ctx, String(args['file']), { quick: Boolean(args['quick']) });
+      if (wantsJson(args)) printJson(out, r);
       ctx.out.print(
         `image verified: ${r.file} (SHA-256 ${r.sha256}${r.content ? `, file system ${r.content.fsck}, holds ${r.content.contains.join(', ')}` : ', checksum only'})`,
       );
@@ -130,7 +131,7 @@ function pruneCommand(kit: CommandKit): CommandModule {
           type: 'string',
           describe: "prune another host's images (the host part of their names)",
         })
-        .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' }),
+        .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
@@ -152,7 +153,7 @@ function restoreCommand(kit: CommandKit): CommandModule {
       y
         .positional('file', { type: 'string', describe: 'the .img.zst file' })
         .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
-        .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
+        .option('json', JSON_OPTION)
         .option('wait', kit.waitOption),
     handler: async (a) => {
       const args = a as unknown as Args;

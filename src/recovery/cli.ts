@@ -1,10 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
+import { JSON_OPTION } from '../output.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
-const jsonOption = { type: 'boolean', default: false, describe: 'print the plan as JSON' } as const;
 const confirmOf = (a: CommandArgs) => (a['yes'] ? ('yes' as const) : ('ask' as const));
 
 /** `more`: recoveries other capabilities own (history's `recover fingerprint`), wired by main. */
@@ -25,7 +25,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
                 type: 'string',
                 describe: 'serial or WWN of the system disk (overrides the config)',
               })
-              .option('json', jsonOption),
+              .option('json', JSON_OPTION),
           async (argv) => {
             const a = argv as unknown as CommandArgs;
             const ctx = await kit.context(a);
@@ -43,7 +43,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
           (yy: Argv) =>
             yy
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: roll lv-root back' })
-              .option('json', jsonOption),
+              .option('json', JSON_OPTION),
           async (argv) => {
             const a = argv as unknown as CommandArgs;
             const ctx = await kit.context(a);

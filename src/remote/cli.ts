@@ -3,6 +3,7 @@ import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import type { Prompter } from '../system/prompt.js';
+import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 
 // The implementations (and ssh2 with them) are loaded when a remote command runs, not at every
 // start of the binary.
@@ -59,7 +60,7 @@ export function remoteCommand(kit: CommandKit): CommandModule {
                 default: false,
                 describe: "compare every file already on the remote by SHA-256 (not only this run's share)",
               })
-              .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }),
+              .option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
             const json = Boolean(args['json']);
@@ -82,23 +83,27 @@ export function remoteCommand(kit: CommandKit): CommandModule {
           'trust',
           "show the remote host's key fingerprint and pin it in the config once you confirm it",
           (yy: Argv) =>
-            yy.option('fingerprint', {
-              requiresArg: true,
-              type: 'string',
-              describe:
-                'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
-            }),
+            yy
+              .option('fingerprint', {
+                requiresArg: true,
+                type: 'string',
+                describe:
+                  'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
+              })
+              .option('json', JSON_OPTION),
           async (a) => {
             const args = a as unknown as Args;
-            const ctx = await kit.context(args);
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
             const { runTrust } = await import('./trust.js');
-            await withPrompter(ctx, true, (prompter) =>
+            const r = await withPrompter(ctx, true, (prompter) =>
               runTrust(ctx, {
                 configFile: configFileOf(ctx),
                 prompter,
                 ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
               }),
             );
+            if (wantsJson(args)) printJson(out, r);
           },
         )
         .demandCommand(1, 'say which: remote copy | remote trust'),
@@ -118,12 +123,14 @@ export function keygenCommand(kit: CommandKit): CommandModule {
           describe:
             'type the password (no echo) instead of decrypting the stored one, e.g. when the old key is lost',
         })
-        .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' }),
+        .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' })
+        .option('json', JSON_OPTION),
     handler: async (argv) => {
       const a = argv as unknown as Args;
-      const ctx = await kit.context(a);
+      const ctx = await kit.context(a, { quietConsole: wantsJson(a) });
+      const out = jsonOutput(ctx, wantsJson(a));
       const { runKeygen } = await import('./keygen.js');
-      await withPrompter(ctx, true, (prompter) =>
+      const r = await withPrompter(ctx, true, (prompter) =>
         runKeygen(ctx, {
           configFile: configFileOf(ctx),
           prompter,
@@ -131,6 +138,7 @@ export function keygenCommand(kit: CommandKit): CommandModule {
           yes: Boolean(a['yes']),
         }),
       );
+      if (wantsJson(a)) printJson(out, r);
     },
   };
 }

@@ -34,7 +34,16 @@ export interface KeygenOptions {
  * Stopped after 1: the config still matches the old key. Stopped after 2: the ciphertext's key id
  * names the `.new` file, and the next use of the password finishes step 3 (secrets.ts).
  */
-export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<void> {
+/** What `keygen` did (its --json document; the key itself never). */
+export interface KeygenResult {
+  keyFile: string;
+  /** The new key's id; null when nothing was written (a dry run, or not confirmed). */
+  keyId: string | null;
+  /** A stored password is (or, on a dry run, would be) re-encrypted with the new key. */
+  password: boolean;
+}
+
+export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<KeygenResult> {
   const r = ctx.config.remote;
   const keyFile = r.keyFile;
   let plain: string | null = null;
@@ -59,13 +68,13 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<void
   const what = `replace the key file ${keyFile}${plain !== null ? ' and re-encrypt the password with the new key' : ' (no password is stored)'}`;
   if (ctx.dryRun) {
     ctx.out.print(`dry run: would ${what}`);
-    return;
+    return { keyFile, keyId: null, password: plain !== null };
   }
   if (!opts.yes) {
     if (!opts.prompter) throw new UsageError('not on a terminal: confirm with --yes');
     if (!(await askYesNo(opts.prompter, `This will ${what}. Go on? (y/n) `))) {
       ctx.out.print('No changes.');
-      return;
+      return { keyFile, keyId: null, password: plain !== null };
     }
   }
 
@@ -85,4 +94,5 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<void
   ctx.out.print(
     `new key file ${keyFile} (key id ${keyId(key)})${plain !== null ? `; the password in ${opts.configFile} is re-encrypted with it` : ''}`,
   );
+  return { keyFile, keyId: keyId(key), password: plain !== null };
 }

@@ -18,7 +18,16 @@ export interface TrustOptions {
  * and pin it in the config once the operator has compared it: by answering "yes" on the terminal,
  * or by passing the fingerprint they expect.
  */
-export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> {
+/** What `remote trust` found and did (its --json document). */
+export interface TrustResult {
+  server: string;
+  port: number;
+  fingerprint: string;
+  /** Written into the config by this run (false: already pinned, or a dry run). */
+  pinned: boolean;
+}
+
+export async function runTrust(ctx: Context, opts: TrustOptions): Promise<TrustResult> {
   const r = ctx.config.remote;
   if (!r.server) {
     throw new ConfigError(
@@ -36,9 +45,10 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> 
   const endpoint = { host: r.server, port: r.port };
   const key = await probeHostKey(endpoint, r.connectTimeoutSeconds * 1000);
   ctx.out.print(`${endpointText(endpoint)} offers ${key.type} key ${key.fingerprint}`);
+  const result = { server: r.server, port: r.port, fingerprint: key.fingerprint, pinned: false };
   if (r.hostKey === key.fingerprint) {
     ctx.out.print('already trusted: it is the pinned key. No changes.');
-    return;
+    return result;
   }
   if (r.hostKey)
     ctx.out.print(`WARNING: this is not the pinned key ${r.hostKey}; trusting it replaces that one`);
@@ -59,9 +69,10 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<void> 
   }
   if (ctx.dryRun) {
     ctx.out.print(`dry run: would pin ${key.fingerprint} in ${opts.configFile}`);
-    return;
+    return result;
   }
   writeRemoteSection(opts.configFile, { ...r, hostKey: key.fingerprint });
   ctx.log.info(`remote trust: pinned ${key.type} ${key.fingerprint} for ${endpointText(endpoint)}`);
   ctx.out.print(`trusted: remote.hostKey = ${key.fingerprint} written to ${opts.configFile}`);
+  return { ...result, pinned: true };
 }

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit } from '../context.js';
 import { REASONS, type Reason } from '../names/lvm-tags.js';
+import { JSON_OPTION } from '../output.js';
 
 // The implementation is loaded when the command runs, not at every start of the binary.
 
@@ -21,11 +22,7 @@ export function backupCommand(kit: CommandKit, opts: { defaultReason: Reason }):
           describe: 'why: recorded on the snapshot (zshield_backup uses pre-upgrade); give it once',
         })
         .option('wait', kit.waitOption)
-        .option('json', {
-          type: 'boolean',
-          default: false,
-          describe: 'print the plan (a repair of a cut rotation, then the rotation) as one JSON document',
-        }),
+        .option('json', JSON_OPTION),
     handler: async (argv) => {
       const a = argv as unknown as CommandArgs;
       const ctx = await kit.context(a);

@@ -1,14 +1,14 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit } from '../context.js';
 import { NotFoundError } from '../errors.js';
+import { JSON_OPTION } from '../output.js';
 
 export function statusCommand(kit: CommandKit): CommandModule {
   return {
     command: 'status',
     describe:
       'show the restore point (valid, fill %, age, reason), VG free space, the last backup, images, the daemon, recovery events',
-    builder: (y: Argv) =>
-      y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+    builder: (y: Argv) => y.option('json', JSON_OPTION),
     handler: async (argv) => {
       const a = argv as unknown as CommandArgs;
       const ctx = await kit.context(a, { quietConsole: true });

@@ -1,0 +1,256 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { inject } from 'vitest';
+import { SEA } from '../remote/lib.js';
+import type { RemoteEnv } from '../remote/sshd.js';
+
+/**
+ * The world a contract case runs in: a config, state, history, image and target folders and disk
+ * files under one temporary folder, stand-in tools on PATH, and the secrets the case gave the box.
+ * Everything but the log and the stand-ins is watched: hashed before a dry run and after it.
+ */
+export class World {
+  readonly dir: string;
+  readonly bin: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  readonly stateDir: string;
+  readonly runDir: string;
+  readonly eventLog: string;
+  readonly historyDir: string;
+  readonly imageDir: string;
+  readonly targets: string;
+  readonly disks: string;
+  /** Strings no JSON document and no log line may hold (passwords, keys, recovery-file secrets). */
+  readonly secrets: string[] = [];
+  /** Folders outside `dir` the case's command could write (an sshd target's folder). */
+  readonly watchedOutside: string[] = [];
+  /** What zshield.conf holds (written by writeConfig; every path in it points into `dir`). */
+  config: Record<string, unknown>;
+
+  constructor() {
+    this.dir = mkdtempSync('/tmp/zshield-contract-');
+    chmodSync(this.dir, 0o755);
+    const sub = (p: string) => {
+      const d = path.join(this.dir, p);
+      mkdirSync(d, { recursive: true });
+      return d;
+    };
+    this.bin = sub('bin');
+    sub('etc');
+    sub('log');
+    this.configFile = path.join(this.dir, 'etc', 'zshield.conf');
+    this.logFile = path.join(this.dir, 'log', 'zshield.log');
+    this.stateDir = sub('state');
+    this.runDir = sub('run');
+    this.eventLog = path.join(sub('boot'), 'events.jsonl');
+    this.historyDir = path.join(this.dir, 'history');
+    this.imageDir = sub('images');
+    this.targets = sub('targets');
+    this.disks = sub('disks');
+    this.config = {
+      log: { file: this.logFile, level: 'debug' },
+      paths: { stateDir: this.stateDir, runDir: this.runDir, eventLog: this.eventLog },
+      image: { dir: this.imageDir },
+      history: {
+        dir: this.historyDir,
+        keyFile: path.join(this.dir, 'etc', 'history.key'),
+        cacheDir: path.join(this.dir, 'cache', 'restic'),
+        mountPoint: path.join(this.dir, 'mnt', 'history'),
+      },
+    };
+    this.writeConfig();
+    for (const tool of MUTATING_TOOLS) this.tool(tool, marker(tool, this.dir));
+  }
+
+  /** The remote tests' two sshd and test users (test/remote/global-setup.ts). */
+  static remote(): RemoteEnv {
+    return inject('remote');
+  }
+
+  writeConfig(): void {
+    writeFileSync(this.configFile, `${JSON.stringify(this.config, null, 2)}\n`, { mode: 0o600 });
+  }
+
+  /** Merge settings into the config (one level deep per section) and write it. */
+  set(section: string, values: Record<string, unknown>): void {
+    // The binary may have written the file since (history init pins its key there).
+    this.config = JSON.parse(readFileSync(this.configFile, 'utf8')) as Record<string, unknown>;
+    const old = (this.config[section] ?? {}) as Record<string, unknown>;
+    this.config[section] = { ...old, ...values };
+    this.writeConfig();
+  }
+
+  /** A stand-in tool on PATH: a shell script (the body after `#!/bin/sh`). */
+  tool(name: string, body: string): void {
+    const file = path.join(this.bin, name);
+    writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  }
+
+  /** A stand-in that prints a recorded output (a file's content) and exits 0. */
+  recorded(name: string, output: string): void {
+    const file = path.join(this.dir, 'log', `${name}.out`);
+    writeFileSync(file, output);
+    this.tool(name, `cat '${file}'`);
+  }
+
+  /** The built binary, as an operator runs it: `zshield -c CONFIG ARGS...`. */
+  zshield(
+    args: string[],
+    opts: { input?: string; timeoutMs?: number; config?: string | null; realTools?: boolean } = {},
+  ): Promise<Run> {
+    const config =
+      opts.config === undefined ? ['-c', this.configFile] : opts.config ? ['-c', opts.config] : [];
+    const child = spawn(SEA, [...config, ...args], {
+      // The fixtures' own setup (a real history take) runs with the real tools.
+      env: { PATH: opts.realTools ? BASE_PATH : `${this.bin}:${BASE_PATH}`, HOME: '/root', LANG: 'C' },
+      timeout: opts.timeoutMs ?? 110_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr, argv: args }));
+    });
+  }
+
+  /** Path -> hash of everything watched: `dir` but its log, run folder and stand-ins, and the outside folders. */
+  snapshot(): Map<string, string> {
+    const out = new Map<string, string>();
+    // The run folder (lock and pid files, a tmpfs on a box) is not part of the watched world.
+    const skip = new Set([this.bin, this.runDir, path.join(this.dir, 'log')]);
+    const walk = (p: string) => {
+      if (skip.has(p)) return;
+      let st: ReturnType<typeof lstatSync>;
+      try {
+        st = lstatSync(p);
+      } catch {
+        return;
+      }
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isSymbolicLink()) out.set(p, `link ${readlinkSync(p)}`);
+      else if (st.isDirectory()) {
+        out.set(p, `dir ${mode}`);
+        for (const n of readdirSync(p)) walk(path.join(p, n));
+      } else if (st.isFile()) {
+        out.set(p, `file ${mode} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
+      } else out.set(p, `other ${mode}`);
+    };
+    walk(this.dir);
+    for (const d of this.watchedOutside) walk(d);
+    return out;
+  }
+
+  logText(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  argv: string[];
+}
+
+const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The tools that change a disk, a volume or a boot loader. In every world they are stand-ins that,
+ * if a dry run ever ran one, leave a mark in the watched world (and do nothing else): a forgotten
+ * check cannot wipe this machine's disks, and the case sees it.
+ */
+const MUTATING_TOOLS = [
+  'lvcreate',
+  'lvremove',
+  'lvconvert',
+  'lvrename',
+  'lvchange',
+  'lvextend',
+  'lvresize',
+  'vgcreate',
+  'vgremove',
+  'vgchange',
+  'vgrename',
+  'pvcreate',
+  'pvremove',
+  'sfdisk',
+  'wipefs',
+  'mkfs.ext4',
+  'mkfs.vfat',
+  'mkswap',
+  'grub-install',
+  'grub2-install',
+  'grub-mkconfig',
+  'grub2-mkconfig',
+  'grub-editenv',
+  'grub2-editenv',
+  'mount',
+  'umount',
+  'reboot',
+  'poweroff',
+  'dd',
+  'udp-sender',
+  'udp-receiver',
+];
+
+function marker(tool: string, dir: string): string {
+  return `mkdir -p '${dir}/mutated' && echo "$*" >> '${dir}/mutated/${tool}'\nexit 0`;
+}
+
+/** Runs the binary for a fixture's setup (real tools); throws unless it exits 0. */
+export async function setUp(w: World, args: string[], input?: string): Promise<string> {
+  const r = await w.zshield(args, { realTools: true, ...(input === undefined ? {} : { input }) });
+  if (r.code !== 0)
+    throw new Error(`fixture: zshield ${args.join(' ')} -> ${r.code}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** A capability's fixtures: one per command of the tree it owns (keyed `golden image make`). */
+export type Fixtures = Record<string, Fixture>;
+
+export interface Fixture {
+  /** The command has no dry run (or no --json): the reason, listed by the suite. */
+  noDryRun?: string;
+  /** Why the command has no --json document (its output is a secret by design). */
+  noJson?: string;
+  /**
+   * Commands with the same key share one world, made once (its setup is slow: a history with a
+   * backup on a target). Each dry run must leave it as it was, so sharing hides nothing.
+   */
+  shared?: string;
+  /** Changes nothing: no plan, its dry run is an ordinary read (status, list, verify). */
+  readOnly?: boolean;
+  /**
+   * Makes `w` a world in which every check of the command passes (a healthy box), and returns the
+   * words after the command's own (positionals and options) for its dry run.
+   */
+  healthy?: (w: World) => string[] | Promise<string[]>;
+  /** What the dry run reads on stdin (a password for --password-stdin). */
+  input?: (w: World) => string;
+}
