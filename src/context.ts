@@ -2,6 +2,7 @@ import type { Options } from 'yargs';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import type { Runner } from './system/runner.js';
+import type { Writes } from './system/writes.js';
 
 export interface Clock {
   now(): Date;
@@ -23,6 +24,8 @@ export interface Context {
   clock: Clock;
   out: Output;
   dryRun: boolean;
+  /** The right to write files and change things outside the runner: refused in a dry run. */
+  writes: Writes;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
 }

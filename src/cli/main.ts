@@ -106,13 +106,16 @@ function cliParser(args: string[], commands: CommandModule[]): Argv {
 /**
  * An option given twice is refused rather than joined into a list (`--reason a --reason b` would
  * become the tag value "a,b", which LVM refuses) or silently resolved. An empty value (`--config ''`,
- * `--target=`) is refused too, before anything reads "" as a file name or as "not given".
+ * `--target=`) is refused too, before anything reads "" as a file name or as "not given". Options
+ * and positionals declared as lists (`array: true`, e.g. the words after `--` of `golden update`)
+ * are lists whatever was given: yargs names them in `options.array`.
  */
-function oneValueEach(a: Record<string, unknown>): true | string {
+function oneValueEach(a: Record<string, unknown>, options?: { array?: readonly string[] }): true | string {
+  const lists = new Set(options?.array ?? []);
   const named = Object.keys(a).filter((k) => k !== '_' && k !== '$0' && k.length > 1 && !/[A-Z]/.test(k));
   const empty = named.find((k) => a[k] === '');
   if (empty) return `option --${empty} needs a value`;
-  const repeated = named.find((k) => Array.isArray(a[k]));
+  const repeated = named.find((k) => Array.isArray(a[k]) && !lists.has(k));
   return repeated ? `option --${repeated} was given more than once: give it once` : true;
 }
 

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { ConfigError, UsageError, VerifyError } from '../errors.js';
+import { ConfigError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { TargetRequest } from './target.js';
 
 // The implementations are loaded when a clone or golden image command runs.
@@ -127,7 +127,7 @@ function receiveCommand(kit: CommandKit): CommandModule {
       const args = a as unknown as Args;
       const ctx = await kit.context(args);
       if (!ctx.dryRun && !args['yes']) {
-        throw new UsageError(
+        throw new RefusedError(
           'clone receive erases its target: confirm with --yes (or see the plan with --dry-run)',
         );
       }
@@ -245,9 +245,9 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
           (yy: Argv) => yy.positional('file', { type: 'string' }),
           async (a) => {
             const args = a as unknown as Args;
-            await kit.context(args);
+            const ctx = await kit.context(args);
             const { writeNewSigningKey } = await import('../system/signing.js');
-            const key = await writeNewSigningKey(String(args['file']), { writePublic: true });
+            const key = await writeNewSigningKey(ctx.writes, String(args['file']), { writePublic: true });
             process.stdout.write(`${key.publicText}\n`);
           },
         )

@@ -3,7 +3,14 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { CommandError, ConfigError, InterruptedError, NotFoundError, VerifyError } from '../errors.js';
+import {
+  CommandError,
+  ConfigError,
+  InterruptedError,
+  NoPeerError,
+  NotFoundError,
+  VerifyError,
+} from '../errors.js';
 import { loadSigningKey, signDocument } from '../system/signing.js';
 import { type GoldenManifest, imageIdOf, loadManifest } from './golden-image.js';
 import { type SessionInfo, encodeHeader } from './header.js';
@@ -92,6 +99,11 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
   });
   try {
     const joined = await multicast(ctx, settings, headerFile, opts.image, st.size);
+    if (joined.addresses.size === 0) {
+      throw new NoPeerError(`no receiver joined within ${settings.startTimeoutSeconds} s: nothing was sent`, {
+        hint: 'start zshield clone receive on the boxes (same interface and LAN), then send again',
+      });
+    }
     const window = (opts.repairWindowSeconds ?? cfg.send.repairWindowSeconds) * 1000;
     await awaitReports(ctx, server, [...joined.addresses.keys()], window);
     const rows = tableRows(joined.addresses, joined.dropped, server);
@@ -172,7 +184,8 @@ async function multicast(
   try {
     await ctx.runner.pipeline({
       stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
-      mutates: false,
+      // The boxes that join write the image: never in a dry run (the runner refuses it).
+      mutates: true,
     });
   } catch (err) {
     if (!udpSenderEndedFirst(err)) throw err;

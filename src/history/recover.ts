@@ -11,7 +11,13 @@ import type { Identity } from '../image/identity.js';
 import { writeIdentity } from '../image/identity-write.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { type LvInfo, lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
+import {
+  type LvInfo,
+  lvRemoveCommand,
+  lvRenameCommand,
+  type VgState,
+  VgNotFoundError,
+} from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import {
   checkFingerprint,
@@ -248,7 +254,8 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
     source = await openSource(ctx, id, opts);
     const probe = await probeRestore(ctx);
     if (!probe.state)
-      throw new RefusedError(`volume group ${ctx.config.lvm.vg} not found: nothing to reset`, {
+      throw new VgNotFoundError(ctx.config.lvm.vg, {
+        what: 'nothing to reset',
         hint: 'a blank disk is brought back by the factory reset first',
       });
     const dirs = recoverDirs(ctx.config);

@@ -54,7 +54,10 @@ export async function runPlan(
   showPlan(ctx, await withLvmScope(ctx, plan), opts.show ?? 'out');
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();
-  if (ctx.dryRun) return { applied: false, ran: [], skipped: [] };
+  if (ctx.dryRun) {
+    sayNothingChanged(ctx, opts.show ?? 'out');
+    return { applied: false, ran: [], skipped: [] };
+  }
   await confirm(ctx, plan, opts);
   const result: PlanRun = { applied: true, ran: [], skipped: [] };
   const n = plan.steps.length + (plan.always?.length ?? 0);
@@ -71,6 +74,21 @@ export async function runPlan(
     `plan done: ${plan.title} (${result.ran.length} step(s) run, ${result.skipped.length} skipped)`,
   );
   return result;
+}
+
+/** The one line every dry run ends with, whatever the command. */
+export const DRY_RUN_DONE = 'dry run: nothing was changed';
+
+/**
+ * A dry run that got past every check says so once, where its plan went: on stdout after a text
+ * plan, in the log (stderr) when stdout holds a JSON document or the plan went to the log.
+ */
+export function sayNothingChanged(
+  ctx: Pick<Context, 'out' | 'log'>,
+  show: NonNullable<RunPlanOptions['show']>,
+): void {
+  if (show === 'out') ctx.out.print(DRY_RUN_DONE);
+  else ctx.log.info(DRY_RUN_DONE);
 }
 
 /** The plan as shown: with the devices its LVM commands are restricted to, if they are. */

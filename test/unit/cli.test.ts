@@ -27,6 +27,7 @@ import { StreamPrompter } from '../../src/system/prompt.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { GiB, type LvRow, lvsJson, vgsJson } from './helpers/lvm-json.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 // The CLI as shipped: the esbuild bundle run by node, as a real process. Fake `lvs`/`vgs` (shell
 // scripts printing canned JSON) stand in for LVM; fake mutating tools only leave a trace.
@@ -346,7 +347,7 @@ function remoteBox(opts: { keyFile?: 'missing' | 'present'; password?: string; c
   const key = newKey();
   const b = box();
   const keyFile = path.join(b.dir, 'remote.key');
-  if (opts.keyFile !== 'missing') writeKeyFile(keyFile, key);
+  if (opts.keyFile !== 'missing') writeKeyFile(REAL_WRITES, keyFile, key);
   const remote = {
     server: '127.0.0.1',
     port: 9, // discard: never reached, every test here stops before connecting
