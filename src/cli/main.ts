@@ -72,7 +72,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   return exit;
 }
 
-function cliParser(args: string[], commands: CommandModule[]): Argv {
+export function cliParser(args: string[], commands: CommandModule[]): Argv {
   let y = yargs(args)
     .scriptName('zshield')
     .usage(

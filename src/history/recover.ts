@@ -176,7 +176,7 @@ function resetChecks(config: Config, root: LvInfo | undefined, free: number, siz
         if (!root) throw new RefusedError(`${vg}/${rootLv} not found`);
         if (isRunningRoot(root))
           throw new RefusedError(`${vg}/${rootLv} is the running root: a reset runs from the golden medium`, {
-            hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint there',
+            hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint FINGERPRINT there',
           });
       },
     },

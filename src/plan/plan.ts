@@ -10,6 +10,12 @@ import { type Pipeline, formatPipeline } from '../system/pipeline.js';
  */
 export type Step = CommandStep | PipelineStep | EditStep;
 
+/**
+ * The last line of every dry run that went through runPlan, in one wording (the contract suite,
+ * test/contract, expects exactly this line).
+ */
+export const DRY_RUN_DONE = 'dry run: nothing was changed';
+
 interface StepBase {
   /** What this step does, in words. */
   title: string;

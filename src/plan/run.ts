@@ -6,6 +6,7 @@ import { type Prompter, StreamPrompter } from '../system/prompt.js';
 import { requireTools } from '../system/tools.js';
 import { describeScope, isLvmTool, lvmScopeOf } from '../system/lvm-scope.js';
 import {
+  DRY_RUN_DONE,
   type Plan,
   type Step,
   type ProgressParser,
@@ -30,6 +31,11 @@ export interface RunPlanOptions {
   show?: 'out' | 'json' | 'log' | 'none';
   /** The console for the countdown (default: stdin/stdout). */
   prompter?: Prompter;
+  /**
+   * Another plan of the same command follows (a repair before the rotation it makes possible): a
+   * dry run says "nothing was changed" once, after the last.
+   */
+  notLast?: boolean;
 }
 
 export interface PlanRun {
@@ -55,7 +61,7 @@ export async function runPlan(
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();
   if (ctx.dryRun) {
-    sayNothingChanged(ctx, opts.show ?? 'out');
+    if (!opts.notLast) sayNothingChanged(ctx, opts.show ?? 'out');
     return { applied: false, ran: [], skipped: [] };
   }
   await confirm(ctx, plan, opts);
@@ -75,9 +81,6 @@ export async function runPlan(
   );
   return result;
 }
-
-/** The one line every dry run ends with, whatever the command. */
-export const DRY_RUN_DONE = 'dry run: nothing was changed';
 
 /**
  * A dry run that got past every check says so once, where its plan went: on stdout after a text

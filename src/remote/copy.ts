@@ -435,6 +435,7 @@ export class Connection {
         timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
         log: this.ctx.log,
         signal: this.ctx.signal,
+        writes: this.ctx.writes,
       });
       this.ctx.log.debug(`remote: connected to ${this.session.where}`);
     }
