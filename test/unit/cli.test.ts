@@ -516,4 +516,58 @@ describe('issue 13: what zshield says is true', () => {
     expect(help.stdout).toMatch(/check, show or edit/);
     expect(help.stdout).toMatch(/zshield config edit/);
   });
+
+  // Issue 20, the first heading: each through the built binary.
+  it('golden update IMAGE -- CMD is not refused as "--command given more than once" (list options)', () => {
+    const b = box();
+    const image = path.join(b.dir, 'none.img.zst');
+    for (const args of [
+      ['golden', 'update', image, '--', 'touch', '/x'],
+      ['golden', 'update', image, '--dry-run', '--', 'touch', '/x'],
+    ]) {
+      const r = run([...args, '-c', b.config], { env: b.env });
+      expect(r.stderr).not.toMatch(/more than once/);
+      expect(r.code).not.toBe(2);
+    }
+    // A scalar option given twice is still refused.
+    expectUsageError(run(['status', '-c', b.config, '--config', b.config], { env: b.env }), /more than once/);
+  });
+
+  it('golden image key into a missing folder: one line naming the folder, exit 5, not "internal error: ENOENT"', () => {
+    const b = box();
+    const file = path.join(b.dir, 'no-such-folder', 'vendor.key');
+    const r = run(['golden', 'image', 'key', file, '-c', b.config], { env: b.env });
+    expect(r.code).toBe(5);
+    expect(stderrLines(r)[0]).toBe(
+      `zshield: cannot write the signing key ${file}: the folder ${path.dirname(file)} does not exist`,
+    );
+    expect(r.stderr).not.toMatch(/ENOENT|internal error/);
+  });
+
+  it('exit codes by class: clone receive without --yes 6; an unknown history target 5 from every command', () => {
+    const b = box({
+      config: {
+        history: {
+          targets: [
+            { name: 't1', server: '127.0.0.1', user: 'u', directory: '/srv/h', privateKey: '/nonexistent/k' },
+          ],
+        },
+      },
+    });
+    const receive = run(['clone', 'receive', '--target-file', path.join(b.dir, 'disk'), '-c', b.config], {
+      env: b.env,
+    });
+    expect(receive.code).toBe(6);
+    expect(receive.stderr).toMatch(/confirm with --yes/);
+    const replicate = run(['history', 'replicate', '--target', 'nosuch', '-c', b.config], { env: b.env });
+    expect(replicate.code).toBe(5);
+    expect(stderrLines(replicate)[0]).toBe('zshield: no history target named nosuch');
+    const restore = run(
+      ['history', 'restore', 'a'.repeat(64), path.join(b.dir, 'out'), '--from', 'nosuch', '-c', b.config],
+      { env: b.env },
+    );
+    expect(restore.code).toBe(5);
+    expect(stderrLines(restore)[0]).toBe('zshield: no history target named nosuch');
+    expect(existsSync(path.join(b.dir, 'out'))).toBe(false);
+  });
 });
