@@ -2,7 +2,7 @@ import path from 'node:path';
 import yargs, { type Argv, type CommandModule } from 'yargs';
 import { cloneCommand } from '../clone/cli.js';
 import { configCommand } from '../config/cli.js';
-import type { CommandKit } from '../context.js';
+import type { CommandKit, Context } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
@@ -23,6 +23,11 @@ import { VERSION } from '../version.js';
 import { GLOBAL_OPTIONS, WAIT_OPTION, waitMs } from './global.js';
 import { Session } from './session.js';
 
+/** `config check` runs each section's own checks: those its commands make (loaded when it runs). */
+const historyConfigCheck = async (ctx: Context) =>
+  (await import('../history/check.js')).checkHistoryConfig(ctx);
+const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.js')).checkCloneConfig(ctx);
+
 /**
  * Every command, from the capability that owns it (its `cli.ts`). Also read by build/docs.ts for
  * the README's command tables.
@@ -35,7 +40,10 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     bootCommand(kit, { daemon: startDaemon, offbox: offboxAtBoot }),
     recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
     goldenCommand(kit),
-    configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
+    configCommand(kit, {
+      checks: [remoteConfigCheck, historyConfigCheck, cloneConfigCheck],
+      edit: configEditCommand(kit),
+    }),
     imageCommand(kit),
     cloneCommand(kit),
     remoteCommand(kit),

@@ -155,7 +155,7 @@ export class SftpStore implements Store {
 }
 
 /** The remote copy's Target for one history target: its settings, the history section's key file. */
-function remoteTargetOf(history: HistoryConfig, t: SftpTargetConfig): Target {
+export function remoteTargetOf(history: HistoryConfig, t: SftpTargetConfig): Target {
   const remote = remoteSchema.parse({
     server: t.server,
     port: t.port,

@@ -570,4 +570,32 @@ describe('issue 13: what zshield says is true', () => {
     expect(stderrLines(restore)[0]).toBe('zshield: no history target named nosuch');
     expect(existsSync(path.join(b.dir, 'out'))).toBe(false);
   });
+
+  it('config check says not OK for what the commands refuse: a target without a host key, key files 0644, a signing key missing or 0644', () => {
+    const b = box();
+    const key = path.join(b.dir, 'target.key');
+    writeFileSync(key, 'not read: its mode is refused first\n', { mode: 0o644 });
+    chmodSync(key, 0o644);
+    const signing = path.join(b.dir, 'vendor.key');
+    const cfg = (signingKey: string) => ({
+      paths: { stateDir: path.join(b.dir, 'state'), runDir: path.join(b.dir, 'run') },
+      log: { file: null },
+      history: {
+        targets: [{ name: 't1', server: '127.0.0.1', user: 'u', directory: '/srv/h', privateKey: key }],
+      },
+      clone: { signingKey },
+    });
+    writeFileSync(b.config, JSON.stringify(cfg(signing)), { mode: 0o600 });
+    const missing = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(missing.code).toBe(3);
+    expect(missing.stdout).not.toMatch(/config OK/);
+    expect(missing.stderr).toMatch(/history\.targets\[0\]\.hostKey: target t1: not set/);
+    expect(missing.stderr).toMatch(new RegExp(`private key ${key} .*readable by others|${key}.*0?644`));
+    expect(missing.stderr).toMatch(new RegExp(`signing key ${signing} does not exist`));
+    writeFileSync(signing, 'x', { mode: 0o644 });
+    chmodSync(signing, 0o644);
+    const open = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(open.code).toBe(3);
+    expect(open.stderr).toMatch(new RegExp(`signing key ${signing} is readable by others`));
+  });
 });
