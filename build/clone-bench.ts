@@ -12,6 +12,7 @@ import { makeGoldenImage } from '../src/clone/golden-image.js';
 import { writeNewSigningKey } from '../src/system/signing.js';
 import { BUNDLE, ensureBundle } from '../test/remote/lib.js';
 import { type Lan, makeLan, runIn } from '../test/host/netns.js';
+import { REAL_WRITES } from '../src/system/writes.js';
 
 const ENV = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
   try {
     const half = (MIB / 2) * 1024 * 1024;
     writeFileSync(path.join(dir, 'raw.img'), Buffer.concat([randomBytes(half), Buffer.alloc(half)]));
-    const key = await writeNewSigningKey(path.join(dir, 'vendor.key'));
+    const key = await writeNewSigningKey(REAL_WRITES, path.join(dir, 'vendor.key'));
     const image = path.join(dir, 'golden.img.zst');
     const m = await makeGoldenImage({
       source: path.join(dir, 'raw.img'),

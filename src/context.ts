@@ -2,6 +2,7 @@ import type { Options } from 'yargs';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import type { Runner } from './system/runner.js';
+import type { Writes } from './system/writes.js';
 
 export interface Clock {
   now(): Date;
@@ -22,7 +23,14 @@ export interface Context {
   log: Logger;
   clock: Clock;
   out: Output;
+  /**
+   * With --json: stdout, which carries the command's one JSON document (`out` is then silent; see
+   * output.ts jsonOutput). runPlan prints a dry run's plan there.
+   */
+  doc?: Output;
   dryRun: boolean;
+  /** The right to write files and change things outside the runner: refused in a dry run. */
+  writes: Writes;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
 }

@@ -100,6 +100,12 @@ export class RemoteError extends ZshieldError {
   readonly exitCode = ExitCode.remoteFailed;
 }
 
+/**
+ * No peer answered within the wait: `clone send` with no receiver, `clone receive` with no sender.
+ * A remote failure (exit 11): the network or the other side, not this box, is what to check.
+ */
+export class NoPeerError extends RemoteError {}
+
 /** An external command exited non-zero or was killed. Carries everything needed to diagnose it. */
 export class CommandError extends ZshieldError {
   readonly exitCode = ExitCode.commandFailed;
@@ -129,6 +135,21 @@ export class CommandError extends ZshieldError {
 /** A bug: something that should not happen. */
 export class InternalError extends ZshieldError {
   readonly exitCode = ExitCode.internal;
+}
+
+/**
+ * A dry run reached a command or a write that changes something: the runner and every writer
+ * refuse it (system/writes.ts), so a forgotten `if (dryRun)` fails loudly instead of changing the
+ * box. A bug (exit 1), never a silent skip.
+ */
+export class DryRunError extends ZshieldError {
+  readonly exitCode = ExitCode.internal;
+  /** What would have been changed: the command line, or the file. */
+  readonly what: string;
+  constructor(what: string) {
+    super(`dry run: refused to change anything (${what})`);
+    this.what = what;
+  }
 }
 
 function describeFailure(code: number | undefined, signal: string | undefined): string {

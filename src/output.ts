@@ -27,9 +27,13 @@ export const wantsJson = (a: Record<string, unknown>): boolean => a['json'] === 
  * With --json, stdout is the one document: the lines a command prints for a person (ctx.out) are
  * dropped, and the document goes to the stdout returned here. Without, ctx is left as it is.
  */
-export function jsonOutput(ctx: { out: Output }, json: boolean): Output {
+export function jsonOutput(ctx: { out: Output; doc?: Output }, json: boolean): Output {
+  if (ctx.doc) return ctx.doc;
   const out = ctx.out;
-  if (json) ctx.out = { print: () => {} };
+  if (json) {
+    ctx.out = { print: () => {} };
+    ctx.doc = out;
+  }
   return out;
 }
 

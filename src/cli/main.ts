@@ -2,7 +2,7 @@ import path from 'node:path';
 import yargs, { type Argv, type CommandModule } from 'yargs';
 import { cloneCommand } from '../clone/cli.js';
 import { configCommand } from '../config/cli.js';
-import type { CommandKit } from '../context.js';
+import type { CommandKit, Context } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
@@ -23,6 +23,11 @@ import { VERSION } from '../version.js';
 import { GLOBAL_OPTIONS, WAIT_OPTION, waitMs } from './global.js';
 import { Session } from './session.js';
 
+/** `config check` runs each section's own checks: those its commands make (loaded when it runs). */
+const historyConfigCheck = async (ctx: Context) =>
+  (await import('../history/check.js')).checkHistoryConfig(ctx);
+const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.js')).checkCloneConfig(ctx);
+
 /**
  * Every command, from the capability that owns it (its `cli.ts`). Also read by build/docs.ts for
  * the README's command tables.
@@ -35,7 +40,10 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     bootCommand(kit, { daemon: startDaemon, offbox: offboxAtBoot }),
     recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
     goldenCommand(kit),
-    configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
+    configCommand(kit, {
+      checks: [remoteConfigCheck, historyConfigCheck, cloneConfigCheck],
+      edit: configEditCommand(kit),
+    }),
     imageCommand(kit),
     cloneCommand(kit),
     remoteCommand(kit),
@@ -72,7 +80,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   return exit;
 }
 
-function cliParser(args: string[], commands: CommandModule[]): Argv {
+export function cliParser(args: string[], commands: CommandModule[]): Argv {
   let y = yargs(args)
     .scriptName('zshield')
     .usage(
@@ -106,13 +114,16 @@ function cliParser(args: string[], commands: CommandModule[]): Argv {
 /**
  * An option given twice is refused rather than joined into a list (`--reason a --reason b` would
  * become the tag value "a,b", which LVM refuses) or silently resolved. An empty value (`--config ''`,
- * `--target=`) is refused too, before anything reads "" as a file name or as "not given".
+ * `--target=`) is refused too, before anything reads "" as a file name or as "not given". Options
+ * and positionals declared as lists (`array: true`, e.g. the words after `--` of `golden update`)
+ * are lists whatever was given: yargs names them in `options.array`.
  */
-function oneValueEach(a: Record<string, unknown>): true | string {
+function oneValueEach(a: Record<string, unknown>, options?: { array?: readonly string[] }): true | string {
+  const lists = new Set(options?.array ?? []);
   const named = Object.keys(a).filter((k) => k !== '_' && k !== '$0' && k.length > 1 && !/[A-Z]/.test(k));
   const empty = named.find((k) => a[k] === '');
   if (empty) return `option --${empty} needs a value`;
-  const repeated = named.find((k) => Array.isArray(a[k]));
+  const repeated = named.find((k) => Array.isArray(a[k]) && !lists.has(k));
   return repeated ? `option --${repeated} was given more than once: give it once` : true;
 }
 

@@ -3,6 +3,7 @@ import { type Context, type ContextOptions, type GlobalArgs, systemClock } from 
 import { type Logger, createLogger } from '../log/logger.js';
 import { LvmScopedRunner } from '../system/lvm-scope.js';
 import { ExecaRunner } from '../system/runner.js';
+import { writesFor } from '../system/writes.js';
 
 /**
  * One run of the binary: the one context builder, the logger it makes (main() reports the final
@@ -16,7 +17,10 @@ export class Session {
     this.abort.abort();
   };
 
-  /** Config, logger, runner. Dry-run is decided here, once, for the runner and for the flows. */
+  /**
+   * Config, logger, runner. Dry-run is decided here, once: the runner refuses mutating commands and
+   * `writes` refuses every file and remote write, so no flow can turn a dry run into a real one.
+   */
   readonly context = async (a: GlobalArgs, opts: ContextOptions = {}): Promise<Context> => {
     const loaded = await loadConfig(a.config);
     const config = loaded.config;
@@ -44,6 +48,7 @@ export class Session {
       clock: systemClock,
       out: { print: (t) => process.stdout.write(`${t}\n`) },
       dryRun,
+      writes: writesFor(dryRun),
       signal: this.abort.signal,
     };
   };

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { ConfigError, NotFoundError, RefusedError, VerifyError } from '../errors.js';
 import { type Signed, type SigningKey, signDocument, verifyDocument } from '../system/signing.js';
+import { requireFolderFor } from '../system/writes.js';
 
 /**
  * The golden image as a released artefact: the raw golden medium cut into fixed-size chunks, each
@@ -97,6 +98,7 @@ export interface MakeOptions {
  * half-made image never looks released.
  */
 export async function makeGoldenImage(opts: MakeOptions): Promise<GoldenManifest> {
+  requireFolderFor(opts.out, 'the golden image');
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   const tmp = path.join(path.dirname(opts.out), `.${path.basename(opts.out)}.${process.pid}.tmp`);
   const src = await openOr404(opts.source, 'r');

@@ -150,7 +150,7 @@ export async function runGoldenKey(ctx: Context, file: string): Promise<string |
         edit: {
           files: [abs, `${abs}.pub`],
           apply: async () => {
-            publicText = (await writeNewSigningKey(abs, { writePublic: true })).publicText;
+            publicText = (await writeNewSigningKey(ctx.writes, abs, { writePublic: true })).publicText;
           },
         },
       },
@@ -158,6 +158,7 @@ export async function runGoldenKey(ctx: Context, file: string): Promise<string |
   };
   // The public key is what stdout carries (`golden image key FILE > trusted.txt`): the plan goes
   // to the log unless it is all a dry run shows.
-  const run = await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
+  // (--json: the dry run's plan is the document; a real run's plan goes to the log as here.)
+  const run = await runPlan(ctx, plan, { confirm: 'none', ...(ctx.dryRun ? {} : { show: 'log' as const }) });
   return run.applied ? publicText : null;
 }

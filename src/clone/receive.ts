@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import { ConfigError, InternalError, InterruptedError, VerifyError } from '../errors.js';
+import { ConfigError, InternalError, InterruptedError, NoPeerError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { GoldenManifest } from './golden-image.js';
@@ -110,6 +110,7 @@ function receivePlan(
               }
             : undefined;
           st.writer = await TargetWriter.open(
+            ctx.writes,
             target.path,
             st.accepted!.manifest.size,
             flush ? { flush } : {},
@@ -250,8 +251,9 @@ async function acceptHeader(
 ): Promise<{ manifest: GoldenManifest; session: SessionInfo; rest: Buffer }> {
   const got = await readHeader(it);
   if (!got) {
-    throw new VerifyError(
+    throw new NoPeerError(
       'the stream ended before a clone header arrived (no sender, or it gave up): nothing written',
+      { hint: 'start zshield clone send IMAGE on the sender (same LAN), then receive again' },
     );
   }
   const { manifest, session } = verifyHeader(got.header, ctx.config.clone.trustedKeys, {

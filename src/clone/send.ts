@@ -7,8 +7,8 @@ import {
   CommandError,
   ConfigError,
   InterruptedError,
+  NoPeerError,
   NotFoundError,
-  RemoteError,
   VerifyError,
 } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
@@ -187,7 +187,7 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
  */
 function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): void {
   if (rows.length === 0) {
-    throw new RemoteError(
+    throw new NoPeerError(
       `no receiver joined within ${s.startTimeoutSeconds} s (clone.send.startTimeoutSeconds): nothing was sent`,
       { hint: 'start clone receive on the boxes first, on the same LAN, interface and clone.portbase' },
     );
@@ -258,7 +258,8 @@ async function multicast(
   try {
     await ctx.runner.pipeline({
       stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
-      mutates: false,
+      // The boxes that join write the image: never in a dry run (the runner refuses it).
+      mutates: true,
     });
   } catch (err) {
     if (!udpSenderEndedFirst(err)) throw err;

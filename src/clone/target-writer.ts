@@ -1,6 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type GoldenManifest, chunkLength, readFully, sha256Hex } from './golden-image.js';
+import type { Writes } from '../system/writes.js';
 
 /**
  * The partition table and boot code live in the first MiB. It is wiped first and written last,
@@ -49,7 +50,13 @@ export class TargetWriter {
   }
 
   /** Opens for writing without truncating (a device cannot be, a file keeps what is beyond the image). */
-  static async open(file: string, size: number, opts: WriterOptions = {}): Promise<TargetWriter> {
+  static async open(
+    writes: Writes,
+    file: string,
+    size: number,
+    opts: WriterOptions = {},
+  ): Promise<TargetWriter> {
+    writes.allow(`write ${file}`);
     const fh = await open(file, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
     return new TargetWriter(fh, file, size, opts);
   }

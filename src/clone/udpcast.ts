@@ -35,7 +35,8 @@ export function senderCommand(s: SenderSettings, onLine: Command['onLine']): Com
       String(s.retriesUntilDrop),
       ...(s.maxBitrate ? ['--max-bitrate', s.maxBitrate] : []),
     ],
-    mutates: false,
+    // It makes every box that joins erase and write its disk: refused in a dry run.
+    mutates: true,
     ...(onLine ? { onLine } : {}),
   };
 }

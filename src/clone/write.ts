@@ -60,7 +60,7 @@ export async function runGoldenWrite(
         title: `wipe the first ${formatBytes(Math.min(HEAD_BYTES, m.size))} (partition table, boot code)`,
         edit: edit(async () => {
           io.src = await open(opts.image, 'r');
-          io.writer = await TargetWriter.open(target.path, m.size, flush ? { flush } : {});
+          io.writer = await TargetWriter.open(ctx.writes, target.path, m.size, flush ? { flush } : {});
           await io.writer.wipeHead();
         }),
       },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NotFoundError } from '../errors.js';
 import { CIPHERTEXT_PATTERN, sshServerSchema, transferSettings } from './remote.js';
 import { parseSize, type SizeSpec } from './size.js';
 
@@ -130,3 +131,21 @@ export const historySchema = z
   });
 
 export type HistoryConfig = z.output<typeof historySchema>;
+
+/**
+ * The named targets of `history.targets`, in the order asked. A name that is not configured is the
+ * one error every command gives for it (`history restore --from`, `history replicate --target`, ...):
+ * NotFoundError, exit 5.
+ */
+export function historyTargetsNamed(h: HistoryConfig, names: readonly string[]): SftpTargetConfig[] {
+  const unknown = names.filter((n) => !h.targets.some((t) => t.name === n));
+  if (unknown.length) {
+    const known = h.targets.map((t) => t.name);
+    throw new NotFoundError(`no history target named ${unknown.join(', ')}`, {
+      hint: known.length
+        ? `the targets in history.targets are: ${known.join(', ')}`
+        : 'history.targets is empty',
+    });
+  }
+  return names.map((n) => h.targets.find((t) => t.name === n)!);
+}

@@ -109,7 +109,7 @@ function listenForSignals(ctx: Context, st: DaemonState) {
 }
 
 function publish(ctx: Context, st: DaemonState, nextRun: Date | null): void {
-  writeDaemonInfo(st.config.paths.runDir, {
+  writeDaemonInfo(ctx.writes, st.config.paths.runDir, {
     pid: process.pid,
     startedAt: st.startedAt.toISOString(),
     nextRun: nextRun?.toISOString() ?? null,

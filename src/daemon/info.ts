@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { readJson, writeJsonAtomic } from '../state/store.js';
 import { pidAlive } from '../system/lock.js';
+import type { Writes } from '../system/writes.js';
 
 /** What the running daemon publishes in the run directory for `status`. */
 export interface DaemonInfo {
@@ -15,8 +16,8 @@ export interface DaemonInfo {
 
 export const daemonInfoFile = (runDir: string) => path.join(runDir, 'daemon.json');
 
-export function writeDaemonInfo(runDir: string, info: DaemonInfo): void {
-  writeJsonAtomic(daemonInfoFile(runDir), info);
+export function writeDaemonInfo(writes: Writes, runDir: string, info: DaemonInfo): void {
+  writeJsonAtomic(writes, daemonInfoFile(runDir), info);
 }
 
 /** The daemon's info when a daemon with that pid still runs, else null. */

@@ -3,6 +3,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } f
 import path from 'node:path';
 import { NotFoundError, RefusedError, VerifyError } from '../errors.js';
 import { writePrivateFileAtomic } from '../remote/secrets.js';
+import type { Writes } from '../system/writes.js';
 import {
   canonicalJson,
   type Signed,
@@ -111,14 +112,15 @@ export function verifyCatalog(dir: string, publicKey: string | null): VerifiedCa
 }
 
 /** An empty catalog: a signed head of zero entries (history init). Never over an existing one. */
-export function createCatalog(dir: string, key: SigningKey): void {
+export function createCatalog(writes: Writes, dir: string, key: SigningKey): void {
   if (existsSync(headFile(dir))) return;
-  writeHead(dir, { count: 0, last: '' }, key);
+  writeHead(writes, dir, { count: 0, last: '' }, key);
 }
 
 /** Append entries to a catalog that verifies, then sign the new head. */
-export function appendCatalog(dir: string, key: SigningKey, add: NewEntry[]): CatalogEntry[] {
+export function appendCatalog(writes: Writes, dir: string, key: SigningKey, add: NewEntry[]): CatalogEntry[] {
   const current = verifyCatalog(dir, key.publicText);
+  writes.allow(`append to ${catalogFile(dir)}`);
   const lines = readLines(dir);
   let prev = lines.length ? lineHash(lines.at(-1)!) : '';
   let seq = current.entries.length;
@@ -136,13 +138,13 @@ export function appendCatalog(dir: string, key: SigningKey, add: NewEntry[]): Ca
   } finally {
     closeSync(fd);
   }
-  writeHead(dir, { count: seq, last: prev }, key);
+  writeHead(writes, dir, { count: seq, last: prev }, key);
   return made;
 }
 
-function writeHead(dir: string, head: CatalogHead, key: SigningKey): void {
+function writeHead(writes: Writes, dir: string, head: CatalogHead, key: SigningKey): void {
   const doc: Signed<CatalogHead> = signDocument(head, key);
-  writePrivateFileAtomic(headFile(dir), `${canonicalJson(doc)}\n`);
+  writePrivateFileAtomic(writes, headFile(dir), `${canonicalJson(doc)}\n`);
 }
 
 function readLines(dir: string): string[] {

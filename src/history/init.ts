@@ -14,6 +14,7 @@ import {
 import { loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { createCatalog } from './catalog.js';
 import { repoDir, repositoryPassword, resticFor, signingKeyFile } from './repo.js';
+import type { Writes } from '../system/writes.js';
 
 /**
  * `history init`: the local repository, its password (given on stdin, or made here) stored
@@ -48,7 +49,7 @@ export async function runHistoryInit(
     password = opts.password ?? randomBytes(24).toString('base64url');
     ctx.log.redact(password);
     if (!existsSync(h.keyFile)) {
-      writeKeyFile(h.keyFile, newKey());
+      writeKeyFile(ctx.writes, h.keyFile, newKey());
       ctx.log.info(`history: made key file ${h.keyFile}`);
     }
     changes['password'] = encryptPassword(password, readKeyFile(h.keyFile));
@@ -60,14 +61,14 @@ export async function runHistoryInit(
   }
   const key = existsSync(signingKeyFile(h))
     ? await loadSigningKey(signingKeyFile(h))
-    : await writeNewSigningKey(signingKeyFile(h), { writePublic: true });
+    : await writeNewSigningKey(ctx.writes, signingKeyFile(h), { writePublic: true });
   if (h.publicKey && h.publicKey !== key.publicText)
     throw new ConfigError([
       { where: `${configFile}: history.publicKey`, message: `is not the key of ${signingKeyFile(h)}` },
     ]);
   if (!h.publicKey) changes['publicKey'] = key.publicText;
-  createCatalog(h.dir, key);
-  if (Object.keys(changes).length) writeHistorySettings(configFile, changes);
+  createCatalog(ctx.writes, h.dir, key);
+  if (Object.keys(changes).length) writeHistorySettings(ctx.writes, configFile, changes);
   ctx.out.print(`history ready in ${h.dir}; catalog public key ${key.publicText}`);
   if (changes['password'] && opts.password === undefined)
     ctx.out.print(
@@ -77,7 +78,11 @@ export async function runHistoryInit(
 }
 
 /** Set keys of the config file's `history` section, the rest of the file as written; 0600, atomic. */
-export function writeHistorySettings(configFile: string, changes: Record<string, unknown>): void {
+export function writeHistorySettings(
+  writes: Writes,
+  configFile: string,
+  changes: Record<string, unknown>,
+): void {
   let raw: Record<string, unknown> = {};
   if (existsSync(configFile)) {
     const text = readFileSync(configFile, 'utf8');
@@ -87,5 +92,5 @@ export function writeHistorySettings(configFile: string, changes: Record<string,
   const history = { ...((raw['history'] as Record<string, unknown> | undefined) ?? {}), ...changes };
   const out = `${JSON.stringify({ ...raw, history }, null, 2)}\n`;
   parseConfigText(out, configFile);
-  writePrivateFileAtomic(configFile, out);
+  writePrivateFileAtomic(writes, configFile, out);
 }

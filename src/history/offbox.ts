@@ -23,6 +23,7 @@ import { RepositoryPasswordError } from './restic.js';
 import { openSource } from './restore.js';
 import { SftpStore } from './sftp-store.js';
 import { snapshotIdsIn } from './store.js';
+import { SCRATCH_WRITES } from '../system/writes.js';
 
 /**
  * A blank replacement system disk brought back from the off-box copy (`recover offbox`, the golden
@@ -126,11 +127,12 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
   if (rf.target.password) ctx.log.redact(rf.target.password);
   const key = newKey();
   const keyFile = path.join(dir, 'secret.key');
-  writeKeyFile(keyFile, key);
+  writeKeyFile(SCRATCH_WRITES, keyFile, key);
   let privateKey: string | null = null;
   if (rf.target.privateKey) {
     privateKey = path.join(dir, 'target.key');
     writePrivateFileAtomic(
+      SCRATCH_WRITES,
       privateKey,
       rf.target.privateKey.endsWith('\n') ? rf.target.privateKey : `${rf.target.privateKey}\n`,
     );
@@ -216,7 +218,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
       ]);
     });
     const pwFile = path.join(dir, 'restic-pw');
-    writePrivateFileAtomic(pwFile, restic.opts.password);
+    writePrivateFileAtomic(SCRATCH_WRITES, pwFile, restic.opts.password);
     const restore: CommandStep = {
       title: `restore ${id} into the new root (restic restore, ${size.files} files, ${formatBytes(size.bytes)})`,
       command: {

@@ -41,6 +41,7 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
       await restic.prune();
       const time = ctx.clock.now().toISOString();
       appendCatalog(
+        ctx.writes,
         h.dir,
         key,
         report.forgotten.map((fingerprint) => ({ kind: 'forgotten' as const, fingerprint, time })),

@@ -11,7 +11,13 @@ import type { Identity } from '../image/identity.js';
 import { writeIdentity } from '../image/identity-write.js';
 import { backupLocked } from '../snapshot/backup.js';
 import { acquireLvmLock } from '../system/lock.js';
-import { type LvInfo, lvRemoveCommand, lvRenameCommand, type VgState } from '../system/lvm.js';
+import {
+  type LvInfo,
+  lvRemoveCommand,
+  lvRenameCommand,
+  type VgState,
+  VgNotFoundError,
+} from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import {
   checkFingerprint,
@@ -170,7 +176,7 @@ function resetChecks(config: Config, root: LvInfo | undefined, free: number, siz
         if (!root) throw new RefusedError(`${vg}/${rootLv} not found`);
         if (isRunningRoot(root))
           throw new RefusedError(`${vg}/${rootLv} is the running root: a reset runs from the golden medium`, {
-            hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint there',
+            hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield recover fingerprint FINGERPRINT there',
           });
       },
     },
@@ -248,7 +254,8 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
     source = await openSource(ctx, id, opts);
     const probe = await probeRestore(ctx);
     if (!probe.state)
-      throw new RefusedError(`volume group ${ctx.config.lvm.vg} not found: nothing to reset`, {
+      throw new VgNotFoundError(ctx.config.lvm.vg, {
+        what: 'nothing to reset',
         hint: 'a blank disk is brought back by the factory reset first',
       });
     const dirs = recoverDirs(ctx.config);

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { type HistoryConfig, type SftpTargetConfig, historyTargetsNamed } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
 import { formatBytes, RateLimiter } from '../remote/transfer.js';
@@ -113,7 +113,7 @@ export async function replicateLocked(
   for (const t of targets) {
     if (ctx.signal.aborted) break;
     const started = ctx.clock.now().toISOString();
-    updateTarget(h.dir, t.name, (s) => {
+    updateTarget(ctx.writes, h.dir, t.name, (s) => {
       s.lastAttempt = started;
     });
     let store: Store | null = null;
@@ -134,6 +134,7 @@ export async function replicateLocked(
       const now = ctx.clock.now().toISOString();
       if (newlyThere.length)
         appendCatalog(
+          ctx.writes,
           h.dir,
           key,
           newlyThere.map((fingerprint) => ({
@@ -144,7 +145,7 @@ export async function replicateLocked(
           })),
         );
       for (const name of CATALOG_FILES) await store.putCatalog(path.join(h.dir, name), name);
-      updateTarget(h.dir, t.name, (s) => {
+      updateTarget(ctx.writes, h.dir, t.name, (s) => {
         s.snapshots = snapshotIdsIn(local);
         s.newest = r.newest;
         s.bytesBehind = 0;
@@ -157,7 +158,7 @@ export async function replicateLocked(
       if (ctx.signal.aborted) throw err;
       const msg = err instanceof ZshieldError ? err.message : String((err as Error)?.message ?? err);
       ctx.log.error(`history: target ${t.name}: ${msg}`);
-      updateTarget(h.dir, t.name, (s) => {
+      updateTarget(ctx.writes, h.dir, t.name, (s) => {
         s.lastError = `${ctx.clock.now().toISOString()}: ${msg}`;
       });
       reports.push({ ...emptyReport(t.name), error: msg });
@@ -202,7 +203,7 @@ async function replicateOne(
   const h = ctx.config.history;
   const repo = repoDir(h);
   const plan = planReplication(local, await store.list());
-  updateTarget(h.dir, name, (s) => {
+  updateTarget(ctx.writes, h.dir, name, (s) => {
     s.bytesBehind = plan.bytesBehind;
   });
   ctx.log.info(
@@ -220,7 +221,7 @@ async function replicateOne(
       ctx.log.info(
         `history: ${name}: ${report.uploaded} of ${plan.uploads.length} file(s) sent, ${formatBytes(behind)} to go`,
       );
-      updateTarget(h.dir, name, (s) => {
+      updateTarget(ctx.writes, h.dir, name, (s) => {
         s.bytesBehind = behind;
       });
     }
@@ -229,13 +230,13 @@ async function replicateOne(
     await store.remove(f.name);
     report.deleted++;
   }
-  const state = updateTarget(h.dir, name, () => {});
+  const state = updateTarget(ctx.writes, h.dir, name, () => {});
   const share = opts.verifyAll
     ? { files: plan.present, next: 0 }
     : verificationShare(plan.present, h.verifyPercent, state.verifyCursor);
   report.repaired = await verifyFiles(ctx, store, repo, share.files, true);
   report.verified = share.files.length;
-  updateTarget(h.dir, name, (s) => {
+  updateTarget(ctx.writes, h.dir, name, (s) => {
     s.verifyCursor = share.next;
     s.lastVerified = ctx.clock.now().toISOString();
   });
@@ -295,13 +296,13 @@ export async function runTargetVerify(
     const store = new SftpStore(ctx, h, t);
     try {
       const plan = planReplication(local, await store.list());
-      const state = updateTarget(h.dir, t.name, () => {});
+      const state = updateTarget(ctx.writes, h.dir, t.name, () => {});
       const share = opts.all
         ? { files: plan.present, next: 0 }
         : verificationShare(plan.present, h.verifyPercent, state.verifyCursor);
       const damaged = await verifyFiles(ctx, store, repoDir(h), share.files, false);
       if (!damaged.length)
-        updateTarget(h.dir, t.name, (s) => {
+        updateTarget(ctx.writes, h.dir, t.name, (s) => {
           s.verifyCursor = share.next;
           s.lastVerified = ctx.clock.now().toISOString();
         });
@@ -341,9 +342,7 @@ export function selectTargets(h: HistoryConfig, only?: readonly string[]): SftpT
       hint: 'add one: {"name": "site-a", "server": ..., "user": ..., "hostKey": ..., "directory": ...}',
     });
   if (!only?.length) return h.targets;
-  const unknown = only.filter((n) => !h.targets.some((t) => t.name === n));
-  if (unknown.length)
-    throw new ConfigError([{ where: 'history.targets', message: `no target named ${unknown.join(', ')}` }]);
+  historyTargetsNamed(h, only);
   return h.targets.filter((t) => only.includes(t.name));
 }
 

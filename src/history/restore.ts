@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
+import { historyTargetsNamed } from '../config/history.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { formatBytes } from '../remote/transfer.js';
 import {
@@ -50,6 +51,7 @@ export function checkFingerprint(id: string): string {
 export async function openSource(ctx: Context, id: string, opts: TreeRestoreOptions): Promise<RestoreSource> {
   const h = ctx.config.history;
   const localRepo = repoDir(h);
+  if (opts.from) historyTargetsNamed(h, [opts.from]);
   const localHas = !opts.from && existsSync(path.join(localRepo, 'snapshots', id));
   if (localHas)
     return { from: 'local', repo: localRepo, temporary: null, entry: catalogCheck(ctx, h.dir, id, opts) };

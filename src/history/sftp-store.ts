@@ -138,6 +138,7 @@ export class SftpStore implements Store {
     const parent = path.dirname(dir);
     if (this.made.has(parent)) {
       const isDir = await s.isDirectory(dir);
+      if (isDir === null) s.allowWrite(`mkdir ${dir}`);
       if (isDir === null)
         await new Promise<void>((resolve, reject) =>
           s.sftp.mkdir(dir, { mode: 0o700 }, (err) =>
@@ -154,7 +155,7 @@ export class SftpStore implements Store {
 }
 
 /** The remote copy's Target for one history target: its settings, the history section's key file. */
-function remoteTargetOf(history: HistoryConfig, t: SftpTargetConfig): Target {
+export function remoteTargetOf(history: HistoryConfig, t: SftpTargetConfig): Target {
   const remote = remoteSchema.parse({
     server: t.server,
     port: t.port,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writePrivateFileAtomic } from '../remote/secrets.js';
+import type { Writes } from '../system/writes.js';
 
 /**
  * What zshield knows of each target, kept beside the local repository (outside lv-root): shown by
@@ -59,16 +60,21 @@ export function readState(dir: string): HistoryState {
   return out;
 }
 
-export function writeState(dir: string, state: HistoryState): void {
-  writePrivateFileAtomic(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`);
+export function writeState(writes: Writes, dir: string, state: HistoryState): void {
+  writePrivateFileAtomic(writes, stateFile(dir), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** Read, change one target's entry, write (each target's run saves as it goes). */
-export function updateTarget(dir: string, name: string, change: (s: TargetState) => void): TargetState {
+export function updateTarget(
+  writes: Writes,
+  dir: string,
+  name: string,
+  change: (s: TargetState) => void,
+): TargetState {
   const state = readState(dir);
   const s = state[name] ?? emptyTargetState();
   change(s);
   state[name] = s;
-  writeState(dir, state);
+  writeState(writes, dir, state);
   return s;
 }

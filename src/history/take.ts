@@ -71,7 +71,7 @@ export async function runHistoryTake(ctx: Context, opts: TakeOptions): Promise<T
     } finally {
       if (source.cleanup) await ctx.runner.run({ ...source.cleanup, runsAfterAbort: true });
     }
-    appendCatalog(h.dir, key, [
+    appendCatalog(ctx.writes, h.dir, key, [
       {
         kind: 'backup',
         fingerprint: summary.snapshotId,

@@ -419,7 +419,7 @@ interface ImageRecord {
 
 function record(ctx: Context, rec: ImageRecord): void {
   try {
-    writeJsonAtomic(lastImageFile(ctx.config.paths.stateDir), rec);
+    writeJsonAtomic(ctx.writes, lastImageFile(ctx.config.paths.stateDir), rec);
   } catch (err) {
     ctx.log.warn(`could not record the image result: ${(err as Error).message}`);
   }

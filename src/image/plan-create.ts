@@ -238,7 +238,7 @@ function imageIsNew(paths: ImagePaths): Check {
       const { existsSync } = await import('node:fs');
       if (existsSync(paths.image)) {
         throw new RefusedError(`an image of this snapshot already exists: ${paths.image}`, {
-          hint: 'check it with zshield image verify, or remove it to make it again',
+          hint: `check it with zshield image verify ${paths.image}, or remove it to make it again`,
         });
       }
     },

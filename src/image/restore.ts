@@ -72,7 +72,7 @@ export async function runImageRestore(
       throw new RefusedError(
         `${names.vg}/${names.root} is the running root file system: an image cannot be written into it`,
         {
-          hint: 'boot the golden medium (the recovery entries of the boot menu) and run zshield image restore there',
+          hint: `boot the golden medium (the recovery entries of the boot menu) and run zshield image restore ${file} --yes there`,
         },
       );
     }

@@ -6,6 +6,7 @@ import { type Prompter, StreamPrompter } from '../system/prompt.js';
 import { requireTools } from '../system/tools.js';
 import { describeScope, isLvmTool, lvmScopeOf } from '../system/lvm-scope.js';
 import {
+  DRY_RUN_DONE,
   type Plan,
   type Step,
   type ProgressParser,
@@ -30,6 +31,11 @@ export interface RunPlanOptions {
   show?: 'out' | 'json' | 'log' | 'none';
   /** The console for the countdown (default: stdin/stdout). */
   prompter?: Prompter;
+  /**
+   * Another plan of the same command follows (a repair before the rotation it makes possible): a
+   * dry run says "nothing was changed" once, after the last.
+   */
+  notLast?: boolean;
 }
 
 export interface PlanRun {
@@ -47,14 +53,20 @@ export interface PlanRun {
  * and the run are the same Step objects.
  */
 export async function runPlan(
-  ctx: Pick<Context, 'runner' | 'log' | 'out' | 'dryRun' | 'signal' | 'config'>,
+  ctx: Pick<Context, 'runner' | 'log' | 'out' | 'doc' | 'dryRun' | 'signal' | 'config'>,
   plan: Plan,
   opts: RunPlanOptions,
 ): Promise<PlanRun> {
-  showPlan(ctx, await withLvmScope(ctx, plan), opts.show ?? 'out');
+  // With --json (ctx.doc), a dry run's document is the plan; a real run's is the command's
+  // result, so its plan goes to the log.
+  const show = opts.show ?? (ctx.doc ? (ctx.dryRun ? 'json' : 'log') : 'out');
+  showPlan(ctx, await withLvmScope(ctx, plan), show);
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();
-  if (ctx.dryRun) return { applied: false, ran: [], skipped: [] };
+  if (ctx.dryRun) {
+    if (!opts.notLast) sayNothingChanged(ctx, show);
+    return { applied: false, ran: [], skipped: [] };
+  }
   await confirm(ctx, plan, opts);
   const result: PlanRun = { applied: true, ran: [], skipped: [] };
   const n = plan.steps.length + (plan.always?.length ?? 0);
@@ -73,6 +85,18 @@ export async function runPlan(
   return result;
 }
 
+/**
+ * A dry run that got past every check says so once, where its plan went: on stdout after a text
+ * plan, in the log (stderr) when stdout holds a JSON document or the plan went to the log.
+ */
+export function sayNothingChanged(
+  ctx: Pick<Context, 'out' | 'log'>,
+  show: NonNullable<RunPlanOptions['show']>,
+): void {
+  if (show === 'out') ctx.out.print(DRY_RUN_DONE);
+  else ctx.log.info(DRY_RUN_DONE);
+}
+
 /** The plan as shown: with the devices its LVM commands are restricted to, if they are. */
 async function withLvmScope(ctx: Parameters<typeof runPlan>[0], plan: Plan): Promise<Plan> {
   const scope = toolsOf(plan).some(isLvmTool) ? await lvmScopeOf(ctx.runner) : null;
@@ -81,11 +105,11 @@ async function withLvmScope(ctx: Parameters<typeof runPlan>[0], plan: Plan): Pro
 }
 
 export function showPlan(
-  ctx: Pick<Context, 'out' | 'log'>,
+  ctx: Pick<Context, 'out' | 'doc' | 'log'>,
   plan: Plan,
   show: NonNullable<RunPlanOptions['show']>,
 ): void {
-  if (show === 'json') ctx.out.print(JSON.stringify(planToJson(plan), null, 2));
+  if (show === 'json') (ctx.doc ?? ctx.out).print(JSON.stringify(planToJson(plan), null, 2));
   else if (show === 'out') ctx.out.print(formatPlan(plan));
   else if (show === 'log') for (const line of formatPlan(plan).split('\n')) ctx.log.info(line);
 }

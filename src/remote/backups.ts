@@ -12,6 +12,7 @@ export {
 } from '../names/backup-files.js';
 import type { BackupName } from '../names/backup-files.js';
 import { parseBackupName } from '../names/backup-files.js';
+import type { Writes } from '../system/writes.js';
 
 export interface FileEntry {
   name: string;
@@ -122,6 +123,7 @@ export class CopyRecords {
   readonly byName: Map<string, CopyRecord>;
 
   constructor(
+    private readonly writes: Writes,
     private readonly file: string,
     private readonly target: string,
   ) {
@@ -156,6 +158,6 @@ export class CopyRecords {
     this.all.targets[this.target] = Object.fromEntries(
       [...this.byName].sort(([a], [b]) => a.localeCompare(b)),
     );
-    writeJsonAtomic(this.file, this.all, 0o600);
+    writeJsonAtomic(this.writes, this.file, this.all, 0o600);
   }
 }

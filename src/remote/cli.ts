@@ -164,7 +164,7 @@ export function configEditCommand(kit: CommandKit): CommandModule {
           remote: ctx.config.remote,
           configFile: configFileOf(ctx),
           log: ctx.log,
-          dryRun: ctx.dryRun,
+          writes: ctx.writes,
         }),
       );
     },

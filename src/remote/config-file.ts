@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseConfigText } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { type RemoteConfig, remoteSchema } from '../config/remote.js';
+import type { Writes } from '../system/writes.js';
 import { writePrivateFileAtomic } from './secrets.js';
 
 /**
@@ -10,7 +11,7 @@ import { writePrivateFileAtomic } from './secrets.js';
  * written atomically with mode 0600 (it holds the encrypted password). A file that does not exist
  * yet is created.
  */
-export function writeRemoteSection(configFile: string, remote: RemoteConfig): void {
+export function writeRemoteSection(writes: Writes, configFile: string, remote: RemoteConfig): void {
   let raw: Record<string, unknown> = {};
   let text: string | null = null;
   try {
@@ -31,5 +32,5 @@ export function writeRemoteSection(configFile: string, remote: RemoteConfig): vo
   const next = { ...raw, remote: section };
   const out = `${JSON.stringify(next, null, 2)}\n`;
   parseConfigText(out, configFile);
-  writePrivateFileAtomic(configFile, out);
+  writePrivateFileAtomic(writes, configFile, out);
 }

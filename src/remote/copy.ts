@@ -120,7 +120,7 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
       else if ((await s.isDirectory(target.destination)) !== true) return { files: [], parts: [] };
       return classifyRemote(await s.list(target.destination));
     });
-    const records = new CopyRecords(copyRecordsFile(ctx.config.paths.stateDir), where);
+    const records = new CopyRecords(ctx.writes, copyRecordsFile(ctx.config.paths.stateDir), where);
     const plan = planCopy(local, listing, limit, records.differs());
     const checks = planChecks(candidates(plan.present, records), target.remote.verifyCycle, !!opts.verifyAll);
     ctx.log.info(
@@ -435,6 +435,7 @@ export class Connection {
         timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
         log: this.ctx.log,
         signal: this.ctx.signal,
+        writes: this.ctx.writes,
       });
       this.ctx.log.debug(`remote: connected to ${this.session.where}`);
     }

@@ -11,6 +11,7 @@ import {
   readKeyFile,
   writeKeyFile,
 } from './secrets.js';
+import type { Writes } from '../system/writes.js';
 
 /**
  * `zshield config edit`: the seed's iniEditor for the remote settings. It shows them (the password
@@ -82,7 +83,8 @@ export async function editRemoteSettings(opts: {
   remote: RemoteConfig;
   configFile: string;
   log: Logger;
-  dryRun: boolean;
+  /** Refuses every write in a dry run (the config and key files). */
+  writes: Writes;
 }): Promise<EditOutcome> {
   const { prompter: p, configFile, log } = opts;
   const current = opts.remote;
@@ -195,7 +197,8 @@ async function confirmAndWrite(o: {
   remote: RemoteConfig;
   configFile: string;
   log: Logger;
-  dryRun: boolean;
+  /** Refuses every write in a dry run (the config and key files). */
+  writes: Writes;
   next: RemoteConfig;
   keyToWrite: Buffer | null;
 }): Promise<EditOutcome> {
@@ -211,7 +214,7 @@ async function confirmAndWrite(o: {
     p.print('No changes.');
     return { written: false, remote: current };
   }
-  if (o.dryRun) {
+  if (o.writes.dryRun) {
     p.print(`dry run: ${configFile} not written`);
     return { written: false, remote: next };
   }
@@ -220,8 +223,8 @@ async function confirmAndWrite(o: {
     return { written: false, remote: current };
   }
   // The key first: a config naming a key file that does not exist yet would be unusable.
-  if (keyToWrite) writeKeyFile(next.keyFile, keyToWrite);
-  writeRemoteSection(configFile, next);
+  if (keyToWrite) writeKeyFile(o.writes, next.keyFile, keyToWrite);
+  writeRemoteSection(o.writes, configFile, next);
   p.print(`#####  Updated ${configFile} (mode 0600)  #####`);
   o.log.info(`config edit: remote settings written to ${configFile}`);
   return { written: true, remote: next };

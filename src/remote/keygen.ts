@@ -80,9 +80,10 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
 
   const key = newKey();
   const pending = pendingKeyFile(keyFile);
-  writeKeyFile(pending, key);
+  writeKeyFile(ctx.writes, pending, key);
   try {
-    if (plain !== null) writeRemoteSection(opts.configFile, { ...r, password: encryptPassword(plain, key) });
+    if (plain !== null)
+      writeRemoteSection(ctx.writes, opts.configFile, { ...r, password: encryptPassword(plain, key) });
   } catch (err) {
     // The config still matches the old key: drop the new one so nothing half-done remains.
     rmSync(pending, { force: true });

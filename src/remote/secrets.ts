@@ -12,6 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import type { Writes } from '../system/writes.js';
 import { ConfigError, NotFoundError, RefusedError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
@@ -162,9 +163,10 @@ export function readKeyFile(file: string): Buffer {
 /**
  * Write a file only its owner can read, atomically: a temporary file created 0600 (the umask
  * cannot widen it: fchmod after open), fsync, rename, fsync of the directory. A power cut leaves
- * the old file or the new one, never a half-written secret.
+ * the old file or the new one, never a half-written secret. Refused in a dry run (`writes`).
  */
-export function writePrivateFileAtomic(file: string, content: string | Buffer): void {
+export function writePrivateFileAtomic(writes: Writes, file: string, content: string | Buffer): void {
+  writes.allow(`write ${file}`);
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}`);
@@ -196,8 +198,8 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-export function writeKeyFile(file: string, key: Buffer): void {
-  writePrivateFileAtomic(file, `${key.toString('base64')}\n`);
+export function writeKeyFile(writes: Writes, file: string, key: Buffer): void {
+  writePrivateFileAtomic(writes, file, `${key.toString('base64')}\n`);
 }
 
 /** Where keygen puts the new key while the config is being rewritten. */

@@ -3,6 +3,7 @@ import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from '
 import { InterruptedError, RefusedError, RemoteError, type ZshieldError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { FileEntry } from './backups.js';
+import type { Writes } from '../system/writes.js';
 
 // ssh2 is CommonJS whose exports Node's ESM loader cannot all name statically (`utils` is not
 // found under plain Node ESM): take them from the module object.
@@ -112,6 +113,8 @@ export interface ConnectOptions {
   timeoutMs: number;
   log: Logger;
   signal?: AbortSignal;
+  /** The run's right to write: every SFTP call that changes the server is refused in a dry run. */
+  writes: Writes;
 }
 
 interface SftpStatusError extends Error {
@@ -138,6 +141,7 @@ export class RemoteSession {
     readonly endpoint: Endpoint,
     readonly user: string,
     private readonly log: Logger,
+    private readonly writes: Writes,
   ) {
     client.on('error', (err) => {
       this.lostReason = err.message;
@@ -164,7 +168,7 @@ export class RemoteSession {
       const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
         client.sftp((err, s) => (err ? reject(err) : resolve(s))),
       );
-      return new RemoteSession(client, sftp, opts.endpoint, opts.credentials.user, opts.log);
+      return new RemoteSession(client, sftp, opts.endpoint, opts.credentials.user, opts.log, opts.writes);
     } catch (err) {
       client.end();
       throw new RemoteError(
@@ -271,6 +275,14 @@ export class RemoteSession {
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /**
+   * Before any call that changes the server (mkdir, delete, rename, a write): DryRunError in a dry
+   * run. For code that calls `sftp` directly (history's store), the same guard.
+   */
+  allowWrite(what: string): void {
+    this.writes.allow(`${what} on ${this.where}`);
+  }
+
   /** mkdir -p, with new directories 0700 (the backups are a copy of the system). */
   async mkdirs(dir: string): Promise<void> {
     const parts = dir.split('/').filter(Boolean);
@@ -281,12 +293,14 @@ export class RemoteSession {
       if (isDir === true) continue;
       if (isDir === false)
         throw new RemoteError(`remote ${this.where}: ${cur} exists and is not a directory`);
+      this.allowWrite(`mkdir ${cur}`);
       await this.call(`mkdir ${cur}`, (cb) => this.sftp.mkdir(cur, { mode: 0o700 }, cb));
       this.log.info(`remote: created ${cur} on ${this.where}`);
     }
   }
 
   async unlink(file: string): Promise<void> {
+    this.allowWrite(`delete ${file}`);
     await this.call(`delete ${file}`, (cb) => this.sftp.unlink(file, cb));
   }
 
@@ -296,6 +310,7 @@ export class RemoteSession {
    * window where the name is absent, never one where it names a partial file).
    */
   async rename(from: string, to: string): Promise<void> {
+    this.allowWrite(`rename ${from} to ${to}`);
     try {
       await this.call(`rename ${from}`, (cb) => this.sftp.ext_openssh_rename(from, to, cb));
       return;
@@ -308,6 +323,7 @@ export class RemoteSession {
   }
 
   async open(file: string, flags: 'r' | 'r+' | 'w'): Promise<Buffer> {
+    if (flags !== 'r') this.allowWrite(`open ${file} for writing`);
     return this.call<Buffer>(`open ${file}`, (cb) => this.sftp.open(file, flags, { mode: 0o600 }, cb));
   }
 
@@ -325,6 +341,7 @@ export class RemoteSession {
   }
 
   write(handle: Buffer, buf: Buffer, position: number, file: string): Promise<void> {
+    this.allowWrite(`write ${file}`);
     return this.call(`write ${file}`, (cb) => this.sftp.write(handle, buf, 0, buf.length, position, cb));
   }
 

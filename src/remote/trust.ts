@@ -71,7 +71,7 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<TrustR
     ctx.out.print(`dry run: would pin ${key.fingerprint} in ${opts.configFile}`);
     return result;
   }
-  writeRemoteSection(opts.configFile, { ...r, hostKey: key.fingerprint });
+  writeRemoteSection(ctx.writes, opts.configFile, { ...r, hostKey: key.fingerprint });
   ctx.log.info(`remote trust: pinned ${key.type} ${key.fingerprint} for ${endpointText(endpoint)}`);
   ctx.out.print(`trusted: remote.hostKey = ${key.fingerprint} written to ${opts.configFile}`);
   return { ...result, pinned: true };

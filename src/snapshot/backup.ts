@@ -162,6 +162,6 @@ function rootIsRunning(state: VgState, rootLv: string): boolean {
  * stateDir; `status` checks it against snap0's tags (status/last-backup.ts).
  */
 function record(ctx: Context, keep: boolean, rec: BackupRecordV2): void {
-  if (keep) writeBackupRecord(ctx.config, ctx.log, rec);
+  if (keep) writeBackupRecord(ctx.writes, ctx.config, ctx.log, rec);
   else ctx.log.debug(`backup ${rec.result} (${rec.reason}): not recorded here (not this system's root)`);
 }

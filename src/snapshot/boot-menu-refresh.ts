@@ -125,7 +125,7 @@ function writeMenuFile(ctx: Context, dir: string, vars: Record<string, string>, 
   const file = path.join(dir, MENU_FILE);
   const old = existsSync(file) ? parseEnvBlock(readFileSync(file)) : null;
   if (opts.onlyIfChanged && old && old[MENU_VAR] === vars[MENU_VAR]) return;
-  writeEnvFileAtomic(file, vars);
+  writeEnvFileAtomic(ctx.writes, file, vars);
   ctx.log.info(`boot menu: "Recover to latest backup (${vars[MENU_VAR]})" (${file})`);
 }
 
@@ -222,7 +222,7 @@ async function pairGolden(ctx: Context, grubDir: string, uuid: string): Promise<
   const readOnly = rootReadOnly();
   if (readOnly) await ctx.runner.run({ file: 'mount', args: ['-o', 'remount,rw', '/'], mutates: true });
   try {
-    writeEnvFileAtomic(file, vars);
+    writeEnvFileAtomic(ctx.writes, file, vars);
   } finally {
     if (readOnly) await ctx.runner.run({ file: 'mount', args: ['-o', 'remount,ro', '/'], mutates: true });
   }

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { type BackupRecord, lastBackupFile, readJson, writeJsonAtomic } from '../state/store.js';
+import type { Writes } from '../system/writes.js';
 
 /**
  * Where the last backup's outcome is kept, and how `status` decides what to believe.
@@ -38,10 +39,10 @@ export function stateRecordFile(config: Config): string {
  * never a failure of the backup (from the read-only golden medium neither can be: status then
  * learns of the backup from snap0's tags).
  */
-export function writeBackupRecord(config: Config, log: Logger, rec: BackupRecordV2): void {
+export function writeBackupRecord(writes: Writes, config: Config, log: Logger, rec: BackupRecordV2): void {
   const attempt = (file: string): string | null => {
     try {
-      writeJsonAtomic(file, rec);
+      writeJsonAtomic(writes, file, rec);
       return null;
     } catch (err) {
       return (err as Error).message;

@@ -48,7 +48,8 @@ export async function repairCutRotation(
   const names = namesOf(ctx.config);
   const repair = planRepair(state, names);
   if (!repair) return { state, repair: null };
-  const run = await runPlan(ctx, repair, { confirm: 'none', show });
+  // Always followed by the plan the repair makes possible (a rotation, a restore).
+  const run = await runPlan(ctx, repair, { confirm: 'none', show, notLast: true });
   const after = run.applied ? await probeVg(ctx.runner, names.vg) : stateAfterRepair(state, names);
   return { state: after, repair };
 }

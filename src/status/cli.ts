@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit } from '../context.js';
+import { VgNotFoundError } from '../system/lvm.js';
 import { NotFoundError } from '../errors.js';
 import { JSON_OPTION } from '../output.js';
 
@@ -16,7 +17,7 @@ export function statusCommand(kit: CommandKit): CommandModule {
       const report = await gatherStatus(ctx);
       ctx.out.print(a['json'] ? JSON.stringify(report, null, 2) : formatStatus(report));
       // The report is printed either way; a missing VG or root LV also makes the exit code say so.
-      if (!report.vg) throw new NotFoundError(`volume group "${ctx.config.lvm.vg}" not found`);
+      if (!report.vg) throw new VgNotFoundError(ctx.config.lvm.vg);
       if (!report.root)
         throw new NotFoundError(`logical volume "${ctx.config.lvm.vg}/${ctx.config.lvm.rootLv}" not found`);
     },

@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import type { Writes } from './writes.js';
 
 /**
  * GRUB's environment block, the format its `load_env` reads (grub-core/lib/envblk.c): the
@@ -52,7 +53,8 @@ export function parseEnvBlock(data: Buffer): Record<string, string> | null {
  * atomic: GRUB finds the old block or the new one, never a part). The folder is flushed too, so
  * the rename itself survives a power cut.
  */
-export function writeEnvFileAtomic(file: string, vars: Record<string, string>): void {
+export function writeEnvFileAtomic(writes: Writes, file: string, vars: Record<string, string>): void {
+  writes.allow(`write ${file}`);
   const block = formatEnvBlock(vars);
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o755 });

@@ -144,21 +144,33 @@ export interface VgState {
   lvs: LvInfo[];
 }
 
-/** Probe one VG and its LVs. A VG that does not exist is a NotFoundError, not an empty answer. */
+/**
+ * The configured VG does not exist: one error (exit 5, NotFoundError) for every command, whether
+ * `vgs` said so or a probe found no such VG. A command may give its own hint.
+ */
+export class VgNotFoundError extends NotFoundError {
+  readonly vgName: string;
+  constructor(vgName: string, opts?: { hint?: string; what?: string }) {
+    super(`volume group "${vgName}" not found${opts?.what ? `: ${opts.what}` : ''}`, {
+      hint: opts?.hint ?? 'check lvm.vg in the config; `vgs` lists the volume groups on this machine',
+    });
+    this.vgName = vgName;
+  }
+}
+
+/** Probe one VG and its LVs. A VG that does not exist is a VgNotFoundError, not an empty answer. */
 export async function probeVg(runner: Runner, vgName: string): Promise<VgState> {
   let vgsOut: string;
   try {
     vgsOut = (await runner.run(vgsCommand(vgName))).stdout;
   } catch (err) {
     if (err instanceof CommandError && /not found|Volume group .* not found/i.test(err.stderr)) {
-      throw new NotFoundError(`volume group "${vgName}" not found`, {
-        hint: 'check lvm.vg in the config; `vgs` lists the volume groups on this machine',
-      });
+      throw new VgNotFoundError(vgName);
     }
     throw err;
   }
   const vg = parseVgs(vgsOut).find((v) => v.name === vgName);
-  if (!vg) throw new NotFoundError(`volume group "${vgName}" not found`);
+  if (!vg) throw new VgNotFoundError(vgName);
   const lvs = parseLvs((await runner.run(lvsCommand(vgName))).stdout).filter((l) => l.vg === vgName);
   return { vg, lvs };
 }

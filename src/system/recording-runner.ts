@@ -1,4 +1,4 @@
-import { CommandError, InterruptedError, MissingToolError } from '../errors.js';
+import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../errors.js';
 import { type Pipeline, type PipelineResult, formatPipeline } from './pipeline.js';
 import { type Command, type CommandResult, type Runner, argvOf, formatArgv } from './runner.js';
 
@@ -12,7 +12,8 @@ type Matcher = string | RegExp | ((argv: readonly string[]) => boolean);
 
 /**
  * A runner for fast unit tests: records every argv and answers from canned replies. It honours
- * dry-run exactly like the real one, so transcripts show what would and would not run.
+ * dry-run exactly like the real one: a mutating command is refused (DryRunError), recorded with `!`
+ * so a transcript shows what a dry run tried to change.
  */
 export class RecordingRunner implements Runner {
   readonly calls: {
@@ -57,7 +58,7 @@ export class RecordingRunner implements Runner {
     const input = cmd.input === undefined ? undefined : String(cmd.input);
     if (cmd.mutates && this.dryRun) {
       this.calls.push({ argv, mutates: true, skipped: true, ...(input === undefined ? {} : { input }) });
-      return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
+      throw new DryRunError(formatArgv(argv));
     }
     if (this.missing.has(cmd.file)) throw new MissingToolError(cmd.file);
     this.calls.push({
@@ -77,10 +78,7 @@ export class RecordingRunner implements Runner {
     const argv = stages.flatMap((a, i) => (i === 0 ? a : ['|', ...a]));
     if (p.mutates && this.dryRun) {
       this.calls.push({ argv, mutates: true, skipped: true, stages });
-      return {
-        stages: stages.map((a) => ({ argv: a, exitCode: 0, stdout: '', stderr: '', skipped: true })),
-        skipped: true,
-      };
+      throw new DryRunError(formatPipeline(p));
     }
     for (const s of p.stages) if (this.missing.has(s.file)) throw new MissingToolError(s.file);
     if (p.signal?.aborted) throw new InterruptedError(`interrupted before running ${formatPipeline(p)}`);

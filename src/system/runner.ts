@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { CommandError, InternalError, InterruptedError, MissingToolError } from '../errors.js';
+import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type Command, type CommandResult, argvOf, formatArgv } from './command.js';
 import { type Pipeline, type PipelineResult, formatPipeline, spawnPipeline } from './pipeline.js';
@@ -106,10 +106,9 @@ export class ExecaRunner implements Runner {
 
   async run(cmd: Command): Promise<CommandResult> {
     const argv = argvOf(cmd);
-    if (cmd.mutates && this.dryRun) {
-      this.log.info(`! ${formatArgv(argv)}`);
-      return { argv, exitCode: 0, stdout: '', stderr: '', skipped: true };
-    }
+    // A dry run never changes anything: a mutating command reaching the runner is a flow that forgot
+    // to stop (runPlan stops before its steps), refused loudly rather than skipped.
+    if (cmd.mutates && this.dryRun) throw new DryRunError(formatArgv(argv));
     const resolved = await this.ready(cmd, argv, !!cmd.runsAfterAbort);
 
     const child = execa(resolved, [...cmd.args], {
@@ -147,17 +146,7 @@ export class ExecaRunner implements Runner {
 
   async pipeline(p: Pipeline): Promise<PipelineResult> {
     const text = formatPipeline(p);
-    if (p.mutates && this.dryRun) {
-      this.log.info(`! ${text}`);
-      const stages = p.stages.map((s) => ({
-        argv: argvOf(s),
-        exitCode: 0,
-        stdout: '',
-        stderr: '',
-        skipped: true,
-      }));
-      return { stages, skipped: true };
-    }
+    if (p.mutates && this.dryRun) throw new DryRunError(text);
     const resolved: string[] = [];
     for (const s of p.stages) resolved.push(await this.resolve(s.file));
     this.log.log(p.mutates ? 'info' : 'debug', `$ ${text}`);
@@ -166,7 +155,7 @@ export class ExecaRunner implements Runner {
 
   async start(cmd: Command): Promise<Started> {
     const argv = argvOf(cmd);
-    if (cmd.mutates && this.dryRun) throw new InternalError(`dry-run must not start ${cmd.file}`);
+    if (cmd.mutates && this.dryRun) throw new DryRunError(formatArgv(argv));
     const resolved = await this.ready(cmd, argv, false);
     const child = execa(resolved, [...cmd.args], {
       reject: false,

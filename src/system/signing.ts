@@ -11,6 +11,7 @@ import { constants as fsConstants } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, NotFoundError, RefusedError, VerifyError } from '../errors.js';
+import { type Writes, requireFolderFor } from './writes.js';
 
 /**
  * The one signing module of zshield: Ed25519 keys (node:crypto, no dependency), documents signed
@@ -133,9 +134,12 @@ export function generateSigningKey(): SigningKey {
  * overwritten), the public text returned (and written beside it as `<file>.pub` when asked).
  */
 export async function writeNewSigningKey(
+  writes: Writes,
   file: string,
   opts: { writePublic?: boolean } = {},
 ): Promise<SigningKey> {
+  requireFolderFor(file, 'the signing key');
+  writes.allow(`write ${file}`);
   const key = generateSigningKey();
   const pem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);

@@ -4,6 +4,7 @@ import { type GoldenManifest, makeGoldenImage, manifestPathOf } from '../../src/
 import { type SigningKey, loadSigningKey, writeNewSigningKey } from '../../src/system/signing.js';
 import { Appliance, BENCH_DIR } from '../bench/appliance.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL } from './lib.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 /**
  * The golden medium that `zshield golden prepare` makes in the bench, packaged as a signed golden
@@ -113,7 +114,7 @@ async function makePackage(cache: string): Promise<void> {
   } finally {
     await app.kill();
   }
-  const key = await writeNewSigningKey(path.join(work, 'vendor.key'), { writePublic: true });
+  const key = await writeNewSigningKey(REAL_WRITES, path.join(work, 'vendor.key'), { writePublic: true });
   await makeGoldenImage({
     source: app.diskPath('golden'),
     out: path.join(work, FILES[0]!),

@@ -21,6 +21,7 @@ import { encodeHeader } from '../../src/clone/header.js';
 import { loadSigningKey, signDocument, writeNewSigningKey } from '../../src/system/signing.js';
 import { BUNDLE } from '../remote/lib.js';
 import { type Lan, type Proc, childNamed, makeLan, runIn, until } from './netns.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 /**
  * Multicast cloning end to end: the real bundle, real udp-sender and udp-receiver, in network
@@ -96,8 +97,8 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'zshield-clone-host-'));
   raw = randomBytes(CHUNKS * CHUNK);
   writeFileSync(path.join(dir, 'raw.img'), raw);
-  const vendor = await writeNewSigningKey(path.join(dir, 'vendor.key'));
-  await writeNewSigningKey(path.join(dir, 'other.key'));
+  const vendor = await writeNewSigningKey(REAL_WRITES, path.join(dir, 'vendor.key'));
+  await writeNewSigningKey(REAL_WRITES, path.join(dir, 'other.key'));
   image = path.join(dir, 'golden.img.zst');
   manifest = await makeGoldenImage({
     source: path.join(dir, 'raw.img'),

@@ -5,6 +5,7 @@ import { expect } from 'vitest';
 import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
 import { BUNDLE, type Run } from './lib.js';
 import { KEY_USER, type RemoteEnv, uidOf } from './sshd.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 /**
  * A box with a history for the replication tests: a config (0600) whose history section has two
@@ -72,7 +73,7 @@ export function makeHistoryBox(
   mkdirSync(path.join(env.base, 'history-dest'), { recursive: true, mode: 0o755 });
   const keyFile = path.join(dir, 'history.key');
   const key = newKey();
-  writeKeyFile(keyFile, key);
+  writeKeyFile(REAL_WRITES, keyFile, key);
   const destA = destFor(env, `${name}-a`, KEY_USER);
   const destB = destFor(env, `${name}-b`, KEY_USER);
   const box: HistoryBox = {

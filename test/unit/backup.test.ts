@@ -9,6 +9,7 @@ import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
 import { epoch, GiB, type LvRow } from './helpers/lvm-json.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 
 const VGS = [
   'vgs',
@@ -151,7 +152,8 @@ describe('runBackup', () => {
     expect(outcome).toBeNull();
     expect(runner.calls.map((c) => c.argv)).toEqual([VGS, LVS]);
     expect(runner.calls.every((c) => !c.mutates && !c.skipped)).toBe(true);
-    expect(ctx.printed).toHaveLength(1);
+    expect(ctx.printed).toHaveLength(2);
+    expect(ctx.printed[1]).toBe(DRY_RUN_DONE);
     const text = ctx.printed[0]!;
     expect(text.split('\n')[0]).toBe('Back up vgroup/lv-root to snap0 (reason: pre-upgrade)');
     expect(text).toContain('     $ vgchange --addtag zshield_rotating vgroup');
@@ -173,6 +175,8 @@ describe('runBackup', () => {
     expect(ctx.printed[0]).toContain('$ vgchange --deltag zshield_rotating vgroup');
     // The rotation is planned as if the mark were gone (it refuses a marked VG otherwise).
     expect(ctx.printed[1]).toMatch(/^Back up vgroup\/lv-root to snap0 \(reason: manual\)/);
+    // One line for the whole dry run, after the last plan.
+    expect(ctx.printed.slice(2)).toEqual([DRY_RUN_DONE]);
   });
 
   it('captures /boot when lv-root is the running root (kernel numbers of /)', async () => {

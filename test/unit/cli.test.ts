@@ -27,6 +27,7 @@ import { StreamPrompter } from '../../src/system/prompt.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { GiB, type LvRow, lvsJson, vgsJson } from './helpers/lvm-json.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 // The CLI as shipped: the esbuild bundle run by node, as a real process. Fake `lvs`/`vgs` (shell
 // scripts printing canned JSON) stand in for LVM; fake mutating tools only leave a trace.
@@ -346,7 +347,7 @@ function remoteBox(opts: { keyFile?: 'missing' | 'present'; password?: string; c
   const key = newKey();
   const b = box();
   const keyFile = path.join(b.dir, 'remote.key');
-  if (opts.keyFile !== 'missing') writeKeyFile(keyFile, key);
+  if (opts.keyFile !== 'missing') writeKeyFile(REAL_WRITES, keyFile, key);
   const remote = {
     server: '127.0.0.1',
     port: 9, // discard: never reached, every test here stops before connecting
@@ -514,5 +515,96 @@ describe('issue 13: what zshield says is true', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/check, show or edit/);
     expect(help.stdout).toMatch(/zshield config edit/);
+  });
+
+  // Issue 20, the first heading: each through the built binary.
+  it('golden update IMAGE -- CMD is not refused as "--command given more than once" (list options)', () => {
+    const b = box();
+    const image = path.join(b.dir, 'none.img.zst');
+    for (const args of [
+      ['golden', 'update', image, '--', 'touch', '/x'],
+      ['golden', 'update', image, '--dry-run', '--', 'touch', '/x'],
+    ]) {
+      const r = run([...args, '-c', b.config], { env: b.env });
+      expect(r.stderr).not.toMatch(/more than once/);
+      expect(r.code).not.toBe(2);
+    }
+    // A scalar option given twice is still refused.
+    expectUsageError(run(['status', '-c', b.config, '--config', b.config], { env: b.env }), /more than once/);
+  });
+
+  it('golden image key into a missing folder: one line naming the folder, exit 5, not "internal error: ENOENT"', () => {
+    const b = box();
+    const file = path.join(b.dir, 'no-such-folder', 'vendor.key');
+    const r = run(['golden', 'image', 'key', file, '-c', b.config], { env: b.env });
+    expect(r.code).toBe(5);
+    // The plan's checks run first (its lines on stderr); the error names the folder.
+    expect(stderrLines(r).filter((l) => l.startsWith('zshield: '))).toEqual([
+      `zshield: the folder ${path.dirname(file)} does not exist`,
+    ]);
+    expect(r.stderr).not.toMatch(/ENOENT|internal error/);
+  });
+
+  it('exit codes by class: clone receive without --yes 6; an unknown history target 5 from every command', () => {
+    const b = box({
+      config: {
+        history: {
+          targets: [
+            { name: 't1', server: '127.0.0.1', user: 'u', directory: '/srv/h', privateKey: '/nonexistent/k' },
+          ],
+        },
+      },
+    });
+    // A box that trusts a vendor key (else the receive stops on the config first, exit 3).
+    const key = path.join(b.dir, 'vendor.key');
+    expect(run(['golden', 'image', 'key', key, '-c', b.config], { env: b.env }).code).toBe(0);
+    const conf = JSON.parse(readFileSync(b.config, 'utf8'));
+    conf.clone = { trustedKeys: [readFileSync(`${key}.pub`, 'utf8').trim()] };
+    writeFileSync(b.config, JSON.stringify(conf));
+    writeFileSync(path.join(b.dir, 'disk'), Buffer.alloc(4 * 1024 ** 2, 7));
+    const receive = run(['clone', 'receive', '--target-file', path.join(b.dir, 'disk'), '-c', b.config], {
+      env: b.env,
+    });
+    expect(receive.code).toBe(6);
+    expect(receive.stderr).toMatch(/it needs confirmation/);
+    expect(readFileSync(path.join(b.dir, 'disk')).every((x) => x === 7)).toBe(true);
+    const replicate = run(['history', 'replicate', '--target', 'nosuch', '-c', b.config], { env: b.env });
+    expect(replicate.code).toBe(5);
+    expect(stderrLines(replicate)[0]).toBe('zshield: no history target named nosuch');
+    const restore = run(
+      ['history', 'restore', 'a'.repeat(64), path.join(b.dir, 'out'), '--from', 'nosuch', '-c', b.config],
+      { env: b.env },
+    );
+    expect(restore.code).toBe(5);
+    expect(stderrLines(restore)[0]).toBe('zshield: no history target named nosuch');
+    expect(existsSync(path.join(b.dir, 'out'))).toBe(false);
+  });
+
+  it('config check says not OK for what the commands refuse: a target without a host key, key files 0644, a signing key missing or 0644', () => {
+    const b = box();
+    const key = path.join(b.dir, 'target.key');
+    writeFileSync(key, 'not read: its mode is refused first\n', { mode: 0o644 });
+    chmodSync(key, 0o644);
+    const signing = path.join(b.dir, 'vendor.key');
+    const cfg = (signingKey: string) => ({
+      paths: { stateDir: path.join(b.dir, 'state'), runDir: path.join(b.dir, 'run') },
+      log: { file: null },
+      history: {
+        targets: [{ name: 't1', server: '127.0.0.1', user: 'u', directory: '/srv/h', privateKey: key }],
+      },
+      clone: { signingKey },
+    });
+    writeFileSync(b.config, JSON.stringify(cfg(signing)), { mode: 0o600 });
+    const missing = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(missing.code).toBe(3);
+    expect(missing.stdout).not.toMatch(/config OK/);
+    expect(missing.stderr).toMatch(/history\.targets\[0\]\.hostKey: target t1: not set/);
+    expect(missing.stderr).toMatch(new RegExp(`private key ${key} .*readable by others|${key}.*0?644`));
+    expect(missing.stderr).toMatch(new RegExp(`signing key ${signing} does not exist`));
+    writeFileSync(signing, 'x', { mode: 0o644 });
+    chmodSync(signing, 0o644);
+    const open = run(['config', 'check', '-c', b.config], { env: b.env });
+    expect(open.code).toBe(3);
+    expect(open.stderr).toMatch(new RegExp(`signing key ${signing} is readable by others`));
   });
 });

@@ -21,6 +21,7 @@ import { RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const MiB = 1024 * 1024;
 
@@ -80,7 +81,7 @@ describe('target writer', () => {
     const { dir, raw, m } = await made(3 * MiB, MiB);
     const file = path.join(dir, 'target');
     await writeFile(file, Buffer.alloc(3 * MiB, 0xee));
-    const w = await TargetWriter.open(file, m.size);
+    const w = await TargetWriter.open(REAL_WRITES, file, m.size);
     await w.wipeHead();
     await w.write(0, raw);
     expect((await readFile(file)).subarray(0, MiB).every((b) => b === 0)).toBe(true);
@@ -96,7 +97,7 @@ describe('target writer', () => {
     expect(matchesHash(Buffer.alloc(MiB), m.chunks[4]!.sha256)).toBe(true);
     expect(matchesHash(Buffer.alloc(MiB), m.chunks[1]!.sha256)).toBe(false);
     const file = path.join(dir, 'target');
-    const w = await TargetWriter.open(file, m.size);
+    const w = await TargetWriter.open(REAL_WRITES, file, m.size);
     await w.write(0, raw);
     await w.write(4 * MiB + 777, Buffer.from([1]));
     await w.write(MiB + 5, Buffer.from([raw[MiB + 5]! ^ 0x40]));

@@ -14,6 +14,7 @@ import { runGoldenWrite } from '../../src/clone/write.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { writeNewSigningKey } from '../../src/system/signing.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 import { FakeClock, testContext } from './helpers/context.js';
 
 // Issue 21 (cloning that fails safe) and issue 20 (a dry run makes every check of the real run):
@@ -31,7 +32,7 @@ async function fixture() {
   const raw = Buffer.concat([randomBytes(3 * MiB), Buffer.alloc(MiB)]);
   await writeFile(path.join(dir, 'raw'), raw);
   const keyFile = path.join(dir, 'vendor.key');
-  const key = await writeNewSigningKey(keyFile);
+  const key = await writeNewSigningKey(REAL_WRITES, keyFile);
   const image = path.join(dir, 'appl-1.img.zst');
   const m = await makeGoldenImage({
     source: path.join(dir, 'raw'),

@@ -28,6 +28,7 @@ import { answerGoldenUpdate, findHandoffDisk, hasUpdateKey } from '../../src/rec
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { type SigningKey, writeNewSigningKey } from '../../src/system/signing.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const GRUB_CFG = `set default="0"
 menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple-x' {
@@ -209,7 +210,7 @@ describe('golden update: the whole flow (QEMU and debugfs answered by a recordin
   let image: string;
   beforeEach(async () => {
     t = tempDir();
-    key = await writeNewSigningKey(path.join(t.dir, 'vendor.key'), { writePublic: true });
+    key = await writeNewSigningKey(REAL_WRITES, path.join(t.dir, 'vendor.key'), { writePublic: true });
     rawMedium(path.join(t.dir, 'medium.raw'));
     image = path.join(t.dir, 'box-1.0.img.zst');
     await makeGoldenImage({

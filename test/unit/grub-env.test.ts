@@ -11,6 +11,7 @@ import {
   writeEnvFileAtomic,
 } from '../../src/system/grub-env.js';
 import { tempDir } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const editenvList = (file: string) => execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' });
 
@@ -62,13 +63,13 @@ describe('GRUB environment block', () => {
   it('replaces the file whole through a temporary file (no temporary left; the old block until the rename)', () => {
     const d = dir();
     const file = path.join(d, 'zshield', 'bootmenu.env');
-    writeEnvFileAtomic(file, { zshield_restore_point: 'none available' });
+    writeEnvFileAtomic(REAL_WRITES, file, { zshield_restore_point: 'none available' });
     expect(editenvList(file)).toBe('zshield_restore_point=none available\n');
-    writeEnvFileAtomic(file, { zshield_restore_point: '2026-11-30 03:00, daily' });
+    writeEnvFileAtomic(REAL_WRITES, file, { zshield_restore_point: '2026-11-30 03:00, daily' });
     expect(editenvList(file)).toBe('zshield_restore_point=2026-11-30 03:00, daily\n');
     expect(readdirSync(path.dirname(file))).toEqual(['bootmenu.env']);
     // A value that cannot be written leaves the old file as it was.
-    expect(() => writeEnvFileAtomic(file, { zshield_restore_point: 'a\nb' })).toThrow();
+    expect(() => writeEnvFileAtomic(REAL_WRITES, file, { zshield_restore_point: 'a\nb' })).toThrow();
     expect(editenvList(file)).toBe('zshield_restore_point=2026-11-30 03:00, daily\n');
     expect(readdirSync(path.dirname(file))).toEqual(['bootmenu.env']);
   });

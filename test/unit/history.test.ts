@@ -12,6 +12,7 @@ import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey } from '../../src/system/signing.js';
 import { FakeClock, testContext } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const h = (c: string) => c.repeat(64);
 const f = (name: string, size = 10) => ({ name, size });
@@ -69,10 +70,10 @@ describe('history catalog', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'zshield-catalog-'));
     try {
       const key = generateSigningKey();
-      createCatalog(dir, key);
+      createCatalog(REAL_WRITES, dir, key);
       expect(verifyCatalog(dir, key.publicText).entries).toEqual([]);
       const time = '2026-01-01T00:00:00.000Z';
-      appendCatalog(dir, key, [
+      appendCatalog(REAL_WRITES, dir, key, [
         {
           kind: 'backup',
           fingerprint: h('1'),
@@ -95,7 +96,7 @@ describe('history catalog', () => {
       const text = readFileSync(catalogFile(dir), 'utf8');
       writeFileSync(catalogFile(dir), text.replace('"daily"', '"weekly"'));
       expect(() => verifyCatalog(dir, key.publicText)).toThrow(VerifyError);
-      expect(() => appendCatalog(dir, key, [])).toThrow(/signature does not match/);
+      expect(() => appendCatalog(REAL_WRITES, dir, key, [])).toThrow(/signature does not match/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

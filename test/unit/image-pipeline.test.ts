@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CommandError, InterruptedError, MissingToolError } from '../../src/errors.js';
+import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { pidAlive } from '../../src/system/lock.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -115,19 +115,18 @@ describe('runner.pipeline (real processes)', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
-  it('dry-run skips a mutating pipeline and logs it with !', async () => {
+  it('dry-run refuses a mutating pipeline (DryRunError naming it), running no stage', async () => {
     const out = path.join(dir, 'o.zst');
     const log = memoryLogger();
-    const r = await new ExecaRunner({ log, dryRun: true }).pipeline({
+    const r = new ExecaRunner({ log, dryRun: true }).pipeline({
       mutates: true,
       stages: [
         { file: 'cat', args: ['/etc/hostname'], mutates: false },
         { file: 'zstd', args: ['-q', '-o', out], mutates: true },
       ],
     });
-    expect(r.skipped).toBe(true);
+    await expect(r).rejects.toThrow(new DryRunError(`cat /etc/hostname | zstd -q -o ${out}`));
     expect(existsSync(out)).toBe(false);
-    expect(log.lines).toEqual([`info: ! cat /etc/hostname | zstd -q -o ${out}`]);
   });
 
   it("the pipeline's own signal stops every stage at once (a slow source)", async () => {
@@ -199,16 +198,16 @@ describe('RecordingRunner.pipeline', () => {
     ]);
   });
 
-  it('dry-run: skipped and shown with !', async () => {
+  it('dry-run: refused (DryRunError) and shown with !', async () => {
     const r = new RecordingRunner(true);
-    const res = await r.pipeline({
+    const res = r.pipeline({
       mutates: true,
       stages: [
         { file: 'zstd', args: ['-dc', 'a'], mutates: false },
         { file: 'dd', args: ['of=/dev/x'], mutates: true },
       ],
     });
-    expect(res.skipped).toBe(true);
+    await expect(res).rejects.toThrow(DryRunError);
     expect(r.transcript()).toEqual(['! zstd -dc a | dd of=/dev/x']);
   });
 });

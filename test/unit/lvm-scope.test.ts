@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
-import { RefusedError } from '../../src/errors.js';
+import { DryRunError, RefusedError } from '../../src/errors.js';
 import type { Plan } from '../../src/plan/plan.js';
 import { runPlan } from '../../src/plan/run.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
@@ -152,7 +152,9 @@ describe('LVM commands restricted to the system disk', () => {
 
   it('a dry run decides too (pvs reads only), so the preview is what the run would do', async () => {
     const { runner, inner } = scoped(TWO, {}, new RecordingRunner(true));
-    await runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true });
+    await expect(
+      runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true }),
+    ).rejects.toThrow(DryRunError);
     expect(inner.transcript()).toEqual([
       '$ pvs --reportformat json -o pv_name,vg_name,vg_uuid,vg_tags',
       '! lvremove --devices /dev/vdb1 --yes vgroup/snap0',

@@ -12,6 +12,7 @@ import { remoteTarget } from '../../src/remote/credentials.js';
 import { encryptPassword, newKey } from '../../src/remote/secrets.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -121,7 +122,7 @@ describe('writeRemoteSection', () => {
     const file = path.join(dir, 'zshield.conf');
     writeFileSync(file, JSON.stringify({ lvm: { vg: 'vg0' }, log: { level: 'debug' } }), { mode: 0o644 });
     const r = { ...defaultConfig().remote, server: 'h', user: 'u', destination: '/d' };
-    writeRemoteSection(file, r);
+    writeRemoteSection(REAL_WRITES, file, r);
     const raw = JSON.parse(readFileSync(file, 'utf8'));
     expect(raw.lvm).toEqual({ vg: 'vg0' });
     expect(raw.log).toEqual({ level: 'debug' });
@@ -131,7 +132,7 @@ describe('writeRemoteSection', () => {
 
   it('creates a missing file', () => {
     const file = path.join(dir, 'etc', 'zshield.conf');
-    writeRemoteSection(file, { ...defaultConfig().remote, limit: 9 });
+    writeRemoteSection(REAL_WRITES, file, { ...defaultConfig().remote, limit: 9 });
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({
       remote: { ...defaultConfig().remote, limit: 9 },
     });
@@ -141,10 +142,10 @@ describe('writeRemoteSection', () => {
     const file = path.join(dir, 'zshield.conf');
     writeFileSync(file, '{ "lvm": { "vg": "bad name" } }', { mode: 0o600 });
     chmodSync(file, 0o600);
-    expect(() => writeRemoteSection(file, defaultConfig().remote)).toThrow(ConfigError);
+    expect(() => writeRemoteSection(REAL_WRITES, file, defaultConfig().remote)).toThrow(ConfigError);
     expect(readFileSync(file, 'utf8')).toBe('{ "lvm": { "vg": "bad name" } }');
     writeFileSync(file, '{}', { mode: 0o600 });
-    expect(() => writeRemoteSection(file, { ...defaultConfig().remote, port: -1 })).toThrow();
+    expect(() => writeRemoteSection(REAL_WRITES, file, { ...defaultConfig().remote, port: -1 })).toThrow();
     expect(readFileSync(file, 'utf8')).toBe('{}');
   });
 });

@@ -20,6 +20,7 @@ import {
 } from '../../src/remote/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
+import { REAL_WRITES, writesFor } from '../../src/system/writes.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -111,7 +112,7 @@ describe('config edit', () => {
       'y', // write
     ]);
     const log = memoryLogger();
-    const out = await editRemoteSettings({ prompter: p, remote, configFile, log, dryRun: false });
+    const out = await editRemoteSettings({ prompter: p, remote, configFile, log, writes: REAL_WRITES });
     expect(out.written).toBe(true);
     const r = fileRemote(configFile);
     expect(r).toMatchObject({
@@ -145,14 +146,28 @@ describe('config edit', () => {
     const before = readFileSync(configFile, 'utf8');
     const a = scripted(['n']);
     expect(
-      (await editRemoteSettings({ prompter: a.p, remote, configFile, log: memoryLogger(), dryRun: false }))
-        .written,
+      (
+        await editRemoteSettings({
+          prompter: a.p,
+          remote,
+          configFile,
+          log: memoryLogger(),
+          writes: REAL_WRITES,
+        })
+      ).written,
     ).toBe(false);
     expect(a.shown()).toMatch(/No changes\./);
     const b = scripted(['y', 'other', '', '', '', 'n', '', '', '', '', '', '', '', '', '', 'n']);
     expect(
-      (await editRemoteSettings({ prompter: b.p, remote, configFile, log: memoryLogger(), dryRun: false }))
-        .written,
+      (
+        await editRemoteSettings({
+          prompter: b.p,
+          remote,
+          configFile,
+          log: memoryLogger(),
+          writes: REAL_WRITES,
+        })
+      ).written,
     ).toBe(false);
     expect(b.shown()).toMatch(/Not written\./);
     expect(readFileSync(configFile, 'utf8')).toBe(before);
@@ -162,7 +177,7 @@ describe('config edit', () => {
     const pinned = 'SHA256:2Prc1jayxcueHpzw8bQTHPOO5bh0A3c5MUfJiAlbJmI';
     const { configFile, remote } = setUp({ server: 'old', hostKey: pinned });
     const s = scripted(['y', 'new', '', '', '', 'n', '', '', '', '', '', '', '', '', '', 'y']);
-    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), writes: REAL_WRITES });
     expect(fileRemote(configFile)).toMatchObject({ server: 'new', hostKey: null });
     expect(s.shown()).toMatch(/zshield remote trust/);
   });
@@ -170,11 +185,11 @@ describe('config edit', () => {
   it('a new key file path re-encrypts the stored password with that key', async () => {
     const { configFile, keyFile, remote: base } = setUp();
     const key = newKey();
-    writeKeyFile(keyFile, key);
+    writeKeyFile(REAL_WRITES, keyFile, key);
     const remote = { ...base, password: encryptPassword('pw', key) };
     const other = path.join(dir, 'other.key');
     const s = scripted(['y', '', '', '', '', 'n', other, '', '', '', '', '', '', '', '', 'y']);
-    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), writes: REAL_WRITES });
     const r = fileRemote(configFile);
     expect(r.keyFile).toBe(other);
     expect(decryptPassword(r.password!, readKeyFile(other), other)).toBe('pw');
@@ -202,10 +217,10 @@ describe('config edit', () => {
       '',
       'n',
     ]);
-    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), writes: REAL_WRITES });
     expect(s.shown()).toMatch(/warning: private key .*id_none does not exist/);
     const t = scripted(['y', '', '', '', '', 'n', '', open, '', '', '', '', '', '', '', 'n']);
-    await editRemoteSettings({ prompter: t.p, remote, configFile, log: memoryLogger(), dryRun: false });
+    await editRemoteSettings({ prompter: t.p, remote, configFile, log: memoryLogger(), writes: REAL_WRITES });
     expect(t.shown()).toMatch(
       /warning: private key .*id_open is accessible by group or others \(mode 0644\)/,
     );
@@ -215,7 +230,13 @@ describe('config edit', () => {
     const { configFile, keyFile, remote } = setUp();
     const before = readFileSync(configFile, 'utf8');
     const s = scripted(['y', 'h', '', '', '', 'y', 'pw', 'pw', '', '', '', '', '', '', '', '', '']);
-    await editRemoteSettings({ prompter: s.p, remote, configFile, log: memoryLogger(), dryRun: true });
+    await editRemoteSettings({
+      prompter: s.p,
+      remote,
+      configFile,
+      log: memoryLogger(),
+      writes: writesFor(true),
+    });
     expect(readFileSync(configFile, 'utf8')).toBe(before);
     expect(existsSync(keyFile)).toBe(false);
     expect(s.shown()).toMatch(/dry run: .* not written/);
@@ -233,7 +254,7 @@ describe('keygen', () => {
   it('replaces the key and re-encrypts the password; nothing pending is left', async () => {
     const { configFile, keyFile, remote: base } = setUp();
     const old = newKey();
-    writeKeyFile(keyFile, old);
+    writeKeyFile(REAL_WRITES, keyFile, old);
     const remote = { ...base, password: encryptPassword('pw', old) };
     writeFileSync(configFile, JSON.stringify({ remote }), { mode: 0o600 });
     const ctx = ctxWith(configFile, remote);
@@ -250,7 +271,7 @@ describe('keygen', () => {
   it('a config that cannot be written leaves the old key file and no pending key', async () => {
     const { configFile, keyFile, remote: base } = setUp();
     const old = newKey();
-    writeKeyFile(keyFile, old);
+    writeKeyFile(REAL_WRITES, keyFile, old);
     const remote = { ...base, password: encryptPassword('pw', old) };
     // The file on disk is broken: writeRemoteSection refuses to overwrite it.
     writeFileSync(configFile, '{ broken', { mode: 0o600 });
@@ -264,7 +285,7 @@ describe('keygen', () => {
 
   it('without --yes and without a terminal it refuses; dry-run changes nothing', async () => {
     const { configFile, keyFile, remote } = setUp();
-    writeKeyFile(keyFile, newKey());
+    writeKeyFile(REAL_WRITES, keyFile, newKey());
     const before = readFileSync(keyFile, 'utf8');
     const ctx = ctxWith(configFile, remote);
     await expect(

@@ -21,6 +21,7 @@ import {
   type RemoteListing,
 } from '../../src/remote/plan.js';
 import { tempDir } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 3, 0, 0));
 const local = (name: string, size = 100): LocalFile => ({ name, size, path: `/diskbackup/${name}` });
@@ -305,23 +306,23 @@ describe('CopyRecords', () => {
       identity: '1:2:10:3:4',
       checkedAt: '2026-01-01T00:00:00.000Z',
     };
-    const a = new CopyRecords(file, 'u@h:22:/a');
+    const a = new CopyRecords(REAL_WRITES, file, 'u@h:22:/a');
     a.set(log(1).name, rec);
     a.set(log(2).name, rec);
     a.markDiffers(log(2).name);
-    new CopyRecords(file, 'u@h:22:/b').set(log(3).name, rec);
+    new CopyRecords(REAL_WRITES, file, 'u@h:22:/b').set(log(3).name, rec);
 
-    const again = new CopyRecords(file, 'u@h:22:/a');
+    const again = new CopyRecords(REAL_WRITES, file, 'u@h:22:/a');
     expect([...again.byName.keys()]).toEqual([log(1).name, log(2).name]);
     expect(again.differs()).toEqual(new Set([log(2).name]));
     expect(statSync(file).mode & 0o777).toBe(0o600);
     // A verified upload replaces the record: no longer differing.
     again.set(log(2).name, rec);
     again.keepOnly(new Set([log(2).name]));
-    const last = new CopyRecords(file, 'u@h:22:/a');
+    const last = new CopyRecords(REAL_WRITES, file, 'u@h:22:/a');
     expect([...last.byName.keys()]).toEqual([log(2).name]);
     expect(last.differs()).toEqual(new Set());
-    expect([...new CopyRecords(file, 'u@h:22:/b').byName.keys()]).toEqual([log(3).name]);
+    expect([...new CopyRecords(REAL_WRITES, file, 'u@h:22:/b').byName.keys()]).toEqual([log(3).name]);
   });
 
   it('an unreadable records file is an empty one (every copy then counts as never checked)', () => {
@@ -329,7 +330,7 @@ describe('CopyRecords', () => {
     cleanup = t.cleanup;
     const file = path.join(t.dir, 'remote-copies.json');
     writeFileSync(file, '{ not json');
-    expect(new CopyRecords(file, 'x').byName.size).toBe(0);
+    expect(new CopyRecords(REAL_WRITES, file, 'x').byName.size).toBe(0);
   });
 });
 

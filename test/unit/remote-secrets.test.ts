@@ -27,6 +27,7 @@ import {
   writePrivateFileAtomic,
 } from '../../src/remote/secrets.js';
 import { tempDir } from './helpers/context.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -120,10 +121,10 @@ describe('files holding secrets', () => {
     try {
       const f = path.join(dir, 'sub', 'remote.key');
       const key = newKey();
-      writeKeyFile(f, key);
+      writeKeyFile(REAL_WRITES, f, key);
       expect(statSync(f).mode & 0o777).toBe(0o600);
       expect(readKeyFile(f).equals(key)).toBe(true);
-      writePrivateFileAtomic(f, 'replaced\n');
+      writePrivateFileAtomic(REAL_WRITES, f, 'replaced\n');
       expect(readFileSync(f, 'utf8')).toBe('replaced\n');
       expect(statSync(f).mode & 0o777).toBe(0o600);
       expect(readdirSync(path.dirname(f))).toEqual(['remote.key']);
@@ -143,7 +144,7 @@ describe('openPassword', () => {
   it('decrypts and registers the password for redaction', () => {
     const keyFile = path.join(dir, 'remote.key');
     const key = newKey();
-    writeKeyFile(keyFile, key);
+    writeKeyFile(REAL_WRITES, keyFile, key);
     const log = memoryLogger();
     const pw = openPassword({ ciphertext: encryptPassword('hunter2 pw', key), keyFile, log });
     expect(pw).toBe('hunter2 pw');
@@ -155,8 +156,8 @@ describe('openPassword', () => {
     const keyFile = path.join(dir, 'remote.key');
     const oldKey = newKey();
     const next = newKey();
-    writeKeyFile(keyFile, oldKey);
-    writeKeyFile(pendingKeyFile(keyFile), next);
+    writeKeyFile(REAL_WRITES, keyFile, oldKey);
+    writeKeyFile(REAL_WRITES, pendingKeyFile(keyFile), next);
     const log = memoryLogger();
     expect(openPassword({ ciphertext: encryptPassword('pw', next), keyFile, log })).toBe('pw');
     expect(readKeyFile(keyFile).equals(next)).toBe(true);
@@ -167,8 +168,8 @@ describe('openPassword', () => {
   it('a keygen stopped before rewriting the config: the old key still opens it, the .new is left alone', () => {
     const keyFile = path.join(dir, 'remote.key');
     const oldKey = newKey();
-    writeKeyFile(keyFile, oldKey);
-    writeKeyFile(pendingKeyFile(keyFile), newKey());
+    writeKeyFile(REAL_WRITES, keyFile, oldKey);
+    writeKeyFile(REAL_WRITES, pendingKeyFile(keyFile), newKey());
     const pw = openPassword({ ciphertext: encryptPassword('pw', oldKey), keyFile, log: memoryLogger() });
     expect(pw).toBe('pw');
     expect(readKeyFile(keyFile).equals(oldKey)).toBe(true);

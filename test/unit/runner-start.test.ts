@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CommandError, InternalError } from '../../src/errors.js';
+import { CommandError, DryRunError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { LvmScopedRunner } from '../../src/system/lvm-scope.js';
 import { ExecaRunner } from '../../src/system/runner.js';
@@ -44,9 +44,9 @@ describe('ExecaRunner.start (real processes)', () => {
     expect(err.signal).toBe('SIGKILL');
   });
 
-  it('dry-run refuses to start a command that changes the system', async () => {
+  it('dry-run refuses to start a command that changes the system (DryRunError)', async () => {
     const runner = new ExecaRunner({ log: memoryLogger(), dryRun: true });
-    await expect(runner.start({ file: 'true', args: [], mutates: true })).rejects.toThrow(InternalError);
+    await expect(runner.start({ file: 'true', args: [], mutates: true })).rejects.toThrow(DryRunError);
   });
 });
 

@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CommandError, InterruptedError, MissingToolError } from '../../src/errors.js';
+import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { ExecaRunner, formatArgv } from '../../src/system/runner.js';
@@ -106,16 +106,20 @@ describe('ExecaRunner (real processes)', () => {
     await expect(requireTools(new ExecaRunner({ log: memoryLogger() }), ['sh'])).resolves.toBeUndefined();
   });
 
-  it('dry-run skips mutating commands (without even looking for them) and runs read-only ones', async () => {
+  it('dry-run refuses mutating commands (DryRunError, without even looking for them), never skips them silently, and runs read-only ones', async () => {
     const log = memoryLogger();
     const runner = new ExecaRunner({ log, dryRun: true });
     const marker = path.join(dir, 'marker');
-    const skipped = await runner.run({ file: 'touch', args: [marker], mutates: true });
-    expect(skipped).toEqual({ argv: ['touch', marker], exitCode: 0, stdout: '', stderr: '', skipped: true });
+    const refused = await runner.run({ file: 'touch', args: [marker], mutates: true }).catch((e) => e);
+    expect(refused).toBeInstanceOf(DryRunError);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.message).toBe(`dry run: refused to change anything (touch ${marker})`);
     expect(existsSync(marker)).toBe(false);
-    expect(log.lines).toContain(`info: ! touch ${marker}`);
-    const missing = await runner.run({ file: 'zshield-no-such-tool', args: [], mutates: true });
-    expect(missing.skipped).toBe(true);
+    await expect(runner.run({ file: 'zshield-no-such-tool', args: [], mutates: true })).rejects.toThrow(
+      DryRunError,
+    );
+    await expect(runner.start({ file: 'touch', args: [marker], mutates: true })).rejects.toThrow(DryRunError);
+    expect(existsSync(marker)).toBe(false);
     const read = await runner.run({ file: PRINTF, args: ['read-only'], mutates: false });
     expect(read).toMatchObject({ stdout: 'read-only', skipped: false });
   });
@@ -215,9 +219,9 @@ describe('RecordingRunner', () => {
       .withoutTool('sfdisk');
     expect((await runner.run({ file: 'lvs', args: ['-o', 'x'], mutates: false })).stdout).toBe('new');
     await expect(runner.run({ file: 'vgs', args: ['vgroup'], mutates: false })).rejects.toThrow(CommandError);
-    expect(
-      (await runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true })).skipped,
-    ).toBe(true);
+    await expect(
+      runner.run({ file: 'lvremove', args: ['--yes', 'vgroup/snap0'], mutates: true }),
+    ).rejects.toThrow(DryRunError);
     await expect(runner.run({ file: 'sfdisk', args: [], mutates: false })).rejects.toThrow(MissingToolError);
     expect(await runner.which('sfdisk')).toBeNull();
     expect(runner.transcript()).toEqual(['$ lvs -o x', '$ vgs vgroup', '! lvremove --yes vgroup/snap0']);

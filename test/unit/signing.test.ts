@@ -12,6 +12,7 @@ import {
   verifyDocument,
   writeNewSigningKey,
 } from '../../src/system/signing.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 describe('signing', () => {
   it('canonical JSON sorts keys at every level', () => {
@@ -49,11 +50,11 @@ describe('signing', () => {
   it('a key file is written 0600, never overwritten, and refused when others can read it', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zs-sign-'));
     const file = path.join(dir, 'key');
-    const key = await writeNewSigningKey(file, { writePublic: true });
+    const key = await writeNewSigningKey(REAL_WRITES, file, { writePublic: true });
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect((await readFile(`${file}.pub`, 'utf8')).trim()).toBe(key.publicText);
     expect((await loadSigningKey(file)).publicText).toBe(key.publicText);
-    await expect(writeNewSigningKey(file)).rejects.toThrow(/never overwritten/);
+    await expect(writeNewSigningKey(REAL_WRITES, file)).rejects.toThrow(/never overwritten/);
     expect((await loadSigningKey(file)).publicText).toBe(key.publicText);
     await chmod(file, 0o644);
     await expect(loadSigningKey(file)).rejects.toThrow(/readable by others/);

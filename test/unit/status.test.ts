@@ -13,6 +13,7 @@ import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
 import { epoch, GiB, type LvRow } from './helpers/lvm-json.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
 
 const NOW = new Date(2026, 10, 21, 14, 0, 0);
 const TAKEN = new Date(2026, 10, 21, 3, 0, 0);
@@ -82,7 +83,7 @@ describe('gatherStatus / formatStatus', () => {
   });
 
   it('shows an interrupted rotation and the last failed backup', async () => {
-    writeJsonAtomic(lastBackupFile(`${dir}/state`), {
+    writeJsonAtomic(REAL_WRITES, lastBackupFile(`${dir}/state`), {
       result: 'failed',
       reason: 'daily',
       at: TAKEN.toISOString(),
@@ -133,7 +134,7 @@ describe('gatherStatus / formatStatus', () => {
   });
 
   it('a running daemon (live pid) is shown with its own next run', async () => {
-    writeDaemonInfo(`${dir}/run`, {
+    writeDaemonInfo(REAL_WRITES, `${dir}/run`, {
       pid: process.pid,
       startedAt: TAKEN.toISOString(),
       nextRun: '2026-11-22T03:00:00.000Z',

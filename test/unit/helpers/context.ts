@@ -6,6 +6,7 @@ import { defaultConfig } from '../../../src/config/schema.js';
 import type { Clock, Context } from '../../../src/context.js';
 import { memoryLogger } from '../../../src/log/logger.js';
 import type { Runner } from '../../../src/system/runner.js';
+import { writesFor } from '../../../src/system/writes.js';
 
 /** A clock the test moves by hand. */
 export class FakeClock implements Clock {
@@ -53,6 +54,7 @@ export function testContext(opts: {
     out: { print: (t) => printed.push(t) },
     printed,
     dryRun: opts.dryRun ?? false,
+    writes: writesFor(opts.dryRun ?? false),
     signal: new AbortController().signal,
   };
 }

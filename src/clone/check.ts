@@ -1,0 +1,28 @@
+import type { Context } from '../context.js';
+import { ZshieldError } from '../errors.js';
+import { loadSigningKey, parsePublicKey } from '../system/signing.js';
+
+/**
+ * What `zshield config check` asks of the clone section: the vendor signing key, when set, is
+ * there, owner-only and an Ed25519 key (as `golden image make` and `clone send` load it); every
+ * trusted key parses.
+ */
+export async function checkCloneConfig(ctx: Context): Promise<ZshieldError[]> {
+  const c = ctx.config.clone;
+  const errors: ZshieldError[] = [];
+  const collect = async (check: () => unknown) => {
+    try {
+      await check();
+    } catch (err) {
+      if (!(err instanceof ZshieldError)) throw err;
+      errors.push(err);
+    }
+  };
+  if (c.signingKey) {
+    const file = c.signingKey;
+    await collect(() => loadSigningKey(file));
+  }
+  for (const [i, k] of c.trustedKeys.entries())
+    await collect(() => parsePublicKey(k, `clone.trustedKeys[${i}]`));
+  return errors;
+}

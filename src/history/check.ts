@@ -1,0 +1,44 @@
+import { existsSync } from 'node:fs';
+import type { Context } from '../context.js';
+import { ConfigError, ZshieldError } from '../errors.js';
+import { loadCredentials } from '../remote/credentials.js';
+import { loadSigningKey } from '../system/signing.js';
+import { signingKeyFile } from './repo.js';
+import { remoteTargetOf } from './sftp-store.js';
+
+/**
+ * What `zshield config check` asks of the history section: the checks its commands make before
+ * they connect or sign. Each target: a pinned host key (without one every key is refused), its
+ * secrets owner-only and readable (private key, the password opened with history.keyFile); the
+ * catalog's signing key, once made, owner-only and a key.
+ */
+export async function checkHistoryConfig(ctx: Context): Promise<ZshieldError[]> {
+  const h = ctx.config.history;
+  const errors: ZshieldError[] = [];
+  const collect = async (check: () => unknown) => {
+    try {
+      await check();
+    } catch (err) {
+      if (!(err instanceof ZshieldError)) throw err;
+      errors.push(err);
+    }
+  };
+  for (const [i, t] of h.targets.entries()) {
+    if (!t.hostKey) {
+      errors.push(
+        new ConfigError(
+          [
+            {
+              where: `history.targets[${i}].hostKey`,
+              message: `target ${t.name}: not set, so every host key is refused`,
+            },
+          ],
+          { hint: "pin the server's host key (SHA256:..., as ssh-keyscan | ssh-keygen -lf - prints it)" },
+        ),
+      );
+    }
+    await collect(() => loadCredentials(ctx, remoteTargetOf(h, t)));
+  }
+  if (existsSync(signingKeyFile(h))) await collect(() => loadSigningKey(signingKeyFile(h)));
+  return errors;
+}
