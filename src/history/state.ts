@@ -72,3 +72,29 @@ export function updateTarget(dir: string, name: string, change: (s: TargetState)
   writeState(dir, state);
   return s;
 }
+
+/**
+ * The most entries a catalog this box has trusted held: its own catalog's head, or (a box without
+ * one, restoring from targets) the head it last used. A signed head with fewer is a rollback.
+ */
+export const seenFile = (dir: string) => path.join(dir, 'catalog.seen.json');
+
+export function readSeenHead(dir: string): { count: number } | null {
+  for (const file of [path.join(dir, 'catalog.head.json'), seenFile(dir)]) {
+    try {
+      const doc = JSON.parse(readFileSync(file, 'utf8')) as {
+        count?: unknown;
+        payload?: { count?: unknown };
+      };
+      const count = Number(doc.payload?.count ?? doc.count);
+      if (Number.isInteger(count) && count >= 0) return { count };
+    } catch {
+      // absent or unreadable: the next
+    }
+  }
+  return null;
+}
+
+export function writeSeenHead(dir: string, count: number): void {
+  writePrivateFileAtomic(seenFile(dir), `${JSON.stringify({ count })}\n`);
+}
