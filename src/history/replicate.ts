@@ -282,7 +282,9 @@ async function replicateTarget(
         })),
       );
     for (const name of CATALOG_FILES) await store.putCatalog(path.join(h.dir, name), name);
+    const given = verifyCatalog(h.dir, key.publicText).head.count;
     updateTarget(h.dir, t.name, (s) => {
+      s.catalogCount = given;
       s.snapshots = snapshotIdsIn(local);
       s.newest = r.newest;
       s.bytesBehind = 0;

@@ -23,6 +23,8 @@ export interface TargetState {
   /** Where the rotating verification goes on next time (an index into the sorted file list). */
   verifyCursor: number;
   lastVerified: string | null;
+  /** Entries of the catalog copy last given to it: a copy there with fewer was rolled back. */
+  catalogCount: number;
 }
 
 export type HistoryState = Record<string, TargetState>;
@@ -40,6 +42,7 @@ export function emptyTargetState(): TargetState {
     lastError: null,
     verifyCursor: 0,
     lastVerified: null,
+    catalogCount: 0,
   };
 }
 
@@ -74,25 +77,25 @@ export function updateTarget(dir: string, name: string, change: (s: TargetState)
 }
 
 /**
- * The most entries a catalog this box has trusted held: its own catalog's head, or (a box without
- * one, restoring from targets) the head it last used. A signed head with fewer is a rollback.
+ * The fewest entries an honest copy of the catalog can hold: the least this box gave any target,
+ * or (a box without targets.json, restoring from targets) the head it last used. A signed head
+ * with fewer is a rollback.
  */
 export const seenFile = (dir: string) => path.join(dir, 'catalog.seen.json');
 
 export function readSeenHead(dir: string): { count: number } | null {
-  for (const file of [path.join(dir, 'catalog.head.json'), seenFile(dir)]) {
-    try {
-      const doc = JSON.parse(readFileSync(file, 'utf8')) as {
-        count?: unknown;
-        payload?: { count?: unknown };
-      };
-      const count = Number(doc.payload?.count ?? doc.count);
-      if (Number.isInteger(count) && count >= 0) return { count };
-    } catch {
-      // absent or unreadable: the next
-    }
+  // A target's copy lags the local catalog by the entries appended after it was sent (another
+  // target's arrival): the least any target was given is what every honest copy holds at least.
+  const given = Object.values(readState(dir))
+    .map((s) => s.catalogCount)
+    .filter((n) => n > 0);
+  if (given.length) return { count: Math.min(...given) };
+  try {
+    const count = Number((JSON.parse(readFileSync(seenFile(dir), 'utf8')) as { count?: unknown }).count);
+    return Number.isInteger(count) && count >= 0 ? { count } : null;
+  } catch {
+    return null; // absent or unreadable: nothing seen
   }
-  return null;
 }
 
 export function writeSeenHead(dir: string, count: number): void {

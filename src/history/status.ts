@@ -100,11 +100,9 @@ export function formatHistoryStatus(s: HistoryStatus): string {
   if (!s.targets.length) lines.push('  targets: none configured');
   for (const t of s.targets) {
     lines.push(`  target ${t.name} (${t.where})`);
+    lines.push(`    newest there: ${t.newest ?? 'none'}`);
     lines.push(
-      `    newest there: ${t.newest ?? 'none'}; lag: ${t.lacks ? `${t.lagHours} h (lacks ${t.lacks} backup(s))` : 'none'}`,
-    );
-    lines.push(
-      `    behind: ${formatBytes(t.bytesBehind)}; last success: ${t.lastSuccess ?? 'never'}; last verified: ${t.lastVerified ?? 'never'}`,
+      `    behind: ${formatBytes(t.bytesBehind)}; lag: ${t.lacks ? `${t.lagHours} h (lacks ${t.lacks} backup(s))` : 'none'}; last success: ${t.lastSuccess ?? 'never'}; last verified: ${t.lastVerified ?? 'never'}`,
     );
     if (t.lastError) lines.push(`    last error: ${t.lastError}`);
   }
