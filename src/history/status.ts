@@ -66,7 +66,7 @@ export function gatherHistoryStatus(ctx: Context): HistoryStatus {
       return {
         name: t.name,
         where: `${t.user}@${t.server}:${t.port}:${t.directory}`,
-        lagHours: Math.max(0, Math.round((now - oldest) / 3600) / 1000),
+        lagHours: Math.max(0, (now - oldest) / 3_600_000),
         lacks: lacking.length,
         ...s,
       };
@@ -83,7 +83,7 @@ export function statusFailure(s: HistoryStatus): ZshieldError | null {
   const late = s.targets.filter((t) => t.lagHours > s.maxLagHours);
   if (late.length)
     return new RemoteError(
-      `history: ${late.map((t) => `${t.name} is ${t.lagHours} h behind (lacks ${t.lacks} backup(s))`).join('; ')}; history.maxLagHours is ${s.maxLagHours}`,
+      `history: ${late.map((t) => `${t.name} is ${hours(t.lagHours)} h behind (lacks ${t.lacks} backup(s))`).join('; ')}; history.maxLagHours is ${s.maxLagHours}`,
       { hint: 'zshield history replicate sends what they lack' },
     );
   return null;
@@ -102,9 +102,12 @@ export function formatHistoryStatus(s: HistoryStatus): string {
     lines.push(`  target ${t.name} (${t.where})`);
     lines.push(`    newest there: ${t.newest ?? 'none'}`);
     lines.push(
-      `    behind: ${formatBytes(t.bytesBehind)}; lag: ${t.lacks ? `${t.lagHours} h (lacks ${t.lacks} backup(s))` : 'none'}; last success: ${t.lastSuccess ?? 'never'}; last verified: ${t.lastVerified ?? 'never'}`,
+      `    behind: ${formatBytes(t.bytesBehind)}; lag: ${t.lacks ? `${hours(t.lagHours)} h (lacks ${t.lacks} backup(s))` : 'none'}; last success: ${t.lastSuccess ?? 'never'}; last verified: ${t.lastVerified ?? 'never'}`,
     );
     if (t.lastError) lines.push(`    last error: ${t.lastError}`);
   }
   return lines.join('\n');
 }
+
+/** Hours for people: three significant decimals at most. */
+export const hours = (h: number) => String(Number(h.toFixed(3)));

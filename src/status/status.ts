@@ -13,7 +13,7 @@ import { probeVg } from '../system/lvm.js';
 import { lvmScopeOf } from '../system/lvm-scope.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
 import { requireTools } from '../system/tools.js';
-import { gatherHistoryStatus, type HistoryStatus } from '../history/status.js';
+import { gatherHistoryStatus, type HistoryStatus, hours } from '../history/status.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
 import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
@@ -236,7 +236,7 @@ function formatHistoryLines(h: HistoryStatus): string[] {
   ];
   for (const t of h.targets)
     lines.push(
-      `  target ${t.name}: ${t.lacks ? `${t.lagHours} h behind (lacks ${t.lacks} backup(s))${t.lagHours > h.maxLagHours ? `, more than history.maxLagHours (${h.maxLagHours})` : ''}` : 'has every backup'}${t.lastError ? `; last error: ${t.lastError}` : ''}`,
+      `  target ${t.name}: ${t.lacks ? `${hours(t.lagHours)} h behind (lacks ${t.lacks} backup(s))${t.lagHours > h.maxLagHours ? `, more than history.maxLagHours (${h.maxLagHours})` : ''}` : 'has every backup'}${t.lastError ? `; last error: ${t.lastError}` : ''}`,
     );
   return lines;
 }
