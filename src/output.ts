@@ -30,11 +30,19 @@ export const wantsJson = (a: Record<string, unknown>): boolean => a['json'] === 
 export function jsonOutput(ctx: { out: Output; doc?: Output }, json: boolean): Output {
   if (ctx.doc) return ctx.doc;
   const out = ctx.out;
-  if (json) {
-    ctx.out = { print: () => {} };
-    ctx.doc = out;
-  }
-  return out;
+  if (!json) return out;
+  // One document, by construction: a dry run's is its plan (runPlan prints it first), and the
+  // result a handler prints after it is not a second one.
+  let printed = false;
+  ctx.out = { print: () => {} };
+  ctx.doc = {
+    print: (text) => {
+      if (printed) return;
+      printed = true;
+      out.print(text);
+    },
+  };
+  return ctx.doc;
 }
 
 /** The one JSON document of a command (a result object; never a secret). */

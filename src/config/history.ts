@@ -118,6 +118,14 @@ export const historySchema = z
       .describe(
         "share of each target's files checked by hash on every replication (all of them over 100/N runs)",
       ),
+    maxLagHours: z
+      .number()
+      .positive()
+      .max(24 * 366)
+      .default(48)
+      .describe(
+        'history status fails when a target lacks a cataloged backup older than this many hours (it is that far behind)',
+      ),
     ...transferSettings('a target'),
   })
   .strict()

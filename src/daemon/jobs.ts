@@ -32,7 +32,7 @@ export function imageDue(input: {
 /**
  * Everything chained after the daily backup, in one place: the backup's copy off the box (when
  * remote copy is configured), then the scheduled image if due (and its copy), then the history
- * take and its replication (when history.enabled). Never throws: a
+ * take and its replication, then its retention (when history.enabled). Never throws: a
  * failure is logged, and the backup's own outcome stands.
  */
 export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: number): Promise<void> {
@@ -40,6 +40,8 @@ export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: 
   await copyAfterJob(ctx, 'backup');
   await imageAfterBackup({ ...ctx, signal: jobs }, waitMs);
   await (await import('../history/take.js')).historyAfterBackup({ ...ctx, signal: jobs });
+  // Retention on the daily schedule: history.keep is applied without anyone running prune.
+  await (await import('../history/prune.js')).retentionAfterTake({ ...ctx, signal: jobs });
 }
 
 /**

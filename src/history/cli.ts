@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
-import { RefusedError, UsageError } from '../errors.js';
+import { RefusedError, UsageError, VerifyError } from '../errors.js';
 import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
@@ -178,9 +178,11 @@ function historyStatusCommand(kit: CommandKit): CommandModule {
     handler: async (a) => {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: true });
-      const { formatHistoryStatus, gatherHistoryStatus } = await import('./status.js');
+      const { formatHistoryStatus, gatherHistoryStatus, statusFailure } = await import('./status.js');
       const s = gatherHistoryStatus(ctx);
       ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
+      const failure = statusFailure(s);
+      if (failure) throw failure;
     },
   };
 }
@@ -260,6 +262,138 @@ function historyPasswordCommand(kit: CommandKit): CommandModule {
   };
 }
 
+async function ttyPrompter(ctx: Context, usesStdin: boolean) {
+  if (usesStdin || !process.stdin.isTTY) return null;
+  const { StreamPrompter } = await import('../system/prompt.js');
+  return new StreamPrompter(process.stdin, process.stdout, ctx.signal);
+}
+
+const fingerprintOption = {
+  requiresArg: true,
+  type: 'string',
+  describe:
+    "the server's SHA256:... host key fingerprint, checked on the server (instead of answering on the terminal)",
+} as const;
+
+function historyTargetCommand(kit: CommandKit): CommandModule {
+  return {
+    command: 'target',
+    describe: 'set up the places the history is replicated to: add, trust, remove, list',
+    builder: (y: Argv) =>
+      y
+        .command(
+          'add <name> <where>',
+          "add a target: shows the server's host key and pins it once confirmed, checks login and write access, writes the config",
+          (yy: Argv) =>
+            yy
+              .positional('name', { type: 'string', describe: 'a short name (letters, digits, _ . -)' })
+              .positional('where', {
+                type: 'string',
+                describe: 'USER@HOST:DIR (DIR absolute, on the server)',
+              })
+              .option('port', { type: 'number', default: 22, describe: 'SSH port' })
+              .option('key', {
+                type: 'string',
+                requiresArg: true,
+                describe: 'log in with this OpenSSH private key (mode 0600)',
+              })
+              .option('password-stdin', {
+                type: 'boolean',
+                default: false,
+                describe: 'log in with a password read from stdin (stored encrypted with history.keyFile)',
+              })
+              .option('fingerprint', fingerprintOption)
+              .option('json', JSON_OPTION),
+          async (a) => {
+            const args = a as unknown as Args;
+            const port = Number(args['port']);
+            if (!Number.isInteger(port) || port < 1 || port > 65535)
+              throw new UsageError('--port must be a port number (1-65535)');
+            if (args['key'] !== undefined && args['password-stdin'])
+              throw new UsageError('--key and --password-stdin: give one of them');
+            const password = args['password-stdin'] ? await readStdinLine() : undefined;
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
+            const { parseTargetSpec, runTargetAdd } = await import('./targets.js');
+            const prompter = await ttyPrompter(ctx, password !== undefined);
+            try {
+              await runTargetAdd(ctx, {
+                name: String(args['name']),
+                spec: parseTargetSpec(String(args['where'])),
+                port,
+                prompter,
+                ...(args['key'] !== undefined ? { key: String(args['key']) } : {}),
+                ...(password !== undefined ? { password } : {}),
+                ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
+              });
+              if (wantsJson(args)) printJson(out, { target: String(args['name']), added: !ctx.dryRun });
+            } finally {
+              prompter?.close();
+            }
+          },
+        )
+        .command(
+          'trust <name>',
+          "show a target's host key and pin it once confirmed (a reinstalled server)",
+          (yy: Argv) =>
+            yy
+              .positional('name', { type: 'string', describe: 'the target' })
+              .option('fingerprint', fingerprintOption)
+              .option('json', JSON_OPTION),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
+            const { runTargetTrust } = await import('./targets.js');
+            const prompter = await ttyPrompter(ctx, false);
+            try {
+              await runTargetTrust(ctx, String(args['name']), {
+                prompter,
+                ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
+              });
+              if (wantsJson(args)) printJson(out, { target: String(args['name']), trusted: !ctx.dryRun });
+            } finally {
+              prompter?.close();
+            }
+          },
+        )
+        .command(
+          'remove <name>',
+          'remove a target from the config (its copy on the server is left)',
+          (yy: Argv) =>
+            yy.positional('name', { type: 'string', describe: 'the target' }).option('json', JSON_OPTION),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+            const out = jsonOutput(ctx, wantsJson(args));
+            const { runTargetRemove } = await import('./targets.js');
+            await runTargetRemove(ctx, String(args['name']));
+            if (wantsJson(args)) printJson(out, { target: String(args['name']), removed: !ctx.dryRun });
+          },
+        )
+        .command(
+          'list',
+          'the targets: name, where, how it logs in, its pinned host key',
+          (yy: Argv) => yy.option('json', JSON_OPTION),
+          async (a) => {
+            const args = a as unknown as Args;
+            const ctx = await kit.context(args, { quietConsole: true });
+            const { listTargets } = await import('./targets.js');
+            const list = listTargets(ctx);
+            ctx.out.print(
+              args['json']
+                ? JSON.stringify(list, null, 2)
+                : list
+                    .map((t) => `${t.name}  ${t.where}  ${t.login}  ${t.hostKey ?? 'host key NOT pinned'}`)
+                    .join('\n') || 'no history targets (zshield history target add NAME USER@HOST:DIR)',
+            );
+          },
+        )
+        .demandCommand(1, 'say which: history target add | trust | remove | list'),
+    handler: () => {},
+  };
+}
+
 function historyBuilder(kit: CommandKit) {
   return (y: Argv) =>
     y
@@ -272,9 +406,10 @@ function historyBuilder(kit: CommandKit) {
       .command(historyListCommand(kit))
       .command(historyRestoreCommand(kit))
       .command(historyPasswordCommand(kit))
+      .command(historyTargetCommand(kit))
       .demandCommand(
         1,
-        'say which: history init | take | replicate | prune | verify | status | list | password',
+        'say which: history init | take | replicate | prune | verify | status | list | restore | password | target',
       );
 }
 
@@ -310,6 +445,17 @@ export function catalogCommand(kit: CommandKit): CommandModule {
             const { verifyCatalog } = await import('./catalog.js');
             const dir = args['file-dir'] !== undefined ? String(args['file-dir']) : ctx.config.history.dir;
             const c = verifyCatalog(dir, ctx.config.history.publicKey);
+            if (args['file-dir'] !== undefined) {
+              const { readSeenHead } = await import('./state.js');
+              const seen = readSeenHead(ctx.config.history.dir);
+              if (seen && c.head.count < seen.count)
+                throw new VerifyError(
+                  `catalog in ${dir}: rolled back: its signed head has ${c.head.count} entries, this box has seen ${seen.count}`,
+                  {
+                    hint: 'a copy older than one already seen was put back; the next zshield history replicate replaces it',
+                  },
+                );
+            }
             if (c.unfinishedAppend)
               ctx.log.warn(
                 'catalog: the last entry was written but its head was not (an append was cut short); the next append finishes it',

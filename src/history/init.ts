@@ -4,6 +4,8 @@ import path from 'node:path';
 import { DEFAULT_CONFIG_PATH, parseConfigText } from '../config/load.js';
 import type { Context } from '../context.js';
 import { ConfigError, UsageError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import {
   encryptPassword,
   newKey,
@@ -30,20 +32,50 @@ export async function runHistoryInit(
   const configFile = ctx.configFile ?? DEFAULT_CONFIG_PATH;
   if (opts.password !== undefined && (opts.password.length < 8 || opts.password.includes('\n')))
     throw new UsageError('the repository password must be one line of at least 8 characters');
-  if (ctx.dryRun) {
-    ctx.out.print(
-      `would make ${repoDir(h)}, ${signingKeyFile(h)} and the catalog in ${h.dir}; would set history.password and history.publicKey in ${configFile}`,
-    );
-    return { publicKey: h.publicKey ?? '' };
-  }
+  if (opts.password !== undefined) ctx.log.redact(opts.password);
+  const repoExists = existsSync(path.join(repoDir(h), 'config'));
+  let publicKey = h.publicKey ?? '';
+  const plan: Plan = {
+    title: `Set up the history in ${h.dir} (only what is missing)`,
+    notes: [
+      repoExists
+        ? `the repository ${repoDir(h)} exists: ${opts.password !== undefined ? 'the given password must open it' : 'kept as it is'}`
+        : `makes the restic repository ${repoDir(h)}`,
+    ],
+    checks: [
+      {
+        title: repoExists
+          ? 'the password opens the existing repository'
+          : 'the stored password (if any) can be decrypted',
+        run: async () => {
+          const pw = opts.password ?? (h.password ? repositoryPassword(ctx) : null);
+          if (pw !== null && repoExists) await resticFor(ctx, repoDir(h), pw).open();
+        },
+      },
+    ],
+    steps: [
+      {
+        title:
+          'make what is missing: key file, repository, signing key, catalog; pin the password and the public key in the config',
+        edit: {
+          files: [h.keyFile, repoDir(h), signingKeyFile(h), h.dir, configFile],
+          apply: async () => {
+            publicKey = await initLocked(ctx, configFile, opts);
+          },
+        },
+      },
+    ],
+  };
+  await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'none' });
+  return { publicKey };
+}
+
+async function initLocked(ctx: Context, configFile: string, opts: { password?: string }): Promise<string> {
+  const h = ctx.config.history;
   mkdirSync(h.dir, { recursive: true, mode: 0o700 });
   const changes: Record<string, unknown> = {};
   let password: string;
-  if (h.password) {
-    if (opts.password !== undefined)
-      throw new UsageError(
-        'history.password is already set: the repository keeps the password it was made with',
-      );
+  if (h.password && opts.password === undefined) {
     password = repositoryPassword(ctx);
   } else {
     password = opts.password ?? randomBytes(24).toString('base64url');
@@ -52,6 +84,9 @@ export async function runHistoryInit(
       writeKeyFile(ctx.writes, h.keyFile, newKey());
       ctx.log.info(`history: made key file ${h.keyFile}`);
     }
+    // A given password replaces the stored one only after it opened the repository (the checks).
+    if (h.password)
+      ctx.out.print('history.password replaced by the given password (it opens the repository)');
     changes['password'] = encryptPassword(password, readKeyFile(h.keyFile));
   }
   if (!existsSync(path.join(repoDir(h), 'config'))) {
@@ -74,7 +109,7 @@ export async function runHistoryInit(
     ctx.out.print(
       'the repository password was generated: zshield history password shows it; keep a copy off the box for a disaster restore',
     );
-  return { publicKey: key.publicText };
+  return key.publicText;
 }
 
 /** Set keys of the config file's `history` section, the rest of the file as written; 0600, atomic. */

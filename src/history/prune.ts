@@ -1,7 +1,11 @@
 import type { Context } from '../context.js';
-import { appendCatalog } from './catalog.js';
+import { ZshieldError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import type { SigningKey } from '../system/signing.js';
+import { appendCatalog, catalogFile, verifyCatalog } from './catalog.js';
 import { historyLock, replicateLocked, type TargetReport } from './replicate.js';
-import { catalogKey, resticFor } from './repo.js';
+import { catalogKey, repoDir, resticFor } from './repo.js';
 import { readState } from './state.js';
 
 /**
@@ -18,41 +22,112 @@ export interface PruneReport {
 
 export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }): Promise<PruneReport> {
   const h = ctx.config.history;
+  const report: PruneReport = { forgotten: [], keptForTargets: [], replication: [] };
+  let key: SigningKey | null = null;
   const restic = resticFor(ctx);
-  const key = await catalogKey(ctx);
   const lock = await historyLock(ctx, 'history prune');
   try {
-    const candidates = await restic.wouldForget(h.keep);
-    const state = readState(h.dir);
-    const report: PruneReport = { forgotten: [], keptForTargets: [], replication: [] };
-    for (const id of candidates) {
-      const missingOn = h.targets
-        .filter((t) => !(state[t.name]?.snapshots ?? []).includes(id))
-        .map((t) => t.name);
-      if (missingOn.length) report.keptForTargets.push({ fingerprint: id, missingOn });
-      else report.forgotten.push(id);
-    }
-    for (const k of report.keptForTargets)
-      ctx.out.print(`  kept ${k.fingerprint}: not yet on ${k.missingOn.join(', ')}`);
-    for (const id of report.forgotten) ctx.out.print(`  ${ctx.dryRun ? 'would forget' : 'forget'} ${id}`);
-    if (ctx.dryRun) return report;
-    if (report.forgotten.length) {
-      await restic.forget(report.forgotten);
-      await restic.prune();
-      const time = ctx.clock.now().toISOString();
-      appendCatalog(
-        ctx.writes,
-        h.dir,
-        key,
-        report.forgotten.map((fingerprint) => ({ kind: 'forgotten' as const, fingerprint, time })),
-      );
-      ctx.out.print(`history: ${report.forgotten.length} snapshot(s) forgotten and the repository pruned`);
-    } else {
-      ctx.out.print('history: nothing to forget. No changes.');
-    }
-    if (opts.replicate && h.targets.length) report.replication = await replicateLocked(ctx, h.targets);
+    if (!ctx.dryRun) await restic.unlockStale();
+    const plan: Plan = {
+      title: `Retention of the history (keep daily ${h.keep.daily}, weekly ${h.keep.weekly}, monthly ${h.keep.monthly})`,
+      notes: ['a snapshot not yet on every target is kept whatever the policy says'],
+      checks: [
+        {
+          title: 'the catalog verifies and the repository opens with history.password',
+          run: async () => {
+            key = await catalogKey(ctx);
+            verifyCatalog(h.dir, key.publicText);
+            await restic.open();
+          },
+        },
+        {
+          title: 'what the policy removes, less what a target lacks',
+          run: async () => {
+            Object.assign(report, choose(ctx, await restic.wouldForget(h.keep)));
+            for (const k of report.keptForTargets)
+              ctx.out.print(`  kept ${k.fingerprint}: not yet on ${k.missingOn.join(', ')}`);
+            for (const id of report.forgotten)
+              ctx.out.print(`  ${ctx.dryRun ? 'would forget' : 'forget'} ${id}`);
+            if (!report.forgotten.length) ctx.out.print('history: nothing to forget');
+            const blocking = [...new Set(report.keptForTargets.flatMap((k) => k.missingOn))];
+            if (blocking.length)
+              ctx.log.warn(
+                `history: retention is held back by target(s) ${blocking.join(', ')}: ${report.keptForTargets.length} snapshot(s) past history.keep are kept until they reach it (zshield history status)`,
+              );
+          },
+        },
+      ],
+      steps: [
+        {
+          title: 'forget those snapshots, prune the repository, record them as forgotten in the catalog',
+          edit: {
+            files: [repoDir(h), catalogFile(h.dir)],
+            apply: async () => {
+              if (!report.forgotten.length) return;
+              await restic.forget(report.forgotten);
+              await restic.prune();
+              const time = ctx.clock.now().toISOString();
+              appendCatalog(
+                ctx.writes,
+                h.dir,
+                key!,
+                report.forgotten.map((fingerprint) => ({ kind: 'forgotten' as const, fingerprint, time })),
+              );
+              ctx.out.print(
+                `history: ${report.forgotten.length} snapshot(s) forgotten and the repository pruned`,
+              );
+            },
+          },
+        },
+        ...(opts.replicate && h.targets.length
+          ? [
+              {
+                title: `replicate to ${h.targets.map((t) => t.name).join(', ')}`,
+                edit: {
+                  files: h.targets.map((t) => `${t.user}@${t.server}:${t.directory}`),
+                  apply: async () => {
+                    report.replication = await replicateLocked(ctx, h.targets);
+                  },
+                },
+              },
+            ]
+          : []),
+      ],
+    };
+    await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
     return report;
   } finally {
     await lock.release();
+  }
+}
+
+/** Pure but for the targets' state: the policy's candidates split by whether every target has them. */
+function choose(ctx: Context, candidates: readonly string[]): Omit<PruneReport, 'replication'> {
+  const h = ctx.config.history;
+  const state = readState(h.dir);
+  const out: Omit<PruneReport, 'replication'> = { forgotten: [], keptForTargets: [] };
+  for (const id of candidates) {
+    const missingOn = h.targets
+      .filter((t) => !(state[t.name]?.snapshots ?? []).includes(id))
+      .map((t) => t.name);
+    if (missingOn.length) out.keptForTargets.push({ fingerprint: id, missingOn });
+    else out.forgotten.push(id);
+  }
+  return out;
+}
+
+/**
+ * The daemon's retention, after the daily take: history.keep applied every day on its own. Never
+ * throws; a target that holds it back is named in the log by runHistoryPrune's warning.
+ */
+export async function retentionAfterTake(ctx: Context): Promise<void> {
+  if (!ctx.config.history.enabled) return;
+  try {
+    ctx.log.info('daemon: history retention');
+    await runHistoryPrune(ctx, { replicate: ctx.config.history.targets.length > 0 });
+  } catch (err) {
+    const msg =
+      err instanceof ZshieldError && err.hint ? `${err.message} (${err.hint})` : (err as Error).message;
+    ctx.log.error(`daemon: history retention failed: ${msg}; tried again after the next daily backup`);
   }
 }

@@ -22,6 +22,7 @@ import { isRunningRoot } from '../system/mounts.js';
 import {
   checkFingerprint,
   openSource,
+  resolveFingerprint,
   type RestoreSource,
   restoreTree,
   type TreeRestoreOptions,
@@ -236,8 +237,12 @@ export interface RecoverOptions extends TreeRestoreOptions {
   identity?: Identity | null;
 }
 
-export async function runFingerprintRecovery(ctx: Context, id: string, opts: RecoverOptions): Promise<void> {
-  checkFingerprint(id);
+export async function runFingerprintRecovery(
+  ctx: Context,
+  short: string,
+  opts: RecoverOptions,
+): Promise<void> {
+  checkFingerprint(short);
   const started = ctx.clock.now();
   const lock = ctx.dryRun
     ? null
@@ -251,6 +256,7 @@ export async function runFingerprintRecovery(ctx: Context, id: string, opts: Rec
   try {
     // The catalog is checked, and the source found (its repository listed), before any plan is
     // shown: a fingerprint nobody holds, or one the catalog refuses, stops here with nothing changed.
+    const id = await resolveFingerprint(ctx, short, opts);
     source = await openSource(ctx, id, opts);
     const probe = await probeRestore(ctx);
     if (!probe.state)

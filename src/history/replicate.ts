@@ -1,13 +1,16 @@
 import path from 'node:path';
-import { type HistoryConfig, type SftpTargetConfig, historyTargetsNamed } from '../config/history.js';
+import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
-import { ConfigError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
+import { ConfigError, NotFoundError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
 import { formatBytes, RateLimiter } from '../remote/transfer.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
+import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { SftpStore } from './sftp-store.js';
-import { updateTarget } from './state.js';
+import { emptyTargetState, readState, stateFile, type TargetState, updateTarget } from './state.js';
 import {
   expectedHash,
   type FileKind,
@@ -37,20 +40,40 @@ export interface ReplicationPlan {
   deletes: RepoFile[];
   present: RepoFile[];
   bytesBehind: number;
+  /**
+   * Damage found by the listing alone: a same-named file of another size (a truncated or foreign
+   * copy), or a file the target lacks though it was written here before the target's last
+   * successful replication (which sent it: it was deleted there since). Both are among `uploads`.
+   */
+  damaged: { file: RepoFile; why: string }[];
 }
 
-/** Pure: what a target must receive and lose to equal the local repository, in order. */
-export function planReplication(local: readonly RepoFile[], remote: readonly RepoFile[]): ReplicationPlan {
+/**
+ * Pure: what a target must receive and lose to equal the local repository, in order. `since` is
+ * the target's last successful replication: every local file older than it was sent then.
+ */
+export function planReplication(
+  local: readonly RepoFile[],
+  remote: readonly RepoFile[],
+  since: string | null = null,
+): ReplicationPlan {
   const there = new Map(remote.map((f) => [f.name, f.size]));
   const here = new Set(local.map((f) => f.name));
   const rank = (order: FileKind[]) => (f: RepoFile) => order.indexOf(kindOf(f.name)!);
   const byOrder = (order: FileKind[]) => (a: RepoFile, b: RepoFile) =>
     rank(order)(a) - rank(order)(b) || a.name.localeCompare(b.name);
-  // A file there with another size is not this file (a damaged or foreign copy): send it again.
   const uploads = local.filter((f) => there.get(f.name) !== f.size).sort(byOrder(UPLOAD_ORDER));
   const present = local.filter((f) => there.get(f.name) === f.size);
   const deletes = remote.filter((f) => !here.has(f.name) && f.name !== 'config').sort(byOrder(DELETE_ORDER));
-  return { uploads, deletes, present, bytesBehind: uploads.reduce((n, f) => n + f.size, 0) };
+  const sentBy = since === null ? Number.NEGATIVE_INFINITY : Date.parse(since);
+  const damaged: ReplicationPlan['damaged'] = [];
+  for (const f of uploads) {
+    const size = there.get(f.name);
+    if (size !== undefined) damaged.push({ file: f, why: `${size} bytes there, ${f.size} here` });
+    else if (f.mtimeMs !== undefined && f.mtimeMs < sentBy)
+      damaged.push({ file: f, why: 'missing, though the last successful replication sent it' });
+  }
+  return { uploads, deletes, present, bytesBehind: uploads.reduce((n, f) => n + f.size, 0), damaged };
 }
 
 /** The files of this run's rotating check: `percent` of them from the cursor on, wrapping. */
@@ -87,15 +110,119 @@ export interface ReplicateOptions {
   bandwidthKiBps?: number;
 }
 
+/** What every replication needs, checked before the first change (a dry run checks it too). */
+interface Prepared {
+  /** The local repository's files, less the snapshots the catalog does not list. */
+  local: RepoFile[];
+  times: Map<string, string>;
+  key: SigningKey;
+}
+
+async function prepare(ctx: Context): Promise<Prepared> {
+  const h = ctx.config.history;
+  const key = await catalogKey(ctx);
+  const catalog = verifyCatalog(h.dir, key.publicText);
+  const restic = resticFor(ctx);
+  if (!ctx.dryRun) await restic.unlockStale();
+  const times = new Map((await restic.snapshots()).map((s) => [s.id, s.time]));
+  const cataloged = new Set(catalogView(catalog.entries).map((v) => v.fingerprint));
+  const local: RepoFile[] = [];
+  for (const f of listLocalRepo(repoDir(h))) {
+    const id = kindOf(f.name) === 'snapshots' ? f.name.slice('snapshots/'.length) : null;
+    if (id !== null && !cataloged.has(id)) {
+      // A snapshot the catalog never listed (a take cut between restic and the catalog, or made
+      // by hand): a restore would refuse it, so no target gets it.
+      ctx.log.warn(`history: snapshot ${id} is not in the catalog: not replicated`);
+      continue;
+    }
+    local.push(f);
+  }
+  return { local, times, key };
+}
+
 export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): Promise<TargetReport[]> {
   const h = ctx.config.history;
   const targets = selectTargets(h, opts.only);
+  let prep: Prepared | null = null;
+  const reports: TargetReport[] = [];
+  const checkShare = opts.verifyAll ? 'every file' : `${h.verifyPercent}% of its files`;
+  const plan: Plan = {
+    title: `Replicate the history (${repoDir(h)}) to ${targets.map((t) => t.name).join(', ')}`,
+    notes: [
+      'each target gets the files it lacks (data, then index, then snapshots), loses what the local repository no longer has, and gets the catalog',
+      'only snapshots the catalog lists are sent',
+    ],
+    checks: [
+      {
+        title: 'the catalog verifies and the repository opens with history.password',
+        run: async () => {
+          prep = await prepare(ctx);
+        },
+      },
+    ],
+    steps: targets.map((t) => ({
+      title: `give ${t.name} what it lacks, then check ${checkShare} by hash`,
+      edit: {
+        files: [`${t.user}@${t.server}:${t.directory}/repo`, `${t.user}@${t.server}:${t.directory}/catalog`],
+        apply: async () => {
+          reports.push(await replicateTarget(ctx, prep!, t, opts));
+        },
+      },
+    })),
+  };
   const lock = await historyLock(ctx, 'history replicate');
   try {
-    return await replicateLocked(ctx, targets, opts);
+    const run = await runPlan(ctx, plan, { confirm: 'none', show: 'out' });
+    if (!run.applied) return await previewTargets(ctx, prep!, targets);
   } finally {
     await lock.release();
   }
+  finishReplication(ctx, reports);
+  return reports;
+}
+
+/**
+ * A dry run's look at each target (listing only): what it would be sent, what is damaged there.
+ * A target that cannot be reached fails the dry run as it would fail the run (exit 11).
+ */
+async function previewTargets(
+  ctx: Context,
+  prep: Prepared,
+  targets: readonly SftpTargetConfig[],
+): Promise<TargetReport[]> {
+  const h = ctx.config.history;
+  const state = readState(h.dir);
+  const reports: TargetReport[] = [];
+  for (const t of targets) {
+    const store = new SftpStore(ctx, h, t);
+    try {
+      const plan = planReplication(prep.local, await store.list(), state[t.name]?.lastSuccess ?? null);
+      ctx.out.print(
+        `  ${t.name}: would send ${plan.uploads.length} file(s) (${formatBytes(plan.bytesBehind)}), remove ${plan.deletes.length}; ${plan.present.length} already there${plan.damaged.length ? `; ${plan.damaged.length} damaged: ${plan.damaged.map((d) => `${d.file.name} (${d.why})`).join(', ')}` : ''}`,
+      );
+      reports.push({
+        ...emptyReport(t.name),
+        ok: true,
+        uploaded: plan.uploads.length,
+        deleted: plan.deletes.length,
+      });
+    } catch (err) {
+      const msg = err instanceof ZshieldError ? err.message : String((err as Error)?.message ?? err);
+      ctx.out.print(`  ${t.name}: FAILED: ${msg}`);
+      reports.push({ ...emptyReport(t.name), error: msg });
+    } finally {
+      store.close();
+    }
+  }
+  const failed = reports.filter((r) => !r.ok);
+  if (failed.length)
+    throw new RemoteError(
+      `history: ${failed.length} of ${reports.length} target(s) cannot be reached: ${failed.map((r) => `${r.target}: ${r.error}`).join('; ')}`,
+      {
+        hint: 'zshield history status shows each target; zshield history target add NAME USER@HOST:DIR sets one up',
+      },
+    );
+  return reports;
 }
 
 /** The body of a replication, for callers that already hold the history lock (take, prune). */
@@ -104,68 +231,87 @@ export async function replicateLocked(
   targets: readonly SftpTargetConfig[],
   opts: ReplicateOptions = {},
 ): Promise<TargetReport[]> {
-  const h = ctx.config.history;
-  const restic = resticFor(ctx);
-  const times = new Map((await restic.snapshots()).map((s) => [s.id, s.time]));
-  const local = listLocalRepo(repoDir(h));
-  const key = await catalogKey(ctx);
+  const prep = await prepare(ctx);
   const reports: TargetReport[] = [];
   for (const t of targets) {
     if (ctx.signal.aborted) break;
-    const started = ctx.clock.now().toISOString();
-    updateTarget(ctx.writes, h.dir, t.name, (s) => {
-      s.lastAttempt = started;
-    });
-    let store: Store | null = null;
-    try {
-      store = new SftpStore(
-        ctx,
-        h,
-        t,
-        opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
-      );
-      const r = await replicateOne(ctx, store, t.name, local, times, opts);
-      const cataloged = new Set(
-        catalogView(verifyCatalog(h.dir, key.publicText).entries)
-          .filter((v) => v.targets.includes(t.name))
-          .map((v) => v.fingerprint),
-      );
-      const newlyThere = snapshotIdsIn(local).filter((id) => !cataloged.has(id) && times.has(id));
-      const now = ctx.clock.now().toISOString();
-      if (newlyThere.length)
-        appendCatalog(
-          ctx.writes,
-          h.dir,
-          key,
-          newlyThere.map((fingerprint) => ({
-            kind: 'replicated' as const,
-            fingerprint,
-            target: t.name,
-            time: now,
-          })),
-        );
-      for (const name of CATALOG_FILES) await store.putCatalog(path.join(h.dir, name), name);
-      updateTarget(ctx.writes, h.dir, t.name, (s) => {
-        s.snapshots = snapshotIdsIn(local);
-        s.newest = r.newest;
-        s.bytesBehind = 0;
-        s.lastSent = r.sent;
-        s.lastSuccess = now;
-        s.lastError = r.repaired.length ? `repaired ${r.repaired.length} damaged file(s) at ${now}` : null;
-      });
-      reports.push(r);
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      const msg = err instanceof ZshieldError ? err.message : String((err as Error)?.message ?? err);
-      ctx.log.error(`history: target ${t.name}: ${msg}`);
-      updateTarget(ctx.writes, h.dir, t.name, (s) => {
-        s.lastError = `${ctx.clock.now().toISOString()}: ${msg}`;
-      });
-      reports.push({ ...emptyReport(t.name), error: msg });
-    } finally {
-      store?.close();
-    }
+    reports.push(await replicateTarget(ctx, prep, t, opts));
   }
+  finishReplication(ctx, reports);
+  return reports;
+}
+
+/** One target: its files, its catalog entries, its state. A failure is its report, not a throw. */
+async function replicateTarget(
+  ctx: Context,
+  prep: Prepared,
+  t: SftpTargetConfig,
+  opts: ReplicateOptions,
+): Promise<TargetReport> {
+  const h = ctx.config.history;
+  const { local, times, key } = prep;
+  const started = ctx.clock.now().toISOString();
+  updateTarget(ctx.writes, h.dir, t.name, (s) => {
+    s.lastAttempt = started;
+  });
+  let store: Store | null = null;
+  try {
+    store = new SftpStore(
+      ctx,
+      h,
+      t,
+      opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
+    );
+    const r = await replicateOne(ctx, store, t.name, local, times, opts);
+    const cataloged = new Set(
+      catalogView(verifyCatalog(h.dir, key.publicText).entries)
+        .filter((v) => v.targets.includes(t.name))
+        .map((v) => v.fingerprint),
+    );
+    const newlyThere = snapshotIdsIn(local).filter((id) => !cataloged.has(id) && times.has(id));
+    const now = ctx.clock.now().toISOString();
+    if (newlyThere.length)
+      appendCatalog(
+        ctx.writes,
+        h.dir,
+        key,
+        newlyThere.map((fingerprint) => ({
+          kind: 'replicated' as const,
+          fingerprint,
+          target: t.name,
+          time: now,
+        })),
+      );
+    for (const name of CATALOG_FILES) await store.putCatalog(path.join(h.dir, name), name);
+    const given = verifyCatalog(h.dir, key.publicText).head.count;
+    updateTarget(ctx.writes, h.dir, t.name, (s) => {
+      s.catalogCount = given;
+      s.snapshots = snapshotIdsIn(local);
+      s.newest = r.newest;
+      s.bytesBehind = 0;
+      s.lastSent = r.sent;
+      s.lastSuccess = now;
+      s.lastError = r.repaired.length ? `repaired ${r.repaired.length} damaged file(s) at ${now}` : null;
+    });
+    return r;
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    // The hint goes with the message: a host key to trust, a password to set, named per target.
+    const msg =
+      err instanceof ZshieldError
+        ? `${err.message}${err.hint ? ` (${err.hint})` : ''}`
+        : String((err as Error)?.message ?? err);
+    ctx.log.error(`history: target ${t.name}: ${msg}`);
+    updateTarget(ctx.writes, h.dir, t.name, (s) => {
+      s.lastError = `${ctx.clock.now().toISOString()}: ${msg}`;
+    });
+    return { ...emptyReport(t.name), error: msg };
+  } finally {
+    store?.close();
+  }
+}
+
+function finishReplication(ctx: Context, reports: readonly TargetReport[]): void {
   printReports(ctx, reports);
   const failed = reports.filter((r) => !r.ok);
   if (failed.length) {
@@ -174,7 +320,6 @@ export async function replicateLocked(
       { hint: 'the others were; the next run resumes where this one stopped (zshield history status)' },
     );
   }
-  return reports;
 }
 
 function emptyReport(target: string): TargetReport {
@@ -202,15 +347,20 @@ async function replicateOne(
 ): Promise<TargetReport> {
   const h = ctx.config.history;
   const repo = repoDir(h);
-  const plan = planReplication(local, await store.list());
+  const since = updateTarget(ctx.writes, h.dir, name, () => {}).lastSuccess;
+  const plan = planReplication(local, await store.list(), since);
   updateTarget(ctx.writes, h.dir, name, (s) => {
     s.bytesBehind = plan.bytesBehind;
   });
+  for (const d of plan.damaged)
+    ctx.log.error(`history: ${store.label}: ${d.file.name} is damaged (${d.why}): sending it again`);
   ctx.log.info(
     `history: ${store.label}: ${plan.uploads.length} file(s) to send (${formatBytes(plan.bytesBehind)}), ${plan.deletes.length} to remove, ${plan.present.length} already there`,
   );
   const report = emptyReport(name);
   let behind = plan.bytesBehind;
+  const damagedNames = new Set(plan.damaged.map((d) => d.file.name));
+  for (const name of damagedNames) await store.remove(name);
   for (const f of plan.uploads) {
     const r = await store.put(path.join(repo, ...f.name.split('/')), f);
     report.uploaded++;
@@ -234,7 +384,7 @@ async function replicateOne(
   const share = opts.verifyAll
     ? { files: plan.present, next: 0 }
     : verificationShare(plan.present, h.verifyPercent, state.verifyCursor);
-  report.repaired = await verifyFiles(ctx, store, repo, share.files, true);
+  report.repaired = [...damagedNames, ...(await verifyFiles(ctx, store, repo, share.files, true))];
   report.verified = share.files.length;
   updateTarget(ctx.writes, h.dir, name, (s) => {
     s.verifyCursor = share.next;
@@ -278,52 +428,78 @@ async function verifyFiles(
 export interface VerifyReport {
   target: string;
   checked: number;
+  /** Files whose hash or size is wrong, or that were sent once and are gone: each with why. */
   damaged: string[];
+  /** Files the target lacks that were never sent (written here since its last replication). */
   missing: number;
+  /** Bytes the target lacks or holds wrongly (what `history status` shows as behind). */
+  bytesBehind: number;
   error: string | null;
 }
 
-/** `history verify`: check the targets' files by hash, repairing nothing. Any fault: VerifyError. */
+/**
+ * `history verify`: check the targets' files by hash (reading only), then record where the
+ * rotating check goes on and what each target lacks. Damage (a wrong hash or size, a file gone
+ * that was sent): VerifyError, exit 10; a target unreachable: RemoteError.
+ */
 export async function runTargetVerify(
   ctx: Context,
   opts: { only?: string[]; all?: boolean },
 ): Promise<VerifyReport[]> {
   const h = ctx.config.history;
   const targets = selectTargets(h, opts.only);
-  const local = listLocalRepo(repoDir(h));
   const out: VerifyReport[] = [];
-  for (const t of targets) {
-    const store = new SftpStore(ctx, h, t);
-    try {
-      const plan = planReplication(local, await store.list());
-      const state = updateTarget(ctx.writes, h.dir, t.name, () => {});
-      const share = opts.all
-        ? { files: plan.present, next: 0 }
-        : verificationShare(plan.present, h.verifyPercent, state.verifyCursor);
-      const damaged = await verifyFiles(ctx, store, repoDir(h), share.files, false);
-      if (!damaged.length)
-        updateTarget(ctx.writes, h.dir, t.name, (s) => {
-          s.verifyCursor = share.next;
-          s.lastVerified = ctx.clock.now().toISOString();
-        });
-      out.push({
-        target: t.name,
-        checked: share.files.length,
-        damaged,
-        missing: plan.uploads.length,
-        error: null,
-      });
-    } catch (err) {
-      out.push({ target: t.name, checked: 0, damaged: [], missing: 0, error: (err as Error).message });
-    } finally {
-      store.close();
-    }
-  }
+  const cursors = new Map<string, number>();
+  const plan: Plan = {
+    title: `Verify ${opts.all ? 'every file' : `${h.verifyPercent}% of the files`} of ${targets.map((t) => t.name).join(', ')} by hash`,
+    notes: ['reads only; damaged files are repaired by zshield history replicate --verify-all'],
+    checks: [
+      {
+        title: "list each target and hash this run's share of its files",
+        run: async () => {
+          const local = listLocalRepo(repoDir(h));
+          const state = readState(h.dir);
+          for (const t of targets) {
+            const r = await verifyTarget(
+              ctx,
+              t,
+              local,
+              state[t.name] ?? emptyTargetState(),
+              Boolean(opts.all),
+            );
+            out.push(r.report);
+            if (r.next !== null) cursors.set(t.name, r.next);
+          }
+        },
+      },
+    ],
+    steps: [
+      {
+        title: "record each target's result (where the rotating check goes on, bytes behind)",
+        edit: {
+          files: [stateFile(h.dir)],
+          apply: () => {
+            const now = ctx.clock.now().toISOString();
+            for (const r of out.filter((x) => x.error === null))
+              updateTarget(ctx.writes, h.dir, r.target, (s) => {
+                s.bytesBehind = r.bytesBehind;
+                const next = cursors.get(r.target);
+                if (next !== undefined) {
+                  s.verifyCursor = next;
+                  s.lastVerified = now;
+                }
+              });
+          },
+        },
+      },
+    ],
+  };
+  await runPlan(ctx, plan, { confirm: 'none', show: 'none' });
   for (const r of out)
     ctx.out.print(
       r.error
         ? `  ${r.target}: not checked: ${r.error}`
-        : `  ${r.target}: ${r.checked} file(s) checked, ${r.damaged.length} damaged${r.damaged.length ? ` (${r.damaged.join(', ')})` : ''}, ${r.missing} missing`,
+        : `  ${r.target}: ${r.checked} file(s) checked, ${r.damaged.length} damaged${r.damaged.length ? ` (${r.damaged.join(', ')})` : ''}, ${r.missing} not yet sent; behind ${formatBytes(r.bytesBehind)}`,
     );
   const bad = out.filter((r) => r.damaged.length);
   if (bad.length)
@@ -336,13 +512,68 @@ export async function runTargetVerify(
   return out;
 }
 
+async function verifyTarget(
+  ctx: Context,
+  t: SftpTargetConfig,
+  local: readonly RepoFile[],
+  state: TargetState,
+  all: boolean,
+): Promise<{ report: VerifyReport; next: number | null }> {
+  const h = ctx.config.history;
+  const store = new SftpStore(ctx, h, t);
+  try {
+    const plan = planReplication(local, await store.list(), state.lastSuccess);
+    const share = all
+      ? { files: plan.present, next: 0 }
+      : verificationShare(plan.present, h.verifyPercent, state.verifyCursor);
+    const hashed = await verifyFiles(ctx, store, repoDir(h), share.files, false);
+    for (const d of plan.damaged)
+      ctx.log.error(`history: ${store.label}: ${d.file.name} is damaged (${d.why})`);
+    const damaged = [
+      ...plan.damaged.map((d) => `${d.file.name}: ${d.why}`),
+      ...hashed.map((n) => `${n}: wrong SHA-256`),
+    ];
+    return {
+      report: {
+        target: t.name,
+        checked: share.files.length + plan.damaged.length,
+        damaged,
+        missing: plan.uploads.length - plan.damaged.length,
+        bytesBehind:
+          plan.bytesBehind +
+          share.files.filter((f) => hashed.includes(f.name)).reduce((n, f) => n + f.size, 0),
+        error: null,
+      },
+      next: damaged.length ? null : share.next,
+    };
+  } catch (err) {
+    return {
+      report: {
+        target: t.name,
+        checked: 0,
+        damaged: [],
+        missing: 0,
+        bytesBehind: 0,
+        error: (err as Error).message,
+      },
+      next: null,
+    };
+  } finally {
+    store.close();
+  }
+}
+
 export function selectTargets(h: HistoryConfig, only?: readonly string[]): SftpTargetConfig[] {
   if (!h.targets.length)
     throw new ConfigError([{ where: 'history.targets', message: 'no target is configured' }], {
-      hint: 'add one: {"name": "site-a", "server": ..., "user": ..., "hostKey": ..., "directory": ...}',
+      hint: 'zshield history target add NAME USER@HOST:DIR --key FILE sets one up',
     });
   if (!only?.length) return h.targets;
-  historyTargetsNamed(h, only);
+  const unknown = only.filter((n) => !h.targets.some((t) => t.name === n));
+  if (unknown.length)
+    throw new NotFoundError(`no history target named ${unknown.join(', ')}`, {
+      hint: 'zshield history target list shows the targets',
+    });
   return h.targets.filter((t) => only.includes(t.name));
 }
 

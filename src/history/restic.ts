@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fchmodSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { BusyError, CommandError, ConfigError, NotFoundError, VerifyError } from '../errors.js';
@@ -47,7 +57,7 @@ export class RepositoryPasswordError extends ConfigError {}
 
 export class Restic {
   constructor(
-    private readonly ctx: Pick<Context, 'runner' | 'log' | 'signal'>,
+    private readonly ctx: Pick<Context, 'runner' | 'log' | 'signal'> & { dryRun?: boolean },
     readonly opts: ResticOptions,
   ) {}
 
@@ -76,6 +86,8 @@ export class Restic {
           '--cache-dir',
           this.opts.cacheDir,
           '--json',
+          // A dry run leaves no trace, not even restic's read lock in the repository.
+          ...(this.ctx.dryRun && !extra.mutates && !args.includes('--no-lock') ? ['--no-lock'] : []),
           ...args,
         ],
         timeoutMs: 24 * 3600_000,
@@ -87,6 +99,40 @@ export class Restic {
     } finally {
       rmSync(pwFile, { force: true });
     }
+  }
+
+  /**
+   * Locks left in the repository by a restic that died with its run (a power cut or kill during
+   * a take): restic would refuse every later operation on them. Called under zshield's history
+   * lock, so no zshield job holds one; `restic unlock` (without --remove-all) removes only the
+   * locks restic itself finds stale (their process is gone from this host, or they are old),
+   * never one a live process holds.
+   */
+  async unlockStale(): Promise<void> {
+    const dir = path.join(this.opts.repo, 'locks');
+    let n = 0;
+    try {
+      n = readdirSync(dir).filter((f) => !f.startsWith('.')).length;
+    } catch {
+      return;
+    }
+    if (n === 0) return;
+    await this.run(['unlock'], { mutates: true });
+    let left = 0;
+    try {
+      left = readdirSync(dir).filter((f) => !f.startsWith('.')).length;
+    } catch {
+      // gone
+    }
+    if (left < n)
+      this.ctx.log.warn(
+        `history: removed ${n - left} stale restic lock(s) from ${this.opts.repo} (left by a run that was cut off)`,
+      );
+  }
+
+  /** Proves the password opens the repository (restic cat config reads only its key). */
+  async open(): Promise<void> {
+    await this.run(['cat', 'config', '--no-lock'], { mutates: false });
   }
 
   async init(): Promise<void> {
@@ -251,8 +297,9 @@ function classify(err: unknown, repo: string): unknown {
     });
   }
   if (/repository is already locked/i.test(text)) {
-    return new BusyError(`restic repository ${repo} is locked by another restic process`, {
-      hint: 'wait for it to finish; a lock left by a killed run is removed with restic unlock',
+    const holder = lockHolder(text);
+    return new BusyError(`restic repository ${repo} is locked by ${holder}`, {
+      hint: `wait for ${holder} to finish (a lock whose process is gone is removed automatically before the next repository operation)`,
     });
   }
   if (
@@ -263,6 +310,21 @@ function classify(err: unknown, repo: string): unknown {
     return new VerifyError(`restic found damage in ${repo}: ${lastErrorLine(text)}`, { cause: err });
   }
   return err;
+}
+
+/** "process 1234 on box-a (restic backup ...)" from restic's "locked ... by PID 1234 on box-a by root". */
+function lockHolder(text: string): string {
+  const m = /by PID (\d+) on (\S+)/.exec(text);
+  if (!m) return 'another restic process';
+  let cmd = '';
+  if (m[2] === hostname()) {
+    try {
+      cmd = readFileSync(`/proc/${m[1]}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(0, 4).join(' ');
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return `process ${m[1]} on ${m[2]}${cmd ? ` (${cmd})` : ''}`;
 }
 
 function lastErrorLine(text: string): string {

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
-import type { Context } from '../context.js';
 import { historyTargetsNamed } from '../config/history.js';
-import { NotFoundError, RefusedError, UsageError } from '../errors.js';
+import type { Context } from '../context.js';
+import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { formatBytes } from '../remote/transfer.js';
 import {
   CATALOG_FILES,
@@ -13,6 +13,7 @@ import {
   verifyCatalog,
 } from './catalog.js';
 import { repoDir, resticFor } from './repo.js';
+import { readSeenHead, writeSeenHead } from './state.js';
 import { FINGERPRINT } from './restic.js';
 import { SftpStore } from './sftp-store.js';
 import { fetchRepository, type Store, snapshotIdsIn } from './store.js';
@@ -42,32 +43,96 @@ export interface TreeRestoreOptions {
 }
 
 export function checkFingerprint(id: string): string {
-  if (!FINGERPRINT.test(id))
-    throw new UsageError(`"${id}" is not a fingerprint (64 hex digits, as history list prints)`);
+  if (!FINGERPRINT.test(id) && !SHORT_ID.test(id))
+    throw new UsageError(
+      `"${id}" is not a fingerprint (64 hex digits as history list prints them, or a unique prefix of 8 or more)`,
+    );
   return id;
+}
+
+/** restic's short IDs: the first 8 hex digits (any unique prefix of 8 or more is taken). */
+const SHORT_ID = /^[0-9a-f]{8,63}$/;
+
+/**
+ * The full fingerprint of `id`: itself, or the one fingerprint it begins (among the catalog's
+ * backups, the local repository's snapshots, else the targets' when the box has neither).
+ */
+export async function resolveFingerprint(
+  ctx: Context,
+  id: string,
+  opts: TreeRestoreOptions = {},
+): Promise<string> {
+  checkFingerprint(id);
+  if (FINGERPRINT.test(id)) return id;
+  const h = ctx.config.history;
+  const known = new Set<string>();
+  try {
+    for (const v of catalogView(verifyCatalog(h.dir, h.publicKey).entries)) known.add(v.fingerprint);
+  } catch {
+    // no catalog here (a blank box): the repositories say
+  }
+  const snaps = path.join(repoDir(h), 'snapshots');
+  if (existsSync(snaps)) for (const n of readdirSync(snaps)) if (FINGERPRINT.test(n)) known.add(n);
+  let matches = [...known].filter((f) => f.startsWith(id));
+  if (!matches.length)
+    for (const t of h.targets) {
+      if (opts.from && t.name !== opts.from) continue;
+      const store = new SftpStore(ctx, h, t);
+      try {
+        for (const f of snapshotIdsIn(await store.list())) known.add(f);
+      } catch (err) {
+        ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
+      } finally {
+        store.close();
+      }
+      matches = [...known].filter((f) => f.startsWith(id));
+      if (matches.length) break;
+    }
+  if (matches.length === 1) return matches[0]!;
+  if (!matches.length)
+    throw new NotFoundError(`no fingerprint begins with ${id}`, {
+      hint: 'zshield history list shows the fingerprints',
+    });
+  throw new UsageError(`${id} is the beginning of ${matches.length} fingerprints: give more of it`, {
+    hint: 'zshield history list shows the fingerprints',
+  });
 }
 
 /** Where the fingerprint comes from, fetched when it must be; the catalog checked first. */
 export async function openSource(ctx: Context, id: string, opts: TreeRestoreOptions): Promise<RestoreSource> {
   const h = ctx.config.history;
   const localRepo = repoDir(h);
-  if (opts.from) historyTargetsNamed(h, [opts.from]);
   const localHas = !opts.from && existsSync(path.join(localRepo, 'snapshots', id));
   if (localHas)
     return { from: 'local', repo: localRepo, temporary: null, entry: catalogCheck(ctx, h.dir, id, opts) };
+  if (opts.from) historyTargetsNamed(h, [opts.from]);
   const work = mkdtempSync(path.join(workDir(ctx), 'fetch-'));
+  const holders: { store: SftpStore; name: string }[] = [];
+  const failures: string[] = [];
   try {
     for (const t of h.targets) {
       if (opts.from && t.name !== opts.from) continue;
       const store = new SftpStore(ctx, h, t);
       try {
-        const files = await store.list();
-        if (!snapshotIdsIn(files).includes(id)) {
-          ctx.log.info(`history: ${store.label} does not hold ${id}`);
+        if (snapshotIdsIn(await store.list()).includes(id)) {
+          holders.push({ store, name: t.name });
           continue;
         }
-        const entry = await catalogFromStore(ctx, store, work, id, opts);
+        ctx.log.info(`history: ${store.label} does not hold ${id}`);
+      } catch (err) {
+        if (ctx.signal.aborted) throw err;
+        failures.push(`${t.name}: ${(err as Error).message}`);
+        ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
+        if (opts.from) throw err;
+      }
+      store.close();
+    }
+    const { entry, order } = await chooseCatalog(ctx, holders, work, id, opts);
+    for (const holder of order) {
+      const store = holder.store;
+      try {
         const repo = path.join(work, 'repo');
+        rmSync(repo, { recursive: true, force: true });
         ctx.out.print(`history: fetching the repository from ${store.label} into ${repo}`);
         let last = 0;
         await fetchRepository(store, repo, (done, total) => {
@@ -77,22 +142,22 @@ export async function openSource(ctx: Context, id: string, opts: TreeRestoreOpti
             ctx.log.info(`history fetch: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})`);
           }
         });
-        return { from: t.name, repo, temporary: work, entry };
+        return { from: holder.name, repo, temporary: work, entry };
       } catch (err) {
-        if (err instanceof RefusedError || ctx.signal.aborted) throw err;
+        if (ctx.signal.aborted || opts.from) throw err;
+        failures.push(`${holder.name}: ${(err as Error).message}`);
         ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
-        if (opts.from) throw err;
-      } finally {
-        store.close();
       }
     }
   } catch (err) {
     rmSync(work, { recursive: true, force: true });
     throw err;
+  } finally {
+    for (const x of holders) x.store.close();
   }
   rmSync(work, { recursive: true, force: true });
   throw new NotFoundError(
-    `fingerprint ${id} is in neither the local repository nor ${opts.from ? `target ${opts.from}` : 'any reachable target'}`,
+    `fingerprint ${id} is in neither the local repository nor ${opts.from ? `target ${opts.from}` : 'any reachable target'}${failures.length ? ` (${failures.join('; ')})` : ''}`,
     { hint: 'zshield history list shows the fingerprints; zshield history status, the targets' },
   );
 }
@@ -120,20 +185,69 @@ function catalogCheck(ctx: Context, dir: string, id: string, opts: TreeRestoreOp
   return requireCataloged(dir, ctx.config.history.publicKey, id);
 }
 
-/** The local catalog when there is one (a box), else the target's copy (a blank disk). */
-async function catalogFromStore(
+/**
+ * The catalog that vouches for the fingerprint: the local one when the box has one, else the
+ * targets' copies, each verified. Their heads may disagree (a target replicated less recently, or
+ * a copy rolled back to an older signed head): the newest valid one is used, the others named,
+ * and one older than a head this box has seen is reported as a rollback. When every holder's copy
+ * fails verification, that is the error (exit 10, each target and its fault), not "not found".
+ * Returns the holders in the order to fetch from: the chosen catalog's target first.
+ */
+async function chooseCatalog<T extends { store: Store; name: string }>(
   ctx: Context,
-  store: Store,
+  holders: readonly T[],
   work: string,
   id: string,
   opts: TreeRestoreOptions,
-): Promise<CatalogView | null> {
-  if (existsSync(headFile(ctx.config.history.dir)))
-    return catalogCheck(ctx, ctx.config.history.dir, id, opts);
-  const dir = path.join(work, 'catalog');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  for (const name of CATALOG_FILES) await store.fetchCatalog(name, path.join(dir, name));
-  return catalogCheck(ctx, dir, id, opts);
+): Promise<{ entry: CatalogView | null; order: T[] }> {
+  const h = ctx.config.history;
+  if (existsSync(headFile(h.dir)) || holders.length === 0)
+    return { entry: holders.length ? catalogCheck(ctx, h.dir, id, opts) : null, order: [...holders] };
+  const seen = readSeenHead(h.dir);
+  const good: { holder: T; dir: string; count: number }[] = [];
+  const bad: string[] = [];
+  for (const holder of holders) {
+    const dir = path.join(work, `catalog-${holder.name}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      for (const name of CATALOG_FILES) await holder.store.fetchCatalog(name, path.join(dir, name));
+      const c = verifyCatalog(dir, h.publicKey);
+      if (seen && c.head.count < seen.count) {
+        bad.push(
+          `${holder.name}: its catalog was rolled back (${c.head.count} entries; this box has seen ${seen.count})`,
+        );
+        continue;
+      }
+      good.push({ holder, dir, count: c.head.count });
+    } catch (err) {
+      if (err instanceof RefusedError) throw err;
+      bad.push(`${holder.name}: ${(err as Error).message}`);
+    }
+  }
+  for (const b of bad) ctx.log.error(`history: catalog on ${b}`);
+  if (!good.length) {
+    if (opts.allowUncataloged) {
+      ctx.log.warn(`history: restoring ${id} with no catalog that verifies (--allow-uncataloged)`);
+      return { entry: null, order: [...holders] };
+    }
+    throw new VerifyError(
+      `the catalog fails verification on every target that holds ${id}: ${bad.join('; ')}`,
+      {
+        hint: 'a catalog that does not verify was changed by someone without the signing key: find out who before restoring (zshield catalog verify --file-dir DIR checks a copy); to restore anyway, knowingly: --allow-uncataloged',
+      },
+    );
+  }
+  good.sort((a, b) => b.count - a.count);
+  const best = good[0]!;
+  for (const g of good.slice(1))
+    if (g.count < best.count)
+      ctx.log.warn(
+        `history: the catalog on ${g.holder.name} is older (${g.count} entries) than ${best.holder.name}'s (${best.count}): using ${best.holder.name}'s`,
+      );
+  const entry = catalogCheck(ctx, best.dir, id, opts);
+  if (!ctx.dryRun && (!seen || best.count > seen.count)) writeSeenHead(ctx.writes, h.dir, best.count);
+  const order = [best.holder, ...holders.filter((x) => x !== best.holder)];
+  return { entry, order };
 }
 
 /**
@@ -178,7 +292,7 @@ export async function runTreeRestore(
   target: string,
   opts: TreeRestoreOptions,
 ): Promise<void> {
-  checkFingerprint(id);
+  id = await resolveFingerprint(ctx, id, opts);
   if (ctx.dryRun) {
     ctx.out.print(
       `would restore ${id} into ${target} (from the local repository, or the first target that holds it)`,

@@ -3,11 +3,11 @@ import path from 'node:path/posix';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { remoteSchema } from '../config/remote.js';
 import type { Context } from '../context.js';
-import { RemoteError } from '../errors.js';
+import { RefusedError, RemoteError } from '../errors.js';
 import { PART_SUFFIX } from '../remote/backups.js';
 import { Connection } from '../remote/copy.js';
 import { loadCredentials, type Target } from '../remote/credentials.js';
-import { endpointText, type RemoteSession } from '../remote/ssh.js';
+import { endpointText, HostKeyError, type RemoteSession } from '../remote/ssh.js';
 import { type RateLimiter, remoteSha256, uploadFile } from '../remote/transfer.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
 
@@ -43,10 +43,13 @@ export class SftpStore implements Store {
     const target = remoteTargetOf(history, cfg);
     this.label = `${cfg.name} (${cfg.user}@${endpointText(target.endpoint)}:${dir})`;
     this.conn = new Connection(ctx, target, loadCredentials(ctx, target), 2000);
+    this.retry = wrapHostKey(this.conn.retry.bind(this.conn), cfg.name);
   }
 
+  private readonly retry: Connection['retry'];
+
   async list(): Promise<RepoFile[]> {
-    return this.conn.retry(`list ${this.repoDir}`, async (s) => {
+    return this.retry(`list ${this.repoDir}`, async (s) => {
       if ((await s.isDirectory(this.repoDir)) !== true) return [];
       const out: RepoFile[] = [];
       const listDir = async (rel: string) => {
@@ -66,7 +69,7 @@ export class SftpStore implements Store {
 
   async put(localPath: string, file: RepoFile): Promise<PutResult> {
     const dest = path.dirname(path.join(this.repoDir, file.name));
-    return this.conn.retry(`copy ${file.name}`, async (s) => {
+    return this.retry(`copy ${file.name}`, async (s) => {
       await this.mkdirs(s, dest);
       const r = await uploadFile({
         session: s,
@@ -82,28 +85,26 @@ export class SftpStore implements Store {
 
   async remove(name: string): Promise<void> {
     const file = path.join(this.repoDir, name);
-    await this.conn.retry(`delete ${name}`, async (s) => {
+    await this.retry(`delete ${name}`, async (s) => {
       if ((await s.size(file)) !== null) await s.unlink(file);
     });
   }
 
   async sha256(file: RepoFile): Promise<string> {
     const p = path.join(this.repoDir, file.name);
-    return this.conn.retry(
+    return this.retry(
       `check ${file.name}`,
       async (s) => (await remoteSha256(s, p, file.size, this.ctx.signal)).sum,
     );
   }
 
   async fetch(file: RepoFile, localPath: string): Promise<void> {
-    await this.conn.retry(`fetch ${file.name}`, (s) =>
-      download(s, path.join(this.repoDir, file.name), localPath),
-    );
+    await this.retry(`fetch ${file.name}`, (s) => download(s, path.join(this.repoDir, file.name), localPath));
   }
 
   async putCatalog(localPath: string, name: string): Promise<void> {
     const { size } = await stat(localPath);
-    await this.conn.retry(`copy catalog/${name}`, async (s) => {
+    await this.retry(`copy catalog/${name}`, async (s) => {
       await this.mkdirs(s, this.catalogDir);
       await uploadFile({
         session: s,
@@ -118,7 +119,7 @@ export class SftpStore implements Store {
 
   async fetchCatalog(name: string, localPath: string): Promise<boolean> {
     const remote = path.join(this.catalogDir, name);
-    return this.conn.retry(`fetch catalog/${name}`, async (s) => {
+    return this.retry(`fetch catalog/${name}`, async (s) => {
       if ((await s.size(remote)) === null) return false;
       await download(s, remote, localPath);
       return true;
@@ -152,6 +153,35 @@ export class SftpStore implements Store {
     }
     this.made.add(dir);
   }
+}
+
+/**
+ * The remote copy's host-key refusal speaks of remote.hostKey and `remote trust`; for a history
+ * target the setting is history.targets[].hostKey and the command `history target trust`.
+ */
+function wrapHostKey(retry: Connection['retry'], name: string): Connection['retry'] {
+  return async (what, fn) => {
+    try {
+      return await retry(what, fn);
+    } catch (err) {
+      if (!(err instanceof HostKeyError)) throw err;
+      const where = endpointText(err.endpoint);
+      const fp = err.offered.fingerprint;
+      throw err.pinned === null
+        ? new RefusedError(
+            `history target ${name} (${where}) is not trusted: it offers ${err.offered.type} key ${fp}, and its hostKey is not set`,
+            {
+              hint: `compare it with the server's own (ssh-keygen -lf on the server), then: zshield history target trust ${name} --fingerprint ${fp}`,
+            },
+          )
+        : new RefusedError(
+            `host key of history target ${name} (${where}) has CHANGED: it offers ${err.offered.type} key ${fp}, the pinned key is ${err.pinned}; refusing to connect`,
+            {
+              hint: `if the server was reinstalled, check its new key out of band, then: zshield history target trust ${name} --fingerprint ${fp}; otherwise the connection may be intercepted`,
+            },
+          );
+    }
+  };
 }
 
 /** The remote copy's Target for one history target: its settings, the history section's key file. */

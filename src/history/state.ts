@@ -24,6 +24,8 @@ export interface TargetState {
   /** Where the rotating verification goes on next time (an index into the sorted file list). */
   verifyCursor: number;
   lastVerified: string | null;
+  /** Entries of the catalog copy last given to it: a copy there with fewer was rolled back. */
+  catalogCount: number;
 }
 
 export type HistoryState = Record<string, TargetState>;
@@ -41,6 +43,7 @@ export function emptyTargetState(): TargetState {
     lastError: null,
     verifyCursor: 0,
     lastVerified: null,
+    catalogCount: 0,
   };
 }
 
@@ -77,4 +80,30 @@ export function updateTarget(
   state[name] = s;
   writeState(writes, dir, state);
   return s;
+}
+
+/**
+ * The fewest entries an honest copy of the catalog can hold: the least this box gave any target,
+ * or (a box without targets.json, restoring from targets) the head it last used. A signed head
+ * with fewer is a rollback.
+ */
+export const seenFile = (dir: string) => path.join(dir, 'catalog.seen.json');
+
+export function readSeenHead(dir: string): { count: number } | null {
+  // A target's copy lags the local catalog by the entries appended after it was sent (another
+  // target's arrival): the least any target was given is what every honest copy holds at least.
+  const given = Object.values(readState(dir))
+    .map((s) => s.catalogCount)
+    .filter((n) => n > 0);
+  if (given.length) return { count: Math.min(...given) };
+  try {
+    const count = Number((JSON.parse(readFileSync(seenFile(dir), 'utf8')) as { count?: unknown }).count);
+    return Number.isInteger(count) && count >= 0 ? { count } : null;
+  } catch {
+    return null; // absent or unreadable: nothing seen
+  }
+}
+
+export function writeSeenHead(writes: Writes, dir: string, count: number): void {
+  writePrivateFileAtomic(writes, seenFile(dir), `${JSON.stringify({ count })}\n`);
 }

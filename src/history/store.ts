@@ -16,6 +16,8 @@ export interface RepoFile {
   /** Path inside the repository, `/`-separated: `config`, `keys/<id>`, `data/ab/<id>`, `index/<id>`, `snapshots/<id>`. */
   name: string;
   size: number;
+  /** Local files only: when it was written (repository files never change once written). */
+  mtimeMs?: number;
 }
 
 export interface PutResult {
@@ -67,7 +69,8 @@ export function listLocalRepo(repo: string): RepoFile[] {
       if (e.isDirectory()) {
         if (name !== 'locks') walk(name);
       } else if (e.isFile() && kindOf(name) !== null && !e.name.startsWith('.')) {
-        out.push({ name, size: statSync(path.join(repo, name)).size });
+        const st = statSync(path.join(repo, name));
+        out.push({ name, size: st.size, mtimeMs: st.mtimeMs });
       }
     }
   };

@@ -15,10 +15,13 @@ import {
 } from '../system/lvm.js';
 import type { Command } from '../system/runner.js';
 import { VERSION } from '../version.js';
-import { appendCatalog } from './catalog.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
+import type { SigningKey } from '../system/signing.js';
+import { appendCatalog, catalogFile, verifyCatalog } from './catalog.js';
 import { historyLock, replicateLocked } from './replicate.js';
-import { catalogKey, resticFor } from './repo.js';
-import type { BackupSummary } from './restic.js';
+import { catalogKey, repoDir, resticFor } from './repo.js';
+import type { BackupSummary, Restic } from './restic.js';
 
 /**
  * `history take`: lv-root's file tree, read from a snapshot, into the local repository; its
@@ -51,49 +54,125 @@ interface Source {
 
 export async function runHistoryTake(ctx: Context, opts: TakeOptions): Promise<TakeOutcome | null> {
   const h = ctx.config.history;
-  const restic = resticFor(ctx);
-  const key = await catalogKey(ctx);
-  if (opts.device !== undefined) checkDevice(opts.device);
-  if (ctx.dryRun) {
-    ctx.out.print(
-      `would back up ${opts.device ?? `${h.source === 'snap0' ? 'snap0' : 'a temporary snapshot'} of lv-root`} (mounted read-only, noload, at ${h.mountPoint}) into ${h.dir}/repo`,
-    );
-    return null;
-  }
-  const lock = await historyLock(ctx, 'history take');
-  try {
-    const host = hostname();
-    const time = ctx.clock.now().toISOString();
-    const source = await openSource(ctx, opts, time);
-    let summary: BackupSummary & { incomplete: boolean };
-    try {
-      summary = await backupMounted(ctx, source, restic, { host, time, reason: opts.reason });
-    } finally {
-      if (source.cleanup) await ctx.runner.run({ ...source.cleanup, runsAfterAbort: true });
-    }
-    appendCatalog(ctx.writes, h.dir, key, [
+  let restic: Restic | null = null;
+  let key: SigningKey | null = null;
+  let outcome: TakeOutcome | null = null;
+  const what = opts.device ?? `${h.source === 'snap0' ? 'snap0' : 'a temporary snapshot'} of lv-root`;
+  const plan: Plan = {
+    title: `Back up ${what} into the history (${h.dir}/repo)`,
+    notes: [
+      `read-only, noload, mounted at ${h.mountPoint}; the snapshot's fingerprint goes into the signed catalog`,
+      'a take cut off (a power cut) leaves no catalog entry: its snapshot, if restic finished it, is never replicated, and the lock it left is removed by the next history job',
+    ],
+    checks: [
       {
-        kind: 'backup',
-        fingerprint: summary.snapshotId,
-        time,
-        host,
-        reason: opts.reason,
-        version: VERSION,
-        sizes: {
-          bytes: summary.totalBytesProcessed,
-          files: summary.totalFilesProcessed,
-          added: summary.dataAdded,
+        title: 'the catalog verifies (an entry is added only to a catalog that does)',
+        run: async () => {
+          key = await catalogKey(ctx);
+          verifyCatalog(h.dir, key.publicText);
         },
       },
-    ]);
-    ctx.out.print(
-      `history: ${summary.snapshotId} (${summary.totalFilesProcessed} files, ${formatBytes(summary.totalBytesProcessed)}; ${formatBytes(summary.dataAdded)} new in the repository)${summary.incomplete ? ' INCOMPLETE: some files could not be read, see the log' : ''}`,
-    );
-    if (opts.replicate && h.targets.length) await replicateLocked(ctx, h.targets);
-    return { ...summary, host, time };
+      {
+        title: 'the repository opens with history.password',
+        run: async () => {
+          restic = resticFor(ctx);
+          await restic.open();
+        },
+      },
+      {
+        title: `the source is readable (${what})`,
+        run: async () => {
+          if (opts.device !== undefined) checkDevice(opts.device);
+          else await probeSource(ctx);
+        },
+      },
+    ],
+    steps: [
+      {
+        title: 'back up the tree and add its fingerprint to the catalog',
+        edit: {
+          files: [repoDir(h), catalogFile(h.dir)],
+          apply: async () => {
+            outcome = await takeLocked(ctx, opts, restic!, key!);
+          },
+        },
+      },
+      ...(opts.replicate && h.targets.length
+        ? [
+            {
+              title: `replicate to ${h.targets.map((t) => t.name).join(', ')}`,
+              edit: {
+                files: h.targets.map((t) => `${t.user}@${t.server}:${t.directory}`),
+                apply: async () => {
+                  await replicateLocked(ctx, h.targets);
+                },
+              },
+            },
+          ]
+        : []),
+    ],
+  };
+  const lock = await historyLock(ctx, 'history take');
+  try {
+    await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
+    return outcome;
   } finally {
     await lock.release();
   }
+}
+
+async function takeLocked(
+  ctx: Context,
+  opts: TakeOptions,
+  restic: Restic,
+  key: SigningKey,
+): Promise<TakeOutcome> {
+  const h = ctx.config.history;
+  await restic.unlockStale();
+  const host = hostname();
+  const time = ctx.clock.now().toISOString();
+  const source = await openSource(ctx, opts, time);
+  let summary: BackupSummary & { incomplete: boolean };
+  try {
+    summary = await backupMounted(ctx, source, restic, { host, time, reason: opts.reason });
+  } finally {
+    if (source.cleanup) await ctx.runner.run({ ...source.cleanup, runsAfterAbort: true });
+  }
+  appendCatalog(ctx.writes, h.dir, key, [
+    {
+      kind: 'backup',
+      fingerprint: summary.snapshotId,
+      time,
+      host,
+      reason: opts.reason,
+      version: VERSION,
+      sizes: {
+        bytes: summary.totalBytesProcessed,
+        files: summary.totalFilesProcessed,
+        added: summary.dataAdded,
+      },
+    },
+  ]);
+  ctx.out.print(
+    `history: ${summary.snapshotId} (${summary.totalFilesProcessed} files, ${formatBytes(summary.totalBytesProcessed)}; ${formatBytes(summary.dataAdded)} new in the repository)${summary.incomplete ? ' INCOMPLETE: some files could not be read, see the log' : ''}`,
+  );
+  return { ...summary, host, time };
+}
+
+/** What openSource would fail on, found by reading only (a dry run's check). */
+async function probeSource(ctx: Context): Promise<void> {
+  const { vg, rootLv, snapshot } = ctx.config.lvm;
+  const state = await probeVg(ctx.runner, vg);
+  if (!state.lvs.some((l) => l.name === rootLv))
+    throw new NotFoundError(`logical volume ${vg}/${rootLv} not found`);
+  if (ctx.config.history.source !== 'snap0') return;
+  const snap = state.lvs.find((l) => l.name === snapshot);
+  if (!snap)
+    throw new NotFoundError(`no restore point ${vg}/${snapshot} to read`, {
+      hint: 'take one with zshield backup, or set history.source to temporary',
+    });
+  if (snap.invalid)
+    throw new RefusedError(`${vg}/${snapshot} is invalid (it overflowed): its tree cannot be read`);
 }
 
 function checkDevice(device: string): void {
@@ -169,7 +248,7 @@ async function openSource(ctx: Context, opts: TakeOptions, time: string): Promis
 async function backupMounted(
   ctx: Context,
   source: Source,
-  restic: ReturnType<typeof resticFor>,
+  restic: Restic,
   meta: { host: string; time: string; reason: string },
 ): Promise<BackupSummary & { incomplete: boolean }> {
   const mnt = ctx.config.history.mountPoint;

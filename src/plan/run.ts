@@ -57,9 +57,10 @@ export async function runPlan(
   plan: Plan,
   opts: RunPlanOptions,
 ): Promise<PlanRun> {
-  // With --json (ctx.doc), a dry run's document is the plan; a real run's is the command's
-  // result, so its plan goes to the log.
-  const show = opts.show ?? (ctx.doc ? (ctx.dryRun ? 'json' : 'log') : 'out');
+  // With --json (ctx.doc), stdout is one document: a dry run's is the plan; a real run's is the
+  // command's result, so a plan meant for the terminal goes to the log.
+  const asked = opts.show ?? 'out';
+  const show = ctx.doc && asked === 'out' ? (ctx.dryRun ? 'json' : 'log') : asked;
   showPlan(ctx, await withLvmScope(ctx, plan), show);
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();

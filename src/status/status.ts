@@ -13,6 +13,7 @@ import { probeVg } from '../system/lvm.js';
 import { lvmScopeOf } from '../system/lvm-scope.js';
 import { type RecoveryEvent, readEvents } from '../recovery/events.js';
 import { requireTools } from '../system/tools.js';
+import { gatherHistoryStatus, type HistoryStatus, hours } from '../history/status.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
 import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
@@ -50,6 +51,8 @@ export interface StatusReport {
   lastBackup: LastBackup | null;
   /** Image backups of this host in image.dir; null when image backup is not in use. */
   images: ImagesStatus | null;
+  /** The history (catalog and targets, from local files); absent when it was never set up. */
+  history?: HistoryStatus | null;
   daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
   /**
    * VGs of the same name on other disks: zshield's LVM commands are restricted to the system
@@ -142,6 +145,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
     events: readEvents(ctx.config.paths.eventLog).slice(-5),
     lastBackup,
     images: await gatherImages(ctx.config),
+    history: historyInUse(ctx) ? gatherHistoryStatus(ctx) : null,
     daemon: {
       running: !!daemon,
       pid: daemon?.pid ?? null,
@@ -208,12 +212,33 @@ export function formatStatus(r: StatusReport): string {
       : 'last backup:   no record',
   );
   if (r.images) lines.push(...formatImages(r.images));
+  if (r.history) lines.push(...formatHistoryLines(r.history));
   lines.push(
     r.daemon.running
       ? `daemon:        running (pid ${r.daemon.pid}), next daily backup ${r.daemon.nextRun ?? 'unknown'}`
       : `daemon:        not running; a daemon would take the daily backup ${r.daemon.nextRun ?? 'unknown'}`,
   );
   return lines.join('\n');
+}
+
+/** The history is shown once it was set up (a public key pinned) or is meant to run. */
+const historyInUse = (ctx: Context) =>
+  ctx.config.history.enabled ||
+  ctx.config.history.publicKey !== null ||
+  ctx.config.history.targets.length > 0;
+
+function formatHistoryLines(h: HistoryStatus): string[] {
+  const c = h.catalog;
+  const lines = [
+    c.ok
+      ? `history:       ${c.backups} backup(s) in the catalog (verified); newest ${c.newest ?? 'none'}${c.newestTime ? ` (${c.newestTime})` : ''}`
+      : `history:       catalog NOT VERIFIED: ${c.error}`,
+  ];
+  for (const t of h.targets)
+    lines.push(
+      `  target ${t.name}: ${t.lacks ? `${hours(t.lagHours)} h behind (lacks ${t.lacks} backup(s))${t.lagHours > h.maxLagHours ? `, more than history.maxLagHours (${h.maxLagHours})` : ''}` : 'has every backup'}${t.lastError ? `; last error: ${t.lastError}` : ''}`,
+    );
+  return lines;
 }
 
 function formatAge(seconds: number): string {

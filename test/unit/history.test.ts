@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
-import { RefusedError, VerifyError } from '../../src/errors.js';
+import { RefusedError, RemoteError, VerifyError } from '../../src/errors.js';
+import { emptyTargetState } from '../../src/history/state.js';
+import { type HistoryStatus, statusFailure } from '../../src/history/status.js';
+import { parseTargetSpec } from '../../src/history/targets.js';
 import { appendCatalog, catalogFile, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
 import { planFingerprintRecovery } from '../../src/history/recover.js';
 import { planReplication, verificationShare } from '../../src/history/replicate.js';
@@ -48,6 +51,21 @@ describe('history replication plan', () => {
     expect(planReplication(local, [f(`data/cc/${h('c')}`, 40)]).uploads).toHaveLength(1);
     const same = planReplication(local, local);
     expect([same.uploads.length, same.deletes.length]).toEqual([0, 0]);
+  });
+
+  it('a same-named file of another size, or one gone that the last replication sent, is damage', () => {
+    const old = { ...f(`data/aa/${h('a')}`, 10), mtimeMs: Date.parse('2026-01-01T00:00:00Z') };
+    const cut = { ...f(`data/bb/${h('b')}`, 10), mtimeMs: Date.parse('2026-01-01T00:00:00Z') };
+    const fresh = { ...f(`data/cc/${h('c')}`, 10), mtimeMs: Date.parse('2026-01-03T00:00:00Z') };
+    const p = planReplication([old, cut, fresh], [f(`data/bb/${h('b')}`, 4)], '2026-01-02T00:00:00.000Z');
+    expect(p.damaged.map((d) => [d.file.name, d.why])).toEqual([
+      [`data/aa/${h('a')}`, 'missing, though the last successful replication sent it'],
+      [`data/bb/${h('b')}`, '4 bytes there, 10 here'],
+    ]);
+    expect(p.uploads).toHaveLength(3);
+    expect(p.bytesBehind).toBe(30);
+    // Never replicated: nothing it lacks is damage.
+    expect(planReplication([old], [], null).damaged).toEqual([]);
   });
 
   it('the rotating verification covers every file over 100/percent runs', () => {
@@ -207,5 +225,43 @@ describe('recover fingerprint plan', () => {
       for (const c of plan.checks ?? []) await c.run();
     };
     await expect(checks()).rejects.toThrow(/needs 4\.0 GiB/);
+  });
+});
+
+describe('history status and target setup', () => {
+  const status = (over: Partial<HistoryStatus> = {}): HistoryStatus => ({
+    dir: '/h',
+    publicKey: null,
+    catalog: { ok: true, entries: 1, backups: 1, newest: h('1'), newestTime: 't', error: null },
+    maxLagHours: 48,
+    targets: [],
+    ...over,
+  });
+  it('fails on an unverified catalog (exit 10) and on a target further behind than maxLagHours (exit 11)', () => {
+    expect(statusFailure(status())).toBeNull();
+    expect(
+      statusFailure(
+        status({
+          catalog: { ok: false, entries: 0, backups: 0, newest: null, newestTime: null, error: 'x' },
+        }),
+      ),
+    ).toBeInstanceOf(VerifyError);
+    const late = statusFailure(
+      status({
+        targets: [{ name: 'a', where: 'w', lagHours: 50, lacks: 2, ...emptyTargetState() }],
+      }),
+    );
+    expect(late).toBeInstanceOf(RemoteError);
+    expect(late?.message).toMatch(/a is 50 h behind \(lacks 2 backup/);
+  });
+  it('reads USER@HOST:DIR', () => {
+    expect(parseTargetSpec('backup@10.0.0.5:/srv/z/')).toEqual({
+      user: 'backup',
+      server: '10.0.0.5',
+      directory: '/srv/z',
+    });
+    expect(parseTargetSpec('u@[::1]:/d')).toEqual({ user: 'u', server: '::1', directory: '/d' });
+    expect(() => parseTargetSpec('host:/d')).toThrow(/USER@HOST:DIR/);
+    expect(() => parseTargetSpec('u@host:rel')).toThrow(/absolute/);
   });
 });
