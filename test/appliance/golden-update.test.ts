@@ -1,54 +1,81 @@
-// `zshield golden update` for real: a golden medium made by `zshield golden prepare` in the bench is
-// packaged as a signed golden image on the host; `golden update` (run on the host, QEMU through
-// the Runner) boots a copy with the image's own kernel and the update key, runs a command that
-// writes a file into the golden root, proves the result by booting the copy through its own GRUB to
-// the boot hook's marker with the recovery entries on the menu, and writes a new signed image
-// beside the old. A failing command leaves the old image as it was and writes nothing.
+// `zshield golden update` for real, run as an operator runs it: the built binary on the host (it
+// runs QEMU itself), its options on the command line. A golden medium made by `zshield golden
+// prepare` in the bench is packaged as a signed golden image on the host; `golden update IMAGE --
+// CMD` boots a copy with the image's own kernel and the update key, runs the command, proves the
+// result by booting the copy through its own GRUB to the boot hook's marker with the recovery
+// entries on the menu, and writes a new signed image beside the old. A failing command, or one that
+// breaks the menu, leaves the old image as it was and writes nothing; a dry run checks and boots
+// nothing.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { manifestPathOf, verifyGoldenImage } from '../../src/clone/golden-image.js';
-import { DEFAULT_ENTRIES, decompressSparse, runGoldenUpdate } from '../../src/clone/update.js';
-import { CommandError } from '../../src/errors.js';
+import { decompressSparse } from '../../src/clone/update.js';
 import { memoryLogger } from '../../src/log/logger.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 import { ExecaRunner } from '../../src/system/runner.js';
 import type { SigningKey } from '../../src/system/signing.js';
-import { FakeClock, testContext } from '../unit/helpers/context.js';
 import { packagedGolden } from './golden-fixture.js';
 import { freshWorkDir } from './lib.js';
 
+const SEA = path.resolve(import.meta.dirname, '../../build/out/zshield');
 const workDir = freshWorkDir('golden-update');
 const oldImage = path.join(workDir, 'box-1.0.img.zst');
 const newImage = path.join(workDir, 'box-1.1.img.zst');
 const keyFile = path.join(workDir, 'vendor.key');
+const configFile = path.join(workDir, 'zshield.conf');
 const PROBE = '/etc/zshield-update-probe';
 
 const fileHash = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 const oldState = () => [fileHash(oldImage), fileHash(manifestPathOf(oldImage))];
+const leftovers = () => fs.readdirSync(workDir).filter((f) => f.startsWith('.zshield-update-'));
 
-function update(key: SigningKey, argv: string[], accel: 'auto' | 'tcg') {
-  const log = memoryLogger();
-  const ctx = testContext({
-    runner: new ExecaRunner({ log }),
-    dir: path.join(workDir, 'ctx'),
-    clock: new FakeClock(new Date()),
-    edit: (c) => {
-      c.clone.trustedKeys = [key.publicText];
-    },
-  });
-  return {
-    ctx,
-    run: runGoldenUpdate(ctx, {
-      image: oldImage,
-      argv,
-      keyFile,
-      version: '1.1',
-      timeoutSeconds: 300,
-      accel,
-      entries: DEFAULT_ENTRIES,
+/** The config an operator's host has: the vendor key trusted, state and logs in the scenario. */
+function writeConfig(key: SigningKey): void {
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({
+      paths: {
+        stateDir: path.join(workDir, 'state'),
+        runDir: path.join(workDir, 'run'),
+        eventLog: path.join(workDir, 'events.jsonl'),
+      },
+      log: { file: null },
+      clone: { trustedKeys: [key.publicText] },
     }),
-  };
+  );
+}
+
+/**
+ * `zshield golden update IMAGE OPTIONS...` as typed in the scenario's folder (relative IMAGE), the
+ * new image named 1.1; `after` is what follows (`-- CMD...`).
+ */
+async function goldenUpdate(options: string[], after: string[] = []) {
+  const r = await execa(
+    SEA,
+    [
+      'golden',
+      'update',
+      path.basename(oldImage),
+      '-c',
+      configFile,
+      '--key',
+      path.basename(keyFile),
+      '--image-version',
+      '1.1',
+      '--timeout',
+      '300',
+      ...options,
+      ...after,
+    ],
+    { cwd: workDir, reject: false, timeout: 850_000 },
+  );
+  console.log(
+    `$ zshield golden update ${options.join(' ')} ${after.join(' ')}: exit ${r.exitCode}\n${r.stderr}`,
+  );
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A file of the image's root, read on the host with debugfs from a raw copy. */
@@ -68,7 +95,7 @@ async function fileInImage(image: string, key: SigningKey, file: string): Promis
   }
 }
 
-describe('golden update in QEMU', () => {
+describe('golden update in QEMU, from the command line', () => {
   let key: SigningKey;
   afterAll(() => {
     for (const f of fs.readdirSync(workDir)) if (f.endsWith('.raw')) fs.rmSync(path.join(workDir, f));
@@ -82,54 +109,95 @@ describe('golden update in QEMU', () => {
     expect(g.image).toBe(oldImage);
     expect(g.keyFile).toBe(keyFile);
     key = g.key;
+    writeConfig(key);
     expect((await verifyGoldenImage(oldImage, [key.publicText])).badChunks).toEqual([]);
     expect(await fileInImage(oldImage, key, PROBE)).toBe('');
   });
 
-  it('a failing command: CommandError with its exit status and output; the old image as it was, no new image', {
-    timeout: 900_000,
+  it('--dry-run (text and --json): the checks pass, the plan is shown, nothing booted or written', {
+    timeout: 300_000,
   }, async () => {
     const before = oldState();
-    const { run } = update(
-      key,
-      ['/bin/sh', '-c', `echo probe > ${PROBE}; echo cannot install >&2; exit 7`],
-      'tcg',
-    );
-    const err = await run.catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(CommandError);
-    expect((err as CommandError).code).toBe(7);
-    expect((err as CommandError).message).toContain('cannot install');
+    const text = await goldenUpdate(['--dry-run'], ['--', '/bin/sh', '-c', `echo updated > ${PROBE}`]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`golden update of box@1.0 into ${newImage}`);
+    expect(text.stdout).toContain(`the command run in the image: /bin/sh -c 'echo updated > ${PROBE}'`);
+    expect(text.stdout).toMatch(/write the new image and its signed manifest/);
+    expect(text.stdout.trim().split('\n').at(-1)).toBe(DRY_RUN_DONE);
+
+    const script = path.join(workDir, 'update.sh');
+    fs.writeFileSync(script, `echo updated > ${PROBE}\n`);
+    const json = await goldenUpdate(['--dry-run', '--json', '--script', script]);
+    expect(json.code).toBe(0);
+    const plan = JSON.parse(json.stdout) as { title: string; notes: string[]; steps: unknown[] };
+    expect(plan.title).toContain(`into ${newImage}`);
+    expect(plan.notes).toContain('the command run in the image: the script (/bin/sh)');
+    expect(plan.steps).toHaveLength(4);
+
     expect(oldState()).toEqual(before);
     expect(fs.existsSync(newImage)).toBe(false);
-    expect(fs.readdirSync(workDir).filter((f) => f.startsWith('.zshield-update-'))).toEqual([]);
+    expect(fs.existsSync(manifestPathOf(newImage))).toBe(false);
+    expect(leftovers()).toEqual([]);
   });
 
-  it('a command after which GRUB no longer shows "Recover to factory default": the proof boot says so, nothing written', {
+  it('a failing command (--json): exit 8, its exit status and output in the error; the old image as it was, no new image', {
     timeout: 900_000,
   }, async () => {
     const before = oldState();
-    const rename = "sed -i 's/Recover to factory default/Factory (renamed)/' /boot/grub/grub.cfg";
-    const { run } = update(key, ['/bin/sh', '-c', rename], 'tcg');
-    await expect(run).rejects.toThrow(
-      /proof boot: GRUB's menu did not show "Recover to factory default": not updated/,
+    const r = await goldenUpdate(
+      ['--accel', 'tcg', '--json'],
+      ['--', '/bin/sh', '-c', `echo probe > ${PROBE}; echo cannot install >&2; exit 7`],
+    );
+    expect(r.code).toBe(8);
+    const err = JSON.parse(r.stdout) as { code: number; message: string };
+    expect(err.code).toBe(8);
+    expect(err.message).toBe('/bin/sh failed (exit 7): cannot install');
+    expect(r.stderr).toContain('zshield: /bin/sh failed (exit 7): cannot install');
+    expect(oldState()).toEqual(before);
+    expect(fs.existsSync(newImage)).toBe(false);
+    expect(fs.existsSync(manifestPathOf(newImage))).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('--script after which GRUB no longer shows "Recover to factory default": the proof boot says so (exit 10), nothing written', {
+    timeout: 900_000,
+  }, async () => {
+    const before = oldState();
+    const script = path.join(workDir, 'rename.sh');
+    fs.writeFileSync(
+      script,
+      "sed -i 's/Recover to factory default/Factory (renamed)/' /boot/grub/grub.cfg\n",
+    );
+    const r = await goldenUpdate(['--accel', 'tcg', '--script', script]);
+    expect(r.code).toBe(10);
+    expect(r.stderr).toMatch(
+      /^zshield: proof boot: GRUB's menu did not show "Recover to factory default": not updated$/m,
     );
     expect(oldState()).toEqual(before);
     expect(fs.existsSync(newImage)).toBe(false);
+    expect(leftovers()).toEqual([]);
   });
 
-  it('a command that writes a file into the root: proven by a GRUB boot, a new signed image that has the file', {
+  it('-- CMD writing a file into the root (--json): proven by a GRUB boot, a new signed image beside the old that has the file', {
     timeout: 900_000,
   }, async () => {
     const before = oldState();
-    const { ctx, run } = update(key, ['/bin/sh', '-c', `echo updated > ${PROBE}`], 'auto');
-    const r = await run;
-    console.log(ctx.printed.join('\n'));
-    expect(r!.out).toBe(newImage);
+    const r = await goldenUpdate(['--json'], ['--', '/bin/sh', '-c', `echo updated > ${PROBE}`]);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as {
+      out: string;
+      accel: string;
+      manifest: { name: string; version: string };
+    };
+    expect(doc.out).toBe(newImage);
+    expect(['kvm', 'tcg']).toContain(doc.accel);
+    expect(doc.manifest).toMatchObject({ name: 'box', version: '1.1' });
     const v = await verifyGoldenImage(newImage, [key.publicText]);
     expect(v.badChunks).toEqual([]);
-    expect(v.manifest).toMatchObject({ name: 'box', version: '1.1' });
+    expect(v.manifest).toEqual(doc.manifest);
     expect(await fileInImage(newImage, key, PROBE)).toBe('updated\n');
     expect(oldState()).toEqual(before);
     expect(await fileInImage(oldImage, key, PROBE)).toBe('');
+    expect(leftovers()).toEqual([]);
   });
 });
