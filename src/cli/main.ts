@@ -6,6 +6,7 @@ import type { CommandKit } from '../context.js';
 import { daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
+import { aptHookCommand } from '../hooks/cli.js';
 import {
   historyCommands,
   offboxAtBoot,
@@ -41,6 +42,7 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     remoteCommand(kit),
     keygenCommand(kit),
     ...historyCommands(kit),
+    aptHookCommand(kit),
   ];
 }
 

@@ -1,0 +1,146 @@
+// The Debian package as build/package.sh makes it: what it holds, where, with which modes; its
+// control fields and maintainer scripts; the man page and bash completion generated from the
+// command tree; lintian's verdict (no error; no warning beyond build/debian/lintian-warnings.txt).
+// In the host project (run once by build/check.sh) rather than the unit project: packing the
+// 100 MB binary and lintian's look at it take about a minute on an idle machine (build/check.sh
+// has built the binary already; package.sh rebuilds it only when a source is newer).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string })
+  .version;
+const run = (file: string, args: string[], opts: { cwd?: string } = {}) =>
+  execFileSync(file, args, { cwd: opts.cwd ?? REPO, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+
+let deb = '';
+let tree = '';
+
+beforeAll(() => {
+  const out = run('bash', ['build/package.sh', '--no-build']).trim().split('\n');
+  deb = path.resolve(REPO, out.at(-1)!);
+  tree = mkdtempSync(path.join(tmpdir(), 'zshield-deb-test-'));
+  run('dpkg-deb', ['-x', deb, tree]);
+  run('dpkg-deb', ['-e', deb, path.join(tree, 'DEBIAN')]);
+}, 900_000);
+
+afterAll(() => {
+  if (tree) rmSync(tree, { recursive: true, force: true });
+});
+
+describe('build/package.sh', () => {
+  it('names the package from package.json and fills its control fields', () => {
+    expect(path.basename(deb)).toBe(`zshield_${VERSION.replace(/-/g, '~')}_amd64.deb`);
+    const field = (f: string) => run('dpkg-deb', ['-f', deb, f]).trim();
+    expect(field('Package')).toBe('zshield');
+    expect(field('Version')).toBe(VERSION.replace(/-/g, '~'));
+    expect(field('Architecture')).toBe('amd64');
+    // dpkg-shlibdeps' libraries of the Node runtime, then the tools zshield drives.
+    expect(field('Depends')).toMatch(/^libc6 \(>= [\d.]+\).*, lvm2, rsync, e2fsprogs$/);
+  });
+
+  it('puts each file where the README says, with its mode', () => {
+    const listing = run('dpkg-deb', ['-c', deb]);
+    const entry = (p: string) =>
+      listing.split('\n').find((l) => l.endsWith(` ./${p}`) || l.includes(` ./${p} -> `));
+    const expectations: [string, RegExp][] = [
+      ['usr/sbin/zshield', /^-rwxr-xr-x root\/root/],
+      ['usr/sbin/zshield_backup', /^lrwxrwxrwx root\/root .* -> zshield$/],
+      ['lib/systemd/system/zshield.service', /^-rw-r--r--/],
+      ['lib/systemd/system/zshield-boot.service', /^-rw-r--r--/],
+      ['etc/grub.d/40_zshield', /^-rwxr-xr-x/],
+      ['etc/zshield/zshield.conf', /^-rw-r--r--/],
+      ['etc/apt/apt.conf.d/80zshield', /^-rw-r--r--/],
+      ['usr/share/man/man8/zshield.8.gz', /^-rw-r--r--/],
+      ['usr/share/man/man8/zshield_backup.8.gz', /-> zshield\.8\.gz$/],
+      ['usr/share/bash-completion/completions/zshield', /^-rw-r--r--/],
+      ['usr/share/doc/zshield/README.md.gz', /^-rw-r--r--/],
+      ['usr/share/doc/zshield/examples/rc.local.snippet', /^-rw-r--r--/],
+      ['usr/share/doc/zshield/examples/zshield-alerts.rules.yml', /^-rw-r--r--/],
+      ['usr/share/doc/zshield/copyright', /^-rw-r--r--/],
+      ['usr/share/doc/zshield/changelog.gz', /^-rw-r--r--/],
+      ['usr/share/lintian/overrides/zshield', /^-rw-r--r--/],
+    ];
+    for (const [p, mode] of expectations) expect(entry(p), p).toMatch(mode);
+    expect(readlinkSync(path.join(tree, 'usr/sbin/zshield_backup'))).toBe('zshield');
+  });
+
+  it('ships the units, the grub.d script, the config and the apt hook as they are in the repository', () => {
+    const same = (inDeb: string, inRepo: string) =>
+      expect(readFileSync(path.join(tree, inDeb), 'utf8'), inDeb).toBe(
+        readFileSync(path.join(REPO, inRepo), 'utf8'),
+      );
+    same('lib/systemd/system/zshield.service', 'rc/zshield.service');
+    same('lib/systemd/system/zshield-boot.service', 'rc/zshield-boot.service');
+    same('etc/grub.d/40_zshield', 'grub/40_zshield');
+    same('etc/zshield/zshield.conf', 'rc/zshield.conf.example');
+    same('etc/apt/apt.conf.d/80zshield', 'rc/zshield.apt.conf');
+    expect(readFileSync(path.join(tree, 'DEBIAN/conffiles'), 'utf8').trim().split('\n').sort()).toEqual([
+      '/etc/apt/apt.conf.d/80zshield',
+      '/etc/grub.d/40_zshield',
+      '/etc/zshield/zshield.conf',
+    ]);
+    // The binary inside is this version (it runs on the host: same architecture).
+    expect(run(path.join(tree, 'usr/sbin/zshield'), ['--version']).trim()).toBe(VERSION);
+  });
+
+  it('has maintainer scripts sh can read, none of which takes a backup or touches LVM', () => {
+    for (const s of ['postinst', 'prerm', 'postrm']) {
+      const file = path.join(tree, 'DEBIAN', s);
+      expect(statSync(file).mode & 0o777, s).toBe(0o755);
+      expect(spawnSync('sh', ['-n', file]).status, s).toBe(0);
+      const text = readFileSync(file, 'utf8');
+      expect(text, s).not.toMatch(/\b(lvcreate|lvremove|lvconvert|zshield backup|zshield_backup)\b/);
+    }
+    const postinst = readFileSync(path.join(tree, 'DEBIAN/postinst'), 'utf8');
+    // The daemon is started; the boot hook is enabled, never started.
+    expect(postinst).toMatch(/deb-systemd-invoke "\$_dsi_action" zshield\.service/);
+    expect(postinst).not.toMatch(/deb-systemd-invoke \S+ zshield-boot/);
+    expect(readFileSync(path.join(tree, 'DEBIAN/postrm'), 'utf8')).toMatch(
+      /purge\)[\s\S]*rm -rf \/etc\/zshield/,
+    );
+  });
+
+  it('has a man page and a bash completion that name every command of the tree', () => {
+    const man = gunzipSync(readFileSync(path.join(tree, 'usr/share/man/man8/zshield.8.gz'))).toString();
+    expect(man).toMatch(/^\.TH ZSHIELD 8 "" "zshield /);
+    const help = run(path.join(tree, 'usr/sbin/zshield'), ['--help']);
+    const commands = [...help.matchAll(/^ {2}zshield (\S+)/gm)].map((m) => m[1]!);
+    expect(commands.length).toBeGreaterThan(8);
+    for (const c of commands) expect(man, c).toContain(`.B zshield ${c.replace(/-/g, '\\-')}`);
+    // man(1) renders it without a warning.
+    const rendered = spawnSync('man', ['--warnings', '-l', '-'], {
+      input: man,
+      encoding: 'utf8',
+      env: { ...process.env, MANWIDTH: '100', MAN_KEEP_FORMATTING: '' },
+    });
+    if (rendered.error === undefined && rendered.status === 0) expect(rendered.stderr).toBe('');
+    const completion = path.join(tree, 'usr/share/bash-completion/completions/zshield');
+    const complete = (line: string) => {
+      const words = line.split(' ');
+      const script = `source ${completion}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _zshield; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      return run('bash', ['-c', script]).trim().split('\n');
+    };
+    expect(complete('zshield ')).toEqual(expect.arrayContaining(commands));
+    expect(complete('zshield image ')).toEqual(expect.arrayContaining(['create', 'verify']));
+    expect(complete('zshield backup --r')).toEqual(['--reason']);
+    expect(complete('zshield --dry-run image ver')).toEqual(['verify']);
+  });
+
+  it('passes lintian: no error, no warning beyond the listed ones', () => {
+    const r = spawnSync('lintian', ['--pedantic', deb], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    const tags = r.stdout.split('\n').filter((l) => /^[EWIPX]: /.test(l));
+    expect(tags.filter((l) => l.startsWith('E: '))).toEqual([]);
+    const listed = readFileSync(path.join(REPO, 'build/debian/lintian-warnings.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'));
+    const warnings = tags.filter((l) => l.startsWith('W: ')).map((l) => l.replace(/^W: zshield: /, ''));
+    expect(warnings.filter((w) => !listed.includes(w))).toEqual([]);
+    // An override lintian no longer needs would hide nothing: keep the list honest.
+    expect(tags.filter((l) => /unused-override|mismatched-override/.test(l))).toEqual([]);
+  }, 600_000);
+});
