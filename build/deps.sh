@@ -24,6 +24,8 @@ apt_install binutils rsync util-linux ca-certificates grub-common restic
 apt_install udpcast iproute2
 # dpkg-dev (dpkg-shlibdeps) and lintian for the Debian package (build/package.sh, its host test).
 apt_install dpkg-dev lintian
+# promtool for the metrics tests, out of Debian's prometheus package (never installed: it starts a server).
+bash build/promtool.sh >/dev/null
 
 # npm ci only when node_modules does not match the lock file.
 stamp=node_modules/.zshield-lock-stamp

@@ -2,8 +2,8 @@ import path from 'node:path';
 import yargs, { type Argv, type CommandModule } from 'yargs';
 import { cloneCommand } from '../clone/cli.js';
 import { configCommand } from '../config/cli.js';
-import type { CommandKit } from '../context.js';
-import { daemonCommand, startDaemon } from '../daemon/cli.js';
+import type { CommandKit, Context } from '../context.js';
+import { type StartDaemon, daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
 import { aptHookCommand } from '../hooks/cli.js';
@@ -29,11 +29,13 @@ import { Session } from './session.js';
  * the README's command tables.
  */
 export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): CommandModule[] {
+  // The daemon writes the metrics file after each health check (one writer: src/metrics).
+  const daemon: StartDaemon = (ctx, a) => startDaemon(ctx, a, { afterCheck: metricsAfterJob });
   return [
     backupCommand(kit, opts),
     statusCommand(kit),
-    daemonCommand(kit),
-    bootCommand(kit, { daemon: startDaemon, offbox: offboxAtBoot }),
+    daemonCommand(kit, daemon),
+    bootCommand(kit, { daemon, offbox: offboxAtBoot }),
     recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
     goldenCommand(kit),
     configCommand(kit, { checks: [remoteConfigCheck], edit: configEditCommand(kit) }),
@@ -69,9 +71,22 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   } catch (err) {
     exit = report(err, session.log, json ?? args.includes('--json'));
   } finally {
+    // After a job, successful or not, the metrics file says what it left (a failed backup too).
+    if (session.lastContext && JOB_COMMANDS.has(args.find((w) => !w.startsWith('-')) ?? '')) {
+      await metricsAfterJob(session.lastContext);
+    }
     await session.close();
   }
   return exit;
+}
+
+/** The commands after which the metrics file is rewritten (the daemon's after each check). */
+const JOB_COMMANDS = new Set(['backup', 'apt-hook', 'recover', 'boot', 'image', 'history', 'remote']);
+
+/** Never throws (src/metrics logs its own failure); loaded only when it writes. */
+async function metricsAfterJob(ctx: Context): Promise<void> {
+  const { writeMetrics } = await import('../metrics/write.js');
+  await writeMetrics(ctx);
 }
 
 function cliParser(args: string[], commands: CommandModule[]): Argv {

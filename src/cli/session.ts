@@ -10,6 +10,8 @@ import { ExecaRunner } from '../system/runner.js';
  */
 export class Session {
   log: Logger | undefined;
+  /** The context the command made (main() writes the metrics file after a job with it). */
+  lastContext: Context | undefined;
   private readonly abort = new AbortController();
   private readonly onSignal = (sig: NodeJS.Signals) => {
     this.log?.warn(`${sig} received: stopping`);
@@ -32,7 +34,7 @@ export class Session {
       process.on('SIGINT', this.onSignal);
       process.on('SIGTERM', this.onSignal);
     }
-    return {
+    this.lastContext = {
       config,
       configFile: loaded.file,
       // LVM commands see the system disk's PVs only when another disk has a VG of the same name.
@@ -46,6 +48,7 @@ export class Session {
       dryRun,
       signal: this.abort.signal,
     };
+    return this.lastContext;
   };
 
   async close(): Promise<void> {

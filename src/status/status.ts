@@ -50,7 +50,14 @@ export interface StatusReport {
   lastBackup: LastBackup | null;
   /** Image backups of this host in image.dir; null when image backup is not in use. */
   images: ImagesStatus | null;
-  daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
+  daemon: {
+    running: boolean;
+    pid: number | null;
+    nextRun: string | null;
+    lastHealth: string | null;
+    /** When the running daemon last checked the snapshot's health (null: no daemon running). */
+    lastCheck: string | null;
+  };
   /**
    * VGs of the same name on other disks: zshield's LVM commands are restricted to the system
    * disk's PVs and never see them (empty when there is none).
@@ -147,6 +154,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       pid: daemon?.pid ?? null,
       nextRun,
       lastHealth: daemon?.lastHealth ?? null,
+      lastCheck: daemon?.lastCheck ?? null,
     },
     foreignVgs: await foreignVgs(ctx),
   };
