@@ -59,11 +59,14 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   const kit: CommandKit = { context: session.context, waitOption: WAIT_OPTION, waitMs };
   // Whether the command asked for JSON: then a failure is reported on stdout as JSON too.
   let json: boolean | undefined;
+  // The command that ran (yargs' first word), for the metrics file after a job.
+  let command = '';
   const parser = cliParser(
     args,
     commandModules(kit, { defaultReason: asBackup ? 'pre-upgrade' : 'manual' }),
   ).middleware((a) => {
     json = a['json'] === true;
+    command = String(a._[0] ?? '');
   });
   let exit: number = ExitCode.ok;
   try {
@@ -72,7 +75,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
     exit = report(err, session.log, json ?? args.includes('--json'));
   } finally {
     // After a job, successful or not, the metrics file says what it left (a failed backup too).
-    if (session.lastContext && JOB_COMMANDS.has(args.find((w) => !w.startsWith('-')) ?? '')) {
+    if (session.lastContext && JOB_COMMANDS.has(command)) {
       await metricsAfterJob(session.lastContext);
     }
     await session.close();

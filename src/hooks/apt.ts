@@ -84,13 +84,20 @@ const SYSTEM_PATHS: FactPaths = {
   pid1Environ: '/proc/1/environ',
 };
 
-/** Find what the decision needs. Reads only. */
-export async function probeAptFacts(ctx: Context, paths: FactPaths = SYSTEM_PATHS): Promise<AptHookFacts> {
+/**
+ * Find what the decision needs. Reads only; LVM only when asked (`lvm`): the hook asks once every
+ * other rule allows a backup, so a box the hook skips anyway is not probed on every apt run.
+ */
+export async function probeAptFacts(
+  ctx: Context,
+  paths: FactPaths = SYSTEM_PATHS,
+  lvm = true,
+): Promise<AptHookFacts> {
   return {
     chroot: isChroot(paths),
     container: containerOf(paths),
     rootReadOnly: await isReadOnly(paths.root),
-    restorePointTime: await restorePointTime(ctx),
+    restorePointTime: lvm ? await restorePointTime(ctx) : null,
   };
 }
 
@@ -116,7 +123,8 @@ function containerOf(paths: FactPaths): string | null {
     try {
       name = readFileSync(marker, 'utf8').trim().split('\n')[0]!;
     } catch {}
-    return name && !name.includes('=') ? name : marker;
+    if (name && !name.includes('=')) return name;
+    return marker.endsWith('.dockerenv') ? 'docker' : marker;
   }
   try {
     const env = readFileSync(paths.pid1Environ, 'utf8').split('\0');
@@ -182,7 +190,10 @@ export async function runAptHook(
   self: string[] = selfArgv(),
   paths: FactPaths = SYSTEM_PATHS,
 ): Promise<AptHookResult> {
-  const decision = decideAptHook(await probeAptFacts(ctx, paths), ctx.config, ctx.clock.now());
+  let decision = decideAptHook(await probeAptFacts(ctx, paths, false), ctx.config, ctx.clock.now());
+  if (decision.action === 'backup' && ctx.config.hooks.aptMinIntervalMinutes > 0) {
+    decision = decideAptHook(await probeAptFacts(ctx, paths), ctx.config, ctx.clock.now());
+  }
   if (decision.action === 'skip') {
     ctx.log.info(`apt hook: no pre-upgrade backup: ${decision.why}`);
     return { action: 'skip', why: decision.why, result: 'skipped', error: null };

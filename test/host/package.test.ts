@@ -5,7 +5,16 @@
 // 100 MB binary and lintian's look at it take about a minute on an idle machine (build/check.sh
 // has built the binary already; package.sh rebuilds it only when a source is newer).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -129,6 +138,113 @@ describe('build/package.sh', () => {
     expect(complete('zshield image ')).toEqual(expect.arrayContaining(['create', 'verify']));
     expect(complete('zshield backup --r')).toEqual(['--reason']);
     expect(complete('zshield --dry-run image ver')).toEqual(['verify']);
+  });
+
+  it("apt reads the hook's config: DPkg::Pre-Invoke runs zshield apt-hook when the binary is there", () => {
+    const dump = run('apt-config', ['-c', path.join(tree, 'etc/apt/apt.conf.d/80zshield'), 'dump']);
+    expect(dump).toContain(
+      'DPkg::Pre-Invoke:: "if [ -x /usr/sbin/zshield ]; then /usr/sbin/zshield apt-hook; fi";',
+    );
+  });
+
+  it("the packaged binary's apt hook decides from its config, and the job rewrites the metrics file", () => {
+    const work = path.join(tree, 'work');
+    const textfile = path.join(work, 'textfile', 'zshield.prom');
+    mkdirSync(path.dirname(textfile), { recursive: true });
+    const config = (hooks: object, serial: string | null) => {
+      const file = path.join(work, 'zshield.conf');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          hooks,
+          disks: { system: { serial } },
+          metrics: { textfile },
+          log: { file: null },
+          paths: {
+            stateDir: path.join(work, 'state'),
+            runDir: path.join(work, 'run'),
+            eventLog: path.join(work, 'boot', 'events.jsonl'),
+          },
+        }),
+      );
+      return file;
+    };
+    const hook = (conf: string) => {
+      const r = spawnSync(path.join(tree, 'usr/sbin/zshield'), ['-c', conf, 'apt-hook', '--json'], {
+        encoding: 'utf8',
+      });
+      return { status: r.status, json: JSON.parse(r.stdout) as Record<string, unknown>, stderr: r.stderr };
+    };
+    const off = hook(config({ aptBackup: false }, 'SYS-1'));
+    expect(off).toMatchObject({
+      status: 0,
+      json: { action: 'skip', why: 'hooks.aptBackup is false', result: 'skipped', error: null },
+    });
+    // This host is a container (or the config names no disk): either way no backup is taken.
+    const notSetUp = hook(config({}, null));
+    expect(notSetUp.status).toBe(0);
+    expect(notSetUp.json).toMatchObject({ action: 'skip', result: 'skipped' });
+    expect(String(notSetUp.json['why'])).toMatch(/container|chroot|names no system disk/);
+    // The job left the metrics file (status's data), and promtool reads it clean.
+    const promtool = run('bash', ['build/promtool.sh']).trim();
+    const check = spawnSync(promtool, ['check', 'metrics'], {
+      input: readFileSync(textfile),
+      encoding: 'utf8',
+    });
+    expect(`${check.stdout}${check.stderr}`).toBe('');
+    expect(check.status).toBe(0);
+    expect(readFileSync(textfile, 'utf8')).toContain(`zshield_info{version="${VERSION}"} 1`);
+    expect(readdirSync(path.dirname(textfile))).toEqual(['zshield.prom']);
+  });
+
+  it('dpkg installs, upgrades, removes and purges it with its maintainer scripts (in a throwaway root)', () => {
+    // test/host/dpkg-root.sh: an overlay of this host's / in a mount namespace of its own.
+    const out = path.join(tree, 'dpkg-root');
+    mkdirSync(out);
+    run('unshare', ['-m', '--propagation', 'private', 'bash', 'test/host/dpkg-root.sh', deb, out]);
+    const step = (name: string) =>
+      Object.fromEntries(
+        readFileSync(path.join(out, `${name}.txt`), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)]),
+      );
+    const wants = 'etc/systemd/system/multi-user.target.wants';
+    const installed = {
+      'usr/sbin/zshield': '755',
+      'usr/sbin/zshield_backup': 'link zshield',
+      'etc/zshield/zshield.conf': '644',
+      'etc/apt/apt.conf.d/80zshield': '644',
+      'etc/grub.d/40_zshield': '755',
+      'lib/systemd/system/zshield.service': '644',
+      'var/lib/zshield': '700',
+      'var/log/zshield': '750',
+      // Both units enabled (deb-systemd-helper); nothing started: this root runs no systemd.
+      [`${wants}/zshield.service`]: 'link /lib/systemd/system/zshield.service',
+      [`${wants}/zshield-boot.service`]: 'link /lib/systemd/system/zshield-boot.service',
+      status: 'install ok installed',
+    };
+    expect(step('installed')).toMatchObject(installed);
+    expect(step('upgraded')).toMatchObject(installed);
+    expect(readFileSync(path.join(out, 'install.log'), 'utf8')).not.toMatch(/update-grub|warning|error/i);
+    // Remove: the daemon's files go; config (the admin's edit kept) and data stay.
+    expect(step('removed')).toMatchObject({
+      'usr/sbin/zshield': 'absent',
+      'lib/systemd/system/zshield.service': 'absent',
+      'etc/zshield/zshield.conf': '644',
+      config: '{"log":{"level":"debug"}}',
+      'var/lib/zshield': '700',
+      status: 'deinstall ok config-files',
+    });
+    // Purge: the config goes (and the conffiles, and the units' enablement); the data stays.
+    expect(step('purged')).toMatchObject({
+      'etc/zshield/zshield.conf': 'absent',
+      'etc/apt/apt.conf.d/80zshield': 'absent',
+      'etc/grub.d/40_zshield': 'absent',
+      [`${wants}/zshield.service`]: 'absent',
+      'var/lib/zshield': '700',
+      status: '',
+    });
   });
 
   it('passes lintian: no error, no warning beyond the listed ones', () => {

@@ -143,6 +143,11 @@ describe('probeAptFacts', () => {
     writeFileSync(paths.pid1Environ, 'container=lxc\0');
     const noVg = await probeAptFacts(ctxWith(null), paths);
     expect(noVg).toMatchObject({ container: 'lxc', restorePointTime: null });
+    // Docker's marker is empty: the container is named for it.
+    writeFileSync(path.join(t.dir, '.dockerenv'), '');
+    expect(
+      await probeAptFacts(ctxWith(null), { ...paths, containerMarkers: [path.join(t.dir, '.dockerenv')] }),
+    ).toMatchObject({ container: 'docker' });
     // No /proc at all: an image being built.
     expect(
       await probeAptFacts(ctxWith(null), { ...paths, pid1Root: path.join(t.dir, 'no-proc') }),
@@ -220,6 +225,15 @@ describe('runAptHook', () => {
     const b = setup({ backup: failing, edit: (c) => (c.hooks.aptRequireBackup = true) });
     await expect(runAptHook(b.ctx, SELF, facts)).rejects.toThrow(RefusedError);
     await expect(runAptHook(b.ctx, SELF, facts)).rejects.toThrow(/the upgrade is stopped/);
+  });
+
+  it('a box the hook skips anyway is not probed (no LVM command on every apt run)', async () => {
+    const { runner, ctx } = setup({ edit: (c) => (c.hooks.aptBackup = false) });
+    expect(await runAptHook(ctx, SELF, facts)).toMatchObject({
+      action: 'skip',
+      why: 'hooks.aptBackup is false',
+    });
+    expect(runner.calls).toEqual([]);
   });
 
   it('a skip runs no backup', async () => {
