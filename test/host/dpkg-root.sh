@@ -33,6 +33,21 @@ snapshot() {
 
 dpkg --root="$root" --force-depends -i "$deb" >"$out/install.log" 2>&1
 snapshot installed
+# apt runs the package's hook (DPkg::Pre-Invoke) before dpkg: here, in a chroot, it takes no backup
+# and says why in zshield's log. A local package of nothing, installed twice (one hook run per apt
+# run that calls dpkg). apt needs /dev; /proc stays unmounted (an image being built).
+mount --rbind /dev "$root/dev"
+dummy=$work/dummy
+mkdir -p "$dummy/DEBIAN"
+printf 'Package: zshield-test-dummy\nVersion: 1\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: test\n' \
+  >"$dummy/DEBIAN/control"
+dpkg-deb --root-owner-group --build "$dummy" "$root/tmp/dummy.deb" >/dev/null
+for i in 1 2; do
+  chroot "$root" apt-get install -y --reinstall /tmp/dummy.deb >"$out/apt-$i.log" 2>&1
+  grep -c "apt hook" "$root/var/log/zshield/zshield.log" >"$out/apt-hook-count-$i.txt" || true
+done
+
+umount -R "$root/dev"
 # An upgrade to the same version: the maintainer scripts' upgrade path.
 dpkg --root="$root" --force-depends -i "$deb" >"$out/upgrade.log" 2>&1
 snapshot upgraded

@@ -197,7 +197,7 @@ describe('build/package.sh', () => {
     expect(readdirSync(path.dirname(textfile))).toEqual(['zshield.prom']);
   });
 
-  it('dpkg installs, upgrades, removes and purges it with its maintainer scripts (in a throwaway root)', () => {
+  it('dpkg installs, upgrades, removes and purges it with its maintainer scripts; apt runs its hook (in a throwaway root)', () => {
     // test/host/dpkg-root.sh: an overlay of this host's / in a mount namespace of its own.
     const out = path.join(tree, 'dpkg-root');
     mkdirSync(out);
@@ -227,6 +227,13 @@ describe('build/package.sh', () => {
     expect(step('installed')).toMatchObject(installed);
     expect(step('upgraded')).toMatchObject(installed);
     expect(readFileSync(path.join(out, 'install.log'), 'utf8')).not.toMatch(/update-grub|warning|error/i);
+    // apt ran the hook once per apt run that called dpkg; in a chroot it took no backup, and said so
+    // on apt's terminal and in zshield's log.
+    const hookLines = (i: number) => Number(readFileSync(path.join(out, `apt-hook-count-${i}.txt`), 'utf8'));
+    expect([hookLines(1), hookLines(2)]).toEqual([1, 2]);
+    expect(readFileSync(path.join(out, 'apt-1.log'), 'utf8')).toContain(
+      'apt hook: no pre-upgrade backup: running in a chroot (no system of its own to back up)',
+    );
     // Remove: the daemon's files go; config (the admin's edit kept) and data stay.
     expect(step('removed')).toMatchObject({
       'usr/sbin/zshield': 'absent',
