@@ -22,6 +22,10 @@ command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 apt_install binutils rsync util-linux ca-certificates grub-common restic
 # udpcast and iproute2 for the host tests of multicast cloning (network namespaces, as root).
 apt_install udpcast iproute2
+# dpkg-dev (dpkg-shlibdeps) and lintian for the Debian package (build/package.sh, its host test).
+apt_install dpkg-dev lintian
+# promtool for the metrics tests, out of Debian's prometheus package (never installed: it starts a server).
+bash build/promtool.sh >/dev/null
 
 # npm ci only when node_modules does not match the lock file.
 stamp=node_modules/.zshield-lock-stamp

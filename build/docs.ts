@@ -29,7 +29,7 @@ const argName = (o: OptionDoc): string => {
   return ` ${o.name.split('-').at(-1)!.toUpperCase()}`;
 };
 
-function synopsis(c: CommandDoc): string {
+export function synopsis(c: CommandDoc): string {
   const words = c.command.split(' ').map((w) => w.replace(/^<(.*)>$/, (_m, p: string) => p.toUpperCase()));
   const opts = c.options.filter((o) => !o.positional).map((o) => `[--${o.name}${argName(o)}]`);
   return ['zshield', ...words, ...opts].join(' ');
@@ -37,14 +37,14 @@ function synopsis(c: CommandDoc): string {
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-function valueText(d: Options): string {
+export function valueText(d: Options): string {
   if (d.choices) return (d.choices as readonly unknown[]).map((c) => `\`${c}\``).join(', ');
   if (d.type === 'boolean') return 'flag';
   if (d.type === 'number') return 'number';
   return 'text';
 }
 
-function defaultText(d: Options): string {
+export function defaultText(d: Options): string {
   if (d.default === undefined || d.type === 'boolean') return '';
   return `\`${String(d.default)}\``;
 }
@@ -211,4 +211,5 @@ function main(): number {
   return 0;
 }
 
-process.exitCode = main();
+// Also imported for its command tree (build/manpage.ts): act only when run as the script.
+if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) process.exitCode = main();

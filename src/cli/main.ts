@@ -3,9 +3,10 @@ import yargs, { type Argv, type CommandModule } from 'yargs';
 import { cloneCommand } from '../clone/cli.js';
 import { configCommand } from '../config/cli.js';
 import type { CommandKit, Context } from '../context.js';
-import { daemonCommand, startDaemon } from '../daemon/cli.js';
+import { type StartDaemon, daemonCommand, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
+import { aptHookCommand } from '../hooks/cli.js';
 import {
   historyCommands,
   offboxAtBoot,
@@ -33,11 +34,13 @@ const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.j
  * the README's command tables.
  */
 export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): CommandModule[] {
+  // The daemon writes the metrics file after each health check (one writer: src/metrics).
+  const daemon: StartDaemon = (ctx, a) => startDaemon(ctx, a, { afterCheck: metricsAfterJob });
   return [
     backupCommand(kit, opts),
     statusCommand(kit),
-    daemonCommand(kit),
-    bootCommand(kit, { daemon: startDaemon, offbox: offboxAtBoot }),
+    daemonCommand(kit, daemon),
+    bootCommand(kit, { daemon, offbox: offboxAtBoot }),
     recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
     goldenCommand(kit),
     configCommand(kit, {
@@ -49,6 +52,7 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     remoteCommand(kit),
     keygenCommand(kit),
     ...historyCommands(kit),
+    aptHookCommand(kit),
   ];
 }
 
@@ -63,11 +67,14 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   const kit: CommandKit = { context: session.context, waitOption: WAIT_OPTION, waitMs };
   // Whether the command asked for JSON: then a failure is reported on stdout as JSON too.
   let json: boolean | undefined;
+  // The command that ran (yargs' first word), for the metrics file after a job.
+  let command = '';
   const parser = cliParser(
     args,
     commandModules(kit, { defaultReason: asBackup ? 'pre-upgrade' : 'manual' }),
   ).middleware((a) => {
     json = a['json'] === true;
+    command = String(a._[0] ?? '');
   });
   let exit: number = ExitCode.ok;
   try {
@@ -75,9 +82,22 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   } catch (err) {
     exit = report(err, session.log, json ?? args.includes('--json'));
   } finally {
+    // After a job, successful or not, the metrics file says what it left (a failed backup too).
+    if (session.lastContext && JOB_COMMANDS.has(command)) {
+      await metricsAfterJob(session.lastContext);
+    }
     await session.close();
   }
   return exit;
+}
+
+/** The commands after which the metrics file is rewritten (the daemon's after each check). */
+const JOB_COMMANDS = new Set(['backup', 'apt-hook', 'recover', 'boot', 'image', 'history', 'remote']);
+
+/** Never throws (src/metrics logs its own failure); loaded only when it writes. */
+async function metricsAfterJob(ctx: Context): Promise<void> {
+  const { writeMetrics } = await import('../metrics/write.js');
+  await writeMetrics(ctx);
 }
 
 export function cliParser(args: string[], commands: CommandModule[]): Argv {

@@ -11,6 +11,8 @@ import { writesFor } from '../system/writes.js';
  */
 export class Session {
   log: Logger | undefined;
+  /** The context the command made (main() writes the metrics file after a job with it). */
+  lastContext: Context | undefined;
   private readonly abort = new AbortController();
   private readonly onSignal = (sig: NodeJS.Signals) => {
     this.log?.warn(`${sig} received: stopping`);
@@ -36,7 +38,7 @@ export class Session {
       process.on('SIGINT', this.onSignal);
       process.on('SIGTERM', this.onSignal);
     }
-    return {
+    this.lastContext = {
       config,
       configFile: loaded.file,
       // LVM commands see the system disk's PVs only when another disk has a VG of the same name.
@@ -51,6 +53,7 @@ export class Session {
       writes: writesFor(dryRun),
       signal: this.abort.signal,
     };
+    return this.lastContext;
   };
 
   async close(): Promise<void> {

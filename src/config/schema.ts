@@ -230,6 +230,52 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    hooks: z
+      .object({
+        aptBackup: z
+          .boolean()
+          .default(true)
+          .describe(
+            "take a restore point (reason pre-upgrade) before every apt run that changes packages (the package's apt hook, `zshield apt-hook`); false: the hook does nothing",
+          ),
+        aptRequireBackup: z
+          .boolean()
+          .default(false)
+          .describe(
+            'true: a failed pre-upgrade backup stops the apt run; false: the upgrade goes on and the failure is logged and shown',
+          ),
+        aptMinIntervalMinutes: z
+          .number()
+          .int()
+          .min(0)
+          .max(10080)
+          .default(60)
+          .describe(
+            'no new pre-upgrade backup when the restore point is younger than this (two apt runs in a row make one restore point); 0: always',
+          ),
+        aptTimeoutSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .max(3600)
+          .default(300)
+          .describe(
+            "the apt hook's time limit for its backup, the wait for another zshield's lock included; past it the backup counts as failed",
+          ),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        textfile: z
+          .union([absPath, z.null()])
+          .default('/var/lib/prometheus/node-exporter/zshield.prom')
+          .describe(
+            "Prometheus text file written after every job and the daemon's health check (node_exporter's textfile collector folder: Debian's default); a missing folder skips it; null: none",
+          ),
+      })
+      .strict()
+      .prefault({}),
     remote: remoteSchema.prefault({}),
     image: imageSchema.prefault({}),
     history: historySchema.prefault({}),

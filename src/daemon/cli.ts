@@ -1,8 +1,11 @@
 import type { Argv, CommandModule } from 'yargs';
 import { loadConfig } from '../config/load.js';
 import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { DaemonHooks } from './daemon.js';
 
-export function daemonCommand(kit: CommandKit): CommandModule {
+export type StartDaemon = (ctx: Context, a: CommandArgs) => Promise<void>;
+
+export function daemonCommand(kit: CommandKit, start: StartDaemon = startDaemon): CommandModule {
   return {
     command: 'daemon',
     describe:
@@ -12,13 +15,20 @@ export function daemonCommand(kit: CommandKit): CommandModule {
       const a = argv as unknown as CommandArgs;
       // The daemon finishes a running backup on SIGTERM instead of aborting it.
       const ctx = await kit.context(a, { abortOnSignal: false });
-      await startDaemon(ctx, a);
+      await start(ctx, a);
     },
   };
 }
 
-/** The daemon with the config it reloads on SIGHUP (the file the command line named). */
-export async function startDaemon(ctx: Context, a: CommandArgs): Promise<void> {
+/**
+ * The daemon with the config it reloads on SIGHUP (the file the command line named), and what runs
+ * after each health check (cli/main.ts gives the metrics writer: the daemon does not import it).
+ */
+export async function startDaemon(
+  ctx: Context,
+  a: CommandArgs,
+  more: Pick<DaemonHooks, 'afterCheck'> = {},
+): Promise<void> {
   const { runDaemon } = await import('./daemon.js');
-  await runDaemon(ctx, { reloadConfig: async () => (await loadConfig(a.config)).config });
+  await runDaemon(ctx, { reloadConfig: async () => (await loadConfig(a.config)).config, ...more });
 }

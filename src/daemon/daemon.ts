@@ -13,6 +13,8 @@ import { dailyDue, nextDailyRun } from './schedule.js';
 export interface DaemonHooks {
   /** Called on SIGHUP: returns the new config, or throws (the old one is kept). */
   reloadConfig(): Promise<Config>;
+  /** After each health check (and the backup it may start): the metrics file. Never throws. */
+  afterCheck?(ctx: Context): Promise<unknown>;
 }
 
 /** After a failed daily backup, wait this long before trying again (the next tick would hammer LVM). */
@@ -56,6 +58,7 @@ export async function runDaemon(ctx: Context, hooks: DaemonHooks): Promise<void>
     while (!signals.stopping) {
       if (signals.takeReload()) await reloadConfig(ctx, st, hooks);
       publish(ctx, st, await tick(ctx, st));
+      await hooks.afterCheck?.(ctx);
       if (signals.stopping) break;
       await signals.sleep(st.config.daemon.checkEverySeconds * 1000);
     }

@@ -19,6 +19,12 @@ export function goldenCommand(kit: CommandKit): CommandModule {
                 type: 'string',
                 describe: 'serial or WWN of the medium (else disks.golden.serial)',
               })
+              .option('package', {
+                requiresArg: true,
+                type: 'string',
+                describe:
+                  "zshield's Debian package: installed into this prototype first (dpkg -i); the medium then uses its units and grub.d script",
+              })
               .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the medium' })
               .option('json', JSON_OPTION),
           async (argv) => {
@@ -29,6 +35,7 @@ export function goldenCommand(kit: CommandKit): CommandModule {
               confirm: a['yes'] ? 'yes' : 'ask',
               json: Boolean(a['json']),
               ...(a['target'] ? { target: String(a['target']) } : {}),
+              ...(a['package'] ? { packageFile: String(a['package']) } : {}),
             });
           },
         )

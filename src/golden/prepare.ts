@@ -22,7 +22,12 @@ export interface GoldenInput {
   now: Date;
   /** daemonUnit: zshield.service, installed and enabled beside the boot unit where systemd is the init. */
   assets: { grubScript: string; bootUnit: string; rcLocalLine: string; daemonUnit?: string };
+  /** `--package FILE`: zshield's Debian package, installed into the prototype (dpkg -i) first. */
+  packageFile?: string;
 }
+
+/** zshield comes from its package on the medium: the package's grub.d script and units are used. */
+const packaged = (input: GoldenInput) => input.packageFile !== undefined || input.facts.packaged === true;
 
 const SYSTEM_EXCLUDES = SYSTEM_MOUNT_POINTS;
 
@@ -39,7 +44,19 @@ export function planGoldenMedium(input: GoldenInput): Plan<CommandStep> {
   const disk = chooseMedium(input);
   const part = partitionPath(disk.path, 1);
   const mnt = path.join(config.paths.runDir, 'golden');
-  const steps: Step[] = [...writeSteps(input, disk, mnt), ...hookSteps(input, mnt)];
+  const steps: Step[] = [
+    // Into the running prototype, before its root is copied: the medium carries the package.
+    ...(input.packageFile
+      ? [
+          {
+            title: 'install the zshield package into the prototype',
+            command: cmd('dpkg', ['-i', input.packageFile]),
+          },
+        ]
+      : []),
+    ...writeSteps(input, disk, mnt),
+    ...hookSteps(input, mnt),
+  ];
   const add = (title: string, command: Command) => steps.push({ title, command });
   for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
   add(
@@ -168,14 +185,23 @@ function hookSteps(input: GoldenInput, mnt: string): Step[] {
   const { facts } = input;
   const steps: Step[] = [];
   const add = (title: string, command: Command) => steps.push({ title, command });
-  add('make /etc/grub.d', cmd('mkdir', ['-p', `${mnt}/etc/grub.d`]));
-  add(
-    'install the recovery menu entries (grub.d script)',
-    cmd('tee', [`${mnt}/etc/grub.d/40_zshield`], { input: input.assets.grubScript }),
-  );
-  add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
+  // The package's grub.d script is its conffile: a copy written over it would make every upgrade ask.
+  if (!packaged(input)) {
+    add('make /etc/grub.d', cmd('mkdir', ['-p', `${mnt}/etc/grub.d`]));
+    add(
+      'install the recovery menu entries (grub.d script)',
+      cmd('tee', [`${mnt}/etc/grub.d/40_zshield`], { input: input.assets.grubScript }),
+    );
+    add('make the grub.d script executable', cmd('chmod', ['0755', `${mnt}/etc/grub.d/40_zshield`]));
+  }
   if (facts.init === 'systemd') {
-    steps.push(...systemdUnitSteps(mnt, { boot: input.assets.bootUnit, daemon: input.assets.daemonUnit }));
+    steps.push(
+      ...systemdUnitSteps(mnt, {
+        boot: input.assets.bootUnit,
+        daemon: input.assets.daemonUnit,
+        packaged: packaged(input),
+      }),
+    );
   } else {
     const rc = `${mnt}${facts.rcLocalPath}`;
     add(

@@ -7,6 +7,7 @@ import { RefusedError } from '../errors.js';
 import type { Step } from '../plan/plan.js';
 import type { Disk } from '../system/disks.js';
 import { mutating } from '../system/root-copy.js';
+import { packageInstalled } from './units.js';
 
 /**
  * What the running root offers for making another disk bootable: it is the golden root during a
@@ -29,7 +30,7 @@ export interface GoldenFacts {
   rootUsedBytes: number | null;
   bootUsedBytes: number | null;
   /** Where systemd is the init: the units a new root gets installed and enabled (both). */
-  systemdUnits?: { boot: string; daemon: string };
+  systemdUnits?: { boot: string; daemon: string; packaged?: boolean };
 }
 
 /** What the prototype system (the running root, the source of a golden medium) offers. */
@@ -48,6 +49,8 @@ export interface PrototypeFacts {
   rcLocalPath: string;
   /** Bytes in use in the root file system plus /boot when it is a file system of its own. */
   usedBytes: number | null;
+  /** zshield is installed from its package (golden/units.ts packageInstalled). */
+  packaged?: boolean;
 }
 
 const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : null);
@@ -105,7 +108,13 @@ export async function probeGoldenRoot(ctx: Pick<Context, 'runner'>): Promise<Gol
     // /boot inside the root: statfs would count the whole root; add up its files instead.
     bootUsedBytes: isMountPoint('/boot') ? usedBytesOf('/boot') : filesBytes('/boot'),
     ...(existsSync('/run/systemd/system')
-      ? { systemdUnits: { boot: asset('bootUnit'), daemon: asset('daemonUnit') } }
+      ? {
+          systemdUnits: {
+            boot: asset('bootUnit'),
+            daemon: asset('daemonUnit'),
+            packaged: packageInstalled(),
+          },
+        }
       : {}),
   };
 }
@@ -140,6 +149,7 @@ export async function probePrototype(ctx: Pick<Context, 'runner'>): Promise<Prot
     rcLocal: existsSync(rcLocalPath) ? readFileSync(rcLocalPath, 'utf8') : null,
     rcLocalPath,
     usedBytes: root === null ? null : root + (separateBoot ? (golden.bootUsedBytes ?? 0) : 0),
+    packaged: packageInstalled(),
   };
 }
 

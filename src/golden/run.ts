@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { asset } from '../assets.js';
 import type { Context } from '../context.js';
+import { NotFoundError } from '../errors.js';
 import { runPlan } from '../plan/run.js';
 import { type DiskProbe, probeDisks } from '../system/disks.js';
 import type { Prompter } from '../system/prompt.js';
@@ -15,6 +18,8 @@ export interface GoldenPrepareOptions {
   /** Serial or WWN of the medium (else disks.golden.serial). */
   target?: string;
   prompter?: Prompter;
+  /** zshield's Debian package, installed into the prototype first (golden prepare --package). */
+  packageFile?: string;
 }
 
 /** The probes golden prepare reads (tests pass stand-ins; the real ones read this machine). */
@@ -31,12 +36,18 @@ export async function runGoldenPrepare(
   opts: GoldenPrepareOptions,
   probes: GoldenProbes = realProbes,
 ): Promise<void> {
-  await requireTools(ctx.runner, ['lsblk']);
+  await requireTools(ctx.runner, ['lsblk', ...(opts.packageFile ? ['dpkg'] : [])]);
+  if (opts.packageFile && !existsSync(opts.packageFile)) {
+    throw new NotFoundError(`package file ${opts.packageFile} not found`, {
+      hint: 'bash build/package.sh makes build/out/zshield_<version>_amd64.deb',
+    });
+  }
   const plan = planGoldenMedium({
     config: ctx.config,
     disks: await probes.disks(ctx),
     facts: await probes.prototype(ctx),
     ...(opts.target ? { target: opts.target } : {}),
+    ...(opts.packageFile ? { packageFile: path.resolve(opts.packageFile) } : {}),
     uuid: randomUUID(),
     now: ctx.clock.now(),
     assets: {

@@ -1,25 +1,44 @@
+import { existsSync } from 'node:fs';
 import type { CommandStep as Step } from '../plan/plan.js';
 import { mutating as cmd } from '../system/root-copy.js';
+
+/** Where the Debian package (build/package.sh) puts the units; /usr/lib where /lib is merged. */
+const PACKAGE_UNIT_DIRS = ['/lib/systemd/system', '/usr/lib/systemd/system'];
+
+/**
+ * Is zshield installed from its package in this root (its boot unit in a package unit folder)?
+ * Then the units are the package's: a copy in /etc/systemd/system would shadow them on every
+ * upgrade. The factory reset copies the golden root, package included, and runs no dpkg.
+ */
+export function packageInstalled(root = '/'): boolean {
+  return PACKAGE_UNIT_DIRS.some((d) => existsSync(`${root === '/' ? '' : root}${d}/zshield-boot.service`));
+}
 
 /**
  * Install zshield-boot.service (and zshield.service, when given) into a root's /etc/systemd/system
  * and enable them there as `systemctl enable` would on the running system (`--root`: offline, from
- * the units' [Install] sections). Shared by golden prepare and the factory reset.
+ * the units' [Install] sections). Shared by golden prepare and the factory reset. Where the package
+ * is installed (`packaged`), no unit file is written: the package's are only enabled.
  */
-export function systemdUnitSteps(root: string, units: { boot: string; daemon?: string | undefined }): Step[] {
+export function systemdUnitSteps(
+  root: string,
+  units: { boot: string; daemon?: string | undefined; packaged?: boolean | undefined },
+): Step[] {
   const dir = `${root}/etc/systemd/system`;
   const named: [string, string][] = [['zshield-boot.service', units.boot]];
   if (units.daemon !== undefined) named.push(['zshield.service', units.daemon]);
+  const enable: Step = {
+    title: `enable ${named.map(([n]) => n).join(' and ')}${units.packaged ? " (the package's units)" : ''}`,
+    command: cmd('systemctl', ['--root', root, 'enable', ...named.map(([n]) => n)]),
+  };
+  if (units.packaged) return [enable];
   return [
     { title: 'make the systemd unit folder', command: cmd('mkdir', ['-p', dir]) },
     ...named.map(([name, text]) => ({
       title: `install ${name}`,
       command: cmd('tee', [`${dir}/${name}`], { input: text }),
     })),
-    {
-      title: `enable ${named.map(([n]) => n).join(' and ')}`,
-      command: cmd('systemctl', ['--root', root, 'enable', ...named.map(([n]) => n)]),
-    },
+    enable,
   ];
 }
 

@@ -53,7 +53,14 @@ export interface StatusReport {
   images: ImagesStatus | null;
   /** The history (catalog and targets, from local files); absent when it was never set up. */
   history?: HistoryStatus | null;
-  daemon: { running: boolean; pid: number | null; nextRun: string | null; lastHealth: string | null };
+  daemon: {
+    running: boolean;
+    pid: number | null;
+    nextRun: string | null;
+    lastHealth: string | null;
+    /** When the running daemon last checked the snapshot's health (null: no daemon running). */
+    lastCheck: string | null;
+  };
   /**
    * VGs of the same name on other disks: zshield's LVM commands are restricted to the system
    * disk's PVs and never see them (empty when there is none).
@@ -151,6 +158,7 @@ export async function gatherStatus(ctx: Context): Promise<StatusReport> {
       pid: daemon?.pid ?? null,
       nextRun,
       lastHealth: daemon?.lastHealth ?? null,
+      lastCheck: daemon?.lastCheck ?? null,
     },
     foreignVgs: await foreignVgs(ctx),
   };

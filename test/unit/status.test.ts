@@ -59,6 +59,7 @@ describe('gatherStatus / formatStatus', () => {
       pid: null,
       nextRun: new Date(2026, 10, 22, 3, 0).toISOString(),
       lastHealth: null,
+      lastCheck: null,
     });
     const text = formatStatus(report);
     expect(text).toMatch(/^health: +WARNING: vgroup\/snap0 is 85\.0% full/);
@@ -138,7 +139,7 @@ describe('gatherStatus / formatStatus', () => {
       pid: process.pid,
       startedAt: TAKEN.toISOString(),
       nextRun: '2026-11-22T03:00:00.000Z',
-      lastCheck: null,
+      lastCheck: '2026-11-21T14:29:00.000Z',
       lastHealth: 'ok: fine',
     });
     const { report } = await status(new FakeLvm({ lvs: [ROOT, SNAP] }));
@@ -147,6 +148,7 @@ describe('gatherStatus / formatStatus', () => {
       pid: process.pid,
       nextRun: '2026-11-22T03:00:00.000Z',
       lastHealth: 'ok: fine',
+      lastCheck: '2026-11-21T14:29:00.000Z',
     });
   });
 
