@@ -136,6 +136,21 @@ export class World {
     this.recorded('pvs', JSON.stringify({ report: [{ pv: [pv] }] }));
   }
 
+  /** A stand-in of a tool that changes something: it only leaves its mark in the watched world. */
+  mutating(name: string): void {
+    this.tool(name, marker(name, this.dir));
+  }
+
+  /**
+   * The block devices as `lsblk -bP` lists them (systeminformation's probe, system/disks.ts): each
+   * disk with its serial and size, nothing mounted. Disks are stand-ins: nothing opens them.
+   */
+  disksSeen(disks: { name: string; serial: string; sizeBytes: number }[]): void {
+    const row = (d: { name: string; serial: string; sizeBytes: number }) =>
+      `NAME="${d.name}" TYPE="disk" SIZE="${d.sizeBytes}" FSTYPE="" MOUNTPOINT="" UUID="" ROTA="1" RO="0" RM="0" TRAN="" SERIAL="${d.serial}" LABEL="" MODEL="QEMU" OWNER="root"`;
+    this.recorded('lsblk', `${disks.map(row).join('\n')}\n`);
+  }
+
   /** The built binary, as an operator runs it: `zshield -c CONFIG ARGS...`. */
   zshield(
     args: string[],
@@ -246,6 +261,14 @@ const MUTATING_TOOLS = [
   'dd',
   'udp-sender',
   'udp-receiver',
+  // Filling and finishing a new root (a factory reset, golden prepare, an image restore).
+  'rsync',
+  'chroot',
+  'tee',
+  'sync',
+  'resize2fs',
+  'update-initramfs',
+  'blkdiscard',
 ];
 
 function marker(tool: string, dir: string): string {
