@@ -150,7 +150,7 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     const json = ctx.doc !== undefined;
     await runPlan(ctx, changes, {
       confirm: 'none',
-      show: ctx.dryRun && !json ? 'out' : json ? 'none' : 'log',
+      show: ctx.dryRun ? (json ? 'none' : 'out') : 'log',
     });
     if (ctx.dryRun) return report;
     printSummary(ctx, report);
