@@ -512,6 +512,8 @@ export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
       const { parseIdentity } = await import('../image/identity.js');
       const identity = parseIdentity(args['hostname'], args['ip']);
       const ctx = await kit.context(args);
+      // --json: stdout is the plan alone (what the recovery says for a person goes nowhere).
+      jsonOutput(ctx, wantsJson(args));
       const { runFingerprintRecovery } = await import('./recover.js');
       await runFingerprintRecovery(ctx, String(args['id']), {
         confirm: args['yes'] ? 'yes' : 'ask',
@@ -555,6 +557,8 @@ export function recoverOffboxCommand(kit: CommandKit): CommandModule {
       if (args['ask'] && args['recovery-file'] !== undefined)
         throw new UsageError('--ask and --recovery-file: give one of them');
       const ctx = await kit.context(args);
+      // --json: stdout is the plan alone (its title names the fingerprint chosen and its source).
+      jsonOutput(ctx, wantsJson(args));
       const { runOffboxRecovery } = await import('./offbox.js');
       const { StreamPrompter } = await import('../system/prompt.js');
       const ask = args['ask'] ? new StreamPrompter(process.stdin, process.stderr) : undefined;

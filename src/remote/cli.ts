@@ -65,9 +65,8 @@ export function remoteCommand(kit: CommandKit): CommandModule {
             const args = a as unknown as Args;
             const json = Boolean(args['json']);
             const ctx = await kit.context(args, { quietConsole: json });
-            // With --json, stdout carries the report alone.
-            const out = ctx.out;
-            if (json) ctx.out = { print: () => {} };
+            // With --json, stdout carries the report alone (its plan in it, on a dry run too).
+            const out = jsonOutput(ctx, json);
             const { runRemoteCopy } = await import('./copy.js');
             const report = await runRemoteCopy(ctx, {
               verifyAll: Boolean(args['verify-all']),
@@ -103,7 +102,8 @@ export function remoteCommand(kit: CommandKit): CommandModule {
                 ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
               }),
             );
-            if (wantsJson(args)) printJson(out, r);
+            // A dry run's document is its plan (runPlan printed it).
+            if (wantsJson(args) && !ctx.dryRun) printJson(out, r);
           },
         )
         .demandCommand(1, 'say which: remote copy | remote trust'),
@@ -138,7 +138,8 @@ export function keygenCommand(kit: CommandKit): CommandModule {
           yes: Boolean(a['yes']),
         }),
       );
-      if (wantsJson(a)) printJson(out, r);
+      // A dry run's document is its plan (runPlan printed it).
+      if (wantsJson(a) && !ctx.dryRun) printJson(out, r);
     },
   };
 }

@@ -4,7 +4,7 @@ import type { Context } from '../context.js';
 import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
 import { withRetries } from '../system/retry.js';
-import type { Step } from '../plan/plan.js';
+import { type Plan, type Step, planToJson } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
@@ -76,6 +76,8 @@ export interface CopyReport {
   deletedLocal: string[];
   deletedRemote: string[];
   dryRun: boolean;
+  /** The changes as the plan runPlan showed (and, on a real run, ran). */
+  planned?: Record<string, unknown>;
 }
 
 const MAX_BACKOFF_MS = 60_000;
@@ -141,28 +143,16 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     };
     const run: Run = { ctx, conn, target, records, report, listing };
     const need = plan.uploads.reduce((n, u) => n + u.file.size - u.resumeFrom, 0);
-    await conn.retry('check the free space', (s) =>
-      ensureSpace(s, target.destination, `${plan.uploads.length} file(s)`, need),
-    );
-    if (ctx.dryRun) {
-      printRetention(ctx, report.retention, true);
-      return report;
-    }
-    // What the remote lacks first (the newest backups off the box soonest), then the checks, then
-    // again what they found to differ.
-    const limiter = kibps ? new RateLimiter(kibps * 1024) : null;
-    await runUploads(run, [...plan.uploads], limiter);
-    const again = await runChecks(run);
-    plan.uploads.push(...again);
-    await runUploads(run, again, limiter);
-
-    // Retention from a fresh listing: it must see what is really there now, not what we meant.
-    const after = await conn.retry('list the destination', async (s) =>
-      classifyRemote(await s.list(target.destination)),
-    );
-    records.keepOnly(new Set(after.files.map((f) => f.name)));
-    report.retention = planRetention(local, after, limit, records.differs());
-    await applyRetention(ctx, conn, target, report);
+    if (ctx.dryRun) printRetention(ctx, report.retention, true);
+    const changes = changesOf(run, { local, need, limit, kibps, tooOld: plan.tooOld.length });
+    report.planned = planToJson(changes);
+    // With --json the report is the document (the plan is in it); a real run's plan goes to the log.
+    const json = ctx.doc !== undefined;
+    await runPlan(ctx, changes, {
+      confirm: 'none',
+      show: ctx.dryRun ? (json ? 'none' : 'out') : 'log',
+    });
+    if (ctx.dryRun) return report;
     printSummary(ctx, report);
     return report;
   } finally {
@@ -170,6 +160,71 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
     conn.close();
     await lock.release();
   }
+}
+
+/**
+ * What a copy changes, as the plan runPlan shows and runs: each upload, the SHA-256 checks (which
+ * copy again what differs), then retention from a fresh listing (it must see what is really there
+ * now, not what was meant). The room on the remote is its check.
+ */
+function changesOf(
+  run: Run,
+  o: { local: LocalFile[]; need: number; limit: number; kibps: number | null; tooOld: number },
+): Plan {
+  const { ctx, conn, target, records, report } = run;
+  const plan = report.plan;
+  const remoteFile = (name: string) =>
+    `${endpointText(target.endpoint)}:${path.posix.join(target.destination, name)}`;
+  const limiter = o.kibps ? new RateLimiter(o.kibps * 1024) : null;
+  const steps: Step[] = plan.uploads.map((u) => ({
+    title: `${u.resumeFrom > 0 ? `resume ${u.file.name} at ${formatBytes(u.resumeFrom)}` : `${u.replaces !== null ? 'replace' : 'copy'} ${u.file.name}`} (${formatBytes(u.file.size)}), verified by SHA-256`,
+    edit: { files: [remoteFile(u.file.name)], apply: () => runUploads(run, [u], limiter) },
+  }));
+  if (report.checks.length > 0) {
+    steps.push({
+      title: `compare ${report.checks.length} file(s) already there by SHA-256; copy again each that differs`,
+      edit: {
+        files: report.checks.map((c) => remoteFile(c.file.name)),
+        apply: async () => {
+          // What the checks found to differ is copied again, after every planned upload.
+          const again = await runChecks(run);
+          plan.uploads.push(...again);
+          await runUploads(run, again, limiter);
+        },
+      },
+    });
+  }
+  const r = report.retention;
+  steps.push({
+    title: `keep the newest ${o.limit} backups of each kind here and there (retention, from a fresh listing)`,
+    edit: {
+      files: [...r.deleteLocal.map((f) => f.path), ...r.deleteRemote.map(remoteFile)],
+      apply: async () => {
+        const after = await conn.retry('list the destination', async (s) =>
+          classifyRemote(await s.list(target.destination)),
+        );
+        records.keepOnly(new Set(after.files.map((f) => f.name)));
+        report.retention = planRetention(o.local, after, o.limit, records.differs());
+        await applyRetention(ctx, conn, target, report);
+      },
+    },
+  });
+  return {
+    title: `Remote copy to ${report.target} (keeping ${o.limit} of each kind)`,
+    notes: [
+      `${plan.uploads.length} file(s) to copy (${formatBytes(o.need)}), ${plan.present.length} already there, ${o.tooOld} older than the newest ${o.limit} of their kind`,
+    ],
+    checks: [
+      {
+        title: `the destination has room for ${formatBytes(o.need)}`,
+        run: () =>
+          conn.retry('check the free space', (s) =>
+            ensureSpace(s, target.destination, `${plan.uploads.length} file(s)`, o.need),
+          ),
+      },
+    ],
+    steps,
+  };
 }
 
 /** The files already on the remote, with what the records say of their last check. */

@@ -1,6 +1,8 @@
 import { renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
+import type { Plan, Step } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { ConfigError, NotFoundError, UsageError } from '../errors.js';
 import { writeRemoteSection } from './config-file.js';
 import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
@@ -66,11 +68,8 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
     if (ctx.configFile) checkPrivateFile(ctx.configFile, 'config file');
   }
   const what = `replace the key file ${keyFile}${plain !== null ? ' and re-encrypt the password with the new key' : ' (no password is stored)'}`;
-  if (ctx.dryRun) {
-    ctx.out.print(`dry run: would ${what}`);
-    return { keyFile, keyId: null, password: plain !== null };
-  }
-  if (!opts.yes) {
+  // Asked before the plan runs (a dry run asks nothing): the answer decides whether it runs.
+  if (!ctx.dryRun && !opts.yes) {
     if (!opts.prompter) throw new UsageError('not on a terminal: confirm with --yes');
     if (!(await askYesNo(opts.prompter, `This will ${what}. Go on? (y/n) `))) {
       ctx.out.print('No changes.');
@@ -78,19 +77,65 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
     }
   }
 
-  const key = newKey();
+  // Made when the first step runs (a dry run makes no key).
+  const made: { key: Buffer | null } = { key: null };
   const pending = pendingKeyFile(keyFile);
-  writeKeyFile(ctx.writes, pending, key);
-  try {
-    if (plain !== null)
-      writeRemoteSection(ctx.writes, opts.configFile, { ...r, password: encryptPassword(plain, key) });
-  } catch (err) {
-    // The config still matches the old key: drop the new one so nothing half-done remains.
-    rmSync(pending, { force: true });
-    throw err;
+  const steps: Step[] = [
+    {
+      title: `write a new key to ${pending} (0600)`,
+      edit: {
+        files: [pending],
+        apply: () => {
+          made.key = newKey();
+          writeKeyFile(ctx.writes, pending, made.key);
+        },
+      },
+    },
+  ];
+  if (plain !== null) {
+    const password = plain;
+    steps.push({
+      title: `re-encrypt the password with the new key in ${opts.configFile}`,
+      edit: {
+        files: [opts.configFile],
+        apply: () => {
+          try {
+            writeRemoteSection(ctx.writes, opts.configFile, {
+              ...r,
+              password: encryptPassword(password, made.key!),
+            });
+          } catch (err) {
+            // The config still matches the old key: drop the new one so nothing half-done remains.
+            rmSync(pending, { force: true });
+            throw err;
+          }
+        },
+      },
+    });
   }
-  renameSync(pending, keyFile);
-  fsyncDir(path.dirname(keyFile));
+  steps.push({
+    title: `put the new key in place of ${keyFile}`,
+    edit: {
+      files: [keyFile],
+      apply: () => {
+        renameSync(pending, keyFile);
+        fsyncDir(path.dirname(keyFile));
+      },
+    },
+  });
+  const plan: Plan = {
+    title: `Replace the key file ${keyFile} of the remote password`,
+    notes: [
+      plain !== null
+        ? 'the password is re-encrypted with the new key before the key file is replaced: a stop at any moment leaves a key that opens it'
+        : 'no password is stored: only the key file is replaced',
+    ],
+    steps,
+  };
+  // A real run's plan goes to the log: its stdout says what was done, as before.
+  const run = await runPlan(ctx, plan, { confirm: 'none', ...(ctx.dryRun ? {} : { show: 'log' as const }) });
+  const key = made.key;
+  if (!run.applied || !key) return { keyFile, keyId: null, password: plain !== null };
   ctx.log.info(`keygen: new key file ${keyFile} (key id ${keyId(key)})`);
   ctx.out.print(
     `new key file ${keyFile} (key id ${keyId(key)})${plain !== null ? `; the password in ${opts.configFile} is re-encrypted with it` : ''}`,

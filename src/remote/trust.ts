@@ -1,4 +1,6 @@
 import type { Context } from '../context.js';
+import type { Plan } from '../plan/plan.js';
+import { type RunPlanOptions, runPlan } from '../plan/run.js';
 import { ConfigError, RefusedError, UsageError } from '../errors.js';
 import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import { writeRemoteSection } from './config-file.js';
@@ -46,8 +48,11 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<TrustR
   const key = await probeHostKey(endpoint, r.connectTimeoutSeconds * 1000);
   ctx.out.print(`${endpointText(endpoint)} offers ${key.type} key ${key.fingerprint}`);
   const result = { server: r.server, port: r.port, fingerprint: key.fingerprint, pinned: false };
+  const title = `Trust the host key of ${endpointText(endpoint)}`;
   if (r.hostKey === key.fingerprint) {
     ctx.out.print('already trusted: it is the pinned key. No changes.');
+    // Nothing to change: the plan is empty (a dry run still says that it changed nothing).
+    await runPlan(ctx, { title, notes: [`${key.fingerprint} is the pinned key`], steps: [] }, showOf(ctx));
     return result;
   }
   if (r.hostKey)
@@ -67,12 +72,31 @@ export async function runTrust(ctx: Context, opts: TrustOptions): Promise<TrustR
   } else {
     throw new UsageError('not on a terminal: check the key, then pass --fingerprint SHA256:...');
   }
-  if (ctx.dryRun) {
-    ctx.out.print(`dry run: would pin ${key.fingerprint} in ${opts.configFile}`);
-    return result;
-  }
-  writeRemoteSection(ctx.writes, opts.configFile, { ...r, hostKey: key.fingerprint });
+  const plan: Plan = {
+    title,
+    notes: [
+      `it offers ${key.type} key ${key.fingerprint}${opts.fingerprint !== undefined ? ' (the fingerprint given)' : ' (confirmed on the terminal)'}`,
+      ...(r.hostKey ? [`it replaces the pinned key ${r.hostKey}`] : []),
+    ],
+    steps: [
+      {
+        title: `pin ${key.fingerprint} as remote.hostKey in ${opts.configFile}`,
+        edit: {
+          files: [opts.configFile],
+          apply: () => writeRemoteSection(ctx.writes, opts.configFile, { ...r, hostKey: key.fingerprint }),
+        },
+      },
+    ],
+  };
+  const run = await runPlan(ctx, plan, showOf(ctx));
+  if (!run.applied) return result;
   ctx.log.info(`remote trust: pinned ${key.type} ${key.fingerprint} for ${endpointText(endpoint)}`);
   ctx.out.print(`trusted: remote.hostKey = ${key.fingerprint} written to ${opts.configFile}`);
   return { ...result, pinned: true };
 }
+
+/** Confirmed already (by the fingerprint or the terminal); a real run's plan goes to the log, its stdout says what was done. */
+const showOf = (ctx: Context): RunPlanOptions => ({
+  confirm: 'none',
+  ...(ctx.dryRun ? {} : { show: 'log' as const }),
+});

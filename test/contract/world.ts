@@ -15,6 +15,7 @@ import {
 import path from 'node:path';
 import { inject } from 'vitest';
 import { SEA } from '../remote/lib.js';
+import { EXTENT, type LvRow, lvsJson, vgsJson } from '../unit/helpers/lvm-json.js';
 import type { RemoteEnv } from '../remote/sshd.js';
 
 /**
@@ -105,6 +106,49 @@ export class World {
     const file = path.join(this.dir, 'log', `${name}.out`);
     writeFileSync(file, output);
     this.tool(name, `cat '${file}'`);
+  }
+
+  /**
+   * LVM as a healthy box reports it: `vgs`, `lvs` and `pvs` print the JSON reports LVM 2.03 prints
+   * (test/unit/helpers/lvm-json.ts) for one VG on `pv`; the mutating LVM tools stay markers.
+   */
+  lvm(opts: { vg?: string; lvs: LvRow[]; pv?: string; freeExtents?: number; vgTags?: string[] }): void {
+    const vg = opts.vg ?? 'vgroup';
+    this.recorded(
+      'vgs',
+      vgsJson([
+        {
+          name: vg,
+          extentBytes: EXTENT,
+          extentCount: 7679,
+          freeExtents: opts.freeExtents ?? 2000,
+          ...(opts.vgTags ? { tags: opts.vgTags } : {}),
+        },
+      ]),
+    );
+    this.recorded('lvs', lvsJson(vg, opts.lvs));
+    const pv = {
+      pv_name: opts.pv ?? '/dev/vda2',
+      vg_name: vg,
+      vg_uuid: 'contract-vg-uuid',
+      vg_tags: (opts.vgTags ?? []).join(','),
+    };
+    this.recorded('pvs', JSON.stringify({ report: [{ pv: [pv] }] }));
+  }
+
+  /** A stand-in of a tool that changes something: it only leaves its mark in the watched world. */
+  mutating(name: string): void {
+    this.tool(name, marker(name, this.dir));
+  }
+
+  /**
+   * The block devices as `lsblk -bP` lists them (systeminformation's probe, system/disks.ts): each
+   * disk with its serial and size, nothing mounted. Disks are stand-ins: nothing opens them.
+   */
+  disksSeen(disks: { name: string; serial: string; sizeBytes: number }[]): void {
+    const row = (d: { name: string; serial: string; sizeBytes: number }) =>
+      `NAME="${d.name}" TYPE="disk" SIZE="${d.sizeBytes}" FSTYPE="" MOUNTPOINT="" UUID="" ROTA="1" RO="0" RM="0" TRAN="" SERIAL="${d.serial}" LABEL="" MODEL="QEMU" OWNER="root"`;
+    this.recorded('lsblk', `${disks.map(row).join('\n')}\n`);
   }
 
   /** The built binary, as an operator runs it: `zshield -c CONFIG ARGS...`. */
@@ -217,6 +261,14 @@ const MUTATING_TOOLS = [
   'dd',
   'udp-sender',
   'udp-receiver',
+  // Filling and finishing a new root (a factory reset, golden prepare, an image restore).
+  'rsync',
+  'chroot',
+  'tee',
+  'sync',
+  'resize2fs',
+  'update-initramfs',
+  'blkdiscard',
 ];
 
 function marker(tool: string, dir: string): string {

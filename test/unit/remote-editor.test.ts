@@ -8,6 +8,7 @@ import { memoryLogger } from '../../src/log/logger.js';
 import type { RemoteConfig } from '../../src/config/remote.js';
 import { editRemoteSettings } from '../../src/remote/editor.js';
 import { runKeygen } from '../../src/remote/keygen.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 import { askNewPassword, StreamPrompter } from '../../src/system/prompt.js';
 import {
   decryptPassword,
@@ -294,6 +295,7 @@ describe('keygen', () => {
     ctx.dryRun = true;
     await runKeygen(ctx, { configFile, prompter: null, askPassword: false, yes: true });
     expect(readFileSync(keyFile, 'utf8')).toBe(before);
-    expect(ctx.printed.join('\n')).toMatch(/dry run: would replace the key file/);
+    expect(ctx.printed.join('\n')).toMatch(/Replace the key file .* of the remote password/);
+    expect(ctx.printed).toContain(DRY_RUN_DONE);
   });
 });
