@@ -110,9 +110,8 @@ function historyReplicateCommand(kit: CommandKit): CommandModule {
         .option('json', JSON_OPTION),
     handler: async (a) => {
       const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: Boolean(args['json']) });
-      const out = ctx.out;
-      if (args['json']) ctx.out = { print: () => {} };
+      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
+      const out = jsonOutput(ctx, wantsJson(args));
       const { runReplicate } = await import('./replicate.js');
       const only = targetsOf(args['target']);
       const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
@@ -123,7 +122,7 @@ function historyReplicateCommand(kit: CommandKit): CommandModule {
         ...(only ? { only } : {}),
         ...(kib ? { bandwidthKiBps: kib } : {}),
       });
-      if (args['json']) out.print(JSON.stringify(r, null, 2));
+      if (wantsJson(args)) printJson(out, r);
     },
   };
 }

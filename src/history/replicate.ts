@@ -317,7 +317,11 @@ function finishReplication(ctx: Context, reports: readonly TargetReport[]): void
   if (failed.length) {
     throw new RemoteError(
       `history: ${failed.length} of ${reports.length} target(s) not replicated: ${failed.map((r) => `${r.target}: ${r.error}`).join('; ')}`,
-      { hint: 'the others were; the next run resumes where this one stopped (zshield history status)' },
+      {
+        hint: 'the others were; the next run resumes where this one stopped (zshield history status)',
+        // --json: each target's report goes with the error (what did succeed).
+        result: reports,
+      },
     );
   }
 }

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { historyTargetsNamed } from '../config/history.js';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { runPlan } from '../plan/run.js';
 import { formatBytes } from '../remote/transfer.js';
 import {
   CATALOG_FILES,
@@ -293,12 +295,41 @@ export async function runTreeRestore(
   opts: TreeRestoreOptions,
 ): Promise<void> {
   id = await resolveFingerprint(ctx, id, opts);
-  if (ctx.dryRun) {
-    ctx.out.print(
-      `would restore ${id} into ${target} (from the local repository, or the first target that holds it)`,
-    );
-    return;
-  }
+  const plan: Plan = {
+    title: `Restore the tree of ${id} into ${target}`,
+    notes: [
+      'from the local repository, else fetched from the first target that holds it, its catalog checked first',
+    ],
+    checks: [
+      ...(opts.from
+        ? [
+            {
+              title: `${opts.from} is a history target`,
+              run: () => {
+                historyTargetsNamed(ctx.config.history, [opts.from!]);
+              },
+            },
+          ]
+        : []),
+      {
+        title: `${target} is an empty directory or does not exist yet`,
+        run: () => {
+          if (existsSync(target) && readdirSync(target).some((n) => n !== 'lost+found'))
+            throw new RefusedError(`${target} is not empty: a restore writes into an empty directory only`);
+        },
+      },
+    ],
+    steps: [
+      {
+        title: `find ${id} (local repository or a target), check it against the catalog, restore it (restic restore)`,
+        edit: { files: [target], apply: () => restoreFromSource(ctx, id, target, opts) },
+      },
+    ],
+  };
+  await runPlan(ctx, plan, { confirm: 'none' });
+}
+
+async function restoreFromSource(ctx: Context, id: string, target: string, opts: TreeRestoreOptions) {
   const source = await openSource(ctx, id, opts);
   try {
     const size = await restoreTree(ctx, source, id, target);

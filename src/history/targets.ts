@@ -233,7 +233,17 @@ export async function runTargetTrust(
   const endpoint = { host: t.server, port: t.port };
   const hostKey = await confirmHostKey(ctx, endpoint, t.hostKey, opts);
   if (hostKey === t.hostKey) {
-    ctx.out.print('No changes.');
+    // A plan with no step: a dry run ends as every command's does.
+    await runPlan(
+      ctx,
+      {
+        title: `The host key of history target ${name} is pinned already (${hostKey})`,
+        notes: [],
+        steps: [],
+      },
+      { confirm: 'none' },
+    );
+    if (!ctx.dryRun) ctx.out.print('No changes.');
     return;
   }
   await runPlan(

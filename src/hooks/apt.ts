@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
 import { CommandError, NotFoundError, RefusedError } from '../errors.js';
+import type { Plan } from '../plan/plan.js';
+import { type RunPlanOptions, runPlan } from '../plan/run.js';
 import { labelOf, namesOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
 
@@ -196,6 +198,12 @@ export async function runAptHook(
   }
   if (decision.action === 'skip') {
     ctx.log.info(`apt hook: no pre-upgrade backup: ${decision.why}`);
+    // Shown as a plan with no step, so that a dry run says the same as every command's.
+    await runPlan(
+      ctx,
+      { title: `apt hook: no pre-upgrade backup (${decision.why})`, notes: [], steps: [] },
+      hookRun(ctx),
+    );
     return { action: 'skip', why: decision.why, result: 'skipped', error: null };
   }
   ctx.log.info(`apt hook: taking a pre-upgrade backup (${decision.why})`);
@@ -208,18 +216,32 @@ export async function runAptHook(
     '--wait',
     String(decision.waitSeconds),
   ];
-  // A dry run stops here: the runner refuses a changing command in a dry run (never skips it).
-  if (ctx.dryRun) return { action: 'backup', why: decision.why, result: 'dry-run', error: null };
+  const out: { stdout?: string } = {};
+  const plan: Plan = {
+    title: `apt hook: a pre-upgrade restore point (${decision.why})`,
+    notes: [
+      `within ${decision.timeoutSeconds} s; ${ctx.config.hooks.aptRequireBackup ? 'a failure stops the upgrade (hooks.aptRequireBackup)' : 'a failure is logged and shown, and the upgrade goes on'}`,
+    ],
+    steps: [
+      {
+        title: 'take the backup (zshield backup --reason pre-upgrade, in a child process)',
+        command: {
+          file: self[0]!,
+          args,
+          mutates: true,
+          timeoutMs: decision.timeoutSeconds * 1000,
+          onLine: (line, stream) => {
+            if (stream === 'stdout') out.stdout = line;
+          },
+        },
+      },
+    ],
+  };
   try {
-    const r = await ctx.runner.run({
-      file: self[0]!,
-      args,
-      mutates: true,
-      timeoutMs: decision.timeoutSeconds * 1000,
-    });
+    const run = await runPlan(ctx, plan, hookRun(ctx));
+    if (!run.applied) return { action: 'backup', why: decision.why, result: 'dry-run', error: null };
     // The child logs its own work; apt's terminal gets its result line ("backup taken: ...").
-    const taken = r.stdout.trim().split('\n').at(-1);
-    if (taken) ctx.log.info(`apt hook: ${taken}`);
+    if (out.stdout) ctx.log.info(`apt hook: ${out.stdout}`);
     return { action: 'backup', why: decision.why, result: 'taken', error: null };
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
@@ -236,6 +258,10 @@ export async function runAptHook(
     return { action: 'backup', why: decision.why, result: 'failed', error };
   }
 }
+
+/** apt's terminal shows the plan only on a dry run; a real hook run logs it (it runs at every upgrade). */
+const hookRun = (ctx: Context): RunPlanOptions =>
+  ctx.dryRun ? { confirm: 'none' } : { confirm: 'none', show: 'log' };
 
 function backupFailure(err: CommandError, timeoutSeconds: number): string {
   if (err.signal?.startsWith('timeout'))

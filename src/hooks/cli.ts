@@ -1,7 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { CommandArgs, CommandKit } from '../context.js';
 import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
-import { DRY_RUN_DONE } from '../plan/plan.js';
 
 // The implementation is loaded when the command runs, not at every start of the binary.
 
@@ -22,10 +21,6 @@ export function aptHookCommand(kit: CommandKit): CommandModule {
       const { runAptHook } = await import('./apt.js');
       const r = await runAptHook(ctx);
       if (wantsJson(a)) printJson(out, r);
-      else if (r.result === 'dry-run') {
-        ctx.out.print('zshield: would take a pre-upgrade backup');
-        ctx.out.print(DRY_RUN_DONE);
-      }
     },
   };
 }

@@ -68,6 +68,11 @@ export class RecordingRunner implements Runner {
       ...(input === undefined ? {} : { input }),
     });
     const res = this.answer(argv);
+    // As the real runner does: each line of the answer, as it would have come.
+    if (cmd.onLine) {
+      for (const stream of ['stdout', 'stderr'] as const)
+        for (const line of res[stream].split('\n')) if (line.trim()) cmd.onLine(line, stream);
+    }
     if (!(cmd.okCodes ?? [0]).includes(res.exitCode)) throw failed(res);
     return res;
   }
