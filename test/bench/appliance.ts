@@ -484,7 +484,10 @@ export class Appliance {
     ].flat();
     let fwLog: string | undefined;
     if (source.from === 'kernel') {
-      const cmdline = ['console=ttyS0', 'panic=-1', opts.appendCmdline ?? ''].join(' ').trim();
+      // no_timer_check: see guest/default-grub (a busy host's TCG guest fails the timer check).
+      const cmdline = ['console=ttyS0', 'panic=-1', 'no_timer_check', opts.appendCmdline ?? '']
+        .join(' ')
+        .trim();
       args.push(
         '-kernel',
         source.kernel ?? info.vmlinuz,
