@@ -197,13 +197,15 @@ export async function runAptHook(
     decision = decideAptHook(await probeAptFacts(ctx, paths), ctx.config, ctx.clock.now());
   }
   if (decision.action === 'skip') {
-    ctx.log.info(`apt hook: no pre-upgrade backup: ${decision.why}`);
-    // Shown as a plan with no step, so that a dry run says the same as every command's.
-    await runPlan(
-      ctx,
-      { title: `apt hook: no pre-upgrade backup (${decision.why})`, notes: [], steps: [] },
-      hookRun(ctx),
-    );
+    // A dry run shows it as a plan with no step, so that it ends as every command's does; a real
+    // run (at every apt upgrade) logs the one line.
+    if (ctx.dryRun)
+      await runPlan(
+        ctx,
+        { title: `apt hook: no pre-upgrade backup (${decision.why})`, notes: [], steps: [] },
+        hookRun(ctx),
+      );
+    else ctx.log.info(`apt hook: no pre-upgrade backup: ${decision.why}`);
     return { action: 'skip', why: decision.why, result: 'skipped', error: null };
   }
   ctx.log.info(`apt hook: taking a pre-upgrade backup (${decision.why})`);
