@@ -170,3 +170,22 @@ function lastLine(text: string): string {
 export function exitCodeOf(err: unknown): ExitCodeValue {
   return err instanceof ZshieldError ? err.exitCode : ExitCode.internal;
 }
+
+/**
+ * Runs checks one after another and keeps each one's typed failure instead of stopping at the first
+ * (`config check` reports every problem); anything else (a bug) is thrown.
+ */
+export function errorCollector(): { errors: ZshieldError[]; collect(check: () => unknown): Promise<void> } {
+  const errors: ZshieldError[] = [];
+  return {
+    errors,
+    async collect(check) {
+      try {
+        await check();
+      } catch (err) {
+        if (!(err instanceof ZshieldError)) throw err;
+        errors.push(err);
+      }
+    },
+  };
+}

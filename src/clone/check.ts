@@ -1,5 +1,5 @@
 import type { Context } from '../context.js';
-import { ZshieldError } from '../errors.js';
+import { type ZshieldError, errorCollector } from '../errors.js';
 import { loadSigningKey, parsePublicKey } from '../system/signing.js';
 
 /**
@@ -9,15 +9,7 @@ import { loadSigningKey, parsePublicKey } from '../system/signing.js';
  */
 export async function checkCloneConfig(ctx: Context): Promise<ZshieldError[]> {
   const c = ctx.config.clone;
-  const errors: ZshieldError[] = [];
-  const collect = async (check: () => unknown) => {
-    try {
-      await check();
-    } catch (err) {
-      if (!(err instanceof ZshieldError)) throw err;
-      errors.push(err);
-    }
-  };
+  const { errors, collect } = errorCollector();
   if (c.signingKey) {
     const file = c.signingKey;
     await collect(() => loadSigningKey(file));

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
-import { ConfigError, ZshieldError } from '../errors.js';
+import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
 import { loadCredentials } from '../remote/credentials.js';
 import { loadSigningKey } from '../system/signing.js';
 import { signingKeyFile } from './repo.js';
@@ -14,15 +14,7 @@ import { remoteTargetOf } from './sftp-store.js';
  */
 export async function checkHistoryConfig(ctx: Context): Promise<ZshieldError[]> {
   const h = ctx.config.history;
-  const errors: ZshieldError[] = [];
-  const collect = async (check: () => unknown) => {
-    try {
-      await check();
-    } catch (err) {
-      if (!(err instanceof ZshieldError)) throw err;
-      errors.push(err);
-    }
-  };
+  const { errors, collect } = errorCollector();
   for (const [i, t] of h.targets.entries()) {
     if (!t.hostKey) {
       errors.push(
