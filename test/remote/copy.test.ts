@@ -49,7 +49,7 @@ describe('remote copy against a real OpenSSH server', () => {
   it('the single executable (ssh2 inside it, its native addons left out) copies too', () => {
     const box = makeBox(env);
     const log = makeBackup(box.backups, 'log', day(4), { log: 50_000 });
-    const r = zshield(box, ['remote', 'copy'], { sea: true });
+    const r = zshield(box, ['remote', 'copy']);
     expect(r.code, r.stderr).toBe(0);
     expect(ls(box.dest)).toEqual(log);
     expect(sha256(path.join(box.dest, log[0]!))).toBe(sha256(path.join(box.backups, log[0]!)));

@@ -3,7 +3,7 @@ import { chownSync, cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
-import { BUNDLE, type Run } from './lib.js';
+import { type Run, SEA } from './lib.js';
 import { KEY_USER, type RemoteEnv, uidOf } from './sshd.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 
@@ -41,7 +41,7 @@ function sh(file: string, args: string[]): string {
 }
 
 export function zh(box: HistoryBox, args: string[], opts: { input?: string } = {}): Run {
-  const r = spawnSync(process.execPath, [BUNDLE, '-c', box.configFile, ...args], {
+  const r = spawnSync(SEA, ['-c', box.configFile, ...args], {
     encoding: 'utf8',
     timeout: 300_000,
     env: ENV,

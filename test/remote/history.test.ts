@@ -14,7 +14,7 @@ import {
   writeHistoryConfig,
   zh,
 } from './history-lib.js';
-import { BUNDLE, expectError, waitUntil } from './lib.js';
+import { expectError, SEA, waitUntil } from './lib.js';
 import { freePort } from './sshd.js';
 
 const env = inject('remote');
@@ -104,8 +104,8 @@ describe('history: take and replicate to two real OpenSSH servers', () => {
     changeTree(box, { big: randomData(12 * 1024 * 1024) });
     const id = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
     const child = spawn(
-      process.execPath,
-      [BUNDLE, '-c', box.configFile, 'history', 'replicate', '--target', 'a', '--bwlimit', '2048'],
+      SEA,
+      ['-c', box.configFile, 'history', 'replicate', '--target', 'a', '--bwlimit', '2048'],
       {
         env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LANG: 'C' },
       },

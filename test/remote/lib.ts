@@ -24,7 +24,7 @@ function newestMtime(p: string): number {
   return Math.max(st.mtimeMs, ...readdirSync(p).map((f) => newestMtime(path.join(p, f))));
 }
 
-/** The tests run the CLI as shipped (the esbuild bundle, ssh2 inside it): rebuild it when stale. */
+/** The tests run the CLI as shipped (the single executable, ssh2 inside it): rebuild it when stale. */
 export function ensureBundle(): void {
   const stale =
     !existsSync(BUNDLE) ||
@@ -52,9 +52,8 @@ const ENV = {
 /** The single executable (build/build.sh makes it with the bundle). */
 export const SEA = path.join(REPO, 'build/out/zshield');
 
-export function zshield(box: Box, args: string[], opts: { timeoutMs?: number; sea?: boolean } = {}): Run {
-  const [file, pre] = opts.sea ? [SEA, []] : [process.execPath, [BUNDLE]];
-  const r = spawnSync(file, [...pre, '-c', box.configFile, ...args], {
+export function zshield(box: Box, args: string[], opts: { timeoutMs?: number } = {}): Run {
+  const r = spawnSync(SEA, ['-c', box.configFile, ...args], {
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 110_000,
     env: ENV,
@@ -64,7 +63,7 @@ export function zshield(box: Box, args: string[], opts: { timeoutMs?: number; se
 
 /** The CLI in the background, for tests that cut it off. */
 export function zshieldAsync(box: Box, args: string[]): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, [BUNDLE, '-c', box.configFile, ...args], { env: ENV });
+  const child = spawn(SEA, ['-c', box.configFile, ...args], { env: ENV });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => {

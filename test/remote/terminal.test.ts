@@ -5,7 +5,6 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { keyId, newKey } from '../../src/remote/secrets.js';
 import {
-  BUNDLE,
   type Box,
   day,
   expectError,
@@ -13,6 +12,7 @@ import {
   ls,
   makeBackup,
   makeBox,
+  SEA,
   writeConfig,
   zshield,
 } from './lib.js';
@@ -36,7 +36,7 @@ class Terminal {
 
   start(box: Box, args: string[]): void {
     const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-    const cmd = [process.execPath, BUNDLE, '-c', box.configFile, ...args].map(q).join(' ');
+    const cmd = [SEA, '-c', box.configFile, ...args].map(q).join(' ');
     // The shell after the CLI shows its exit code on the screen and keeps the pane open.
     this.tmux([
       'new-session',

@@ -1,0 +1,64 @@
+'use strict';
+// The single executable's first script (build/build.sh makes it the SEA's main). It runs the bundle
+// (dist/zshield.cjs, a SEA asset) with a V8 code cache taken at build time after a warm-up run of
+// the bundle, so the functions a command start needs come compiled: Node's own `useCodeCache`
+// caches only what V8 compiles before running, and under emulation (the QEMU bench, TCG) compiling
+// the rest was most of a start. A cache V8 rejects (another V8, other flags) is ignored by V8 and
+// the bundle compiles as without it: slower, never different.
+//
+// At build time the same file makes the cache, with the Node the binary is made from:
+//   node build/sea-main.cjs --make-cache BUNDLE CACHE -- ARGS... [-- ARGS...]
+// runs BUNDLE with each ARGS in turn (the warm-up), then writes the cache at the last one's exit.
+const vm = require('node:vm');
+
+/** The bundle as one function of CommonJS's five names: the same text here and at build time. */
+function compile(source, cachedData) {
+  const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
+  return new vm.Script(wrapped, { filename: 'zshield.cjs', cachedData });
+}
+
+function run(script) {
+  const bundleModule = { exports: {} };
+  script.runInThisContext()(bundleModule.exports, require, bundleModule, __filename, __dirname);
+}
+
+if (process.argv[2] === '--make-cache') {
+  const fs = require('node:fs');
+  const [bundle, cacheFile, sep, ...rest] = process.argv.slice(3);
+  if (!bundle || !cacheFile || sep !== '--') {
+    process.stderr.write(
+      'usage: node build/sea-main.cjs --make-cache BUNDLE CACHE -- ARGS... [-- ARGS...]\n',
+    );
+    process.exit(2);
+  }
+  const runs = rest
+    .join('\0')
+    .split('\0--\0')
+    .map((r) => r.split('\0'));
+  const script = compile(fs.readFileSync(bundle, 'utf8'));
+  const exit = process.exit;
+  const next = () => {
+    process.argv = [process.argv[0], bundle, ...runs.shift()];
+    run(script);
+  };
+  // Each run ends in the bundle's process.exit: the next run starts there, the last writes the cache.
+  process.exit = (code) => {
+    if (code !== 0 && code !== undefined) {
+      process.stderr.write(`sea-main: warm-up run ${process.argv.slice(2).join(' ')} exited ${code}\n`);
+      exit(1);
+    }
+    if (runs.length > 0) return next();
+    fs.writeFileSync(cacheFile, script.createCachedData());
+    exit(0);
+  };
+  next();
+} else {
+  const sea = require('node:sea');
+  const script = compile(sea.getAsset('zshield.cjs', 'utf8'), Buffer.from(sea.getAsset('zshield.cache')));
+  // build/build.sh starts the new binary once with this set: a rejected cache fails the build.
+  if (process.env.ZSHIELD_BUILD_CACHE_CHECK === '1' && script.cachedDataRejected) {
+    process.stderr.write('zshield: the code cache was rejected by this binary\n');
+    process.exit(70);
+  }
+  run(script);
+}
