@@ -71,13 +71,17 @@ export async function runPlan(
   await confirm(ctx, plan, opts);
   const result: PlanRun = { applied: true, ran: [], skipped: [] };
   const n = plan.steps.length + (plan.always?.length ?? 0);
+  let failed = false;
   try {
     for (const [i, step] of plan.steps.entries()) {
       if (ctx.signal.aborted) throw new InterruptedError(`interrupted before: ${step.title}`);
       await runStep(ctx, step, `[${i + 1}/${n}]`, result);
     }
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
-    await runAlways(ctx, plan, plan.steps.length, n, result);
+    await runAlways(ctx, plan, plan.steps.length, n, result, failed);
   }
   ctx.log.toFile(
     'info',
@@ -115,13 +119,18 @@ export function showPlan(
   else if (show === 'log') for (const line of formatPlan(plan).split('\n')) ctx.log.info(line);
 }
 
-/** `always` steps: each is tried even when an earlier one failed; the first failure is reported after. */
+/**
+ * `always` steps: each is tried even when an earlier one failed; the first failure is reported
+ * after. After a failed step its failure is the one reported (an unmount that fails because the
+ * mount before it failed is only a warning): a throw here would replace it.
+ */
 async function runAlways(
   ctx: Parameters<typeof runPlan>[0],
   plan: Plan,
   offset: number,
   n: number,
   result: PlanRun,
+  afterFailure: boolean,
 ): Promise<void> {
   let first: unknown = null;
   for (const [i, step] of (plan.always ?? []).entries()) {
@@ -132,7 +141,7 @@ async function runAlways(
       first ??= err;
     }
   }
-  if (first) throw first;
+  if (first && !afterFailure) throw first;
 }
 
 async function runStep(

@@ -129,6 +129,28 @@ describe('runPlan', () => {
     ]);
   });
 
+  it("a failing step's error is the one reported when an always step fails after it too (a mount, then its unmount)", async () => {
+    const f = fixture({
+      runner: new RecordingRunner()
+        .on('mount', { exitCode: 32, stderr: 'mount: wrong fs type' })
+        .on('umount', { exitCode: 32, stderr: 'umount: /mnt: not mounted' }),
+    });
+    cleanup = f.cleanup;
+    const plan: Plan = {
+      title: 'Mount and write',
+      notes: [],
+      steps: [{ title: 'mount', command: cmd('mount', '/dev/x', '/mnt') }],
+      always: [{ title: 'unmount', command: cmd('umount', '/mnt') }],
+    };
+    await expect(runPlan(f.ctx, plan, { confirm: 'yes' })).rejects.toThrow(/wrong fs type/);
+    expect(f.runner.transcript()).toEqual(['$ mount /dev/x /mnt', '$ umount /mnt']);
+    expect(f.ctx.log.lines).toContainEqual(expect.stringMatching(/^warn: unmount failed: .*not mounted/));
+    // Alone, a failing always step is the failure.
+    const g = fixture({ runner: new RecordingRunner().on('umount', { exitCode: 32, stderr: 'busy' }) });
+    await expect(runPlan(g.ctx, plan, { confirm: 'yes' })).rejects.toThrow(/busy/);
+    g.cleanup();
+  });
+
   it('the console countdown: c and Enter cancels with nothing run', async () => {
     const f = fixture();
     cleanup = f.cleanup;
