@@ -43,7 +43,8 @@ export function startProgress(label: string, opts: ProgressOptions): Progress {
   return {
     update(u) {
       const t = now();
-      if (tty && t - lastDraw >= DRAW_EVERY_MS) {
+      // The last update is drawn whatever the throttle says: the bar ends at 100%, not where it was.
+      if (tty && (u.final || t - lastDraw >= DRAW_EVERY_MS)) {
         lastDraw = t;
         drawn = true;
         // A pseudo-terminal without a size says 0 columns: taken as unknown.

@@ -77,6 +77,25 @@ describe('where progress goes (plan/progress.ts progressFor, the one place)', ()
     m.done();
     expect(log.console).toEqual(['make x: 10% 1.0 MiB of 10.0 MiB', 'make x: 100% 10.0 MiB of 10.0 MiB']);
   });
+
+  it('on a terminal the bar is redrawn at most 4 times a second, and always at the end (it ends at 100%)', () => {
+    const log = splitLog();
+    const { drawn, tty } = fakeTty();
+    let t = 0;
+    const m = meterFor({ log }, 'verify x', 10 * MiB, { tty, now: () => t });
+    for (let done = MiB; done <= 10 * MiB; done += MiB) {
+      t += done === 10 * MiB ? 40 : 100;
+      m.at(done);
+    }
+    m.done();
+    const bars = drawn.filter((d) => d.startsWith('\r'));
+    expect(bars).toHaveLength(4); // at 0.1 s, 0.4, 0.7, and the end at 0.94 s (0.25 s not past)
+    expect(bars.at(-1)).toContain('[####################] 100% 10.0 MiB of 10.0 MiB');
+    expect(drawn.at(-1)).toBe('\n');
+    // The bar is what the terminal shows; the lines go to the log file only.
+    expect(log.console).toEqual([]);
+    expect(log.file).toHaveLength(2);
+  });
 });
 
 describe('golden image make, verify and write report progress', () => {
