@@ -26,6 +26,8 @@ export const wantsJson = (a: Record<string, unknown>): boolean => a['json'] === 
 /**
  * With --json, stdout is the one document: the lines a command prints for a person (ctx.out) are
  * dropped, and the document goes to the stdout returned here. Without, ctx is left as it is.
+ * `ctx.doc` is also what silences progress lines on the console (plan/progress.ts progressFor,
+ * the one place that decides where progress goes: never stdout).
  */
 export function jsonOutput(ctx: { out: Output; doc?: Output }, json: boolean): Output {
   if (ctx.doc) return ctx.doc;

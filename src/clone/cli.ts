@@ -225,7 +225,7 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
             const args = a as unknown as Args;
             const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
             const out = jsonOutput(ctx, wantsJson(args));
-            const { verifyGoldenImage, imageIdOf } = await import('./golden-image.js');
+            const { imageIdOf } = await import('./golden-image.js');
             if (args['target'] !== undefined) {
               const { verifyWrittenDisk } = await import('./verify-disk.js');
               const d = await verifyWrittenDisk(ctx, String(args['image']), String(args['target']));
@@ -247,7 +247,8 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
               );
               return;
             }
-            const r = await verifyGoldenImage(String(args['image']), ctx.config.clone.trustedKeys);
+            const { verifyImageFile } = await import('./verify-disk.js');
+            const r = await verifyImageFile(ctx, String(args['image']));
             if (r.badChunks.length > 0) {
               throw new VerifyError(
                 `${args['image']}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,

@@ -206,7 +206,7 @@ export interface VerifyReport {
 export async function verifyGoldenImage(
   image: string,
   trusted: readonly string[],
-  onProgress?: (bytes: number) => void,
+  onProgress?: (rawBytes: number, ofBytes: number) => void,
 ): Promise<VerifyReport> {
   const signed = await loadManifest(image, trusted);
   const m = signed.payload;
@@ -223,12 +223,9 @@ export async function verifyGoldenImage(
   try {
     for (const [i, c] of m.chunks.entries()) {
       const raw = await decompressChunk(await readFully(fh, c.zLength, c.zOffset)).catch(() => null);
-      if (!raw || raw.length !== chunkLength(m, i) || sha256(raw) !== c.sha256) {
-        badChunks.push(i);
-        continue;
-      }
-      whole.update(raw);
-      onProgress?.(i * m.chunkSize + raw.length);
+      if (!raw || raw.length !== chunkLength(m, i) || sha256(raw) !== c.sha256) badChunks.push(i);
+      else whole.update(raw);
+      onProgress?.(i * m.chunkSize + chunkLength(m, i), m.size);
     }
   } finally {
     await fh.close();

@@ -5,6 +5,7 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
+import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { type GoldenManifest, makeGoldenImage, manifestPathOf } from './golden-image.js';
@@ -44,14 +45,19 @@ export async function runGoldenMake(ctx: Context, o: MakeRequest): Promise<Golde
   checkIdent('--image-version', o.version);
   const out = path.resolve(o.out);
   const manifest = manifestPathOf(out);
-  const io: { key?: SigningKey; made?: GoldenManifest } = {};
+  const io: { key?: SigningKey; made?: GoldenManifest; size?: number } = {};
   const plan: Plan = {
     title: `Make golden image ${o.name}@${o.version} from ${o.source}`,
     notes: [
       'written under temporary names and renamed when complete: a half-made image never looks released',
     ],
     checks: [
-      { title: `${o.source} exists and holds something`, run: () => sourceHoldsData(ctx, o.source) },
+      {
+        title: `${o.source} exists and holds something`,
+        run: async () => {
+          io.size = await sourceHoldsData(ctx, o.source);
+        },
+      },
       {
         title: `the signing key ${o.keyFile} loads`,
         run: async () => {
@@ -78,13 +84,20 @@ export async function runGoldenMake(ctx: Context, o: MakeRequest): Promise<Golde
         edit: {
           files: [out, manifest],
           apply: async () => {
-            io.made = await makeGoldenImage({
-              source: o.source,
-              out,
-              name: o.name,
-              version: o.version,
-              key: io.key!,
-            });
+            // Many seconds for a real medium: bytes read of its size, on the one progress component.
+            const meter = meterFor(ctx, `golden image make ${path.basename(out)}`, io.size!);
+            try {
+              io.made = await makeGoldenImage({
+                source: o.source,
+                out,
+                name: o.name,
+                version: o.version,
+                key: io.key!,
+                onProgress: (bytes) => meter.at(bytes),
+              });
+            } finally {
+              meter.done();
+            }
           },
         },
       },
@@ -94,8 +107,8 @@ export async function runGoldenMake(ctx: Context, o: MakeRequest): Promise<Golde
   return run.applied ? io.made! : null;
 }
 
-/** The source must have bytes: an empty file or device is not a golden medium (exit 6). */
-async function sourceHoldsData(ctx: Context, source: string): Promise<void> {
+/** The source must have bytes: an empty file or device is not a golden medium (exit 6). Its size. */
+async function sourceHoldsData(ctx: Context, source: string): Promise<number> {
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(source);
@@ -113,6 +126,7 @@ async function sourceHoldsData(ctx: Context, source: string): Promise<void> {
   // Readable now, not half-way through the real run.
   await (await open(source, 'r')).close();
   ctx.log.toFile('info', `source ${source}: ${formatBytes(size)}`);
+  return size;
 }
 
 function folderExists(file: string): void {

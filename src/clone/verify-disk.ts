@@ -1,9 +1,18 @@
 import { statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError } from '../errors.js';
+import { type Meter, meterFor } from '../plan/progress.js';
 import { probeDisks } from '../system/disks.js';
-import { type GoldenManifest, chunkLength, loadManifest, readFully } from './golden-image.js';
+import {
+  type GoldenManifest,
+  type VerifyReport,
+  chunkLength,
+  loadManifest,
+  readFully,
+  verifyGoldenImage,
+} from './golden-image.js';
 import { matchesHash } from './target-writer.js';
 
 export interface DiskCheck {
@@ -33,13 +42,16 @@ export async function verifyWrittenDisk(
   }
   const fh = await open(device, 'r');
   const badChunks: number[] = [];
+  const meter = meterFor(ctx, `golden image verify ${device}`, m.size);
   try {
     for (let i = 0; i < m.chunks.length; i++) {
       const buf = await readFully(fh, chunkLength(m, i), i * m.chunkSize);
       if (buf.length !== chunkLength(m, i) || !matchesHash(buf, m.chunks[i]!.sha256)) badChunks.push(i);
       onChunk?.(i, m.chunks.length);
+      meter.at(i * m.chunkSize + chunkLength(m, i));
     }
   } finally {
+    meter.done();
     await fh.close();
   }
   return { manifest: m, keyId: signed.keyId, device, badChunks };
@@ -60,4 +72,25 @@ async function devicePath(ctx: Context, target: string): Promise<string> {
   if (found.length === 0) throw new NotFoundError(`no disk with serial or WWN "${target}"`);
   if (found.length > 1) throw new RefusedError(`more than one disk matches "${target}"`);
   return found[0]!.path;
+}
+
+/**
+ * `golden image verify IMAGE` (and the check before a write): the image file checked against its
+ * signed manifest, with progress (raw bytes checked of the image's size): many seconds for a
+ * medium of gigabytes.
+ */
+export async function verifyImageFile(
+  ctx: Pick<Context, 'config' | 'log' | 'doc'>,
+  image: string,
+): Promise<VerifyReport> {
+  // The total is the manifest's, known once verifyGoldenImage has read it.
+  const held: { meter?: Meter } = {};
+  try {
+    return await verifyGoldenImage(image, ctx.config.clone.trustedKeys, (done, total) => {
+      held.meter ??= meterFor(ctx, `golden image verify ${path.basename(image)}`, total);
+      held.meter.at(done);
+    });
+  } finally {
+    held.meter?.done();
+  }
 }

@@ -3,10 +3,12 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { RefusedError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
+import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
-import { imageIdOf, loadManifest, readChunk, verifyGoldenImage } from './golden-image.js';
+import { chunkLength, imageIdOf, loadManifest, readChunk } from './golden-image.js';
 import { type TargetRequest, resolveCloneTarget } from './target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
+import { verifyImageFile } from './verify-disk.js';
 
 /**
  * `golden image write`: what the seed's production line did with `dd`, with a check. The image's
@@ -42,7 +44,7 @@ export async function runGoldenWrite(
         // Before the head is wiped (and by a dry run): a damaged image destroys nothing.
         title: 'every chunk of the image matches its signed manifest',
         run: async () => {
-          const r = await verifyGoldenImage(opts.image, ctx.config.clone.trustedKeys);
+          const r = await verifyImageFile(ctx, opts.image);
           if (r.badChunks.length > 0) {
             throw new VerifyError(
               `${opts.image}: chunk(s) ${r.badChunks.join(', ')} do not match the signed manifest: nothing was written`,
@@ -67,15 +69,24 @@ export async function runGoldenWrite(
       {
         title: 'write every chunk after it, checked against the signed manifest as it is read',
         edit: edit(async () => {
-          for (let i = 0; i < m.chunks.length; i++) {
-            await io.writer!.write(i * m.chunkSize, await readChunk(io.src!, m, i));
+          const meter = meterFor(ctx, `golden image write ${target.path}`, m.size);
+          try {
+            for (let i = 0; i < m.chunks.length; i++) {
+              await io.writer!.write(i * m.chunkSize, await readChunk(io.src!, m, i));
+              meter.at(i * m.chunkSize + chunkLength(m, i));
+            }
+          } finally {
+            meter.done();
           }
         }),
       },
       {
         title: 'read the target back and verify every chunk',
         edit: edit(async () => {
-          const bad = await io.writer!.verify(m);
+          const meter = meterFor(ctx, `golden image write: read back ${target.path}`, m.size);
+          const bad = await io
+            .writer!.verify(m, undefined, (i) => meter.at(i * m.chunkSize + chunkLength(m, i)))
+            .finally(() => meter.done());
           if (bad.length > 0) {
             throw new VerifyError(
               `chunk(s) ${bad.join(', ')} read back wrong from ${target.path}: the first MiB was not written`,

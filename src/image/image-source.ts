@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import type { Runner } from '../system/runner.js';
@@ -55,18 +55,25 @@ export async function probeImageSource(runner: Runner, file: string): Promise<Im
   return { fsUuid, pathInFs: path.posix.join(fs.fsroot || '/', path.posix.relative(fs.target, real)) };
 }
 
+/** Where an image's file system is mounted (read-only) to finish a cut restore from it. */
+export const imageSourceMount = (runDir: string) => path.join(runDir, 'image-source');
+
+/** The image of a cut restore: a file at its recorded path, or on a file system not mounted. */
+export type FoundImage =
+  | { file: string }
+  | { device: string; source: ImageSource; mountPoint: string; file: string };
+
 /**
- * The image of a cut restore, found again: at its recorded path when that is there, else on its
- * file system (found by UUID), mounted read-only under the run directory for the restore. A
- * read-only mount also keeps the restore from unpacking a copy beside the image: it streams.
- * `release` unmounts what this mounted. Null when neither finds the file.
+ * The image of a cut restore, found again without changing anything: at its recorded path when
+ * that is there, else the device holding its file system (found by UUID), to be mounted read-only
+ * under the run directory for the restore (a step of the resume's plan; a read-only mount also
+ * keeps the restore from unpacking a copy beside the image: it streams). Null when neither is found.
  */
-export async function locateImage(
-  ctx: Pick<Context, 'runner' | 'config' | 'log'>,
+export async function findImage(
+  ctx: Pick<Context, 'runner' | 'config'>,
   recorded: { image: string | null; source: ImageSource | null },
-): Promise<{ file: string; release: () => Promise<void> } | null> {
-  const none = async () => {};
-  if (recorded.image && existsSync(recorded.image)) return { file: recorded.image, release: none };
+): Promise<FoundImage | null> {
+  if (recorded.image && existsSync(recorded.image)) return { file: recorded.image };
   const src = recorded.source;
   if (!src) return null;
   const dev = await ctx.runner.run({
@@ -77,19 +84,6 @@ export async function locateImage(
   });
   const device = dev.stdout.trim();
   if (!device) return null;
-  const mnt = path.join(ctx.config.paths.runDir, 'image-source');
-  mkdirSync(mnt, { recursive: true });
-  await ctx.runner.run({ file: 'mount', args: ['-o', 'ro', device, mnt], mutates: true, timeoutMs: 120_000 });
-  const release = async () => {
-    await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true, timeoutMs: 120_000 });
-  };
-  const file = path.join(mnt, src.pathInFs);
-  if (!existsSync(file)) {
-    await release();
-    return null;
-  }
-  ctx.log.info(
-    `image restore: the image is on ${device} (file system ${src.fsUuid}), mounted read-only on ${mnt}`,
-  );
-  return { file, release };
+  const mountPoint = imageSourceMount(ctx.config.paths.runDir);
+  return { device, source: src, mountPoint, file: path.join(mountPoint, src.pathInFs) };
 }

@@ -1,4 +1,5 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
@@ -13,7 +14,7 @@ import type { Manifest } from './manifest.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { planRestore, unpackRoom } from './plan-restore.js';
-import { type ImageSource, locateImage, probeImageSource } from './image-source.js';
+import { type ImageSource, findImage, probeImageSource } from './image-source.js';
 import {
   type ImageRestoreMark,
   describeUnfinished,
@@ -149,7 +150,11 @@ function roomToUnpack(dir: string, manifest: Manifest): boolean {
  * is checked again before the first write, and the whole LV is written again, so where the cut came
  * does not matter. Returns false when nothing is marked. Throws NotFoundError when the mark does
  * not say which image or the image is not found (the boot hook shows it; the operator restores by
- * hand). A dry run shows where it would look and changes nothing (not even a mount).
+ * hand).
+ *
+ * Through runPlan like every change: the image at its path is the image restore itself (a dry run
+ * checks the image and the VG and shows its plan); an image on a file system not mounted is a
+ * plan of its own (mount it read-only, the restore, unmount), whose dry run stops before the mount.
  */
 export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number } = {}): Promise<boolean> {
   const vgName = ctx.config.lvm.vg;
@@ -163,24 +168,63 @@ export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number }
     });
   }
   const mark = u.mark;
-  if (ctx.dryRun) {
-    ctx.out.print(`would look for the image at ${whereRecorded(mark.image, mark.source)} and write it again`);
+  const found = await findImage(ctx, mark);
+  if (!found) throw imageNotFound(mark);
+  if (!ctx.dryRun) ctx.log.warn(`image restore: ${describeUnfinished(u)}; finishing it now`);
+  const restore = (file: string) =>
+    runImageRestore(ctx, file, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: mark });
+  if (!('device' in found)) {
+    await restore(found.file);
     return true;
   }
-  ctx.log.warn(`image restore: ${describeUnfinished(u)}; finishing it now`);
-  const found = await locateImage(ctx, mark);
-  if (!found) {
-    throw new NotFoundError(
-      `an image restore was cut short, and its image is not found at ${whereRecorded(mark.image, mark.source)}`,
-      { hint: 'attach or mount the medium holding it, then run zshield image restore FILE --yes' },
-    );
-  }
-  try {
-    await runImageRestore(ctx, found.file, { confirm: 'yes', waitMs: opts.waitMs ?? 60_000, resume: mark });
-  } finally {
-    await found.release();
-  }
+  const { device, source, mountPoint, file } = found;
+  const timeoutMs = 120_000;
+  const plan: Plan = {
+    title: `Finish the image restore cut short: write ${path.basename(source.pathInFs)} into ${vgName}/${ctx.config.lvm.rootLv} again`,
+    notes: [
+      describeUnfinished(u),
+      `the image is on ${device} (file system ${source.fsUuid}), not mounted: it is mounted read-only on ${mountPoint} for the restore`,
+      "the image's checksum and manifest are checked once it is mounted, before anything in the VG is touched; the restore's own plan is shown then",
+    ],
+    steps: [
+      {
+        title: `make the mount point ${mountPoint}`,
+        edit: { files: [mountPoint], apply: () => void mkdirSync(mountPoint, { recursive: true }) },
+      },
+      {
+        title: "mount the image's file system read-only",
+        command: { file: 'mount', args: ['-o', 'ro', device, mountPoint], mutates: true, timeoutMs },
+      },
+      {
+        title: `restore ${file} (the image restore's own plan: the image checked first, then ${ctx.config.lvm.rootLv} written)`,
+        edit: {
+          files: [`/dev/${vgName}/${ctx.config.lvm.rootLv}`],
+          apply: async () => {
+            if (!existsSync(file)) throw imageNotFound(mark);
+            ctx.log.info(
+              `image restore: the image is on ${device} (file system ${source.fsUuid}), mounted read-only on ${mountPoint}`,
+            );
+            await restore(file);
+          },
+        },
+      },
+    ],
+    always: [
+      {
+        title: "unmount the image's file system",
+        command: { file: 'umount', args: [mountPoint], mutates: true, timeoutMs },
+      },
+    ],
+  };
+  await runPlan(ctx, plan, { confirm: 'none', show: ctx.dryRun ? 'out' : 'log' });
   return true;
+}
+
+function imageNotFound(mark: ImageRestoreMark): NotFoundError {
+  return new NotFoundError(
+    `an image restore was cut short, and its image is not found at ${whereRecorded(mark.image, mark.source)}`,
+    { hint: 'attach or mount the medium holding it, then run zshield image restore FILE --yes' },
+  );
 }
 
 function whereRecorded(image: string | null, source: ImageSource | null): string {

@@ -1,3 +1,4 @@
+import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
 
 /** How often a long step's progress reaches the log (the terminal bar is redrawn at most 4 times a second). */
@@ -42,10 +43,12 @@ export function startProgress(label: string, opts: ProgressOptions): Progress {
   return {
     update(u) {
       const t = now();
-      if (tty && t - lastDraw >= DRAW_EVERY_MS) {
+      // The last update is drawn whatever the throttle says: the bar ends at 100%, not where it was.
+      if (tty && (u.final || t - lastDraw >= DRAW_EVERY_MS)) {
         lastDraw = t;
         drawn = true;
-        tty.write(`\r\x1b[2K${formatBar(label, u, tty.columns ?? 80)}`);
+        // A pseudo-terminal without a size says 0 columns: taken as unknown.
+        tty.write(`\r\x1b[2K${formatBar(label, u, tty.columns || 80)}`);
       }
       if (u.final || t - lastLog >= LOG_EVERY_MS) {
         lastLog = t;
@@ -59,6 +62,67 @@ export function startProgress(label: string, opts: ProgressOptions): Progress {
     },
     done() {
       if (tty && drawn) tty.write('\n');
+    },
+  };
+}
+
+/**
+ * The progress of one long step of a command, for its context: the one place that decides where
+ * progress goes. Never stdout (it carries the command's result, or its one --json document): the
+ * bar on stderr when stderr is a terminal, plain lines through the logger (stderr and the log
+ * file) otherwise. With --json (ctx.doc, set by output.ts jsonOutput) the console gets no progress
+ * lines: they go to the log file only (a bar on a terminal's stderr is still drawn: it is not
+ * stdout, and a person is watching).
+ */
+export function progressFor(
+  ctx: { log: Pick<Logger, 'info' | 'toFile'>; doc?: unknown },
+  label: string,
+  opts: Omit<ProgressOptions, 'log'> & {
+    /** The command prints JSON without ctx.doc (runPlan with show 'json'). */
+    json?: boolean;
+  } = {},
+): Progress {
+  const { json, ...rest } = opts;
+  const log =
+    ctx.doc || json ? { info: (m: string) => ctx.log.toFile('info', m), toFile: ctx.log.toFile } : ctx.log;
+  return startProgress(label, { ...rest, log });
+}
+
+/** Work counted in bytes (or chunks): `at(done)` after each piece, `done()` at the end (also after a failure). */
+export interface Meter {
+  at(done: number): void;
+  done(): void;
+}
+
+/**
+ * Progress of work zshield does itself (reading, compressing, hashing, writing chunks), counted
+ * against a known total: `label: 42% 1.2 GiB of 3.0 GiB`, throttled as every progress is (the
+ * bar at most 4 times a second, a log line at the start, every 5 s and at the end).
+ */
+export function meterFor(
+  ctx: Parameters<typeof progressFor>[0],
+  label: string,
+  total: number,
+  opts: Omit<ProgressOptions, 'log' | 'logLine'> & { unit?: 'bytes' | 'chunks' } = {},
+): Meter {
+  const { unit = 'bytes', ...rest } = opts;
+  const amount = (n: number) => (unit === 'bytes' ? formatBytes(n) : `${n} chunks`);
+  const p = progressFor(ctx, label, {
+    ...rest,
+    logLine: (u) => `${label}: ${Math.floor((u.fraction ?? 0) * 100)}% ${u.text}`,
+  });
+  let ended = false;
+  return {
+    at(done) {
+      if (ended) return;
+      const fraction = total > 0 ? Math.min(1, done / total) : 1;
+      const text = unit === 'bytes' ? `${amount(done)} of ${amount(total)}` : `${done} of ${amount(total)}`;
+      p.update({ fraction, text, final: done >= total });
+    },
+    done() {
+      if (ended) return;
+      ended = true;
+      p.done();
     },
   };
 }

@@ -16,7 +16,7 @@ import {
   planToJson,
   toolsOf,
 } from './plan.js';
-import { type Progress, startProgress } from './progress.js';
+import { type Progress, progressFor } from './progress.js';
 
 export interface RunPlanOptions {
   /**
@@ -70,14 +70,20 @@ export async function runPlan(
   }
   await confirm(ctx, plan, opts);
   const result: PlanRun = { applied: true, ran: [], skipped: [] };
+  // Stdout carries a JSON document (the plan was asked as JSON): no progress lines on the console.
+  const json = show === 'json';
   const n = plan.steps.length + (plan.always?.length ?? 0);
+  let failed = false;
   try {
     for (const [i, step] of plan.steps.entries()) {
       if (ctx.signal.aborted) throw new InterruptedError(`interrupted before: ${step.title}`);
-      await runStep(ctx, step, `[${i + 1}/${n}]`, result);
+      await runStep(ctx, step, `[${i + 1}/${n}]`, result, json);
     }
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
-    await runAlways(ctx, plan, plan.steps.length, n, result);
+    await runAlways(ctx, plan, plan.steps.length, n, result, failed, json);
   }
   ctx.log.toFile(
     'info',
@@ -115,24 +121,30 @@ export function showPlan(
   else if (show === 'log') for (const line of formatPlan(plan).split('\n')) ctx.log.info(line);
 }
 
-/** `always` steps: each is tried even when an earlier one failed; the first failure is reported after. */
+/**
+ * `always` steps: each is tried even when an earlier one failed; the first failure is reported
+ * after. After a failed step its failure is the one reported (an unmount that fails because the
+ * mount before it failed is only a warning): a throw here would replace it.
+ */
 async function runAlways(
   ctx: Parameters<typeof runPlan>[0],
   plan: Plan,
   offset: number,
   n: number,
   result: PlanRun,
+  afterFailure: boolean,
+  json: boolean,
 ): Promise<void> {
   let first: unknown = null;
   for (const [i, step] of (plan.always ?? []).entries()) {
     try {
-      await runStep(ctx, step, `[${offset + i + 1}/${n}]`, result);
+      await runStep(ctx, step, `[${offset + i + 1}/${n}]`, result, json);
     } catch (err) {
       ctx.log.warn(`${step.title} failed: ${(err as Error).message}`);
       first ??= err;
     }
   }
-  if (first) throw first;
+  if (first && !afterFailure) throw first;
 }
 
 async function runStep(
@@ -140,6 +152,7 @@ async function runStep(
   step: Step,
   counter: string,
   result: PlanRun,
+  json = false,
 ): Promise<void> {
   if (step.when && !(await step.when.holds())) {
     ctx.log.info(`${counter} ${step.title}: skipped (not ${step.when.text})`);
@@ -147,7 +160,7 @@ async function runStep(
     return;
   }
   ctx.log.info(`${counter} ${step.title}`);
-  const progress = step.progress ? startProgress(step.title, { log: ctx.log }) : null;
+  const progress = step.progress ? progressFor(ctx, step.title, { json }) : null;
   try {
     if (isEdit(step)) await step.edit.apply();
     else if (isPipeline(step)) await ctx.runner.pipeline(withParser(step.pipeline, step.progress, progress));

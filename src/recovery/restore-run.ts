@@ -149,12 +149,15 @@ function withRepair<P extends Plan>(ctx: Context, plan: P, repair: Plan | undefi
 export async function runRestore(ctx: Context, opts: ConfirmOptions): Promise<void> {
   const lock = ctx.dryRun ? null : await lockFor(ctx, 'restore');
   const started = ctx.clock.now();
+  // The boot menu's refresh follows as a plan of its own (it ends a dry run).
+  let planned = false;
   try {
     const probe = await repaired(ctx, await probeRestore(ctx), opts.json === true);
     const plan = opts.json
       ? withRepair(ctx, planRestore(ctx, probe, started), probe.repair)
       : planRestore(ctx, probe, started);
-    const run = await runPlan(ctx, plan, planRunOptions(opts, 'The restore'));
+    const run = await runPlan(ctx, plan, { ...planRunOptions(opts, 'The restore'), notLast: true });
+    planned = true;
     if (!run.applied) return;
     const n = namesOf(ctx.config);
     if (plan.deferred) {
@@ -166,7 +169,12 @@ export async function runRestore(ctx: Context, opts: ConfirmOptions): Promise<vo
     const at = plan.restorePoint?.toISOString() ?? 'the backup';
     ctx.out.print(`restore done: ${n.root} is back at ${at}; a new ${n.snap} was taken`);
   } finally {
-    await refreshBootMenu(ctx); // done, deferred (none available until merged) or failed
+    // Done, deferred (none available until merged) or failed; not after a dry run stopped at a check.
+    if (planned || !ctx.dryRun) await refreshBootMenu(ctx, {}, refreshShow(ctx, opts));
     await lock?.release();
   }
 }
+
+/** Where the boot menu's refresh after a recovery is shown: a dry run's --json document is the recovery's plan. */
+export const refreshShow = (ctx: Context, opts: ConfirmOptions) =>
+  opts.json && ctx.dryRun ? { show: 'none' as const } : {};

@@ -15,7 +15,7 @@ import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
 import { RESTORE_TAG, afterMerge, restoreLabelOf, vgActivateCommand } from './restore.js';
-import { type RestoreProbe, probeRestore, repaired } from './restore-run.js';
+import { type RestoreProbe, probeRestore, refreshShow, repaired } from './restore-run.js';
 import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
 
 export interface ResumePlan extends Plan {
@@ -135,13 +135,15 @@ export async function resumeInterrupted(
     `zshield: a restore was interrupted or deferred: ${ctx.dryRun ? 'the plan to finish it (dry run)' : 'finishing it'}`,
   );
   const lock = ctx.dryRun ? null : await lockFor(ctx, 'restore (resumed)');
+  // The boot menu's refresh follows as a plan of its own (it ends a dry run).
+  let planned = false;
   try {
     const plan = planResume(ctx, await repaired(ctx, await probeRestore(ctx)), ctx.clock.now());
-    const run = await runPlan(
-      ctx,
-      plan,
-      planRunOptions({ ...opts, confirm: 'yes' }, 'Finishing the restore'),
-    );
+    const run = await runPlan(ctx, plan, {
+      ...planRunOptions({ ...opts, confirm: 'yes' }, 'Finishing the restore'),
+      notLast: true,
+    });
+    planned = true;
     if (!run.applied) return 'restore';
     const n = namesOf(ctx.config);
     const at = restoreLabelOf(vg.tags).time?.toISOString() ?? 'the backup';
@@ -151,7 +153,7 @@ export async function resumeInterrupted(
         : `restore done: ${n.root} is back at ${at}; a new ${n.snap} was taken`,
     );
   } finally {
-    await refreshBootMenu(ctx);
+    if (planned || !ctx.dryRun) await refreshBootMenu(ctx, {}, refreshShow(ctx, opts));
     await lock?.release();
   }
   return 'restore';

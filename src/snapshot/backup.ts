@@ -41,10 +41,18 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
         purpose: `backup (${opts.reason})`,
         waitMs: opts.waitMs,
       });
+  // The boot menu's refresh is a plan of its own after the rotation (nested: the rotation's dry run
+  // leaves the "nothing was changed" line to it).
+  let planned = false;
   try {
-    return await backupLocked(ctx, opts.reason, { json: opts.json ?? false });
+    const outcome = await backupLocked(ctx, opts.reason, { json: opts.json ?? false, notLast: true });
+    planned = true;
+    return outcome;
   } finally {
-    await refreshBootMenu(ctx); // also after a failure: a drop-first rotation may have left none
+    // Also after a failure: a drop-first rotation may have left none. A dry run that stopped at a
+    // check shows nothing more.
+    if (planned || !ctx.dryRun)
+      await refreshBootMenu(ctx, {}, opts.json && ctx.dryRun ? { show: 'none' } : {});
     await lock?.release();
   }
 }
@@ -53,12 +61,13 @@ export async function runBackup(ctx: Context, opts: BackupOptions): Promise<Back
  * The backup itself, for callers that already hold the LVM lock (restore, factory reset).
  * `record: false` keeps the outcome out of the record files: a restore run from the golden medium
  * would otherwise write them into the golden medium's own (read-only) /boot and run-time stateDir,
- * which are not this system's; status reads that backup from snap0's tags.
+ * which are not this system's; status reads that backup from snap0's tags. `notLast`: a plan of
+ * the same command follows (the boot menu's refresh), which ends a dry run.
  */
 export async function backupLocked(
   ctx: Context,
   reason: Reason,
-  opts: { record?: boolean; json?: boolean } = {},
+  opts: { record?: boolean; json?: boolean; notLast?: boolean } = {},
 ): Promise<BackupOutcome | null> {
   const keep = opts.record ?? true;
   const names = namesOf(ctx.config);
@@ -81,7 +90,7 @@ export async function backupLocked(
     // --json: the whole plan (the repair first, when a rotation was cut short) as one document.
     if (opts.json)
       ctx.out.print(JSON.stringify(planToJson(repair ? joinPlans(plan.title, repair, plan) : plan), null, 2));
-    const run = await runPlan(ctx, plan, { confirm: 'none', show });
+    const run = await runPlan(ctx, plan, { confirm: 'none', show, notLast: opts.notLast ?? false });
     if (!run.applied) return null;
 
     const after = await probeVg(ctx.runner, names.vg);

@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import { namesOf } from '../names/snapshots.js';
+import type { Check, Plan, Step } from '../plan/plan.js';
+import { runPlan, sayNothingChanged } from '../plan/run.js';
 import { parseEnvBlock, writeEnvFileAtomic } from '../system/grub-env.js';
 import { type VgState, probeVg } from '../system/lvm.js';
 import { deviceOf } from '../system/mounts.js';
@@ -24,7 +26,10 @@ import {
 export interface RefreshOptions {
   /** Where the system disk's /boot is mounted, when the caller has it mounted; else it is found. */
   bootDir?: string;
-  /** The VG as the caller just probed it (null: no VG); else probed here. */
+  /**
+   * The VG as the caller just probed it (null: no VG); else it is probed when the write runs: a
+   * dry run of a backup shows the write without claiming the text the rotation would leave.
+   */
   state?: VgState | null;
   /**
    * The factory reset: also record this /boot's UUID in the golden medium's own settings, so the
@@ -35,12 +40,31 @@ export interface RefreshOptions {
   onlyIfChanged?: boolean;
 }
 
+export interface RunRefreshOptions {
+  /**
+   * Where the refresh's plan is shown (runPlan's `show`); default: the log on a real run, stdout on
+   * a dry run. The caller's own plan came first, shown with `notLast`: a dry run's one "nothing was
+   * changed" line is said here, after the refresh's plan (or where there is no menu of ours).
+   */
+  show?: 'out' | 'log' | 'none';
+}
+
 /** The golden medium's /etc/default/zshield-grub (golden/prepare.ts): its own file system UUID. */
 const GOLDEN_DEFAULTS = '/etc/default/zshield-grub';
 const GRUB_DIRS = ['/boot/grub', '/boot/grub2'];
 
 /** What this process last wrote (or found written): the daemon's ticks skip the work while it holds. */
 let lastText: string | null = null;
+
+/** A refresh planned: the plan runPlan shows and runs, and its text when the caller gave the state. */
+export interface MenuRefresh {
+  plan: Plan;
+  /** The restore point text, known at planning when the state was given (the daemon's ticks). */
+  text: string | null;
+  opts: RefreshOptions;
+  /** The text the run wrote (or found written), set by the write step. */
+  written: { text: string | null };
+}
 
 /**
  * Rewrite the boot menu's restore point (MENU_FILE on the system disk's /boot) from the VG as it
@@ -52,32 +76,125 @@ let lastText: string | null = null;
  * system disk); else, on the golden medium, the system disk's /boot found by the UUID paired at
  * the factory reset (mounted for the moment). Anywhere else (a system without a separate /boot, a
  * prototype) there is no menu of ours to update: nothing is run.
+ *
+ * A plan like every other change (planBootMenuRefresh, then runPlan): a dry run finds the /boot
+ * and shows the mount and the write, and writes nothing.
  */
-export async function refreshBootMenu(ctx: Context, opts: RefreshOptions = {}): Promise<void> {
-  if (ctx.dryRun) return;
+export async function refreshBootMenu(
+  ctx: Context,
+  opts: RefreshOptions = {},
+  run: RunRefreshOptions = {},
+): Promise<void> {
   const names = namesOf(ctx.config);
+  const show = run.show ?? (ctx.dryRun ? 'out' : 'log');
   // A tick that saw the same restore point as last time: nothing to find, probe or write.
-  if (opts.onlyIfChanged && opts.state !== undefined && restorePointText(opts.state, names) === lastText)
-    return;
-  let text: string | null = null;
+  const same =
+    opts.onlyIfChanged && opts.state !== undefined && restorePointText(opts.state, names) === lastText;
+  if (!same) {
+    const planned = await planOrWarn(ctx, opts);
+    if (planned) await runRefresh(ctx, planned, show);
+  }
+  if (ctx.dryRun) sayNothingChanged(ctx, show);
+}
+
+/** planBootMenuRefresh, with a failure to find the /boot said as a warning (the refresh never fails its caller). */
+async function planOrWarn(ctx: Context, opts: RefreshOptions): Promise<MenuRefresh | null> {
   try {
-    const target = await locate(ctx, opts);
-    if (!target) {
+    const planned = await planBootMenuRefresh(ctx, opts);
+    if (!planned) {
       ctx.log.debug('boot menu: no separate /boot here and not a golden medium: no menu file to update');
-      return;
     }
-    const state = opts.state !== undefined ? opts.state : await probeState(ctx);
-    const vars = bootMenuEnv(state, names);
-    text = vars[MENU_VAR]!;
-    if (opts.onlyIfChanged && text === lastText) return;
-    await withMounted(ctx, target.dir ?? target.row!, (dir) => writeMenuFile(ctx, dir, vars, opts));
-    if (opts.pairGolden) await pair(ctx, target);
-    lastText = text;
+    return planned;
+  } catch (err) {
+    // Nothing written: the next tick tries again.
+    if (opts.onlyIfChanged) lastText = null;
+    ctx.log.warn(`the boot menu was not updated: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/** Runs a planned refresh through runPlan (shown, checked, applied; a dry run stops after the checks). Never throws. */
+async function runRefresh(ctx: Context, planned: MenuRefresh, show: NonNullable<RunRefreshOptions['show']>) {
+  const { opts, text } = planned;
+  if (opts.onlyIfChanged && text !== null && text === lastText) return;
+  try {
+    const r = await runPlan(ctx, planned.plan, { confirm: 'none', show, notLast: true });
+    if (r.applied) lastText = planned.written.text ?? text;
   } catch (err) {
     // The daemon retries only when the text changes: one warning per change, not one per tick.
-    if (opts.onlyIfChanged) lastText = text;
+    if (opts.onlyIfChanged) lastText = planned.written.text ?? text;
     ctx.log.warn(`the boot menu was not updated: ${(err as Error).message}`);
   }
+}
+
+/**
+ * The refresh as a plan, found read-only (lsblk, blkid, pvs where the /boot must be looked for):
+ * mount the system disk's /boot when it is not mounted, write MENU_FILE, pair the golden medium
+ * (the factory reset), unmount. The restore point is read from the VG when the write runs, unless
+ * the caller gave the state. Null: no menu of ours here. Throws when the /boot cannot be found.
+ */
+export async function planBootMenuRefresh(
+  ctx: Context,
+  opts: RefreshOptions = {},
+): Promise<MenuRefresh | null> {
+  const target = await locate(ctx, opts);
+  if (!target) return null;
+  const names = namesOf(ctx.config);
+  const text = opts.state !== undefined ? restorePointText(opts.state, names) : null;
+  const written: MenuRefresh['written'] = { text: null };
+  const notes: string[] = [];
+  const checks: Check[] = [];
+  const steps: Step[] = [];
+  const always: Step[] = [];
+  let dir = target.dir ?? target.row?.mountpoint ?? null;
+  if (!dir) {
+    const row = target.row!;
+    const mnt = path.join(ctx.config.paths.runDir, 'bootmenu');
+    dir = mnt;
+    notes.push(`the system disk's /boot (${row.name}) is not mounted: it is mounted on ${mnt} for the write`);
+    steps.push(
+      {
+        title: `make the mount point ${mnt}`,
+        edit: { files: [mnt], apply: () => void mkdirSync(mnt, { recursive: true }) },
+      },
+      {
+        title: `mount the system disk's /boot (${row.name})`,
+        command: { file: 'mount', args: ['-t', row.fstype!, row.name, mnt], mutates: true },
+      },
+    );
+    always.push({
+      title: `unmount the system disk's /boot from ${mnt}`,
+      command: { file: 'umount', args: [mnt], mutates: true },
+    });
+  }
+  const file = path.join(dir, MENU_FILE);
+  notes.push(
+    text !== null
+      ? `the menu entry will read "Recover to latest backup (${text})"`
+      : `the menu entry reads the restore point of ${names.vg} as it is when the file is written`,
+  );
+  const menuDir = dir;
+  steps.push({
+    title: `write the restore point into the boot menu's file ${file}`,
+    edit: {
+      files: [file],
+      apply: async () => {
+        const state = opts.state !== undefined ? opts.state : await probeState(ctx);
+        const vars = bootMenuEnv(state, names);
+        written.text = vars[MENU_VAR]!;
+        writeMenuFile(ctx, menuDir, vars, opts);
+      },
+    },
+  });
+  if (opts.pairGolden) planPair(ctx, target, { notes, checks, steps, always });
+  const plan: Plan = {
+    title: `Refresh the boot menu's restore point (${names.vg})`,
+    notes,
+    ...(checks.length ? { checks } : {}),
+    steps,
+    ...(always.length ? { always } : {}),
+  };
+  return { plan, text, opts, written };
 }
 
 interface Target {
@@ -129,13 +246,56 @@ function writeMenuFile(ctx: Context, dir: string, vars: Record<string, string>, 
   ctx.log.info(`boot menu: "Recover to latest backup (${vars[MENU_VAR]})" (${file})`);
 }
 
-async function pair(ctx: Context, target: Target): Promise<void> {
+/**
+ * The factory reset's pairing, as steps: write the system /boot's UUID into the golden medium's
+ * settings (GRUB reads them from beside its grub.cfg at boot). The golden root is mounted
+ * read-only: it is made writable for the write and read-only again at the end. Nothing when not
+ * running from a golden medium, or when the settings say so already.
+ */
+function planPair(
+  ctx: Context,
+  target: Target,
+  parts: { notes: string[]; checks: Check[]; steps: Step[]; always: Step[] },
+): void {
   if (!target.golden) {
     ctx.log.debug('not running from a golden medium: no golden menu to point at this /boot');
     return;
   }
-  if (!target.row?.uuid) throw new NotFoundError(`the file system at ${target.dir} has no UUID to pair with`);
-  await pairGolden(ctx, target.golden, target.row.uuid);
+  const uuid = target.row?.uuid ?? null;
+  parts.checks.push({
+    title: "the system disk's /boot has a file system UUID to pair the golden medium with",
+    run: () => {
+      if (!uuid) throw new NotFoundError(`the file system at ${target.dir} has no UUID to pair with`);
+    },
+  });
+  if (!uuid) return;
+  const file = path.join(target.golden, GOLDEN_SETTINGS_FILE);
+  const vars = { [PAIR_UUID_VAR]: uuid, [PAIR_PATH_VAR]: `/${MENU_FILE}` };
+  const old = existsSync(file) ? parseEnvBlock(readFileSync(file)) : null;
+  if (old && old[PAIR_UUID_VAR] === uuid && old[PAIR_PATH_VAR] === vars[PAIR_PATH_VAR]) return;
+  parts.notes.push(`the golden medium's menu is pointed at the /boot with UUID ${uuid}`);
+  if (rootReadOnly()) {
+    parts.steps.push({
+      title: 'make the golden root writable for the write',
+      command: { file: 'mount', args: ['-o', 'remount,rw', '/'], mutates: true },
+    });
+    parts.always.push({
+      title: 'make the golden root read-only again',
+      command: { file: 'mount', args: ['-o', 'remount,ro', '/'], mutates: true },
+    });
+  }
+  parts.steps.push({
+    title: `write the /boot's UUID into the golden medium's settings ${file}`,
+    edit: {
+      files: [file],
+      apply: () => {
+        writeEnvFileAtomic(ctx.writes, file, vars);
+        ctx.log.info(
+          `golden medium: its menu reads the restore point from the /boot with UUID ${uuid} (${file})`,
+        );
+      },
+    },
+  });
 }
 
 async function listBlocks(ctx: Context): Promise<BlockRow[]> {
@@ -189,44 +349,6 @@ function pairedUuid(grubDir: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** Run fn with the file system mounted: where it is mounted already, else for a moment under runDir. */
-async function withMounted(
-  ctx: Context,
-  target: string | BlockRow,
-  fn: (dir: string) => void,
-): Promise<void> {
-  if (typeof target === 'string') return fn(target);
-  if (target.mountpoint) return fn(target.mountpoint);
-  const dir = path.join(ctx.config.paths.runDir, 'bootmenu');
-  mkdirSync(dir, { recursive: true });
-  await ctx.runner.run({ file: 'mount', args: ['-t', target.fstype!, target.name, dir], mutates: true });
-  try {
-    fn(dir);
-  } finally {
-    await ctx.runner.run({ file: 'umount', args: [dir], mutates: true });
-  }
-}
-
-/**
- * Write the system /boot's UUID into the golden medium's settings (GRUB reads them from beside
- * its grub.cfg at boot). The golden root is mounted read-only: it is made writable for the write
- * and read-only again right after.
- */
-async function pairGolden(ctx: Context, grubDir: string, uuid: string): Promise<void> {
-  const file = path.join(grubDir, GOLDEN_SETTINGS_FILE);
-  const vars = { [PAIR_UUID_VAR]: uuid, [PAIR_PATH_VAR]: `/${MENU_FILE}` };
-  const old = existsSync(file) ? parseEnvBlock(readFileSync(file)) : null;
-  if (old && old[PAIR_UUID_VAR] === uuid && old[PAIR_PATH_VAR] === vars[PAIR_PATH_VAR]) return;
-  const readOnly = rootReadOnly();
-  if (readOnly) await ctx.runner.run({ file: 'mount', args: ['-o', 'remount,rw', '/'], mutates: true });
-  try {
-    writeEnvFileAtomic(ctx.writes, file, vars);
-  } finally {
-    if (readOnly) await ctx.runner.run({ file: 'mount', args: ['-o', 'remount,ro', '/'], mutates: true });
-  }
-  ctx.log.info(`golden medium: its menu reads the restore point from the /boot with UUID ${uuid} (${file})`);
 }
 
 function rootReadOnly(): boolean {

@@ -2,7 +2,7 @@
 // /boot, and refreshBootMenu writing the env block that GRUB's load_env reads (checked with the
 // host's grub-editenv).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -17,6 +17,10 @@ import {
   withBlkid,
 } from '../../src/snapshot/boot-menu.js';
 import { refreshBootMenu } from '../../src/snapshot/boot-menu-refresh.js';
+import { runBackup } from '../../src/snapshot/backup.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
+import { deviceOf } from '../../src/system/mounts.js';
+import { FakeLvm } from './helpers/fake-lvm.js';
 import { namesOf } from '../../src/names/snapshots.js';
 import { type VgState, parseLvs, parseVgs } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -239,14 +243,26 @@ describe('refreshBootMenu', () => {
     expect(list(file)).toBe('zshield_restore_point=none available\n');
   });
 
-  it('dry-run writes nothing and runs nothing', async () => {
+  it('a dry run shows the refresh as a plan (where it writes), ends with the one "nothing was changed" line, and writes nothing', async () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const runner = new RecordingRunner(true);
     const ctx = testContext({ runner, dir: t.dir, clock: new FakeClock(nov30), dryRun: true });
     await refreshBootMenu(ctx, { bootDir: t.dir });
+    const file = path.join(t.dir, MENU_FILE);
+    expect(ctx.printed).toHaveLength(2);
+    expect(ctx.printed[0]).toBe(
+      [
+        "Refresh the boot menu's restore point (vgroup)",
+        '  note: the menu entry reads the restore point of vgroup as it is when the file is written',
+        `  1. write the restore point into the boot menu's file ${file}`,
+        `     (zshield writes ${file})`,
+      ].join('\n'),
+    );
+    expect(ctx.printed[1]).toBe(DRY_RUN_DONE);
+    // The VG is read when the write runs: a dry run reads nothing and tries no change.
     expect(runner.calls).toEqual([]);
-    expect(existsSync(path.join(t.dir, MENU_FILE))).toBe(false);
+    expect(existsSync(file)).toBe(false);
   });
 
   it('the daemon’s ticks (onlyIfChanged) write once per change of the text, from the state they probed', async () => {
@@ -263,6 +279,77 @@ describe('refreshBootMenu', () => {
     });
     expect(list(file)).toBe('zshield_restore_point=none available\n');
     expect(runner.calls).toEqual([]); // the state came from the tick
+  });
+});
+
+// A separate /boot, as the running system disk has: a folder on another file system than / (a
+// tmpfs at /dev/shm), so the refresh finds it as config.boot.dir without being told.
+const SEPARATE = '/dev/shm';
+const separateBoot = (() => {
+  const a = deviceOf(SEPARATE);
+  const b = deviceOf('/');
+  return !!a && !!b && (a.major !== b.major || a.minor !== b.minor);
+})();
+
+describe.skipIf(!separateBoot)('the refresh as a plan nested in the backup', () => {
+  let cleanup = () => {};
+  afterEach(() => cleanup());
+
+  function setup(dryRun: boolean) {
+    const t = tempDir();
+    const boot = mkdtempSync(path.join(SEPARATE, 'zshield-unit-boot-'));
+    cleanup = () => {
+      t.cleanup();
+      rmSync(boot, { recursive: true, force: true });
+    };
+    const lvm = new FakeLvm({ lvs: [root, snap('snap0', nov29, 'daily')] });
+    lvm.createTime = epoch(nov30);
+    const runner = lvm.install(new RecordingRunner(dryRun));
+    const ctx = testContext({
+      runner,
+      dir: t.dir,
+      clock: new FakeClock(nov30),
+      dryRun,
+      edit: (c) => {
+        c.boot.dir = boot;
+      },
+    });
+    return { ctx, runner, lvm, file: path.join(boot, MENU_FILE) };
+  }
+
+  it('a real backup writes the restore point the rotation made (the VG read after it); its plan is in the log', async () => {
+    const { ctx, file } = setup(false);
+    await runBackup(ctx, { reason: 'manual', waitMs: 0 });
+    expect(execFileSync('grub-editenv', [file, 'list'], { encoding: 'utf8' })).toBe(
+      `zshield_restore_point=${formatMenuTime(nov30)}, manual\n`,
+    );
+    expect(ctx.log.lines).toContain("info: Refresh the boot menu's restore point (vgroup)");
+    expect(ctx.log.lines).toContainEqual(
+      expect.stringMatching(/^info: \[1\/1\] write the restore point into the boot menu's file /),
+    );
+  });
+
+  it('a dry run of the backup shows the rotation, then the refresh\'s plan, then one "nothing was changed" line; nothing is written', async () => {
+    const { ctx, runner, file } = setup(true);
+    expect(await runBackup(ctx, { reason: 'manual', waitMs: 0 })).toBeNull();
+    expect(ctx.printed).toHaveLength(3);
+    expect(ctx.printed[0]).toMatch(/^Back up vgroup\/lv-root to snap0 \(reason: manual\)\n/);
+    expect(ctx.printed[1]).toMatch(/^Refresh the boot menu's restore point \(vgroup\)\n/);
+    expect(ctx.printed[1]).toContain(`(zshield writes ${file})`);
+    expect(ctx.printed[2]).toBe(DRY_RUN_DONE);
+    expect(runner.calls.every((c) => !c.mutates && !c.skipped)).toBe(true);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('--json: the dry run keeps stdout to the one document, the refresh is not a second one', async () => {
+    const { ctx, file } = setup(true);
+    await runBackup(ctx, { reason: 'manual', waitMs: 0, json: true });
+    expect(ctx.printed).toHaveLength(1);
+    expect(JSON.parse(ctx.printed[0]!)).toMatchObject({
+      title: 'Back up vgroup/lv-root to snap0 (reason: manual)',
+    });
+    expect(ctx.log.lines).toContain(`info: ${DRY_RUN_DONE}`);
+    expect(existsSync(file)).toBe(false);
   });
 });
 

@@ -36,7 +36,10 @@ import {
 } from '../../src/image/restore-mark.js';
 import { runImageVerify } from '../../src/image/verify.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { memoryLogger } from '../../src/log/logger.js';
 import { VERSION } from '../../src/version.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
+import { writesFor } from '../../src/system/writes.js';
 import { FakeClock, type TestContext, tempDir, testContext, waitFor } from './helpers/context.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
 import { catInImage, HybridRunner, makeExt4, makeOrphan, sh, zeroFileBlocks } from './helpers/image-tools.js';
@@ -72,6 +75,19 @@ function sumsAgreeWith(image: string): void {
 
 function unpack(image: string, raw: string): void {
   sh('sh', ['-c', `zstd -d -q -f --sparse -o '${raw}' '${image}'`]);
+}
+
+/** The same world seen by a dry run (--dry-run): its own output, writes refused. */
+function dryRunOf(ctx: TestContext): TestContext {
+  const printed: string[] = [];
+  return {
+    ...ctx,
+    dryRun: true,
+    writes: writesFor(true),
+    log: memoryLogger(),
+    printed,
+    out: { print: (l: string) => printed.push(l) },
+  };
 }
 
 interface JsonStep {
@@ -897,8 +913,30 @@ describe('image jobs with the real tools', () => {
       expect(rootHalfWritten(t.lvm.vg as { tags: string[] })).toBe(true);
       expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).not.toBe(0);
 
-      // The next boot of the golden medium.
+      // The next boot of the golden medium. Its dry run makes every check the restore makes before
+      // its first write (the image's SHA-256 against the record, the VG) and shows the restore's
+      // plan; it writes nothing and leaves the mark.
       t.runner.rewriteStages = null;
+      const dry = dryRunOf(t.ctx);
+      const before = t.runner.calls.length;
+      expect(await resumeImageRestore(dry, { waitMs: 0 })).toBe(true);
+      expect(dry.printed[0]).toMatch(/^Restore vgroup\/lv-root from \S+\.img\.zst\n/);
+      expect(dry.printed[0]).toMatch(/\$ vgchange --deltag zshield_image_restore=/);
+      expect(dry.printed.at(-1)).toBe(DRY_RUN_DONE);
+      expect(t.runner.calls.slice(before).filter((c) => !/^(vgs|lvs) /.test(c))).toEqual([]);
+      expect(dry.log.lines).toContainEqual(expect.stringMatching(/^info: image: computing the SHA-256 of /));
+      expect(t.lvm.vg.tags).toHaveLength(5);
+      expect(spawnSync('e2fsck', ['-f', '-n', target()]).status).not.toBe(0);
+      // A damaged image stops the dry run where it stops the real run (exit 10), before anything.
+      const buf = readFileSync(image);
+      buf[100]! ^= 0x10;
+      writeFileSync(image, buf);
+      await expect(resumeImageRestore(dryRunOf(t.ctx), { waitMs: 0 })).rejects.toBeInstanceOf(VerifyError);
+      await expect(resumeImageRestore(t.ctx, { waitMs: 0 })).rejects.toBeInstanceOf(VerifyError);
+      buf[100]! ^= 0x10;
+      writeFileSync(image, buf);
+      expect(t.lvm.vg.tags).toHaveLength(5);
+
       t.ctx.printed.length = 0;
       expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(true);
       expectRestored(t);
@@ -925,20 +963,30 @@ describe('image jobs with the real tools', () => {
       t.runner.rewriteStages = null;
       seen.length = 0;
 
-      const dry = {
-        ...t.ctx,
-        dryRun: true,
-        printed: [] as string[],
-        out: { print: (l: string) => dry.printed.push(l) },
-      };
-      expect(await resumeImageRestore(dry as unknown as typeof t.ctx, { waitMs: 0 })).toBe(true);
-      expect(dry.printed.join('\n')).toMatch(
-        /would look for the image at \/run\/img\/gone.img.zst or \/.* on the file system with UUID a1b2/,
+      // The dry run finds the file system (blkid -U, read-only) and shows the plan: mount it
+      // read-only, the restore, unmount; it stops before the mount, its first change.
+      const dry = dryRunOf(t.ctx);
+      const mnt = path.join(t.ctx.config.paths.runDir, 'image-source');
+      expect(await resumeImageRestore(dry, { waitMs: 0 })).toBe(true);
+      expect(dry.printed).toHaveLength(2);
+      expect(dry.printed[0]).toMatch(
+        /^Finish the image restore cut short: write \S+\.img\.zst into vgroup\/lv-root again\n/,
       );
-      expect(seen.filter((c) => /^(mount|umount) /.test(c))).toEqual([]);
+      expect(dry.printed[0]).toContain(`     $ mount -o ro /dev/fake1 ${mnt}\n`);
+      expect(dry.printed[0]).toContain(`     $ umount ${mnt}`);
+      expect(dry.printed[1]).toBe(DRY_RUN_DONE);
+      expect(seen).toEqual([`blkid -U ${uuid}`]);
+      expect(existsSync(mnt)).toBe(false);
+      // Not found by its path nor by its file system: the dry run fails as the real run does.
+      const gone = dryRunOf(t.ctx);
+      t.lvm.vg.tags = moved.map((x) => (x.startsWith('zshield_image_src=') ? x.replace(uuid, 'ffff') : x));
+      await expect(resumeImageRestore(gone, { waitMs: 0 })).rejects.toThrow(
+        /its image is not found at \/run\/img\/gone.img.zst or \/.* on the file system with UUID ffff/,
+      );
+      t.lvm.vg.tags = moved;
+      seen.length = 0;
 
       expect(await resumeImageRestore(t.ctx, { waitMs: 0 })).toBe(true);
-      const mnt = path.join(t.ctx.config.paths.runDir, 'image-source');
       expect(seen.filter((c) => /^(blkid -U|mount|umount) /.test(c))).toEqual([
         `blkid -U ${uuid}`,
         `mount -o ro /dev/fake1 ${mnt}`,

@@ -2,6 +2,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InterruptedError, RefusedError } from '../../src/errors.js';
 import { type Plan, formatPlan, planToJson, toolsOf } from '../../src/plan/plan.js';
+import { progressParsers } from '../../src/plan/progress.js';
 import { runPlan } from '../../src/plan/run.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { StreamPrompter } from '../../src/system/prompt.js';
@@ -127,6 +128,62 @@ describe('runPlan', () => {
       '$ zstd -d | dd of=/dev/x',
       '$ umount /mnt',
     ]);
+  });
+
+  it("a failing step's error is the one reported when an always step fails after it too (a mount, then its unmount)", async () => {
+    const f = fixture({
+      runner: new RecordingRunner()
+        .on('mount', { exitCode: 32, stderr: 'mount: wrong fs type' })
+        .on('umount', { exitCode: 32, stderr: 'umount: /mnt: not mounted' }),
+    });
+    cleanup = f.cleanup;
+    const plan: Plan = {
+      title: 'Mount and write',
+      notes: [],
+      steps: [{ title: 'mount', command: cmd('mount', '/dev/x', '/mnt') }],
+      always: [{ title: 'unmount', command: cmd('umount', '/mnt') }],
+    };
+    await expect(runPlan(f.ctx, plan, { confirm: 'yes' })).rejects.toThrow(/wrong fs type/);
+    expect(f.runner.transcript()).toEqual(['$ mount /dev/x /mnt', '$ umount /mnt']);
+    expect(f.ctx.log.lines).toContainEqual(expect.stringMatching(/^warn: unmount failed: .*not mounted/));
+    // Alone, a failing always step is the failure.
+    const g = fixture({ runner: new RecordingRunner().on('umount', { exitCode: 32, stderr: 'busy' }) });
+    await expect(runPlan(g.ctx, plan, { confirm: 'yes' })).rejects.toThrow(/busy/);
+    g.cleanup();
+  });
+
+  it("a step's progress: plain lines on the console; with the plan shown as JSON (stdout one document) in the log file only", async () => {
+    for (const show of ['out', 'json'] as const) {
+      const f = fixture({
+        runner: new RecordingRunner().on('rsync', {
+          stdout: '     1,048,576  50%   10.00MB/s    0:00:01\n     2,097,152 100%   10.00MB/s    0:00:02\n',
+        }),
+      });
+      cleanup = f.cleanup;
+      const console: string[] = [];
+      const file: string[] = [];
+      f.ctx.log = {
+        ...f.ctx.log,
+        info: (m: string) => void console.push(m),
+        toFile: (_l: string, m: string) => void file.push(m),
+      };
+      const plan: Plan = {
+        title: 'Copy',
+        notes: [],
+        steps: [{ title: 'copy', command: cmd('rsync', 'a', 'b'), progress: progressParsers.rsync }],
+      };
+      await runPlan(f.ctx, plan, { confirm: 'yes', show });
+      const progress = (lines: string[]) => lines.filter((l) => /\d%/.test(l));
+      if (show === 'out') expect(progress(console)).toHaveLength(2);
+      else {
+        expect(progress(console)).toEqual([]);
+        expect(progress(file)).toEqual([
+          '  50% 1,048,576  50%   10.00MB/s    0:00:01',
+          '  100% 2,097,152 100%   10.00MB/s    0:00:02',
+        ]);
+      }
+      f.cleanup();
+    }
   });
 
   it('the console countdown: c and Enter cancels with nothing run', async () => {

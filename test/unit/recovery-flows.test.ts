@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
@@ -11,6 +11,8 @@ import { runRestore } from '../../src/recovery/restore-run.js';
 import { resumeInterrupted } from '../../src/recovery/resume.js';
 import { OFFBOX_RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { deviceOf } from '../../src/system/mounts.js';
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
+import { MENU_FILE } from '../../src/snapshot/boot-menu.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';
 import { disk, goldenFacts } from './helpers/disks.js';
@@ -602,6 +604,63 @@ describe('resume at boot', () => {
     const ctx = context(runner, false);
     expect(await resumeInterrupted(ctx, { confirm: 'countdown' })).toBe('none');
     expect(mutatingCalls(runner)).toEqual([]);
+  });
+});
+
+// A separate /boot as the running system disk has it (a folder on a tmpfs, another file system than
+// /): the boot menu's refresh after the restore finds it, and is a plan of its own.
+const SEPARATE = '/dev/shm';
+const separateBoot = (() => {
+  const a = deviceOf(SEPARATE);
+  return !!a && (a.major !== here.major || a.minor !== here.minor);
+})();
+
+describe.skipIf(!separateBoot)("the boot menu's refresh after a restore (a nested plan)", () => {
+  function withBoot(runner: RecordingRunner, dryRun: boolean) {
+    const ctx = context(runner, dryRun);
+    const boot = mkdtempSync(path.join(SEPARATE, 'zshield-unit-boot-'));
+    cleanups.push(() => rmSync(boot, { recursive: true, force: true }));
+    ctx.config.boot.dir = boot;
+    return { ctx, file: path.join(boot, MENU_FILE) };
+  }
+
+  it('recover latest --dry-run: the restore, then the refresh, then one "nothing was changed" line; nothing written', async () => {
+    const lvm = lvmWorld('running');
+    const runner = install(lvm, new RecordingRunner(true), bootBlkid());
+    const { ctx, file } = withBoot(runner, true);
+    await runRestore(ctx, { confirm: 'yes' });
+    expect(ctx.printed).toHaveLength(3);
+    expect(ctx.printed[0]).toMatch(/^Restore vgroup\/lv-root from snap0\n/);
+    expect(ctx.printed[1]).toMatch(/^Refresh the boot menu's restore point \(vgroup\)\n/);
+    expect(ctx.printed[2]).toBe(DRY_RUN_DONE);
+    expect(mutatingCalls(runner)).toEqual([]);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('a resumed restore (mark left by a power cut) refreshes the menu after it; its dry run shows that and writes nothing', async () => {
+    const restoring = [
+      `${BOOT_UUID_TAG}${BOOT_UUID}`,
+      RESTORE_TAG,
+      `${RESTORE_OF_TAG}1763780400.daily.captured`,
+    ];
+    for (const dryRun of [true, false]) {
+      const lvm = lvmWorld('merged', restoring);
+      const runner = install(lvm, new RecordingRunner(dryRun), bootBlkid());
+      const { ctx, file } = withBoot(runner, dryRun);
+      expect(await resumeInterrupted(ctx, { confirm: 'countdown' })).toBe('restore');
+      if (dryRun) {
+        expect(ctx.printed.slice(2)).toEqual([
+          expect.stringMatching(/^Refresh the boot menu's restore point \(vgroup\)\n/),
+          DRY_RUN_DONE,
+        ]);
+        expect(existsSync(file)).toBe(false);
+        continue;
+      }
+      // The new snap0 the finishing phase took is what the menu offers.
+      expect(readFileSync(file, 'utf8')).toMatch(
+        /^# GRUB Environment Block\nzshield_restore_point=.*, post-restore\n/,
+      );
+    }
   });
 });
 
