@@ -10,6 +10,7 @@ import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
 import { type ConfirmOptions, runFactoryReset } from '../recovery/run.js';
 import {
+  checkPrivateFile,
   encryptPassword,
   newKey,
   openPassword,
@@ -62,9 +63,26 @@ export function readRecoveryFile(file: string): RecoveryFile {
       });
     throw new UsageError(`cannot read the recovery file ${file}: ${code ?? String(err)}`);
   }
+  checkRecoveryFileMode(file);
   const r = parseRecoveryFile(text);
   if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
   return r.file;
+}
+
+/**
+ * The recovery file holds the repository password and a login key in clear: like a key file, one
+ * that group or others can read is refused (exit 6), before a word of it is used. fw_cfg's entry
+ * is 0400 (the kernel makes it so); a FAT stick shows every file with the mount's fmask.
+ */
+export function checkRecoveryFileMode(file: string): void {
+  try {
+    checkPrivateFile(file, 'recovery file');
+  } catch (err) {
+    if (!(err instanceof RefusedError) || !/accessible by group or others/.test(err.message)) throw err;
+    throw new RefusedError(err.message, {
+      hint: `chmod 600 ${file} (on a FAT stick: mount it with -o fmask=0077,dmask=0077); if others could read it, treat its passwords and key as leaked and replace them`,
+    });
+  }
 }
 
 /**
