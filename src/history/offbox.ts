@@ -220,21 +220,28 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
     const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
     const id = entry.fingerprint;
     ctx.out.print(`offbox: ${id} (cataloged ${entry.time} on ${entry.host}, ${entry.reason})`);
-    const source = await openSource(staged, id, { from: TARGET_NAME });
     // The password is the recovery file's (staged), not the config file's: no config-file check.
     const h = staged.config.history;
     const password = openPassword({ ciphertext: h.password!, keyFile: h.keyFile, log: ctx.log });
-    const restic = resticFor(staged, source.repo, password);
-    // Reads the snapshot with the given password: a wrong one stops here, nothing written.
-    const size = await restic.restoreSize(id).catch((err: unknown) => {
+    const wrongPassword = (err: unknown): never => {
       if (!(err instanceof RepositoryPasswordError)) throw err;
-      throw new ConfigError([
+      throw new ConfigError(
+        [
+          {
+            where,
+            message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+          },
+        ],
         {
-          where,
-          message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+          hint: 'set repositoryPassword to what zshield history password prints on the box that made the backup; only its keys were fetched, nothing was written',
         },
-      ]);
-    });
+      );
+    };
+    // Config and keys first, the password proven on them (restic cat config), and only then the
+    // index and the data: a wrong password stops here, with nothing but the keys fetched.
+    const source = await openSource(staged, id, { from: TARGET_NAME }, password).catch(wrongPassword);
+    const restic = resticFor(staged, source.repo, password);
+    const size = await restic.restoreSize(id).catch(wrongPassword);
     const pwFile = path.join(dir, 'restic-pw');
     writePrivateFileAtomic(SCRATCH_WRITES, pwFile, restic.opts.password);
     const restore: CommandStep = {
