@@ -238,3 +238,34 @@ describe('history: what a restore fetches from a target, and when it stops', () 
     }
   });
 });
+
+describe('history retention with a target that stays down', () => {
+  it('names the target, when it last took a replication and its last error; keeps what it lacks, forgets the rest', async () => {
+    const box = makeHistoryBox(env, { files: 4, size: 20_000 });
+    box.config.history['keep'] = { daily: 1, weekly: 0, monthly: 0 };
+    writeHistoryConfig(box);
+    const s1 = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    ok(zh(box, ['history', 'replicate']));
+    // b goes down: the daemon's takes replicate to a only, b's error is recorded each time.
+    const port = box.config.history.targets[1]!['port'];
+    box.config.history.targets[1]!['port'] = await closedPort();
+    writeHistoryConfig(box);
+    const s2 = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    expect(zh(box, ['history', 'replicate']).code).toBe(ExitCode.remoteFailed);
+    const s3 = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    const p = zh(box, ['history', 'prune']);
+    // The replication after it fails on b (exit 11), but the policy was applied to the rest.
+    expect(p.code, p.stderr).toBe(ExitCode.remoteFailed);
+    expect(p.stdout).toMatch(new RegExp(`forget ${s1}`));
+    expect(p.stdout).toMatch(new RegExp(`kept ${s2}: not yet on b`));
+    expect(historyLog(box)).toMatch(
+      /warn: history: retention is held back by target\(s\) b \(last replicated \S+, [\d.]+ h ago; last error: .*unreachable.*\): 1 snapshot\(s\) past history\.keep are kept/,
+    );
+    box.config.history.targets[1]!['port'] = port;
+    writeHistoryConfig(box);
+    ok(zh(box, ['history', 'replicate']));
+    ok(zh(box, ['history', 'prune']));
+    expect(zh(box, ['history', 'list']).stdout).toMatch(new RegExp(`${s2} .* forgotten`));
+    expect(s3).not.toBe(s2);
+  });
+});
