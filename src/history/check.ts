@@ -3,6 +3,7 @@ import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
 import { loadCredentials } from '../remote/credentials.js';
 import { loadSigningKey } from '../system/signing.js';
+import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './offbox.js';
 import { signingKeyFile } from './repo.js';
 import { remoteTargetOf } from './sftp-store.js';
 
@@ -10,9 +11,14 @@ import { remoteTargetOf } from './sftp-store.js';
  * What `zshield config check` asks of the history section: the checks its commands make before
  * they connect or sign. Each target: a pinned host key (without one every key is refused), its
  * secrets owner-only and readable (private key, the password opened with history.keyFile); the
- * catalog's signing key, once made, owner-only and a key.
+ * catalog's signing key, once made, owner-only and a key; the recovery file where `recover
+ * offbox` reads it by default (the golden medium's fw_cfg entry), when there is one: owner-only
+ * and valid.
  */
-export async function checkHistoryConfig(ctx: Context): Promise<ZshieldError[]> {
+export async function checkHistoryConfig(
+  ctx: Context,
+  recoveryFiles: readonly string[] = [FW_CFG_RECOVERY_FILE],
+): Promise<ZshieldError[]> {
   const h = ctx.config.history;
   const { errors, collect } = errorCollector();
   for (const [i, t] of h.targets.entries()) {
@@ -32,5 +38,6 @@ export async function checkHistoryConfig(ctx: Context): Promise<ZshieldError[]> 
     await collect(() => loadCredentials(ctx, remoteTargetOf(h, t)));
   }
   if (existsSync(signingKeyFile(h))) await collect(() => loadSigningKey(signingKeyFile(h)));
+  for (const file of recoveryFiles) if (existsSync(file)) await collect(() => readRecoveryFile(file));
   return errors;
 }

@@ -159,11 +159,11 @@ function historyVerifyCommand(kit: CommandKit): CommandModule {
       const args = a as unknown as Args;
       const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
       const out = jsonOutput(ctx, wantsJson(args));
-      const { runTargetVerify } = await import('./replicate.js');
+      const { runTargetVerify, verifySummary } = await import('./replicate.js');
       const only = targetsOf(args['target']);
       const r = await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
       if (wantsJson(args)) printJson(out, r);
-      ctx.out.print('history: every file checked is intact');
+      ctx.out.print(verifySummary(r));
     },
   };
 }

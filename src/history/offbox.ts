@@ -10,6 +10,7 @@ import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
 import { type ConfirmOptions, runFactoryReset } from '../recovery/run.js';
 import {
+  checkPrivateFile,
   encryptPassword,
   newKey,
   openPassword,
@@ -62,9 +63,26 @@ export function readRecoveryFile(file: string): RecoveryFile {
       });
     throw new UsageError(`cannot read the recovery file ${file}: ${code ?? String(err)}`);
   }
+  checkRecoveryFileMode(file);
   const r = parseRecoveryFile(text);
   if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
   return r.file;
+}
+
+/**
+ * The recovery file holds the repository password and a login key in clear: like a key file, one
+ * that group or others can read is refused (exit 6), before a word of it is used. fw_cfg's entry
+ * is 0400 (the kernel makes it so); a FAT stick shows every file with the mount's fmask.
+ */
+export function checkRecoveryFileMode(file: string): void {
+  try {
+    checkPrivateFile(file, 'recovery file');
+  } catch (err) {
+    if (!(err instanceof RefusedError) || !/accessible by group or others/.test(err.message)) throw err;
+    throw new RefusedError(err.message, {
+      hint: `chmod 600 ${file} (on a FAT stick: mount it with -o fmask=0077,dmask=0077); if others could read it, treat its passwords and key as leaked and replace them`,
+    });
+  }
 }
 
 /**
@@ -202,21 +220,28 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
     const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
     const id = entry.fingerprint;
     ctx.out.print(`offbox: ${id} (cataloged ${entry.time} on ${entry.host}, ${entry.reason})`);
-    const source = await openSource(staged, id, { from: TARGET_NAME });
     // The password is the recovery file's (staged), not the config file's: no config-file check.
     const h = staged.config.history;
     const password = openPassword({ ciphertext: h.password!, keyFile: h.keyFile, log: ctx.log });
-    const restic = resticFor(staged, source.repo, password);
-    // Reads the snapshot with the given password: a wrong one stops here, nothing written.
-    const size = await restic.restoreSize(id).catch((err: unknown) => {
+    const wrongPassword = (err: unknown): never => {
       if (!(err instanceof RepositoryPasswordError)) throw err;
-      throw new ConfigError([
+      throw new ConfigError(
+        [
+          {
+            where,
+            message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+          },
+        ],
         {
-          where,
-          message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+          hint: 'set repositoryPassword to what zshield history password prints on the box that made the backup; only its keys were fetched, nothing was written',
         },
-      ]);
-    });
+      );
+    };
+    // Config and keys first, the password proven on them (restic cat config), and only then the
+    // index and the data: a wrong password stops here, with nothing but the keys fetched.
+    const source = await openSource(staged, id, { from: TARGET_NAME }, password).catch(wrongPassword);
+    const restic = resticFor(staged, source.repo, password);
+    const size = await restic.restoreSize(id).catch(wrongPassword);
     const pwFile = path.join(dir, 'restic-pw');
     writePrivateFileAtomic(SCRATCH_WRITES, pwFile, restic.opts.password);
     const restore: CommandStep = {

@@ -52,7 +52,7 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
             const blocking = [...new Set(report.keptForTargets.flatMap((k) => k.missingOn))];
             if (blocking.length)
               ctx.log.warn(
-                `history: retention is held back by target(s) ${blocking.join(', ')}: ${report.keptForTargets.length} snapshot(s) past history.keep are kept until they reach it (zshield history status)`,
+                `history: retention is held back by target(s) ${blocking.map((n) => lagOf(ctx, n)).join(', ')}: ${report.keptForTargets.length} snapshot(s) past history.keep are kept until they reach it (zshield history status)`,
               );
           },
         },
@@ -99,6 +99,22 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * A target that holds retention back, with why it may stay so: when it last took a replication
+ * and its last error (a target down for days reads as such in the daemon's log, every day).
+ */
+function lagOf(ctx: Context, name: string): string {
+  const s = readState(ctx.config.history.dir)[name];
+  const since = s?.lastSuccess
+    ? `last replicated ${s.lastSuccess}, ${hoursSince(ctx, s.lastSuccess)} h ago`
+    : 'never replicated';
+  return `${name} (${since}${s?.lastError ? `; last error: ${s.lastError}` : ''})`;
+}
+
+function hoursSince(ctx: Context, iso: string): string {
+  return ((ctx.clock.now().getTime() - Date.parse(iso)) / 3600_000).toFixed(1);
 }
 
 /** Pure but for the targets' state: the policy's candidates split by whether every target has them. */

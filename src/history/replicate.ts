@@ -516,6 +516,22 @@ export async function runTargetVerify(
   return out;
 }
 
+/**
+ * The last line of a `history verify` that found no damage: how many files were checked and found
+ * intact, and, counted per target, what is not there yet (written here since its last
+ * replication): "intact" never stands for files nobody looked at.
+ */
+export function verifySummary(reports: readonly VerifyReport[]): string {
+  const checked = reports.reduce((n, r) => n + r.checked, 0);
+  const behind = reports.filter((r) => r.missing > 0);
+  const on = `${reports.length} target(s)`;
+  if (!behind.length)
+    return `history: every file checked is intact (${checked} file(s) on ${on}); nothing left to send`;
+  return `history: the ${checked} file(s) checked on ${on} are intact; not yet sent: ${behind
+    .map((r) => `${r.target} lacks ${r.missing} file(s) (${formatBytes(r.bytesBehind)})`)
+    .join(', ')}; zshield history replicate sends them`;
+}
+
 async function verifyTarget(
   ctx: Context,
   t: SftpTargetConfig,

@@ -135,6 +135,35 @@ export class Restic {
     await this.run(['cat', 'config', '--no-lock'], { mutates: false });
   }
 
+  /**
+   * The data files (packs) the repository's index names, read with `restic cat index` from each
+   * index file present (one superseded by another present is skipped: prune leaves none, but a
+   * copy caught between them may). Needs config, keys/ and index/ only, not the data.
+   */
+  async indexedPacks(): Promise<Set<string>> {
+    let names: string[] = [];
+    try {
+      names = readdirSync(path.join(this.opts.repo, 'index')).filter((n) => FINGERPRINT.test(n));
+    } catch {
+      return new Set();
+    }
+    const indexes: { id: string; packs: string[]; supersedes: string[] }[] = [];
+    for (const id of names) {
+      const out = await this.run(['cat', 'index', id, '--no-lock'], { mutates: false });
+      const doc = parseJson<{ packs?: { id?: string }[] | null; supersedes?: string[] | null }>(
+        out,
+        'restic cat index',
+      );
+      indexes.push({
+        id,
+        packs: (doc?.packs ?? []).map((p) => String(p.id ?? '')).filter((p) => FINGERPRINT.test(p)),
+        supersedes: doc?.supersedes ?? [],
+      });
+    }
+    const superseded = new Set(indexes.flatMap((i) => i.supersedes));
+    return new Set(indexes.filter((i) => !superseded.has(i.id)).flatMap((i) => i.packs));
+  }
+
   async init(): Promise<void> {
     await this.run(['init'], { mutates: true });
   }

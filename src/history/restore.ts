@@ -14,11 +14,12 @@ import {
   requireCataloged,
   verifyCatalog,
 } from './catalog.js';
-import { repoDir, resticFor } from './repo.js';
-import { readSeenHead, writeSeenHead } from './state.js';
-import { FINGERPRINT } from './restic.js';
+import { repoDir, repositoryPassword, resticFor } from './repo.js';
+import { planReplication } from './replicate.js';
+import { readSeenHead, readState, writeSeenHead } from './state.js';
+import { FINGERPRINT, type Restic, RepositoryPasswordError } from './restic.js';
 import { SftpStore } from './sftp-store.js';
-import { fetchRepository, type Store, snapshotIdsIn } from './store.js';
+import { fetchRepository, kindOf, listLocalRepo, type RepoFile, type Store, snapshotIdsIn } from './store.js';
 
 /**
  * A fingerprint's tree written into a directory: from the local repository when it holds the
@@ -100,8 +101,19 @@ export async function resolveFingerprint(
   });
 }
 
-/** Where the fingerprint comes from, fetched when it must be; the catalog checked first. */
-export async function openSource(ctx: Context, id: string, opts: TreeRestoreOptions): Promise<RestoreSource> {
+/**
+ * Where the fingerprint comes from, fetched when it must be; the catalog checked first. A copy is
+ * fetched in stages (store.ts): config and keys, then the password is proven (`password`, else
+ * history.password); index and snapshots, then every data file the index names must be on the
+ * target (and, when this box has the repository, nothing it sent there may be gone); only then the
+ * data. A wrong password or a target missing data stops before any data file is fetched.
+ */
+export async function openSource(
+  ctx: Context,
+  id: string,
+  opts: TreeRestoreOptions,
+  password?: string,
+): Promise<RestoreSource> {
   const h = ctx.config.history;
   const localRepo = repoDir(h);
   const localHas = !opts.from && existsSync(path.join(localRepo, 'snapshots', id));
@@ -111,6 +123,7 @@ export async function openSource(ctx: Context, id: string, opts: TreeRestoreOpti
   const work = mkdtempSync(path.join(workDir(ctx), 'fetch-'));
   const holders: { store: SftpStore; name: string }[] = [];
   const failures: string[] = [];
+  const damage: VerifyError[] = [];
   try {
     for (const t of h.targets) {
       if (opts.from && t.name !== opts.from) continue;
@@ -130,23 +143,44 @@ export async function openSource(ctx: Context, id: string, opts: TreeRestoreOpti
       store.close();
     }
     const { entry, order } = await chooseCatalog(ctx, holders, work, id, opts);
+    const clear = order.length ? (password ?? repositoryPassword(ctx)) : '';
     for (const holder of order) {
       const store = holder.store;
       try {
         const repo = path.join(work, 'repo');
         rmSync(repo, { recursive: true, force: true });
         ctx.out.print(`history: fetching the repository from ${store.label} into ${repo}`);
+        const restic = resticFor(ctx, repo, clear);
         let last = 0;
-        await fetchRepository(store, repo, (done, total) => {
-          const pct = Math.floor((done / Math.max(total, 1)) * 100);
-          if (pct >= last + 10 || done === total) {
-            last = pct;
-            ctx.log.info(`history fetch: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})`);
-          }
+        await fetchRepository(store, repo, {
+          onFile: (done, total) => {
+            const pct = Math.floor((done / Math.max(total, 1)) * 100);
+            if (pct >= last + 10 || done === total) {
+              last = pct;
+              ctx.log.info(`history fetch: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})`);
+            }
+          },
+          afterKeys: async () => {
+            await restic.open();
+            ctx.log.info(
+              `history: ${store.label}: the password opens its repository (config and keys fetched; no data yet)`,
+            );
+          },
+          afterIndex: async (files) => {
+            const missing = await missingOnTarget(ctx, restic, holder.name, files);
+            if (missing.length)
+              throw new VerifyError(
+                `${store.label} lacks ${missing.length} file(s) of its repository: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+                {
+                  hint: `nothing was written; restore from another target (zshield history restore ${id} DIR --from OTHER), or run zshield history replicate on the box that made the backup: it sends missing files again`,
+                },
+              );
+          },
         });
         return { from: holder.name, repo, temporary: work, entry };
       } catch (err) {
-        if (ctx.signal.aborted || opts.from) throw err;
+        if (ctx.signal.aborted || opts.from || err instanceof RepositoryPasswordError) throw err;
+        if (err instanceof VerifyError) damage.push(err);
         failures.push(`${holder.name}: ${(err as Error).message}`);
         ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
       }
@@ -158,10 +192,46 @@ export async function openSource(ctx: Context, id: string, opts: TreeRestoreOpti
     for (const x of holders) x.store.close();
   }
   rmSync(work, { recursive: true, force: true });
+  // Every target that holds it is damaged: that is the error (exit 10), not "not found".
+  if (damage.length && damage.length === holders.length)
+    throw new VerifyError(
+      `fingerprint ${id}: every target that holds it is damaged: ${failures.join('; ')}`,
+      damage[0]!.hint ? { hint: damage[0]!.hint } : undefined,
+    );
   throw new NotFoundError(
     `fingerprint ${id} is in neither the local repository nor ${opts.from ? `target ${opts.from}` : 'any reachable target'}${failures.length ? ` (${failures.join('; ')})` : ''}`,
     { hint: 'zshield history list shows the fingerprints; zshield history status, the targets' },
   );
+}
+
+/**
+ * What a target's copy lacks that a restore needs, found before its data is fetched: a data file
+ * its own index names (restic would fail on it half-way through the tree), and, when this box has
+ * the repository, a data or index file the last successful replication sent there (the damage
+ * check of `history verify`).
+ */
+async function missingOnTarget(
+  ctx: Context,
+  restic: Restic,
+  target: string,
+  files: readonly RepoFile[],
+): Promise<string[]> {
+  const there = new Set(files.map((f) => f.name));
+  const missing = new Map<string, string>();
+  for (const pack of await restic.indexedPacks()) {
+    const name = `data/${pack.slice(0, 2)}/${pack}`;
+    if (!there.has(name)) missing.set(name, 'named by its index');
+  }
+  const local = repoDir(ctx.config.history);
+  if (existsSync(path.join(local, 'config'))) {
+    const since = readState(ctx.config.history.dir)[target]?.lastSuccess ?? null;
+    for (const d of planReplication(listLocalRepo(local), files, since).damaged) {
+      const kind = kindOf(d.file.name);
+      if ((kind === 'data' || kind === 'index') && !there.has(d.file.name) && !missing.has(d.file.name))
+        missing.set(d.file.name, d.why);
+    }
+  }
+  return [...missing.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, why]) => `${n} (${why})`);
 }
 
 function workDir(ctx: Context): string {

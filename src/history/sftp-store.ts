@@ -3,7 +3,7 @@ import path from 'node:path/posix';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { remoteSchema } from '../config/remote.js';
 import type { Context } from '../context.js';
-import { RefusedError, RemoteError } from '../errors.js';
+import { RefusedError, RemoteError, ZshieldError } from '../errors.js';
 import { PART_SUFFIX } from '../remote/backups.js';
 import { Connection } from '../remote/copy.js';
 import { loadCredentials, type Target } from '../remote/credentials.js';
@@ -42,8 +42,14 @@ export class SftpStore implements Store {
     this.catalogDir = path.join(dir, 'catalog');
     const target = remoteTargetOf(history, cfg);
     this.label = `${cfg.name} (${cfg.user}@${endpointText(target.endpoint)}:${dir})`;
-    this.conn = new Connection(ctx, target, loadCredentials(ctx, target), 2000);
-    this.retry = wrapHostKey(this.conn.retry.bind(this.conn), cfg.name);
+    let credentials: ReturnType<typeof loadCredentials>;
+    try {
+      credentials = loadCredentials(ctx, target);
+    } catch (err) {
+      throw forTarget(err, cfg);
+    }
+    this.conn = new Connection(ctx, target, credentials, 2000);
+    this.retry = wrapHostKey(this.conn.retry.bind(this.conn), cfg);
   }
 
   private readonly retry: Connection['retry'];
@@ -156,32 +162,51 @@ export class SftpStore implements Store {
 }
 
 /**
- * The remote copy's host-key refusal speaks of remote.hostKey and `remote trust`; for a history
- * target the setting is history.targets[].hostKey and the command `history target trust`.
+ * The remote copy's errors speak of its own settings (remote.hostKey and `remote trust`,
+ * remote.server and remote.port, remote.user, remote.destination); for a history target they are
+ * history.targets[] and its commands (`history target trust`, `history target list`).
  */
-function wrapHostKey(retry: Connection['retry'], name: string): Connection['retry'] {
+function wrapHostKey(retry: Connection['retry'], cfg: SftpTargetConfig): Connection['retry'] {
   return async (what, fn) => {
     try {
       return await retry(what, fn);
     } catch (err) {
-      if (!(err instanceof HostKeyError)) throw err;
-      const where = endpointText(err.endpoint);
-      const fp = err.offered.fingerprint;
-      throw err.pinned === null
-        ? new RefusedError(
-            `history target ${name} (${where}) is not trusted: it offers ${err.offered.type} key ${fp}, and its hostKey is not set`,
-            {
-              hint: `compare it with the server's own (ssh-keygen -lf on the server), then: zshield history target trust ${name} --fingerprint ${fp}`,
-            },
-          )
-        : new RefusedError(
-            `host key of history target ${name} (${where}) has CHANGED: it offers ${err.offered.type} key ${fp}, the pinned key is ${err.pinned}; refusing to connect`,
-            {
-              hint: `if the server was reinstalled, check its new key out of band, then: zshield history target trust ${name} --fingerprint ${fp}; otherwise the connection may be intercepted`,
-            },
-          );
+      throw forTarget(err, cfg);
     }
   };
+}
+
+/** An error of the remote copy's code, told in the words of a history target (same class, same exit code). */
+export function forTarget(err: unknown, cfg: SftpTargetConfig): unknown {
+  const name = cfg.name;
+  if (err instanceof HostKeyError) {
+    const where = endpointText(err.endpoint);
+    const fp = err.offered.fingerprint;
+    return err.pinned === null
+      ? new RefusedError(
+          `history target ${name} (${where}) is not trusted: it offers ${err.offered.type} key ${fp}, and its hostKey is not set`,
+          {
+            hint: `compare it with the server's own (ssh-keygen -lf on the server), then: zshield history target trust ${name} --fingerprint ${fp}`,
+          },
+        )
+      : new RefusedError(
+          `host key of history target ${name} (${where}) has CHANGED: it offers ${err.offered.type} key ${fp}, the pinned key is ${err.pinned}; refusing to connect`,
+          {
+            hint: `if the server was reinstalled, check its new key out of band, then: zshield history target trust ${name} --fingerprint ${fp}; otherwise the connection may be intercepted`,
+          },
+        );
+  }
+  if (!(err instanceof ZshieldError) || !err.hint || !/\bremote\./.test(err.hint)) return err;
+  const hint = /authentication failed/.test(err.message)
+    ? `check the user and the login key or password of history target ${name}: zshield history target list shows them`
+    : /permission denied/.test(err.message)
+      ? `${cfg.user} must be able to read and write everything under ${cfg.directory} on ${cfg.server}`
+      : /unreachable|cannot connect/.test(err.message)
+        ? `check the server and port of history target ${name} and that the server is up: zshield history target list shows them`
+        : `check history target ${name}: zshield history target list shows its settings`;
+  // The hint is the one thing to change: the class (and its exit code, its retry rule) is kept.
+  Object.defineProperty(err, 'hint', { value: hint, enumerable: true });
+  return err;
 }
 
 /** The remote copy's Target for one history target: its settings, the history section's key file. */

@@ -98,37 +98,65 @@ export async function sha256File(file: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** The order a copy is fetched in: what proves the password, what names the data, the data. */
+const FETCH_ORDER: FileKind[] = ['config', 'keys', 'index', 'snapshots', 'data'];
+
+export interface FetchHooks {
+  onFile?: (bytesDone: number, bytesTotal: number) => void;
+  /**
+   * Called once config and keys/ are here, before anything else is fetched: restic can prove the
+   * password with those alone (`cat config`), so a wrong one costs two small files, not the data.
+   */
+  afterKeys?: () => Promise<void>;
+  /**
+   * Called once index/ and snapshots/ are here too, before the first data file: the index names
+   * the data files the snapshots need, so one the store lacks is found before any is fetched.
+   */
+  afterIndex?: (files: readonly RepoFile[]) => Promise<void>;
+}
+
 /**
  * Fetch every file of a store's repository into `dir` (made as restic lays it out), each checked
  * against its name's hash (config against its size): a damaged file on a target stops the fetch
- * with the file named, rather than handing restic a repository that fails later.
+ * with the file named, rather than handing restic a repository that fails later. In FETCH_ORDER,
+ * with the hooks between the stages.
  */
 export async function fetchRepository(
   store: Store,
   dir: string,
-  onFile?: (bytesDone: number, bytesTotal: number) => void,
+  hooks: FetchHooks = {},
 ): Promise<RepoFile[]> {
   const files = await store.list();
   if (!files.some((f) => f.name === 'config'))
     throw new VerifyError(`${store.label}: holds no restic repository (no config file)`);
   const total = files.reduce((n, f) => n + f.size, 0);
+  const rank = (f: RepoFile) => FETCH_ORDER.indexOf(kindOf(f.name)!);
+  const ordered = [...files].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   let bytes = 0;
-  for (const f of files) {
-    const local = path.join(dir, ...f.name.split('/'));
-    mkdirSync(path.dirname(local), { recursive: true, mode: 0o700 });
-    await store.fetch(f, local);
-    const want = expectedHash(f.name);
-    if (want !== null) {
-      const got = await sha256File(local);
-      if (got !== want)
-        throw new VerifyError(`${store.label}: ${f.name} is damaged (its SHA-256 is ${got})`, {
-          hint: 'zshield history replicate --verify-all replaces damaged files from the local repository',
-        });
+  const fetchKinds = async (kinds: FileKind[]) => {
+    for (const f of ordered) {
+      if (!kinds.includes(kindOf(f.name)!)) continue;
+      const local = path.join(dir, ...f.name.split('/'));
+      mkdirSync(path.dirname(local), { recursive: true, mode: 0o700 });
+      await store.fetch(f, local);
+      const want = expectedHash(f.name);
+      if (want !== null) {
+        const got = await sha256File(local);
+        if (got !== want)
+          throw new VerifyError(`${store.label}: ${f.name} is damaged (its SHA-256 is ${got})`, {
+            hint: 'zshield history replicate --verify-all replaces damaged files from the local repository',
+          });
+      }
+      bytes += f.size;
+      hooks.onFile?.(bytes, total);
     }
-    bytes += f.size;
-    onFile?.(bytes, total);
-  }
+  };
+  await fetchKinds(['config', 'keys']);
+  await hooks.afterKeys?.();
+  await fetchKinds(['index', 'snapshots']);
   for (const sub of ['locks', 'snapshots', 'index', 'keys', 'data'])
     mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
+  await hooks.afterIndex?.(files);
+  await fetchKinds(['data']);
   return files;
 }

@@ -169,6 +169,16 @@ export async function writeNewSigningKey(
   return key;
 }
 
+/** `ed25519:...` as written beside a key, a PEM public key, or an OpenSSH public key line. */
+function isPublicKeyText(text: string): boolean {
+  const t = text.trim();
+  return (
+    /^ed25519:[A-Za-z0-9+/]+=*$/.test(t) ||
+    t.startsWith('-----BEGIN PUBLIC KEY-----') ||
+    /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+) [A-Za-z0-9+/]+=*( .*)?$/.test(t)
+  );
+}
+
 /** Loads a private key; refuses one that others can read (a key is a secret like a password). */
 export async function loadSigningKey(file: string): Promise<SigningKey> {
   let st: Awaited<ReturnType<typeof stat>>;
@@ -178,6 +188,15 @@ export async function loadSigningKey(file: string): Promise<SigningKey> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT')
       throw new NotFoundError(`signing key ${file} does not exist`);
     throw err;
+  }
+  // A public key given where the private one belongs (the `.pub` written beside it) is said to be
+  // one first: "chmod 600" and then "not a PEM private key" would send the operator the wrong way.
+  if (st.isFile() && st.size < 4096 && isPublicKeyText(await readFile(file, 'utf8').catch(() => ''))) {
+    throw new ConfigError([{ where: file, message: 'is a public key: signing needs the private key' }], {
+      hint: file.endsWith('.pub')
+        ? `give the private key beside it, ${file.slice(0, -'.pub'.length)} (mode 0600), not its .pub`
+        : 'give the private key file (mode 0600) whose public key this is',
+    });
   }
   if ((st.mode & 0o077) !== 0) {
     throw new RefusedError(

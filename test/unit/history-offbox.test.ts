@@ -1,9 +1,10 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseRecoveryFile } from '../../src/config/recovery-file.js';
 import { defaultConfig } from '../../src/config/schema.js';
-import { ConfigError, NotFoundError } from '../../src/errors.js';
+import { ConfigError, NotFoundError, RefusedError } from '../../src/errors.js';
+import { checkHistoryConfig } from '../../src/history/check.js';
 import { askRecovery, readRecoveryFile, stageRecovery } from '../../src/history/offbox.js';
 import { OFFBOX_RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { formatPlan } from '../../src/plan/plan.js';
@@ -57,7 +58,7 @@ describe('the recovery file', () => {
     const t = tempDir();
     try {
       const file = path.join(t.dir, 'rec.json');
-      writeFileSync(file, JSON.stringify({ ...good, publicKey: 'x' }));
+      writeFileSync(file, JSON.stringify({ ...good, publicKey: 'x' }), { mode: 0o600 });
       let err: unknown;
       try {
         readRecoveryFile(file);
@@ -70,6 +71,47 @@ describe('the recovery file', () => {
       );
       expect((err as Error).message).not.toContain('correct horse');
       expect(() => readRecoveryFile(path.join(t.dir, 'none.json'))).toThrow(NotFoundError);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('a recovery file group or others can read is refused (exit 6, chmod 600 hint), as a key file is; config check reports it', async () => {
+    const t = tempDir();
+    try {
+      const file = path.join(t.dir, 'rec.json');
+      writeFileSync(file, JSON.stringify(good), { mode: 0o644 });
+      chmodSync(file, 0o644);
+      let err: unknown;
+      try {
+        readRecoveryFile(file);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(RefusedError);
+      expect((err as Error).message).toBe(
+        `recovery file ${file} is accessible by group or others (mode 0644): refusing to use it`,
+      );
+      expect((err as RefusedError).hint).toMatch(
+        new RegExp(`^chmod 600 ${file} \\(on a FAT stick: mount it with -o fmask=0077`),
+      );
+      // config check: the same refusal among its problems (the fw_cfg entry's path in real life).
+      const ctx = testContext({
+        runner: new RecordingRunner(),
+        dir: t.dir,
+        clock: new FakeClock(new Date(0)),
+      });
+      const problems = await checkHistoryConfig(ctx, [file, path.join(t.dir, 'absent.json')]);
+      expect(problems.map((p) => p.message)).toEqual([(err as Error).message]);
+      // Its hint followed: accepted.
+      chmodSync(file, 0o600);
+      expect(readRecoveryFile(file).repositoryPassword).toBe('correct horse');
+      expect(await checkHistoryConfig(ctx, [file])).toEqual([]);
+      // A bad file in that place is reported by config check too.
+      writeFileSync(file, JSON.stringify({ ...good, publicKey: 'x' }));
+      expect((await checkHistoryConfig(ctx, [file])).map((p) => p.message)).toEqual([
+        `config: recovery file ${file}: publicKey: must be ed25519:<base64>`,
+      ]);
     } finally {
       t.cleanup();
     }

@@ -9,7 +9,14 @@ import { type HistoryStatus, statusFailure } from '../../src/history/status.js';
 import { parseTargetSpec } from '../../src/history/targets.js';
 import { appendCatalog, catalogFile, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
 import { planFingerprintRecovery } from '../../src/history/recover.js';
-import { planReplication, verificationShare } from '../../src/history/replicate.js';
+import {
+  planReplication,
+  type VerifyReport,
+  verificationShare,
+  verifySummary,
+} from '../../src/history/replicate.js';
+import { forTarget } from '../../src/history/sftp-store.js';
+import { TransientRemoteError } from '../../src/remote/ssh.js';
 import { type EditStep, formatPlan, isCommand } from '../../src/plan/plan.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
@@ -263,5 +270,73 @@ describe('history status and target setup', () => {
     expect(parseTargetSpec('u@[::1]:/d')).toEqual({ user: 'u', server: '::1', directory: '/d' });
     expect(() => parseTargetSpec('host:/d')).toThrow(/USER@HOST:DIR/);
     expect(() => parseTargetSpec('u@host:rel')).toThrow(/absolute/);
+  });
+});
+
+describe('history verify: an honest summary', () => {
+  const report = (over: Partial<VerifyReport>): VerifyReport => ({
+    target: 'a',
+    checked: 10,
+    damaged: [],
+    missing: 0,
+    bytesBehind: 0,
+    error: null,
+    ...over,
+  });
+  it('says "intact" of the files it checked only, and counts what is not yet sent per target', () => {
+    expect(verifySummary([report({}), report({ target: 'b', checked: 5 })])).toBe(
+      'history: every file checked is intact (15 file(s) on 2 target(s)); nothing left to send',
+    );
+    const behind = verifySummary([
+      report({}),
+      report({ target: 'b', checked: 4, missing: 3, bytesBehind: 3 * 1024 * 1024 }),
+    ]);
+    expect(behind).toBe(
+      'history: the 14 file(s) checked on 2 target(s) are intact; not yet sent: b lacks 3 file(s) (3.0 MiB); zshield history replicate sends them',
+    );
+    expect(behind).not.toMatch(/every file/);
+  });
+});
+
+describe("a history target's errors speak of the target, not of remote.*", () => {
+  const target = {
+    name: 't2',
+    type: 'sftp' as const,
+    server: '10.0.0.9',
+    port: 2222,
+    user: 'zs',
+    password: null,
+    privateKey: '/k',
+    hostKey: null,
+    directory: '/srv/t2',
+  };
+  it('unreachable, refused login, no write permission: the same class (exit code), a hint naming the target', () => {
+    const down = new TransientRemoteError('remote zs@10.0.0.9:2222: unreachable: connection refused', {
+      hint: 'check remote.server and remote.port, and that the server is up',
+    });
+    expect(forTarget(down, target)).toBe(down);
+    expect(down).toBeInstanceOf(TransientRemoteError);
+    expect(down.hint).toBe(
+      'check the server and port of history target t2 and that the server is up: zshield history target list shows them',
+    );
+    const login = new RemoteError(
+      'remote zs@10.0.0.9:2222: authentication failed (the server refused the private key)',
+      {
+        hint: 'check remote.user, and the password (zshield config edit) or remote.privateKey',
+      },
+    );
+    expect((forTarget(login, target) as RemoteError).hint).toMatch(
+      /^check the user and the login key or password of history target t2/,
+    );
+    const perm = new RemoteError('remote zs@10.0.0.9:2222: permission denied: mkdir /srv/t2/repo', {
+      hint: 'zs needs write permission on remote.destination',
+    });
+    expect((forTarget(perm, target) as RemoteError).hint).toBe(
+      'zs must be able to read and write everything under /srv/t2 on 10.0.0.9',
+    );
+    // Anything else is left as it is.
+    const other = new RemoteError('x', { hint: 'wait' });
+    expect(forTarget(other, target)).toBe(other);
+    expect(other.hint).toBe('wait');
   });
 });

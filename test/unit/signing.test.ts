@@ -2,6 +2,7 @@ import { chmod, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
 import {
   canonicalJson,
   generateSigningKey,
@@ -60,5 +61,32 @@ describe('signing', () => {
     await expect(loadSigningKey(file)).rejects.toThrow(/readable by others/);
     await writeFile(path.join(dir, 'junk'), 'x', { mode: 0o600 });
     await expect(loadSigningKey(path.join(dir, 'junk'))).rejects.toThrow(/not a PEM/);
+  });
+
+  it('a public key given as the signing key is told so, and its hint (the private key beside it) works', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zs-sign-'));
+    const file = path.join(dir, 'vendor.key');
+    const key = await writeNewSigningKey(REAL_WRITES, file, { writePublic: true });
+    // The .pub is written 0644: it is not "chmod 600" first, then "not a PEM private key".
+    let err: unknown;
+    await loadSigningKey(`${file}.pub`).catch((e: unknown) => {
+      err = e;
+    });
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(
+      `config: ${file}.pub: is a public key: signing needs the private key`,
+    );
+    const hint = (err as ConfigError).hint!;
+    expect(hint).toBe(`give the private key beside it, ${file} (mode 0600), not its .pub`);
+    const named = /beside it, (\S+) \(/.exec(hint)![1]!;
+    expect((await loadSigningKey(named)).publicText).toBe(key.publicText);
+    // A PEM public key, and an OpenSSH public key line, under any name: the same.
+    const pem = key.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    await writeFile(path.join(dir, 'pem'), pem, { mode: 0o600 });
+    await expect(loadSigningKey(path.join(dir, 'pem'))).rejects.toThrow(/is a public key/);
+    await writeFile(path.join(dir, 'ssh'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKx user@host\n', {
+      mode: 0o644,
+    });
+    await expect(loadSigningKey(path.join(dir, 'ssh'))).rejects.toThrow(/is a public key/);
   });
 });
