@@ -14,7 +14,10 @@ const vm = require('node:vm');
 /** The bundle as one function of CommonJS's five names: the same text here and at build time. */
 function compile(source, cachedData) {
   const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
-  return new vm.Script(wrapped, { filename: 'zshield.cjs', cachedData });
+  // import() of a built-in (the bundle keeps `await import('node:fs')` as it is) goes to Node's own
+  // loader, as it does in a script Node runs itself.
+  const importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  return new vm.Script(wrapped, { filename: 'zshield.cjs', cachedData, importModuleDynamically });
 }
 
 function run(script) {
