@@ -52,7 +52,8 @@ export async function prepareGolden(workDir: string): Promise<void> {
   });
   try {
     await expectSystemd(vm);
-    // Installed as rc/README.md says: both enabled; nothing to recover, so zshield-boot finished.
+    // Installed from the package (setup-systemd.sh: dpkg -i): both enabled; nothing to recover, so
+    // zshield-boot finished.
     expect(await vm.shOk('systemctl is-enabled zshield-boot.service zshield.service')).toBe(
       'enabled\nenabled\n',
     );

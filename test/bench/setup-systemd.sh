@@ -8,8 +8,9 @@
 #   rootfs/        the Debian tree: systemd, udev, lvm2 (+ dmeventd), initramfs-tools, the cloud
 #                  kernel package (its /boot/initrd.img-<ver> made by initramfs-tools when the
 #                  package was installed), GRUB (i386-pc), rsync, e2fsprogs, fdisk, busybox-static;
-#                  zshield as /usr/sbin/zshield with both units installed and enabled the way the
-#                  README says; the bench agent as bench-agent.service
+#                  zshield installed from its Debian package (build/package.sh) with dpkg -i, as
+#                  the README's Install section says (both units enabled by the package); the
+#                  bench agent as bench-agent.service
 #   proto.img      a 2 GiB disk: DOS label, partition 1 (ext4, label zs-proto) = rootfs/; the
 #                  "prototype system" that `zshield golden prepare` turns into a golden medium
 #   systemd.env    SD_VMLINUZ=, SD_INITRD=, SD_PROTO=, SD_ROOTFS=, SD_PROTO_UUID=
@@ -20,6 +21,9 @@
 
 SD_PKGS=(systemd systemd-sysv udev lvm2 dmeventd initramfs-tools grub-pc-bin grub2-common grub-common
   e2fsprogs fdisk rsync kmod busybox-static zstd dosfstools procps util-linux mount
+  # The package's world: apt runs its pre-upgrade hook, node_exporter's textfile collector serves
+  # its metrics (issue 25).
+  apt prometheus-node-exporter
   # The tree is merged-/usr already: usrmerge (pulled by init-system-helpers in the essential
   # phase) and the perl it needs are purged again (~50 MB less to copy at every golden prepare
   # and factory reset); usr-is-merged keeps init-system-helpers' dependency met.
@@ -117,14 +121,18 @@ build_systemd_flavour() {
     echo "$key" >"$sd/rootfs.key"
   fi
   local pkey
-  pkey="$key $appid $(cat "$REPO/rc/zshield-boot.service" "$REPO/rc/zshield.service" | sha256sum | cut -c1-16)"
+  pkey="$key $appid $(cat "$REPO"/rc/* "$REPO"/build/debian/* "$REPO/build/package.sh" | sha256sum | cut -c1-16)"
   if [ ! -f "$sd/proto.img" ] || [ "$(cat "$sd/proto.key" 2>/dev/null)" != "$pkey" ]; then
     rm -f "$sd/proto.key"
-    install_zshield "$sd/rootfs"
-    # zshield's units, installed and enabled as rc/README.md documents for a systemd system.
-    install -m 0644 "$REPO/rc/zshield-boot.service" "$REPO/rc/zshield.service" "$sd/rootfs/etc/systemd/system/"
-    systemctl --root="$sd/rootfs" enable zshield-boot.service zshield.service >/dev/null 2>&1 ||
-      die "systemctl enable zshield-boot.service zshield.service failed in the systemd tree"
+    # zshield from its package, installed with dpkg -i (no file copied by hand): its maintainer
+    # scripts enable both units (in this chroot nothing is started).
+    local deb
+    deb=$(bash "$REPO/build/package.sh" --no-build | tail -n 1) || die "build/package.sh failed"
+    rm -f "$sd/rootfs/etc/systemd/system/zshield-boot.service" "$sd/rootfs/etc/systemd/system/zshield.service"
+    cp "$REPO/$deb" "$sd/rootfs/tmp/zshield.deb"
+    chroot "$sd/rootfs" dpkg -i /tmp/zshield.deb >"$BENCH_DIR/zshield-dpkg.log" 2>&1 ||
+      die "dpkg -i of the zshield package failed in the systemd tree, see $BENCH_DIR/zshield-dpkg.log"
+    rm -f "$sd/rootfs/tmp/zshield.deb"
     sd_make_proto "$sd/rootfs" "$sd/proto.img"
     echo "$pkey" >"$sd/proto.key"
   fi
