@@ -10,7 +10,11 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
-          testTimeout: 20_000,
+          // Bounds on a hang, not on speed: some cases run the bundle or real tools a dozen times,
+          // which took 24 s in a gate with two busy loops and other work beside it (load 10 on 2
+          // cores); a hang still fails, after two minutes.
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
         },
       },
       {

@@ -54,7 +54,7 @@ function run(args: string[], opts: { env?: Record<string, string>; argv0?: strin
   const [file, ...pre] = opts.argv0 ?? [NODE, BUNDLE];
   const r = spawnSync(file!, [...pre, ...args], {
     encoding: 'utf8',
-    timeout: 20_000,
+    timeout: 90_000, // a bound on a hang (one start took seconds on a host at load 10)
     env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', ...opts.env },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -316,7 +316,7 @@ describe('zshield CLI without LVM tools', () => {
   const canUnshare =
     !!unshare &&
     process.getuid?.() === 0 &&
-    spawnSync(unshare, ['--mount', 'true'], { timeout: 5000 }).status === 0;
+    spawnSync(unshare, ['--mount', 'true'], { timeout: 60_000 }).status === 0;
 
   it.runIf(installed.length === 0 || canUnshare)('status: exit 4, "required tool not found: lvs"', () => {
     const b = box();
