@@ -46,7 +46,6 @@ const ALLOWED = [
   ['history', 'remote', 'SSH transport, key files and secrets of the remote copy'],
   ['history', 'snapshot', 'a new snap0 after a reset to a fingerprint'],
   ['hooks', 'snapshot', 'the apt hook takes a snapshot before an upgrade'],
-  ['image', 'remote', 'image file names are the backup file names the remote copy keeps'],
   ['image', 'snapshot', 'an image is taken from snap0; a restore takes a new snap0'],
   ['metrics', 'history', 'the catalog and replication state as metrics'],
   ['metrics', 'status', 'the status report as metrics'],
@@ -76,9 +75,9 @@ const CAPABILITIES = [
 // Ratchets: today's values. Lower them as the house gets flatter; never raise them.
 // Issue 22's target: floors <= 8, no import into another capability's internals.
 const FLOORS_CEILING = 12;
-const INTERNALS_CEILING = 77;
+const INTERNALS_CEILING = 5;
 // Re-export statements outside front doors (a name with two import paths).
-const REEXPORTS_CEILING = 21;
+const REEXPORTS_CEILING = 4;
 
 let out;
 try {
