@@ -2,13 +2,18 @@ import { rmSync } from 'node:fs';
 import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import { ZshieldError } from '../errors.js';
-import { repairIfNeeded, runBackup } from '../snapshot/backup.js';
-import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
-import { type Health, snapshotHealth } from '../snapshot/health.js';
-import { labelOf, namesOf } from '../snapshot/rotation.js';
+import {
+  type Health,
+  labelOf,
+  refreshBootMenu,
+  repairIfNeeded,
+  runBackup,
+  snapshotHealth,
+} from '../snapshot/index.js';
 import { probeVg } from '../system/lvm.js';
 import { daemonInfoFile, writeDaemonInfo } from './info.js';
 import { dailyDue, nextDailyRun } from './schedule.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface DaemonHooks {
   /** Called on SIGHUP: returns the new config, or throws (the old one is kept). */

@@ -2,7 +2,7 @@ import type { Context } from '../context.js';
 import { lastOccurrence, type TimeOfDay } from './schedule.js';
 import { ZshieldError } from '../errors.js';
 import type { ImageConfig } from '../config/image.js';
-import { hostKind, listImages } from '../image/files.js';
+import { hostKind, listImages } from '../image/index.js';
 
 /** The most recent scheduled moment for an image at or before `now` (local time), or null for none. */
 export function lastImageSlot(now: Date, schedule: ImageConfig['schedule'], at: TimeOfDay): Date | null {
@@ -36,12 +36,12 @@ export function imageDue(input: {
  * failure is logged, and the backup's own outcome stands.
  */
 export async function afterDailyBackup(ctx: Context, jobs: AbortSignal, waitMs: number): Promise<void> {
-  const { copyAfterJob } = await import('../remote/copy.js');
+  const { copyAfterJob } = await import('../remote/index.js');
   await copyAfterJob(ctx, 'backup');
   await imageAfterBackup({ ...ctx, signal: jobs }, waitMs);
-  await (await import('../history/take.js')).historyAfterBackup({ ...ctx, signal: jobs });
+  await (await import('../history/index.js')).historyAfterBackup({ ...ctx, signal: jobs });
   // Retention on the daily schedule: history.keep is applied without anyone running prune.
-  await (await import('../history/prune.js')).retentionAfterTake({ ...ctx, signal: jobs });
+  await (await import('../history/index.js')).retentionAfterTake({ ...ctx, signal: jobs });
 }
 
 /**
@@ -62,7 +62,7 @@ export async function imageAfterBackup(ctx: Context, waitMs: number): Promise<bo
   }
   try {
     ctx.log.info('daemon: image due');
-    const { runImageCreate } = await import('../image/create.js');
+    const { runImageCreate } = await import('../image/index.js');
     await runImageCreate(ctx, { waitMs, kind });
   } catch (err) {
     const msg =
@@ -70,7 +70,7 @@ export async function imageAfterBackup(ctx: Context, waitMs: number): Promise<bo
     ctx.log.error(`daemon: image failed: ${msg}; tried again after the next daily backup`);
     return false;
   }
-  const { copyAfterJob } = await import('../remote/copy.js');
+  const { copyAfterJob } = await import('../remote/index.js');
   await copyAfterJob(ctx, 'image');
   return true;
 }

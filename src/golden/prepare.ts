@@ -10,8 +10,6 @@ import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
 import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from './units.js';
 
-export type { PrototypeFacts } from './probe.js';
-
 export interface GoldenInput {
   config: Config;
   disks: DiskProbe;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
-import { loadCredentials } from '../remote/credentials.js';
+import { loadCredentials } from '../remote/index.js';
 import { loadSigningKey } from '../system/signing.js';
 import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './offbox.js';
 import { signingKeyFile } from './repo.js';

@@ -12,7 +12,7 @@ import {
   readKeyFile,
   writeKeyFile,
   writePrivateFileAtomic,
-} from '../remote/secrets.js';
+} from '../remote/index.js';
 import { loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { createCatalog } from './catalog.js';
 import { repoDir, repositoryPassword, resticFor, signingKeyFile } from './repo.js';

@@ -8,7 +8,7 @@ import type { Prompter } from '../system/prompt.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
-import { type ConfirmOptions, runFactoryReset } from '../recovery/run.js';
+import { type ConfirmOptions, runFactoryReset } from '../recovery/index.js';
 import {
   checkPrivateFile,
   encryptPassword,
@@ -16,8 +16,7 @@ import {
   openPassword,
   writeKeyFile,
   writePrivateFileAtomic,
-} from '../remote/secrets.js';
-import { formatBytes } from '../remote/transfer.js';
+} from '../remote/index.js';
 import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { resticFor } from './repo.js';
 import { RepositoryPasswordError } from './restic.js';
@@ -25,6 +24,7 @@ import { openSource } from './restore.js';
 import { SftpStore } from './sftp-store.js';
 import { snapshotIdsIn } from './store.js';
 import { SCRATCH_WRITES } from '../system/writes.js';
+import { formatBytes } from '../config/size.js';
 
 /**
  * A blank replacement system disk brought back from the off-box copy (`recover offbox`, the golden

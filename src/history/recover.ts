@@ -5,11 +5,10 @@ import type { Context } from '../context.js';
 import { RefusedError } from '../errors.js';
 import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { type BootFs, bootCheck, describeBoot, eventStep, probeRestore, putBack } from '../recovery/run.js';
+import { type BootFs, bootCheck, describeBoot, eventStep, probeRestore, putBack } from '../recovery/index.js';
 import { formatBytes } from '../config/size.js';
-import type { Identity } from '../image/identity.js';
-import { writeIdentity } from '../image/identity-write.js';
-import { backupLocked } from '../snapshot/backup.js';
+import { type Identity, writeIdentity } from '../image/index.js';
+import { backupLocked } from '../snapshot/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import {
   type LvInfo,

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
-import { formatBytes, RateLimiter } from '../remote/transfer.js';
+import { RateLimiter } from '../remote/index.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
@@ -21,6 +21,7 @@ import {
   sha256File,
   snapshotIdsIn,
 } from './store.js';
+import { formatBytes } from '../config/size.js';
 
 /**
  * Progressive replication (the seed's ventiprog): each target gets what it lacks, in an order that

@@ -5,7 +5,6 @@ import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { formatBytes } from '../remote/transfer.js';
 import {
   CATALOG_FILES,
   type CatalogView,
@@ -20,6 +19,7 @@ import { readSeenHead, readState, writeSeenHead } from './state.js';
 import { FINGERPRINT, type Restic, RepositoryPasswordError } from './restic.js';
 import { SftpStore } from './sftp-store.js';
 import { fetchRepository, kindOf, listLocalRepo, type RepoFile, type Store, snapshotIdsIn } from './store.js';
+import { formatBytes } from '../config/size.js';
 
 /**
  * A fingerprint's tree written into a directory: from the local repository when it holds the

@@ -4,12 +4,19 @@ import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { remoteSchema } from '../config/remote.js';
 import type { Context } from '../context.js';
 import { RefusedError, RemoteError, ZshieldError } from '../errors.js';
-import { PART_SUFFIX } from '../remote/backups.js';
-import { Connection } from '../remote/copy.js';
-import { loadCredentials, type Target } from '../remote/credentials.js';
-import { endpointText, HostKeyError, type RemoteSession } from '../remote/ssh.js';
-import { type RateLimiter, remoteSha256, uploadFile } from '../remote/transfer.js';
+import {
+  Connection,
+  endpointText,
+  HostKeyError,
+  loadCredentials,
+  type RateLimiter,
+  type RemoteSession,
+  remoteSha256,
+  type Target,
+  uploadFile,
+} from '../remote/index.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
+import { PART_SUFFIX } from '../names/backup-files.js';
 
 /**
  * A target reached over SFTP, with the remote copy's own pieces: its session and retry policy

@@ -1,8 +1,8 @@
 import type { Context } from '../context.js';
-import { formatBytes } from '../remote/transfer.js';
 import { RemoteError, VerifyError, type ZshieldError } from '../errors.js';
 import { type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { emptyTargetState, readState, type TargetState } from './state.js';
+import { formatBytes } from '../config/size.js';
 
 export interface HistoryStatus {
   dir: string;

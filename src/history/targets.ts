@@ -8,14 +8,18 @@ import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { checkPrivateFile, encryptPassword, newKey, readKeyFile, writeKeyFile } from '../remote/secrets.js';
 import {
+  checkPrivateFile,
   type Credentials,
+  encryptPassword,
   endpointText,
+  newKey,
   parsePrivateKey,
   probeHostKey,
+  readKeyFile,
   RemoteSession,
-} from '../remote/ssh.js';
+  writeKeyFile,
+} from '../remote/index.js';
 import type { Prompter } from '../system/prompt.js';
 import { writeHistorySettings } from './init.js';
 

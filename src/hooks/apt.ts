@@ -6,8 +6,9 @@ import type { Context } from '../context.js';
 import { CommandError, NotFoundError, RefusedError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { type RunPlanOptions, runPlan } from '../plan/run.js';
-import { labelOf, namesOf } from '../snapshot/rotation.js';
+import { labelOf } from '../snapshot/index.js';
 import { probeVg } from '../system/lvm.js';
+import { namesOf } from '../names/snapshots.js';
 
 /**
  * The apt hook (DPkg::Pre-Invoke, rc/zshield.apt.conf): a restore point before dpkg changes

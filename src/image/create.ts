@@ -14,7 +14,6 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { CommandError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { runPlan } from '../plan/run.js';
-import { namesOf } from '../snapshot/rotation.js';
 import { writeJsonAtomic } from '../state/store.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
@@ -38,6 +37,7 @@ import { type CreateActions, type CreatePlan, noActions, overflowed, planCreate 
 import { prunePlan, runPrunePlan } from './prune.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
 import { asVerifyError, judgeContent } from './verify.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface CreateOptions {
   /** Wins over image.source. */

@@ -3,7 +3,7 @@ import { createReadStream, lstatSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { InterruptedError, NotFoundError } from '../errors.js';
-import { backupFileName, parseBackupName } from '../remote/backups.js';
+import { backupFileName, parseBackupName } from '../names/backup-files.js';
 
 /**
  * An image is three files with one name, the backup naming that remote copy and its retention

@@ -4,7 +4,7 @@ import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import { labelOf, namesOf, requireRoot } from '../snapshot/rotation.js';
+import { labelOf, requireRoot } from '../snapshot/index.js';
 import {
   type LvInfo,
   TAG_REASON,
@@ -19,6 +19,7 @@ import { ARCHIVE_MEMBER, type ImagePaths, imagePaths } from './files.js';
 import type { Identity } from './identity.js';
 import { blkidCommand, dumpe2fsCommand, type FsFacts } from './manifest.js';
 import { type VerifySteps, fsCheckSteps, planVerify, verifySteps } from './plan-verify.js';
+import { namesOf } from '../names/snapshots.js';
 
 /** The LV name of the image job's own snapshot of lv-root. Nothing else in zshield touches it. */
 export const tempSnapshotName = (config: Config) => `${config.lvm.snapshot}-image`;

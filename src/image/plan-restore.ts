@@ -4,12 +4,13 @@ import { formatBytes } from '../config/size.js';
 import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import { namesOf, requireRoot } from '../snapshot/rotation.js';
+import { requireRoot } from '../snapshot/index.js';
 import { type VgState, lvRemoveCommand } from '../system/lvm.js';
 import type { ImagePaths } from './files.js';
 import type { Manifest } from './manifest.js';
 import { unpackPipeline } from './plan-verify.js';
 import { type ImageRestoreMark, markSteps } from './restore-mark.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface RestoreInput {
   state: VgState;

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { Step } from '../plan/plan.js';
 import { type VgInfo, tagValue } from '../system/lvm.js';
 import type { ImageSource } from './image-source.js';
@@ -13,8 +14,6 @@ import type { ImageSource } from './image-source.js';
  * folder is on its read-only root or a tmpfs, gone at the reboot). The tags are set, and cleared,
  * by one vgchange each: one metadata commit, so a cut never leaves half a record.
  */
-export { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
-import { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
 
 const SHA_TAG = 'zshield_image_sha256=';
 const FILE_TAG = 'zshield_image_file=';

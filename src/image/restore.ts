@@ -2,8 +2,7 @@ import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
-import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
-import { namesOf, requireRoot } from '../snapshot/rotation.js';
+import { backupLocked, type BackupOutcome, requireRoot } from '../snapshot/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
@@ -23,6 +22,7 @@ import {
 } from './restore-mark.js';
 import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface RestoreOptions {
   /** 'yes': confirmed by --yes; 'ask': show the plan and refuse (the operator runs again with --yes). */

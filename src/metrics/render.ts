@@ -1,4 +1,4 @@
-import type { StatusReport } from '../status/status.js';
+import type { StatusReport } from '../status/index.js';
 
 /**
  * zshield's state as Prometheus metrics (the text exposition format node_exporter's textfile

@@ -1,9 +1,8 @@
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { catalogView, verifyCatalog } from '../history/catalog.js';
-import { gatherHistoryStatus } from '../history/status.js';
-import { gatherStatus } from '../status/status.js';
+import { catalogView, gatherHistoryStatus, verifyCatalog } from '../history/index.js';
+import { gatherStatus } from '../status/index.js';
 import { VERSION } from '../version.js';
 import { type HistoryTargetMetrics, renderMetrics } from './render.js';
 

@@ -2,8 +2,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError } from '../errors.js';
-import { type GoldenFacts, roomCheck } from '../golden/probe.js';
-import { isRuntimeTmpfsLine, systemdUnitSteps } from '../golden/units.js';
+import { type GoldenFacts, isRuntimeTmpfsLine, roomCheck, systemdUnitSteps } from '../golden/index.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
@@ -12,15 +11,10 @@ import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
 import type { Command } from '../system/runner.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
-import { TAG_BOOT } from '../snapshot/rotation.js';
 import { BOOT_LABEL, BOOT_UUID_TAG } from './boot-fs.js';
 import { mountPointCheck } from './checks.js';
 import { chooseTarget, describeDisk } from './target.js';
-
-export type { GoldenFacts } from '../golden/probe.js';
-
-export { FACTORY_TAG } from '../names/lvm-tags.js';
-import { FACTORY_TAG } from '../names/lvm-tags.js';
+import { FACTORY_TAG, TAG_BOOT } from '../names/lvm-tags.js';
 
 export interface FactoryInput {
   config: Config;

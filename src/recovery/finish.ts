@@ -5,12 +5,13 @@ import type { Check, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import type { VgState } from '../system/lvm.js';
 import { mutating } from '../system/root-copy.js';
-import { namesOf, planRotation } from '../snapshot/rotation.js';
+import { planRotation } from '../snapshot/index.js';
 import { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
 import { mountPointCheck } from './checks.js';
 import { recordStep } from './record.js';
-import { unmountIfMounted } from '../golden/probe.js';
-import { RESTORE_OF_TAG, RESTORE_TAG } from './restore.js';
+import { unmountIfMounted } from '../golden/index.js';
+import { namesOf } from '../names/snapshots.js';
+import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 
 export interface RestoreLabel {
   time: Date | null;

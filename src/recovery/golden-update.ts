@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type HandoffRequest, readRequest, writeResult } from '../clone/update-handoff.js';
+import { type HandoffRequest, readRequest, writeResult } from '../clone/index.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { HANDOFF_SERIAL, PROOF_MARKER, UPDATE_CMDLINE_KEY } from '../names/golden-update.js';

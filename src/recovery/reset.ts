@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { type GoldenFacts, probeGoldenRoot, unmountIfMounted } from '../golden/probe.js';
+import { type GoldenFacts, probeGoldenRoot, unmountIfMounted } from '../golden/index.js';
 import { type Plan, type Step, joinPlans } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type DiskProbe, probeDisks } from '../system/disks.js';
@@ -12,7 +12,7 @@ import { requireTools } from '../system/tools.js';
 import { planFactoryReset, type RootFill } from './factory.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
-import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
+import { refreshBootMenu } from '../snapshot/index.js';
 
 export interface FactoryOptions extends ConfirmOptions {
   target?: string;

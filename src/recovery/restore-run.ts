@@ -5,21 +5,14 @@ import { type VgState, parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { probePvs } from '../system/pvs.js';
 import { requireTools } from '../system/tools.js';
-import { repairCutRotation } from '../snapshot/repair.js';
-import { namesOf } from '../snapshot/rotation.js';
+import { refreshBootMenu, repairCutRotation } from '../snapshot/index.js';
 import { type BootFs, findBoot } from './boot-fs.js';
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { eventStep } from './record.js';
-import {
-  RESTORE_TAG,
-  afterMerge,
-  checkRestorable,
-  planMerge,
-  restoreLabelOf,
-  restoreOfTag,
-} from './restore.js';
-import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
+import { afterMerge, checkRestorable, planMerge, restoreLabelOf, restoreOfTag } from './restore.js';
+import { namesOf } from '../names/snapshots.js';
+import { RESTORE_TAG } from '../names/lvm-tags.js';
 
 export interface RestoreProbe {
   /** null: there is no such VG. */

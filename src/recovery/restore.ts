@@ -1,16 +1,15 @@
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NotFoundError, RefusedError } from '../errors.js';
-import { unmountIfMounted } from '../golden/probe.js';
+import { unmountIfMounted } from '../golden/index.js';
 import type { Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import type { Command } from '../system/command.js';
 import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
 import { mutating } from '../system/root-copy.js';
-import { TAG_BOOT, labelOf, namesOf } from '../snapshot/rotation.js';
-
-export { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
-import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { labelOf } from '../snapshot/index.js';
+import { RESTORE_OF_TAG, RESTORE_TAG, TAG_BOOT } from '../names/lvm-tags.js';
+import { namesOf } from '../names/snapshots.js';
 
 export function restoreLabelOf(vgTags: readonly string[]): {
   time: Date | null;

@@ -1,6 +1,5 @@
 import type { Context } from '../context.js';
-import { resumeImageRestore } from '../image/restore.js';
-import { rootHalfWritten } from '../image/restore-mark.js';
+import { resumeImageRestore, rootHalfWritten } from '../image/index.js';
 import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
@@ -8,15 +7,14 @@ import { runPlan } from '../plan/run.js';
 import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { mutating } from '../system/root-copy.js';
-import { namesOf } from '../snapshot/rotation.js';
-import { FACTORY_TAG } from './factory.js';
-import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
+import { OFFBOX_RESTORE_TAG, FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
-import { RESTORE_TAG, afterMerge, restoreLabelOf, vgActivateCommand } from './restore.js';
+import { afterMerge, restoreLabelOf, vgActivateCommand } from './restore.js';
 import { type RestoreProbe, probeRestore, refreshShow, repaired } from './restore-run.js';
-import { refreshBootMenu } from '../snapshot/boot-menu-refresh.js';
+import { refreshBootMenu } from '../snapshot/index.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface ResumePlan extends Plan {
   /** The merge had not started and lv-root is in use: it starts at the next boot. */

@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, resolveSize } from '../config/size.js';
 import { NotFoundError, RefusedError } from '../errors.js';
 import type { Disk, DiskProbe } from '../system/disks.js';
-import { describeDisk } from '../golden/probe.js';
+import { describeDisk } from '../golden/index.js';
 
 export interface TargetChoice {
   disk: Disk;

@@ -2,14 +2,6 @@ import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { readJson, writeJsonAtomic } from '../state/store.js';
-
-export {
-  BACKUP_NAME,
-  type BackupName,
-  PART_SUFFIX,
-  backupFileName,
-  parseBackupName,
-} from '../names/backup-files.js';
 import type { BackupName } from '../names/backup-files.js';
 import { parseBackupName } from '../names/backup-files.js';
 import type { Writes } from '../system/writes.js';

@@ -6,7 +6,7 @@ import { acquireLock, type LockHandle } from '../system/lock.js';
 import { withRetries } from '../system/retry.js';
 import { type Plan, type Step, planToJson } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { CopyRecords, copyRecordsFile, type LocalFile, PART_SUFFIX, scanLocal } from './backups.js';
+import { CopyRecords, copyRecordsFile, type LocalFile, scanLocal } from './backups.js';
 import { loadCredentials, remoteTarget, type Target } from './credentials.js';
 import {
   type Check,
@@ -25,13 +25,14 @@ import { type Credentials, endpointText, RemoteSession, TransientRemoteError } f
 import {
   checkRemoteCopy,
   ensureSpace,
-  formatBytes,
   identityOf,
   LocalChangedError,
   RateLimiter,
   RemoteMismatchError,
   uploadFile,
 } from './transfer.js';
+import { PART_SUFFIX } from '../names/backup-files.js';
+import { formatBytes } from '../config/size.js';
 
 export interface CopyOptions {
   /** `--limit`: wins over remote.limit (which wins over the default, 5). */

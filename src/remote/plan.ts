@@ -1,12 +1,5 @@
-import {
-  type BackupGroup,
-  type FileEntry,
-  groupBackups,
-  groupKey,
-  type LocalFile,
-  PART_SUFFIX,
-  parseBackupName,
-} from './backups.js';
+import { type BackupGroup, type FileEntry, groupBackups, groupKey, type LocalFile } from './backups.js';
+import { PART_SUFFIX, parseBackupName } from '../names/backup-files.js';
 
 /**
  * What a remote copy will do, decided from two listings and nothing else (no I/O here): the copy

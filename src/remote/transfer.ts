@@ -6,9 +6,7 @@ import { InterruptedError, RefusedError, VerifyError } from '../errors.js';
 import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
 import { startProgress } from '../plan/progress.js';
-
-export { formatBytes } from '../config/size.js';
-import { type LocalFile, PART_SUFFIX } from './backups.js';
+import type { LocalFile } from './backups.js';
 import {
   quoteForShell,
   type RemoteSession,
@@ -16,6 +14,7 @@ import {
   SFTP_FAILURE,
   TransientRemoteError,
 } from './ssh.js';
+import { PART_SUFFIX } from '../names/backup-files.js';
 
 /**
  * One file to the remote: written under `<name>.zshield-part`, continued from the part's size when

@@ -9,7 +9,9 @@ import { requireTools } from '../system/tools.js';
 import { type BackupRecordV2, writeBackupRecord } from './last-backup.js';
 import { refreshBootMenu } from './boot-menu-refresh.js';
 import { repairCutRotation } from './repair.js';
-import { type Reason, labelOf, namesOf, planRotation, requireRoot } from './rotation.js';
+import { labelOf, planRotation, requireRoot } from './rotation.js';
+import type { Reason } from '../names/lvm-tags.js';
+import { namesOf } from '../names/snapshots.js';
 
 export interface BackupOutcome {
   snapshot: string;

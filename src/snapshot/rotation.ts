@@ -24,9 +24,6 @@ import {
   vgTagCommand,
 } from '../system/lvm.js';
 
-export { REASONS, type Reason, ROTATING_TAG, TAG_BOOT } from '../names/lvm-tags.js';
-export { type SnapshotNames, namesOf } from '../names/snapshots.js';
-
 export interface SnapshotLabel {
   reason: string | null;
   time: Date | null;

@@ -40,11 +40,7 @@ function scheduleText(s: Config['image']['schedule']): string | null {
  */
 export async function gatherImages(config: Config, kind?: string): Promise<ImagesStatus | null> {
   // Loaded here, not at every start of the binary (as the image commands are).
-  const [{ listedImages }, { hostKind }, { runningImageJob }] = await Promise.all([
-    import('../image/prune.js'),
-    import('../image/files.js'),
-    import('../image/job.js'),
-  ]);
+  const { listedImages, hostKind, runningImageJob } = await import('../image/index.js');
   const host = kind ?? hostKind();
   const dir = config.image.dir;
   const schedule = scheduleText(config.image.schedule);

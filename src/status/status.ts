@@ -1,21 +1,25 @@
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { NotFoundError } from '../errors.js';
-import { readLiveDaemon } from '../daemon/info.js';
-import { nextDailyRun } from '../daemon/schedule.js';
-import { type HealthLevel, snapshotHealth } from '../snapshot/health.js';
+import { nextDailyRun, readLiveDaemon } from '../daemon/index.js';
+import {
+  describeCutRotation,
+  type HealthLevel,
+  labelOf,
+  type LastBackup,
+  readLastBackup,
+  snapshotHealth,
+  stateAfterRepair,
+} from '../snapshot/index.js';
 import { FACTORY_TAG, OFFBOX_RESTORE_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
-import { describeCutRotation, stateAfterRepair } from '../snapshot/repair.js';
-import { describeUnfinished, unfinishedImageRestore } from '../image/restore-mark.js';
+import { describeUnfinished, unfinishedImageRestore } from '../image/index.js';
 import { namesOf } from '../names/snapshots.js';
-import { labelOf } from '../snapshot/rotation.js';
 import { probeVg } from '../system/lvm.js';
 import { lvmScopeOf } from '../system/lvm-scope.js';
-import { type RecoveryEvent, readEvents } from '../recovery/events.js';
+import { type RecoveryEvent, readEvents } from '../recovery/index.js';
 import { requireTools } from '../system/tools.js';
-import { gatherHistoryStatus, type HistoryStatus, hours } from '../history/status.js';
+import { gatherHistoryStatus, type HistoryStatus, hours } from '../history/index.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';
-import { type LastBackup, readLastBackup } from '../snapshot/last-backup.js';
 
 export interface StatusReport {
   vg: { name: string; sizeBytes: number; freeBytes: number } | null;

@@ -13,7 +13,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, wr
 import path from 'node:path';
 import { BUNDLE, day, ensureBundle, makeBox, sha256 } from '../remote/lib.js';
 import { KEY_USER, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
-import { backupFileName } from '../../src/remote/backups.js';
+import { backupFileName } from '../../src/names/backup-files.js';
 
 const sizeMiB = Number(process.argv[2] ?? 1024);
 const rounds = Number(process.argv[3] ?? 2);

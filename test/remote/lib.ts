@@ -11,9 +11,9 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { backupFileName } from '../../src/remote/backups.js';
 import { encryptPassword, newKey } from '../../src/remote/secrets.js';
 import { KEY_USER, PASSWORD_USER, type RemoteEnv, uidOf } from './sshd.js';
+import { backupFileName } from '../../src/names/backup-files.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const BUNDLE = path.join(REPO, 'dist/zshield.cjs');

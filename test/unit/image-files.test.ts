@@ -25,11 +25,12 @@ import {
 import { fsFacts, parseDumpe2fs, readManifest } from '../../src/image/manifest.js';
 import { listedImages, runImagePrune } from '../../src/image/prune.js';
 import { imageDue, lastImageSlot } from '../../src/daemon/jobs.js';
-import { groupBackups, parseBackupName, scanLocal } from '../../src/remote/backups.js';
+import { groupBackups, scanLocal } from '../../src/remote/backups.js';
 import { planRetention } from '../../src/remote/plan.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { sh } from './helpers/image-tools.js';
+import { parseBackupName } from '../../src/names/backup-files.js';
 
 const T = new Date('2026-03-01T03:00:05Z');
 

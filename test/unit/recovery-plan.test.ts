@@ -5,19 +5,15 @@ import { NotFoundError, RefusedError, UsageError } from '../../src/errors.js';
 import { planGoldenMedium, rcLocalWith } from '../../src/golden/prepare.js';
 import { describeStep, formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
-import {
-  FACTORY_TAG,
-  type FactoryInput,
-  defaultGrubFor,
-  planFactoryReset,
-} from '../../src/recovery/factory.js';
-import { RESTORE_TAG, checkRestorable, planMerge, restoreLabelOf } from '../../src/recovery/restore.js';
+import { type FactoryInput, defaultGrubFor, planFactoryReset } from '../../src/recovery/factory.js';
+import { checkRestorable, planMerge, restoreLabelOf } from '../../src/recovery/restore.js';
 import { chooseTarget } from '../../src/recovery/target.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { partitionPath } from '../../src/system/partitions.js';
 import { disk, goldenFacts } from './helpers/disks.js';
 import { GiB } from './helpers/lvm-json.js';
+import { RESTORE_TAG, FACTORY_TAG } from '../../src/names/lvm-tags.js';
 
 const golden = disk('vda', 'ZS-GOLDEN-CF', 2, {
   partitions: [{ name: 'vda1', path: '/dev/vda1', fsType: 'ext4', mount: '/', label: 'zs-golden' }],

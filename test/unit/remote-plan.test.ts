@@ -3,13 +3,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryLogger } from '../../src/log/logger.js';
 import {
-  backupFileName,
   CopyRecords,
   copyRecordsFile,
   type FileEntry,
   groupBackups,
   type LocalFile,
-  parseBackupName,
   scanLocal,
 } from '../../src/remote/backups.js';
 import {
@@ -22,6 +20,7 @@ import {
 } from '../../src/remote/plan.js';
 import { tempDir } from './helpers/context.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { backupFileName, parseBackupName } from '../../src/names/backup-files.js';
 
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 3, 0, 0));
 const local = (name: string, size = 100): LocalFile => ({ name, size, path: `/diskbackup/${name}` });

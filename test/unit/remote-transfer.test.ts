@@ -5,8 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { HostKeyError, hostKeyInfo, parsePrivateKey, quoteForShell } from '../../src/remote/ssh.js';
-import { formatBytes, Progress, RateLimiter } from '../../src/remote/transfer.js';
+import { Progress, RateLimiter } from '../../src/remote/transfer.js';
 import { tempDir } from './helpers/context.js';
+import { formatBytes } from '../../src/config/size.js';
 
 let dir: string;
 let cleanup: () => void;

@@ -3,9 +3,11 @@ import type { Config } from '../../src/config/schema.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
 import { type CommandStep, formatPlan, type Plan, planToJson } from '../../src/plan/plan.js';
-import { labelOf, namesOf, planRepair, planRotation, type Reason } from '../../src/snapshot/rotation.js';
+import { labelOf, planRepair, planRotation } from '../../src/snapshot/rotation.js';
 import { parseLvs, parseVgs, type VgState } from '../../src/system/lvm.js';
 import { EXTENT, epoch, GiB, type LvRow, lvsJson, MiB, vgsJson } from './helpers/lvm-json.js';
+import { namesOf } from '../../src/names/snapshots.js';
+import type { Reason } from '../../src/names/lvm-tags.js';
 
 const NOW = new Date(2026, 10, 21, 3, 0, 7);
 const T = epoch(NOW);
