@@ -48,7 +48,8 @@ function casts(file: string): Cast[] {
   const found: Cast[] = [];
   const visit = (n: ts.Node) => {
     if (isCast(n)) {
-      const inner = ts.skipParentheses(n.expression);
+      let inner: ts.Node = n.expression;
+      while (ts.isParenthesizedExpression(inner)) inner = inner.expression;
       const line = sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1;
       found.push({
         where: `src/${path.relative(SRC, file)}:${line}`,
