@@ -58,8 +58,11 @@ export type Confirm = 'yes' | 'ask' | 'countdown';
 export const withYes = <T>(y: Argv<T>, describe: string) =>
   y.option('yes', { type: 'boolean', default: false, describe });
 
-/** A command line's confirmation: `--yes`, else asked on the terminal. */
-export const confirmOf = (a: { yes: boolean }): Extract<Confirm, 'yes' | 'ask'> => (a.yes ? 'yes' : 'ask');
+/** What a command line can give: `--yes`, else asked on the terminal (the countdown is the boot hook's). */
+export type CommandLineConfirm = Exclude<Confirm, 'countdown'>;
+
+/** A command line's confirmation. */
+export const confirmOf = (a: { yes: boolean }): CommandLineConfirm => (a.yes ? 'yes' : 'ask');
 
 const WAIT_OPTION = {
   type: 'number',

@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
+import type { CommandLineConfirm } from '../output.js';
 import { type BackupOutcome, backupLocked } from '../snapshot/backup.js';
 import { namesOf, requireRoot } from '../snapshot/rotation.js';
 import { acquireLvmLock } from '../system/lock.js';
@@ -26,7 +27,7 @@ import { checkSums } from './verify.js';
 
 export interface RestoreOptions {
   /** 'yes': confirmed by --yes; 'ask': show the plan and refuse (the operator runs again with --yes). */
-  confirm: 'yes' | 'ask';
+  confirm: CommandLineConfirm;
   json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;
