@@ -20,11 +20,12 @@ export interface GlobalArgs {
  * Any command, whatever its own options: what a list of commands holds and main() registers.
  * Build one with `command()`, which checks the handler against its builder.
  */
-export interface Command {
+export interface CliCommand {
   command: string;
   describe: string;
-  // Methods, not function properties: a command whose builder adds options is one of these (its
-  // handler reads more than GlobalArgs, and yargs gives it exactly what its builder declared).
+  // Methods, not function properties: TypeScript compares method parameters both ways, so a
+  // command() whose handler reads more than GlobalArgs fits in a list of these. Sound because
+  // yargs calls a handler with exactly what its own builder declared; command() checks that pair.
   builder(y: Argv<GlobalArgs>): Argv<GlobalArgs>;
   handler(a: ArgumentsCamelCase<GlobalArgs>): void | Promise<void>;
 }
@@ -38,7 +39,7 @@ export function command<A extends GlobalArgs>(m: {
   describe: string;
   builder: (y: Argv<GlobalArgs>) => Argv<A>;
   handler: (a: ArgumentsCamelCase<A>) => void | Promise<void>;
-}): Command {
+}): CliCommand {
   return m;
 }
 
@@ -47,7 +48,7 @@ export function group(m: {
   command: string;
   describe: string;
   builder: (y: Argv<GlobalArgs>) => Argv<GlobalArgs>;
-}): Command {
+}): CliCommand {
   return { ...m, handler: () => {} };
 }
 

@@ -16,7 +16,7 @@ import {
 import { imageCommand } from '../image/cli.js';
 import type { Logger } from '../log/logger.js';
 import type { Reason } from '../names/lvm-tags.js';
-import type { Command } from '../output.js';
+import type { CliCommand } from '../output.js';
 import { bootCommand, recoverCommand } from '../recovery/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand, remoteConfigCheck } from '../remote/cli.js';
 import { backupCommand } from '../snapshot/cli.js';
@@ -34,7 +34,7 @@ const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.j
  * Every command, from the capability that owns it (its `cli.ts`). Also read by build/docs.ts for
  * the README's command tables.
  */
-export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): Command[] {
+export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): CliCommand[] {
   // The daemon writes the metrics file after each health check (one writer: src/metrics).
   const daemon: StartDaemon = (ctx, a) => startDaemon(ctx, a, { afterCheck: metricsAfterJob });
   return [
@@ -101,7 +101,7 @@ async function metricsAfterJob(ctx: Context): Promise<void> {
   await writeMetrics(ctx);
 }
 
-export function cliParser(args: string[], commands: Command[]): Argv {
+export function cliParser(args: string[], commands: CliCommand[]): Argv {
   let y = yargs(args)
     .scriptName('zshield')
     .usage(

@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigProblem, type ZshieldError } from '../errors.js';
-import { type Command, group, printJson, withJson } from '../output.js';
+import { type CliCommand, group, printJson, withJson } from '../output.js';
 import { loadConfig } from './load.js';
 import { renderConfig } from './render.js';
 import type { Config } from './schema.js';
@@ -25,7 +25,7 @@ export type ConfigCheck<C> = (ctx: C) => ZshieldError[] | Promise<ZshieldError[]
 /** `zshield config check | show | edit`; `edit` is the remote module's editor (remote/cli.ts). */
 export function configCommand<C extends ConfigContext>(
   kit: ConfigKit<C>,
-  opts: { checks: ConfigCheck<C>[]; edit: Command },
+  opts: { checks: ConfigCheck<C>[]; edit: CliCommand },
 ) {
   return group({
     command: 'config',

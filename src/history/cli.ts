@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import type { CommandKit, Context } from '../context.js';
 import { RefusedError, UsageError, VerifyError } from '../errors.js';
 import {
-  type Command,
+  type CliCommand,
   type GlobalArgs,
   command,
   confirmOf,
@@ -41,7 +41,7 @@ const target = {
   describe: 'only this target (its name in history.targets)',
 } as const;
 
-function historyInitCommand(kit: CommandKit): Command {
+function historyInitCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'init',
     describe:
@@ -65,7 +65,7 @@ function historyInitCommand(kit: CommandKit): Command {
   });
 }
 
-function historyTakeCommand(kit: CommandKit): Command {
+function historyTakeCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'take',
     describe:
@@ -100,7 +100,7 @@ function historyTakeCommand(kit: CommandKit): Command {
   });
 }
 
-function historyReplicateCommand(kit: CommandKit): Command {
+function historyReplicateCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'replicate',
     describe:
@@ -134,7 +134,7 @@ function historyReplicateCommand(kit: CommandKit): Command {
   });
 }
 
-function historyPruneCommand(kit: CommandKit): Command {
+function historyPruneCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'prune',
     describe: 'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
@@ -150,7 +150,7 @@ function historyPruneCommand(kit: CommandKit): Command {
   });
 }
 
-function historyVerifyCommand(kit: CommandKit): Command {
+function historyVerifyCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'verify',
     describe: "check the targets' files by their hash (this run's share, or --all); repairs nothing",
@@ -167,7 +167,7 @@ function historyVerifyCommand(kit: CommandKit): Command {
   });
 }
 
-function historyStatusCommand(kit: CommandKit): Command {
+function historyStatusCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'status',
     describe:
@@ -184,7 +184,7 @@ function historyStatusCommand(kit: CommandKit): Command {
   });
 }
 
-function historyListCommand(kit: CommandKit): Command {
+function historyListCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'list',
     describe: 'the backups in the catalog: fingerprint, time, host, reason, size, targets',
@@ -207,7 +207,7 @@ function historyListCommand(kit: CommandKit): Command {
   });
 }
 
-function historyRestoreCommand(kit: CommandKit): Command {
+function historyRestoreCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'restore <fingerprint> <dir>',
     describe:
@@ -235,7 +235,7 @@ function historyRestoreCommand(kit: CommandKit): Command {
   });
 }
 
-function historyPasswordCommand(kit: CommandKit): Command {
+function historyPasswordCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'password',
     describe: 'print the repository password (keep a copy off the box: a disaster restore asks for it)',
@@ -265,7 +265,7 @@ const fingerprintOption = {
     "the server's SHA256:... host key fingerprint, checked on the server (instead of answering on the terminal)",
 } as const;
 
-function historyTargetCommand(kit: CommandKit): Command {
+function historyTargetCommand(kit: CommandKit): CliCommand {
   return group({
     command: 'target',
     describe: 'set up the places the history is replicated to: add, trust, remove, list',
@@ -399,7 +399,7 @@ function historyBuilder(kit: CommandKit) {
       );
 }
 
-export function historyCommand(kit: CommandKit): Command {
+export function historyCommand(kit: CommandKit): CliCommand {
   return group({
     command: 'history',
     describe: 'a deduplicating history of the system (restic), replicated to several targets',
@@ -407,7 +407,7 @@ export function historyCommand(kit: CommandKit): Command {
   });
 }
 
-export function catalogCommand(kit: CommandKit): Command {
+export function catalogCommand(kit: CommandKit): CliCommand {
   return group({
     command: 'catalog',
     describe: 'the signed catalog of backup fingerprints',
@@ -462,12 +462,12 @@ export function catalogCommand(kit: CommandKit): Command {
 }
 
 /** The history's modules for cli/main.ts: `...historyCommands(kit)` in commandModules. */
-export function historyCommands(kit: CommandKit): Command[] {
+export function historyCommands(kit: CommandKit): CliCommand[] {
   return [historyCommand(kit), catalogCommand(kit)];
 }
 
 /** `recover fingerprint ID`, registered under `recover` next to factory and latest. */
-export function recoverFingerprintCommand(kit: CommandKit): Command {
+export function recoverFingerprintCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'fingerprint <id>',
     describe:
@@ -511,7 +511,7 @@ export function recoverFingerprintCommand(kit: CommandKit): Command {
 }
 
 /** `recover offbox`: a blank system disk brought back from the off-box copy (history/offbox.ts). */
-export function recoverOffboxCommand(kit: CommandKit): Command {
+export function recoverOffboxCommand(kit: CommandKit): CliCommand {
   return command({
     command: 'offbox',
     describe:

@@ -1,11 +1,11 @@
 import type { CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import { type Command, type GlobalArgs, command, confirmOf, group, withJson, withYes } from '../output.js';
+import { type CliCommand, type GlobalArgs, command, confirmOf, group, withJson, withYes } from '../output.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
 /** `more`: recoveries other capabilities own (history's `recover fingerprint`), wired by main. */
-export function recoverCommand(kit: CommandKit, opts: { more?: Command[] } = {}) {
+export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = {}) {
   return group({
     command: 'recover',
     describe: 'recover the system disk now (what the GRUB recovery entries do)',
