@@ -3,7 +3,6 @@
 // (test/contract) are generated from this one walk, so a new command is documented and tested
 // without anyone listing it.
 import type { CommandModule, Options } from 'yargs';
-import { WAIT_OPTION, waitMs } from '../src/cli/global.js';
 import { commandModules } from '../src/cli/main.js';
 import type { CommandKit } from '../src/context.js';
 
@@ -70,11 +69,7 @@ function record(prefix: string, cmd: string, describe: string, builder: unknown)
 
 export function commandDocs(): CommandDoc[] {
   // The modules only call the kit in their handlers, which never run here.
-  const kit: CommandKit = {
-    context: () => Promise.reject(new Error('docs: no context')),
-    waitOption: WAIT_OPTION,
-    waitMs,
-  };
+  const kit: CommandKit = { context: () => Promise.reject(new Error('docs: no context')) };
   const docs = commandModules(kit, { defaultReason: 'manual' }).flatMap((m) =>
     record('', String(m.command), String(m.describe), m.builder),
   );

@@ -22,7 +22,7 @@ const SHARED = {
   names: 'the words the system shares: LVM tags, snapshot and backup file names',
   plan: 'Step, Plan and runPlan: how every destructive flow is shown and applied',
   log: 'the logger',
-  config: 'the configuration schema, its loading and sizes (config/cli.ts is the config command)',
+  config: 'the configuration schema, its loading and sizes (the config command is src/cli/config.ts)',
   state: 'the small JSON state files',
   'src/errors.ts': 'typed errors, mapped to exit codes in src/cli/',
   'src/output.ts': 'printing results (text or JSON)',

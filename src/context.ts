@@ -1,6 +1,6 @@
-import type { Options } from 'yargs';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log/logger.js';
+import type { GlobalArgs } from './output.js';
 import type { Runner } from './system/runner.js';
 import type { Writes } from './system/writes.js';
 
@@ -35,17 +35,6 @@ export interface Context {
   signal: AbortSignal;
 }
 
-/** The options every command has (their definitions: cli/global.ts). */
-export interface GlobalArgs {
-  config?: string;
-  'dry-run': boolean;
-  verbose: boolean;
-  quiet: boolean;
-}
-
-/** A command's parsed arguments: the global options and its own. */
-export type CommandArgs = GlobalArgs & Record<string, unknown>;
-
 export interface ContextOptions {
   /**
    * Keep the terminal to warnings and errors, e.g. when stdout carries a report (`status`,
@@ -68,8 +57,4 @@ export interface CommandKit {
    * `--help` and usage errors need no config.
    */
   context(a: GlobalArgs, opts?: ContextOptions): Promise<Context>;
-  /** `--wait SECONDS`, for the commands that take the LVM lock. */
-  waitOption: Options;
-  /** The parsed `--wait` in milliseconds. */
-  waitMs(a: CommandArgs): number;
 }

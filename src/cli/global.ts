@@ -1,9 +1,8 @@
-import type { Options } from 'yargs';
-import type { CommandArgs } from '../context.js';
-import { UsageError } from '../errors.js';
+import type { InferredOptionTypes, Options } from 'yargs';
+import type { GlobalArgs } from '../output.js';
 
-// The command modules of the capability folders get these values through the CommandKit
-// (context.ts): importing cli/ would make a circle, cli/ wires them.
+// The command modules of the capability folders read these values as GlobalArgs (output.ts):
+// importing cli/ would make a circle, cli/ wires them.
 
 /** The options every command has. Declared once here; the values are parsed by main(). */
 export const GLOBAL_OPTIONS = {
@@ -26,17 +25,8 @@ export const GLOBAL_OPTIONS = {
     default: false,
     describe: 'only warnings and errors on the terminal',
   },
-} as const satisfies Record<string, Options>;
+} as const satisfies Record<keyof GlobalArgs, Options>;
 
-export const WAIT_OPTION = {
-  type: 'number',
-  requiresArg: true,
-  default: 0,
-  describe: 'seconds to wait for another zshield holding the LVM lock',
-} as const satisfies Options;
-
-export function waitMs(a: CommandArgs): number {
-  const n = Number(a['wait'] ?? 0);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError('--wait must be a number of seconds >= 0');
-  return n * 1000;
-}
+/** What yargs infers from GLOBAL_OPTIONS is what the handlers are typed with: tsc fails otherwise. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const GLOBAL_ARGS_MATCH: Same<InferredOptionTypes<typeof GLOBAL_OPTIONS>, GlobalArgs> = true;

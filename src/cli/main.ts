@@ -1,27 +1,28 @@
 import path from 'node:path';
-import yargs, { type Argv, type CommandModule } from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { cloneCommand } from '../clone/cli.js';
-import { configCommand } from '../config/cli.js';
 import type { CommandKit, Context } from '../context.js';
-import { type StartDaemon, daemonCommand, startDaemon } from '../daemon/cli.js';
-import { ConfigError, ExitCode, UsageError, ZshieldError, exitCodeOf } from '../errors.js';
+import { daemonCommand, type StartDaemon, startDaemon } from '../daemon/cli.js';
+import { ConfigError, ExitCode, exitCodeOf, UsageError, ZshieldError } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
-import { aptHookCommand } from '../hooks/cli.js';
 import {
   historyCommands,
   offboxAtBoot,
   recoverFingerprintCommand,
   recoverOffboxCommand,
 } from '../history/cli.js';
+import { aptHookCommand } from '../hooks/cli.js';
 import { imageCommand } from '../image/cli.js';
 import type { Logger } from '../log/logger.js';
 import type { Reason } from '../names/lvm-tags.js';
+import type { CliCommand } from '../output.js';
 import { bootCommand, recoverCommand } from '../recovery/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand, remoteConfigCheck } from '../remote/cli.js';
 import { backupCommand } from '../snapshot/cli.js';
 import { statusCommand } from '../status/cli.js';
 import { VERSION } from '../version.js';
-import { GLOBAL_OPTIONS, WAIT_OPTION, waitMs } from './global.js';
+import { configCommand } from './config.js';
+import { GLOBAL_OPTIONS } from './global.js';
 import { Session } from './session.js';
 
 /** `config check` runs each section's own checks: those its commands make (loaded when it runs). */
@@ -33,7 +34,7 @@ const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.j
  * Every command, from the capability that owns it (its `cli.ts`). Also read by build/docs.ts for
  * the README's command tables.
  */
-export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): CommandModule[] {
+export function commandModules(kit: CommandKit, opts: { defaultReason: Reason }): CliCommand[] {
   // The daemon writes the metrics file after each health check (one writer: src/metrics).
   const daemon: StartDaemon = (ctx, a) => startDaemon(ctx, a, { afterCheck: metricsAfterJob });
   return [
@@ -64,7 +65,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   const asBackup = invokedAs === 'zshield_backup';
   const args = asBackup ? ['backup', ...argv] : argv;
   const session = new Session();
-  const kit: CommandKit = { context: session.context, waitOption: WAIT_OPTION, waitMs };
+  const kit: CommandKit = { context: session.context };
   // Whether the command asked for JSON: then a failure is reported on stdout as JSON too.
   let json: boolean | undefined;
   // The command that ran (yargs' first word), for the metrics file after a job.
@@ -100,7 +101,7 @@ async function metricsAfterJob(ctx: Context): Promise<void> {
   await writeMetrics(ctx);
 }
 
-export function cliParser(args: string[], commands: CommandModule[]): Argv {
+export function cliParser(args: string[], commands: CliCommand[]): Argv {
   let y = yargs(args)
     .scriptName('zshield')
     .usage(

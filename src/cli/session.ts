@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/load.js';
-import { type Context, type ContextOptions, type GlobalArgs, systemClock } from '../context.js';
+import { type Context, type ContextOptions, systemClock } from '../context.js';
 import { type Logger, createLogger } from '../log/logger.js';
+import type { GlobalArgs } from '../output.js';
 import { LvmScopedRunner } from '../system/lvm-scope.js';
 import { ExecaRunner } from '../system/runner.js';
 import { writesFor } from '../system/writes.js';

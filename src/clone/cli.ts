@@ -1,14 +1,12 @@
 import path from 'node:path';
-import type { Argv, CommandModule } from 'yargs';
-import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { Argv } from 'yargs';
+import type { CommandKit, Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { ConfigError, UsageError, VerifyError } from '../errors.js';
-import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
+import { command, group, jsonOutput, printJson, withJson, withYes } from '../output.js';
 import type { TargetRequest } from './target.js';
 
 // The implementations are loaded when a clone or golden image command runs.
-
-type Args = CommandArgs;
 
 function whole(name: string, v: unknown, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -17,25 +15,28 @@ function whole(name: string, v: unknown, min: number): number | undefined {
   return n;
 }
 
-function targetOf(a: Args): TargetRequest {
+function targetOf(a: { target: string | undefined; 'target-file': string | undefined }): TargetRequest {
   return {
-    ...(a['target'] ? { serial: String(a['target']) } : {}),
-    ...(a['target-file'] ? { file: String(a['target-file']) } : {}),
+    ...(a.target ? { serial: a.target } : {}),
+    ...(a['target-file'] ? { file: a['target-file'] } : {}),
   };
 }
 
-const targetOptions = (y: Argv) =>
-  y
-    .option('target', {
-      type: 'string',
-      describe: 'serial or WWN of the disk to write (else disks.golden.serial)',
-    })
-    .option('target-file', {
-      type: 'string',
-      describe: 'a file or block device to write instead (tests, loop devices)',
-    })
-    .option('yes', { type: 'boolean', default: false, describe: 'confirm: the target is erased' })
-    .option('json', JSON_OPTION);
+const targetOptions = <T>(y: Argv<T>) =>
+  withJson(
+    withYes(
+      y
+        .option('target', {
+          type: 'string',
+          describe: 'serial or WWN of the disk to write (else disks.golden.serial)',
+        })
+        .option('target-file', {
+          type: 'string',
+          describe: 'a file or block device to write instead (tests, loop devices)',
+        }),
+      'confirm: the target is erased',
+    ),
+  );
 
 // Options several subcommands share, declared once.
 const keyOption = {
@@ -44,79 +45,79 @@ const keyOption = {
 } as const;
 const interfaceOption = { type: 'string', describe: 'network interface (else clone.interface)' } as const;
 
-function signingKeyFile(ctx: Context, a: Args): string {
-  const file = (a['key'] as string | undefined) ?? ctx.config.clone.signingKey;
+function signingKeyFile(ctx: Context, a: { key: string | undefined }): string {
+  const file = a.key ?? ctx.config.clone.signingKey;
   if (!file)
     throw new ConfigError([{ where: 'clone.signingKey', message: 'no signing key (or give --key FILE)' }]);
   return file;
 }
 
-function sendCommand(kit: CommandKit): CommandModule {
-  return {
+function sendCommand(kit: CommandKit) {
+  return command({
     command: 'send <image>',
     describe: 'send a golden image to the receivers on this LAN; repair failed ones; print a table',
-    builder: (yy: Argv) =>
-      yy
-        .positional('image', { type: 'string' })
-        .option('session', { type: 'string', describe: 'session name (default: the image id)' })
-        .option('key', keyOption)
-        .option('interface', interfaceOption)
-        .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
-        .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
-        .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
-        .option('retries-until-drop', {
-          type: 'number',
-          describe: 'drop a receiver after this many unanswered requests',
-        })
-        .option('repair-window', {
-          type: 'number',
-          describe: 'seconds to wait for receiver reports after the stream',
-        })
-        .option('power', {
-          type: 'boolean',
-          default: false,
-          describe:
-            'run each clone.power command once every check passed (reboot the boxes into receive mode; untested on real hardware)',
-        })
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(
+        yy
+          .positional('image', { type: 'string' })
+          .option('session', { type: 'string', describe: 'session name (default: the image id)' })
+          .option('key', keyOption)
+          .option('interface', interfaceOption)
+          .option('min-receivers', { type: 'number', describe: 'start when this many joined' })
+          .option('max-wait', { type: 'number', describe: 'or this many seconds after the first joined' })
+          .option('max-bitrate', { type: 'string', describe: 'cap, udpcast syntax: 500m, 80000k' })
+          .option('retries-until-drop', {
+            type: 'number',
+            describe: 'drop a receiver after this many unanswered requests',
+          })
+          .option('repair-window', {
+            type: 'number',
+            describe: 'seconds to wait for receiver reports after the stream',
+          })
+          .option('power', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'run each clone.power command once every check passed (reboot the boxes into receive mode; untested on real hardware)',
+          }),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runSend } = await import('./send.js');
       // The options first; --power is a step of the plan, after every check of the send.
-      const minReceivers = whole('min-receivers', args['min-receivers'], 1);
-      const maxWaitSeconds = whole('max-wait', args['max-wait'], 0);
-      const retriesUntilDrop = whole('retries-until-drop', args['retries-until-drop'], 1);
-      const repairWindowSeconds = whole('repair-window', args['repair-window'], 1);
-      const bitrate = args['max-bitrate'] as string | undefined;
+      const minReceivers = whole('min-receivers', a['min-receivers'], 1);
+      const maxWaitSeconds = whole('max-wait', a['max-wait'], 0);
+      const retriesUntilDrop = whole('retries-until-drop', a['retries-until-drop'], 1);
+      const repairWindowSeconds = whole('repair-window', a['repair-window'], 1);
+      const bitrate = a['max-bitrate'];
       if (bitrate !== undefined && !/^\d+[km]?$/.test(bitrate))
         throw new UsageError('--max-bitrate: like 500m, 80000k');
       const r = await runSend(ctx, {
-        image: String(args['image']),
-        ...(args['session'] ? { session: String(args['session']) } : {}),
-        ...(args['key'] ? { keyFile: String(args['key']) } : {}),
-        ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+        image: String(a.image),
+        ...(a.session ? { session: a.session } : {}),
+        ...(a.key ? { keyFile: a.key } : {}),
+        ...(a.interface ? { interface: a.interface } : {}),
         ...(minReceivers !== undefined ? { minReceivers } : {}),
         ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
         ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
         ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
         ...(bitrate ? { maxBitrate: bitrate } : {}),
-        power: Boolean(args['power']),
+        power: a.power,
       });
       // runSend throws unless every receiver that joined verified.
-      if (r && wantsJson(args)) printJson(out, r);
+      if (r && a.json) printJson(out, r);
       if (r) ctx.out.print(`all ${r.rows.length} receiver(s) verified ${r.imageId}`);
     },
-  };
+  });
 }
 
-function receiveCommand(kit: CommandKit): CommandModule {
-  return {
+function receiveCommand(kit: CommandKit) {
+  return command({
     command: 'receive',
     describe:
       'join a clone session and write the golden image onto this box (run from a rescue or installer system)',
-    builder: (yy: Argv) =>
+    builder: (yy) =>
       targetOptions(yy)
         .option('session', {
           type: 'string',
@@ -125,116 +126,113 @@ function receiveCommand(kit: CommandKit): CommandModule {
         .option('name', { type: 'string', describe: "name in the sender's table (default: host name)" })
         .option('interface', interfaceOption),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runReceive } = await import('./receive.js');
       // Without --yes the plan is shown and checked, then refused (exit 6), as golden image write.
       const r = await runReceive(ctx, {
-        target: targetOf(args),
-        yes: Boolean(args['yes']),
-        ...(args['session'] ? { session: String(args['session']) } : {}),
-        ...(args['name'] ? { name: String(args['name']) } : {}),
-        ...(args['interface'] ? { interface: String(args['interface']) } : {}),
+        target: targetOf(a),
+        yes: a.yes,
+        ...(a.session ? { session: a.session } : {}),
+        ...(a.name ? { name: a.name } : {}),
+        ...(a.interface ? { interface: a.interface } : {}),
       });
-      if (r && wantsJson(args)) printJson(out, r);
+      if (r && a.json) printJson(out, r);
       if (r) {
         ctx.out.print(`REPORT ${JSON.stringify(r.report)}`);
         ctx.out.print(`clone verified: ${r.imageId} on ${r.target}`);
       }
     },
-  };
+  });
 }
 
-function makeCommand(kit: CommandKit): CommandModule {
-  return {
+function makeCommand(kit: CommandKit) {
+  return command({
     command: 'make <source> <out>',
     describe: 'make a golden image file from a golden medium (device) or a raw image file',
-    builder: (yy: Argv) =>
-      yy
-        .positional('source', {
-          type: 'string',
-          describe: 'the golden medium device or a raw image file',
-        })
-        .positional('out', {
-          type: 'string',
-          describe: 'the image file to write (.img.zst); the manifest goes beside it',
-        })
-        .option('name', {
-          type: 'string',
-          demandOption: true,
-          describe: 'what the image is of (e.g. the appliance model)',
-        })
-        .option('image-version', {
-          type: 'string',
-          demandOption: true,
-          describe: 'the release version of the image',
-        })
-        .option('key', keyOption)
-        .option('force', {
-          type: 'boolean',
-          default: false,
-          describe: 'replace a released image (OUT or its manifest exists); refused without it',
-        })
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(
+        yy
+          .positional('source', {
+            type: 'string',
+            describe: 'the golden medium device or a raw image file',
+          })
+          .positional('out', {
+            type: 'string',
+            describe: 'the image file to write (.img.zst); the manifest goes beside it',
+          })
+          .option('name', {
+            type: 'string',
+            demandOption: true,
+            describe: 'what the image is of (e.g. the appliance model)',
+          })
+          .option('image-version', {
+            type: 'string',
+            demandOption: true,
+            describe: 'the release version of the image',
+          })
+          .option('key', keyOption)
+          .option('force', {
+            type: 'boolean',
+            default: false,
+            describe: 'replace a released image (OUT or its manifest exists); refused without it',
+          }),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const stdout = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const stdout = jsonOutput(ctx, a.json);
       const { runGoldenMake } = await import('./golden-make.js');
       const { manifestPathOf } = await import('./golden-image.js');
-      const out = path.resolve(String(args['out']));
+      const out = path.resolve(String(a.out));
       const m = await runGoldenMake(ctx, {
-        source: String(args['source']),
+        source: String(a.source),
         out,
-        name: String(args['name']),
-        version: String(args['image-version']),
-        keyFile: signingKeyFile(ctx, args),
-        force: Boolean(args['force']),
+        name: a.name,
+        version: a['image-version'],
+        keyFile: signingKeyFile(ctx, a),
+        force: a.force,
       });
-      if (m && wantsJson(args)) printJson(stdout, { image: out, manifest: manifestPathOf(out), ...m });
+      if (m && a.json) printJson(stdout, { image: out, manifest: manifestPathOf(out), ...m });
       if (m)
         ctx.out.print(
           `golden image made: ${out} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks, SHA-256 ${m.sha256})`,
         );
     },
-  };
+  });
 }
 
 /** `zshield golden image ...`: the golden image as a signed, released artefact. */
-export function goldenImageCommand(kit: CommandKit): CommandModule {
-  return {
+export function goldenImageCommand(kit: CommandKit) {
+  return group({
     command: 'image',
     describe: 'golden images as released artefacts: make (zstd, signed manifest), verify, write',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(makeCommand(kit))
         .command(
           'verify <image>',
           'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256; with --target, a disk written with it',
-          (yy: Argv) =>
-            yy
-              .positional('image', { type: 'string' })
-              .option('target', {
+          (yy) =>
+            withJson(
+              yy.positional('image', { type: 'string' }).option('target', {
                 type: 'string',
                 describe:
                   "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
-              })
-              .option('json', JSON_OPTION),
+              }),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { imageIdOf } = await import('./golden-image.js');
-            if (args['target'] !== undefined) {
+            if (a.target !== undefined) {
               const { verifyWrittenDisk } = await import('./verify-disk.js');
-              const d = await verifyWrittenDisk(ctx, String(args['image']), String(args['target']));
+              const d = await verifyWrittenDisk(ctx, String(a.image), a.target);
               if (d.badChunks.length > 0) {
                 throw new VerifyError(
                   `${d.device}: chunk(s) ${d.badChunks.join(', ')} of ${d.manifest.chunks.length} do not match ${imageIdOf(d.manifest)}'s manifest`,
                 );
               }
-              if (wantsJson(args))
+              if (a.json)
                 printJson(out, {
                   device: d.device,
                   imageId: imageIdOf(d.manifest),
@@ -248,14 +246,13 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
               return;
             }
             const { verifyImageFile } = await import('./verify-disk.js');
-            const r = await verifyImageFile(ctx, String(args['image']));
+            const r = await verifyImageFile(ctx, String(a.image));
             if (r.badChunks.length > 0) {
               throw new VerifyError(
-                `${args['image']}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
+                `${a.image}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
               );
             }
-            if (wantsJson(args))
-              printJson(out, { image: args['image'], imageId: imageIdOf(r.manifest), ...r });
+            if (a.json) printJson(out, { image: a.image, imageId: imageIdOf(r.manifest), ...r });
             ctx.out.print(
               `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
             );
@@ -264,143 +261,139 @@ export function goldenImageCommand(kit: CommandKit): CommandModule {
         .command(
           'write <image>',
           'write a golden image onto a disk (the production line): checked, verified by reading back, first MiB last',
-          (yy: Argv) => targetOptions(yy.positional('image', { type: 'string' })),
+          (yy) => targetOptions(yy.positional('image', { type: 'string' })),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { runGoldenWrite } = await import('./write.js');
             const r = await runGoldenWrite(ctx, {
-              image: String(args['image']),
-              target: targetOf(args),
-              yes: Boolean(args['yes']),
+              image: String(a.image),
+              target: targetOf(a),
+              yes: a.yes,
             });
-            if (r && wantsJson(args)) printJson(out, r);
+            if (r && a.json) printJson(out, r);
             if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
           },
         )
         .command(
           'key <file>',
           'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
-          (yy: Argv) => yy.positional('file', { type: 'string' }).option('json', JSON_OPTION),
+          (yy) => withJson(yy.positional('file', { type: 'string' })),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { runGoldenKey } = await import('./golden-make.js');
-            const file = path.resolve(String(args['file']));
+            const file = path.resolve(String(a.file));
             const publicText = await runGoldenKey(ctx, file);
             // The public half only: the private key never reaches stdout.
-            if (publicText && wantsJson(args))
+            if (publicText && a.json)
               printJson(out, { file, publicFile: `${file}.pub`, publicKey: publicText });
             else if (publicText) process.stdout.write(`${publicText}\n`);
           },
         )
         .demandCommand(1, 'say which: golden image make | verify | write | key'),
-    handler: () => {},
-  };
+  });
 }
 
 /**
  * The command to run in the image: the words after `--` (yargs leaves them in `_`, after the
  * command path `golden update`), after any given before it.
  */
-export function updateArgv(a: Args): string[] {
-  const rest = ((a['_'] as unknown[] | undefined) ?? []).map(String);
+export function updateArgv(a: { _?: (string | number)[]; command?: string[] | undefined }): string[] {
+  const rest = (a._ ?? []).map(String);
   const at = rest.indexOf('update');
-  const given = ((a['command'] as unknown[] | undefined) ?? []).map(String);
+  const given = (a.command ?? []).map(String);
   return [...given, ...(at < 0 ? [] : rest.slice(at + 1))];
 }
 
 /** `zshield golden update IMAGE -- COMMAND...`: run a command in the image in QEMU, prove it, re-sign. */
-export function goldenUpdateCommand(kit: CommandKit): CommandModule {
-  return {
+export function goldenUpdateCommand(kit: CommandKit) {
+  return command({
     command: 'update <image> [command..]',
     describe:
       'update a golden image offline: run a command in it in QEMU, boot it through its GRUB as proof, write a new signed image beside the old',
-    builder: (y: Argv) =>
-      y
-        .positional('image', { type: 'string', describe: 'the golden image (.img.zst with its manifest)' })
-        .positional('command', {
-          type: 'string',
-          array: true,
-          describe: 'after --: the command to run as root in the image',
-        })
-        .option('script', {
-          type: 'string',
-          describe: 'a shell script file to run in the image instead of a command',
-        })
-        .option('image-version', {
-          type: 'string',
-          describe: 'version of the new image (default: old version +update.<time>)',
-        })
-        .option('out', {
-          type: 'string',
-          describe: 'the new image file (default: <name>-<version>.img.zst beside the old)',
-        })
-        .option('work-dir', {
-          type: 'string',
-          describe: 'where the raw working copy goes (default: beside the image)',
-        })
-        .option('timeout', {
-          type: 'number',
-          default: 1800,
-          describe: 'seconds the command may run (each boot gets 120 more)',
-        })
-        .option('accel', {
-          choices: ['auto', 'kvm', 'tcg'],
-          default: 'auto',
-          describe: 'QEMU accelerator (auto: KVM only if a trial boot with it works)',
-        })
-        .option('entry', {
-          type: 'string',
-          array: true,
-          describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
-        })
-        .option('key', keyOption)
-        .option('json', JSON_OPTION),
+    builder: (y) =>
+      withJson(
+        y
+          .positional('image', { type: 'string', describe: 'the golden image (.img.zst with its manifest)' })
+          .positional('command', {
+            type: 'string',
+            array: true,
+            describe: 'after --: the command to run as root in the image',
+          })
+          .option('script', {
+            type: 'string',
+            describe: 'a shell script file to run in the image instead of a command',
+          })
+          .option('image-version', {
+            type: 'string',
+            describe: 'version of the new image (default: old version +update.<time>)',
+          })
+          .option('out', {
+            type: 'string',
+            describe: 'the new image file (default: <name>-<version>.img.zst beside the old)',
+          })
+          .option('work-dir', {
+            type: 'string',
+            describe: 'where the raw working copy goes (default: beside the image)',
+          })
+          .option('timeout', {
+            type: 'number',
+            default: 1800,
+            describe: 'seconds the command may run (each boot gets 120 more)',
+          })
+          .option('accel', {
+            choices: ['auto', 'kvm', 'tcg'] as const,
+            default: 'auto' as const,
+            describe: 'QEMU accelerator (auto: KVM only if a trial boot with it works)',
+          })
+          .option('entry', {
+            type: 'string',
+            array: true,
+            describe: 'GRUB menu titles the proof boot must show (default: the two recovery entries)',
+          })
+          .option('key', keyOption),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runGoldenUpdate, DEFAULT_ENTRIES } = await import('./update.js');
-      const argv = updateArgv(args);
-      const scriptFile = args['script'] as string | undefined;
+      const argv = updateArgv(a);
+      const scriptFile = a.script;
       if (argv.length > 0 === (scriptFile !== undefined))
         throw new UsageError('golden update: give a command after -- or --script FILE (one of them)');
-      const timeoutSeconds = whole('timeout', args['timeout'], 1) ?? 1800;
+      const timeoutSeconds = whole('timeout', a.timeout, 1) ?? 1800;
       const { readFile } = await import('node:fs/promises');
       const r = await runGoldenUpdate(ctx, {
-        image: String(args['image']),
+        image: String(a.image),
         ...(scriptFile !== undefined ? { script: await readFile(scriptFile, 'utf8') } : { argv }),
-        keyFile: signingKeyFile(ctx, args),
-        ...(args['image-version'] ? { version: String(args['image-version']) } : {}),
-        ...(args['out'] ? { out: path.resolve(String(args['out'])) } : {}),
-        ...(args['work-dir'] ? { workDir: path.resolve(String(args['work-dir'])) } : {}),
+        keyFile: signingKeyFile(ctx, a),
+        ...(a['image-version'] ? { version: a['image-version'] } : {}),
+        ...(a.out ? { out: path.resolve(a.out) } : {}),
+        ...(a['work-dir'] ? { workDir: path.resolve(a['work-dir']) } : {}),
         timeoutSeconds,
-        accel: args['accel'] as 'auto' | 'kvm' | 'tcg',
-        entries: (args['entry'] as string[] | undefined) ?? DEFAULT_ENTRIES,
+        accel: a.accel,
+        entries: a.entry ?? DEFAULT_ENTRIES,
       });
-      if (r && wantsJson(args)) printJson(out, r);
+      if (r && a.json) printJson(out, r);
       if (r)
         ctx.out.print(
           `golden image updated and proven (${r.accel}): ${r.out} (${r.manifest.name}@${r.manifest.version}, SHA-256 ${r.manifest.sha256})`,
         );
     },
-  };
+  });
 }
 
 /** `zshield clone send|receive`: multicast cloning over udpcast. */
-export function cloneCommand(kit: CommandKit): CommandModule {
-  return {
+export function cloneCommand(kit: CommandKit) {
+  return group({
     command: 'clone',
     describe:
       'write a golden image to many boxes at once over multicast (udpcast), verified, failed ones repaired',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(sendCommand(kit))
         .command(receiveCommand(kit))
         .demandCommand(1, 'say which: clone send | clone receive'),
-    handler: () => {},
-  };
+  });
 }

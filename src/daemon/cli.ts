@@ -1,23 +1,22 @@
-import type { Argv, CommandModule } from 'yargs';
 import { loadConfig } from '../config/load.js';
-import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { CommandKit, Context } from '../context.js';
+import { type GlobalArgs, command } from '../output.js';
 import type { DaemonHooks } from './daemon.js';
 
-export type StartDaemon = (ctx: Context, a: CommandArgs) => Promise<void>;
+export type StartDaemon = (ctx: Context, a: GlobalArgs) => Promise<void>;
 
-export function daemonCommand(kit: CommandKit, start: StartDaemon = startDaemon): CommandModule {
-  return {
+export function daemonCommand(kit: CommandKit, start: StartDaemon = startDaemon) {
+  return command({
     command: 'daemon',
     describe:
       'run the backup daemon: daily backup, catch-up, snapshot fill checks; SIGTERM stops it, SIGHUP reloads the config',
-    builder: (y: Argv) => y,
-    handler: async (argv) => {
-      const a = argv as unknown as CommandArgs;
+    builder: (y) => y,
+    handler: async (a) => {
       // The daemon finishes a running backup on SIGTERM instead of aborting it.
       const ctx = await kit.context(a, { abortOnSignal: false });
       await start(ctx, a);
     },
-  };
+  });
 }
 
 /**
@@ -26,7 +25,7 @@ export function daemonCommand(kit: CommandKit, start: StartDaemon = startDaemon)
  */
 export async function startDaemon(
   ctx: Context,
-  a: CommandArgs,
+  a: GlobalArgs,
   more: Pick<DaemonHooks, 'afterCheck'> = {},
 ): Promise<void> {
   const { runDaemon } = await import('./daemon.js');

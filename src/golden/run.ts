@@ -4,6 +4,7 @@ import path from 'node:path';
 import { asset } from '../assets.js';
 import type { Context } from '../context.js';
 import { NotFoundError } from '../errors.js';
+import type { Confirm } from '../output.js';
 import { runPlan } from '../plan/run.js';
 import { type DiskProbe, probeDisks } from '../system/disks.js';
 import type { Prompter } from '../system/prompt.js';
@@ -13,7 +14,7 @@ import { type PrototypeFacts, probePrototype } from './probe.js';
 
 export interface GoldenPrepareOptions {
   /** 'yes': confirmed by --yes; 'ask': refused without it. */
-  confirm: 'yes' | 'ask' | 'countdown';
+  confirm: Confirm;
   json?: boolean;
   /** Serial or WWN of the medium (else disks.golden.serial). */
   target?: string;

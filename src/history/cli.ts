@@ -1,11 +1,19 @@
-import type { Argv, CommandModule } from 'yargs';
-import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { Argv } from 'yargs';
+import type { CommandKit, Context } from '../context.js';
 import { RefusedError, UsageError, VerifyError } from '../errors.js';
-import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
+import {
+  type CliCommand,
+  type GlobalArgs,
+  command,
+  confirmOf,
+  group,
+  jsonOutput,
+  printJson,
+  withJson,
+  withYes,
+} from '../output.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
-
-type Args = CommandArgs;
 
 const targetsOf = (v: unknown): string[] | undefined => (v === undefined ? undefined : [String(v)]);
 
@@ -33,171 +41,160 @@ const target = {
   describe: 'only this target (its name in history.targets)',
 } as const;
 
-function historyInitCommand(kit: CommandKit): CommandModule {
-  return {
+function historyInitCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'init',
     describe:
       'make the local repository, its encrypted password, the catalog and its signing key (only what is missing)',
-    builder: (yy: Argv) =>
-      yy
-        .option('password-stdin', {
+    builder: (yy) =>
+      withJson(
+        yy.option('password-stdin', {
           type: 'boolean',
           default: false,
           describe: 'read the repository password from stdin (else one is generated)',
-        })
-        .option('json', JSON_OPTION),
+        }),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const password = args['password-stdin'] ? await readStdinLine() : undefined;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const password = a['password-stdin'] ? await readStdinLine() : undefined;
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runHistoryInit } = await import('./init.js');
       const r = await runHistoryInit(ctx, password === undefined ? {} : { password });
-      if (wantsJson(args)) printJson(out, r);
+      if (a.json) printJson(out, r);
     },
-  };
+  });
 }
 
-function historyTakeCommand(kit: CommandKit): CommandModule {
-  return {
+function historyTakeCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'take',
     describe:
       "back up lv-root's tree (from a snapshot mounted read-only) into the repository; record its fingerprint",
-    builder: (yy: Argv) =>
-      yy
-        .option('reason', { type: 'string', default: 'manual', describe: 'why: tagged and cataloged' })
-        .option('device', {
-          type: 'string',
-          describe: 'read this block device or file system image instead of a snapshot of lv-root',
-        })
-        .option('replicate', {
-          type: 'boolean',
-          default: false,
-          describe: 'then replicate to every target',
-        })
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(
+        yy
+          .option('reason', { type: 'string', default: 'manual', describe: 'why: tagged and cataloged' })
+          .option('device', {
+            type: 'string',
+            describe: 'read this block device or file system image instead of a snapshot of lv-root',
+          })
+          .option('replicate', {
+            type: 'boolean',
+            default: false,
+            describe: 'then replicate to every target',
+          }),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(args['reason'])))
+      if (!/^[A-Za-z0-9_.-]{1,32}$/.test(String(a.reason)))
         throw new UsageError('--reason must be a short word (letters, digits, _ . -)');
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runHistoryTake } = await import('./take.js');
       const r = await runHistoryTake(ctx, {
-        reason: String(args['reason']),
-        replicate: Boolean(args['replicate']),
-        ...(args['device'] !== undefined ? { device: String(args['device']) } : {}),
+        reason: String(a.reason),
+        replicate: Boolean(a.replicate),
+        ...(a.device !== undefined ? { device: String(a.device) } : {}),
       });
-      if (wantsJson(args) && r) printJson(out, r);
+      if (a.json && r) printJson(out, r);
     },
-  };
+  });
 }
 
-function historyReplicateCommand(kit: CommandKit): CommandModule {
-  return {
+function historyReplicateCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'replicate',
     describe:
       'give every target the repository files it lacks (verified, resumable), then check a share of its files',
-    builder: (yy: Argv) =>
-      yy
-        .option('target', target)
-        .option('verify-all', {
-          type: 'boolean',
-          default: false,
-          describe: 'check every file on the targets by hash',
-        })
-        .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' })
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(
+        yy
+          .option('target', target)
+          .option('verify-all', {
+            type: 'boolean',
+            default: false,
+            describe: 'check every file on the targets by hash',
+          })
+          .option('bwlimit', { type: 'number', describe: 'upload bandwidth cap in KiB/s' }),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runReplicate } = await import('./replicate.js');
-      const only = targetsOf(args['target']);
-      const kib = args['bwlimit'] === undefined ? undefined : Number(args['bwlimit']);
+      const only = targetsOf(a.target);
+      const kib = a.bwlimit === undefined ? undefined : Number(a.bwlimit);
       if (kib !== undefined && !(Number.isFinite(kib) && kib > 0))
         throw new UsageError('--bwlimit must be a number of KiB/s > 0');
       const r = await runReplicate(ctx, {
-        verifyAll: Boolean(args['verify-all']),
+        verifyAll: Boolean(a['verify-all']),
         ...(only ? { only } : {}),
         ...(kib ? { bandwidthKiBps: kib } : {}),
       });
-      if (wantsJson(args)) printJson(out, r);
+      if (a.json) printJson(out, r);
     },
-  };
+  });
 }
 
-function historyPruneCommand(kit: CommandKit): CommandModule {
-  return {
+function historyPruneCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'prune',
     describe: 'forget snapshots past history.keep (never one a target lacks), prune, then replicate',
-    builder: (yy: Argv) =>
-      yy
-        .option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' })
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(yy.option('replicate', { type: 'boolean', default: true, describe: 'replicate afterwards' })),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runHistoryPrune } = await import('./prune.js');
-      const r = await runHistoryPrune(ctx, { replicate: Boolean(args['replicate']) });
-      if (wantsJson(args)) printJson(out, r);
+      const r = await runHistoryPrune(ctx, { replicate: Boolean(a.replicate) });
+      if (a.json) printJson(out, r);
     },
-  };
+  });
 }
 
-function historyVerifyCommand(kit: CommandKit): CommandModule {
-  return {
+function historyVerifyCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'verify',
     describe: "check the targets' files by their hash (this run's share, or --all); repairs nothing",
-    builder: (yy: Argv) =>
-      yy
-        .option('target', target)
-        .option('all', { type: 'boolean', default: false })
-        .option('json', JSON_OPTION),
+    builder: (yy) => withJson(yy.option('target', target).option('all', { type: 'boolean', default: false })),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runTargetVerify, verifySummary } = await import('./replicate.js');
-      const only = targetsOf(args['target']);
-      const r = await runTargetVerify(ctx, { all: Boolean(args['all']), ...(only ? { only } : {}) });
-      if (wantsJson(args)) printJson(out, r);
+      const only = targetsOf(a.target);
+      const r = await runTargetVerify(ctx, { all: Boolean(a.all), ...(only ? { only } : {}) });
+      if (a.json) printJson(out, r);
       ctx.out.print(verifySummary(r));
     },
-  };
+  });
 }
 
-function historyStatusCommand(kit: CommandKit): CommandModule {
-  return {
+function historyStatusCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'status',
     describe:
       'the catalog (checked), its public key, and each target: newest fingerprint, bytes behind, last success and error',
-    builder: (yy: Argv) => yy.option('json', JSON_OPTION),
+    builder: (yy) => withJson(yy),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: true });
+      const ctx = await kit.context(a, { quietConsole: true });
       const { formatHistoryStatus, gatherHistoryStatus, statusFailure } = await import('./status.js');
       const s = gatherHistoryStatus(ctx);
-      ctx.out.print(args['json'] ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
+      ctx.out.print(a.json ? JSON.stringify(s, null, 2) : formatHistoryStatus(s));
       const failure = statusFailure(s);
       if (failure) throw failure;
     },
-  };
+  });
 }
 
-function historyListCommand(kit: CommandKit): CommandModule {
-  return {
+function historyListCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'list',
     describe: 'the backups in the catalog: fingerprint, time, host, reason, size, targets',
-    builder: (yy: Argv) => yy.option('json', JSON_OPTION),
+    builder: (yy) => withJson(yy),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: true });
+      const ctx = await kit.context(a, { quietConsole: true });
       const { catalogView, verifyCatalog } = await import('./catalog.js');
       const view = catalogView(verifyCatalog(ctx.config.history.dir, ctx.config.history.publicKey).entries);
       ctx.out.print(
-        args['json']
+        a.json
           ? JSON.stringify(view, null, 2)
           : view
               .map(
@@ -207,58 +204,52 @@ function historyListCommand(kit: CommandKit): CommandModule {
               .join('\n') || 'no backups in the catalog',
       );
     },
-  };
+  });
 }
 
-function historyRestoreCommand(kit: CommandKit): CommandModule {
-  return {
+function historyRestoreCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'restore <fingerprint> <dir>',
     describe:
       "write a fingerprint's tree into an empty directory (from the local repository, else fetched from a target)",
-    builder: (yy: Argv) =>
-      yy
-        .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
-        .positional('dir', { type: 'string', describe: 'an empty directory' })
-        .option('from', fromTarget)
-        .option('allow-uncataloged', allowUncataloged)
-        .option('json', JSON_OPTION),
+    builder: (yy) =>
+      withJson(
+        yy
+          .positional('fingerprint', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
+          .positional('dir', { type: 'string', describe: 'an empty directory' })
+          .option('from', fromTarget)
+          .option('allow-uncataloged', allowUncataloged),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-      const out = jsonOutput(ctx, wantsJson(args));
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runTreeRestore } = await import('./restore.js');
-      const fingerprint = String(args['fingerprint']);
-      const dir = String(args['dir']);
+      const fingerprint = String(a.fingerprint);
+      const dir = String(a.dir);
       await runTreeRestore(ctx, fingerprint, dir, {
-        allowUncataloged: Boolean(args['allow-uncataloged']),
-        ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+        allowUncataloged: Boolean(a['allow-uncataloged']),
+        ...(a.from !== undefined ? { from: String(a.from) } : {}),
       });
-      if (wantsJson(args)) printJson(out, { fingerprint, dir, restored: !ctx.dryRun });
+      if (a.json) printJson(out, { fingerprint, dir, restored: !ctx.dryRun });
     },
-  };
+  });
 }
 
-function historyPasswordCommand(kit: CommandKit): CommandModule {
-  return {
+function historyPasswordCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'password',
     describe: 'print the repository password (keep a copy off the box: a disaster restore asks for it)',
-    builder: (yy: Argv) =>
-      yy.option('yes', {
-        type: 'boolean',
-        default: false,
-        describe: 'print it even when stdout is not a terminal',
-      }),
+    builder: (yy) => withYes(yy, 'print it even when stdout is not a terminal'),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      if (!process.stdout.isTTY && !args['yes'])
+      if (!process.stdout.isTTY && !a.yes)
         throw new RefusedError('refusing to print the repository password into a pipe or file', {
           hint: 'add --yes if that is what you want',
         });
-      const ctx = await kit.context(args, { quietConsole: true });
+      const ctx = await kit.context(a, { quietConsole: true });
       const { repositoryPassword } = await import('./repo.js');
       process.stdout.write(`${repositoryPassword(ctx)}\n`);
     },
-  };
+  });
 }
 
 async function ttyPrompter(ctx: Context, usesStdin: boolean) {
@@ -274,58 +265,58 @@ const fingerprintOption = {
     "the server's SHA256:... host key fingerprint, checked on the server (instead of answering on the terminal)",
 } as const;
 
-function historyTargetCommand(kit: CommandKit): CommandModule {
-  return {
+function historyTargetCommand(kit: CommandKit): CliCommand {
+  return group({
     command: 'target',
     describe: 'set up the places the history is replicated to: add, trust, remove, list',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(
           'add <name> <where>',
           "add a target: shows the server's host key and pins it once confirmed, checks login and write access, writes the config",
-          (yy: Argv) =>
-            yy
-              .positional('name', { type: 'string', describe: 'a short name (letters, digits, _ . -)' })
-              .positional('where', {
-                type: 'string',
-                describe: 'USER@HOST:DIR (DIR absolute, on the server)',
-              })
-              .option('port', { type: 'number', default: 22, describe: 'SSH port' })
-              .option('key', {
-                type: 'string',
-                requiresArg: true,
-                describe: 'log in with this OpenSSH private key (mode 0600)',
-              })
-              .option('password-stdin', {
-                type: 'boolean',
-                default: false,
-                describe: 'log in with a password read from stdin (stored encrypted with history.keyFile)',
-              })
-              .option('fingerprint', fingerprintOption)
-              .option('json', JSON_OPTION),
+          (yy) =>
+            withJson(
+              yy
+                .positional('name', { type: 'string', describe: 'a short name (letters, digits, _ . -)' })
+                .positional('where', {
+                  type: 'string',
+                  describe: 'USER@HOST:DIR (DIR absolute, on the server)',
+                })
+                .option('port', { type: 'number', default: 22, describe: 'SSH port' })
+                .option('key', {
+                  type: 'string',
+                  requiresArg: true,
+                  describe: 'log in with this OpenSSH private key (mode 0600)',
+                })
+                .option('password-stdin', {
+                  type: 'boolean',
+                  default: false,
+                  describe: 'log in with a password read from stdin (stored encrypted with history.keyFile)',
+                })
+                .option('fingerprint', fingerprintOption),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const port = Number(args['port']);
+            const port = Number(a.port);
             if (!Number.isInteger(port) || port < 1 || port > 65535)
               throw new UsageError('--port must be a port number (1-65535)');
-            if (args['key'] !== undefined && args['password-stdin'])
+            if (a.key !== undefined && a['password-stdin'])
               throw new UsageError('--key and --password-stdin: give one of them');
-            const password = args['password-stdin'] ? await readStdinLine() : undefined;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const password = a['password-stdin'] ? await readStdinLine() : undefined;
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { parseTargetSpec, runTargetAdd } = await import('./targets.js');
             const prompter = await ttyPrompter(ctx, password !== undefined);
             try {
               await runTargetAdd(ctx, {
-                name: String(args['name']),
-                spec: parseTargetSpec(String(args['where'])),
+                name: String(a.name),
+                spec: parseTargetSpec(String(a.where)),
                 port,
                 prompter,
-                ...(args['key'] !== undefined ? { key: String(args['key']) } : {}),
+                ...(a.key !== undefined ? { key: String(a.key) } : {}),
                 ...(password !== undefined ? { password } : {}),
-                ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
+                ...(a.fingerprint !== undefined ? { fingerprint: String(a.fingerprint) } : {}),
               });
-              if (wantsJson(args)) printJson(out, { target: String(args['name']), added: !ctx.dryRun });
+              if (a.json) printJson(out, { target: String(a.name), added: !ctx.dryRun });
             } finally {
               prompter?.close();
             }
@@ -334,23 +325,23 @@ function historyTargetCommand(kit: CommandKit): CommandModule {
         .command(
           'trust <name>',
           "show a target's host key and pin it once confirmed (a reinstalled server)",
-          (yy: Argv) =>
-            yy
-              .positional('name', { type: 'string', describe: 'the target' })
-              .option('fingerprint', fingerprintOption)
-              .option('json', JSON_OPTION),
+          (yy) =>
+            withJson(
+              yy
+                .positional('name', { type: 'string', describe: 'the target' })
+                .option('fingerprint', fingerprintOption),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { runTargetTrust } = await import('./targets.js');
             const prompter = await ttyPrompter(ctx, false);
             try {
-              await runTargetTrust(ctx, String(args['name']), {
+              await runTargetTrust(ctx, String(a.name), {
                 prompter,
-                ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
+                ...(a.fingerprint !== undefined ? { fingerprint: String(a.fingerprint) } : {}),
               });
-              if (wantsJson(args)) printJson(out, { target: String(args['name']), trusted: !ctx.dryRun });
+              if (a.json) printJson(out, { target: String(a.name), trusted: !ctx.dryRun });
             } finally {
               prompter?.close();
             }
@@ -359,28 +350,25 @@ function historyTargetCommand(kit: CommandKit): CommandModule {
         .command(
           'remove <name>',
           'remove a target from the config (its copy on the server is left)',
-          (yy: Argv) =>
-            yy.positional('name', { type: 'string', describe: 'the target' }).option('json', JSON_OPTION),
+          (yy) => withJson(yy.positional('name', { type: 'string', describe: 'the target' })),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { runTargetRemove } = await import('./targets.js');
-            await runTargetRemove(ctx, String(args['name']));
-            if (wantsJson(args)) printJson(out, { target: String(args['name']), removed: !ctx.dryRun });
+            await runTargetRemove(ctx, String(a.name));
+            if (a.json) printJson(out, { target: String(a.name), removed: !ctx.dryRun });
           },
         )
         .command(
           'list',
           'the targets: name, where, how it logs in, its pinned host key',
-          (yy: Argv) => yy.option('json', JSON_OPTION),
+          (yy) => withJson(yy),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: true });
+            const ctx = await kit.context(a, { quietConsole: true });
             const { listTargets } = await import('./targets.js');
             const list = listTargets(ctx);
             ctx.out.print(
-              args['json']
+              a.json
                 ? JSON.stringify(list, null, 2)
                 : list
                     .map((t) => `${t.name}  ${t.where}  ${t.login}  ${t.hostKey ?? 'host key NOT pinned'}`)
@@ -389,12 +377,11 @@ function historyTargetCommand(kit: CommandKit): CommandModule {
           },
         )
         .demandCommand(1, 'say which: history target add | trust | remove | list'),
-    handler: () => {},
-  };
+  });
 }
 
 function historyBuilder(kit: CommandKit) {
-  return (y: Argv) =>
+  return (y: Argv<GlobalArgs>) =>
     y
       .command(historyInitCommand(kit))
       .command(historyTakeCommand(kit))
@@ -412,39 +399,37 @@ function historyBuilder(kit: CommandKit) {
       );
 }
 
-export function historyCommand(kit: CommandKit): CommandModule {
-  return {
+export function historyCommand(kit: CommandKit): CliCommand {
+  return group({
     command: 'history',
     describe: 'a deduplicating history of the system (restic), replicated to several targets',
     builder: historyBuilder(kit),
-    handler: () => {},
-  };
+  });
 }
 
-export function catalogCommand(kit: CommandKit): CommandModule {
-  return {
+export function catalogCommand(kit: CommandKit): CliCommand {
+  return group({
     command: 'catalog',
     describe: 'the signed catalog of backup fingerprints',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(
           'verify',
           'check every entry, the chain and the head against the pinned public key',
-          (yy: Argv) =>
-            yy
-              .option('file-dir', {
+          (yy) =>
+            withJson(
+              yy.option('file-dir', {
                 type: 'string',
                 describe: 'check the catalog in this directory (e.g. fetched from a target)',
-              })
-              .option('json', JSON_OPTION),
+              }),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { verifyCatalog } = await import('./catalog.js');
-            const dir = args['file-dir'] !== undefined ? String(args['file-dir']) : ctx.config.history.dir;
+            const dir = a['file-dir'] !== undefined ? String(a['file-dir']) : ctx.config.history.dir;
             const c = verifyCatalog(dir, ctx.config.history.publicKey);
-            if (args['file-dir'] !== undefined) {
+            if (a['file-dir'] !== undefined) {
               const { readSeenHead } = await import('./state.js');
               const seen = readSeenHead(ctx.config.history.dir);
               if (seen && c.head.count < seen.count)
@@ -462,7 +447,7 @@ export function catalogCommand(kit: CommandKit): CommandModule {
             ctx.out.print(
               `catalog verified: ${c.entries.length} entries, signed by ${ctx.config.history.publicKey}`,
             );
-            if (wantsJson(args))
+            if (a.json)
               printJson(out, {
                 verified: true,
                 dir,
@@ -473,26 +458,27 @@ export function catalogCommand(kit: CommandKit): CommandModule {
           },
         )
         .demandCommand(1, 'say which: catalog verify'),
-    handler: () => {},
-  };
+  });
 }
 
 /** The history's modules for cli/main.ts: `...historyCommands(kit)` in commandModules. */
-export function historyCommands(kit: CommandKit): CommandModule[] {
+export function historyCommands(kit: CommandKit): CliCommand[] {
   return [historyCommand(kit), catalogCommand(kit)];
 }
 
 /** `recover fingerprint ID`, registered under `recover` next to factory and latest. */
-export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
-  return {
+export function recoverFingerprintCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'fingerprint <id>',
     describe:
       'reset lv-root to a fingerprint of the history (from the golden medium): restored into a new volume, swapped in, the old root kept',
-    builder: (y: Argv) =>
-      y
-        .positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' })
-        .option('yes', { type: 'boolean', default: false, describe: 'confirm: replace lv-root' })
-        .option('json', JSON_OPTION)
+    builder: (y) =>
+      withJson(
+        withYes(
+          y.positional('id', { type: 'string', describe: 'the 64-hex fingerprint (history list)' }),
+          'confirm: replace lv-root',
+        ),
+      )
         .option('from', fromTarget)
         .option('allow-uncataloged', allowUncataloged)
         .option('hostname', {
@@ -507,73 +493,74 @@ export function recoverFingerprintCommand(kit: CommandKit): CommandModule {
           describe: "with --hostname: this box's static IPv4 address (a.b.c.d[/prefix]) in the new root",
         }),
     handler: async (a) => {
-      const args = a as unknown as Args;
       const { parseIdentity } = await import('../image/identity.js');
-      const identity = parseIdentity(args['hostname'], args['ip']);
-      const ctx = await kit.context(args);
+      const identity = parseIdentity(a.hostname, a.ip);
+      const ctx = await kit.context(a);
       // --json: stdout is the plan alone (what the recovery says for a person goes nowhere).
-      jsonOutput(ctx, wantsJson(args));
+      jsonOutput(ctx, a.json);
       const { runFingerprintRecovery } = await import('./recover.js');
-      await runFingerprintRecovery(ctx, String(args['id']), {
-        confirm: args['yes'] ? 'yes' : 'ask',
-        json: Boolean(args['json']),
-        allowUncataloged: Boolean(args['allow-uncataloged']),
+      await runFingerprintRecovery(ctx, String(a.id), {
+        confirm: confirmOf(a),
+        json: a.json,
+        allowUncataloged: a['allow-uncataloged'],
         identity,
-        ...(args['from'] !== undefined ? { from: String(args['from']) } : {}),
+        ...(a.from !== undefined ? { from: a.from } : {}),
       });
     },
-  };
+  });
 }
 
 /** `recover offbox`: a blank system disk brought back from the off-box copy (history/offbox.ts). */
-export function recoverOffboxCommand(kit: CommandKit): CommandModule {
-  return {
+export function recoverOffboxCommand(kit: CommandKit): CliCommand {
+  return command({
     command: 'offbox',
     describe:
       'bring a blank system disk back from the off-box backup (what "Recover from off-box backup" does): the factory layout and boot loader, the root of a fingerprint fetched from a target',
-    builder: (y: Argv) =>
-      y
-        .option('recovery-file', {
-          requiresArg: true,
-          type: 'string',
-          describe:
-            'the recovery file (target, repository password, catalog key; see README); default: fw_cfg opt/zshield-recovery',
-        })
-        .option('target', {
-          requiresArg: true,
-          type: 'string',
-          describe: 'serial or WWN of the system disk (overrides the config)',
-        })
-        .option('ask', {
-          type: 'boolean',
-          default: false,
-          describe: 'ask for the target and the keys on this terminal instead of reading a recovery file',
-        })
-        .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
-        .option('json', JSON_OPTION),
+    builder: (y) =>
+      withJson(
+        withYes(
+          y
+            .option('recovery-file', {
+              requiresArg: true,
+              type: 'string',
+              describe:
+                'the recovery file (target, repository password, catalog key; see README); default: fw_cfg opt/zshield-recovery',
+            })
+            .option('target', {
+              requiresArg: true,
+              type: 'string',
+              describe: 'serial or WWN of the system disk (overrides the config)',
+            })
+            .option('ask', {
+              type: 'boolean',
+              default: false,
+              describe: 'ask for the target and the keys on this terminal instead of reading a recovery file',
+            }),
+          'confirm: erase the target disk',
+        ),
+      ),
     handler: async (a) => {
-      const args = a as unknown as Args;
-      if (args['ask'] && args['recovery-file'] !== undefined)
+      if (a.ask && a['recovery-file'] !== undefined)
         throw new UsageError('--ask and --recovery-file: give one of them');
-      const ctx = await kit.context(args);
+      const ctx = await kit.context(a);
       // --json: stdout is the plan alone (its title names the fingerprint chosen and its source).
-      jsonOutput(ctx, wantsJson(args));
+      jsonOutput(ctx, a.json);
       const { runOffboxRecovery } = await import('./offbox.js');
       const { StreamPrompter } = await import('../system/prompt.js');
-      const ask = args['ask'] ? new StreamPrompter(process.stdin, process.stderr) : undefined;
+      const ask = a.ask ? new StreamPrompter(process.stdin, process.stderr) : undefined;
       try {
         await runOffboxRecovery(ctx, {
-          confirm: args['yes'] ? 'yes' : 'ask',
-          json: Boolean(args['json']),
+          confirm: confirmOf(a),
+          json: a.json,
           ...(ask ? { ask } : {}),
-          ...(args['recovery-file'] !== undefined ? { file: String(args['recovery-file']) } : {}),
-          ...(args['target'] !== undefined ? { target: String(args['target']) } : {}),
+          ...(a['recovery-file'] !== undefined ? { file: a['recovery-file'] } : {}),
+          ...(a.target !== undefined ? { target: a.target } : {}),
         });
       } finally {
         ask?.close();
       }
     },
-  };
+  });
 }
 
 /** The boot hook's `zshield_recovery=offbox` (recovery/cli.ts bootCommand's `offbox`). */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
 import { RefusedError } from '../errors.js';
+import type { CommandLineConfirm } from '../output.js';
 import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type BootFs, bootCheck, describeBoot, eventStep, probeRestore, putBack } from '../recovery/index.js';
@@ -231,7 +232,7 @@ function swapSteps(config: Config, snap: boolean): Step[] {
 }
 
 export interface RecoverOptions extends TreeRestoreOptions {
-  confirm: 'yes' | 'ask';
+  confirm: CommandLineConfirm;
   json?: boolean;
   identity?: Identity | null;
 }

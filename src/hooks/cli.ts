@@ -1,6 +1,5 @@
-import type { Argv, CommandModule } from 'yargs';
-import type { CommandArgs, CommandKit } from '../context.js';
-import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
+import type { CommandKit } from '../context.js';
+import { command, jsonOutput, printJson, withJson } from '../output.js';
 
 // The implementation is loaded when the command runs, not at every start of the binary.
 
@@ -8,19 +7,18 @@ import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
  * `zshield apt-hook`: what the package's apt hook runs (rc/zshield.apt.conf, DPkg::Pre-Invoke).
  * Its settings are hooks.* in the config.
  */
-export function aptHookCommand(kit: CommandKit): CommandModule {
-  return {
+export function aptHookCommand(kit: CommandKit) {
+  return command({
     command: 'apt-hook',
     describe:
       "apt's pre-upgrade hook: a backup (reason pre-upgrade) unless hooks.* say no, in a chroot, container or on the golden medium, or the restore point is recent",
-    builder: (y: Argv) => y.option('json', JSON_OPTION),
-    handler: async (argv) => {
-      const a = argv as unknown as CommandArgs;
-      const ctx = await kit.context(a, { quietConsole: wantsJson(a) });
-      const out = jsonOutput(ctx, wantsJson(a));
+    builder: (y) => withJson(y),
+    handler: async (a) => {
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runAptHook } = await import('./apt.js');
       const r = await runAptHook(ctx);
-      if (wantsJson(a)) printJson(out, r);
+      if (a.json) printJson(out, r);
     },
-  };
+  });
 }

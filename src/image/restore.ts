@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
+import type { CommandLineConfirm } from '../output.js';
 import { backupLocked, type BackupOutcome, requireRoot } from '../snapshot/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
@@ -26,7 +27,7 @@ import { namesOf } from '../names/snapshots.js';
 
 export interface RestoreOptions {
   /** 'yes': confirmed by --yes; 'ask': show the plan and refuse (the operator runs again with --yes). */
-  confirm: 'yes' | 'ask';
+  confirm: CommandLineConfirm;
   json?: boolean;
   /** How long to queue behind another holder of the LVM lock. */
   waitMs: number;

@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { InterruptedError, RefusedError } from '../errors.js';
+import type { Confirm } from '../output.js';
 import type { Command } from '../system/command.js';
 import type { Pipeline } from '../system/pipeline.js';
 import { type Prompter, StreamPrompter } from '../system/prompt.js';
@@ -24,7 +25,7 @@ export interface RunPlanOptions {
    * line without --yes); 'countdown' at boot on the console; 'none' for work that destroys nothing
    * the operator would want to keep (a backup rotation).
    */
-  confirm: 'yes' | 'ask' | 'countdown' | 'none';
+  confirm: Confirm | 'none';
   /** The job in words, for the confirmation ("The factory reset"). */
   what?: string;
   /** Where the preview goes: stdout (text or --json), the log (a daemon job), or nowhere (shown already). */

@@ -1,54 +1,45 @@
-import type { Argv, CommandModule } from 'yargs';
-import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import { JSON_OPTION } from '../output.js';
+import { type CliCommand, type GlobalArgs, command, confirmOf, group, withJson, withYes } from '../output.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
-const confirmOf = (a: CommandArgs) => (a['yes'] ? ('yes' as const) : ('ask' as const));
-
 /** `more`: recoveries other capabilities own (history's `recover fingerprint`), wired by main. */
-export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] } = {}): CommandModule {
-  return {
+export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = {}) {
+  return group({
     command: 'recover',
     describe: 'recover the system disk now (what the GRUB recovery entries do)',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(
           'factory',
           'factory reset, what "Recover to factory default" does: rebuild the system disk from the golden root (erases it)',
-          (yy: Argv) =>
-            yy
-              .option('yes', { type: 'boolean', default: false, describe: 'confirm: erase the target disk' })
-              .option('target', {
+          (yy) =>
+            withJson(
+              withYes(yy, 'confirm: erase the target disk').option('target', {
                 requiresArg: true,
                 type: 'string',
                 describe: 'serial or WWN of the system disk (overrides the config)',
-              })
-              .option('json', JSON_OPTION),
-          async (argv) => {
-            const a = argv as unknown as CommandArgs;
+              }),
+            ),
+          async (a) => {
             const ctx = await kit.context(a);
             const { runFactoryReset } = await import('./run.js');
             await runFactoryReset(ctx, {
               confirm: confirmOf(a),
-              json: Boolean(a['json']),
-              ...(a['target'] ? { target: String(a['target']) } : {}),
+              json: a.json,
+              ...(a.target ? { target: a.target } : {}),
             });
           },
         )
         .command(
           'latest',
           'restore the latest backup, what "Recover to latest backup" does: merge snap0 into lv-root, put /boot back, take a new snap0',
-          (yy: Argv) =>
-            yy
-              .option('yes', { type: 'boolean', default: false, describe: 'confirm: roll lv-root back' })
-              .option('json', JSON_OPTION),
-          async (argv) => {
-            const a = argv as unknown as CommandArgs;
+          (yy) => withJson(withYes(yy, 'confirm: roll lv-root back')),
+          async (a) => {
             const ctx = await kit.context(a);
             const { runRestore } = await import('./run.js');
-            await runRestore(ctx, { confirm: confirmOf(a), json: Boolean(a['json']) });
+            await runRestore(ctx, { confirm: confirmOf(a), json: a.json });
           },
         )
         .command(opts.more ?? [])
@@ -56,8 +47,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
           1,
           `say which: recover factory | recover latest${opts.more?.length ? ' | recover fingerprint ID | recover offbox' : ''}`,
         ),
-    handler: () => {},
-  };
+  });
 }
 
 /**
@@ -67,16 +57,16 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CommandModule[] }
 export function bootCommand(
   kit: CommandKit,
   opts: {
-    daemon: (ctx: Context, a: CommandArgs) => Promise<void>;
+    daemon: (ctx: Context, a: GlobalArgs) => Promise<void>;
     /** `zshield_recovery=offbox`: the history's restore of a blank disk (history/offbox.ts), wired by main. */
     offbox?: (ctx: Context) => Promise<void>;
   },
-): CommandModule {
-  return {
+) {
+  return command({
     command: 'boot',
     describe:
       'run at every boot: act on zshield_recovery= from the kernel command line (factory reset, restore latest); finish an interrupted recovery',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .option('cmdline-file', {
           requiresArg: true,
@@ -89,25 +79,24 @@ export function bootCommand(
           default: false,
           describe: 'then go on as the backup daemon (only when running from the system disk)',
         }),
-    handler: async (argv) => {
-      const a = argv as unknown as CommandArgs;
+    handler: async (a) => {
       // Started from rc.local on the console: when rcS ends, the console's session hangs up.
       // Ignore SIGHUP so the boot hook (and the daemon it becomes) survives it; the daemon adds
       // its own reload handler.
       process.on('SIGHUP', () => {});
       const ctx = await kit.context(a);
       const { answerGoldenUpdate } = await import('./golden-update.js');
-      if (await answerGoldenUpdate(ctx, String(a['cmdline-file']))) return;
-      const acted = await actOnCmdline(ctx, String(a['cmdline-file']), opts.offbox);
+      if (await answerGoldenUpdate(ctx, a['cmdline-file'])) return;
+      const acted = await actOnCmdline(ctx, a['cmdline-file'], opts.offbox);
       if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
         ctx.out.print('zshield: rebooting into the system disk');
         // busybox and systemd reboot return once init has the request; the log is closed after.
         await ctx.runner.run({ file: 'reboot', args: [], mutates: true });
         return;
       }
-      if (a['daemon'] && (await lvRootIsRunning(ctx))) await opts.daemon(ctx, a);
+      if (a.daemon && (await lvRootIsRunning(ctx))) await opts.daemon(ctx, a);
     },
-  };
+  });
 }
 
 async function actOnCmdline(

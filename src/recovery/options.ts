@@ -1,11 +1,12 @@
 import type { Context } from '../context.js';
+import type { Confirm } from '../output.js';
 import type { RunPlanOptions } from '../plan/run.js';
 import { acquireLvmLock } from '../system/lock.js';
 import type { Prompter } from '../system/prompt.js';
 
 export interface ConfirmOptions {
   /** 'countdown': at boot, the console shows the plan and counts down; 'yes': confirmed by a flag; 'ask': refused without one. */
-  confirm: 'countdown' | 'yes' | 'ask';
+  confirm: Confirm;
   /** Print the plan as JSON (stdout) instead of text. */
   json?: boolean;
   /** The console for the countdown (default: stdin/stdout). */

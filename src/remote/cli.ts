@@ -1,14 +1,11 @@
-import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
-import type { CommandArgs, CommandKit, Context } from '../context.js';
+import type { CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import type { Prompter } from '../system/prompt.js';
-import { JSON_OPTION, jsonOutput, printJson, wantsJson } from '../output.js';
+import { command, group, jsonOutput, printJson, withJson, withYes } from '../output.js';
 
 // The implementations (and ssh2 with them) are loaded when a remote command runs, not at every
 // start of the binary.
-
-type Args = CommandArgs;
 
 const configFileOf = (ctx: Context) => ctx.configFile ?? DEFAULT_CONFIG_PATH;
 
@@ -34,46 +31,44 @@ function positive(name: string, v: unknown): number | undefined {
   return n;
 }
 
-export function remoteCommand(kit: CommandKit): CommandModule {
-  return {
+export function remoteCommand(kit: CommandKit) {
+  return group({
     command: 'remote',
     describe: 'copies of the backups on a remote host over SSH',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(
           'copy',
           'copy the backups the remote lacks (verified, resumable), then keep the newest --limit of each kind here and there',
-          (yy: Argv) =>
-            yy
-              .option('limit', {
-                requiresArg: true,
-                type: 'number',
-                describe: 'backups of each kind to keep; wins over remote.limit in the config (default 5)',
-              })
-              .option('bwlimit', {
-                requiresArg: true,
-                type: 'number',
-                describe: 'upload bandwidth cap in KiB/s; wins over remote.bandwidthKiBps',
-              })
-              .option('verify-all', {
-                type: 'boolean',
-                default: false,
-                describe: "compare every file already on the remote by SHA-256 (not only this run's share)",
-              })
-              .option('json', JSON_OPTION),
+          (yy) =>
+            withJson(
+              yy
+                .option('limit', {
+                  requiresArg: true,
+                  type: 'number',
+                  describe: 'backups of each kind to keep; wins over remote.limit in the config (default 5)',
+                })
+                .option('bwlimit', {
+                  requiresArg: true,
+                  type: 'number',
+                  describe: 'upload bandwidth cap in KiB/s; wins over remote.bandwidthKiBps',
+                })
+                .option('verify-all', {
+                  type: 'boolean',
+                  default: false,
+                  describe: "compare every file already on the remote by SHA-256 (not only this run's share)",
+                }),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const json = Boolean(args['json']);
-            const ctx = await kit.context(args, { quietConsole: json });
+            const json = a.json;
+            const ctx = await kit.context(a, { quietConsole: json });
             // With --json, stdout carries the report alone (its plan in it, on a dry run too).
             const out = jsonOutput(ctx, json);
             const { runRemoteCopy } = await import('./copy.js');
             const report = await runRemoteCopy(ctx, {
-              verifyAll: Boolean(args['verify-all']),
-              ...(args['limit'] !== undefined ? { limit: positive('--limit', args['limit'])! } : {}),
-              ...(args['bwlimit'] !== undefined
-                ? { bandwidthKiBps: positive('--bwlimit', args['bwlimit'])! }
-                : {}),
+              verifyAll: a['verify-all'],
+              ...(a.limit !== undefined ? { limit: positive('--limit', a.limit)! } : {}),
+              ...(a.bwlimit !== undefined ? { bandwidthKiBps: positive('--bwlimit', a.bwlimit)! } : {}),
             });
             if (json) out.print(JSON.stringify(report, null, 2));
           },
@@ -81,83 +76,82 @@ export function remoteCommand(kit: CommandKit): CommandModule {
         .command(
           'trust',
           "show the remote host's key fingerprint and pin it in the config once you confirm it",
-          (yy: Argv) =>
-            yy
-              .option('fingerprint', {
+          (yy) =>
+            withJson(
+              yy.option('fingerprint', {
                 requiresArg: true,
                 type: 'string',
                 describe:
                   'the SHA256:... fingerprint you checked on the server (instead of answering on the terminal)',
-              })
-              .option('json', JSON_OPTION),
+              }),
+            ),
           async (a) => {
-            const args = a as unknown as Args;
-            const ctx = await kit.context(args, { quietConsole: wantsJson(args) });
-            const out = jsonOutput(ctx, wantsJson(args));
+            const ctx = await kit.context(a, { quietConsole: a.json });
+            const out = jsonOutput(ctx, a.json);
             const { runTrust } = await import('./trust.js');
             const r = await withPrompter(ctx, true, (prompter) =>
               runTrust(ctx, {
                 configFile: configFileOf(ctx),
                 prompter,
-                ...(args['fingerprint'] !== undefined ? { fingerprint: String(args['fingerprint']) } : {}),
+                ...(a.fingerprint !== undefined ? { fingerprint: a.fingerprint } : {}),
               }),
             );
             // A dry run's document is its plan (runPlan printed it).
-            if (wantsJson(args) && !ctx.dryRun) printJson(out, r);
+            if (a.json && !ctx.dryRun) printJson(out, r);
           },
         )
         .demandCommand(1, 'say which: remote copy | remote trust'),
-    handler: () => {},
-  };
+  });
 }
 
-export function keygenCommand(kit: CommandKit): CommandModule {
-  return {
+export function keygenCommand(kit: CommandKit) {
+  return command({
     command: 'keygen',
     describe: 'make a new key file for the remote password and re-encrypt the password with it',
-    builder: (y: Argv) =>
-      y
-        .option('ask-password', {
-          type: 'boolean',
-          default: false,
-          describe:
-            'type the password (no echo) instead of decrypting the stored one, e.g. when the old key is lost',
-        })
-        .option('yes', { type: 'boolean', default: false, describe: 'do not ask for confirmation' })
-        .option('json', JSON_OPTION),
-    handler: async (argv) => {
-      const a = argv as unknown as Args;
-      const ctx = await kit.context(a, { quietConsole: wantsJson(a) });
-      const out = jsonOutput(ctx, wantsJson(a));
+    builder: (y) =>
+      withJson(
+        withYes(
+          y.option('ask-password', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'type the password (no echo) instead of decrypting the stored one, e.g. when the old key is lost',
+          }),
+          'do not ask for confirmation',
+        ),
+      ),
+    handler: async (a) => {
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
       const { runKeygen } = await import('./keygen.js');
       const r = await withPrompter(ctx, true, (prompter) =>
         runKeygen(ctx, {
           configFile: configFileOf(ctx),
           prompter,
-          askPassword: Boolean(a['ask-password']),
-          yes: Boolean(a['yes']),
+          askPassword: a['ask-password'],
+          yes: a.yes,
         }),
       );
       // A dry run's document is its plan (runPlan printed it).
-      if (wantsJson(a) && !ctx.dryRun) printJson(out, r);
+      if (a.json && !ctx.dryRun) printJson(out, r);
     },
-  };
+  });
 }
 
-/** For `config check` (config/cli.ts): the checks a remote copy makes before it connects (check.ts). */
+/** For `config check` (cli/config.ts): the checks a remote copy makes before it connects (check.ts). */
 export async function remoteConfigCheck(ctx: Context) {
   const { checkRemoteConfig } = await import('./check.js');
   return checkRemoteConfig(ctx);
 }
 
-/** `config edit`, registered under `config` next to check and show (config/cli.ts). */
-export function configEditCommand(kit: CommandKit): CommandModule {
-  return {
+/** `config edit`, registered under `config` next to check and show (cli/config.ts). */
+export function configEditCommand(kit: CommandKit) {
+  return command({
     command: 'edit',
     describe: 'edit the remote copy settings interactively (password asked without echo)',
-    builder: (y: Argv) => y,
-    handler: async (argv) => {
-      const ctx = await kit.context(argv as unknown as Args);
+    builder: (y) => y,
+    handler: async (a) => {
+      const ctx = await kit.context(a);
       const { editRemoteSettings } = await import('./editor.js');
       await withPrompter(ctx, false, (prompter) =>
         editRemoteSettings({
@@ -169,5 +163,5 @@ export function configEditCommand(kit: CommandKit): CommandModule {
         }),
       );
     },
-  };
+  });
 }

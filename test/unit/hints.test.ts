@@ -3,7 +3,6 @@ import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { type CommandDoc, commandDocs } from '../../build/command-tree.js';
-import { WAIT_OPTION, waitMs } from '../../src/cli/global.js';
 import { cliParser, commandModules } from '../../src/cli/main.js';
 import type { CommandKit } from '../../src/context.js';
 import { ZshieldError } from '../../src/errors.js';
@@ -127,11 +126,7 @@ function commandsIn(text: string): string[][] {
 }
 
 class Stopped extends Error {}
-const kit: CommandKit = {
-  context: () => Promise.reject(new Stopped('parsed')),
-  waitOption: WAIT_OPTION,
-  waitMs,
-};
+const kit: CommandKit = { context: () => Promise.reject(new Stopped('parsed')) };
 
 /** Null when the real command tree accepts the command line, else why not. */
 async function parseError(argv: string[]): Promise<string | null> {

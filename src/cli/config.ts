@@ -1,9 +1,8 @@
-import type { Argv, CommandModule } from 'yargs';
+import { loadConfig } from '../config/load.js';
+import { renderConfig } from '../config/render.js';
+import type { Config } from '../config/schema.js';
 import { ConfigError, type ConfigProblem, type ZshieldError } from '../errors.js';
-import { JSON_OPTION, printJson, wantsJson } from '../output.js';
-import { loadConfig } from './load.js';
-import { renderConfig } from './render.js';
-import type { Config } from './schema.js';
+import { type CliCommand, group, printJson, withJson } from '../output.js';
 
 // context.ts (the Context, the CommandKit) is built on config/, so this module names only what it
 // needs of them: main() passes the real kit, and C is its Context.
@@ -26,40 +25,39 @@ export type ConfigCheck<C> = (ctx: C) => ZshieldError[] | Promise<ZshieldError[]
 /** `zshield config check | show | edit`; `edit` is the remote module's editor (remote/cli.ts). */
 export function configCommand<C extends ConfigContext>(
   kit: ConfigKit<C>,
-  opts: { checks: ConfigCheck<C>[]; edit: CommandModule },
-): CommandModule {
-  return {
+  opts: { checks: ConfigCheck<C>[]; edit: CliCommand },
+) {
+  return group({
     command: 'config',
     describe: 'check, show or edit the configuration',
-    builder: (y: Argv) =>
+    builder: (y) =>
       y
         .command(
           'check',
           'validate the config file as the commands that use it do (schema, secret files and their modes, the stored password); report every problem',
-          (yy: Argv) => yy.option('json', JSON_OPTION),
-          async (argv) => {
-            const ctx = await kit.context(argv as { config?: string }, {
+          (yy) => withJson(yy),
+          async (a) => {
+            const ctx = await kit.context(a, {
               quietConsole: true,
               logFile: false,
             });
             await runChecks(ctx, opts.checks);
-            if (wantsJson(argv)) printJson(ctx.out, { ok: true, file: ctx.configFile });
+            if (a.json) printJson(ctx.out, { ok: true, file: ctx.configFile });
             else ctx.out.print(`config OK: ${ctx.configFile ?? 'no file, built-in defaults'}`);
           },
         )
         .command(
           'show',
           'print the effective configuration (defaults filled in; JSON with or without --json)',
-          (yy: Argv) => yy.option('json', JSON_OPTION),
-          async (argv) => {
-            const loaded = await loadConfig((argv as { config?: string }).config);
+          (yy) => withJson(yy),
+          async (a) => {
+            const loaded = await loadConfig(a.config);
             process.stdout.write(`${JSON.stringify(renderConfig(loaded.config), null, 2)}\n`);
           },
         )
         .command(opts.edit)
         .demandCommand(1, 'say which: config check | config show | config edit'),
-    handler: () => {},
-  };
+  });
 }
 
 /** Every capability's check; all their problems in one ConfigError (exit 3), the first one's hint. */
