@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { readJson, writeJsonAtomic } from '../state/store.js';
+import { readJson } from '../state/store.js';
+import { writeJsonAtomic } from '../system/atomic-file.js';
 import { pidAlive } from '../system/lock.js';
 import type { Writes } from '../system/writes.js';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { NotFoundError, RefusedError, VerifyError } from '../errors.js';
-import { writePrivateFileAtomic } from '../remote/index.js';
+import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import type { Writes } from '../system/writes.js';
 import {
   canonicalJson,

@@ -6,13 +6,8 @@ import type { Context } from '../context.js';
 import { ConfigError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import {
-  encryptPassword,
-  newKey,
-  readKeyFile,
-  writeKeyFile,
-  writePrivateFileAtomic,
-} from '../remote/index.js';
+import { encryptPassword, newKey, readKeyFile, writeKeyFile } from '../remote/index.js';
+import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import { loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { createCatalog } from './catalog.js';
 import { repoDir, repositoryPassword, resticFor, signingKeyFile } from './repo.js';

@@ -9,14 +9,8 @@ import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.
 import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
 import { type ConfirmOptions, runFactoryReset } from '../recovery/index.js';
-import {
-  checkPrivateFile,
-  encryptPassword,
-  newKey,
-  openPassword,
-  writeKeyFile,
-  writePrivateFileAtomic,
-} from '../remote/index.js';
+import { checkPrivateFile, encryptPassword, newKey, openPassword, writeKeyFile } from '../remote/index.js';
+import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { resticFor } from './repo.js';
 import { RepositoryPasswordError } from './restic.js';

@@ -13,6 +13,8 @@ import { backupLocked } from '../snapshot/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import {
   type LvInfo,
+  lvCreateWipedArgv,
+  lvRemoveArgv,
   lvRemoveCommand,
   lvRenameCommand,
   type VgState,
@@ -119,27 +121,13 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
     checks: [bootCheck(i.boot), ...resetChecks(i.config, root, free, size)],
     steps: [
       ...(staleNew
-        ? [
-            cmd(`remove ${fresh}, left by a reset that did not finish`, 'lvremove', [
-              '--yes',
-              `${vg}/${fresh}`,
-            ]),
-          ]
+        ? [cmd(`remove ${fresh}, left by a reset that did not finish`, ...lvRemoveArgv(vg, fresh))]
         : []),
       ...(oldPrev
         ? [{ title: `remove ${prev}, the root kept by an earlier reset`, command: lvRemoveCommand(vg, prev) }]
         : []),
       ...(i.fetch ? [i.fetch] : []),
-      cmd(`make the new root volume ${fresh}`, 'lvcreate', [
-        '--yes',
-        '--wipesignatures',
-        'y',
-        '--name',
-        fresh,
-        '--size',
-        `${size}b`,
-        vg,
-      ]),
+      cmd(`make the new root volume ${fresh}`, ...lvCreateWipedArgv(vg, fresh, size)),
       cmd(`make its file system`, 'mkfs.ext4', ['-q', '-L', 'zs-root', `/dev/${vg}/${fresh}`]),
       cmd(`make ${dirs.root}`, 'mkdir', ['-p', dirs.root, dirs.boot]),
       cmd(`mount the new root on ${dirs.root}`, 'mount', [`/dev/${vg}/${fresh}`, dirs.root]),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { writePrivateFileAtomic } from '../remote/index.js';
+import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import type { Writes } from '../system/writes.js';
 
 /**

@@ -14,7 +14,7 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { CommandError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import { runPlan } from '../plan/run.js';
-import { writeJsonAtomic } from '../state/store.js';
+import { writeJsonAtomic } from '../system/atomic-file.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
 import { withRetries } from '../system/retry.js';

@@ -5,7 +5,7 @@ import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { requireRoot } from '../snapshot/index.js';
-import { type VgState, lvRemoveCommand } from '../system/lvm.js';
+import { type VgState, decodeLvAttr, lvRemoveCommand, lvmCommand, vgActivateArgv } from '../system/lvm.js';
 import type { ImagePaths } from './files.js';
 import type { Manifest } from './manifest.js';
 import { unpackPipeline } from './plan-verify.js';
@@ -63,7 +63,7 @@ export function planRestore(input: RestoreInput): Plan {
     // a step of the plan, and a dry run leaves it out.
     steps.push({
       title: `activate ${names.vg} (the write needs lv-root's device node)`,
-      command: { file: 'vgchange', args: ['-ay', names.vg], mutates: true },
+      command: lvmCommand(vgActivateArgv(names.vg)),
     });
   }
   if (input.unpackTo) {
@@ -119,7 +119,7 @@ function restoreTarget(input: RestoreInput) {
       hint: 'let the merge finish (activate lv-root: reboot) before writing an image',
     });
   }
-  if (root.attr[5] === 'o') {
+  if (decodeLvAttr(root.attr).open) {
     throw new RefusedError(
       `${names.vg}/${names.root} is in use (mounted or held open): an image cannot be written into it`,
       { hint: 'restore an image from the golden medium (the recovery boot), where lv-root is not mounted' },

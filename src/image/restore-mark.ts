@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { Step } from '../plan/plan.js';
-import { type VgInfo, tagValue } from '../system/lvm.js';
+import { type VgInfo, lvmCommand, tagValue, vgTagsArgv } from '../system/lvm.js';
 import type { ImageSource } from './image-source.js';
 
 /**
@@ -141,24 +141,19 @@ export function markSteps(mark: ImageRestoreMark, vgTags: readonly string[]): { 
   const ours = (t: string) => t.startsWith(IMAGE_RESTORE_TAG) || RECORD_TAGS.some((p) => t.startsWith(p));
   const stale = vgTags.filter((t) => ours(t) && !want.includes(t));
   const missing = want.filter((t) => !vgTags.includes(t));
-  const tagArgs = (op: string, tags: string[]) => tags.flatMap((t) => [op, t]);
   const set: Step[] =
     stale.length + missing.length === 0
       ? []
       : [
           {
             title: `mark ${mark.vg}: an image restore of ${path.basename(mark.image ?? mark.source?.pathInFs ?? 'an image')} is under way (the image and its SHA-256 in the VG's tags: a cut restore is finished at the next boot)`,
-            command: {
-              file: 'vgchange',
-              args: [...tagArgs('--deltag', stale), ...tagArgs('--addtag', missing), mark.vg],
-              mutates: true,
-            },
+            command: lvmCommand(vgTagsArgv(mark.vg, { del: stale, add: missing })),
           },
         ];
   const clear: Step[] = [
     {
       title: `clear the mark: ${mark.vg}/lv-root is whole again`,
-      command: { file: 'vgchange', args: [...tagArgs('--deltag', want), mark.vg], mutates: true },
+      command: lvmCommand(vgTagsArgv(mark.vg, { del: want })),
     },
   ];
   return { set, clear };

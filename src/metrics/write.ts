@@ -1,8 +1,9 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { catalogView, gatherHistoryStatus, verifyCatalog } from '../history/index.js';
 import { gatherStatus } from '../status/index.js';
+import { writeFileAtomic } from '../system/atomic-file.js';
 import { VERSION } from '../version.js';
 import { type HistoryTargetMetrics, renderMetrics } from './render.js';
 
@@ -33,7 +34,8 @@ export async function writeMetrics(ctx: Context): Promise<string | null> {
       version: VERSION,
       now: ctx.clock.now(),
     });
-    writeAtomic(file, text);
+    // The temporary name does not end in .prom: node_exporter never reads half a file.
+    writeFileAtomic(ctx.writes, file, text, { mode: 0o644, dirMode: 0o755 });
     return file;
   } catch (err) {
     ctx.log.warn(`metrics: ${file} not written: ${(err as Error).message}`);
@@ -66,25 +68,4 @@ function historyTargets(ctx: Context): HistoryTargetMetrics[] {
       lastSuccess: t.lastSuccess ? new Date(t.lastSuccess) : null,
     };
   });
-}
-
-/**
- * Temp file beside it, then rename: node_exporter never reads half a file. The temp name does
- * not end in .prom, so the collector never picks it up either.
- */
-function writeAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  try {
-    const fd = openSync(tmp, 'w', 0o644);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
 }

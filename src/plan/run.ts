@@ -217,14 +217,3 @@ async function confirm(ctx: Parameters<typeof runPlan>[0], plan: Plan, opts: Run
     if (!opts.prompter) console.close();
   }
 }
-
-/**
- * Applies the steps only (no preview, no confirmation, no tool check): the old entry point, kept
- * while the flows move onto runPlan. Do not use in new code.
- * @deprecated use runPlan
- */
-export async function applyPlan(plan: Plan, ctx: Parameters<typeof runPlan>[0]): Promise<void> {
-  const result: PlanRun = { applied: true, ran: [], skipped: [] };
-  for (const [i, step] of plan.steps.entries())
-    await runStep(ctx, step, `[${i + 1}/${plan.steps.length}]`, result);
-}

@@ -5,7 +5,16 @@ import { RefusedError } from '../errors.js';
 import { type GoldenFacts, isRuntimeTmpfsLine, roomCheck, systemdUnitSteps } from '../golden/index.js';
 import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import { TAG_REASON, TAG_TIME } from '../system/lvm.js';
+import {
+  TAG_REASON,
+  TAG_TIME,
+  lvCreateArgv,
+  pvCreateArgv,
+  snapshotArgv,
+  vgCreateArgv,
+  vgDeactivateArgv,
+  vgTagsArgv,
+} from '../system/lvm.js';
 import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { PvInfo } from '../system/pvs.js';
@@ -238,7 +247,7 @@ function cleanupSteps({ disk, vgsOnTarget }: Target): Step[] {
       .sort((a, b) => b.mount.length - a.mount.length)
       .map((p) => step(`unmount ${p.mount} (left by an interrupted run)`, cmd('umount', [p.mount]))),
     ...vgsOnTarget.map((old) =>
-      step(`deactivate the old volume group ${old}`, cmd('vgchange', ['-an', old])),
+      step(`deactivate the old volume group ${old}`, cmd(...vgDeactivateArgv(old))),
     ),
     ...disk.partitions.map((p) => step(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]))),
     step(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path])),
@@ -256,28 +265,19 @@ function buildSteps(t: Target): Step[] {
         input: `label: dos\nstart=2048, size=${t.bootSectors}, type=83, bootable\nstart=${2048 + t.bootSectors}, type=8e\n`,
       }),
     ),
-    step(`make ${t.lvmPart} a physical volume`, cmd('pvcreate', ['-ff', '-y', t.lvmPart])),
+    step(`make ${t.lvmPart} a physical volume`, cmd(...pvCreateArgv(t.lvmPart))),
     // The VG carries the factory-reset mark from its first moment, and the UUID of /boot (chosen
     // now), by which a restore finds /boot without guessing a partition number.
     step(
       `create volume group ${vg}`,
-      cmd('vgcreate', [
-        '-y',
-        '--addtag',
-        input.root?.mark ?? FACTORY_TAG,
-        '--addtag',
-        `${BOOT_UUID_TAG}${input.bootUuid}`,
-        vg,
-        t.lvmPart,
-      ]),
+      cmd(
+        ...vgCreateArgv(vg, t.lvmPart, [
+          input.root?.mark ?? FACTORY_TAG,
+          `${BOOT_UUID_TAG}${input.bootUuid}`,
+        ]),
+      ),
     ),
-    ...config.layout.volumes.map((v) => {
-      const size = v.size.kind === 'percent' ? ['-l', `${v.size.percent}%VG`] : ['-L', `${v.size.bytes}b`];
-      return step(
-        `create ${v.name}`,
-        cmd('lvcreate', ['-y', '-W', 'y', '-Z', 'y', '-n', v.name, ...size, vg]),
-      );
-    }),
+    ...config.layout.volumes.map((v) => step(`create ${v.name}`, cmd(...lvCreateArgv(vg, v.name, v.size)))),
     // /boot gets a UUID chosen now, so fstab (and the VG tag) can name it.
     step(
       'make the /boot file system',
@@ -414,10 +414,6 @@ function bootloaderSteps({ mnt, golden, disk, config, rootVol }: Target): Step[]
 
 /** 8. The first restore point, then clear the mark. */
 function firstSnapshotSteps({ config, input, vg, rootVol }: Target): Step[] {
-  const snapSize =
-    config.snapshot.size.kind === 'percent'
-      ? ['-l', `${config.snapshot.size.percent}%ORIGIN`]
-      : ['-L', `${config.snapshot.size.bytes}b`];
   const tags = [
     `${TAG_REASON}${input.root?.reason ?? 'factory'}`,
     `${TAG_TIME}${Math.floor(input.now.getTime() / 1000)}`,
@@ -426,18 +422,19 @@ function firstSnapshotSteps({ config, input, vg, rootVol }: Target): Step[] {
   return [
     step(
       `take the first ${config.lvm.snapshot}`,
-      cmd('lvcreate', [
-        '--snapshot',
-        '-n',
-        config.lvm.snapshot,
-        ...snapSize,
-        ...tags.flatMap((t) => ['--addtag', t]),
-        `${vg}/${rootVol.name}`,
-      ]),
+      cmd(
+        ...snapshotArgv({
+          vg,
+          origin: rootVol.name,
+          name: config.lvm.snapshot,
+          size: config.snapshot.size,
+          tags,
+        }),
+      ),
     ),
     step(
       `clear the ${input.root ? 'restore' : 'factory-reset'} mark`,
-      cmd('vgchange', ['--deltag', input.root?.mark ?? FACTORY_TAG, vg]),
+      cmd(...vgTagsArgv(vg, { del: [input.root?.mark ?? FACTORY_TAG] })),
     ),
     step('flush to disk', cmd('sync', [])),
   ];

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import type { Check, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import type { VgState } from '../system/lvm.js';
+import { type VgState, vgTagsArgv } from '../system/lvm.js';
 import { mutating } from '../system/root-copy.js';
 import { planRotation } from '../snapshot/index.js';
 import { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
@@ -100,7 +100,7 @@ export function planFinish(ctx: Context, f: FinishInput): PlanPart {
   steps.push(...snap.steps);
   steps.push({
     title: 'clear the restore mark',
-    command: mutating('vgchange', [...f.marks.flatMap((t) => ['--deltag', t]), n.vg]),
+    command: mutating(...vgTagsArgv(n.vg, { del: f.marks })),
   });
   steps.push({ title: 'flush to disk', command: mutating('sync', []) });
   return { notes, checks, steps, always };

@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { type VgState, parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
+import { type VgState, decodeLvAttr, parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { probePvs } from '../system/pvs.js';
 import { requireTools } from '../system/tools.js';
@@ -56,8 +56,7 @@ export function planRestore(ctx: Context, probe: RestoreProbe, started: Date): R
   const state = probe.state!;
   const root = state.lvs.find((l) => l.name === n.root)!;
   const running = isRunningRoot(root);
-  // lv_attr[5] = o: the device is open (mounted or otherwise held).
-  const originOpen = running || root.attr[5] === 'o';
+  const originOpen = running || decodeLvAttr(root.attr).open;
   const merge = planMerge({ config: ctx.config, state, snapshot: snap, originOpen }, ctx.config.paths.runDir);
   const label = restoreLabelOf([restoreOfTag(snap)]);
   const { time, reason } = label;

@@ -5,7 +5,16 @@ import { unmountIfMounted } from '../golden/index.js';
 import type { Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import type { Command } from '../system/command.js';
-import { type LvInfo, type VgState, tagValue } from '../system/lvm.js';
+import {
+  LV_ATTR,
+  type LvInfo,
+  type VgState,
+  lvMergeArgv,
+  tagValue,
+  vgActivateArgv,
+  vgTagsArgv,
+  withLvAttr,
+} from '../system/lvm.js';
 import { mutating } from '../system/root-copy.js';
 import { labelOf } from '../snapshot/index.js';
 import { RESTORE_OF_TAG, RESTORE_TAG, TAG_BOOT } from '../names/lvm-tags.js';
@@ -110,12 +119,11 @@ export function planMerge(f: MergeFacts, runDir: string): { notes: string[]; ste
     { title: `unmount ${n.snap}`, command: mutating('umount', [look]) },
     {
       title: 'mark the restore as started',
-      command: mutating('vgchange', ['--addtag', RESTORE_TAG, '--addtag', restoreOfTag(f.snapshot), n.vg]),
+      command: mutating(...vgTagsArgv(n.vg, { add: [RESTORE_TAG, restoreOfTag(f.snapshot)] })),
     },
     {
       title: `merge ${n.snap} into ${n.root}`,
-      // -i 1: report progress every second (the default is 15 s).
-      command: mutating('lvconvert', ['--merge', '-i', '1', `${n.vg}/${n.snap}`], {
+      command: mutating(...lvMergeArgv(n.vg, n.snap), {
         timeoutMs: 24 * 3600_000,
       }),
       progress: progressParsers.merge,
@@ -125,8 +133,7 @@ export function planMerge(f: MergeFacts, runDir: string): { notes: string[]; ste
 }
 
 export function vgActivateCommand(vg: string): Command {
-  // Activation changes device state (and starts a merge that was deferred): a change, never a probe.
-  return mutating('vgchange', ['-ay', vg], { timeoutMs: 300_000 });
+  return mutating(...vgActivateArgv(vg), { timeoutMs: 300_000 });
 }
 
 /**
@@ -146,7 +153,7 @@ export function afterMerge(state: VgState, snapName: string): VgState {
       .filter((l) => l !== snap)
       .map((l) =>
         l.name === snap?.origin
-          ? { ...l, kind: 'plain' as const, merging: false, attr: `-${l.attr.slice(1)}` }
+          ? { ...l, kind: 'plain' as const, merging: false, attr: withLvAttr(l.attr, LV_ATTR.type, '-') }
           : l,
       ),
   };

@@ -4,7 +4,7 @@ import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
-import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
+import { lvMergeArgv, parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';
 import { mutating } from '../system/root-copy.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
@@ -50,7 +50,7 @@ export function planResume(ctx: Context, probe: RestoreProbe, started: Date): Re
     notes.push(`the merge of ${n.snap} had not started: it is started now`);
     steps.push({
       title: `merge ${n.snap} into ${n.root}`,
-      command: mutating('lvconvert', ['--merge', '-i', '1', `${n.vg}/${n.snap}`], {
+      command: mutating(...lvMergeArgv(n.vg, n.snap), {
         timeoutMs: 24 * 3600_000,
       }),
       progress: progressParsers.merge,

@@ -1,7 +1,8 @@
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log/logger.js';
-import { readJson, writeJsonAtomic } from '../state/store.js';
+import { readJson } from '../state/store.js';
+import { writeJsonAtomic } from '../system/atomic-file.js';
 import type { BackupName } from '../names/backup-files.js';
 import { parseBackupName } from '../names/backup-files.js';
 import type { Writes } from '../system/writes.js';

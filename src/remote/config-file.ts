@@ -3,7 +3,7 @@ import { parseConfigText } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { type RemoteConfig, remoteSchema } from '../config/remote.js';
 import type { Writes } from '../system/writes.js';
-import { writePrivateFileAtomic } from './secrets.js';
+import { writePrivateFileAtomic } from '../system/atomic-file.js';
 
 /**
  * Rewrite the `remote` section of the config file and nothing else: the other sections are kept as

@@ -12,7 +12,6 @@ export {
   openPassword,
   readKeyFile,
   writeKeyFile,
-  writePrivateFileAtomic,
 } from './secrets.js';
 export {
   type Credentials,

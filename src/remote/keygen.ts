@@ -5,11 +5,11 @@ import type { Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { ConfigError, NotFoundError, UsageError } from '../errors.js';
 import { writeRemoteSection } from './config-file.js';
+import { fsyncDir } from '../system/atomic-file.js';
 import { askNewPassword, askYesNo, type Prompter } from '../system/prompt.js';
 import {
   checkPrivateFile,
   encryptPassword,
-  fsyncDir,
   keyId,
   newKey,
   openPassword,

@@ -1,17 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { lstatSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
+import { fsyncDir, writePrivateFileAtomic } from '../system/atomic-file.js';
 import type { Writes } from '../system/writes.js';
 import { ConfigError, NotFoundError, RefusedError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -158,44 +148,6 @@ export function readKeyFile(file: string): Buffer {
     });
   }
   return key;
-}
-
-/**
- * Write a file only its owner can read, atomically: a temporary file created 0600 (the umask
- * cannot widen it: fchmod after open), fsync, rename, fsync of the directory. A power cut leaves
- * the old file or the new one, never a half-written secret. Refused in a dry run (`writes`).
- */
-export function writePrivateFileAtomic(writes: Writes, file: string, content: string | Buffer): void {
-  writes.allow(`write ${file}`);
-  const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}`);
-  rmSync(tmp, { force: true });
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    fchmodSync(fd, 0o600);
-    writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
-  fsyncDir(dir);
-}
-
-export function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename is still atomic.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 export function writeKeyFile(writes: Writes, file: string, key: Buffer): void {

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { type BackupRecord, lastBackupFile, readJson, writeJsonAtomic } from '../state/store.js';
+import { type BackupRecord, lastBackupFile, readJson } from '../state/store.js';
+import { writeJsonAtomic } from '../system/atomic-file.js';
 import type { Writes } from '../system/writes.js';
 
 /**

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { readFileSync, readdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type si from 'systeminformation';
 import { InternalError, MissingToolError } from '../errors.js';
@@ -151,13 +151,5 @@ function listDir(dir: string): string[] {
     return readdirSync(dir);
   } catch {
     return [];
-  }
-}
-
-export function linkTarget(p: string): string {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return '';
   }
 }

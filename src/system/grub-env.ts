@@ -1,5 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import path from 'node:path';
+import { writeFileAtomic } from './atomic-file.js';
 import type { Writes } from './writes.js';
 
 /**
@@ -54,28 +53,5 @@ export function parseEnvBlock(data: Buffer): Record<string, string> | null {
  * the rename itself survives a power cut.
  */
 export function writeEnvFileAtomic(writes: Writes, file: string, vars: Record<string, string>): void {
-  writes.allow(`write ${file}`);
-  const block = formatEnvBlock(vars);
-  const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    const fd = openSync(tmp, 'w', 0o644);
-    try {
-      writeSync(fd, block);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  writeFileAtomic(writes, file, formatEnvBlock(vars), { mode: 0o644, dirMode: 0o755 });
 }

@@ -8,9 +8,25 @@ export interface LockHandle {
   release(): Promise<void>;
 }
 
+/**
+ * Time as the lock sees it (its deadline, a lock's age, the waits between tries): injectable, so
+ * tests step through a wait without spending it. A lock directory's mtime is compared with `now`.
+ */
+export interface LockClock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const realLockClock: LockClock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+
 export interface AcquireOptions {
   runDir: string;
   log: Logger;
+  /** Default: the real clock. */
+  clock?: LockClock;
   /** Wait this long for the lock before giving up (0: fail at once). */
   waitMs: number;
   /** What the lock guards, in messages: "the <title> lock", "<title> is locked by ...". Default: the name. */
@@ -28,6 +44,8 @@ export interface LockOptions {
   purpose: string;
   /** Wait this long for the lock before giving up (0: fail at once). */
   waitMs: number;
+  /** Default: the real clock. */
+  clock?: LockClock;
 }
 
 /** A live holder refreshes the lock directory's mtime this often. */
@@ -35,9 +53,9 @@ const UPDATE_MS = 2_000;
 /** Not refreshed for this long: its holder is no longer running (with a dead owner, taken over). */
 const STALE_MS = UPDATE_MS + 1_000;
 
-function lockAgeMs(dir: string): number {
+function lockAgeMs(dir: string, now: number): number {
   try {
-    return Date.now() - statSync(dir).mtimeMs;
+    return now - statSync(dir).mtimeMs;
   } catch {
     return 0;
   }
@@ -59,11 +77,12 @@ interface Owner {
  */
 export async function acquireLock(name: string, purpose: string, opts: AcquireOptions): Promise<LockHandle> {
   const title = opts.title ?? name;
+  const clock = opts.clock ?? realLockClock;
   mkdirSync(opts.runDir, { recursive: true, mode: 0o755 });
   const file = path.join(opts.runDir, `${name}.lock`);
   const ownerFile = `${file}.owner`;
   writeFileSync(file, '', { flag: 'a' });
-  let deadline = Date.now() + opts.waitMs;
+  let deadline = clock.now() + opts.waitMs;
   let graceGiven = false;
   let announced = false;
   for (;;) {
@@ -74,7 +93,7 @@ export async function acquireLock(name: string, purpose: string, opts: AcquireOp
         update: UPDATE_MS,
         onCompromised: (err) => opts.log.error(`${title} lock compromised: ${err.message}`),
       });
-      const owner: Owner = { pid: process.pid, purpose, since: new Date().toISOString() };
+      const owner: Owner = { pid: process.pid, purpose, since: new Date(clock.now()).toISOString() };
       writeFileSync(ownerFile, JSON.stringify(owner), { mode: 0o644 });
       return {
         release: async () => {
@@ -86,7 +105,7 @@ export async function acquireLock(name: string, purpose: string, opts: AcquireOp
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
       const owner = readOwner(ownerFile);
       const ownerGone = !!owner && !pidAlive(owner.pid);
-      if (ownerGone && lockAgeMs(`${file}.lock`) > STALE_MS) {
+      if (ownerGone && lockAgeMs(`${file}.lock`, clock.now()) > STALE_MS) {
         opts.log.warn(
           `taking over the ${title} lock left by pid ${owner.pid} (${owner.purpose}), which is gone`,
         );
@@ -95,11 +114,11 @@ export async function acquireLock(name: string, purpose: string, opts: AcquireOp
       }
       if (ownerGone && !graceGiven) {
         // Long enough for a lock that nobody refreshes to go stale, and no longer.
-        deadline = Math.max(deadline, Date.now() + STALE_MS + 500);
+        deadline = Math.max(deadline, clock.now() + STALE_MS + 500);
         graceGiven = true;
       }
       const who = owner ? `pid ${owner.pid} (${owner.purpose}, since ${owner.since})` : 'another zshield';
-      if (Date.now() >= deadline) {
+      if (clock.now() >= deadline) {
         throw new BusyError(opts.busy ? opts.busy(who) : `${title} is locked by ${who}`, {
           ...(opts.hint ? { hint: opts.hint } : {}),
         });
@@ -112,7 +131,7 @@ export async function acquireLock(name: string, purpose: string, opts: AcquireOp
         );
         announced = true;
       }
-      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
+      await clock.sleep(Math.min(1000, Math.max(50, deadline - clock.now())));
     }
   }
 }
@@ -126,6 +145,7 @@ export function acquireLvmLock(opts: LockOptions): Promise<LockHandle> {
     runDir: opts.runDir,
     log: opts.log,
     waitMs: opts.waitMs,
+    ...(opts.clock ? { clock: opts.clock } : {}),
     title: 'LVM',
     // Who waited already needs no advice to wait: a longer wait or a later run is what is left.
     hint:

@@ -110,10 +110,57 @@ export function parseVgs(json: string): VgInfo[] {
   }));
 }
 
+/**
+ * The positions of `lv_attr` (lvs(8), "lv_attr bits"), named once: nothing else indexes the string.
+ */
+export const LV_ATTR = {
+  /** Volume type: o origin, O origin with a merging snapshot, s snapshot, S merging snapshot, ... */
+  type: 0,
+  permissions: 1,
+  allocation: 2,
+  fixedMinor: 3,
+  /** State: a active, I invalid snapshot, S invalid suspended snapshot, - inactive, ... */
+  state: 4,
+  /** Device open: o (mounted or otherwise held). */
+  open: 5,
+  targetType: 6,
+  zeroed: 7,
+  health: 8,
+  skipActivation: 9,
+} as const;
+
+export interface LvAttr {
+  kind: LvKind;
+  /** S (merging snapshot) or O (origin of a merging snapshot). */
+  merging: boolean;
+  /** I (or S, invalid and suspended): the snapshot overflowed and the kernel invalidated it. */
+  invalid: boolean;
+  active: boolean;
+  /** o: the device is open (mounted or otherwise held). */
+  open: boolean;
+}
+
+export function decodeLvAttr(attr: string): LvAttr {
+  const type = attr[LV_ATTR.type] ?? '-';
+  const state = attr[LV_ATTR.state];
+  return {
+    kind: type === 's' || type === 'S' ? 'snapshot' : type === 'o' || type === 'O' ? 'origin' : 'plain',
+    merging: type === 'S' || type === 'O',
+    invalid: state === 'I' || state === 'S',
+    active: state === 'a',
+    open: attr[LV_ATTR.open] === 'o',
+  };
+}
+
+/** `attr` with one position replaced (a state planned ahead, e.g. no longer an origin). */
+export function withLvAttr(attr: string, position: number, value: string): string {
+  return `${attr.slice(0, position)}${value}${attr.slice(position + 1)}`;
+}
+
 export function parseLvs(json: string): LvInfo[] {
   return reportRows(json, 'lv').map((r) => {
     const attr = r['lv_attr'] ?? '';
-    const type = attr[0] ?? '-';
+    const bits = decodeLvAttr(attr);
     const pct = r['snap_percent'];
     const time = r['lv_time'];
     const epoch = time && /^\d+$/.test(time) ? Number(time) : Number.NaN;
@@ -125,11 +172,11 @@ export function parseLvs(json: string): LvInfo[] {
       path: r['lv_path'] ?? '',
       attr,
       sizeBytes: num(r['lv_size']),
-      kind: type === 's' || type === 'S' ? 'snapshot' : type === 'o' || type === 'O' ? 'origin' : 'plain',
+      kind: bits.kind,
       origin: r['origin'] || null,
-      merging: type === 'S' || type === 'O',
-      invalid: attr[4] === 'I' || attr[4] === 'S',
-      active: attr[4] === 'a',
+      merging: bits.merging,
+      invalid: bits.invalid,
+      active: bits.active,
       snapPercent: pct === undefined || pct === '' ? null : Number(pct),
       tags: tags(r['lv_tags']),
       created: Number.isFinite(epoch) ? new Date(epoch * 1000) : time ? new Date(time) : null,
@@ -177,6 +224,67 @@ export async function probeVg(runner: Runner, vgName: string): Promise<VgState> 
 
 export { TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
 
+/**
+ * An LVM command line: the tool and its arguments, built here so each LVM command and option is
+ * written once. The flow that runs it decides how (its timeout): `lvmCommand`, or `mutating`.
+ */
+export type LvmArgv = [file: string, args: string[]];
+
+/** A change to LVM, run with the flow's own limits (`extra`). */
+export function lvmCommand([file, args]: LvmArgv, extra: Partial<Command> = {}): Command {
+  return { file, args, mutates: true, ...extra };
+}
+
+/** A size for lvcreate: bytes, or a percentage of the VG (a volume) or of the origin (a snapshot). */
+export type LvSize = { kind: 'bytes'; bytes: number } | { kind: 'percent'; percent: number };
+
+const sizeArgs = (size: LvSize, of: 'VG' | 'ORIGIN'): string[] =>
+  size.kind === 'percent' ? ['-l', `${size.percent}%${of}`] : ['-L', `${size.bytes}b`];
+
+const tagArgs = (op: '--addtag' | '--deltag', tags: readonly string[]): string[] =>
+  tags.flatMap((t) => [op, t]);
+
+export const pvCreateArgv = (pv: string): LvmArgv => ['pvcreate', ['-ff', '-y', pv]];
+
+export const vgCreateArgv = (vg: string, pv: string, tags: readonly string[]): LvmArgv => [
+  'vgcreate',
+  ['-y', ...tagArgs('--addtag', tags), vg, pv],
+];
+
+/** A new volume of the layout: signatures wiped (-W y) and its start zeroed (-Z y). */
+export const lvCreateArgv = (vg: string, name: string, size: LvSize): LvmArgv => [
+  'lvcreate',
+  ['-y', '-W', 'y', '-Z', 'y', '-n', name, ...sizeArgs(size, 'VG'), vg],
+];
+
+/**
+ * A new volume of `bytes` beside the old root, signatures wiped. The same request as lvCreateArgv
+ * (zeroing is lvcreate's default) in long options, as recorded transcripts of the off-box reset pin.
+ */
+export const lvCreateWipedArgv = (vg: string, name: string, bytes: number): LvmArgv => [
+  'lvcreate',
+  ['--yes', '--wipesignatures', 'y', '--name', name, '--size', `${bytes}b`, vg],
+];
+
+/** A snapshot sized in bytes or as a percentage of its origin (the factory reset's first snap0). */
+export const snapshotArgv = (opts: {
+  vg: string;
+  origin: string;
+  name: string;
+  size: LvSize;
+  tags: readonly string[];
+}): LvmArgv => [
+  'lvcreate',
+  [
+    '--snapshot',
+    '-n',
+    opts.name,
+    ...sizeArgs(opts.size, 'ORIGIN'),
+    ...tagArgs('--addtag', opts.tags),
+    `${opts.vg}/${opts.origin}`,
+  ],
+];
+
 export function snapshotCreateCommand(opts: {
   vg: string;
   origin: string;
@@ -192,7 +300,7 @@ export function snapshotCreateCommand(opts: {
       opts.name,
       '--size',
       `${opts.sizeBytes}b`,
-      ...opts.tags.flatMap((t) => ['--addtag', t]),
+      ...tagArgs('--addtag', opts.tags),
       `${opts.vg}/${opts.origin}`,
     ],
     mutates: true,
@@ -201,16 +309,38 @@ export function snapshotCreateCommand(opts: {
   };
 }
 
+export const lvRemoveArgv = (vg: string, lv: string): LvmArgv => ['lvremove', ['--yes', `${vg}/${lv}`]];
+
 export function lvRemoveCommand(vg: string, lv: string): Command {
-  return { file: 'lvremove', args: ['--yes', `${vg}/${lv}`], mutates: true, timeoutMs: 300_000 };
+  return lvmCommand(lvRemoveArgv(vg, lv), { timeoutMs: 300_000 });
 }
 
 export function lvRenameCommand(vg: string, from: string, to: string): Command {
   return { file: 'lvrename', args: [vg, from, to], mutates: true, timeoutMs: 120_000 };
 }
 
+/** Merge a snapshot back into its origin; -i 1 reports progress every second (the default is 15 s). */
+export const lvMergeArgv = (vg: string, snapshot: string): LvmArgv => [
+  'lvconvert',
+  ['--merge', '-i', '1', `${vg}/${snapshot}`],
+];
+
+/** Activation changes device state (and starts a merge that was deferred): a change, never a probe. */
+export const vgActivateArgv = (vg: string): LvmArgv => ['vgchange', ['-ay', vg]];
+
+export const vgDeactivateArgv = (vg: string): LvmArgv => ['vgchange', ['-an', vg]];
+
+/** Change a VG's tags in one vgchange: the removals first, then the additions. */
+export const vgTagsArgv = (
+  vg: string,
+  tags: { del?: readonly string[]; add?: readonly string[] },
+): LvmArgv => [
+  'vgchange',
+  [...tagArgs('--deltag', tags.del ?? []), ...tagArgs('--addtag', tags.add ?? []), vg],
+];
+
 export function vgTagCommand(vg: string, op: 'add' | 'del', tag: string): Command {
-  return { file: 'vgchange', args: [op === 'add' ? '--addtag' : '--deltag', tag, vg], mutates: true };
+  return lvmCommand(vgTagsArgv(vg, op === 'add' ? { add: [tag] } : { del: [tag] }));
 }
 
 /**

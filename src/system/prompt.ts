@@ -148,10 +148,6 @@ export class StreamPrompter implements Prompter {
   }
 }
 
-export function isYes(answer: string): boolean {
-  return /^(y|yes)$/i.test(answer.trim());
-}
-
 /** Ask until the answer is y/yes or n/no. */
 export async function askYesNo(p: Prompter, question: string): Promise<boolean> {
   for (;;) {

@@ -1,11 +1,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import lockfile from 'proper-lockfile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BusyError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
-import { acquireLock, acquireLvmLock, type LockHandle, pidAlive } from '../../src/system/lock.js';
+import {
+  acquireLock,
+  acquireLvmLock,
+  type LockClock,
+  type LockHandle,
+  pidAlive,
+} from '../../src/system/lock.js';
 import { tempDir } from './helpers/context.js';
 
 /** A pid that certainly belonged to a process that has exited. */
@@ -13,6 +18,27 @@ function deadPid(): number {
   const pid = spawnSync('true').pid;
   expect(pidAlive(pid)).toBe(false);
   return pid;
+}
+
+/**
+ * The lock's time, stepped by hand: `sleep` moves it on at once (and runs `onSleep`, a stand-in for
+ * whatever happens in the world meanwhile), so a test asserts the time the lock waited, not the
+ * wall clock's. It starts at the real time, so lock directories' mtimes compare with it.
+ */
+class SteppedClock implements LockClock {
+  t = Date.now();
+  readonly started = this.t;
+  onSleep: (now: number) => void | Promise<void> = () => {};
+  now(): number {
+    return this.t;
+  }
+  async sleep(ms: number): Promise<void> {
+    this.t += ms;
+    await this.onSleep(this.t);
+  }
+  get waited(): number {
+    return this.t - this.started;
+  }
 }
 
 // Every test gets a fresh run dir; the locks it took are released after it.
@@ -26,8 +52,14 @@ afterEach(async () => {
 });
 
 describe('acquireLvmLock', () => {
-  const acquire = async (purpose: string, waitMs = 0, log = memoryLogger()) => {
-    const h = await acquireLvmLock({ runDir: path.join(dir, 'run'), log, purpose, waitMs });
+  const acquire = async (purpose: string, waitMs = 0, log = memoryLogger(), clock?: LockClock) => {
+    const h = await acquireLvmLock({
+      runDir: path.join(dir, 'run'),
+      log,
+      purpose,
+      waitMs,
+      ...(clock ? { clock } : {}),
+    });
     held.push(h);
     return h;
   };
@@ -56,11 +88,11 @@ describe('acquireLvmLock', () => {
   it('with waitMs, queues behind the holder and gets the lock once it is released', async () => {
     const first = await acquire('first');
     const log = memoryLogger();
-    const started = Date.now();
-    setTimeout(() => void first.release(), 300);
-    await acquire('second', 5000, log);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    expect(Date.now() - started).toBeLessThan(3000);
+    const clock = new SteppedClock();
+    clock.onSleep = () => first.release();
+    await acquire('second', 5000, log, clock);
+    // One wait (the first, 1 s), then the lock was free.
+    expect(clock.waited).toBe(1000);
     expect(
       log.lines.some((l) => l.startsWith(`info: waiting for the LVM lock held by pid ${process.pid} (first`)),
     ).toBe(true);
@@ -70,13 +102,13 @@ describe('acquireLvmLock', () => {
 
   it('with waitMs, gives up with BusyError when the holder keeps it', async () => {
     await acquire('holder');
-    const started = Date.now();
-    await expect(acquire('waiter', 400)).rejects.toBeInstanceOf(BusyError);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    const clock = new SteppedClock();
+    await expect(acquire('waiter', 400, memoryLogger(), clock)).rejects.toBeInstanceOf(BusyError);
+    expect(clock.waited).toBe(400);
   });
 
   /** Leave a lock as a holder killed with SIGKILL would: the lock dir, no refresh since, an owner record. */
-  function leaveLock(pid: number, ageSeconds: number): void {
+  function leaveLock(pid: number, ageSeconds: number, now = Date.now()): void {
     const run = path.join(dir, 'run');
     mkdirSync(path.join(run, 'lvm.lock.lock'), { recursive: true });
     writeFileSync(path.join(run, 'lvm.lock'), '');
@@ -84,7 +116,7 @@ describe('acquireLvmLock', () => {
       path.join(run, 'lvm.lock.owner'),
       JSON.stringify({ pid, purpose: 'backup (daily)', since: '2026-11-21T03:00:00.000Z' }),
     );
-    const t = new Date(Date.now() - ageSeconds * 1000);
+    const t = new Date(now - ageSeconds * 1000);
     utimesSync(path.join(run, 'lvm.lock.lock'), t, t);
   }
 
@@ -103,13 +135,13 @@ describe('acquireLvmLock', () => {
 
   it('a dead owner of a lock killed a moment ago: waits for it to go stale, then takes it over', async () => {
     const pid = deadPid();
-    // Killed 1 s ago: the last refresh is too recent to call it stale yet.
-    leaveLock(pid, 1);
+    // Killed 1.5 s ago: the last refresh is too recent to call it stale yet.
+    const clock = new SteppedClock();
+    leaveLock(pid, 1.5, clock.now());
     const log = memoryLogger();
-    const started = Date.now();
-    await acquire('backup (manual)', 0, log);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
-    expect(Date.now() - started).toBeLessThan(5000);
+    await acquire('backup (manual)', 0, log, clock);
+    // Stale once not refreshed for more than 3 s: 1.5 s old, so two 1 s waits.
+    expect(clock.waited).toBe(2000);
     expect(log.lines).toContain(
       `info: waiting for the LVM lock left by pid ${pid}, which is gone, to go stale`,
     );
@@ -119,24 +151,15 @@ describe('acquireLvmLock', () => {
   });
 
   it('does not take over a lock still being refreshed, even if its owner record names a dead pid', async () => {
-    // A new holder between taking the lock and writing its record: it refreshes, the record is old.
-    const run = path.join(dir, 'run');
-    mkdirSync(run, { recursive: true });
-    writeFileSync(path.join(run, 'lvm.lock'), '');
-    const release = await lockfile.lock(path.join(run, 'lvm.lock'), { realpath: false, update: 1000 });
-    try {
-      writeFileSync(
-        path.join(run, 'lvm.lock.owner'),
-        JSON.stringify({ pid: deadPid(), purpose: 'backup (daily)', since: '2026-11-21T03:00:00.000Z' }),
-      );
-      const started = Date.now();
-      await expect(acquire('backup (manual)')).rejects.toBeInstanceOf(BusyError);
-      // It gave the lock the time a dead holder's would need to go stale, and no more.
-      expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
-      expect(Date.now() - started).toBeLessThan(6000);
-    } finally {
-      await release();
-    }
+    // A new holder between taking the lock and writing its record: it refreshes the lock during
+    // every wait (as proper-lockfile's update timer does), the record names a dead pid.
+    const clock = new SteppedClock();
+    leaveLock(deadPid(), 0, clock.now());
+    const lockDir = path.join(dir, 'run', 'lvm.lock.lock');
+    clock.onSleep = (now) => utimesSync(lockDir, new Date(now), new Date(now));
+    await expect(acquire('backup (manual)', 0, memoryLogger(), clock)).rejects.toBeInstanceOf(BusyError);
+    // It gave the lock the time a dead holder's would need to go stale (3 s, and 0.5 s), no more.
+    expect(clock.waited).toBe(3500);
   });
 
   it('does not take over a lock whose holder is alive, however old', async () => {
@@ -155,10 +178,11 @@ describe('acquireLvmLock', () => {
 });
 
 describe('acquireLock (any named lock)', () => {
-  const remote = async (purpose: string, log = memoryLogger()) => {
+  const remote = async (purpose: string, log = memoryLogger(), clock?: LockClock) => {
     const h = await acquireLock('remote', purpose, {
       runDir: path.join(dir, 'run'),
       log,
+      ...(clock ? { clock } : {}),
       waitMs: 0,
       title: 'remote copy',
       busy: (who) => `another remote copy is running: ${who}`,
@@ -203,9 +227,9 @@ describe('acquireLock (any named lock)', () => {
     const pid = deadPid();
     leaveRemote(JSON.stringify({ pid, purpose: 'remote copy to a@b:/x', since: 'x' }), 5);
     const log = memoryLogger();
-    const started = Date.now();
-    await remote('next', log);
-    expect(Date.now() - started).toBeLessThan(1000);
+    const clock = new SteppedClock();
+    await remote('next', log, clock);
+    expect(clock.waited).toBe(0);
     expect(log.lines).toContain(
       `warn: taking over the remote copy lock left by pid ${pid} (remote copy to a@b:/x), which is gone`,
     );

@@ -4,6 +4,19 @@ import { describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import {
+  decodeLvAttr,
+  LV_ATTR,
+  lvCreateArgv,
+  lvCreateWipedArgv,
+  lvMergeArgv,
+  lvmCommand,
+  pvCreateArgv,
+  snapshotArgv,
+  vgActivateArgv,
+  vgCreateArgv,
+  vgDeactivateArgv,
+  vgTagsArgv,
+  withLvAttr,
   type LvInfo,
   lvsCommand,
   parseLvs,
@@ -358,5 +371,66 @@ describe('hidden LVs', () => {
       ['lv-root', true, 'origin'],
       ['snap0', true, 'snapshot'],
     ]);
+  });
+});
+
+describe('LVM argv builders and lv_attr', () => {
+  it('build each command line as the flows ran them by hand', () => {
+    expect(pvCreateArgv('/dev/vdb2')).toEqual(['pvcreate', ['-ff', '-y', '/dev/vdb2']]);
+    expect(vgCreateArgv('vg', '/dev/vdb2', ['a', 'b'])).toEqual([
+      'vgcreate',
+      ['-y', '--addtag', 'a', '--addtag', 'b', 'vg', '/dev/vdb2'],
+    ]);
+    expect(lvCreateArgv('vg', 'lv-root', { kind: 'percent', percent: 45 })[1]).toEqual([
+      '-y',
+      '-W',
+      'y',
+      '-Z',
+      'y',
+      '-n',
+      'lv-root',
+      '-l',
+      '45%VG',
+      'vg',
+    ]);
+    expect(lvCreateArgv('vg', 'lv-x', { kind: 'bytes', bytes: 4096 })[1]).toContain('4096b');
+    expect(lvCreateWipedArgv('vg', 'new', 8)).toEqual([
+      'lvcreate',
+      ['--yes', '--wipesignatures', 'y', '--name', 'new', '--size', '8b', 'vg'],
+    ]);
+    expect(
+      snapshotArgv({
+        vg: 'vg',
+        origin: 'lv-root',
+        name: 'snap0',
+        size: { kind: 'percent', percent: 20 },
+        tags: ['t'],
+      }),
+    ).toEqual(['lvcreate', ['--snapshot', '-n', 'snap0', '-l', '20%ORIGIN', '--addtag', 't', 'vg/lv-root']]);
+    expect(lvMergeArgv('vg', 'snap0')).toEqual(['lvconvert', ['--merge', '-i', '1', 'vg/snap0']]);
+    expect(vgActivateArgv('vg')).toEqual(['vgchange', ['-ay', 'vg']]);
+    expect(vgDeactivateArgv('vg')).toEqual(['vgchange', ['-an', 'vg']]);
+    expect(vgTagsArgv('vg', { add: ['a'], del: ['d1', 'd2'] })).toEqual([
+      'vgchange',
+      ['--deltag', 'd1', '--deltag', 'd2', '--addtag', 'a', 'vg'],
+    ]);
+    expect(lvmCommand(vgActivateArgv('vg'))).toEqual({
+      file: 'vgchange',
+      args: ['-ay', 'vg'],
+      mutates: true,
+    });
+  });
+
+  it('decodes lv_attr by its named positions', () => {
+    expect(decodeLvAttr('owi-aos---')).toEqual({
+      kind: 'origin',
+      merging: false,
+      invalid: false,
+      active: true,
+      open: true,
+    });
+    expect(decodeLvAttr('Swi-a-s---')).toMatchObject({ kind: 'snapshot', merging: true, open: false });
+    expect(decodeLvAttr('swi-I-s---')).toMatchObject({ invalid: true, active: false });
+    expect(withLvAttr('Owi-aos---', LV_ATTR.type, '-')).toBe('-wi-aos---');
   });
 });

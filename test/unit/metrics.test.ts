@@ -7,7 +7,7 @@ import { writeDaemonInfo } from '../../src/daemon/info.js';
 import { renderMetrics } from '../../src/metrics/render.js';
 import { writeMetrics } from '../../src/metrics/write.js';
 import { gatherStatus } from '../../src/status/status.js';
-import { writeJsonAtomic } from '../../src/state/store.js';
+import { writeJsonAtomic } from '../../src/system/atomic-file.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { VERSION } from '../../src/version.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';

@@ -24,8 +24,8 @@ import {
   pendingKeyFile,
   readKeyFile,
   writeKeyFile,
-  writePrivateFileAtomic,
 } from '../../src/remote/secrets.js';
+import { writePrivateFileAtomic } from '../../src/system/atomic-file.js';
 import { tempDir } from './helpers/context.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 
