@@ -75,9 +75,9 @@ const CAPABILITIES = [
 // Ratchets: today's values. Lower them as the house gets flatter; never raise them.
 // Issue 22's target: floors <= 8, no import into another capability's internals.
 const FLOORS_CEILING = 12;
-const INTERNALS_CEILING = 5;
+const INTERNALS_CEILING = 1; // golden/cli.ts -> clone/cli.ts until golden's commands leave clone/ (item 3)
 // Re-export statements outside front doors (a name with two import paths).
-const REEXPORTS_CEILING = 4;
+const REEXPORTS_CEILING = 3;
 
 let out;
 try {

@@ -27,8 +27,8 @@ import { Session } from './session.js';
 
 /** `config check` runs each section's own checks: those its commands make (loaded when it runs). */
 const historyConfigCheck = async (ctx: Context) =>
-  (await import('../history/check.js')).checkHistoryConfig(ctx);
-const cloneConfigCheck = async (ctx: Context) => (await import('../clone/check.js')).checkCloneConfig(ctx);
+  (await import('../history/index.js')).checkHistoryConfig(ctx);
+const cloneConfigCheck = async (ctx: Context) => (await import('../clone/index.js')).checkCloneConfig(ctx);
 
 /**
  * Every command, from the capability that owns it (its `cli.ts`). Also read by build/docs.ts for
@@ -97,7 +97,7 @@ const JOB_COMMANDS = new Set(['backup', 'apt-hook', 'recover', 'boot', 'image', 
 
 /** Never throws (src/metrics logs its own failure); loaded only when it writes. */
 async function metricsAfterJob(ctx: Context): Promise<void> {
-  const { writeMetrics } = await import('../metrics/write.js');
+  const { writeMetrics } = await import('../metrics/index.js');
   await writeMetrics(ctx);
 }
 

@@ -493,7 +493,7 @@ export function recoverFingerprintCommand(kit: CommandKit): CliCommand {
           describe: "with --hostname: this box's static IPv4 address (a.b.c.d[/prefix]) in the new root",
         }),
     handler: async (a) => {
-      const { parseIdentity } = await import('../image/identity.js');
+      const { parseIdentity } = await import('../image/index.js');
       const identity = parseIdentity(a.hostname, a.ip);
       const ctx = await kit.context(a);
       // --json: stdout is the plan alone (what the recovery says for a person goes nowhere).

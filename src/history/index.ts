@@ -4,6 +4,7 @@
  * from outside the folder.
  */
 export { catalogView, verifyCatalog } from './catalog.js';
+export { checkHistoryConfig } from './check.js';
 export { retentionAfterTake } from './prune.js';
 export { gatherHistoryStatus, type HistoryStatus, hours } from './status.js';
 export { historyAfterBackup } from './take.js';

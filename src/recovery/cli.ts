@@ -24,7 +24,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = 
             ),
           async (a) => {
             const ctx = await kit.context(a);
-            const { runFactoryReset } = await import('./run.js');
+            const { runFactoryReset } = await import('./index.js');
             await runFactoryReset(ctx, {
               confirm: confirmOf(a),
               json: a.json,
@@ -38,7 +38,7 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = 
           (yy) => withJson(withYes(yy, 'confirm: roll lv-root back')),
           async (a) => {
             const ctx = await kit.context(a);
-            const { runRestore } = await import('./run.js');
+            const { runRestore } = await import('./index.js');
             await runRestore(ctx, { confirm: confirmOf(a), json: a.json });
           },
         )
@@ -105,7 +105,7 @@ async function actOnCmdline(
   offbox: ((ctx: Context) => Promise<void>) | undefined,
 ): Promise<string> {
   const { readCmdline, recoveryRequest } = await import('./cmdline.js');
-  const { resumeInterrupted, runFactoryReset, runRestore } = await import('./run.js');
+  const { resumeInterrupted, runFactoryReset, runRestore } = await import('./index.js');
   const request = recoveryRequest(readCmdline(cmdlineFile));
   const confirm = { confirm: 'countdown' as const };
   if (request === 'default') {
