@@ -1,8 +1,8 @@
 import { z } from 'zod';
 
 /**
- * The `clone` section: golden images as signed artefacts and multicast cloning (the seed's
- * net-flash over udpcast). The defaults suit a production line on one switch.
+ * The `clone` section: golden images as signed artefacts and multicast cloning (a disk image sent
+ * to many boxes at once over udpcast). The defaults suit a production line on one switch.
  */
 
 const absPath = z.string().startsWith('/', 'must be an absolute path');

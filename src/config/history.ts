@@ -6,7 +6,7 @@ import { parseSize, type SizeSpec } from './size.js';
 /**
  * The `history` section of the config: a deduplicating history of lv-root's file tree in a local
  * restic repository, replicated file by file to several targets, and the signed catalog of its
- * fingerprints (the seed's venti, ventiprog and rootscore archive).
+ * fingerprints, the list of what can be restored.
  */
 
 const absPath = z

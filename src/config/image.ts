@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { parseSize, type SizeSpec } from './size.js';
 
 /**
- * The `image` section of the config: full, verified images of lv-root's file system (the seed's
- * cuju-img-backup `envi` file: new_img_dir, try), taken from a snapshot.
+ * The `image` section of the config: full, verified images of lv-root's file system (where they
+ * go, how many attempts, how many are kept), taken from a snapshot.
  */
 
 const absPath = z.string().startsWith('/', 'must be an absolute path');
@@ -30,9 +30,7 @@ export const imageSchema = z
   .object({
     dir: absPath
       .default('/diskbackup')
-      .describe(
-        "where images are written (the seed's new_img_dir), not on lv-root itself; also a remote.sources entry by default",
-      ),
+      .describe('where images are written, not on lv-root itself; also a remote.sources entry by default'),
     source: z
       .enum(['temporary', 'snap0'])
       .default('temporary')
@@ -45,7 +43,7 @@ export const imageSchema = z
       .min(1)
       .max(10)
       .default(1)
-      .describe("attempts at a verified image before giving up (the seed's `try`)"),
+      .describe('attempts at a verified image before giving up'),
     keep: z
       .number()
       .int()

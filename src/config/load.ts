@@ -13,8 +13,8 @@ export interface LoadedConfig {
 }
 
 /**
- * Read and validate the config. A missing file at the default path means "all defaults" (the seed
- * layout); a missing file that was named explicitly is an error. Every problem is reported at once.
+ * Read and validate the config. A missing file at the default path means "all defaults" (the
+ * appliance layout the defaults describe); a missing file that was named explicitly is an error. Every problem is reported at once.
  */
 export async function loadConfig(file: string | undefined): Promise<LoadedConfig> {
   const target = file ?? DEFAULT_CONFIG_PATH;

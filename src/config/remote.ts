@@ -1,8 +1,8 @@
 import { z } from 'zod';
 
 /**
- * The `remote` section of the config: where backups are copied off the box (the seed's backupCopy
- * ini file, as JSON). The password is never stored in clear: `password` holds the ciphertext made
+ * The `remote` section of the config: where backups are copied off the box (server, user,
+ * destination, password or key). The password is never stored in clear: `password` holds the ciphertext made
  * by `zshield config edit` (see secrets.ts), readable only with the key file.
  */
 

@@ -13,7 +13,7 @@ import {
 } from '../system/signing.js';
 
 /**
- * The catalog of fingerprints (the seed's rootscore archive, kept "in the same manner as nvram"):
+ * The catalog of fingerprints, kept where a rollback of lv-root cannot reach it:
  * an append-only file of signed entries, one JSON line each, every entry holding the hash of the
  * one before, and a signed head beside it (entry count and last hash). An edited entry fails its
  * signature; a removed or reordered one breaks the chain; dropped newest entries disagree with

@@ -31,7 +31,7 @@ import {
 } from './restore.js';
 
 /**
- * `recover fingerprint ID` (the seed's fosreset), from the golden medium: the fingerprint's tree
+ * `recover fingerprint ID`, from the golden medium: the fingerprint's tree
  * restored into a NEW logical volume, which then takes lv-root's name; the old root is renamed,
  * not removed, so the reset can be undone until the new root has booted. Its /boot is put back
  * from the copy captured inside it, a new snap0 is taken, the event is logged on /boot.

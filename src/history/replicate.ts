@@ -24,7 +24,7 @@ import {
 import { formatBytes } from '../config/size.js';
 
 /**
- * Progressive replication (the seed's ventiprog): each target gets what it lacks, in an order that
+ * Progressive replication: each target gets what it lacks, in an order that
  * keeps it a working repository at every moment. New files first, data before the index that
  * points into it before the snapshots that point into the index, so a target never lists a
  * snapshot whose data is missing. Files the local repository no longer has (after a prune) go

@@ -2,7 +2,7 @@ import { isIPv4 } from 'node:net';
 import { RefusedError, UsageError } from '../errors.js';
 
 /**
- * Another network identity for an image (the seed's cuju standby: the copy is brought up beside the
+ * Another network identity for an image (a standby copy is brought up beside the
  * original, so it must not answer to the original's name or address). The image job writes it into
  * its own temporary snapshot before the copy, never into snap0 (the restore point) or lv-root.
  *

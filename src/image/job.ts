@@ -6,7 +6,7 @@ import { pidAlive } from '../system/lock.js';
 
 /**
  * `<runDir>/image.pid`: one image job (create or restore) at a time, and the process other
- * programs signal to stop it (the seed's tgid_of_cp_drive). SIGTERM or SIGINT to that pid stops the
+ * programs signal to stop it. SIGTERM or SIGINT to that pid stops the
  * job, removes its temporary snapshot and partial files, and the command exits 9.
  */
 export const pidFileOf = (runDir: string) => path.join(runDir, 'image.pid');

@@ -14,8 +14,8 @@ import {
 import type { Writes } from '../system/writes.js';
 
 /**
- * `zshield config edit`: the seed's iniEditor for the remote settings. It shows them (the password
- * only as set / not set: the seed printed the ciphertext, we print neither), asks for each change
+ * `zshield config edit`: an interactive editor for the remote settings. It shows them (the password
+ * only as set / not set: never its ciphertext), asks for each change
  * with the current value as the default, reads a new password twice without echo, validates each
  * answer as it is given and the whole config before writing, shows the result, and writes only
  * after a last yes. Nothing is written before that yes.

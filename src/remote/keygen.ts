@@ -27,9 +27,8 @@ export interface KeygenOptions {
 }
 
 /**
- * `zshield keygen`: the seed's newKeyGen. A new key replaces the key file, and the password is
- * re-encrypted with it. The seed overwrote the key first, so a failure in between lost the
- * password; here the order makes every moment recoverable:
+ * `zshield keygen`: a new key replaces the key file, and the password is re-encrypted with it.
+ * Overwriting the key first would lose the password to a failure in between; here the order makes every moment recoverable:
  *   1. the new key is written to `<keyFile>.new` (0600, fsync); the old key file is untouched;
  *   2. the config is rewritten (atomically) with the password encrypted by the new key;
  *   3. `<keyFile>.new` is renamed over the key file.
