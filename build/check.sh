@@ -28,6 +28,7 @@ step "typecheck";     tsc --noEmit
 step "lint";          biome lint src test build
 step "format check";  biome format src test build
 step "dependencies";  node build/deps-check.mjs
+step "sizes";         node build/size-check.mjs   # files over 400 lines, functions over 80: ratchets
 step "docs";          tsx build/docs.ts --check   # README's generated tables match the code
 step "build";         bash build/build.sh
 
