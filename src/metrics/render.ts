@@ -45,13 +45,11 @@ function line(name: string, s: { labels?: Labels; value: number }): string {
   return `${name}${labels} ${Number.isFinite(s.value) ? s.value : 'NaN'}`;
 }
 
-export function metricFamilies(input: MetricsInput): Family[] {
-  const { status: r, now } = input;
-  const f: Family[] = [];
-  const add = (name: string, help: string, samples: Family['samples'], type: Family['type'] = 'gauge') => {
-    if (samples.length) f.push({ name, help, type, samples });
-  };
-  add('zshield_info', 'zshield version (value 1)', [{ labels: { version: input.version }, value: 1 }]);
+/** Adds a family when it has samples: a value zshield does not know is left out, not made 0. */
+type Add = (name: string, help: string, samples: Family['samples'], type?: Family['type']) => void;
+
+/** The restore point (snap0): presence, validity, age, copy-on-write use and health. */
+function restorePointFamilies(add: Add, r: StatusReport): void {
   const s = r.snapshot;
   add('zshield_restore_point_present', 'whether the restore point (snap0) exists', [
     { value: flag(s.present) },
@@ -84,6 +82,10 @@ export function metricFamilies(input: MetricsInput): Family[] {
       value: flag(r.health.level === level),
     })),
   ]);
+}
+
+/** The last backup run and an interrupted rotation. */
+function backupFamilies(add: Add, r: StatusReport): void {
   const lb = r.lastBackup;
   if (lb) {
     add(
@@ -98,6 +100,10 @@ export function metricFamilies(input: MetricsInput): Family[] {
   add('zshield_rotation_interrupted', 'a rotation was cut short (the next backup repairs it)', [
     { value: flag(r.rotationInterrupted) },
   ]);
+}
+
+/** An unfinished recovery and the newest recovery events. */
+function recoveryFamilies(add: Add, r: StatusReport): void {
   add('zshield_recovery_pending', 'a factory reset or restore was started and not finished', [
     { labels: { kind: r.recoveryPending ?? 'none' }, value: flag(r.recoveryPending !== null) },
   ]);
@@ -111,6 +117,10 @@ export function metricFamilies(input: MetricsInput): Family[] {
   add('zshield_recovery_event_timestamp_seconds', 'the last recovery event of each kind and result', [
     ...newest.values(),
   ]);
+}
+
+/** The volume group's space and the newest image backup. */
+function storageFamilies(add: Add, r: StatusReport): void {
   if (r.vg) {
     add('zshield_vg_size_bytes', 'size of the volume group', [{ value: r.vg.sizeBytes }]);
     add('zshield_vg_free_bytes', 'free space in the volume group', [{ value: r.vg.freeBytes }]);
@@ -125,10 +135,14 @@ export function metricFamilies(input: MetricsInput): Family[] {
         { value: img.sizeBytes },
       ]);
   }
+}
+
+/** Each off-box history target: the age of its newest copy, what it lacks, its last success. */
+function historyFamilies(add: Add, history: HistoryTargetMetrics[], now: Date): void {
   add(
     'zshield_history_newest_age_seconds',
     'age of the newest backup an off-box history target holds',
-    input.history
+    history
       .filter((h) => h.newestTime)
       .map((h) => ({
         labels: { target: h.target },
@@ -138,15 +152,29 @@ export function metricFamilies(input: MetricsInput): Family[] {
   add(
     'zshield_history_behind_bytes',
     'bytes of the local repository an off-box history target lacked when last listed',
-    input.history.map((h) => ({ labels: { target: h.target }, value: h.bytesBehind })),
+    history.map((h) => ({ labels: { target: h.target }, value: h.bytesBehind })),
   );
   add(
     'zshield_history_last_success_timestamp_seconds',
     'when the last replication to a target succeeded',
-    input.history
+    history
       .filter((h) => h.lastSuccess)
       .map((h) => ({ labels: { target: h.target }, value: seconds(h.lastSuccess!) })),
   );
+}
+
+export function metricFamilies(input: MetricsInput): Family[] {
+  const { status: r, now } = input;
+  const f: Family[] = [];
+  const add: Add = (name, help, samples, type = 'gauge') => {
+    if (samples.length) f.push({ name, help, type, samples });
+  };
+  add('zshield_info', 'zshield version (value 1)', [{ labels: { version: input.version }, value: 1 }]);
+  restorePointFamilies(add, r);
+  backupFamilies(add, r);
+  recoveryFamilies(add, r);
+  storageFamilies(add, r);
+  historyFamilies(add, input.history, now);
   if (r.daemon.running && r.daemon.lastCheck) {
     add(
       'zshield_daemon_last_check_timestamp_seconds',

@@ -44,9 +44,9 @@ export interface KeygenResult {
   password: boolean;
 }
 
-export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<KeygenResult> {
+/** The stored password in the clear (to re-encrypt), a newly typed one, or null when none is stored. */
+async function passwordToKeep(ctx: Context, opts: KeygenOptions, keyFile: string): Promise<string | null> {
   const r = ctx.config.remote;
-  const keyFile = r.keyFile;
   let plain: string | null = null;
   if (opts.askPassword) {
     if (!opts.prompter) throw new UsageError('--ask-password needs a terminal to type the password on');
@@ -62,22 +62,18 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
       throw err;
     }
   }
-  if (plain !== null) {
-    ctx.log.redact(plain);
-    if (ctx.configFile) checkPrivateFile(ctx.configFile, 'config file');
-  }
-  const what = `replace the key file ${keyFile}${plain !== null ? ' and re-encrypt the password with the new key' : ' (no password is stored)'}`;
-  // Asked before the plan runs (a dry run asks nothing): the answer decides whether it runs.
-  if (!ctx.dryRun && !opts.yes) {
-    if (!opts.prompter) throw new UsageError('not on a terminal: confirm with --yes');
-    if (!(await askYesNo(opts.prompter, `This will ${what}. Go on? (y/n) `))) {
-      ctx.out.print('No changes.');
-      return { keyFile, keyId: null, password: plain !== null };
-    }
-  }
+  return plain;
+}
 
-  // Made when the first step runs (a dry run makes no key).
-  const made: { key: Buffer | null } = { key: null };
+/** The steps: the new key beside the old, the password re-encrypted with it, then the swap. */
+function keygenPlan(
+  ctx: Context,
+  opts: KeygenOptions,
+  plain: string | null,
+  made: { key: Buffer | null },
+): Plan {
+  const r = ctx.config.remote;
+  const keyFile = r.keyFile;
   const pending = pendingKeyFile(keyFile);
   const steps: Step[] = [
     {
@@ -122,7 +118,7 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
       },
     },
   });
-  const plan: Plan = {
+  return {
     title: `Replace the key file ${keyFile} of the remote password`,
     notes: [
       plain !== null
@@ -131,6 +127,28 @@ export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<Keyg
     ],
     steps,
   };
+}
+
+export async function runKeygen(ctx: Context, opts: KeygenOptions): Promise<KeygenResult> {
+  const keyFile = ctx.config.remote.keyFile;
+  const plain = await passwordToKeep(ctx, opts, keyFile);
+  if (plain !== null) {
+    ctx.log.redact(plain);
+    if (ctx.configFile) checkPrivateFile(ctx.configFile, 'config file');
+  }
+  const what = `replace the key file ${keyFile}${plain !== null ? ' and re-encrypt the password with the new key' : ' (no password is stored)'}`;
+  // Asked before the plan runs (a dry run asks nothing): the answer decides whether it runs.
+  if (!ctx.dryRun && !opts.yes) {
+    if (!opts.prompter) throw new UsageError('not on a terminal: confirm with --yes');
+    if (!(await askYesNo(opts.prompter, `This will ${what}. Go on? (y/n) `))) {
+      ctx.out.print('No changes.');
+      return { keyFile, keyId: null, password: plain !== null };
+    }
+  }
+
+  // Made when the first step runs (a dry run makes no key).
+  const made: { key: Buffer | null } = { key: null };
+  const plan = keygenPlan(ctx, opts, plain, made);
   // A real run's plan goes to the log: its stdout says what was done, as before.
   const run = await runPlan(ctx, plan, { confirm: 'none', ...(ctx.dryRun ? {} : { show: 'log' as const }) });
   const key = made.key;
