@@ -1,6 +1,7 @@
 // The README's reference sections, generated from the code so they cannot drift: the commands and
 // their options from the yargs modules (src/cli/main.ts wires them), the config settings from the
-// zod schema (types and descriptions) and the effective defaults (`zshield config show` of no file).
+// zod schema (types and descriptions) and the effective defaults (`zshield config show` of no file),
+// and the benchmark tables from build/bench-results.json (build/bench-table.ts).
 //   tsx build/docs.ts            rewrite the marked regions of README.md
 //   tsx build/docs.ts --check    exit 1 when README.md is not what it would write (the gate)
 // A marked region is `<!-- generated:NAME -->` ... `<!-- /generated:NAME -->`.
@@ -11,6 +12,7 @@ import { z } from 'zod';
 import { GLOBAL_OPTIONS } from '../src/cli/global.js';
 import { renderConfig } from '../src/config/render.js';
 import { configSchema, defaultConfig } from '../src/config/schema.js';
+import { withBenchTables } from './bench-table.js';
 import { type CommandDoc, type OptionDoc, commandDocs } from './command-tree.js';
 
 const REPO = path.resolve(import.meta.dirname, '..');
@@ -202,6 +204,7 @@ function main(): number {
   let after = replaceRegion(before, 'commands', commandsSection());
   after = replaceRegion(after, 'options', optionsSection());
   after = replaceRegion(after, 'config', configSection(docs));
+  after = withBenchTables(after);
   if (process.argv.includes('--check')) {
     if (after === before) return 0;
     console.error('docs: README.md is out of date with the code: run `tsx build/docs.ts` and commit it');
