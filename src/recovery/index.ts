@@ -7,7 +7,6 @@
  * Nothing else in recovery/ is imported from outside the folder.
  */
 export { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
-export { readCmdline } from './cmdline.js';
 export { readEvents, type RecoveryEvent } from './events.js';
 export { putBack } from './finish.js';
 export type { ConfirmOptions } from './options.js';
