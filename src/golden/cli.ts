@@ -36,7 +36,7 @@ export function goldenCommand(kit: CommandKit) {
             ),
           async (a) => {
             const ctx = await kit.context(a);
-            const { runGoldenPrepare } = await import('./run.js');
+            const { runGoldenPrepare } = await import('./prepare-run.js');
             await runGoldenPrepare(ctx, {
               confirm: confirmOf(a),
               json: a.json,
@@ -170,7 +170,7 @@ export function goldenImageCommand(kit: CommandKit) {
           async (a) => {
             const ctx = await kit.context(a, { quietConsole: a.json });
             const out = jsonOutput(ctx, a.json);
-            const { runGoldenWrite } = await import('./write.js');
+            const { runGoldenWrite } = await import('./image-write.js');
             const r = await runGoldenWrite(ctx, {
               image: String(a.image),
               target: targetOf(a),

@@ -16,7 +16,7 @@ import { TargetWriter, matchesHash } from '../../src/golden/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
 import { resolveCloneTarget } from '../../src/golden/write-target.js';
 import { runReceive } from '../../src/clone/receive.js';
-import { runGoldenWrite } from '../../src/golden/write.js';
+import { runGoldenWrite } from '../../src/golden/image-write.js';
 import { RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';

@@ -10,7 +10,7 @@ import { runReceive } from '../../src/clone/receive.js';
 import { runSend } from '../../src/clone/send.js';
 import { DEFAULT_ENTRIES, runGoldenUpdate } from '../../src/golden/update.js';
 import { verifyWrittenDisk } from '../../src/golden/verify-disk.js';
-import { runGoldenWrite } from '../../src/golden/write.js';
+import { runGoldenWrite } from '../../src/golden/image-write.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { writeNewSigningKey } from '../../src/system/signing.js';

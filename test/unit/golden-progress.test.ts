@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGoldenMake } from '../../src/golden/golden-make.js';
 import { verifyImageFile, verifyWrittenDisk } from '../../src/golden/verify-disk.js';
-import { runGoldenWrite } from '../../src/golden/write.js';
+import { runGoldenWrite } from '../../src/golden/image-write.js';
 import { meterFor, progressFor } from '../../src/plan/progress.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { writeNewSigningKey } from '../../src/system/signing.js';
