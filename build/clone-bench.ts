@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { makeGoldenImage } from '../src/clone/golden-image.js';
+import { makeGoldenImage } from '../src/golden/golden-image.js';
 import { writeNewSigningKey } from '../src/system/signing.js';
 import { BUNDLE, ensureBundle } from '../test/remote/lib.js';
 import { type Lan, makeLan, runIn } from '../test/host/netns.js';

@@ -1,6 +1,6 @@
 import { RefusedError, VerifyError } from '../errors.js';
 import { type Signed, verifyDocument } from '../system/signing.js';
-import { type GoldenManifest, type SignedManifest, checkManifestShape, imageIdOf } from './golden-image.js';
+import { type GoldenManifest, type SignedManifest, checkManifestShape, imageIdOf } from '../golden/index.js';
 
 /**
  * The signed header carried ahead of the multicast stream (the seed's "secure initialisation"):

@@ -7,12 +7,12 @@ import { formatBytes } from '../config/size.js';
 import { ConfigError, InternalError, InterruptedError, NoPeerError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import type { GoldenManifest } from './golden-image.js';
+import type { GoldenManifest } from '../golden/index.js';
 import { type SessionInfo, SessionRefusedError, readHeader, verifyHeader } from './header.js';
 import { fetchChunks, postReport } from './repair-client.js';
 import type { ReceiverReport } from './repair-server.js';
-import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './target.js';
-import { TargetWriter } from './target-writer.js';
+import { type CloneTarget, type TargetRequest, resolveCloneTarget } from '../golden/index.js';
+import { TargetWriter } from '../golden/index.js';
 import { receiverCommand } from './udpcast.js';
 
 export interface ReceiveOptions {

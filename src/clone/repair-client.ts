@@ -1,7 +1,7 @@
 import { RemoteError, VerifyError } from '../errors.js';
-import { type GoldenManifest, chunkLength, decompressChunk, sha256Hex } from './golden-image.js';
+import { type GoldenManifest, chunkLength, decompressChunk, sha256Hex } from '../golden/index.js';
 import type { ReceiverReport } from './repair-server.js';
-import type { TargetWriter } from './target-writer.js';
+import type { TargetWriter } from '../golden/index.js';
 
 const TIMEOUT_MS = 120_000;
 

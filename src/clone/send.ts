@@ -14,7 +14,7 @@ import {
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
-import { imageIdOf, loadManifest, verifyGoldenImage } from './golden-image.js';
+import { imageIdOf, loadManifest, verifyGoldenImage } from '../golden/index.js';
 import { powerSteps } from './power.js';
 import { type SessionInfo, encodeHeader } from './header.js';
 import { type RepairServer, startRepairServer } from './repair-server.js';

@@ -32,7 +32,7 @@ const targetName = z
 
 /**
  * One place the repository is replicated to. Only SFTP today; the `type` field is where an
- * S3-compatible store would join (its own fields, the same Store interface in store.ts).
+ * S3-compatible store would join (its own fields, the same Store interface in history/repo-store.ts).
  */
 export const sftpTargetSchema = sshServerSchema
   .extend({

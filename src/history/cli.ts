@@ -223,7 +223,7 @@ function historyRestoreCommand(kit: CommandKit): CliCommand {
     handler: async (a) => {
       const ctx = await kit.context(a, { quietConsole: a.json });
       const out = jsonOutput(ctx, a.json);
-      const { runTreeRestore } = await import('./restore.js');
+      const { runTreeRestore } = await import('./tree-restore.js');
       const fingerprint = String(a.fingerprint);
       const dir = String(a.dir);
       await runTreeRestore(ctx, fingerprint, dir, {

@@ -14,9 +14,9 @@ import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { resticFor } from './repo.js';
 import { RepositoryPasswordError } from './restic.js';
-import { openSource } from './restore.js';
+import { openSource } from './tree-restore.js';
 import { SftpStore } from './sftp-store.js';
-import { snapshotIdsIn } from './store.js';
+import { snapshotIdsIn } from './repo-store.js';
 import { SCRATCH_WRITES } from '../system/writes.js';
 import { formatBytes } from '../config/size.js';
 

@@ -28,7 +28,7 @@ import {
   type RestoreSource,
   restoreTree,
   type TreeRestoreOptions,
-} from './restore.js';
+} from './tree-restore.js';
 
 /**
  * `recover fingerprint ID`, from the golden medium: the fingerprint's tree

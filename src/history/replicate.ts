@@ -20,7 +20,7 @@ import {
   type Store,
   sha256File,
   snapshotIdsIn,
-} from './store.js';
+} from './repo-store.js';
 import { formatBytes } from '../config/size.js';
 
 /**

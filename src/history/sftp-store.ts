@@ -15,7 +15,7 @@ import {
   type Target,
   uploadFile,
 } from '../remote/index.js';
-import { kindOf, type PutResult, type RepoFile, type Store } from './store.js';
+import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
 
 /**

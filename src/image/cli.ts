@@ -163,7 +163,7 @@ function restoreCommand(kit: CommandKit) {
     handler: async (a) => {
       const ctx = await kit.context(a);
       const wait = waitMs(a);
-      const { runImageRestore } = await import('./restore.js');
+      const { runImageRestore } = await import('./image-restore.js');
       await runImageRestore(ctx, String(a.file), {
         confirm: confirmOf(a),
         json: a.json,

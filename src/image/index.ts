@@ -9,5 +9,5 @@ export { type Identity, parseIdentity } from './identity.js';
 export { writeIdentity } from './identity-write.js';
 export { runningImageJob } from './job.js';
 export { listedImages } from './prune.js';
-export { resumeImageRestore } from './restore.js';
+export { resumeImageRestore } from './image-restore.js';
 export { describeUnfinished, rootHalfWritten, unfinishedImageRestore } from './restore-mark.js';

@@ -85,7 +85,7 @@ export function bootCommand(
       // its own reload handler.
       process.on('SIGHUP', () => {});
       const ctx = await kit.context(a);
-      const { answerGoldenUpdate } = await import('./golden-update.js');
+      const { answerGoldenUpdate } = await import('../golden/index.js');
       if (await answerGoldenUpdate(ctx, a['cmdline-file'])) return;
       const acted = await actOnCmdline(ctx, a['cmdline-file'], opts.offbox);
       if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
@@ -104,7 +104,8 @@ async function actOnCmdline(
   cmdlineFile: string,
   offbox: ((ctx: Context) => Promise<void>) | undefined,
 ): Promise<string> {
-  const { readCmdline, recoveryRequest } = await import('./cmdline.js');
+  const { recoveryRequest } = await import('./cmdline.js');
+  const { readCmdline } = await import('../system/kernel-cmdline.js');
   const { resumeInterrupted, runFactoryReset, runRestore } = await import('./index.js');
   const request = recoveryRequest(readCmdline(cmdlineFile));
   const confirm = { confirm: 'countdown' as const };

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 
 export type RecoveryRequest = 'none' | 'default' | 'latest' | 'offbox';
@@ -19,14 +18,4 @@ export function recoveryRequest(cmdline: string): RecoveryRequest {
   throw new UsageError(`unknown zshield_recovery value "${v}" on the kernel command line`, {
     hint: 'expected zshield_recovery=default (factory reset), latest (restore the latest backup) or offbox (restore a blank disk from the off-box backup); nothing was changed',
   });
-}
-
-export function readCmdline(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(
-      `cannot read the kernel command line from ${file}: ${(err as NodeJS.ErrnoException).code}`,
-    );
-  }
 }

@@ -11,8 +11,8 @@ import { OFFBOX_RESTORE_TAG, FACTORY_TAG, RESTORE_TAG } from '../names/lvm-tags.
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
-import { afterMerge, restoreLabelOf, vgActivateCommand } from './restore.js';
-import { type RestoreProbe, probeRestore, refreshShow, repaired } from './restore-run.js';
+import { afterMerge, restoreLabelOf, vgActivateCommand } from './latest-merge.js';
+import { type RestoreProbe, probeRestore, refreshShow, repaired } from './restore-latest.js';
 import { refreshBootMenu } from '../snapshot/index.js';
 import { namesOf } from '../names/snapshots.js';
 
@@ -79,7 +79,7 @@ export function planResume(ctx: Context, probe: RestoreProbe, started: Date): Re
  * factory reset is reset again from the wipe (the plan starts from scratch); one marked by an
  * off-box restore has that restore run again (`offbox`, history/offbox.ts, wired by main: the
  * credentials come from the recovery file or the console again); one marked by an image restore
- * has the image written again (image/restore.ts); one marked by a restore has its restore finished.
+ * has the image written again (image/image-restore.ts); one marked by a restore has its restore finished.
  */
 export async function resumeInterrupted(
   ctx: Context,

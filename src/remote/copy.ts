@@ -20,7 +20,7 @@ import {
   type RetentionPlan,
   type Upload,
   upload,
-} from './plan.js';
+} from './copy-plan.js';
 import { type Credentials, endpointText, RemoteSession, TransientRemoteError } from './ssh.js';
 import {
   checkRemoteCopy,

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { type GoldenManifest, makeGoldenImage, manifestPathOf } from '../../src/clone/golden-image.js';
+import { type GoldenManifest, makeGoldenImage, manifestPathOf } from '../../src/golden/golden-image.js';
 import { type SigningKey, loadSigningKey, writeNewSigningKey } from '../../src/system/signing.js';
 import { Appliance, BENCH_DIR } from '../bench/appliance.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL } from './lib.js';

@@ -15,7 +15,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type GoldenManifest, makeGoldenImage } from '../../src/clone/golden-image.js';
+import { type GoldenManifest, makeGoldenImage } from '../../src/golden/golden-image.js';
 import { formatBytes } from '../../src/config/size.js';
 import { encodeHeader } from '../../src/clone/header.js';
 import { loadSigningKey, signDocument, writeNewSigningKey } from '../../src/system/signing.js';

@@ -9,14 +9,14 @@ import {
   makeGoldenImage,
   manifestPathOf,
   verifyGoldenImage,
-} from '../../src/clone/golden-image.js';
+} from '../../src/golden/golden-image.js';
 import { encodeHeader, readHeader, verifyHeader } from '../../src/clone/header.js';
 import { parseRange } from '../../src/clone/repair-server.js';
-import { TargetWriter, matchesHash } from '../../src/clone/target-writer.js';
+import { TargetWriter, matchesHash } from '../../src/golden/target-writer.js';
 import { parseSenderLine, receiverCommand, senderCommand } from '../../src/clone/udpcast.js';
-import { resolveCloneTarget } from '../../src/clone/target.js';
+import { resolveCloneTarget } from '../../src/golden/write-target.js';
 import { runReceive } from '../../src/clone/receive.js';
-import { runGoldenWrite } from '../../src/clone/write.js';
+import { runGoldenWrite } from '../../src/golden/image-write.js';
 import { RefusedError, UsageError, VerifyError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey, signDocument } from '../../src/system/signing.js';

@@ -7,7 +7,7 @@ import { DryRunError, NotFoundError } from '../../src/errors.js';
 import { appendCatalog, createCatalog } from '../../src/history/catalog.js';
 import { writeHistorySettings } from '../../src/history/init.js';
 import { updateTarget, writeState } from '../../src/history/state.js';
-import { TargetWriter } from '../../src/clone/target-writer.js';
+import { TargetWriter } from '../../src/golden/target-writer.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { CopyRecords } from '../../src/remote/backups.js';
 import { writeRemoteSection } from '../../src/remote/config-file.js';

@@ -10,21 +10,21 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { updateArgv } from '../../src/clone/cli.js';
-import { makeGoldenImage, manifestPathOf, verifyGoldenImage } from '../../src/clone/golden-image.js';
-import { firstMenuEntry, linuxPartitionOffsets } from '../../src/clone/update-boot.js';
+import { updateArgv } from '../../src/golden/cli.js';
+import { makeGoldenImage, manifestPathOf, verifyGoldenImage } from '../../src/golden/golden-image.js';
+import { firstMenuEntry, linuxPartitionOffsets } from '../../src/golden/update-boot.js';
 import {
   type HandoffRequest,
   decodeArea,
   encodeArea,
   readResult,
   writeHandoffDisk,
-} from '../../src/clone/update-handoff.js';
-import { detectAccel, proofBootArgs, updateBootArgs } from '../../src/clone/update-qemu.js';
-import { DEFAULT_ENTRIES, proofProblems, runGoldenUpdate } from '../../src/clone/update.js';
+} from '../../src/golden/update-handoff.js';
+import { detectAccel, proofBootArgs, updateBootArgs } from '../../src/golden/update-qemu.js';
+import { DEFAULT_ENTRIES, proofProblems, runGoldenUpdate } from '../../src/golden/update.js';
 import { CommandError, RefusedError, VerifyError } from '../../src/errors.js';
 import { HANDOFF_SERIAL, PROOF_MARKER } from '../../src/names/golden-update.js';
-import { answerGoldenUpdate, findHandoffDisk, hasUpdateKey } from '../../src/recovery/golden-update.js';
+import { answerGoldenUpdate, findHandoffDisk, hasUpdateKey } from '../../src/golden/update-guest.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { type SigningKey, writeNewSigningKey } from '../../src/system/signing.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';

@@ -26,7 +26,7 @@ import { fsFacts, parseDumpe2fs, readManifest } from '../../src/image/manifest.j
 import { listedImages, runImagePrune } from '../../src/image/prune.js';
 import { imageDue, lastImageSlot } from '../../src/daemon/jobs.js';
 import { groupBackups, scanLocal } from '../../src/remote/backups.js';
-import { planRetention } from '../../src/remote/plan.js';
+import { planRetention } from '../../src/remote/copy-plan.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { sh } from './helpers/image-tools.js';

@@ -24,7 +24,7 @@ import { runImageCreate } from '../../src/image/create.js';
 import { pidFileOf } from '../../src/image/job.js';
 import { readManifest } from '../../src/image/manifest.js';
 import { formatImageList, listedImages } from '../../src/image/prune.js';
-import { resumeImageRestore, runImageRestore } from '../../src/image/restore.js';
+import { resumeImageRestore, runImageRestore } from '../../src/image/image-restore.js';
 import {
   decodeTagText,
   describeUnfinished,

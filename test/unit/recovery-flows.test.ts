@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
-import { type GoldenProbes, runGoldenPrepare } from '../../src/golden/run.js';
+import { type GoldenProbes, runGoldenPrepare } from '../../src/golden/prepare-run.js';
 import { BOOT_UUID_TAG } from '../../src/recovery/boot-fs.js';
 import { type FactoryProbes, runFactoryReset } from '../../src/recovery/reset.js';
-import { runRestore } from '../../src/recovery/restore-run.js';
+import { runRestore } from '../../src/recovery/restore-latest.js';
 import { resumeInterrupted } from '../../src/recovery/resume.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG, RESTORE_OF_TAG, RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { deviceOf } from '../../src/system/mounts.js';

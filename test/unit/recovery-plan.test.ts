@@ -6,7 +6,7 @@ import { planGoldenMedium, rcLocalWith } from '../../src/golden/prepare.js';
 import { describeStep, formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
 import { type FactoryInput, defaultGrubFor, planFactoryReset } from '../../src/recovery/factory.js';
-import { checkRestorable, planMerge, restoreLabelOf } from '../../src/recovery/restore.js';
+import { checkRestorable, planMerge, restoreLabelOf } from '../../src/recovery/latest-merge.js';
 import { chooseTarget } from '../../src/recovery/target.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';

@@ -17,7 +17,7 @@ import {
   planCopy,
   planRetention,
   type RemoteListing,
-} from '../../src/remote/plan.js';
+} from '../../src/remote/copy-plan.js';
 import { tempDir } from './helpers/context.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 import { backupFileName, parseBackupName } from '../../src/names/backup-files.js';

@@ -1,10 +1,10 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type HandoffRequest, readRequest, writeResult } from '../clone/index.js';
+import { type HandoffRequest, readRequest, writeResult } from './update-handoff.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { HANDOFF_SERIAL, PROOF_MARKER, UPDATE_CMDLINE_KEY } from '../names/golden-update.js';
-import { readCmdline } from './cmdline.js';
+import { readCmdline } from '../system/kernel-cmdline.js';
 
 /**
  * The golden medium's side of `zshield golden update` (run by `zshield boot` before anything

@@ -18,7 +18,14 @@ import { planReplication } from './replicate.js';
 import { readSeenHead, readState, writeSeenHead } from './state.js';
 import { FINGERPRINT, type Restic, RepositoryPasswordError } from './restic.js';
 import { SftpStore } from './sftp-store.js';
-import { fetchRepository, kindOf, listLocalRepo, type RepoFile, type Store, snapshotIdsIn } from './store.js';
+import {
+  fetchRepository,
+  kindOf,
+  listLocalRepo,
+  type RepoFile,
+  type Store,
+  snapshotIdsIn,
+} from './repo-store.js';
 import { formatBytes } from '../config/size.js';
 
 /**
@@ -103,7 +110,7 @@ export async function resolveFingerprint(
 
 /**
  * Where the fingerprint comes from, fetched when it must be; the catalog checked first. A copy is
- * fetched in stages (store.ts): config and keys, then the password is proven (`password`, else
+ * fetched in stages (repo-store.ts): config and keys, then the password is proven (`password`, else
  * history.password); index and snapshots, then every data file the index names must be on the
  * target (and, when this box has the repository, nothing it sent there may be gone); only then the
  * data. A wrong password or a target missing data stops before any data file is fetched.

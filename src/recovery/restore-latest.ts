@@ -10,7 +10,7 @@ import { type BootFs, findBoot } from './boot-fs.js';
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { eventStep } from './record.js';
-import { afterMerge, checkRestorable, planMerge, restoreLabelOf, restoreOfTag } from './restore.js';
+import { afterMerge, checkRestorable, planMerge, restoreLabelOf, restoreOfTag } from './latest-merge.js';
 import { namesOf } from '../names/snapshots.js';
 import { RESTORE_TAG } from '../names/lvm-tags.js';
 

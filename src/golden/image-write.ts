@@ -6,7 +6,7 @@ import type { Plan } from '../plan/plan.js';
 import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
 import { chunkLength, imageIdOf, loadManifest, readChunk } from './golden-image.js';
-import { type TargetRequest, resolveCloneTarget } from './target.js';
+import { type TargetRequest, resolveCloneTarget } from './write-target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
 import { verifyImageFile } from './verify-disk.js';
 
