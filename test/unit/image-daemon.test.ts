@@ -93,7 +93,7 @@ describe('daemon: scheduled image after the daily backup', () => {
 
   it('on its weekday: the daily backup, then the image (from a temporary snapshot), once', async () => {
     const t = start({ now: d(1, 3, 0, 5), lvs: [ROOT, snapAt(d(0, 3))] });
-    await waitFor(() => t.images().length === 1, 'the image', 15_000);
+    await waitFor(() => t.images().length === 1, 'the image');
     const order = t.runner.calls
       .filter((c) => /^(lvcreate|dd)/.test(c))
       .map((c) => c.split(' ').slice(0, 4).join(' '));
@@ -120,7 +120,7 @@ describe('daemon: scheduled image after the daily backup', () => {
   it('a missed Sunday is caught up after the next backup; then no image until the next Sunday', async () => {
     // Tuesday, and no image since Sunday's slot (the box was off): due after today's backup.
     const t = start({ now: d(3, 3, 0, 5), lvs: [ROOT, snapAt(d(2, 3))] });
-    await waitFor(() => t.images().length === 1, 'the caught-up image', 15_000);
+    await waitFor(() => t.images().length === 1, 'the caught-up image');
     expect(t.count('lvcreate')).toBe(2);
     await stop();
 
