@@ -12,6 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /**
@@ -87,10 +88,22 @@ export function uidOf(user: string): { uid: number; gid: number } {
  * shadow) even for key logins.
  */
 export function ensureUsers(password: string): void {
+  // The gate starts the remote tests and the contract suite at the same moment, and both set up
+  // these users: one lock (flock(1)) around useradd and chpasswd, and a user the other made while
+  // this one waited is taken as made (useradd exit 9). A gate with busy loops beside it lost that
+  // race once: "useradd: user 'zshield-pw-…' already exists", and the contract suite did not run.
+  const lock = path.join(tmpdir(), 'zshield-test-users.lock');
+  const locked = (file: string, args: string[], input?: string) =>
+    run('flock', ['--wait', '600', lock, file, ...args], input);
   for (const user of [PASSWORD_USER, KEY_USER]) {
-    if (!userExists(user)) run('useradd', ['--create-home', '--shell', '/bin/sh', user]);
+    if (userExists(user)) continue;
+    try {
+      locked('useradd', ['--create-home', '--shell', '/bin/sh', user]);
+    } catch (err) {
+      if (!userExists(user)) throw err;
+    }
   }
-  run('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${password} key\n`);
+  locked('chpasswd', [], `${PASSWORD_USER}:${password}\n${KEY_USER}:${password} key\n`);
 }
 
 export async function freePort(): Promise<number> {
