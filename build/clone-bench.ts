@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeGoldenImage } from '../src/golden/golden-image.js';
 import { writeNewSigningKey } from '../src/system/signing.js';
-import { BUNDLE, ensureBundle } from '../test/remote/lib.js';
+import { BUNDLE, ensureBundle } from '../test/bundle.js';
 import { type Lan, makeLan, runIn } from '../test/host/netns.js';
 import { REAL_WRITES } from '../src/system/writes.js';
 

@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { ensureBundle } from '../bundle.js';
 import {
   changeTree,
   makeHistoryBox,
@@ -18,7 +19,6 @@ import {
   takeFingerprint,
   zh,
 } from '../remote/history-lib.js';
-import { ensureBundle } from '../remote/lib.js';
 import { setUpRemoteEnv } from '../remote/sshd.js';
 
 const files = Number(process.argv[2] ?? 2000);

@@ -11,9 +11,10 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { BUNDLE, day, ensureBundle, makeBox, sha256 } from '../remote/lib.js';
-import { KEY_USER, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 import { backupFileName } from '../../src/names/backup-files.js';
+import { BUNDLE, ensureBundle } from '../bundle.js';
+import { day, makeBox, sha256 } from '../remote/lib.js';
+import { KEY_USER, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 
 const sizeMiB = Number(process.argv[2] ?? 1024);
 const rounds = Number(process.argv[3] ?? 2);

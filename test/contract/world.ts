@@ -6,17 +6,17 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
-  readFileSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
 import { inject } from 'vitest';
-import { SEA } from '../remote/lib.js';
-import { EXTENT, type LvRow, lvsJson, vgsJson } from '../unit/helpers/lvm-json.js';
+import { SEA } from '../bundle.js';
 import type { RemoteEnv } from '../remote/sshd.js';
+import { EXTENT, type LvRow, lvsJson, vgsJson } from '../unit/helpers/lvm-json.js';
 
 /**
  * The world a contract case runs in: a config, state, history, image and target folders and disk

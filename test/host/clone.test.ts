@@ -15,13 +15,13 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type GoldenManifest, makeGoldenImage } from '../../src/golden/golden-image.js';
-import { formatBytes } from '../../src/config/size.js';
 import { encodeHeader } from '../../src/clone/header.js';
+import { formatBytes } from '../../src/config/size.js';
+import { type GoldenManifest, makeGoldenImage } from '../../src/golden/golden-image.js';
 import { loadSigningKey, signDocument, writeNewSigningKey } from '../../src/system/signing.js';
-import { BUNDLE } from '../remote/lib.js';
-import { type Lan, type Proc, childNamed, makeLan, runIn, until } from './netns.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { BUNDLE } from '../bundle.js';
+import { childNamed, type Lan, makeLan, type Proc, runIn, until } from './netns.js';
 
 /**
  * Multicast cloning end to end: the real bundle, real udp-sender and udp-receiver, in network

@@ -2,7 +2,7 @@
 // (no QEMU). Builds the bundle the tests run and checks the tools, so a missing one is one clear
 // failure rather than a hang.
 import { spawnSync } from 'node:child_process';
-import { ensureBundle } from '../remote/lib.js';
+import { ensureBundle } from '../bundle.js';
 
 export default function setup(): void {
   if (process.getuid?.() !== 0) throw new Error('the host tests make network namespaces: run them as root');

@@ -2,7 +2,7 @@
 // start two sshd on 127.0.0.1 (A and B, each with its own host key), and build the bundle the
 // tests run, so `vitest run --project remote` alone works on a fresh machine.
 import type { TestProject } from 'vitest/node';
-import { ensureBundle } from './lib.js';
+import { ensureBundle } from '../bundle.js';
 import { type RemoteEnv, setUpRemoteEnv } from './sshd.js';
 
 declare module 'vitest' {

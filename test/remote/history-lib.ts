@@ -3,9 +3,10 @@ import { chownSync, cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
-import { type Run, SEA } from './lib.js';
-import { KEY_USER, type RemoteEnv, uidOf } from './sshd.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { SEA } from '../bundle.js';
+import type { Run } from './lib.js';
+import { KEY_USER, type RemoteEnv, uidOf } from './sshd.js';
 
 /**
  * A box with a history for the replication tests: a config (0600) whose history section has two

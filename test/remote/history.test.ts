@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
+import { SEA } from '../bundle.js';
 import {
   changeTree,
   historyLog,
@@ -14,7 +15,7 @@ import {
   writeHistoryConfig,
   zh,
 } from './history-lib.js';
-import { expectError, SEA, waitUntil } from './lib.js';
+import { expectError, waitUntil } from './lib.js';
 import { freePort } from './sshd.js';
 
 const env = inject('remote');

@@ -1,40 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  chownSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { encryptPassword, newKey } from '../../src/remote/secrets.js';
-import { KEY_USER, PASSWORD_USER, type RemoteEnv, uidOf } from './sshd.js';
 import { backupFileName } from '../../src/names/backup-files.js';
-
-export const REPO = path.resolve(import.meta.dirname, '../..');
-export const BUNDLE = path.join(REPO, 'dist/zshield.cjs');
-
-function newestMtime(p: string): number {
-  const st = statSync(p);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(st.mtimeMs, ...readdirSync(p).map((f) => newestMtime(path.join(p, f))));
-}
-
-/** The tests run the CLI as shipped (the single executable, ssh2 inside it): rebuild it when stale. */
-export function ensureBundle(): void {
-  const stale =
-    !existsSync(BUNDLE) ||
-    !existsSync(SEA) ||
-    statSync(BUNDLE).mtimeMs <
-      Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
-  if (!stale) return;
-  const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
-  if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
-}
+import { encryptPassword, newKey } from '../../src/remote/secrets.js';
+import { SEA } from '../bundle.js';
+import { KEY_USER, PASSWORD_USER, type RemoteEnv, uidOf } from './sshd.js';
 
 export interface Run {
   code: number | null;
@@ -50,7 +22,6 @@ const ENV = {
 };
 
 /** The single executable (build/build.sh makes it with the bundle). */
-export const SEA = path.join(REPO, 'build/out/zshield');
 
 export function zshield(box: Box, args: string[], opts: { timeoutMs?: number } = {}): Run {
   const r = spawnSync(SEA, ['-c', box.configFile, ...args], {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { keyId, newKey } from '../../src/remote/secrets.js';
+import { SEA } from '../bundle.js';
 import {
   type Box,
   day,
@@ -12,7 +13,6 @@ import {
   ls,
   makeBackup,
   makeBox,
-  SEA,
   writeConfig,
   zshield,
 } from './lib.js';

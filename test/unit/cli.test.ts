@@ -1,14 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,24 +16,16 @@ import {
 import { acquireLvmLock } from '../../src/system/lock.js';
 import { StreamPrompter } from '../../src/system/prompt.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
+import { BUNDLE, ensureBundle, REPO, SEA } from '../bundle.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { GiB, type LvRow, lvsJson, vgsJson } from './helpers/lvm-json.js';
-import { REAL_WRITES } from '../../src/system/writes.js';
 
 // The CLI as shipped: the esbuild bundle run by node, as a real process. Fake `lvs`/`vgs` (shell
 // scripts printing canned JSON) stand in for LVM; fake mutating tools only leave a trace.
 
-const REPO = path.resolve(import.meta.dirname, '../..');
-const BUNDLE = path.join(REPO, 'dist/zshield.cjs');
-const SEA = path.join(REPO, 'build/out/zshield');
 const NODE = process.execPath;
 const LVM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-
-function newestMtime(p: string): number {
-  const st = statSync(p);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(st.mtimeMs, ...readdirSync(p).map((f) => newestMtime(path.join(p, f))));
-}
 
 interface Run {
   code: number | null;
@@ -78,14 +61,7 @@ let cleanup: () => void;
 
 beforeAll(() => {
   ({ dir: root, cleanup } = tempDir('zshield-cli-'));
-  const stale =
-    !existsSync(BUNDLE) ||
-    statSync(BUNDLE).mtimeMs <
-      Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
-  if (stale) {
-    const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 170_000 });
-    if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
-  }
+  ensureBundle();
 }, 180_000);
 afterAll(() => cleanup());
 

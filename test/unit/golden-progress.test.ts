@@ -4,16 +4,17 @@
 // the functions on a small file image, and through the built bundle (the bar on a pseudo-terminal).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGoldenMake } from '../../src/golden/golden-make.js';
-import { verifyImageFile, verifyWrittenDisk } from '../../src/golden/verify-disk.js';
 import { runGoldenWrite } from '../../src/golden/image-write.js';
+import { verifyImageFile, verifyWrittenDisk } from '../../src/golden/verify-disk.js';
 import { meterFor, progressFor } from '../../src/plan/progress.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { writeNewSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { BUNDLE, ensureBundle } from '../bundle.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 
 const MiB = 1024 * 1024;
@@ -158,15 +159,7 @@ describe('golden image make, verify and write report progress', () => {
 });
 
 // The built bundle, as the operator runs it (cli.test.ts builds it when src/ is newer).
-const REPO = path.resolve(import.meta.dirname, '../..');
-const BUNDLE = path.join(REPO, 'dist/zshield.cjs');
 const hasScript = spawnSync('script', ['--version']).status === 0;
-
-function newestMtime(p: string): number {
-  const st = statSync(p);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(st.mtimeMs, ...readdirSync(p).map((f) => newestMtime(path.join(p, f))));
-}
 
 describe('the binary: progress on stderr, never in the --json document', () => {
   let dir: string;
@@ -176,14 +169,7 @@ describe('the binary: progress on stderr, never in the --json document', () => {
   let raw: string;
   beforeAll(async () => {
     ({ dir, cleanup } = tempDir('zshield-golden-progress-bin-'));
-    const stale =
-      !existsSync(BUNDLE) ||
-      statSync(BUNDLE).mtimeMs <
-        Math.max(newestMtime(path.join(REPO, 'src')), newestMtime(path.join(REPO, 'package.json')));
-    if (stale) {
-      const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 170_000 });
-      if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
-    }
+    ensureBundle();
     key = path.join(dir, 'vendor.key');
     const { publicText } = await writeNewSigningKey(REAL_WRITES, key, { writePublic: true });
     config = path.join(dir, 'zshield.conf');
