@@ -89,6 +89,7 @@ export class SftpStore implements Store {
         file: { name: path.basename(file.name), size: file.size, path: localPath },
         destination: dest,
         log: this.ctx.log,
+        doc: this.ctx.doc,
         limiter: this.limiter,
         signal: this.ctx.signal,
       });
@@ -124,6 +125,7 @@ export class SftpStore implements Store {
         file: { name, size, path: localPath },
         destination: this.catalogDir,
         log: this.ctx.log,
+        doc: this.ctx.doc,
         limiter: null,
         signal: this.ctx.signal,
       });

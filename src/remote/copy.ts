@@ -285,6 +285,7 @@ async function runUploads(run: Run, uploads: readonly Upload[], limiter: RateLim
         file: up.file,
         destination: target.destination,
         log: ctx.log,
+        doc: ctx.doc,
         limiter,
         signal: ctx.signal,
       }),

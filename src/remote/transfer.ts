@@ -5,7 +5,7 @@ import path from 'node:path/posix';
 import { InterruptedError, RefusedError, VerifyError } from '../errors.js';
 import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
-import { startProgress } from '../plan/progress.js';
+import { progressFor } from '../plan/progress.js';
 import type { LocalFile } from './backups.js';
 import {
   quoteForShell,
@@ -55,15 +55,16 @@ export class RateLimiter {
 }
 
 /**
- * An upload's progress through the one progress component (plan/progress.ts): a bar on a
- * terminal, a line in the log at most every 5 s and at the end, with the rate since this run began.
+ * An upload's progress through the one progress component (plan/progress.ts progressFor, which
+ * decides where progress goes: a bar on a terminal, a line in the log at most every 5 s and at the
+ * end; with --json only the log file), with the rate since this run began.
  */
 export class Progress {
   private readonly started: number;
-  private readonly meter: ReturnType<typeof startProgress>;
+  private readonly meter: ReturnType<typeof progressFor>;
   private ended = false;
   constructor(
-    log: Pick<Logger, 'info' | 'toFile'>,
+    ctx: Parameters<typeof progressFor>[0],
     private readonly name: string,
     private readonly total: number,
     private readonly from: number,
@@ -71,8 +72,7 @@ export class Progress {
     tty?: NodeJS.WriteStream | null,
   ) {
     this.started = now();
-    this.meter = startProgress(`remote copy: ${name}`, {
-      log,
+    this.meter = progressFor(ctx, `remote copy: ${name}`, {
       now,
       logLine: (u) => u.text,
       ...(tty === undefined ? {} : { tty }),
@@ -123,6 +123,8 @@ export interface UploadOptions {
   file: LocalFile;
   destination: string;
   log: Logger;
+  /** The command's --json document (ctx.doc): progress then goes to the log file only. */
+  doc?: unknown;
   limiter: RateLimiter | null;
   signal?: AbortSignal;
 }
@@ -169,7 +171,7 @@ export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
       log.info(`remote copy: resuming ${file.name} at ${formatBytes(resumedFrom)} of ${formatBytes(size)}`);
       await hashRange(local, hash, 0, resumedFrom, file.path, signal);
     }
-    const progress = new Progress(log, file.name, size, resumedFrom);
+    const progress = new Progress({ log, doc: opts.doc }, file.name, size, resumedFrom);
     const sent = await sendPart({ ...opts, local, partPath, from: resumedFrom, size, hash, progress });
     const sha256 = hash.digest('hex');
     const verifiedBy = await verifyPart({ session, local, file, partPath, size, sha256, identity, signal });

@@ -205,6 +205,8 @@ describe('remote copy against a real OpenSSH server', () => {
     expect(r.code, r.stderr).toBe(0);
     // Released, not taken over from a dead holder.
     expect(r.stderr).not.toMatch(/taking over/);
+    // With --json the upload's progress goes to the log file only (the rule of every command).
+    expect(r.stderr).not.toMatch(/remote copy: \S+ \d+% \(/);
     const report = JSON.parse(r.stdout);
     expect(report.copied).toHaveLength(1);
     expect(report.copied[0].resumedFrom).toBeGreaterThan(0);

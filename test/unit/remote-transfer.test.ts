@@ -57,7 +57,7 @@ describe('Progress', () => {
   it('a line at the start, then at most one per 5 s, and the end once (the one progress component)', () => {
     const log = memoryLogger();
     let t = 0;
-    const p = new Progress(log, 'f.img', 1000, 0, () => t, null);
+    const p = new Progress({ log }, 'f.img', 1000, 0, () => t, null);
     const at = (ms: number, done: number) => {
       t = ms;
       p.update(done);
@@ -75,10 +75,26 @@ describe('Progress', () => {
   it('a resumed upload counts its rate from what was there', () => {
     const log = memoryLogger();
     let t = 0;
-    const p = new Progress(log, 'f', 1000, 500, () => t, null);
+    const p = new Progress({ log }, 'f', 1000, 500, () => t, null);
     t = 3000;
     p.update(600);
     expect(log.lines[0]).toMatch(/60% .*, 33 B\/s\)/);
+  });
+
+  it('with --json (ctx.doc) the lines go to the log file only, never to the console', () => {
+    const file: string[] = [];
+    const console: string[] = [];
+    const log = { info: (m: string) => console.push(m), toFile: (_l: string, m: string) => file.push(m) };
+    let t = 0;
+    const p = new Progress({ log, doc: {} }, 'f', 1000, 0, () => t, null);
+    p.update(100);
+    t = 6000;
+    p.update(1000);
+    expect(console).toEqual([]);
+    expect(file).toEqual([
+      'remote copy: f 10% (100 B of 1000 B, 97.7 KiB/s)',
+      'remote copy: f 100% (1000 B of 1000 B, 167 B/s)',
+    ]);
   });
 
   it('formats sizes', () => {
