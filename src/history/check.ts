@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
-import { loadCredentials } from '../remote/index.js';
+import { checkCredentials } from '../remote/index.js';
 import { loadSigningKey } from '../system/signing.js';
 import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './offbox.js';
 import { signingKeyFile } from './repo.js';
@@ -35,7 +35,7 @@ export async function checkHistoryConfig(
         ),
       );
     }
-    await collect(() => loadCredentials(ctx, remoteTargetOf(h, t)));
+    await collect(() => checkCredentials(ctx, remoteTargetOf(h, t)));
   }
   if (existsSync(signingKeyFile(h))) await collect(() => loadSigningKey(signingKeyFile(h)));
   for (const file of recoveryFiles) if (existsSync(file)) await collect(() => readRecoveryFile(file));

@@ -138,7 +138,7 @@ export async function runTargetAdd(ctx: Context, opts: AddTargetOptions): Promis
   let privateKey: Buffer | null = null;
   if (opts.key !== undefined) {
     checkPrivateFile(opts.key, 'private key');
-    privateKey = parsePrivateKey(readFileSync(opts.key), opts.key);
+    privateKey = await parsePrivateKey(readFileSync(opts.key), opts.key);
   }
   const endpoint = { host: opts.spec.server, port: opts.port };
   const hostKey = await confirmHostKey(ctx, endpoint, null, opts);

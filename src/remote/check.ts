@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
 import { ZshieldError } from '../errors.js';
-import { loadCredentials, remoteTarget } from './credentials.js';
+import { checkCredentials, remoteTarget } from './credentials.js';
 
 /**
  * What `zshield config check` asks of the remote settings: the very checks `remote copy` (and the
@@ -9,11 +9,11 @@ import { loadCredentials, remoteTarget } from './credentials.js';
  * readable. Only when the remote is in use (enabled, or a server set): an unused section is no
  * problem. Like the copy, it finishes a keygen a power cut interrupted (secrets.ts).
  */
-export function checkRemoteConfig(ctx: Context): ZshieldError[] {
+export async function checkRemoteConfig(ctx: Context): Promise<ZshieldError[]> {
   const r = ctx.config.remote;
   if (!r.enabled && !r.server) return [];
   try {
-    loadCredentials(ctx, remoteTarget(ctx));
+    await checkCredentials(ctx, remoteTarget(ctx));
     return [];
   } catch (err) {
     if (err instanceof ZshieldError) return [err];

@@ -7,7 +7,7 @@ import { withRetries } from '../system/retry.js';
 import { type Plan, type Step, planToJson } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { CopyRecords, copyRecordsFile, type LocalFile, scanLocal } from './backups.js';
-import { loadCredentials, remoteTarget, type Target } from './credentials.js';
+import { checkCredentials, remoteTarget, type Target } from './credentials.js';
 import {
   type Check,
   type CheckCandidate,
@@ -108,7 +108,7 @@ export async function runRemoteCopy(ctx: Context, opts: CopyOptions = {}): Promi
   const kibps = opts.bandwidthKiBps ?? target.remote.bandwidthKiBps;
   if (kibps !== null && (!Number.isFinite(kibps) || kibps <= 0))
     throw new UsageError('--bwlimit must be a number of KiB/s > 0');
-  const credentials = loadCredentials(ctx, target);
+  const credentials = await checkCredentials(ctx, target);
   const where = `${target.user}@${endpointText(target.endpoint)}:${target.destination}`;
   const lock = await acquireRemoteLock(ctx, where);
   const conn = new Connection(ctx, target, credentials, opts.retryBaseMs ?? 2000);

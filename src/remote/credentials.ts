@@ -35,8 +35,9 @@ export function remoteTarget(ctx: Context): Target {
 
 /**
  * The credentials, read now and held in memory only: the password decrypted (and registered with
- * the logger's redaction), the private key read. Every file holding a secret is checked first:
- * owner-only, or refused. The config file holds the encrypted password, so it is one of them.
+ * the logger's redaction), the private key read (parsed when a connection is made, or by
+ * checkCredentials). Every file holding a secret is checked first: owner-only, or refused. The
+ * config file holds the encrypted password, so it is one of them.
  */
 export function loadCredentials(ctx: Context, target: Target): Credentials {
   const r = target.remote;
@@ -44,11 +45,21 @@ export function loadCredentials(ctx: Context, target: Target): Credentials {
   let privateKey: Buffer | null = null;
   if (r.privateKey) {
     checkPrivateFile(r.privateKey, 'private key');
-    privateKey = parsePrivateKey(readFileSync(r.privateKey), r.privateKey);
+    privateKey = readFileSync(r.privateKey);
   }
   if (r.password) {
     if (ctx.configFile) checkPrivateFile(ctx.configFile, 'config file');
     password = openPassword({ ciphertext: r.password, keyFile: r.keyFile, log: ctx.log });
   }
   return { user: target.user, password, privateKey };
+}
+
+/**
+ * loadCredentials, and the private key parsed: what a command checks before its first step (and
+ * `config check` reports), so a key ssh2 cannot use is refused by its file name before anything.
+ */
+export async function checkCredentials(ctx: Context, target: Target): Promise<Credentials> {
+  const c = loadCredentials(ctx, target);
+  if (c.privateKey && target.remote.privateKey) await parsePrivateKey(c.privateKey, target.remote.privateKey);
+  return c;
 }

@@ -4,7 +4,7 @@
  * Nothing else in remote/ is imported from outside the folder.
  */
 export { Connection, copyAfterJob } from './copy.js';
-export { loadCredentials, type Target } from './credentials.js';
+export { checkCredentials, loadCredentials, type Target } from './credentials.js';
 export {
   checkPrivateFile,
   encryptPassword,

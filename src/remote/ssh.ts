@@ -1,14 +1,22 @@
 import { createHash } from 'node:crypto';
-import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import { InterruptedError, RefusedError, RemoteError, type ZshieldError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { FileEntry } from './backups.js';
 import type { Writes } from '../system/writes.js';
 
-// ssh2 is CommonJS whose exports Node's ESM loader cannot all name statically (`utils` is not
-// found under plain Node ESM): take them from the module object.
-const { Client, utils } = ssh2;
-type Client = InstanceType<typeof Client>;
+type Ssh2 = typeof import('ssh2');
+let loaded: Promise<Ssh2> | null = null;
+/**
+ * ssh2, loaded on first use. At load it instantiates a WebAssembly module with 16 MiB of memory
+ * (its poly1305), which every command that never connects (status, the idle daemon) would carry.
+ * ssh2 is CommonJS whose exports Node's ESM loader cannot all name statically (`utils` is not
+ * found under plain Node ESM): its members are taken from the module object.
+ */
+function ssh2(): Promise<Ssh2> {
+  loaded ??= import('ssh2').then((m) => (m as { default?: Ssh2 }).default ?? m);
+  return loaded;
+}
 
 /**
  * The SSH side: one ssh2 connection with its SFTP channel, in this process. ssh2 rather than the
@@ -29,7 +37,10 @@ export interface Credentials {
   user: string;
   /** Clear text, in memory only. */
   password: string | null;
-  /** An OpenSSH private key, already read (mode checked) and parsed. */
+  /**
+   * An OpenSSH private key, read (mode checked). Parsed by parsePrivateKey where the settings are
+   * checked (credentials.ts checkCredentials) and again before each connection.
+   */
   privateKey: Buffer | null;
 }
 
@@ -86,18 +97,21 @@ export function hostKeyInfo(blob: Buffer): HostKeyInfo {
   return { fingerprint, type };
 }
 
-/** Parse an OpenSSH private key, or say clearly why it cannot be used (without its content). */
-export function parsePrivateKey(data: Buffer, file: string): Buffer {
-  const parsed = utils.parseKey(data);
+/**
+ * Parse an OpenSSH private key, or say clearly why it cannot be used (without its content).
+ * `what` names it in the message: its file, or `for user@host`.
+ */
+export async function parsePrivateKey(data: Buffer, what: string): Promise<Buffer> {
+  const parsed = (await ssh2()).utils.parseKey(data);
   if (parsed instanceof Error) {
     const encrypted = /passphrase|encrypted/i.test(parsed.message);
     throw new RefusedError(
       encrypted
-        ? `private key ${file} is protected by a passphrase, which zshield cannot enter unattended`
-        : `private key ${file} is not a private key ssh2 can use (${parsed.message})`,
+        ? `private key ${what} is protected by a passphrase, which zshield cannot enter unattended`
+        : `private key ${what} is not a private key ssh2 can use (${parsed.message})`,
       {
         hint: encrypted
-          ? `remove the passphrase (ssh-keygen -p -N '' -f ${file}) or use a dedicated key`
+          ? `remove the passphrase (ssh-keygen -p -N '' -f ${what.startsWith('for ') ? 'FILE' : what}) or use a dedicated key`
           : 'use an OpenSSH or PEM private key (ed25519, ecdsa or rsa)',
       },
     );
@@ -393,8 +407,9 @@ export function quoteForShell(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-function connectClient(opts: ConnectOptions): Promise<Client> {
+async function connectClient(opts: ConnectOptions): Promise<Client> {
   const { endpoint, credentials, hostKey, log, signal } = opts;
+  const { Client } = await ssh2();
   const where = `${credentials.user}@${endpointText(endpoint)}`;
   return new Promise<Client>((resolve, reject) => {
     if (signal?.aborted) {
@@ -499,7 +514,8 @@ function classifyConnectError(
  * The host key a server offers, without logging in (for `zshield remote trust`): the verifier
  * records the key and refuses it, which ends the handshake before any credential is sent.
  */
-export function probeHostKey(endpoint: Endpoint, timeoutMs: number): Promise<HostKeyInfo> {
+export async function probeHostKey(endpoint: Endpoint, timeoutMs: number): Promise<HostKeyInfo> {
+  const { Client } = await ssh2();
   return new Promise<HostKeyInfo>((resolve, reject) => {
     const client = new Client();
     let offered: HostKeyInfo | null = null;
