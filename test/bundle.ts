@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /** The checkout, the bundle (dist/) and the single executable made from it (build/out/). */
@@ -27,3 +27,23 @@ export function ensureBundle(): void {
   const b = spawnSync('bash', ['build/build.sh'], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
   if (b.status !== 0) throw new Error(`build/build.sh failed (${b.status}):\n${b.stdout}\n${b.stderr}`);
 }
+
+/** The V8 heap limits the daemon's unit sets (rc/zshield.service), read from the unit itself. */
+export const DAEMON_NODE_OPTIONS = (() => {
+  const unit = readFileSync(path.join(REPO, 'rc/zshield.service'), 'utf8');
+  const m = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit);
+  if (!m?.[1]) throw new Error('rc/zshield.service sets no NODE_OPTIONS');
+  return m[1];
+})();
+
+/**
+ * A bare environment for the single executable: nothing of the test runner's leaks in, nothing
+ * secret is in it, and V8's heap is held to the daemon's limits, so every job the tests run
+ * (replication, restore, remote copy) is proven to fit in what the daemon gives it.
+ */
+export const SEA_ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C',
+  NODE_OPTIONS: DAEMON_NODE_OPTIONS,
+};

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
-import { SEA } from '../bundle.js';
+import { SEA, SEA_ENV } from '../bundle.js';
 import type { Run } from './lib.js';
 import { KEY_USER, type RemoteEnv, uidOf } from './sshd.js';
 
@@ -28,11 +28,6 @@ export interface HistoryBox {
   logFile: string;
 }
 
-const ENV = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  HOME: '/root',
-  LANG: 'C',
-};
 let n = 0;
 
 function sh(file: string, args: string[]): string {
@@ -45,7 +40,7 @@ export function zh(box: HistoryBox, args: string[], opts: { input?: string } = {
   const r = spawnSync(SEA, ['-c', box.configFile, ...args], {
     encoding: 'utf8',
     timeout: 300_000,
-    env: ENV,
+    env: SEA_ENV,
     input: opts.input,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -171,8 +166,8 @@ export function resticOnCopy(box: HistoryBox, dest: string): { check: Run; snaps
   const pw = path.join(box.dir, 'pw');
   writeFileSync(pw, passwordOf(box), { mode: 0o600 });
   const base = ['-r', copy, '--password-file', pw, '--no-cache'];
-  const c = spawnSync('restic', [...base, 'check', '--read-data'], { encoding: 'utf8', env: ENV });
-  const s = spawnSync('restic', [...base, 'snapshots', '--json'], { encoding: 'utf8', env: ENV });
+  const c = spawnSync('restic', [...base, 'check', '--read-data'], { encoding: 'utf8', env: SEA_ENV });
+  const s = spawnSync('restic', [...base, 'snapshots', '--json'], { encoding: 'utf8', env: SEA_ENV });
   rmSync(pw);
   rmSync(copy, { recursive: true, force: true });
   const ids = s.status === 0 ? (JSON.parse(s.stdout) as { id: string }[]).map((x) => x.id).sort() : [];
@@ -187,7 +182,7 @@ export function localSnapshots(box: HistoryBox): string[] {
     ['-r', path.join(box.dir, 'history', 'repo'), '--password-file', pw, '--no-cache', 'snapshots', '--json'],
     {
       encoding: 'utf8',
-      env: ENV,
+      env: SEA_ENV,
     },
   );
   rmSync(pw);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import { backupFileName } from '../../src/names/backup-files.js';
 import { encryptPassword, newKey } from '../../src/remote/secrets.js';
-import { SEA } from '../bundle.js';
+import { SEA, SEA_ENV } from '../bundle.js';
 import { KEY_USER, PASSWORD_USER, type RemoteEnv, uidOf } from './sshd.js';
 
 export interface Run {
@@ -14,27 +14,20 @@ export interface Run {
   stderr: string;
 }
 
-// A bare environment: nothing of the test runner's leaks in, and nothing secret is in it.
-const ENV = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  HOME: '/root',
-  LANG: 'C',
-};
-
 /** The single executable (build/build.sh makes it with the bundle). */
 
 export function zshield(box: Box, args: string[], opts: { timeoutMs?: number } = {}): Run {
   const r = spawnSync(SEA, ['-c', box.configFile, ...args], {
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 110_000,
-    env: ENV,
+    env: SEA_ENV,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The CLI in the background, for tests that cut it off. */
 export function zshieldAsync(box: Box, args: string[]): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(SEA, ['-c', box.configFile, ...args], { env: ENV });
+  const child = spawn(SEA, ['-c', box.configFile, ...args], { env: SEA_ENV });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => {

@@ -137,10 +137,12 @@ describe('rc/ units', () => {
     expect(daemon['Unit.After']?.join(' ').split(' ')).toEqual(
       expect.arrayContaining(['zshield-boot.service', 'blk-availability.service']),
     );
-    for (const u of [boot, daemon]) {
-      expect(u['Service.Environment']).toContain('NODE_OPTIONS=');
-      expect(u['Install.WantedBy']).toEqual(['multi-user.target']);
-    }
+    // NODE_OPTIONS never leaks in: the boot hook clears it, the daemon sets it to its heap limits.
+    expect(boot['Service.Environment']).toContain('NODE_OPTIONS=');
+    expect(daemon['Service.Environment']).toEqual([
+      '"NODE_OPTIONS=--max-semi-space-size=1 --max-old-space-size=128"',
+    ]);
+    for (const u of [boot, daemon]) expect(u['Install.WantedBy']).toEqual(['multi-user.target']);
   });
 });
 
