@@ -25,7 +25,8 @@ import {
 // again and run; the system disk it makes booting with zshield.service active; "Recover to latest
 // backup". One golden prepare; each case starts from host copies of the disk images the one before
 // it left. Five boots: 309-410 s under TCG (with other guests running on the 2 cores); the package
-// case (apt's pre-upgrade hook, node_exporter, dpkg -r/--purge) one more boot of the system disk.
+// case (apt's pre-upgrade hook, node_exporter, dpkg -r/--purge) one more boot of the system disk:
+// 121 s at a light load, 217 s at a load of 7-9 (2026-12-07; the whole file 729 and 1208 s).
 // The daemon under systemd (daily backup, stop during a backup, a merge cut by a power cut) is in
 // test/appliance-long/systemd-daemon.test.ts, outside the gate.
 
