@@ -58,7 +58,7 @@ vitest run --project host --reporter=default --reporter=json --outputFile.json="
 if [ "$appliance" = no ]; then
   step "remote tests (OpenSSH on 127.0.0.1)"
   vitest run --project remote --reporter=default --reporter=json --outputFile.json="$results/remote.json" || rc=1
-  step "command contract (every command as the built binary: help, usage, dry run, --json)"
+  step "command contract (every command as the built binary: help, usage, dry run, --json; build/package.sh; the apt hook)"
   vitest run --project contract --reporter=default --reporter=json --outputFile.json="$results/contract.json" || rc=1
 else
   if ! wait "$setup"; then

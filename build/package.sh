@@ -10,7 +10,21 @@ root=$PWD
 out=build/out
 deb_src=build/debian
 build_binary=1
-[ "${1:-}" = --no-build ] && build_binary=0
+usage() { echo "usage: bash build/package.sh [--no-build]" >&2; }
+# Exit codes: 0 the package is made (its path on the last line), 2 a usage error (nothing made),
+# 1 anything else (the build, a version mismatch, dpkg-deb).
+case "$#:${1:-}" in
+0:) ;;
+1:--no-build) build_binary=0 ;;
+1:-h | 1:--help)
+  sed -n '2,6s/^# \{0,1\}//p' "$root/build/package.sh"
+  exit 0
+  ;;
+*)
+  usage
+  exit 2
+  ;;
+esac
 
 version=$(node -p 'require("./package.json").version')
 # A Debian version: package.json's, with a prerelease's "-" as "~" (sorts before the release).

@@ -120,8 +120,12 @@ export class CommandError extends ZshieldError {
     signal: string | undefined;
     stdout: string;
     stderr: string;
+    /** Why it never ran (the spawn's error: a cwd or /dev/null missing), when it did not start. */
+    notStarted?: string;
   }) {
-    const reason = describeFailure(init.code, init.signal);
+    const reason = init.notStarted
+      ? `did not start: ${init.notStarted}`
+      : describeFailure(init.code, init.signal);
     const detail = lastLine(init.stderr) || lastLine(init.stdout);
     super(`${init.argv[0]} failed (${reason})${detail ? `: ${detail}` : ''}`);
     this.argv = init.argv;

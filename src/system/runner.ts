@@ -139,6 +139,7 @@ export class ExecaRunner implements Runner {
         signal: res.timedOut ? `timeout after ${cmd.timeoutMs} ms` : res.signal,
         stdout,
         stderr,
+        notStarted: notStarted(res),
       });
     }
     return { argv, exitCode: res.exitCode, stdout, stderr, skipped: false };
@@ -184,6 +185,7 @@ export class ExecaRunner implements Runner {
           signal: res.timedOut ? `timeout after ${cmd.timeoutMs} ms` : res.signal,
           stdout: '',
           stderr,
+          notStarted: notStarted(res),
         });
       }
       return { argv, exitCode: res.exitCode, stdout: '', stderr, skipped: false };
@@ -208,6 +210,16 @@ export class ExecaRunner implements Runner {
       ...cmd.env,
     };
   }
+}
+
+/**
+ * Why a command never ran: execa's result has no exit code and no signal then, and its cause is
+ * the spawn's error (ENOENT for a missing cwd, or /dev/null missing in a bare root); "exit ?"
+ * would hide it.
+ */
+function notStarted(res: { exitCode?: number; signal?: string; cause?: unknown }): string | undefined {
+  if (res.exitCode !== undefined || res.signal) return undefined;
+  return res.cause instanceof Error ? res.cause.message : 'no exit code and no signal';
 }
 
 function attachLineReaders(

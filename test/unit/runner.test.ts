@@ -67,6 +67,22 @@ describe('ExecaRunner (real processes)', () => {
     expect(ce.exitCode).toBe(8);
   });
 
+  it('a command that never started says why (the spawn error), not "exit ?"', async () => {
+    const runner = new ExecaRunner({ log: memoryLogger() });
+    const gone = path.join(dir, 'no-such-folder');
+    for (const run of [
+      () => runner.run({ file: PRINTF, args: ['x'], mutates: false, cwd: gone }),
+      () => runner.start({ file: PRINTF, args: ['x'], mutates: false, cwd: gone }).then((s) => s.done),
+    ]) {
+      const err = await run().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CommandError);
+      const ce = err as CommandError;
+      expect(ce.code).toBeUndefined();
+      expect(ce.message).toMatch(new RegExp(`^${PRINTF} failed \\(did not start: .*ENOENT`));
+      expect(ce.message).not.toContain('exit ?');
+    }
+  });
+
   it('okCodes: listed non-zero exits are results, not errors', async () => {
     const runner = new ExecaRunner({ log: memoryLogger() });
     const res = await runner.run({ file: 'sh', args: ['-c', 'exit 1'], mutates: false, okCodes: [0, 1] });
