@@ -47,7 +47,9 @@ export default defineConfig({
           name: 'remote',
           include: ['test/remote/**/*.test.ts'],
           globalSetup: ['test/remote/global-setup.ts'],
-          testTimeout: 120_000,
+          // Bounds on a hang, never on speed: a case runs several commands in a row (each bounded at
+          // 300 s); at load 7 one case of six commands took 174 s (21 s idle).
+          testTimeout: 600_000,
           hookTimeout: 600_000,
           // The files share two sshd and the test users; the bandwidth and resume tests time things.
           fileParallelism: false,
@@ -60,7 +62,7 @@ export default defineConfig({
           name: 'contract',
           include: ['test/contract/**/*.test.ts'],
           globalSetup: ['test/remote/global-setup.ts'],
-          testTimeout: 120_000,
+          testTimeout: 300_000,
           hookTimeout: 600_000,
           fileParallelism: false,
         },
