@@ -15,7 +15,7 @@ import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './c
 import { resticFor } from './repo.js';
 import { RepositoryPasswordError } from './restic.js';
 import { openSource } from './tree-restore.js';
-import { SftpStore } from './sftp-store.js';
+import { openStore } from './stores.js';
 import { snapshotIdsIn } from './repo-store.js';
 import { SCRATCH_WRITES } from '../system/writes.js';
 import { formatBytes } from '../config/size.js';
@@ -179,7 +179,7 @@ export async function chooseFingerprint(
   work: string,
 ): Promise<CatalogView> {
   const h = ctx.config.history;
-  const store = new SftpStore(ctx, h, h.targets[0]!);
+  const store = openStore(ctx, h, h.targets[0]!);
   try {
     const held = new Set(snapshotIdsIn(await store.list()));
     const dir = path.join(work, 'catalog');

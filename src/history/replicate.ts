@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { type HistoryConfig, type TargetConfig, targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
 import { RateLimiter } from '../remote/index.js';
@@ -9,7 +9,7 @@ import { acquireLock, type LockHandle } from '../system/lock.js';
 import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
-import { SftpStore } from './sftp-store.js';
+import { openStore } from './stores.js';
 import { emptyTargetState, readState, stateFile, type TargetState, updateTarget } from './state.js';
 import {
   expectedHash,
@@ -164,7 +164,7 @@ export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): P
     steps: targets.map((t) => ({
       title: `give ${t.name} what it lacks, then check ${checkShare} by hash`,
       edit: {
-        files: [`${t.user}@${t.server}:${t.directory}/repo`, `${t.user}@${t.server}:${t.directory}/catalog`],
+        files: [`${targetWhere(t)}/repo`, `${targetWhere(t)}/catalog`],
         apply: async () => {
           reports.push(await replicateTarget(ctx, prep!, t, opts));
         },
@@ -189,13 +189,13 @@ export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): P
 async function previewTargets(
   ctx: Context,
   prep: Prepared,
-  targets: readonly SftpTargetConfig[],
+  targets: readonly TargetConfig[],
 ): Promise<TargetReport[]> {
   const h = ctx.config.history;
   const state = readState(h.dir);
   const reports: TargetReport[] = [];
   for (const t of targets) {
-    const store = new SftpStore(ctx, h, t);
+    const store = openStore(ctx, h, t);
     try {
       const plan = planReplication(prep.local, await store.list(), state[t.name]?.lastSuccess ?? null);
       ctx.out.print(
@@ -229,7 +229,7 @@ async function previewTargets(
 /** The body of a replication, for callers that already hold the history lock (take, prune). */
 export async function replicateLocked(
   ctx: Context,
-  targets: readonly SftpTargetConfig[],
+  targets: readonly TargetConfig[],
   opts: ReplicateOptions = {},
 ): Promise<TargetReport[]> {
   const prep = await prepare(ctx);
@@ -246,7 +246,7 @@ export async function replicateLocked(
 async function replicateTarget(
   ctx: Context,
   prep: Prepared,
-  t: SftpTargetConfig,
+  t: TargetConfig,
   opts: ReplicateOptions,
 ): Promise<TargetReport> {
   const h = ctx.config.history;
@@ -257,12 +257,7 @@ async function replicateTarget(
   });
   let store: Store | null = null;
   try {
-    store = new SftpStore(
-      ctx,
-      h,
-      t,
-      opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
-    );
+    store = openStore(ctx, h, t, opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null);
     const r = await replicateOne(ctx, store, t.name, local, times, opts);
     const cataloged = new Set(
       catalogView(verifyCatalog(h.dir, key.publicText).entries)
@@ -535,13 +530,13 @@ export function verifySummary(reports: readonly VerifyReport[]): string {
 
 async function verifyTarget(
   ctx: Context,
-  t: SftpTargetConfig,
+  t: TargetConfig,
   local: readonly RepoFile[],
   state: TargetState,
   all: boolean,
 ): Promise<{ report: VerifyReport; next: number | null }> {
   const h = ctx.config.history;
-  const store = new SftpStore(ctx, h, t);
+  const store = openStore(ctx, h, t);
   try {
     const plan = planReplication(local, await store.list(), state.lastSuccess);
     const share = all
@@ -584,7 +579,7 @@ async function verifyTarget(
   }
 }
 
-export function selectTargets(h: HistoryConfig, only?: readonly string[]): SftpTargetConfig[] {
+export function selectTargets(h: HistoryConfig, only?: readonly string[]): TargetConfig[] {
   if (!h.targets.length)
     throw new ConfigError([{ where: 'history.targets', message: 'no target is configured' }], {
       hint: 'zshield history target add NAME USER@HOST:DIR --key FILE sets one up',

@@ -132,7 +132,9 @@ describe('the recovery file', () => {
       const h = config.history;
       expect(JSON.stringify(config)).not.toContain('correct horse');
       expect(h.targets).toHaveLength(1);
-      const key = h.targets[0]!.privateKey!;
+      const t0 = h.targets[0]!;
+      if (t0.type !== 'sftp') throw new Error('not sftp');
+      const key = t0.privateKey!;
       expect(readFileSync(key, 'utf8')).toBe(KEY);
       for (const f of [key, h.keyFile]) expect(statSync(f).mode & 0o777).toBe(0o600);
       expect(statSync(dir).mode & 0o777).toBe(0o700);

@@ -1,0 +1,306 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { ExitCode } from '../../src/errors.js';
+import {
+  type HistoryBox,
+  historyLog,
+  makeHistoryBox,
+  resticOnCopy,
+  takeFingerprint,
+  writeHistoryConfig,
+  zh,
+} from './history-lib.js';
+import { SEA, waitUntil } from './lib.js';
+import { type RgwEnv, type S3User, startOsd, stopOsd } from './rgw.js';
+import {
+  copyRepoOut,
+  getObject,
+  listKeys,
+  makeBucket,
+  openUploads,
+  partsInFlight,
+  putObject,
+  s3Target,
+} from './s3-lib.js';
+
+/**
+ * The history on an object store (issue 23), against a real Ceph RADOS Gateway 16 (one node, the
+ * remote project's global setup) and through the built binary: an SFTP and an S3 target side by
+ * side, a cut multipart upload resumed, a flipped object found and sent again, the OSD stopped
+ * mid-run, wrong keys and buckets refused before anything is sent, and the S3 form of `history
+ * target add` as a user types it.
+ */
+
+const env = inject('remote');
+const rgw = inject('rgw') as RgwEnv;
+
+interface Report {
+  target: string;
+  ok: boolean;
+  uploaded: number;
+  sent: number;
+  resumed: number;
+  deleted: number;
+  verified: number;
+  repaired: string[];
+  error: string | null;
+}
+
+function ok(r: ReturnType<typeof zh>): ReturnType<typeof zh> {
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  return r;
+}
+
+function replicate(box: HistoryBox, args: string[] = []): Report[] {
+  return JSON.parse(ok(zh(box, ['history', 'replicate', '--json', ...args])).stdout) as Report[];
+}
+
+/** The boxes sign with the user that owns the buckets (in RGW only a bucket's owner may use it, without a policy). */
+const boxUser = (): S3User => rgw.admin;
+
+/** A box whose targets are SFTP server A and a fresh bucket (`s3`), a backup taken. */
+async function s3Box(
+  opts: { files?: number; size?: number; imageMiB?: number; s3?: Record<string, unknown> } = {},
+): Promise<{ box: HistoryBox; bucket: string; id: string }> {
+  const box = makeHistoryBox(env, {
+    files: opts.files ?? 12,
+    size: opts.size ?? 40_000,
+    imageMiB: opts.imageMiB ?? 64,
+  });
+  const bucket = await makeBucket(rgw);
+  box.config.history.targets = [
+    box.config.history.targets[0]!,
+    s3Target(box, rgw, boxUser(), bucket, opts.s3),
+  ];
+  writeHistoryConfig(box);
+  const id = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+  return { box, bucket, id };
+}
+
+async function checkS3Copy(box: HistoryBox, bucket: string): Promise<string[]> {
+  const copy = mkdtempSync(path.join(box.dir, 's3copy-'));
+  try {
+    await copyRepoOut(rgw, bucket, 'box1/', copy);
+    const c = resticOnCopy(box, copy);
+    expect(c.check.code, c.check.stderr).toBe(0);
+    return c.snapshots;
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+describe('history on an S3 target (Ceph RGW 16)', () => {
+  it('take + replicate to an SFTP and an S3 target: both pass restic check --read-data; restore --from s3', async () => {
+    const { box, bucket, id } = await s3Box();
+    const r = replicate(box);
+    expect(r.map((x) => [x.target, x.ok])).toEqual([
+      ['a', true],
+      ['s3', true],
+    ]);
+    expect(r[1]!.uploaded).toBe(r[0]!.uploaded);
+    const keys = await listKeys(rgw, bucket, 'box1/');
+    expect([...keys.keys()].some((k) => k.startsWith('box1/repo/snapshots/'))).toBe(true);
+    expect([...keys.keys()].some((k) => k.startsWith('box1/catalog/'))).toBe(true);
+    expect(await checkS3Copy(box, bucket)).toContain(id);
+    const a = resticOnCopy(box, box.destA);
+    expect(a.check.code, a.check.stderr).toBe(0);
+    // A second run sends nothing and checks a share by reading it back.
+    const again = replicate(box, ['--verify-all']);
+    expect(again[1]!.uploaded).toBe(0);
+    expect(again[1]!.verified).toBe([...keys.keys()].filter((k) => k.startsWith('box1/repo/')).length);
+    // Status: the S3 target's place and no lag.
+    const st = JSON.parse(ok(zh(box, ['history', 'status', '--json'])).stdout) as {
+      targets: { name: string; where: string; lacks: number }[];
+    };
+    const t = st.targets.find((x) => x.name === 's3')!;
+    expect(t.where).toBe(`s3 ${rgw.endpoint}/${bucket}/box1/`);
+    expect(t.lacks).toBe(0);
+    // Restore from the object store alone.
+    const out = path.join(box.dir, 'restored');
+    ok(zh(box, ['history', 'restore', id, out, '--from', 's3']));
+    expect(readdirSync(out)).toContain('f0');
+  });
+
+  it('a multipart upload cut by a kill resumes from its parts', async () => {
+    // One large incompressible file: restic packs of ~16 MiB, sent in parts of 8 MiB above 5 MiB.
+    const { box, bucket } = await s3Box({
+      files: 1,
+      size: 40 * 1024 * 1024,
+      imageMiB: 96,
+      s3: { multipartAboveMiB: 5 },
+    });
+    box.config.history.targets = [box.config.history.targets[1]!];
+    writeHistoryConfig(box);
+    const child = spawn(SEA, ['-c', box.configFile, 'history', 'replicate', '--bwlimit', '4096'], {
+      stdio: 'ignore',
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LANG: 'C' },
+    });
+    const done = new Promise<void>((r) => child.on('close', () => r()));
+    // A file of two parts or more with its first part stored: at 4 MiB/s, its next part is 2 s
+    // away, time enough to kill the run between its parts.
+    const local = (key: string) => statSync(path.join(box.dir, 'history', ...key.split('/').slice(1))).size;
+    let cut = false;
+    const poll = setInterval(() => {
+      void partsInFlight(rgw, bucket).then((inFlight) => {
+        cut ||= inFlight.some((u) => u.parts >= 1 && local(u.key) > 8 * 1024 * 1024);
+      });
+    }, 150);
+    try {
+      await waitUntil(() => cut, 'a multipart upload with a part stored', 300_000);
+    } finally {
+      clearInterval(poll);
+    }
+    child.kill('SIGKILL');
+    await done;
+    expect([...(await listKeys(rgw, bucket, 'box1/repo/snapshots/')).keys()]).toEqual([]);
+    const r = replicate(box);
+    expect(r[0]!.ok).toBe(true);
+    expect(r[0]!.resumed).toBeGreaterThanOrEqual(1);
+    expect(historyLog(box)).toMatch(/continuing a cut upload \([1-9]\d* part\(s\) there\)/);
+    expect(await openUploads(rgw, bucket)).toBe(0);
+    await checkS3Copy(box, bucket);
+  });
+
+  it('a flipped object is found by --verify-all and sent again', async () => {
+    const { box, bucket } = await s3Box();
+    replicate(box);
+    const data = [...(await listKeys(rgw, bucket, 'box1/repo/data/')).keys()];
+    const key = data[0]!;
+    const body = await getObject(rgw, bucket, key);
+    body[Math.floor(body.length / 2)]! ^= 0xff;
+    await putObject(rgw, bucket, key, body);
+    const verify = zh(box, ['history', 'verify', '--all']);
+    expect(verify.code, verify.stderr).toBe(ExitCode.verifyFailed);
+    const r = replicate(box, ['--verify-all']);
+    expect(r[1]!.repaired).toEqual([key.slice('box1/repo/'.length)]);
+    ok(zh(box, ['history', 'verify', '--all']));
+    await checkS3Copy(box, bucket);
+  });
+
+  it('the OSD stopped mid-run: the run ends unreachable within its timeouts, the next completes', async () => {
+    const { box, bucket } = await s3Box({ files: 30, size: 200_000, s3: {} });
+    box.config.history['connectTimeoutSeconds'] = 4;
+    box.config.history['retries'] = 0;
+    box.config.history.targets = [box.config.history.targets[1]!];
+    writeHistoryConfig(box);
+    const child = spawn(SEA, ['-c', box.configFile, 'history', 'replicate', '--bwlimit', '512'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LANG: 'C' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const code = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    try {
+      await waitUntil(() => historyLog(box).includes('file(s) to send'), 'the upload to start', 120_000);
+      stopOsd(rgw);
+      const stopped = Date.now();
+      // Bounds a hang (the bug this guards against): the run is killed rather than waited for.
+      const bound = setTimeout(() => child.kill('SIGKILL'), 100_000);
+      const exit = await code;
+      clearTimeout(bound);
+      expect(exit, stderr).toBe(ExitCode.remoteFailed);
+      expect(stderr).toMatch(/unreachable: no answer within the timeout/);
+      // 4 s of silence per request (no retry) once the OSD is gone: far from a hang.
+      expect(Date.now() - stopped).toBeLessThan(60_000);
+    } finally {
+      startOsd(rgw);
+    }
+    const r = replicate(box);
+    expect(r[0]!.ok).toBe(true);
+    await checkS3Copy(box, bucket);
+  }, 300_000);
+
+  it('a wrong secret, bucket or endpoint is refused before anything is sent; http:// needs --allow-http', async () => {
+    const box = makeHistoryBox(env, { files: 2, size: 1000 });
+    const bucket = await makeBucket(rgw);
+    const user = boxUser();
+    const before = readFileSync(box.configFile, 'utf8');
+    const add = (where: string, secret: string, extra: string[] = []) =>
+      zh(
+        box,
+        [
+          'history',
+          'target',
+          'add',
+          'obj',
+          where,
+          '--endpoint',
+          rgw.endpoint,
+          '--access-key-id',
+          user.accessKeyId,
+          '--secret-stdin',
+          ...extra,
+        ],
+        { input: `${secret}\n` },
+      );
+    const wrongSecret = add(`s3://${bucket}/box1`, 'not-the-secret', ['--allow-http']);
+    expect(wrongSecret.code, wrongSecret.stderr).toBe(ExitCode.remoteFailed);
+    expect(wrongSecret.stderr).toMatch(/authentication failed/);
+    const noBucket = add('s3://no-such-bucket-zs/box1', user.secretAccessKey, ['--allow-http']);
+    expect(noBucket.code, noBucket.stderr).toBe(ExitCode.remoteFailed);
+    expect(noBucket.stderr).toMatch(/bucket no-such-bucket-zs does not exist/);
+    const http = add(`s3://${bucket}/box1`, user.secretAccessKey);
+    expect(http.code, http.stderr).toBe(ExitCode.config);
+    expect(http.stderr).toMatch(/allowHttp/);
+    expect(readFileSync(box.configFile, 'utf8')).toBe(before);
+    for (const r of [wrongSecret, noBucket, http])
+      expect(`${r.stdout}${r.stderr}`).not.toContain(user.secretAccessKey);
+    // A configured target with a wrong secret: replication fails on the listing, nothing sent.
+    box.config.history.targets = [
+      s3Target(box, rgw, { ...user, secretAccessKey: 'wrong-secret-wrong-secret' }, bucket),
+    ];
+    writeHistoryConfig(box);
+    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    const rep = zh(box, ['history', 'replicate']);
+    expect(rep.code, rep.stderr).toBe(ExitCode.remoteFailed);
+    expect(rep.stderr).toMatch(/authentication failed/);
+    expect((await listKeys(rgw, bucket)).size).toBe(0);
+  });
+
+  it('as a user types it: history target add of an s3 target, then history replicate --json; the secret is nowhere', async () => {
+    const box = makeHistoryBox(env, { files: 4, size: 20_000 });
+    box.config.history.targets = [];
+    writeHistoryConfig(box);
+    const bucket = await makeBucket(rgw);
+    const user = boxUser();
+    const args = ['history', 'target', 'add', 'obj', `s3://${bucket}/site1/box7`, '--endpoint', rgw.endpoint];
+    const keyArgs = ['--access-key-id', user.accessKeyId, '--secret-stdin', '--allow-http'];
+    const dry = zh(box, ['--dry-run', ...args, ...keyArgs], { input: `${user.secretAccessKey}\n` });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(box.configFile, 'utf8')).history.targets).toEqual([]);
+    const added = ok(zh(box, [...args, ...keyArgs, '--json'], { input: `${user.secretAccessKey}\n` }));
+    expect(JSON.parse(added.stdout)).toEqual({ target: 'obj', added: true });
+    expect((await listKeys(rgw, bucket)).size).toBe(0);
+    const t = JSON.parse(readFileSync(box.configFile, 'utf8')).history.targets[0];
+    expect(t).toMatchObject({ name: 'obj', type: 's3', bucket, prefix: 'site1/box7/', allowHttp: true });
+    expect(t.secretAccessKey).toMatch(/^v1:/);
+    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    const rep = ok(zh(box, ['history', 'replicate', '--json']));
+    const r = JSON.parse(rep.stdout) as Report[];
+    expect(r).toMatchObject([{ target: 'obj', ok: true }]);
+    expect(r[0]!.uploaded).toBeGreaterThan(3);
+    const list = ok(zh(box, ['history', 'target', 'list']));
+    expect(list.stdout).toContain(`obj  s3 ${rgw.endpoint}/${bucket}/site1/box7/  access key`);
+    const show = ok(zh(box, ['config', 'show']));
+    for (const text of [
+      dry.stdout,
+      dry.stderr,
+      added.stdout,
+      added.stderr,
+      rep.stdout,
+      rep.stderr,
+      list.stdout,
+      show.stdout,
+      historyLog(box),
+      readFileSync(box.configFile, 'utf8'),
+    ])
+      expect(text).not.toContain(user.secretAccessKey);
+    expect([...(await listKeys(rgw, bucket, 'site1/box7/repo/snapshots/')).keys()]).toHaveLength(1);
+    // The probe left nothing behind.
+    expect([...(await listKeys(rgw, bucket)).keys()].filter((k) => k.includes('.zshield-probe'))).toEqual([]);
+  });
+});
