@@ -92,7 +92,7 @@ async function checkS3Copy(box: HistoryBox, bucket: string): Promise<string[]> {
 }
 
 describe('history on an S3 target (Ceph RGW 16)', () => {
-  it('take + replicate to an SFTP and an S3 target: both pass restic check --read-data; restore --from s3', async () => {
+  it('take + replicate to an SFTP and an S3 target: both pass restic check --read-data; a flipped object is found and sent again; restore --from s3', async () => {
     const { box, bucket, id } = await s3Box();
     const r = replicate(box);
     expect(r.map((x) => [x.target, x.ok])).toEqual([
@@ -103,13 +103,23 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     const keys = await listKeys(rgw, bucket, 'box1/');
     expect([...keys.keys()].some((k) => k.startsWith('box1/repo/snapshots/'))).toBe(true);
     expect([...keys.keys()].some((k) => k.startsWith('box1/catalog/'))).toBe(true);
-    expect(await checkS3Copy(box, bucket)).toContain(id);
     const a = resticOnCopy(box, box.destA);
     expect(a.check.code, a.check.stderr).toBe(0);
-    // A second run sends nothing and checks a share by reading it back.
+    // One byte of a pack flipped on the store (same size: only reading it back finds it).
+    const key = [...keys.keys()].find((k) => k.startsWith('box1/repo/data/'))!;
+    const body = await getObject(rgw, bucket, key);
+    body[Math.floor(body.length / 2)]! ^= 0xff;
+    await putObject(rgw, bucket, key, body);
+    const verify = zh(box, ['history', 'verify', '--all']);
+    expect(verify.code, verify.stderr).toBe(ExitCode.verifyFailed);
+    expect(verify.stderr).toContain(key.slice('box1/repo/'.length));
+    // --verify-all reads every file back, finds it and sends it again; nothing else is sent.
     const again = replicate(box, ['--verify-all']);
     expect(again[1]!.uploaded).toBe(0);
     expect(again[1]!.verified).toBe([...keys.keys()].filter((k) => k.startsWith('box1/repo/')).length);
+    expect(again[1]!.repaired).toEqual([key.slice('box1/repo/'.length)]);
+    ok(zh(box, ['history', 'verify', '--all']));
+    expect(await checkS3Copy(box, bucket)).toContain(id);
     // Status: the S3 target's place and no lag.
     const st = JSON.parse(ok(zh(box, ['history', 'status', '--json'])).stdout) as {
       targets: { name: string; where: string; lacks: number }[];
@@ -127,8 +137,8 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     // One large incompressible file: restic packs of ~16 MiB, sent in parts of 8 MiB above 5 MiB.
     const { box, bucket } = await s3Box({
       files: 1,
-      size: 40 * 1024 * 1024,
-      imageMiB: 96,
+      size: 24 * 1024 * 1024,
+      imageMiB: 64,
       s3: { multipartAboveMiB: 5 },
     });
     box.config.history.targets = [box.config.history.targets[1]!];
@@ -160,22 +170,6 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     expect(r[0]!.resumed).toBeGreaterThanOrEqual(1);
     expect(historyLog(box)).toMatch(/continuing a cut upload \([1-9]\d* part\(s\) there\)/);
     expect(await openUploads(rgw, bucket)).toBe(0);
-    await checkS3Copy(box, bucket);
-  });
-
-  it('a flipped object is found by --verify-all and sent again', async () => {
-    const { box, bucket } = await s3Box();
-    replicate(box);
-    const data = [...(await listKeys(rgw, bucket, 'box1/repo/data/')).keys()];
-    const key = data[0]!;
-    const body = await getObject(rgw, bucket, key);
-    body[Math.floor(body.length / 2)]! ^= 0xff;
-    await putObject(rgw, bucket, key, body);
-    const verify = zh(box, ['history', 'verify', '--all']);
-    expect(verify.code, verify.stderr).toBe(ExitCode.verifyFailed);
-    const r = replicate(box, ['--verify-all']);
-    expect(r[1]!.repaired).toEqual([key.slice('box1/repo/'.length)]);
-    ok(zh(box, ['history', 'verify', '--all']));
     await checkS3Copy(box, bucket);
   });
 
@@ -214,12 +208,14 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     await checkS3Copy(box, bucket);
   }, 300_000);
 
-  it('a wrong secret, bucket or endpoint is refused before anything is sent; http:// needs --allow-http', async () => {
-    const box = makeHistoryBox(env, { files: 2, size: 1000 });
+  it('as a user types it: history target add of an s3 target (a wrong secret, bucket or http:// refused first), then history replicate --json; the secret is nowhere', async () => {
+    const box = makeHistoryBox(env, { files: 4, size: 20_000 });
+    box.config.history.targets = [];
+    writeHistoryConfig(box);
     const bucket = await makeBucket(rgw);
     const user = boxUser();
     const before = readFileSync(box.configFile, 'utf8');
-    const add = (where: string, secret: string, extra: string[] = []) =>
+    const add = (where: string, secret: string, extra: string[]) =>
       zh(
         box,
         [
@@ -237,43 +233,26 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
         ],
         { input: `${secret}\n` },
       );
-    const wrongSecret = add(`s3://${bucket}/box1`, 'not-the-secret', ['--allow-http']);
+    const where = `s3://${bucket}/site1/box7`;
+    // Refused before anything is written anywhere: one clear error each.
+    const wrongSecret = add(where, 'not-the-secret', ['--allow-http']);
     expect(wrongSecret.code, wrongSecret.stderr).toBe(ExitCode.remoteFailed);
     expect(wrongSecret.stderr).toMatch(/authentication failed/);
     const noBucket = add('s3://no-such-bucket-zs/box1', user.secretAccessKey, ['--allow-http']);
     expect(noBucket.code, noBucket.stderr).toBe(ExitCode.remoteFailed);
     expect(noBucket.stderr).toMatch(/bucket no-such-bucket-zs does not exist/);
-    const http = add(`s3://${bucket}/box1`, user.secretAccessKey);
+    const http = add(where, user.secretAccessKey, []);
     expect(http.code, http.stderr).toBe(ExitCode.config);
     expect(http.stderr).toMatch(/allowHttp/);
     expect(readFileSync(box.configFile, 'utf8')).toBe(before);
-    for (const r of [wrongSecret, noBucket, http])
-      expect(`${r.stdout}${r.stderr}`).not.toContain(user.secretAccessKey);
-    // A configured target with a wrong secret: replication fails on the listing, nothing sent.
-    box.config.history.targets = [
-      s3Target(box, rgw, { ...user, secretAccessKey: 'wrong-secret-wrong-secret' }, bucket),
-    ];
-    writeHistoryConfig(box);
-    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
-    const rep = zh(box, ['history', 'replicate']);
-    expect(rep.code, rep.stderr).toBe(ExitCode.remoteFailed);
-    expect(rep.stderr).toMatch(/authentication failed/);
     expect((await listKeys(rgw, bucket)).size).toBe(0);
-  });
-
-  it('as a user types it: history target add of an s3 target, then history replicate --json; the secret is nowhere', async () => {
-    const box = makeHistoryBox(env, { files: 4, size: 20_000 });
-    box.config.history.targets = [];
-    writeHistoryConfig(box);
-    const bucket = await makeBucket(rgw);
-    const user = boxUser();
-    const args = ['history', 'target', 'add', 'obj', `s3://${bucket}/site1/box7`, '--endpoint', rgw.endpoint];
-    const keyArgs = ['--access-key-id', user.accessKeyId, '--secret-stdin', '--allow-http'];
-    const dry = zh(box, ['--dry-run', ...args, ...keyArgs], { input: `${user.secretAccessKey}\n` });
+    // The dry run checks the key and changes nothing; then the real one.
+    const dry = add(where, user.secretAccessKey, ['--dry-run', '--allow-http']);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(box.configFile, 'utf8')).history.targets).toEqual([]);
-    const added = ok(zh(box, [...args, ...keyArgs, '--json'], { input: `${user.secretAccessKey}\n` }));
+    expect(readFileSync(box.configFile, 'utf8')).toBe(before);
+    const added = ok(add(where, user.secretAccessKey, ['--allow-http', '--json']));
     expect(JSON.parse(added.stdout)).toEqual({ target: 'obj', added: true });
+    // The probe left nothing behind.
     expect((await listKeys(rgw, bucket)).size).toBe(0);
     const t = JSON.parse(readFileSync(box.configFile, 'utf8')).history.targets[0];
     expect(t).toMatchObject({ name: 'obj', type: 's3', bucket, prefix: 'site1/box7/', allowHttp: true });
@@ -283,24 +262,30 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     const r = JSON.parse(rep.stdout) as Report[];
     expect(r).toMatchObject([{ target: 'obj', ok: true }]);
     expect(r[0]!.uploaded).toBeGreaterThan(3);
+    expect([...(await listKeys(rgw, bucket, 'site1/box7/repo/snapshots/')).keys()]).toHaveLength(1);
     const list = ok(zh(box, ['history', 'target', 'list']));
     expect(list.stdout).toContain(`obj  s3 ${rgw.endpoint}/${bucket}/site1/box7/  access key`);
     const show = ok(zh(box, ['config', 'show']));
-    for (const text of [
-      dry.stdout,
-      dry.stderr,
-      added.stdout,
-      added.stderr,
-      rep.stdout,
-      rep.stderr,
-      list.stdout,
-      show.stdout,
-      historyLog(box),
-      readFileSync(box.configFile, 'utf8'),
-    ])
-      expect(text).not.toContain(user.secretAccessKey);
-    expect([...(await listKeys(rgw, bucket, 'site1/box7/repo/snapshots/')).keys()]).toHaveLength(1);
-    // The probe left nothing behind.
-    expect([...(await listKeys(rgw, bucket)).keys()].filter((k) => k.includes('.zshield-probe'))).toEqual([]);
+    // A configured target whose secret is wrong: the listing fails, nothing is sent.
+    const stored = await listKeys(rgw, bucket);
+    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    box.config = JSON.parse(readFileSync(box.configFile, 'utf8'));
+    box.config.history.targets = [
+      {
+        ...t,
+        secretAccessKey: s3Target(box, rgw, { ...user, secretAccessKey: 'wrong-secret-x' }, bucket)[
+          'secretAccessKey'
+        ],
+      },
+    ];
+    writeHistoryConfig(box);
+    const bad = zh(box, ['history', 'replicate', '--json']);
+    expect(bad.code, bad.stderr).toBe(ExitCode.remoteFailed);
+    expect(bad.stderr).toMatch(/obj: .*authentication failed/);
+    expect(await listKeys(rgw, bucket)).toEqual(stored);
+    for (const x of [wrongSecret, noBucket, http, dry, added, rep, list, show, bad])
+      expect(`${x.stdout}${x.stderr}`).not.toContain(user.secretAccessKey);
+    expect(historyLog(box)).not.toContain(user.secretAccessKey);
+    expect(readFileSync(box.configFile, 'utf8')).not.toContain(user.secretAccessKey);
   });
 });
