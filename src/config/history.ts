@@ -92,6 +92,12 @@ export const s3TargetSchema = z
       .regex(/^[A-Za-z0-9+/=_-]{3,128}$/, 'must be an access key id')
       .describe("the access key id of the box's user"),
     secretAccessKey: ciphertext.describe('its secret access key, encrypted with history.keyFile'),
+    appendOnly: z
+      .boolean()
+      .default(false)
+      .describe(
+        "the store denies this key every delete (a bucket policy, README): replication never deletes there, the vendor's prune credential does",
+      ),
     multipartAboveMiB: z
       .number()
       .int()

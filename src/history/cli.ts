@@ -286,6 +286,7 @@ async function addS3Target(kit: CommandKit, a: GlobalArgs & Record<string, unkno
     accessKeyId: String(a['access-key-id']),
     secretAccessKey,
     allowHttp: Boolean(a['allow-http']),
+    appendOnly: Boolean(a['append-only']),
     ...(a['region'] !== undefined ? { region: String(a['region']) } : {}),
   });
   if (a['json']) printJson(out, { target: String(a['name']), added: !ctx.dryRun });
@@ -342,6 +343,12 @@ function historyTargetCommand(kit: CommandKit): CliCommand {
                   type: 'boolean',
                   default: false,
                   describe: 's3: accept an http:// endpoint (no TLS)',
+                })
+                .option('append-only', {
+                  type: 'boolean',
+                  default: false,
+                  describe:
+                    "s3: the bucket's policy denies this key every delete (checked); replication never deletes there",
                 }),
             ),
           async (a) => {

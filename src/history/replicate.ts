@@ -97,6 +97,8 @@ export interface TargetReport {
   sent: number;
   resumed: number;
   deleted: number;
+  /** Append-only target: files the local repository no longer has, left there (not deleted). */
+  kept: number;
   verified: number;
   repaired: string[];
   newest: string | null;
@@ -330,6 +332,7 @@ function emptyReport(target: string): TargetReport {
     sent: 0,
     resumed: 0,
     deleted: 0,
+    kept: 0,
     verified: 0,
     repaired: [],
     newest: null,
@@ -360,9 +363,11 @@ async function replicateOne(
   const report = emptyReport(name);
   let behind = plan.bytesBehind;
   const damagedNames = new Set(plan.damaged.map((d) => d.file.name));
-  for (const name of damagedNames) await store.remove(name);
+  if (!store.appendOnly) for (const name of damagedNames) await store.remove(name);
   for (const f of plan.uploads) {
-    const r = await store.put(path.join(repo, ...f.name.split('/')), f);
+    const r = await store.put(path.join(repo, ...f.name.split('/')), f, {
+      replace: damagedNames.has(f.name),
+    });
     report.uploaded++;
     report.sent += r.sent;
     if (r.resumedFrom > 0) report.resumed++;
@@ -376,10 +381,17 @@ async function replicateOne(
       });
     }
   }
-  for (const f of plan.deletes) {
-    await store.remove(f.name);
-    report.deleted++;
-  }
+  if (store.appendOnly && plan.deletes.length) {
+    // The box's key cannot delete there (that is the point): the vendor's prune credential does.
+    report.kept = plan.deletes.length;
+    ctx.log.warn(
+      `history: ${store.label}: append-only: ${plan.deletes.length} file(s) the local repository no longer has are left there (${formatBytes(plan.deletes.reduce((n, f) => n + f.size, 0))}); the store's prune credential removes them`,
+    );
+  } else
+    for (const f of plan.deletes) {
+      await store.remove(f.name);
+      report.deleted++;
+    }
   const state = updateTarget(ctx.writes, h.dir, name, () => {});
   const share = opts.verifyAll
     ? { files: plan.present, next: 0 }
@@ -417,8 +429,8 @@ async function verifyFiles(
     damaged.push(f.name);
     ctx.log.error(`history: ${store.label}: ${f.name} is damaged (SHA-256 ${got})`);
     if (repair) {
-      await store.remove(f.name);
-      await store.put(local, f);
+      if (!store.appendOnly) await store.remove(f.name);
+      await store.put(local, f, { replace: true });
       ctx.log.warn(`history: ${store.label}: ${f.name} sent again from the local repository`);
     }
   }
@@ -612,7 +624,7 @@ function printReports(ctx: Context, reports: readonly TargetReport[]): void {
       continue;
     }
     ctx.out.print(
-      `  ${r.target}: ${r.uploaded} file(s) sent (${formatBytes(r.sent)}${r.resumed ? `, ${r.resumed} resumed` : ''}), ${r.deleted} removed, ${r.verified} verified${r.repaired.length ? `, ${r.repaired.length} damaged and sent again` : ''}; newest ${r.newest ?? 'none'}`,
+      `  ${r.target}: ${r.uploaded} file(s) sent (${formatBytes(r.sent)}${r.resumed ? `, ${r.resumed} resumed` : ''}), ${r.deleted} removed${r.kept ? `, ${r.kept} left (append-only target: its prune credential removes them)` : ''}, ${r.verified} verified${r.repaired.length ? `, ${r.repaired.length} damaged and sent again` : ''}; newest ${r.newest ?? 'none'}`,
     );
   }
 }

@@ -29,6 +29,12 @@ import {
 /** Parts of a multipart upload (the S3 minimum is 5 MiB, but for the last). */
 export const PART_BYTES = 8 * 1024 * 1024;
 
+/**
+ * An object belongs to the user who wrote it (RGW, and S3 without BucketOwnerEnforced): the
+ * bucket's owner (the vendor: its prune credential, a fleet view) could delete it but not read it.
+ */
+const OWNER_ACL = 'bucket-owner-full-control';
+
 const md5 = (b: Buffer) => createHash('md5').update(b).digest();
 
 /** The ETag S3 gives a multipart object: the MD5 of the parts' binary MD5s, then `-N`. */
@@ -38,6 +44,7 @@ export function multipartEtag(partMd5s: readonly Buffer[]): string {
 
 export class S3Store implements Store {
   readonly label: string;
+  readonly appendOnly: boolean;
   private readonly repoPrefix: string;
   private readonly catalogPrefix: string;
   private readonly secret: string;
@@ -51,6 +58,7 @@ export class S3Store implements Store {
     private readonly limiter: RateLimiter | null = null,
   ) {
     this.label = `${cfg.name} (s3 ${cfg.endpoint.replace(/\/+$/, '')}/${cfg.bucket}/${cfg.prefix})`;
+    this.appendOnly = cfg.appendOnly;
     this.repoPrefix = `${cfg.prefix}repo/`;
     this.catalogPrefix = `${cfg.prefix}catalog/`;
     this.timeoutMs = history.connectTimeoutSeconds * 1000;
@@ -107,9 +115,11 @@ export class S3Store implements Store {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async put(localPath: string, file: RepoFile): Promise<PutResult> {
+  async put(localPath: string, file: RepoFile, opts: { replace?: boolean } = {}): Promise<PutResult> {
     const key = this.repoPrefix + file.name;
-    if (file.size > this.cfg.multipartAboveMiB * 1024 * 1024) return this.putParts(localPath, file, key);
+    const replace = opts.replace === true;
+    if (file.size > this.cfg.multipartAboveMiB * 1024 * 1024)
+      return this.putParts(localPath, file, key, replace);
     const body = await readFile(localPath);
     if (body.length !== file.size)
       throw new VerifyError(`${file.name}: ${body.length} bytes here, ${file.size} listed: it changed`);
@@ -125,9 +135,11 @@ export class S3Store implements Store {
             Body: body,
             ContentLength: body.length,
             ContentMD5: sum.toString('base64'),
+            ACL: OWNER_ACL,
             // Create only: a file a store holds is never replaced by a write (content-addressed,
-            // so one already there is either this very file or damage the check below finds).
-            IfNoneMatch: '*',
+            // so one already there is either this very file or damage the check below finds),
+            // but for the damaged copy a repair replaces on purpose.
+            ...(replace ? {} : { IfNoneMatch: '*' }),
           }),
           this.opts(),
         );
@@ -141,7 +153,12 @@ export class S3Store implements Store {
   }
 
   /** A file in parts: an upload left by a cut run is continued (its parts checked by MD5). */
-  private async putParts(localPath: string, file: RepoFile, key: string): Promise<PutResult> {
+  private async putParts(
+    localPath: string,
+    file: RepoFile,
+    key: string,
+    replace: boolean,
+  ): Promise<PutResult> {
     const { uploadId, done } = await this.openUpload(key, file.name);
     const fh = await open(localPath, 'r');
     const parts: { PartNumber: number; ETag: string }[] = [];
@@ -188,7 +205,7 @@ export class S3Store implements Store {
     } finally {
       await fh.close();
     }
-    await this.completeUpload(key, file.name, uploadId, parts);
+    await this.completeUpload(key, file.name, uploadId, parts, replace);
     await this.checkStored(file, key, multipartEtag(sums));
     return { sent, resumedFrom };
   }
@@ -231,7 +248,10 @@ export class S3Store implements Store {
       return { uploadId, done };
     }
     const made = await this.send(`start the upload of ${name}`, ({ s3, sdk }) =>
-      s3.send(new sdk.CreateMultipartUploadCommand({ Bucket: this.cfg.bucket, Key: key }), this.opts()),
+      s3.send(
+        new sdk.CreateMultipartUploadCommand({ Bucket: this.cfg.bucket, Key: key, ACL: OWNER_ACL }),
+        this.opts(),
+      ),
     );
     return { uploadId: made.UploadId!, done };
   }
@@ -241,10 +261,11 @@ export class S3Store implements Store {
     name: string,
     uploadId: string,
     parts: { PartNumber: number; ETag: string }[],
+    replace: boolean,
   ): Promise<void> {
     // RGW 16 ignores If-None-Match on the completion (it would overwrite): look first. A file that
     // appeared meanwhile is checked as it is, and this upload dropped.
-    if (await this.head(key, name)) {
+    if (!replace && (await this.head(key, name))) {
       await this.abortUpload(key, name, uploadId);
       return;
     }
@@ -331,6 +352,7 @@ export class S3Store implements Store {
           Body: body,
           ContentLength: body.length,
           ContentMD5: sum.toString('base64'),
+          ACL: OWNER_ACL,
         }),
         this.opts(),
       ),

@@ -8,7 +8,7 @@ import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { encryptPassword, newKey, readKeyFile, writeKeyFile } from '../remote/index.js';
 import { writeHistorySettings } from './init.js';
-import { loadSdk, makeClient, s3Error } from './s3-client.js';
+import { loadSdk, makeClient, s3Error, statusOf } from './s3-client.js';
 import { rawTargets } from './targets.js';
 
 /**
@@ -39,6 +39,8 @@ export interface AddS3TargetOptions {
   accessKeyId: string;
   secretAccessKey: string;
   allowHttp: boolean;
+  /** The store's policy denies this key every delete: checked (a delete must be refused), then kept. */
+  appendOnly: boolean;
 }
 
 export async function runS3TargetAdd(ctx: Context, opts: AddS3TargetOptions): Promise<void> {
@@ -50,27 +52,7 @@ export async function runS3TargetAdd(ctx: Context, opts: AddS3TargetOptions): Pr
     throw new RefusedError(`history target ${opts.name} exists already`, {
       hint: `zshield history target remove ${opts.name} first`,
     });
-  const entry: Record<string, unknown> = {
-    name: opts.name,
-    type: 's3',
-    endpoint: opts.endpoint,
-    bucket: opts.spec.bucket,
-    prefix: opts.spec.prefix,
-    accessKeyId: opts.accessKeyId,
-    ...(opts.region !== undefined ? { region: opts.region } : {}),
-    ...(opts.allowHttp ? { allowHttp: true } : {}),
-  };
-  // What the config will hold, checked by the schema now (a plain http:// endpoint stops here).
-  const parsed = s3TargetSchema.safeParse({ ...entry, secretAccessKey: 'v1:00000000:AA==' });
-  if (!parsed.success)
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({
-        where: `history target ${opts.name}: ${i.path.join('.') || 'endpoint'}`,
-        message: i.message,
-      })),
-      { hint: 'an http:// endpoint (no TLS) needs --allow-http' },
-    );
-  const cfg: S3TargetConfig = parsed.data;
+  const { entry, cfg } = targetEntry(opts);
   const where = targetWhere(cfg);
   const label = `${opts.name} (${where})`;
   const client = () =>
@@ -96,7 +78,9 @@ export async function runS3TargetAdd(ctx: Context, opts: AddS3TargetOptions): Pr
     ],
     steps: [
       {
-        title: `check write access: write a file under ${cfg.prefix || 'the bucket'} and remove it`,
+        title: cfg.appendOnly
+          ? `check write access and that deletes are refused: write a file under ${cfg.prefix || 'the bucket'} (it stays) and try to remove it`
+          : `check write access: write a file under ${cfg.prefix || 'the bucket'} and remove it`,
         edit: {
           files: [`${where}.zshield-probe-*`],
           apply: () => probeWrite(ctx, cfg, label, client),
@@ -121,6 +105,31 @@ export async function runS3TargetAdd(ctx: Context, opts: AddS3TargetOptions): Pr
   await runPlan(ctx, plan, { confirm: 'none', show: 'out' });
 }
 
+/** The config entry (its secret still to encrypt), checked by the schema now: an http:// endpoint stops here. */
+function targetEntry(opts: AddS3TargetOptions): { entry: Record<string, unknown>; cfg: S3TargetConfig } {
+  const entry: Record<string, unknown> = {
+    name: opts.name,
+    type: 's3',
+    endpoint: opts.endpoint,
+    bucket: opts.spec.bucket,
+    prefix: opts.spec.prefix,
+    accessKeyId: opts.accessKeyId,
+    ...(opts.region !== undefined ? { region: opts.region } : {}),
+    ...(opts.allowHttp ? { allowHttp: true } : {}),
+    ...(opts.appendOnly ? { appendOnly: true } : {}),
+  };
+  const parsed = s3TargetSchema.safeParse({ ...entry, secretAccessKey: 'v1:00000000:AA==' });
+  if (!parsed.success)
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({
+        where: `history target ${opts.name}: ${i.path.join('.') || 'endpoint'}`,
+        message: i.message,
+      })),
+      { hint: 'an http:// endpoint (no TLS) needs --allow-http' },
+    );
+  return { entry, cfg: parsed.data };
+}
+
 type ClientMaker = () => ReturnType<typeof makeClient>;
 
 /** The key lists the bucket: the endpoint answers, the key signs, the bucket exists. */
@@ -142,7 +151,10 @@ async function probeList(
   }
 }
 
-/** The key writes under the prefix (with Content-MD5, as every upload) and removes what it wrote. */
+/**
+ * The key writes under the prefix (with Content-MD5, as every upload) and removes what it wrote;
+ * on an append-only target that removal must be refused.
+ */
 async function probeWrite(
   ctx: Context,
   cfg: S3TargetConfig,
@@ -163,10 +175,28 @@ async function probeWrite(
       }),
       { abortSignal: ctx.signal },
     );
+  } catch (err) {
+    s3.destroy();
+    throw s3Error(err, cfg, label, 'write a test file');
+  }
+  try {
     await s3.send(new sdk.DeleteObjectCommand({ Bucket: cfg.bucket, Key: key }), { abortSignal: ctx.signal });
   } catch (err) {
-    throw s3Error(err, cfg, label, 'write a test file');
+    if (cfg.appendOnly && statusOf(err) === 403) {
+      ctx.out.print(
+        `deletes are refused to key ${cfg.accessKeyId}, as on an append-only target (${key} stays)`,
+      );
+      return;
+    }
+    throw s3Error(err, cfg, label, 'remove the test file');
   } finally {
     s3.destroy();
   }
+  if (cfg.appendOnly)
+    throw new RefusedError(
+      `${label}: key ${cfg.accessKeyId} removed ${key}: the store lets it delete, so the target is not append-only`,
+      {
+        hint: "the bucket's policy must deny this key s3:DeleteObject and s3:DeleteObjectVersion (README: an S3 target)",
+      },
+    );
 }

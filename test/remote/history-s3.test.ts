@@ -2,10 +2,21 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectVersionsCommand,
+  PutBucketPolicyCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { ExitCode } from '../../src/errors.js';
+import { listLocalRepo } from '../../src/history/repo-store.js';
 import {
   type HistoryBox,
+  changeTree,
   historyLog,
+  randomData,
   makeHistoryBox,
   resticOnCopy,
   takeFingerprint,
@@ -13,8 +24,9 @@ import {
   zh,
 } from './history-lib.js';
 import { SEA, waitUntil } from './lib.js';
-import { type RgwEnv, type S3User, startOsd, stopOsd } from './rgw.js';
+import { makeS3User, type RgwEnv, type S3User, startOsd, stopOsd } from './rgw.js';
 import {
+  appendOnlyPolicy,
   copyRepoOut,
   getObject,
   listKeys,
@@ -22,6 +34,7 @@ import {
   openUploads,
   partsInFlight,
   putObject,
+  s3As,
   s3Target,
 } from './s3-lib.js';
 
@@ -43,6 +56,7 @@ interface Report {
   sent: number;
   resumed: number;
   deleted: number;
+  kept: number;
   verified: number;
   repaired: string[];
   error: string | null;
@@ -287,5 +301,94 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
       expect(`${x.stdout}${x.stderr}`).not.toContain(user.secretAccessKey);
     expect(historyLog(box)).not.toContain(user.secretAccessKey);
     expect(readFileSync(box.configFile, 'utf8')).not.toContain(user.secretAccessKey);
+  });
+
+  it('append-only by the bucket policy (RGW 16): the box key cannot delete, replication never deletes and says so; the prune credential can', async () => {
+    const owner = rgw.admin;
+    const boxKey = makeS3User(rgw, `box-ao-${process.pid}`);
+    const bucket = await makeBucket(rgw);
+    const s3 = s3As(rgw, owner);
+    await s3.send(
+      new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+    await s3.send(
+      new PutBucketPolicyCommand({ Bucket: bucket, Policy: appendOnlyPolicy(bucket, 'box1/', boxKey.uid) }),
+    );
+    const box = makeHistoryBox(env, { files: 6, size: 30_000 });
+    box.config.history.targets = [];
+    box.config.history['keep'] = { daily: 1, weekly: 0, monthly: 0 };
+    writeHistoryConfig(box);
+    const added = zh(
+      box,
+      ['history', 'target', 'add', 'ao', `s3://${bucket}/box1`, '--endpoint', rgw.endpoint].concat([
+        '--access-key-id',
+        boxKey.accessKeyId,
+        '--secret-stdin',
+        '--allow-http',
+        '--append-only',
+      ]),
+      { input: `${boxKey.secretAccessKey}\n` },
+    );
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/deletes are refused to key/);
+    box.config = JSON.parse(readFileSync(box.configFile, 'utf8'));
+    const first = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    expect(replicate(box)[0]!.ok).toBe(true);
+    changeTree(box, { f0: randomData(30_000), g1: randomData(30_000) });
+    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree]));
+    // keep.daily 1: the first backup is forgotten and pruned here; the target keeps its files.
+    const pruned = JSON.parse(ok(zh(box, ['history', 'prune', '--json'])).stdout) as {
+      forgotten: string[];
+      replication: Report[];
+    };
+    expect(pruned.forgotten).toEqual([first]);
+    expect(pruned.replication[0]).toMatchObject({ target: 'ao', ok: true, deleted: 0 });
+    expect(pruned.replication[0]!.kept).toBeGreaterThan(0);
+    expect(historyLog(box)).toMatch(
+      /append-only: \d+ file\(s\) the local repository no longer has are left there/,
+    );
+    const listed = await listKeys(rgw, bucket, 'box1/repo/');
+    expect([...listed.keys()]).toContain(`box1/repo/snapshots/${first}`);
+    // The box's own key: no delete (with or without a version), no policy or versioning change.
+    const asBox = s3As(rgw, boxKey);
+    const snapKey = `box1/repo/snapshots/${first}`;
+    const versions = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: snapKey }));
+    const v0 = versions.Versions![0]!.VersionId!;
+    const denied = async (p: Promise<unknown>) => {
+      const err = await p.then(
+        () => null,
+        (e: unknown) => e as { $metadata?: { httpStatusCode?: number } },
+      );
+      expect(err?.$metadata?.httpStatusCode).toBe(403);
+    };
+    await denied(asBox.send(new DeleteObjectCommand({ Bucket: bucket, Key: snapKey })));
+    await denied(asBox.send(new DeleteObjectCommand({ Bucket: bucket, Key: snapKey, VersionId: v0 })));
+    await denied(
+      asBox.send(
+        new PutBucketPolicyCommand({ Bucket: bucket, Policy: '{"Version":"2012-10-17","Statement":[]}' }),
+      ),
+    );
+    await denied(
+      asBox.send(
+        new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Suspended' } }),
+      ),
+    );
+    // A PUT over a listed file is allowed, and only adds a version: the earlier one is still there.
+    const original = await getObject(rgw, bucket, snapKey);
+    await asBox.send(new PutObjectCommand({ Bucket: bucket, Key: snapKey, Body: Buffer.from('garbage') }));
+    const old = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: snapKey, VersionId: v0 }));
+    expect(Buffer.from(await old.Body!.transformToByteArray())).toEqual(original);
+    expect(await listKeys(rgw, bucket, 'box1/repo/')).toEqual(new Map([...listed, [snapKey, 7]]));
+    asBox.destroy();
+    // The prune credential (the owner, never on the box) removes exactly what the box no longer has.
+    const local = new Set(
+      listLocalRepo(path.join(box.dir, 'history', 'repo')).map((f) => `box1/repo/${f.name}`),
+    );
+    const gone = [...listed.keys()].filter((k) => !local.has(k));
+    expect(gone.length).toBe(pruned.replication[0]!.kept);
+    for (const k of gone) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: k }));
+    s3.destroy();
+    expect([...(await listKeys(rgw, bucket, 'box1/repo/')).keys()].sort()).toEqual([...local].sort());
+    await checkS3Copy(box, bucket);
   });
 });

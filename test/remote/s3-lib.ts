@@ -107,6 +107,48 @@ export async function copyRepoOut(rgw: RgwEnv, bucket: string, prefix: string, d
   }
 }
 
+/**
+ * The append-only policy of README "An S3 target": the box's user may list, read and write under its
+ * prefix and may not delete anything, any version, or change the bucket's policy or versioning;
+ * the bucket's owner (the vendor's prune credential) may do all.
+ */
+export function appendOnlyPolicy(bucket: string, prefix: string, boxUid: string): string {
+  const box = { AWS: [`arn:aws:iam:::user/${boxUid}`] };
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'BoxLists',
+        Effect: 'Allow',
+        Principal: box,
+        Action: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
+        Resource: [`arn:aws:s3:::${bucket}`],
+      },
+      {
+        Sid: 'BoxReadsAndWrites',
+        Effect: 'Allow',
+        Principal: box,
+        Action: ['s3:GetObject', 's3:PutObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+        Resource: [`arn:aws:s3:::${bucket}/${prefix}*`],
+      },
+      {
+        Sid: 'BoxNeverDeletes',
+        Effect: 'Deny',
+        Principal: box,
+        Action: [
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:PutBucketPolicy',
+          's3:DeleteBucketPolicy',
+          's3:PutBucketVersioning',
+          's3:PutLifecycleConfiguration',
+        ],
+        Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
+      },
+    ],
+  });
+}
+
 /** An S3 target entry for a box's config, its secret encrypted with the box's history key file. */
 export function s3Target(
   box: HistoryBox,
