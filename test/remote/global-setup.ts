@@ -34,6 +34,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await remote.stop();
     throw err;
   }
+  if (cluster)
+    process.stderr.write(
+      `remote: Ceph RGW on ${cluster.env.endpoint} (mon, osd, radosgw) up in ${cluster.env.startSeconds.toFixed(1)} s\n`,
+    );
   project.provide('remote', remote.env);
   project.provide('rgw', cluster?.env ?? null);
   return async () => {
