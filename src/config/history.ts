@@ -64,6 +64,37 @@ export type SftpTargetConfig = z.output<typeof sftpTargetSchema>;
 export const s3TargetSchema = z
   .object({
     name: targetName.describe('a short name for messages, status and the catalog'),
+    ...s3Fields(),
+    accessKeyId: z
+      .string()
+      .regex(/^[A-Za-z0-9+/=_-]{3,128}$/, 'must be an access key id')
+      .describe("the access key id of the box's user"),
+    secretAccessKey: ciphertext.describe('its secret access key, encrypted with history.keyFile'),
+    appendOnly: z
+      .boolean()
+      .default(false)
+      .describe(
+        "the store denies this key every delete (a bucket policy, README): replication never deletes there, the vendor's prune credential does",
+      ),
+    multipartAboveMiB: z
+      .number()
+      .int()
+      .min(5)
+      .max(5120)
+      .default(64)
+      .describe('files larger than this go up in parts of 8 MiB (a cut upload resumes by part)'),
+  })
+  .strict()
+  .refine(httpAllowed, { message: 'an http:// endpoint needs allowHttp: true', path: ['allowHttp'] });
+
+/** An http:// endpoint only when allowed by name: the keys sign, but the data travels in clear. */
+export function httpAllowed(t: { allowHttp: boolean; endpoint: string }): boolean {
+  return t.allowHttp || t.endpoint.startsWith('https://');
+}
+
+/** Where an S3 store is (shared with the recovery file, whose secret is in clear). */
+export function s3Fields() {
+  return {
     type: z.literal('s3').describe('s3'),
     endpoint: z
       .url({ protocol: /^https?$/, error: 'must be an http(s):// URL' })
@@ -87,30 +118,8 @@ export const s3TargetSchema = z
       .regex(/^[a-z0-9-]{1,32}$/)
       .default('us-east-1')
       .describe('the region the requests are signed for (any for Ceph)'),
-    accessKeyId: z
-      .string()
-      .regex(/^[A-Za-z0-9+/=_-]{3,128}$/, 'must be an access key id')
-      .describe("the access key id of the box's user"),
-    secretAccessKey: ciphertext.describe('its secret access key, encrypted with history.keyFile'),
-    appendOnly: z
-      .boolean()
-      .default(false)
-      .describe(
-        "the store denies this key every delete (a bucket policy, README): replication never deletes there, the vendor's prune credential does",
-      ),
-    multipartAboveMiB: z
-      .number()
-      .int()
-      .min(5)
-      .max(5120)
-      .default(64)
-      .describe('files larger than this go up in parts of 8 MiB (a cut upload resumes by part)'),
-  })
-  .strict()
-  .refine((t) => t.allowHttp || t.endpoint.startsWith('https://'), {
-    message: 'an http:// endpoint needs allowHttp: true',
-    path: ['allowHttp'],
-  });
+  };
+}
 
 export type S3TargetConfig = z.output<typeof s3TargetSchema>;
 export type TargetConfig = SftpTargetConfig | S3TargetConfig;
