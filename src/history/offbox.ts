@@ -151,6 +151,9 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
   return { ...ctx.config, history };
 }
 
+/** Where the repository is, as the wrong-password message names it (`host:/dir`, or the S3 place). */
+const repoPlace = (t: TargetConfig) => (t.type === 's3' ? targetWhere(t) : `${t.server}:${t.directory}`);
+
 /** The recovery file's target as a history target, its secret encrypted with the scratch key. */
 function stagedTarget(ctx: Context, t: RecoveryFile['target'], key: Buffer, dir: string): TargetConfig {
   if (t.type === 's3') {
@@ -239,7 +242,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
         [
           {
             where,
-            message: `repositoryPassword: the password does not open the repository on ${targetWhere(staged.config.history.targets[0]!)}`,
+            message: `repositoryPassword: the password does not open the repository on ${repoPlace(staged.config.history.targets[0]!)}`,
           },
         ],
         {

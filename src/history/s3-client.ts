@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3TargetConfig } from '../config/history.js';
-import { InterruptedError, RemoteError } from '../errors.js';
+import { InterruptedError, RemoteError, VerifyError } from '../errors.js';
+import { expectedHash, type RepoFile } from './repo-store.js';
 
 /**
  * The AWS SDK for one S3 target: loaded on first use (a dynamic import, so a command that never
@@ -9,6 +11,31 @@ import { InterruptedError, RemoteError } from '../errors.js';
  * takes, and its failures told as one RemoteError (exit 11, as an SFTP target's) in the target's
  * words.
  */
+
+/** Parts of a multipart upload (the S3 minimum is 5 MiB, but for the last). */
+export const PART_BYTES = 8 * 1024 * 1024;
+
+/**
+ * An object belongs to the user who wrote it (RGW, and S3 without BucketOwnerEnforced): the
+ * bucket's owner (the vendor: its prune credential, a fleet view) could delete it but not read it.
+ */
+export const OWNER_ACL = 'bucket-owner-full-control';
+
+export const md5 = (b: Buffer) => createHash('md5').update(b).digest();
+
+/** The ETag S3 gives a multipart object: the MD5 of the parts' binary MD5s, then `-N`. */
+export function multipartEtag(partMd5s: readonly Buffer[]): string {
+  return `"${md5(Buffer.concat(partMd5s)).toString('hex')}-${partMd5s.length}"`;
+}
+
+/** What is sent must be what its name says (restic's files are named by their SHA-256). */
+export function checkLocal(file: RepoFile, sha256: string): void {
+  const want = expectedHash(file.name);
+  if (want !== null && want !== sha256)
+    throw new VerifyError(`${file.name}: the local copy is damaged (its SHA-256 is ${sha256}); not sent`, {
+      hint: 'zshield history verify checks the targets; restic check the local repository',
+    });
+}
 
 export type Sdk = typeof import('@aws-sdk/client-s3');
 

@@ -7,10 +7,15 @@ import { VerifyError } from '../errors.js';
 import { checkPrivateFile, openPassword, type RateLimiter } from '../remote/index.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
 import {
+  checkLocal,
   isNotFound,
   isPreconditionFailed,
   loadSdk,
   makeClient,
+  md5,
+  multipartEtag,
+  OWNER_ACL,
+  PART_BYTES,
   readBody,
   type Sdk,
   s3Error,
@@ -25,22 +30,6 @@ import {
  * Content-MD5 (RGW 16 checks it, and has no SHA-256 of its own), and each file is checked after
  * its upload by a HEAD: its size and ETag (the MD5, or the MD5 of the parts' MD5s).
  */
-
-/** Parts of a multipart upload (the S3 minimum is 5 MiB, but for the last). */
-export const PART_BYTES = 8 * 1024 * 1024;
-
-/**
- * An object belongs to the user who wrote it (RGW, and S3 without BucketOwnerEnforced): the
- * bucket's owner (the vendor: its prune credential, a fleet view) could delete it but not read it.
- */
-const OWNER_ACL = 'bucket-owner-full-control';
-
-const md5 = (b: Buffer) => createHash('md5').update(b).digest();
-
-/** The ETag S3 gives a multipart object: the MD5 of the parts' binary MD5s, then `-N`. */
-export function multipartEtag(partMd5s: readonly Buffer[]): string {
-  return `"${md5(Buffer.concat(partMd5s)).toString('hex')}-${partMd5s.length}"`;
-}
 
 export class S3Store implements Store {
   readonly label: string;
@@ -123,6 +112,7 @@ export class S3Store implements Store {
     const body = await readFile(localPath);
     if (body.length !== file.size)
       throw new VerifyError(`${file.name}: ${body.length} bytes here, ${file.size} listed: it changed`);
+    checkLocal(file, createHash('sha256').update(body).digest('hex'));
     const sum = md5(body);
     await this.limiter?.take(body.length);
     let sent = body.length;
@@ -163,6 +153,7 @@ export class S3Store implements Store {
     const fh = await open(localPath, 'r');
     const parts: { PartNumber: number; ETag: string }[] = [];
     const sums: Buffer[] = [];
+    const whole = createHash('sha256');
     let sent = 0;
     let resumedFrom = 0;
     try {
@@ -175,6 +166,7 @@ export class S3Store implements Store {
           throw new VerifyError(`${file.name}: shorter than the ${file.size} bytes listed`);
         const sum = md5(buf);
         sums.push(sum);
+        whole.update(buf);
         const etag = `"${sum.toString('hex')}"`;
         const had = done.get(n);
         if (had?.size === len && had.etag === etag) {
@@ -205,6 +197,8 @@ export class S3Store implements Store {
     } finally {
       await fh.close();
     }
+    // The parts are stored but not yet a file: one whose content is not its name is never made one.
+    checkLocal(file, whole.digest('hex'));
     await this.completeUpload(key, file.name, uploadId, parts, replace);
     await this.checkStored(file, key, multipartEtag(sums));
     return { sent, resumedFrom };

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { historySchema, targetWhere } from '../../src/config/history.js';
-import { InterruptedError, RemoteError } from '../../src/errors.js';
-import { s3Error } from '../../src/history/s3-client.js';
-import { multipartEtag, PART_BYTES } from '../../src/history/s3-store.js';
+import { InterruptedError, RemoteError, VerifyError } from '../../src/errors.js';
+import { checkLocal, multipartEtag, PART_BYTES, s3Error } from '../../src/history/s3-client.js';
 import { parseS3Spec } from '../../src/history/s3-target.js';
 
 /**
@@ -69,6 +68,13 @@ describe('history.targets of type s3', () => {
       .update(Buffer.concat(parts.map(md5)))
       .digest('hex');
     expect(multipartEtag(parts.map(md5))).toBe(`"${want}-2"`);
+  });
+
+  it('a local file whose content is not its name is never sent', () => {
+    const name = `data/ab/${'a'.repeat(64)}`;
+    expect(() => checkLocal({ name, size: 1 }, 'a'.repeat(64))).not.toThrow();
+    expect(() => checkLocal({ name, size: 1 }, 'b'.repeat(64))).toThrow(VerifyError);
+    expect(() => checkLocal({ name: 'config', size: 1 }, 'b'.repeat(64))).not.toThrow();
   });
 
   it('SDK failures read as one RemoteError in the words of the target', () => {
