@@ -136,17 +136,23 @@ function settings(): SettingDoc[] {
       return;
     }
     const items = s['items'] as Json | undefined;
+    // A list of one kind of object, or of several told apart by their `type` (history.targets).
+    const variants = (
+      items?.['type'] === 'object' ? [items] : ((items?.['oneOf'] ?? items?.['anyOf']) as Json[])
+    )?.filter((v) => v['type'] === 'object');
     const name = keys.join('.');
     const dflt = inList ? s['default'] : at(defaults, keys);
     out.push({
       path: name,
-      type: items?.['type'] === 'object' ? 'list of objects (below)' : typeText(s),
+      type: variants?.length ? 'list of objects (below)' : typeText(s),
       default: dflt === undefined ? (inList ? 'required' : '') : `\`${JSON.stringify(dflt)}\``,
       description: String(s['description'] ?? ''),
     });
-    if (items?.['type'] === 'object') {
-      for (const [k, v] of Object.entries(items['properties'] as Record<string, Json>))
-        walk(v, [...keys.slice(0, -1), `${keys.at(-1)}[]`, k], true);
+    for (const v of variants ?? []) {
+      const props = v['properties'] as Record<string, Json>;
+      const kind = variants!.length > 1 ? (props['type']?.['const'] as string | undefined) : undefined;
+      const list = `${keys.at(-1)}[]${kind ? ` (type ${kind})` : ''}`;
+      for (const [k, p] of Object.entries(props)) walk(p, [...keys.slice(0, -1), list, k], true);
     }
   };
   walk(schema, [], false);

@@ -31,13 +31,13 @@ const targetName = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be a short name (letters, digits, _ . -)');
 
 /**
- * One place the repository is replicated to. Only SFTP today; the `type` field is where an
- * S3-compatible store would join (its own fields, the same Store interface in history/repo-store.ts).
+ * One place the repository is replicated to: an SFTP server (`type: sftp`, the default) or an
+ * S3-compatible object store (`type: s3`), each behind the Store interface in history/repo-store.ts.
  */
 export const sftpTargetSchema = sshServerSchema
   .extend({
     name: targetName.describe('a short name for messages, status and the catalog'),
-    type: z.literal('sftp').default('sftp').describe('sftp (an S3-compatible store is a later type)'),
+    type: z.literal('sftp').default('sftp').describe('sftp (the default) or s3'),
     server: sshServerSchema.shape.server.describe('host name or IP address of the SFTP server'),
     password: ciphertext
       .nullable()
@@ -56,6 +56,86 @@ export const sftpTargetSchema = sshServerSchema
   .refine((t) => t.password !== null || t.privateKey !== null, 'needs a password or a privateKey');
 
 export type SftpTargetConfig = z.output<typeof sftpTargetSchema>;
+
+/**
+ * An S3-compatible object store (Ceph RADOS Gateway, MinIO, AWS): the repository under
+ * `<prefix>repo/`, the catalog under `<prefix>catalog/` in one bucket.
+ */
+export const s3TargetSchema = z
+  .object({
+    name: targetName.describe('a short name for messages, status and the catalog'),
+    ...s3Fields(),
+    accessKeyId: z
+      .string()
+      .regex(/^[A-Za-z0-9+/=_-]{3,128}$/, 'must be an access key id')
+      .describe("the access key id of the box's user"),
+    secretAccessKey: ciphertext.describe('its secret access key, encrypted with history.keyFile'),
+    appendOnly: z
+      .boolean()
+      .default(false)
+      .describe(
+        "the store denies this key every delete (a bucket policy, README): replication never deletes there, the vendor's prune credential does",
+      ),
+    multipartAboveMiB: z
+      .number()
+      .int()
+      .min(5)
+      .max(5120)
+      .default(64)
+      .describe('files larger than this go up in parts of 8 MiB (a cut upload resumes by part)'),
+  })
+  .strict()
+  .refine(httpAllowed, { message: 'an http:// endpoint needs allowHttp: true', path: ['allowHttp'] });
+
+/** An http:// endpoint only when allowed by name: the keys sign, but the data travels in clear. */
+export function httpAllowed(t: { allowHttp: boolean; endpoint: string }): boolean {
+  return t.allowHttp || t.endpoint.startsWith('https://');
+}
+
+/** Where an S3 store is (shared with the recovery file, whose secret is in clear). */
+export function s3Fields() {
+  return {
+    type: z.literal('s3').describe('s3'),
+    endpoint: z
+      .url({ protocol: /^https?$/, error: 'must be an http(s):// URL' })
+      .refine((u) => !/[?#]/.test(u) && !/@/.test(u), 'must be a plain URL (no user, query or fragment)')
+      .describe("the store's URL (https://s3.example.com); path-style requests"),
+    allowHttp: z
+      .boolean()
+      .default(false)
+      .describe('allow an http:// endpoint (no TLS: the keys sign, but the data travels in clear)'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a bucket name (3-63 of a-z 0-9 . -)')
+      .describe("the bucket (made beforehand by the store's owner)"),
+    prefix: z
+      .string()
+      .regex(/^([A-Za-z0-9_.-]+\/)*$/, 'must be empty or folders ending in / (box1/)')
+      .default('')
+      .describe('key prefix of this box in the bucket (box1/): several boxes can share a bucket'),
+    region: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/)
+      .default('us-east-1')
+      .describe('the region the requests are signed for (any for Ceph)'),
+  };
+}
+
+export type S3TargetConfig = z.output<typeof s3TargetSchema>;
+export type TargetConfig = SftpTargetConfig | S3TargetConfig;
+
+/** A target without a type is an SFTP one (configs written before S3 targets existed). */
+export const targetSchema = z.preprocess(
+  (v) => (v !== null && typeof v === 'object' && !('type' in v) ? { ...v, type: 'sftp' } : v),
+  z.discriminatedUnion('type', [sftpTargetSchema, s3TargetSchema]),
+);
+
+/** Where a target is, for plans and messages: `user@host:/dir` or `s3 https://host/bucket/prefix`. */
+export function targetWhere(t: TargetConfig): string {
+  return t.type === 's3'
+    ? `s3 ${t.endpoint.replace(/\/+$/, '')}/${t.bucket}/${t.prefix}`
+    : `${t.user}@${t.server}:${t.directory}`;
+}
 
 export const historySchema = z
   .object({
@@ -107,7 +187,7 @@ export const historySchema = z
       .strict()
       .prefault({}),
     targets: z
-      .array(sftpTargetSchema)
+      .array(targetSchema)
       .default([])
       .describe('places the repository is replicated to, each a complete copy'),
     verifyPercent: z
@@ -145,7 +225,7 @@ export type HistoryConfig = z.output<typeof historySchema>;
  * one error every command gives for it (`history restore --from`, `history replicate --target`, ...):
  * NotFoundError, exit 5.
  */
-export function historyTargetsNamed(h: HistoryConfig, names: readonly string[]): SftpTargetConfig[] {
+export function historyTargetsNamed(h: HistoryConfig, names: readonly string[]): TargetConfig[] {
   const unknown = names.filter((n) => !h.targets.some((t) => t.name === n));
   if (unknown.length) {
     const known = h.targets.map((t) => t.name);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { httpAllowed, s3Fields } from './history.js';
 import { sshServerSchema } from './remote.js';
 
 /**
@@ -11,6 +12,9 @@ import { sshServerSchema } from './remote.js';
  *   { "target": { "server": "backup.example", "port": 22, "user": "zs", "directory": "/srv/zs/box1",
  *                 "hostKey": "SHA256:...", "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n..." },
  *     "repositoryPassword": "...", "publicKey": "ed25519:...", "fingerprint": "<64 hex, optional>" }
+ *
+ * or an S3 target: `{ "type": "s3", "endpoint": "https://s3.example", "bucket": "fleet",
+ * "prefix": "box1/", "accessKeyId": "...", "secretAccessKey": "..." }` (the secret in clear).
  */
 
 const absPath = z
@@ -18,30 +22,44 @@ const absPath = z
   .startsWith('/', 'must be an absolute path')
   .refine((s) => !s.includes('\n') && !s.includes('\0'), 'must not contain a newline');
 
+function sftpRecoveryTarget() {
+  return sshServerSchema
+    .extend({
+      type: z.literal('sftp'),
+      directory: absPath.describe('the target directory of history.targets (repo/ and catalog/ inside)'),
+      privateKey: z
+        .string()
+        .regex(/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+-----END [A-Z ]*PRIVATE KEY-----\s*$/, {
+          message: 'must be an unencrypted private key in PEM/OpenSSH text form',
+        })
+        .nullable()
+        .default(null)
+        .describe("the target's login key, in clear (the text of the key file)"),
+      password: z.string().min(1).max(1024).nullable().default(null).describe('the login password, in clear'),
+    })
+    .strict()
+    .refine((t) => t.privateKey !== null || t.password !== null, 'needs a privateKey or a password');
+}
+
+function s3RecoveryTarget() {
+  return z
+    .object({
+      ...s3Fields(),
+      accessKeyId: z.string().min(1).max(128).describe('the access key id'),
+      secretAccessKey: z.string().min(1).max(1024).describe('its secret, in clear'),
+    })
+    .strict()
+    .refine(httpAllowed, { message: 'an http:// endpoint needs allowHttp: true', path: ['allowHttp'] });
+}
+
 export const recoveryFileSchema = z
   .object({
     version: z.literal(1).default(1).describe('format version'),
-    target: sshServerSchema
-      .extend({
-        directory: absPath.describe('the target directory of history.targets (repo/ and catalog/ inside)'),
-        privateKey: z
-          .string()
-          .regex(/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+-----END [A-Z ]*PRIVATE KEY-----\s*$/, {
-            message: 'must be an unencrypted private key in PEM/OpenSSH text form',
-          })
-          .nullable()
-          .default(null)
-          .describe("the target's login key, in clear (the text of the key file)"),
-        password: z
-          .string()
-          .min(1)
-          .max(1024)
-          .nullable()
-          .default(null)
-          .describe('the login password, in clear'),
-      })
-      .strict()
-      .refine((t) => t.privateKey !== null || t.password !== null, 'needs a privateKey or a password'),
+    target: z.preprocess(
+      // A target without a type is an SFTP one (files written before S3 targets existed).
+      (v) => (v !== null && typeof v === 'object' && !('type' in v) ? { ...v, type: 'sftp' } : v),
+      z.discriminatedUnion('type', [sftpRecoveryTarget(), s3RecoveryTarget()]),
+    ),
     repositoryPassword: z
       .string()
       .min(1)

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
-import { checkCredentials } from '../remote/index.js';
+import { checkCredentials, openPassword } from '../remote/index.js';
 import { loadSigningKey } from '../system/signing.js';
 import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './offbox.js';
 import { signingKeyFile } from './repo.js';
@@ -22,6 +22,11 @@ export async function checkHistoryConfig(
   const h = ctx.config.history;
   const { errors, collect } = errorCollector();
   for (const [i, t] of h.targets.entries()) {
+    if (t.type === 's3') {
+      // The secret opens with the key file (and is registered with the log's redaction).
+      await collect(() => openPassword({ ciphertext: t.secretAccessKey, keyFile: h.keyFile, log: ctx.log }));
+      continue;
+    }
     if (!t.hostKey) {
       errors.push(
         new ConfigError(

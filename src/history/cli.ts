@@ -265,6 +265,33 @@ const fingerprintOption = {
     "the server's SHA256:... host key fingerprint, checked on the server (instead of answering on the terminal)",
 } as const;
 
+/** `history target add NAME s3://BUCKET/PREFIX --endpoint URL --access-key-id ID --secret-stdin`. */
+async function addS3Target(kit: CommandKit, a: GlobalArgs & Record<string, unknown>): Promise<void> {
+  const { parseS3Spec, runS3TargetAdd } = await import('./s3-target.js');
+  const spec = parseS3Spec(String(a['where']));
+  if (!spec) throw new UsageError(`"${String(a['where'])}" is not s3://BUCKET/PREFIX`);
+  if (a['endpoint'] === undefined || a['access-key-id'] === undefined || !a['secret-stdin'])
+    throw new UsageError('an s3:// target needs --endpoint URL, --access-key-id ID and --secret-stdin', {
+      hint: 'echo "$SECRET" | zshield history target add site1 s3://backups/box1 --endpoint https://s3.example.com --access-key-id ID --secret-stdin',
+    });
+  if (a['key'] !== undefined || a['password-stdin'] || a['fingerprint'] !== undefined)
+    throw new UsageError('--key, --password-stdin and --fingerprint are for SFTP targets');
+  const secretAccessKey = await readStdinLine();
+  const ctx = await kit.context(a, { quietConsole: Boolean(a['json']) });
+  const out = jsonOutput(ctx, Boolean(a['json']));
+  await runS3TargetAdd(ctx, {
+    name: String(a['name']),
+    spec,
+    endpoint: String(a['endpoint']),
+    accessKeyId: String(a['access-key-id']),
+    secretAccessKey,
+    allowHttp: Boolean(a['allow-http']),
+    appendOnly: Boolean(a['append-only']),
+    ...(a['region'] !== undefined ? { region: String(a['region']) } : {}),
+  });
+  if (a['json']) printJson(out, { target: String(a['name']), added: !ctx.dryRun });
+}
+
 function historyTargetCommand(kit: CommandKit): CliCommand {
   return group({
     command: 'target',
@@ -273,14 +300,15 @@ function historyTargetCommand(kit: CommandKit): CliCommand {
       y
         .command(
           'add <name> <where>',
-          "add a target: shows the server's host key and pins it once confirmed, checks login and write access, writes the config",
+          'add a target: an SFTP server (shows its host key and pins it once confirmed) or an S3 bucket; checks login and write access, writes the config',
           (yy) =>
             withJson(
               yy
                 .positional('name', { type: 'string', describe: 'a short name (letters, digits, _ . -)' })
                 .positional('where', {
                   type: 'string',
-                  describe: 'USER@HOST:DIR (DIR absolute, on the server)',
+                  describe:
+                    'USER@HOST:DIR (DIR absolute, on the server), or s3://BUCKET/PREFIX with --endpoint',
                 })
                 .option('port', { type: 'number', default: 22, describe: 'SSH port' })
                 .option('key', {
@@ -293,9 +321,38 @@ function historyTargetCommand(kit: CommandKit): CliCommand {
                   default: false,
                   describe: 'log in with a password read from stdin (stored encrypted with history.keyFile)',
                 })
-                .option('fingerprint', fingerprintOption),
+                .option('fingerprint', fingerprintOption)
+                .option('endpoint', {
+                  type: 'string',
+                  requiresArg: true,
+                  describe: "s3: the store's URL (https://...)",
+                })
+                .option('access-key-id', {
+                  type: 'string',
+                  requiresArg: true,
+                  describe: 's3: the access key id',
+                })
+                .option('secret-stdin', {
+                  type: 'boolean',
+                  default: false,
+                  describe:
+                    's3: read the secret access key from stdin (stored encrypted with history.keyFile)',
+                })
+                .option('region', { type: 'string', requiresArg: true, describe: 's3: the signing region' })
+                .option('allow-http', {
+                  type: 'boolean',
+                  default: false,
+                  describe: 's3: accept an http:// endpoint (no TLS)',
+                })
+                .option('append-only', {
+                  type: 'boolean',
+                  default: false,
+                  describe:
+                    "s3: the bucket's policy denies this key every delete (checked); replication never deletes there",
+                }),
             ),
           async (a) => {
+            if (String(a.where).startsWith('s3://')) return addS3Target(kit, a);
             const port = Number(a.port);
             if (!Number.isInteger(port) || port < 1 || port > 65535)
               throw new UsageError('--port must be a port number (1-65535)');
@@ -371,7 +428,10 @@ function historyTargetCommand(kit: CommandKit): CliCommand {
               a.json
                 ? JSON.stringify(list, null, 2)
                 : list
-                    .map((t) => `${t.name}  ${t.where}  ${t.login}  ${t.hostKey ?? 'host key NOT pinned'}`)
+                    .map(
+                      (t) =>
+                        `${t.name}  ${t.where}  ${t.login}${t.login === 'access key' ? '' : `  ${t.hostKey ?? 'host key NOT pinned'}`}`,
+                    )
                     .join('\n') || 'no history targets (zshield history target add NAME USER@HOST:DIR)',
             );
           },

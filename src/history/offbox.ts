@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { type HistoryConfig, type TargetConfig, targetWhere } from '../config/history.js';
 import { parseRecoveryFile, type RecoveryFile } from '../config/recovery-file.js';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
@@ -15,7 +15,7 @@ import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './c
 import { resticFor } from './repo.js';
 import { RepositoryPasswordError } from './restic.js';
 import { openSource } from './tree-restore.js';
-import { SftpStore } from './sftp-store.js';
+import { openStore } from './stores.js';
 import { snapshotIdsIn } from './repo-store.js';
 import { SCRATCH_WRITES } from '../system/writes.js';
 import { formatBytes } from '../config/size.js';
@@ -136,30 +136,9 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   ctx.log.redact(rf.repositoryPassword);
-  if (rf.target.password) ctx.log.redact(rf.target.password);
   const key = newKey();
   const keyFile = path.join(dir, 'secret.key');
   writeKeyFile(SCRATCH_WRITES, keyFile, key);
-  let privateKey: string | null = null;
-  if (rf.target.privateKey) {
-    privateKey = path.join(dir, 'target.key');
-    writePrivateFileAtomic(
-      SCRATCH_WRITES,
-      privateKey,
-      rf.target.privateKey.endsWith('\n') ? rf.target.privateKey : `${rf.target.privateKey}\n`,
-    );
-  }
-  const target: SftpTargetConfig = {
-    name: TARGET_NAME,
-    type: 'sftp',
-    server: rf.target.server,
-    port: rf.target.port,
-    user: rf.target.user,
-    password: rf.target.password ? encryptPassword(rf.target.password, key) : null,
-    privateKey,
-    hostKey: rf.target.hostKey,
-    directory: rf.target.directory,
-  };
   const history: HistoryConfig = {
     ...ctx.config.history,
     dir: path.join(dir, 'history'),
@@ -167,9 +146,49 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
     password: encryptPassword(rf.repositoryPassword, key),
     publicKey: rf.publicKey,
     cacheDir: path.join(dir, 'cache'),
-    targets: [target],
+    targets: [stagedTarget(ctx, rf.target, key, dir)],
   };
   return { ...ctx.config, history };
+}
+
+/** Where the repository is, as the wrong-password message names it (`host:/dir`, or the S3 place). */
+const repoPlace = (t: TargetConfig) => (t.type === 's3' ? targetWhere(t) : `${t.server}:${t.directory}`);
+
+/** The recovery file's target as a history target, its secret encrypted with the scratch key. */
+function stagedTarget(ctx: Context, t: RecoveryFile['target'], key: Buffer, dir: string): TargetConfig {
+  if (t.type === 's3') {
+    ctx.log.redact(t.secretAccessKey);
+    const { secretAccessKey, ...where } = t;
+    // Read only from here: appendOnly keeps a restore from ever deleting on the store.
+    return {
+      ...where,
+      name: TARGET_NAME,
+      secretAccessKey: encryptPassword(secretAccessKey, key),
+      appendOnly: true,
+      multipartAboveMiB: 64,
+    };
+  }
+  if (t.password) ctx.log.redact(t.password);
+  let privateKey: string | null = null;
+  if (t.privateKey) {
+    privateKey = path.join(dir, 'target.key');
+    writePrivateFileAtomic(
+      SCRATCH_WRITES,
+      privateKey,
+      t.privateKey.endsWith('\n') ? t.privateKey : `${t.privateKey}\n`,
+    );
+  }
+  return {
+    name: TARGET_NAME,
+    type: 'sftp',
+    server: t.server,
+    port: t.port,
+    user: t.user,
+    password: t.password ? encryptPassword(t.password, key) : null,
+    privateKey,
+    hostKey: t.hostKey,
+    directory: t.directory,
+  };
 }
 
 /** The fingerprint to restore: the one asked for, or the newest the catalog lists and the target holds. */
@@ -179,7 +198,7 @@ export async function chooseFingerprint(
   work: string,
 ): Promise<CatalogView> {
   const h = ctx.config.history;
-  const store = new SftpStore(ctx, h, h.targets[0]!);
+  const store = openStore(ctx, h, h.targets[0]!);
   try {
     const held = new Set(snapshotIdsIn(await store.list()));
     const dir = path.join(work, 'catalog');
@@ -223,7 +242,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
         [
           {
             where,
-            message: `repositoryPassword: the password does not open the repository on ${rf.target.server}:${rf.target.directory}`,
+            message: `repositoryPassword: the password does not open the repository on ${repoPlace(staged.config.history.targets[0]!)}`,
           },
         ],
         {
@@ -257,7 +276,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
     await runFactoryReset(ctx, {
       ...opts,
       root: {
-        what: `fingerprint ${id} of ${entry.host} (${entry.time}) from ${rf.target.user}@${rf.target.server}:${rf.target.directory}`,
+        what: `fingerprint ${id} of ${entry.host} (${entry.time}) from ${targetWhere(staged.config.history.targets[0]!)}`,
         steps: (mnt) => [
           {
             ...restore,

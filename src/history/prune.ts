@@ -1,3 +1,4 @@
+import { targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ZshieldError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
@@ -84,7 +85,7 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
               {
                 title: `replicate to ${h.targets.map((t) => t.name).join(', ')}`,
                 edit: {
-                  files: h.targets.map((t) => `${t.user}@${t.server}:${t.directory}`),
+                  files: h.targets.map(targetWhere),
                   apply: async () => {
                     report.replication = await replicateLocked(ctx, h.targets);
                   },

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
+import { type HistoryConfig, type TargetConfig, targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
 import { RateLimiter } from '../remote/index.js';
@@ -9,7 +9,7 @@ import { acquireLock, type LockHandle } from '../system/lock.js';
 import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
-import { SftpStore } from './sftp-store.js';
+import { openStore } from './stores.js';
 import { emptyTargetState, readState, stateFile, type TargetState, updateTarget } from './state.js';
 import {
   expectedHash,
@@ -97,6 +97,8 @@ export interface TargetReport {
   sent: number;
   resumed: number;
   deleted: number;
+  /** Append-only target: files the local repository no longer has, left there (not deleted). */
+  kept: number;
   verified: number;
   repaired: string[];
   newest: string | null;
@@ -164,7 +166,7 @@ export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): P
     steps: targets.map((t) => ({
       title: `give ${t.name} what it lacks, then check ${checkShare} by hash`,
       edit: {
-        files: [`${t.user}@${t.server}:${t.directory}/repo`, `${t.user}@${t.server}:${t.directory}/catalog`],
+        files: [`${targetWhere(t)}/repo`, `${targetWhere(t)}/catalog`],
         apply: async () => {
           reports.push(await replicateTarget(ctx, prep!, t, opts));
         },
@@ -189,13 +191,13 @@ export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): P
 async function previewTargets(
   ctx: Context,
   prep: Prepared,
-  targets: readonly SftpTargetConfig[],
+  targets: readonly TargetConfig[],
 ): Promise<TargetReport[]> {
   const h = ctx.config.history;
   const state = readState(h.dir);
   const reports: TargetReport[] = [];
   for (const t of targets) {
-    const store = new SftpStore(ctx, h, t);
+    const store = openStore(ctx, h, t);
     try {
       const plan = planReplication(prep.local, await store.list(), state[t.name]?.lastSuccess ?? null);
       ctx.out.print(
@@ -229,7 +231,7 @@ async function previewTargets(
 /** The body of a replication, for callers that already hold the history lock (take, prune). */
 export async function replicateLocked(
   ctx: Context,
-  targets: readonly SftpTargetConfig[],
+  targets: readonly TargetConfig[],
   opts: ReplicateOptions = {},
 ): Promise<TargetReport[]> {
   const prep = await prepare(ctx);
@@ -246,7 +248,7 @@ export async function replicateLocked(
 async function replicateTarget(
   ctx: Context,
   prep: Prepared,
-  t: SftpTargetConfig,
+  t: TargetConfig,
   opts: ReplicateOptions,
 ): Promise<TargetReport> {
   const h = ctx.config.history;
@@ -257,12 +259,7 @@ async function replicateTarget(
   });
   let store: Store | null = null;
   try {
-    store = new SftpStore(
-      ctx,
-      h,
-      t,
-      opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
-    );
+    store = openStore(ctx, h, t, opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null);
     const r = await replicateOne(ctx, store, t.name, local, times, opts);
     const cataloged = new Set(
       catalogView(verifyCatalog(h.dir, key.publicText).entries)
@@ -335,6 +332,7 @@ function emptyReport(target: string): TargetReport {
     sent: 0,
     resumed: 0,
     deleted: 0,
+    kept: 0,
     verified: 0,
     repaired: [],
     newest: null,
@@ -365,9 +363,11 @@ async function replicateOne(
   const report = emptyReport(name);
   let behind = plan.bytesBehind;
   const damagedNames = new Set(plan.damaged.map((d) => d.file.name));
-  for (const name of damagedNames) await store.remove(name);
+  if (!store.appendOnly) for (const name of damagedNames) await store.remove(name);
   for (const f of plan.uploads) {
-    const r = await store.put(path.join(repo, ...f.name.split('/')), f);
+    const r = await store.put(path.join(repo, ...f.name.split('/')), f, {
+      replace: damagedNames.has(f.name),
+    });
     report.uploaded++;
     report.sent += r.sent;
     if (r.resumedFrom > 0) report.resumed++;
@@ -381,10 +381,17 @@ async function replicateOne(
       });
     }
   }
-  for (const f of plan.deletes) {
-    await store.remove(f.name);
-    report.deleted++;
-  }
+  if (store.appendOnly && plan.deletes.length) {
+    // The box's key cannot delete there (that is the point): the vendor's prune credential does.
+    report.kept = plan.deletes.length;
+    ctx.log.warn(
+      `history: ${store.label}: append-only: ${plan.deletes.length} file(s) the local repository no longer has are left there (${formatBytes(plan.deletes.reduce((n, f) => n + f.size, 0))}); the store's prune credential removes them`,
+    );
+  } else
+    for (const f of plan.deletes) {
+      await store.remove(f.name);
+      report.deleted++;
+    }
   const state = updateTarget(ctx.writes, h.dir, name, () => {});
   const share = opts.verifyAll
     ? { files: plan.present, next: 0 }
@@ -422,8 +429,8 @@ async function verifyFiles(
     damaged.push(f.name);
     ctx.log.error(`history: ${store.label}: ${f.name} is damaged (SHA-256 ${got})`);
     if (repair) {
-      await store.remove(f.name);
-      await store.put(local, f);
+      if (!store.appendOnly) await store.remove(f.name);
+      await store.put(local, f, { replace: true });
       ctx.log.warn(`history: ${store.label}: ${f.name} sent again from the local repository`);
     }
   }
@@ -535,13 +542,13 @@ export function verifySummary(reports: readonly VerifyReport[]): string {
 
 async function verifyTarget(
   ctx: Context,
-  t: SftpTargetConfig,
+  t: TargetConfig,
   local: readonly RepoFile[],
   state: TargetState,
   all: boolean,
 ): Promise<{ report: VerifyReport; next: number | null }> {
   const h = ctx.config.history;
-  const store = new SftpStore(ctx, h, t);
+  const store = openStore(ctx, h, t);
   try {
     const plan = planReplication(local, await store.list(), state.lastSuccess);
     const share = all
@@ -584,7 +591,7 @@ async function verifyTarget(
   }
 }
 
-export function selectTargets(h: HistoryConfig, only?: readonly string[]): SftpTargetConfig[] {
+export function selectTargets(h: HistoryConfig, only?: readonly string[]): TargetConfig[] {
   if (!h.targets.length)
     throw new ConfigError([{ where: 'history.targets', message: 'no target is configured' }], {
       hint: 'zshield history target add NAME USER@HOST:DIR --key FILE sets one up',
@@ -617,7 +624,7 @@ function printReports(ctx: Context, reports: readonly TargetReport[]): void {
       continue;
     }
     ctx.out.print(
-      `  ${r.target}: ${r.uploaded} file(s) sent (${formatBytes(r.sent)}${r.resumed ? `, ${r.resumed} resumed` : ''}), ${r.deleted} removed, ${r.verified} verified${r.repaired.length ? `, ${r.repaired.length} damaged and sent again` : ''}; newest ${r.newest ?? 'none'}`,
+      `  ${r.target}: ${r.uploaded} file(s) sent (${formatBytes(r.sent)}${r.resumed ? `, ${r.resumed} resumed` : ''}), ${r.deleted} removed${r.kept ? `, ${r.kept} left (append-only target: its prune credential removes them)` : ''}, ${r.verified} verified${r.repaired.length ? `, ${r.repaired.length} damaged and sent again` : ''}; newest ${r.newest ?? 'none'}`,
     );
   }
 }

@@ -31,8 +31,17 @@ export interface Store {
   readonly label: string;
   /** The repository's files there (work in progress excluded). */
   list(): Promise<RepoFile[]>;
-  /** Give it one file, verified there before it takes its name; resumes a partial earlier try. */
-  put(localPath: string, file: RepoFile): Promise<PutResult>;
+  /**
+   * Files may be written here but not deleted (an object store whose policy denies the box's key
+   * every delete): replication leaves what the local repository no longer has, and a damaged file
+   * is written over (`replace`), not removed first.
+   */
+  readonly appendOnly: boolean;
+  /**
+   * Give it one file, verified there before it takes its name; resumes a partial earlier try.
+   * `replace`: the name is taken already by a damaged copy, which this write replaces.
+   */
+  put(localPath: string, file: RepoFile, opts?: { replace?: boolean }): Promise<PutResult>;
   remove(name: string): Promise<void>;
   /** SHA-256 of a file as stored there. */
   sha256(file: RepoFile): Promise<string>;

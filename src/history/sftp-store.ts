@@ -33,6 +33,8 @@ const READ_BYTES = 248 * 1024;
 
 export class SftpStore implements Store {
   readonly label: string;
+  /** A damaged file is removed before it is sent again (uploadFile never replaces a name). */
+  readonly appendOnly = false;
   private readonly conn: Connection;
   private readonly repoDir: string;
   private readonly catalogDir: string;

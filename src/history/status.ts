@@ -1,3 +1,4 @@
+import { targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
 import { RemoteError, VerifyError, type ZshieldError } from '../errors.js';
 import { type CatalogView, catalogView, verifyCatalog } from './catalog.js';
@@ -65,7 +66,7 @@ export function gatherHistoryStatus(ctx: Context): HistoryStatus {
       const oldest = lacking.length ? Math.min(...lacking.map((v) => Date.parse(v.time))) : now;
       return {
         name: t.name,
-        where: `${t.user}@${t.server}:${t.port}:${t.directory}`,
+        where: t.type === 's3' ? targetWhere(t) : `${t.user}@${t.server}:${t.port}:${t.directory}`,
         lagHours: Math.max(0, (now - oldest) / 3_600_000),
         lacks: lacking.length,
         ...s,

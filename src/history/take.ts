@@ -1,3 +1,4 @@
+import { targetWhere } from '../config/history.js';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -102,7 +103,7 @@ export async function runHistoryTake(ctx: Context, opts: TakeOptions): Promise<T
             {
               title: `replicate to ${h.targets.map((t) => t.name).join(', ')}`,
               edit: {
-                files: h.targets.map((t) => `${t.user}@${t.server}:${t.directory}`),
+                files: h.targets.map(targetWhere),
                 apply: async () => {
                   await replicateLocked(ctx, h.targets);
                 },

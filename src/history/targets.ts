@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path/posix';
-import { sftpTargetSchema } from '../config/history.js';
+import { sftpTargetSchema, targetWhere } from '../config/history.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import type { Context } from '../context.js';
@@ -62,7 +62,7 @@ export interface AddTargetOptions {
 const configFileOf = (ctx: Context) => ctx.configFile ?? DEFAULT_CONFIG_PATH;
 
 /** The history section's targets as written in the config file (no defaults filled in). */
-function rawTargets(configFile: string): Record<string, unknown>[] {
+export function rawTargets(configFile: string): Record<string, unknown>[] {
   if (!existsSync(configFile)) return [];
   const raw = JSON.parse(readFileSync(configFile, 'utf8')) as { history?: { targets?: unknown } };
   const t = raw.history?.targets;
@@ -234,6 +234,10 @@ export async function runTargetTrust(
 ): Promise<void> {
   const configFile = configFileOf(ctx);
   const t = findTarget(ctx, name);
+  if (t.type === 's3')
+    throw new UsageError(`history target ${name} is an S3 store: it has no host key to trust`, {
+      hint: 'its endpoint is checked by TLS (https://)',
+    });
   const endpoint = { host: t.server, port: t.port };
   const hostKey = await confirmHostKey(ctx, endpoint, t.hostKey, opts);
   if (hostKey === t.hostKey) {
@@ -281,7 +285,7 @@ export async function runTargetRemove(ctx: Context, name: string): Promise<void>
     {
       title: `Remove history target ${name} from the config`,
       notes: [
-        `its copy on ${t.user}@${t.server}:${t.directory} is left as it is (remove it there if you mean to)`,
+        `its copy on ${targetWhere(t)} is left as it is (remove it there if you mean to)`,
         'retention no longer waits for it',
       ],
       steps: [
@@ -306,17 +310,21 @@ export async function runTargetRemove(ctx: Context, name: string): Promise<void>
 export interface TargetListing {
   name: string;
   where: string;
-  login: 'key' | 'password';
+  login: 'key' | 'password' | 'access key';
   hostKey: string | null;
 }
 
 export function listTargets(ctx: Context): TargetListing[] {
-  return ctx.config.history.targets.map((t) => ({
-    name: t.name,
-    where: `${t.user}@${t.server}:${t.port}:${t.directory}`,
-    login: t.privateKey ? 'key' : 'password',
-    hostKey: t.hostKey,
-  }));
+  return ctx.config.history.targets.map((t) =>
+    t.type === 's3'
+      ? { name: t.name, where: targetWhere(t), login: 'access key' as const, hostKey: null }
+      : {
+          name: t.name,
+          where: `${t.user}@${t.server}:${t.port}:${t.directory}`,
+          login: t.privateKey ? 'key' : 'password',
+          hostKey: t.hostKey,
+        },
+  );
 }
 
 function findTarget(ctx: Context, name: string) {

@@ -17,7 +17,7 @@ import { repoDir, repositoryPassword, resticFor } from './repo.js';
 import { planReplication } from './replicate.js';
 import { readSeenHead, readState, writeSeenHead } from './state.js';
 import { FINGERPRINT, type Restic, RepositoryPasswordError } from './restic.js';
-import { SftpStore } from './sftp-store.js';
+import { openStore } from './stores.js';
 import {
   fetchRepository,
   kindOf,
@@ -87,7 +87,7 @@ export async function resolveFingerprint(
   if (!matches.length)
     for (const t of h.targets) {
       if (opts.from && t.name !== opts.from) continue;
-      const store = new SftpStore(ctx, h, t);
+      const store = openStore(ctx, h, t);
       try {
         for (const f of snapshotIdsIn(await store.list())) known.add(f);
       } catch (err) {
@@ -128,13 +128,13 @@ export async function openSource(
     return { from: 'local', repo: localRepo, temporary: null, entry: catalogCheck(ctx, h.dir, id, opts) };
   if (opts.from) historyTargetsNamed(h, [opts.from]);
   const work = mkdtempSync(path.join(workDir(ctx), 'fetch-'));
-  const holders: { store: SftpStore; name: string }[] = [];
+  const holders: { store: Store; name: string }[] = [];
   const failures: string[] = [];
   const damage: VerifyError[] = [];
   try {
     for (const t of h.targets) {
       if (opts.from && t.name !== opts.from) continue;
-      const store = new SftpStore(ctx, h, t);
+      const store = openStore(ctx, h, t);
       try {
         if (snapshotIdsIn(await store.list()).includes(id)) {
           holders.push({ store, name: t.name });

@@ -26,7 +26,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { DRY_RUN_DONE } from '../../src/plan/plan.js';
-import { SEA } from '../remote/lib.js';
+import { SEA } from '../bundle.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string })

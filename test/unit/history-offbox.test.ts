@@ -1,3 +1,4 @@
+import { s3TargetSchema } from '../../src/config/history.js';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -33,7 +34,7 @@ const good = {
 describe('the recovery file', () => {
   it('accepts a complete file (port 22 and the newest fingerprint by default)', () => {
     const r = parseRecoveryFile(JSON.stringify(good));
-    expect(r.ok && r.file.target.port).toBe(22);
+    expect(r.ok && r.file.target.type === 'sftp' && r.file.target.port).toBe(22);
     expect(r.ok && r.file.fingerprint).toBeNull();
   });
 
@@ -132,7 +133,9 @@ describe('the recovery file', () => {
       const h = config.history;
       expect(JSON.stringify(config)).not.toContain('correct horse');
       expect(h.targets).toHaveLength(1);
-      const key = h.targets[0]!.privateKey!;
+      const t0 = h.targets[0]!;
+      if (t0.type !== 'sftp') throw new Error('not sftp');
+      const key = t0.privateKey!;
       expect(readFileSync(key, 'utf8')).toBe(KEY);
       for (const f of [key, h.keyFile]) expect(statSync(f).mode & 0o777).toBe(0o600);
       expect(statSync(dir).mode & 0o777).toBe(0o700);
@@ -141,6 +144,47 @@ describe('the recovery file', () => {
       );
       expect(h.publicKey).toBe(good.publicKey);
       expect(h.dir.startsWith(dir)).toBe(true);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('an S3 target: its secret in clear in the file, encrypted in the staged config (read only: appendOnly)', () => {
+    const t = tempDir();
+    try {
+      const ctx = testContext({
+        runner: new RecordingRunner(),
+        dir: t.dir,
+        clock: new FakeClock(new Date(0)),
+      });
+      const s3 = {
+        type: 's3',
+        endpoint: 'https://s3.example.com',
+        bucket: 'fleet',
+        prefix: 'box7/',
+        accessKeyId: 'AKIDBOX7',
+        secretAccessKey: 'the s3 secret',
+      };
+      const rf = parseRecoveryFile(JSON.stringify({ ...good, target: s3 }));
+      if (!rf.ok) throw new Error(rf.problem);
+      const bad = parseRecoveryFile(
+        JSON.stringify({ ...good, target: { ...s3, endpoint: 'http://x:7480' } }),
+      );
+      expect(bad).toEqual({
+        ok: false,
+        problem: 'target.allowHttp: an http:// endpoint needs allowHttp: true',
+      });
+      const config = stageRecovery(ctx, rf.file, path.join(t.dir, 'run', 'offbox'));
+      const h = config.history;
+      expect(JSON.stringify(config)).not.toContain('the s3 secret');
+      const t0 = h.targets[0]!;
+      if (t0.type !== 's3') throw new Error('not s3');
+      expect(t0).toMatchObject({ bucket: 'fleet', prefix: 'box7/', region: 'us-east-1', appendOnly: true });
+      expect(openPassword({ ciphertext: t0.secretAccessKey, keyFile: h.keyFile, log: ctx.log })).toBe(
+        'the s3 secret',
+      );
+      // The staged target is a valid one (the schema of history.targets takes it).
+      expect(s3TargetSchema.safeParse(t0).success).toBe(true);
     } finally {
       t.cleanup();
     }
@@ -280,7 +324,7 @@ describe('the same facts typed on the console', () => {
       const rf = await askRecovery(
         scripted(['zs@backup:/srv', good.target.hostKey, '', key, 'pw', good.publicKey, '']).prompter,
       );
-      expect(rf.target.privateKey).toBe(KEY);
+      expect(rf.target.type === 'sftp' && rf.target.privateKey).toBe(KEY);
       await expect(askRecovery(scripted(['backup:/srv']).prompter)).rejects.toThrow(
         '"backup:/srv" is not user@server[:port]:/directory',
       );
