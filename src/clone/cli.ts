@@ -29,19 +29,12 @@ function sendCommand(kit: CommandKit) {
           .option('repair-window', {
             type: 'number',
             describe: 'seconds to wait for receiver reports after the stream',
-          })
-          .option('power', {
-            type: 'boolean',
-            default: false,
-            describe:
-              'run each clone.power command once every check passed (reboot the boxes into receive mode; untested on real hardware)',
           }),
       ),
     handler: async (a) => {
       const ctx = await kit.context(a, { quietConsole: a.json });
       const out = jsonOutput(ctx, a.json);
       const { runSend } = await import('./send.js');
-      // The options first; --power is a step of the plan, after every check of the send.
       const minReceivers = whole('min-receivers', a['min-receivers'], 1);
       const maxWaitSeconds = whole('max-wait', a['max-wait'], 0);
       const retriesUntilDrop = whole('retries-until-drop', a['retries-until-drop'], 1);
@@ -59,7 +52,6 @@ function sendCommand(kit: CommandKit) {
         ...(retriesUntilDrop !== undefined ? { retriesUntilDrop } : {}),
         ...(repairWindowSeconds !== undefined ? { repairWindowSeconds } : {}),
         ...(bitrate ? { maxBitrate: bitrate } : {}),
-        power: a.power,
       });
       // runSend throws unless every receiver that joined verified.
       if (r && a.json) printJson(out, r);

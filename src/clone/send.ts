@@ -15,7 +15,6 @@ import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
 import { imageIdOf, loadManifest, verifyGoldenImage } from '../golden/index.js';
-import { powerSteps } from './power.js';
 import { type SessionInfo, encodeHeader } from './header.js';
 import { type RepairServer, startRepairServer } from './repair-server.js';
 import { type SenderSettings, parseSenderLine, senderCommand } from './udpcast.js';
@@ -30,8 +29,6 @@ export interface SendOptions {
   maxBitrate?: string;
   retriesUntilDrop?: number;
   repairWindowSeconds?: number;
-  /** Run each clone.power command first (after every check passed). */
-  power?: boolean;
 }
 
 export interface ReceiverRow {
@@ -55,8 +52,7 @@ export interface SendOutcome {
 
 /**
  * `clone send` as a plan: every chunk of the image, the signing key and the interface are checked
- * first (also by a dry run), so a damaged image touches no box; then the boxes are powered
- * (--power), the session signed, and the signed header and the image go out through udp-sender
+ * first (also by a dry run), so a damaged image touches no box; then the session is signed, and the signed header and the image go out through udp-sender
  * (`cat header image | udp-sender`: the data never passes through node); the repair server answers
  * failed receivers until each receiver that joined has reported, or the repair window ends; then a
  * table. Success is at least one receiver and every receiver that joined verified.
@@ -127,7 +123,6 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
       },
     ],
     steps: [
-      ...(opts.power ? powerSteps(ctx) : []),
       {
         title: `sign the session and start the repair server (port ${cfg.repairPort})`,
         ...inZshield(async () => {
