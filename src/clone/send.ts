@@ -11,7 +11,7 @@ import {
   NotFoundError,
   VerifyError,
 } from '../errors.js';
-import type { Plan } from '../plan/plan.js';
+import type { Check, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
 import { imageIdOf, loadManifest, verifyGoldenImage } from '../golden/index.js';
@@ -29,6 +29,24 @@ export interface SendOptions {
   maxBitrate?: string;
   retriesUntilDrop?: number;
   repairWindowSeconds?: number;
+  /** What a session with more to it (netboot: dnsmasq, power) adds to the plan. */
+  extend?: (s: { session: string; portbase: number; interface: string }) => SendExtension;
+}
+
+/**
+ * Checks, steps before the stream and after the reports, and clean-up that a session adds to the
+ * send's plan (clone send --netboot). With an extension, `finish` judges the session instead of
+ * "every receiver that joined verified".
+ */
+export interface SendExtension {
+  checks: Check[];
+  /** After the session is signed and the repair server listens, before the stream. */
+  before: Step[];
+  /** How many receivers the stream waits for. */
+  minReceivers: number;
+  /** Once every report is in (or the window ended): the verdict, and what it adds to the outcome. */
+  finish: (rows: ReceiverRow[]) => Promise<Record<string, unknown>>;
+  always: Step[];
 }
 
 export interface ReceiverRow {
@@ -48,6 +66,7 @@ export interface SendOutcome {
   session: string;
   rows: ReceiverRow[];
   streamBytes: number;
+  [more: string]: unknown;
 }
 
 /**
@@ -69,6 +88,12 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
     retriesUntilDrop: opts.retriesUntilDrop ?? cfg.send.retriesUntilDrop,
   };
   const signed = await loadManifest(opts.image, cfg.trustedKeys);
+  const ext = opts.extend?.({
+    session: opts.session ?? cfg.session ?? imageIdOf(signed.payload),
+    portbase: settings.portbase,
+    interface: settings.interface,
+  });
+  if (ext) settings.minReceivers = ext.minReceivers;
   const m = signed.payload;
   const st = await stat(opts.image).catch(() => null);
   if (!st) throw new NotFoundError(`${opts.image} does not exist`);
@@ -121,6 +146,7 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
           io.address = interfaceAddress(settings.interface);
         },
       },
+      ...(ext?.checks ?? []),
     ],
     steps: [
       {
@@ -149,6 +175,7 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
           });
         }),
       },
+      ...(ext?.before ?? []),
       {
         title: `stream the signed header and the image (udp-sender), repair, wait up to ${window / 1000} s for every receiver's report`,
         ...inZshield(async () => {
@@ -156,12 +183,13 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
           await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window);
           const rows = tableRows(joined.addresses, joined.dropped, io.server!);
           if (rows.length > 0) ctx.out.print(formatTable(rows));
-          refuseUnlessAllVerified(rows, settings);
-          io.outcome = { imageId: imageIdOf(m), session: name, rows, streamBytes: joined.bytes };
+          const more = ext ? await ext.finish(rows) : refuseUnlessAllVerified(rows, settings);
+          io.outcome = { imageId: imageIdOf(m), session: name, rows, streamBytes: joined.bytes, ...more };
         }),
       },
     ],
     always: [
+      ...(ext?.always ?? []),
       {
         title: 'stop the repair server, remove the signed header',
         ...inZshield(async () => {
@@ -180,7 +208,7 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
  * disk too small, another session expected) or never reported failed as much as one whose chunks
  * did not check out.
  */
-function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): void {
+function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): Record<string, never> {
   if (rows.length === 0) {
     throw new NoPeerError(
       `no receiver joined within ${s.startTimeoutSeconds} s (clone.send.startTimeoutSeconds): nothing was sent`,
@@ -192,6 +220,7 @@ function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings
     const each = bad.map((r) => `${r.name} (${r.address}) ${r.result}${r.message ? `: ${r.message}` : ''}`);
     throw new VerifyError(`${bad.length} of ${rows.length} receiver(s) not verified: ${each.join('; ')}`);
   }
+  return {};
 }
 
 /** The interface's IPv4 address: the repair server listens there and nowhere else. */
