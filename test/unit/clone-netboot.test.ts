@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -15,7 +16,14 @@ import { boxRows, formatBoxTable } from '../../src/clone/netboot/table.js';
 import { checkInstructions } from '../../src/clone/rescue/instructions.js';
 import { hasNetworkDriver, planModules } from '../../src/clone/rescue/modules.js';
 import { NETBOOT_PATHS, RESCUE_CMDLINE, RESCUE_FILES } from '../../src/clone/rescue/names.js';
+import { netbootExtension } from '../../src/clone/netboot/session.js';
+import { runSend } from '../../src/clone/send.js';
 import { parseConfigText } from '../../src/config/load.js';
+import { makeGoldenImage } from '../../src/golden/golden-image.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { writeNewSigningKey } from '../../src/system/signing.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
+import { FakeClock, testContext } from './helpers/context.js';
 import { cpioArchive } from '../../src/system/cpio.js';
 import { parseLdd } from '../../src/system/ldd.js';
 
@@ -247,4 +255,126 @@ describe('netboot: dnsmasq, iPXE answers, the table', () => {
     };
     expect(ipxeScript(box, 'http://x', '')).toContain('exit');
   });
+});
+
+describe('clone send --netboot: every check before anything is powered', () => {
+  async function world() {
+    const dir = tmp();
+    const raw = path.join(dir, 'raw');
+    writeFileSync(raw, Buffer.alloc(2 * 1024 * 1024, 7));
+    const keyFile = path.join(dir, 'vendor.key');
+    const key = await writeNewSigningKey(REAL_WRITES, keyFile);
+    const image = path.join(dir, 'appl-1.img.zst');
+    await makeGoldenImage({
+      source: raw,
+      out: image,
+      name: 'appl',
+      version: '1',
+      key,
+      chunkSize: 1024 * 1024,
+    });
+    const rescue = path.join(dir, 'rescue');
+    mkdirSync(rescue);
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    for (const f of [RESCUE_FILES.kernel, RESCUE_FILES.initramfs, RESCUE_FILES.zshield])
+      writeFileSync(path.join(rescue, f), f);
+    writeFileSync(
+      path.join(rescue, RESCUE_FILES.manifest),
+      JSON.stringify({
+        kernelSha256: sha(RESCUE_FILES.kernel),
+        initramfsSha256: sha(RESCUE_FILES.initramfs),
+        zshieldSha256: sha(RESCUE_FILES.zshield),
+        trustedKeys: [key.publicText],
+      }),
+    );
+    const ctx = (runner: RecordingRunner, dryRun = false) => {
+      const c = testContext({ runner, dir, clock: new FakeClock(new Date('2026-11-29T10:00:00Z')), dryRun });
+      c.config.clone.trustedKeys = [key.publicText];
+      c.config.clone.signingKey = keyFile;
+      c.config.clone.machines = machines;
+      return c;
+    };
+    return { image, rescue, keyFile, ctx };
+  }
+  // An interface of this machine with an IPv4 address, and a range inside its subnet (a /24 or wider).
+  const lan = Object.entries(os.networkInterfaces())
+    .map(([name, a]) => ({ name, a: (a ?? []).find((x) => x.family === 'IPv4' && !x.internal) }))
+    .find((x) => x.a && x.a.netmask.startsWith('255.255.255.') === true);
+  const range = () => {
+    const [a, b, c, d] = lan!.a!.address.split('.').map(Number);
+    const start = d! < 128 ? 200 : 10;
+    return `${a}.${b}.${c}.${start},${a}.${b}.${c}.${start + 20}`;
+  };
+
+  it.skipIf(!lan)(
+    'the dry run reads each status, shows dnsmasq and the power steps, powers nothing',
+    async () => {
+      const w = await world();
+      const runner = new RecordingRunner(true).on(/status$/, { stdout: 'Chassis Power is off\n' });
+      const c = w.ctx(runner, true);
+      const ext = netbootExtension(c, {
+        rescue: w.rescue,
+        dhcpRange: range(),
+        httpPort: 8067,
+        kernelArgs: 'console=ttyS0',
+        after: 'poweroff',
+        bootTimeoutSeconds: 60,
+        keyFile: w.keyFile,
+      });
+      expect(await runSend(c, { image: w.image, interface: lan!.name, extend: ext })).toBeNull();
+      expect(runner.transcript()).toEqual(['$ bmc box1 status', '$ bmc box2 status']);
+      const text = c.printed.join('\n');
+      expect(text).toMatch(/box1: power off/);
+      expect(text).toMatch(/start dnsmasq on .* for the 2 listed MAC\(s\) only/);
+      expect(text).toMatch(/power box1: on \(bmc box1 on\), or cycle when it is on \(bmc box1 cycle\)/);
+      expect(text).toMatch(/--min-receivers 2/);
+    },
+  );
+
+  it.skipIf(!lan)(
+    "one box's status failing: nothing is powered, nothing started, the box named",
+    async () => {
+      const w = await world();
+      const runner = new RecordingRunner()
+        .on(/status$/, { stdout: 'Chassis Power is off\n' })
+        .on('bmc box2 status', { exitCode: 1, stderr: 'Unable to establish IPMI v2 / RMCP+ session' });
+      const c = w.ctx(runner);
+      const ext = netbootExtension(c, {
+        rescue: w.rescue,
+        dhcpRange: range(),
+        httpPort: 8067,
+        kernelArgs: '',
+        after: 'poweroff',
+        bootTimeoutSeconds: 60,
+        keyFile: w.keyFile,
+      });
+      await expect(runSend(c, { image: w.image, interface: lan!.name, extend: ext })).rejects.toThrow(
+        /^box2: its power status command failed .*nothing was powered/,
+      );
+      expect(runner.transcript()).toEqual(['$ bmc box1 status', '$ bmc box2 status']);
+    },
+  );
+
+  it.skipIf(!lan)(
+    'a rescue that does not trust the session key, or whose files changed, is refused before any status',
+    async () => {
+      const w = await world();
+      writeFileSync(path.join(w.rescue, RESCUE_FILES.zshield), 'another binary');
+      const runner = new RecordingRunner();
+      const c = w.ctx(runner);
+      const ext = netbootExtension(c, {
+        rescue: w.rescue,
+        dhcpRange: range(),
+        httpPort: 8067,
+        kernelArgs: '',
+        after: 'poweroff',
+        bootTimeoutSeconds: 60,
+        keyFile: w.keyFile,
+      });
+      await expect(runSend(c, { image: w.image, interface: lan!.name, extend: ext })).rejects.toThrow(
+        /rescue\/zshield does not match .*rescue\.json/,
+      );
+      expect(runner.calls).toEqual([]);
+    },
+  );
 });
