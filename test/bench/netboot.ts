@@ -256,7 +256,7 @@ export interface ChainResult {
   rescueBytes: number;
   /** Per box: SHA-256 of the first `size` bytes of its disk, and whether its console showed the system. */
   disks: { name: string; sha256: string; bootedSystem: boolean; console: string }[];
-  seconds: { rescueMake: number; sendToExit: number; sendToAllBooted: number };
+  seconds: Record<string, number | null>;
 }
 
 function sha256Head(file: string, size: number): string {
@@ -318,8 +318,13 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
     ];
     const sender = lan.spawnInHub(argv, env);
     let out = '';
-    sender.stdout?.on('data', (d) => (out += d));
-    sender.stderr?.on('data', (d) => (out += d));
+    const lines: { t: number; line: string }[] = [];
+    const take = (d: Buffer) => {
+      out += d;
+      for (const line of String(d).split('\n')) if (line.trim()) lines.push({ t: (Date.now() - t1) / 1000, line });
+    };
+    sender.stdout?.on('data', take);
+    sender.stderr?.on('data', take);
     const code = await new Promise<number | null>((resolve) => sender.on('close', (x) => resolve(x)));
     const sendToExit = (Date.now() - t1) / 1000;
     const end = Date.now() + 600_000;
@@ -327,6 +332,10 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
     while (code === 0 && Date.now() < end && !lan.boxes.every(booted))
       await new Promise((r) => setTimeout(r, 1000));
     const sendToAllBooted = (Date.now() - t1) / 1000;
+    const at = (re: RegExp, last = false) => {
+      const hits = lines.filter((l) => re.test(l.line));
+      return (last ? hits.at(-1) : hits[0])?.t ?? null;
+    };
     for (const b of lan.boxes)
       spawnSync('ip', ['netns', 'exec', lan.hub, ...b.ipmi('off')], {
         env: { ...env, IPMI_PASSWORD: BMC_PASSWORD },
@@ -341,7 +350,17 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
         bootedSystem: booted(b),
         console: fs.readFileSync(b.console, 'utf8'),
       })),
-      seconds: { rescueMake, sendToExit, sendToAllBooted },
+      seconds: {
+        rescueMake,
+        sendToExit,
+        sendToAllBooted,
+        // Parts, from the sender's own lines (seconds after clone send started).
+        lastPoweredOn: at(/: (powered on|power cycled)$/),
+        lastReceiverJoined: at(/^receiver \S+ joined/, true),
+        streamSent: at(/^stream sent|^receiver .*verified/),
+        reportsIn: at(/^receiver\s+name\s+multicast/),
+        cycled: at(/: (powered on|power cycled)$/, true),
+      },
     };
   } finally {
     lan.destroy();
