@@ -248,6 +248,22 @@ export interface ChainInput {
   size: number;
   sha256: string;
   diskMiB: number;
+  /** One more box on the bridge, not listed, booting network first then its own disk (the image). */
+  unlisted?: boolean;
+  /** This box's network is cut for `cutSeconds` once it received 30 % (its receiver gives up). */
+  cutNetworkOf?: string;
+  cutSeconds?: number;
+  /** The rescue trusts this key instead (its rescue.json is made to say it trusts the session's). */
+  rescueKey?: string;
+  /** clone send options added (a shorter repair window, say). */
+  senderArgs?: string[];
+}
+
+export interface BoxOutcome {
+  name: string;
+  sha256: string;
+  bootedSystem: boolean;
+  console: string;
 }
 
 export interface ChainResult {
@@ -255,9 +271,17 @@ export interface ChainResult {
   senderOut: string;
   rescueBytes: number;
   /** Per box: SHA-256 of the first `size` bytes of its disk, and whether its console showed the system. */
-  disks: { name: string; sha256: string; bootedSystem: boolean; console: string }[];
+  disks: BoxOutcome[];
+  /** The unlisted box: its disk before and after, and whether it booted its own system. */
+  unlisted: (BoxOutcome & { sha256Before: string }) | null;
   seconds: Record<string, number | null>;
 }
+
+const ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C',
+};
 
 function sha256Head(file: string, size: number): string {
   const r = spawnSync('sh', ['-c', 'head -c "$1" "$2" | sha256sum', 'sh', String(size), file], {
@@ -267,89 +291,150 @@ function sha256Head(file: string, size: number): string {
 }
 
 const SYSTEM_MARKER = 'BENCH-READY';
+const booted = (consoleLog: string) => fs.readFileSync(consoleLog, 'utf8').includes(SYSTEM_MARKER);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The rescue, made by the binary; with `rescueKey`, one that trusts another key than the session's. */
+function makeRescue(c: ChainInput, rescue: string): void {
+  const made = spawnSync(
+    c.zshieldBin,
+    ['clone', 'rescue', 'make', rescue, '--key', c.rescueKey ?? c.publicKey, '--kernel', c.kernelDir],
+    { encoding: 'utf8', env: ENV },
+  );
+  if (made.status !== 0) throw new Error(`rescue make: ${made.stdout}${made.stderr}`);
+  if (c.rescueKey) {
+    // The sender checks rescue.json; the initramfs holds the other key: the box's own check decides.
+    const m = path.join(rescue, 'rescue.json');
+    const j = JSON.parse(fs.readFileSync(m, 'utf8'));
+    j.trustedKeys = [c.publicKey];
+    fs.writeFileSync(m, JSON.stringify(j));
+  }
+}
+
+/** The unlisted box: its disk holds the image (a system of its own), it boots network first. */
+function startUnlisted(c: ChainInput, lan: NetbootLan): { disk: string; console: string; before: string } {
+  const disk = path.join(c.workDir, 'unlisted.img');
+  const consoleLog = path.join(c.workDir, 'unlisted.console.log');
+  spawnSync('sh', ['-c', 'zstd -dcq "$1" >"$2"', 'sh', c.image, disk]);
+  fs.writeFileSync(consoleLog, '');
+  const tap = `${lan.hub}u`;
+  ip(['-n', lan.hub, 'tuntap', 'add', tap, 'mode', 'tap']);
+  ip(['-n', lan.hub, 'link', 'set', tap, 'master', 'br0', 'up']);
+  const box: NetbootBox = {
+    ...lan.boxes[0]!,
+    name: 'unlisted',
+    mac: '52:54:00:18:00:99',
+    serial: 'ZS-UNLISTED',
+    disk,
+    console: consoleLog,
+    pidFile: path.join(c.workDir, 'unlisted.pid'),
+  };
+  // No BMC: started as it is, its ipmi device pointing nowhere is left out.
+  const argv = qemuCommand(box, tap, 0)
+    .replace(/ -chardev socket,id=ipmi0\S*| -device ipmi-bmc-extern\S*| -device isa-ipmi-kcs\S*/g, '')
+    .split(' ');
+  lan.spawnInHub(argv, ENV);
+  return { disk, console: consoleLog, before: sha256Head(disk, c.size) };
+}
+
+/** Cuts a box's tap for a while once its console says it received 30 %. */
+async function cutNetwork(c: ChainInput, lan: NetbootLan, done: () => boolean): Promise<void> {
+  const i = lan.boxes.findIndex((b) => b.name === c.cutNetworkOf);
+  const b = lan.boxes[i]!;
+  while (!done() && !fs.readFileSync(b.console, 'utf8').includes('received 30%')) await sleep(500);
+  if (done()) return;
+  const tap = `${lan.hub}t${i}`;
+  ip(['-n', lan.hub, 'link', 'set', tap, 'down']);
+  await sleep((c.cutSeconds ?? 40) * 1000);
+  ip(['-n', lan.hub, 'link', 'set', tap, 'up']);
+}
+
+function sendArgv(c: ChainInput, conf: string, rescue: string): string[] {
+  return [
+    c.zshieldBin,
+    '-c',
+    conf,
+    'clone',
+    'send',
+    c.image,
+    '--netboot',
+    '--interface',
+    'br0',
+    '--rescue',
+    rescue,
+    '--dhcp-range',
+    DHCP_RANGE,
+    '--rescue-args',
+    'console=ttyS0',
+    // Guests under emulation stall for seconds while they write: a patient sender, capped.
+    '--retries-until-drop',
+    '1000',
+    '--max-bitrate',
+    '40m',
+    '--boot-timeout',
+    '600',
+    ...(c.senderArgs ?? []),
+  ];
+}
 
 /**
  * The whole chain: rescue make, then `clone send --netboot` powering the boxes through ipmitool,
  * until it exits; then until each box's console shows the bench system (booted from its disk).
  */
 export async function runChain(c: ChainInput): Promise<ChainResult> {
-  const env = {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: '/root',
-    LANG: 'C',
-  };
   const rescue = path.join(c.workDir, 'rescue');
   const t0 = Date.now();
-  const made = spawnSync(
-    c.zshieldBin,
-    ['clone', 'rescue', 'make', rescue, '--key', c.publicKey, '--kernel', c.kernelDir],
-    { encoding: 'utf8', env },
-  );
-  if (made.status !== 0) throw new Error(`rescue make: ${made.stdout}${made.stderr}`);
+  makeRescue(c, rescue);
   const rescueMake = (Date.now() - t0) / 1000;
   const lan = makeNetbootLan(c.workDir, c.count, c.diskMiB);
   try {
     const conf = path.join(c.workDir, 'sender.conf');
     fs.writeFileSync(conf, JSON.stringify(senderConfig(lan, c)));
+    const other = c.unlisted ? startUnlisted(c, lan) : null;
     const t1 = Date.now();
-    const argv = [
-      c.zshieldBin,
-      '-c',
-      conf,
-      'clone',
-      'send',
-      c.image,
-      '--netboot',
-      '--interface',
-      'br0',
-      '--rescue',
-      rescue,
-      '--dhcp-range',
-      DHCP_RANGE,
-      '--rescue-args',
-      'console=ttyS0',
-      // Guests under emulation stall for seconds while they write: a patient sender, capped.
-      '--retries-until-drop',
-      '1000',
-      '--max-bitrate',
-      '40m',
-      '--boot-timeout',
-      '600',
-    ];
-    const sender = lan.spawnInHub(argv, env);
+    const sender = lan.spawnInHub(sendArgv(c, conf, rescue), ENV);
     let out = '';
     const lines: { t: number; line: string }[] = [];
     const take = (d: Buffer) => {
       out += d;
-      for (const line of String(d).split('\n')) if (line.trim()) lines.push({ t: (Date.now() - t1) / 1000, line });
+      for (const line of String(d).split('\n'))
+        if (line.trim()) lines.push({ t: (Date.now() - t1) / 1000, line });
     };
     sender.stdout?.on('data', take);
     sender.stderr?.on('data', take);
-    const code = await new Promise<number | null>((resolve) => sender.on('close', (x) => resolve(x)));
+    let ended = false;
+    const exited = new Promise<number | null>((resolve) => sender.on('close', (x) => resolve(x)));
+    void exited.then(() => (ended = true));
+    const cut = c.cutNetworkOf ? cutNetwork(c, lan, () => ended) : Promise.resolve();
+    const code = await exited;
+    await cut;
     const sendToExit = (Date.now() - t1) / 1000;
     const end = Date.now() + 600_000;
-    const booted = (b: NetbootBox) => fs.readFileSync(b.console, 'utf8').includes(SYSTEM_MARKER);
-    while (code === 0 && Date.now() < end && !lan.boxes.every(booted))
-      await new Promise((r) => setTimeout(r, 1000));
+    const consoles = [...lan.boxes.map((b) => b.console), ...(other ? [other.console] : [])];
+    while (code === 0 && Date.now() < end && !consoles.every(booted)) await sleep(1000);
     const sendToAllBooted = (Date.now() - t1) / 1000;
+    for (const b of lan.boxes)
+      spawnSync('ip', ['netns', 'exec', lan.hub, ...b.ipmi('off')], {
+        env: { ...ENV, IPMI_PASSWORD: BMC_PASSWORD },
+      });
     const at = (re: RegExp, last = false) => {
       const hits = lines.filter((l) => re.test(l.line));
       return (last ? hits.at(-1) : hits[0])?.t ?? null;
     };
-    for (const b of lan.boxes)
-      spawnSync('ip', ['netns', 'exec', lan.hub, ...b.ipmi('off')], {
-        env: { ...env, IPMI_PASSWORD: BMC_PASSWORD },
-      });
+    const outcome = (name: string, disk: string, consoleLog: string): BoxOutcome => ({
+      name,
+      sha256: sha256Head(disk, c.size),
+      bootedSystem: booted(consoleLog),
+      console: fs.readFileSync(consoleLog, 'utf8'),
+    });
     return {
       senderCode: code,
       senderOut: out,
       rescueBytes: fs.statSync(path.join(rescue, 'initramfs.img')).size,
-      disks: lan.boxes.map((b) => ({
-        name: b.name,
-        sha256: sha256Head(b.disk, c.size),
-        bootedSystem: booted(b),
-        console: fs.readFileSync(b.console, 'utf8'),
-      })),
+      disks: lan.boxes.map((b) => outcome(b.name, b.disk, b.console)),
+      unlisted: other
+        ? { ...outcome('unlisted', other.disk, other.console), sha256Before: other.before }
+        : null,
       seconds: {
         rescueMake,
         sendToExit,
@@ -357,7 +442,6 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
         // Parts, from the sender's own lines (seconds after clone send started).
         lastPoweredOn: at(/: (powered on|power cycled)$/),
         lastReceiverJoined: at(/^receiver \S+ joined/, true),
-        streamSent: at(/^stream sent|^receiver .*verified/),
         reportsIn: at(/^receiver\s+name\s+multicast/),
         cycled: at(/: (powered on|power cycled)$/, true),
       },
