@@ -58,7 +58,7 @@ describe('clone send --netboot, failure cases', () => {
     const { r, golden } = await chain('clone-netboot-cut', {
       count: 2,
       cutNetworkOf: 'box2',
-      senderArgs: ['--retries-until-drop', '30'],
+      retriesUntilDrop: 30,
     });
     expect(r.senderCode, r.senderOut).toBe(0);
     for (const d of r.disks) expect(d.sha256, d.name).toBe(golden.manifest.sha256);

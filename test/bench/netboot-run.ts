@@ -42,7 +42,7 @@ const r = await runChain({
   sha256: golden.manifest.sha256,
   diskMiB: GOLDEN_MEDIUM_MiB,
   unlisted: flag('--unlisted'),
-  ...(cut ? { cutNetworkOf: cut, senderArgs: ['--retries-until-drop', '30'] } : {}),
+  ...(cut ? { cutNetworkOf: cut, retriesUntilDrop: 30 } : {}),
   ...(rescueKey ? { rescueKey, senderArgs: ['--repair-window', '90'] } : {}),
 });
 console.log(r.senderOut);
@@ -64,3 +64,5 @@ if (r.unlisted)
 console.log(
   JSON.stringify({ boxes: count, senderCode: r.senderCode, rescueBytes: r.rescueBytes, seconds: r.seconds }),
 );
+const good = r.disks.every((d) => d.sha256 === golden.manifest.sha256 && d.bootedSystem);
+process.exit(r.senderCode === 0 && good ? 0 : 1);

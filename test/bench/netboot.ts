@@ -255,6 +255,8 @@ export interface ChainInput {
   cutSeconds?: number;
   /** The rescue trusts this key instead (its rescue.json is made to say it trusts the session's). */
   rescueKey?: string;
+  /** udp-sender's patience (default 1000: guests under emulation stall for seconds while they write). */
+  retriesUntilDrop?: number;
   /** clone send options added (a shorter repair window, say). */
   senderArgs?: string[];
 }
@@ -368,7 +370,7 @@ function sendArgv(c: ChainInput, conf: string, rescue: string): string[] {
     'console=ttyS0',
     // Guests under emulation stall for seconds while they write: a patient sender, capped.
     '--retries-until-drop',
-    '1000',
+    String(c.retriesUntilDrop ?? 1000),
     '--max-bitrate',
     '40m',
     '--boot-timeout',

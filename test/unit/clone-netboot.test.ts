@@ -236,7 +236,10 @@ describe('netboot: dnsmasq, iPXE answers, the table', () => {
       });
       expect(posted.status).toBe(204);
       const rows = boxRows([...s.boxes.values()], [], new Set(['box1', 'box2']));
-      expect(rows.map((r) => r.problem)).toEqual(['its receiver never joined', 'rescue failed: no DHCP']);
+      expect(rows.map((r) => r.problem)).toEqual([
+        'no report from its rescue (it refused the session, or its receive failed: see its console)',
+        'rescue failed: no DHCP',
+      ]);
       expect(formatBoxTable(rows).split('\n')[0]).toBe(
         'box   mac                powered  netbooted  received  repaired  verified  booted from disk',
       );

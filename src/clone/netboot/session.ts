@@ -215,12 +215,18 @@ async function stopServers(io: Io): Promise<void> {
   if (io.dir) await rm(io.dir, { recursive: true, force: true });
 }
 
+/** A BMC's cycle is off, a pause, on: its status is read once that has settled. */
+const CYCLE_SETTLE_MS = 5000;
+
 /** On, or cycled when it is on; after a cycle, on when its status says off (a cycle of an off box may do nothing). */
 async function powerUp(ctx: Context, m: Machine, io: Io): Promise<void> {
   const before = await powerStatus(ctx.runner, m, io.secrets!);
   await ctx.runner.run(powerCommand(m, before === 'on' ? 'cycle' : 'on', io.secrets!));
-  if (before === 'on' && (await powerStatus(ctx.runner, m, io.secrets!)) === 'off')
-    await ctx.runner.run(powerCommand(m, 'on', io.secrets!));
+  if (before === 'on') {
+    await new Promise((r) => setTimeout(r, CYCLE_SETTLE_MS));
+    if ((await powerStatus(ctx.runner, m, io.secrets!)) === 'off')
+      await ctx.runner.run(powerCommand(m, 'on', io.secrets!));
+  }
   io.powered.add(m.name);
   ctx.out.print(`${m.name}: ${before === 'on' ? 'power cycled' : 'powered on'}`);
 }
@@ -237,7 +243,10 @@ async function finish(
   );
   for (const b of verified) {
     b.answer = 'disk';
-    await powerUp(ctx, b.machine, io);
+    // One BMC failing now does not leave the others in their rescue: its row says why.
+    await powerUp(ctx, b.machine, io).catch((err: unknown) => {
+      b.failed = `power cycle after verify failed: ${(err as Error).message}`;
+    });
   }
   await waitForDisks(ctx, server, verified, o.bootTimeoutSeconds * 1000);
   const boxes = boxRows([...server.boxes.values()], rows, io.powered);

@@ -28,11 +28,13 @@ export function boxRows(
     const problem = !powered.has(b.machine.name)
       ? 'not powered'
       : b.failed
-        ? `rescue failed: ${b.failed}`
+        ? b.failed.startsWith('power cycle')
+          ? b.failed
+          : `rescue failed: ${b.failed}`
         : !b.netbooted
           ? 'did not network-boot the rescue'
           : !r
-            ? 'its receiver never joined'
+            ? 'no report from its rescue (it refused the session, or its receive failed: see its console)'
             : !verified
               ? `${r.result}${r.message ? `: ${r.message}` : ''}`
               : !b.sentToDisk
