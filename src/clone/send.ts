@@ -47,6 +47,11 @@ export interface SendExtension {
   /** Once every report is in (or the window ended): the verdict, and what it adds to the outcome. */
   finish: (rows: ReceiverRow[]) => Promise<Record<string, unknown>>;
   always: Step[];
+  /**
+   * Aborted when nothing more can come of the session (every box told its server it failed, a
+   * refused session reaching no repair server): the stream and the wait for reports end there.
+   */
+  giveUp?: AbortSignal;
 }
 
 export interface ReceiverRow {
@@ -179,8 +184,9 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
       {
         title: `stream the signed header and the image (udp-sender), repair, wait up to ${window / 1000} s for every receiver's report`,
         ...inZshield(async () => {
-          const joined = await multicast(ctx, settings, path.join(io.dir!, 'header'), opts.image, st.size);
-          await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window);
+          const header = path.join(io.dir!, 'header');
+          const joined = await multicast(ctx, settings, header, opts.image, st.size, ext?.giveUp);
+          await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window, ext?.giveUp);
           const rows = tableRows(joined.addresses, joined.dropped, io.server!);
           if (rows.length > 0) ctx.out.print(formatTable(rows));
           const more = ext ? await ext.finish(rows) : refuseUnlessAllVerified(rows, settings);
@@ -253,6 +259,7 @@ async function multicast(
   headerFile: string,
   image: string,
   total: number,
+  giveUp: AbortSignal | undefined,
 ): Promise<{ addresses: Map<string, number>; dropped: Set<string>; bytes: number }> {
   const addresses = new Map<string, number>();
   const dropped = new Set<string>();
@@ -284,10 +291,14 @@ async function multicast(
       stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
       // The boxes that join write the image: never in a dry run (the runner refuses it).
       mutates: true,
+      ...(giveUp ? { signal: giveUp } : {}),
     });
   } catch (err) {
-    if (!udpSenderEndedFirst(err)) throw err;
-    ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
+    if (giveUp?.aborted && !ctx.signal.aborted && err instanceof InterruptedError) {
+      ctx.out.print('every box failed before the end of the stream: udp-sender stopped');
+    } else if (!udpSenderEndedFirst(err)) throw err;
+    else
+      ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
   }
   return { addresses, dropped, bytes };
 }
@@ -312,6 +323,7 @@ async function awaitReports(
   server: RepairServer,
   expected: string[],
   windowMs: number,
+  giveUp: AbortSignal | undefined,
 ): Promise<void> {
   const missing = () => expected.filter((a) => !server.reports.has(a));
   if (missing().length > 0) {
@@ -323,18 +335,20 @@ async function awaitReports(
   let wake: () => void = () => {};
   const onAbort = () => wake();
   ctx.signal.addEventListener('abort', onAbort, { once: true });
+  giveUp?.addEventListener('abort', onAbort, { once: true });
   let windowOver = false;
   const timer = setTimeout(() => {
     windowOver = true;
     wake();
   }, windowMs);
   try {
-    while (missing().length > 0 && !windowOver && !ctx.signal.aborted) {
+    while (missing().length > 0 && !windowOver && !ctx.signal.aborted && !giveUp?.aborted) {
       await Promise.race([server.nextReport(), new Promise<void>((resolve) => (wake = resolve))]);
     }
   } finally {
     clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
+    giveUp?.removeEventListener('abort', onAbort);
   }
   if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for receiver reports');
 }

@@ -41,6 +41,7 @@ interface Io {
   dnsmasq?: Started;
   dnsmasqDone?: Promise<unknown>;
   powered: Set<string>;
+  giveUp: AbortController;
 }
 
 /**
@@ -54,9 +55,10 @@ interface Io {
 export function netbootExtension(ctx: Context, o: NetbootOptions) {
   return (s: { session: string; portbase: number; interface: string }): SendExtension => {
     const machines = ctx.config.clone.machines;
-    const io: Io = { powered: new Set() };
+    const io: Io = { powered: new Set(), giveUp: new AbortController() };
     const range = parseDhcpRange(o.dhcpRange);
     return {
+      giveUp: io.giveUp.signal,
       minReceivers: Math.max(1, machines.length),
       checks: netbootChecks(ctx, o, s.interface, io, range),
       before: [
@@ -206,6 +208,14 @@ async function startServers(
   );
   io.dnsmasqDone = io.dnsmasq.done.catch((e: unknown) => e);
   ctx.out.print(`netboot: dnsmasq on ${s.interface}, rescue at ${io.server.url}`);
+  void giveUpWhenAllFailed(io.server, io.giveUp);
+}
+
+/** Every box told the server it failed: nothing more can come of the stream. */
+async function giveUpWhenAllFailed(server: NetbootServer, giveUp: AbortController): Promise<void> {
+  const boxes = [...server.boxes.values()];
+  while (!boxes.every((b) => b.failed !== null)) await server.nextChange();
+  giveUp.abort();
 }
 
 async function stopServers(io: Io): Promise<void> {
