@@ -1,7 +1,7 @@
 // `tsx test/bench/netboot-run.ts N [WORKDIR] [--unlisted] [--cut BOX] [--wrong-key]`: the netboot
 // chain with N boxes outside vitest (for the benchmark and by hand), on the bench's golden image and
 // kernel; prints the sender's output, each disk's state and the times as JSON. --unlisted adds a box
-// whose MAC is not listed; --cut BOX cuts that box's network for 40 s once it writes the stream; --wrong-key
+// whose MAC is not listed; --cut BOX cuts that box's network for 40 s once it received 10 %; --wrong-key
 // gives the boxes a rescue that trusts another key. Needs the bench (BENCH_DIR) and
 // build/out/zshield (or ZSHIELD_BIN); root.
 import { spawnSync } from 'node:child_process';

@@ -250,7 +250,7 @@ export interface ChainInput {
   diskMiB: number;
   /** One more box on the bridge, not listed, booting network first then its own disk (the image). */
   unlisted?: boolean;
-  /** This box's network is cut for `cutSeconds` once it starts writing the stream (its receiver gives up). */
+  /** This box's network is cut for `cutSeconds` once it received 10 % (its receiver gives up). */
   cutNetworkOf?: string;
   cutSeconds?: number;
   /** The rescue trusts this key instead (its rescue.json is made to say it trusts the session's). */
@@ -339,12 +339,12 @@ function startUnlisted(c: ChainInput, lan: NetbootLan): { disk: string; console:
   return { disk, console: consoleLog, before: sha256Head(disk, c.size) };
 }
 
-/** Cuts a box's tap for a while once its console says it writes the stream. */
+/** Cuts a box's tap for a while once its console says it received 10 %. */
 async function cutNetwork(c: ChainInput, lan: NetbootLan, done: () => boolean): Promise<void> {
   const i = lan.boxes.findIndex((b) => b.name === c.cutNetworkOf);
   const b = lan.boxes[i]!;
-  const writing = 'write the stream after it';
-  while (!done() && !fs.readFileSync(b.console, 'utf8').includes(writing)) await sleep(500);
+  // Not the plan's step title (printed before the session is joined): its first progress line.
+  while (!done() && !fs.readFileSync(b.console, 'utf8').includes('received 10%')) await sleep(500);
   if (done()) return;
   const tap = `${lan.hub}t${i}`;
   ip(['-n', lan.hub, 'link', 'set', tap, 'down']);
