@@ -5,7 +5,8 @@ import { loadPowerSecrets, parsePowerState, powerCommand, powerStatus } from '..
 import { parseConfigText } from '../../src/config/load.js';
 import { ConfigError, NotFoundError, RefusedError } from '../../src/errors.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
-import { tempDir } from './helpers/context.js';
+import { FakeClock, tempDir, testContext } from './helpers/context.js';
+import { checkCloneConfig } from '../../src/clone/check.js';
 
 const F = '/etc/zshield/zshield.conf';
 const ipmi = (host: string, ...action: string[]) => [
@@ -164,5 +165,23 @@ describe('power commands', () => {
     );
     const unclear = new RecordingRunner().on('ipmitool', { stdout: 'hello' });
     await expect(powerStatus(unclear, m, new Map())).rejects.toThrow(/said neither on nor off/);
+  });
+});
+
+describe('config check', () => {
+  it('names a machine whose BMC password file others can read (what clone send --netboot would refuse)', async () => {
+    const { dir, cleanup } = tempDir();
+    onTestFinished(cleanup);
+    const pw = path.join(dir, 'bmc.pw');
+    writeFileSync(pw, 'hunter2\n');
+    chmodSync(pw, 0o644);
+    const c = testContext({ runner: new RecordingRunner(), dir, clock: new FakeClock(new Date()) });
+    c.config.clone.machines = parse({
+      machines: [box('a', '52:54:00:aa:00:01', { password: { file: pw } })],
+    }).clone.machines;
+    const errors = await checkCloneConfig(c);
+    expect(errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(/^password file .* of a is readable by others/),
+    ]);
   });
 });
