@@ -213,6 +213,7 @@ describe('netboot: dnsmasq, iPXE answers, the table', () => {
         ].join('\n'),
       );
       expect((await get('/netboot/ipxe/52:54:00:99:99:99')).status).toBe(404);
+      expect((await get('/netboot/ipxe/%E0%A4%A')).status).toBe(404);
       expect((await get('/rescue/rescue.json')).status).toBe(404);
       expect(JSON.parse((await get('/netboot/instructions/52:54:00:18:00:12')).text)).toEqual({
         name: 'box2',

@@ -81,10 +81,12 @@ export async function startNetbootServer(o: NetbootServerOptions): Promise<Netbo
     const route = `/${top}/${what}`;
     if (`/${top}` === NETBOOT_PATHS.rescue && what && served.has(what) && req.method === 'GET') {
       const file = path.join(o.rescueDir, what);
-      res.writeHead(200, {
-        'Content-Length': statSync(file).size,
-        'Content-Type': 'application/octet-stream',
-      });
+      const size = sizeOf(file);
+      if (size === null) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' });
       const s = createReadStream(file);
       s.on('error', () => res.destroy());
       // The initramfs sent whole to a listed box (the iPXE script names it with ?mac=): it netbooted.
@@ -99,7 +101,7 @@ export async function startNetbootServer(o: NetbootServerOptions): Promise<Netbo
       return;
     }
     // iPXE writes ${net0/mac} into the URL percent-encoded (52%3A54%3A...).
-    const box = boxes.get(decodeURIComponent(arg ?? '').toLowerCase());
+    const box = boxes.get(decoded(arg ?? '').toLowerCase());
     if (!box) {
       res.writeHead(404).end();
       return;
@@ -154,6 +156,23 @@ function answerBox(
       changed();
     });
   } else res.writeHead(404).end();
+}
+
+/** A request's bad escape (a URIError) is an unknown box, not a crash of the session. */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return '';
+  }
+}
+
+function sizeOf(file: string): number | null {
+  try {
+    return statSync(file).size;
+  } catch {
+    return null;
+  }
 }
 
 function closeServer(server: Server): Promise<void> {

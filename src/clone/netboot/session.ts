@@ -5,7 +5,15 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Machine } from '../../config/clone.js';
 import type { Context } from '../../context.js';
-import { ConfigError, InterruptedError, MissingToolError, NotFoundError, VerifyError } from '../../errors.js';
+import {
+  CommandError,
+  ConfigError,
+  InterruptedError,
+  MissingToolError,
+  NotFoundError,
+  RefusedError,
+  VerifyError,
+} from '../../errors.js';
 import type { Check, Step } from '../../plan/plan.js';
 import type { Started } from '../../system/runner.js';
 import { loadSigningKey } from '../../system/signing.js';
@@ -147,7 +155,13 @@ async function checkRescue(o: NetbootOptions): Promise<void> {
   const text = await readFile(file, 'utf8').catch(() => null);
   if (text === null)
     throw new NotFoundError(`${file} does not exist: make the rescue with zshield clone rescue make`);
-  const m = JSON.parse(text) as RescueManifest;
+  let m: RescueManifest;
+  try {
+    m = JSON.parse(text) as RescueManifest;
+    if (!Array.isArray(m.trustedKeys)) throw new Error('no trustedKeys');
+  } catch (err) {
+    throw new VerifyError(`${file} is not a rescue manifest (${(err as Error).message})`);
+  }
   const want: [string, string][] = [
     [RESCUE_FILES.kernel, m.kernelSha256],
     [RESCUE_FILES.initramfs, m.initramfsSha256],
@@ -207,6 +221,18 @@ async function startServers(
     }),
   );
   io.dnsmasqDone = io.dnsmasq.done.catch((e: unknown) => e);
+  // dnsmasq that cannot bind (another DHCP server on this machine) exits at once: said now, not
+  // after the boxes waited for an answer that never comes.
+  const early = await Promise.race([
+    io.dnsmasqDone,
+    new Promise((r) => setTimeout(() => r('running'), 1500)),
+  ]);
+  if (early !== 'running') {
+    const why = early instanceof CommandError ? early.stderr.trim().split('\n').at(-1) : String(early);
+    throw new RefusedError(`dnsmasq stopped at once: ${why}`, {
+      hint: 'is another DHCP server running on this machine (port 67)?',
+    });
+  }
   ctx.out.print(`netboot: dnsmasq on ${s.interface}, rescue at ${io.server.url}`);
   void giveUpWhenAllFailed(io.server, io.giveUp);
 }
