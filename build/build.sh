@@ -64,7 +64,9 @@ cat > "$out/sea-config.json" <<JSON
     "grub/40_zshield": "grub/40_zshield",
     "rc/zshield-boot.service": "rc/zshield-boot.service",
     "rc/zshield.service": "rc/zshield.service",
-    "rc/rc.local.snippet": "rc/rc.local.snippet"
+    "rc/rc.local.snippet": "rc/rc.local.snippet",
+    "rc/rescue-init": "rc/rescue-init",
+    "rc/rescue-udhcpc": "rc/rescue-udhcpc"
   }
 }
 JSON

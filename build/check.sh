@@ -68,11 +68,12 @@ else
   fi
   # Three parts side by side: the remote tests (mostly waiting on sshd and the network: about a
   # tenth of a core) and two lanes with one guest each (a TCG guest keeps a core busy), of about
-  # equal length (minutes from the last gate run): the boot paths through the golden medium in
-  # the first (recovery 7, systemd 6, golden update 3, image cut, history, foreign VG 1 each),
-  # the rest in the second (history over the network 5, rotation cuts, backup, image 3 each,
-  # clone over multicast, boot menu, the bench's self-test 2 each). A new file goes to the second.
-  first=(recovery systemd golden-update image-cut history foreign-vg)
+  # equal length (minutes from the last gate run): the boot paths through the golden medium and
+  # the image tests in the first (recovery 7, systemd 6, golden update 3, image 3, image cut,
+  # history, foreign VG 1 each), the rest in the second (history over the network 5, the netboot
+  # chain about 4 with two guests of its own, rotation cuts, backup 3 each, clone over multicast,
+  # boot menu, the bench's self-test 2 each). A new file goes to the second.
+  first=(recovery systemd golden-update image image-cut history foreign-vg)
   first=("${first[@]/#/test/appliance/}")
   first=("${first[@]/%/.test.ts}")
   others=()

@@ -13,6 +13,8 @@ export const ASSETS = {
   bootUnit: 'rc/zshield-boot.service',
   daemonUnit: 'rc/zshield.service',
   rcLocal: 'rc/rc.local.snippet',
+  rescueInit: 'rc/rescue-init',
+  rescueUdhcpc: 'rc/rescue-udhcpc',
 } as const;
 
 export function asset(name: keyof typeof ASSETS): string {
@@ -31,6 +33,18 @@ export function asset(name: keyof typeof ASSETS): string {
     dir = path.dirname(dir);
   }
   throw new InternalError(`asset ${rel} not found`);
+}
+
+/** This program's own file when it runs as the single executable; null when run from source. */
+export function singleExecutable(): string | null {
+  try {
+    const req = createRequire(typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url));
+    const sea = req('node:sea') as { isSea(): boolean };
+    if (sea.isSea()) return process.execPath;
+  } catch {
+    // node:sea is missing in older runtimes: not a single executable.
+  }
+  return null;
 }
 
 declare const __filename: string | undefined;

@@ -22,6 +22,8 @@ export interface ReceiveOptions {
   /** The name this box reports under (default: its host name). */
   name?: string;
   interface?: string;
+  /** udpcast's port base (else clone.portbase; the netboot server names it). */
+  portbase?: number;
   /** --yes: the target may be erased (without it, runPlan refuses after the checks). */
   yes?: boolean;
 }
@@ -80,7 +82,7 @@ function receivePlan(
   const cfg = ctx.config.clone;
   const write = (apply: () => Promise<void>) => ({ edit: { files: [target.path], apply } });
   return {
-    title: `Receive a clone stream on ${iface} (port base ${cfg.portbase}) onto ${target.describe}`,
+    title: `Receive a clone stream on ${iface} (port base ${opts.portbase ?? cfg.portbase}) onto ${target.describe}`,
     notes: ['the target does not look good (no partition table, no boot code) until every chunk is verified'],
     steps: [
       {
@@ -90,7 +92,7 @@ function receivePlan(
           files: [],
           apply: async () => {
             ctx.out.print(
-              `waiting for a clone session on ${iface} (port base ${cfg.portbase}); target ${target.describe}`,
+              `waiting for a clone session on ${iface} (port base ${opts.portbase ?? cfg.portbase}); target ${target.describe}`,
             );
             Object.assign(st, await joinSession(ctx, opts, iface, target));
             st.started = Date.now();
@@ -177,7 +179,7 @@ async function joinSession(ctx: Context, opts: ReceiveOptions, iface: string, ta
   const udp = await ctx.runner.start(
     receiverCommand({
       interface: iface,
-      portbase: cfg.portbase,
+      portbase: opts.portbase ?? cfg.portbase,
       startTimeoutSeconds: cfg.receive.startTimeoutSeconds,
       receiveTimeoutSeconds: cfg.receive.receiveTimeoutSeconds,
     }),

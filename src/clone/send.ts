@@ -11,11 +11,10 @@ import {
   NotFoundError,
   VerifyError,
 } from '../errors.js';
-import type { Plan } from '../plan/plan.js';
+import type { Check, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
 import { imageIdOf, loadManifest, verifyGoldenImage } from '../golden/index.js';
-import { powerSteps } from './power.js';
 import { type SessionInfo, encodeHeader } from './header.js';
 import { type RepairServer, startRepairServer } from './repair-server.js';
 import { type SenderSettings, parseSenderLine, senderCommand } from './udpcast.js';
@@ -30,8 +29,29 @@ export interface SendOptions {
   maxBitrate?: string;
   retriesUntilDrop?: number;
   repairWindowSeconds?: number;
-  /** Run each clone.power command first (after every check passed). */
-  power?: boolean;
+  /** What a session with more to it (netboot: dnsmasq, power) adds to the plan. */
+  extend?: (s: { session: string; portbase: number; interface: string }) => SendExtension;
+}
+
+/**
+ * Checks, steps before the stream and after the reports, and clean-up that a session adds to the
+ * send's plan (clone send --netboot). With an extension, `finish` judges the session instead of
+ * "every receiver that joined verified".
+ */
+export interface SendExtension {
+  checks: Check[];
+  /** After the session is signed and the repair server listens, before the stream. */
+  before: Step[];
+  /** How many receivers the stream waits for. */
+  minReceivers: number;
+  /** Once every report is in (or the window ended): the verdict, and what it adds to the outcome. */
+  finish: (rows: ReceiverRow[]) => Promise<Record<string, unknown>>;
+  always: Step[];
+  /**
+   * Aborted when nothing more can come of the session (every box told its server it failed, a
+   * refused session reaching no repair server): the stream and the wait for reports end there.
+   */
+  giveUp?: AbortSignal;
 }
 
 export interface ReceiverRow {
@@ -51,12 +71,12 @@ export interface SendOutcome {
   session: string;
   rows: ReceiverRow[];
   streamBytes: number;
+  [more: string]: unknown;
 }
 
 /**
  * `clone send` as a plan: every chunk of the image, the signing key and the interface are checked
- * first (also by a dry run), so a damaged image touches no box; then the boxes are powered
- * (--power), the session signed, and the signed header and the image go out through udp-sender
+ * first (also by a dry run), so a damaged image touches no box; then the session is signed, and the signed header and the image go out through udp-sender
  * (`cat header image | udp-sender`: the data never passes through node); the repair server answers
  * failed receivers until each receiver that joined has reported, or the repair window ends; then a
  * table. Success is at least one receiver and every receiver that joined verified.
@@ -73,6 +93,12 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
     retriesUntilDrop: opts.retriesUntilDrop ?? cfg.send.retriesUntilDrop,
   };
   const signed = await loadManifest(opts.image, cfg.trustedKeys);
+  const ext = opts.extend?.({
+    session: opts.session ?? cfg.session ?? imageIdOf(signed.payload),
+    portbase: settings.portbase,
+    interface: settings.interface,
+  });
+  if (ext) settings.minReceivers = ext.minReceivers;
   const m = signed.payload;
   const st = await stat(opts.image).catch(() => null);
   if (!st) throw new NotFoundError(`${opts.image} does not exist`);
@@ -125,9 +151,9 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
           io.address = interfaceAddress(settings.interface);
         },
       },
+      ...(ext?.checks ?? []),
     ],
     steps: [
-      ...(opts.power ? powerSteps(ctx) : []),
       {
         title: `sign the session and start the repair server (port ${cfg.repairPort})`,
         ...inZshield(async () => {
@@ -154,19 +180,22 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
           });
         }),
       },
+      ...(ext?.before ?? []),
       {
         title: `stream the signed header and the image (udp-sender), repair, wait up to ${window / 1000} s for every receiver's report`,
         ...inZshield(async () => {
-          const joined = await multicast(ctx, settings, path.join(io.dir!, 'header'), opts.image, st.size);
-          await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window);
+          const header = path.join(io.dir!, 'header');
+          const joined = await multicast(ctx, settings, header, opts.image, st.size, ext?.giveUp);
+          await awaitReports(ctx, io.server!, [...joined.addresses.keys()], window, ext?.giveUp);
           const rows = tableRows(joined.addresses, joined.dropped, io.server!);
           if (rows.length > 0) ctx.out.print(formatTable(rows));
-          refuseUnlessAllVerified(rows, settings);
-          io.outcome = { imageId: imageIdOf(m), session: name, rows, streamBytes: joined.bytes };
+          const more = ext ? await ext.finish(rows) : refuseUnlessAllVerified(rows, settings);
+          io.outcome = { imageId: imageIdOf(m), session: name, rows, streamBytes: joined.bytes, ...more };
         }),
       },
     ],
     always: [
+      ...(ext?.always ?? []),
       {
         title: 'stop the repair server, remove the signed header',
         ...inZshield(async () => {
@@ -185,7 +214,7 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
  * disk too small, another session expected) or never reported failed as much as one whose chunks
  * did not check out.
  */
-function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): void {
+function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings): Record<string, never> {
   if (rows.length === 0) {
     throw new NoPeerError(
       `no receiver joined within ${s.startTimeoutSeconds} s (clone.send.startTimeoutSeconds): nothing was sent`,
@@ -197,6 +226,7 @@ function refuseUnlessAllVerified(rows: readonly ReceiverRow[], s: SenderSettings
     const each = bad.map((r) => `${r.name} (${r.address}) ${r.result}${r.message ? `: ${r.message}` : ''}`);
     throw new VerifyError(`${bad.length} of ${rows.length} receiver(s) not verified: ${each.join('; ')}`);
   }
+  return {};
 }
 
 /** The interface's IPv4 address: the repair server listens there and nowhere else. */
@@ -229,6 +259,7 @@ async function multicast(
   headerFile: string,
   image: string,
   total: number,
+  giveUp: AbortSignal | undefined,
 ): Promise<{ addresses: Map<string, number>; dropped: Set<string>; bytes: number }> {
   const addresses = new Map<string, number>();
   const dropped = new Set<string>();
@@ -260,10 +291,14 @@ async function multicast(
       stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
       // The boxes that join write the image: never in a dry run (the runner refuses it).
       mutates: true,
+      ...(giveUp ? { signal: giveUp } : {}),
     });
   } catch (err) {
-    if (!udpSenderEndedFirst(err)) throw err;
-    ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
+    if (giveUp?.aborted && !ctx.signal.aborted && err instanceof InterruptedError) {
+      ctx.out.print('every box failed before the end of the stream: udp-sender stopped');
+    } else if (!udpSenderEndedFirst(err)) throw err;
+    else
+      ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
   }
   return { addresses, dropped, bytes };
 }
@@ -288,6 +323,7 @@ async function awaitReports(
   server: RepairServer,
   expected: string[],
   windowMs: number,
+  giveUp: AbortSignal | undefined,
 ): Promise<void> {
   const missing = () => expected.filter((a) => !server.reports.has(a));
   if (missing().length > 0) {
@@ -299,18 +335,20 @@ async function awaitReports(
   let wake: () => void = () => {};
   const onAbort = () => wake();
   ctx.signal.addEventListener('abort', onAbort, { once: true });
+  giveUp?.addEventListener('abort', onAbort, { once: true });
   let windowOver = false;
   const timer = setTimeout(() => {
     windowOver = true;
     wake();
   }, windowMs);
   try {
-    while (missing().length > 0 && !windowOver && !ctx.signal.aborted) {
+    while (missing().length > 0 && !windowOver && !ctx.signal.aborted && !giveUp?.aborted) {
       await Promise.race([server.nextReport(), new Promise<void>((resolve) => (wake = resolve))]);
     }
   } finally {
     clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
+    giveUp?.removeEventListener('abort', onAbort);
   }
   if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for receiver reports');
 }

@@ -65,6 +65,72 @@ const receiveSchema = z
   })
   .strict();
 
+// A power action: one argument array run through the Runner (no shell), e.g. ipmitool ... chassis
+// power cycle. A password in it would show in `ps` and in the log's "$ argv" lines.
+const powerArgv = z
+  .array(z.string().min(1))
+  .min(1)
+  .refine((argv) => !argv.some(isPasswordArg), {
+    message:
+      'a password in argv is visible to every user (ps) and in the log: give it in password.file or password.fromEnv (ipmitool -E reads IPMI_PASSWORD, -f a file)',
+  });
+
+/** ipmitool's -P, and --password/--passwd/--pass of other tools (with or without =value). */
+export function isPasswordArg(a: string): boolean {
+  return a === '-P' || /^-P./.test(a) || /^--pass(word|wd)?(=|$)/.test(a);
+}
+
+const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name (A-Z, 0-9, _)');
+
+const passwordSchema = z
+  .object({
+    file: absPath
+      .optional()
+      .describe('a file (mode 0600, owned by root or the caller) whose first line is the password'),
+    fromEnv: envName.optional().describe("the variable of zshield's own environment that holds it"),
+    env: envName
+      .default('IPMI_PASSWORD')
+      .describe('the variable the power commands get it in (ipmitool -E reads IPMI_PASSWORD)'),
+  })
+  .strict()
+  .refine((p) => (p.file === undefined) !== (p.fromEnv === undefined), {
+    message: 'give exactly one of password.file and password.fromEnv',
+  });
+
+export const macAddress = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/, 'a MAC address like 52:54:00:12:34:56')
+  .transform((m) => m.toLowerCase());
+
+const machineSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, . _ - (up to 63)')
+      .describe("the box's name, as the table shows it"),
+    mac: macAddress.describe(
+      'the MAC of the NIC the box network-boots from: only listed MACs get a DHCP answer',
+    ),
+    disk: z
+      .string()
+      .min(1)
+      .describe('serial or WWN of the disk the rescue writes (it never picks a disk itself)'),
+    power: z
+      .object({
+        status: powerArgv.describe("prints the power state; its output says 'on' or 'off'"),
+        on: powerArgv.describe('powers the box on'),
+        cycle: powerArgv.describe('power cycle (off, then on)'),
+      })
+      .strict(),
+    password: passwordSchema
+      .nullable()
+      .default(null)
+      .describe('the BMC password, handed to the power commands in their environment, never in argv'),
+  })
+  .strict();
+
+export type Machine = z.output<typeof machineSchema>;
+
 export const cloneSchema = z
   .object({
     trustedKeys: z
@@ -115,21 +181,11 @@ export const cloneSchema = z
       ),
     send: sendSchema.prefault({}).describe('clone send'),
     receive: receiveSchema.prefault({}).describe('clone receive'),
-    power: z
-      .array(
-        z
-          .object({
-            name: z.string().min(1).describe("the box's name, as the sender's table shows it"),
-            command: z
-              .array(z.string())
-              .min(1)
-              .describe('the argument array run through the Runner (no shell)'),
-          })
-          .strict(),
-      )
+    machines: z
+      .array(machineSchema)
       .default([])
       .describe(
-        "optional, untested on real hardware: per box an argv that reboots it into receive mode (ipmitool, amttool); passwords in the tool's environment or file option, never here",
+        'the boxes of a netboot session (clone send --netboot): each powered through its own BMC, network-booted into the rescue, written on the disk named here',
       ),
   })
   .strict();

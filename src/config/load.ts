@@ -45,10 +45,11 @@ export function parseConfigText(text: string, where: string): { config: Config; 
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([{ where, message: 'must be a JSON object' }]);
   }
+  const problems: ConfigProblem[] = retiredSettings(raw as Record<string, unknown>, where);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => issueToProblem(i, where)));
+  if (!parsed.success)
+    throw new ConfigError([...problems, ...parsed.error.issues.map((i) => issueToProblem(i, where))]);
   const config = parsed.data;
-  const problems: ConfigProblem[] = [];
   const warnings: ConfigProblem[] = [];
   // Rules that need more than one field.
   if (config.lvm.snapshot === config.lvm.rootLv) {
@@ -101,8 +102,42 @@ export function parseConfigText(text: string, where: string): { config: Config; 
       message: `the volumes take ${pct}% of the VG and the snapshot ${snapPct.toFixed(1)}%: more than 100%`,
     });
   }
+  problems.push(...machineClashes(config, where));
   if (problems.length) throw new ConfigError(problems);
   return { config, warnings };
+}
+
+/**
+ * Settings that were replaced: named with their successor (a bare "unknown setting" would leave
+ * the operator guessing), and removed from what the schema sees so it does not say it again.
+ */
+function retiredSettings(raw: Record<string, unknown>, where: string): ConfigProblem[] {
+  const clone = raw['clone'];
+  if (clone === null || typeof clone !== 'object' || !('power' in clone)) return [];
+  delete (clone as Record<string, unknown>)['power'];
+  return [
+    {
+      where: `${where}: clone.power`,
+      message:
+        'replaced by clone.machines (per box: name, mac, disk, power.status/on/cycle argv, password file or variable); see Cloning in the README',
+    },
+  ];
+}
+
+/** Two machines with one name or one MAC: the table and dnsmasq's dhcp-host lines need them unique. */
+function machineClashes(config: Config, where: string): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  const names = new Set<string>();
+  const macs = new Set<string>();
+  config.clone.machines.forEach((m, i) => {
+    if (names.has(m.name))
+      out.push({ where: `${where}: clone.machines.${i}.name`, message: `duplicate machine ${m.name}` });
+    if (macs.has(m.mac))
+      out.push({ where: `${where}: clone.machines.${i}.mac`, message: `${m.mac} is listed twice` });
+    names.add(m.name);
+    macs.add(m.mac);
+  });
+  return out;
 }
 
 function issueToProblem(issue: z.core.$ZodIssue, file: string): ConfigProblem {

@@ -25,6 +25,8 @@ export class RecordingRunner implements Runner {
     stages?: string[][];
     /** Run by a library on zshield's behalf (noteExternal), not by this runner. */
     via?: string;
+    /** The environment the command was given on top of the runner's own (a password, say). */
+    env?: Record<string, string>;
   }[] = [];
   private readonly replies: {
     match: Matcher;
@@ -66,6 +68,7 @@ export class RecordingRunner implements Runner {
       mutates: cmd.mutates,
       skipped: false,
       ...(input === undefined ? {} : { input }),
+      ...(cmd.env === undefined ? {} : { env: cmd.env }),
     });
     const res = this.answer(argv);
     // As the real runner does: each line of the answer, as it would have come.

@@ -36,6 +36,10 @@ HOST_PKGS=(qemu-system-x86 lvm2 dmsetup busybox-static rsync cpio fdisk kmod gru
   grub2-common zstd e2fsprogs util-linux mount dosfstools tar bash dash coreutils findutils grep sed file)
 # Multicast cloning (clone/): udpcast, and iproute2 for the test's network namespaces.
 HOST_PKGS+=(udpcast iproute2)
+# The netboot chain (clone send --netboot, test/bench/netboot.ts): dnsmasq-base is the program without
+# a system service; radvd, ipmi_sim (openipmi) and ipmitool run by hand in the test's namespace. No
+# service of theirs is started by the install (policy-rc.d below).
+HOST_PKGS+=(dnsmasq-base radvd openipmi ipmitool)
 # The guest's forwards to host ports on QEMU user networking (guestfwd=...-cmd:nc).
 HOST_PKGS+=(netcat-openbsd)
 # The systemd flavour's Debian tree (setup-systemd.sh).
@@ -77,12 +81,23 @@ ensure_host_packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing host packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$BENCH_DIR/apt.log" 2>&1; then
-    log "apt-get install failed; running apt-get update and retrying"
-    apt-get update >>"$BENCH_DIR/apt.log" 2>&1
-    apt-get install -y --no-install-recommends "${missing[@]}" >>"$BENCH_DIR/apt.log" 2>&1 ||
-      die "apt-get install failed, see $BENCH_DIR/apt.log"
+  # No package starts a service on this machine (radvd, openipmi ship init scripts): a policy-rc.d
+  # that refuses every start, for the install only, unless the machine already has one.
+  local own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
   fi
+  local rc=0
+  apt_install "${missing[@]}" || rc=$?
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ $rc -eq 0 ] || die "apt-get install failed, see $BENCH_DIR/apt.log"
+}
+
+apt_install() {
+  apt-get install -y --no-install-recommends "$@" >"$BENCH_DIR/apt.log" 2>&1 && return 0
+  log "apt-get install failed; running apt-get update and retrying"
+  apt-get update >>"$BENCH_DIR/apt.log" 2>&1
+  apt-get install -y --no-install-recommends "$@" >>"$BENCH_DIR/apt.log" 2>&1
 }
 
 # ---------------------------------------------------------------------------------------------

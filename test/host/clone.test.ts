@@ -341,7 +341,7 @@ describe('clone send/receive over udpcast in network namespaces', () => {
     writeFileSync(target, old);
     const rx = receive('r1', target);
     await until(() => /waiting for a clone session/.test(rx.out()), 'the receiver to wait');
-    const sender = zshield('s', ['clone', 'send', damaged, '--power']);
+    const sender = zshield('s', ['clone', 'send', damaged]);
     expect(await sender.exited, sender.out()).toBe(10);
     expect(sender.out()).toMatch(
       /chunk\(s\) 7 do not match the signed manifest: nothing sent, no box touched/,

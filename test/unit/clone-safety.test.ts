@@ -196,21 +196,14 @@ describe('golden image verify --target', () => {
   });
 });
 
-describe('clone send checks before --power and before a byte goes out', () => {
-  const powered = (c: ReturnType<Awaited<ReturnType<typeof fixture>>['ctx']>) => {
-    c.config.clone.power = [
-      { name: 'box1', command: ['ipmitool', '-H', 'box1', 'chassis', 'power', 'cycle'] },
-    ];
-    return c;
-  };
-
+describe('clone send checks before a byte goes out', () => {
   it('a chunk that no longer matches its manifest: exit 10 naming it, no box powered, no udp-sender; the dry run the same', async () => {
     const f = await fixture();
     await f.damage(1);
     for (const dryRun of [true, false]) {
       const runner = new RecordingRunner(dryRun);
-      const c = powered(f.ctx({ dryRun, runner }));
-      const err = await runSend(c, { image: f.image, power: true }).catch((e: unknown) => e);
+      const c = f.ctx({ dryRun, runner });
+      const err = await runSend(c, { image: f.image }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(VerifyError);
       expect((err as Error).message).toMatch(
         /chunk\(s\) 1 do not match the signed manifest: nothing sent, no box touched/,
@@ -219,23 +212,22 @@ describe('clone send checks before --power and before a byte goes out', () => {
     }
   });
 
-  it('an interface without an address fails before the power commands; the dry run shows them and runs none', async () => {
+  it('an interface without an address fails before anything runs; the dry run shows the plan and runs nothing', async () => {
     const f = await fixture();
     const runner = new RecordingRunner();
-    const c = powered(f.ctx({ runner }));
-    await expect(runSend(c, { image: f.image, power: true, interface: 'zsnone0' })).rejects.toThrow(
+    const c = f.ctx({ runner });
+    await expect(runSend(c, { image: f.image, interface: 'zsnone0' })).rejects.toThrow(
       /network interface zsnone0 has no IPv4 address/,
     );
     expect(runner.calls).toEqual([]);
     const dryRunner = new RecordingRunner(true);
-    const dry = powered(f.ctx({ dryRun: true, runner: dryRunner }));
+    const dry = f.ctx({ dryRun: true, runner: dryRunner });
     const iface = Object.entries(os.networkInterfaces()).find(([, a]) =>
       (a ?? []).some((x) => x.family === 'IPv4' && !x.internal),
     )?.[0];
     if (iface) {
-      expect(await runSend(dry, { image: f.image, power: true, interface: iface })).toBeNull();
+      expect(await runSend(dry, { image: f.image, interface: iface })).toBeNull();
       const text = dry.printed.join('\n');
-      expect(text).toMatch(/1\. power: box1 into receive mode[\s\S]*\$ ipmitool -H box1 chassis power cycle/);
       expect(text).toMatch(/checks first: every chunk of the image matches its signed manifest/);
       expect(dryRunner.calls).toEqual([]);
     }
