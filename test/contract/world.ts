@@ -152,13 +152,30 @@ export class World {
   }
 
   /** The built binary, as an operator runs it: `zshield -c CONFIG ARGS...`. */
+  private isolated = false;
+
+  /**
+   * From now on this world's commands run in a network namespace of their own (`unshare --net`)
+   * holding only loopback and one veth pair, 198.18.99.1/24 on `zs0`, whose name is returned: the
+   * interface for `clone send`. Multicast cloning never runs on the host's network, not even a
+   * dry run or a refusal (the suite runs as root, as the gate does).
+   */
+  isolateNetwork(): string {
+    this.isolated = true;
+    return NETNS_INTERFACE;
+  }
+
   zshield(
     args: string[],
     opts: { input?: string; timeoutMs?: number; config?: string | null; realTools?: boolean } = {},
   ): Promise<Run> {
     const config =
       opts.config === undefined ? ['-c', this.configFile] : opts.config ? ['-c', opts.config] : [];
-    const child = spawn(SEA, [...config, ...args], {
+    const argv = [SEA, ...config, ...args];
+    const [file, ...rest] = this.isolated
+      ? ['/usr/bin/unshare', '--net', '--', '/bin/sh', '-c', NETNS_UP, 'sh', ...argv]
+      : argv;
+    const child = spawn(file!, rest, {
       // The fixtures' own setup (a real history take) runs with the real tools.
       env: { PATH: opts.realTools ? BASE_PATH : `${this.bin}:${BASE_PATH}`, HOME: '/root', LANG: 'C' },
       timeout: opts.timeoutMs ?? 110_000,
@@ -223,6 +240,17 @@ export interface Run {
 }
 
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const NETNS_INTERFACE = 'zs0';
+/** Run inside `unshare --net` before the command: loopback and the veth pair up, the address set. */
+const NETNS_UP = [
+  'ip link set lo up',
+  `ip link add ${NETNS_INTERFACE} type veth peer name zs1`,
+  `ip addr add 198.18.99.1/24 dev ${NETNS_INTERFACE}`,
+  'ip link set zs1 up',
+  `ip link set ${NETNS_INTERFACE} up`,
+  'exec "$@"',
+].join(' && ');
 
 /**
  * The tools that change a disk, a volume or a boot loader. In every world they are stand-ins that,
