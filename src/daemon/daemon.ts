@@ -11,8 +11,8 @@ import {
   snapshotHealth,
 } from '../snapshot/index.js';
 import { probeVg } from '../system/lvm.js';
-import { daemonInfoFile, writeDaemonInfo } from './info.js';
-import { dailyDue, nextDailyRun } from './schedule.js';
+import { daemonInfoFile, writeDaemonInfo } from '../state/daemon-info.js';
+import { dailyDue, nextDailyRun } from '../state/schedule.js';
 import { namesOf } from '../names/snapshots.js';
 
 export interface DaemonHooks {

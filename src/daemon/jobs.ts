@@ -1,5 +1,5 @@
 import type { Context } from '../context.js';
-import { lastOccurrence, type TimeOfDay } from './schedule.js';
+import { lastOccurrence, type TimeOfDay } from '../state/schedule.js';
 import { ZshieldError } from '../errors.js';
 import type { ImageConfig } from '../config/image.js';
 import { hostKind, listImages } from '../image/index.js';

@@ -1,7 +1,8 @@
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { NotFoundError } from '../errors.js';
-import { nextDailyRun, readLiveDaemon } from '../daemon/index.js';
+import { readLiveDaemon } from '../state/daemon-info.js';
+import { nextDailyRun } from '../state/schedule.js';
 import {
   describeCutRotation,
   type HealthLevel,

@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
-import { writeDaemonInfo } from '../../src/daemon/info.js';
+import { writeDaemonInfo } from '../../src/state/daemon-info.js';
 import { DryRunError, NotFoundError } from '../../src/errors.js';
 import { appendCatalog, createCatalog } from '../../src/history/catalog.js';
 import { writeHistorySettings } from '../../src/history/init.js';

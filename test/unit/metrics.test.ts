@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDaemon } from '../../src/daemon/daemon.js';
-import { writeDaemonInfo } from '../../src/daemon/info.js';
+import { writeDaemonInfo } from '../../src/state/daemon-info.js';
 import { renderMetrics } from '../../src/metrics/render.js';
 import { writeMetrics } from '../../src/metrics/write.js';
 import { gatherStatus } from '../../src/status/status.js';

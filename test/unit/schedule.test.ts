@@ -5,7 +5,7 @@ import {
   lastOccurrence,
   nextDailyRun,
   nextOccurrence,
-} from '../../src/daemon/schedule.js';
+} from '../../src/state/schedule.js';
 
 // Every moment is built with the local-time constructor, so these hold in any time zone (the
 // schedule is in the appliance's local time). November has no DST change in common zones.

@@ -5,7 +5,7 @@ import { type Config, defaultConfig } from '../../src/config/schema.js';
 import { hostKind } from '../../src/image/files.js';
 import { MANIFEST_FORMAT } from '../../src/image/manifest.js';
 import { markTags } from '../../src/image/restore-mark.js';
-import { writeDaemonInfo } from '../../src/daemon/info.js';
+import { writeDaemonInfo } from '../../src/state/daemon-info.js';
 import { lastBackupFile } from '../../src/state/store.js';
 import { writeJsonAtomic } from '../../src/system/atomic-file.js';
 import { formatImages, gatherImages } from '../../src/status/images.js';

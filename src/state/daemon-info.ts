@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { readJson } from '../state/store.js';
+import { readJson } from './store.js';
 import { writeJsonAtomic } from '../system/atomic-file.js';
 import { pidAlive } from '../system/lock.js';
 import type { Writes } from '../system/writes.js';
