@@ -51,8 +51,6 @@ const ALLOWED = [
   ['history', 'snapshot', 'a new snap0 after a reset to a fingerprint'],
   ['hooks', 'snapshot', 'the apt hook takes a snapshot before an upgrade'],
   ['image', 'snapshot', 'an image is taken from snap0; a restore takes a new snap0'],
-  ['metrics', 'history', 'the catalog and replication state as metrics'],
-  ['metrics', 'status', 'the status report as metrics'],
   [
     'recovery',
     'golden',
@@ -60,7 +58,7 @@ const ALLOWED = [
   ],
   ['recovery', 'image', 'the boot-time resume finishes an interrupted image restore'],
   ['recovery', 'snapshot', 'a recovery ends with a new snap0 and a refreshed boot menu'],
-  ['status', 'history', 'the replication state'],
+  ['status', 'history', 'the replication state, and the catalog for the metrics'],
   ['status', 'image', 'the images on disk and an unfinished image restore'],
   ['status', 'recovery', 'the recovery event log'],
   ['status', 'snapshot', 'snap0, its health and the last backup'],
@@ -76,11 +74,10 @@ const CAPABILITIES = [
   'daemon',
   'status',
   'hooks',
-  'metrics',
 ];
 // Ratchets: today's values. Lower them as the house gets flatter; never raise them.
 // Issue 22's target: floors <= 8, no import into another capability's internals.
-const FLOORS_CEILING = 11;
+const FLOORS_CEILING = 10;
 const INTERNALS_CEILING = 0;
 // Re-export statements outside front doors (a name with two import paths).
 const REEXPORTS_CEILING = 3;

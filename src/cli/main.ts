@@ -97,7 +97,7 @@ const JOB_COMMANDS = new Set(['backup', 'apt-hook', 'recover', 'boot', 'image', 
 
 /** Never throws (src/metrics logs its own failure); loaded only when it writes. */
 async function metricsAfterJob(ctx: Context): Promise<void> {
-  const { writeMetrics } = await import('../metrics/index.js');
+  const { writeMetrics } = await import('../status/index.js');
   await writeMetrics(ctx);
 }
 

@@ -1,4 +1,4 @@
-import type { StatusReport } from '../status/index.js';
+import type { StatusReport } from './status.js';
 
 /**
  * zshield's state as Prometheus metrics (the text exposition format node_exporter's textfile

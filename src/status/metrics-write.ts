@@ -2,10 +2,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { catalogView, gatherHistoryStatus, verifyCatalog } from '../history/index.js';
-import { gatherStatus } from '../status/index.js';
+import { gatherStatus } from './status.js';
 import { writeFileAtomic } from '../system/atomic-file.js';
 import { VERSION } from '../version.js';
-import { type HistoryTargetMetrics, renderMetrics } from './render.js';
+import { type HistoryTargetMetrics, renderMetrics } from './metrics-render.js';
 
 const saidMissing = new Set<string>();
 
