@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import type { CommandKit, Context } from '../context.js';
-import { RefusedError, UsageError, VerifyError } from '../errors.js';
+import { RefusedError, UsageError } from '../errors.js';
 import {
   type CliCommand,
   type GlobalArgs,
@@ -12,34 +12,13 @@ import {
   withJson,
   withYes,
 } from '../output.js';
+import { catalogCommand } from './catalog-cli.js';
+import { allowUncataloged, fromTarget, readStdinLine, target, targetsOf } from './cli-options.js';
+import { historyTargetCommand } from './target-cli.js';
 
 // The implementations (restic driving, ssh2) are loaded when a history command runs.
 
-const targetsOf = (v: unknown): string[] | undefined => (v === undefined ? undefined : [String(v)]);
-
-async function readStdinLine(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
-}
-
-const allowUncataloged = {
-  type: 'boolean',
-  default: false,
-  describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
-} as const;
-
-const fromTarget = {
-  type: 'string',
-  describe: 'fetch from this target even if the local repository has it',
-} as const;
-const target = {
-  type: 'string',
-  requiresArg: true,
-  describe: 'only this target (its name in history.targets)',
-} as const;
+// The implementations (restic driving, ssh2) are loaded when a history command runs.
 
 function historyInitCommand(kit: CommandKit): CliCommand {
   return command({
@@ -252,194 +231,6 @@ function historyPasswordCommand(kit: CommandKit): CliCommand {
   });
 }
 
-async function ttyPrompter(ctx: Context, usesStdin: boolean) {
-  if (usesStdin || !process.stdin.isTTY) return null;
-  const { StreamPrompter } = await import('../system/prompt.js');
-  return new StreamPrompter(process.stdin, process.stdout, ctx.signal);
-}
-
-const fingerprintOption = {
-  requiresArg: true,
-  type: 'string',
-  describe:
-    "the server's SHA256:... host key fingerprint, checked on the server (instead of answering on the terminal)",
-} as const;
-
-/** `history target add NAME s3://BUCKET/PREFIX --endpoint URL --access-key-id ID --secret-stdin`. */
-async function addS3Target(kit: CommandKit, a: GlobalArgs & Record<string, unknown>): Promise<void> {
-  const { parseS3Spec, runS3TargetAdd } = await import('./s3-target.js');
-  const spec = parseS3Spec(String(a['where']));
-  if (!spec) throw new UsageError(`"${String(a['where'])}" is not s3://BUCKET/PREFIX`);
-  if (a['endpoint'] === undefined || a['access-key-id'] === undefined || !a['secret-stdin'])
-    throw new UsageError('an s3:// target needs --endpoint URL, --access-key-id ID and --secret-stdin', {
-      hint: 'echo "$SECRET" | zshield history target add site1 s3://backups/box1 --endpoint https://s3.example.com --access-key-id ID --secret-stdin',
-    });
-  if (a['key'] !== undefined || a['password-stdin'] || a['fingerprint'] !== undefined)
-    throw new UsageError('--key, --password-stdin and --fingerprint are for SFTP targets');
-  const secretAccessKey = await readStdinLine();
-  const ctx = await kit.context(a, { quietConsole: Boolean(a['json']) });
-  const out = jsonOutput(ctx, Boolean(a['json']));
-  await runS3TargetAdd(ctx, {
-    name: String(a['name']),
-    spec,
-    endpoint: String(a['endpoint']),
-    accessKeyId: String(a['access-key-id']),
-    secretAccessKey,
-    allowHttp: Boolean(a['allow-http']),
-    appendOnly: Boolean(a['append-only']),
-    ...(a['region'] !== undefined ? { region: String(a['region']) } : {}),
-  });
-  if (a['json']) printJson(out, { target: String(a['name']), added: !ctx.dryRun });
-}
-
-function historyTargetCommand(kit: CommandKit): CliCommand {
-  return group({
-    command: 'target',
-    describe: 'set up the places the history is replicated to: add, trust, remove, list',
-    builder: (y) =>
-      y
-        .command(
-          'add <name> <where>',
-          'add a target: an SFTP server (shows its host key and pins it once confirmed) or an S3 bucket; checks login and write access, writes the config',
-          (yy) =>
-            withJson(
-              yy
-                .positional('name', { type: 'string', describe: 'a short name (letters, digits, _ . -)' })
-                .positional('where', {
-                  type: 'string',
-                  describe:
-                    'USER@HOST:DIR (DIR absolute, on the server), or s3://BUCKET/PREFIX with --endpoint',
-                })
-                .option('port', { type: 'number', default: 22, describe: 'SSH port' })
-                .option('key', {
-                  type: 'string',
-                  requiresArg: true,
-                  describe: 'log in with this OpenSSH private key (mode 0600)',
-                })
-                .option('password-stdin', {
-                  type: 'boolean',
-                  default: false,
-                  describe: 'log in with a password read from stdin (stored encrypted with history.keyFile)',
-                })
-                .option('fingerprint', fingerprintOption)
-                .option('endpoint', {
-                  type: 'string',
-                  requiresArg: true,
-                  describe: "s3: the store's URL (https://...)",
-                })
-                .option('access-key-id', {
-                  type: 'string',
-                  requiresArg: true,
-                  describe: 's3: the access key id',
-                })
-                .option('secret-stdin', {
-                  type: 'boolean',
-                  default: false,
-                  describe:
-                    's3: read the secret access key from stdin (stored encrypted with history.keyFile)',
-                })
-                .option('region', { type: 'string', requiresArg: true, describe: 's3: the signing region' })
-                .option('allow-http', {
-                  type: 'boolean',
-                  default: false,
-                  describe: 's3: accept an http:// endpoint (no TLS)',
-                })
-                .option('append-only', {
-                  type: 'boolean',
-                  default: false,
-                  describe:
-                    "s3: the bucket's policy denies this key every delete (checked); replication never deletes there",
-                }),
-            ),
-          async (a) => {
-            if (String(a.where).startsWith('s3://')) return addS3Target(kit, a);
-            const port = Number(a.port);
-            if (!Number.isInteger(port) || port < 1 || port > 65535)
-              throw new UsageError('--port must be a port number (1-65535)');
-            if (a.key !== undefined && a['password-stdin'])
-              throw new UsageError('--key and --password-stdin: give one of them');
-            const password = a['password-stdin'] ? await readStdinLine() : undefined;
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { parseTargetSpec, runTargetAdd } = await import('./targets.js');
-            const prompter = await ttyPrompter(ctx, password !== undefined);
-            try {
-              await runTargetAdd(ctx, {
-                name: String(a.name),
-                spec: parseTargetSpec(String(a.where)),
-                port,
-                prompter,
-                ...(a.key !== undefined ? { key: String(a.key) } : {}),
-                ...(password !== undefined ? { password } : {}),
-                ...(a.fingerprint !== undefined ? { fingerprint: String(a.fingerprint) } : {}),
-              });
-              if (a.json) printJson(out, { target: String(a.name), added: !ctx.dryRun });
-            } finally {
-              prompter?.close();
-            }
-          },
-        )
-        .command(
-          'trust <name>',
-          "show a target's host key and pin it once confirmed (a reinstalled server)",
-          (yy) =>
-            withJson(
-              yy
-                .positional('name', { type: 'string', describe: 'the target' })
-                .option('fingerprint', fingerprintOption),
-            ),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { runTargetTrust } = await import('./targets.js');
-            const prompter = await ttyPrompter(ctx, false);
-            try {
-              await runTargetTrust(ctx, String(a.name), {
-                prompter,
-                ...(a.fingerprint !== undefined ? { fingerprint: String(a.fingerprint) } : {}),
-              });
-              if (a.json) printJson(out, { target: String(a.name), trusted: !ctx.dryRun });
-            } finally {
-              prompter?.close();
-            }
-          },
-        )
-        .command(
-          'remove <name>',
-          'remove a target from the config (its copy on the server is left)',
-          (yy) => withJson(yy.positional('name', { type: 'string', describe: 'the target' })),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { runTargetRemove } = await import('./targets.js');
-            await runTargetRemove(ctx, String(a.name));
-            if (a.json) printJson(out, { target: String(a.name), removed: !ctx.dryRun });
-          },
-        )
-        .command(
-          'list',
-          'the targets: name, where, how it logs in, its pinned host key',
-          (yy) => withJson(yy),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: true });
-            const { listTargets } = await import('./targets.js');
-            const list = listTargets(ctx);
-            ctx.out.print(
-              a.json
-                ? JSON.stringify(list, null, 2)
-                : list
-                    .map(
-                      (t) =>
-                        `${t.name}  ${t.where}  ${t.login}${t.login === 'access key' ? '' : `  ${t.hostKey ?? 'host key NOT pinned'}`}`,
-                    )
-                    .join('\n') || 'no history targets (zshield history target add NAME USER@HOST:DIR)',
-            );
-          },
-        )
-        .demandCommand(1, 'say which: history target add | trust | remove | list'),
-  });
-}
-
 function historyBuilder(kit: CommandKit) {
   return (y: Argv<GlobalArgs>) =>
     y
@@ -467,61 +258,6 @@ export function historyCommand(kit: CommandKit): CliCommand {
   });
 }
 
-export function catalogCommand(kit: CommandKit): CliCommand {
-  return group({
-    command: 'catalog',
-    describe: 'the signed catalog of backup fingerprints',
-    builder: (y) =>
-      y
-        .command(
-          'verify',
-          'check every entry, the chain and the head against the pinned public key',
-          (yy) =>
-            withJson(
-              yy.option('file-dir', {
-                type: 'string',
-                describe: 'check the catalog in this directory (e.g. fetched from a target)',
-              }),
-            ),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { verifyCatalog } = await import('./catalog.js');
-            const dir = a['file-dir'] !== undefined ? String(a['file-dir']) : ctx.config.history.dir;
-            const c = verifyCatalog(dir, ctx.config.history.publicKey);
-            if (a['file-dir'] !== undefined) {
-              const { readSeenHead } = await import('./state.js');
-              const seen = readSeenHead(ctx.config.history.dir);
-              if (seen && c.head.count < seen.count)
-                throw new VerifyError(
-                  `catalog in ${dir}: rolled back: its signed head has ${c.head.count} entries, this box has seen ${seen.count}`,
-                  {
-                    hint: 'a copy older than one already seen was put back; the next zshield history replicate replaces it',
-                  },
-                );
-            }
-            if (c.unfinishedAppend)
-              ctx.log.warn(
-                'catalog: the last entry was written but its head was not (an append was cut short); the next append finishes it',
-              );
-            ctx.out.print(
-              `catalog verified: ${c.entries.length} entries, signed by ${ctx.config.history.publicKey}`,
-            );
-            if (a.json)
-              printJson(out, {
-                verified: true,
-                dir,
-                entries: c.entries.length,
-                publicKey: ctx.config.history.publicKey,
-                unfinishedAppend: c.unfinishedAppend,
-              });
-          },
-        )
-        .demandCommand(1, 'say which: catalog verify'),
-  });
-}
-
-/** The history's modules for cli/main.ts: `...historyCommands(kit)` in commandModules. */
 export function historyCommands(kit: CommandKit): CliCommand[] {
   return [historyCommand(kit), catalogCommand(kit)];
 }
