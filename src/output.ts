@@ -130,3 +130,14 @@ export function jsonOutput(ctx: { out: Output; doc?: Output }, json: boolean): O
 export function printJson(out: Output, value: unknown): void {
   out.print(JSON.stringify(value, null, 2));
 }
+
+/** Rows under a header, each column as wide as its widest cell, two spaces apart (the result tables). */
+export function formatColumns(head: readonly string[], body: readonly (readonly string[])[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(head), ...body.map(line)].join('\n');
+}

@@ -1,3 +1,4 @@
+import { formatColumns } from '../output.js';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -385,11 +386,5 @@ export function formatTable(rows: readonly ReceiverRow[]): string {
     String(r.repairedChunks),
     formatBytes(r.bytesFetched),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...body.map(line)].join('\n');
+  return formatColumns(head, body);
 }

@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ExitCode } from '../../src/errors.js';
 import { listLocalRepo } from '../../src/history/repo-store.js';
+import type { TargetReport } from '../../src/history/replicate.js';
 import {
   type HistoryBox,
   changeTree,
@@ -50,18 +51,8 @@ import {
 const env = inject('remote');
 const rgw = inject('rgw') as RgwEnv;
 
-interface Report {
-  target: string;
-  ok: boolean;
-  uploaded: number;
-  sent: number;
-  resumed: number;
-  deleted: number;
-  kept: number;
-  verified: number;
-  repaired: string[];
-  error: string | null;
-}
+/** What `history replicate --json` prints per target (the document is replicate.ts's reports). */
+type Report = TargetReport;
 
 function ok(r: ReturnType<typeof zh>): ReturnType<typeof zh> {
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);

@@ -1,3 +1,4 @@
+import { formatColumns } from '../../output.js';
 import type { ReceiverRow } from '../send.js';
 import type { BoxState } from './http.js';
 
@@ -67,11 +68,5 @@ export function formatBoxTable(rows: readonly BoxRow[]): string {
     yes(r.verified),
     yes(r.bootedFromDisk),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...body.map(line)].join('\n');
+  return formatColumns(head, body);
 }
