@@ -7,8 +7,8 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { benchInfo } from '../bench/appliance.js';
-import { type ChainInput, runChain } from '../bench/netboot.js';
-import { GOLDEN_MEDIUM_MiB, packagedGolden } from '../appliance/golden-fixture.js';
+import { benchChainInput, type ChainInput, runChain } from '../bench/netboot.js';
+import { packagedGolden } from '../appliance/golden-fixture.js';
 import { emptyAllButLogs, freshWorkDir } from '../appliance/lib.js';
 import { writeNewSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
@@ -17,18 +17,7 @@ async function chain(name: string, extra: Partial<ChainInput> & { count: number 
   const workDir = freshWorkDir(name);
   const golden = await packagedGolden(workDir);
   const info = benchInfo();
-  const input: ChainInput = {
-    workDir,
-    zshieldBin: info.zshieldBin,
-    kernelDir: path.dirname(path.dirname(info.vmlinuz)),
-    image: golden.image,
-    keyFile: golden.keyFile,
-    publicKey: golden.key.publicText,
-    size: golden.manifest.size,
-    sha256: golden.manifest.sha256,
-    diskMiB: GOLDEN_MEDIUM_MiB,
-    ...extra,
-  };
+  const input: ChainInput = { ...benchChainInput(workDir, golden, info), ...extra };
   try {
     const r = await runChain(input);
     console.log(`${r.senderOut}\n${name}: ${JSON.stringify(r.seconds)}`);

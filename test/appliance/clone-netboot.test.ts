@@ -4,11 +4,10 @@
 // powers the boxes through ipmitool, they PXE-boot the rescue, receive the golden image over
 // multicast, verify, are power-cycled and boot the released image through its own GRUB from their
 // disks (the bench system's BENCH-READY on their serial consoles).
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { benchInfo } from '../bench/appliance.js';
-import { runChain } from '../bench/netboot.js';
-import { GOLDEN_MEDIUM_MiB, packagedGolden } from './golden-fixture.js';
+import { benchChainInput, runChain } from '../bench/netboot.js';
+import { packagedGolden } from './golden-fixture.js';
 import { emptyAllButLogs, freshWorkDir } from './lib.js';
 
 describe('clone send --netboot', () => {
@@ -19,18 +18,7 @@ describe('clone send --netboot', () => {
     try {
       const golden = await packagedGolden(workDir);
       const info = benchInfo();
-      const r = await runChain({
-        workDir,
-        count: 2,
-        zshieldBin: info.zshieldBin,
-        kernelDir: path.dirname(path.dirname(info.vmlinuz)),
-        image: golden.image,
-        keyFile: golden.keyFile,
-        publicKey: golden.key.publicText,
-        size: golden.manifest.size,
-        sha256: golden.manifest.sha256,
-        diskMiB: GOLDEN_MEDIUM_MiB,
-      });
+      const r = await runChain({ ...benchChainInput(workDir, golden, info), count: 2 });
       console.log(
         `${r.senderOut}\nclone-netboot: ${JSON.stringify({ rescueBytes: r.rescueBytes, seconds: r.seconds })}`,
       );

@@ -7,9 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GOLDEN_MEDIUM_MiB, packagedGolden } from '../appliance/golden-fixture.js';
+import { packagedGolden } from '../appliance/golden-fixture.js';
 import { BENCH_DIR, benchInfo } from './appliance.js';
-import { runChain } from './netboot.js';
+import { benchChainInput, runChain } from './netboot.js';
 
 const args = process.argv.slice(2);
 const flag = (f: string) => args.includes(f);
@@ -31,16 +31,8 @@ if (flag('--wrong-key')) {
 }
 const cut = value('--cut');
 const r = await runChain({
-  workDir,
+  ...benchChainInput(workDir, golden, { zshieldBin, vmlinuz: info.vmlinuz }),
   count,
-  zshieldBin,
-  kernelDir: path.dirname(path.dirname(info.vmlinuz)),
-  image: golden.image,
-  keyFile: golden.keyFile,
-  publicKey: golden.key.publicText,
-  size: golden.manifest.size,
-  sha256: golden.manifest.sha256,
-  diskMiB: GOLDEN_MEDIUM_MiB,
   unlisted: flag('--unlisted'),
   ...(cut ? { cutNetworkOf: cut, retriesUntilDrop: 30 } : {}),
   ...(rescueKey ? { rescueKey, senderArgs: ['--repair-window', '90'] } : {}),

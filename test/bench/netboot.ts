@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { GOLDEN_MEDIUM_MiB, type PackagedGolden } from '../appliance/golden-fixture.js';
 
 export const HUB_ADDRESS = '198.18.0.1';
 export const DHCP_RANGE = '198.18.0.100,198.18.0.199';
@@ -259,6 +260,25 @@ export interface ChainInput {
   retriesUntilDrop?: number;
   /** clone send options added (a shorter repair window, say). */
   senderArgs?: string[];
+}
+
+/** A chain's inputs from the bench: the zshield binary, its kernel (the folder above vmlinuz's), the packaged golden image and its key. */
+export function benchChainInput(
+  workDir: string,
+  golden: PackagedGolden,
+  bench: { zshieldBin: string; vmlinuz: string },
+): Omit<ChainInput, 'count'> {
+  return {
+    workDir,
+    zshieldBin: bench.zshieldBin,
+    kernelDir: path.dirname(path.dirname(bench.vmlinuz)),
+    image: golden.image,
+    keyFile: golden.keyFile,
+    publicKey: golden.key.publicText,
+    size: golden.manifest.size,
+    sha256: golden.manifest.sha256,
+    diskMiB: GOLDEN_MEDIUM_MiB,
+  };
 }
 
 export interface BoxOutcome {
