@@ -1,15 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { type S3TargetConfig, s3TargetSchema, targetWhere } from '../config/history.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import type { Context } from '../context.js';
 import { ConfigError, RefusedError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { encryptPassword, newKey, readKeyFile, writeKeyFile } from '../remote/index.js';
-import { writeHistorySettings } from './init.js';
 import { loadSdk, makeClient, s3Error, statusOf } from './s3-client.js';
-import { rawTargets } from './targets.js';
+import { writeTargetStep } from './targets.js';
 
 /**
  * `history target add NAME s3://BUCKET/PREFIX --endpoint URL --access-key-id ID --secret-stdin`:
@@ -86,20 +83,11 @@ export async function runS3TargetAdd(ctx: Context, opts: AddS3TargetOptions): Pr
           apply: () => probeWrite(ctx, cfg, label, client),
         },
       },
-      {
-        title: `write the target into ${configFile} (its secret encrypted)`,
-        edit: {
-          files: [configFile, ...(!existsSync(h.keyFile) ? [h.keyFile] : [])],
-          apply: () => {
-            if (!existsSync(h.keyFile)) writeKeyFile(ctx.writes, h.keyFile, newKey());
-            entry['secretAccessKey'] = encryptPassword(opts.secretAccessKey, readKeyFile(h.keyFile));
-            writeHistorySettings(ctx.writes, configFile, { targets: [...rawTargets(configFile), entry] });
-            ctx.out.print(
-              `history target ${opts.name} added; zshield history replicate --target ${opts.name} fills it`,
-            );
-          },
-        },
-      },
+      writeTargetStep(ctx, configFile, h.keyFile, opts.name, entry, {
+        field: 'secretAccessKey',
+        value: opts.secretAccessKey,
+        what: 'secret',
+      }),
     ],
   };
   await runPlan(ctx, plan, { confirm: 'none', show: 'out' });

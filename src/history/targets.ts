@@ -6,7 +6,7 @@ import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
-import type { Plan } from '../plan/plan.js';
+import type { EditStep, Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import {
   checkPrivateFile,
@@ -205,22 +205,14 @@ export async function runTargetAdd(ctx: Context, opts: AddTargetOptions): Promis
           },
         },
       },
-      {
-        title: `write the target into ${configFile}${opts.password !== undefined ? ' (its password encrypted)' : ''}`,
-        edit: {
-          files: [configFile, ...(opts.password !== undefined && !existsSync(h.keyFile) ? [h.keyFile] : [])],
-          apply: () => {
-            if (opts.password !== undefined) {
-              if (!existsSync(h.keyFile)) writeKeyFile(ctx.writes, h.keyFile, newKey());
-              entry['password'] = encryptPassword(opts.password, readKeyFile(h.keyFile));
-            }
-            writeHistorySettings(ctx.writes, configFile, { targets: [...rawTargets(configFile), entry] });
-            ctx.out.print(
-              `history target ${opts.name} added; zshield history replicate --target ${opts.name} fills it`,
-            );
-          },
-        },
-      },
+      writeTargetStep(
+        ctx,
+        configFile,
+        h.keyFile,
+        opts.name,
+        entry,
+        opts.password === undefined ? null : { field: 'password', value: opts.password, what: 'password' },
+      ),
     ],
   };
   await runPlan(ctx, plan, { confirm: 'none', show: 'out' });
@@ -334,4 +326,33 @@ function findTarget(ctx: Context, name: string) {
       hint: 'zshield history target list shows the targets',
     });
   return t;
+}
+
+/**
+ * The last step of `history target add` (SFTP or S3): the entry appended to history.targets in the
+ * config, its secret (an SFTP password, an S3 secret key) encrypted with history.keyFile, which is
+ * made when missing.
+ */
+export function writeTargetStep(
+  ctx: Context,
+  configFile: string,
+  keyFile: string,
+  name: string,
+  entry: Record<string, unknown>,
+  secret: { field: 'password' | 'secretAccessKey'; value: string; what: string } | null,
+): EditStep {
+  return {
+    title: `write the target into ${configFile}${secret ? ` (its ${secret.what} encrypted)` : ''}`,
+    edit: {
+      files: [configFile, ...(secret && !existsSync(keyFile) ? [keyFile] : [])],
+      apply: () => {
+        if (secret) {
+          if (!existsSync(keyFile)) writeKeyFile(ctx.writes, keyFile, newKey());
+          entry[secret.field] = encryptPassword(secret.value, readKeyFile(keyFile));
+        }
+        writeHistorySettings(ctx.writes, configFile, { targets: [...rawTargets(configFile), entry] });
+        ctx.out.print(`history target ${name} added; zshield history replicate --target ${name} fills it`);
+      },
+    },
+  };
 }
