@@ -93,12 +93,27 @@ else
   fi
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
 fi
+# The last lines name every failed case and the first lines of its error, so that a
+# log cut to its tail (CI keeps only the end) still says what failed.
 node -e '
   let p = 0, f = 0, s = 0;
+  const failed = [];
   for (const file of process.argv.slice(1)) {
     const r = JSON.parse(require("fs").readFileSync(file, "utf8"));
     p += r.numPassedTests; f += r.numFailedTests; s += r.numPendingTests + (r.numTodoTests || 0);
+    for (const suite of r.testResults ?? []) {
+      const where = require("path").relative(process.cwd(), suite.name);
+      if (suite.status === "failed" && suite.assertionResults.every((a) => a.status !== "failed")) {
+        failed.push(`${where}: ${String(suite.message ?? "the file failed").split("\n").slice(0, 6).join("\n    ")}`);
+      }
+      for (const a of suite.assertionResults ?? []) {
+        if (a.status !== "failed") continue;
+        const why = (a.failureMessages ?? []).join("\n").split("\n").slice(0, 6).join("\n    ");
+        failed.push(`${where} > ${a.fullName}\n    ${why}`);
+      }
+    }
   }
+  if (failed.length > 0) console.log(`\nfailed:\n${failed.map((x) => `- ${x}`).join("\n")}`);
   console.log(`\n${p} passed, ${f} failed, ${s} skipped`);
 ' "$results"/*.json
 exit "$rc"
