@@ -141,3 +141,14 @@ export function formatColumns(head: readonly string[], body: readonly (readonly 
       .trimEnd();
   return [line(head), ...body.map(line)].join('\n');
 }
+
+/** `--from T` and `--allow-uncataloged`: where a fingerprint is fetched from (history restore, recover fingerprint). */
+export const fromTargetOption = {
+  type: 'string',
+  describe: 'fetch from this target even if the local repository has it',
+} as const;
+export const allowUncatalogedOption = {
+  type: 'boolean',
+  default: false,
+  describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
+} as const;

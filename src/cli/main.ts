@@ -5,12 +5,7 @@ import type { CommandKit, Context } from '../context.js';
 import { daemonCommand, type StartDaemon, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, exitCodeOf, UsageError, ZshieldError } from '../errors.js';
 import { goldenCommand } from '../golden/cli.js';
-import {
-  historyCommands,
-  offboxAtBoot,
-  recoverFingerprintCommand,
-  recoverOffboxCommand,
-} from '../history/cli.js';
+import { historyCommands } from '../history/cli.js';
 import { aptHookCommand } from '../hooks/cli.js';
 import { imageCommand } from '../image/cli.js';
 import type { Logger } from '../log/logger.js';
@@ -41,8 +36,8 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     backupCommand(kit, opts),
     statusCommand(kit),
     daemonCommand(kit, daemon),
-    bootCommand(kit, { daemon, offbox: offboxAtBoot }),
-    recoverCommand(kit, { more: [recoverFingerprintCommand(kit), recoverOffboxCommand(kit)] }),
+    bootCommand(kit, { daemon }),
+    recoverCommand(kit),
     goldenCommand(kit),
     configCommand(kit, {
       checks: [remoteConfigCheck, historyConfigCheck, cloneConfigCheck],

@@ -3,7 +3,7 @@ import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
 import { checkCredentials, openPassword } from '../remote/index.js';
 import { loadSigningKey } from '../system/signing.js';
-import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './offbox.js';
+import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './recovery-file.js';
 import { signingKeyFile } from './repo.js';
 import { remoteTargetOf } from './sftp-store.js';
 

@@ -11,16 +11,6 @@ export async function readStdinLine(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
-export const allowUncataloged = {
-  type: 'boolean',
-  default: false,
-  describe: 'restore a fingerprint the catalog does not list (you know where it comes from)',
-} as const;
-
-export const fromTarget = {
-  type: 'string',
-  describe: 'fetch from this target even if the local repository has it',
-} as const;
 export const target = {
   type: 'string',
   requiresArg: true,

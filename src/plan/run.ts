@@ -1,8 +1,9 @@
-import type { Context } from '../context.js';
+import type { Logger } from '../log/logger.js';
 import { InterruptedError, RefusedError } from '../errors.js';
 import type { Confirm } from '../output.js';
 import type { Command } from '../system/command.js';
 import type { Pipeline } from '../system/pipeline.js';
+import type { Runner } from '../system/runner.js';
 import { type Prompter, StreamPrompter } from '../system/prompt.js';
 import { requireTools } from '../system/tools.js';
 import { describeScope, isLvmTool, lvmScopeOf } from '../system/lvm-scope.js';
@@ -49,15 +50,27 @@ export interface PlanRun {
 }
 
 /**
+ * What a plan's run needs of a command's context (context.ts Context holds all of it): the plan
+ * stands below the context, so that every layer above can run a plan.
+ */
+export interface PlanContext {
+  runner: Runner;
+  log: Logger;
+  /** Operator-facing output (stdout). */
+  out: { print(text: string): void };
+  /** With --json: stdout, where a dry run's plan goes. */
+  doc?: { print(text: string): void };
+  dryRun: boolean;
+  signal: AbortSignal;
+  config: { recovery: { countdownSeconds: number } };
+}
+
+/**
  * The one way a plan runs: show it, check every tool and precondition, (dry run: stop here),
  * confirm, apply each step with progress, run the `always` steps whatever happened. The preview
  * and the run are the same Step objects.
  */
-export async function runPlan(
-  ctx: Pick<Context, 'runner' | 'log' | 'out' | 'doc' | 'dryRun' | 'signal' | 'config'>,
-  plan: Plan,
-  opts: RunPlanOptions,
-): Promise<PlanRun> {
+export async function runPlan(ctx: PlanContext, plan: Plan, opts: RunPlanOptions): Promise<PlanRun> {
   // With --json (ctx.doc), stdout is one document: a dry run's is the plan; a real run's is the
   // command's result, so a plan meant for the terminal goes to the log.
   const asked = opts.show ?? 'out';
@@ -98,7 +111,7 @@ export async function runPlan(
  * plan, in the log (stderr) when stdout holds a JSON document or the plan went to the log.
  */
 export function sayNothingChanged(
-  ctx: Pick<Context, 'out' | 'log'>,
+  ctx: Pick<PlanContext, 'out' | 'log'>,
   show: NonNullable<RunPlanOptions['show']>,
 ): void {
   if (show === 'out') ctx.out.print(DRY_RUN_DONE);
@@ -113,7 +126,7 @@ async function withLvmScope(ctx: Parameters<typeof runPlan>[0], plan: Plan): Pro
 }
 
 export function showPlan(
-  ctx: Pick<Context, 'out' | 'doc' | 'log'>,
+  ctx: Pick<PlanContext, 'out' | 'doc' | 'log'>,
   plan: Plan,
   show: NonNullable<RunPlanOptions['show']>,
 ): void {

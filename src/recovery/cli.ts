@@ -1,11 +1,11 @@
 import type { CommandKit, Context } from '../context.js';
-import { UsageError } from '../errors.js';
-import { type CliCommand, type GlobalArgs, command, confirmOf, group, withJson, withYes } from '../output.js';
+import { type GlobalArgs, command, confirmOf, group, withJson, withYes } from '../output.js';
+import { offboxAtBoot, recoverFingerprintCommand, recoverOffboxCommand } from './history-cli.js';
 
 // The implementations are loaded when a command runs, not at every start of the binary.
 
-/** `more`: recoveries other capabilities own (history's `recover fingerprint`), wired by main. */
-export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = {}) {
+/** `recover factory | latest | fingerprint ID | offbox`. */
+export function recoverCommand(kit: CommandKit) {
   return group({
     command: 'recover',
     describe: 'recover the system disk now (what the GRUB recovery entries do)',
@@ -42,10 +42,10 @@ export function recoverCommand(kit: CommandKit, opts: { more?: CliCommand[] } = 
             await runRestore(ctx, { confirm: confirmOf(a), json: a.json });
           },
         )
-        .command(opts.more ?? [])
+        .command([recoverFingerprintCommand(kit), recoverOffboxCommand(kit)])
         .demandCommand(
           1,
-          `say which: recover factory | recover latest${opts.more?.length ? ' | recover fingerprint ID | recover offbox' : ''}`,
+          'say which: recover factory | recover latest | recover fingerprint ID | recover offbox',
         ),
   });
 }
@@ -58,8 +58,6 @@ export function bootCommand(
   kit: CommandKit,
   opts: {
     daemon: (ctx: Context, a: GlobalArgs) => Promise<void>;
-    /** `zshield_recovery=offbox`: the history's restore of a blank disk (history/offbox.ts), wired by main. */
-    offbox?: (ctx: Context) => Promise<void>;
   },
 ) {
   return command({
@@ -87,7 +85,7 @@ export function bootCommand(
       const ctx = await kit.context(a);
       const { answerGoldenUpdate } = await import('../golden/index.js');
       if (await answerGoldenUpdate(ctx, a['cmdline-file'])) return;
-      const acted = await actOnCmdline(ctx, a['cmdline-file'], opts.offbox);
+      const acted = await actOnCmdline(ctx, a['cmdline-file']);
       if (acted !== 'none' && !ctx.dryRun && ctx.config.recovery.reboot) {
         ctx.out.print('zshield: rebooting into the system disk');
         // busybox and systemd reboot return once init has the request; the log is closed after.
@@ -99,11 +97,7 @@ export function bootCommand(
   });
 }
 
-async function actOnCmdline(
-  ctx: Context,
-  cmdlineFile: string,
-  offbox: ((ctx: Context) => Promise<void>) | undefined,
-): Promise<string> {
+async function actOnCmdline(ctx: Context, cmdlineFile: string): Promise<string> {
   const { recoveryRequest } = await import('./cmdline.js');
   const { readCmdline } = await import('../system/kernel-cmdline.js');
   const { resumeInterrupted, runFactoryReset, runRestore } = await import('./index.js');
@@ -118,11 +112,10 @@ async function actOnCmdline(
     return 'restore';
   }
   if (request === 'offbox') {
-    if (!offbox) throw new UsageError('zshield_recovery=offbox: this build has no off-box restore');
-    await offbox(ctx);
+    await offboxAtBoot(ctx);
     return 'offbox';
   }
-  const acted = await resumeInterrupted(ctx, confirm, undefined, offbox);
+  const acted = await resumeInterrupted(ctx, confirm, undefined, offboxAtBoot);
   if (acted === 'none') ctx.log.info('zshield boot: no recovery requested');
   return acted;
 }

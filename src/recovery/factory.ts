@@ -41,7 +41,7 @@ export interface FactoryInput {
 
 /**
  * Another source for the new root than the golden root: the same layout, boot loader and first
- * snap0, but the root's files from, e.g., a fingerprint of the history (history/offbox.ts). Its
+ * snap0, but the root's files from, e.g., a fingerprint of the history (offbox.ts). Its
  * /boot is the one captured inside that root (<stateDir>/boot), so the kernel matches its modules.
  */
 export interface RootFill {

@@ -77,7 +77,7 @@ export function planResume(ctx: Context, probe: RestoreProbe, started: Date): Re
 /**
  * At boot without a recovery request: finish what a power cut interrupted. A VG marked by a
  * factory reset is reset again from the wipe (the plan starts from scratch); one marked by an
- * off-box restore has that restore run again (`offbox`, history/offbox.ts, wired by main: the
+ * off-box restore has that restore run again (`offbox`, offbox.ts, passed in by cli.ts: the
  * credentials come from the recovery file or the console again); one marked by an image restore
  * has the image written again (image/image-restore.ts); one marked by a restore has its restore finished.
  */

@@ -8,7 +8,7 @@ import { emptyTargetState } from '../../src/history/state.js';
 import { type HistoryStatus, statusFailure } from '../../src/history/status.js';
 import { parseTargetSpec } from '../../src/history/targets.js';
 import { appendCatalog, catalogFile, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
-import { planFingerprintRecovery } from '../../src/history/recover.js';
+import { planFingerprintRecovery } from '../../src/recovery/fingerprint.js';
 import {
   planReplication,
   type VerifyReport,

@@ -8,15 +8,23 @@ import type { Prompter } from '../system/prompt.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
-import { type ConfirmOptions, runFactoryReset } from '../recovery/index.js';
+import type { ConfirmOptions } from './options.js';
+import { runFactoryReset } from './reset.js';
 import { checkPrivateFile, encryptPassword, newKey, openPassword, writeKeyFile } from '../remote/index.js';
 import { writePrivateFileAtomic } from '../system/atomic-file.js';
-import { CATALOG_FILES, type CatalogView, catalogView, verifyCatalog } from './catalog.js';
-import { resticFor } from './repo.js';
-import { RepositoryPasswordError } from './restic.js';
-import { openSource } from './tree-restore.js';
-import { openStore } from './stores.js';
-import { snapshotIdsIn } from './repo-store.js';
+import {
+  CATALOG_FILES,
+  type CatalogView,
+  catalogView,
+  FW_CFG_RECOVERY_FILE,
+  openSource,
+  openStore,
+  RepositoryPasswordError,
+  readRecoveryFile,
+  resticFor,
+  snapshotIdsIn,
+  verifyCatalog,
+} from '../history/index.js';
 import { SCRATCH_WRITES } from '../system/writes.js';
 import { formatBytes } from '../config/size.js';
 
@@ -31,8 +39,6 @@ import { formatBytes } from '../config/size.js';
  * (the factory reset's own checks).
  */
 
-/** Where QEMU's fw_cfg shows `-fw_cfg name=opt/zshield-recovery,...` (the bench's removable medium). */
-export const FW_CFG_RECOVERY_FILE = '/sys/firmware/qemu_fw_cfg/by_name/opt/zshield-recovery/raw';
 const TARGET_NAME = 'offbox';
 
 export interface OffboxOptions extends ConfirmOptions {
@@ -42,41 +48,6 @@ export interface OffboxOptions extends ConfirmOptions {
   target?: string;
   /** Ask the operator on this terminal instead of reading a file. */
   ask?: Prompter;
-}
-
-/** The file read and checked: one line naming the first problem, exit 3, nothing changed. */
-export function readRecoveryFile(file: string): RecoveryFile {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT')
-      throw new NotFoundError(`no recovery file at ${file}`, {
-        hint: 'give one with --recovery-file (see README, "Recover from off-box backup")',
-      });
-    throw new UsageError(`cannot read the recovery file ${file}: ${code ?? String(err)}`);
-  }
-  checkRecoveryFileMode(file);
-  const r = parseRecoveryFile(text);
-  if (!r.ok) throw new ConfigError([{ where: `recovery file ${file}`, message: r.problem }]);
-  return r.file;
-}
-
-/**
- * The recovery file holds the repository password and a login key in clear: like a key file, one
- * that group or others can read is refused (exit 6), before a word of it is used. fw_cfg's entry
- * is 0400 (the kernel makes it so); a FAT stick shows every file with the mount's fmask.
- */
-export function checkRecoveryFileMode(file: string): void {
-  try {
-    checkPrivateFile(file, 'recovery file');
-  } catch (err) {
-    if (!(err instanceof RefusedError) || !/accessible by group or others/.test(err.message)) throw err;
-    throw new RefusedError(err.message, {
-      hint: `chmod 600 ${file} (on a FAT stick: mount it with -o fmask=0077,dmask=0077); if others could read it, treat its passwords and key as leaked and replace them`,
-    });
-  }
 }
 
 /**

@@ -6,7 +6,10 @@ import { RefusedError } from '../errors.js';
 import type { CommandLineConfirm } from '../output.js';
 import type { Check, CommandStep, EditStep, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { type BootFs, bootCheck, describeBoot, eventStep, probeRestore, putBack } from '../recovery/index.js';
+import { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
+import { putBack } from './finish.js';
+import { eventStep } from './record.js';
+import { probeRestore } from './restore-latest.js';
 import { formatBytes } from '../config/size.js';
 import { type Identity, writeIdentity } from '../image/index.js';
 import { backupLocked } from '../snapshot/index.js';
@@ -28,7 +31,7 @@ import {
   type RestoreSource,
   restoreTree,
   type TreeRestoreOptions,
-} from './tree-restore.js';
+} from '../history/index.js';
 
 /**
  * `recover fingerprint ID`, from the golden medium: the fingerprint's tree
