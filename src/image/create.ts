@@ -33,7 +33,9 @@ import {
   MANIFEST_FORMAT,
   type Manifest,
 } from './manifest.js';
-import { type CreateActions, type CreatePlan, noActions, overflowed, planCreate } from './plan-create.js';
+import { type CreateActions, type CreatePlan, noActions } from './create-input.js';
+import { overflowed } from './create-source.js';
+import { planCreate } from './plan-create.js';
 import { prunePlan, runPrunePlan } from './prune.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
 import { asVerifyError, judgeContent } from './verify.js';
