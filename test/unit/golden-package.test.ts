@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { type GoldenInput, planGoldenMedium } from '../../src/golden/prepare.js';
 import { packageInstalled } from '../../src/golden/units.js';
-import { type FactoryInput, planFactoryReset } from '../../src/recovery/factory.js';
+import type { FactoryInput } from '../../src/recovery/factory-input.js';
+import { planFactoryReset } from '../../src/recovery/factory.js';
 import { disk, goldenFacts } from './helpers/disks.js';
 import { tempDir } from './helpers/context.js';
 

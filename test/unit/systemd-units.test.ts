@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { planGoldenMedium } from '../../src/golden/prepare.js';
-import { type FactoryInput, planFactoryReset } from '../../src/recovery/factory.js';
+import type { FactoryInput } from '../../src/recovery/factory-input.js';
+import { planFactoryReset } from '../../src/recovery/factory.js';
 import { isRuntimeTmpfsLine, runtimeTmpfsLines } from '../../src/golden/units.js';
 import { disk, goldenFacts } from './helpers/disks.js';
 

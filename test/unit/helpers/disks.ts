@@ -1,4 +1,4 @@
-import type { FactoryInput } from '../../../src/recovery/factory.js';
+import type { FactoryInput } from '../../../src/recovery/factory-input.js';
 import type { Disk } from '../../../src/system/disks.js';
 import { GiB, MiB } from './lvm-json.js';
 
