@@ -1,14 +1,4 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { hostname } from 'node:os';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
@@ -18,25 +8,16 @@ import { writeJsonAtomic } from '../system/atomic-file.js';
 import { type LockHandle, acquireLvmLock } from '../system/lock.js';
 import { type LvInfo, lvsCommand, parseLvs, probeVg } from '../system/lvm.js';
 import { withRetries } from '../system/retry.js';
-import { argvOf } from '../system/runner.js';
 import { requireTools } from '../system/tools.js';
-import { VERSION } from '../version.js';
-import { ARCHIVE_MEMBER, hostKind, listImages, planPrune, sumFileText } from './files.js';
+import { hostKind, sumFileText } from './files.js';
 import type { Identity } from './identity.js';
 import { writeIdentity } from './identity-write.js';
 import { claimImageJob } from './job.js';
-import {
-  blkidCommand,
-  dumpe2fsCommand,
-  type FsFacts,
-  fsFacts,
-  MANIFEST_FORMAT,
-  type Manifest,
-} from './manifest.js';
+import { blkidCommand, dumpe2fsCommand, type FsFacts, fsFacts, type Manifest } from './manifest.js';
 import { type CreateActions, type CreatePlan, noActions } from './create-input.js';
 import { overflowed } from './create-source.js';
 import { planCreate } from './plan-create.js';
-import { prunePlan, runPrunePlan } from './prune.js';
+import { fsyncFile, manifestOf, publish, pruneOwn, removeLeftovers, writeDurable } from './create-files.js';
 import { deviceOfDir, freeBytesAt } from './space.js';
 import { asVerifyError, judgeContent } from './verify.js';
 import { namesOf } from '../names/snapshots.js';
@@ -313,101 +294,6 @@ class AttemptState {
     writeDurable(plan.paths.sumPart, sumFileText(sha256, manifest.image));
     writeDurable(plan.paths.manifestPart, `${JSON.stringify(manifest, null, 2)}\n`);
     this.manifest = manifest;
-  }
-}
-
-function manifestOf(
-  ctx: Context,
-  plan: CreatePlan,
-  o: Attempt,
-  r: { fs: FsFacts; content: ReturnType<typeof judgeContent>; sha256: string; imageBytes: number; t0: Date },
-): Manifest {
-  const zstd = plan.compressor;
-  return {
-    format: MANIFEST_FORMAT,
-    image: path.basename(plan.paths.image),
-    createdAt: ctx.clock.now().toISOString(),
-    agent: { name: 'zshield', version: VERSION },
-    host: { hostname: hostname(), kind: o.kind },
-    source: {
-      vg: plan.source.vg,
-      lv: plan.source.lv,
-      snapshot: plan.source.snapshot,
-      kind: plan.source.kind,
-      snapshotTime: plan.source.time.toISOString(),
-      snapshotReason: plan.source.reason,
-      lvSizeBytes: plan.source.lvSizeBytes,
-    },
-    filesystem: r.fs,
-    compression: {
-      format: 'zstd',
-      // The options that shape the file (not where this run wrote it).
-      command: argvOf(zstd).filter((a, i, all) => !['-f', '-c', '-o'].includes(a) && all[i - 1] !== '-o'),
-      frameChecksum: zstd.args.includes('--check'),
-    },
-    // stream: the raw file system as e2image gives it, compressed; sparse: a tar --sparse of it.
-    archive: plan.layout === 'sparse' ? { format: 'tar-sparse', member: ARCHIVE_MEMBER } : null,
-    identity: plan.identity,
-    sizes: { imageBytes: r.imageBytes, rawBytes: r.content.rawBytes },
-    checksums: { sha256: r.sha256 },
-    verification: {
-      at: ctx.clock.now().toISOString(),
-      fsck: r.content.fsck,
-      contains: r.content.contains,
-      tries: o.attempt,
-    },
-    durationMs: ctx.clock.now().getTime() - r.t0.getTime(),
-  };
-}
-
-/** Final names: the companions first, the image last, so an .img.zst under its final name always has its checksum and manifest beside it. */
-function publish(plan: CreatePlan): void {
-  renameSync(plan.paths.sumPart, plan.paths.sum);
-  renameSync(plan.paths.manifestPart, plan.paths.manifest);
-  renameSync(plan.paths.imagePart, plan.paths.image);
-  fsyncFile(plan.paths.dir);
-}
-
-/** Stale work files and orphaned companions of this host's images (no job runs: we hold the pid file). */
-function removeLeftovers(ctx: Context, kind: string): void {
-  const listing = listImages(ctx.config.image.dir);
-  const own = {
-    images: listing.images.filter((e) => e.kind === kind),
-    parts: listing.parts.filter((f) => f.name.startsWith(`zshield-${kind}-`)),
-  };
-  const plan = planPrune(own, Number.MAX_SAFE_INTEGER, false);
-  for (const f of [...plan.parts, ...plan.orphans]) {
-    ctx.log.warn(`image: removing ${f.path}, left by an image job that did not finish`);
-    rmSync(f.path, { force: true });
-  }
-}
-
-async function pruneOwn(ctx: Context, kind: string): Promise<string[]> {
-  const listing = listImages(ctx.config.image.dir);
-  const plan = planPrune(
-    { images: listing.images.filter((e) => e.kind === kind), parts: [] },
-    ctx.config.image.keep,
-    true,
-  );
-  try {
-    return await runPrunePlan(ctx, prunePlan(ctx.config.image.dir, kind, plan, true), 'log');
-  } catch (err) {
-    ctx.log.warn(`image: pruning old images failed: ${(err as Error).message}`);
-    return [];
-  }
-}
-
-function writeDurable(file: string, text: string): void {
-  writeFileSync(file, text, { mode: 0o644 });
-  fsyncFile(file);
-}
-
-function fsyncFile(file: string): void {
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 
