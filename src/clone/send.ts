@@ -4,21 +4,15 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
-import {
-  CommandError,
-  ConfigError,
-  InterruptedError,
-  NoPeerError,
-  NotFoundError,
-  VerifyError,
-} from '../errors.js';
+import { ConfigError, NoPeerError, NotFoundError, VerifyError } from '../errors.js';
 import type { Check, Plan, Step } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
+import { awaitReports, multicast } from './send-stream.js';
 import { type SigningKey, loadSigningKey, signDocument } from '../system/signing.js';
 import { imageIdOf, loadManifest, verifyGoldenImage } from '../golden/index.js';
 import { type SessionInfo, encodeHeader } from './header.js';
 import { type RepairServer, startRepairServer } from './repair-server.js';
-import { type SenderSettings, parseSenderLine, senderCommand } from './udpcast.js';
+import { type SenderSettings, senderCommand } from './udpcast.js';
 
 export interface SendOptions {
   image: string;
@@ -84,15 +78,7 @@ export interface SendOutcome {
  */
 export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutcome | null> {
   const cfg = ctx.config.clone;
-  const settings: SenderSettings = {
-    interface: opts.interface ?? cfg.interface,
-    portbase: cfg.portbase,
-    minReceivers: opts.minReceivers ?? cfg.send.minReceivers,
-    maxWaitSeconds: opts.maxWaitSeconds ?? cfg.send.maxWaitSeconds,
-    startTimeoutSeconds: cfg.send.startTimeoutSeconds,
-    maxBitrate: opts.maxBitrate ?? cfg.send.maxBitrate,
-    retriesUntilDrop: opts.retriesUntilDrop ?? cfg.send.retriesUntilDrop,
-  };
+  const settings = senderSettings(cfg, opts);
   const signed = await loadManifest(opts.image, cfg.trustedKeys);
   const ext = opts.extend?.({
     session: opts.session ?? cfg.session ?? imageIdOf(signed.payload),
@@ -115,72 +101,17 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
   const window = (opts.repairWindowSeconds ?? cfg.send.repairWindowSeconds) * 1000;
   const udp = senderCommand(settings, undefined);
   // Filled by the checks and steps, in the order they run (the plan shown is the plan run).
-  const io: {
-    key?: SigningKey;
-    address?: string;
-    dir?: string;
-    server?: RepairServer;
-    session?: SessionInfo;
-    outcome?: SendOutcome;
-  } = {};
+  const io: SendIo = {};
   const inZshield = (apply: () => Promise<void>) => ({ edit: { files: [], apply } });
   const plan: Plan = {
     title: `Clone session "${name}": send ${imageIdOf(m)} (${formatBytes(m.size)} raw, ${formatBytes(m.compressedSize)} compressed, ${m.chunks.length} chunks) on ${settings.interface}`,
     notes: describeSession(settings, udp.args, opts.image, cfg.repairPort),
     checks: [
-      {
-        title: 'every chunk of the image matches its signed manifest',
-        run: async () => {
-          const r = await verifyGoldenImage(opts.image, cfg.trustedKeys);
-          if (r.badChunks.length > 0) {
-            throw new VerifyError(
-              `${opts.image}: chunk(s) ${r.badChunks.join(', ')} do not match the signed manifest: nothing sent, no box touched`,
-              { hint: `zshield golden image verify ${opts.image}` },
-            );
-          }
-        },
-      },
-      {
-        title: `the signing key ${keyFile} loads`,
-        run: async () => {
-          io.key = await loadSigningKey(keyFile);
-        },
-      },
-      {
-        title: `interface ${settings.interface} has an IPv4 address (the repair server listens there)`,
-        run: () => {
-          io.address = interfaceAddress(settings.interface);
-        },
-      },
+      ...sendChecks(opts.image, cfg.trustedKeys, keyFile, settings.interface, io),
       ...(ext?.checks ?? []),
     ],
     steps: [
-      {
-        title: `sign the session and start the repair server (port ${cfg.repairPort})`,
-        ...inZshield(async () => {
-          io.session = {
-            session: name,
-            imageId: imageIdOf(m),
-            version: m.version,
-            size: m.size,
-            rootHash: m.rootHash,
-            repairUrl: `http://${io.address}:${cfg.repairPort}`,
-            startedAt: ctx.clock.now().toISOString(),
-          };
-          io.dir = await mkdtemp(path.join(tmpdir(), 'zshield-clone-'));
-          await writeFile(
-            path.join(io.dir, 'header'),
-            encodeHeader({ manifest: signed, session: signDocument(io.session, io.key!) }),
-            { mode: 0o600 },
-          );
-          io.server = await startRepairServer({
-            address: io.address!,
-            port: cfg.repairPort,
-            image: opts.image,
-            imageSize: st.size,
-          });
-        }),
-      },
+      startSessionStep(ctx, { name, signed, image: opts.image, imageSize: st.size }, io),
       ...(ext?.before ?? []),
       {
         title: `stream the signed header and the image (udp-sender), repair, wait up to ${window / 1000} s for every receiver's report`,
@@ -208,6 +139,104 @@ export async function runSend(ctx: Context, opts: SendOptions): Promise<SendOutc
   };
   const run = await runPlan(ctx, plan, { confirm: 'none' });
   return run.applied ? io.outcome! : null;
+}
+
+/** What `clone send` runs with: the config's clone.send, overridden by the command line. */
+function senderSettings(cfg: Context['config']['clone'], opts: SendOptions): SenderSettings {
+  return {
+    interface: opts.interface ?? cfg.interface,
+    portbase: cfg.portbase,
+    minReceivers: opts.minReceivers ?? cfg.send.minReceivers,
+    maxWaitSeconds: opts.maxWaitSeconds ?? cfg.send.maxWaitSeconds,
+    startTimeoutSeconds: cfg.send.startTimeoutSeconds,
+    maxBitrate: opts.maxBitrate ?? cfg.send.maxBitrate,
+    retriesUntilDrop: opts.retriesUntilDrop ?? cfg.send.retriesUntilDrop,
+  };
+}
+
+/** What the send's checks and steps find and make, in the order they run. */
+interface SendIo {
+  key?: SigningKey;
+  address?: string;
+  dir?: string;
+  server?: RepairServer;
+  session?: SessionInfo;
+  outcome?: SendOutcome;
+}
+
+/** The session signed (its repair URL on the interface's address) and the repair server started. */
+function startSessionStep(
+  ctx: Context,
+  o: { name: string; signed: Awaited<ReturnType<typeof loadManifest>>; image: string; imageSize: number },
+  io: SendIo,
+): Step {
+  const port = ctx.config.clone.repairPort;
+  const m = o.signed.payload;
+  return {
+    title: `sign the session and start the repair server (port ${port})`,
+    edit: {
+      files: [],
+      apply: async () => {
+        io.session = {
+          session: o.name,
+          imageId: imageIdOf(m),
+          version: m.version,
+          size: m.size,
+          rootHash: m.rootHash,
+          repairUrl: `http://${io.address}:${port}`,
+          startedAt: ctx.clock.now().toISOString(),
+        };
+        io.dir = await mkdtemp(path.join(tmpdir(), 'zshield-clone-'));
+        await writeFile(
+          path.join(io.dir, 'header'),
+          encodeHeader({ manifest: o.signed, session: signDocument(io.session, io.key!) }),
+          { mode: 0o600 },
+        );
+        io.server = await startRepairServer({
+          address: io.address!,
+          port,
+          image: o.image,
+          imageSize: o.imageSize,
+        });
+      },
+    },
+  };
+}
+
+/** Before anything is sent (also in a dry run): the image whole, the signing key, the interface's address. */
+function sendChecks(
+  image: string,
+  trustedKeys: Context['config']['clone']['trustedKeys'],
+  keyFile: string,
+  iface: string,
+  io: SendIo,
+): Check[] {
+  return [
+    {
+      title: 'every chunk of the image matches its signed manifest',
+      run: async () => {
+        const r = await verifyGoldenImage(image, trustedKeys);
+        if (r.badChunks.length > 0) {
+          throw new VerifyError(
+            `${image}: chunk(s) ${r.badChunks.join(', ')} do not match the signed manifest: nothing sent, no box touched`,
+            { hint: `zshield golden image verify ${image}` },
+          );
+        }
+      },
+    },
+    {
+      title: `the signing key ${keyFile} loads`,
+      run: async () => {
+        io.key = await loadSigningKey(keyFile);
+      },
+    },
+    {
+      title: `interface ${iface} has an IPv4 address (the repair server listens there)`,
+      run: () => {
+        io.address = interfaceAddress(iface);
+      },
+    },
+  ];
 }
 
 /**
@@ -252,106 +281,6 @@ function describeSession(
     `cap: ${settings.maxBitrate ?? 'none'}; a receiver is dropped after ${settings.retriesUntilDrop} unanswered retransmission requests`,
     `repair: http://<${settings.interface} address>:${repairPort}`,
   ];
-}
-
-async function multicast(
-  ctx: Context,
-  settings: SenderSettings,
-  headerFile: string,
-  image: string,
-  total: number,
-  giveUp: AbortSignal | undefined,
-): Promise<{ addresses: Map<string, number>; dropped: Set<string>; bytes: number }> {
-  const addresses = new Map<string, number>();
-  const dropped = new Set<string>();
-  let bytes = 0;
-  let shown = 0;
-  const onLine = (line: string) => {
-    const e = parseSenderLine(line);
-    if (!e) return;
-    if (e.kind === 'joined') {
-      addresses.set(e.address, e.slot);
-      ctx.out.print(`receiver ${e.address} joined (#${e.slot})`);
-    } else if (e.kind === 'dropped') {
-      const addr = [...addresses].find(([, slot]) => slot === e.slot)?.[0] ?? `#${e.slot}`;
-      dropped.add(addr);
-      ctx.out.print(`receiver ${addr} dropped (too slow or gone): it will be repaired by unicast`);
-    } else if (e.kind === 'started') {
-      ctx.out.print(`sending to ${addresses.size} receiver(s)`);
-    } else if (e.kind === 'progress') {
-      bytes = e.bytes;
-      const tenth = Math.min(10, Math.floor((e.bytes / total) * 10));
-      if (tenth > shown) {
-        shown = tenth;
-        ctx.out.print(`sent ${tenth * 10}% (${formatBytes(e.bytes)}, ${e.retransmits} retransmissions)`);
-      }
-    }
-  };
-  try {
-    await ctx.runner.pipeline({
-      stages: [{ file: 'cat', args: [headerFile, image], mutates: false }, senderCommand(settings, onLine)],
-      // The boxes that join write the image: never in a dry run (the runner refuses it).
-      mutates: true,
-      ...(giveUp ? { signal: giveUp } : {}),
-    });
-  } catch (err) {
-    if (giveUp?.aborted && !ctx.signal.aborted && err instanceof InterruptedError) {
-      ctx.out.print('every box failed before the end of the stream: udp-sender stopped');
-    } else if (!udpSenderEndedFirst(err)) throw err;
-    else
-      ctx.log.info('udp-sender ended the session before the end of the image (every receiver was dropped)');
-  }
-  return { addresses, dropped, bytes };
-}
-
-/**
- * udp-sender ends the session by itself when every receiver has been dropped, and cat then dies
- * writing to it (SIGPIPE, or a write error). The pipeline reports the last stage that failed, so
- * an error of cat means udp-sender itself succeeded: not the sender's failure, the receivers'
- * checks and reports decide.
- */
-function udpSenderEndedFirst(err: unknown): boolean {
-  return (
-    err instanceof CommandError &&
-    path.basename(err.argv[0] ?? '') === 'cat' &&
-    (err.signal === 'SIGPIPE' || /write error/.test(err.stderr))
-  );
-}
-
-/** Until every receiver that joined has reported, the window ends, or the operator stops it. */
-async function awaitReports(
-  ctx: Context,
-  server: RepairServer,
-  expected: string[],
-  windowMs: number,
-  giveUp: AbortSignal | undefined,
-): Promise<void> {
-  const missing = () => expected.filter((a) => !server.reports.has(a));
-  if (missing().length > 0) {
-    ctx.out.print(
-      `stream sent; waiting up to ${Math.round(windowMs / 1000)} s for ${missing().length} receiver report(s)`,
-    );
-  }
-  // One timer and one abort listener for the whole wait; each report wakes the loop to recount.
-  let wake: () => void = () => {};
-  const onAbort = () => wake();
-  ctx.signal.addEventListener('abort', onAbort, { once: true });
-  giveUp?.addEventListener('abort', onAbort, { once: true });
-  let windowOver = false;
-  const timer = setTimeout(() => {
-    windowOver = true;
-    wake();
-  }, windowMs);
-  try {
-    while (missing().length > 0 && !windowOver && !ctx.signal.aborted && !giveUp?.aborted) {
-      await Promise.race([server.nextReport(), new Promise<void>((resolve) => (wake = resolve))]);
-    }
-  } finally {
-    clearTimeout(timer);
-    ctx.signal.removeEventListener('abort', onAbort);
-    giveUp?.removeEventListener('abort', onAbort);
-  }
-  if (ctx.signal.aborted) throw new InterruptedError('interrupted while waiting for receiver reports');
 }
 
 function tableRows(
