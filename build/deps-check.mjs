@@ -87,7 +87,7 @@ const CAPABILITIES = [
 const FLOORS_CEILING = 8;
 const INTERNALS_CEILING = 0;
 // Re-export statements outside front doors (a name with two import paths).
-const REEXPORTS_CEILING = 3;
+const REEXPORTS_CEILING = 0;
 
 let out;
 try {

@@ -1,7 +1,8 @@
 import { lstatSync, readFileSync } from 'node:fs';
 import type { Machine } from '../config/clone.js';
 import { CommandError, ConfigError, NotFoundError, RefusedError } from '../errors.js';
-import type { Command, Runner } from '../system/runner.js';
+import type { Runner } from '../system/runner.js';
+import type { Command } from '../system/command.js';
 
 /**
  * A box's power, through the argv its `clone.machines` entry gives per action (ipmitool against

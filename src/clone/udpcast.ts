@@ -1,4 +1,4 @@
-import type { Command } from '../system/runner.js';
+import type { Command } from '../system/command.js';
 
 /**
  * argv for udpcast's two programs (Debian package `udpcast`) and what their stderr says. The sender

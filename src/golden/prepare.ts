@@ -5,7 +5,7 @@ import type { CommandStep, Plan, CommandStep as Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
-import type { Command } from '../system/runner.js';
+import type { Command } from '../system/command.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
 import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from './units.js';

@@ -9,7 +9,8 @@ import { runPlan } from '../plan/run.js';
 import { requireTools } from '../system/tools.js';
 import { UPDATE_CMDLINE_KEY, PROOF_MARKER } from '../names/golden-update.js';
 import { type SigningKey, loadSigningKey } from '../system/signing.js';
-import { type Runner, formatArgv } from '../system/runner.js';
+import type { Runner } from '../system/runner.js';
+import { formatArgv } from '../system/command.js';
 import {
   type GoldenManifest,
   chunkLength,

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { BusyError, CommandError, ConfigError, NotFoundError, VerifyError } from '../errors.js';
-import type { Command } from '../system/runner.js';
+import type { Command } from '../system/command.js';
 
 /**
  * restic, driven with `--json` through the Runner. restic only ever opens a LOCAL repository (the

@@ -6,15 +6,9 @@ import { formatBytes, resolveSize } from '../config/size.js';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, ZshieldError } from '../errors.js';
 import { acquireLvmLock } from '../system/lock.js';
-import {
-  lvRemoveCommand,
-  probeVg,
-  snapshotAllocation,
-  snapshotCreateCommand,
-  TAG_REASON,
-  TAG_TIME,
-} from '../system/lvm.js';
-import type { Command } from '../system/runner.js';
+import { lvRemoveCommand, probeVg, snapshotAllocation, snapshotCreateCommand } from '../system/lvm.js';
+import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
+import type { Command } from '../system/command.js';
 import { VERSION } from '../version.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';

@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } fro
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { argvOf } from '../system/runner.js';
+import { argvOf } from '../system/command.js';
 import { VERSION } from '../version.js';
 import { ARCHIVE_MEMBER, listImages, planPrune } from './files.js';
 import { type FsFacts, MANIFEST_FORMAT, type Manifest } from './manifest.js';

@@ -2,14 +2,8 @@ import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { CommandStep } from '../plan/plan.js';
 import { labelOf, requireRoot } from '../snapshot/index.js';
-import {
-  type LvInfo,
-  TAG_REASON,
-  TAG_TIME,
-  lvRemoveCommand,
-  snapshotAllocation,
-  snapshotCreateCommand,
-} from '../system/lvm.js';
+import { type LvInfo, lvRemoveCommand, snapshotAllocation, snapshotCreateCommand } from '../system/lvm.js';
+import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
 import { namesOf } from '../names/snapshots.js';
 import {
   type CreateActions,

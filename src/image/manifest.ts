@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { VerifyError } from '../errors.js';
-import type { Command } from '../system/runner.js';
+import type { Command } from '../system/command.js';
 
 /** The file system of the source, from `blkid -o export` and `dumpe2fs -h` (read-only, no mount). */
 export interface FsFacts {

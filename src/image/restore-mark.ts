@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { IMAGE_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { Step } from '../plan/plan.js';
-import { type VgInfo, lvmCommand, tagValue, vgTagsArgv } from '../system/lvm.js';
+import { type VgInfo, lvmCommand, vgTagsArgv } from '../system/lvm.js';
+import { tagValue } from '../names/lvm-tags.js';
 import type { ImageSource } from './image-source.js';
 
 /**

@@ -3,8 +3,6 @@ import { isRuntimeTmpfsLine, systemdUnitSteps } from '../golden/index.js';
 import type { CommandStep as Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import {
-  TAG_REASON,
-  TAG_TIME,
   lvCreateArgv,
   pvCreateArgv,
   snapshotArgv,
@@ -12,7 +10,8 @@ import {
   vgDeactivateArgv,
   vgTagsArgv,
 } from '../system/lvm.js';
-import type { Command } from '../system/runner.js';
+import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
+import type { Command } from '../system/command.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { BOOT_LABEL, BOOT_UUID_TAG } from './boot-fs.js';
 import { FACTORY_TAG, TAG_BOOT } from '../names/lvm-tags.js';

@@ -10,11 +10,11 @@ import {
   type LvInfo,
   type VgState,
   lvMergeArgv,
-  tagValue,
   vgActivateArgv,
   vgTagsArgv,
   withLvAttr,
 } from '../system/lvm.js';
+import { tagValue } from '../names/lvm-tags.js';
 import { mutating } from '../system/root-copy.js';
 import { labelOf } from '../snapshot/index.js';
 import { RESTORE_OF_TAG, RESTORE_TAG, TAG_BOOT } from '../names/lvm-tags.js';

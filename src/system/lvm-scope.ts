@@ -3,7 +3,8 @@ import { InternalError, RefusedError } from '../errors.js';
 import { type Disk, type DiskProbe, probeDisks } from './disks.js';
 import type { Pipeline, PipelineResult } from './pipeline.js';
 import { type PvInfo, parsePvs, pvsCommand } from './pvs.js';
-import type { Command, CommandResult, Runner, Started } from './runner.js';
+import type { Runner, Started } from './runner.js';
+import type { Command, CommandResult } from './command.js';
 
 /**
  * A disk from another box may carry a VG of the same name as the system's. LVM then refuses every

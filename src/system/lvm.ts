@@ -1,5 +1,6 @@
 import { CommandError, NotFoundError } from '../errors.js';
-import type { Command, Runner } from './runner.js';
+import type { Runner } from './runner.js';
+import type { Command } from './command.js';
 
 /**
  * LVM through its own tools, probed with `--reportformat json` and parsed into typed objects.
@@ -221,8 +222,6 @@ export async function probeVg(runner: Runner, vgName: string): Promise<VgState> 
   const lvs = parseLvs((await runner.run(lvsCommand(vgName))).stdout).filter((l) => l.vg === vgName);
   return { vg, lvs };
 }
-
-export { TAG_REASON, TAG_TIME, tagValue } from '../names/lvm-tags.js';
 
 /**
  * An LVM command line: the tool and its arguments, built here so each LVM command and option is

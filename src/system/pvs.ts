@@ -1,4 +1,5 @@
-import type { Command, Runner } from './runner.js';
+import type { Runner } from './runner.js';
+import type { Command } from './command.js';
 
 export interface PvInfo {
   pvName: string;

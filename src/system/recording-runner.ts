@@ -1,6 +1,7 @@
 import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../errors.js';
 import { type Pipeline, type PipelineResult, formatPipeline } from './pipeline.js';
-import { type Command, type CommandResult, type Runner, argvOf, formatArgv } from './runner.js';
+import type { Runner } from './runner.js';
+import { type Command, type CommandResult, argvOf, formatArgv } from './command.js';
 
 export interface CannedReply {
   exitCode?: number;

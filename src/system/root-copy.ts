@@ -1,4 +1,4 @@
-import type { Command } from './runner.js';
+import type { Command } from './command.js';
 
 /**
  * Mount points of a running system whose contents are never copied into another root (the golden

@@ -7,9 +7,6 @@ import type { Logger } from '../log/logger.js';
 import { type Command, type CommandResult, argvOf, formatArgv } from './command.js';
 import { type Pipeline, type PipelineResult, formatPipeline, spawnPipeline } from './pipeline.js';
 
-export type { Command, CommandResult } from './command.js';
-export { argvOf, formatArgv } from './command.js';
-
 export interface Runner {
   readonly dryRun: boolean;
   run(cmd: Command): Promise<CommandResult>;

@@ -23,9 +23,9 @@ import {
   parseVgs,
   probeVg,
   snapshotCreateCommand,
-  tagValue,
   vgsCommand,
 } from '../../src/system/lvm.js';
+import { tagValue } from '../../src/names/lvm-tags.js';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');

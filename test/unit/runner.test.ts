@@ -4,7 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CommandError, DryRunError, InterruptedError, MissingToolError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
-import { ExecaRunner, formatArgv } from '../../src/system/runner.js';
+import { ExecaRunner } from '../../src/system/runner.js';
+import { formatArgv } from '../../src/system/command.js';
 import { requireTools } from '../../src/system/tools.js';
 import { tempDir } from './helpers/context.js';
 

@@ -1,6 +1,6 @@
 import type { Machine } from '../../config/clone.js';
 import { UsageError } from '../../errors.js';
-import type { Command } from '../../system/runner.js';
+import type { Command } from '../../system/command.js';
 import { NETBOOT_PATHS } from '../rescue/names.js';
 
 /**

@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Logger } from '../../../src/log/logger.js';
 import type { Pipeline, PipelineResult } from '../../../src/system/pipeline.js';
 import type { RecordingRunner } from '../../../src/system/recording-runner.js';
-import { type Command, type CommandResult, ExecaRunner, type Runner } from '../../../src/system/runner.js';
+import { ExecaRunner, type Runner } from '../../../src/system/runner.js';
+import type { Command, CommandResult } from '../../../src/system/command.js';
 
 /** Run a tool for a test's setup; fail loudly. */
 export function sh(file: string, args: string[], input?: string): string {
