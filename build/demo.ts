@@ -10,7 +10,9 @@
 //     restore point taken; user data (lv-data) untouched.
 //  6. The system disk boots again: the change is gone, the user's file is still there.
 import path from 'node:path';
-import { Appliance, BENCH_DIR, setNextBootEntry } from '../test/bench/appliance.js';
+import { Appliance } from '../test/bench/appliance.js';
+import { BENCH_DIR } from '../test/bench/bench-env.js';
+import { setNextBootEntry } from '../test/bench/disk-images.js';
 
 const GOLDEN = { name: 'golden', sizeMiB: 2048, serial: 'ZS-GOLDEN-CF' };
 const SYSTEM = { name: 'system', sizeMiB: 4096, serial: 'ZS-SYSTEM-HDD' };

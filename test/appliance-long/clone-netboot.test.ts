@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { benchInfo } from '../bench/appliance.js';
+import { benchInfo } from '../bench/bench-env.js';
 import { benchChainInput, type ChainInput, runChain } from '../bench/netboot.js';
 import { packagedGolden } from '../appliance/golden-fixture.js';
 import { emptyAllButLogs, freshWorkDir } from '../appliance/lib.js';

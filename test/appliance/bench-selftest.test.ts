@@ -10,16 +10,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Appliance,
-  BENCH_DIR,
-  type BootOptions,
-  benchInfo,
-  readGrubEnv,
-  readPartitionTable,
-  setNextBootEntry,
-  USER_NET,
-} from '../bench/appliance.js';
+import { Appliance, type BootOptions, USER_NET } from '../bench/appliance.js';
+import { BENCH_DIR, benchInfo } from '../bench/bench-env.js';
+import { readGrubEnv, readPartitionTable, setNextBootEntry } from '../bench/disk-images.js';
 import { freshWorkDir } from './lib.js';
 
 const WORK = freshWorkDir('bench-selftest');

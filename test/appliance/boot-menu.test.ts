@@ -8,7 +8,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Appliance, type BootOptions, benchInfo, withImagePartition } from '../bench/appliance.js';
+import { Appliance, type BootOptions } from '../bench/appliance.js';
+import { benchInfo } from '../bench/bench-env.js';
+import { withImagePartition } from '../bench/disk-images.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,

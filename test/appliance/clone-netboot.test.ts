@@ -5,7 +5,7 @@
 // multicast, verify, are power-cycled and boot the released image through its own GRUB from their
 // disks (the bench system's BENCH-READY on their serial consoles).
 import { describe, expect, it } from 'vitest';
-import { benchInfo } from '../bench/appliance.js';
+import { benchInfo } from '../bench/bench-env.js';
 import { benchChainInput, runChain } from '../bench/netboot.js';
 import { packagedGolden } from './golden-fixture.js';
 import { emptyAllButLogs, freshWorkDir } from './lib.js';

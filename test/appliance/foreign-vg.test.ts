@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, diskImagePath } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import { diskImagePath } from '../bench/disk-images.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL, freshWorkDir, type LvRow, tag, writeConfig } from './lib.js';
 
 // Issue 11.7: a disk from another box, with its own VG named vgroup, attached beside the system

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type GoldenManifest, makeGoldenImage, manifestPathOf } from '../../src/golden/golden-image.js';
 import { type SigningKey, loadSigningKey, writeNewSigningKey } from '../../src/system/signing.js';
-import { Appliance, BENCH_DIR } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import { BENCH_DIR } from '../bench/bench-env.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL } from './lib.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 

@@ -1,7 +1,9 @@
 import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, benchInfo, type DiskSpec, setNextBootEntry, USER_NET } from '../bench/appliance.js';
+import { Appliance, type DiskSpec, USER_NET } from '../bench/appliance.js';
+import { benchInfo } from '../bench/bench-env.js';
+import { setNextBootEntry } from '../bench/disk-images.js';
 import { KEY_USER, type RemoteEnv, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 import {
   CUT_FLAG,

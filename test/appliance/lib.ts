@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Appliance, BENCH_DIR, type GuestJob, type ShResult } from '../bench/appliance.js';
+import { Appliance, type GuestJob, type ShResult } from '../bench/appliance.js';
+import { BENCH_DIR } from '../bench/bench-env.js';
 
 /** Serials the guest finds its disks by (device names are not stable on a real box either). */
 export const GOLDEN_SERIAL = 'ZS-GOLDEN-CF';

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, type DiskSpec, setNextBootEntry } from '../bench/appliance.js';
+import { Appliance, type DiskSpec } from '../bench/appliance.js';
+import { setNextBootEntry } from '../bench/disk-images.js';
 import {
   CUT_FLAG,
   GOLDEN_SERIAL,

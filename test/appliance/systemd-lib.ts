@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { Appliance, type DiskSpec, type GuestJob, systemdBenchInfo } from '../bench/appliance.js';
+import { Appliance, type DiskSpec, type GuestJob } from '../bench/appliance.js';
+import { systemdBenchInfo } from '../bench/bench-env.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL, writeConfig } from './lib.js';
 
 // Shared by the systemd flavour's scenarios (test/appliance/systemd.test.ts in the gate, the

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, ensureBench, setNextBootEntry, withImagePartition } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import { ensureBench } from '../bench/bench-env.js';
+import { setNextBootEntry, withImagePartition } from '../bench/disk-images.js';
 import { freshWorkDir, lv, tag, writeConfig } from './lib.js';
 import {
   DISKS,

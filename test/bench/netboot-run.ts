@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packagedGolden } from '../appliance/golden-fixture.js';
-import { BENCH_DIR, benchInfo } from './appliance.js';
+import { BENCH_DIR, benchInfo } from './bench-env.js';
 import { benchChainInput, runChain } from './netboot.js';
 
 const args = process.argv.slice(2);
