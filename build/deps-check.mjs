@@ -41,6 +41,7 @@ const ALLOWED = [
     'golden',
     'send and receive carry the golden image (manifest, chunks) and write it with the target writer',
   ],
+  ['fleet', 'history', "the fleet view reads each box's store and catalog on a target"],
   ['history', 'image', 'a reset to a fingerprint writes the image identity it restored'],
   [
     'history',
@@ -69,6 +70,7 @@ const CAPABILITIES = [
   'recovery',
   'remote',
   'history',
+  'fleet',
   'clone',
   'golden',
   'daemon',

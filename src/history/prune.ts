@@ -4,7 +4,7 @@ import { ZshieldError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { SigningKey } from '../system/signing.js';
-import { appendCatalog, catalogFile, verifyCatalog } from './catalog.js';
+import { appendCatalog, catalogFile, repoFilesRecord, verifyCatalog } from './catalog.js';
 import { historyLock, replicateLocked, type TargetReport } from './replicate.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { readState } from './state.js';
@@ -72,7 +72,15 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
                 ctx.writes,
                 h.dir,
                 key!,
-                report.forgotten.map((fingerprint) => ({ kind: 'forgotten' as const, fingerprint, time })),
+                report.forgotten.map((fingerprint, i) => ({
+                  kind: 'forgotten' as const,
+                  fingerprint,
+                  time,
+                  // The repository after the prune, once (restic repacked its files).
+                  ...(i === report.forgotten.length - 1
+                    ? { files: repoFilesRecord(h.dir, repoDir(h), key!.publicText) }
+                    : {}),
+                })),
               );
               ctx.out.print(
                 `history: ${report.forgotten.length} snapshot(s) forgotten and the repository pruned`,
