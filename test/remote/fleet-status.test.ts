@@ -1,0 +1,176 @@
+import {
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { ExitCode } from '../../src/errors.js';
+import type { BoxResult } from '../../src/fleet/verdict.js';
+import {
+  appendCatalog,
+  CATALOG_FILES,
+  createCatalog,
+  type NewEntry,
+  verifyCatalog,
+} from '../../src/history/catalog.js';
+import { loadSigningKey } from '../../src/system/signing.js';
+import { REAL_WRITES } from '../../src/system/writes.js';
+import { type HistoryBox, makeHistoryBox, takeFingerprint, writeHistoryConfig, zh } from './history-lib.js';
+import { KEY_USER, uidOf } from './sshd.js';
+
+const env = inject('remote');
+
+const BOXES = 16;
+const STALE = 'box03';
+const EDITED = 'box07';
+const LOST_PACK = 'box11';
+
+function ownedByKeyUser(dir: string): string {
+  // Its parents are everyone's to walk through (the server's user walks down to it).
+  mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { mode: 0o700 });
+  const { uid, gid } = uidOf(KEY_USER);
+  chownSync(dir, uid, gid);
+  return dir;
+}
+
+/**
+ * A box's catalog rewritten and signed with its own key (what a stolen box can do), each entry's
+ * time moved by `shiftHours`, `keep` entries of it: written over the box's folder on the target.
+ */
+async function resign(box: HistoryBox, dest: string, shiftHours: number, keep?: number): Promise<void> {
+  const hdir = String(box.config.history['dir']);
+  const key = await loadSigningKey(path.join(hdir, 'catalog.key'));
+  const { entries } = verifyCatalog(hdir, String(box.config.history['publicKey']));
+  const dir = mkdtempSync(path.join(box.dir, 'resign-'));
+  createCatalog(REAL_WRITES, dir, key);
+  const moved = entries.slice(0, keep).map(({ seq: _s, prev: _p, ...e }) => ({
+    ...e,
+    time: new Date(Date.parse(e.time) + shiftHours * 3_600_000).toISOString(),
+  }));
+  appendCatalog(REAL_WRITES, dir, key, moved as NewEntry[]);
+  for (const name of CATALOG_FILES) {
+    // Over the existing file (its owner, the server's user, is kept).
+    writeFileSync(path.join(dest, 'catalog', name), readFileSync(path.join(dir, name)));
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+interface Failure {
+  code: number;
+  message: string;
+  hint: string | null;
+  result: { failing: string[]; boxes: BoxResult[] };
+}
+
+describe('fleet status over 16 boxes on one SFTP target', () => {
+  it('reports exactly the stale box, the edited catalog and the lost pack; then a rewritten history', async () => {
+    const root = ownedByKeyUser(path.join(env.base, 'history-dest', `fleet-${process.pid}`));
+    const keys = path.join(env.base, 'hboxes', `fleet-keys-${process.pid}`);
+    mkdirSync(keys, { recursive: true });
+    const boxes = new Map<string, HistoryBox>();
+    for (let i = 0; i < BOXES; i++) {
+      const name = `box${String(i).padStart(2, '0')}`;
+      const box = makeHistoryBox(env, { files: 3, size: 4000, imageMiB: 8 });
+      const a = box.config.history.targets[0]!;
+      box.config.history.targets = [
+        { ...a, name: 'fleet', directory: ownedByKeyUser(path.join(root, name)) },
+      ];
+      writeHistoryConfig(box);
+      takeFingerprint(zh(box, ['history', 'take', '--device', box.tree, '--reason', 'daily']));
+      const r = zh(box, ['history', 'replicate']);
+      expect(r.code, r.stderr).toBe(0);
+      writeFileSync(path.join(keys, `${name}.pub`), `${String(box.config.history['publicKey'])}\n`);
+      boxes.set(name, box);
+    }
+
+    // The vendor's machine: one target, the folder that holds every box's; its own state folder.
+    const first = boxes.get('box00')!;
+    const vendorDir = mkdtempSync(path.join(first.dir, 'vendor-'));
+    const vendor: HistoryBox = {
+      ...first,
+      configFile: path.join(vendorDir, 'zshield.conf'),
+      config: {
+        ...first.config,
+        paths: { stateDir: path.join(vendorDir, 'state'), runDir: path.join(vendorDir, 'run') },
+        history: {
+          ...first.config.history,
+          targets: [{ ...first.config.history.targets[0]!, name: 'fleet', directory: root }],
+        },
+      },
+    };
+    writeHistoryConfig(vendor);
+    const status = (extra: string[] = [], maxAge = 24) =>
+      zh(vendor, [
+        'fleet',
+        'status',
+        '--target',
+        'fleet',
+        '--keys',
+        keys,
+        '--max-age',
+        String(maxAge),
+        ...extra,
+      ]);
+
+    // The stale box: its catalog re-signed with its own key, three days back (before the first
+    // look, which remembers every head: a rewrite after it is a fault of its own, below).
+    await resign(boxes.get(STALE)!, path.join(root, STALE), -72);
+    const healthy = status(['--json'], 1000);
+    expect(healthy.code, healthy.stderr).toBe(0);
+    const all = JSON.parse(healthy.stdout) as { boxes: BoxResult[]; failing: string[] };
+    expect(all.boxes.map((b) => b.box)).toEqual([...boxes.keys()]);
+    expect(all.failing).toEqual([]);
+    for (const b of all.boxes) {
+      expect(b.files.missingCount).toBe(0);
+      expect(b.files.listed).toBe(b.files.held);
+      expect(b.bytes).toBeGreaterThan(0);
+      expect(b.newest?.ageHours).toBeLessThan(b.box === STALE ? 73 : 1);
+    }
+
+    // The other two faults: an entry edited on the target, a data file removed from the target.
+    const edited = path.join(root, EDITED, 'catalog', 'catalog.jsonl');
+    const text = readFileSync(edited, 'utf8');
+    expect(text).toContain('"reason":"daily"');
+    writeFileSync(edited, text.replace('"reason":"daily"', '"reason":"dailx"'));
+    const dataDir = path.join(root, LOST_PACK, 'repo', 'data');
+    const sub = readdirSync(dataDir)[0]!;
+    const pack = readdirSync(path.join(dataDir, sub))[0]!;
+    unlinkSync(path.join(dataDir, sub, pack));
+
+    const failed = status(['--json']);
+    expect(failed.code, failed.stderr).toBe(ExitCode.verifyFailed);
+    const doc = JSON.parse(failed.stdout) as Failure;
+    expect(doc.code).toBe(ExitCode.verifyFailed);
+    expect(doc.result.failing).toEqual([STALE, EDITED, LOST_PACK]);
+    const kinds = (name: string) => doc.result.boxes.find((b) => b.box === name)!.problems.map((p) => p.kind);
+    expect(kinds(STALE)).toEqual(['stale']);
+    expect(kinds(EDITED)).toEqual(['catalog']);
+    expect(kinds(LOST_PACK)).toEqual(['missing']);
+    expect(doc.result.boxes.find((b) => b.box === LOST_PACK)!.files.missing).toEqual([`data/${sub}/${pack}`]);
+    expect(doc.message).toMatch(
+      /3 of 16 box\(es\) on fleet need attention: box03 \(stale\), box07 \(catalog\), box11 \(missing\)/,
+    );
+
+    // Without --json: the table on stdout, one error line on stderr.
+    const plain = status();
+    expect(plain.code).toBe(ExitCode.verifyFailed);
+    expect(plain.stdout).toMatch(/^box11\s+FAIL/m);
+    expect(plain.stderr.split('\n').filter((l) => l.startsWith('zshield: ')).length).toBe(1);
+
+    // A stolen box rewrites its history with its own key: valid signatures, but not the head
+    // this machine verified before.
+    await resign(boxes.get('box05')!, path.join(root, 'box05'), 0, 0);
+    const rewound = JSON.parse(status(['--json']).stdout) as Failure;
+    expect(rewound.result.failing).toEqual([STALE, 'box05', EDITED, LOST_PACK]);
+    const box05 = rewound.result.boxes.find((b) => b.box === 'box05')!;
+    expect(box05.problems.map((p) => p.kind)).toContain('rewound');
+    expect(rewound.hint).toMatch(/fleet-heads-fleet\.json/);
+  });
+});
