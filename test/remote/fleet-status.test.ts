@@ -21,7 +21,14 @@ import {
 } from '../../src/history/catalog.js';
 import { loadSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
-import { type HistoryBox, makeHistoryBox, takeFingerprint, writeHistoryConfig, zh } from './history-lib.js';
+import {
+  type HistoryBox,
+  makeHistoryBoxAsync,
+  takeFingerprint,
+  writeHistoryConfig,
+  zh,
+  zhAsync,
+} from './history-lib.js';
 import { KEY_USER, uidOf } from './sshd.js';
 
 const env = inject('remote');
@@ -30,6 +37,8 @@ const BOXES = 16;
 const STALE = 'box03';
 const EDITED = 'box07';
 const LOST_PACK = 'box11';
+/** Boxes made at once. */
+const LANES = 4;
 
 function ownedByKeyUser(dir: string): string {
   // Its parents are everyone's to walk through (the server's user walks down to it).
@@ -74,21 +83,29 @@ describe('fleet status over 16 boxes on one SFTP target', () => {
     const root = ownedByKeyUser(path.join(env.base, 'history-dest', `fleet-${process.pid}`));
     const keys = path.join(env.base, 'hboxes', `fleet-keys-${process.pid}`);
     mkdirSync(keys, { recursive: true });
-    const boxes = new Map<string, HistoryBox>();
-    for (let i = 0; i < BOXES; i++) {
-      const name = `box${String(i).padStart(2, '0')}`;
-      const box = makeHistoryBox(env, { files: 3, size: 4000, imageMiB: 8 });
+    // Made side by side, a few at a time (each is mostly waiting: restic, the server).
+    const names = Array.from({ length: BOXES }, (_, i) => `box${String(i).padStart(2, '0')}`);
+    const made = new Map<string, HistoryBox>();
+    const makeBox = async (name: string) => {
+      const box = await makeHistoryBoxAsync(env, { files: 3, size: 4000, imageMiB: 8 });
       const a = box.config.history.targets[0]!;
       box.config.history.targets = [
         { ...a, name: 'fleet', directory: ownedByKeyUser(path.join(root, name)) },
       ];
       writeHistoryConfig(box);
-      takeFingerprint(zh(box, ['history', 'take', '--device', box.tree, '--reason', 'daily']));
-      const r = zh(box, ['history', 'replicate']);
+      takeFingerprint(await zhAsync(box, ['history', 'take', '--device', box.tree, '--reason', 'daily']));
+      const r = await zhAsync(box, ['history', 'replicate']);
       expect(r.code, r.stderr).toBe(0);
       writeFileSync(path.join(keys, `${name}.pub`), `${String(box.config.history['publicKey'])}\n`);
-      boxes.set(name, box);
-    }
+      made.set(name, box);
+    };
+    const queue = [...names];
+    await Promise.all(
+      Array.from({ length: LANES }, async () => {
+        for (let name = queue.shift(); name !== undefined; name = queue.shift()) await makeBox(name);
+      }),
+    );
+    const boxes = new Map(names.map((n) => [n, made.get(n)!]));
 
     // The vendor's machine: one target, the folder that holds every box's; its own state folder.
     const first = boxes.get('box00')!;
