@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../config/size.js';
 import type { Context } from '../context.js';
-import { NotFoundError, VerifyError, ZshieldError } from '../errors.js';
+import { InterruptedError, NotFoundError, VerifyError, ZshieldError } from '../errors.js';
 import {
   BOX_NAME,
   boxTarget,
@@ -17,6 +17,9 @@ import { formatColumns } from '../output.js';
 import { progressFor } from '../plan/progress.js';
 import { readFleetHeads, writeFleetHeads } from '../state/fleet-heads.js';
 import { type BoxFacts, type BoxResult, judgeBox, type RememberedHead } from './verdict.js';
+
+/** Boxes read at once. */
+const READ_LANES = 4;
 
 export interface FleetStatusOptions {
   target: string;
@@ -52,21 +55,32 @@ export async function runFleetStatus(ctx: Context, opts: FleetStatusOptions): Pr
   const heads = readFleetHeads(ctx.config.paths.stateDir, target.name);
   const now = ctx.clock.now();
   const progress = progressFor(ctx, 'fleet status');
-  const results: BoxResult[] = [];
+  const results: BoxResult[] = new Array(boxes.length);
   const scratch = mkdtempSync(path.join(tmpdir(), 'zshield-fleet-'));
+  let done = 0;
   try {
-    for (const [i, box] of boxes.entries()) {
-      if (ctx.signal.aborted) break;
-      progress.update({ fraction: i / boxes.length, text: `${i + 1} of ${boxes.length}: ${box}` });
-      const facts = await readBox(ctx, box, boxTarget(target, box), opts.keysDir, path.join(scratch, box));
-      facts.remembered = heads.boxes[box] ?? null;
-      results.push(judgeBox(facts, now, opts.maxAgeHours));
-    }
+    // A few boxes at a time: each is a connection and a listing, mostly waiting on the store.
+    let next = 0;
+    const lane = async () => {
+      for (let i = next++; i < boxes.length && !ctx.signal.aborted; i = next++) {
+        const box = boxes[i]!;
+        const facts = await readBox(ctx, box, boxTarget(target, box), opts.keysDir, path.join(scratch, box));
+        facts.remembered = heads.boxes[box] ?? null;
+        results[i] = judgeBox(facts, now, opts.maxAgeHours);
+        done++;
+        progress.update({
+          fraction: done / boxes.length,
+          text: `${done} of ${boxes.length} box(es) read (${box})`,
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_LANES, boxes.length) }, lane));
     progress.update({ fraction: 1, text: `${boxes.length} box(es) read`, final: true });
   } finally {
     progress.done();
     rmSync(scratch, { recursive: true, force: true });
   }
+  if (ctx.signal.aborted) throw new InterruptedError('fleet status: interrupted');
   const report: FleetReport = {
     target: target.name,
     checkedAt: now.toISOString(),
