@@ -19,6 +19,7 @@ import {
   type NewEntry,
   verifyCatalog,
 } from '../../src/history/catalog.js';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { loadSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 import {
@@ -29,9 +30,12 @@ import {
   zh,
   zhAsync,
 } from './history-lib.js';
+import type { RgwEnv } from './rgw.js';
+import { getObject, listKeys, makeBucket, putObject, s3As, s3Target } from './s3-lib.js';
 import { KEY_USER, uidOf } from './sshd.js';
 
 const env = inject('remote');
+const rgw = inject('rgw') as RgwEnv;
 
 const BOXES = 16;
 const STALE = 'box03';
@@ -53,7 +57,7 @@ function ownedByKeyUser(dir: string): string {
  * A box's catalog rewritten and signed with its own key (what a stolen box can do), each entry's
  * time moved by `shiftHours`, `keep` entries of it: written over the box's folder on the target.
  */
-async function resign(box: HistoryBox, dest: string, shiftHours: number, keep?: number): Promise<void> {
+async function resigned(box: HistoryBox, shiftHours: number, keep?: number): Promise<Map<string, Buffer>> {
   const hdir = String(box.config.history['dir']);
   const key = await loadSigningKey(path.join(hdir, 'catalog.key'));
   const { entries } = verifyCatalog(hdir, String(box.config.history['publicKey']));
@@ -64,11 +68,15 @@ async function resign(box: HistoryBox, dest: string, shiftHours: number, keep?: 
     time: new Date(Date.parse(e.time) + shiftHours * 3_600_000).toISOString(),
   }));
   appendCatalog(REAL_WRITES, dir, key, moved as NewEntry[]);
-  for (const name of CATALOG_FILES) {
-    // Over the existing file (its owner, the server's user, is kept).
-    writeFileSync(path.join(dest, 'catalog', name), readFileSync(path.join(dir, name)));
-  }
+  const out = new Map(CATALOG_FILES.map((name) => [name as string, readFileSync(path.join(dir, name))]));
   rmSync(dir, { recursive: true, force: true });
+  return out;
+}
+
+/** resigned, written over the box's folder on the SFTP target (each file's owner, the server's user, kept). */
+async function resign(box: HistoryBox, dest: string, shiftHours: number, keep?: number): Promise<void> {
+  for (const [name, data] of await resigned(box, shiftHours, keep))
+    writeFileSync(path.join(dest, 'catalog', name), data);
 }
 
 interface Failure {
@@ -78,11 +86,25 @@ interface Failure {
   result: { failing: string[]; boxes: BoxResult[] };
 }
 
-describe('fleet status over 16 boxes on one SFTP target', () => {
-  it('reports exactly the stale box, the edited catalog and the lost pack; then a rewritten history', async () => {
+interface Fleet {
+  root: string;
+  bucket: string;
+  keys: string;
+  boxes: Map<string, HistoryBox>;
+}
+
+let fleetMade: Promise<Fleet> | null = null;
+
+/**
+ * The 16 boxes, made once for both cases, each replicating to its own folder on the SFTP target
+ * (`<root>/<box>`) and to its own prefix in one bucket (`<box>/`).
+ */
+function fleet(): Promise<Fleet> {
+  fleetMade ??= (async () => {
     const root = ownedByKeyUser(path.join(env.base, 'history-dest', `fleet-${process.pid}`));
     const keys = path.join(env.base, 'hboxes', `fleet-keys-${process.pid}`);
     mkdirSync(keys, { recursive: true });
+    const bucket = await makeBucket(rgw);
     // Made side by side, a few at a time (each is mostly waiting: restic, the server).
     const names = Array.from({ length: BOXES }, (_, i) => `box${String(i).padStart(2, '0')}`);
     const made = new Map<string, HistoryBox>();
@@ -91,6 +113,7 @@ describe('fleet status over 16 boxes on one SFTP target', () => {
       const a = box.config.history.targets[0]!;
       box.config.history.targets = [
         { ...a, name: 'fleet', directory: ownedByKeyUser(path.join(root, name)) },
+        s3Target(box, rgw, rgw.admin, bucket, { name: 'fleet-s3', prefix: `${name}/` }),
       ];
       writeHistoryConfig(box);
       takeFingerprint(await zhAsync(box, ['history', 'take', '--device', box.tree, '--reason', 'daily']));
@@ -105,36 +128,45 @@ describe('fleet status over 16 boxes on one SFTP target', () => {
         for (let name = queue.shift(); name !== undefined; name = queue.shift()) await makeBox(name);
       }),
     );
-    const boxes = new Map(names.map((n) => [n, made.get(n)!]));
+    return { root, bucket, keys, boxes: new Map(names.map((n) => [n, made.get(n)!])) };
+  })();
+  return fleetMade;
+}
 
-    // The vendor's machine: one target, the folder that holds every box's; its own state folder.
+/** The vendor's machine: one target (the fleet's folder or bucket), its own state folder. */
+function vendorOf(f: Fleet, target: Record<string, unknown>) {
+  const first = f.boxes.get('box00')!;
+  const vendorDir = mkdtempSync(path.join(first.dir, 'vendor-'));
+  const vendor: HistoryBox = {
+    ...first,
+    configFile: path.join(vendorDir, 'zshield.conf'),
+    config: {
+      ...first.config,
+      paths: { stateDir: path.join(vendorDir, 'state'), runDir: path.join(vendorDir, 'run') },
+      history: { ...first.config.history, targets: [target] },
+    },
+  };
+  writeHistoryConfig(vendor);
+  return (extra: string[] = [], maxAge = 24) =>
+    zh(vendor, [
+      'fleet',
+      'status',
+      '--target',
+      String(target['name']),
+      '--keys',
+      f.keys,
+      '--max-age',
+      String(maxAge),
+      ...extra,
+    ]);
+}
+
+describe('fleet status over 16 boxes on one SFTP target and one bucket', () => {
+  it('SFTP: reports exactly the stale box, the edited catalog and the lost pack; then a rewritten history', async () => {
+    const f = await fleet();
+    const { root, boxes } = f;
     const first = boxes.get('box00')!;
-    const vendorDir = mkdtempSync(path.join(first.dir, 'vendor-'));
-    const vendor: HistoryBox = {
-      ...first,
-      configFile: path.join(vendorDir, 'zshield.conf'),
-      config: {
-        ...first.config,
-        paths: { stateDir: path.join(vendorDir, 'state'), runDir: path.join(vendorDir, 'run') },
-        history: {
-          ...first.config.history,
-          targets: [{ ...first.config.history.targets[0]!, name: 'fleet', directory: root }],
-        },
-      },
-    };
-    writeHistoryConfig(vendor);
-    const status = (extra: string[] = [], maxAge = 24) =>
-      zh(vendor, [
-        'fleet',
-        'status',
-        '--target',
-        'fleet',
-        '--keys',
-        keys,
-        '--max-age',
-        String(maxAge),
-        ...extra,
-      ]);
+    const status = vendorOf(f, { ...first.config.history.targets[0]!, name: 'fleet', directory: root });
 
     // The stale box: its catalog re-signed with its own key, three days back (before the first
     // look, which remembers every head: a rewrite after it is a fault of its own, below).
@@ -191,5 +223,45 @@ describe('fleet status over 16 boxes on one SFTP target', () => {
       ),
     ]);
     expect(plain.stderr).toMatch(/hint: .*fleet-heads-fleet\.json/);
+  });
+
+  it('S3: the same three faults in the bucket reported, exactly', async () => {
+    const f = await fleet();
+    const { bucket, boxes } = f;
+    const first = boxes.get('box00')!;
+    const status = vendorOf(f, { ...first.config.history.targets[1]!, prefix: '' });
+    // The stale box as on SFTP: re-signed three days back before the first look.
+    for (const [name, data] of await resigned(boxes.get(STALE)!, -72))
+      await putObject(rgw, bucket, `${STALE}/catalog/${name}`, data);
+    const healthy = status(['--json'], 1000);
+    expect(healthy.code, healthy.stderr).toBe(0);
+    const all = JSON.parse(healthy.stdout) as { boxes: BoxResult[]; failing: string[] };
+    expect(all.boxes.map((b) => b.box)).toEqual([...boxes.keys()]);
+    for (const b of all.boxes) expect(b.files.listed).toBe(b.files.held);
+
+    const editedKey = `${EDITED}/catalog/catalog.jsonl`;
+    const text = (await getObject(rgw, bucket, editedKey)).toString('utf8');
+    await putObject(
+      rgw,
+      bucket,
+      editedKey,
+      Buffer.from(text.replace('"reason":"daily"', '"reason":"dailx"')),
+    );
+    const pack = [...(await listKeys(rgw, bucket, `${LOST_PACK}/repo/data/`)).keys()][0]!;
+    const s3 = s3As(rgw);
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: pack }));
+    s3.destroy();
+
+    const failed = status(['--json']);
+    expect(failed.code, failed.stderr).toBe(ExitCode.verifyFailed);
+    const doc = JSON.parse(failed.stdout) as Failure;
+    expect(doc.result.failing).toEqual([STALE, EDITED, LOST_PACK]);
+    const kinds = (name: string) => doc.result.boxes.find((b) => b.box === name)!.problems.map((p) => p.kind);
+    expect(kinds(STALE)).toEqual(['stale']);
+    expect(kinds(EDITED)).toEqual(['catalog']);
+    expect(kinds(LOST_PACK)).toEqual(['missing']);
+    expect(doc.result.boxes.find((b) => b.box === LOST_PACK)!.files.missing).toEqual([
+      pack.slice(`${LOST_PACK}/repo/`.length),
+    ]);
   });
 });
