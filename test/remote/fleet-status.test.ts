@@ -24,7 +24,10 @@ import { loadSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 import {
   type HistoryBox,
+  changeTree,
+  makeHistoryBox,
   makeHistoryBoxAsync,
+  randomData,
   takeFingerprint,
   writeHistoryConfig,
   zh,
@@ -134,8 +137,8 @@ function fleet(): Promise<Fleet> {
 }
 
 /** The vendor's machine: one target (the fleet's folder or bucket), its own state folder. */
-function vendorOf(f: Fleet, target: Record<string, unknown>) {
-  const first = f.boxes.get('box00')!;
+function vendorOf(f: Pick<Fleet, 'boxes' | 'keys'>, target: Record<string, unknown>) {
+  const first = [...f.boxes.values()][0]!;
   const vendorDir = mkdtempSync(path.join(first.dir, 'vendor-'));
   const vendor: HistoryBox = {
     ...first,
@@ -263,5 +266,39 @@ describe('fleet status over 16 boxes on one SFTP target and one bucket', () => {
     expect(doc.result.boxes.find((b) => b.box === LOST_PACK)!.files.missing).toEqual([
       pack.slice(`${LOST_PACK}/repo/`.length),
     ]);
+  });
+
+  it('after a prune (restic repacks, replication removes what the box dropped) the box still passes', async () => {
+    const root = ownedByKeyUser(path.join(env.base, 'history-dest', `fleet-prune-${process.pid}`));
+    const box = makeHistoryBox(env, { files: 3, size: 4000, imageMiB: 8 });
+    const keys = mkdtempSync(path.join(box.dir, 'fleet-keys-'));
+    const a = box.config.history.targets[0]!;
+    box.config.history.targets = [
+      { ...a, name: 'fleet', directory: ownedByKeyUser(path.join(root, 'pbox')) },
+    ];
+    box.config.history['keep'] = { daily: 1, weekly: 0, monthly: 0 };
+    writeHistoryConfig(box);
+    takeFingerprint(zh(box, ['history', 'take', '--device', box.tree, '--replicate']));
+    changeTree(box, { f0: randomData(4000), g1: randomData(4000) });
+    const second = takeFingerprint(zh(box, ['history', 'take', '--device', box.tree, '--replicate']));
+    const pruned = zh(box, ['history', 'prune']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    writeFileSync(path.join(keys, 'pbox.pub'), `${String(box.config.history['publicKey'])}\n`);
+    const status = vendorOf(
+      { boxes: new Map([['pbox', box]]), keys },
+      {
+        ...a,
+        name: 'fleet',
+        directory: root,
+      },
+    );
+    const r = status(['--json']);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const [b] = (JSON.parse(r.stdout) as { boxes: BoxResult[] }).boxes;
+    expect(b!.newest?.fingerprint).toBe(second);
+    expect(b!.backups).toBe(1);
+    expect(b!.files.missingCount).toBe(0);
+    // The catalog's list is the pruned repository's: what the target holds, nothing more.
+    expect(b!.files.listed).toBe(b!.files.held);
   });
 });
