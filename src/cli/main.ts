@@ -4,6 +4,7 @@ import { cloneCommand } from '../clone/cli.js';
 import type { CommandKit, Context } from '../context.js';
 import { daemonCommand, type StartDaemon, startDaemon } from '../daemon/cli.js';
 import { ConfigError, ExitCode, exitCodeOf, UsageError, ZshieldError } from '../errors.js';
+import { fleetCommand } from '../fleet/cli.js';
 import { goldenCommand } from '../golden/cli.js';
 import { historyCommands } from '../history/cli.js';
 import { aptHookCommand } from '../hooks/cli.js';
@@ -48,6 +49,7 @@ export function commandModules(kit: CommandKit, opts: { defaultReason: Reason })
     remoteCommand(kit),
     keygenCommand(kit),
     ...historyCommands(kit),
+    fleetCommand(kit),
     aptHookCommand(kit),
   ];
 }

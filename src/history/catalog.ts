@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { NotFoundError, RefusedError, VerifyError } from '../errors.js';
+import { type FileRecord, fileRecord, replayFiles } from './catalog-files.js';
+import { listLocalRepo } from './repo-store.js';
 import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import type { Writes } from '../system/writes.js';
 import {
@@ -29,9 +31,16 @@ export type CatalogEntry =
       version: string;
       /** Bytes and files of the tree, bytes the repository grew by. */
       sizes: { bytes: number; files: number; added: number };
+      /** The repository's files after this backup (catalog-files.ts); absent in older catalogs. */
+      files?: FileRecord;
     })
   | (EntryBase & { kind: 'replicated'; fingerprint: string; target: string })
-  | (EntryBase & { kind: 'forgotten'; fingerprint: string });
+  | (EntryBase & {
+      kind: 'forgotten';
+      fingerprint: string;
+      /** The repository's files after the prune (on the last entry of a run). */
+      files?: FileRecord;
+    });
 
 interface EntryBase {
   seq: number;
@@ -206,3 +215,20 @@ export function requireCataloged(dir: string, publicKey: string | null, fingerpr
     });
   return v;
 }
+
+/**
+ * The record of the local repository's files for the next entry: what changed since the list the
+ * catalog's records give (all of it, when the catalog has none yet).
+ */
+export function repoFilesRecord(dir: string, repo: string, publicKey: string | null): FileRecord {
+  // Against the replay, whole or not: its add and drop take whatever the replay gives to the list now.
+  const before = catalogFiles(verifyCatalog(dir, publicKey).entries);
+  return fileRecord(
+    before.files,
+    listLocalRepo(repo).map((f) => f.name),
+  );
+}
+
+/** The repository's files as a verified catalog's records give them. */
+export const catalogFiles = (entries: readonly CatalogEntry[]) =>
+  replayFiles(entries.map((e) => (e.kind === 'replicated' ? {} : e)));

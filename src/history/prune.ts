@@ -4,7 +4,7 @@ import { ZshieldError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { SigningKey } from '../system/signing.js';
-import { appendCatalog, catalogFile, verifyCatalog } from './catalog.js';
+import { appendCatalog, catalogFile, repoFilesRecord, verifyCatalog } from './catalog.js';
 import { historyLock, replicateLocked, type TargetReport } from './replicate.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { readState } from './state.js';
@@ -67,13 +67,7 @@ export async function runHistoryPrune(ctx: Context, opts: { replicate: boolean }
               if (!report.forgotten.length) return;
               await restic.forget(report.forgotten);
               await restic.prune();
-              const time = ctx.clock.now().toISOString();
-              appendCatalog(
-                ctx.writes,
-                h.dir,
-                key!,
-                report.forgotten.map((fingerprint) => ({ kind: 'forgotten' as const, fingerprint, time })),
-              );
+              recordForgotten(ctx, key!, report.forgotten);
               ctx.out.print(
                 `history: ${report.forgotten.length} snapshot(s) forgotten and the repository pruned`,
               );
@@ -147,4 +141,22 @@ export async function retentionAfterTake(ctx: Context): Promise<void> {
       err instanceof ZshieldError && err.hint ? `${err.message} (${err.hint})` : (err as Error).message;
     ctx.log.error(`daemon: history retention failed: ${msg}; tried again after the next daily backup`);
   }
+}
+
+/** The forgotten snapshots in the catalog; the last entry carries the repository's files after the prune. */
+function recordForgotten(ctx: Context, key: SigningKey, forgotten: readonly string[]): void {
+  const h = ctx.config.history;
+  const time = ctx.clock.now().toISOString();
+  appendCatalog(
+    ctx.writes,
+    h.dir,
+    key,
+    forgotten.map((fingerprint, i) => ({
+      kind: 'forgotten' as const,
+      fingerprint,
+      time,
+      // The repository after the prune, once (restic repacked its files).
+      ...(i === forgotten.length - 1 ? { files: repoFilesRecord(h.dir, repoDir(h), key.publicText) } : {}),
+    })),
+  );
 }

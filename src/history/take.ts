@@ -13,7 +13,7 @@ import { VERSION } from '../version.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { SigningKey } from '../system/signing.js';
-import { appendCatalog, catalogFile, verifyCatalog } from './catalog.js';
+import { appendCatalog, catalogFile, repoFilesRecord, verifyCatalog } from './catalog.js';
 import { historyLock, replicateLocked } from './replicate.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import type { BackupSummary, Restic } from './restic.js';
@@ -136,6 +136,7 @@ async function takeLocked(
   appendCatalog(ctx.writes, h.dir, key, [
     {
       kind: 'backup',
+      files: repoFilesRecord(h.dir, repoDir(h), key.publicText),
       fingerprint: summary.snapshotId,
       time,
       host,

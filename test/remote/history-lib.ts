@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { chownSync, cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
@@ -46,6 +46,23 @@ export function zh(box: HistoryBox, args: string[], opts: { input?: string } = {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** zh without blocking: the SEA as a child process, its result when it ends. */
+export function zhAsync(box: HistoryBox, args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(SEA, ['-c', box.configFile, ...args], { env: SEA_ENV, timeout: 300_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 export function writeHistoryConfig(box: HistoryBox): void {
   writeFileSync(box.configFile, `${JSON.stringify(box.config, null, 2)}\n`, { mode: 0o600 });
 }
@@ -60,6 +77,31 @@ function destFor(env: RemoteEnv, name: string, user: string): string {
 
 /** A box, `history init` done. `files` random files of `size` bytes make the tree. */
 export function makeHistoryBox(
+  env: RemoteEnv,
+  opts: { files?: number; size?: number; imageMiB?: number } = {},
+): HistoryBox {
+  const box = newHistoryBox(env, opts);
+  const r = zh(box, ['history', 'init']);
+  expect(r.code, r.stderr).toBe(0);
+  // init wrote the password and the public key into the config: read them back.
+  box.config = JSON.parse(sh('cat', [box.configFile]));
+  return box;
+}
+
+/** makeHistoryBox, `history init` run without blocking (many boxes made side by side). */
+export async function makeHistoryBoxAsync(
+  env: RemoteEnv,
+  opts: { files?: number; size?: number; imageMiB?: number } = {},
+): Promise<HistoryBox> {
+  const box = newHistoryBox(env, opts);
+  const r = await zhAsync(box, ['history', 'init']);
+  expect(r.code, r.stderr).toBe(0);
+  box.config = JSON.parse(readFileSync(box.configFile, 'utf8'));
+  return box;
+}
+
+/** A box's folders, config and tree, before `history init`. */
+function newHistoryBox(
   env: RemoteEnv,
   opts: { files?: number; size?: number; imageMiB?: number } = {},
 ): HistoryBox {
@@ -117,10 +159,6 @@ export function makeHistoryBox(
   };
   writeHistoryConfig(box);
   makeTree(box, opts.files ?? 40, opts.size ?? 50_000, opts.imageMiB ?? 64);
-  const r = zh(box, ['history', 'init']);
-  expect(r.code, r.stderr).toBe(0);
-  // init wrote the password and the public key into the config: read them back.
-  box.config = JSON.parse(sh('cat', [box.configFile]));
   return box;
 }
 
