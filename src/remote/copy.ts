@@ -458,29 +458,35 @@ export class Connection {
       // The session this try used: with several uses in flight, a failed one closes its own
       // session, not one another use has opened again meanwhile.
       let used: RemoteSession | null = null;
-      return await withRetries(async () => fn((used = await this.open())), {
-        tries: this.target.remote.retries + 1,
-        baseDelayMs: this.baseMs,
-        maxDelayMs: MAX_BACKOFF_MS,
-        signal: this.ctx.signal,
-        // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
-        // Authentication, host keys, a full remote disk: it does not.
-        retryable: (err) =>
-          err instanceof TransientRemoteError ||
-          err instanceof RemoteMismatchError ||
-          err instanceof LocalChangedError,
-        onRetry: (err, failed, tries, delay) => {
-          this.ctx.log.warn(
-            `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-          );
-          // A link that failed is closed (reopened by the next try); a copy that did not verify
-          // leaves the session to the uses still in flight on it.
-          if (err instanceof TransientRemoteError || used?.lost !== false) {
-            if (used === null || used === this.session) this.close();
-            else used.close();
-          }
+      return await withRetries(
+        async () => {
+          used = await this.open();
+          return fn(used);
         },
-      });
+        {
+          tries: this.target.remote.retries + 1,
+          baseDelayMs: this.baseMs,
+          maxDelayMs: MAX_BACKOFF_MS,
+          signal: this.ctx.signal,
+          // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
+          // Authentication, host keys, a full remote disk: it does not.
+          retryable: (err) =>
+            err instanceof TransientRemoteError ||
+            err instanceof RemoteMismatchError ||
+            err instanceof LocalChangedError,
+          onRetry: (err, failed, tries, delay) => {
+            this.ctx.log.warn(
+              `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+            );
+            // A link that failed is closed (reopened by the next try); a copy that did not verify
+            // leaves the session to the uses still in flight on it.
+            if (err instanceof TransientRemoteError || used?.lost !== false) {
+              if (used === null || used === this.session) this.close();
+              else used.close();
+            }
+          },
+        },
+      );
     } catch (err) {
       if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
         throw new InterruptedError(`interrupted: ${what}`);
