@@ -1,7 +1,14 @@
 import path from 'node:path';
 import { type HistoryConfig, type TargetConfig, targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
-import { ConfigError, NotFoundError, RemoteError, VerifyError, ZshieldError } from '../errors.js';
+import {
+  ConfigError,
+  InterruptedError,
+  NotFoundError,
+  RemoteError,
+  VerifyError,
+  ZshieldError,
+} from '../errors.js';
 import { RateLimiter } from '../remote/index.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
@@ -35,6 +42,74 @@ import { formatBytes } from '../config/size.js';
 
 const UPLOAD_ORDER: FileKind[] = ['config', 'keys', 'data', 'index', 'snapshots'];
 const DELETE_ORDER: FileKind[] = ['snapshots', 'index', 'data', 'keys'];
+
+/**
+ * Files in flight per target: one file's fixed costs (opening its part, the server's check, the
+ * rename: round trips each) overlap the others' bytes.
+ */
+export const FILES_IN_FLIGHT = 4;
+
+/**
+ * Run `fn` over `files` (in kind order, as planReplication gives them), up to `limit` at a time,
+ * across kinds: a file's bytes go up while those of the kind before are still in flight, but `fn`
+ * calls `ready()` before the step that makes the file visible there (the rename of its verified
+ * part; for a delete, the delete), and it resolves only once every file of the kinds before is
+ * done. So no index is named on a target before every data file it points into, and no snapshot
+ * before its index (the reverse in DELETE_ORDER). Files start in order, so whatever a file waits
+ * for has started already: no wait can hold a slot another needs. On the first failure no further
+ * file starts, `ready()` of the kinds after a failed file rejects (they are never named), the ones
+ * in flight end, then the failure is thrown (a resumed run finds what they left).
+ */
+export async function inKindOrder(
+  files: readonly RepoFile[],
+  limit: number,
+  fn: (f: RepoFile, ready: () => Promise<void>) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const kinds: FileKind[] = [];
+  const left = new Map<FileKind, number>();
+  for (const f of files) {
+    const k = kindOf(f.name)!;
+    if (!left.has(k)) kinds.push(k);
+    left.set(k, (left.get(k) ?? 0) + 1);
+  }
+  const done = new Map(kinds.map((k) => [k, deferred()]));
+  for (const d of done.values()) d.promise.catch(() => {});
+  const readyFor = (k: FileKind) => {
+    const before = kinds.slice(0, kinds.indexOf(k)).map((b) => done.get(b)!.promise);
+    const all = Promise.all(before).then(() => {});
+    return () => all;
+  };
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async () => {
+    while (failure === null && next < files.length && !signal?.aborted) {
+      const f = files[next++]!;
+      const k = kindOf(f.name)!;
+      try {
+        await fn(f, readyFor(k));
+        const n = left.get(k)! - 1;
+        left.set(k, n);
+        if (n === 0) done.get(k)!.resolve();
+      } catch (err) {
+        failure ??= { err };
+        done.get(k)!.reject(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, files.length)) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
 
 export interface ReplicationPlan {
   uploads: RepoFile[];
@@ -280,7 +355,7 @@ async function replicateTarget(
           time: now,
         })),
       );
-    for (const name of CATALOG_FILES) await store.putCatalog(path.join(h.dir, name), name);
+    await putCatalogFiles(store, h.dir);
     const given = verifyCatalog(h.dir, key.publicText).head.count;
     updateTarget(ctx.writes, h.dir, t.name, (s) => {
       s.catalogCount = given;
@@ -307,6 +382,21 @@ async function replicateTarget(
   } finally {
     store?.close();
   }
+}
+
+/**
+ * The catalog's files, sent side by side but named in CATALOG_FILES' order (the lines before the
+ * signed head that counts them): one that fails leaves the ones after it unnamed.
+ */
+export async function putCatalogFiles(store: Store, dir: string): Promise<void> {
+  let before: Promise<void> = Promise.resolve();
+  const puts = CATALOG_FILES.map((name) => {
+    const prior = before;
+    const p = store.putCatalog(path.join(dir, name), name, () => prior);
+    before = p;
+    return p;
+  });
+  await Promise.all(puts);
 }
 
 function finishReplication(ctx: Context, reports: readonly TargetReport[]): void {
@@ -364,23 +454,30 @@ async function replicateOne(
   let behind = plan.bytesBehind;
   const damagedNames = new Set(plan.damaged.map((d) => d.file.name));
   if (!store.appendOnly) for (const name of damagedNames) await store.remove(name);
-  for (const f of plan.uploads) {
-    const r = await store.put(path.join(repo, ...f.name.split('/')), f, {
-      replace: damagedNames.has(f.name),
-    });
-    report.uploaded++;
-    report.sent += r.sent;
-    if (r.resumedFrom > 0) report.resumed++;
-    behind -= f.size;
-    if (report.uploaded % 50 === 0) {
-      ctx.log.info(
-        `history: ${name}: ${report.uploaded} of ${plan.uploads.length} file(s) sent, ${formatBytes(behind)} to go`,
-      );
-      updateTarget(ctx.writes, h.dir, name, (s) => {
-        s.bytesBehind = behind;
+  await inKindOrder(
+    plan.uploads,
+    store.filesInFlight ?? FILES_IN_FLIGHT,
+    async (f, ready) => {
+      const r = await store.put(path.join(repo, ...f.name.split('/')), f, {
+        replace: damagedNames.has(f.name),
+        ready,
       });
-    }
-  }
+      report.uploaded++;
+      report.sent += r.sent;
+      if (r.resumedFrom > 0) report.resumed++;
+      behind -= f.size;
+      if (report.uploaded % 50 === 0) {
+        ctx.log.info(
+          `history: ${name}: ${report.uploaded} of ${plan.uploads.length} file(s) sent, ${formatBytes(behind)} to go`,
+        );
+        updateTarget(ctx.writes, h.dir, name, (s) => {
+          s.bytesBehind = behind;
+        });
+      }
+    },
+    ctx.signal,
+  );
+  if (ctx.signal.aborted) throw new InterruptedError('interrupted');
   if (store.appendOnly && plan.deletes.length) {
     // The box's key cannot delete there (that is the point): the vendor's prune credential does.
     report.kept = plan.deletes.length;
@@ -388,10 +485,16 @@ async function replicateOne(
       `history: ${store.label}: append-only: ${plan.deletes.length} file(s) the local repository no longer has are left there (${formatBytes(plan.deletes.reduce((n, f) => n + f.size, 0))}); the store's prune credential removes them`,
     );
   } else
-    for (const f of plan.deletes) {
-      await store.remove(f.name);
-      report.deleted++;
-    }
+    await inKindOrder(
+      plan.deletes,
+      store.filesInFlight ?? FILES_IN_FLIGHT,
+      async (f, ready) => {
+        await ready();
+        await store.remove(f.name);
+        report.deleted++;
+      },
+      ctx.signal,
+    );
   const state = updateTarget(ctx.writes, h.dir, name, () => {});
   const share = opts.verifyAll
     ? { files: plan.present, next: 0 }
@@ -420,21 +523,28 @@ async function verifyFiles(
   repair: boolean,
 ): Promise<string[]> {
   const damaged: string[] = [];
-  for (const f of files) {
-    if (ctx.signal.aborted) break;
-    const local = path.join(repo, ...f.name.split('/'));
-    const want = expectedHash(f.name) ?? (await sha256File(local));
-    const got = await store.sha256(f);
-    if (got === want) continue;
-    damaged.push(f.name);
-    ctx.log.error(`history: ${store.label}: ${f.name} is damaged (SHA-256 ${got})`);
-    if (repair) {
-      if (!store.appendOnly) await store.remove(f.name);
-      await store.put(local, f, { replace: true });
-      ctx.log.warn(`history: ${store.label}: ${f.name} sent again from the local repository`);
-    }
-  }
-  return damaged;
+  // Several at a time (one exec checks those asked together), a kind after the one before: a
+  // repaired data file is named again before any index that points into it.
+  await inKindOrder(
+    files,
+    store.filesInFlight ?? FILES_IN_FLIGHT,
+    async (f, ready) => {
+      const local = path.join(repo, ...f.name.split('/'));
+      const [want, got] = await Promise.all([expectedHash(f.name) ?? sha256File(local), store.sha256(f)]);
+      if (got === want) return;
+      damaged.push(f.name);
+      ctx.log.error(`history: ${store.label}: ${f.name} is damaged (SHA-256 ${got})`);
+      if (repair) {
+        await ready();
+        if (!store.appendOnly) await store.remove(f.name);
+        await store.put(local, f, { replace: true, ready });
+        ctx.log.warn(`history: ${store.label}: ${f.name} sent again from the local repository`);
+      }
+    },
+    ctx.signal,
+  );
+  // In the order of the files, whichever check ended first.
+  return files.map((f) => f.name).filter((n) => damaged.includes(n));
 }
 
 export interface VerifyReport {

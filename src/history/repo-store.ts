@@ -37,18 +37,27 @@ export interface Store {
    * is written over (`replace`), not removed first.
    */
   readonly appendOnly: boolean;
+  /** Files replication keeps in flight to it (default FILES_IN_FLIGHT, replicate.ts). */
+  readonly filesInFlight?: number;
   /**
    * Give it one file, verified there before it takes its name; resumes a partial earlier try.
    * `replace`: the name is taken already by a damaged copy, which this write replaces.
+   * `ready`: awaited before the file takes its name there (its bytes may go up before), so that
+   * a file named by another (an index, a snapshot) appears only after those it names.
    */
-  put(localPath: string, file: RepoFile, opts?: { replace?: boolean }): Promise<PutResult>;
+  put(
+    localPath: string,
+    file: RepoFile,
+    opts?: { replace?: boolean; ready?: () => Promise<void> },
+  ): Promise<PutResult>;
   remove(name: string): Promise<void>;
   /** SHA-256 of a file as stored there. */
   sha256(file: RepoFile): Promise<string>;
   /** Copy a file from there to a local path (for a temporary local copy of the repository). */
   fetch(file: RepoFile, localPath: string): Promise<void>;
   /** The catalog's files, beside the repository (`catalog/<name>`). */
-  putCatalog(localPath: string, name: string): Promise<void>;
+  /** `ready`: awaited before the file takes its name there (its bytes may go up before). */
+  putCatalog(localPath: string, name: string, ready?: () => Promise<void>): Promise<void>;
   fetchCatalog(name: string, localPath: string): Promise<boolean>;
   close(): void;
 }

@@ -34,6 +34,8 @@ import {
 export class S3Store implements Store {
   readonly label: string;
   readonly appendOnly: boolean;
+  /** A file up to multipartAboveMiB goes up from memory, whole: two at a time bound what it holds. */
+  readonly filesInFlight = 2;
   private readonly repoPrefix: string;
   private readonly catalogPrefix: string;
   private readonly secret: string;
@@ -104,7 +106,13 @@ export class S3Store implements Store {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async put(localPath: string, file: RepoFile, opts: { replace?: boolean } = {}): Promise<PutResult> {
+  async put(
+    localPath: string,
+    file: RepoFile,
+    opts: { replace?: boolean; ready?: () => Promise<void> } = {},
+  ): Promise<PutResult> {
+    // An object is named by the write that stores it: nothing of it goes up before its turn.
+    await opts.ready?.();
     const key = this.repoPrefix + file.name;
     const replace = opts.replace === true;
     if (file.size > this.cfg.multipartAboveMiB * 1024 * 1024)
@@ -334,7 +342,8 @@ export class S3Store implements Store {
     await this.download(this.repoPrefix + file.name, file.name, localPath);
   }
 
-  async putCatalog(localPath: string, name: string): Promise<void> {
+  async putCatalog(localPath: string, name: string, ready?: () => Promise<void>): Promise<void> {
+    await ready?.();
     const body = await readFile(localPath);
     const sum = md5(body);
     // The catalog grows: it is replaced (its signed head says which is newer).

@@ -12,6 +12,7 @@ import {
   type RateLimiter,
   type RemoteSession,
   remoteSha256,
+  remoteSha256Many,
   type Target,
   uploadFile,
 } from '../remote/index.js';
@@ -30,6 +31,16 @@ const DATA_DIR = /^[0-9a-f]{2}$/;
 /** SFTP requests in flight while listing the data folders (one round trip each otherwise). */
 const LIST_PARALLEL = 32;
 const READ_BYTES = 248 * 1024;
+/** Files hashed by one exec on the server (one round trip, one process for the lot). */
+const HASH_BATCH = 32;
+
+interface HashWanted {
+  session: RemoteSession;
+  file: string;
+  size: number;
+  resolve: (r: { sum: string; by: string }) => void;
+  reject: (err: unknown) => void;
+}
 
 export class SftpStore implements Store {
   readonly label: string;
@@ -39,6 +50,12 @@ export class SftpStore implements Store {
   private readonly repoDir: string;
   private readonly catalogDir: string;
   private readonly made = new Set<string>();
+  private readonly making = new Map<string, Promise<void>>();
+  /** Whether the server runs a command (null: not asked yet); without, a check reads back. */
+  private readonly known: { shell: boolean | null } = { shell: null };
+  /** Checks waiting for the exec in progress: the next one takes them all. */
+  private readonly hashQueue: HashWanted[] = [];
+  private hashing = false;
 
   constructor(
     private readonly ctx: Context,
@@ -82,7 +99,11 @@ export class SftpStore implements Store {
     });
   }
 
-  async put(localPath: string, file: RepoFile): Promise<PutResult> {
+  async put(
+    localPath: string,
+    file: RepoFile,
+    opts: { ready?: () => Promise<void> } = {},
+  ): Promise<PutResult> {
     const dest = path.dirname(path.join(this.repoDir, file.name));
     return this.retry(`copy ${file.name}`, async (s) => {
       await this.mkdirs(s, dest);
@@ -94,6 +115,8 @@ export class SftpStore implements Store {
         doc: this.ctx.doc,
         limiter: this.limiter,
         signal: this.ctx.signal,
+        remoteHash: (session, f, size) => this.remoteHash(session, f, size),
+        ...(opts.ready ? { beforeRename: opts.ready } : {}),
       });
       return { sent: r.sent, resumedFrom: r.resumedFrom };
     });
@@ -108,17 +131,75 @@ export class SftpStore implements Store {
 
   async sha256(file: RepoFile): Promise<string> {
     const p = path.join(this.repoDir, file.name);
-    return this.retry(
-      `check ${file.name}`,
-      async (s) => (await remoteSha256(s, p, file.size, this.ctx.signal)).sum,
-    );
+    return this.retry(`check ${file.name}`, async (s) => (await this.remoteHash(s, p, file.size)).sum);
+  }
+
+  /**
+   * A file's SHA-256 taken on the server. Checks asked for while one exec runs wait and go
+   * together in the next (one `openssl dgst` of them all); on an SFTP-only server each file is
+   * read back, beside whatever else is in flight.
+   */
+  private remoteHash(
+    session: RemoteSession,
+    file: string,
+    size: number,
+  ): Promise<{ sum: string; by: string }> {
+    if (this.known.shell === false) return remoteSha256(session, file, size, this.ctx.signal, this.known);
+    return new Promise((resolve, reject) => {
+      this.hashQueue.push({ session, file, size, resolve, reject });
+      void this.drainHashes();
+    });
+  }
+
+  private async drainHashes(): Promise<void> {
+    if (this.hashing) return;
+    this.hashing = true;
+    try {
+      while (this.hashQueue.length) {
+        const session = this.hashQueue[0]!.session;
+        // One session per exec: a check asked on a session since lost goes in a later batch.
+        const batch: HashWanted[] = [];
+        for (let i = 0; i < this.hashQueue.length && batch.length < HASH_BATCH; )
+          if (this.hashQueue[i]!.session === session) batch.push(...this.hashQueue.splice(i, 1));
+          else i++;
+        await this.hashBatch(session, batch);
+      }
+    } finally {
+      this.hashing = false;
+    }
+  }
+
+  private async hashBatch(session: RemoteSession, batch: HashWanted[]): Promise<void> {
+    let many: Awaited<ReturnType<typeof remoteSha256Many>>;
+    try {
+      many =
+        this.known.shell === false
+          ? 'no-shell'
+          : await remoteSha256Many(
+              session,
+              batch.map((w) => w.file),
+            );
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    if (many !== null && many !== 'no-shell') {
+      this.known.shell = true;
+      for (const [i, w] of batch.entries()) w.resolve({ sum: many.sums[i]!, by: many.by });
+      return;
+    }
+    if (many === 'no-shell') this.known.shell = false;
+    // No shell, or one of the files did not hash (gone, say): each on its own, not waited for
+    // here, so a read-back runs beside the uploads and the next checks.
+    for (const w of batch)
+      remoteSha256(w.session, w.file, w.size, this.ctx.signal, this.known).then(w.resolve, w.reject);
   }
 
   async fetch(file: RepoFile, localPath: string): Promise<void> {
     await this.retry(`fetch ${file.name}`, (s) => download(s, path.join(this.repoDir, file.name), localPath));
   }
 
-  async putCatalog(localPath: string, name: string): Promise<void> {
+  async putCatalog(localPath: string, name: string, ready?: () => Promise<void>): Promise<void> {
     const { size } = await stat(localPath);
     await this.retry(`copy catalog/${name}`, async (s) => {
       await this.mkdirs(s, this.catalogDir);
@@ -130,6 +211,8 @@ export class SftpStore implements Store {
         doc: this.ctx.doc,
         limiter: null,
         signal: this.ctx.signal,
+        remoteHash: (session, f, n) => this.remoteHash(session, f, n),
+        ...(ready ? { beforeRename: ready } : {}),
       });
     });
   }
@@ -153,21 +236,26 @@ export class SftpStore implements Store {
    */
   private async mkdirs(s: RemoteSession, dir: string): Promise<void> {
     if (this.made.has(dir)) return;
-    const parent = path.dirname(dir);
-    if (this.made.has(parent)) {
-      const isDir = await s.isDirectory(dir);
-      if (isDir === null) s.allowWrite(`mkdir ${dir}`);
-      if (isDir === null)
-        await new Promise<void>((resolve, reject) =>
-          s.sftp.mkdir(dir, { mode: 0o700 }, (err) =>
-            err ? reject(s.wrap(err, `mkdir ${dir}`)) : resolve(),
-          ),
-        );
-      else if (!isDir) throw new RemoteError(`remote ${s.where}: ${dir} exists and is not a directory`);
-    } else {
-      await s.mkdirs(dir);
-      for (let d = dir; d !== '/' && d !== '.'; d = path.dirname(d)) this.made.add(d);
+    // Several uploads in flight may want the same folder: one makes it, the others wait.
+    let p = this.making.get(dir);
+    if (!p) {
+      p = this.makeDirs(s, dir).finally(() => this.making.delete(dir));
+      this.making.set(dir, p);
     }
+    await p;
+  }
+
+  private async makeDirs(s: RemoteSession, dir: string): Promise<void> {
+    const parent = path.dirname(dir);
+    if (parent !== dir && parent !== '/' && parent !== '.') await this.mkdirs(s, parent);
+    const isDir = await s.isDirectory(dir);
+    if (isDir === null) {
+      s.allowWrite(`mkdir ${dir}`);
+      await new Promise<void>((resolve, reject) =>
+        s.sftp.mkdir(dir, { mode: 0o700 }, (err) => (err ? reject(s.wrap(err, `mkdir ${dir}`)) : resolve())),
+      );
+      this.ctx.log.info(`remote: created ${dir} on ${s.where}`);
+    } else if (!isDir) throw new RemoteError(`remote ${s.where}: ${dir} exists and is not a directory`);
     this.made.add(dir);
   }
 }

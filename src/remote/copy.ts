@@ -455,24 +455,38 @@ export class Connection {
 
   async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
     try {
-      return await withRetries(async () => fn(await this.open()), {
-        tries: this.target.remote.retries + 1,
-        baseDelayMs: this.baseMs,
-        maxDelayMs: MAX_BACKOFF_MS,
-        signal: this.ctx.signal,
-        // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
-        // Authentication, host keys, a full remote disk: it does not.
-        retryable: (err) =>
-          err instanceof TransientRemoteError ||
-          err instanceof RemoteMismatchError ||
-          err instanceof LocalChangedError,
-        onRetry: (err, failed, tries, delay) => {
-          this.ctx.log.warn(
-            `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-          );
-          this.close();
+      // The session this try used: with several uses in flight, a failed one closes its own
+      // session, not one another use has opened again meanwhile.
+      let used: RemoteSession | null = null;
+      return await withRetries(
+        async () => {
+          used = await this.open();
+          return fn(used);
         },
-      });
+        {
+          tries: this.target.remote.retries + 1,
+          baseDelayMs: this.baseMs,
+          maxDelayMs: MAX_BACKOFF_MS,
+          signal: this.ctx.signal,
+          // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
+          // Authentication, host keys, a full remote disk: it does not.
+          retryable: (err) =>
+            err instanceof TransientRemoteError ||
+            err instanceof RemoteMismatchError ||
+            err instanceof LocalChangedError,
+          onRetry: (err, failed, tries, delay) => {
+            this.ctx.log.warn(
+              `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
+            );
+            // A link that failed is closed (reopened by the next try); a copy that did not verify
+            // leaves the session to the uses still in flight on it.
+            if (err instanceof TransientRemoteError || used?.lost !== false) {
+              if (used === null || used === this.session) this.close();
+              else used.close();
+            }
+          },
+        },
+      );
     } catch (err) {
       if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
         throw new InterruptedError(`interrupted: ${what}`);
@@ -481,22 +495,32 @@ export class Connection {
     }
   }
 
-  /** The session, opened again after a lost link. */
+  private opening: Promise<RemoteSession> | null = null;
+
+  /** The session, opened again after a lost link; uses that ask at once share one connect. */
   private async open(): Promise<RemoteSession> {
-    if (!this.session || this.session.lost) {
-      this.session?.close();
-      this.session = await RemoteSession.open({
-        endpoint: this.target.endpoint,
-        credentials: this.credentials,
-        hostKey: this.target.remote.hostKey,
-        timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
-        log: this.ctx.log,
-        signal: this.ctx.signal,
-        writes: this.ctx.writes,
-      });
-      this.ctx.log.debug(`remote: connected to ${this.session.where}`);
-    }
-    return this.session;
+    if (this.session && !this.session.lost) return this.session;
+    this.opening ??= this.connect().finally(() => {
+      this.opening = null;
+    });
+    return this.opening;
+  }
+
+  private async connect(): Promise<RemoteSession> {
+    this.session?.close();
+    this.session = null;
+    const s = await RemoteSession.open({
+      endpoint: this.target.endpoint,
+      credentials: this.credentials,
+      hostKey: this.target.remote.hostKey,
+      timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
+      log: this.ctx.log,
+      signal: this.ctx.signal,
+      writes: this.ctx.writes,
+    });
+    this.ctx.log.debug(`remote: connected to ${s.where}`);
+    this.session = s;
+    return s;
   }
 
   close(): void {

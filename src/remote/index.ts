@@ -21,4 +21,4 @@ export {
   probeHostKey,
   RemoteSession,
 } from './ssh.js';
-export { RateLimiter, remoteSha256, uploadFile } from './transfer.js';
+export { RateLimiter, remoteSha256, remoteSha256Many, uploadFile } from './transfer.js';

@@ -127,6 +127,13 @@ export interface UploadOptions {
   doc?: unknown;
   limiter: RateLimiter | null;
   signal?: AbortSignal;
+  /**
+   * How the part's SHA-256 is taken on the remote (default remoteSha256): a caller with several
+   * uploads in flight checks their parts in one round trip (history's SFTP store).
+   */
+  remoteHash?: (session: RemoteSession, file: string, size: number) => Promise<{ sum: string; by: string }>;
+  /** Awaited once the part is verified, before it takes its name (an order the caller keeps). */
+  beforeRename?: () => Promise<void>;
 }
 
 export interface UploadResult {
@@ -174,7 +181,18 @@ export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
     const progress = new Progress({ log, doc: opts.doc }, file.name, size, resumedFrom);
     const sent = await sendPart({ ...opts, local, partPath, from: resumedFrom, size, hash, progress });
     const sha256 = hash.digest('hex');
-    const verifiedBy = await verifyPart({ session, local, file, partPath, size, sha256, identity, signal });
+    const verifiedBy = await verifyPart({
+      session,
+      local,
+      file,
+      partPath,
+      size,
+      sha256,
+      identity,
+      signal,
+      remoteHash: opts.remoteHash ?? ((s, f, n) => remoteSha256(s, f, n, signal)),
+    });
+    await opts.beforeRename?.();
     await session.rename(partPath, finalPath);
     progress.update(size);
     return { resumedFrom, sent, sha256, verifiedBy, identity };
@@ -278,6 +296,7 @@ async function verifyPart(a: {
   sha256: string;
   identity: string;
   signal: AbortSignal | undefined;
+  remoteHash: NonNullable<UploadOptions['remoteHash']>;
 }): Promise<string> {
   const { session, file, partPath, size, sha256 } = a;
   const remoteSize = await session.size(partPath);
@@ -288,7 +307,7 @@ async function verifyPart(a: {
     );
   }
   const [remote, again] = await Promise.all([
-    remoteSha256(session, partPath, size, a.signal),
+    a.remoteHash(session, partPath, size),
     hashFile(a.local, size, file.path, a.signal),
   ]);
   if (remote.sum !== sha256) {
@@ -463,35 +482,103 @@ export async function remoteSha256(
   file: string,
   size: number,
   signal: AbortSignal | undefined,
+  /** What the server is known to allow: `shell: false` goes straight to the read-back. */
+  known: { shell: boolean | null } = { shell: null },
 ): Promise<{ sum: string; by: string }> {
+  if (known.shell !== false) {
+    const many = await remoteSha256Many(session, [file]);
+    if (many === 'no-shell') known.shell = false;
+    else if (many !== null) {
+      known.shell = true;
+      return { sum: many.sums[0]!, by: many.by };
+    }
+  }
+  return { sum: await readBackSha256(session, file, size, signal), by: 'read-back' };
+}
+
+/**
+ * The SHA-256 of several remote files in one exec (one round trip, one process): openssl, else
+ * sha256sum, each printing one line per file in the order given. 'no-shell' when the server runs
+ * no command (an SFTP-only account: the exec is refused, or answered by internal-sftp with
+ * nothing at all); null when neither tool answered for every file (one missing, say); a lost link
+ * throws.
+ */
+export async function remoteSha256Many(
+  session: RemoteSession,
+  files: readonly string[],
+): Promise<{ sums: string[]; by: string } | 'no-shell' | null> {
+  const quoted = files.map(quoteForShell).join(' ');
+  let said = false;
   for (const [tool, command] of [
-    ['openssl', `openssl dgst -sha256 -r ${quoteForShell(file)}`],
-    ['sha256sum', `sha256sum -- ${quoteForShell(file)}`],
+    ['openssl', `openssl dgst -sha256 -r ${quoted}`],
+    ['sha256sum', `sha256sum -- ${quoted}`],
   ] as const) {
     try {
       const r = await session.exec(command);
-      const m = /^\\?([0-9a-f]{64})\s/.exec(r.stdout);
-      if (r.code === 0 && m) return { sum: m[1]!, by: tool };
+      const lines = r.stdout.split('\n').filter((l) => l !== '');
+      const sums = lines.map((l) => /^\\?([0-9a-f]{64})\s/.exec(l)?.[1]);
+      if (r.code === 0 && sums.length === files.length && sums.every((x) => x !== undefined))
+        return { sums: sums as string[], by: tool };
+      said ||= r.stdout.trim() !== '' || r.stderr.trim() !== '';
     } catch (err) {
       // A refused exec (an SFTP-only account) falls through to the read-back; a lost link does not.
       if (session.lost) throw err;
-      break;
+      return 'no-shell';
     }
   }
+  return said ? null : 'no-shell';
+}
+
+/** Read requests in flight during a read-back (as for the writes: acknowledgements overlap). */
+const READ_IN_FLIGHT = 16;
+
+/**
+ * The slow path: read the file back over SFTP and hash it here, READ_IN_FLIGHT requests at a time,
+ * hashed in order. A short read (the server's limit under WRITE_BYTES) drops the reads after it and
+ * goes on from where it ended.
+ */
+async function readBackSha256(
+  session: RemoteSession,
+  file: string,
+  size: number,
+  signal: AbortSignal | undefined,
+): Promise<string> {
   const hash = createHash('sha256');
   const handle = await session.open(file, 'r');
   try {
-    const buf = Buffer.allocUnsafe(WRITE_BYTES);
     let pos = 0;
+    let next = 0;
+    const queue: { at: number; buf: Buffer; n: Promise<number> }[] = [];
+    const issue = () => {
+      while (queue.length < READ_IN_FLIGHT && next < size) {
+        const buf = Buffer.allocUnsafe(Math.min(WRITE_BYTES, size - next));
+        const n = session.read(handle, buf, next, file);
+        // A rejection is read when its turn comes; none goes unhandled meanwhile.
+        n.catch(() => {});
+        queue.push({ at: next, buf, n });
+        next += buf.length;
+      }
+    };
+    issue();
     while (pos < size) {
       if (signal?.aborted) throw new InterruptedError('interrupted');
-      const n = await session.read(handle, buf, pos, file);
+      const head = queue.shift();
+      if (!head) break;
+      const n = await head.n;
       if (n <= 0) break;
-      hash.update(buf.subarray(0, n));
+      hash.update(head.buf.subarray(0, n));
       pos += n;
+      if (n < head.buf.length) {
+        // The rest of this request was not sent: what is in flight starts too far on.
+        await Promise.allSettled(queue.map((q) => q.n));
+        queue.length = 0;
+        next = pos;
+      }
+      issue();
     }
+    await Promise.allSettled(queue.map((q) => q.n));
   } finally {
     await session.closeHandle(handle, file).catch(() => {});
   }
-  return { sum: hash.digest('hex'), by: 'read-back' };
+  return hash.digest('hex');
 }

@@ -5,24 +5,35 @@
 //   second take+replicate after changing 1 % of the files, and the bytes it sent as a share of
 //   the first run's (goal: under 5 %)         vs  plain `restic backup` (with its parent)
 //   `history restore` of the fingerprint      vs  plain `restic restore`
+//   `history replicate` of the first take's repository to a fresh directory on server A (a shell)
+//                                             vs  `scp -r` of the same repository files there
+//   the same to server B (SFTP only)          vs  `sftp -b` batch `put -r` there
+//   (medians of 3 rounds, a fresh target each round)
 //
-//   npx tsx test/bench/history-bench.ts [files, default 2000] [KiB per file, default 100]
+//   npx tsx test/bench/history-bench.ts [files, default 2000] [KiB per file, default 100] [replicate]
+//   (a third argument `replicate`: the replication rows only)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureBundle } from '../bundle.js';
 import {
   changeTree,
+  type HistoryBox,
   makeHistoryBox,
   passwordOf,
   randomData,
   takeFingerprint,
+  writeHistoryConfig,
   zh,
 } from '../remote/history-lib.js';
-import { setUpRemoteEnv } from '../remote/sshd.js';
+import { KEY_USER, type RemoteEnv, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 
 const files = Number(process.argv[2] ?? 2000);
 const kib = Number(process.argv[3] ?? 100);
+const replicateOnly = process.argv[4] === 'replicate';
+const ROUNDS = 3;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function secs<T>(fn: () => T): [number, T] {
   const t = process.hrtime.bigint();
@@ -76,6 +87,8 @@ async function main(): Promise<void> {
       `tree: ${files} files of ${kib} KiB (${((files * kib) / 1024).toFixed(0)} MiB) in a ${mib} MiB ext4 image`,
     );
     const first = ours();
+    replicationRows(env, box);
+    if (replicateOnly) return;
     const plain1 = plainBackup();
     console.log(
       `first:  take+replicate ${first.secs.toFixed(2)} s (take ${first.take.toFixed(2)} s), ${(first.sent / 2 ** 20).toFixed(1)} MiB sent to 2 targets; plain restic backup ${plain1.toFixed(2)} s`,
@@ -104,6 +117,83 @@ async function main(): Promise<void> {
   } finally {
     await stop();
   }
+}
+
+/** A new empty directory on the servers, owned by the key user. */
+function freshDest(env: RemoteEnv, name: string): string {
+  const d = path.join(env.base, 'history-dest', name);
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d, { recursive: true, mode: 0o700 });
+  const { uid, gid } = uidOf(KEY_USER);
+  sh('chown', [`${uid}:${gid}`, d]);
+  return d;
+}
+
+/**
+ * `history replicate` of the repository as it is (after the first take) to a fresh target, against
+ * OpenSSH's own clients copying the same files to the same server as the same user: scp -r to A
+ * (a shell), sftp -b (a batch put -r) to B (SFTP only). Medians of ROUNDS rounds.
+ */
+function replicationRows(env: RemoteEnv, box: HistoryBox): void {
+  const repo = path.join(box.dir, 'history', 'repo');
+  const bytes = Number(sh('du', ['-sb', repo]).split(/\s/)[0]);
+  const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'];
+  const targets = box.config.history.targets;
+  const rows: string[] = [];
+  for (const [server, label, port] of [
+    ['a', 'scp -r', env.serverA.port],
+    ['b', 'sftp -b put -r', env.serverB.port],
+  ] as const) {
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const name = `bench-${server}${i}`;
+      const dest = freshDest(env, `${path.basename(box.dir)}-${name}`);
+      const base = targets.find((t) => t.name === server)!;
+      box.config.history.targets = [...targets, { ...base, name, directory: dest }];
+      writeHistoryConfig(box);
+      const [t, r] = secs(() => zh(box, ['history', 'replicate', '--target', name]));
+      if (r.code !== 0) throw new Error(r.stderr);
+      ours.push(t);
+      const plainDest = freshDest(env, `${path.basename(box.dir)}-${name}-plain`);
+      const remote = `${KEY_USER}@127.0.0.1`;
+      if (server === 'a')
+        theirs.push(
+          secs(() =>
+            sh('scp', [
+              ...ssh,
+              '-q',
+              '-r',
+              '-i',
+              env.clientKey,
+              '-P',
+              String(port),
+              repo,
+              `${remote}:${plainDest}/`,
+            ]),
+          )[0],
+        );
+      else {
+        const batch = path.join(box.dir, 'sftp-batch');
+        writeFileSync(batch, `put -r ${repo} ${plainDest}/repo\n`);
+        theirs.push(
+          secs(() =>
+            sh('sftp', [...ssh, '-q', '-b', batch, '-i', env.clientKey, '-P', String(port), remote]),
+          )[0],
+        );
+      }
+      rmSync(dest, { recursive: true, force: true });
+      rmSync(plainDest, { recursive: true, force: true });
+    }
+    box.config.history.targets = targets;
+    writeHistoryConfig(box);
+    const [o, p] = [median(ours), median(theirs)];
+    const mibs = (s: number) => (bytes / 2 ** 20 / s).toFixed(1);
+    rows.push(
+      `replicate to ${server === 'a' ? 'A (shell)' : 'B (SFTP only)'}: ${o.toFixed(2)} s (${mibs(o)} MiB/s); ${label} ${p.toFixed(2)} s (${mibs(p)} MiB/s); ${label} / replicate = ${(p / o).toFixed(2)} (median of ${ROUNDS}, ${(bytes / 2 ** 20).toFixed(1)} MiB, rounds ${ours.map((x) => x.toFixed(2)).join(' ')} vs ${theirs.map((x) => x.toFixed(2)).join(' ')})`,
+    );
+  }
+  for (const r of rows) console.log(r);
 }
 
 await main();

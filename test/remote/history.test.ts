@@ -129,10 +129,14 @@ describe('history: take and replicate to two real OpenSSH servers', () => {
     await done;
     const cut = partSize();
     expect(cut).toBeGreaterThan(0);
-    expect(files(path.join(box.destA, 'repo')).some((f) => f.startsWith('snapshots/'))).toBe(false);
+    // With several files in flight the index and the snapshot may have gone up as parts, verified,
+    // waiting for the data: neither is named while a data file is not.
+    const named = files(path.join(box.destA, 'repo')).filter((f) => !f.endsWith('.zshield-part'));
+    expect(named.some((f) => f.startsWith('snapshots/') || f.startsWith('index/'))).toBe(false);
 
     const r = replicate(box);
-    expect(r[0]!.resumed).toBe(1);
+    // The cut pack, and any part that was whole and waiting for its turn to be named.
+    expect(r[0]!.resumed).toBeGreaterThanOrEqual(1);
     // Target a got only the rest of the cut file; b got everything.
     expect(r[0]!.sent).toBeLessThan(r[1]!.sent - cut + 64 * 1024);
     expect(historyLog(box)).toMatch(/resuming [0-9a-f]{64} at/);
