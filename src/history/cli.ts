@@ -1,12 +1,11 @@
 import type { Argv } from 'yargs';
-import type { CommandKit, Context } from '../context.js';
+import type { CommandKit } from '../context.js';
 import { RefusedError, UsageError } from '../errors.js';
 import {
   allowUncatalogedOption,
   type CliCommand,
   type GlobalArgs,
   command,
-  confirmOf,
   fromTargetOption,
   group,
   jsonOutput,

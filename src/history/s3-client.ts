@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { open, rename } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3TargetConfig } from '../config/history.js';
@@ -156,4 +157,22 @@ export async function readBody(
     if (timer) clearTimeout(timer);
   }
   return n;
+}
+
+/** A file written whole under `<localPath>.part`, synced, then named: a cut fetch leaves no file. */
+export async function writeWhole(
+  localPath: string,
+  fill: (write: (b: Buffer) => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const tmp = `${localPath}.part`;
+  const out = await open(tmp, 'w', 0o600);
+  try {
+    await fill(async (b) => {
+      await out.write(b);
+    });
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  await rename(tmp, localPath);
 }

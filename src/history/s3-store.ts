@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { HistoryConfig, S3TargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
@@ -19,6 +19,7 @@ import {
   readBody,
   type Sdk,
   s3Error,
+  writeWhole,
 } from './s3-client.js';
 
 /**
@@ -378,18 +379,8 @@ export class S3Store implements Store {
   }
 
   /** Written whole, then named: a cut fetch leaves no file. */
-  private async download(key: string, name: string, localPath: string): Promise<void> {
-    const tmp = `${localPath}.part`;
-    const out = await open(tmp, 'w', 0o600);
-    try {
-      await this.get(key, name, async (b) => {
-        await out.write(b);
-      });
-      await out.sync();
-    } finally {
-      await out.close();
-    }
-    await rename(tmp, localPath);
+  private download(key: string, name: string, localPath: string): Promise<void> {
+    return writeWhole(localPath, (write) => this.get(key, name, write));
   }
 
   private async get(key: string, name: string, onChunk: (b: Buffer) => void | Promise<void>): Promise<void> {
