@@ -176,15 +176,26 @@ export function randomData(size: number): Buffer {
   return Buffer.from(spawnSync('head', ['-c', String(size), '/dev/urandom'], { maxBuffer: size + 1 }).stdout);
 }
 
-/** Change the tree (mounted read-write for a moment): write these files. */
+/**
+ * Change the tree (mounted read-write for a moment): write these files. On a loop device of its
+ * own: `mount -o loop` reuses a loop device already attached to the same file, and the read-only
+ * one of the take before (`history take --device` mounts the tree ro) may still be attached for a
+ * moment after its unmount (the kernel clears an autoclear loop device asynchronously): the mount
+ * then came back read-only and the write failed with EROFS, once on a loaded machine.
+ */
 export function changeTree(box: HistoryBox, files: Record<string, Buffer>): void {
   const mnt = path.join(box.dir, 'edit');
   mkdirSync(mnt, { recursive: true });
-  sh('mount', ['-o', 'loop', box.tree, mnt]);
+  const dev = sh('losetup', ['--find', '--show', box.tree]).trim();
   try {
-    for (const [name, data] of Object.entries(files)) writeFileSync(path.join(mnt, name), data);
+    sh('mount', [dev, mnt]);
+    try {
+      for (const [name, data] of Object.entries(files)) writeFileSync(path.join(mnt, name), data);
+    } finally {
+      sh('umount', [mnt]);
+    }
   } finally {
-    sh('umount', [mnt]);
+    sh('losetup', ['-d', dev]);
   }
 }
 
