@@ -14,7 +14,7 @@ import type { Reason } from '../names/lvm-tags.js';
 import type { CliCommand } from '../output.js';
 import { bootCommand, recoverCommand } from '../recovery/cli.js';
 import { configEditCommand, keygenCommand, remoteCommand, remoteConfigCheck } from '../remote/cli.js';
-import { backupCommand } from '../snapshot/cli.js';
+import { backupCommand } from '../backup/cli.js';
 import { statusCommand } from '../status/cli.js';
 import { VERSION } from '../version.js';
 import { configCommand } from './config.js';

@@ -9,7 +9,7 @@ import {
   repairIfNeeded,
   runBackup,
   snapshotHealth,
-} from '../snapshot/index.js';
+} from '../restore-point/index.js';
 import { probeVg } from '../system/lvm.js';
 import { daemonInfoFile, writeDaemonInfo } from '../state/daemon-info.js';
 import { dailyDue, nextDailyRun } from '../state/schedule.js';

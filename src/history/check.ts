@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError, type ZshieldError, errorCollector } from '../errors.js';
-import { checkCredentials, openPassword } from '../remote/index.js';
+import { checkCredentials } from '../ssh/credentials.js';
+import { openPassword } from '../system/secrets.js';
 import { loadSigningKey } from '../system/signing.js';
 import { FW_CFG_RECOVERY_FILE, readRecoveryFile } from './recovery-file.js';
 import { signingKeyFile } from './repo.js';

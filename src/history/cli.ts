@@ -136,7 +136,7 @@ function historyVerifyCommand(kit: CommandKit): CliCommand {
     handler: async (a) => {
       const ctx = await kit.context(a, { quietConsole: a.json });
       const out = jsonOutput(ctx, a.json);
-      const { runTargetVerify, verifySummary } = await import('./replicate.js');
+      const { runTargetVerify, verifySummary } = await import('./verify-targets.js');
       const only = targetsOf(a.target);
       const r = await runTargetVerify(ctx, { all: Boolean(a.all), ...(only ? { only } : {}) });
       if (a.json) printJson(out, r);

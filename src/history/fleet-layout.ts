@@ -1,7 +1,9 @@
 import path from 'node:path/posix';
 import type { HistoryConfig, TargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
-import { checkPrivateFile, Connection, loadCredentials, openPassword } from '../remote/index.js';
+import { checkPrivateFile, openPassword } from '../system/secrets.js';
+import { Connection } from '../ssh/connection.js';
+import { loadCredentials } from '../ssh/credentials.js';
 import { loadSdk, makeClient, s3Error } from './s3-client.js';
 import { forTarget, remoteTargetOf } from './sftp-store.js';
 

@@ -6,7 +6,7 @@ import type { Context } from '../context.js';
 import { ConfigError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { encryptPassword, newKey, readKeyFile, writeKeyFile } from '../remote/index.js';
+import { encryptPassword, newKey, readKeyFile, writeKeyFile } from '../system/secrets.js';
 import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import { loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { createCatalog } from './catalog.js';

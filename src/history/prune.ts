@@ -5,7 +5,8 @@ import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, catalogFile, repoFilesRecord, verifyCatalog } from './catalog.js';
-import { historyLock, replicateLocked, type TargetReport } from './replicate.js';
+import { replicateLocked, type TargetReport } from './replicate.js';
+import { historyLock } from './target-select.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { readState } from './state.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseRecoveryFile, type RecoveryFile } from '../config/recovery-file.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
-import { checkPrivateFile } from '../remote/index.js';
+import { checkPrivateFile } from '../system/secrets.js';
 
 /**
  * The recovery file of the off-box restore (config/recovery-file.ts has its schema) read from a

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { HistoryConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { ConfigError } from '../errors.js';
-import { checkPrivateFile, openPassword } from '../remote/index.js';
+import { checkPrivateFile, openPassword } from '../system/secrets.js';
 import { loadSigningKey, type SigningKey } from '../system/signing.js';
 import { Restic } from './restic.js';
 

@@ -4,7 +4,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { HistoryConfig, S3TargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
 import { VerifyError } from '../errors.js';
-import { checkPrivateFile, openPassword, type RateLimiter } from '../remote/index.js';
+import { checkPrivateFile, openPassword } from '../system/secrets.js';
+import type { RateLimiter } from '../ssh/progress.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
 import {
   checkLocal,

@@ -4,18 +4,13 @@ import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { remoteSchema } from '../config/remote.js';
 import type { Context } from '../context.js';
 import { RefusedError, RemoteError, ZshieldError } from '../errors.js';
-import {
-  Connection,
-  endpointText,
-  HostKeyError,
-  loadCredentials,
-  type RateLimiter,
-  type RemoteSession,
-  remoteSha256,
-  remoteSha256Many,
-  type Target,
-  uploadFile,
-} from '../remote/index.js';
+import { Connection } from '../ssh/connection.js';
+import type { RemoteSession } from '../ssh/session.js';
+import { endpointText, HostKeyError } from '../ssh/connect.js';
+import { loadCredentials, type Target } from '../ssh/credentials.js';
+import { uploadFile } from '../ssh/transfer.js';
+import type { RateLimiter } from '../ssh/progress.js';
+import { remoteSha256, remoteSha256Many } from '../ssh/remote-hash.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
 

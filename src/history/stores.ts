@@ -1,6 +1,6 @@
 import type { HistoryConfig, TargetConfig } from '../config/history.js';
 import type { Context } from '../context.js';
-import type { RateLimiter } from '../remote/index.js';
+import type { RateLimiter } from '../ssh/progress.js';
 import type { Store } from './repo-store.js';
 import { S3Store } from './s3-store.js';
 import { SftpStore } from './sftp-store.js';

@@ -8,18 +8,9 @@ import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';
 import type { EditStep, Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import {
-  checkPrivateFile,
-  type Credentials,
-  encryptPassword,
-  endpointText,
-  newKey,
-  parsePrivateKey,
-  probeHostKey,
-  readKeyFile,
-  RemoteSession,
-  writeKeyFile,
-} from '../remote/index.js';
+import { checkPrivateFile, encryptPassword, newKey, readKeyFile, writeKeyFile } from '../system/secrets.js';
+import { RemoteSession } from '../ssh/session.js';
+import { type Credentials, endpointText, parsePrivateKey, probeHostKey } from '../ssh/connect.js';
 import type { Prompter } from '../system/prompt.js';
 import { writeHistorySettings } from './init.js';
 

@@ -7,7 +7,7 @@ import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import { type CatalogView, catalogView, verifyCatalog } from './catalog.js';
 import { repoDir, repositoryPassword, resticFor } from './repo.js';
-import { planReplication } from './replicate.js';
+import { planReplication } from './replication-plan.js';
 import { readState } from './state.js';
 import { FINGERPRINT, type Restic, RepositoryPasswordError } from './restic.js';
 import { openStore } from './stores.js';

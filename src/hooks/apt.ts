@@ -6,7 +6,7 @@ import type { Context } from '../context.js';
 import { CommandError, NotFoundError, RefusedError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { type RunPlanOptions, runPlan } from '../plan/run.js';
-import { labelOf } from '../snapshot/index.js';
+import { labelOf } from '../restore-point/index.js';
 import { probeVg } from '../system/lvm.js';
 import { namesOf } from '../names/snapshots.js';
 

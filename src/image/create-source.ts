@@ -1,7 +1,7 @@
 import { formatBytes, resolveSize } from '../config/size.js';
 import { RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { CommandStep } from '../plan/plan.js';
-import { labelOf, requireRoot } from '../snapshot/index.js';
+import { labelOf, requireRoot } from '../restore-point/index.js';
 import { type LvInfo, lvRemoveCommand, snapshotAllocation, snapshotCreateCommand } from '../system/lvm.js';
 import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
 import { namesOf } from '../names/snapshots.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { NotFoundError, RefusedError, UsageError, VerifyError } from '../errors.js';
 import type { CommandLineConfirm } from '../output.js';
-import { backupLocked, type BackupOutcome, requireRoot } from '../snapshot/index.js';
+import { backupLocked, type BackupOutcome, requireRoot } from '../restore-point/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import { parseVgs, probeVg, vgsCommand } from '../system/lvm.js';
 import { isRunningRoot } from '../system/mounts.js';

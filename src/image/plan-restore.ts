@@ -4,7 +4,7 @@ import { formatBytes } from '../config/size.js';
 import { RefusedError } from '../errors.js';
 import type { Plan, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import { requireRoot } from '../snapshot/index.js';
+import { requireRoot } from '../restore-point/index.js';
 import { type VgState, decodeLvAttr, lvRemoveCommand, lvmCommand, vgActivateArgv } from '../system/lvm.js';
 import type { ImagePaths } from './files.js';
 import type { Manifest } from './manifest.js';

@@ -12,7 +12,7 @@ import { eventStep } from './record.js';
 import { probeRestore } from './restore-latest.js';
 import { formatBytes } from '../config/size.js';
 import { type Identity, writeIdentity } from '../image/index.js';
-import { backupLocked } from '../snapshot/index.js';
+import { backupLocked } from '../restore-point/index.js';
 import { acquireLvmLock } from '../system/lock.js';
 import {
   type LvInfo,

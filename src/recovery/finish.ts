@@ -5,7 +5,7 @@ import type { Check, Step } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
 import { type VgState, vgTagsArgv } from '../system/lvm.js';
 import { mutating } from '../system/root-copy.js';
-import { planRotation } from '../snapshot/index.js';
+import { planRotation } from '../restore-point/index.js';
 import { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
 import { mountPointCheck } from './checks.js';
 import { recordStep } from './record.js';

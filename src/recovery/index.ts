@@ -7,7 +7,7 @@
  * Nothing else in recovery/ is imported from outside the folder.
  */
 export { type BootFs, bootCheck, describeBoot } from './boot-fs.js';
-export { readEvents, type RecoveryEvent } from './events.js';
+export { readEvents, type RecoveryEvent } from '../state/events.js';
 export { putBack } from './finish.js';
 export type { ConfirmOptions } from './options.js';
 export { eventStep } from './record.js';

@@ -16,7 +16,7 @@ import {
 } from '../system/lvm.js';
 import { tagValue } from '../names/lvm-tags.js';
 import { mutating } from '../system/root-copy.js';
-import { labelOf } from '../snapshot/index.js';
+import { labelOf } from '../restore-point/index.js';
 import { RESTORE_OF_TAG, RESTORE_TAG, TAG_BOOT } from '../names/lvm-tags.js';
 import { namesOf } from '../names/snapshots.js';
 

@@ -10,7 +10,7 @@ import { OFFBOX_RESTORE_TAG } from '../names/lvm-tags.js';
 import type { CommandStep } from '../plan/plan.js';
 import type { ConfirmOptions } from './options.js';
 import { runFactoryReset } from './reset.js';
-import { encryptPassword, newKey, openPassword, writeKeyFile } from '../remote/index.js';
+import { encryptPassword, newKey, openPassword, writeKeyFile } from '../system/secrets.js';
 import { writePrivateFileAtomic } from '../system/atomic-file.js';
 import {
   CATALOG_FILES,

@@ -2,7 +2,7 @@ import { constants, accessSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import type { EditStep } from '../plan/plan.js';
-import { type RecoveryEvent, appendEvent, eventLogUnder } from './events.js';
+import { type RecoveryEvent, appendEvent, eventLogUnder } from '../state/events.js';
 import { type HookResult, runHooks } from './hooks.js';
 
 /** The site hooks that would run now (executables in hooksDir, in name order): read, not run. */

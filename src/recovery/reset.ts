@@ -13,7 +13,7 @@ import { planFactoryReset } from './factory.js';
 import type { RootFill } from './factory-input.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
-import { refreshBootMenu } from '../snapshot/index.js';
+import { refreshBootMenu } from '../restore-point/index.js';
 
 export interface FactoryOptions extends ConfirmOptions {
   target?: string;

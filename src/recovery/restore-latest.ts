@@ -5,7 +5,7 @@ import { type VgState, decodeLvAttr, parseVgs, probeVg, vgsCommand } from '../sy
 import { isRunningRoot } from '../system/mounts.js';
 import { probePvs } from '../system/pvs.js';
 import { requireTools } from '../system/tools.js';
-import { refreshBootMenu, repairCutRotation } from '../snapshot/index.js';
+import { refreshBootMenu, repairCutRotation } from '../restore-point/index.js';
 import { type BootFs, findBoot } from './boot-fs.js';
 import { mergeWaitStep, planFinish, restoreMarks } from './finish.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';

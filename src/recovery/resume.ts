@@ -13,7 +13,7 @@ import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { type FactoryProbes, realFactoryProbes, runFactoryReset } from './reset.js';
 import { afterMerge, restoreLabelOf, vgActivateCommand } from './latest-merge.js';
 import { type RestoreProbe, probeRestore, refreshShow, repaired } from './restore-latest.js';
-import { refreshBootMenu } from '../snapshot/index.js';
+import { refreshBootMenu } from '../restore-point/index.js';
 import { namesOf } from '../names/snapshots.js';
 
 export interface ResumePlan extends Plan {

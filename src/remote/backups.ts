@@ -6,16 +6,7 @@ import { writeJsonAtomic } from '../system/atomic-file.js';
 import type { BackupName } from '../names/backup-files.js';
 import { parseBackupName } from '../names/backup-files.js';
 import type { Writes } from '../system/writes.js';
-
-export interface FileEntry {
-  name: string;
-  size: number;
-}
-
-export interface LocalFile extends FileEntry {
-  /** Absolute path on this box. */
-  path: string;
-}
+import type { FileEntry, LocalFile } from '../ssh/files.js';
 
 export interface BackupGroup<F extends FileEntry = FileEntry> {
   kind: string;

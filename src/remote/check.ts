@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
 import { ZshieldError } from '../errors.js';
-import { checkCredentials, remoteTarget } from './credentials.js';
+import { checkCredentials, remoteTarget } from '../ssh/credentials.js';
 
 /**
  * What `zshield config check` asks of the remote settings: the very checks `remote copy` (and the

@@ -1,4 +1,5 @@
-import { type BackupGroup, type FileEntry, groupBackups, groupKey, type LocalFile } from './backups.js';
+import { type BackupGroup, groupBackups, groupKey } from './backups.js';
+import type { FileEntry, LocalFile } from '../ssh/files.js';
 import { PART_SUFFIX, parseBackupName } from '../names/backup-files.js';
 
 /**

@@ -1,15 +1,15 @@
 import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
-import { InterruptedError, UsageError, ZshieldError } from '../errors.js';
+import { UsageError, ZshieldError } from '../errors.js';
 import { acquireLock, type LockHandle } from '../system/lock.js';
-import { withRetries } from '../system/retry.js';
 import { type Plan, type Step, planToJson } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
-import { CopyRecords, copyRecordsFile, type LocalFile, scanLocal } from './backups.js';
-import { checkCredentials, remoteTarget, type Target } from './credentials.js';
+import { CopyRecords, copyRecordsFile, scanLocal } from './backups.js';
+import { Connection } from '../ssh/connection.js';
+import type { LocalFile } from '../ssh/files.js';
+import { checkCredentials, remoteTarget, type Target } from '../ssh/credentials.js';
 import {
-  type Check,
   type CheckCandidate,
   type CopyPlan,
   classifyRemote,
@@ -17,22 +17,15 @@ import {
   planCopy,
   planRetention,
   type RemoteListing,
-  type RetentionPlan,
   type Upload,
   upload,
 } from './copy-plan.js';
-import { type Credentials, endpointText, RemoteSession, TransientRemoteError } from './ssh.js';
-import {
-  checkRemoteCopy,
-  ensureSpace,
-  identityOf,
-  LocalChangedError,
-  RateLimiter,
-  RemoteMismatchError,
-  uploadFile,
-} from './transfer.js';
+import { endpointText } from '../ssh/connect.js';
+import { checkRemoteCopy, ensureSpace, identityOf, uploadFile } from '../ssh/transfer.js';
+import { RateLimiter } from '../ssh/progress.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
 import { formatBytes } from '../config/size.js';
+import { type CopyReport, printPlan, printRetention, printSummary } from './copy-report.js';
 
 export interface CopyOptions {
   /** `--limit`: wins over remote.limit (which wins over the default, 5). */
@@ -44,44 +37,6 @@ export interface CopyOptions {
   /** `--verify-all`: compare every file already on the remote by SHA-256, not only this run's share. */
   verifyAll?: boolean;
 }
-
-export interface CopiedFile {
-  name: string;
-  size: number;
-  resumedFrom: number;
-  sent: number;
-  sha256: string;
-  verifiedBy: string;
-  /** It was there already with the right size, but not the right content. */
-  replacedDiffering: boolean;
-}
-
-export interface CheckedFile {
-  name: string;
-  why: string;
-  matches: boolean;
-  localSha256: string;
-  remoteSha256: string;
-  by: string;
-}
-
-export interface CopyReport {
-  target: string;
-  limit: number;
-  plan: CopyPlan;
-  /** Files already on the remote to compare by SHA-256 this run, and why each. */
-  checks: Check[];
-  checked: CheckedFile[];
-  copied: CopiedFile[];
-  retention: RetentionPlan;
-  deletedLocal: string[];
-  deletedRemote: string[];
-  dryRun: boolean;
-  /** The changes as the plan runPlan showed (and, on a real run, ran). */
-  planned?: Record<string, unknown>;
-}
-
-const MAX_BACKOFF_MS = 60_000;
 
 interface Run {
   ctx: Context;
@@ -384,149 +339,6 @@ async function applyRetention(
     },
     { confirm: 'none', show: 'log' },
   );
-}
-
-function printPlan(
-  ctx: Context,
-  where: string,
-  plan: CopyPlan,
-  checks: readonly Check[],
-  sources: readonly string[],
-): void {
-  ctx.out.print(`remote copy to ${where} (keeping ${plan.limit} of each kind)`);
-  for (const u of plan.uploads) {
-    const how =
-      u.resumeFrom > 0 ? `resume at ${formatBytes(u.resumeFrom)}` : u.replaces !== null ? 'replace' : 'copy';
-    const why = u.differs ? ', its remote copy differs' : '';
-    ctx.out.print(
-      `  ${ctx.dryRun ? 'would ' : ''}${how}: ${u.file.name} (${formatBytes(u.file.size)}${why})`,
-    );
-  }
-  for (const c of checks)
-    ctx.out.print(`  ${ctx.dryRun ? 'would ' : ''}check by SHA-256: ${c.file.name} (${c.why})`);
-  if (plan.tooOld.length) {
-    ctx.out.print(
-      `  not copied: ${plan.tooOld.length} file(s) older than the newest ${plan.limit} backups of their kind`,
-    );
-  }
-  if (plan.uploads.length === 0 && plan.present.length === 0 && plan.tooOld.length === 0) {
-    ctx.out.print(`  nothing to copy: no backup files in ${sources.join(', ')}`);
-  } else if (plan.uploads.length === 0) {
-    ctx.out.print(`  nothing to copy: the remote has all ${plan.present.length} backup file(s)`);
-  }
-}
-
-function printRetention(ctx: Context, plan: RetentionPlan, dry: boolean): void {
-  const verb = dry ? 'would delete' : 'deleted';
-  for (const f of plan.deleteLocal) ctx.out.print(`  ${verb} local: ${f.path}`);
-  for (const n of plan.deleteRemote) ctx.out.print(`  ${verb} remote: ${n}`);
-  for (const k of plan.kept) ctx.out.print(`  kept ${k.where}: ${k.kind} ${k.stamp} (${k.reason})`);
-}
-
-function printSummary(ctx: Context, r: CopyReport): void {
-  const bytes = r.copied.reduce((n, c) => n + c.sent, 0);
-  ctx.log.info(
-    `remote copy done: ${r.copied.length} file(s) copied (${formatBytes(bytes)} sent), ${r.checked.length} checked, ${r.deletedLocal.length} local and ${r.deletedRemote.length} remote file(s) deleted by retention`,
-  );
-  const differed = r.checked.filter((c) => !c.matches).length;
-  if (r.checked.length) {
-    ctx.out.print(
-      `checked ${r.checked.length} file(s) already on the remote by SHA-256: ${r.checked.length - differed} matched, ${differed} differed${differed ? ' and were copied again' : ''}`,
-    );
-  }
-  if (r.copied.length) {
-    ctx.out.print(`copied ${r.copied.length} file(s), ${formatBytes(bytes)} sent, each verified by SHA-256`);
-  }
-  printRetention(ctx, { ...r.retention, deleteLocal: [], deleteRemote: [] }, false);
-  for (const p of r.deletedLocal) ctx.out.print(`  deleted local: ${p}`);
-  for (const n of r.deletedRemote) ctx.out.print(`  deleted remote: ${n}`);
-  if (!r.copied.length && !r.deletedLocal.length && !r.deletedRemote.length) ctx.out.print('No changes.');
-}
-
-/** The session, reopened after a lost link, and the retry policy around every use of it. */
-export class Connection {
-  private session: RemoteSession | null = null;
-  constructor(
-    private readonly ctx: Context,
-    private readonly target: Target,
-    private readonly credentials: Credentials,
-    private readonly baseMs: number,
-  ) {}
-
-  async retry<T>(what: string, fn: (s: RemoteSession) => Promise<T>): Promise<T> {
-    try {
-      // The session this try used: with several uses in flight, a failed one closes its own
-      // session, not one another use has opened again meanwhile.
-      let used: RemoteSession | null = null;
-      return await withRetries(
-        async () => {
-          used = await this.open();
-          return fn(used);
-        },
-        {
-          tries: this.target.remote.retries + 1,
-          baseDelayMs: this.baseMs,
-          maxDelayMs: MAX_BACKOFF_MS,
-          signal: this.ctx.signal,
-          // A lost link, a copy that did not verify, a file rewritten under us: another try helps.
-          // Authentication, host keys, a full remote disk: it does not.
-          retryable: (err) =>
-            err instanceof TransientRemoteError ||
-            err instanceof RemoteMismatchError ||
-            err instanceof LocalChangedError,
-          onRetry: (err, failed, tries, delay) => {
-            this.ctx.log.warn(
-              `remote copy: ${what}: ${(err as ZshieldError).message}; try ${failed + 1} of ${tries} in ${(delay / 1000).toFixed(1)} s`,
-            );
-            // A link that failed is closed (reopened by the next try); a copy that did not verify
-            // leaves the session to the uses still in flight on it.
-            if (err instanceof TransientRemoteError || used?.lost !== false) {
-              if (used === null || used === this.session) this.close();
-              else used.close();
-            }
-          },
-        },
-      );
-    } catch (err) {
-      if (this.ctx.signal.aborted && !(err instanceof InterruptedError)) {
-        throw new InterruptedError(`interrupted: ${what}`);
-      }
-      throw err;
-    }
-  }
-
-  private opening: Promise<RemoteSession> | null = null;
-
-  /** The session, opened again after a lost link; uses that ask at once share one connect. */
-  private async open(): Promise<RemoteSession> {
-    if (this.session && !this.session.lost) return this.session;
-    this.opening ??= this.connect().finally(() => {
-      this.opening = null;
-    });
-    return this.opening;
-  }
-
-  private async connect(): Promise<RemoteSession> {
-    this.session?.close();
-    this.session = null;
-    const s = await RemoteSession.open({
-      endpoint: this.target.endpoint,
-      credentials: this.credentials,
-      hostKey: this.target.remote.hostKey,
-      timeoutMs: this.target.remote.connectTimeoutSeconds * 1000,
-      log: this.ctx.log,
-      signal: this.ctx.signal,
-      writes: this.ctx.writes,
-    });
-    this.ctx.log.debug(`remote: connected to ${s.where}`);
-    this.session = s;
-    return s;
-  }
-
-  close(): void {
-    this.session?.close();
-    this.session = null;
-  }
 }
 
 /**

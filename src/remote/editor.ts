@@ -10,7 +10,7 @@ import {
   openPassword,
   readKeyFile,
   writeKeyFile,
-} from './secrets.js';
+} from '../system/secrets.js';
 import type { Writes } from '../system/writes.js';
 
 /**

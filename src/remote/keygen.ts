@@ -15,7 +15,7 @@ import {
   openPassword,
   pendingKeyFile,
   writeKeyFile,
-} from './secrets.js';
+} from '../system/secrets.js';
 
 export interface KeygenOptions {
   configFile: string;

@@ -5,7 +5,7 @@ import { ConfigError, RefusedError, UsageError } from '../errors.js';
 import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import { writeRemoteSection } from './config-file.js';
 import type { Prompter } from '../system/prompt.js';
-import { endpointText, probeHostKey } from './ssh.js';
+import { endpointText, probeHostKey } from '../ssh/connect.js';
 
 export interface TrustOptions {
   configFile: string;

@@ -11,13 +11,13 @@ import {
   readLastBackup,
   snapshotHealth,
   stateAfterRepair,
-} from '../snapshot/index.js';
+} from '../restore-point/index.js';
 import { FACTORY_TAG, OFFBOX_RESTORE_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
 import { describeUnfinished, unfinishedImageRestore } from '../image/index.js';
 import { namesOf } from '../names/snapshots.js';
 import { probeVg } from '../system/lvm.js';
 import { lvmScopeOf } from '../system/lvm-scope.js';
-import { type RecoveryEvent, readEvents } from '../recovery/index.js';
+import { type RecoveryEvent, readEvents } from '../state/events.js';
 import { requireTools } from '../system/tools.js';
 import { gatherHistoryStatus, type HistoryStatus, hours } from '../history/index.js';
 import { formatImages, gatherImages, type ImagesStatus } from './images.js';

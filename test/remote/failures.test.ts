@@ -2,7 +2,7 @@ import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
-import { encryptPassword } from '../../src/remote/secrets.js';
+import { encryptPassword } from '../../src/system/secrets.js';
 import {
   type Box,
   day,

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { newKey, writeKeyFile } from '../../src/remote/secrets.js';
+import { newKey, writeKeyFile } from '../../src/system/secrets.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
 import { SEA, SEA_ENV } from '../bundle.js';
 import type { Run } from './lib.js';

@@ -4,7 +4,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import path from 'node:path';
 import { expect } from 'vitest';
 import { backupFileName } from '../../src/names/backup-files.js';
-import { encryptPassword, newKey } from '../../src/remote/secrets.js';
+import { encryptPassword, newKey } from '../../src/system/secrets.js';
 import { SEA, SEA_ENV } from '../bundle.js';
 import { KEY_USER, PASSWORD_USER, type RemoteEnv, uidOf } from './sshd.js';
 

@@ -10,7 +10,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { readKeyFile, encryptPassword } from '../../src/remote/secrets.js';
+import { readKeyFile, encryptPassword } from '../../src/system/secrets.js';
 import type { HistoryBox } from './history-lib.js';
 import type { RgwEnv, S3User } from './rgw.js';
 

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
-import { keyId, newKey } from '../../src/remote/secrets.js';
+import { keyId, newKey } from '../../src/system/secrets.js';
 import { SEA } from '../bundle.js';
 import {
   type Box,

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CommandError, NotFoundError, RefusedError } from '../../src/errors.js';
-import { backupLocked, repairIfNeeded, runBackup } from '../../src/snapshot/backup.js';
+import { backupLocked, repairIfNeeded, runBackup } from '../../src/restore-point/backup.js';
 import { acquireLvmLock } from '../../src/system/lock.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';

@@ -15,9 +15,9 @@ import {
   parseLsblk,
   restorePointText,
   withBlkid,
-} from '../../src/snapshot/boot-menu.js';
-import { refreshBootMenu } from '../../src/snapshot/boot-menu-refresh.js';
-import { runBackup } from '../../src/snapshot/backup.js';
+} from '../../src/restore-point/boot-menu.js';
+import { refreshBootMenu } from '../../src/restore-point/boot-menu-refresh.js';
+import { runBackup } from '../../src/restore-point/backup.js';
 import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { FakeLvm } from './helpers/fake-lvm.js';

@@ -12,7 +12,7 @@ import {
   newKey,
   readKeyFile,
   writeKeyFile,
-} from '../../src/remote/secrets.js';
+} from '../../src/system/secrets.js';
 import { acquireLvmLock } from '../../src/system/lock.js';
 import { StreamPrompter } from '../../src/system/prompt.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
-import { snapshotHealth } from '../../src/snapshot/health.js';
+import { snapshotHealth } from '../../src/restore-point/health.js';
 import { parseLvs } from '../../src/system/lvm.js';
 import { GiB, type LvRow, lvsJson } from './helpers/lvm-json.js';
 

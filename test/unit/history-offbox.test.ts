@@ -13,7 +13,7 @@ import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
 import type { FactoryInput } from '../../src/recovery/factory-input.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
-import { openPassword } from '../../src/remote/secrets.js';
+import { openPassword } from '../../src/system/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { disk, goldenFacts } from './helpers/disks.js';

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { remoteSha256, remoteSha256Many } from '../../src/remote/transfer.js';
-import type { RemoteSession } from '../../src/remote/ssh.js';
+import { remoteSha256, remoteSha256Many } from '../../src/ssh/remote-hash.js';
+import type { RemoteSession } from '../../src/ssh/session.js';
 
 /**
  * The server-side check of replicated files: one exec for a batch where the server has a shell,

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { inKindOrder, planReplication, putCatalogFiles } from '../../src/history/replicate.js';
+import { putCatalogFiles } from '../../src/history/replicate.js';
+import { planReplication } from '../../src/history/replication-plan.js';
+import { inKindOrder } from '../../src/history/kind-order.js';
 import type { RepoFile, Store } from '../../src/history/repo-store.js';
 
 /**

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { afterDailyBackup } from '../../src/daemon/jobs.js';
 import { appendCatalog, catalogView, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
 import { updateTarget } from '../../src/history/state.js';
-import { encryptPassword, newKey, writeKeyFile } from '../../src/remote/secrets.js';
+import { encryptPassword, newKey, writeKeyFile } from '../../src/system/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { type SigningKey, writeNewSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';

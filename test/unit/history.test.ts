@@ -9,14 +9,10 @@ import { type HistoryStatus, statusFailure } from '../../src/history/status.js';
 import { parseTargetSpec } from '../../src/history/targets.js';
 import { appendCatalog, catalogFile, createCatalog, verifyCatalog } from '../../src/history/catalog.js';
 import { planFingerprintRecovery } from '../../src/recovery/fingerprint.js';
-import {
-  planReplication,
-  type VerifyReport,
-  verificationShare,
-  verifySummary,
-} from '../../src/history/replicate.js';
+import { type VerifyReport, verifySummary } from '../../src/history/verify-targets.js';
+import { planReplication, verificationShare } from '../../src/history/replication-plan.js';
 import { forTarget } from '../../src/history/sftp-store.js';
-import { TransientRemoteError } from '../../src/remote/ssh.js';
+import { TransientRemoteError } from '../../src/ssh/connect.js';
 import { type EditStep, formatPlan, isCommand } from '../../src/plan/plan.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';

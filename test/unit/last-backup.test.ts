@@ -1,8 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runBackup } from '../../src/snapshot/backup.js';
-import { judgeLastBackup } from '../../src/snapshot/last-backup.js';
+import { runBackup } from '../../src/restore-point/backup.js';
+import { judgeLastBackup } from '../../src/restore-point/last-backup.js';
 import { formatStatus, gatherStatus } from '../../src/status/status.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';

@@ -10,7 +10,7 @@ import { resumeInterrupted } from '../../src/recovery/resume.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG, RESTORE_OF_TAG, RESTORE_TAG } from '../../src/names/lvm-tags.js';
 import { deviceOf } from '../../src/system/mounts.js';
 import { DRY_RUN_DONE } from '../../src/plan/plan.js';
-import { MENU_FILE } from '../../src/snapshot/boot-menu.js';
+import { MENU_FILE } from '../../src/restore-point/boot-menu.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';
 import { disk, goldenFacts } from './helpers/disks.js';

@@ -18,7 +18,7 @@ import {
   pendingKeyFile,
   readKeyFile,
   writeKeyFile,
-} from '../../src/remote/secrets.js';
+} from '../../src/system/secrets.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, tempDir, testContext } from './helpers/context.js';
 import { REAL_WRITES, writesFor } from '../../src/system/writes.js';

@@ -2,14 +2,8 @@ import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryLogger } from '../../src/log/logger.js';
-import {
-  CopyRecords,
-  copyRecordsFile,
-  type FileEntry,
-  groupBackups,
-  type LocalFile,
-  scanLocal,
-} from '../../src/remote/backups.js';
+import { CopyRecords, copyRecordsFile, groupBackups, scanLocal } from '../../src/remote/backups.js';
+import type { FileEntry, LocalFile } from '../../src/ssh/files.js';
 import {
   type CheckCandidate,
   classifyRemote,

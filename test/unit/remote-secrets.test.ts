@@ -24,7 +24,7 @@ import {
   pendingKeyFile,
   readKeyFile,
   writeKeyFile,
-} from '../../src/remote/secrets.js';
+} from '../../src/system/secrets.js';
 import { writePrivateFileAtomic } from '../../src/system/atomic-file.js';
 import { tempDir } from './helpers/context.js';
 import { REAL_WRITES } from '../../src/system/writes.js';

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log/logger.js';
-import { HostKeyError, hostKeyInfo, parsePrivateKey, quoteForShell } from '../../src/remote/ssh.js';
-import { Progress, RateLimiter } from '../../src/remote/transfer.js';
+import { quoteForShell } from '../../src/ssh/session.js';
+import { HostKeyError, hostKeyInfo, parsePrivateKey } from '../../src/ssh/connect.js';
+import { Progress, RateLimiter } from '../../src/ssh/progress.js';
 import { tempDir } from './helpers/context.js';
 import { formatBytes } from '../../src/config/size.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { namesOf } from '../../src/names/snapshots.js';
-import { describeCutRotation, stateAfterRepair } from '../../src/snapshot/repair.js';
-import { planRepair } from '../../src/snapshot/rotation.js';
+import { describeCutRotation, stateAfterRepair } from '../../src/restore-point/repair.js';
+import { planRepair } from '../../src/restore-point/rotation.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 
 const names = namesOf(defaultConfig());

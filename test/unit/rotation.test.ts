@@ -3,7 +3,7 @@ import type { Config } from '../../src/config/schema.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { NotFoundError, RefusedError } from '../../src/errors.js';
 import { type CommandStep, formatPlan, type Plan, planToJson } from '../../src/plan/plan.js';
-import { labelOf, planRepair, planRotation } from '../../src/snapshot/rotation.js';
+import { labelOf, planRepair, planRotation } from '../../src/restore-point/rotation.js';
 import { parseLvs, parseVgs, type VgState } from '../../src/system/lvm.js';
 import { EXTENT, epoch, GiB, type LvRow, lvsJson, MiB, vgsJson } from './helpers/lvm-json.js';
 import { namesOf } from '../../src/names/snapshots.js';

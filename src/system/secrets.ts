@@ -1,8 +1,8 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { lstatSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writePrivateFileAtomic } from '../system/atomic-file.js';
-import type { Writes } from '../system/writes.js';
+import { fsyncDir, writePrivateFileAtomic } from './atomic-file.js';
+import type { Writes } from './writes.js';
 import { ConfigError, NotFoundError, RefusedError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 

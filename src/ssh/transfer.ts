@@ -5,16 +5,12 @@ import path from 'node:path/posix';
 import { InterruptedError, RefusedError, VerifyError } from '../errors.js';
 import { formatBytes } from '../config/size.js';
 import type { Logger } from '../log/logger.js';
-import { progressFor } from '../plan/progress.js';
-import type { LocalFile } from './backups.js';
-import {
-  quoteForShell,
-  type RemoteSession,
-  type RemoteSpace,
-  SFTP_FAILURE,
-  TransientRemoteError,
-} from './ssh.js';
+import type { LocalFile } from './files.js';
+import { type RemoteSession, type RemoteSpace, SFTP_FAILURE, WRITE_BYTES } from './session.js';
+import { TransientRemoteError } from './connect.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
+import { Progress, type RateLimiter } from './progress.js';
+import { remoteSha256 } from './remote-hash.js';
 
 /**
  * One file to the remote: written under `<name>.zshield-part`, continued from the part's size when
@@ -24,77 +20,10 @@ import { PART_SUFFIX } from '../names/backup-files.js';
  * sent when the part is renamed: one rewritten in place during the upload is sent again.
  */
 
-/**
- * Bytes per SFTP write request: just under OpenSSH's 256 KiB packet limit (ssh2 splits a request
- * larger than the server's limit, for other servers). Measured on loopback: 248 KiB requests move
- * about a quarter faster than 64 KiB ones, ssh2's per-packet work being the bottleneck.
- */
-const WRITE_BYTES = 248 * 1024;
 /** Write requests in flight: enough to fill a long fat link without acknowledgements stalling it. */
 const IN_FLIGHT = 32;
 /** Local read size: whole write requests. */
 const READ_BYTES = 4 * WRITE_BYTES;
-
-/** A token bucket: `take(n)` resolves when n more bytes fit in the rate. */
-export class RateLimiter {
-  private next = Number.NEGATIVE_INFINITY;
-  constructor(
-    private readonly bytesPerSecond: number,
-    private readonly now: () => number = () => performance.now(),
-    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
-  ) {}
-
-  async take(n: number): Promise<void> {
-    const t = this.now();
-    // Allow a burst of 1/4 s so small writes do not each wait.
-    const burstMs = 250;
-    this.next = Math.max(this.next, t - burstMs) + (n / this.bytesPerSecond) * 1000;
-    const wait = this.next - t;
-    if (wait > 0) await this.sleep(wait);
-  }
-}
-
-/**
- * An upload's progress through the one progress component (plan/progress.ts progressFor, which
- * decides where progress goes: a bar on a terminal, a line in the log at most every 5 s and at the
- * end; with --json only the log file), with the rate since this run began.
- */
-export class Progress {
-  private readonly started: number;
-  private readonly meter: ReturnType<typeof progressFor>;
-  private ended = false;
-  constructor(
-    ctx: Parameters<typeof progressFor>[0],
-    private readonly name: string,
-    private readonly total: number,
-    private readonly from: number,
-    private readonly now: () => number = () => Date.now(),
-    tty?: NodeJS.WriteStream | null,
-  ) {
-    this.started = now();
-    this.meter = progressFor(ctx, `remote copy: ${name}`, {
-      now,
-      logLine: (u) => u.text,
-      ...(tty === undefined ? {} : { tty }),
-    });
-  }
-
-  update(done: number): void {
-    if (this.ended) return;
-    const pct = this.total === 0 ? 100 : Math.floor((done / this.total) * 100);
-    const secs = Math.max((this.now() - this.started) / 1000, 0.001);
-    const rate = (done - this.from) / secs;
-    this.meter.update({
-      fraction: pct / 100,
-      final: done >= this.total,
-      text: `remote copy: ${this.name} ${pct}% (${formatBytes(done)} of ${formatBytes(this.total)}, ${formatBytes(rate)}/s)`,
-    });
-    if (done >= this.total) {
-      this.ended = true;
-      this.meter.done();
-    }
-  }
-}
 
 /** The remote's copy is not the local file: the part is removed and the upload starts over. */
 export class RemoteMismatchError extends VerifyError {}
@@ -468,117 +397,4 @@ async function sendRange(a: SendArgs): Promise<number> {
   await Promise.all(inflight);
   if (failure !== null) throw failure;
   return pos - a.from;
-}
-
-/**
- * The SHA-256 of a remote file, computed where it is so the bytes are not sent back: first with
- * `openssl dgst` (OpenSSL uses the CPU's SHA instructions; coreutils' sha256sum on Debian 12 does
- * not and is 3-4 times slower, which for a 1 GiB image is most of the verification time), then
- * with `sha256sum`. Accounts limited to SFTP (internal-sftp, no shell) or servers with neither get
- * the slow path: read it back over SFTP and hash it here.
- */
-export async function remoteSha256(
-  session: RemoteSession,
-  file: string,
-  size: number,
-  signal: AbortSignal | undefined,
-  /** What the server is known to allow: `shell: false` goes straight to the read-back. */
-  known: { shell: boolean | null } = { shell: null },
-): Promise<{ sum: string; by: string }> {
-  if (known.shell !== false) {
-    const many = await remoteSha256Many(session, [file]);
-    if (many === 'no-shell') known.shell = false;
-    else if (many !== null) {
-      known.shell = true;
-      return { sum: many.sums[0]!, by: many.by };
-    }
-  }
-  return { sum: await readBackSha256(session, file, size, signal), by: 'read-back' };
-}
-
-/**
- * The SHA-256 of several remote files in one exec (one round trip, one process): openssl, else
- * sha256sum, each printing one line per file in the order given. 'no-shell' when the server runs
- * no command (an SFTP-only account: the exec is refused, or answered by internal-sftp with
- * nothing at all); null when neither tool answered for every file (one missing, say); a lost link
- * throws.
- */
-export async function remoteSha256Many(
-  session: RemoteSession,
-  files: readonly string[],
-): Promise<{ sums: string[]; by: string } | 'no-shell' | null> {
-  const quoted = files.map(quoteForShell).join(' ');
-  let said = false;
-  for (const [tool, command] of [
-    ['openssl', `openssl dgst -sha256 -r ${quoted}`],
-    ['sha256sum', `sha256sum -- ${quoted}`],
-  ] as const) {
-    try {
-      const r = await session.exec(command);
-      const lines = r.stdout.split('\n').filter((l) => l !== '');
-      const sums = lines.map((l) => /^\\?([0-9a-f]{64})\s/.exec(l)?.[1]);
-      if (r.code === 0 && sums.length === files.length && sums.every((x) => x !== undefined))
-        return { sums: sums as string[], by: tool };
-      said ||= r.stdout.trim() !== '' || r.stderr.trim() !== '';
-    } catch (err) {
-      // A refused exec (an SFTP-only account) falls through to the read-back; a lost link does not.
-      if (session.lost) throw err;
-      return 'no-shell';
-    }
-  }
-  return said ? null : 'no-shell';
-}
-
-/** Read requests in flight during a read-back (as for the writes: acknowledgements overlap). */
-const READ_IN_FLIGHT = 16;
-
-/**
- * The slow path: read the file back over SFTP and hash it here, READ_IN_FLIGHT requests at a time,
- * hashed in order. A short read (the server's limit under WRITE_BYTES) drops the reads after it and
- * goes on from where it ended.
- */
-async function readBackSha256(
-  session: RemoteSession,
-  file: string,
-  size: number,
-  signal: AbortSignal | undefined,
-): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await session.open(file, 'r');
-  try {
-    let pos = 0;
-    let next = 0;
-    const queue: { at: number; buf: Buffer; n: Promise<number> }[] = [];
-    const issue = () => {
-      while (queue.length < READ_IN_FLIGHT && next < size) {
-        const buf = Buffer.allocUnsafe(Math.min(WRITE_BYTES, size - next));
-        const n = session.read(handle, buf, next, file);
-        // A rejection is read when its turn comes; none goes unhandled meanwhile.
-        n.catch(() => {});
-        queue.push({ at: next, buf, n });
-        next += buf.length;
-      }
-    };
-    issue();
-    while (pos < size) {
-      if (signal?.aborted) throw new InterruptedError('interrupted');
-      const head = queue.shift();
-      if (!head) break;
-      const n = await head.n;
-      if (n <= 0) break;
-      hash.update(head.buf.subarray(0, n));
-      pos += n;
-      if (n < head.buf.length) {
-        // The rest of this request was not sent: what is in flight starts too far on.
-        await Promise.allSettled(queue.map((q) => q.n));
-        queue.length = 0;
-        next = pos;
-      }
-      issue();
-    }
-    await Promise.allSettled(queue.map((q) => q.n));
-  } finally {
-    await session.closeHandle(handle, file).catch(() => {});
-  }
-  return hash.digest('hex');
 }

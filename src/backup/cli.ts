@@ -26,7 +26,7 @@ export function backupCommand(kit: CommandKit, opts: { defaultReason: Reason }) 
     handler: async (a) => {
       const ctx = await kit.context(a);
       const wait = waitMs(a);
-      const { runBackup } = await import('./backup.js');
+      const { runBackup } = await import('../restore-point/backup.js');
       const json = a.json;
       const outcome = await runBackup(ctx, { reason: a.reason, waitMs: wait, json });
       if (outcome && !json) {

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { ConfigError } from '../errors.js';
 import { missingSettings, type RemoteConfig } from '../config/remote.js';
-import { checkPrivateFile, openPassword } from './secrets.js';
-import { type Credentials, type Endpoint, parsePrivateKey } from './ssh.js';
+import { checkPrivateFile, openPassword } from '../system/secrets.js';
+import { type Credentials, type Endpoint, parsePrivateKey } from './connect.js';
 
 export interface Target {
   endpoint: Endpoint;
