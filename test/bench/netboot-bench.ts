@@ -7,7 +7,7 @@
 //
 //   tsx test/bench/netboot-bench.ts [--rounds R] [--boxes 1,2]
 //
-// Each round of 2 boxes takes 3-5 minutes of two TCG guests: 1 round by default (medians otherwise).
+// Each round of 2 boxes takes 3-8 minutes of two TCG guests: 1 round by default (medians otherwise).
 // At most 2 guests run at once. Needs the bench (BENCH_DIR) and build/out/zshield (or ZSHIELD_BIN).
 import fs from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
     loadBefore: START_LOAD,
     intro:
       "From the start of `clone send --netboot` to every box running its new system from its own disk (BENCH-READY on its serial console), and the parts of it, read from the sender's lines and from each box's serial console as the bench saw them appear (every 250 ms). With 2 boxes a part is the slower box's; both are in the detail. No plain tool does this chain: the multicast alone against one receiver is the Cloning line.",
-    note: `QEMU TCG guests of 1 CPU and 1 GiB, at most 2 at once, on ${cpus().length} host cores shared with other work; ${ROUNDS === 1 ? '1 round per box count (a 2-box run takes 3-5 minutes of emulation): single runs, not medians' : `medians of ${ROUNDS} rounds`}.`,
+    note: `QEMU TCG guests of 1 CPU and 1 GiB, at most 2 at once, on ${cpus().length} host cores shared with other work; ${ROUNDS === 1 ? '1 round per box count (a 2-box run takes 3-8 minutes of emulation, with the load of the host): single runs, not medians' : `medians of ${ROUNDS} rounds`}.`,
   });
 }
 
