@@ -8,6 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { GOLDEN_MEDIUM_MiB, type PackagedGolden } from '../appliance/golden-fixture.js';
+import { type StampedLine, newLines } from './netboot-parts.js';
 
 export const HUB_ADDRESS = '198.18.0.1';
 export const DHCP_RANGE = '198.18.0.100,198.18.0.199';
@@ -297,6 +298,8 @@ export interface ChainResult {
   /** The unlisted box: its disk before and after, and whether it booted its own system. */
   unlisted: (BoxOutcome & { sha256Before: string }) | null;
   seconds: Record<string, number | null>;
+  /** Every line of the sender and of each box's console, stamped when the bench saw it (seconds after clone send started). */
+  timeline: { sender: StampedLine[]; consoles: Map<string, StampedLine[]> };
 }
 
 const ENV = {
@@ -401,6 +404,45 @@ function sendArgv(c: ChainInput, conf: string, rescue: string): string[] {
 }
 
 /**
+ * Reads each box's console as it grows (every 250 ms) and stamps each new line: the consoles are
+ * the only clock of a box's boots (power on to the rescue's network, the system up from disk).
+ */
+function watchConsoles(
+  boxes: readonly NetbootBox[],
+  since: () => number,
+): { lines: Map<string, StampedLine[]>; stop: () => void } {
+  const lines = new Map(boxes.map((b) => [b.name, [] as StampedLine[]]));
+  const state = new Map(boxes.map((b) => [b.name, { offset: 0, rest: '' }]));
+  const read = () => {
+    for (const b of boxes) {
+      const s = state.get(b.name)!;
+      const fd = fs.openSync(b.console, 'r');
+      try {
+        const size = fs.fstatSync(fd).size;
+        if (size <= s.offset) continue;
+        const buf = Buffer.alloc(size - s.offset);
+        fs.readSync(fd, buf, 0, buf.length, s.offset);
+        s.offset = size;
+        lines.get(b.name)!.push(...newLines(buf.toString('latin1'), s, since()));
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  };
+  const timer = setInterval(read, 250);
+  let stopped = false;
+  return {
+    lines,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      read();
+    },
+  };
+}
+
+/**
  * The whole chain: rescue make, then `clone send --netboot` powering the boxes through ipmitool,
  * until it exits; then until each box's console shows the bench system (booted from its disk).
  */
@@ -410,21 +452,24 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
   makeRescue(c, rescue);
   const rescueMake = (Date.now() - t0) / 1000;
   const lan = makeNetbootLan(c.workDir, c.count, c.diskMiB);
+  let consoles: ReturnType<typeof watchConsoles> | undefined;
   try {
     const conf = path.join(c.workDir, 'sender.conf');
     fs.writeFileSync(conf, JSON.stringify(senderConfig(lan, c)));
     const other = c.unlisted ? startUnlisted(c, lan) : null;
     const t1 = Date.now();
+    const since = () => (Date.now() - t1) / 1000;
     const sender = lan.spawnInHub(sendArgv(c, conf, rescue), ENV);
     let out = '';
-    const lines: { t: number; line: string }[] = [];
-    const take = (d: Buffer) => {
+    const lines: StampedLine[] = [];
+    const streams = { stdout: { rest: '' }, stderr: { rest: '' } };
+    const take = (which: keyof typeof streams) => (d: Buffer) => {
       out += d;
-      for (const line of String(d).split('\n'))
-        if (line.trim()) lines.push({ t: (Date.now() - t1) / 1000, line });
+      lines.push(...newLines(String(d), streams[which], since()));
     };
-    sender.stdout?.on('data', take);
-    sender.stderr?.on('data', take);
+    sender.stdout?.on('data', take('stdout'));
+    sender.stderr?.on('data', take('stderr'));
+    consoles = watchConsoles(lan.boxes, since);
     let ended = false;
     const exited = new Promise<number | null>((resolve) => sender.on('close', (x) => resolve(x)));
     void exited.then(() => (ended = true));
@@ -433,9 +478,10 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
     await cut;
     const sendToExit = (Date.now() - t1) / 1000;
     const end = Date.now() + 600_000;
-    const consoles = [...lan.boxes.map((b) => b.console), ...(other ? [other.console] : [])];
-    while (code === 0 && Date.now() < end && !consoles.every(booted)) await sleep(1000);
+    const consoleLogs = [...lan.boxes.map((b) => b.console), ...(other ? [other.console] : [])];
+    while (code === 0 && Date.now() < end && !consoleLogs.every(booted)) await sleep(1000);
     const sendToAllBooted = (Date.now() - t1) / 1000;
+    consoles.stop();
     for (const b of lan.boxes)
       spawnSync('ip', ['netns', 'exec', lan.hub, ...b.ipmi('off')], {
         env: { ...ENV, IPMI_PASSWORD: BMC_PASSWORD },
@@ -468,8 +514,10 @@ export async function runChain(c: ChainInput): Promise<ChainResult> {
         reportsIn: at(/^receiver\s+name\s+multicast/),
         cycled: at(/: (powered on|power cycled)$/, true),
       },
+      timeline: { sender: lines, consoles: consoles.lines },
     };
   } finally {
+    consoles?.stop();
     lan.destroy();
   }
 }
