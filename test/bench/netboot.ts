@@ -416,6 +416,8 @@ function watchConsoles(
   const read = () => {
     for (const b of boxes) {
       const s = state.get(b.name)!;
+      // A box not started yet has no console file: nothing to read this time.
+      if (!fs.existsSync(b.console)) continue;
       const fd = fs.openSync(b.console, 'r');
       try {
         const size = fs.fstatSync(fd).size;
