@@ -15,7 +15,7 @@ const MAX_FILE_LINES = 400;
 const MAX_FUNCTION_LINES = 80;
 // Ratchets: today's counts. Lower them as files are split; never raise them. Issue 22's target: 0 and 0.
 const FILES_CEILING = 0;
-const FUNCTIONS_CEILING = 8;
+const FUNCTIONS_CEILING = 0;
 const SHOWN = 10;
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

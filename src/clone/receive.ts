@@ -69,8 +69,7 @@ type ReceiveState = Partial<Awaited<ReturnType<typeof joinSession>>> & {
 
 /**
  * The receive as a plan: join and check, wipe the head, write the stream, verify and repair, the
- * head last. Long (94 lines) on purpose: the five steps of a receive, each short, read in the order
- * they run.
+ * head last: the steps of a receive, read in the order they run.
  */
 function receivePlan(
   ctx: Context,
@@ -105,20 +104,7 @@ function receivePlan(
       },
       {
         title: 'wipe the first MiB of the target (partition table, boot code)',
-        ...write(async () => {
-          const flush = target.isBlock
-            ? async () => {
-                await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
-              }
-            : undefined;
-          st.writer = await TargetWriter.open(
-            ctx.writes,
-            target.path,
-            st.accepted!.manifest.size,
-            flush ? { flush } : {},
-          );
-          await st.writer.wipeHead();
-        }),
+        ...write(() => openAndWipe(ctx, target, st)),
       },
       {
         title: 'write the stream after it, each chunk as it arrives',
@@ -137,35 +123,55 @@ function receivePlan(
       {
         title:
           'read every chunk back, fetch the bad or missing ones from the sender, then write the first MiB',
-        ...write(async () => {
-          const { manifest: m, session } = st.accepted!;
-          const report = await verifyAndRepair(
-            ctx,
-            st.writer!,
-            m,
-            session,
-            opts.name ?? hostname(),
-            st.started!,
-          );
-          const reported = await postReport(session.repairUrl, report);
-          if (!reported) ctx.log.warn(`could not send the report to ${session.repairUrl}`);
-          if (report.result !== 'verified') {
-            throw new VerifyError(
-              `${report.badChunks.length} chunk(s) still bad after repair (${report.badChunks.join(', ')}): the target was left without its head`,
-            );
-          }
-          st.outcome = {
-            report,
-            imageId: session.imageId,
-            session: session.session,
-            target: target.describe,
-            streamedBytes: st.streamed!.bytes,
-            reported,
-          };
-        }),
+        ...write(() => verifyRepairReport(ctx, opts, target, st)),
       },
     ],
     always: [{ title: 'close the target', ...write(async () => st.writer?.close()) }],
+  };
+}
+
+/** The target opened (flushed through blockdev when it is a block device) and its head wiped. */
+async function openAndWipe(ctx: Context, target: CloneTarget, st: ReceiveState): Promise<void> {
+  const flush = target.isBlock
+    ? async () => {
+        await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
+      }
+    : undefined;
+  st.writer = await TargetWriter.open(
+    ctx.writes,
+    target.path,
+    st.accepted!.manifest.size,
+    flush ? { flush } : {},
+  );
+  await st.writer.wipeHead();
+}
+
+/**
+ * Every chunk read back, the bad or missing ones fetched from the sender, the report sent to it;
+ * anything still bad leaves the target without its head.
+ */
+async function verifyRepairReport(
+  ctx: Context,
+  opts: ReceiveOptions,
+  target: CloneTarget,
+  st: ReceiveState,
+): Promise<void> {
+  const { manifest: m, session } = st.accepted!;
+  const report = await verifyAndRepair(ctx, st.writer!, m, session, opts.name ?? hostname(), st.started!);
+  const reported = await postReport(session.repairUrl, report);
+  if (!reported) ctx.log.warn(`could not send the report to ${session.repairUrl}`);
+  if (report.result !== 'verified') {
+    throw new VerifyError(
+      `${report.badChunks.length} chunk(s) still bad after repair (${report.badChunks.join(', ')}): the target was left without its head`,
+    );
+  }
+  st.outcome = {
+    report,
+    imageId: session.imageId,
+    session: session.session,
+    target: target.describe,
+    streamedBytes: st.streamed!.bytes,
+    reported,
   };
 }
 

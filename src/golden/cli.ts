@@ -114,89 +114,96 @@ export function goldenImageCommand(kit: CommandKit) {
     builder: (y) =>
       y
         .command(makeCommand(kit))
-        .command(
-          'verify <image>',
-          'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256; with --target, a disk written with it',
-          (yy) =>
-            withJson(
-              yy.positional('image', { type: 'string' }).option('target', {
-                type: 'string',
-                describe:
-                  "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
-              }),
-            ),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { imageIdOf } = await import('./golden-image.js');
-            if (a.target !== undefined) {
-              const { verifyWrittenDisk } = await import('./verify-disk.js');
-              const d = await verifyWrittenDisk(ctx, String(a.image), a.target);
-              if (d.badChunks.length > 0) {
-                throw new VerifyError(
-                  `${d.device}: chunk(s) ${d.badChunks.join(', ')} of ${d.manifest.chunks.length} do not match ${imageIdOf(d.manifest)}'s manifest`,
-                );
-              }
-              if (a.json)
-                printJson(out, {
-                  device: d.device,
-                  imageId: imageIdOf(d.manifest),
-                  chunks: d.manifest.chunks.length,
-                  keyId: d.keyId,
-                  badChunks: d.badChunks,
-                });
-              ctx.out.print(
-                `disk verified: ${d.device} holds ${imageIdOf(d.manifest)} (${d.manifest.chunks.length} chunks match the manifest signed by key ${d.keyId})`,
-              );
-              return;
-            }
-            const { verifyImageFile } = await import('./verify-disk.js');
-            const r = await verifyImageFile(ctx, String(a.image));
-            if (r.badChunks.length > 0) {
-              throw new VerifyError(
-                `${a.image}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`,
-              );
-            }
-            if (a.json) printJson(out, { image: a.image, imageId: imageIdOf(r.manifest), ...r });
-            ctx.out.print(
-              `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
-            );
-          },
-        )
-        .command(
-          'write <image>',
-          'write a golden image onto a disk (the production line): checked, verified by reading back, first MiB last',
-          (yy) => targetOptions(yy.positional('image', { type: 'string' })),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { runGoldenWrite } = await import('./image-write.js');
-            const r = await runGoldenWrite(ctx, {
-              image: String(a.image),
-              target: targetOf(a),
-              yes: a.yes,
-            });
-            if (r && a.json) printJson(out, r);
-            if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
-          },
-        )
-        .command(
-          'key <file>',
-          'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
-          (yy) => withJson(yy.positional('file', { type: 'string' })),
-          async (a) => {
-            const ctx = await kit.context(a, { quietConsole: a.json });
-            const out = jsonOutput(ctx, a.json);
-            const { runGoldenKey } = await import('./golden-make.js');
-            const file = path.resolve(String(a.file));
-            const publicText = await runGoldenKey(ctx, file);
-            // The public half only: the private key never reaches stdout.
-            if (publicText && a.json)
-              printJson(out, { file, publicFile: `${file}.pub`, publicKey: publicText });
-            else if (publicText) process.stdout.write(`${publicText}\n`);
-          },
-        )
+        .command(verifyCommand(kit))
+        .command(writeCommand(kit))
+        .command(keyCommand(kit))
         .demandCommand(1, 'say which: golden image make | verify | write | key'),
+  });
+}
+
+function verifyCommand(kit: CommandKit) {
+  return command({
+    command: 'verify <image>',
+    describe:
+      'check a golden image: the manifest signature against clone.trustedKeys, every chunk, the whole SHA-256; with --target, a disk written with it',
+    builder: (yy) =>
+      withJson(
+        yy.positional('image', { type: 'string' }).option('target', {
+          type: 'string',
+          describe:
+            "a disk written earlier (device, file, or serial/WWN): checked against the image's manifest instead of the image",
+        }),
+      ),
+    handler: async (a) => {
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
+      const { imageIdOf } = await import('./golden-image.js');
+      if (a.target !== undefined) {
+        const { verifyWrittenDisk } = await import('./verify-disk.js');
+        const d = await verifyWrittenDisk(ctx, String(a.image), a.target);
+        if (d.badChunks.length > 0) {
+          throw new VerifyError(
+            `${d.device}: chunk(s) ${d.badChunks.join(', ')} of ${d.manifest.chunks.length} do not match ${imageIdOf(d.manifest)}'s manifest`,
+          );
+        }
+        if (a.json)
+          printJson(out, {
+            device: d.device,
+            imageId: imageIdOf(d.manifest),
+            chunks: d.manifest.chunks.length,
+            keyId: d.keyId,
+            badChunks: d.badChunks,
+          });
+        ctx.out.print(
+          `disk verified: ${d.device} holds ${imageIdOf(d.manifest)} (${d.manifest.chunks.length} chunks match the manifest signed by key ${d.keyId})`,
+        );
+        return;
+      }
+      const { verifyImageFile } = await import('./verify-disk.js');
+      const r = await verifyImageFile(ctx, String(a.image));
+      if (r.badChunks.length > 0) {
+        throw new VerifyError(`${a.image}: chunk(s) ${r.badChunks.join(', ')} do not match the manifest`);
+      }
+      if (a.json) printJson(out, { image: a.image, imageId: imageIdOf(r.manifest), ...r });
+      ctx.out.print(
+        `golden image verified: ${imageIdOf(r.manifest)}, ${r.manifest.chunks.length} chunks, SHA-256 ${r.manifest.sha256}, signed by key ${r.keyId}`,
+      );
+    },
+  });
+}
+
+function writeCommand(kit: CommandKit) {
+  return command({
+    command: 'write <image>',
+    describe:
+      'write a golden image onto a disk (the production line): checked, verified by reading back, first MiB last',
+    builder: (yy) => targetOptions(yy.positional('image', { type: 'string' })),
+    handler: async (a) => {
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
+      const { runGoldenWrite } = await import('./image-write.js');
+      const r = await runGoldenWrite(ctx, { image: String(a.image), target: targetOf(a), yes: a.yes });
+      if (r && a.json) printJson(out, r);
+      if (r) ctx.out.print(`written and verified: ${r.imageId} on ${r.target} (${r.chunks} chunks)`);
+    },
+  });
+}
+
+function keyCommand(kit: CommandKit) {
+  return command({
+    command: 'key <file>',
+    describe: 'make a new vendor signing key (private key 0600, public key beside it as <file>.pub)',
+    builder: (yy) => withJson(yy.positional('file', { type: 'string' })),
+    handler: async (a) => {
+      const ctx = await kit.context(a, { quietConsole: a.json });
+      const out = jsonOutput(ctx, a.json);
+      const { runGoldenKey } = await import('./golden-make.js');
+      const file = path.resolve(String(a.file));
+      const publicText = await runGoldenKey(ctx, file);
+      // The public half only: the private key never reaches stdout.
+      if (publicText && a.json) printJson(out, { file, publicFile: `${file}.pub`, publicKey: publicText });
+      else if (publicText) process.stdout.write(`${publicText}\n`);
+    },
   });
 }
 

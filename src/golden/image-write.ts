@@ -5,8 +5,8 @@ import { RefusedError, VerifyError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';
 import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
-import { chunkLength, imageIdOf, loadManifest, readChunk } from './golden-image.js';
-import { type TargetRequest, resolveCloneTarget } from './write-target.js';
+import { chunkLength, type GoldenManifest, imageIdOf, loadManifest, readChunk } from './golden-image.js';
+import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './write-target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
 import { verifyImageFile } from './verify-disk.js';
 
@@ -34,10 +34,6 @@ export async function runGoldenWrite(
         await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
       }
     : undefined;
-  // The writer and the image are opened by the first step and closed by the always-step: the plan
-  // shown is the plan run (runPlan), and a dry run opens nothing.
-  const io: { src?: FileHandle; writer?: TargetWriter } = {};
-  const edit = (apply: () => Promise<void>) => ({ files: [target.path], apply });
   const plan: Plan = {
     checks: [
       {
@@ -57,11 +53,33 @@ export async function runGoldenWrite(
     notes: [
       'every chunk is checked against the signed manifest as it is read; the target does not look good (no partition table) until it has been read back and verified',
     ],
+    ...writeSteps(ctx, opts.image, m, target, flush),
+  };
+  const run = await runPlan(ctx, plan, { confirm: opts.yes ? 'yes' : 'ask', what: 'The write' });
+  if (!run.applied) return null;
+  return { imageId: imageIdOf(m), target: target.describe, chunks: m.chunks.length };
+}
+
+/**
+ * The write's steps: the head wiped, every chunk written and read back, the head written last. The
+ * writer and the image are opened by the first step and closed by the always-step: the plan shown
+ * is the plan run (runPlan), and a dry run opens nothing.
+ */
+function writeSteps(
+  ctx: Context,
+  image: string,
+  m: GoldenManifest,
+  target: CloneTarget,
+  flush: (() => Promise<void>) | undefined,
+): Pick<Plan, 'steps' | 'always'> {
+  const io: { src?: FileHandle; writer?: TargetWriter } = {};
+  const edit = (apply: () => Promise<void>) => ({ files: [target.path], apply });
+  return {
     steps: [
       {
         title: `wipe the first ${formatBytes(Math.min(HEAD_BYTES, m.size))} (partition table, boot code)`,
         edit: edit(async () => {
-          io.src = await open(opts.image, 'r');
+          io.src = await open(image, 'r');
           io.writer = await TargetWriter.open(ctx.writes, target.path, m.size, flush ? { flush } : {});
           await io.writer.wipeHead();
         }),
@@ -113,7 +131,4 @@ export async function runGoldenWrite(
       },
     ],
   };
-  const run = await runPlan(ctx, plan, { confirm: opts.yes ? 'yes' : 'ask', what: 'The write' });
-  if (!run.applied) return null;
-  return { imageId: imageIdOf(m), target: target.describe, chunks: m.chunks.length };
 }

@@ -81,34 +81,14 @@ export async function runGoldenUpdate(ctx: Context, o: UpdateOptions): Promise<U
   const out = path.resolve(o.out ?? newImagePath(o.image, old.name, version));
   const workIn = o.workDir ?? path.dirname(path.resolve(o.image));
   const what = o.script !== undefined ? 'the script (/bin/sh)' : formatArgv(o.argv ?? []);
-  const io: { key?: SigningKey; work?: string; disks?: VmDisks; accel?: Accel; result?: UpdateResult } = {};
+  const io: UpdateIo = {};
   const inWork = (apply: () => Promise<void>) => ({
     edit: { files: ['(working copy)'], root: workIn, apply },
   });
   const plan: Plan = {
     title: `golden update of ${imageIdOf(old)} into ${out} (nothing here changes ${o.image} or its manifest)`,
     notes: [`the command run in the image: ${what}`],
-    checks: [
-      {
-        title: `every chunk of ${o.image} matches its signed manifest`,
-        run: () => verifyOld(o.image, ctx.config.clone.trustedKeys),
-      },
-      {
-        title: `the signing key ${o.keyFile} loads`,
-        run: async () => {
-          io.key = await loadSigningKey(o.keyFile);
-        },
-      },
-      {
-        title: `${out} does not exist yet`,
-        run: () => {
-          if (existsSync(out) || existsSync(manifestPathOf(out)))
-            throw new RefusedError(`${out} exists: give another --image-version or --out`);
-        },
-      },
-      { title: `QEMU and debugfs are installed`, run: () => requireTools(ctx.runner, [QEMU, 'debugfs']) },
-      { title: `the working folder ${workIn} exists`, run: () => folderExists(workIn) },
-    ],
+    checks: updateChecks(ctx, o, out, workIn, io),
     steps: [
       {
         title: `decompress ${o.image} to a sparse working copy in ${workIn}`,
@@ -158,6 +138,46 @@ export async function runGoldenUpdate(ctx: Context, o: UpdateOptions): Promise<U
   };
   const run = await runPlan(ctx, plan, { confirm: 'none' });
   return run.applied ? io.result! : null;
+}
+
+/** What a golden update holds between its steps: the key, the working copy, the accelerator, the result. */
+interface UpdateIo {
+  key?: SigningKey;
+  work?: string;
+  disks?: VmDisks;
+  accel?: Accel;
+  result?: UpdateResult;
+}
+
+/** The checks before anything is written (a dry run makes the same ones and fails the same way). */
+function updateChecks(
+  ctx: Context,
+  o: UpdateOptions,
+  out: string,
+  workIn: string,
+  io: UpdateIo,
+): Plan['checks'] {
+  return [
+    {
+      title: `every chunk of ${o.image} matches its signed manifest`,
+      run: () => verifyOld(o.image, ctx.config.clone.trustedKeys),
+    },
+    {
+      title: `the signing key ${o.keyFile} loads`,
+      run: async () => {
+        io.key = await loadSigningKey(o.keyFile);
+      },
+    },
+    {
+      title: `${out} does not exist yet`,
+      run: () => {
+        if (existsSync(out) || existsSync(manifestPathOf(out)))
+          throw new RefusedError(`${out} exists: give another --image-version or --out`);
+      },
+    },
+    { title: `QEMU and debugfs are installed`, run: () => requireTools(ctx.runner, [QEMU, 'debugfs']) },
+    { title: `the working folder ${workIn} exists`, run: () => folderExists(workIn) },
+  ];
 }
 
 async function verifyOld(image: string, trusted: readonly string[]): Promise<void> {

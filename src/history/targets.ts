@@ -116,6 +116,52 @@ async function login(
   });
 }
 
+/** Write access proven: the directory made, a probe file written there and removed. */
+async function probeWrite(
+  ctx: Context,
+  endpoint: { host: string; port: number },
+  hostKey: string,
+  credentials: Credentials,
+  directory: string,
+): Promise<void> {
+  const s = await login(ctx, endpoint, hostKey, credentials);
+  try {
+    await s.mkdirs(directory);
+    const probe = path.join(directory, `.zshield-probe-${randomBytes(4).toString('hex')}`);
+    const handle = await s.open(probe, 'w');
+    try {
+      await s.write(handle, Buffer.from('zshield\n'), 0, probe);
+    } finally {
+      await s.closeHandle(handle, probe);
+    }
+    await s.unlink(probe);
+  } finally {
+    s.close();
+  }
+}
+
+/** The new target's config entry, checked by the schema now (a bad name or host stops here). */
+function sftpEntry(opts: AddTargetOptions, hostKey: string): Record<string, unknown> {
+  const entry: Record<string, unknown> = {
+    name: opts.name,
+    server: opts.spec.server,
+    port: opts.port,
+    user: opts.spec.user,
+    hostKey,
+    directory: opts.spec.directory,
+    ...(opts.key !== undefined ? { privateKey: opts.key } : { password: 'v1:pending' }),
+  };
+  const parsed = sftpTargetSchema.safeParse({ ...entry, password: null, privateKey: opts.key ?? '/x' });
+  if (!parsed.success)
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({
+        where: `history target ${opts.name}: ${i.path.join('.')}`,
+        message: i.message,
+      })),
+    );
+  return entry;
+}
+
 export async function runTargetAdd(ctx: Context, opts: AddTargetOptions): Promise<void> {
   const h = ctx.config.history;
   const configFile = configFileOf(ctx);
@@ -134,24 +180,7 @@ export async function runTargetAdd(ctx: Context, opts: AddTargetOptions): Promis
   const endpoint = { host: opts.spec.server, port: opts.port };
   const hostKey = await confirmHostKey(ctx, endpoint, null, opts);
   const credentials: Credentials = { user: opts.spec.user, password: opts.password ?? null, privateKey };
-  // What the config will hold, checked by the schema now (a bad name or host stops here).
-  const entry: Record<string, unknown> = {
-    name: opts.name,
-    server: opts.spec.server,
-    port: opts.port,
-    user: opts.spec.user,
-    hostKey,
-    directory: opts.spec.directory,
-    ...(opts.key !== undefined ? { privateKey: opts.key } : { password: 'v1:pending' }),
-  };
-  const parsed = sftpTargetSchema.safeParse({ ...entry, password: null, privateKey: opts.key ?? '/x' });
-  if (!parsed.success)
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({
-        where: `history target ${opts.name}: ${i.path.join('.')}`,
-        message: i.message,
-      })),
-    );
+  const entry = sftpEntry(opts, hostKey);
   const where = `${opts.spec.user}@${endpointText(endpoint)}:${opts.spec.directory}`;
   const plan: Plan = {
     title: `Add history target ${opts.name} (${where})`,
@@ -175,25 +204,7 @@ export async function runTargetAdd(ctx: Context, opts: AddTargetOptions): Promis
         title: `check write access: make ${opts.spec.directory}, write a file there and remove it`,
         edit: {
           files: [`${where}/.zshield-probe-*`],
-          apply: async () => {
-            const s = await login(ctx, endpoint, hostKey, credentials);
-            try {
-              await s.mkdirs(opts.spec.directory);
-              const probe = path.join(
-                opts.spec.directory,
-                `.zshield-probe-${randomBytes(4).toString('hex')}`,
-              );
-              const handle = await s.open(probe, 'w');
-              try {
-                await s.write(handle, Buffer.from('zshield\n'), 0, probe);
-              } finally {
-                await s.closeHandle(handle, probe);
-              }
-              await s.unlink(probe);
-            } finally {
-              s.close();
-            }
-          },
+          apply: () => probeWrite(ctx, endpoint, hostKey, credentials, opts.spec.directory),
         },
       },
       writeTargetStep(

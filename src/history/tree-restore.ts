@@ -126,64 +126,18 @@ export async function openSource(
   const failures: string[] = [];
   const damage: VerifyError[] = [];
   try {
-    for (const t of h.targets) {
-      if (opts.from && t.name !== opts.from) continue;
-      const store = openStore(ctx, h, t);
-      try {
-        if (snapshotIdsIn(await store.list()).includes(id)) {
-          holders.push({ store, name: t.name });
-          continue;
-        }
-        ctx.log.info(`history: ${store.label} does not hold ${id}`);
-      } catch (err) {
-        if (ctx.signal.aborted) throw err;
-        failures.push(`${t.name}: ${(err as Error).message}`);
-        ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
-        if (opts.from) throw err;
-      }
-      store.close();
-    }
+    holders.push(...(await findHolders(ctx, id, opts, failures)));
     const { entry, order } = await chooseCatalog(ctx, holders, work, id, opts);
     const clear = order.length ? (password ?? repositoryPassword(ctx)) : '';
     for (const holder of order) {
-      const store = holder.store;
       try {
-        const repo = path.join(work, 'repo');
-        rmSync(repo, { recursive: true, force: true });
-        ctx.out.print(`history: fetching the repository from ${store.label} into ${repo}`);
-        const restic = resticFor(ctx, repo, clear);
-        let last = 0;
-        await fetchRepository(store, repo, {
-          onFile: (done, total) => {
-            const pct = Math.floor((done / Math.max(total, 1)) * 100);
-            if (pct >= last + 10 || done === total) {
-              last = pct;
-              ctx.log.info(`history fetch: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})`);
-            }
-          },
-          afterKeys: async () => {
-            await restic.open();
-            ctx.log.info(
-              `history: ${store.label}: the password opens its repository (config and keys fetched; no data yet)`,
-            );
-          },
-          afterIndex: async (files) => {
-            const missing = await missingOnTarget(ctx, restic, holder.name, files);
-            if (missing.length)
-              throw new VerifyError(
-                `${store.label} lacks ${missing.length} file(s) of its repository: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
-                {
-                  hint: `nothing was written; restore from another target (zshield history restore ${id} DIR --from OTHER), or run zshield history replicate on the box that made the backup: it sends missing files again`,
-                },
-              );
-          },
-        });
+        const repo = await fetchFrom(ctx, holder, work, clear, id);
         return { from: holder.name, repo, temporary: work, entry };
       } catch (err) {
         if (ctx.signal.aborted || opts.from || err instanceof RepositoryPasswordError) throw err;
         if (err instanceof VerifyError) damage.push(err);
         failures.push(`${holder.name}: ${(err as Error).message}`);
-        ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
+        ctx.log.warn(`history: ${holder.store.label}: ${(err as Error).message}`);
       }
     }
   } catch (err) {
@@ -203,6 +157,89 @@ export async function openSource(
     `fingerprint ${id} is in neither the local repository nor ${opts.from ? `target ${opts.from}` : 'any reachable target'}${failures.length ? ` (${failures.join('; ')})` : ''}`,
     { hint: 'zshield history list shows the fingerprints; zshield history status, the targets' },
   );
+}
+
+/**
+ * The targets (all, or the one named by --from) whose listing holds the fingerprint, each with its
+ * store open; a target that cannot be listed is a failure told (thrown with --from).
+ */
+async function findHolders(
+  ctx: Context,
+  id: string,
+  opts: TreeRestoreOptions,
+  failures: string[],
+): Promise<{ store: Store; name: string }[]> {
+  const h = ctx.config.history;
+  const holders: { store: Store; name: string }[] = [];
+  for (const t of h.targets) {
+    if (opts.from && t.name !== opts.from) continue;
+    const store = openStore(ctx, h, t);
+    try {
+      if (snapshotIdsIn(await store.list()).includes(id)) {
+        holders.push({ store, name: t.name });
+        continue;
+      }
+      ctx.log.info(`history: ${store.label} does not hold ${id}`);
+    } catch (err) {
+      const fatal = ctx.signal.aborted || opts.from;
+      if (!ctx.signal.aborted) {
+        failures.push(`${t.name}: ${(err as Error).message}`);
+        ctx.log.warn(`history: ${store.label}: ${(err as Error).message}`);
+      }
+      if (fatal) {
+        // The caller never sees the holders found so far: they are closed here.
+        for (const x of [...holders.map((x) => x.store), store]) x.close();
+        throw err;
+      }
+    }
+    store.close();
+  }
+  return holders;
+}
+
+/**
+ * One target's copy fetched into WORK/repo in stages: config and keys (then the password is
+ * proven), index and snapshots (then every data file the index names must be there), the data.
+ */
+async function fetchFrom(
+  ctx: Context,
+  holder: { store: Store; name: string },
+  work: string,
+  clear: string,
+  id: string,
+): Promise<string> {
+  const store = holder.store;
+  const repo = path.join(work, 'repo');
+  rmSync(repo, { recursive: true, force: true });
+  ctx.out.print(`history: fetching the repository from ${store.label} into ${repo}`);
+  const restic = resticFor(ctx, repo, clear);
+  let last = 0;
+  await fetchRepository(store, repo, {
+    onFile: (done, total) => {
+      const pct = Math.floor((done / Math.max(total, 1)) * 100);
+      if (pct >= last + 10 || done === total) {
+        last = pct;
+        ctx.log.info(`history fetch: ${pct}% (${formatBytes(done)} of ${formatBytes(total)})`);
+      }
+    },
+    afterKeys: async () => {
+      await restic.open();
+      ctx.log.info(
+        `history: ${store.label}: the password opens its repository (config and keys fetched; no data yet)`,
+      );
+    },
+    afterIndex: async (files) => {
+      const missing = await missingOnTarget(ctx, restic, holder.name, files);
+      if (missing.length)
+        throw new VerifyError(
+          `${store.label} lacks ${missing.length} file(s) of its repository: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+          {
+            hint: `nothing was written; restore from another target (zshield history restore ${id} DIR --from OTHER), or run zshield history replicate on the box that made the backup: it sends missing files again`,
+          },
+        );
+    },
+  });
+  return repo;
 }
 
 /**

@@ -75,8 +75,6 @@ export function identitySteps(
  * sparse file (it seeks over the rest), then tar --sparse (SEEK_HOLE) carries only the data into
  * the same zstd | tee | sha256sum. Either way the checksum is of exactly the bytes written and
  * zstd checksums every frame.
- *
- * Long (90 lines) on purpose: the two layouts are read side by side, stage by stage.
  */
 export function copySteps(
   input: CreateInput,
@@ -86,7 +84,6 @@ export function copySteps(
   layout: ImageLayout,
   actions: CreateActions,
 ) {
-  const sig = input.signal ? { signal: input.signal } : {};
   const read = factSteps(source, findings);
   // --check: zstd's checksum of the content in every frame, checked by every decompression.
   const compressor: Command = { file: 'zstd', args: ['-T0', '-q', '--check', '-c'], mutates: false };
@@ -103,42 +100,61 @@ export function copySteps(
       },
     },
   ];
-  const title = `image the file system of ${source.snapshot}`;
-  if (layout === 'stream') {
-    const image: Step = {
-      title: `${title} (all of its ${formatBytes(input.fs.sizeBytes)}), compressed, to ${paths.imagePart}, hashing the bytes as they are written`,
-      progress: progressParsers.dd,
-      pipeline: {
-        // dd in 4 MiB reads, exactly the file system's bytes: e2image would write its stream 4 KiB
-        // at a time (one write per block), measured 1.37x the plain tools at 50 % full.
-        stages: [
-          {
-            file: 'dd',
-            args: [
-              `if=${source.device}`,
-              'bs=4M',
-              'iflag=count_bytes',
-              `count=${input.fs.sizeBytes}`,
-              'status=progress',
-            ],
-            mutates: false,
-          },
-          ...written,
-        ],
-        mutates: true,
-        ...sig,
-      },
-    };
-    return { read, image: [image], compressor };
-  }
-  const image: Step[] = [
+  const image =
+    layout === 'stream'
+      ? [streamStep(input, source, paths, written)]
+      : sparseSteps(input, source, paths, written, actions);
+  return { read, image, compressor };
+}
+
+const copyTitle = (source: SourceInfo) => `image the file system of ${source.snapshot}`;
+const signalOf = (input: CreateInput) => (input.signal ? { signal: input.signal } : {});
+
+/** The stream layout: the file system's bytes read by dd into the compressor, tee and hash. */
+function streamStep(input: CreateInput, source: SourceInfo, paths: ImagePaths, written: Command[]): Step {
+  return {
+    title: `${copyTitle(source)} (all of its ${formatBytes(input.fs.sizeBytes)}), compressed, to ${paths.imagePart}, hashing the bytes as they are written`,
+    progress: progressParsers.dd,
+    pipeline: {
+      // dd in 4 MiB reads, exactly the file system's bytes: e2image would write its stream 4 KiB
+      // at a time (one write per block), measured 1.37x the plain tools at 50 % full.
+      stages: [
+        {
+          file: 'dd',
+          args: [
+            `if=${source.device}`,
+            'bs=4M',
+            'iflag=count_bytes',
+            `count=${input.fs.sizeBytes}`,
+            'status=progress',
+          ],
+          mutates: false,
+        },
+        ...written,
+      ],
+      mutates: true,
+      ...signalOf(input),
+    },
+  };
+}
+
+/** The sparse layout: e2image's blocks in use to a sparse file, then its data (not its holes) by tar. */
+function sparseSteps(
+  input: CreateInput,
+  source: SourceInfo,
+  paths: ImagePaths,
+  written: Command[],
+  actions: CreateActions,
+): Step[] {
+  const title = copyTitle(source);
+  return [
     {
       title: `${title}: its blocks in use to a sparse file, ${paths.rawPart}`,
       progress: progressParsers.e2image,
       pipeline: {
         stages: [{ file: 'e2image', args: ['-ra', '-p', source.device, paths.rawPart], mutates: true }],
         mutates: true,
-        ...sig,
+        ...signalOf(input),
       },
     },
     {
@@ -161,12 +177,11 @@ export function copySteps(
           ...written,
         ],
         mutates: true,
-        ...sig,
+        ...signalOf(input),
       },
     },
     removeStep('remove the sparse file', [paths.rawPart], actions),
   ];
-  return { read, image, compressor };
 }
 
 function factSteps(source: SourceInfo, findings: CreateFindings): Step[] {
