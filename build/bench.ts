@@ -15,12 +15,9 @@
 // `--only core` or `--only image` runs one section (each boots its own guest). Results go to
 // build/bench-results.json; `tsx build/bench-table.ts --write` puts the table into the README.
 
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
 import { Appliance } from '../test/bench/appliance.js';
+import { type BenchRow, writeBenchSection } from './bench-table.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
@@ -300,22 +297,7 @@ async function image(): Promise<void> {
   }
 }
 
-/** One row per measure, as build/bench-results.json keeps it. */
-interface ResultRow {
-  name: string;
-  /** The fill level asked for (image rows), or null. */
-  fill: number | null;
-  /** The fill level dumpe2fs measured. */
-  measuredFill?: number;
-  zshield: number;
-  plain: number;
-  ratio: number;
-  rounds: number;
-  unit: 's' | 'MiB';
-  zshieldRuns?: number[];
-  plainRuns?: number[];
-}
-const results: ResultRow[] = [];
+const results: BenchRow[] = [];
 const START_LOAD = loadavg();
 
 function record(name: string, fill: number, measured: number, ours: number[], plain: number[]): void {
@@ -352,37 +334,11 @@ async function main(): Promise<void> {
   writeResults({ sections: only ? [only] : ['core', 'image'], loadBefore });
 }
 
-/** build/bench-results.json: what build/bench-table.ts turns into the README's table. */
+/** The image section of build/bench-results.json (the core figures are printed, not kept). */
 function writeResults(run: { sections: string[]; loadBefore: number[] }): void {
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', 'src', 'build'], {
-    encoding: 'utf8',
-  }).trim();
-  const doc = {
-    commit,
-    // Uncommitted changes under src/ or build/ when the bench ran: the numbers are not the commit's.
-    dirty: dirty !== '',
-    date: new Date().toISOString(),
-    sections: run.sections,
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model ?? 'unknown',
-      memGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
-      // 1, 5 and 15 minute load averages at the start and the end: other work on the host skews the ratios.
-      loadBefore: run.loadBefore.map((x) => Number(x.toFixed(2))),
-      loadAfter: loadavg().map((x) => Number(x.toFixed(2))),
-    },
-    imageRounds: IMAGE_ROUNDS,
-    rows: results.map((r) => ({
-      ...r,
-      zshield: Number(r.zshield.toFixed(3)),
-      plain: Number(r.plain.toFixed(3)),
-      ratio: Number(r.ratio.toFixed(3)),
-    })),
-  };
-  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bench-results.json');
-  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
-  console.log(`results: ${file} (make the README's table: tsx build/bench-table.ts --write)`);
+  if (run.sections.includes('image') && results.length) {
+    writeBenchSection('image', results, { loadBefore: run.loadBefore });
+  }
 }
 
 main().catch((err) => {
