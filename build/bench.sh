@@ -10,5 +10,6 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 tsx build/bench.ts "$@"
 tsx test/bench/remote-bench.ts
 tsx test/bench/history-bench.ts
+tsx test/bench/fleet-bench.ts
 tsx build/clone-bench.ts
 tsx test/bench/netboot-bench.ts

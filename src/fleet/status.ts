@@ -175,7 +175,7 @@ async function readBox(
 }
 
 /** `<keys>/<box>.pub`, trimmed; null when there is none. */
-function readPinnedKey(keysDir: string, box: string): string | null {
+export function readPinnedKey(keysDir: string, box: string): string | null {
   if (!BOX_NAME.test(box)) return null;
   const file = path.join(keysDir, `${box}.pub`);
   return existsSync(file) ? readFileSync(file, 'utf8').trim() || null : null;
