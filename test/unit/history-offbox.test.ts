@@ -7,7 +7,7 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { ConfigError, NotFoundError, RefusedError } from '../../src/errors.js';
 import { checkHistoryConfig } from '../../src/history/check.js';
 import { readRecoveryFile } from '../../src/history/recovery-file.js';
-import { askRecovery, stageRecovery } from '../../src/recovery/offbox.js';
+import { askRecovery, stageRecovery, TARGET_QUESTION } from '../../src/recovery/offbox.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG } from '../../src/names/lvm-tags.js';
 import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
@@ -328,7 +328,7 @@ describe('the same facts typed on the console', () => {
       );
       expect(rf.target.type === 'sftp' && rf.target.privateKey).toBe(KEY);
       await expect(askRecovery(scripted(['backup:/srv']).prompter)).rejects.toThrow(
-        '"backup:/srv" is not user@server[:port]:/directory',
+        '"backup:/srv" is not user@server[:port]:/directory or s3://bucket/prefix',
       );
       await expect(
         askRecovery(scripted(['zs@backup:/srv', 'nope', 'x', 'pw', good.publicKey, '']).prompter),
@@ -336,6 +336,67 @@ describe('the same facts typed on the console', () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('an S3 target typed on the console', () => {
+  it('reads s3://bucket/prefix, the endpoint, region, key id and secret (the secret without echo)', async () => {
+    const c = scripted([
+      's3://fleet/site1/box7',
+      'https://s3.example.com',
+      '',
+      'AKIDBOX7',
+      'the s3 secret',
+      'correct horse',
+      good.publicKey,
+      '',
+    ]);
+    const rf = await askRecovery(c.prompter);
+    expect(rf.target).toEqual({
+      type: 's3',
+      endpoint: 'https://s3.example.com',
+      allowHttp: false,
+      bucket: 'fleet',
+      prefix: 'site1/box7/',
+      region: 'us-east-1',
+      accessKeyId: 'AKIDBOX7',
+      secretAccessKey: 'the s3 secret',
+    });
+    expect(c.asked[0]!.q).toBe(TARGET_QUESTION);
+    expect(c.asked.filter((a) => a.secret).map((a) => a.q)).toEqual([
+      'secret access key: ',
+      'repository password: ',
+    ]);
+  });
+
+  it('an http:// endpoint only on an explicit yes (as allowHttp in the config); a bad answer is one line', async () => {
+    const answers = (yes: string) => [
+      's3://fleet',
+      'http://10.0.2.100:7480',
+      yes,
+      'eu-west-1',
+      'AKIDBOX7',
+      'the s3 secret',
+      'correct horse',
+      good.publicKey,
+      'a'.repeat(64),
+    ];
+    const rf = await askRecovery(scripted(answers('yes')).prompter);
+    expect(rf.target).toMatchObject({ allowHttp: true, prefix: '', region: 'eu-west-1' });
+    expect(rf.fingerprint).toBe('a'.repeat(64));
+    await expect(askRecovery(scripted(answers('no')).prompter)).rejects.toThrow(
+      'http://10.0.2.100:7480 not allowed (no TLS); nothing was written',
+    );
+    await expect(askRecovery(scripted(['s3://']).prompter)).rejects.toThrow(
+      '"s3://" is not s3://bucket/prefix',
+    );
+    const bad = askRecovery(
+      scripted(['s3://fleet', 'ftp://x', '', 'AKID', 'the s3 secret', 'pw', good.publicKey, '']).prompter,
+    );
+    await expect(bad).rejects.toThrow(
+      /^config: the answers: target\.endpoint: must be an http\(s\):\/\/ URL/,
+    );
+    await expect(bad).rejects.not.toThrow(/the s3 secret/);
   });
 });
 
