@@ -159,6 +159,16 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
   return { ...ctx.config, history };
 }
 
+/**
+ * The context the fetch runs in: the staged config, and no config file. Its secrets are the
+ * recovery file's, in the 0600 files made here; the golden medium's own config file (0644 when it
+ * holds no secret) is not where they are, so its mode is no reason to refuse them (the stores check
+ * the config file's mode before they decrypt a secret it would hold).
+ */
+export function stagedContext(ctx: Context, rf: RecoveryFile, dir: string): Context {
+  return { ...ctx, configFile: null, config: stageRecovery(ctx, rf, dir) };
+}
+
 /** Where the repository is, as the wrong-password message names it (`host:/dir`, or the S3 place). */
 const repoPlace = (t: TargetConfig) => (t.type === 's3' ? targetWhere(t) : `${t.server}:${t.directory}`);
 
@@ -236,7 +246,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
   const rf = opts.ask ? await askRecovery(opts.ask) : readRecoveryFile(file);
   const where = opts.ask ? 'the answers' : `recovery file ${file}`;
   const dir = path.join(ctx.config.paths.runDir, 'offbox');
-  const staged: Context = { ...ctx, config: stageRecovery(ctx, rf, dir) };
+  const staged = stagedContext(ctx, rf, dir);
   try {
     const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
     const id = entry.fingerprint;

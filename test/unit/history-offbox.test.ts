@@ -7,7 +7,8 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { ConfigError, NotFoundError, RefusedError } from '../../src/errors.js';
 import { checkHistoryConfig } from '../../src/history/check.js';
 import { readRecoveryFile } from '../../src/history/recovery-file.js';
-import { askRecovery, stageRecovery, TARGET_QUESTION } from '../../src/recovery/offbox.js';
+import { openStore } from '../../src/history/stores.js';
+import { askRecovery, stagedContext, stageRecovery, TARGET_QUESTION } from '../../src/recovery/offbox.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG } from '../../src/names/lvm-tags.js';
 import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
@@ -187,6 +188,15 @@ describe('the recovery file', () => {
       );
       // The staged target is a valid one (the schema of history.targets takes it).
       expect(s3TargetSchema.safeParse(t0).success).toBe(true);
+      // The store opens it (decrypting the secret) although the medium's config file, which holds
+      // no secret, is 0644: the secret is the recovery file's, not the config file's.
+      const configFile = path.join(t.dir, 'zshield.conf');
+      writeFileSync(configFile, '{}\n', { mode: 0o644 });
+      const withFile = { ...ctx, configFile };
+      expect(() => openStore(withFile, h, t0)).toThrow(/config file .* is accessible by group or others/);
+      const staged = stagedContext(withFile, rf.file, path.join(t.dir, 'run', 'offbox'));
+      expect(staged.configFile).toBeNull();
+      openStore(staged, staged.config.history, staged.config.history.targets[0]!).close();
     } finally {
       t.cleanup();
     }
