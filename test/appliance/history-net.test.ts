@@ -32,7 +32,7 @@ import {
 // disk) restores A's fingerprint from the SFTP target with its own host name (replicate A onto B).
 // Then a blank replacement disk is brought back from the SFTP target through the golden medium's
 // menu entry "Recover from off-box backup" (real GRUB), the credentials given by a recovery file
-// through QEMU's fw_cfg (an S3 recovery file checked by a dry run first), and that disk boots
+// through QEMU's fw_cfg (an S3 recovery file's wrong password refused first), and that disk boots
 // through its own GRUB; another blank disk is brought back from the S3 target, the answers typed on
 // the console. The other boots are kernel boots.
 
