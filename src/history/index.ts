@@ -23,6 +23,7 @@ export { resticFor } from './repo.js';
 export { type RepoFile, type Store, snapshotIdsIn } from './repo-store.js';
 export { RepositoryPasswordError } from './restic.js';
 export { gatherHistoryStatus, type HistoryStatus, hours } from './status.js';
+export { parseS3Spec } from './s3-target.js';
 export { openStore } from './stores.js';
 export { historyAfterBackup } from './take.js';
 export {

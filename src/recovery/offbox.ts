@@ -19,6 +19,7 @@ import {
   FW_CFG_RECOVERY_FILE,
   openSource,
   openStore,
+  parseS3Spec,
   RepositoryPasswordError,
   readRecoveryFile,
   resticFor,
@@ -52,17 +53,32 @@ export interface OffboxOptions extends ConfirmOptions {
 
 /**
  * The same facts typed on the console (no removable medium at hand): the target as
- * user@server[:port]:/directory, its host key, a login password or the path of a key file, the
- * repository password and the catalog's public key. Secrets are read without echo. Checked by the
- * recovery file's schema: a bad answer is one line, exit 3.
+ * user@server[:port]:/directory (then its host key, a login password or the path of a key file) or
+ * as s3://bucket/prefix (then the endpoint, an explicit yes for an http:// one, the region, the
+ * access key id and its secret), the repository password and the catalog's public key. Secrets are
+ * read without echo. Checked by the recovery file's schema: a bad answer is one line, exit 3.
  */
 export async function askRecovery(p: Prompter): Promise<RecoveryFile> {
   p.print(
     'Recover from off-box backup: the target and the keys (nothing is written before the plan is shown)',
   );
-  const where = (await p.line('target (user@server[:port]:/directory): ')).trim();
+  const where = (await p.line(TARGET_QUESTION)).trim();
+  const target = where.startsWith('s3://') ? await askS3Target(p, where) : await askSftpTarget(p, where);
+  const repositoryPassword = await p.secret('repository password: ');
+  const publicKey = (await p.line("the catalog's public key (ed25519:...): ")).trim();
+  const fingerprint = (await p.line('fingerprint (empty: the newest): ')).trim();
+  const r = parseRecoveryFile(
+    JSON.stringify({ target, repositoryPassword, publicKey, fingerprint: fingerprint || null }),
+  );
+  if (!r.ok) throw new ConfigError([{ where: 'the answers', message: r.problem }]);
+  return r.file;
+}
+
+export const TARGET_QUESTION = 'target (user@server[:port]:/directory or s3://bucket/prefix): ';
+
+async function askSftpTarget(p: Prompter, where: string): Promise<Record<string, unknown>> {
   const m = /^([^@\s]+)@([^:\s/]+)(?::(\d{1,5}))?:(\/\S*)$/.exec(where);
-  if (!m) throw new UsageError(`"${where}" is not user@server[:port]:/directory`);
+  if (!m) throw new UsageError(`"${where}" is not user@server[:port]:/directory or s3://bucket/prefix`);
   const hostKey = (await p.line("the target's host key (SHA256:...): ")).trim();
   const password = await p.secret('login password (empty: log in with a key file): ');
   let privateKey: string | null = null;
@@ -76,27 +92,48 @@ export async function askRecovery(p: Prompter): Promise<RecoveryFile> {
       );
     }
   }
-  const repositoryPassword = await p.secret('repository password: ');
-  const publicKey = (await p.line("the catalog's public key (ed25519:...): ")).trim();
-  const fingerprint = (await p.line('fingerprint (empty: the newest): ')).trim();
-  const r = parseRecoveryFile(
-    JSON.stringify({
-      target: {
-        user: m[1],
-        server: m[2],
-        port: m[3] ? Number(m[3]) : 22,
-        directory: m[4],
-        hostKey,
-        password: password || null,
-        privateKey,
-      },
-      repositoryPassword,
-      publicKey,
-      fingerprint: fingerprint || null,
-    }),
-  );
-  if (!r.ok) throw new ConfigError([{ where: 'the answers', message: r.problem }]);
-  return r.file;
+  return {
+    user: m[1],
+    server: m[2],
+    port: m[3] ? Number(m[3]) : 22,
+    directory: m[4],
+    hostKey,
+    password: password || null,
+    privateKey,
+  };
+}
+
+/**
+ * An object store: its secret read without echo. An http:// endpoint is taken only on an explicit
+ * yes, as the config takes it only with allowHttp: the requests are signed, the data is not hidden.
+ */
+async function askS3Target(p: Prompter, where: string): Promise<Record<string, unknown>> {
+  const spec = parseS3Spec(where);
+  if (!spec) throw new UsageError(`"${where}" is not s3://bucket/prefix`);
+  const endpoint = (await p.line('endpoint (https://host[:port]): ')).trim();
+  const allowHttp = endpoint.startsWith('http://');
+  if (
+    allowHttp &&
+    (await p.line('the endpoint is http:// (no TLS: the data travels in clear); allow it? (yes/no): '))
+      .trim()
+      .toLowerCase() !== 'yes'
+  )
+    throw new UsageError(`${endpoint} not allowed (no TLS); nothing was written`, {
+      hint: 'give an https:// endpoint, or answer yes for a store on a network you trust',
+    });
+  const region = (await p.line('region (empty: us-east-1): ')).trim();
+  const accessKeyId = (await p.line('access key id: ')).trim();
+  const secretAccessKey = await p.secret('secret access key: ');
+  return {
+    type: 's3',
+    endpoint,
+    allowHttp,
+    bucket: spec.bucket,
+    prefix: spec.prefix,
+    ...(region ? { region } : {}),
+    accessKeyId,
+    secretAccessKey,
+  };
 }
 
 /**
@@ -120,6 +157,16 @@ export function stageRecovery(ctx: Context, rf: RecoveryFile, dir: string): Conf
     targets: [stagedTarget(ctx, rf.target, key, dir)],
   };
   return { ...ctx.config, history };
+}
+
+/**
+ * The context the fetch runs in: the staged config, and no config file. Its secrets are the
+ * recovery file's, in the 0600 files made here; the golden medium's own config file (0644 when it
+ * holds no secret) is not where they are, so its mode is no reason to refuse them (the stores check
+ * the config file's mode before they decrypt a secret it would hold).
+ */
+export function stagedContext(ctx: Context, rf: RecoveryFile, dir: string): Context {
+  return { ...ctx, configFile: null, config: stageRecovery(ctx, rf, dir) };
 }
 
 /** Where the repository is, as the wrong-password message names it (`host:/dir`, or the S3 place). */
@@ -199,7 +246,7 @@ export async function runOffboxRecovery(ctx: Context, opts: OffboxOptions): Prom
   const rf = opts.ask ? await askRecovery(opts.ask) : readRecoveryFile(file);
   const where = opts.ask ? 'the answers' : `recovery file ${file}`;
   const dir = path.join(ctx.config.paths.runDir, 'offbox');
-  const staged: Context = { ...ctx, config: stageRecovery(ctx, rf, dir) };
+  const staged = stagedContext(ctx, rf, dir);
   try {
     const entry = await chooseFingerprint(staged, rf.fingerprint, dir);
     const id = entry.fingerprint;

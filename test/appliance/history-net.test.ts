@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance, type DiskSpec, USER_NET } from '../bench/appliance.js';
 import { benchInfo } from '../bench/bench-env.js';
 import { setNextBootEntry } from '../bench/disk-images.js';
-import { KEY_USER, type RemoteEnv, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
+import { TARGET_QUESTION } from '../../src/recovery/offbox.js';
+import { type RgwEnv, startRgw } from '../remote/rgw.js';
+import { listKeys, makeBucket } from '../remote/s3-lib.js';
+import { freePort, KEY_USER, type RemoteEnv, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 import {
   CUT_FLAG,
   cutBoot,
@@ -18,16 +21,20 @@ import {
   writeConfig,
 } from './lib.js';
 
-// The history over the network, in the bench: the guest reaches the host's sshd (started here, on
-// 127.0.0.1 only, by the remote tests' harness) ONLY through QEMU user networking with
-// restrict=on and a guestfwd per connection. Box A takes and replicates a backup of its lv-root
-// (a bootable copy of the bench root); lv-root is wrecked and the local repository is out of
-// reach (lv-data unmounted, as on the golden medium); `recover fingerprint` fetches the
-// repository from the target and swaps the restored root in; the system disk then boots it.
-// Box B (another system disk) restores A's fingerprint with its own host name (replicate A onto B).
-// Then a blank replacement disk is brought back from the target through the golden medium's menu
-// entry "Recover from off-box backup" (real GRUB), the credentials given by a recovery file through
-// QEMU's fw_cfg, and that disk boots through its own GRUB. The other boots are kernel boots.
+// The history over the network, in the bench: the guest reaches the host's sshd and a one-node
+// Ceph RADOS Gateway (both started here, on 127.0.0.1 only, by the remote tests' harness: the
+// cluster beside the first boot, so its start costs no wall time) ONLY through QEMU user networking
+// with restrict=on and a guestfwd per connection. Box A takes and replicates a backup of its
+// lv-root (a bootable copy of the bench root) to an SFTP target and an S3 one (`history target add
+// s3://...` in the guest); lv-root is wrecked and the local repository is out of reach (lv-data
+// unmounted, as on the golden medium); `recover fingerprint --from` fetches the repository from the
+// S3 target and swaps the restored root in; the system disk then boots it. Box B (another system
+// disk) restores A's fingerprint from the SFTP target with its own host name (replicate A onto B).
+// Then a blank replacement disk is brought back from the SFTP target through the golden medium's
+// menu entry "Recover from off-box backup" (real GRUB), the credentials given by a recovery file
+// through QEMU's fw_cfg (an S3 recovery file's wrong password refused first), and that disk boots
+// through its own GRUB; another blank disk is brought back from the S3 target, the answers typed on
+// the console. The other boots are kernel boots.
 
 const GOLDEN: DiskSpec = { name: 'golden', sizeMiB: 512, serial: GOLDEN_SERIAL };
 const SYSTEM_A: DiskSpec = { name: 'system-a', sizeMiB: 4096, serial: SYSTEM_SERIAL };
@@ -35,10 +42,12 @@ const SYSTEM_B: DiskSpec = { name: 'system-b', sizeMiB: 4096, serial: SYSTEM_SER
 const MEDIUM: DiskSpec = { name: 'golden-medium', sizeMiB: 2048, serial: GOLDEN_SERIAL };
 const SYSTEM_C: DiskSpec = { name: 'system-c', sizeMiB: 4096, serial: SYSTEM_SERIAL };
 const SYSTEM_D: DiskSpec = { name: 'system-d', sizeMiB: 4096, serial: SYSTEM_SERIAL };
-/** The target's key as a file on the medium, standing for a USB stick the operator mounted. */
-const STICK_KEY = '/root/stick/target.key';
 const KEY_FILE = '/etc/zshield/history.key';
 const TARGET_KEY = '/etc/zshield/target.key';
+/** The RGW as the guest sees it: a guestfwd from this port to the port the harness picked. */
+const RGW_GUEST_PORT = 7480;
+const S3_ENDPOINT = `http://${USER_NET.server}:${RGW_GUEST_PORT}`;
+const S3_PREFIX = 'box-a/';
 
 /**
  * lv-root as a small system that boots: the bench root without the large binaries the checks do
@@ -63,8 +72,6 @@ const errorLine = (r: { stderr: string }) =>
 const loose = (text: string) =>
   new RegExp([...text].map((c) => `${c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}{1,2}`).join(''));
 
-const net = (port: number) => ({ kind: 'user' as const, forwards: [{ guestPort: 22, hostPort: port }] });
-
 /**
  * A power cut in the middle of the off-box restore, at a state rather than after a delay: a shim
  * in front of restic, put in the prototype so the golden medium has it, inert unless the boot
@@ -83,6 +90,10 @@ while :; do :; done
 
 describe('history over QEMU user networking (restrict=on)', () => {
   let remote: { env: RemoteEnv; stop(): Promise<void> };
+  /** The cluster's start, not awaited in beforeAll: it goes on while the first guest boots. */
+  let rgwStart: Promise<{ env: RgwEnv; stop(): Promise<void> }> | undefined;
+  let rgwPort = 0;
+  let bucket = '';
   let workDir: string;
   let dest: string;
   let vm: Appliance | undefined;
@@ -93,6 +104,10 @@ describe('history over QEMU user networking (restrict=on)', () => {
   let passwordA = '';
 
   beforeAll(async () => {
+    rgwPort = await freePort();
+    rgwStart = startRgw({ rgwPort });
+    // Awaited where it is needed (and in afterAll, which stops it by its pid files).
+    rgwStart.catch(() => {});
     remote = await setUpRemoteEnv();
     workDir = freshWorkDir('history-net');
     dest = path.join(remote.env.base, 'history-net-dest');
@@ -102,8 +117,22 @@ describe('history over QEMU user networking (restrict=on)', () => {
   });
   afterAll(async () => {
     await vm?.kill();
+    await rgwStart?.then(
+      (r) => r.stop(),
+      () => {},
+    );
     await remote?.stop();
   });
+
+  /** sshd on the guest's port 22, radosgw on RGW_GUEST_PORT, both at USER_NET.server. */
+  const net = () => ({
+    kind: 'user' as const,
+    forwards: [
+      { guestPort: 22, hostPort: remote.env.serverA.port },
+      { guestPort: RGW_GUEST_PORT, hostPort: rgwPort },
+    ],
+  });
+  const rgw = async (): Promise<RgwEnv> => (await rgwStart!).env;
 
   async function writeTargetConfig(box: Appliance): Promise<void> {
     await box.writeFile(TARGET_KEY, readFileSync(remote.env.clientKey), 0o600);
@@ -132,11 +161,11 @@ describe('history over QEMU user networking (restrict=on)', () => {
     );
   }
 
-  it('box A takes and replicates; its wrecked lv-root is reset from the target, and the system disk boots it', {
+  it('box A takes and replicates to SFTP and S3; its wrecked lv-root is reset from the S3 target, and the system disk boots it', {
     timeout: 900_000,
   }, async () => {
     const started = Date.now();
-    vm = await Appliance.boot({ workDir, disks: [GOLDEN, SYSTEM_A], network: net(remote.env.serverA.port) });
+    vm = await Appliance.boot({ workDir, disks: [GOLDEN, SYSTEM_A], network: net() });
     await makeSeedLayout(vm, 512);
     await vm.shOk(FILL_ROOT('box-a', 'in-the-history'), { timeoutMs: 300_000 });
     await vm.shOk('mkfs.ext4 -q /dev/vgroup/lv-data && mkdir -p /data && mount /dev/vgroup/lv-data /data', {
@@ -145,6 +174,28 @@ describe('history over QEMU user networking (restrict=on)', () => {
     await writeTargetConfig(vm);
     const init = await vm.run(['zshield', 'history', 'init'], { timeoutMs: 300_000 });
     expect(init.code, init.stderr).toBe(0);
+    // The S3 target as an operator adds it: the secret on stdin, http:// allowed by name.
+    const cluster = await rgw();
+    bucket = await makeBucket(cluster);
+    const add = await vm.run(
+      [
+        'zshield',
+        'history',
+        'target',
+        'add',
+        'rgw',
+        `s3://${bucket}/${S3_PREFIX}`,
+        '--endpoint',
+        S3_ENDPOINT,
+        '--allow-http',
+        '--access-key-id',
+        cluster.admin.accessKeyId,
+        '--secret-stdin',
+      ],
+      { stdin: `${cluster.admin.secretAccessKey}\n`, timeoutMs: 300_000 },
+    );
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stdout + add.stderr).not.toContain(cluster.admin.secretAccessKey);
     const take = await vm.run(['zshield', 'history', 'take', '--reason', 'bench', '--replicate'], {
       timeoutMs: 600_000,
     });
@@ -154,6 +205,9 @@ describe('history over QEMU user networking (restrict=on)', () => {
     // On the host: the target holds the snapshot and the catalog, written through the forward only.
     expect(readFileSync(path.join(dest, 'repo', 'snapshots', id)).length).toBeGreaterThan(0);
     expect(readFileSync(path.join(dest, 'catalog', 'catalog.jsonl'), 'utf8')).toContain(id);
+    const objects = await listKeys(cluster, bucket, S3_PREFIX);
+    expect(objects.get(`${S3_PREFIX}repo/snapshots/${id}`)).toBeGreaterThan(0);
+    expect(objects.get(`${S3_PREFIX}catalog/catalog.jsonl`)).toBeGreaterThan(0);
     configA = (await vm.readFile('/etc/zshield/zshield.conf')).toString();
     keyA = (await vm.readFile(KEY_FILE)).toString();
     passwordA = (await vm.shOk('zshield history password --yes')).trim();
@@ -163,9 +217,15 @@ describe('history over QEMU user networking (restrict=on)', () => {
       'umount /data && rmdir /data && dd if=/dev/zero of=/dev/vgroup/lv-root bs=1M count=16 oflag=direct 2>/dev/null',
       { timeoutMs: 120_000 },
     );
-    const r = await vm.run(['zshield', 'recover', 'fingerprint', id, '--yes'], { timeoutMs: 900_000 });
+    // From the S3 target, named (without --from the fresher catalog would choose it too: its copy
+    // holds one more arrival, the SFTP target's).
+    const r = await vm.run(['zshield', 'recover', 'fingerprint', id, '--from', 'rgw', '--yes'], {
+      timeoutMs: 900_000,
+    });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/history: fetching the repository from .*site/);
+    expect(r.stdout).toContain(
+      `history: fetching the repository from rgw (s3 ${S3_ENDPOINT}/${bucket}/${S3_PREFIX})`,
+    );
     expect(r.stdout).toMatch(/reset done: vgroup\/lv-root now holds/);
     expect(await lv(vm, 'lv-root-prev')).toBeDefined();
     await vm.poweroff();
@@ -188,21 +248,23 @@ describe('history over QEMU user networking (restrict=on)', () => {
     );
   });
 
-  it("box B restores box A's fingerprint from the target and keeps its own host name", {
+  it("box B restores box A's fingerprint from the SFTP target (--from) and keeps its own host name", {
     timeout: 600_000,
   }, async () => {
     expect(id, 'box A made no fingerprint').toMatch(/^[0-9a-f]{64}$/);
     const started = Date.now();
-    vm = await Appliance.boot({ workDir, disks: [GOLDEN, SYSTEM_B], network: net(remote.env.serverA.port) });
+    vm = await Appliance.boot({ workDir, disks: [GOLDEN, SYSTEM_B], network: net() });
     await makeSeedLayout(vm, 512);
     await vm.shOk(FILL_ROOT('box-b', 'b-before'), { timeoutMs: 300_000 });
     await vm.writeFile(TARGET_KEY, readFileSync(remote.env.clientKey), 0o600);
     await vm.writeFile(KEY_FILE, keyA, 0o600);
     await vm.writeFile('/etc/zshield/zshield.conf', configA, 0o600);
-    const r = await vm.run(['zshield', 'recover', 'fingerprint', id, '--hostname', 'box-b', '--yes'], {
-      timeoutMs: 900_000,
-    });
+    const r = await vm.run(
+      ['zshield', 'recover', 'fingerprint', id, '--from', 'site', '--hostname', 'box-b', '--yes'],
+      { timeoutMs: 900_000 },
+    );
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/history: fetching the repository from site /);
     expect(r.stdout).toMatch(/host name box-b/);
     const seen = await vm.shOk(
       'mount -o ro /dev/vgroup/lv-root /mnt/root && cat /mnt/root/marker /mnt/root/etc/hostname && grep -c box-b /mnt/root/etc/hosts; umount /mnt/root',
@@ -234,7 +296,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
         ...over,
       });
     // The golden medium, made from the bench root; first the operator's checks from its shell.
-    vm = await Appliance.boot({ workDir, disks, network: net(remote.env.serverA.port) });
+    vm = await Appliance.boot({ workDir, disks, network: net() });
     // The system disk is not named: the blank disk is the only candidate, and after the cut the
     // disk holding only that restore's marked VG is erased again without being named.
     await writeConfig(vm, {
@@ -242,8 +304,6 @@ describe('history over QEMU user networking (restrict=on)', () => {
       recovery: { countdownSeconds: 1 },
     });
     await vm.writeFile('/usr/local/sbin/restic', RESTIC_SHIM, 0o755);
-    await vm.shOk('mkdir -p -m 0700 /root/stick');
-    await vm.writeFile(STICK_KEY, readFileSync(remote.env.clientKey), 0o600);
     await vm.writeFile('/root/bad.json', recoveryFile({ publicKey: 'ssh-ed25519 AAAA' }), 0o600);
     const bad = await vm.run(['zshield', 'recover', 'offbox', '--recovery-file', '/root/bad.json', '--yes']);
     expect(bad.code).toBe(3);
@@ -261,6 +321,34 @@ describe('history over QEMU user networking (restrict=on)', () => {
     expect(errorLine(wrong)).toMatch(
       /^zshield: config: recovery file \/root\/wrong\.json: repositoryPassword: the password does not open the repository on /,
     );
+    // An S3 recovery file (the http:// endpoint allowed by name): the store answers, the catalog
+    // verifies, its keys are fetched, and a wrong password stops there (the whole S3 restore, from
+    // the answers on the console, is the next case's).
+    const cluster = await rgw();
+    const s3Secret = cluster.admin.secretAccessKey;
+    const s3Target = {
+      type: 's3',
+      endpoint: S3_ENDPOINT,
+      allowHttp: true,
+      bucket,
+      prefix: S3_PREFIX,
+      accessKeyId: cluster.admin.accessKeyId,
+      secretAccessKey: s3Secret,
+    };
+    await vm.writeFile(
+      '/root/s3.json',
+      recoveryFile({ target: s3Target, repositoryPassword: 'not-it' }),
+      0o600,
+    );
+    const s3Wrong = await vm.run(
+      ['zshield', 'recover', 'offbox', '--recovery-file', '/root/s3.json', '--yes'],
+      { timeoutMs: 300_000 },
+    );
+    expect(s3Wrong.code, s3Wrong.stderr).toBe(3);
+    expect(errorLine(s3Wrong)).toBe(
+      `zshield: config: recovery file /root/s3.json: repositoryPassword: the password does not open the repository on s3 ${S3_ENDPOINT}/${bucket}/${S3_PREFIX}`,
+    );
+    expect(s3Wrong.stdout + s3Wrong.stderr).not.toContain(s3Secret);
     await vm.writeFile('/root/good.json', recoveryFile(), 0o600);
     const dry = await vm.run(
       ['zshield', '--dry-run', 'recover', 'offbox', '--recovery-file', '/root/good.json'],
@@ -286,7 +374,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
         workDir,
         disks,
         boot: { from: 'disk', disk: MEDIUM.name },
-        network: net(remote.env.serverA.port),
+        network: net(),
         fwCfg: { 'zshield-recovery': recoveryFile(), ...(cut ? cutBoot(cut).fwCfg : {}) },
         timeoutMs: 900_000,
       });
@@ -319,7 +407,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
       `history-net: blank disk from the off-box copy ${Math.round((Date.now() - started) / 1000)} s`,
     );
   });
-  it('with no recovery file, the menu entry asks on the console (the secrets not echoed) and restores another blank disk', {
+  it('with no recovery file, the menu entry asks on the console for an S3 target (the secrets not echoed) and restores another blank disk from it', {
     timeout: 1_200_000,
   }, async () => {
     expect(id, 'box A made no fingerprint').toMatch(/^[0-9a-f]{64}$/);
@@ -329,7 +417,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
       workDir,
       disks,
       boot: { from: 'disk', disk: MEDIUM.name },
-      network: net(remote.env.serverA.port),
+      network: net(),
       consoleInput: true,
     });
     // Each answer typed once its question shows, as an operator at the serial console would.
@@ -337,18 +425,23 @@ describe('history over QEMU user networking (restrict=on)', () => {
       await vm!.waitForConsole(loose(question), 300_000);
       await vm!.typeOnConsole(`${text}\r`);
     };
-    await answer('target (user@server[:port]:/directory): ', `${KEY_USER}@${USER_NET.server}:22:${dest}`);
-    await answer("the target's host key (SHA256:...): ", remote.env.serverA.fingerprint);
-    await answer('login password (empty: log in with a key file): ', '');
-    await answer('private key file (e.g. on a mounted stick): ', STICK_KEY);
+    const cluster = await rgw();
+    await answer(TARGET_QUESTION, `s3://${bucket}/${S3_PREFIX}`);
+    await answer('endpoint (https://host[:port]): ', S3_ENDPOINT);
+    await answer('the endpoint is http:// (no TLS: the data travels in clear); allow it? (yes/no): ', 'yes');
+    await answer('region (empty: us-east-1): ', '');
+    await answer('access key id: ', cluster.admin.accessKeyId);
+    await answer('secret access key: ', cluster.admin.secretAccessKey);
     await answer('repository password: ', passwordA);
     await answer("the catalog's public key (ed25519:...): ", JSON.parse(configA).history.publicKey);
     await answer('fingerprint (empty: the newest): ', '');
     await vm.waitForExit(900_000);
     const log = vm.consoleLog();
     expect(log).toContain(`Restore of /dev/vdb from fingerprint ${id}`);
+    expect(log).toContain(`from s3 ${S3_ENDPOINT}/${bucket}/${S3_PREFIX}`);
     expect(log).toMatch(/restore from off-box backup done in \d+ s/);
     expect(log).not.toContain(passwordA);
+    expect(log).not.toContain(cluster.admin.secretAccessKey);
 
     vm = await Appliance.boot({ workDir, disks, boot: { from: 'disk', disk: SYSTEM_D.name, only: true } });
     expect(await vm.shOk('cat /marker /etc/hostname')).toBe('in-the-history\nbox-a\n');

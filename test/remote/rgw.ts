@@ -7,7 +7,8 @@ import { ensurePackages, freePort } from './sshd.js';
  * A real Ceph RADOS Gateway for the remote tests: a one-node Ceph 16 cluster (mon, one bluestore OSD
  * on a sparse file, radosgw; no mgr) started by test/remote/ceph-rgw.sh in a folder of its own, on
  * ports picked here, stopped by its pid files. The Debian packages are installed when missing, as
- * the sshd's are. One cluster per test project that asks for it (the remote project's global setup).
+ * the sshd's are. One cluster per test project that asks for it (the remote project's global setup;
+ * the appliance file test/appliance/history-net.test.ts starts its own).
  */
 
 const SCRIPT = path.join(import.meta.dirname, 'ceph-rgw.sh');
@@ -49,7 +50,13 @@ export function makeS3User(rgw: RgwEnv, uid: string): S3User {
 export const stopOsd = (rgw: RgwEnv): void => void script(['stop-osd', rgw.state]);
 export const startOsd = (rgw: RgwEnv): void => void script(['start-osd', rgw.state], 200_000);
 
-export async function startRgw(): Promise<{ env: RgwEnv; stop(): Promise<void> }> {
+/**
+ * `rgwPort`: radosgw's port, when the caller must know it before the cluster is up (the appliance
+ * bench points a guest's forward at it while the guest boots and the cluster starts beside it).
+ */
+export async function startRgw(
+  opts: { rgwPort?: number } = {},
+): Promise<{ env: RgwEnv; stop(): Promise<void> }> {
   ensurePackages(['ceph-mon', 'ceph-osd', 'radosgw', 'curl']);
   // Short: the daemons' admin sockets live under it (a unix socket path has < 108 bytes).
   const state = mkdtempSync('/tmp/zsrgw-');
@@ -59,7 +66,10 @@ export async function startRgw(): Promise<{ env: RgwEnv; stop(): Promise<void> }
   };
   const started = Date.now();
   try {
-    const [rgwPort, monPort] = [await freePort(), await freePort()];
+    const rgwPort = opts.rgwPort ?? (await freePort());
+    let monPort = await freePort();
+    // A port picked beforehand is free again until radosgw binds it: the mon must not take it.
+    while (monPort === rgwPort) monPort = await freePort();
     // Asynchronous: the sshd start goes on meanwhile (the daemons detach; the script returns).
     const out = await new Promise<string>((resolve, reject) => {
       const child = spawn('bash', [SCRIPT, 'up', state, String(rgwPort), String(monPort)], {

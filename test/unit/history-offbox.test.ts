@@ -7,7 +7,8 @@ import { defaultConfig } from '../../src/config/schema.js';
 import { ConfigError, NotFoundError, RefusedError } from '../../src/errors.js';
 import { checkHistoryConfig } from '../../src/history/check.js';
 import { readRecoveryFile } from '../../src/history/recovery-file.js';
-import { askRecovery, stageRecovery } from '../../src/recovery/offbox.js';
+import { openStore } from '../../src/history/stores.js';
+import { askRecovery, stagedContext, stageRecovery, TARGET_QUESTION } from '../../src/recovery/offbox.js';
 import { OFFBOX_RESTORE_TAG, FACTORY_TAG } from '../../src/names/lvm-tags.js';
 import { formatPlan } from '../../src/plan/plan.js';
 import { recoveryRequest } from '../../src/recovery/cmdline.js';
@@ -187,6 +188,15 @@ describe('the recovery file', () => {
       );
       // The staged target is a valid one (the schema of history.targets takes it).
       expect(s3TargetSchema.safeParse(t0).success).toBe(true);
+      // The store opens it (decrypting the secret) although the medium's config file, which holds
+      // no secret, is 0644: the secret is the recovery file's, not the config file's.
+      const configFile = path.join(t.dir, 'zshield.conf');
+      writeFileSync(configFile, '{}\n', { mode: 0o644 });
+      const withFile = { ...ctx, configFile };
+      expect(() => openStore(withFile, h, t0)).toThrow(/config file .* is accessible by group or others/);
+      const staged = stagedContext(withFile, rf.file, path.join(t.dir, 'run', 'offbox'));
+      expect(staged.configFile).toBeNull();
+      openStore(staged, staged.config.history, staged.config.history.targets[0]!).close();
     } finally {
       t.cleanup();
     }
@@ -328,7 +338,7 @@ describe('the same facts typed on the console', () => {
       );
       expect(rf.target.type === 'sftp' && rf.target.privateKey).toBe(KEY);
       await expect(askRecovery(scripted(['backup:/srv']).prompter)).rejects.toThrow(
-        '"backup:/srv" is not user@server[:port]:/directory',
+        '"backup:/srv" is not user@server[:port]:/directory or s3://bucket/prefix',
       );
       await expect(
         askRecovery(scripted(['zs@backup:/srv', 'nope', 'x', 'pw', good.publicKey, '']).prompter),
@@ -336,6 +346,67 @@ describe('the same facts typed on the console', () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('an S3 target typed on the console', () => {
+  it('reads s3://bucket/prefix, the endpoint, region, key id and secret (the secret without echo)', async () => {
+    const c = scripted([
+      's3://fleet/site1/box7',
+      'https://s3.example.com',
+      '',
+      'AKIDBOX7',
+      'the s3 secret',
+      'correct horse',
+      good.publicKey,
+      '',
+    ]);
+    const rf = await askRecovery(c.prompter);
+    expect(rf.target).toEqual({
+      type: 's3',
+      endpoint: 'https://s3.example.com',
+      allowHttp: false,
+      bucket: 'fleet',
+      prefix: 'site1/box7/',
+      region: 'us-east-1',
+      accessKeyId: 'AKIDBOX7',
+      secretAccessKey: 'the s3 secret',
+    });
+    expect(c.asked[0]!.q).toBe(TARGET_QUESTION);
+    expect(c.asked.filter((a) => a.secret).map((a) => a.q)).toEqual([
+      'secret access key: ',
+      'repository password: ',
+    ]);
+  });
+
+  it('an http:// endpoint only on an explicit yes (as allowHttp in the config); a bad answer is one line', async () => {
+    const answers = (yes: string) => [
+      's3://fleet',
+      'http://10.0.2.100:7480',
+      yes,
+      'eu-west-1',
+      'AKIDBOX7',
+      'the s3 secret',
+      'correct horse',
+      good.publicKey,
+      'a'.repeat(64),
+    ];
+    const rf = await askRecovery(scripted(answers('yes')).prompter);
+    expect(rf.target).toMatchObject({ allowHttp: true, prefix: '', region: 'eu-west-1' });
+    expect(rf.fingerprint).toBe('a'.repeat(64));
+    await expect(askRecovery(scripted(answers('no')).prompter)).rejects.toThrow(
+      'http://10.0.2.100:7480 not allowed (no TLS); nothing was written',
+    );
+    await expect(askRecovery(scripted(['s3://']).prompter)).rejects.toThrow(
+      '"s3://" is not s3://bucket/prefix',
+    );
+    const bad = askRecovery(
+      scripted(['s3://fleet', 'ftp://x', '', 'AKID', 'the s3 secret', 'pw', good.publicKey, '']).prompter,
+    );
+    await expect(bad).rejects.toThrow(
+      /^config: the answers: target\.endpoint: must be an http\(s\):\/\/ URL/,
+    );
+    await expect(bad).rejects.not.toThrow(/the s3 secret/);
   });
 });
 
