@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { type TargetConfig, targetWhere } from '../config/history.js';
 import type { Context } from '../context.js';
-import { InterruptedError, RemoteError, ZshieldError } from '../errors.js';
+import { InterruptedError, ZshieldError } from '../errors.js';
 import { RateLimiter } from '../ssh/progress.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
@@ -9,13 +9,14 @@ import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import { openStore } from './stores.js';
-import { readState, updateTarget } from './state.js';
+import { updateTarget } from './state.js';
 import { kindOf, listLocalRepo, type RepoFile, type Store, snapshotIdsIn } from './repo-store.js';
 import { formatBytes } from '../config/size.js';
 import { FILES_IN_FLIGHT, inKindOrder } from './kind-order.js';
 import { planReplication, verificationShare } from './replication-plan.js';
 import { historyLock, selectTargets } from './target-select.js';
 import { verifyFiles } from './verify-targets.js';
+import { emptyReport, finishReplication, previewTargets, type TargetReport } from './replicate-report.js';
 
 /**
  * Progressive replication: each target gets what it lacks, in an order that
@@ -26,21 +27,6 @@ import { verifyFiles } from './verify-targets.js';
  * before the old one and its packs leave. An interrupted run resumes: present files are skipped
  * and a partial upload continues from its size.
  */
-
-export interface TargetReport {
-  target: string;
-  ok: boolean;
-  uploaded: number;
-  sent: number;
-  resumed: number;
-  deleted: number;
-  /** Append-only target: files the local repository no longer has, left there (not deleted). */
-  kept: number;
-  verified: number;
-  repaired: string[];
-  newest: string | null;
-  error: string | null;
-}
 
 export interface ReplicateOptions {
   /** Only these targets (names); default all. */
@@ -100,68 +86,31 @@ export async function runReplicate(ctx: Context, opts: ReplicateOptions = {}): P
         },
       },
     ],
-    steps: targets.map((t) => ({
+    // Each target's files go at once (the first step starts them all); each step then waits for
+    // its own and does its catalog part, in order.
+    steps: targets.map((t, i) => ({
       title: `give ${t.name} what it lacks, then check ${checkShare} by hash`,
       edit: {
         files: [`${targetWhere(t)}/repo`, `${targetWhere(t)}/catalog`],
         apply: async () => {
-          reports.push(await replicateTarget(ctx, prep!, t, opts));
+          reports.push(await runs.finish(i));
         },
       },
     })),
   };
+  const runs = new TargetRuns(
+    targets,
+    targetParts(ctx, () => prep!, opts),
+  );
   const lock = await historyLock(ctx, 'history replicate');
   try {
     const run = await runPlan(ctx, plan, { confirm: 'none', show: 'out' });
-    if (!run.applied) return await previewTargets(ctx, prep!, targets);
+    if (!run.applied) return await previewTargets(ctx, prep!.local, targets);
   } finally {
+    await runs.close();
     await lock.release();
   }
   finishReplication(ctx, reports);
-  return reports;
-}
-
-/**
- * A dry run's look at each target (listing only): what it would be sent, what is damaged there.
- * A target that cannot be reached fails the dry run as it would fail the run (exit 11).
- */
-async function previewTargets(
-  ctx: Context,
-  prep: Prepared,
-  targets: readonly TargetConfig[],
-): Promise<TargetReport[]> {
-  const h = ctx.config.history;
-  const state = readState(h.dir);
-  const reports: TargetReport[] = [];
-  for (const t of targets) {
-    const store = openStore(ctx, h, t);
-    try {
-      const plan = planReplication(prep.local, await store.list(), state[t.name]?.lastSuccess ?? null);
-      ctx.out.print(
-        `  ${t.name}: would send ${plan.uploads.length} file(s) (${formatBytes(plan.bytesBehind)}), remove ${plan.deletes.length}; ${plan.present.length} already there${plan.damaged.length ? `; ${plan.damaged.length} damaged: ${plan.damaged.map((d) => `${d.file.name} (${d.why})`).join(', ')}` : ''}`,
-      );
-      reports.push({
-        ...emptyReport(t.name),
-        ok: true,
-        uploaded: plan.uploads.length,
-        deleted: plan.deletes.length,
-      });
-    } catch (err) {
-      const msg = err instanceof ZshieldError ? err.message : String((err as Error)?.message ?? err);
-      ctx.out.print(`  ${t.name}: FAILED: ${msg}`);
-      reports.push({ ...emptyReport(t.name), error: msg });
-    } finally {
-      store.close();
-    }
-  }
-  const failed = reports.filter((r) => !r.ok);
-  if (failed.length)
-    throw new RemoteError(
-      `history: ${failed.length} of ${reports.length} target(s) cannot be reached: ${failed.map((r) => `${r.target}: ${r.error}`).join('; ')}`,
-      {
-        hint: 'zshield history status shows each target; zshield history target add NAME USER@HOST:DIR sets one up',
-      },
-    );
   return reports;
 }
 
@@ -172,32 +121,101 @@ export async function replicateLocked(
   opts: ReplicateOptions = {},
 ): Promise<TargetReport[]> {
   const prep = await prepare(ctx);
+  const runs = new TargetRuns(
+    targets,
+    targetParts(ctx, () => prep, opts),
+  );
   const reports: TargetReport[] = [];
-  for (const t of targets) {
-    if (ctx.signal.aborted) break;
-    reports.push(await replicateTarget(ctx, prep, t, opts));
+  try {
+    for (let i = 0; i < targets.length && !ctx.signal.aborted; i++) reports.push(await runs.finish(i));
+  } finally {
+    await runs.close();
   }
   finishReplication(ctx, reports);
   return reports;
 }
 
-/** One target: its files, its catalog entries, its state. A failure is its report, not a throw. */
-async function replicateTarget(
+/** What sending one target's files came to; its store stays open for the catalog part. */
+export interface FilesOutcome {
+  t: TargetConfig;
+  store: Store | null;
+  report?: TargetReport;
+  error?: unknown;
+}
+
+/**
+ * The targets of one replication side by side: every target's files are sent at once, each on its
+ * own store, as soon as the first is asked for; the catalog part (the entries appended to the local
+ * catalog, the catalog put there, the state) is done one target at a time, in order, so the local
+ * catalog has one writer. A target's failure is its report, not a throw (an abort is thrown).
+ */
+export class TargetRuns {
+  private started: Promise<FilesOutcome>[] | null = null;
+  constructor(
+    private readonly targets: readonly TargetConfig[],
+    private readonly parts: {
+      send: (t: TargetConfig) => Promise<FilesOutcome>;
+      finish: (o: FilesOutcome) => Promise<TargetReport>;
+    },
+  ) {}
+
+  /** Target `i` replicated: its files (started with all the others'), then its catalog part. */
+  async finish(i: number): Promise<TargetReport> {
+    this.started ??= this.targets.map((t) => this.parts.send(t));
+    return this.parts.finish(await this.started[i]!);
+  }
+
+  /** After a run that stopped early: what is still in flight ends and every store is closed. */
+  async close(): Promise<void> {
+    for (const o of await Promise.all(this.started ?? [])) {
+      o.store?.close();
+      o.store = null;
+    }
+  }
+}
+
+/** The parts of a replication's targets: the files sent, then the catalog part. */
+function targetParts(ctx: Context, prep: () => Prepared, opts: ReplicateOptions) {
+  return {
+    send: (t: TargetConfig) => sendFiles(ctx, prep(), t, opts),
+    finish: (o: FilesOutcome) => finishTarget(ctx, prep(), o),
+  };
+}
+
+/** One target's files: sent, checked, damaged ones repaired. Never rejects: a failure is its outcome. */
+async function sendFiles(
   ctx: Context,
   prep: Prepared,
   t: TargetConfig,
   opts: ReplicateOptions,
-): Promise<TargetReport> {
+): Promise<FilesOutcome> {
+  const h = ctx.config.history;
+  updateTarget(ctx.writes, h.dir, t.name, (s) => {
+    s.lastAttempt = ctx.clock.now().toISOString();
+  });
+  const out: FilesOutcome = { t, store: null };
+  try {
+    out.store = openStore(
+      ctx,
+      h,
+      t,
+      opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null,
+    );
+    out.report = await replicateOne(ctx, out.store, t.name, prep.local, prep.times, opts);
+  } catch (err) {
+    out.error = err;
+  }
+  return out;
+}
+
+/** One target's catalog entries, its catalog put there, its state; its store closed. */
+async function finishTarget(ctx: Context, prep: Prepared, o: FilesOutcome): Promise<TargetReport> {
   const h = ctx.config.history;
   const { local, times, key } = prep;
-  const started = ctx.clock.now().toISOString();
-  updateTarget(ctx.writes, h.dir, t.name, (s) => {
-    s.lastAttempt = started;
-  });
-  let store: Store | null = null;
+  const t = o.t;
   try {
-    store = openStore(ctx, h, t, opts.bandwidthKiBps ? new RateLimiter(opts.bandwidthKiBps * 1024) : null);
-    const r = await replicateOne(ctx, store, t.name, local, times, opts);
+    if (o.error !== undefined) throw o.error;
+    const r = o.report!;
     const cataloged = new Set(
       catalogView(verifyCatalog(h.dir, key.publicText).entries)
         .filter((v) => v.targets.includes(t.name))
@@ -217,7 +235,7 @@ async function replicateTarget(
           time: now,
         })),
       );
-    await putCatalogFiles(store, h.dir);
+    await putCatalogFiles(o.store!, h.dir);
     const given = verifyCatalog(h.dir, key.publicText).head.count;
     updateTarget(ctx.writes, h.dir, t.name, (s) => {
       s.catalogCount = given;
@@ -242,14 +260,11 @@ async function replicateTarget(
     });
     return { ...emptyReport(t.name), error: msg };
   } finally {
-    store?.close();
+    o.store?.close();
+    o.store = null;
   }
 }
 
-/**
- * The catalog's files, sent side by side but named in CATALOG_FILES' order (the lines before the
- * signed head that counts them): one that fails leaves the ones after it unnamed.
- */
 export async function putCatalogFiles(store: Store, dir: string): Promise<void> {
   let before: Promise<void> = Promise.resolve();
   const puts = CATALOG_FILES.map((name) => {
@@ -259,37 +274,6 @@ export async function putCatalogFiles(store: Store, dir: string): Promise<void> 
     return p;
   });
   await Promise.all(puts);
-}
-
-function finishReplication(ctx: Context, reports: readonly TargetReport[]): void {
-  printReports(ctx, reports);
-  const failed = reports.filter((r) => !r.ok);
-  if (failed.length) {
-    throw new RemoteError(
-      `history: ${failed.length} of ${reports.length} target(s) not replicated: ${failed.map((r) => `${r.target}: ${r.error}`).join('; ')}`,
-      {
-        hint: 'the others were; the next run resumes where this one stopped (zshield history status)',
-        // --json: each target's report goes with the error (what did succeed).
-        result: reports,
-      },
-    );
-  }
-}
-
-function emptyReport(target: string): TargetReport {
-  return {
-    target,
-    ok: false,
-    uploaded: 0,
-    sent: 0,
-    resumed: 0,
-    deleted: 0,
-    kept: 0,
-    verified: 0,
-    repaired: [],
-    newest: null,
-    error: null,
-  };
 }
 
 async function replicateOne(
@@ -371,16 +355,4 @@ async function replicateOne(
   report.newest = ids.sort((a, b) => times.get(a)!.localeCompare(times.get(b)!)).at(-1) ?? null;
   report.ok = true;
   return report;
-}
-
-function printReports(ctx: Context, reports: readonly TargetReport[]): void {
-  for (const r of reports) {
-    if (!r.ok) {
-      ctx.out.print(`  ${r.target}: FAILED: ${r.error}`);
-      continue;
-    }
-    ctx.out.print(
-      `  ${r.target}: ${r.uploaded} file(s) sent (${formatBytes(r.sent)}${r.resumed ? `, ${r.resumed} resumed` : ''}), ${r.deleted} removed${r.kept ? `, ${r.kept} left (append-only target: its prune credential removes them)` : ''}, ${r.verified} verified${r.repaired.length ? `, ${r.repaired.length} damaged and sent again` : ''}; newest ${r.newest ?? 'none'}`,
-    );
-  }
 }

@@ -293,7 +293,15 @@ export async function restoreTree(
   if (readdirSync(target).some((n) => n !== 'lost+found'))
     throw new RefusedError(`${target} is not empty: a restore writes into an empty directory only`);
   const restic = resticFor(ctx, source.repo);
-  const size = await restic.restoreSize(id);
+  // The size (for the progress and the summary) is asked beside the restore, not before it: both
+  // only read the repository, and the query's own start (restic loading the index) would otherwise
+  // come on top of the restore's.
+  let size: { bytes: number; files: number } | null = null;
+  const sizing = restic.restoreSize(id).then((s) => {
+    size = s;
+    return s;
+  });
+  sizing.catch(() => {}); // awaited below; not unhandled meanwhile
   const used = () => {
     const s = statfsSync(target);
     return (s.blocks - s.bfree) * s.bsize;
@@ -301,8 +309,11 @@ export async function restoreTree(
   const start = used();
   const timer = setInterval(() => {
     const done = Math.max(0, used() - start);
+    const total: { bytes: number } | null = size;
     ctx.log.info(
-      `history restore: ${Math.min(99, Math.floor((done / Math.max(size.bytes, 1)) * 100))}% (${formatBytes(done)} of ${formatBytes(size.bytes)})`,
+      total
+        ? `history restore: ${Math.min(99, Math.floor((done / Math.max(total.bytes, 1)) * 100))}% (${formatBytes(done)} of ${formatBytes(total.bytes)})`
+        : `history restore: ${formatBytes(done)} written`,
     );
   }, 2000);
   try {
@@ -310,8 +321,9 @@ export async function restoreTree(
   } finally {
     clearInterval(timer);
   }
-  ctx.log.info(`history restore: 100% (${size.files} files, ${formatBytes(size.bytes)})`);
-  return size;
+  const done = await sizing;
+  ctx.log.info(`history restore: 100% (${done.files} files, ${formatBytes(done.bytes)})`);
+  return done;
 }
 
 /** `history restore ID DIR`: the tree of a fingerprint into a directory. */

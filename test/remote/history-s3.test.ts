@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ExitCode } from '../../src/errors.js';
 import { listLocalRepo } from '../../src/history/repo-store.js';
-import type { TargetReport } from '../../src/history/replicate.js';
+import type { TargetReport } from '../../src/history/replicate-report.js';
 import {
   type HistoryBox,
   changeTree,

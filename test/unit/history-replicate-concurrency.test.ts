@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { putCatalogFiles } from '../../src/history/replicate.js';
+import type { TargetConfig } from '../../src/config/history.js';
+import { putCatalogFiles, TargetRuns } from '../../src/history/replicate.js';
+import type { TargetReport } from '../../src/history/replicate-report.js';
 import { planReplication } from '../../src/history/replication-plan.js';
 import { inKindOrder } from '../../src/history/kind-order.js';
 import type { RepoFile, Store } from '../../src/history/repo-store.js';
@@ -145,5 +147,67 @@ describe('putCatalogFiles', () => {
     await expect(putCatalogFiles(store, '/nowhere')).rejects.toThrow('cut');
     await tick(30);
     expect(log).not.toContain('name catalog.head.json');
+  });
+});
+
+describe('targets side by side (TargetRuns)', () => {
+  const target = (name: string) => ({ name }) as unknown as TargetConfig;
+  const report = (name: string) => ({ target: name, ok: true }) as unknown as TargetReport;
+  const storeOf = (closed: string[], name: string) =>
+    ({ close: () => closed.push(name) }) as unknown as Store;
+
+  it("sends every target's files at once, and does the catalog parts one at a time, in order", async () => {
+    const targets = ['a', 'b', 'c'].map(target);
+    const sending = new Set<string>();
+    let allSending!: () => void;
+    const together = new Promise<void>((r) => (allSending = r));
+    const log: string[] = [];
+    let finishing = 0;
+    const runs = new TargetRuns(targets, {
+      send: async (t) => {
+        sending.add(t.name);
+        if (sending.size === targets.length) allSending();
+        // Each target's files end only once every target's have started: one after the other,
+        // this would never end (the project's timeout bounds that hang).
+        await together;
+        // The last target's files end first.
+        await tick(t.name === 'a' ? 30 : t.name === 'b' ? 15 : 1);
+        log.push(`sent ${t.name}`);
+        return { t, store: null, report: report(t.name) };
+      },
+      finish: async (o) => {
+        finishing++;
+        expect(finishing).toBe(1);
+        log.push(`catalog ${o.t.name}`);
+        await tick(5);
+        finishing--;
+        return o.report!;
+      },
+    });
+    const reports = [];
+    for (let i = 0; i < targets.length; i++) reports.push(await runs.finish(i));
+    expect(reports.map((r) => r.target)).toEqual(['a', 'b', 'c']);
+    expect(log.filter((l) => l.startsWith('catalog'))).toEqual(['catalog a', 'catalog b', 'catalog c']);
+    // c's files were done before a's: they went side by side.
+    expect(log.indexOf('sent c')).toBeLessThan(log.indexOf('sent a'));
+  });
+
+  it('a run stopped after the first target still waits for the others in flight and closes their stores', async () => {
+    const closed: string[] = [];
+    const targets = ['a', 'b'].map(target);
+    const runs = new TargetRuns(targets, {
+      send: async (t) => {
+        await tick(t.name === 'b' ? 20 : 1);
+        return { t, store: storeOf(closed, t.name), report: report(t.name) };
+      },
+      finish: async (o) => {
+        o.store?.close();
+        o.store = null;
+        throw new Error('interrupted');
+      },
+    });
+    await expect(runs.finish(0)).rejects.toThrow('interrupted');
+    await runs.close();
+    expect(closed.sort()).toEqual(['a', 'b']);
   });
 });
