@@ -1,3 +1,4 @@
+import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -260,7 +261,22 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     // The dry run checks the key and changes nothing; then the real one.
     const dry = add(where, user.secretAccessKey, ['--dry-run', '--allow-http']);
     expect(dry.code, dry.stderr).toBe(0);
+    expect(`${dry.stdout}\n${dry.stderr}`).toContain(DRY_RUN_DONE);
     expect(readFileSync(box.configFile, 'utf8')).toBe(before);
+    // The command contract for the S3 form (the contract lane has no RGW): its dry run's one JSON
+    // document, and a failure's {code, message, hint}.
+    const dryJson = add(where, user.secretAccessKey, ['--dry-run', '--allow-http', '--json']);
+    expect(dryJson.code, dryJson.stderr).toBe(0);
+    const plan = JSON.parse(dryJson.stdout) as { plan?: { title: string; steps: unknown[] } };
+    expect(JSON.stringify(plan)).toMatch(/"title":"Add history target obj/);
+    const failJson = add(where, 'not-the-secret', ['--allow-http', '--json']);
+    expect(failJson.code).toBe(ExitCode.remoteFailed);
+    expect(JSON.parse(failJson.stdout)).toMatchObject({
+      code: ExitCode.remoteFailed,
+      message: expect.any(String),
+    });
+    expect(readFileSync(box.configFile, 'utf8')).toBe(before);
+    expect((await listKeys(rgw, bucket)).size).toBe(0);
     const added = ok(add(where, user.secretAccessKey, ['--allow-http', '--json']));
     expect(JSON.parse(added.stdout)).toEqual({ target: 'obj', added: true });
     // The probe left nothing behind.
@@ -294,7 +310,7 @@ describe('history on an S3 target (Ceph RGW 16)', () => {
     expect(bad.code, bad.stderr).toBe(ExitCode.remoteFailed);
     expect(bad.stderr).toMatch(/obj: .*authentication failed/);
     expect(await listKeys(rgw, bucket)).toEqual(stored);
-    for (const x of [wrongSecret, noBucket, http, dry, added, rep, list, show, bad])
+    for (const x of [wrongSecret, noBucket, http, dry, dryJson, failJson, added, rep, list, show, bad])
       expect(`${x.stdout}${x.stderr}`).not.toContain(user.secretAccessKey);
     expect(historyLog(box)).not.toContain(user.secretAccessKey);
     expect(readFileSync(box.configFile, 'utf8')).not.toContain(user.secretAccessKey);
