@@ -1,3 +1,4 @@
+import { isMountPoint } from '../system/mounts.js';
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { asset } from '../assets.js';
@@ -151,16 +152,6 @@ export async function probePrototype(ctx: Pick<Context, 'runner'>): Promise<Prot
     usedBytes: root === null ? null : root + (separateBoot ? (golden.bootUsedBytes ?? 0) : 0),
     packaged: packageInstalled(),
   };
-}
-
-/** Is `dir` a mount point (listed in /proc/self/mountinfo)? Read in node: no tool, no change. */
-export function isMountPoint(dir: string, mountinfo = '/proc/self/mountinfo'): boolean {
-  const text = read(mountinfo);
-  if (text === null) return false;
-  // Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
-  const decode = (s: string) =>
-    s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-  return text.split('\n').some((l) => decode(l.split(' ')[4] ?? '') === dir);
 }
 
 /**

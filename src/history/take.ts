@@ -1,5 +1,6 @@
+import { isMountPoint } from '../system/mounts.js';
 import { targetWhere } from '../config/history.js';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { formatBytes, resolveSize } from '../config/size.js';
@@ -251,7 +252,7 @@ async function backupMounted(
   const mnt = ctx.config.history.mountPoint;
   mkdirSync(mnt, { recursive: true, mode: 0o700 });
   mkdirSync(ctx.config.history.cacheDir, { recursive: true, mode: 0o700 });
-  if (isMounted(mnt)) {
+  if (isMountPoint(mnt)) {
     ctx.log.warn(`history: unmounting ${mnt}, left mounted by a take that did not finish`);
     await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true });
   }
@@ -275,16 +276,6 @@ async function backupMounted(
     });
   } finally {
     await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true, runsAfterAbort: true });
-  }
-}
-
-function isMounted(mnt: string): boolean {
-  try {
-    return readFileSync('/proc/mounts', 'utf8')
-      .split('\n')
-      .some((l) => l.split(' ')[1] === mnt);
-  } catch {
-    return false;
   }
 }
 

@@ -1,3 +1,4 @@
+import { mountedReadOnly } from '../system/mounts.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from '../context.js';
@@ -274,7 +275,7 @@ function planPair(
   const old = existsSync(file) ? parseEnvBlock(readFileSync(file)) : null;
   if (old && old[PAIR_UUID_VAR] === uuid && old[PAIR_PATH_VAR] === vars[PAIR_PATH_VAR]) return;
   parts.notes.push(`the golden medium's menu is pointed at the /boot with UUID ${uuid}`);
-  if (rootReadOnly()) {
+  if (mountedReadOnly('/')) {
     parts.steps.push({
       title: 'make the golden root writable for the write',
       command: { file: 'mount', args: ['-o', 'remount,rw', '/'], mutates: true },
@@ -349,13 +350,4 @@ function pairedUuid(grubDir: string): string | null {
   } catch {
     return null;
   }
-}
-
-function rootReadOnly(): boolean {
-  let opts = '';
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[1] === '/') opts = f[3] ?? '';
-  }
-  return opts.split(',').includes('ro');
 }
