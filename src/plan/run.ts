@@ -75,9 +75,13 @@ export async function runPlan(ctx: PlanContext, plan: Plan, opts: RunPlanOptions
   // command's result, so a plan meant for the terminal goes to the log.
   const asked = opts.show ?? 'out';
   const show = ctx.doc && asked === 'out' ? (ctx.dryRun ? 'json' : 'log') : asked;
-  showPlan(ctx, await withLvmScope(ctx, plan), show);
+  const shown = await withLvmScope(ctx, plan);
+  // Stdout as one JSON document: the plan only once every check passed; a failed check's error
+  // is then the document, not a second one after the plan.
+  if (show !== 'json') showPlan(ctx, shown, show);
   await requireTools(ctx.runner, toolsOf(plan));
   for (const check of plan.checks ?? []) await check.run();
+  if (show === 'json') showPlan(ctx, shown, show);
   if (ctx.dryRun) {
     if (!opts.notLast) sayNothingChanged(ctx, show);
     return { applied: false, ran: [], skipped: [] };

@@ -112,6 +112,28 @@ describe('runPlan', () => {
     g.cleanup();
   });
 
+  it('a dry run shown as JSON prints its plan only once every check passed: a failed check leaves stdout to the error', async () => {
+    const failing = samplePlan([]);
+    failing.checks = [
+      {
+        title: 'no',
+        run: () => {
+          throw new RefusedError('the disk is too small');
+        },
+      },
+    ];
+    const f = fixture({ dryRun: true });
+    cleanup = f.cleanup;
+    await expect(runPlan(f.ctx, failing, { confirm: 'ask', show: 'json' })).rejects.toThrow(/too small/);
+    expect(f.ctx.printed).toEqual([]);
+    const log: string[] = [];
+    const g = fixture({ dryRun: true });
+    await runPlan(g.ctx, samplePlan(log), { confirm: 'ask', show: 'json' });
+    expect(log).toEqual(['check']);
+    expect(JSON.parse(g.ctx.printed.join('\n'))).toMatchObject({ title: 'Sample' });
+    g.cleanup();
+  });
+
   it('without --yes it refuses, having run nothing', async () => {
     const f = fixture();
     cleanup = f.cleanup;
