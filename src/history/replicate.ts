@@ -190,11 +190,13 @@ async function sendFiles(
   opts: ReplicateOptions,
 ): Promise<FilesOutcome> {
   const h = ctx.config.history;
-  updateTarget(ctx.writes, h.dir, t.name, (s) => {
-    s.lastAttempt = ctx.clock.now().toISOString();
-  });
   const out: FilesOutcome = { t, store: null };
+  // Everything inside the try: the sends of later targets are awaited only when their turn comes,
+  // so none may reject meanwhile.
   try {
+    updateTarget(ctx.writes, h.dir, t.name, (s) => {
+      s.lastAttempt = ctx.clock.now().toISOString();
+    });
     out.store = openStore(
       ctx,
       h,
