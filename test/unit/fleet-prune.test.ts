@@ -8,6 +8,7 @@ import { appendCatalog, createCatalog, type NewEntry, verifyCatalog } from '../.
 import { ExitCode } from '../../src/errors.js';
 import { generateSigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { backupEntry } from './helpers/catalog.js';
 
 const fp = (c: string) => c.repeat(64);
 const dirs: string[] = [];
@@ -15,16 +16,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const backup = (fingerprint: string, files: string[], before: Set<string>, time: string): NewEntry => ({
-  kind: 'backup',
-  fingerprint,
-  time,
-  host: 'box',
-  reason: 'daily',
-  version: 'test',
-  sizes: { bytes: 1, files: 1, added: 1 },
-  files: fileRecord(before, files),
-});
+const backup = (fingerprint: string, files: string[], before: Set<string>, time: string): NewEntry =>
+  backupEntry(fingerprint, time, files, before);
 
 const DAY1 = ['config', 'keys/k1', 'data/aa/p1', 'data/bb/p2', 'index/i1', `snapshots/${fp('a')}`];
 const DAY2 = [...DAY1, 'data/cc/p3', 'index/i2', `snapshots/${fp('b')}`];

@@ -13,6 +13,7 @@ import {
 } from '../../src/history/catalog.js';
 import { generateSigningKey, type SigningKey } from '../../src/system/signing.js';
 import { REAL_WRITES } from '../../src/system/writes.js';
+import { backupEntry } from './helpers/catalog.js';
 
 const fp = (c: string) => c.repeat(64);
 const NOW = new Date('2026-12-07T12:00:00Z');
@@ -28,16 +29,7 @@ function catalog(key: SigningKey): string {
   return dir;
 }
 
-const backup = (fingerprint: string, time: string, files: string[], before: Set<string>): NewEntry => ({
-  kind: 'backup',
-  fingerprint,
-  time,
-  host: 'box',
-  reason: 'daily',
-  version: 'test',
-  sizes: { bytes: 1, files: 1, added: 1 },
-  files: fileRecord(before, files),
-});
+const backup = backupEntry;
 
 /** A box with two backups (the second 2 hours before NOW), its target holding every file. */
 function box(key = generateSigningKey()) {
