@@ -140,21 +140,9 @@ export function benchTables(r: Results): Map<string, string> {
 
 const resultsFile = path.join(here, 'bench-results.json');
 
-/**
- * The results, per section. A file written before sections had runs of their own (one run at the
- * top, every row in it) reads as that run's one section per row kind: image rows have a fill.
- */
+/** The results, per section. */
 export function readResults(file = resultsFile): Results {
-  const doc = JSON.parse(readFileSync(file, 'utf8')) as Partial<SectionRun> & { sections?: unknown };
-  if (doc.sections && !Array.isArray(doc.sections)) return doc as Results;
-  const { rows = [], commit = '', dirty, date = '', machine, note } = doc;
-  const sections: Record<string, SectionRun> = {};
-  for (const row of rows) {
-    const name = typeof row.fill === 'number' ? 'image' : 'core';
-    sections[name] ??= { commit, dirty, date, machine: machine as Machine, note, rows: [] };
-    sections[name].rows.push(row);
-  }
-  return { sections };
+  return JSON.parse(readFileSync(file, 'utf8')) as Results;
 }
 
 const round3 = (x: number | null) => (x === null ? null : Number(x.toFixed(3)));

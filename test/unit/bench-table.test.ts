@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,27 +53,6 @@ describe('bench results per section', () => {
     writeBenchSection('history', [row('replicate', 4, 1)], { file });
     expect(readResults(file).sections['history']!.rows[0]!.zshield).toBe(4);
     expect(readResults(file).sections['netboot']).toEqual(both.sections['netboot']);
-  });
-
-  it('reads a file from before sections had runs: image rows (with a fill) and the others apart', () => {
-    const file = scratch();
-    const run = {
-      commit: 'abc1234',
-      date: '2026-11-29T11:31:32.638Z',
-      machine: { cpus: 2, model: 'X', loadBefore: [1], loadAfter: [2] },
-    };
-    writeFileSync(
-      file,
-      JSON.stringify({
-        ...run,
-        sections: ['core', 'image'],
-        rows: [row('image create, data path', 1, 2, { fill: 5 }), row('backup', 3, 1, { fill: null })],
-      }),
-    );
-    const r = readResults(file);
-    expect(Object.keys(r.sections).sort()).toEqual(['core', 'image']);
-    expect(r.sections['image']!.commit).toBe('abc1234');
-    expect(r.sections['core']!.rows.map((x) => x.name)).toEqual(['backup']);
   });
 
   it('a row without a plain tool shows "-"; the detail column appears when a row has one', () => {
