@@ -106,13 +106,16 @@ export class Restic {
    * a take): restic would refuse every later operation on them. Called under zshield's history
    * lock, so no zshield job holds one; `restic unlock` (without --remove-all) removes only the
    * locks restic itself finds stale (their process is gone from this host, or they are old),
-   * never one a live process holds.
+   * never one a live process holds. Only files named by a lock's ID count: restic writes each
+   * file as `ID-tmp-RANDOM` and renames it, so a run killed in between leaves a temporary file
+   * that is no lock (restic ignores it, and `unlock` does not remove it).
    */
   async unlockStale(): Promise<void> {
     const dir = path.join(this.opts.repo, 'locks');
+    const count = (): number => readdirSync(dir).filter((f) => FINGERPRINT.test(f)).length;
     let n = 0;
     try {
-      n = readdirSync(dir).filter((f) => !f.startsWith('.')).length;
+      n = count();
     } catch {
       return;
     }
@@ -120,7 +123,7 @@ export class Restic {
     await this.run(['unlock'], { mutates: true });
     let left = 0;
     try {
-      left = readdirSync(dir).filter((f) => !f.startsWith('.')).length;
+      left = count();
     } catch {
       // gone
     }
