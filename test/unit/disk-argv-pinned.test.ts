@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/schema.js';
 import { planGoldenMedium } from '../../src/golden/prepare.js';
+import { targetFlush } from '../../src/golden/write-target.js';
 import { unmountIfMounted } from '../../src/golden/probe.js';
 import { identitySteps } from '../../src/image/create-copy.js';
 import type { CreateActions, CreateInput, SourceInfo } from '../../src/image/create-input.js';
 import type { Step } from '../../src/plan/plan.js';
 import type { FactoryInput } from '../../src/recovery/factory-input.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
+import { RecordingRunner } from '../../src/system/recording-runner.js';
+import { FakeClock, testContext } from './helpers/context.js';
 import { disk, goldenFacts } from './helpers/disks.js';
 
 // Issue 22: the mount, umount, wipefs, sfdisk and mkfs command lines of the plans, pinned whole
@@ -631,5 +634,18 @@ describe('the disk and mount steps of the plans, pinned', () => {
         },
       ]
     `);
+  });
+});
+
+describe('targetFlush (the golden image write and the clone receive share it)', () => {
+  it('runs blockdev --flushbufs on a block device, as a change; nothing for a file', async () => {
+    const runner = new RecordingRunner();
+    const ctx = testContext({ runner, dir: '/tmp/zshield-unit-flush', clock: new FakeClock(new Date(0)) });
+    const block = { path: '/dev/sdz', sizeBytes: 1, isBlock: true, describe: '/dev/sdz' };
+    await targetFlush(ctx, block)!();
+    expect(runner.calls.map((c) => [c.argv, c.mutates])).toEqual([
+      [['blockdev', '--flushbufs', '/dev/sdz'], true],
+    ]);
+    expect(targetFlush(ctx, { ...block, isBlock: false })).toBeUndefined();
   });
 });
