@@ -11,7 +11,7 @@ import type { GoldenManifest } from '../golden/index.js';
 import { type SessionInfo, SessionRefusedError, readHeader, verifyHeader } from './header.js';
 import { fetchChunks, postReport } from './repair-client.js';
 import type { ReceiverReport } from './repair-server.js';
-import { type CloneTarget, type TargetRequest, resolveCloneTarget } from '../golden/index.js';
+import { type CloneTarget, type TargetRequest, resolveCloneTarget, targetFlush } from '../golden/index.js';
 import { TargetWriter } from '../golden/index.js';
 import { receiverCommand } from './udpcast.js';
 
@@ -132,11 +132,7 @@ function receivePlan(
 
 /** The target opened (flushed through blockdev when it is a block device) and its head wiped. */
 async function openAndWipe(ctx: Context, target: CloneTarget, st: ReceiveState): Promise<void> {
-  const flush = target.isBlock
-    ? async () => {
-        await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
-      }
-    : undefined;
+  const flush = targetFlush(ctx, target);
   st.writer = await TargetWriter.open(
     ctx.writes,
     target.path,

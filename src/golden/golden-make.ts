@@ -9,6 +9,8 @@ import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
 import { type SigningKey, loadSigningKey, writeNewSigningKey } from '../system/signing.js';
 import { type GoldenManifest, makeGoldenImage, manifestPathOf } from './golden-image.js';
+import { commandOf } from '../system/command.js';
+import { blockdevSizeArgv } from '../system/disk-commands.js';
 
 /**
  * `golden image make` and `golden image key` as plans: what they would write and every check the
@@ -117,7 +119,7 @@ async function sourceHoldsData(ctx: Context, source: string): Promise<number> {
   }
   let size = st.size;
   if (st.isBlockDevice()) {
-    const r = await ctx.runner.run({ file: 'blockdev', args: ['--getsize64', source], mutates: false });
+    const r = await ctx.runner.run(commandOf(blockdevSizeArgv(source), { mutates: false }));
     size = Number(r.stdout.trim());
   } else if (!st.isFile()) {
     throw new UsageError(`${source} is neither a file nor a block device`);

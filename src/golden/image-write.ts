@@ -6,7 +6,7 @@ import type { Plan } from '../plan/plan.js';
 import { meterFor } from '../plan/progress.js';
 import { runPlan } from '../plan/run.js';
 import { chunkLength, type GoldenManifest, imageIdOf, loadManifest, readChunk } from './golden-image.js';
-import { type CloneTarget, type TargetRequest, resolveCloneTarget } from './write-target.js';
+import { type CloneTarget, type TargetRequest, resolveCloneTarget, targetFlush } from './write-target.js';
 import { HEAD_BYTES, TargetWriter } from './target-writer.js';
 import { verifyImageFile } from './verify-disk.js';
 
@@ -29,11 +29,7 @@ export async function runGoldenWrite(
   if (target.sizeBytes !== null && target.sizeBytes < m.size) {
     throw new RefusedError(`${target.describe} is smaller than the image (${formatBytes(m.size)})`);
   }
-  const flush = target.isBlock
-    ? async () => {
-        await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', target.path], mutates: true });
-      }
-    : undefined;
+  const flush = targetFlush(ctx, target);
   const plan: Plan = {
     checks: [
       {

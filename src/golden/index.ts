@@ -22,4 +22,4 @@ export { describeDisk, type GoldenFacts, probeGoldenRoot, roomCheck, unmountIfMo
 export { TargetWriter } from './target-writer.js';
 export { isRuntimeTmpfsLine, systemdUnitSteps } from './units.js';
 export { answerGoldenUpdate } from './update-guest.js';
-export { type CloneTarget, type TargetRequest, resolveCloneTarget } from './write-target.js';
+export { type CloneTarget, type TargetRequest, resolveCloneTarget, targetFlush } from './write-target.js';

@@ -6,6 +6,8 @@ import { progressParsers } from '../plan/progress.js';
 import type { Disk, DiskProbe } from '../system/disks.js';
 import { partitionPath } from '../system/partitions.js';
 import type { Command } from '../system/command.js';
+import { freshDiskSteps, mkfsExt4Argv } from '../system/disk-commands.js';
+import { bindMountArgv, mountArgv, umountArgv } from '../system/mount-commands.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { type PrototypeFacts, describeDisk, roomCheck, unmountIfMounted } from './probe.js';
 import { RUNTIME_TMPFS, isRuntimeTmpfsLine, runtimeTmpfsLines, systemdUnitSteps } from './units.js';
@@ -56,14 +58,14 @@ export function planGoldenMedium(input: GoldenInput): Plan<CommandStep> {
     ...hookSteps(input, mnt),
   ];
   const add = (title: string, command: Command) => steps.push({ title, command });
-  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`]));
+  for (const d of ['proc', 'sys', 'dev']) add(`bind /${d}`, cmd(...bindMountArgv(`/${d}`, `${mnt}/${d}`)));
   add(
     `install GRUB on ${disk.path}`,
     cmd('chroot', [mnt, facts.grubInstall!, '--target=i386-pc', disk.path]),
   );
   add('write the GRUB menu', cmd('chroot', [mnt, facts.grubMkconfig!, '-o', facts.grubCfg]));
-  for (const d of ['dev', 'sys', 'proc']) add(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]));
-  add('unmount the golden file system', cmd('umount', [mnt]));
+  for (const d of ['dev', 'sys', 'proc']) add(`unmount ${mnt}/${d}`, cmd(...umountArgv(`${mnt}/${d}`)));
+  add('unmount the golden file system', cmd(...umountArgv(mnt)));
   add('flush to disk', cmd('sync', []));
   return {
     title: `Golden medium on ${disk.path}`,
@@ -117,20 +119,14 @@ function writeSteps(input: GoldenInput, disk: Disk, mnt: string): Step[] {
   const part = partitionPath(disk.path, 1);
   const steps: Step[] = [];
   const add = (title: string, command: Command) => steps.push({ title, command });
-  for (const p of disk.partitions) add(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]));
-  add(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path]));
-  add(
-    `partition ${disk.path}`,
-    cmd('sfdisk', ['--wipe', 'always', '--wipe-partitions', 'always', '-q', disk.path], {
-      input: 'label: dos\nstart=2048, type=83, bootable\n',
-    }),
-  );
+  const fresh = freshDiskSteps(disk, 'label: dos\nstart=2048, type=83, bootable\n');
+  steps.push(...fresh.wipe, fresh.partition);
   add(
     'make the golden file system',
-    cmd('mkfs.ext4', ['-q', '-F', '-U', input.uuid, '-L', 'zs-golden', part]),
+    cmd(...mkfsExt4Argv(part, { force: true, uuid: input.uuid, label: 'zs-golden' })),
   );
   add(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt]));
-  add('mount the golden file system', cmd('mount', ['-t', 'ext4', part, mnt]));
+  add('mount the golden file system', cmd(...mountArgv(part, mnt, { type: 'ext4' })));
   steps.push({
     title: 'copy the prototype root',
     command: cmd(

@@ -9,6 +9,7 @@ import type { Step } from '../plan/plan.js';
 import type { Disk } from '../system/disks.js';
 import { mutating } from '../system/root-copy.js';
 import { packageInstalled } from './units.js';
+import { umountArgv } from '../system/mount-commands.js';
 
 /**
  * What the running root offers for making another disk bootable: it is the golden root during a
@@ -184,6 +185,6 @@ export function unmountIfMounted(dir: string): Step {
   return {
     title: `unmount ${dir} if a failure left it mounted`,
     when: { text: `if ${dir} is still mounted`, holds: () => isMountPoint(dir) },
-    command: { ...mutating('umount', [dir]), runsAfterAbort: true },
+    command: { ...mutating(...umountArgv(dir)), runsAfterAbort: true },
   };
 }

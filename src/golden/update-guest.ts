@@ -5,6 +5,8 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { HANDOFF_SERIAL, PROOF_MARKER, UPDATE_CMDLINE_KEY } from '../names/golden-update.js';
 import { readCmdline } from '../system/kernel-cmdline.js';
+import { commandOf } from '../system/command.js';
+import { remountArgv } from '../system/mount-commands.js';
 
 /**
  * The golden medium's side of `zshield golden update` (run by `zshield boot` before anything
@@ -61,12 +63,9 @@ type UpdateRequest = Extract<HandoffRequest, { mode: 'update' }>;
 
 /** The golden root is read-only on purpose; the update is the one writer, then it goes back. */
 async function runUpdate(ctx: Context, req: UpdateRequest): Promise<{ exitCode: number; output: string }> {
-  const remount = await ctx.runner.run({
-    file: 'mount',
-    args: ['-o', 'remount,rw', '/'],
-    mutates: true,
-    okCodes: anyCode,
-  });
+  const remount = await ctx.runner.run(
+    commandOf(remountArgv('/', 'rw'), { mutates: true, okCodes: anyCode }),
+  );
   if (remount.exitCode !== 0)
     return { exitCode: 255, output: `cannot remount / read-write: ${remount.stderr}` };
   let argv = req.argv;
@@ -88,7 +87,7 @@ async function runUpdate(ctx: Context, req: UpdateRequest): Promise<{ exitCode: 
     // Killed at its timeout, or not found: a failure with the reason as its output.
     .catch((err: Error) => ({ exitCode: 255, output: err.message }));
   await ctx.runner.run({ file: 'sync', args: [], mutates: true, okCodes: anyCode });
-  await ctx.runner.run({ file: 'mount', args: ['-o', 'remount,ro', '/'], mutates: true, okCodes: anyCode });
+  await ctx.runner.run(commandOf(remountArgv('/', 'ro'), { mutates: true, okCodes: anyCode }));
   return res;
 }
 

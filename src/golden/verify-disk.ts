@@ -14,6 +14,8 @@ import {
   verifyGoldenImage,
 } from './golden-image.js';
 import { matchesHash } from './target-writer.js';
+import { commandOf } from '../system/command.js';
+import { blockdevFlushArgv } from '../system/disk-commands.js';
 
 export interface DiskCheck {
   manifest: GoldenManifest;
@@ -38,7 +40,7 @@ export async function verifyWrittenDisk(
   const device = await devicePath(ctx, target);
   if (statSync(device).isBlockDevice()) {
     // Drops the kernel's cached copy so the medium itself is read; changes no data.
-    await ctx.runner.run({ file: 'blockdev', args: ['--flushbufs', device], mutates: false });
+    await ctx.runner.run(commandOf(blockdevFlushArgv(device), { mutates: false }));
   }
   const fh = await open(device, 'r');
   const badChunks: number[] = [];

@@ -4,6 +4,8 @@ import type { Context } from '../context.js';
 import { formatBytes } from '../config/size.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { type Disk, probeDisks, runningRootDisks } from '../system/disks.js';
+import { commandOf } from '../system/command.js';
+import { blockdevFlushArgv, blockdevSizeArgv } from '../system/disk-commands.js';
 
 /** Where a clone is written: the box's golden medium (by serial) or, named explicitly, a file or device. */
 export interface CloneTarget {
@@ -12,6 +14,18 @@ export interface CloneTarget {
   sizeBytes: number | null;
   isBlock: boolean;
   describe: string;
+}
+
+/**
+ * What a writer to the target runs to drop the kernel's cached blocks of it (blockdev --flushbufs,
+ * the golden image write and the clone receive): a block device only.
+ */
+export function targetFlush(ctx: Context, target: CloneTarget): (() => Promise<void>) | undefined {
+  return target.isBlock
+    ? async () => {
+        await ctx.runner.run(commandOf(blockdevFlushArgv(target.path), { mutates: true }));
+      }
+    : undefined;
 }
 
 export interface TargetRequest {
@@ -81,7 +95,7 @@ async function fileTarget(ctx: Context, file: string): Promise<CloneTarget> {
   }
   const name = diskNameOf(st.rdev);
   refuseInUse(name, runningRootDisks(), usersOf(abs, name), abs);
-  const res = await ctx.runner.run({ file: 'blockdev', args: ['--getsize64', abs], mutates: false });
+  const res = await ctx.runner.run(commandOf(blockdevSizeArgv(abs), { mutates: false }));
   const size = Number(res.stdout.trim());
   return { path: abs, sizeBytes: size, isBlock: true, describe: `${abs} (${formatBytes(size)})` };
 }

@@ -9,7 +9,7 @@ import { NotFoundError, RefusedError, UsageError, ZshieldError } from '../errors
 import { acquireLvmLock } from '../system/lock.js';
 import { lvRemoveCommand, probeVg, snapshotAllocation, snapshotCreateCommand } from '../system/lvm.js';
 import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
-import type { Command } from '../system/command.js';
+import { type Command, commandOf } from '../system/command.js';
 import { VERSION } from '../version.js';
 import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
@@ -19,6 +19,7 @@ import { replicateLocked } from './replicate.js';
 import { historyLock } from './target-select.js';
 import { catalogKey, repoDir, resticFor } from './repo.js';
 import type { BackupSummary, Restic } from './restic.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 /**
  * `history take`: lv-root's file tree, read from a snapshot, into the local repository; its
@@ -254,15 +255,13 @@ async function backupMounted(
   mkdirSync(ctx.config.history.cacheDir, { recursive: true, mode: 0o700 });
   if (isMountPoint(mnt)) {
     ctx.log.warn(`history: unmounting ${mnt}, left mounted by a take that did not finish`);
-    await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true });
+    await ctx.runner.run(commandOf(umountArgv(mnt), { mutates: true }));
   }
   const loop = statSync(source.device).isFile() ? ',loop' : '';
   ctx.log.info(`history: reading ${source.title} at ${mnt} (read-only, noload)`);
-  await ctx.runner.run({
-    file: 'mount',
-    args: ['-o', `ro,noload${loop}`, source.device, mnt],
-    mutates: true,
-  });
+  await ctx.runner.run(
+    commandOf(mountArgv(source.device, mnt, { options: `ro,noload${loop}` }), { mutates: true }),
+  );
   try {
     let lastPct = -10;
     return await restic.backup(mnt, {
@@ -275,7 +274,7 @@ async function backupMounted(
       },
     });
   } finally {
-    await ctx.runner.run({ file: 'umount', args: [mnt], mutates: true, runsAfterAbort: true });
+    await ctx.runner.run(commandOf(umountArgv(mnt), { mutates: true, runsAfterAbort: true }));
   }
 }
 

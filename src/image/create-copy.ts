@@ -2,7 +2,7 @@ import path from 'node:path';
 import { formatBytes } from '../config/size.js';
 import type { CommandStep, Step, EditStep } from '../plan/plan.js';
 import { progressParsers } from '../plan/progress.js';
-import type { Command } from '../system/command.js';
+import { type Command, commandOf } from '../system/command.js';
 import { ARCHIVE_MEMBER, type ImagePaths } from './files.js';
 import type { Identity } from './identity.js';
 import { blkidCommand, dumpe2fsCommand } from './manifest.js';
@@ -15,6 +15,7 @@ import {
   identityMountPoint,
   type SourceInfo,
 } from './create-input.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 /**
  * The image job's copy steps (stream or sparse), its identity steps, and the read-only steps that
@@ -33,7 +34,7 @@ export function identitySteps(
   actions: CreateActions,
 ) {
   const mnt = identityMountPoint(input.config);
-  const unmount = { file: 'umount', args: [mnt], mutates: true, runsAfterAbort: true };
+  const unmount = commandOf(umountArgv(mnt), { mutates: true, runsAfterAbort: true });
   const unmountIfStill: CommandStep = {
     title: `unmount ${mnt} if it is still mounted (a failure or a job that died left it)`,
     // umount exits 32 when nothing is mounted there: that is the answer wanted.
@@ -47,11 +48,10 @@ export function identitySteps(
     },
     {
       title: `mount ${source.snapshot} (the job's own snapshot) to give the image another identity`,
-      command: {
-        file: 'mount',
-        args: ['-t', input.fs.type, '-o', 'nodev,nosuid,noexec', source.device, mnt],
-        mutates: true,
-      },
+      command: commandOf(
+        mountArgv(source.device, mnt, { type: input.fs.type, options: 'nodev,nosuid,noexec' }),
+        { mutates: true },
+      ),
     },
     {
       title: `set the image's hostname to ${identity.hostname}${identity.ip ? ` and its static address to ${identity.ip}` : ''}`,

@@ -24,6 +24,8 @@ import {
 import { freeBytesAt } from './space.js';
 import { checkSums } from './verify.js';
 import { namesOf } from '../names/snapshots.js';
+import { commandOf } from '../system/command.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 export interface RestoreOptions {
   /** 'yes': confirmed by --yes; 'ask': show the plan and refuse (the operator runs again with --yes). */
@@ -194,7 +196,7 @@ export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number }
       },
       {
         title: "mount the image's file system read-only",
-        command: { file: 'mount', args: ['-o', 'ro', device, mountPoint], mutates: true, timeoutMs },
+        command: commandOf(mountArgv(device, mountPoint, { options: 'ro' }), { mutates: true, timeoutMs }),
       },
       {
         title: `restore ${file} (the image restore's own plan: the image checked first, then ${ctx.config.lvm.rootLv} written)`,
@@ -213,7 +215,7 @@ export async function resumeImageRestore(ctx: Context, opts: { waitMs?: number }
     always: [
       {
         title: "unmount the image's file system",
-        command: { file: 'umount', args: [mountPoint], mutates: true, timeoutMs },
+        command: commandOf(umountArgv(mountPoint), { mutates: true, timeoutMs }),
       },
     ],
   };

@@ -12,6 +12,8 @@ import {
 } from '../system/lvm.js';
 import { TAG_REASON, TAG_TIME } from '../names/lvm-tags.js';
 import type { Command } from '../system/command.js';
+import { freshDiskSteps, mkfsExt4Argv } from '../system/disk-commands.js';
+import { bindMountArgv, mountArgv, umountArgv } from '../system/mount-commands.js';
 import { SYSTEM_MOUNT_POINTS, mutating } from '../system/root-copy.js';
 import { BOOT_LABEL, BOOT_UUID_TAG } from './boot-fs.js';
 import { FACTORY_TAG, TAG_BOOT } from '../names/lvm-tags.js';
@@ -27,31 +29,36 @@ const cmd = mutating;
 const step = (title: string, command: Command): Step => ({ title, command });
 
 /** 0. Leftovers of an interrupted run in this boot, and old volume groups on the target. */
-export function cleanupSteps({ disk, vgsOnTarget }: Target): Step[] {
+export function cleanupSteps(t: Target): Step[] {
+  const { disk, vgsOnTarget } = t;
   return [
     ...[...disk.partitions]
       .filter((x) => x.mount)
       .sort((a, b) => b.mount.length - a.mount.length)
-      .map((p) => step(`unmount ${p.mount} (left by an interrupted run)`, cmd('umount', [p.mount]))),
+      .map((p) => step(`unmount ${p.mount} (left by an interrupted run)`, cmd(...umountArgv(p.mount)))),
     ...vgsOnTarget.map((old) =>
       step(`deactivate the old volume group ${old}`, cmd(...vgDeactivateArgv(old))),
     ),
-    ...disk.partitions.map((p) => step(`wipe signatures on ${p.path}`, cmd('wipefs', ['-a', '-q', p.path]))),
-    step(`wipe the partition table of ${disk.path}`, cmd('wipefs', ['-a', '-q', disk.path])),
+    ...freshDisk(t).wipe,
   ];
+}
+
+/**
+ * The target erased and given its new table: a DOS label; the first partition at sector 2048
+ * leaves room for GRUB's core image. The wipes are stage 0, the partitioning starts stage 1.
+ */
+function freshDisk(t: Target) {
+  return freshDiskSteps(
+    t.disk,
+    `label: dos\nstart=2048, size=${t.bootSectors}, type=83, bootable\nstart=${2048 + t.bootSectors}, type=8e\n`,
+  );
 }
 
 /** 1-3. Partitions, LVM, file systems. */
 export function buildSteps(t: Target): Step[] {
-  const { disk, vg, config, input } = t;
+  const { vg, config, input } = t;
   return [
-    // DOS label; the first partition at sector 2048 leaves room for GRUB's core image.
-    step(
-      `partition ${disk.path}`,
-      cmd('sfdisk', ['--wipe', 'always', '--wipe-partitions', 'always', '-q', disk.path], {
-        input: `label: dos\nstart=2048, size=${t.bootSectors}, type=83, bootable\nstart=${2048 + t.bootSectors}, type=8e\n`,
-      }),
-    ),
+    freshDisk(t).partition,
     step(`make ${t.lvmPart} a physical volume`, cmd(...pvCreateArgv(t.lvmPart))),
     // The VG carries the factory-reset mark from its first moment, and the UUID of /boot (chosen
     // now), by which a restore finds /boot without guessing a partition number.
@@ -68,12 +75,12 @@ export function buildSteps(t: Target): Step[] {
     // /boot gets a UUID chosen now, so fstab (and the VG tag) can name it.
     step(
       'make the /boot file system',
-      cmd('mkfs.ext4', ['-q', '-F', '-U', input.bootUuid, '-L', BOOT_LABEL, t.bootPart]),
+      cmd(...mkfsExt4Argv(t.bootPart, { force: true, uuid: input.bootUuid, label: BOOT_LABEL })),
     ),
     ...config.layout.volumes.map((v) =>
       step(
         `make the ${v.fs} file system on ${v.name}`,
-        cmd('mkfs.ext4', ['-q', '-F', '-L', v.name.slice(0, 16), `/dev/${vg}/${v.name}`]),
+        cmd(...mkfsExt4Argv(`/dev/${vg}/${v.name}`, { force: true, label: v.name.slice(0, 16) })),
       ),
     ),
   ];
@@ -89,9 +96,9 @@ export function copySteps({ mnt, rootVol, rootDev, bootPart, config, input }: Ta
     .map((v) => `${mnt}${v.mount}`);
   return [
     step(`make the mount point ${mnt}`, cmd('mkdir', ['-p', mnt])),
-    step(`mount ${rootVol.name}`, cmd('mount', ['-t', 'ext4', rootDev, mnt])),
+    step(`mount ${rootVol.name}`, cmd(...mountArgv(rootDev, mnt, { type: 'ext4' }))),
     step('make /boot in the new root', cmd('mkdir', ['-p', `${mnt}/boot`])),
-    step('mount the new /boot', cmd('mount', ['-t', 'ext4', bootPart, `${mnt}/boot`])),
+    step('mount the new /boot', cmd(...mountArgv(bootPart, `${mnt}/boot`, { type: 'ext4' }))),
     ...(input.root ? fillSteps(input.root, mnt, config) : goldenCopySteps(mnt, excludes)),
     step(
       'make the system mount points',
@@ -163,7 +170,7 @@ export function configureSteps({ mnt, golden, input, rootDev }: Target): Step[] 
 /** 6. Boot loader, from inside the new root; then /boot captured inside it and everything unmounted. */
 export function bootloaderSteps({ mnt, golden, disk, config, rootVol }: Target): Step[] {
   const steps = ['proc', 'sys', 'dev'].map((d) =>
-    step(`bind /${d} into the new root`, cmd('mount', ['--bind', `/${d}`, `${mnt}/${d}`])),
+    step(`bind /${d} into the new root`, cmd(...bindMountArgv(`/${d}`, `${mnt}/${d}`))),
   );
   if (golden.initramfsTool === 'update-initramfs') {
     steps.push(
@@ -193,8 +200,10 @@ export function bootloaderSteps({ mnt, golden, disk, config, rootVol }: Target):
       'capture /boot inside the new root',
       cmd('rsync', ['-a', '--delete', '--numeric-ids', `${mnt}/boot/`, `${capture}/`]),
     ),
-    ...['dev', 'sys', 'proc', 'boot'].map((d) => step(`unmount ${mnt}/${d}`, cmd('umount', [`${mnt}/${d}`]))),
-    step(`unmount ${rootVol.name}`, cmd('umount', [mnt])),
+    ...['dev', 'sys', 'proc', 'boot'].map((d) =>
+      step(`unmount ${mnt}/${d}`, cmd(...umountArgv(`${mnt}/${d}`))),
+    ),
+    step(`unmount ${rootVol.name}`, cmd(...umountArgv(mnt))),
   );
   return steps;
 }

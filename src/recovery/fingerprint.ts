@@ -32,6 +32,8 @@ import {
   restoreTree,
   type TreeRestoreOptions,
 } from '../history/index.js';
+import { mkfsExt4Argv } from '../system/disk-commands.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 /**
  * `recover fingerprint ID`, from the golden medium: the fingerprint's tree
@@ -131,26 +133,26 @@ export function planFingerprintRecovery(ctx: Context, i: RecoverInput): Plan {
         : []),
       ...(i.fetch ? [i.fetch] : []),
       cmd(`make the new root volume ${fresh}`, ...lvCreateWipedArgv(vg, fresh, size)),
-      cmd(`make its file system`, 'mkfs.ext4', ['-q', '-L', 'zs-root', `/dev/${vg}/${fresh}`]),
+      cmd(`make its file system`, ...mkfsExt4Argv(`/dev/${vg}/${fresh}`, { label: 'zs-root' })),
       cmd(`make ${dirs.root}`, 'mkdir', ['-p', dirs.root, dirs.boot]),
-      cmd(`mount the new root on ${dirs.root}`, 'mount', [`/dev/${vg}/${fresh}`, dirs.root]),
+      cmd(`mount the new root on ${dirs.root}`, ...mountArgv(`/dev/${vg}/${fresh}`, dirs.root)),
       i.restore,
       ...(i.identity ? [identityStep(ctx, dirs.root, i.identity)] : []),
       ...(separate
-        ? [cmd(`mount the system's /boot on ${dirs.boot}`, 'mount', [separate.device, dirs.boot])]
+        ? [cmd(`mount the system's /boot on ${dirs.boot}`, ...mountArgv(separate.device, dirs.boot))]
         : []),
       ...back.steps,
       i.event(bootDir),
-      ...(separate ? [cmd(`unmount ${dirs.boot}`, 'umount', [dirs.boot])] : []),
-      cmd(`unmount ${dirs.root}`, 'umount', [dirs.root]),
+      ...(separate ? [cmd(`unmount ${dirs.boot}`, ...umountArgv(dirs.boot))] : []),
+      cmd(`unmount ${dirs.root}`, ...umountArgv(dirs.root)),
       ...swapSteps(i.config, !!snap),
     ],
     always: [
-      cmd(`unmount ${dirs.boot} if still mounted`, 'umount', ['-q', dirs.boot], {
+      cmd(`unmount ${dirs.boot} if still mounted`, ...umountArgv(dirs.boot, { quiet: true }), {
         okCodes: [0, 1, 32],
         runsAfterAbort: true,
       }),
-      cmd(`unmount ${dirs.root} if still mounted`, 'umount', ['-q', dirs.root], {
+      cmd(`unmount ${dirs.root} if still mounted`, ...umountArgv(dirs.root, { quiet: true }), {
         okCodes: [0, 1, 32],
         runsAfterAbort: true,
       }),

@@ -12,6 +12,7 @@ import { recordStep } from './record.js';
 import { unmountIfMounted } from '../golden/index.js';
 import { namesOf } from '../names/snapshots.js';
 import { RESTORE_OF_TAG, RESTORE_TAG } from '../names/lvm-tags.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 export interface RestoreLabel {
   time: Date | null;
@@ -91,8 +92,8 @@ export function planFinish(ctx: Context, f: FinishInput): PlanPart {
     }),
   );
   if (!f.running) {
-    if (separate) steps.push({ title: `unmount ${bootDir}`, command: mutating('umount', [bootDir]) });
-    steps.push({ title: `unmount ${rootDir}`, command: mutating('umount', [rootDir]) });
+    if (separate) steps.push({ title: `unmount ${bootDir}`, command: mutating(...umountArgv(bootDir)) });
+    steps.push({ title: `unmount ${rootDir}`, command: mutating(...umountArgv(rootDir)) });
   }
   const snap = newSnapshot(ctx, f);
   notes.push(...snap.notes);
@@ -166,13 +167,13 @@ function mountSteps(
   // one, the event log lives in the root's own /boot, so the root is mounted writable.
   steps.push({
     title: `mount the restored ${n.root} on ${rootDir}`,
-    command: mutating('mount', [...(separate ? ['-o', 'ro'] : []), `/dev/${n.vg}/${n.root}`, rootDir]),
+    command: mutating(...mountArgv(`/dev/${n.vg}/${n.root}`, rootDir, separate ? { options: 'ro' } : {})),
   });
   const always: Step[] = [];
   if (f.boot.kind === 'separate') {
     steps.push({
       title: `mount the system's /boot on ${bootDir}`,
-      command: mutating('mount', ['-t', f.boot.type, f.boot.device, bootDir]),
+      command: mutating(...mountArgv(f.boot.device, bootDir, { type: f.boot.type })),
     });
     always.push(unmountIfMounted(bootDir));
   }

@@ -19,6 +19,7 @@ import { mutating } from '../system/root-copy.js';
 import { labelOf } from '../restore-point/index.js';
 import { RESTORE_OF_TAG, RESTORE_TAG, TAG_BOOT } from '../names/lvm-tags.js';
 import { namesOf } from '../names/snapshots.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 export function restoreLabelOf(vgTags: readonly string[]): {
   time: Date | null;
@@ -114,9 +115,9 @@ export function planMerge(f: MergeFacts, runDir: string): { notes: string[]; ste
     { title: `make ${look}`, command: mutating('mkdir', ['-p', look]) },
     {
       title: `mount ${n.snap} read-only to check its file system before the merge`,
-      command: mutating('mount', ['-o', 'ro,noload', `/dev/${n.vg}/${n.snap}`, look]),
+      command: mutating(...mountArgv(`/dev/${n.vg}/${n.snap}`, look, { options: 'ro,noload' })),
     },
-    { title: `unmount ${n.snap}`, command: mutating('umount', [look]) },
+    { title: `unmount ${n.snap}`, command: mutating(...umountArgv(look)) },
     {
       title: 'mark the restore as started',
       command: mutating(...vgTagsArgv(n.vg, { add: [RESTORE_TAG, restoreOfTag(f.snapshot)] })),

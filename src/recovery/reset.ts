@@ -14,6 +14,7 @@ import type { RootFill } from './factory-input.js';
 import { recordStep } from './record.js';
 import { type ConfirmOptions, lockFor, planRunOptions } from './options.js';
 import { refreshBootMenu } from '../restore-point/index.js';
+import { mountArgv, umountArgv } from '../system/mount-commands.js';
 
 export interface FactoryOptions extends ConfirmOptions {
   target?: string;
@@ -61,7 +62,10 @@ export async function planFactory(
   const bootDir = path.join(ctx.config.paths.runDir, 'boot');
   const record: Step[] = [
     { title: `make ${bootDir}`, command: mutating('mkdir', ['-p', bootDir]) },
-    { title: 'mount the new /boot', command: mutating('mount', ['-t', 'ext4', reset.bootDevice, bootDir]) },
+    {
+      title: 'mount the new /boot',
+      command: mutating(...mountArgv(reset.bootDevice, bootDir, { type: 'ext4' })),
+    },
     recordStep(ctx, {
       hookEvent: what,
       bootDir,
@@ -75,7 +79,7 @@ export async function planFactory(
         durationMs: ctx.clock.now().getTime() - started.getTime(),
       }),
     }),
-    { title: `unmount ${bootDir}`, command: mutating('umount', [bootDir]) },
+    { title: `unmount ${bootDir}`, command: mutating(...umountArgv(bootDir)) },
   ];
   return joinPlans(reset.title, reset, {
     title: '',

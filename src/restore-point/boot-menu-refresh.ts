@@ -23,6 +23,8 @@ import {
   restorePointText,
   withBlkid,
 } from './boot-menu.js';
+import { commandOf } from '../system/command.js';
+import { mountArgv, remountArgv, umountArgv } from '../system/mount-commands.js';
 
 export interface RefreshOptions {
   /** Where the system disk's /boot is mounted, when the caller has it mounted; else it is found. */
@@ -160,12 +162,12 @@ export async function planBootMenuRefresh(
       },
       {
         title: `mount the system disk's /boot (${row.name})`,
-        command: { file: 'mount', args: ['-t', row.fstype!, row.name, mnt], mutates: true },
+        command: commandOf(mountArgv(row.name, mnt, { type: row.fstype! }), { mutates: true }),
       },
     );
     always.push({
       title: `unmount the system disk's /boot from ${mnt}`,
-      command: { file: 'umount', args: [mnt], mutates: true },
+      command: commandOf(umountArgv(mnt), { mutates: true }),
     });
   }
   const file = path.join(dir, MENU_FILE);
@@ -278,11 +280,11 @@ function planPair(
   if (mountedReadOnly('/')) {
     parts.steps.push({
       title: 'make the golden root writable for the write',
-      command: { file: 'mount', args: ['-o', 'remount,rw', '/'], mutates: true },
+      command: commandOf(remountArgv('/', 'rw'), { mutates: true }),
     });
     parts.always.push({
       title: 'make the golden root read-only again',
-      command: { file: 'mount', args: ['-o', 'remount,ro', '/'], mutates: true },
+      command: commandOf(remountArgv('/', 'ro'), { mutates: true }),
     });
   }
   parts.steps.push({

@@ -37,3 +37,18 @@ export function argvOf(cmd: Pick<Command, 'file' | 'args'>): string[] {
 export function formatArgv(argv: readonly string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
+
+/**
+ * A command line built where its tool's options are written once (mount-commands.ts,
+ * disk-commands.ts, the LVM ones in lvm.ts): the tool and its arguments. The flow that runs it
+ * decides how (`commandOf`, or root-copy.ts `mutating`).
+ */
+export type ToolArgv = [file: string, args: string[]];
+
+/** A Command from a built command line and the caller's own fields (mutates, timeout, okCodes...). */
+export function commandOf(
+  [file, args]: ToolArgv,
+  fields: { mutates: boolean } & Omit<Partial<Command>, 'file' | 'args'>,
+): Command {
+  return { file, args, ...fields };
+}

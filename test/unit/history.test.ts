@@ -13,7 +13,7 @@ import { type VerifyReport, verifySummary } from '../../src/history/verify-targe
 import { planReplication, verificationShare } from '../../src/history/replication-plan.js';
 import { forTarget } from '../../src/history/sftp-store.js';
 import { TransientRemoteError } from '../../src/ssh/connect.js';
-import { type EditStep, formatPlan, isCommand } from '../../src/plan/plan.js';
+import { type EditStep, type Step, formatPlan, isCommand } from '../../src/plan/plan.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { generateSigningKey } from '../../src/system/signing.js';
@@ -217,6 +217,109 @@ describe('recover fingerprint plan', () => {
     expect(at(/host name box-b, address 10\.0\.0\.9\/24/)).toBeGreaterThan(at(/restore into the new root/));
     expect(at(/host name box-b/)).toBeLessThan(at(/unmount .*recover-root/));
     expect(formatPlan(plan)).toMatch(/recover-root\/etc\/hostname/);
+  });
+
+  it('its mkfs, mount and umount steps, pinned whole (issue 22: their argv moved to src/system/)', () => {
+    const plan = planFingerprintRecovery(
+      ctx,
+      input(state(8 * GiB, [lv('lv-root', 4 * GiB, { kind: 'origin' })])),
+    );
+    const tools = (steps: readonly Step[]) =>
+      steps.flatMap((s) =>
+        isCommand(s) && ['mkfs.ext4', 'mount', 'umount'].includes(s.command.file)
+          ? [{ title: s.title, ...s.command }]
+          : [],
+      );
+    expect(tools(plan.steps)).toMatchInlineSnapshot(`
+      [
+        {
+          "args": [
+            "-q",
+            "-L",
+            "zs-root",
+            "/dev/vgroup/lv-root-new",
+          ],
+          "file": "mkfs.ext4",
+          "mutates": true,
+          "timeoutMs": 600000,
+          "title": "make its file system",
+        },
+        {
+          "args": [
+            "/dev/vgroup/lv-root-new",
+            "/run/zshield/recover-root",
+          ],
+          "file": "mount",
+          "mutates": true,
+          "timeoutMs": 600000,
+          "title": "mount the new root on /run/zshield/recover-root",
+        },
+        {
+          "args": [
+            "/dev/vdb1",
+            "/run/zshield/recover-boot",
+          ],
+          "file": "mount",
+          "mutates": true,
+          "timeoutMs": 600000,
+          "title": "mount the system's /boot on /run/zshield/recover-boot",
+        },
+        {
+          "args": [
+            "/run/zshield/recover-boot",
+          ],
+          "file": "umount",
+          "mutates": true,
+          "timeoutMs": 600000,
+          "title": "unmount /run/zshield/recover-boot",
+        },
+        {
+          "args": [
+            "/run/zshield/recover-root",
+          ],
+          "file": "umount",
+          "mutates": true,
+          "timeoutMs": 600000,
+          "title": "unmount /run/zshield/recover-root",
+        },
+      ]
+    `);
+    expect(tools(plan.always ?? [])).toMatchInlineSnapshot(`
+      [
+        {
+          "args": [
+            "-q",
+            "/run/zshield/recover-boot",
+          ],
+          "file": "umount",
+          "mutates": true,
+          "okCodes": [
+            0,
+            1,
+            32,
+          ],
+          "runsAfterAbort": true,
+          "timeoutMs": 600000,
+          "title": "unmount /run/zshield/recover-boot if still mounted",
+        },
+        {
+          "args": [
+            "-q",
+            "/run/zshield/recover-root",
+          ],
+          "file": "umount",
+          "mutates": true,
+          "okCodes": [
+            0,
+            1,
+            32,
+          ],
+          "runsAfterAbort": true,
+          "timeoutMs": 600000,
+          "title": "unmount /run/zshield/recover-root if still mounted",
+        },
+      ]
+    `);
   });
 
   it('refuses before any write when the VG has no room for a second root', async () => {

@@ -207,6 +207,23 @@ describe('factory reset', () => {
     ]);
   });
 
+  it('the record on the new /boot: its mount and umount, pinned (issue 22: their argv moved to src/system/)', async () => {
+    const runner = new RecordingRunner(true);
+    const ctx = context(runner, true);
+    await runFactoryReset(ctx, { confirm: 'yes', json: true }, factoryProbes);
+    const run = ctx.config.paths.runDir;
+    expect(
+      printedPlan(ctx)
+        .steps.slice(-4)
+        .map((s) => s.argv ?? null),
+    ).toEqual([
+      ['mkdir', '-p', `${run}/boot`],
+      ['mount', '-t', 'ext4', '/dev/vdb1', `${run}/boot`],
+      null,
+      ['umount', `${run}/boot`],
+    ]);
+  });
+
   it('applied: exactly the printed commands, the /boot UUID tagged on the VG, the event recorded', async () => {
     const runner = new RecordingRunner(false);
     const ctx = context(runner, false);
