@@ -149,6 +149,11 @@ export async function connectClient(opts: ConnectOptions): Promise<Client> {
     const onAbort = () => finish(new InterruptedError(`interrupted while connecting to ${where}`));
     signal?.addEventListener('abort', onAbort);
     client.on('ready', () => finish(null));
+    // SFTP is request and answer: with Nagle's algorithm on, a small request (a stat, a rename,
+    // the last write of a file) waits for the server's delayed ACK, 40 ms each (measured: every
+    // rename of a replication took 43 ms on loopback, a 5 KiB upload 176 ms). OpenSSH's own
+    // clients set TCP_NODELAY too.
+    client.on('connect', () => client.setNoDelay(true));
     // Whatever ends the handshake (an error, or the socket closing first), a key we refused is the
     // reason, and it must not be reported as something a retry could fix.
     const refusedKey = () =>
