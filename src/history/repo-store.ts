@@ -151,24 +151,29 @@ export async function fetchRepository(
   const rank = (f: RepoFile) => FETCH_ORDER.indexOf(kindOf(f.name)!);
   const ordered = [...files].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   let bytes = 0;
-  const fetchKinds = async (kinds: FileKind[]) => {
-    for (const f of ordered) {
-      if (!kinds.includes(kindOf(f.name)!)) continue;
-      const local = path.join(dir, ...f.name.split('/'));
-      mkdirSync(path.dirname(local), { recursive: true, mode: 0o700 });
-      await store.fetch(f, local);
-      const want = expectedHash(f.name);
-      if (want !== null) {
-        const got = await sha256File(local);
-        if (got !== want)
-          throw new VerifyError(`${store.label}: ${f.name} is damaged (its SHA-256 is ${got})`, {
-            hint: 'zshield history replicate --verify-all replaces damaged files from the local repository',
-          });
-      }
-      bytes += f.size;
-      hooks.onFile?.(bytes, total);
+  const fetchOne = async (f: RepoFile) => {
+    const local = path.join(dir, ...f.name.split('/'));
+    mkdirSync(path.dirname(local), { recursive: true, mode: 0o700 });
+    await store.fetch(f, local);
+    const want = expectedHash(f.name);
+    if (want !== null) {
+      const got = await sha256File(local);
+      if (got !== want)
+        throw new VerifyError(`${store.label}: ${f.name} is damaged (its SHA-256 is ${got})`, {
+          hint: 'zshield history replicate --verify-all replaces damaged files from the local repository',
+        });
     }
+    bytes += f.size;
+    hooks.onFile?.(bytes, total);
   };
+  // Each stage's files several at a time (each on its own channel where the store has them); the
+  // next stage starts once every file of this one is here and checked.
+  const fetchKinds = (kinds: FileKind[]) =>
+    eachLimited(
+      ordered.filter((f) => kinds.includes(kindOf(f.name)!)),
+      store.filesInFlight ?? FETCH_IN_FLIGHT,
+      fetchOne,
+    );
   await fetchKinds(['config', 'keys']);
   await hooks.afterKeys?.();
   await fetchKinds(['index', 'snapshots']);
@@ -177,4 +182,32 @@ export async function fetchRepository(
   await hooks.afterIndex?.(files);
   await fetchKinds(['data']);
   return files;
+}
+
+/** Files fetched at once when the store does not say (as many as replication sends). */
+const FETCH_IN_FLIGHT = 4;
+
+/**
+ * `fn` over `items`, up to `limit` at a time, in order of start. After the first failure no
+ * further item starts; the ones in flight end, then that failure is thrown.
+ */
+export async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async () => {
+    while (failure === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
 }

@@ -1,4 +1,4 @@
-import { open, rename, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path/posix';
 import type { HistoryConfig, SftpTargetConfig } from '../config/history.js';
 import { remoteSchema } from '../config/remote.js';
@@ -9,6 +9,8 @@ import type { RemoteSession } from '../ssh/session.js';
 import { endpointText, HostKeyError } from '../ssh/connect.js';
 import { loadCredentials, type Target } from '../ssh/credentials.js';
 import { uploadFile } from '../ssh/transfer.js';
+import { downloadFile } from '../ssh/download.js';
+import { Lanes } from '../ssh/lanes.js';
 import type { RateLimiter } from '../ssh/progress.js';
 import { remoteSha256, remoteSha256Many } from '../ssh/remote-hash.js';
 import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
@@ -25,9 +27,15 @@ import { PART_SUFFIX } from '../names/backup-files.js';
 const DATA_DIR = /^[0-9a-f]{2}$/;
 /** SFTP requests in flight while listing the data folders (one round trip each otherwise). */
 const LIST_PARALLEL = 32;
-const READ_BYTES = 248 * 1024;
 /** Files hashed by one exec on the server (one round trip, one process for the lot). */
 const HASH_BATCH = 32;
+/**
+ * Files up to this size are read back on their own channel rather than hashed by an exec: one or
+ * two read requests take a round trip, where an exec opens a channel and starts a shell and
+ * openssl (100-300 ms measured on loopback, and the config, key, index, snapshot and catalog files
+ * wait for each other's rename in turn).
+ */
+const READ_BACK_MAX = 2 * 248 * 1024;
 
 interface HashWanted {
   session: RemoteSession;
@@ -51,6 +59,8 @@ export class SftpStore implements Store {
   /** Checks waiting for the exec in progress: the next one takes them all. */
   private readonly hashQueue: HashWanted[] = [];
   private hashing = false;
+  /** One SFTP channel per file in flight: each file's round trips wait only for its own writes. */
+  private readonly lanes: Lanes;
 
   constructor(
     private readonly ctx: Context,
@@ -70,6 +80,7 @@ export class SftpStore implements Store {
       throw forTarget(err, cfg);
     }
     this.conn = new Connection(ctx, target, credentials, 2000);
+    this.lanes = new Lanes(ctx);
     this.retry = wrapHostKey(this.conn.retry.bind(this.conn), cfg);
   }
 
@@ -100,21 +111,23 @@ export class SftpStore implements Store {
     opts: { ready?: () => Promise<void> } = {},
   ): Promise<PutResult> {
     const dest = path.dirname(path.join(this.repoDir, file.name));
-    return this.retry(`copy ${file.name}`, async (s) => {
-      await this.mkdirs(s, dest);
-      const r = await uploadFile({
-        session: s,
-        file: { name: path.basename(file.name), size: file.size, path: localPath },
-        destination: dest,
-        log: this.ctx.log,
-        doc: this.ctx.doc,
-        limiter: this.limiter,
-        signal: this.ctx.signal,
-        remoteHash: (session, f, size) => this.remoteHash(session, f, size),
-        ...(opts.ready ? { beforeRename: opts.ready } : {}),
-      });
-      return { sent: r.sent, resumedFrom: r.resumedFrom };
-    });
+    return this.retry(`copy ${file.name}`, (conn) =>
+      this.lanes.use(conn, async (s) => {
+        await this.mkdirs(s, dest);
+        const r = await uploadFile({
+          session: s,
+          file: { name: path.basename(file.name), size: file.size, path: localPath },
+          destination: dest,
+          log: this.ctx.log,
+          doc: this.ctx.doc,
+          limiter: this.limiter,
+          signal: this.ctx.signal,
+          remoteHash: (session, f, size) => this.remoteHash(session, f, size),
+          ...(opts.ready ? { beforeRename: opts.ready } : {}),
+        });
+        return { sent: r.sent, resumedFrom: r.resumedFrom };
+      }),
+    );
   }
 
   async remove(name: string): Promise<void> {
@@ -131,8 +144,8 @@ export class SftpStore implements Store {
 
   /**
    * A file's SHA-256 taken on the server. Checks asked for while one exec runs wait and go
-   * together in the next (one `openssl dgst` of them all); on an SFTP-only server each file is
-   * read back, beside whatever else is in flight.
+   * together in the next (one `openssl dgst` of them all); on an SFTP-only server, and for a small
+   * file on any, the file is read back, beside whatever else is in flight.
    */
   private remoteHash(
     session: RemoteSession,
@@ -140,6 +153,7 @@ export class SftpStore implements Store {
     size: number,
   ): Promise<{ sum: string; by: string }> {
     if (this.known.shell === false) return remoteSha256(session, file, size, this.ctx.signal, this.known);
+    if (size <= READ_BACK_MAX) return remoteSha256(session, file, size, this.ctx.signal, { shell: false });
     return new Promise((resolve, reject) => {
       this.hashQueue.push({ session, file, size, resolve, reject });
       void this.drainHashes();
@@ -151,11 +165,12 @@ export class SftpStore implements Store {
     this.hashing = true;
     try {
       while (this.hashQueue.length) {
-        const session = this.hashQueue[0]!.session;
-        // One session per exec: a check asked on a session since lost goes in a later batch.
+        const session = this.hashQueue[0]!.session.connection;
+        // One connection per exec (a file's lane is one of its channels): a check asked on a
+        // connection since lost goes in a later batch.
         const batch: HashWanted[] = [];
         for (let i = 0; i < this.hashQueue.length && batch.length < HASH_BATCH; )
-          if (this.hashQueue[i]!.session === session) batch.push(...this.hashQueue.splice(i, 1));
+          if (this.hashQueue[i]!.session.connection === session) batch.push(...this.hashQueue.splice(i, 1));
           else i++;
         await this.hashBatch(session, batch);
       }
@@ -191,7 +206,9 @@ export class SftpStore implements Store {
   }
 
   async fetch(file: RepoFile, localPath: string): Promise<void> {
-    await this.retry(`fetch ${file.name}`, (s) => download(s, path.join(this.repoDir, file.name), localPath));
+    await this.retry(`fetch ${file.name}`, (conn) =>
+      this.lanes.use(conn, (s) => downloadFile(s, path.join(this.repoDir, file.name), localPath, file.size)),
+    );
   }
 
   async putCatalog(localPath: string, name: string, ready?: () => Promise<void>): Promise<void> {
@@ -216,12 +233,13 @@ export class SftpStore implements Store {
     const remote = path.join(this.catalogDir, name);
     return this.retry(`fetch catalog/${name}`, async (s) => {
       if ((await s.size(remote)) === null) return false;
-      await download(s, remote, localPath);
+      await downloadFile(s, remote, localPath);
       return true;
     });
   }
 
   close(): void {
+    this.lanes.close();
     this.conn.close();
   }
 
@@ -327,28 +345,6 @@ async function listOrEmpty(s: RemoteSession, dir: string): Promise<{ name: strin
     if (/no such file/.test((err as Error).message)) return [];
     throw err;
   }
-}
-
-/** Read a remote file into a local one (written whole, then named: a cut fetch leaves no file). */
-async function download(s: RemoteSession, remote: string, localPath: string): Promise<void> {
-  const tmp = `${localPath}.part`;
-  const out = await open(tmp, 'w', 0o600);
-  const handle = await s.open(remote, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(READ_BYTES);
-    let pos = 0;
-    for (;;) {
-      const n = await s.read(handle, buf, pos, remote);
-      if (n <= 0) break;
-      await out.write(buf, 0, n, pos);
-      pos += n;
-    }
-    await out.sync();
-  } finally {
-    await s.closeHandle(handle, remote).catch(() => {});
-    await out.close();
-  }
-  await rename(tmp, localPath);
 }
 
 /** Names of the directories in a remote directory ([] when it does not exist). */

@@ -41,7 +41,11 @@ export const SFTP_FAILURE = 4;
  */
 export const WRITE_BYTES = 248 * 1024;
 
-/** An open, authenticated connection with its SFTP channel. */
+/**
+ * An open, authenticated connection with its SFTP channel; or a lane: another SFTP channel of the
+ * same connection (its own sftp-server on the server), so one file's requests do not queue behind
+ * another's megabytes of writes.
+ */
 export class RemoteSession {
   private closed = false;
   private lostReason: string | null = null;
@@ -53,7 +57,17 @@ export class RemoteSession {
     readonly user: string,
     private readonly log: Logger,
     private readonly writes: Writes,
+    /** The session whose connection this lane shares; null for the connection's own session. */
+    private readonly parent: RemoteSession | null = null,
   ) {
+    if (parent !== null) {
+      // A lane lives and dies with its connection, and alone when its channel ends.
+      sftp.on('close', () => {
+        this.closed = true;
+        this.lostReason ??= 'SFTP channel closed';
+      });
+      return;
+    }
     client.on('error', (err) => {
       this.lostReason = err.message;
       log.debug(`remote: connection error: ${err.message}`);
@@ -64,9 +78,21 @@ export class RemoteSession {
     });
   }
 
-  /** The connection is gone: every further request fails. */
+  /** The session that owns the connection (itself, or a lane's parent). */
+  get connection(): RemoteSession {
+    return this.parent ?? this;
+  }
+
+  /** Another SFTP channel on this connection (closed by close(), or with the connection). */
+  async lane(): Promise<RemoteSession> {
+    const owner = this.connection;
+    const sftp = await owner.call<SFTPWrapper>('open an SFTP channel', (cb) => owner.client.sftp(cb));
+    return new RemoteSession(owner.client, sftp, owner.endpoint, owner.user, owner.log, owner.writes, owner);
+  }
+
+  /** The connection (or a lane's channel) is gone: every further request fails. */
   get lost(): boolean {
-    return this.closed || this.lostReason !== null;
+    return this.closed || this.lostReason !== null || (this.parent?.lost ?? false);
   }
 
   get where(): string {
@@ -92,7 +118,8 @@ export class RemoteSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.client.end();
+    if (this.parent === null) this.client.end();
+    else this.sftp.end();
   }
 
   /** Turn an SFTP failure into a typed error that says whether another try can help. */
@@ -141,7 +168,7 @@ export class RemoteSession {
     fn: (cb: (err: Error | undefined | null, v?: T) => void) => void,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (this.closed) {
+      if (this.closed || this.parent?.closed) {
         reject(this.wrap(new Error('closed'), what));
         return;
       }
@@ -269,7 +296,7 @@ export class RemoteSession {
    */
   exec(command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      if (this.closed) {
+      if (this.closed || this.parent?.closed) {
         reject(this.wrap(new Error('closed'), 'exec'));
         return;
       }
