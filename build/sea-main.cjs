@@ -57,7 +57,12 @@ if (process.argv[2] === '--make-cache') {
   next();
 } else {
   const sea = require('node:sea');
-  const script = compile(sea.getAsset('zshield.cjs', 'utf8'), Buffer.from(sea.getAsset('zshield.cache')));
+  // V8 takes a cache only under the flags it was made with: the daemon's unit sets heap limits in
+  // NODE_OPTIONS, and its cache was made under those (build/build.sh); anything else gets the bare one.
+  const unit = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(sea.getAsset('rc/zshield.service', 'utf8'));
+  const daemon = unit !== null && (process.env.NODE_OPTIONS ?? '').trim() === unit[1].trim();
+  const cache = daemon ? 'zshield-daemon.cache' : 'zshield.cache';
+  const script = compile(sea.getAsset('zshield.cjs', 'utf8'), Buffer.from(sea.getAsset(cache)));
   // build/build.sh starts the new binary once with this set: a rejected cache fails the build.
   if (process.env.ZSHIELD_BUILD_CACHE_CHECK === '1' && script.cachedDataRejected) {
     process.stderr.write('zshield: the code cache was rejected by this binary\n');
