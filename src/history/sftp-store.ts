@@ -13,7 +13,7 @@ import { downloadFile } from '../ssh/download.js';
 import { Lanes } from '../ssh/lanes.js';
 import type { RateLimiter } from '../ssh/progress.js';
 import { remoteSha256, remoteSha256Many } from '../ssh/remote-hash.js';
-import { kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
+import { expectedHash, kindOf, type PutResult, type RepoFile, type Store } from './repo-store.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
 
 /**
@@ -111,6 +111,7 @@ export class SftpStore implements Store {
     opts: { ready?: () => Promise<void> } = {},
   ): Promise<PutResult> {
     const dest = path.dirname(path.join(this.repoDir, file.name));
+    const known = expectedHash(file.name);
     return this.retry(`copy ${file.name}`, (conn) =>
       this.lanes.use(conn, async (s) => {
         await this.mkdirs(s, dest);
@@ -124,6 +125,9 @@ export class SftpStore implements Store {
           signal: this.ctx.signal,
           remoteHash: (session, f, size) => this.remoteHash(session, f, size),
           ...(opts.ready ? { beforeRename: opts.ready } : {}),
+          // A restic file is named by its SHA-256: the server's checksum is held against the name,
+          // and the local file is not hashed (twice: as it is sent and again at the end).
+          ...(known !== null ? { knownSha256: known } : {}),
         });
         return { sent: r.sent, resumedFrom: r.resumedFrom };
       }),

@@ -21,7 +21,8 @@ import {
   upload,
 } from './copy-plan.js';
 import { endpointText } from '../ssh/connect.js';
-import { checkRemoteCopy, ensureSpace, identityOf, uploadFile } from '../ssh/transfer.js';
+import { ensureSpace, identityOf, uploadFile } from '../ssh/transfer.js';
+import { checkRemoteCopy } from '../ssh/check-copy.js';
 import { RateLimiter } from '../ssh/progress.js';
 import { PART_SUFFIX } from '../names/backup-files.js';
 import { formatBytes } from '../config/size.js';

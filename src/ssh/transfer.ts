@@ -63,6 +63,12 @@ export interface UploadOptions {
   remoteHash?: (session: RemoteSession, file: string, size: number) => Promise<{ sum: string; by: string }>;
   /** Awaited once the part is verified, before it takes its name (an order the caller keeps). */
   beforeRename?: () => Promise<void>;
+  /**
+   * The file's SHA-256, known beforehand (a restic file is named by it): the local file is not
+   * hashed, and the remote's checksum must be this one, which proves the bytes there whatever
+   * happened to the local file meanwhile.
+   */
+  knownSha256?: string;
 }
 
 export interface UploadResult {
@@ -100,17 +106,18 @@ export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
       resumedFrom = 0;
     }
     await ensureSpace(session, destination, file.name, size - resumedFrom);
-    const hash = createHash('sha256');
+    const hash = opts.knownSha256 === undefined ? createHash('sha256') : null;
     // The checksum covers the whole file: the part already sent is hashed from the local copy (the
     // remote's own checksum at the end catches a part that does not match it).
     if (resumedFrom > 0) {
       log.info(`remote copy: resuming ${file.name} at ${formatBytes(resumedFrom)} of ${formatBytes(size)}`);
-      await hashRange(local, hash, 0, resumedFrom, file.path, signal);
+      if (hash) await hashRange(local, hash, 0, resumedFrom, file.path, signal);
     }
     const progress = new Progress({ log, doc: opts.doc }, file.name, size, resumedFrom);
     const sent = await sendPart({ ...opts, local, partPath, from: resumedFrom, size, hash, progress });
-    const sha256 = hash.digest('hex');
+    const sha256 = hash ? hash.digest('hex') : opts.knownSha256!;
     const verifiedBy = await verifyPart({
+      rehash: hash !== null,
       session,
       local,
       file,
@@ -192,7 +199,7 @@ async function sendPart(
     partPath: string;
     from: number;
     size: number;
-    hash: Hash;
+    hash: Hash | null;
     progress: Progress;
   },
 ): Promise<number> {
@@ -226,6 +233,8 @@ async function verifyPart(a: {
   identity: string;
   signal: AbortSignal | undefined;
   remoteHash: NonNullable<UploadOptions['remoteHash']>;
+  /** Hash the local file again (not when its SHA-256 was known beforehand). */
+  rehash: boolean;
 }): Promise<string> {
   const { session, file, partPath, size, sha256 } = a;
   const remoteSize = await session.size(partPath);
@@ -237,7 +246,7 @@ async function verifyPart(a: {
   }
   const [remote, again] = await Promise.all([
     a.remoteHash(session, partPath, size),
-    hashFile(a.local, size, file.path, a.signal),
+    a.rehash ? hashFile(a.local, size, file.path, a.signal) : sha256,
   ]);
   if (remote.sum !== sha256) {
     await session.unlink(partPath).catch(() => {});
@@ -258,47 +267,7 @@ async function verifyPart(a: {
   return remote.by;
 }
 
-export interface CopyCheck {
-  matches: boolean;
-  localSha256: string;
-  remoteSha256: string;
-  /** How the checksum was taken on the remote. */
-  by: string;
-  /** The local file's identity while it was hashed. */
-  identity: string;
-}
-
-/** Compare a file already on the remote under its final name with the local one, by SHA-256. */
-export async function checkRemoteCopy(opts: {
-  session: RemoteSession;
-  file: LocalFile;
-  destination: string;
-  signal?: AbortSignal;
-}): Promise<CopyCheck> {
-  const { session, file, signal } = opts;
-  const local = await open(file.path, 'r');
-  try {
-    const identity = identityOf(await local.stat({ bigint: true }));
-    const [mine, theirs] = await Promise.all([
-      hashFile(local, file.size, file.path, signal),
-      remoteSha256(session, path.join(opts.destination, file.name), file.size, signal),
-    ]);
-    if (identityOf(await local.stat({ bigint: true })) !== identity) {
-      throw new LocalChangedError(`${file.path} changed while its remote copy was being checked`);
-    }
-    return {
-      matches: mine === theirs.sum,
-      localSha256: mine,
-      remoteSha256: theirs.sum,
-      by: theirs.by,
-      identity,
-    };
-  } finally {
-    await local.close();
-  }
-}
-
-async function hashFile(
+export async function hashFile(
   local: LocalHandle,
   size: number,
   name: string,
@@ -342,7 +311,7 @@ interface SendArgs {
   partPath: string;
   from: number;
   size: number;
-  hash: Hash;
+  hash: Hash | null;
   limiter: RateLimiter | null;
   signal: AbortSignal | undefined;
   progress: Progress;
@@ -372,7 +341,7 @@ async function sendRange(a: SendArgs): Promise<number> {
       failure = shrank(a.name);
       break;
     }
-    a.hash.update(block.subarray(0, bytesRead));
+    a.hash?.update(block.subarray(0, bytesRead));
     for (let off = 0; off < bytesRead && failure === null; off += WRITE_BYTES) {
       const len = Math.min(WRITE_BYTES, bytesRead - off);
       if (a.limiter) await a.limiter.take(len);
