@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { eachLimited } from '../system/each-limited.js';
 import { formatBytes } from '../config/size.js';
 import type { Context } from '../context.js';
 import { InterruptedError, NotFoundError, UsageError, VerifyError } from '../errors.js';
@@ -175,11 +176,16 @@ function prunePlan(ctx: Context, store: Store, box: string, sel: PruneSelection,
         apply: async () => {
           const progress = progressFor(ctx, `fleet prune ${box}`);
           try {
-            await inLanes(g.files, DELETE_LANES, ctx.signal, async (f) => {
-              await store.remove(f.name);
-              removed.push(f.name);
-              progress.update({ fraction: ++done / total, text: `${done} of ${total} file(s) removed` });
-            });
+            await eachLimited(
+              g.files,
+              DELETE_LANES,
+              async (f) => {
+                await store.remove(f.name);
+                removed.push(f.name);
+                progress.update({ fraction: ++done / total, text: `${done} of ${total} file(s) removed` });
+              },
+              ctx.signal,
+            );
           } finally {
             progress.done();
           }
@@ -189,27 +195,4 @@ function prunePlan(ctx: Context, store: Store, box: string, sel: PruneSelection,
       },
     })),
   };
-}
-
-/** `fn` over `items`, `lanes` at a time; the first failure stops new starts and is thrown. */
-async function inLanes<T>(
-  items: readonly T[],
-  lanes: number,
-  signal: AbortSignal,
-  fn: (x: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed: { err: unknown } | null = null;
-  const lane = async () => {
-    while (failed === null && next < items.length && !signal.aborted) {
-      const x = items[next++]!;
-      try {
-        await fn(x);
-      } catch (err) {
-        failed ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(lanes, items.length) }, lane));
-  if (failed !== null) throw (failed as { err: unknown }).err;
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { eachLimited } from '../system/each-limited.js';
 import { VerifyError } from '../errors.js';
 
 /**
@@ -186,28 +187,3 @@ export async function fetchRepository(
 
 /** Files fetched at once when the store does not say (as many as replication sends). */
 const FETCH_IN_FLIGHT = 4;
-
-/**
- * `fn` over `items`, up to `limit` at a time, in order of start. After the first failure no
- * further item starts; the ones in flight end, then that failure is thrown.
- */
-export async function eachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | null = null;
-  const worker = async () => {
-    while (failure === null && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure !== null) throw (failure as { err: unknown }).err;
-}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eachLimited } from '../../src/history/repo-store.js';
+import { eachLimited } from '../../src/system/each-limited.js';
 import { downloadFile } from '../../src/ssh/download.js';
 import type { RemoteSession } from '../../src/ssh/session.js';
 import { tempDir } from './helpers/context.js';
