@@ -45,6 +45,31 @@ interface Machine {
 }
 
 /** One section as its own run wrote it: which commit, when, on what machine under which load. */
+/** The middle of the rounds (the upper middle of an even count). */
+export const median = (xs: readonly number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** A row of zshield against the plain tool doing the same work: medians of their rounds, zshield / plain. */
+export function medianRow(
+  name: string,
+  ours: number[],
+  plain: number[],
+  extra: Partial<BenchRow> = {},
+): BenchRow {
+  const [z, p] = [median(ours), median(plain)];
+  return {
+    name,
+    zshield: z,
+    plain: p,
+    ratio: z / p,
+    rounds: ours.length,
+    unit: 's',
+    zshieldRuns: ours,
+    plainRuns: plain,
+    ...extra,
+  };
+}
+
 export interface SectionRun {
   commit: string;
   /** Uncommitted changes under src/ or build/ when the bench ran: the numbers are not the commit's. */

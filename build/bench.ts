@@ -17,7 +17,7 @@
 
 import { loadavg } from 'node:os';
 import { Appliance } from '../test/bench/appliance.js';
-import { type BenchRow, writeBenchSection } from './bench-table.js';
+import { type BenchRow, median as med, medianRow, writeBenchSection } from './bench-table.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,
@@ -188,8 +188,6 @@ function stepSeconds(log: string, prefixes: string[]): number {
   return total / 1000;
 }
 
-const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 interface ImageRound {
   create: { data: number; whole: number; plainData: number; plainWhole: number };
   restore: { data: number; whole: number; plainData: number; plainWhole: number };
@@ -301,20 +299,9 @@ const results: BenchRow[] = [];
 const START_LOAD = loadavg();
 
 function record(name: string, fill: number, measured: number, ours: number[], plain: number[]): void {
-  const z = med(ours);
-  const p = med(plain);
-  results.push({
-    name,
-    fill,
-    measuredFill: Number(measured.toFixed(1)),
-    zshield: z,
-    plain: p,
-    ratio: z / p,
-    rounds: ours.length,
-    unit: 's',
-    zshieldRuns: ours,
-    plainRuns: plain,
-  });
+  const r = medianRow(name, ours, plain, { fill, measuredFill: Number(measured.toFixed(1)) });
+  results.push(r);
+  const [z, p] = [r.zshield, r.plain!];
   const line = `${name} at ${fill} %: ${z.toFixed(2)} s vs plain ${p.toFixed(2)} s: ratio ${(z / p).toFixed(2)}`;
   rows.push([`${name}, ${fill} %`, line]);
   console.log(line);

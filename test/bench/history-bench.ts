@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
-import { type BenchRow, writeBenchSection } from '../../build/bench-table.js';
+import { type BenchRow, median, medianRow, writeBenchSection } from '../../build/bench-table.js';
 import { ensureBundle } from '../bundle.js';
 import {
   changeTree,
@@ -38,21 +38,9 @@ const kib = Number(process.argv[3] ?? 100);
 const replicateOnly = process.argv[4] === 'replicate';
 const ROUNDS = 3;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rows: BenchRow[] = [];
-/** A row of zshield against the plain tool, both medians of their rounds (ratio: zshield / plain). */
 function row(name: string, ours: number[], theirs: number[]): BenchRow {
-  const [z, p] = [median(ours), median(theirs)];
-  const r: BenchRow = {
-    name,
-    zshield: z,
-    plain: p,
-    ratio: z / p,
-    rounds: ours.length,
-    unit: 's',
-    zshieldRuns: ours,
-    plainRuns: theirs,
-  };
+  const r = medianRow(name, ours, theirs);
   rows.push(r);
   return r;
 }

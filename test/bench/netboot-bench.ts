@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
-import { type BenchRow, writeBenchSection } from '../../build/bench-table.js';
+import { type BenchRow, median, writeBenchSection } from '../../build/bench-table.js';
 import { packagedGolden } from '../appliance/golden-fixture.js';
 import { BENCH_DIR, benchInfo } from './bench-env.js';
 import { type ChainParts, chainParts } from './netboot-parts.js';
@@ -29,7 +29,6 @@ const COUNTS = arg('boxes', '1,2').split(',').map(Number);
 const BITRATE = '40 Mbit/s';
 const zshieldBin = process.env['ZSHIELD_BIN'] ?? path.resolve(import.meta.dirname, '../../build/out/zshield');
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const s1 = (x: number) => x.toFixed(1);
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 

@@ -10,7 +10,7 @@ import type { FactoryInput } from '../../src/recovery/factory-input.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, testContext } from './helpers/context.js';
-import { disk, goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts, prototypeFacts } from './helpers/disks.js';
 
 // Issue 22: the mount, umount, wipefs, sfdisk and mkfs command lines of the plans, pinned whole
 // (argv, mutates, timeout, stdin, okCodes, runsAfterAbort, title, order) before their argv moved to
@@ -321,18 +321,7 @@ describe('the disk and mount steps of the plans, pinned', () => {
     const plan = planGoldenMedium({
       config: defaultConfig(),
       disks: { disks: [proto, medium], bootDisks: ['vda'] },
-      facts: {
-        grubInstall: 'grub-install',
-        grubMkconfig: 'grub-mkconfig',
-        grubCfg: '/boot/grub/grub.cfg',
-        fstab: '',
-        kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
-        initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
-        init: 'systemd',
-        rcLocal: null,
-        rcLocalPath: '/etc/rc.local',
-        usedBytes: null,
-      },
+      facts: prototypeFacts(),
       target: 'ZS-GOLDEN-CF',
       uuid: 'u-u-i-d',
       now: new Date(0),

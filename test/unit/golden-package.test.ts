@@ -6,7 +6,7 @@ import { type GoldenInput, planGoldenMedium } from '../../src/golden/prepare.js'
 import { packageInstalled } from '../../src/golden/units.js';
 import type { FactoryInput } from '../../src/recovery/factory-input.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
-import { disk, goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts, prototypeFacts } from './helpers/disks.js';
 import { tempDir } from './helpers/context.js';
 
 // Where zshield is installed from its Debian package, golden prepare and the factory reset write
@@ -23,18 +23,7 @@ const argv = (s: { command: { file: string; args: readonly string[] } }) =>
 const goldenInput = (over: Partial<GoldenInput> = {}): GoldenInput => ({
   config: defaultConfig(),
   disks: { disks: [proto, medium, system], bootDisks: ['vda'] },
-  facts: {
-    grubInstall: 'grub-install',
-    grubMkconfig: 'grub-mkconfig',
-    grubCfg: '/boot/grub/grub.cfg',
-    fstab: '',
-    kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
-    initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
-    init: 'systemd',
-    rcLocal: null,
-    rcLocalPath: '/etc/rc.local',
-    usedBytes: null,
-  },
+  facts: prototypeFacts(),
   target: 'ZS-GOLDEN-CF',
   uuid: 'u-u-i-d',
   now: new Date(0),

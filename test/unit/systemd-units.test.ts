@@ -5,7 +5,7 @@ import { planGoldenMedium } from '../../src/golden/prepare.js';
 import type { FactoryInput } from '../../src/recovery/factory-input.js';
 import { planFactoryReset } from '../../src/recovery/factory.js';
 import { isRuntimeTmpfsLine, runtimeTmpfsLines } from '../../src/golden/units.js';
-import { disk, goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts, prototypeFacts } from './helpers/disks.js';
 
 // Where systemd is the init, golden prepare and the factory reset install and enable both units
 // (the boot hook and the daemon). The units themselves are proven in the QEMU bench
@@ -23,18 +23,7 @@ describe('systemd units in the plans', () => {
     const plan = planGoldenMedium({
       config: defaultConfig(),
       disks: { disks: [proto, medium, system], bootDisks: ['vda'] },
-      facts: {
-        grubInstall: 'grub-install',
-        grubMkconfig: 'grub-mkconfig',
-        grubCfg: '/boot/grub/grub.cfg',
-        fstab: '',
-        kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
-        initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
-        init: 'systemd',
-        rcLocal: null,
-        rcLocalPath: '/etc/rc.local',
-        usedBytes: null,
-      },
+      facts: prototypeFacts(),
       target: 'ZS-GOLDEN-CF',
       uuid: 'u-u-i-d',
       now: new Date(0),

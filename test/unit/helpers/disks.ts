@@ -1,3 +1,4 @@
+import type { PrototypeFacts } from '../../../src/golden/probe.js';
 import type { FactoryInput } from '../../../src/recovery/factory-input.js';
 import type { Disk } from '../../../src/system/disks.js';
 import { GiB, MiB } from './lvm-json.js';
@@ -37,6 +38,23 @@ export function goldenFacts(over: Partial<FactoryInput['golden']> = {}): Factory
     goldenUuid: 'aaaa',
     rootUsedBytes: 600 * MiB,
     bootUsedBytes: 60 * MiB,
+    ...over,
+  };
+}
+
+/** The prototype's facts as golden prepare's probe reports them on the bench's guest (systemd). */
+export function prototypeFacts(over: Partial<PrototypeFacts> = {}): PrototypeFacts {
+  return {
+    grubInstall: 'grub-install',
+    grubMkconfig: 'grub-mkconfig',
+    grubCfg: '/boot/grub/grub.cfg',
+    fstab: '',
+    kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
+    initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
+    init: 'systemd',
+    rcLocal: null,
+    rcLocalPath: '/etc/rc.local',
+    usedBytes: null,
     ...over,
   };
 }
