@@ -13,7 +13,7 @@ import { DRY_RUN_DONE } from '../../src/plan/plan.js';
 import { MENU_FILE } from '../../src/restore-point/boot-menu.js';
 import { RecordingRunner } from '../../src/system/recording-runner.js';
 import { FakeClock, type TestContext, tempDir, testContext } from './helpers/context.js';
-import { disk, goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts, prototypeFacts } from './helpers/disks.js';
 import { FakeLvm } from './helpers/fake-lvm.js';
 import { GiB, type LvRow, MiB, vgsJson } from './helpers/lvm-json.js';
 
@@ -685,18 +685,7 @@ describe('golden prepare', () => {
       disks: [disk('vda', 'ZS-GOLDEN-CF', 2), disk('vdb', 'ZS-SYSTEM-HDD', 8)],
       bootDisks: ['vdb'],
     }),
-    prototype: async () => ({
-      grubInstall: 'grub-install',
-      grubMkconfig: 'grub-mkconfig',
-      grubCfg: '/boot/grub/grub.cfg',
-      fstab: '',
-      kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
-      initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
-      init: 'rc.local',
-      rcLocal: null,
-      rcLocalPath: '/etc/rc.local',
-      usedBytes: 700 * MiB,
-    }),
+    prototype: async () => prototypeFacts({ init: 'rc.local', usedBytes: 700 * MiB }),
   };
 
   it('--dry-run --json prints the plan with its checks; applied runs exactly the printed commands', async () => {

@@ -13,7 +13,7 @@ import { chooseTarget } from '../../src/recovery/target.js';
 import type { Disk, DiskProbe } from '../../src/system/disks.js';
 import type { LvInfo, VgState } from '../../src/system/lvm.js';
 import { partitionPath } from '../../src/system/partitions.js';
-import { disk, goldenFacts } from './helpers/disks.js';
+import { disk, goldenFacts, prototypeFacts } from './helpers/disks.js';
 import { GiB } from './helpers/lvm-json.js';
 import { RESTORE_TAG, FACTORY_TAG } from '../../src/names/lvm-tags.js';
 
@@ -319,18 +319,11 @@ describe('golden medium', () => {
     bootUnit: '[Unit]\n',
     rcLocalLine: 'zshield boot --daemon &\n',
   };
-  const prototype = {
-    grubInstall: 'grub-install',
-    grubMkconfig: 'grub-mkconfig',
-    grubCfg: '/boot/grub/grub.cfg',
-    fstab: '',
-    kernel: '/boot/vmlinuz-6.1.0-50-cloud-amd64',
-    initrd: '/boot/initrd.img-6.1.0-50-cloud-amd64',
-    init: 'rc.local' as const,
+  const prototype = prototypeFacts({
+    init: 'rc.local',
     rcLocal: '#!/bin/sh\necho hello\nexit 0\n',
-    rcLocalPath: '/etc/rc.local',
     usedBytes: 700 * 1024 ** 2,
-  };
+  });
   const medium = disk('vda', 'ZS-GOLDEN-CF', 2);
   const base = {
     config: defaultConfig(),
