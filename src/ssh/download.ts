@@ -1,5 +1,6 @@
 import { open, rename } from 'node:fs/promises';
 import { RemoteError } from '../errors.js';
+import { eachLimited } from '../system/each-limited.js';
 import { type RemoteSession, WRITE_BYTES } from './session.js';
 
 /** Read requests in flight per file: as for the writes, acknowledgements overlap the bytes. */
@@ -32,25 +33,10 @@ export async function downloadFile(
         got += n;
       }
     };
-    let next = 0;
-    let failure: { err: unknown } | null = null;
-    const worker = async () => {
-      while (next < size && failure === null) {
-        const at = next;
-        const len = Math.min(WRITE_BYTES, size - at);
-        next += len;
-        try {
-          await chunk(at, len);
-        } catch (err) {
-          failure ??= { err };
-        }
-      }
-    };
-    // Every worker ends before the handles close; the first failure is the one thrown.
-    await Promise.all(
-      Array.from({ length: Math.min(READ_IN_FLIGHT, Math.ceil(size / WRITE_BYTES)) }, worker),
-    );
-    if (failure !== null) throw (failure as { err: unknown }).err;
+    const offsets: number[] = [];
+    for (let at = 0; at < size; at += WRITE_BYTES) offsets.push(at);
+    // Every read in flight ends before the handles close; the first failure is the one thrown.
+    await eachLimited(offsets, READ_IN_FLIGHT, (at) => chunk(at, Math.min(WRITE_BYTES, size - at)));
     const buf = Buffer.allocUnsafe(WRITE_BYTES);
     for (let pos = size; ; ) {
       const n = await s.read(handle, buf, pos, remote);
