@@ -4,7 +4,15 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Appliance } from '../bench/appliance.js';
 import { ensureBench } from '../bench/bench-env.js';
 import { setNextBootEntry, withImagePartition } from '../bench/disk-images.js';
-import { freshWorkDir, lv, tag, writeConfig } from '../appliance/lib.js';
+import {
+  freshWorkDir,
+  lv,
+  tag,
+  writeConfig,
+  GLOBAL_SHIM_DIR,
+  installShim,
+  removeShim,
+} from '../appliance/lib.js';
 import {
   CONFIG,
   DISKS,
@@ -98,7 +106,7 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     expect(await sys.shOk('systemctl is-active zshield')).toBe('active\n');
     // The lvcreate shim goes first on the PATH before the daemon's first backup (the runner keeps
     // the path it found for a tool); it passes through until /run/bench-hold exists.
-    await sys.writeFile('/usr/local/sbin/lvcreate', LVCREATE_SHIM, 0o755);
+    await installShim(sys, 'lvcreate', LVCREATE_SHIM);
     await waitJournal(sys, 'zshield', /daemon started \(pid \d+\)/);
     await writeConfig(sys, { ...CONFIG, daemon: { checkEverySeconds: 1 } });
     await sys.shOk('systemctl reload zshield');
@@ -128,7 +136,8 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     expect(snap?.lv_attr[4]).toBe('a');
 
     // For the restore below: a change after the backup, big enough that its merge takes a while.
-    await sys.shOk('rm /usr/local/sbin/lvcreate /run/bench-hold');
+    await removeShim(sys, 'lvcreate');
+    await sys.shOk('rm /run/bench-hold');
     await sys.shOk(
       'echo lost > /etc/after-backup; dd if=/dev/urandom of=/opt/big bs=1M count=96 2>/dev/null; sync',
       {
@@ -144,8 +153,8 @@ describe('zshield.service under systemd: daily backup, stop during a backup, a m
     copyImage(imageOf(systemDir, SYSTEM), workDir, SYSTEM);
     // The shim goes onto this copy of the medium (its root is read-only to the guest).
     withImagePartition(path.join(workDir, 'golden.img'), 1, (mnt) => {
-      fs.mkdirSync(path.join(mnt, 'usr/local/sbin'), { recursive: true });
-      fs.writeFileSync(path.join(mnt, 'usr/local/sbin/lvconvert'), LVCONVERT_SHIM, { mode: 0o755 });
+      fs.mkdirSync(path.join(mnt, GLOBAL_SHIM_DIR), { recursive: true });
+      fs.writeFileSync(path.join(mnt, GLOBAL_SHIM_DIR, 'lvconvert'), LVCONVERT_SHIM, { mode: 0o755 });
     });
     setNextBootEntry(workDir, 'golden', 'zshield-latest');
     // The system disk capped at 8 MiB/s for this boot: the merge (about 96 MiB read back from the

@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Appliance, type BootOptions } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { BootOptions } from '../bench/qemu-command.js';
 import { benchInfo } from '../bench/bench-env.js';
 import { withImagePartition } from '../bench/disk-images.js';
 import {

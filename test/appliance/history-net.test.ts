@@ -1,7 +1,8 @@
 import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, type DiskSpec, USER_NET } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import { type DiskSpec, USER_NET } from '../bench/qemu-command.js';
 import { benchInfo } from '../bench/bench-env.js';
 import { setNextBootEntry } from '../bench/disk-images.js';
 import { TARGET_QUESTION } from '../../src/recovery/offbox.js';
@@ -19,6 +20,7 @@ import {
   SYSTEM_SERIAL,
   tag,
   writeConfig,
+  installShim,
 } from './lib.js';
 
 // The history over the network, in the bench: the guest reaches the host's sshd and a one-node
@@ -303,7 +305,7 @@ describe('history over QEMU user networking (restrict=on)', () => {
       disks: { golden: { serial: GOLDEN_SERIAL } },
       recovery: { countdownSeconds: 1 },
     });
-    await vm.writeFile('/usr/local/sbin/restic', RESTIC_SHIM, 0o755);
+    await installShim(vm, 'restic', RESTIC_SHIM);
     await vm.writeFile('/root/bad.json', recoveryFile({ publicKey: 'ssh-ed25519 AAAA' }), 0o600);
     const bad = await vm.run(['zshield', 'recover', 'offbox', '--recovery-file', '/root/bad.json', '--yes']);
     expect(bad.code).toBe(3);

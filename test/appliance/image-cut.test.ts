@@ -1,6 +1,16 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Appliance, type BootOptions } from '../bench/appliance.js';
-import { SYSTEM_SERIAL, freshWorkDir, lv, makeSeedLayout, tag, untilPowerCut, writeConfig } from './lib.js';
+import { Appliance } from '../bench/appliance.js';
+import type { BootOptions } from '../bench/qemu-command.js';
+import {
+  SYSTEM_SERIAL,
+  freshWorkDir,
+  lv,
+  makeSeedLayout,
+  tag,
+  untilPowerCut,
+  writeConfig,
+  installShim,
+} from './lib.js';
 
 // Issue 11.6 in the bench: a power cut while `image restore` writes lv-root (run from the golden
 // root, the image on a file system mounted read-only, as a USB stick would be), then the golden
@@ -73,7 +83,7 @@ describe('an image restore cut by a power cut during its write', () => {
     );
     expect(await v.shOk(DIGEST).catch((e: Error) => e.message)).not.toBe(inImage);
 
-    await v.writeFile('/usr/local/sbin/dd', DD_SHIM, 0o755);
+    await installShim(v, 'dd', DD_SHIM);
     await untilPowerCut(v, v.spawn(`exec zshield image restore ${file} --yes`));
 
     // The golden medium's next boot: nothing mounted; the VG says what was cut and with what.

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, type ShResult } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { ShResult } from '../bench/guest-job.js';
 import {
   GOLDEN_SERIAL,
   SYSTEM_SERIAL,

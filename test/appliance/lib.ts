@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Appliance, type GuestJob, type ShResult } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { GuestJob, ShResult } from '../bench/guest-job.js';
 import { BENCH_DIR } from '../bench/bench-env.js';
 
 /** Serials the guest finds its disks by (device names are not stable on a real box either). */
@@ -175,7 +176,18 @@ export async function setGuestClock(vm: Appliance, epochS: number): Promise<void
 export const isoOf = (epochS: number) => new Date(epochS * 1000).toISOString();
 
 /**
- * Tool shims: a folder of wrappers put before the real tools by `SHIM_PATH`. The test decides when
+ * A shim that stands before the real `tool` for every command of this boot and every later boot
+ * of the same disk: /usr/local/sbin comes first on the guest's PATH (rcS, the agent, the profile).
+ * For a cut at a state the test names (`script` looks at the tool's arguments or the devices, then
+ * powers off, or execs the real tool); `removeShim` puts the real tool back.
+ */
+export const GLOBAL_SHIM_DIR = '/usr/local/sbin';
+export const installShim = (vm: Appliance, tool: string, script: string) =>
+  vm.writeFile(`${GLOBAL_SHIM_DIR}/${tool}`, script, 0o755);
+export const removeShim = (vm: Appliance, tool: string) => vm.shOk(`rm ${GLOBAL_SHIM_DIR}/${tool}`);
+
+/**
+ * Tool shims for one command: a folder of wrappers put before the real tools by `SHIM_PATH`. The test decides when
  * a held tool goes on, never a clock, so the outcome does not depend on how fast the guest is.
  */
 export const SHIM_DIR = '/tmp/slow';

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, type DiskSpec } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { DiskSpec } from '../bench/qemu-command.js';
 import { setNextBootEntry } from '../bench/disk-images.js';
 import {
   CUT_FLAG,
@@ -13,6 +14,7 @@ import {
   makeSeedLayout,
   tag,
   writeConfig,
+  installShim,
 } from './lib.js';
 
 // Boot-time recovery through real GRUB: a golden medium made by `zshield golden prepare`, its
@@ -83,8 +85,8 @@ describe('recovery through the golden medium', () => {
       recovery: { countdownSeconds: 2 },
     });
     // The OEM's factory test, run after a factory reset and after a restore.
-    await proto.writeFile('/usr/local/sbin/rsync', RSYNC_SHIM, 0o755);
-    await proto.writeFile('/usr/local/sbin/lvconvert', LVCONVERT_SHIM, 0o755);
+    await installShim(proto, 'rsync', RSYNC_SHIM);
+    await installShim(proto, 'lvconvert', LVCONVERT_SHIM);
     await proto.writeFile(
       '/etc/zshield/hooks.d/10-factory-test',
       '#!/bin/sh\necho "factory test: $ZSHIELD_EVENT ok"\n',

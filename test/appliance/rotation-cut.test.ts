@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Appliance, type BootOptions } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { BootOptions } from '../bench/qemu-command.js';
 import {
   SYSTEM_SERIAL,
   freshWorkDir,
@@ -9,6 +10,7 @@ import {
   tag,
   untilPowerCut,
   writeConfig,
+  installShim,
 } from './lib.js';
 
 // Issue 11.1 in the bench: a backup rotation cut by a power cut before each of its commands, and
@@ -124,7 +126,7 @@ describe('a backup rotation cut by a power cut, then "Recover to latest backup" 
     await v.shOk(
       `mkdir -p /mnt/root && mount /dev/vgroup/lv-root /mnt/root && echo ${value} > /mnt/root/marker && umount /mnt/root && sync`,
     );
-    await v.writeFile(`/usr/local/sbin/${SHIMS[cut].tool}`, shimScript(cut), 0o755);
+    await installShim(v, SHIMS[cut].tool, shimScript(cut));
     await untilPowerCut(v, v.spawn('exec zshield backup'));
     expect(v.consoleLog()).not.toContain('bench: the cut missed its state');
   }

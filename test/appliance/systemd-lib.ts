@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { Appliance, type DiskSpec, type GuestJob } from '../bench/appliance.js';
+import { Appliance } from '../bench/appliance.js';
+import type { GuestJob } from '../bench/guest-job.js';
+import type { DiskSpec } from '../bench/qemu-command.js';
 import { systemdBenchInfo } from '../bench/bench-env.js';
 import { GOLDEN_SERIAL, SYSTEM_SERIAL, writeConfig } from './lib.js';
 

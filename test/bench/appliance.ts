@@ -6,177 +6,33 @@
 // many guest commands. Disks are sparse raw files in the caller's work folder and persist across
 // boots. Every wait has a timeout, and every failure message carries the tail of the console log.
 //
-// Wire protocol (see test/bench/guest/agent):
-//   host -> guest  "<id> RUN <scriptlen> <stdinlen>\n" <script> <stdin>
-//   guest -> host  "<id> OUT <n>\n" <n bytes> "<id> ERR <n>\n" <n bytes> "<id> RC <code>\n"
+// The qemu command line: qemu-command.ts; the agent's wire protocol: agent-wire.ts; a background
+// guest command: guest-job.ts.
 
 import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { AgentWire } from './agent-wire.js';
 import { benchInfo, benchReady, ensureBench, tail } from './bench-env.js';
 import { imageUsers } from './disk-images.js';
+import { GuestJob, type RawResult, type ShOptions, type ShResult, shQuote } from './guest-job.js';
+import {
+  type BootFiles,
+  type BootOptions,
+  checkBootOptions,
+  KERNEL_BOOT,
+  makeDisks,
+  qemuCommand,
+} from './qemu-command.js';
 
 const MiB = 1024 * 1024;
 const CONSOLE_TAIL_LINES = 80;
 
-export interface DiskSpec {
-  /** File name stem: the disk is `<workDir>/<name>.img` (sparse, created if missing, kept). */
-  name: string;
-  sizeMiB: number;
-  /** virtio-blk serial, visible in the guest as /sys/block/vdX/serial (max 20 characters). */
-  serial: string;
-  /**
-   * Caps the disk's reads and writes together (QEMU's throttling.bps-total), so that a long kernel
-   * operation (a snapshot merge) lasts long enough for a shim to act in its middle on any host.
-   */
-  throttleBytesPerSec?: number;
-}
-
-/**
- * What the guest boots.
- * - `{ from: 'kernel' }` (the default): the bench kernel with the bench initramfs, which IS the
- *   golden root (qemu -kernel/-initrd/-append; the prototype system). `initrd` replaces the
- *   initramfs: e.g. `benchInfo().bootInitrd` (the disks' boot initramfs) with
- *   `appendCmdline: 'root=/dev/vgroup/lv-root'` boots a root on a disk without GRUB. `kernel`
- *   replaces the kernel (e.g. the systemd flavour's, systemdBenchInfo()).
- * - `{ from: 'disk', disk }`: the firmware (SeaBIOS) boots the MBR of the disk named `disk` (a
- *   DiskSpec name): its GRUB, its grub.cfg, its kernel and initramfs (/boot/initrd.img-<kver>,
- *   which activates LVM and mounts the root), its root's busybox init and rcS (which runs
- *   /etc/rc.local on the console, e.g. the `zshield boot` hook). The kernel command line comes
- *   from GRUB (appendCmdline is refused; pick a menu entry with setNextBootEntry()). That disk gets
- *   bootindex 0 and the other disks the following ones in order, as a BIOS boot order would (a
- *   disk without a boot loader falls through to the next); `only: true` makes that disk the only
- *   boot device (`-boot strict=on`).
- */
-export type BootSource =
-  | { from: 'kernel'; initrd?: string; kernel?: string }
-  | { from: 'disk'; disk: string; only?: boolean };
-
-export interface BootOptions {
-  /** Folder for the disk images and the console log (created if missing). */
-  workDir: string;
-  /** Disks in order: the first is vda, the second vdb, ... */
-  disks: DiskSpec[];
-  /** Default: the bench kernel + initramfs. See BootSource. */
-  boot?: BootSource;
-  /**
-   * Boot until the agent answers; default 90 s with the kernel, 150 s from a disk (TCG boots take
-   * ~8 s / ~15 s when the host is idle). For bootUntilExit(): until qemu exits, default 600 s.
-   */
-  timeoutMs?: number;
-  /** `-fw_cfg name=opt/<key>,string=<value>`; read in the guest from
-   * /sys/firmware/qemu_fw_cfg/by_name/opt/<key>/raw. A key without the `opt/` prefix gets it. */
-  fwCfg?: Record<string, string>;
-  /** Appended to the kernel command line (e.g. `zshield_recovery=latest`). Kernel boots only. */
-  appendCmdline?: string;
-  /** Guest memory, default 1024 (384 and below cannot unpack the initramfs). */
-  memoryMiB?: number;
-  /**
-   * The serial console both ways: a QEMU socket chardev (qemu still logs to console.log) that
-   * typeOnConsole() types into. Off by default: with the socket backend the log showed a
-   * duplicated byte every few KB (QEMU 7.2, not seen with the file backend), so scenarios that
-   * match console text keep the file; a typing scenario reads zshield's lines from the journal.
-   */
-  consoleInput?: boolean;
-  /** More qemu arguments, appended last (e.g. `['-machine', 'q35']`). */
-  extraQemuArgs?: string[];
-  /** A NIC for the guest (none by default); see GuestNetwork. */
-  network?: GuestNetwork;
-}
-
-/**
- * The guest's one NIC (virtio-net, eth0 in the guest, configured by rcS from fw_cfg opt/bench.net).
- * - `user`: QEMU user networking with `restrict=on`: the guest reaches nothing but the forwards,
- *   each a `guestfwd` from USER_NET.server:guestPort to 127.0.0.1:hostPort on the host (through
- *   `nc`, a new one per connection; a `tcp:` chardev would serve one connection only).
- * - `tap`: a tap device made by the test (`ip tuntap add NAME mode tap`) in the network namespace
- *   `netns`, with qemu started inside that namespace; `address` is the guest's "ADDRESS/PREFIX".
- *   Traffic stays in the test's namespaces (multicast cloning: user networking carries none).
- */
-export type GuestNetwork =
-  | { kind: 'user'; forwards: { guestPort: number; hostPort: number }[] }
-  | { kind: 'tap'; netns: string; tap: string; address: string; mac?: string };
-
-/** Addresses of QEMU user networking as the bench uses it. */
-export const USER_NET = { guest: '10.0.2.15/24', gateway: '10.0.2.2', server: '10.0.2.100' } as const;
-
-/** The qemu arguments, the fw_cfg entry and the command prefix for a GuestNetwork. */
-export function networkArgs(net: GuestNetwork): {
-  args: string[];
-  fwCfg: Record<string, string>;
-  prefix: string[];
-} {
-  if (net.kind === 'user') {
-    const fwd = net.forwards.map((f) => {
-      if (!Number.isInteger(f.guestPort) || !Number.isInteger(f.hostPort))
-        throw new Error('bad forward port');
-      return `,guestfwd=tcp:${USER_NET.server}:${f.guestPort}-cmd:nc 127.0.0.1 ${f.hostPort}`;
-    });
-    return {
-      args: ['-netdev', `user,id=net0,restrict=on${fwd.join('')}`, '-device', 'virtio-net-pci,netdev=net0'],
-      fwCfg: { 'opt/bench.net': USER_NET.guest },
-      prefix: [],
-    };
-  }
-  for (const word of [net.netns, net.tap]) {
-    if (!/^[A-Za-z0-9_-]{1,15}$/.test(word)) throw new Error(`bad network name: ${word}`);
-  }
-  const mac = net.mac ? `,mac=${net.mac}` : '';
-  return {
-    args: [
-      '-netdev',
-      `tap,id=net0,ifname=${net.tap},script=no,downscript=no`,
-      '-device',
-      `virtio-net-pci,netdev=net0${mac}`,
-    ],
-    fwCfg: { 'opt/bench.net': net.address },
-    prefix: ['ip', 'netns', 'exec', net.netns],
-  };
-}
-
-export interface ShOptions {
-  /** Default 120 s. On timeout the call throws (with the console tail) and the job is killed. */
-  timeoutMs?: number;
-  /** Bytes fed to the script's stdin (default: empty). */
-  stdin?: string | Buffer;
-}
-
-export interface ShResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export interface RawResult {
-  code: number;
-  stdout: Buffer;
-  stderr: Buffer;
-}
-
-/** Quote one word for a POSIX shell. */
-export function shQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 // ------------------------------------------------------------------------------------------------
 // Appliance
 // ------------------------------------------------------------------------------------------------
-
-interface Pending {
-  resolve: (r: RawResult) => void;
-  reject: (e: Error) => void;
-  out: Buffer[];
-  err: Buffer[];
-}
-
-interface BodyState {
-  id: string;
-  stream: 'OUT' | 'ERR';
-  remaining: number;
-}
 
 const live = new Set<Appliance>();
 imageUsers.push((file) => [...live].some((a) => a.usesImage(file)));
@@ -205,10 +61,7 @@ export class Appliance {
   private sock: net.Socket | undefined;
   /** The serial console's socket (qemu logs what the guest writes to consolePath itself). */
   private consoleSock: net.Socket | undefined;
-  private readonly pending = new Map<string, Pending>();
-  private nextId = 1;
-  private headerBuf: Buffer = Buffer.alloc(0);
-  private body: BodyState | undefined;
+  private readonly wire = new AgentWire((message) => this.failure(message));
   private qemuStderr = '';
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly exited: Promise<void>;
@@ -233,9 +86,7 @@ export class Appliance {
         this.sock?.destroy();
         this.consoleSock?.destroy();
         fs.rmSync(this.sockDir, { recursive: true, force: true });
-        const err = this.failure(`the appliance stopped (qemu ${this.describeExit()})`);
-        for (const p of this.pending.values()) p.reject(err);
-        this.pending.clear();
+        this.wire.failAll(this.failure(`the appliance stopped (qemu ${this.describeExit()})`));
         resolve();
       };
       proc.on('exit', onExit);
@@ -308,152 +159,64 @@ export class Appliance {
     untilExit: boolean,
   ): Promise<{ app: Appliance; sockPath: string; started: number; timeoutMs: number }> {
     if (!benchReady()) await ensureBench();
-    const info = benchInfo();
-    const source: BootSource = opts.boot ?? { from: 'kernel' };
+    checkBootOptions(opts);
+    const source = opts.boot ?? KERNEL_BOOT;
     const timeoutMs = opts.timeoutMs ?? (untilExit ? 600_000 : source.from === 'disk' ? 150_000 : 90_000);
     const workDir = path.resolve(opts.workDir);
     fs.mkdirSync(workDir, { recursive: true });
-
-    for (const d of opts.disks) {
-      if (!/^[A-Za-z0-9_.-]+$/.test(d.name)) throw new Error(`bad disk name: ${d.name}`);
-      if (!/^[A-Za-z0-9_.-]{1,20}$/.test(d.serial)) throw new Error(`bad disk serial: ${d.serial}`);
-    }
-    let bootDisk = -1;
-    if (source.from === 'disk') {
-      bootDisk = opts.disks.findIndex((d) => d.name === source.disk);
-      if (bootDisk < 0) throw new Error(`boot from disk ${source.disk}: no DiskSpec of that name`);
-      if (opts.appendCmdline) {
-        throw new Error('appendCmdline needs a kernel boot: from a disk, GRUB makes the command line');
-      }
-    }
-
     const consolePath = path.join(workDir, 'console.log');
     if (fs.existsSync(consolePath)) fs.renameSync(consolePath, path.join(workDir, 'console.prev.log'));
     // Unix socket paths are limited to 108 bytes: keep the socket in a short temporary folder.
     const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsb-'));
-    const sockPath = path.join(sockDir, 'agent.sock');
-    const consoleSock = path.join(sockDir, 'console.sock');
-
-    const q = (s: string) => s.replace(/,/g, ',,'); // qemu option value escaping
-    const args: string[] = [
-      ['-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? 1024)],
-      ['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none'],
-      ['-no-reboot'],
-      // The console both ways: qemu logs the guest's output to consolePath; the host types into
-      // the socket (typeOnConsole). wait=on: the guest starts once the host is connected, and the
-      // host stays connected (a socket without a client drops the guest's output, log included).
-      opts.consoleInput
-        ? [
-            '-chardev',
-            `socket,id=con,path=${q(consoleSock)},server=on,wait=on,logfile=${q(consolePath)}`,
-            '-serial',
-            'chardev:con',
-          ]
-        : ['-chardev', `file,id=con,path=${q(consolePath)}`, '-serial', 'chardev:con'],
-      ['-device', 'virtio-serial-pci'],
-      ['-chardev', `socket,id=agent,path=${q(sockPath)},server=on,wait=off`],
-      ['-device', 'virtserialport,chardev=agent,name=bench'],
-    ].flat();
-    let fwLog: string | undefined;
-    if (source.from === 'kernel') {
-      // no_timer_check: see guest/default-grub (a busy host's TCG guest fails the timer check).
-      const cmdline = ['console=ttyS0', 'panic=-1', 'no_timer_check', opts.appendCmdline ?? '']
-        .join(' ')
-        .trim();
-      args.push(
-        '-kernel',
-        source.kernel ?? info.vmlinuz,
-        '-initrd',
-        source.initrd ?? info.initrd,
-        '-append',
-        cmdline,
-      );
-    } else {
-      // SeaBIOS writes what it boots (or "No bootable device") to the debug port, not the serial
-      // console: keep it, for failure messages.
-      fwLog = path.join(workDir, 'firmware.log');
-      fs.rmSync(fwLog, { force: true });
-      args.push('-chardev', `file,id=fw,path=${q(fwLog)}`, '-device', 'isa-debugcon,iobase=0x402,chardev=fw');
-      if (source.only) args.push('-boot', 'strict=on');
-    }
-    const diskPaths = new Map<string, string>();
-    opts.disks.forEach((d, i) => {
-      const file = path.join(workDir, `${d.name}.img`);
-      if (!fs.existsSync(file)) {
-        const fd = fs.openSync(file, 'w');
-        fs.ftruncateSync(fd, d.sizeMiB * MiB);
-        fs.closeSync(fd);
-      }
-      diskPaths.set(d.name, file);
-      let bootIndex = '';
-      if (bootDisk >= 0 && source.from === 'disk') {
-        // The boot disk first, then the others in order (unless it is the only boot device).
-        const order = i === bootDisk ? 0 : i < bootDisk ? i + 1 : i;
-        if (i === bootDisk || !source.only) bootIndex = `,bootindex=${order}`;
-      }
-      const throttle = d.throttleBytesPerSec
-        ? `,throttling.bps-total=${Math.floor(d.throttleBytesPerSec)}`
-        : '';
-      // discard + detect-zeroes: what the guest discards (mkfs does) or writes as zeroes becomes a
-      // hole in the image, so the bench takes only the host disk its data needs. write-zeroes=off:
-      // the guest's BLKZEROOUT (blkdiscard --zeroout) asks to keep the zeroed blocks allocated,
-      // which qemu does (3 GiB of host disk for image restore's zeroed lv-root); without the
-      // command, the guest writes zero pages, and those become holes. werror/rerror report: when
-      // the host disk is full, the guest gets I/O errors and its commands fail (the default stops
-      // the guest, which then hangs until each test's timeout).
-      const drive = `format=raw,if=none,id=disk${i},cache=unsafe,discard=unmap,detect-zeroes=unmap`;
-      args.push('-drive', `file=${q(file)},${drive},werror=report,rerror=report${throttle}`);
-      args.push('-device', `virtio-blk-pci,drive=disk${i},serial=${d.serial},write-zeroes=off${bootIndex}`);
-    });
-    const net = opts.network ? networkArgs(opts.network) : undefined;
-    if (net) args.push(...net.args);
-    for (const [key, value] of Object.entries({ ...opts.fwCfg, ...net?.fwCfg })) {
-      const name = key.startsWith('opt/') ? key : `opt/${key}`;
-      args.push('-fw_cfg', `name=${q(name)},string=${q(value)}`);
-    }
-
-    // ZSHIELD_BENCH_RTC=2031-06-01 starts every guest on that date (its clock runs on from there):
-    // the bench's cases must not depend on the host's date (they move a guest's clock relative
-    // to the guest's own time), and this is how that is proven.
-    const rtc = process.env['ZSHIELD_BENCH_RTC'];
-    if (rtc) args.push('-rtc', `base=${q(rtc)}`);
-    args.push(...(opts.extraQemuArgs ?? []));
+    const files: BootFiles = {
+      consolePath,
+      sockPath: path.join(sockDir, 'agent.sock'),
+      consoleSock: path.join(sockDir, 'console.sock'),
+      ...(source.from === 'disk' ? { fwLog: path.join(workDir, 'firmware.log') } : {}),
+    };
+    if (files.fwLog) fs.rmSync(files.fwLog, { force: true });
+    const diskPaths = makeDisks(workDir, opts.disks);
+    const command = qemuCommand(opts, benchInfo(), files, diskPaths);
 
     const started = Date.now();
-    // setpriv --pdeathsig: qemu dies with the process that started it (no orphans).
-    // (`ip netns exec` execs setpriv, which execs qemu: one process, inside the namespace.)
-    const command = [
-      ...(net?.prefix ?? []),
-      'setpriv',
-      '--pdeathsig',
-      'KILL',
-      '--',
-      'qemu-system-x86_64',
-      ...args,
-    ];
     const proc = spawnProcess(command[0]!, command.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const app = new Appliance(proc, workDir, consolePath, sockDir);
     for (const [k, v] of diskPaths) app.diskPaths.set(k, v);
-    app.firmwareLog = fwLog;
+    app.firmwareLog = files.fwLog;
     if (opts.consoleInput) {
       try {
-        await app.connectConsole(consoleSock, started + 60_000);
+        await app.connectConsole(files.consoleSock, started + 60_000);
       } catch (e) {
         await app.kill();
         throw e;
       }
     }
-    return { app, sockPath, started, timeoutMs };
+    return { app, sockPath: files.sockPath, started, timeoutMs };
   }
 
   /** Connect to the serial console's socket (qemu waits for it before starting the guest). */
   private async connectConsole(sockPath: string, deadline: number): Promise<void> {
+    const sock = await this.connectSocket(sockPath, deadline, {
+      exited: 'qemu exited before its console was connected',
+      late: 'qemu did not open its console socket',
+    });
+    this.consoleSock = sock;
+    // Drained (the log has it), so the guest never waits on a full socket.
+    sock.on('data', () => {});
+    sock.on('error', () => {});
+  }
+
+  /** A connection to one of qemu's unix sockets, once qemu has made it (or qemu's end). */
+  private async connectSocket(
+    sockPath: string,
+    deadline: number,
+    says: { exited: string; late: string },
+  ): Promise<net.Socket> {
     for (;;) {
-      if (this.exitInfo)
-        throw this.failure(`qemu exited before its console was connected (${this.describeExit()})`);
-      if (Date.now() > deadline) throw this.failure('qemu did not open its console socket');
+      if (this.exitInfo) throw this.failure(`${says.exited} (${this.describeExit()})`);
+      if (Date.now() > deadline) throw this.failure(says.late);
       if (fs.existsSync(sockPath)) {
         const sock = await new Promise<net.Socket | undefined>((resolve) => {
           const s = net.createConnection(sockPath);
@@ -463,13 +226,7 @@ export class Appliance {
             resolve(undefined);
           });
         });
-        if (sock) {
-          this.consoleSock = sock;
-          // Drained (the log has it), so the guest never waits on a full socket.
-          sock.on('data', () => {});
-          sock.on('error', () => {});
-          return;
-        }
+        if (sock) return sock;
       }
       await sleep(25);
     }
@@ -513,87 +270,16 @@ export class Appliance {
   }
 
   private async connect(sockPath: string, deadline: number): Promise<void> {
-    for (;;) {
-      if (this.exitInfo) throw this.failure(`qemu exited during boot (${this.describeExit()})`);
-      if (Date.now() > deadline) throw this.failure('boot timed out waiting for the agent socket');
-      if (fs.existsSync(sockPath)) {
-        const sock = await new Promise<net.Socket | undefined>((resolve) => {
-          const s = net.createConnection(sockPath);
-          s.once('connect', () => resolve(s));
-          s.once('error', () => {
-            s.destroy();
-            resolve(undefined);
-          });
-        });
-        if (sock) {
-          this.sock = sock;
-          sock.on('data', (d: Buffer) => this.onData(d));
-          sock.on('error', () => {});
-          sock.on('close', () => {
-            if (this.sock === sock) this.sock = undefined;
-          });
-          return;
-        }
-      }
-      await sleep(25);
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Reply parsing
-
-  private onData(chunk: Buffer): void {
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.body) {
-        const take = Math.min(this.body.remaining, chunk.length - off);
-        const part = chunk.subarray(off, off + take);
-        off += take;
-        this.body.remaining -= take;
-        const p = this.pending.get(this.body.id);
-        if (p) (this.body.stream === 'OUT' ? p.out : p.err).push(Buffer.from(part));
-        if (this.body.remaining === 0) this.body = undefined;
-        continue;
-      }
-      const nl = chunk.indexOf(10, off);
-      if (nl < 0) {
-        this.headerBuf = Buffer.concat([this.headerBuf, chunk.subarray(off)]);
-        if (this.headerBuf.length > 4096) {
-          this.headerBuf = Buffer.alloc(0);
-          this.protocolError('reply header too long');
-        }
-        return;
-      }
-      const line = Buffer.concat([this.headerBuf, chunk.subarray(off, nl)]).toString('latin1');
-      this.headerBuf = Buffer.alloc(0);
-      off = nl + 1;
-      this.onHeader(line);
-    }
-  }
-
-  private onHeader(line: string): void {
-    const m = /^(\S+) (OUT|ERR|RC) (\d+)$/.exec(line);
-    if (!m) {
-      this.protocolError(`bad reply header ${JSON.stringify(line)}`);
-      return;
-    }
-    const [, id, kind, num] = m as unknown as [string, string, 'OUT' | 'ERR' | 'RC', string];
-    const n = Number(num);
-    if (kind === 'RC') {
-      const p = this.pending.get(id);
-      if (p) {
-        this.pending.delete(id);
-        p.resolve({ code: n, stdout: Buffer.concat(p.out), stderr: Buffer.concat(p.err) });
-      }
-      return;
-    }
-    if (n > 0) this.body = { id, stream: kind, remaining: n };
-  }
-
-  private protocolError(msg: string): void {
-    const err = this.failure(`agent protocol error: ${msg}`);
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
+    const sock = await this.connectSocket(sockPath, deadline, {
+      exited: 'qemu exited during boot',
+      late: 'boot timed out waiting for the agent socket',
+    });
+    this.sock = sock;
+    sock.on('data', (d: Buffer) => this.wire.onData(d));
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (this.sock === sock) this.sock = undefined;
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -609,7 +295,7 @@ export class Appliance {
     opts: ShOptions & { noTimeout?: boolean },
     label?: string,
   ): { id: string; result: Promise<RawResult> } {
-    const id = `r${this.nextId++}`;
+    const id = this.wire.newId();
     const result = new Promise<RawResult>((resolve, reject) => {
       if (this.exitInfo) {
         reject(this.failure(`the appliance is not running (qemu ${this.describeExit()})`));
@@ -624,7 +310,8 @@ export class Appliance {
       const done = () => {
         if (timer) clearTimeout(timer);
       };
-      this.pending.set(id, {
+      const stdin = opts.stdin === undefined ? Buffer.alloc(0) : Buffer.from(opts.stdin);
+      this.wire.send(sock, id, script, stdin, {
         resolve: (r) => {
           done();
           resolve(r);
@@ -633,13 +320,11 @@ export class Appliance {
           done();
           reject(e);
         },
-        out: [],
-        err: [],
       });
       if (!opts.noTimeout) {
         const timeoutMs = opts.timeoutMs ?? 120_000;
         timer = setTimeout(() => {
-          if (!this.pending.delete(id)) return;
+          if (!this.wire.forget(id)) return;
           const what =
             label ??
             `guest command ${JSON.stringify(script.length > 300 ? `${script.slice(0, 300)}...` : script)}`;
@@ -647,11 +332,6 @@ export class Appliance {
           if (label !== 'boot') this.killJob(id, 'KILL').catch(() => {});
         }, timeoutMs);
       }
-      const body = Buffer.from(script, 'utf8');
-      const stdin = opts.stdin === undefined ? Buffer.alloc(0) : Buffer.from(opts.stdin);
-      sock.write(`${id} RUN ${body.length} ${stdin.length}\n`);
-      sock.write(body);
-      if (stdin.length > 0) sock.write(stdin);
     });
     return { id, result };
   }
@@ -872,61 +552,5 @@ export function hostDiskLow(dir: string): string | undefined {
     return `only ${Math.floor(free / MiB)} MiB free on the host file system of ${dir}: the guest's disk writes fail (I/O errors) when it is full`;
   } catch {
     return undefined;
-  }
-}
-
-/** A guest command started with Appliance.spawn(). */
-export class GuestJob {
-  private result: Promise<RawResult>;
-  private settled = false;
-
-  constructor(
-    private readonly app: Appliance,
-    readonly id: string,
-    result: Promise<RawResult>,
-  ) {
-    this.result = result;
-    const mark = () => {
-      this.settled = true;
-    };
-    result.then(mark, mark); // also keeps a rejection from being unhandled
-  }
-
-  /** Has the job ended (or the appliance stopped)? */
-  get finished(): boolean {
-    return this.settled;
-  }
-
-  /** Wait for the job to end. A timeout throws (with the console tail) but leaves the job running. */
-  async wait(opts: { timeoutMs?: number } = {}): Promise<ShResult> {
-    const timeoutMs = opts.timeoutMs ?? 600_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(this.app.failure(`guest job ${this.id} did not end within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      const r = await Promise.race([this.result, timeout]);
-      return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Guest pid of the job's script (= its process group); undefined once it has ended. */
-  pid(): Promise<number | undefined> {
-    return this.app.jobPid(this.id);
-  }
-
-  /** Send a signal (default KILL) to the job's whole process group. */
-  kill(signal = 'KILL'): Promise<void> {
-    return this.app.killJob(this.id, signal);
-  }
-
-  /** What the job has written so far. */
-  output(): Promise<{ stdout: string; stderr: string }> {
-    return this.app.jobOutput(this.id);
   }
 }
