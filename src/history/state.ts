@@ -12,7 +12,7 @@ import type { Writes } from '../system/writes.js';
 export interface TargetState {
   /** Fingerprints whose snapshot file the target held after the last successful run. */
   snapshots: string[];
-  /** The newest of those (by the local repository's snapshot times). */
+  /** The newest of those (by the catalog's backup times). */
   newest: string | null;
   /** Bytes of local repository files the target lacked when last listed. */
   bytesBehind: number;
