@@ -80,6 +80,9 @@ else
   for f in test/appliance/*.test.ts; do
     case " ${first[*]} " in *" $f "*) ;; *) others+=("$f") ;; esac
   done
+  # Before the parts side by side: two of them would install host packages at once (dpkg's lock).
+  step "host packages of the remote tests and the RGW"
+  tsx test/remote/install-packages.ts
   step "remote tests (OpenSSH on 127.0.0.1) beside the appliance tests (QEMU bench)"
   pids=()
   tagged remote remote & pids+=($!)

@@ -50,6 +50,9 @@ export function makeS3User(rgw: RgwEnv, uid: string): S3User {
 export const stopOsd = (rgw: RgwEnv): void => void script(['stop-osd', rgw.state]);
 export const startOsd = (rgw: RgwEnv): void => void script(['start-osd', rgw.state], 200_000);
 
+/** The one-node cluster's Debian packages (the mgr is not needed: shared/notes/ceph-rgw.md). */
+export const RGW_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw', 'curl'];
+
 /**
  * `rgwPort`: radosgw's port, when the caller must know it before the cluster is up (the appliance
  * bench points a guest's forward at it while the guest boots and the cluster starts beside it).
@@ -57,7 +60,7 @@ export const startOsd = (rgw: RgwEnv): void => void script(['start-osd', rgw.sta
 export async function startRgw(
   opts: { rgwPort?: number } = {},
 ): Promise<{ env: RgwEnv; stop(): Promise<void> }> {
-  ensurePackages(['ceph-mon', 'ceph-osd', 'radosgw', 'curl']);
+  ensurePackages(RGW_PACKAGES);
   // Short: the daemons' admin sockets live under it (a unix socket path has < 108 bytes).
   const state = mkdtempSync('/tmp/zsrgw-');
   const stop = async () => {

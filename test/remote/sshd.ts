@@ -46,7 +46,15 @@ function installed(pkg: string): boolean {
   return r.status === 0 && r.stdout.includes('ok installed');
 }
 
-/** apt-get install what is missing (update first only if the install fails). */
+/** What the remote tests install on the host (the OpenSSH servers, restic, tmux for the terminal). */
+export const SSHD_PACKAGES = ['openssh-server', 'openssh-client', 'tmux', 'restic'];
+
+/**
+ * apt-get install what is missing (update first only if the install fails). apt waits for the
+ * dpkg lock (DPkg::Lock::Timeout) instead of failing at once: the remote project and an appliance
+ * file that starts an RGW may install at the same time (the gate installs both sets first, in
+ * test/remote/install-packages.ts, so that its parts never do).
+ */
 export function ensurePackages(pkgs: string[]): void {
   const missing = pkgs.filter((p) => !installed(p));
   if (!missing.length) return;
@@ -59,11 +67,12 @@ export function ensurePackages(pkgs: string[]): void {
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
-    const args = ['install', '-y', '--no-install-recommends', ...missing];
-    let r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 600_000 });
+    const wait = ['-o', 'DPkg::Lock::Timeout=600'];
+    const args = [...wait, 'install', '-y', '--no-install-recommends', ...missing];
+    let r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 1_200_000 });
     if (r.status !== 0) {
-      spawnSync('apt-get', ['update'], { encoding: 'utf8', env, timeout: 600_000 });
-      r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 600_000 });
+      spawnSync('apt-get', [...wait, 'update'], { encoding: 'utf8', env, timeout: 1_200_000 });
+      r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 1_200_000 });
     }
     if (r.status !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed:\n${r.stderr}`);
   } finally {
@@ -261,7 +270,7 @@ function testPassword(): string {
 
 /** Everything the remote tests share: packages, users, a client key, two servers (A and B). */
 export async function setUpRemoteEnv(): Promise<{ env: RemoteEnv; stop(): Promise<void> }> {
-  ensurePackages(['openssh-server', 'openssh-client', 'tmux', 'restic']);
+  ensurePackages(SSHD_PACKAGES);
   const password = testPassword();
   ensureUsers(password);
   const base = mkdtempSync('/tmp/zshield-remote-');
