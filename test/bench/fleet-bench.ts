@@ -324,7 +324,7 @@ async function main(): Promise<void> {
     ];
     writeBenchSection('fleet', rows, {
       loadBefore,
-      note: `${what}; each box a process (the built binary) with its own repository and keys, one bucket, a prefix each, history.verifyPercent 0 (no read-back: day 1 has nothing to check, day 2 would read 10 % of each repository); the plain upload is the AWS SDK's PutObject of the same repository files, ${IN_FLIGHT} in flight per box, one process per box, its clock started once every process had loaded (zshield's time includes its process start, restic snapshots and the catalog); day 1's plain upload ran before zshield's and was removed; day 2's after. One round per day; Ceph 16 RGW, one OSD on a sparse file, on this host`,
+      note: `${what}; each box a process (the built binary) with its own repository and keys, one bucket, a prefix each, history.verifyPercent 0 (no read-back: day 1 has nothing to check, day 2 would read 10 % of each repository); the plain upload is the AWS SDK's PutObject of the same repository files, ${IN_FLIGHT} in flight per box, one process per box, its clock started once every process had loaded (zshield's time includes its process start, the repository password check (restic cat config) and the catalog); day 1's plain upload ran before zshield's and was removed; day 2's after. One round per day; Ceph 16 RGW, one OSD on a sparse file, on this host`,
     });
   } finally {
     await cluster?.stop();

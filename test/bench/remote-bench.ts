@@ -1,23 +1,27 @@
 // Benchmark (not a test): upload throughput of `zshield remote copy` against `scp` to the same
 // OpenSSH server on 127.0.0.1, same user, same key, same 1 GiB file, in the same run.
 //
-//   npx tsx test/bench/remote-bench.ts [size in MiB, default 1024] [rounds, default 2]
+//   npx tsx test/bench/remote-bench.ts [size in MiB, default 1024] [rounds, default 3]
 //
 // It starts its own sshd (test/remote/sshd.ts: installs openssh-server when missing), builds the
 // bundle when stale, and prints one line per run and the ratio zshield / scp (> 1: zshield is
 // faster). zshield's time includes what scp does not do: the remote SHA-256 of the whole file and
-// the rename; the transfer alone is shown too (from its log's timestamps).
+// the rename; the transfer alone is shown too (from its log's timestamps). The medians go to the
+// `remote` section of build/bench-results.json (a run with another size or fewer rounds does not).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import path from 'node:path';
+import { medianRow, writeBenchSection } from '../../build/bench-table.js';
 import { backupFileName } from '../../src/names/backup-files.js';
 import { BUNDLE, ensureBundle } from '../bundle.js';
 import { day, makeBox, sha256 } from '../remote/lib.js';
 import { KEY_USER, setUpRemoteEnv, uidOf } from '../remote/sshd.js';
 
 const sizeMiB = Number(process.argv[2] ?? 1024);
-const rounds = Number(process.argv[3] ?? 2);
+const rounds = Number(process.argv[3] ?? 3);
+const START_LOAD = loadavg();
 const MiB = 1024 * 1024;
 
 function writeRandomFile(file: string, bytes: number): void {
@@ -109,6 +113,7 @@ async function main(): Promise<void> {
       results.push({ tool: 'scp', secs: s.secs, transfer: null });
     }
 
+    writeSection(results);
     const rate = (secs: number) => sizeMiB / secs;
     for (const r of results) {
       const extra = r.transfer
@@ -129,6 +134,28 @@ async function main(): Promise<void> {
   } finally {
     await stop();
   }
+}
+
+/** The medians, as the `remote` section (only for the default size and at least 3 rounds). */
+function writeSection(results: { tool: string; secs: number; transfer: number | null }[]): void {
+  if (sizeMiB !== 1024 || rounds < 3) return;
+  const of = (tool: string) => results.filter((r) => r.tool === tool).map((r) => r.secs);
+  const transfers = results.flatMap((r) => (r.transfer === null ? [] : [r.transfer]));
+  const detail = `${sizeMiB} MiB of random data; ratio = time / scp's (0.8 of scp's speed is 1.25)`;
+  writeBenchSection(
+    'remote',
+    [
+      medianRow('remote copy, verified end to end (vs scp)', of('zshield'), of('scp'), { detail }),
+      medianRow('remote copy, the transfer alone (vs scp)', transfers, of('scp'), {
+        detail: 'from the connection to the last write acknowledged (its log)',
+      }),
+    ],
+    {
+      loadBefore: START_LOAD,
+      intro:
+        "`zshield remote copy` of one backup file to the remote tests' OpenSSH server on 127.0.0.1 against `scp` of the same file, same user, same key, in the same run. zshield's time includes its process start, the server-side SHA-256 of the whole file and the rename; the transfer alone is timed from its log.",
+    },
+  );
 }
 
 main().catch((err) => {
