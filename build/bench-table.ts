@@ -140,6 +140,9 @@ function imageSection(rows: BenchRow[]): string[] {
   ];
 }
 
+/** A table cell: a `|` in a name (a pipeline) would end the cell. */
+const cell = (text: string) => text.replaceAll('|', '\\|');
+
 /** Any other section: one row per job; a row without a plain tool shows "-" there. */
 function jobSection(rows: BenchRow[]): string[] {
   const detail = rows.some((x) => x.detail);
@@ -148,7 +151,7 @@ function jobSection(rows: BenchRow[]): string[] {
     `|---|---|---|---|---|${detail ? '---|' : ''}`,
     ...rows.map(
       (x) =>
-        `| ${x.name} | ${num(x.zshield, x.unit)} | ${x.plain === null ? '-' : num(x.plain, x.unit)} | ${x.ratio === null ? '-' : x.ratio.toFixed(2)} | ${x.rounds} |${detail ? ` ${x.detail ?? ''} |` : ''}`,
+        `| ${cell(x.name)} | ${num(x.zshield, x.unit)} | ${x.plain === null ? '-' : num(x.plain, x.unit)} | ${x.ratio === null ? '-' : x.ratio.toFixed(2)} | ${x.rounds} |${detail ? ` ${cell(x.detail ?? '')} |` : ''}`,
     ),
   ];
 }

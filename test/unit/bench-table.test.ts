@@ -68,6 +68,15 @@ describe('bench results per section', () => {
     expect(table).toContain('| stream | 10.00 s | 5.00 s | 2.00 | 3 |  |');
   });
 
+  it('a pipeline in a name or a detail stays in its cell (its | escaped)', () => {
+    const file = scratch();
+    writeBenchSection('clone', [row('1 receiver (vs zstd -dc | dd)', 16, 0.4, { detail: 'a | b' })], {
+      file,
+    });
+    const table = benchTables(readResults(file)).get('clone')!;
+    expect(table).toContain('| 1 receiver (vs zstd -dc \\| dd) | 16.00 s | 0.40 s | 40.00 | 3 | a \\| b |');
+  });
+
   it('the README gets each table between its markers; markers of a section without rows are an error', () => {
     const file = scratch();
     writeBenchSection('fleet', [row('day 1', 2, 1)], { file });
