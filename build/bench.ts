@@ -19,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { Appliance } from '../test/bench/appliance.js';
+import { DAEMON_NODE_OPTIONS } from '../test/bundle.js';
 import { type BenchRow, median as med, medianRow, writeBenchSection } from './bench-table.js';
 import {
   GOLDEN_SERIAL,
@@ -126,14 +127,6 @@ async function core(): Promise<void> {
 const CORE_INTRO =
   "In one guest (TCG, 1 CPU), medians of the rounds: a rotation, status, the binary's start against the bare Node it is built from, the idle daemon's memory, a factory reset and a restore, each against the plain tool doing the same work. The goals (issue 26): start at most 1.3 times bare Node; the idle daemon under 60 MiB.";
 
-/** The daemon's NODE_OPTIONS, as rc/zshield.service sets them (the heap limits it runs under). */
-function unitNodeOptions(): string {
-  const unit = readFileSync(path.join(import.meta.dirname, '..', 'rc', 'zshield.service'), 'utf8');
-  const m = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit);
-  if (!m) throw new Error('rc/zshield.service sets no NODE_OPTIONS');
-  return m[1]!;
-}
-
 /** The idle VmRSS (MiB) of a guest process started by `script`, after it settled. */
 async function idleRss(vm: Appliance, script: string, comm: string): Promise<number> {
   const job = vm.spawn(`exec ${script}`);
@@ -163,7 +156,7 @@ async function startAndMemory(vm: Appliance): Promise<void> {
     await rounds(vm, '/opt/bench-node/node -e 0'),
     'node -e 0',
   );
-  const opts = unitNodeOptions();
+  const opts = DAEMON_NODE_OPTIONS;
   const ours = await idleRss(vm, `env NODE_OPTIONS='${opts}' zshield daemon --quiet`, 'zshield');
   const bare = await idleRss(
     vm,
