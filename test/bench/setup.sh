@@ -81,6 +81,11 @@ ensure_host_packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing host packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # One host install at a time with the remote tests' (test/remote/sshd.ts HOST_APT_LOCK): each
+  # lends the others its policy-rc.d only while it holds the lock.
+  local lock_fd
+  exec {lock_fd}>>/run/lock/zshield-host-apt.lock
+  flock --wait 1200 "$lock_fd" || die "another host install held /run/lock/zshield-host-apt.lock for 20 minutes"
   # No package starts a service on this machine (radvd, openipmi ship init scripts): a policy-rc.d
   # that refuses every start, for the install only, unless the machine already has one.
   local own_policy=
@@ -90,6 +95,7 @@ ensure_host_packages() {
   local rc=0
   apt_install "${missing[@]}" || rc=$?
   [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+  exec {lock_fd}>&-
   [ $rc -eq 0 ] || die "apt-get install failed, see $BENCH_DIR/apt.log"
 }
 

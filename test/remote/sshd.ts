@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   existsSync,
   linkSync,
   mkdirSync,
@@ -50,12 +51,38 @@ function installed(pkg: string): boolean {
 export const SSHD_PACKAGES = ['openssh-server', 'openssh-client', 'tmux', 'restic'];
 
 /**
- * apt-get install what is missing (update first only if the install fails). apt waits for the
- * dpkg lock (DPkg::Lock::Timeout) instead of failing at once: the remote project and an appliance
- * file that starts an RGW may install at the same time (the gate installs both sets first, in
- * test/remote/install-packages.ts, so that its parts never do).
+ * Host installs of the tests, one at a time across processes (flock(1) on this file; the bench's
+ * setup.sh takes it too): each lends the others its policy-rc.d only while it holds the lock, so
+ * none removes it under another's install.
+ */
+export const HOST_APT_LOCK = '/run/lock/zshield-host-apt.lock';
+
+/** Runs `fn` holding HOST_APT_LOCK (waited for up to 20 minutes: an install with its update). */
+function withHostAptLock<T>(fn: () => T): T {
+  const fd = openSync(HOST_APT_LOCK, 'a');
+  try {
+    // flock(1) on an inherited descriptor locks the open file, which stays locked while ours is open.
+    const r = spawnSync('flock', ['--wait', '1200', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (r.status !== 0) throw new Error(`flock ${HOST_APT_LOCK} failed (${r.status}): ${r.stderr}`);
+    return fn();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * apt-get install what is missing (update first only if the install fails), under the host's
+ * install lock: the remote project and an appliance file that starts an RGW may install at the same
+ * time (the gate installs both sets first, in test/remote/install-packages.ts, so that its parts
+ * never wait here).
  */
 export function ensurePackages(pkgs: string[]): void {
+  if (pkgs.every(installed)) return;
+  withHostAptLock(() => installMissing(pkgs));
+}
+
+function installMissing(pkgs: string[]): void {
+  // Again under the lock: the install that held it may have brought some of them.
   const missing = pkgs.filter((p) => !installed(p));
   if (!missing.length) return;
   // A package's postinst must not start the system's sshd (on port 22) as a side effect.
@@ -67,6 +94,7 @@ export function ensurePackages(pkgs: string[]): void {
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
+    // dpkg's own lock too is waited for: an install outside the tests (an operator's apt) may run.
     const wait = ['-o', 'DPkg::Lock::Timeout=600'];
     const args = [...wait, 'install', '-y', '--no-install-recommends', ...missing];
     let r = spawnSync('apt-get', args, { encoding: 'utf8', env, timeout: 1_200_000 });
