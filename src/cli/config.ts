@@ -1,4 +1,3 @@
-import { loadConfig } from '../config/load.js';
 import { renderConfig } from '../config/render.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, type ConfigProblem, type ZshieldError } from '../errors.js';
@@ -51,6 +50,7 @@ export function configCommand<C extends ConfigContext>(
           'print the effective configuration (defaults filled in; JSON with or without --json)',
           (yy) => withJson(yy),
           async (a) => {
+            const { loadConfig } = await import('../config/load.js');
             const loaded = await loadConfig(a.config);
             process.stdout.write(`${JSON.stringify(renderConfig(loaded.config), null, 2)}\n`);
           },

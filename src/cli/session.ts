@@ -1,10 +1,23 @@
-import { loadConfig } from '../config/load.js';
 import { type Context, type ContextOptions, systemClock } from '../context.js';
-import { type Logger, createLogger } from '../log/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { GlobalArgs } from '../output.js';
-import { LvmScopedRunner } from '../system/lvm-scope.js';
-import { ExecaRunner } from '../system/runner.js';
-import { writesFor } from '../system/writes.js';
+
+/**
+ * What a command's context is made of, loaded when a command makes one: the config's schema (zod),
+ * the logger (winston) and the runner (execa) are most of the program's start, and `--version`,
+ * `--help` or a usage error need none of them.
+ */
+async function contextParts() {
+  const [{ loadConfig }, { createLogger }, { LvmScopedRunner }, { ExecaRunner }, { writesFor }] =
+    await Promise.all([
+      import('../config/load.js'),
+      import('../log/logger.js'),
+      import('../system/lvm-scope.js'),
+      import('../system/runner.js'),
+      import('../system/writes.js'),
+    ]);
+  return { loadConfig, createLogger, LvmScopedRunner, ExecaRunner, writesFor };
+}
 
 /**
  * One run of the binary: the one context builder, the logger it makes (main() reports the final
@@ -25,6 +38,7 @@ export class Session {
    * `writes` refuses every file and remote write, so no flow can turn a dry run into a real one.
    */
   readonly context = async (a: GlobalArgs, opts: ContextOptions = {}): Promise<Context> => {
+    const { loadConfig, createLogger, LvmScopedRunner, ExecaRunner, writesFor } = await contextParts();
     const loaded = await loadConfig(a.config);
     const config = loaded.config;
     const dryRun = a['dry-run'];

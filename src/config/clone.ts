@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The `clone` section: golden images as signed artefacts and multicast cloning (a disk image sent

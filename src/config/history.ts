@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { NotFoundError } from '../errors.js';
 import { CIPHERTEXT_PATTERN, sshServerSchema, transferSettings } from './remote.js';
 import { parseSize, type SizeSpec } from './size.js';

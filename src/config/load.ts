@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
+import { DEFAULT_CONFIG_PATH } from './paths.js';
 import { type Config, configSchema } from './schema.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/zshield/zshield.conf';
 
 export interface LoadedConfig {
   config: Config;

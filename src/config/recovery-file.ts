@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { httpAllowed, s3Fields } from './history.js';
 import { sshServerSchema } from './remote.js';
 

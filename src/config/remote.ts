@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The `remote` section of the config: where backups are copied off the box (server, user,

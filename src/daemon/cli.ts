@@ -1,4 +1,3 @@
-import { loadConfig } from '../config/load.js';
 import type { CommandKit, Context } from '../context.js';
 import { type GlobalArgs, command } from '../output.js';
 import type { DaemonHooks } from './daemon.js';
@@ -29,5 +28,6 @@ export async function startDaemon(
   more: Pick<DaemonHooks, 'afterCheck'> = {},
 ): Promise<void> {
   const { runDaemon } = await import('./daemon.js');
+  const { loadConfig } = await import('../config/load.js');
   await runDaemon(ctx, { reloadConfig: async () => (await loadConfig(a.config)).config, ...more });
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_CONFIG_PATH, parseConfigText } from '../config/load.js';
+import { parseConfigText } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/paths.js';
 import type { Context } from '../context.js';
 import { ConfigError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';

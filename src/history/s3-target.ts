@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type S3TargetConfig, s3TargetSchema, targetWhere } from '../config/history.js';
-import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/paths.js';
 import type { Context } from '../context.js';
 import { ConfigError, RefusedError, UsageError } from '../errors.js';
 import type { Plan } from '../plan/plan.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path/posix';
 import { sftpTargetSchema, targetWhere } from '../config/history.js';
-import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/paths.js';
 import { FINGERPRINT_PATTERN } from '../config/remote.js';
 import type { Context } from '../context.js';
 import { ConfigError, NotFoundError, RefusedError, UsageError } from '../errors.js';

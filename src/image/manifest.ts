@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { VerifyError } from '../errors.js';
 import type { Command } from '../system/command.js';
 

@@ -1,4 +1,4 @@
-import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/paths.js';
 import type { CommandKit, Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import type { Prompter } from '../system/prompt.js';
