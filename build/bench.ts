@@ -19,7 +19,8 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { Appliance } from '../test/bench/appliance.js';
-import { DAEMON_NODE_OPTIONS } from '../test/bundle.js';
+import { ensureBench } from '../test/bench/bench-env.js';
+import { DAEMON_NODE_OPTIONS, ensureBundle } from '../test/bundle.js';
 import { type BenchRow, median as med, medianRow, writeBenchSection } from './bench-table.js';
 import {
   GOLDEN_SERIAL,
@@ -364,6 +365,10 @@ async function main(): Promise<void> {
     throw new Error(`--only takes core or image, not ${only}`);
   }
   const loadBefore = START_LOAD;
+  // The guest runs the binary baked into the bench's root: build it if src/ is newer and refresh
+  // the root from it (both quick when up to date), or a run alone measures an older binary.
+  ensureBundle();
+  await ensureBench();
   if (!only || only === 'core') await core();
   if (!only || only === 'image') await image();
   console.log('\nsummary (same guest per section, same run):');

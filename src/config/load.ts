@@ -4,7 +4,6 @@ import { ConfigError, type ConfigProblem } from '../errors.js';
 import { DEFAULT_CONFIG_PATH } from './paths.js';
 import { type Config, configSchema } from './schema.js';
 
-
 export interface LoadedConfig {
   config: Config;
   /** The file read, or null when none exists at the default path and defaults are used. */
