@@ -130,7 +130,7 @@ describe('rc/ units', () => {
     // NODE_OPTIONS never leaks in: the boot hook clears it, the daemon sets it to its heap limits.
     expect(boot['Service.Environment']).toContain('NODE_OPTIONS=');
     expect(daemon['Service.Environment']).toEqual([
-      '"NODE_OPTIONS=--max-semi-space-size=1 --max-old-space-size=128"',
+      '"NODE_OPTIONS=--max-semi-space-size=1 --max-old-space-size=128 --v8-pool-size=1"',
     ]);
     for (const u of [boot, daemon]) expect(u['Install.WantedBy']).toEqual(['multi-user.target']);
   });
