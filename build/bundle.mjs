@@ -68,6 +68,26 @@ const vendorPlugin = {
 };
 
 /**
+ * string-width (yargs' and cliui's, three copies) makes an `Intl.Segmenter` when it is loaded: ICU
+ * then loads its break-iteration data, which was a third of a start on the host (17 ms of each
+ * `--version`) and most of the ICU pages an idle daemon touched; only help text needs it. Made on
+ * first use instead. The build fails if the line is not there (a new release: look again).
+ */
+const SEGMENTER = 'const segmenter = new Intl.Segmenter();';
+const lazySegmenterPlugin = {
+  name: 'zshield-lazy-segmenter',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/](.*[\\/])?string-width[\\/]index\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes(SEGMENTER)) throw new Error(`bundle: ${args.path} no longer has "${SEGMENTER}"`);
+      const lazy =
+        'let segmenterMade; const segmenter = { segment: (s) => (segmenterMade ??= new Intl.Segmenter()).segment(s) };';
+      return { contents: text.replace(SEGMENTER, lazy), loader: 'js' };
+    });
+  },
+};
+
+/**
  * The bundle's text stays in V8's heap for as long as the process lives (functions are compiled
  * when first called): one byte a character when all of it is ASCII, two for every character once
  * one is not. `charset: 'ascii'` escapes strings and identifiers; esbuild leaves a few comments and
@@ -89,7 +109,7 @@ await build({
   ...common,
   entryPoints: [path.join(root, 'src/index.ts')],
   outfile: main,
-  plugins: [vendorPlugin],
+  plugins: [vendorPlugin, lazySegmenterPlugin],
 });
 asciiOnly(main);
 // The form the binary can answer (build/sea-main.cjs): a require of each vendor file, no import().
