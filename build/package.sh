@@ -93,7 +93,14 @@ sed -e "s/@VERSION@/$deb_version/" -e "s/@INSTALLED_SIZE@/$size_kib/" -e "s/@SHL
 chmod 0644 "$tree/DEBIAN/md5sums" "$tree/DEBIAN/control"
 
 deb=$out/zshield_${deb_version}_amd64.deb
+# A temporary file of this run's own, renamed over the package: two runs at once (the gate's host
+# tests and its systemd bench set-up do) each leave a whole package, and a reader of the old one
+# keeps reading it. (One shared name had the second run's dpkg-deb write into the file the first
+# had just renamed: "corrupt - bad archive header magic", then "cannot stat" for the second mv.)
+tmp_deb=$(mktemp "$out/.zshield-deb.XXXXXX")
+trap 'rm -rf "$tree" "$tmp_deb"' EXIT
 # --root-owner-group: every file root:root without fakeroot; gzip: xz takes minutes for the 100 MB binary.
-dpkg-deb --root-owner-group -Zgzip -z6 --build "$tree" "$deb.tmp" >/dev/null
-mv -f "$deb.tmp" "$deb"
+dpkg-deb --root-owner-group -Zgzip -z6 --build "$tree" "$tmp_deb" >/dev/null
+chmod 0644 "$tmp_deb"
+mv -f "$tmp_deb" "$deb"
 echo "$deb"
