@@ -7,7 +7,8 @@ import type { Plan } from '../plan/plan.js';
 import { runPlan } from '../plan/run.js';
 import type { SigningKey } from '../system/signing.js';
 import { appendCatalog, CATALOG_FILES, catalogView, verifyCatalog } from './catalog.js';
-import { catalogKey, repoDir, resticFor } from './repo.js';
+import { provePassword } from './password-proof.js';
+import { catalogKey, repoDir, repositoryPassword, resticFor } from './repo.js';
 import { openStore } from './stores.js';
 import { updateTarget } from './state.js';
 import { kindOf, listLocalRepo, type RepoFile, type Store, snapshotIdsIn } from './repo-store.js';
@@ -48,12 +49,14 @@ async function prepare(ctx: Context): Promise<Prepared> {
   const h = ctx.config.history;
   const key = await catalogKey(ctx);
   const catalog = verifyCatalog(h.dir, key.publicText);
-  const restic = resticFor(ctx);
+  const password = repositoryPassword(ctx);
+  const restic = resticFor(ctx, repoDir(h), password);
   if (!ctx.dryRun) await restic.unlockStale();
   // The password is proven (a wrong one is a config error, whatever the copy needs) by opening the
-  // key only; the snapshots' times come from the signed catalog. `restic snapshots` did both and
-  // also took and dropped a lock in the repository: 0.72 s against 0.48 s for a small repository.
-  await restic.open();
+  // key only, once for a password and the keys it opened (password-proof.ts); the snapshots' times
+  // come from the signed catalog. `restic snapshots` did both and also took and dropped a lock in
+  // the repository: 0.72 s against 0.48 s for a small repository.
+  await provePassword(ctx, { dir: h.dir, repo: repoDir(h), password }, () => restic.open());
   const views = catalogView(catalog.entries);
   const times = new Map(views.map((v) => [v.fingerprint, v.time]));
   const cataloged = new Set(times.keys());

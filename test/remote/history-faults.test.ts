@@ -3,6 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, w
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
+import { encryptPassword, readKeyFile } from '../../src/system/secrets.js';
 import {
   type HistoryBox,
   localSnapshots,
@@ -327,5 +328,28 @@ describe('history: a take cut off, a broken catalog, status, init, short IDs', (
     expect(wrong.stderr).toMatch(/zshield history init --password-stdin/);
     ok(zh(box, ['history', 'init', '--password-stdin'], { input: `${passwordOf(box)}\n` }));
     ok(zh(box, ['history', 'take', '--device', box.tree]));
+  });
+
+  it('replicate: a wrong repository password is a config error before anything moves, after a run that proved the right one too', () => {
+    const box = makeHistoryBox(env, { files: 1, size: 100 });
+    ok(zh(box, ['history', 'take', '--device', box.tree]));
+    ok(zh(box, ['history', 'replicate', '--target', 'a']));
+    // The right password is remembered as proven (password-proof.ts): a salted hash, 0600.
+    const proof = path.join(String(box.config.history['dir']), 'password-proof');
+    expect(statSync(proof).mode & 0o777).toBe(0o600);
+    expect(readFileSync(proof, 'utf8')).not.toContain(passwordOf(box));
+    ok(zh(box, ['history', 'take', '--device', box.tree, '--reason', 'second']));
+    const right = box.config.history['password'];
+    const keyFile = String(box.config.history['keyFile']);
+    box.config.history['password'] = encryptPassword('not-the-password', readKeyFile(keyFile));
+    writeHistoryConfig(box);
+    const before = readdirSync(path.join(box.destA, 'repo', 'snapshots'));
+    const wrong = zh(box, ['history', 'replicate', '--target', 'a']);
+    expect(wrong.code, wrong.stderr).toBe(ExitCode.config);
+    expect(readdirSync(path.join(box.destA, 'repo', 'snapshots'))).toEqual(before);
+    box.config.history['password'] = right;
+    writeHistoryConfig(box);
+    ok(zh(box, ['history', 'replicate', '--target', 'a']));
+    expect(readdirSync(path.join(box.destA, 'repo', 'snapshots'))).toHaveLength(before.length + 1);
   });
 });
