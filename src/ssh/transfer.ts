@@ -114,24 +114,34 @@ export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
       if (hash) await hashRange(local, hash, 0, resumedFrom, file.path, signal);
     }
     const progress = new Progress({ log, doc: opts.doc }, file.name, size, resumedFrom);
-    const sent = await sendPart({ ...opts, local, partPath, from: resumedFrom, size, hash, progress });
-    const sha256 = hash ? hash.digest('hex') : opts.knownSha256!;
-    const verifiedBy = await verifyPart({
-      rehash: hash !== null,
-      session,
+    const verify = () =>
+      verifyPart({
+        rehash: hash !== null,
+        session,
+        local,
+        file,
+        partPath,
+        size,
+        sha256: hash ? hash.digest('hex') : opts.knownSha256!,
+        identity,
+        signal,
+        remoteHash: opts.remoteHash ?? ((s, f, n) => remoteSha256(s, f, n, signal)),
+      });
+    const { sent, verifiedBy } = await sendPart({
+      ...opts,
       local,
-      file,
       partPath,
+      from: resumedFrom,
       size,
-      sha256,
-      identity,
-      signal,
-      remoteHash: opts.remoteHash ?? ((s, f, n) => remoteSha256(s, f, n, signal)),
+      hash,
+      progress,
+      verify,
     });
+    const sha256 = verifiedBy.sha256;
     await opts.beforeRename?.();
     await session.rename(partPath, finalPath);
     progress.update(size);
-    return { resumedFrom, sent, sha256, verifiedBy, identity };
+    return { resumedFrom, sent, sha256, verifiedBy: verifiedBy.by, identity };
   } finally {
     await local.close();
   }
@@ -192,8 +202,14 @@ async function explainFailure(
   return err;
 }
 
-/** Open the part, send the bytes from `from`, fsync and close it; a full disk is named as such. */
-async function sendPart(
+/**
+ * Open the part, send the bytes from `from`, then fsync it and prove it (`verify`) at once, and
+ * close it; a full disk is named as such. The server flushes the part to its disk while it hashes
+ * it from its cache and this side hashes its file again: one after the other, the fsync of 1 GiB
+ * and the two checksums were most of what a copy took beyond scp's time. The part is renamed (by
+ * the caller) only after both.
+ */
+async function sendPart<V>(
   a: UploadOptions & {
     local: LocalHandle;
     partPath: string;
@@ -201,15 +217,16 @@ async function sendPart(
     size: number;
     hash: Hash | null;
     progress: Progress;
+    verify: () => Promise<V>;
   },
-): Promise<number> {
+): Promise<{ sent: number; verifiedBy: V }> {
   const { session, partPath } = a;
   try {
     const handle = await session.open(partPath, a.from > 0 ? 'r+' : 'w');
     try {
       const sent = await sendRange({ ...a, handle, name: a.file.path, signal: a.signal });
-      await session.fsync(handle, partPath);
-      return sent;
+      const [, verifiedBy] = await Promise.all([session.fsync(handle, partPath), a.verify()]);
+      return { sent, verifiedBy };
     } finally {
       await session.closeHandle(handle, partPath).catch(() => {});
     }
@@ -235,19 +252,21 @@ async function verifyPart(a: {
   remoteHash: NonNullable<UploadOptions['remoteHash']>;
   /** Hash the local file again (not when its SHA-256 was known beforehand). */
   rehash: boolean;
-}): Promise<string> {
+}): Promise<{ by: string; sha256: string }> {
   const { session, file, partPath, size, sha256 } = a;
-  const remoteSize = await session.size(partPath);
+  // The size, the server's checksum and this side's again, at once (a wrong size is rare: the
+  // checksums it wasted cost nothing then).
+  const [remoteSize, remote, again] = await Promise.all([
+    session.size(partPath),
+    a.remoteHash(session, partPath, size),
+    a.rehash ? hashFile(a.local, size, file.path, a.signal) : sha256,
+  ]);
   if (remoteSize !== size) {
     await session.unlink(partPath).catch(() => {});
     throw new RemoteMismatchError(
       `remote copy of ${file.name} has ${remoteSize ?? 'no'} bytes, expected ${size}; the partial upload was removed`,
     );
   }
-  const [remote, again] = await Promise.all([
-    a.remoteHash(session, partPath, size),
-    a.rehash ? hashFile(a.local, size, file.path, a.signal) : sha256,
-  ]);
   if (remote.sum !== sha256) {
     await session.unlink(partPath).catch(() => {});
     throw new RemoteMismatchError(
@@ -264,7 +283,7 @@ async function verifyPart(a: {
       { hint: 'copy again once whatever writes it has finished' },
     );
   }
-  return remote.by;
+  return { by: remote.by, sha256 };
 }
 
 export async function hashFile(
