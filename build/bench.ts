@@ -168,9 +168,11 @@ async function startAndMemory(vm: Appliance): Promise<void> {
   await vm.shOk('rm /opt/bench-node/node');
   await vm.writeFile('/opt/bench-node/zshield-previous', readFileSync(previous), 0o755);
   const prev = '/opt/bench-node/zshield-previous';
-  ratio('start', ourStart, await rounds(vm, `${prev} --version`), "the previous commit's binary");
+  // Which binary it is (a commit), for the rows' names: BENCH_PREVIOUS_LABEL.
+  const label = `the binary of ${process.env['BENCH_PREVIOUS_LABEL'] ?? 'the previous commit'}`;
+  ratio('start', ourStart, await rounds(vm, `${prev} --version`), label);
   const before = await idleRss(vm, `env NODE_OPTIONS='${opts}' ${prev} daemon --quiet`, 'zshield-previous');
-  memoryRow(ours, before, "the previous commit's binary", `under the unit's NODE_OPTIONS (${opts})`);
+  memoryRow(ours, before, label, `under the unit's NODE_OPTIONS (${opts})`);
   await vm.shOk(`rm ${prev}`);
 }
 
