@@ -51,7 +51,7 @@ cat > "$out/sea-config.json" <<JSON
     "zshield.cjs": "dist/zshield.cjs",
     "zshield.cache": "$out/zshield.cache",
     "zshield-daemon.cache": "$out/zshield-daemon.cache",
-$(for f in dist/vendor/*.cjs; do echo "    \"vendor/${f##*/}\": \"$f\","; done)
+$(for v in $vendors; do echo "    \"vendor/$v.cjs\": \"dist/vendor/$v.cjs\","; done)
     "grub/40_zshield": "grub/40_zshield",
     "rc/zshield-boot.service": "rc/zshield-boot.service",
     "rc/zshield.service": "rc/zshield.service",
